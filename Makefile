@@ -1,0 +1,38 @@
+# Entry points: `make run` starts the system on embedded defaults, `make test` runs the tests.
+# Both create .venv and install the project into it first; nothing else needs installing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: venv run test test-fast bench lint proto clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: venv
+	$(BIN)/workbench db-api
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+test-fast: venv
+	$(BIN)/python -m pytest -m "not slow and not mongo"
+
+bench: venv
+	$(BIN)/python tests/bench/bench_db_api.py
+
+lint: venv
+	$(BIN)/ruff check .
+
+proto: venv
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. db_api/proto/dbapi.proto
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

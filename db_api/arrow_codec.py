@@ -1,0 +1,151 @@
+"""Arrow IPC on the wire, documents in the store: conversions both ways.
+
+Bulk reads and writes move Arrow IPC record batches (columnar, ~40x faster than a message per
+record); the store keeps BSON documents. This module is the only place the two meet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyarrow as pa
+import pyarrow.types as pat
+
+from db_api.documents import check_field_name, to_text
+from db_api.errors import InvalidArgument
+
+
+def table_to_ipc(data: pa.Table | pa.RecordBatch) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, data.schema) as writer:
+        writer.write(data)
+    return sink.getvalue().to_pybytes()
+
+
+def ipc_to_table(data: bytes, what: str = "batch") -> pa.Table:
+    """Read one Arrow IPC stream; malformed input is an INVALID_ARGUMENT, never a crash."""
+    try:
+        with pa.ipc.open_stream(pa.py_buffer(data)) as reader:
+            table = reader.read_all()
+        table.validate(full=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as exc:
+        raise InvalidArgument(f"the {what} is not a valid Arrow IPC stream: {exc}") from None
+    return table
+
+
+def schema_to_bytes(schema: pa.Schema) -> bytes:
+    return schema.serialize().to_pybytes()
+
+
+def schema_from_bytes(data: bytes) -> pa.Schema:
+    try:
+        return pa.ipc.read_schema(pa.py_buffer(data))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InvalidArgument(f"arrow_schema is not a serialized Arrow schema: {exc}") from None
+
+
+def _check_type(type_: pa.DataType, where: str) -> None:
+    """Only types that have a BSON equivalent may be written."""
+    if pat.is_struct(type_):
+        for child in type_:
+            check_field_name(child.name, where)
+            _check_type(child.type, f"{where}.{child.name}")
+        return
+    if pat.is_list(type_) or pat.is_large_list(type_) or pat.is_fixed_size_list(type_):
+        _check_type(type_.value_type, f"{where}[]")
+        return
+    if pat.is_dictionary(type_):
+        _check_type(type_.value_type, where)
+        return
+    storable = (
+        pat.is_null(type_)
+        or pat.is_boolean(type_)
+        or pat.is_integer(type_)
+        or pat.is_floating(type_)
+        or pat.is_string(type_)
+        or pat.is_large_string(type_)
+        or pat.is_binary(type_)
+        or pat.is_large_binary(type_)
+        or pat.is_timestamp(type_)
+        or pat.is_date(type_)
+        or pat.is_decimal(type_)
+    )
+    if not storable:
+        raise InvalidArgument(f"column {where!r} has Arrow type {type_}, which cannot be stored")
+
+
+def table_to_documents(table: pa.Table) -> list[dict]:
+    """Rows as dicts, after checking every column name and type can be stored."""
+    for field in table.schema:
+        check_field_name(field.name)
+        _check_type(field.type, field.name)
+    names = table.column_names
+    if len(set(names)) != len(names):
+        raise InvalidArgument(f"a batch has duplicate column names: {names}")
+    # Column-wise conversion then zip is the fastest pure-pyarrow route to row dicts.
+    columns = [column.to_pylist() for column in table.columns]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def _column_names(docs: Sequence[dict], columns: Sequence[str]) -> list[str]:
+    if columns:
+        return ["_id", *[c for c in columns if c != "_id"]]
+    seen: dict[str, None] = {"_id": None}
+    for doc in docs:
+        for key in doc:
+            seen.setdefault(key, None)
+    return list(seen)
+
+
+def _typed_array(values: list) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        # Mixed kinds in one column (e.g. numbers and text): keep every value, as text.
+        return pa.array([to_text(v) for v in values], type=pa.string())
+
+
+def documents_to_batch(
+    docs: Sequence[dict],
+    columns: Sequence[str] = (),
+    *,
+    as_text: bool = False,
+    schema: pa.Schema | None = None,
+) -> pa.RecordBatch:
+    """Build one record batch from documents: columns in first-seen order, `_id` first.
+
+    `as_text` makes every column a string (strings as stored, other values as JSON text);
+    `schema` casts the batch to a fixed schema (missing columns become null).
+    """
+    names = [f.name for f in schema] if schema is not None else _column_names(docs, columns)
+    arrays = []
+    for name in names:
+        values = [doc.get(name) for doc in docs]
+        array = _typed_array(values)
+        if as_text:
+            array = _as_text(array, values)
+        if schema is not None:
+            array = _cast(array, schema.field(name).type, name)
+        arrays.append(array)
+    if schema is not None:
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _as_text(array: pa.Array, values: list) -> pa.Array:
+    if pat.is_string(array.type):
+        return array
+    if pat.is_null(array.type):
+        return array.cast(pa.string())
+    return pa.array([to_text(v) for v in values], type=pa.string())
+
+
+def _cast(array: pa.Array, type_: pa.DataType, name: str) -> pa.Array:
+    if array.type == type_:
+        return array
+    try:
+        return array.cast(type_, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise InvalidArgument(
+            f"column {name!r} holds {array.type} values that do not fit the requested type {type_}: {exc}"
+        ) from None

@@ -1,0 +1,28 @@
+"""Errors the store and the service raise, each mapped to one gRPC status code.
+
+The message is written for a person: it names the collection, field or id at fault.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class DbApiError(Exception):
+    """Base class; `code` is the gRPC status the service answers with."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+
+class InvalidArgument(DbApiError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class UnknownCollection(DbApiError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class Unavailable(DbApiError):
+    """The backing database cannot be reached."""
+
+    code = grpc.StatusCode.UNAVAILABLE

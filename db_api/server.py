@@ -1,0 +1,90 @@
+"""Builds and runs the gRPC server: the DbApi service, health checking and reflection."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from db_api.auth import TokenAuthInterceptor
+from db_api.proto import dbapi_pb2, dbapi_pb2_grpc
+from db_api.servicer import DbApiServicer
+from db_api.store.base import Store
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = dbapi_pb2.DESCRIPTOR.services_by_name["DbApi"].full_name
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    port: int
+    store: Store
+    health: health.HealthServicer
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop taking calls, let running ones finish for `grace` seconds, then close the store."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        self.store.close()
+
+
+def start_server(
+    store: Store,
+    address: str,
+    *,
+    token: str | None = None,
+    max_message_bytes: int = 64 * 1024 * 1024,
+    max_workers: int = 16,
+) -> RunningServer:
+    """Start serving on `address` (host:port; port 0 picks a free one) and return at once."""
+    interceptors = [TokenAuthInterceptor(token)] if token else []
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="db-api"),
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            # Without this a second server could silently share the port.
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    dbapi_pb2_grpc.add_DbApiServicer_to_server(DbApiServicer(store), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise PortInUse(f"cannot listen on {address}: {exc}") from None
+    if port == 0:
+        raise PortInUse(f"cannot listen on {address}: the port is taken or the address is invalid")
+    server.start()
+    for service in ("", SERVICE_NAME):
+        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server, port, store, health_servicer)
+
+
+def serve_forever(running: RunningServer) -> None:
+    """Block until SIGINT or SIGTERM, then stop gracefully."""
+    stopping = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("db-api stopping", extra={"signal": signal.Signals(signum).name})
+        stopping.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    stopping.wait()
+    running.stop()

@@ -1,0 +1,277 @@
+"""The gRPC servicer: translates requests to store calls and store errors to gRPC statuses.
+
+It holds no storage logic and never knows which backend is behind the `Store`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import grpc
+from bson import json_util
+
+from db_api import arrow_codec, documents
+from db_api.collections import check_collection, scans_as_text
+from db_api.errors import DbApiError, InvalidArgument
+from db_api.filters import Condition, parse_condition
+from db_api.proto import dbapi_pb2 as pb
+from db_api.proto import dbapi_pb2_grpc
+from db_api.store.base import ScanSpec, Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 2000
+MAX_BATCH_SIZE = 100_000
+MAX_LIST = 10_000
+MAX_LEASE_SECONDS = 7 * 24 * 3600
+
+_OPERATORS = {
+    pb.OPERATOR_EQ: "eq",
+    pb.OPERATOR_NE: "ne",
+    pb.OPERATOR_LT: "lt",
+    pb.OPERATOR_LTE: "lte",
+    pb.OPERATOR_GT: "gt",
+    pb.OPERATOR_GTE: "gte",
+    pb.OPERATOR_IN: "in",
+    pb.OPERATOR_EXISTS: "exists",
+    pb.OPERATOR_PREFIX: "prefix",
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> None:
+    if isinstance(exc, DbApiError):
+        log.warning("rpc refused", extra={"rpc": method, "code": exc.code.name, "error": str(exc)})
+        context.abort(exc.code, str(exc))
+    log.exception("rpc failed", extra={"rpc": method})
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}: {exc}")
+
+
+def _rpc(method: F) -> F:
+    """Answer every failure with a status and a message a person can act on."""
+    name = method.__name__
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def streaming(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            try:
+                yield from method(self, request, context)
+            except Exception as exc:
+                _abort(context, name, exc)
+
+        return streaming  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except Exception as exc:
+            _abort(context, name, exc)
+
+    return unary  # type: ignore[return-value]
+
+
+def conditions_from_proto(filters: Sequence[pb.Condition]) -> list[Condition]:
+    parsed = []
+    for cond in filters:
+        if cond.op not in _OPERATORS:
+            raise InvalidArgument(f"filter on {cond.field!r} has no valid operator")
+        parsed.append(parse_condition(cond.field, _OPERATORS[cond.op], cond.value_json))
+    return parsed
+
+
+def _documents_from_ipc(data: bytes, key: str | None, what: str) -> list[dict]:
+    if not data:
+        return []
+    table = arrow_codec.ipc_to_table(data, what)
+    return documents.with_key_as_id(arrow_codec.table_to_documents(table), key)
+
+
+def _json_document(doc: dict) -> str:
+    return json_util.dumps(doc, json_options=json_util.RELAXED_JSON_OPTIONS)
+
+
+class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @_rpc
+    def InsertOne(self, request: pb.InsertOneRequest, context: grpc.ServicerContext) -> pb.InsertOneResponse:
+        collection = check_collection(request.collection)
+        doc = documents.decode(request.document_bson)
+        doc.setdefault("_id", documents.new_id())
+        stored, inserted = self.store.insert_one(collection, documents.check_document(doc))
+        return pb.InsertOneResponse(
+            id=stored["_id"], inserted=inserted, document_bson=documents.encode(stored)
+        )
+
+    @_rpc
+    def Get(self, request: pb.GetRequest, context: grpc.ServicerContext) -> pb.GetResponse:
+        doc = self.store.get(check_collection(request.collection), documents.check_id(request.id, "id"))
+        if doc is None:
+            return pb.GetResponse(found=False)
+        return pb.GetResponse(found=True, document_bson=documents.encode(doc))
+
+    @_rpc
+    def Count(self, request: pb.CountRequest, context: grpc.ServicerContext) -> pb.CountResponse:
+        collection = check_collection(request.collection)
+        count = self.store.count(collection, conditions_from_proto(request.filter))
+        return pb.CountResponse(count=count, high_water_mark=self.store.high_water_mark(collection))
+
+    @_rpc
+    def DeleteIds(self, request: pb.DeleteIdsRequest, context: grpc.ServicerContext) -> pb.DeleteIdsResponse:
+        collection = check_collection(request.collection)
+        ids = [documents.check_id(i, "id") for i in request.ids]
+        return pb.DeleteIdsResponse(deleted=self.store.delete_ids(collection, ids))
+
+    @_rpc
+    def WriteBatches(
+        self, request_iterator: Iterator[pb.WriteBatchesRequest], context: grpc.ServicerContext
+    ) -> pb.WriteBatchesResponse:
+        messages = inserted = replaced = skipped = 0
+        collection, upsert, key = "", False, ""
+        for request in request_iterator:
+            if messages == 0:
+                collection = check_collection(request.collection)
+                if request.mode not in (pb.WRITE_MODE_INSERT, pb.WRITE_MODE_UPSERT):
+                    raise InvalidArgument("WriteBatches needs mode insert or upsert in its first message")
+                upsert = request.mode == pb.WRITE_MODE_UPSERT
+                key = request.key
+            try:
+                docs = _documents_from_ipc(request.arrow_ipc, key, f"batch in message {messages + 1}")
+                counts = self.store.write(collection, docs, upsert=upsert)
+            except DbApiError as exc:
+                if messages:
+                    exc.args = (
+                        f"{exc} ({messages} earlier messages were committed; "
+                        "writes are idempotent, so the stream can be retried)",
+                    )
+                raise
+            messages += 1
+            inserted += counts.inserted
+            replaced += counts.replaced
+            skipped += counts.skipped
+        return pb.WriteBatchesResponse(
+            messages=messages, inserted=inserted, replaced=replaced, skipped=skipped
+        )
+
+    @_rpc
+    def Scan(self, request: pb.ScanRequest, context: grpc.ServicerContext) -> Iterator[pb.ScanResponse]:
+        collection = check_collection(request.collection)
+        partitions = request.partitions or 1
+        if request.partition >= partitions:
+            raise InvalidArgument(
+                f"partition {request.partition} does not exist; partitions are 0..{partitions - 1}"
+            )
+        batch_size = request.batch_size or DEFAULT_BATCH_SIZE
+        if batch_size > MAX_BATCH_SIZE:
+            raise InvalidArgument(f"batch_size {batch_size} is above the limit of {MAX_BATCH_SIZE}")
+        for column in request.columns:
+            documents.check_field_name(column)
+        if request.column_types == pb.COLUMN_TYPES_DEFAULT:
+            as_text = scans_as_text(collection)
+        else:
+            as_text = request.column_types == pb.COLUMN_TYPES_TEXT
+        schema = arrow_codec.schema_from_bytes(request.arrow_schema) if request.arrow_schema else None
+        spec = ScanSpec(
+            conditions=conditions_from_proto(request.filter),
+            columns=list(request.columns),
+            partition=request.partition,
+            partitions=partitions,
+            page_size=batch_size,
+            limit=request.limit,
+            newest_first=request.newest_first,
+        )
+        for page in self.store.scan(collection, spec):
+            batch = arrow_codec.documents_to_batch(page, spec.columns, as_text=as_text, schema=schema)
+            yield pb.ScanResponse(arrow_ipc=arrow_codec.table_to_ipc(batch))
+
+    @_rpc
+    def CommitClean(
+        self, request: pb.CommitCleanRequest, context: grpc.ServicerContext
+    ) -> pb.CommitCleanResponse:
+        key = request.key or "submission_id"
+        cleaned = _documents_from_ipc(request.cleaned_arrow_ipc, key, "cleaned batch")
+        quarantine = _documents_from_ipc(request.quarantine_arrow_ipc, key, "quarantine batch")
+        raw_ids = [documents.check_id(i, "raw id") for i in request.raw_ids]
+        counts = self.store.commit_clean(cleaned, quarantine, raw_ids)
+        return pb.CommitCleanResponse(
+            cleaned=counts.cleaned,
+            quarantined=counts.quarantined,
+            raw_deleted=counts.raw_deleted,
+            transactional=counts.transactional,
+        )
+
+    @_rpc
+    def PutDocument(
+        self, request: pb.PutDocumentRequest, context: grpc.ServicerContext
+    ) -> pb.PutDocumentResponse:
+        collection = check_collection(request.collection)
+        doc_id = documents.check_id(request.id, "id")
+        try:
+            doc = json_util.loads(request.json)
+        except (ValueError, TypeError) as exc:
+            raise InvalidArgument(f"document {doc_id!r} is not valid JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise InvalidArgument(f"document {doc_id!r} must be a JSON object")
+        if doc.setdefault("_id", doc_id) != doc_id:
+            raise InvalidArgument(f"document _id {doc['_id']!r} differs from the id {doc_id!r}")
+        counts = self.store.write(collection, [documents.check_document(doc)], upsert=True)
+        return pb.PutDocumentResponse(created=counts.inserted == 1)
+
+    @_rpc
+    def GetDocument(
+        self, request: pb.GetDocumentRequest, context: grpc.ServicerContext
+    ) -> pb.GetDocumentResponse:
+        doc = self.store.get(check_collection(request.collection), documents.check_id(request.id, "id"))
+        if doc is None:
+            return pb.GetDocumentResponse(found=False)
+        return pb.GetDocumentResponse(found=True, json=_json_document(doc))
+
+    @_rpc
+    def ListDocuments(
+        self, request: pb.ListDocumentsRequest, context: grpc.ServicerContext
+    ) -> pb.ListDocumentsResponse:
+        collection = check_collection(request.collection)
+        limit = request.limit or 100
+        if limit > MAX_LIST:
+            raise InvalidArgument(
+                f"limit {limit} is above the maximum of {MAX_LIST}; use Scan for bulk reads"
+            )
+        spec = ScanSpec(
+            conditions=conditions_from_proto(request.filter),
+            page_size=limit,
+            limit=limit,
+            newest_first=request.newest_first,
+        )
+        docs = [_json_document(doc) for page in self.store.scan(collection, spec) for doc in page]
+        return pb.ListDocumentsResponse(json=docs)
+
+    @_rpc
+    def AcquireLease(
+        self, request: pb.AcquireLeaseRequest, context: grpc.ServicerContext
+    ) -> pb.AcquireLeaseResponse:
+        name = documents.check_id(request.name, "lease name")
+        holder = documents.check_id(request.holder, "holder")
+        if not 0 < request.ttl_seconds <= MAX_LEASE_SECONDS:
+            raise InvalidArgument(
+                f"ttl_seconds must be in (0, {MAX_LEASE_SECONDS}], got {request.ttl_seconds}"
+            )
+        lease = self.store.acquire_lease(name, holder, request.ttl_seconds, time.time())
+        return pb.AcquireLeaseResponse(
+            acquired=lease.acquired, holder=lease.holder, expires_at=lease.expires_at
+        )
+
+    @_rpc
+    def ReleaseLease(
+        self, request: pb.ReleaseLeaseRequest, context: grpc.ServicerContext
+    ) -> pb.ReleaseLeaseResponse:
+        name = documents.check_id(request.name, "lease name")
+        holder = documents.check_id(request.holder, "holder")
+        return pb.ReleaseLeaseResponse(released=self.store.release_lease(name, holder))

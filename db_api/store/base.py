@@ -1,0 +1,101 @@
+"""The store interface: what the db-api needs from a database, whatever the backend.
+
+The servicer only ever talks to a `Store`; the SQLite and MongoDB backends implement it and pass
+the same contract tests. Every write is keyed by `_id` and idempotent, so any call can be
+repeated after a crash or a lost reply.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from db_api.filters import Condition
+
+
+@dataclass(frozen=True)
+class WriteCounts:
+    inserted: int = 0
+    replaced: int = 0
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class CommitCounts:
+    cleaned: int
+    quarantined: int
+    raw_deleted: int
+    transactional: bool
+
+
+@dataclass(frozen=True)
+class Lease:
+    acquired: bool
+    holder: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class ScanSpec:
+    """What to read: an AND filter, a projection, one partition of n, in sequence order."""
+
+    conditions: Sequence[Condition] = ()
+    columns: Sequence[str] = ()
+    partition: int = 0
+    partitions: int = 1
+    page_size: int = 1000
+    limit: int = 0
+    newest_first: bool = False
+
+
+class Store(abc.ABC):
+    """Documents are dicts with a string `_id`, already validated by the caller."""
+
+    @abc.abstractmethod
+    def insert_one(self, collection: str, doc: dict) -> tuple[dict, bool]:
+        """Insert if absent. Return the stored document and whether it was inserted now."""
+
+    @abc.abstractmethod
+    def get(self, collection: str, doc_id: str) -> dict | None: ...
+
+    @abc.abstractmethod
+    def count(self, collection: str, conditions: Sequence[Condition] = ()) -> int: ...
+
+    @abc.abstractmethod
+    def high_water_mark(self, collection: str) -> int:
+        """The highest sequence number ever assigned in the collection; 0 if none."""
+
+    @abc.abstractmethod
+    def delete_ids(self, collection: str, ids: Sequence[str]) -> int: ...
+
+    @abc.abstractmethod
+    def write(self, collection: str, docs: Sequence[dict], *, upsert: bool) -> WriteCounts:
+        """Atomically insert-if-absent (upsert=False) or insert-or-replace (upsert=True)."""
+
+    @abc.abstractmethod
+    def scan(self, collection: str, spec: ScanSpec) -> Iterator[list[dict]]:
+        """Yield pages of matching documents in sequence order (newest first if asked).
+
+        Partition i of n holds the documents whose sequence number is i modulo n, so n readers
+        cover a collection exactly once, even while it is being written to.
+        """
+
+    @abc.abstractmethod
+    def commit_clean(
+        self, cleaned: Sequence[dict], quarantine: Sequence[dict], raw_ids: Sequence[str]
+    ) -> CommitCounts:
+        """Upsert cleaned and quarantine documents and delete raw_ids from raw, as one unit."""
+
+    @abc.abstractmethod
+    def acquire_lease(self, name: str, holder: str, ttl_seconds: float, now: float) -> Lease: ...
+
+    @abc.abstractmethod
+    def release_lease(self, name: str, holder: str) -> bool: ...
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise `Unavailable` if the database cannot be reached."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...

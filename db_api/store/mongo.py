@@ -1,0 +1,263 @@
+"""The MongoDB store (pymongo): for production, a replica set or a sharded cluster.
+
+Documents carry a hidden `_wb_seq` (allocated from a counter document) so that ordering,
+partitions and the high-water mark mean the same as in the embedded store. `CommitClean` runs in
+a transaction where the server has them; elsewhere it upserts first and deletes raw last, an
+order that is safe to repeat after a crash.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import pymongo
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
+from pymongo import InsertOne, ReplaceOne, ReturnDocument
+from pymongo.client_session import ClientSession
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    PyMongoError,
+)
+
+from db_api import documents
+from db_api.collections import COLLECTIONS
+from db_api.errors import DbApiError, Unavailable
+from db_api.filters import Condition, to_mongo_query
+from db_api.store.base import CommitCounts, Lease, ScanSpec, Store, WriteCounts
+
+log = logging.getLogger(__name__)
+
+SEQ = documents.SEQ_FIELD
+_COUNTERS = "_workbench_counters"
+_LEASES = "_workbench_leases"
+_DUPLICATE_KEY = 11000
+_IN_CHUNK = 10_000
+_WRITE_ATTEMPTS = 5
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _translate_errors(method: F) -> F:
+    """Report an unreachable server as UNAVAILABLE and other server errors with their message."""
+
+    def translate(exc: PyMongoError) -> DbApiError:
+        if isinstance(exc, ConnectionFailure):
+            return Unavailable(f"MongoDB cannot be reached: {exc}")
+        return DbApiError(f"MongoDB refused the operation: {exc}")
+
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def generator(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from method(*args, **kwargs)
+            except PyMongoError as exc:
+                raise translate(exc) from exc
+
+        return generator  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except PyMongoError as exc:
+            raise translate(exc) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _without_seq(doc: dict) -> dict:
+    doc.pop(SEQ, None)
+    return doc
+
+
+class MongoStore(Store):
+    def __init__(self, uri: str, *, transactions: bool | None = None, timeout_ms: int = 10_000) -> None:
+        """`transactions=None` detects them: replica sets and sharded clusters have them."""
+        self.client: pymongo.MongoClient = pymongo.MongoClient(
+            uri,
+            serverSelectionTimeoutMS=timeout_ms,
+            tz_aware=True,
+            tzinfo=documents.DECODE_OPTIONS.tzinfo,
+        )
+        self.db = self.client.get_default_database(default="workbench")
+        self._raw_options = CodecOptions(document_class=RawBSONDocument)
+        try:
+            hello = self.client.admin.command("hello")
+            for name in sorted(COLLECTIONS):
+                self.db[name].create_index(SEQ)
+        except PyMongoError as exc:
+            raise Unavailable(f"MongoDB at {uri} cannot be used: {exc}") from exc
+        if transactions is None:
+            transactions = "setName" in hello or hello.get("msg") == "isdbgrid"
+        self.transactions = transactions
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _allocate_seqs(self, collection: str, n: int) -> int:
+        """Reserve n sequence numbers; return the first. Gaps (unused numbers) are harmless."""
+        counter = self.db[_COUNTERS].find_one_and_update(
+            {"_id": collection}, {"$inc": {"seq": n}}, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        return counter["seq"] - n + 1
+
+    def _write(
+        self, collection: str, docs: Sequence[dict], *, upsert: bool, session: ClientSession | None = None
+    ) -> WriteCounts:
+        if not docs:
+            return WriteCounts()
+        coll = self.db[collection]
+        ids = list({doc["_id"]: None for doc in docs})
+        existing: dict[str, int] = {}
+        for start in range(0, len(ids), _IN_CHUNK):
+            query = {"_id": {"$in": ids[start : start + _IN_CHUNK]}}
+            existing.update((d["_id"], d[SEQ]) for d in coll.find(query, {SEQ: 1}, session=session))
+        first_seq = self._allocate_seqs(collection, len(ids) - len(existing))
+        ops: list[InsertOne | ReplaceOne] = []
+        inserted = replaced = skipped = 0
+        for doc in docs:
+            doc_id = doc["_id"]
+            if doc_id in existing:
+                if not upsert:
+                    skipped += 1
+                    continue
+                ops.append(ReplaceOne({"_id": doc_id}, {**doc, SEQ: existing[doc_id]}, upsert=True))
+                replaced += 1
+            else:
+                existing[doc_id] = first_seq
+                first_seq += 1
+                ops.append(InsertOne({**doc, SEQ: existing[doc_id]}))
+                inserted += 1
+        coll.bulk_write(ops, ordered=True, session=session)
+        return WriteCounts(inserted, replaced, skipped)
+
+    def _write_retrying(self, collection: str, docs: Sequence[dict], *, upsert: bool) -> WriteCounts:
+        """A concurrent writer may insert one of our new ids between lookup and write: redo."""
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                return self._write(collection, docs, upsert=upsert)
+            except BulkWriteError as exc:
+                codes = {err.get("code") for err in exc.details.get("writeErrors", [])}
+                if codes != {_DUPLICATE_KEY} or attempt == _WRITE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _delete_ids(self, collection: str, ids: Sequence[str], session: ClientSession | None = None) -> int:
+        deleted = 0
+        for start in range(0, len(ids), _IN_CHUNK):
+            query = {"_id": {"$in": list(ids[start : start + _IN_CHUNK])}}
+            deleted += self.db[collection].delete_many(query, session=session).deleted_count
+        return deleted
+
+    # -- documents -------------------------------------------------------------------------
+
+    @_translate_errors
+    def insert_one(self, collection: str, doc: dict) -> tuple[dict, bool]:
+        stored = {**doc, SEQ: self._allocate_seqs(collection, 1)}
+        try:
+            self.db[collection].insert_one(stored)
+        except DuplicateKeyError:
+            return _without_seq(self.db[collection].find_one({"_id": doc["_id"]})), False
+        return documents.decode(documents.encode(_without_seq(stored))), True
+
+    @_translate_errors
+    def get(self, collection: str, doc_id: str) -> dict | None:
+        return self.db[collection].find_one({"_id": doc_id}, {SEQ: 0})
+
+    @_translate_errors
+    def count(self, collection: str, conditions: Sequence[Condition] = ()) -> int:
+        return self.db[collection].count_documents(to_mongo_query(conditions))
+
+    @_translate_errors
+    def high_water_mark(self, collection: str) -> int:
+        counter = self.db[_COUNTERS].find_one({"_id": collection})
+        return counter["seq"] if counter else 0
+
+    @_translate_errors
+    def delete_ids(self, collection: str, ids: Sequence[str]) -> int:
+        return self._delete_ids(collection, ids)
+
+    @_translate_errors
+    def write(self, collection: str, docs: Sequence[dict], *, upsert: bool) -> WriteCounts:
+        return self._write_retrying(collection, docs, upsert=upsert)
+
+    @_translate_errors
+    def scan(self, collection: str, spec: ScanSpec) -> Iterator[list[dict]]:
+        query = to_mongo_query(spec.conditions)
+        if spec.partitions > 1:
+            query = {"$and": [query, {SEQ: {"$mod": [spec.partitions, spec.partition]}}]}
+        projection = {c: 1 for c in spec.columns} if spec.columns else {SEQ: 0}
+        cursor = (
+            self.db.get_collection(collection, codec_options=self._raw_options)
+            .find(query, projection)
+            .sort(SEQ, -1 if spec.newest_first else 1)
+            .batch_size(spec.page_size)
+            .limit(spec.limit)
+        )
+        page: list[bytes] = []
+        for raw in cursor:
+            page.append(raw.raw)
+            if len(page) == spec.page_size:
+                yield [_without_seq(d) for d in documents.decode_many(page)]
+                page = []
+        if page:
+            yield [_without_seq(d) for d in documents.decode_many(page)]
+
+    @_translate_errors
+    def commit_clean(
+        self, cleaned: Sequence[dict], quarantine: Sequence[dict], raw_ids: Sequence[str]
+    ) -> CommitCounts:
+        if self.transactions:
+
+            def in_transaction(session: ClientSession) -> int:
+                self._write("cleaned", cleaned, upsert=True, session=session)
+                self._write("quarantine", quarantine, upsert=True, session=session)
+                return self._delete_ids("raw", raw_ids, session=session)
+
+            with self.client.start_session() as session:
+                deleted = session.with_transaction(in_transaction)
+        else:
+            # Without transactions: upserts first, the delete last. A crash in between leaves
+            # raw records that the next run cleans again into the same keys: nothing lost or doubled.
+            self._write_retrying("cleaned", cleaned, upsert=True)
+            self._write_retrying("quarantine", quarantine, upsert=True)
+            deleted = self._delete_ids("raw", raw_ids)
+        return CommitCounts(len(cleaned), len(quarantine), deleted, transactional=self.transactions)
+
+    # -- leases ----------------------------------------------------------------------------
+
+    @_translate_errors
+    def acquire_lease(self, name: str, holder: str, ttl_seconds: float, now: float) -> Lease:
+        leases = self.db[_LEASES]
+        try:
+            leases.find_one_and_update(
+                {"_id": name, "$or": [{"holder": holder}, {"expires_at": {"$lte": now}}]},
+                {"$set": {"holder": holder, "expires_at": now + ttl_seconds}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            current = leases.find_one({"_id": name})
+            if current is not None:
+                return Lease(False, current["holder"], current["expires_at"])
+            return self.acquire_lease(name, holder, ttl_seconds, now)
+        return Lease(True, holder, now + ttl_seconds)
+
+    @_translate_errors
+    def release_lease(self, name: str, holder: str) -> bool:
+        return self.db[_LEASES].delete_one({"_id": name, "holder": holder}).deleted_count == 1
+
+    def ping(self) -> None:
+        try:
+            self.client.admin.command("ping")
+        except PyMongoError as exc:
+            raise Unavailable(f"MongoDB cannot be reached: {exc}") from exc
+
+    def close(self) -> None:
+        self.client.close()

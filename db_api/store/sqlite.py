@@ -1,0 +1,245 @@
+"""The embedded store: SQLite in WAL mode, one table per collection, documents as BSON blobs.
+
+Each table has the document id as a unique key and an AUTOINCREMENT `seq` that orders documents,
+defines partitions (seq modulo n) and gives a high-water mark. `synchronous=FULL` makes every
+acknowledged commit durable, even against power loss, not only against a killed process.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from db_api import documents
+from db_api.collections import COLLECTIONS
+from db_api.errors import Unavailable
+from db_api.filters import Condition, matches
+from db_api.store.base import CommitCounts, Lease, ScanSpec, Store, WriteCounts
+
+# SQLite allows 32766 parameters per statement; stay well below for IN lists.
+_IN_CHUNK = 900
+_MAX_SEQ = 2**63 - 1
+
+
+def _table(collection: str) -> str:
+    return f'"c_{collection}"'
+
+
+class SqliteStore(Store):
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        # SQLite has one writer at a time; queueing writers here is fairer than its busy loop.
+        self._write_lock = threading.Lock()
+        conn = self._conn()
+        conn.execute("PRAGMA journal_mode=WAL")
+        with self._transaction() as tx:
+            for name in sorted(COLLECTIONS):
+                tx.execute(
+                    f"CREATE TABLE IF NOT EXISTS {_table(name)} ("
+                    "seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, doc BLOB NOT NULL)"
+                )
+            tx.execute(
+                "CREATE TABLE IF NOT EXISTS leases ("
+                "name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL)"
+            )
+
+    # -- connections and transactions -------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise Unavailable(f"cannot open the embedded store at {self.path}: {exc}") from exc
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._conn(), self._write_lock)
+
+    # -- documents -------------------------------------------------------------------------
+
+    def insert_one(self, collection: str, doc: dict) -> tuple[dict, bool]:
+        blob = documents.encode(doc)
+        with self._transaction() as tx:
+            cur = tx.execute(
+                f"INSERT OR IGNORE INTO {_table(collection)}(id, doc) VALUES (?, ?)", (doc["_id"], blob)
+            )
+            if cur.rowcount == 1:
+                return documents.decode(blob), True
+            row = tx.execute(f"SELECT doc FROM {_table(collection)} WHERE id = ?", (doc["_id"],)).fetchone()
+        return documents.decode(row[0]), False
+
+    def get(self, collection: str, doc_id: str) -> dict | None:
+        row = self._conn().execute(f"SELECT doc FROM {_table(collection)} WHERE id = ?", (doc_id,)).fetchone()
+        return documents.decode(row[0]) if row else None
+
+    def count(self, collection: str, conditions: Sequence[Condition] = ()) -> int:
+        if not conditions:
+            return self._conn().execute(f"SELECT count(*) FROM {_table(collection)}").fetchone()[0]
+        spec = ScanSpec(conditions=conditions, page_size=5000)
+        return sum(len(page) for page in self.scan(collection, spec))
+
+    def high_water_mark(self, collection: str) -> int:
+        row = (
+            self._conn()
+            .execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (f"c_{collection}",))
+            .fetchone()
+        )
+        return row[0] if row else 0
+
+    def delete_ids(self, collection: str, ids: Sequence[str]) -> int:
+        with self._transaction() as tx:
+            return _delete_ids(tx, collection, ids)
+
+    def write(self, collection: str, docs: Sequence[dict], *, upsert: bool) -> WriteCounts:
+        rows = [(doc["_id"], documents.encode(doc)) for doc in docs]
+        with self._transaction() as tx:
+            return _write_rows(tx, collection, rows, upsert=upsert)
+
+    def scan(self, collection: str, spec: ScanSpec) -> Iterator[list[dict]]:
+        order, compare, last = ("DESC", "<", _MAX_SEQ) if spec.newest_first else ("ASC", ">", 0)
+        where = f"seq {compare} ?"
+        params: tuple = ()
+        if spec.partitions > 1:
+            where += " AND seq % ? = ?"
+            params = (spec.partitions, spec.partition)
+        sql = f"SELECT seq, doc FROM {_table(collection)} WHERE {where} ORDER BY seq {order} LIMIT ?"
+        remaining = spec.limit or None
+        conn = self._conn()
+        while True:
+            rows = conn.execute(sql, (last, *params, spec.page_size)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            page = documents.decode_many(row[1] for row in rows)
+            if spec.conditions:
+                page = [doc for doc in page if matches(doc, spec.conditions)]
+            if remaining is not None:
+                page = page[:remaining]
+                remaining -= len(page)
+            if page:
+                yield page
+            if remaining == 0 or len(rows) < spec.page_size:
+                return
+
+    def commit_clean(
+        self, cleaned: Sequence[dict], quarantine: Sequence[dict], raw_ids: Sequence[str]
+    ) -> CommitCounts:
+        cleaned_rows = [(doc["_id"], documents.encode(doc)) for doc in cleaned]
+        quarantine_rows = [(doc["_id"], documents.encode(doc)) for doc in quarantine]
+        with self._transaction() as tx:
+            _write_rows(tx, "cleaned", cleaned_rows, upsert=True)
+            _write_rows(tx, "quarantine", quarantine_rows, upsert=True)
+            deleted = _delete_ids(tx, "raw", raw_ids)
+        return CommitCounts(len(cleaned_rows), len(quarantine_rows), deleted, transactional=True)
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, ttl_seconds: float, now: float) -> Lease:
+        with self._transaction() as tx:
+            row = tx.execute("SELECT holder, expires_at FROM leases WHERE name = ?", (name,)).fetchone()
+            if row and row[0] != holder and row[1] > now:
+                return Lease(False, row[0], row[1])
+            expires_at = now + ttl_seconds
+            tx.execute(
+                "INSERT INTO leases(name, holder, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at",
+                (name, holder, expires_at),
+            )
+        return Lease(True, holder, expires_at)
+
+    def release_lease(self, name: str, holder: str) -> bool:
+        with self._transaction() as tx:
+            cur = tx.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+            return cur.rowcount == 1
+
+    def ping(self) -> None:
+        try:
+            self._conn().execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise Unavailable(f"the embedded store at {self.path} does not answer: {exc}") from exc
+
+    def close(self) -> None:
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT under the store's write lock; ROLLBACK on any error."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock) -> None:
+        self.conn = conn
+        self.lock = lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.lock.acquire()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
+        return self.conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.lock.release()
+
+
+def _existing_ids(conn: sqlite3.Connection, collection: str, ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[start : start + _IN_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            row[0]
+            for row in conn.execute(f"SELECT id FROM {_table(collection)} WHERE id IN ({marks})", chunk)
+        )
+    return found
+
+
+def _write_rows(
+    conn: sqlite3.Connection, collection: str, rows: list[tuple[str, bytes]], *, upsert: bool
+) -> WriteCounts:
+    table = _table(collection)
+    if not upsert:
+        cur = conn.executemany(f"INSERT OR IGNORE INTO {table}(id, doc) VALUES (?, ?)", rows)
+        return WriteCounts(inserted=cur.rowcount, skipped=len(rows) - cur.rowcount)
+    seen = _existing_ids(conn, collection, [row[0] for row in rows])
+    inserted = 0
+    for doc_id, _ in rows:
+        if doc_id not in seen:
+            inserted += 1
+            seen.add(doc_id)
+    # ON CONFLICT ... DO UPDATE keeps the row's seq, so a replaced document keeps its partition
+    # and a concurrent scan never sees the same id twice.
+    conn.executemany(
+        f"INSERT INTO {table}(id, doc) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc",
+        rows,
+    )
+    return WriteCounts(inserted=inserted, replaced=len(rows) - inserted)
+
+
+def _delete_ids(conn: sqlite3.Connection, collection: str, ids: Sequence[str]) -> int:
+    deleted = 0
+    for start in range(0, len(ids), _IN_CHUNK):
+        chunk = list(ids[start : start + _IN_CHUNK])
+        marks = ",".join("?" * len(chunk))
+        deleted += conn.execute(f"DELETE FROM {_table(collection)} WHERE id IN ({marks})", chunk).rowcount
+    return deleted

@@ -1,0 +1,241 @@
+"""What the sync and async db-api clients share: channel options, request building, results.
+
+Both clients are thin: they build requests here, make the call, and parse the answer here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import bson
+import grpc
+import pandas as pd
+import pyarrow as pa
+from bson import json_util
+
+from db_api import arrow_codec
+from db_api.documents import DECODE_OPTIONS
+from db_api.proto import dbapi_pb2 as pb
+
+Tabular = pd.DataFrame | pa.Table | pa.RecordBatch
+# A filter: {"field": value} for equality, or (field, op, value) triples with op one of
+# eq ne lt lte gt gte in exists prefix.
+Filter = Mapping[str, Any] | Sequence[tuple[str, str, Any]] | None
+ColumnTypes = Literal["default", "as_stored", "text"]
+
+DEFAULT_WRITE_BATCH = 10_000
+
+_OPS = {
+    "eq": pb.OPERATOR_EQ,
+    "ne": pb.OPERATOR_NE,
+    "lt": pb.OPERATOR_LT,
+    "lte": pb.OPERATOR_LTE,
+    "gt": pb.OPERATOR_GT,
+    "gte": pb.OPERATOR_GTE,
+    "in": pb.OPERATOR_IN,
+    "exists": pb.OPERATOR_EXISTS,
+    "prefix": pb.OPERATOR_PREFIX,
+}
+_COLUMN_TYPES = {
+    "default": pb.COLUMN_TYPES_DEFAULT,
+    "as_stored": pb.COLUMN_TYPES_AS_STORED,
+    "text": pb.COLUMN_TYPES_TEXT,
+}
+
+# Retry calls that found the service unavailable (restarting, briefly overloaded). Every db-api
+# write is idempotent, so a retried call never writes twice.
+_SERVICE_CONFIG = {
+    "methodConfig": [
+        {
+            "name": [{"service": "workbench.dbapi.v1.DbApi"}, {"service": "grpc.health.v1.Health"}],
+            "retryPolicy": {
+                "maxAttempts": 5,
+                "initialBackoff": "0.2s",
+                "maxBackoff": "3s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
+
+
+class DbApiCallError(RuntimeError):
+    """A db-api call failed; `code` is the gRPC status, the message says why."""
+
+    def __init__(self, address: str, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"db-api at {address}: {code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.service_config", json.dumps(_SERVICE_CONFIG)),
+        ("grpc.enable_retries", 1),
+    ]
+
+
+def metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+@dataclass(frozen=True)
+class InsertResult:
+    id: str
+    inserted: bool
+    document: dict
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    messages: int
+    inserted: int
+    replaced: int
+    skipped: int
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    cleaned: int
+    quarantined: int
+    raw_deleted: int
+    transactional: bool
+
+
+@dataclass(frozen=True)
+class LeaseResult:
+    acquired: bool
+    holder: str
+    expires_at: float
+
+
+def conditions(filter_: Filter) -> list[pb.Condition]:
+    if not filter_:
+        return []
+    triples = filter_.items() if isinstance(filter_, Mapping) else filter_
+    out = []
+    for item in triples:
+        field, op, value = (item[0], "eq", item[1]) if isinstance(filter_, Mapping) else item
+        if op not in _OPS:
+            raise ValueError(f"unknown filter operator {op!r}; use one of {', '.join(_OPS)}")
+        out.append(pb.Condition(field=field, op=_OPS[op], value_json=json.dumps(value)))
+    return out
+
+
+def to_arrow(data: Tabular) -> pa.Table:
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if isinstance(data, pd.DataFrame):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    raise TypeError(f"expected a pandas DataFrame or an Arrow table, got {type(data).__name__}")
+
+
+def iter_chunks(data: Tabular | Iterable[Tabular], batch_size: int) -> Iterator[pa.Table]:
+    """Slices of at most batch_size rows from one table or a stream of them."""
+    parts = [data] if isinstance(data, Tabular) else data
+    for part in parts:
+        table = to_arrow(part)
+        for offset in range(0, table.num_rows, batch_size):
+            yield table.slice(offset, batch_size)
+
+
+def write_request(
+    chunk: pa.Table, first: bool, collection: str, mode: str, key: str | None
+) -> pb.WriteBatchesRequest:
+    payload = arrow_codec.table_to_ipc(chunk)
+    if not first:
+        return pb.WriteBatchesRequest(arrow_ipc=payload)
+    modes = {"insert": pb.WRITE_MODE_INSERT, "upsert": pb.WRITE_MODE_UPSERT}
+    if mode not in modes:
+        raise ValueError(f"mode must be 'insert' or 'upsert', got {mode!r}")
+    return pb.WriteBatchesRequest(collection=collection, mode=modes[mode], key=key or "", arrow_ipc=payload)
+
+
+def write_result(response: pb.WriteBatchesResponse) -> WriteResult:
+    return WriteResult(response.messages, response.inserted, response.replaced, response.skipped)
+
+
+def scan_request(
+    collection: str,
+    *,
+    columns: Sequence[str] = (),
+    filter: Filter = None,
+    batch_size: int = 0,
+    partition: int = 0,
+    partitions: int = 1,
+    column_types: ColumnTypes = "default",
+    schema: pa.Schema | None = None,
+    limit: int = 0,
+    newest_first: bool = False,
+) -> pb.ScanRequest:
+    return pb.ScanRequest(
+        collection=collection,
+        columns=list(columns),
+        filter=conditions(filter),
+        batch_size=batch_size,
+        partition=partition,
+        partitions=partitions,
+        column_types=_COLUMN_TYPES[column_types],
+        arrow_schema=arrow_codec.schema_to_bytes(schema) if schema is not None else b"",
+        limit=limit,
+        newest_first=newest_first,
+    )
+
+
+def scan_batch(response: pb.ScanResponse) -> pa.RecordBatch:
+    table = arrow_codec.ipc_to_table(response.arrow_ipc, "scan reply")
+    return table.combine_chunks().to_batches()[0]
+
+
+def batches_to_table(batches: list[pa.RecordBatch], schema: pa.Schema | None) -> pa.Table:
+    """One table from scanned batches. Batches infer their own types, so unify them."""
+    if not batches:
+        return schema.empty_table() if schema is not None else pa.table({"_id": pa.array([], pa.string())})
+    first = batches[0].schema
+    if all(batch.schema.equals(first) for batch in batches):
+        return pa.Table.from_batches(batches)
+    tables = [pa.Table.from_batches([batch]) for batch in batches]
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def table_to_pandas(table: pa.Table) -> pd.DataFrame:
+    return table.to_pandas()
+
+
+def commit_clean_request(
+    cleaned: Tabular | None, quarantine: Tabular | None, raw_ids: Sequence[str], key: str
+) -> pb.CommitCleanRequest:
+    def ipc(data: Tabular | None) -> bytes:
+        return arrow_codec.table_to_ipc(to_arrow(data)) if data is not None else b""
+
+    return pb.CommitCleanRequest(
+        cleaned_arrow_ipc=ipc(cleaned), quarantine_arrow_ipc=ipc(quarantine), raw_ids=list(raw_ids), key=key
+    )
+
+
+def commit_result(response: pb.CommitCleanResponse) -> CommitResult:
+    return CommitResult(response.cleaned, response.quarantined, response.raw_deleted, response.transactional)
+
+
+def encode_document(doc: Mapping[str, Any]) -> bytes:
+    return bson.encode(doc)
+
+
+def decode_document(data: bytes) -> dict:
+    return bson.decode(data, codec_options=DECODE_OPTIONS)
+
+
+def document_json(doc: Mapping[str, Any]) -> str:
+    return json_util.dumps(doc, json_options=json_util.RELAXED_JSON_OPTIONS)
+
+
+def document_from_json(text: str) -> dict:
+    return json_util.loads(text, json_options=json_util.RELAXED_JSON_OPTIONS)

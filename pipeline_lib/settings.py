@@ -1,0 +1,57 @@
+"""All settings, from `WORKBENCH_*` environment variables or a `.env` file.
+
+The defaults run everything on one machine with nothing to install: data under `./var/`, the
+db-api on loopback with the embedded store.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WORKBENCH_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("var"), description="where the embedded store, secrets and runs live")
+    db_api_address: str = Field("127.0.0.1:50051", description="host:port of the db-api")
+    db_api_token: SecretStr | None = Field(
+        None, description="shared secret for the db-api; generated into data_dir on first start if unset"
+    )
+    mongo_uri: str | None = Field(None, description="use MongoDB instead of the embedded store")
+    db_api_max_message_mb: int = Field(64, ge=1, le=1024, description="largest gRPC message accepted")
+    spark_master: str = "local[*]"
+    k_min_group: int = Field(5, ge=1)
+    web_port: int = 8000
+
+    @property
+    def token_file(self) -> Path:
+        return self.data_dir / "secrets" / "db_api_token"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def db_api_token(settings: Settings, *, create: bool = False) -> str | None:
+    """The db-api token: from the setting, else from `data_dir`, created there if `create`."""
+    if settings.db_api_token is not None:
+        return settings.db_api_token.get_secret_value() or None
+    path = settings.token_file
+    if path.exists():
+        return path.read_text().strip() or None
+    if not create:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    # Created owner-only before the secret is written, so it is never readable by others.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token

@@ -1,0 +1,173 @@
+"""Bad input gets a clear gRPC error, the server stays up and no stored data changes."""
+
+from __future__ import annotations
+
+import grpc
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from db_api.arrow_codec import table_to_ipc
+from db_api.proto import dbapi_pb2 as pb
+from db_api.proto import dbapi_pb2_grpc
+from db_api.server import RunningServer
+from pipeline_lib.db_client import DbApiCallError, DbApiClient
+from tests.conftest import TOKEN
+
+METADATA = (("authorization", f"Bearer {TOKEN}"),)
+
+
+@pytest.fixture
+def stub(sqlite_db_api: RunningServer):
+    with grpc.insecure_channel(f"127.0.0.1:{sqlite_db_api.port}") as channel:
+        yield dbapi_pb2_grpc.DbApiStub(channel)
+
+
+@pytest.fixture
+def seeded(sqlite_client: DbApiClient) -> DbApiClient:
+    sqlite_client.write("raw", pd.DataFrame({"_id": ["keep1", "keep2"], "ses": ["1", "2"]}))
+    sqlite_client.write("cleaned", pd.DataFrame({"_id": ["c1"], "ses": [1.0]}))
+    return sqlite_client
+
+
+def _snapshot(client: DbApiClient) -> dict[str, list]:
+    return {name: client.scan(name).to_pylist() for name in ("raw", "cleaned", "quarantine")}
+
+
+def _code(call) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as error:
+        call()
+    return error.value.code(), error.value.details()
+
+
+def test_malformed_arrow_is_invalid_argument_and_nothing_changes(stub, seeded: DbApiClient) -> None:
+    before = _snapshot(seeded)
+    good = table_to_ipc(pa.table({"_id": ["new1"]}))
+    for payload in (b"not arrow at all", good[: len(good) // 2], good[:-9] + b"\xff" * 9):
+        request = pb.WriteBatchesRequest(collection="raw", mode=pb.WRITE_MODE_INSERT, arrow_ipc=payload)
+        code, message = _code(lambda request=request: stub.WriteBatches(iter([request]), metadata=METADATA))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "Arrow IPC" in message
+    commit = pb.CommitCleanRequest(cleaned_arrow_ipc=b"garbage", raw_ids=["keep1"])
+    assert _code(lambda: stub.CommitClean(commit, metadata=METADATA))[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert _snapshot(seeded) == before
+
+
+def test_malformed_bson_is_invalid_argument(stub, seeded: DbApiClient) -> None:
+    request = pb.InsertOneRequest(collection="raw", document_bson=b"\x05\x00\x00\x00\x01")
+    code, message = _code(lambda: stub.InsertOne(request, metadata=METADATA))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "BSON" in message
+
+
+def test_unknown_collection_is_not_found_and_names_the_known_ones(seeded: DbApiClient) -> None:
+    with pytest.raises(DbApiCallError) as error:
+        seeded.scan("students")
+    assert error.value.code == grpc.StatusCode.NOT_FOUND
+    assert "'students'" in error.value.details and "raw" in error.value.details
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"$where": "1"},
+        {"a.b": 1},
+        {"nested": {"$gt": 1}},
+        {"deep": [{"x": {"bad.key": 1}}]},
+        {"_id": 42},
+        {"_id": ""},
+        {"_wb_seq": 1},
+    ],
+)
+def test_documents_breaking_mongodb_rules_are_refused(seeded: DbApiClient, document: dict) -> None:
+    before = _snapshot(seeded)
+    with pytest.raises(DbApiCallError) as error:
+        seeded.insert_one("raw", {"_id": "x", **document} if "_id" not in document else document)
+    assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert _snapshot(seeded) == before
+
+
+@pytest.mark.parametrize(
+    ("table", "needle"),
+    [
+        (pa.table({"_id": ["a"], "$bad": [1]}), "'$bad'"),
+        (pa.table({"_id": ["a"], "x.y": [1]}), "'x.y'"),
+        (pa.table({"_id": ["a"], "s": pa.array([{"$k": 1}])}), "'s.$k'"),
+        (pa.table({"_id": ["a"], "d": pa.array([1], pa.duration("s"))}), "duration"),
+        (pa.table({"_id": [1]}), "_id must be a string"),
+        (pa.table({"other": ["a"]}), "_id must be a string"),
+    ],
+)
+def test_batches_breaking_the_rules_are_refused(seeded: DbApiClient, table: pa.Table, needle: str) -> None:
+    before = _snapshot(seeded)
+    with pytest.raises(DbApiCallError) as error:
+        seeded.write("raw", table)
+    assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert needle in error.value.details
+    assert _snapshot(seeded) == before
+
+
+def test_a_record_without_its_key_is_refused(seeded: DbApiClient) -> None:
+    with pytest.raises(DbApiCallError, match="key field 'submission_id'"):
+        seeded.write("cleaned", pa.table({"submission_id": ["a", None]}), mode="upsert", key="submission_id")
+
+
+def test_a_failing_message_mid_stream_reports_what_was_committed(seeded: DbApiClient) -> None:
+    parts = [pa.table({"_id": ["m1", "m2"]}), pa.table({"_id": ["m3"], "$x": [1]})]
+    with pytest.raises(DbApiCallError, match="1 earlier messages were committed") as error:
+        seeded.write("raw", iter(parts))
+    assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert seeded.get("raw", "m1") is not None and seeded.get("raw", "m3") is None
+
+
+def test_an_oversized_message_is_resource_exhausted_and_the_server_stays_up(seeded: DbApiClient) -> None:
+    before = _snapshot(seeded)
+    huge = pa.table({"_id": [f"h{i}" for i in range(10)], "blob": ["x" * 1_000_000] * 10})
+    with pytest.raises(DbApiCallError) as error:
+        seeded.write("raw", huge, batch_size=10)
+    assert error.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    with pytest.raises(DbApiCallError) as error:
+        seeded.insert_one("raw", {"_id": "big", "blob": "y" * 5_000_000})
+    assert error.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert _snapshot(seeded) == before
+    assert seeded.health() == "SERVING"
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ({"partition": 2, "partitions": 2}, "partition 2 does not exist"),
+        ({"batch_size": 10_000_000}, "batch_size"),
+        ({"columns": ["a.b"]}, "'a.b'"),
+        ({"filter": [("ses", "in", 3)]}, "needs a list"),
+    ],
+)
+def test_bad_scan_requests_are_invalid_argument(seeded: DbApiClient, options: dict, needle: str) -> None:
+    with pytest.raises(DbApiCallError) as error:
+        seeded.scan("raw", **options)
+    assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert needle in error.value.details
+
+
+def test_bad_filter_json_and_operator_are_invalid_argument(stub, seeded: DbApiClient) -> None:
+    for condition in (
+        pb.Condition(field="ses", op=pb.OPERATOR_EQ, value_json="{not json"),
+        pb.Condition(field="ses", op=pb.OPERATOR_UNSPECIFIED, value_json="1"),
+    ):
+        request = pb.CountRequest(collection="raw", filter=[condition])
+        assert _code(lambda request=request: stub.Count(request, metadata=METADATA))[0] == (
+            grpc.StatusCode.INVALID_ARGUMENT
+        )
+
+
+def test_bad_json_documents_are_invalid_argument(stub, seeded: DbApiClient) -> None:
+    for text in ("{oops", "[1, 2]", '{"_id": "other"}', '{"$set": {"a": 1}}'):
+        request = pb.PutDocumentRequest(collection="runs", id="r1", json=text)
+        code, _ = _code(lambda request=request: stub.PutDocument(request, metadata=METADATA))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert seeded.get_document("runs", "r1") is None
+
+
+def test_write_without_a_mode_is_refused(stub, seeded: DbApiClient) -> None:
+    request = pb.WriteBatchesRequest(collection="raw", arrow_ipc=table_to_ipc(pa.table({"_id": ["z"]})))
+    code, message = _code(lambda: stub.WriteBatches(iter([request]), metadata=METADATA))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "mode" in message

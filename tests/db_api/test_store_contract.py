@@ -1,0 +1,160 @@
+"""The contract every store backend keeps: the same tests on SQLite and each MongoDB server."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from db_api.filters import Condition, Op
+from db_api.store.base import ScanSpec, Store
+
+
+def _docs(n: int, start: int = 0) -> list[dict]:
+    return [{"_id": f"id{i:05d}", "n": i, "school": f"S{i % 3}"} for i in range(start, start + n)]
+
+
+def _ids(store: Store, collection: str, spec: ScanSpec | None = None) -> list[str]:
+    return [doc["_id"] for page in store.scan(collection, spec or ScanSpec()) for doc in page]
+
+
+def test_insert_one_inserts_then_returns_the_stored_document_unchanged(store: Store) -> None:
+    first, inserted = store.insert_one("raw", {"_id": "a", "sex": "F"})
+    again, inserted_again = store.insert_one("raw", {"_id": "a", "sex": "M"})
+    assert (first, inserted) == ({"_id": "a", "sex": "F"}, True)
+    assert (again, inserted_again) == ({"_id": "a", "sex": "F"}, False)
+    assert store.get("raw", "a") == {"_id": "a", "sex": "F"}
+
+
+def test_get_of_a_missing_id_is_none(store: Store) -> None:
+    assert store.get("raw", "missing") is None
+
+
+def test_documents_keep_their_bson_types(store: Store) -> None:
+    when = dt.datetime(2026, 11, 29, 6, 30, 15, 123000, tzinfo=dt.UTC)
+    doc = {
+        "_id": "typed",
+        "int": 7,
+        "big": 2**40,
+        "float": -0.5,
+        "bool": False,
+        "none": None,
+        "text": "Zoë 🙂",
+        "list": [1, "two", None],
+        "nested": {"a": {"b": [1.5]}},
+        "when": when,
+        "bytes": b"\x00\x01",
+    }
+    store.insert_one("cleaned", doc)
+    assert store.get("cleaned", "typed") == doc
+
+
+def test_insert_mode_skips_existing_ids_and_upsert_replaces_whole_documents(store: Store) -> None:
+    assert store.write("cleaned", _docs(3), upsert=False).inserted == 3
+    counts = store.write("cleaned", [{"_id": "id00000", "n": 99}, *_docs(1, 3)], upsert=False)
+    assert (counts.inserted, counts.skipped) == (1, 1)
+    assert store.get("cleaned", "id00000")["n"] == 0
+    counts = store.write("cleaned", [{"_id": "id00000", "n": 99}, *_docs(1, 4)], upsert=True)
+    assert (counts.inserted, counts.replaced) == (1, 1)
+    assert store.get("cleaned", "id00000") == {"_id": "id00000", "n": 99}
+
+
+def test_repeating_an_upsert_changes_nothing(store: Store) -> None:
+    store.write("cleaned", _docs(10), upsert=True)
+    before = _ids(store, "cleaned")
+    store.write("cleaned", _docs(10), upsert=True)
+    assert _ids(store, "cleaned") == before
+    assert store.count("cleaned") == 10
+
+
+def test_scan_returns_insertion_order_in_pages_and_newest_first_on_request(store: Store) -> None:
+    store.write("raw", _docs(25), upsert=False)
+    pages = list(store.scan("raw", ScanSpec(page_size=10)))
+    assert [len(p) for p in pages] == [10, 10, 5]
+    ids = [d["_id"] for p in pages for d in p]
+    assert ids == [f"id{i:05d}" for i in range(25)]
+    assert _ids(store, "raw", ScanSpec(newest_first=True, limit=3)) == ["id00024", "id00023", "id00022"]
+    assert len(_ids(store, "raw", ScanSpec(limit=7, page_size=5))) == 7
+
+
+@pytest.mark.parametrize("partitions", [2, 3, 5])
+def test_partitions_cover_a_collection_exactly_once(store: Store, partitions: int) -> None:
+    store.write("cleaned", _docs(101), upsert=True)
+    store.write("cleaned", _docs(20, 40), upsert=True)  # replacing keeps each id in its partition
+    parts = [
+        _ids(store, "cleaned", ScanSpec(partition=i, partitions=partitions, page_size=7))
+        for i in range(partitions)
+    ]
+    every = [doc_id for part in parts for doc_id in part]
+    assert len(every) == len(set(every)) == 101
+    assert all(parts)
+
+
+FILTER_CASES = [
+    ([Condition("n", Op.EQ, 4)], ["id00004"]),
+    ([Condition("n", Op.GTE, 7)], ["id00007", "id00008"]),
+    ([Condition("n", Op.LT, 2)], ["id00000", "id00001"]),
+    ([Condition("n", Op.GT, 3), Condition("n", Op.LTE, 5)], ["id00004", "id00005"]),
+    ([Condition("school", Op.IN, ["S1"]), Condition("n", Op.NE, 1)], ["id00004", "id00007"]),
+    ([Condition("n", Op.GT, "3")], []),  # text never compares with numbers
+    ([Condition("_id", Op.PREFIX, "id0000")], [f"id0000{i}" for i in range(9)]),
+    ([Condition("extra", Op.EXISTS, True)], ["id00002"]),
+    ([Condition("extra", Op.EQ, None)], [f"id0000{i}" for i in range(9) if i != 2]),
+]
+
+
+@pytest.mark.parametrize(("conditions", "expected"), FILTER_CASES)
+def test_filters_select_the_same_documents_on_every_backend(
+    store: Store, conditions: list[Condition], expected: list[str]
+) -> None:
+    docs = _docs(9)
+    docs[2]["extra"] = "x"
+    store.write("cleaned", docs, upsert=False)
+    assert _ids(store, "cleaned", ScanSpec(conditions=conditions)) == expected
+    assert store.count("cleaned", conditions) == len(expected)
+
+
+def test_delete_ids_deletes_exactly_those_ids(store: Store) -> None:
+    store.write("raw", _docs(5), upsert=False)
+    assert store.delete_ids("raw", ["id00001", "id00003", "nope"]) == 2
+    assert _ids(store, "raw") == ["id00000", "id00002", "id00004"]
+
+
+def test_high_water_mark_only_grows(store: Store) -> None:
+    assert store.high_water_mark("cleaned") == 0
+    store.write("cleaned", _docs(5), upsert=False)
+    mark = store.high_water_mark("cleaned")
+    assert mark >= 5
+    store.delete_ids("cleaned", ["id00004"])
+    assert store.high_water_mark("cleaned") == mark
+    store.write("cleaned", _docs(1, 10), upsert=False)
+    assert store.high_water_mark("cleaned") > mark
+
+
+def test_commit_clean_moves_records_and_is_harmless_to_repeat(store: Store, backend: str) -> None:
+    store.write("raw", _docs(4), upsert=False)
+    cleaned = [{"_id": "id00000", "n": 0}, {"_id": "id00001", "n": 1}]
+    quarantine = [{"_id": "id00002", "reasons": [{"code": "ses_out_of_range"}]}]
+    raw_ids = ["id00000", "id00001", "id00002"]
+    first = store.commit_clean(cleaned, quarantine, raw_ids)
+    assert (first.cleaned, first.quarantined, first.raw_deleted) == (2, 1, 3)
+    # FerretDB has no transactions: it exercises the upsert-then-delete order.
+    assert first.transactional is (backend != "ferretdb")
+    again = store.commit_clean(cleaned, quarantine, raw_ids)
+    assert (again.cleaned, again.quarantined, again.raw_deleted) == (2, 1, 0)
+    assert _ids(store, "raw") == ["id00003"]
+    assert _ids(store, "cleaned") == ["id00000", "id00001"]
+    assert store.get("quarantine", "id00002") == quarantine[0]
+
+
+def test_a_lease_goes_to_one_holder_until_it_expires_or_is_released(store: Store) -> None:
+    now = 1_000_000.0
+    assert store.acquire_lease("clean", "a", 60, now).acquired
+    refused = store.acquire_lease("clean", "b", 60, now + 1)
+    assert (refused.acquired, refused.holder, refused.expires_at) == (False, "a", now + 60)
+    assert store.acquire_lease("clean", "a", 60, now + 2).expires_at == now + 62  # renewal
+    assert store.acquire_lease("clean", "b", 60, now + 63).acquired  # a's lease expired
+    assert not store.release_lease("clean", "a")
+    assert store.release_lease("clean", "b")
+    assert store.acquire_lease("clean", "a", 60, now + 64).acquired
+    assert store.acquire_lease("process", "b", 60, now + 64).acquired  # names are independent

@@ -1,0 +1,49 @@
+"""The repository's frame stays true: generated code, mirrored pins, the README's commands."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _requirement(spec: str) -> tuple[str, str]:
+    match = re.match(r"^([A-Za-z0-9_.\-]+)\s*(.*)$", spec.strip())
+    assert match, spec
+    return match.group(1).lower().replace("_", "-"), match.group(2).replace(" ", "")
+
+
+def test_generated_grpc_code_matches_the_proto(tmp_path: Path) -> None:
+    proto = "db_api/proto/dbapi.proto"
+    subprocess.run(
+        [sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT}", f"--python_out={tmp_path}",
+         f"--pyi_out={tmp_path}", f"--grpc_python_out={tmp_path}", str(ROOT / proto)],
+        check=True,
+    )  # fmt: skip
+    for name in ("dbapi_pb2.py", "dbapi_pb2.pyi", "dbapi_pb2_grpc.py"):
+        fresh = (tmp_path / "db_api" / "proto" / name).read_text()
+        assert fresh == (ROOT / "db_api" / "proto" / name).read_text(), f"{name} is stale: run `make proto`"
+
+
+def test_environment_yml_mirrors_the_pyproject_pins() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = dict(_requirement(s) for s in project["dependencies"] + project["optional-dependencies"]["test"])
+    listed = {}
+    text = (ROOT / "environment.yml").read_text()
+    for line in text[text.index("dependencies:") :].splitlines():
+        match = re.match(r"^  - ([A-Za-z][^#:]*)$", line)
+        if match and not match.group(1).startswith(("python", "pip")):
+            name, spec = _requirement(match.group(1))
+            listed[name] = spec
+    assert listed == wanted
+
+
+def test_readme_opens_with_the_two_set_up_commands_and_ci_runs_the_test_one() -> None:
+    first_screen = "\n".join((ROOT / "README.md").read_text().splitlines()[:40])
+    assert "make run" in first_screen and "make test" in first_screen
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, re.MULTILINE)
