@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from db_api.auth import TokenAuthInterceptor
+from db_api.pages import PageEncoder
 from db_api.proto import dbapi_pb2, dbapi_pb2_grpc
 from db_api.servicer import DbApiServicer
 from db_api.store.base import Store
@@ -32,11 +33,13 @@ class RunningServer:
     port: int
     store: Store
     health: health.HealthServicer
+    encoder: PageEncoder
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop taking calls, let running ones finish for `grace` seconds, then close the store."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        self.encoder.close()
         self.store.close()
 
 
@@ -47,8 +50,12 @@ def start_server(
     token: str | None = None,
     max_message_bytes: int = 64 * 1024 * 1024,
     max_workers: int = 16,
+    scan_workers: int = 0,
 ) -> RunningServer:
-    """Start serving on `address` (host:port; port 0 picks a free one) and return at once."""
+    """Start serving on `address` (host:port; port 0 picks a free one) and return at once.
+
+    `scan_workers` processes turn stored BSON into Arrow for scans (0: in the server process).
+    """
     interceptors = [TokenAuthInterceptor(token)] if token else []
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="db-api"),
@@ -60,20 +67,23 @@ def start_server(
             ("grpc.so_reuseport", 0),
         ],
     )
-    dbapi_pb2_grpc.add_DbApiServicer_to_server(DbApiServicer(store), server)
+    encoder = PageEncoder(scan_workers)
+    dbapi_pb2_grpc.add_DbApiServicer_to_server(DbApiServicer(store, encoder), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
         port = server.add_insecure_port(address)
     except RuntimeError as exc:
+        encoder.close()
         raise PortInUse(f"cannot listen on {address}: {exc}") from None
     if port == 0:
+        encoder.close()
         raise PortInUse(f"cannot listen on {address}: the port is taken or the address is invalid")
     server.start()
     for service in ("", SERVICE_NAME):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, store, health_servicer)
+    return RunningServer(server, port, store, health_servicer, encoder)
 
 
 def serve_forever(running: RunningServer) -> None:

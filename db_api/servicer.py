@@ -19,6 +19,7 @@ from db_api import arrow_codec, documents
 from db_api.collections import check_collection, scans_as_text
 from db_api.errors import DbApiError, InvalidArgument
 from db_api.filters import Condition, parse_condition
+from db_api.pages import PageEncoder, PageFormat, truncate
 from db_api.proto import dbapi_pb2 as pb
 from db_api.proto import dbapi_pb2_grpc
 from db_api.store.base import ScanSpec, Store
@@ -98,8 +99,9 @@ def _json_document(doc: dict) -> str:
 
 
 class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, encoder: PageEncoder | None = None) -> None:
         self.store = store
+        self.encoder = encoder or PageEncoder(workers=0)
 
     @_rpc
     def InsertOne(self, request: pb.InsertOneRequest, context: grpc.ServicerContext) -> pb.InsertOneResponse:
@@ -178,7 +180,8 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
             as_text = scans_as_text(collection)
         else:
             as_text = request.column_types == pb.COLUMN_TYPES_TEXT
-        schema = arrow_codec.schema_from_bytes(request.arrow_schema) if request.arrow_schema else None
+        if request.arrow_schema:
+            arrow_codec.schema_from_bytes(request.arrow_schema)  # refuse a bad schema before reading
         spec = ScanSpec(
             conditions=conditions_from_proto(request.filter),
             columns=list(request.columns),
@@ -188,9 +191,17 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
             limit=request.limit,
             newest_first=request.newest_first,
         )
-        for page in self.store.scan(collection, spec):
-            batch = arrow_codec.documents_to_batch(page, spec.columns, as_text=as_text, schema=schema)
-            yield pb.ScanResponse(arrow_ipc=arrow_codec.table_to_ipc(batch))
+        fmt = PageFormat(tuple(spec.conditions), tuple(spec.columns), as_text, request.arrow_schema)
+        remaining = request.limit or None
+        for ipc, rows in self.encoder.encode(self.store.scan_pages(collection, spec), fmt):
+            if not rows:
+                continue
+            if remaining is not None and rows >= remaining:
+                yield pb.ScanResponse(arrow_ipc=truncate(ipc, remaining) if rows > remaining else ipc)
+                return
+            if remaining is not None:
+                remaining -= rows
+            yield pb.ScanResponse(arrow_ipc=ipc)
 
     @_rpc
     def CommitClean(

@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     )
     mongo_uri: str | None = Field(None, description="use MongoDB instead of the embedded store")
     db_api_max_message_mb: int = Field(64, ge=1, le=1024, description="largest gRPC message accepted")
+    db_api_scan_workers: int = Field(
+        default_factory=lambda: min(4, os.cpu_count() or 1),
+        ge=0,
+        le=64,
+        description="processes that turn stored BSON into Arrow for scans; 0 runs it in the db-api",
+    )
     spark_master: str = "local[*]"
     k_min_group: int = Field(5, ge=1)
     web_port: int = 8000

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from db_api.filters import Condition
+from db_api.pages import decode_matching
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,27 @@ class Store(abc.ABC):
         """Atomically insert-if-absent (upsert=False) or insert-or-replace (upsert=True)."""
 
     @abc.abstractmethod
-    def scan(self, collection: str, spec: ScanSpec) -> Iterator[list[dict]]:
-        """Yield pages of matching documents in sequence order (newest first if asked).
+    def scan_pages(self, collection: str, spec: ScanSpec) -> Iterator[list[bytes]]:
+        """Yield pages of stored BSON documents in sequence order (newest first if asked).
 
         Partition i of n holds the documents whose sequence number is i modulo n, so n readers
-        cover a collection exactly once, even while it is being written to.
+        cover a collection exactly once, even while it is being written to. A backend may also
+        apply the filter, projection and limit (MongoDB does, to move less data); callers apply
+        the filter and limit again, so a backend that leaves them out is just as correct.
         """
+
+    def scan(self, collection: str, spec: ScanSpec) -> Iterator[list[dict]]:
+        """Yield pages of the matching documents, decoded, at most `spec.limit` in all."""
+        remaining = spec.limit or None
+        for blobs in self.scan_pages(collection, spec):
+            page = decode_matching(blobs, spec.conditions)
+            if remaining is not None:
+                page = page[:remaining]
+                remaining -= len(page)
+            if page:
+                yield page
+            if remaining == 0:
+                return
 
     @abc.abstractmethod
     def commit_clean(

@@ -189,10 +189,11 @@ class MongoStore(Store):
         return self._write_retrying(collection, docs, upsert=upsert)
 
     @_translate_errors
-    def scan(self, collection: str, spec: ScanSpec) -> Iterator[list[dict]]:
+    def scan_pages(self, collection: str, spec: ScanSpec) -> Iterator[list[bytes]]:
         query = to_mongo_query(spec.conditions)
         if spec.partitions > 1:
             query = {"$and": [query, {SEQ: {"$mod": [spec.partitions, spec.partition]}}]}
+        # Inclusion projections leave the sequence field out too.
         projection = {c: 1 for c in spec.columns} if spec.columns else {SEQ: 0}
         cursor = (
             self.db.get_collection(collection, codec_options=self._raw_options)
@@ -205,10 +206,10 @@ class MongoStore(Store):
         for raw in cursor:
             page.append(raw.raw)
             if len(page) == spec.page_size:
-                yield [_without_seq(d) for d in documents.decode_many(page)]
+                yield page
                 page = []
         if page:
-            yield [_without_seq(d) for d in documents.decode_many(page)]
+            yield page
 
     @_translate_errors
     def commit_clean(

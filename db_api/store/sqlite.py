@@ -15,7 +15,7 @@ from pathlib import Path
 from db_api import documents
 from db_api.collections import COLLECTIONS
 from db_api.errors import Unavailable
-from db_api.filters import Condition, matches
+from db_api.filters import Condition
 from db_api.store.base import CommitCounts, Lease, ScanSpec, Store, WriteCounts
 
 # SQLite allows 32766 parameters per statement; stay well below for IN lists.
@@ -108,7 +108,7 @@ class SqliteStore(Store):
         with self._transaction() as tx:
             return _write_rows(tx, collection, rows, upsert=upsert)
 
-    def scan(self, collection: str, spec: ScanSpec) -> Iterator[list[dict]]:
+    def scan_pages(self, collection: str, spec: ScanSpec) -> Iterator[list[bytes]]:
         order, compare, last = ("DESC", "<", _MAX_SEQ) if spec.newest_first else ("ASC", ">", 0)
         where = f"seq {compare} ?"
         params: tuple = ()
@@ -116,22 +116,12 @@ class SqliteStore(Store):
             where += " AND seq % ? = ?"
             params = (spec.partitions, spec.partition)
         sql = f"SELECT seq, doc FROM {_table(collection)} WHERE {where} ORDER BY seq {order} LIMIT ?"
-        remaining = spec.limit or None
         conn = self._conn()
-        while True:
-            rows = conn.execute(sql, (last, *params, spec.page_size)).fetchall()
-            if not rows:
-                return
+        # Keyset pages, each its own short read: no transaction stays open during a long scan.
+        while rows := conn.execute(sql, (last, *params, spec.page_size)).fetchall():
             last = rows[-1][0]
-            page = documents.decode_many(row[1] for row in rows)
-            if spec.conditions:
-                page = [doc for doc in page if matches(doc, spec.conditions)]
-            if remaining is not None:
-                page = page[:remaining]
-                remaining -= len(page)
-            if page:
-                yield page
-            if remaining == 0 or len(rows) < spec.page_size:
+            yield [row[1] for row in rows]
+            if len(rows) < spec.page_size:
                 return
 
     def commit_clean(

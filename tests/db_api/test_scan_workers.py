@@ -1,0 +1,73 @@
+"""Scans encoded in worker processes give exactly what in-process scans give, and recover."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pyarrow as pa
+import pytest
+
+from db_api.server import RunningServer, start_server
+from db_api.store.sqlite import SqliteStore
+from pipeline_lib.db_client import DbApiCallError, DbApiClient
+from tests.conftest import TOKEN
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def pooled(tmp_path: Path) -> Iterator[tuple[DbApiClient, DbApiClient]]:
+    """Two servers on the same store file: one with 2 scan workers, one without."""
+    path = tmp_path / "store.sqlite3"
+    servers: list[RunningServer] = [
+        start_server(SqliteStore(path), "127.0.0.1:0", token=TOKEN, scan_workers=workers)
+        for workers in (2, 0)
+    ]
+    clients = [DbApiClient(f"127.0.0.1:{s.port}", TOKEN) for s in servers]
+    yield clients[0], clients[1]
+    for client in clients:
+        client.close()
+    for server in servers:
+        server.stop(grace=1)
+
+
+def test_pooled_scans_equal_in_process_scans(pooled: tuple[DbApiClient, DbApiClient]) -> None:
+    pooled_client, local_client = pooled
+    rows = [{"_id": f"r{i:05d}", "ses": str(i % 7), "n": i} for i in range(12_345)]
+    rows[5]["nested"] = {"a": [1, 2]}
+    pooled_client.write("raw", pa.Table.from_pylist(rows[:5] + rows[6:]))
+    pooled_client.insert_one("raw", rows[5])
+    for options in [
+        {},
+        {"batch_size": 1000},
+        {"filter": [("n", "gte", 100)], "limit": 2500, "batch_size": 700},
+        {"columns": ["n"], "partition": 1, "partitions": 3},
+        {"column_types": "as_stored", "newest_first": True, "limit": 10},
+    ]:
+        assert pooled_client.scan("raw", **options).equals(local_client.scan("raw", **options)), options
+
+
+def test_errors_inside_a_worker_reach_the_client(pooled: tuple[DbApiClient, DbApiClient]) -> None:
+    pooled_client, _ = pooled
+    pooled_client.write("cleaned", pa.table({"_id": ["a"], "s": ["text"]}))
+    with pytest.raises(DbApiCallError) as error:
+        pooled_client.scan("cleaned", schema=pa.schema([("_id", pa.string()), ("s", pa.int64())]))
+    assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_dead_worker_is_replaced_and_the_scan_retried(pooled: tuple[DbApiClient, DbApiClient]) -> None:
+    pooled_client, _ = pooled
+    pooled_client.write("raw", pa.table({"_id": [f"k{i}" for i in range(5000)]}))
+    assert pooled_client.scan("raw").num_rows == 5000
+    killed = {child.pid for child in multiprocessing.active_children()}
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    # The db-api answers UNAVAILABLE for the scan that met the dead pool; the client retries it.
+    assert pooled_client.scan("raw").num_rows == 5000
+    replacements = {child.pid for child in multiprocessing.active_children()}
+    assert replacements and not replacements & killed
