@@ -175,8 +175,9 @@ class DbApiClient:
         )
         return req.batches_to_table(batches, schema)
 
-    def scan_pandas(self, collection: str, **options: Any) -> pd.DataFrame:
-        return req.table_to_pandas(self.scan(collection, **options))
+    def scan_pandas(self, collection: str, *, arrow_strings: bool = True, **options: Any) -> pd.DataFrame:
+        """`scan` as a DataFrame; text columns are `string[pyarrow]` unless arrow_strings=False."""
+        return req.table_to_pandas(self.scan(collection, **options), arrow_strings=arrow_strings)
 
     @_raises_call_error
     def commit_clean(

@@ -114,6 +114,10 @@ class AsyncDbApiClient:
         return (await self._unary(self._stub.Count, request)).count
 
     @_raises_call_error
+    async def high_water_mark(self, collection: str) -> int:
+        return (await self._unary(self._stub.Count, pb.CountRequest(collection=collection))).high_water_mark
+
+    @_raises_call_error
     async def delete_ids(self, collection: str, ids: Sequence[str]) -> int:
         request = pb.DeleteIdsRequest(collection=collection, ids=list(ids))
         return (await self._unary(self._stub.DeleteIds, request)).deleted
@@ -153,8 +157,10 @@ class AsyncDbApiClient:
         batches = [batch async for batch in self.scan_batches(collection, **options)]
         return req.batches_to_table(batches, options.get("schema"))
 
-    async def scan_pandas(self, collection: str, **options: Any) -> pd.DataFrame:
-        return req.table_to_pandas(await self.scan(collection, **options))
+    async def scan_pandas(
+        self, collection: str, *, arrow_strings: bool = True, **options: Any
+    ) -> pd.DataFrame:
+        return req.table_to_pandas(await self.scan(collection, **options), arrow_strings=arrow_strings)
 
     @_raises_call_error
     async def commit_clean(

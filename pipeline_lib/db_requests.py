@@ -206,8 +206,13 @@ def batches_to_table(batches: list[pa.RecordBatch], schema: pa.Schema | None) ->
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def table_to_pandas(table: pa.Table) -> pd.DataFrame:
-    return table.to_pandas()
+_ARROW_STRINGS = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
+
+
+def table_to_pandas(table: pa.Table, *, arrow_strings: bool = True) -> pd.DataFrame:
+    """A DataFrame of the table. Text columns stay Arrow-backed (`string[pyarrow]`, the default
+    string dtype from pandas 3 on): ~50x faster than a Python object per value, and smaller."""
+    return table.to_pandas(types_mapper=_ARROW_STRINGS.get if arrow_strings else None)
 
 
 def commit_clean_request(

@@ -54,7 +54,7 @@ def db_api_token(settings: Settings, *, create: bool = False) -> str | None:
         return path.read_text().strip() or None
     if not create:
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     # Created owner-only before the secret is written, so it is never readable by others.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from db_api.arrow_codec import ipc_to_table, table_to_ipc
 from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.db_requests import table_to_pandas
 
 TOKEN = "bench"
 WRITE_BATCH = 10_000
@@ -199,7 +200,7 @@ def transport_ceiling(table: pa.Table, workdir: Path, repeat: int) -> tuple[list
 
             def scan() -> None:
                 tables = [ipc_to_table(p) for p in scan_call(b"")]
-                pa.concat_tables(tables).to_pandas()
+                table_to_pandas(pa.concat_tables(tables))
 
             writes = [timed(lambda: write_call(iter(write_payloads))) for _ in range(repeat)]
             scans = [timed(scan) for _ in range(repeat)]

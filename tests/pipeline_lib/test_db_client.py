@@ -34,6 +34,7 @@ async def test_async_client_writes_a_stream_and_reads_it_back(sqlite_db_api: Run
         inserted = await client.insert_one("raw", {"_id": "a", "ses": "1"})
         assert inserted.inserted and (await client.get("raw", "a")) == {"_id": "a", "ses": "1"}
         assert await client.count("cleaned", [("v", "eq", 1.0)]) == 3000
+        assert await client.high_water_mark("cleaned") == 3000
         result = await client.commit_clean(pa.table({"submission_id": ["a"]}), None, ["a"])
         assert result.raw_deleted == 1
         assert await client.put_document("processed", "desc:overall", {"n": 3})
