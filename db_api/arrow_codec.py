@@ -9,11 +9,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.types as pat
 from bson.datetime_ms import DatetimeMS
+from bson.decimal128 import Decimal128
+from bson.objectid import ObjectId
 
-from db_api.documents import check_field_name, to_text
-from db_api.errors import InvalidArgument
+from db_api.documents import MAX_DATETIME_MS, MAX_DEPTH, MIN_DATETIME_MS, check_field_name, to_text
+from db_api.errors import InvalidArgument, TooLarge
+
+# Values (cells, counting nested list items and struct fields) one message may hold: a few
+# hundred bytes of IPC can describe millions of nulls, and each becomes a Python object here.
+MAX_VALUES_PER_MESSAGE = 5_000_000
+_PER_MS = {"s": 0.001, "ms": 1, "us": 1_000, "ns": 1_000_000}
 
 
 def table_to_ipc(data: pa.Table | pa.RecordBatch) -> bytes:
@@ -29,7 +37,7 @@ def ipc_to_table(data: bytes, what: str = "batch") -> pa.Table:
         with pa.ipc.open_stream(pa.py_buffer(data)) as reader:
             table = reader.read_all()
         table.validate(full=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as exc:
+    except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
         raise InvalidArgument(f"the {what} is not a valid Arrow IPC stream: {exc}") from None
     return table
 
@@ -40,23 +48,28 @@ def schema_to_bytes(schema: pa.Schema) -> bytes:
 
 def schema_from_bytes(data: bytes) -> pa.Schema:
     try:
-        return pa.ipc.read_schema(pa.py_buffer(data))
-    except (pa.ArrowInvalid, OSError) as exc:
+        schema = pa.ipc.read_schema(pa.py_buffer(data))
+    except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
         raise InvalidArgument(f"arrow_schema is not a serialized Arrow schema: {exc}") from None
+    if len(set(schema.names)) != len(schema.names):
+        raise InvalidArgument(f"arrow_schema has duplicate column names: {schema.names}")
+    return schema
 
 
-def _check_type(type_: pa.DataType, where: str) -> None:
-    """Only types that have a BSON equivalent may be written."""
+def _check_type(type_: pa.DataType, where: str, depth: int = 0) -> None:
+    """Only types that have a BSON equivalent, nested at most MAX_DEPTH levels, may be written."""
+    if depth > MAX_DEPTH:
+        raise InvalidArgument(f"column {where!r} nests deeper than {MAX_DEPTH} levels")
     if pat.is_struct(type_):
         for child in type_:
             check_field_name(child.name, where)
-            _check_type(child.type, f"{where}.{child.name}")
+            _check_type(child.type, f"{where}.{child.name}", depth + 1)
         return
     if pat.is_list(type_) or pat.is_large_list(type_) or pat.is_fixed_size_list(type_):
-        _check_type(type_.value_type, f"{where}[]")
+        _check_type(type_.value_type, f"{where}[]", depth + 1)
         return
     if pat.is_dictionary(type_):
-        _check_type(type_.value_type, where)
+        _check_type(type_.value_type, where, depth)
         return
     storable = (
         pat.is_null(type_)
@@ -75,6 +88,16 @@ def _check_type(type_: pa.DataType, where: str) -> None:
         raise InvalidArgument(f"column {where!r} has Arrow type {type_}, which cannot be stored")
 
 
+def _value_count(array: pa.Array) -> int:
+    """Cells in an array, counting the items of lists and the fields of structs."""
+    count = len(array)
+    if pat.is_list(array.type) or pat.is_large_list(array.type) or pat.is_fixed_size_list(array.type):
+        count += _value_count(array.flatten())
+    elif pat.is_struct(array.type):
+        count += sum(_value_count(array.field(i)) for i in range(array.type.num_fields))
+    return count
+
+
 def table_to_documents(table: pa.Table) -> list[dict]:
     """Rows as dicts, after checking every column name and type can be stored."""
     for field in table.schema:
@@ -83,15 +106,29 @@ def table_to_documents(table: pa.Table) -> list[dict]:
     names = table.column_names
     if len(set(names)) != len(names):
         raise InvalidArgument(f"a batch has duplicate column names: {names}")
-    # Column-wise conversion then zip is the fastest pure-pyarrow route to row dicts.
-    columns = [_column_values(column) for column in table.columns]
+    values = sum(_value_count(chunk) for column in table.columns for chunk in column.chunks)
+    if values > MAX_VALUES_PER_MESSAGE:
+        raise TooLarge(
+            f"a batch holds {values:,} values; the limit is {MAX_VALUES_PER_MESSAGE:,} per message: "
+            "send smaller batches"
+        )
+    try:
+        # Column-wise conversion then zip is the fastest pure-pyarrow route to row dicts.
+        columns = [_column_values(name, column) for name, column in zip(names, table.columns, strict=True)]
+    except (ValueError, OverflowError, pa.ArrowException) as exc:
+        raise InvalidArgument(f"a batch holds values that cannot be stored: {exc}") from None
     return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
-def _column_values(column: pa.ChunkedArray) -> list:
+def _column_values(name: str, column: pa.ChunkedArray) -> list:
     if pat.is_timestamp(column.type):
         # BSON keeps milliseconds since the epoch (naive timestamps are taken as UTC); DatetimeMS
         # skips building a datetime per value, which is ~100x slower.
+        raw = column.cast(pa.int64())
+        low, high = (v.as_py() for v in pc.min_max(raw).values())
+        per_ms = _PER_MS[column.type.unit]
+        if low is not None and (low < MIN_DATETIME_MS * per_ms or high > MAX_DATETIME_MS * per_ms):
+            raise InvalidArgument(f"column {name!r} holds timestamps outside the years 1 to 9999")
         millis = column.cast(pa.timestamp("ms", tz=column.type.tz), safe=False).cast(pa.int64())
         return [None if v is None else DatetimeMS(v) for v in millis.to_pylist()]
     return column.to_pylist()
@@ -120,12 +157,24 @@ def _infer_columns(docs: Sequence[dict]) -> dict[str, pa.Array] | None:
     return {field.name: struct.field(i) for i, field in enumerate(struct.type)}
 
 
+def _arrow_value(value: object) -> object:
+    """BSON scalar types Arrow does not know, as the nearest value it does."""
+    if isinstance(value, Decimal128):
+        return value.to_decimal()
+    if isinstance(value, ObjectId):
+        return str(value)
+    return value
+
+
 def _typed_array(values: list) -> pa.Array:
     try:
         array = pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        # Mixed kinds in one column (e.g. numbers and text): keep every value, as text.
-        return pa.array([to_text(v) for v in values], type=pa.string())
+        try:
+            array = pa.array([_arrow_value(v) for v in values])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            # Mixed kinds in one column (e.g. numbers and text): keep every value, as text.
+            return pa.array([to_text(v) for v in values], type=pa.string())
     return _labelled_utc(array)
 
 

@@ -24,12 +24,20 @@ MAX_ID_LENGTH = 512
 SEQ_FIELD = "_wb_seq"
 # MongoDB's own limit on one document; larger ones could not move to the MongoDB backend.
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+# Nesting levels; below MongoDB's 100 and Arrow IPC's 64, so every stored document can be scanned.
+MAX_DEPTH = 50
+# The range of dates Python (and so every reader) can decode: years 1 to 9999.
+MIN_DATETIME_MS = -62135596800000
+MAX_DATETIME_MS = 253402300799999
 
 
 def _encode_fallback(value: Any) -> Any:
     """Values Arrow hands us that BSON has no type for, mapped to the nearest BSON type."""
     if isinstance(value, decimal.Decimal):
-        return Decimal128(value)
+        try:
+            return Decimal128(value)
+        except (decimal.Inexact, decimal.InvalidOperation):
+            raise InvalidArgument(f"decimal {value} does not fit BSON's 34-digit Decimal128") from None
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
     raise InvalidArgument(f"values of type {type(value).__name__} cannot be stored")
@@ -59,21 +67,26 @@ def check_field_name(name: Any, path: str = "") -> None:
     where = f"{path}.{name}" if path else str(name)
     if not isinstance(name, str) or not name:
         raise InvalidArgument(f"field names must be non-empty strings (at {where!r})")
+    if not path and name == SEQ_FIELD:
+        raise InvalidArgument(f"field name {SEQ_FIELD!r} is reserved by the db-api")
     if name.startswith("$"):
         raise InvalidArgument(f"field name {where!r} starts with '$', which MongoDB reserves")
     if "." in name or "\x00" in name:
         raise InvalidArgument(f"field name {where!r} contains '.' or NUL, which MongoDB forbids")
 
 
-def check_keys(value: Any, path: str = "") -> None:
-    """Raise InvalidArgument if any field name, at any depth, breaks MongoDB's rules."""
+def check_keys(value: Any, path: str = "", depth: int = 0) -> None:
+    """Raise InvalidArgument if any field name, at any depth, breaks MongoDB's rules, or if the
+    value nests deeper than MAX_DEPTH."""
+    if depth > MAX_DEPTH:
+        raise InvalidArgument(f"value at {path!r} nests deeper than {MAX_DEPTH} levels")
     if isinstance(value, Mapping):
         for key, item in value.items():
             check_field_name(key, path)
-            check_keys(item, f"{path}.{key}" if path else key)
+            check_keys(item, f"{path}.{key}" if path else key, depth + 1)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            check_keys(item, f"{path}[{index}]")
+            check_keys(item, f"{path}[{index}]", depth + 1)
 
 
 def check_document(doc: Any) -> dict:
@@ -81,8 +94,6 @@ def check_document(doc: Any) -> dict:
         raise InvalidArgument(f"a document must be an object, got {type(doc).__name__}")
     check_id(doc.get("_id"))
     check_keys(doc)
-    if SEQ_FIELD in doc:
-        raise InvalidArgument(f"field name {SEQ_FIELD!r} is reserved by the db-api")
     return doc
 
 
@@ -125,19 +136,20 @@ def with_key_as_id(docs: list[dict], key: str | None) -> list[dict]:
     else:
         for doc in docs:
             check_id(doc.get("_id"))
-    if docs and SEQ_FIELD in docs[0]:
-        raise InvalidArgument(f"field name {SEQ_FIELD!r} is reserved by the db-api")
     return docs
 
 
 def to_text(value: Any) -> str | None:
-    """A stored value as text: strings unchanged, null as null, anything else as compact JSON."""
+    """A stored value as text: strings unchanged, null as null, numbers, booleans, lists and
+    objects as compact JSON, other scalars (dates, decimals, ids) in their plain text form."""
     if value is None or isinstance(value, str):
         return value
-    return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, bool | int | float | list | tuple | dict):
+        return json.dumps(value, default=_plain_text, ensure_ascii=False, separators=(",", ":"))
+    return _plain_text(value)
 
 
-def _json_default(value: Any) -> Any:
+def _plain_text(value: Any) -> str:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.UTC)

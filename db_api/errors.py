@@ -18,6 +18,12 @@ class InvalidArgument(DbApiError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class TooLarge(DbApiError):
+    """A request that would take more memory than the service grants one call."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class UnknownCollection(DbApiError):
     code = grpc.StatusCode.NOT_FOUND
 

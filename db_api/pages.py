@@ -10,6 +10,9 @@ from __future__ import annotations
 import collections
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -20,6 +23,20 @@ from db_api.errors import Unavailable
 from db_api.filters import Condition, matches
 
 log = logging.getLogger(__name__)
+
+
+def split_by_bytes(pages: Iterator[list[bytes]], budget: int) -> Iterator[list[bytes]]:
+    """Pages cut so that none holds more than `budget` bytes of BSON (one document at least):
+    a page of large documents must still fit in one gRPC message."""
+    for page in pages:
+        start, size = 0, 0
+        for index, blob in enumerate(page):
+            if size + len(blob) > budget and index > start:
+                yield page[start:index]
+                start, size = index, 0
+            size += len(blob)
+        if start < len(page):
+            yield page[start:] if start else page
 
 
 def decode_matching(blobs: Sequence[bytes], conditions: Sequence[Condition]) -> list[dict]:
@@ -58,6 +75,17 @@ def _warm_up() -> None:
     """Runs in a new worker so its imports happen at start-up, not during the first scan."""
 
 
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: leave when the db-api is gone, even after `kill -9` of it."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 class PageEncoder:
     """Runs `encode_page` over a scan's pages in `workers` processes, yielding in page order.
 
@@ -73,7 +101,12 @@ class PageEncoder:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # "spawn": forking a process that runs gRPC threads is unsafe.
-        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        )
         for _ in range(self.workers):
             pool.submit(_warm_up)
         return pool

@@ -49,7 +49,7 @@ def start_server(
     *,
     token: str | None = None,
     max_message_bytes: int = 64 * 1024 * 1024,
-    max_workers: int = 16,
+    max_workers: int = 32,
     scan_workers: int = 0,
 ) -> RunningServer:
     """Start serving on `address` (host:port; port 0 picks a free one) and return at once.
@@ -68,7 +68,7 @@ def start_server(
         ],
     )
     encoder = PageEncoder(scan_workers)
-    dbapi_pb2_grpc.add_DbApiServicer_to_server(DbApiServicer(store, encoder), server)
+    dbapi_pb2_grpc.add_DbApiServicer_to_server(DbApiServicer(store, encoder, max_message_bytes), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -19,7 +19,7 @@ from db_api import arrow_codec, documents
 from db_api.collections import check_collection, scans_as_text
 from db_api.errors import DbApiError, InvalidArgument
 from db_api.filters import Condition, parse_condition
-from db_api.pages import PageEncoder, PageFormat, truncate
+from db_api.pages import PageEncoder, PageFormat, split_by_bytes, truncate
 from db_api.proto import dbapi_pb2 as pb
 from db_api.proto import dbapi_pb2_grpc
 from db_api.store.base import ScanSpec, Store
@@ -99,9 +99,13 @@ def _json_document(doc: dict) -> str:
 
 
 class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
-    def __init__(self, store: Store, encoder: PageEncoder | None = None) -> None:
+    def __init__(
+        self, store: Store, encoder: PageEncoder | None = None, max_message_bytes: int = 64 * 1024 * 1024
+    ) -> None:
         self.store = store
         self.encoder = encoder or PageEncoder(workers=0)
+        # Arrow is usually smaller than the BSON it comes from; a quarter leaves ample margin.
+        self.page_bytes = max_message_bytes // 4
 
     @_rpc
     def InsertOne(self, request: pb.InsertOneRequest, context: grpc.ServicerContext) -> pb.InsertOneResponse:
@@ -174,6 +178,8 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
         batch_size = request.batch_size or DEFAULT_BATCH_SIZE
         if batch_size > MAX_BATCH_SIZE:
             raise InvalidArgument(f"batch_size {batch_size} is above the limit of {MAX_BATCH_SIZE}")
+        if request.limit >= 2**63:
+            raise InvalidArgument(f"limit {request.limit} is too large; use 0 for no limit")
         for column in request.columns:
             documents.check_field_name(column)
         if request.column_types == pb.COLUMN_TYPES_DEFAULT:
@@ -193,7 +199,8 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
         )
         fmt = PageFormat(tuple(spec.conditions), tuple(spec.columns), as_text, request.arrow_schema)
         remaining = request.limit or None
-        for ipc, rows in self.encoder.encode(self.store.scan_pages(collection, spec), fmt):
+        pages = split_by_bytes(self.store.scan_pages(collection, spec), self.page_bytes)
+        for ipc, rows in self.encoder.encode(pages, fmt):
             if not rows:
                 continue
             if remaining is not None and rows >= remaining:
@@ -211,6 +218,9 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
         cleaned = _documents_from_ipc(request.cleaned_arrow_ipc, key, "cleaned batch")
         quarantine = _documents_from_ipc(request.quarantine_arrow_ipc, key, "quarantine batch")
         raw_ids = [documents.check_id(i, "raw id") for i in request.raw_ids]
+        both = {doc["_id"] for doc in cleaned} & {doc["_id"] for doc in quarantine}
+        if both:
+            raise InvalidArgument(f"records cannot be both cleaned and quarantined: {sorted(both)[:5]}")
         counts = self.store.commit_clean(cleaned, quarantine, raw_ids)
         return pb.CommitCleanResponse(
             cleaned=counts.cleaned,
@@ -227,8 +237,8 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
         doc_id = documents.check_id(request.id, "id")
         try:
             doc = json_util.loads(request.json)
-        except (ValueError, TypeError) as exc:
-            raise InvalidArgument(f"document {doc_id!r} is not valid JSON: {exc}") from None
+        except Exception as exc:  # json_util raises many kinds: InvalidId, decimal, ...
+            raise InvalidArgument(f"document {doc_id!r} is not valid (extended) JSON: {exc}") from None
         if not isinstance(doc, dict):
             raise InvalidArgument(f"document {doc_id!r} must be a JSON object")
         if doc.setdefault("_id", doc_id) != doc_id:

@@ -59,6 +59,7 @@ class DbApiClient:
         self.timeout = timeout
         self.stream_timeout = stream_timeout
         self._metadata = req.metadata(token)
+        self._max_payload = max_message_bytes // 2
         self._channel = grpc.insecure_channel(address, options=req.channel_options(max_message_bytes))
         self._stub = dbapi_pb2_grpc.DbApiStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
@@ -89,6 +90,7 @@ class DbApiClient:
 
     @_raises_call_error
     def insert_one(self, collection: str, document: dict) -> InsertResult:
+        document = req.with_id(document)
         request = pb.InsertOneRequest(collection=collection, document_bson=req.encode_document(document))
         reply = self._unary(self._stub.InsertOne, request)
         return InsertResult(reply.id, reply.inserted, req.decode_document(reply.document_bson))
@@ -116,7 +118,6 @@ class DbApiClient:
 
     # -- bulk ------------------------------------------------------------------------------
 
-    @_raises_call_error
     def write(
         self,
         collection: str,
@@ -127,12 +128,22 @@ class DbApiClient:
         batch_size: int = req.DEFAULT_WRITE_BATCH,
     ) -> WriteResult:
         """Stream a table (or an iterable of tables) in batches; each batch commits atomically."""
+        req.check_write_mode(mode)
+        failures: list[Exception] = []
 
         def requests() -> Iterator[pb.WriteBatchesRequest]:
-            for index, chunk in enumerate(req.iter_chunks(data, batch_size)):
-                yield req.write_request(chunk, index == 0, collection, mode, key)
+            try:
+                yield from req.write_requests(data, collection, mode, key, batch_size, self._max_payload)
+            except Exception as exc:
+                failures.append(exc)  # gRPC would report it only as "Exception iterating requests!"
+                raise
 
-        reply = self._stub.WriteBatches(requests(), timeout=self.stream_timeout, metadata=self._metadata)
+        try:
+            reply = self._stub.WriteBatches(requests(), timeout=self.stream_timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            if failures:
+                raise failures[0] from None
+            raise DbApiCallError(self.address, exc.code(), exc.details() or "") from None
         return req.write_result(reply)
 
     def scan_batches(self, collection: str, **options: Any) -> Iterator[pa.RecordBatch]:

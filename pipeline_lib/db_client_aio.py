@@ -7,6 +7,7 @@ it in memory whole.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -71,6 +72,7 @@ class AsyncDbApiClient:
         self.timeout = timeout
         self.stream_timeout = stream_timeout
         self._metadata = req.metadata(token)
+        self._max_payload = max_message_bytes // 2
         self._channel = grpc.aio.insecure_channel(address, options=req.channel_options(max_message_bytes))
         self._stub = dbapi_pb2_grpc.DbApiStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
@@ -99,6 +101,7 @@ class AsyncDbApiClient:
 
     @_raises_call_error
     async def insert_one(self, collection: str, document: dict) -> InsertResult:
+        document = req.with_id(document)
         request = pb.InsertOneRequest(collection=collection, document_bson=req.encode_document(document))
         reply = await self._unary(self._stub.InsertOne, request)
         return InsertResult(reply.id, reply.inserted, req.decode_document(reply.document_bson))
@@ -122,7 +125,6 @@ class AsyncDbApiClient:
         request = pb.DeleteIdsRequest(collection=collection, ids=list(ids))
         return (await self._unary(self._stub.DeleteIds, request)).deleted
 
-    @_raises_call_error
     async def write(
         self,
         collection: str,
@@ -132,15 +134,31 @@ class AsyncDbApiClient:
         key: str | None = None,
         batch_size: int = req.DEFAULT_WRITE_BATCH,
     ) -> WriteResult:
-        async def requests() -> AsyncIterator[pb.WriteBatchesRequest]:
-            index = 0
-            async for chunk in _chunks(data, batch_size):
-                yield req.write_request(chunk, index == 0, collection, mode, key)
-                index += 1
+        """Stream tables in batches, from memory or from an async source (e.g. an upload)."""
+        req.check_write_mode(mode)
+        failures: list[Exception] = []
 
-        reply = await self._stub.WriteBatches(
-            requests(), timeout=self.stream_timeout, metadata=self._metadata
-        )
+        async def requests() -> AsyncIterator[pb.WriteBatchesRequest]:
+            first = True
+            try:
+                async for chunk in _chunks(data, batch_size):
+                    for payload in req.ipc_payloads(chunk, self._max_payload):
+                        yield req.write_request(payload, first, collection, mode, key)
+                        first = False
+            except Exception as exc:
+                failures.append(exc)  # grpc.aio would turn it into a bare CancelledError
+                raise
+
+        try:
+            reply = await self._stub.WriteBatches(
+                requests(), timeout=self.stream_timeout, metadata=self._metadata
+            )
+        except (grpc.aio.AioRpcError, asyncio.CancelledError) as exc:
+            if failures:
+                raise failures[0] from None
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise DbApiCallError(self.address, exc.code(), exc.details() or "") from None
         return req.write_result(reply)
 
     async def scan_batches(self, collection: str, **options: Any) -> AsyncIterator[pa.RecordBatch]:

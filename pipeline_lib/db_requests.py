@@ -17,7 +17,7 @@ import pyarrow as pa
 from bson import json_util
 
 from db_api import arrow_codec
-from db_api.documents import DECODE_OPTIONS
+from db_api.documents import DECODE_OPTIONS, new_id, to_text
 from db_api.proto import dbapi_pb2 as pb
 
 Tabular = pd.DataFrame | pa.Table | pa.RecordBatch
@@ -138,6 +138,14 @@ def to_arrow(data: Tabular) -> pa.Table:
     raise TypeError(f"expected a pandas DataFrame or an Arrow table, got {type(data).__name__}")
 
 
+_WRITE_MODES = {"insert": pb.WRITE_MODE_INSERT, "upsert": pb.WRITE_MODE_UPSERT}
+
+
+def check_write_mode(mode: str) -> None:
+    if mode not in _WRITE_MODES:
+        raise ValueError(f"mode must be 'insert' or 'upsert', got {mode!r}")
+
+
 def iter_chunks(data: Tabular | Iterable[Tabular], batch_size: int) -> Iterator[pa.Table]:
     """Slices of at most batch_size rows from one table or a stream of them."""
     parts = [data] if isinstance(data, Tabular) else data
@@ -147,16 +155,45 @@ def iter_chunks(data: Tabular | Iterable[Tabular], batch_size: int) -> Iterator[
             yield table.slice(offset, batch_size)
 
 
-def write_request(
-    chunk: pa.Table, first: bool, collection: str, mode: str, key: str | None
-) -> pb.WriteBatchesRequest:
+def ipc_payloads(chunk: pa.Table, max_bytes: int) -> Iterator[bytes]:
+    """The chunk as Arrow IPC, halved until each payload fits in `max_bytes` (wide rows)."""
     payload = arrow_codec.table_to_ipc(chunk)
+    if len(payload) <= max_bytes or chunk.num_rows <= 1:
+        yield payload
+        return
+    half = chunk.num_rows // 2
+    yield from ipc_payloads(chunk.slice(0, half), max_bytes)
+    yield from ipc_payloads(chunk.slice(half), max_bytes)
+
+
+def write_request(
+    payload: bytes, first: bool, collection: str, mode: str, key: str | None
+) -> pb.WriteBatchesRequest:
     if not first:
         return pb.WriteBatchesRequest(arrow_ipc=payload)
-    modes = {"insert": pb.WRITE_MODE_INSERT, "upsert": pb.WRITE_MODE_UPSERT}
-    if mode not in modes:
-        raise ValueError(f"mode must be 'insert' or 'upsert', got {mode!r}")
-    return pb.WriteBatchesRequest(collection=collection, mode=modes[mode], key=key or "", arrow_ipc=payload)
+    return pb.WriteBatchesRequest(
+        collection=collection, mode=_WRITE_MODES[mode], key=key or "", arrow_ipc=payload
+    )
+
+
+def write_requests(
+    data: Tabular | Iterable[Tabular],
+    collection: str,
+    mode: str,
+    key: str | None,
+    batch_size: int,
+    max_bytes: int,
+) -> Iterator[pb.WriteBatchesRequest]:
+    first = True
+    for chunk in iter_chunks(data, batch_size):
+        for payload in ipc_payloads(chunk, max_bytes):
+            yield write_request(payload, first, collection, mode, key)
+            first = False
+
+
+def with_id(document: Mapping[str, Any]) -> dict:
+    """The document with an `_id`, assigned here so that a retried insert cannot insert twice."""
+    return dict(document) if "_id" in document else {"_id": new_id(), **document}
 
 
 def write_result(response: pb.WriteBatchesResponse) -> WriteResult:
@@ -203,7 +240,29 @@ def batches_to_table(batches: list[pa.RecordBatch], schema: pa.Schema | None) ->
     if all(batch.schema.equals(first) for batch in batches):
         return pa.Table.from_batches(batches)
     tables = [pa.Table.from_batches([batch]) for batch in batches]
-    return pa.concat_tables(tables, promote_options="permissive")
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.concat_tables(_text_where_kinds_differ(tables), promote_options="permissive")
+
+
+def _text_where_kinds_differ(tables: list[pa.Table]) -> list[pa.Table]:
+    """A column holding numbers in one batch and text in another becomes text everywhere, as the
+    db-api does within one batch: no value is dropped."""
+    kinds: dict[str, set[pa.DataType]] = {}
+    for table in tables:
+        for field in table.schema:
+            if not pa.types.is_null(field.type):
+                kinds.setdefault(field.name, set()).add(field.type)
+    mixed = {name for name, types in kinds.items() if len(types) > 1}
+    unified = []
+    for table in tables:
+        for name in mixed & set(table.column_names):
+            index = table.schema.get_field_index(name)
+            text = pa.array([to_text(v) for v in table.column(index).to_pylist()], type=pa.string())
+            table = table.set_column(index, name, text)
+        unified.append(table)
+    return unified
 
 
 _ARROW_STRINGS = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}

@@ -73,6 +73,12 @@ def _translate_errors(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _check_encodable(docs: Sequence[dict]) -> None:
+    """Refuse the whole write before any of it reaches the server, as the embedded store does."""
+    for doc in docs:
+        documents.encode(doc)
+
+
 def _without_seq(doc: dict) -> dict:
     doc.pop(SEQ, None)
     return doc
@@ -86,6 +92,7 @@ class MongoStore(Store):
             serverSelectionTimeoutMS=timeout_ms,
             tz_aware=True,
             tzinfo=documents.DECODE_OPTIONS.tzinfo,
+            type_registry=documents.ENCODE_OPTIONS.type_registry,
         )
         self.db = self.client.get_default_database(default="workbench")
         self._raw_options = CodecOptions(document_class=RawBSONDocument)
@@ -160,6 +167,7 @@ class MongoStore(Store):
 
     @_translate_errors
     def insert_one(self, collection: str, doc: dict) -> tuple[dict, bool]:
+        _check_encodable([doc])
         stored = {**doc, SEQ: self._allocate_seqs(collection, 1)}
         try:
             self.db[collection].insert_one(stored)
@@ -186,15 +194,24 @@ class MongoStore(Store):
 
     @_translate_errors
     def write(self, collection: str, docs: Sequence[dict], *, upsert: bool) -> WriteCounts:
-        return self._write_retrying(collection, docs, upsert=upsert)
+        _check_encodable(docs)
+        if not self.transactions:
+            # Applied in order; on failure the part already written is repeated harmlessly.
+            return self._write_retrying(collection, docs, upsert=upsert)
+        with self.client.start_session() as session:
+            return session.with_transaction(lambda s: self._write(collection, docs, upsert=upsert, session=s))
 
     @_translate_errors
     def scan_pages(self, collection: str, spec: ScanSpec) -> Iterator[list[bytes]]:
         query = to_mongo_query(spec.conditions)
         if spec.partitions > 1:
             query = {"$and": [query, {SEQ: {"$mod": [spec.partitions, spec.partition]}}]}
-        # Inclusion projections leave the sequence field out too.
-        projection = {c: 1 for c in spec.columns} if spec.columns else {SEQ: 0}
+        # Inclusion projections leave the sequence field out too. Filtered fields stay in, as
+        # callers filter the pages again.
+        if spec.columns:
+            projection = {c: 1 for c in [*spec.columns, *(cond.field for cond in spec.conditions)]}
+        else:
+            projection = {SEQ: 0}
         cursor = (
             self.db.get_collection(collection, codec_options=self._raw_options)
             .find(query, projection)
@@ -215,11 +232,17 @@ class MongoStore(Store):
     def commit_clean(
         self, cleaned: Sequence[dict], quarantine: Sequence[dict], raw_ids: Sequence[str]
     ) -> CommitCounts:
+        _check_encodable([*cleaned, *quarantine])
+        # A record judged again lives in one place only: where this commit put it.
+        cleaned_ids = [doc["_id"] for doc in cleaned]
+        quarantine_ids = [doc["_id"] for doc in quarantine]
         if self.transactions:
 
             def in_transaction(session: ClientSession) -> int:
                 self._write("cleaned", cleaned, upsert=True, session=session)
                 self._write("quarantine", quarantine, upsert=True, session=session)
+                self._delete_ids("quarantine", cleaned_ids, session=session)
+                self._delete_ids("cleaned", quarantine_ids, session=session)
                 return self._delete_ids("raw", raw_ids, session=session)
 
             with self.client.start_session() as session:
@@ -229,6 +252,8 @@ class MongoStore(Store):
             # raw records that the next run cleans again into the same keys: nothing lost or doubled.
             self._write_retrying("cleaned", cleaned, upsert=True)
             self._write_retrying("quarantine", quarantine, upsert=True)
+            self._delete_ids("quarantine", cleaned_ids)
+            self._delete_ids("cleaned", quarantine_ids)
             deleted = self._delete_ids("raw", raw_ids)
         return CommitCounts(len(cleaned), len(quarantine), deleted, transactional=self.transactions)
 

@@ -132,6 +132,9 @@ class SqliteStore(Store):
         with self._transaction() as tx:
             _write_rows(tx, "cleaned", cleaned_rows, upsert=True)
             _write_rows(tx, "quarantine", quarantine_rows, upsert=True)
+            # A record judged again lives in one place only: where this commit put it.
+            _delete_ids(tx, "quarantine", [row[0] for row in cleaned_rows])
+            _delete_ids(tx, "cleaned", [row[0] for row in quarantine_rows])
             deleted = _delete_ids(tx, "raw", raw_ids)
         return CommitCounts(len(cleaned_rows), len(quarantine_rows), deleted, transactional=True)
 
@@ -187,9 +190,15 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:
-            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            if exc_type is None:
+                self.conn.execute("COMMIT")
         finally:
-            self.lock.release()
+            try:
+                # Also after a failed COMMIT: an open transaction would block every later writer.
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+            finally:
+                self.lock.release()
 
 
 def _existing_ids(conn: sqlite3.Connection, collection: str, ids: Sequence[str]) -> set[str]:

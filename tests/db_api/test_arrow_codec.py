@@ -34,7 +34,7 @@ def test_documents_become_a_batch_with_id_first_and_missing_values_null() -> Non
     assert batch.to_pylist() == [{"_id": "x", "b": 1, "c": None}, {"_id": "y", "b": None, "c": "z"}]
 
 
-def test_text_mode_keeps_strings_and_writes_other_values_as_json() -> None:
+def test_text_mode_keeps_strings_writes_numbers_and_containers_as_json_and_dates_in_iso() -> None:
     when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     docs = [{"_id": "x", "n": 1.5, "b": False, "t": when, "s": "  Zoë ", "l": [1, None], "nan": float("nan")}]
     batch = arrow_codec.documents_to_batch(docs, as_text=True)
@@ -43,7 +43,7 @@ def test_text_mode_keeps_strings_and_writes_other_values_as_json() -> None:
             "_id": "x",
             "n": "1.5",
             "b": "false",
-            "t": '"2026-01-02T03:04:05+00:00"',
+            "t": "2026-01-02T03:04:05+00:00",
             "s": "  Zoë ",
             "l": "[1,null]",
             "nan": "NaN",

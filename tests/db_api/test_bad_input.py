@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import decimal
+
 import grpc
 import pandas as pd
 import pyarrow as pa
@@ -171,3 +173,81 @@ def test_write_without_a_mode_is_refused(stub, seeded: DbApiClient) -> None:
     request = pb.WriteBatchesRequest(collection="raw", arrow_ipc=table_to_ipc(pa.table({"_id": ["z"]})))
     code, message = _code(lambda: stub.WriteBatches(iter([request]), metadata=METADATA))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "mode" in message
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        pa.array([568_000_000_000_000], pa.timestamp("ms")),  # year 19969
+        pa.array([10**17], pa.timestamp("s")),  # would wrap around when converted to ms
+        pa.array([-(10**15)], pa.timestamp("ms", tz="UTC")),  # before year 1
+        pa.array([{"when": 568_000_000_000_000}], pa.struct([("when", pa.timestamp("ms"))])),
+    ],
+)
+def test_timestamps_no_reader_could_decode_are_refused(seeded: DbApiClient, column: pa.Array) -> None:
+    before = _snapshot(seeded)
+    with pytest.raises(DbApiCallError) as error:
+        seeded.write("raw", pa.table({"_id": ["t"], "when": column}))
+    assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert _snapshot(seeded) == before
+
+
+def test_a_tiny_message_describing_millions_of_values_is_refused(stub, seeded: DbApiClient) -> None:
+    bomb = table_to_ipc(pa.table({"_id": pa.nulls(30_000_000)}))
+    assert len(bomb) < 4_000_000
+    request = pb.WriteBatchesRequest(collection="raw", mode=pb.WRITE_MODE_INSERT, arrow_ipc=bomb)
+    code, message = _code(lambda: stub.WriteBatches(iter([request]), metadata=METADATA))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "smaller batches" in message
+    assert seeded.health() == "SERVING"
+
+
+def test_documents_nested_deeper_than_the_limit_are_refused(seeded: DbApiClient) -> None:
+    deep: dict = {"leaf": 1}
+    for _ in range(60):
+        deep = {"n": deep}
+    with pytest.raises(DbApiCallError, match="nests deeper"):
+        seeded.insert_one("processed", {"_id": "deep", "d": deep})
+    nested_type = pa.int64()
+    for _ in range(60):
+        nested_type = pa.struct([("n", nested_type)])
+    with pytest.raises(DbApiCallError, match="nests deeper"):
+        seeded.write("processed", pa.table({"_id": ["d"], "d": pa.nulls(1, nested_type)}))
+    assert seeded.scan("processed", column_types="as_stored").num_rows == 0
+
+
+def test_bad_extended_json_and_oversized_decimals_are_invalid_argument(stub, seeded: DbApiClient) -> None:
+    for text in ('{"x": {"$oid": "zz"}}', '{"x": {"$numberDecimal": "abc"}}', '{"x": {"$date": 1e20}}'):
+        request = pb.PutDocumentRequest(collection="runs", id="r1", json=text)
+        assert _code(lambda request=request: stub.PutDocument(request, metadata=METADATA))[0] == (
+            grpc.StatusCode.INVALID_ARGUMENT
+        )
+    decimals = pa.array([decimal.Decimal("1" * 40)], pa.decimal256(40, 0))
+    with pytest.raises(DbApiCallError) as error:
+        seeded.write("processed", pa.table({"_id": ["big"], "v": decimals}))
+    assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_bad_scan_schemas_and_limits_are_invalid_argument(stub, seeded: DbApiClient) -> None:
+    duplicate = pa.schema([("_id", pa.string()), ("_id", pa.string())])
+    with pytest.raises(DbApiCallError) as error:
+        seeded.scan("raw", schema=duplicate)
+    assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    request = pb.ScanRequest(collection="raw", limit=2**63)
+    assert _code(lambda: list(stub.Scan(request, metadata=METADATA)))[0] == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_the_reserved_sequence_field_cannot_be_written_filtered_or_projected(seeded: DbApiClient) -> None:
+    for call in (
+        lambda: seeded.write("raw", pa.table({"_id": ["s"], "_wb_seq": [1]})),
+        lambda: seeded.scan("raw", columns=["_wb_seq"]),
+        lambda: seeded.count("raw", {"_wb_seq": 1}),
+    ):
+        with pytest.raises(DbApiCallError, match="reserved"):
+            call()
+
+
+def test_a_record_cannot_be_both_cleaned_and_quarantined_in_one_commit(seeded: DbApiClient) -> None:
+    record = pa.table({"submission_id": ["keep1"]})
+    with pytest.raises(DbApiCallError, match="both cleaned and quarantined"):
+        seeded.commit_clean(record, record, ["keep1"])
+    assert seeded.get("raw", "keep1") is not None

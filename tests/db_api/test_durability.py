@@ -38,6 +38,35 @@ def _start(data_dir: Path, port: int) -> subprocess.Popen:
                 time.sleep(0.2)
 
 
+def _children(pid: int) -> set[int]:
+    """Processes whose parent is `pid`, from /proc."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's bookkeeping is left
+
+
+def _wait_until_gone(pids: set[int]) -> None:
+    """Scan workers notice their db-api died and exit; fail if any is still there after 30 s."""
+    deadline = time.monotonic() + 30
+    while (alive := {p for p in pids if _running(p)}) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive, f"scan workers outlived the killed db-api: {alive}"
+
+
 def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     port = free_port()
     process = _start(tmp_path, port)
@@ -49,6 +78,8 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
             )
             client.commit_clean(pd.DataFrame({"submission_id": ["one"], "ses": [1.5]}), None, ["one"])
             client.put_document("runs", "r1", {"status": "succeeded"})
+            client.scan("cleaned", limit=1)  # starts the scan worker processes
+            workers = _children(process.pid)
             # The last acknowledged write, immediately followed by the kill.
             client.insert_one("raw", {"_id": "last", "ses": "2"})
             os.kill(process.pid, signal.SIGKILL)
@@ -56,6 +87,8 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     finally:
         if process.poll() is None:
             process.kill()
+    assert workers, "the db-api should run scan workers by default"
+    _wait_until_gone(workers)
     process = _start(tmp_path, port)
     try:
         with DbApiClient(f"127.0.0.1:{port}", "durable") as client:

@@ -74,3 +74,20 @@ def test_a_service_that_stays_down_fails_with_unavailable_not_a_hang(tmp_path: P
     ):
         client.count("raw")
     assert error.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+async def test_async_write_reports_a_failing_source_as_itself(sqlite_db_api: RunningServer) -> None:
+    async def broken() -> AsyncIterator[pa.Table]:
+        yield pa.table({"_id": ["ok"]})
+        raise ValueError("the upload was cut short")
+
+    async with AsyncDbApiClient(f"127.0.0.1:{sqlite_db_api.port}", TOKEN) as client:
+        with pytest.raises(ValueError, match="cut short"):
+            await client.write("raw", broken())
+
+
+def test_insert_one_assigns_the_id_itself_so_a_retry_cannot_insert_twice(sqlite_client: DbApiClient) -> None:
+    document = {"sex": "F"}
+    result = sqlite_client.insert_one("raw", document)
+    assert result.inserted and len(result.id) == 24 and "_id" not in document
+    assert sqlite_client.insert_one("raw", {"_id": result.id, "sex": "M"}).document["sex"] == "F"
