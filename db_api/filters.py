@@ -1,8 +1,20 @@
 """Simple filters: an AND of conditions on top-level fields.
 
 The embedded store evaluates them in Python (`matches`); the MongoDB store sends the equivalent
-query (`to_mongo_query`). Both follow MongoDB's semantics, which the contract tests compare:
-comparisons only match values of the same kind (numbers with numbers, strings with strings).
+query (`to_mongo_query`). Both must select the same documents, so `matches` follows MongoDB's
+query semantics where Python's `==` and `<` would differ (the contract tests compare them on real
+servers):
+
+* a condition on an array matches if the whole array or any one of its elements matches (`ne` is
+  the negation of `eq`, so it excludes arrays that contain the value);
+* values compare only within a kind: numbers (int, double and Decimal128, by exact value) with
+  numbers, strings with strings; a bool is not a number;
+* NaN equals NaN but is neither less nor greater than anything;
+* a missing field equals null, so `eq`, `lte` and `gte` null match it;
+* embedded documents are equal only with the same keys in the same order.
+
+Conditions that `matches` could not follow are refused: a range operator takes a single value
+(MongoDB would also order arrays and documents), and values may not hold keys that MongoDB forbids.
 """
 
 from __future__ import annotations
@@ -10,12 +22,16 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-from db_api.documents import check_field_name
+from bson.decimal128 import Decimal128
+
+from db_api.documents import check_field_name, check_keys
 from db_api.errors import InvalidArgument
 
 
@@ -31,6 +47,9 @@ class Op(enum.StrEnum):
     PREFIX = "prefix"
 
 
+_RANGE_OPS = (Op.LT, Op.LTE, Op.GT, Op.GTE)
+
+
 @dataclass(frozen=True)
 class Condition:
     field: str
@@ -39,12 +58,17 @@ class Condition:
 
     def __post_init__(self) -> None:
         check_field_name(self.field)
+        check_keys(self.value, self.field)  # a stored document never has such keys; MongoDB may refuse them
         if self.op is Op.IN and not isinstance(self.value, list):
             raise InvalidArgument(f"'in' on {self.field!r} needs a list of values")
         if self.op is Op.EXISTS and not isinstance(self.value, bool):
             raise InvalidArgument(f"'exists' on {self.field!r} needs true or false")
         if self.op is Op.PREFIX and not isinstance(self.value, str):
             raise InvalidArgument(f"'prefix' on {self.field!r} needs a string")
+        if self.op in _RANGE_OPS and isinstance(self.value, list | dict):
+            raise InvalidArgument(
+                f"{self.op.value!r} on {self.field!r} needs a single value, not an array or object"
+            )
 
 
 def parse_condition(field: str, op: str, value_json: str) -> Condition:
@@ -59,11 +83,21 @@ def parse_condition(field: str, op: str, value_json: str) -> Condition:
     return Condition(field, parsed_op, value)
 
 
+def _plain(value: Any) -> Any:
+    return value.to_decimal() if isinstance(value, Decimal128) else value
+
+
+def _is_nan(value: Any) -> bool:
+    return (isinstance(value, float) and math.isnan(value)) or (isinstance(value, Decimal) and value.is_nan())
+
+
 def _kind(value: Any) -> str | None:
     """MongoDB compares values only within a kind (its BSON type bracket)."""
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "bool"
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Decimal):
         return "number"
     if isinstance(value, str):
         return "string"
@@ -72,38 +106,42 @@ def _kind(value: Any) -> str | None:
     return None
 
 
+def _equal(stored: Any, wanted: Any) -> bool:
+    stored, wanted = _plain(stored), _plain(wanted)
+    if isinstance(stored, dict) and isinstance(wanted, dict):
+        return list(stored) == list(wanted) and all(_equal(stored[k], wanted[k]) for k in stored)
+    if isinstance(stored, list) and isinstance(wanted, list):
+        return len(stored) == len(wanted) and all(map(_equal, stored, wanted))
+    if _kind(stored) != _kind(wanted):
+        return False
+    if _is_nan(stored) or _is_nan(wanted):
+        return _is_nan(stored) and _is_nan(wanted)
+    return bool(stored == wanted)
+
+
 def _compare(stored: Any, op: Op, wanted: Any) -> bool:
+    stored, wanted = _plain(stored), _plain(wanted)
     if _kind(stored) is None or _kind(stored) != _kind(wanted):
         return False
-    if op is Op.LT:
-        return stored < wanted
-    if op is Op.LTE:
-        return stored <= wanted
-    if op is Op.GT:
-        return stored > wanted
-    return stored >= wanted
-
-
-def _equal(stored: Any, wanted: Any) -> bool:
-    if isinstance(stored, bool) or isinstance(wanted, bool):
-        return type(stored) is type(wanted) and stored == wanted
-    return stored == wanted
+    if _equal(stored, wanted):
+        return op in (Op.LTE, Op.GTE)
+    if _is_nan(stored) or _is_nan(wanted):
+        return False
+    return stored < wanted if op in (Op.LT, Op.LTE) else stored > wanted
 
 
 def _matches_one(doc: dict, cond: Condition) -> bool:
-    present = cond.field in doc
-    stored = doc.get(cond.field)
     if cond.op is Op.EXISTS:
-        return present == cond.value
-    if cond.op is Op.EQ:
-        return _equal(stored, cond.value)
-    if cond.op is Op.NE:
-        return not _equal(stored, cond.value)
-    if cond.op is Op.IN:
-        return any(_equal(stored, v) for v in cond.value)
+        return (cond.field in doc) == cond.value
+    stored = doc.get(cond.field)
+    candidates = [stored, *stored] if isinstance(stored, list) else [stored]
+    if cond.op in (Op.EQ, Op.NE, Op.IN):
+        wanted = cond.value if cond.op is Op.IN else [cond.value]
+        found = any(_equal(c, w) for c in candidates for w in wanted)
+        return found != (cond.op is Op.NE)
     if cond.op is Op.PREFIX:
-        return isinstance(stored, str) and stored.startswith(cond.value)
-    return present and _compare(stored, cond.op, cond.value)
+        return any(isinstance(c, str) and c.startswith(cond.value) for c in candidates)
+    return any(_compare(c, cond.op, cond.value) for c in candidates)
 
 
 def matches(doc: dict, conditions: Sequence[Condition]) -> bool:

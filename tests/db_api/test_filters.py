@@ -6,6 +6,7 @@ import datetime as dt
 import re
 
 import pytest
+from bson.decimal128 import Decimal128
 
 from db_api.errors import InvalidArgument
 from db_api.filters import Condition, Op, matches, parse_condition, to_mongo_query
@@ -29,10 +30,58 @@ from db_api.filters import Condition, Op, matches, parse_condition, to_mongo_que
             Condition("t", Op.GTE, dt.datetime(2025, 1, 1, tzinfo=dt.UTC)),
             True,
         ),
+        # An array matches if the whole array or any element does, one level deep; `ne` negates `eq`.
+        ({"a": [1, 5, "xy"]}, Condition("a", Op.EQ, 5), True),
+        ({"a": [1, 2]}, Condition("a", Op.EQ, [1, 2]), True),
+        ({"a": [1, 2]}, Condition("a", Op.EQ, [2, 1]), False),
+        ({"a": [[1, 2], 3]}, Condition("a", Op.EQ, [1, 2]), True),
+        ({"a": [[1, 2], 3]}, Condition("a", Op.EQ, 1), False),
+        ({"a": [1, 5]}, Condition("a", Op.NE, 5), False),
+        ({"a": [1, 5]}, Condition("a", Op.GT, 4), True),
+        ({"a": [1, 5]}, Condition("a", Op.LT, 1), False),
+        ({"a": [1, 5]}, Condition("a", Op.IN, [0, 5]), True),
+        ({"a": [1, 2]}, Condition("a", Op.IN, [[1, 2]]), True),
+        ({"a": [3, "xy"]}, Condition("a", Op.PREFIX, "x"), True),
+        ({"a": [1, None]}, Condition("a", Op.EQ, None), True),
+        ({"a": []}, Condition("a", Op.EQ, None), False),
+        # Decimal128 compares with numbers by exact value, as mongod does (0.1 as a double is not 0.1).
+        ({"a": Decimal128("2.5")}, Condition("a", Op.EQ, 2.5), True),
+        ({"a": Decimal128("2.50")}, Condition("a", Op.IN, [1, 2.5]), True),
+        ({"a": Decimal128("2.5")}, Condition("a", Op.GT, 2), True),
+        ({"a": Decimal128("2.5")}, Condition("a", Op.LT, 2.5), False),
+        ({"a": Decimal128("0.1")}, Condition("a", Op.EQ, 0.1), False),
+        ({"a": Decimal128("-Infinity")}, Condition("a", Op.LT, -1e308), True),
+        ({"a": [Decimal128("7")]}, Condition("a", Op.EQ, 7), True),
+        # Null and a missing field equal null, for gte and lte too; nothing is less or greater.
+        ({}, Condition("a", Op.GTE, None), True),
+        ({"a": None}, Condition("a", Op.LTE, None), True),
+        ({"a": None}, Condition("a", Op.GT, None), False),
+        ({}, Condition("a", Op.LT, None), False),
+        ({"a": 0}, Condition("a", Op.GTE, None), False),
+        # NaN equals NaN (also a Decimal128 NaN) but is neither less nor greater than anything.
+        ({"a": float("nan")}, Condition("a", Op.EQ, float("nan")), True),
+        ({"a": Decimal128("NaN")}, Condition("a", Op.EQ, float("nan")), True),
+        ({"a": float("nan")}, Condition("a", Op.NE, float("nan")), False),
+        ({"a": float("nan")}, Condition("a", Op.IN, [float("nan")]), True),
+        ({"a": float("nan")}, Condition("a", Op.GTE, float("nan")), True),
+        ({"a": float("nan")}, Condition("a", Op.GT, float("nan")), False),
+        ({"a": float("nan")}, Condition("a", Op.LT, float("inf")), False),
+        ({"a": Decimal128("NaN")}, Condition("a", Op.GT, float("-inf")), False),
+        ({"a": 1}, Condition("a", Op.LTE, float("nan")), False),
+        # Embedded documents are equal only with the same keys in the same order.
+        ({"a": {"p": 1, "q": 2}}, Condition("a", Op.EQ, {"p": 1, "q": 2}), True),
+        ({"a": {"p": 1, "q": 2}}, Condition("a", Op.EQ, {"q": 2, "p": 1}), False),
+        ({"a": {"p": 1, "q": 2}}, Condition("a", Op.NE, {"q": 2, "p": 1}), True),
+        ({"a": {"p": 1, "q": [2]}}, Condition("a", Op.EQ, {"p": 1.0, "q": [2.0]}), True),
+        ({"a": {"p": True}}, Condition("a", Op.EQ, {"p": 1}), False),
     ],
 )
 def test_matches_follows_mongodb_semantics(doc: dict, condition: Condition, expected: bool) -> None:
     assert matches(doc, [condition]) is expected
+
+
+def test_json_nan_matches_a_stored_nan() -> None:
+    assert matches({"a": float("nan")}, [parse_condition("a", "eq", "NaN")])
 
 
 def test_mongo_query_is_an_and_of_conditions_with_prefix_escaped() -> None:
@@ -50,6 +99,10 @@ def test_mongo_query_is_an_and_of_conditions_with_prefix_escaped() -> None:
         ("a", "in", "1", "needs a list"),
         ("a", "exists", "1", "true or false"),
         ("a", "prefix", "1", "needs a string"),
+        ("a", "gt", "[1]", "not an array or object"),
+        ("a", "lte", '{"p": 0}', "not an array or object"),
+        ("a", "eq", '{"$gt": 0}', "starts with '$'"),
+        ("a", "in", '[{"b.c": 1}]', "contains '.'"),
     ],
 )
 def test_bad_conditions_are_explained(field: str, op: str, value_json: str, needle: str) -> None:
