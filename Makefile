@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run test test-fast bench lint proto clean
+.PHONY: venv run test test-fast bench lint proto clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,14 +16,18 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: venv
-	$(BIN)/workbench db-api
+	$(BIN)/workbench up
 
-test: venv
+# Browser tests drive Debian's Chromium; Playwright never downloads a browser here.
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+test: venv chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 test-fast: venv
-	$(BIN)/python -m pytest -m "not slow and not mongo"
+	$(BIN)/python -m pytest -m "not slow and not mongo and not browser"
 
 bench: venv
 	$(BIN)/python tests/bench/bench_db_api.py

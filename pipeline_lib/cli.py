@@ -16,6 +16,8 @@ app = typer.Typer(
 )
 db_api_app = typer.Typer(help="The db-api: the gRPC data service every other part uses.")
 app.add_typer(db_api_app, name="db-api")
+users_app = typer.Typer(help="Web app accounts and their scopes.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 
 log = logging.getLogger("workbench")
 
@@ -89,6 +91,116 @@ def ping(
     typer.echo(
         f"db-api at {settings.db_api_address}: {status}, store reachable ({runs} runs), {elapsed_ms:.0f} ms"
     )
+
+
+@app.command()
+def web(
+    host: Annotated[str | None, typer.Option(help="interface to bind (default WORKBENCH_WEB_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default WORKBENCH_WEB_PORT)")] = None,
+) -> None:
+    """Serve the web app (form, API, results) with uvicorn until Ctrl-C."""
+    import uvicorn
+
+    from pipeline_lib.supervisor import PortTaken, check_port_free
+
+    configure_logging()
+    settings = get_settings()
+    host, port = host or settings.web_host, port if port is not None else settings.web_port
+    try:
+        check_port_free(host, port, "the web app")
+    except PortTaken as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    uvicorn.run(
+        "web_app.main:create_app", factory=True, host=host, port=port, server_header=False, log_config=None
+    )
+
+
+@app.command()
+def up() -> None:
+    """Start the whole system on this machine (db-api, web app) and stop it on Ctrl-C."""
+    import httpx
+
+    from pipeline_lib.db_client import DbApiClient
+    from pipeline_lib.supervisor import PortTaken, Service, run
+
+    settings = get_settings()
+    db_host, db_port = _split_address(settings.db_api_address)
+
+    def db_ready() -> bool:
+        with DbApiClient.from_settings(settings, timeout=1) as client:
+            try:
+                return client.health() == "SERVING"
+            except Exception:
+                return False
+
+    web_url = f"http://{settings.web_host}:{settings.web_port}"
+
+    def web_ready() -> bool:
+        try:
+            return httpx.get(f"{web_url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    services = [
+        Service("db-api", ["db-api"], db_host, db_port, f"grpc://{settings.db_api_address}", db_ready),
+        Service("web", ["web"], settings.web_host, settings.web_port, f"{web_url}/", web_ready),
+    ]
+    try:
+        code = run(services, typer.echo)
+    except PortTaken as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="the username")],
+    scope: Annotated[list[str], typer.Option(help="submit, results:read, analyst or admin; repeat for more")],
+    password_stdin: Annotated[bool, typer.Option(help="read the password from standard input")] = False,
+) -> None:
+    """Create or update a web app user (the password is asked for, never an argument)."""
+    import sys
+
+    from pipeline_lib.db_client import DbApiCallError, DbApiClient
+    from web_app.security import SCOPES, hash_password
+
+    unknown = sorted(set(scope) - set(SCOPES))
+    if unknown:
+        typer.echo(f"error: unknown scope(s) {unknown}; choose from {', '.join(SCOPES)}", err=True)
+        raise typer.Exit(2)
+    if not 1 <= len(name) <= 64 or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        typer.echo("error: a username is 1-64 letters, digits, '-', '_' or '.'", err=True)
+        raise typer.Exit(2)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        typer.echo("error: use a password of at least 8 characters", err=True)
+        raise typer.Exit(2)
+    user = {"scopes": sorted(set(scope)), "password_hash": hash_password(password), "disabled": False}
+    with DbApiClient.from_settings() as client:
+        try:
+            created = client.put_document("users", name, user)
+        except DbApiCallError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(
+        f"{'Created' if created else 'Updated'} user {name!r} with scopes {', '.join(user['scopes'])}."
+    )
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List the web app users and their scopes."""
+    from pipeline_lib.db_client import DbApiClient
+
+    with DbApiClient.from_settings() as client:
+        for user in client.list_documents("users", limit=10_000):
+            state = " (disabled)" if user.get("disabled") else ""
+            typer.echo(f"{user['_id']}: {', '.join(user.get('scopes', []))}{state}")
 
 
 def main() -> None:

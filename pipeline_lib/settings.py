@@ -32,8 +32,17 @@ class Settings(BaseSettings):
         description="processes that turn stored BSON into Arrow for scans; 0 runs it in the db-api",
     )
     spark_master: str = "local[*]"
-    k_min_group: int = Field(5, ge=1)
+    k_min_group: int = Field(5, ge=1, description="smallest group of students any public view shows")
+    web_host: str = "127.0.0.1"
     web_port: int = 8000
+    jwt_secret: SecretStr | None = Field(
+        None, description="JWT signing key; generated into data_dir if unset"
+    )
+    access_token_minutes: int = Field(30, ge=1, le=24 * 60)
+    form_rate_limit: str = Field("20/minute", description="form posts allowed per client address")
+    max_form_bytes: int = 64 * 1024
+    max_json_bytes: int = 256 * 1024
+    max_upload_bytes: int = 512 * 1024 * 1024
 
     @property
     def token_file(self) -> Path:
@@ -49,7 +58,20 @@ def db_api_token(settings: Settings, *, create: bool = False) -> str | None:
     """The db-api token: from the setting, else from `data_dir`, created there if `create`."""
     if settings.db_api_token is not None:
         return settings.db_api_token.get_secret_value() or None
-    path = settings.token_file
+    return _secret_file(settings.token_file, create=create)
+
+
+def jwt_secret(settings: Settings) -> str:
+    """The key that signs the web app's access tokens: the setting, else a file in `data_dir`."""
+    if settings.jwt_secret is not None and settings.jwt_secret.get_secret_value():
+        return settings.jwt_secret.get_secret_value()
+    secret = _secret_file(settings.data_dir / "secrets" / "jwt_secret", create=True)
+    assert secret is not None
+    return secret
+
+
+def _secret_file(path: Path, *, create: bool) -> str | None:
+    """Read a generated secret, creating it owner-only on first use if `create`."""
     if path.exists():
         return path.read_text().strip() or None
     if not create:
@@ -57,7 +79,10 @@ def db_api_token(settings: Settings, *, create: bool = False) -> str | None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     # Created owner-only before the secret is written, so it is never readable by others.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first: use theirs
+        return path.read_text().strip() or None
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")
     return token

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from db_api.server import RunningServer
+from pipeline_lib.db_client import DbApiClient
+from tests.conftest import TOKEN
 from tests.wire_servers import free_port
+from web_app.security import verify_password
 
 WORKBENCH = [sys.executable, "-m", "pipeline_lib.cli"]
 
@@ -25,7 +31,10 @@ def _run(args: list[str], env: dict[str, str], timeout: float = 60) -> subproces
     return subprocess.run([*WORKBENCH, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("command", [[], ["db-api"], ["db-api", "ping"]])
+@pytest.mark.parametrize(
+    "command",
+    [[], ["db-api"], ["db-api", "ping"], ["web"], ["up"], ["users"], ["users", "add"], ["users", "list"]],
+)
 def test_every_command_has_help(command: list[str], tmp_path: Path) -> None:
     result = _run([*command, "--help"], _env(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -78,3 +87,50 @@ def test_ping_of_a_service_that_is_down_fails_with_a_message(tmp_path: Path) -> 
     )
     assert result.returncode == 1
     assert "db-api not ready" in result.stderr
+
+
+def test_users_add_stores_a_hashed_password_and_refuses_unknown_scopes(
+    sqlite_db_api: RunningServer, sqlite_client: DbApiClient, tmp_path: Path
+) -> None:
+    env = {**_env(tmp_path), "WORKBENCH_DB_API_ADDRESS": f"127.0.0.1:{sqlite_db_api.port}"}
+    env["WORKBENCH_DB_API_TOKEN"] = TOKEN
+    add = [*WORKBENCH, "users", "add", "ada", "--scope", "admin", "--scope", "analyst", "--password-stdin"]
+    result = subprocess.run(add, env=env, input="s3cret-pass\n", capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    user = sqlite_client.get_document("users", "ada")
+    assert user["scopes"] == ["admin", "analyst"] and user["password_hash"].startswith("$argon2id$")
+    assert verify_password("s3cret-pass", user["password_hash"])
+    bad = [*WORKBENCH, "users", "add", "bob", "--scope", "root", "--password-stdin"]
+    refused = subprocess.run(bad, env=env, input="s3cret-pass\n", capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "unknown scope" in refused.stderr
+    listed = subprocess.run(
+        [*WORKBENCH, "users", "list"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "ada: admin, analyst" in listed.stdout
+
+
+@pytest.mark.slow
+def test_up_starts_every_service_and_stops_them_on_sigterm(tmp_path: Path) -> None:
+    env = {
+        **_env(tmp_path),
+        "WORKBENCH_DB_API_ADDRESS": f"127.0.0.1:{free_port()}",
+        "WORKBENCH_WEB_PORT": str(free_port()),
+    }
+    process = subprocess.Popen(
+        [*WORKBENCH, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    lines = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.append(line)
+        if "All services are up" in line:
+            break
+    web_url = next(line.split(" ready at ")[1].strip() for line in lines if line.startswith("web"))
+    assert httpx.get(f"{web_url}healthz", timeout=5).json() == {"status": "ok"}
+    assert httpx.get(f"{web_url}readyz", timeout=5).status_code == 200
+    again = _run(["up"], env, timeout=60)
+    assert again.returncode == 1 and "already in use" in again.stderr
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{web_url}healthz", timeout=2)

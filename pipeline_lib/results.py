@@ -1,0 +1,112 @@
+"""Result documents in `processed`, and the k-minimum rule for showing them.
+
+The processing step writes one `ResultDocument` per analysis and scope; the web app and the
+dashboards read them. Public views never show a group of fewer than k students: `suppress`
+blanks such rows (keeping their labels) and says so, whoever asks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ChartSpec(BaseModel):
+    """A bar chart of one table: labels from column `x`, bar heights from column `y`."""
+
+    table: str
+    x: str
+    y: str
+    title: str = ""
+
+
+class ResultTable(BaseModel):
+    name: str
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    # Column holding each row's number of students; None if rows are not groups of students.
+    group_size_column: str | None = "n"
+    # Columns that name the group (kept visible when the row is suppressed).
+    label_columns: list[str] = Field(default_factory=list)
+    audience: Literal["public", "analyst"] = "public"
+
+
+class ResultDocument(BaseModel):
+    key: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")
+    title: str
+    analysis: str
+    scope: str = "overall"
+    run_id: str
+    computed_at: dt.datetime
+    n_input: int = Field(ge=0)
+    summary: str = ""
+    tables: list[ResultTable] = Field(default_factory=list)
+    chart: ChartSpec | None = None
+
+
+class PublicTable(BaseModel):
+    name: str
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    suppressed: list[bool] = Field(description="per row: true if its group is smaller than k")
+
+
+class PublicResult(BaseModel):
+    key: str
+    title: str
+    analysis: str
+    scope: str
+    run_id: str
+    computed_at: dt.datetime
+    n_input: int | None = Field(description="null when fewer than k students are behind the result")
+    k_min_group: int
+    summary: str
+    tables: list[PublicTable]
+    chart: ChartSpec | None = None
+
+
+def _small(value: Any, k: int) -> bool:
+    """A group size below k; a missing or unreadable size counts as small (fail closed)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return True
+    return value < k
+
+
+def suppress(doc: ResultDocument, k: int, *, analyst: bool = False) -> PublicResult:
+    """The document as anyone may see it: rows of groups under k students blanked but labelled,
+    analyst-only tables left out unless `analyst`, and nothing at all if the whole input is small."""
+    whole_small = doc.n_input < k
+    tables = []
+    for table in doc.tables:
+        if table.audience == "analyst" and not analyst:
+            continue
+        size_index = table.columns.index(table.group_size_column) if table.group_size_column else None
+        keep = {table.columns.index(c) for c in table.label_columns if c in table.columns}
+        rows, flags = [], []
+        for row in table.rows:
+            small = whole_small or (size_index is not None and _small(row[size_index], k))
+            rows.append([cell if (not small or i in keep) else None for i, cell in enumerate(row)])
+            flags.append(small)
+        tables.append(
+            PublicTable(
+                name=table.name, title=table.title, columns=table.columns, rows=rows, suppressed=flags
+            )
+        )
+    return PublicResult(
+        key=doc.key,
+        title=doc.title,
+        analysis=doc.analysis,
+        scope=doc.scope,
+        run_id=doc.run_id,
+        computed_at=doc.computed_at,
+        n_input=None if whole_small else doc.n_input,
+        k_min_group=k,
+        summary="" if whole_small else doc.summary,
+        tables=tables,
+        chart=doc.chart,
+    )

@@ -1,0 +1,96 @@
+"""The public form over HTTP (no browser): CSRF, errors in plain words, receipts, rate limit."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from tests.web_app.conftest import WebStack
+
+GOOD = {
+    "school_id": "01224",
+    "sex": "female",
+    "minority": "no",
+    "ses": "1,5",
+    "math_score": "12",
+    "age": "",
+    "consent": "yes",
+}
+
+
+def _hidden(page: str, name: str) -> str:
+    match = re.search(rf'name="{name}" value="([^"]*)"', page)
+    assert match, f"no hidden field {name}"
+    return match.group(1)
+
+
+def _open_form(http: httpx.Client) -> dict[str, str]:
+    page = http.get("/").text
+    return {"csrf": _hidden(page, "csrf"), "nonce": _hidden(page, "nonce")}
+
+
+def test_the_form_is_generated_from_the_contract_with_labels_and_hints(stack: WebStack) -> None:
+    with stack.client() as http:
+        page = http.get("/").text
+    for name in ("school_id", "sex", "minority", "ses", "math_score", "age", "consent"):
+        assert f'name="{name}"' in page
+    assert '<label for="ses">Socio-economic status index' in page
+    assert 'inputmode="decimal"' in page and "decimal comma is fine" in page
+
+
+def test_a_valid_form_gets_a_receipt_and_a_resend_gets_the_same_one(stack: WebStack) -> None:
+    with stack.client() as http:
+        hidden = _open_form(http)
+        first = http.post("/", data={**GOOD, **hidden})
+        resent = http.post("/", data={**GOOD, **hidden})
+    assert first.status_code == 303 and first.headers["location"].startswith("/thanks/")
+    assert resent.headers["location"] == first.headers["location"]
+    receipt = first.headers["location"].removeprefix("/thanks/")
+    stored = stack.db.get("raw", receipt)
+    assert stored["school_id"] == "01224" and stored["ses"] == "1,5" and stored["source"] == "form"
+    assert stack.db.count("raw") == 1
+
+
+def test_wrong_answers_are_explained_next_to_their_fields_and_kept(stack: WebStack) -> None:
+    with stack.client() as http:
+        hidden = _open_form(http)
+        response = http.post(
+            "/", data={**GOOD, **hidden, "ses": "abc", "math_score": "500", "sex": "", "consent": ""}
+        )
+    assert response.status_code == 422
+    page = response.text
+    assert 'id="ses-error">Enter a number, like 12 or 3,5.' in page
+    assert 'id="math_score-error">Enter a number from -10 to 100.' in page
+    assert 'id="sex-error">This is required.' in page
+    assert "without your consent nothing can be stored" in page
+    assert 'value="abc"' in page and 'value="500"' in page
+    assert stack.db.count("raw") == 0
+
+
+def test_a_post_without_the_csrf_token_is_refused(stack: WebStack) -> None:
+    with stack.client() as http:
+        hidden = _open_form(http)
+        forged = http.post("/", data={**GOOD, "nonce": hidden["nonce"], "csrf": "forged"})
+    assert forged.status_code == 403 and "sent from elsewhere" in forged.text
+    assert stack.db.count("raw") == 0
+
+
+@pytest.mark.parametrize("web_settings", [{"form_rate_limit": "2/minute"}], indirect=True)
+def test_form_posts_are_rate_limited_per_client(stack: WebStack) -> None:
+    with stack.client() as http:
+        statuses = []
+        for _ in range(3):
+            hidden = _open_form(http)
+            statuses.append(http.post("/", data={**GOOD, **hidden}).status_code)
+    assert statuses == [303, 303, 429]
+    assert stack.db.count("raw") == 2
+
+
+def test_an_oversized_form_is_refused(stack: WebStack) -> None:
+    with stack.client() as http:
+        hidden = _open_form(http)
+        response = http.post("/", data={**GOOD, **hidden, "student_ref": "x" * 100_000})
+    assert response.status_code == 413
+    assert stack.db.count("raw") == 0

@@ -1,0 +1,90 @@
+"""Schools (admins manage, everyone reads) and results (readers, groups under k suppressed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pipeline_lib.results import ChartSpec, ResultDocument, ResultTable
+from tests.web_app.conftest import PASSWORD, WebStack
+
+
+def test_admins_add_and_import_schools_and_anyone_lists_them(stack: WebStack) -> None:
+    school = {"school_id": " 01224 ", "name": "Lakeside", "sector": "public", "size": 800}
+    csv = "school_id,name,sector,size\n2305,Hill,catholic,400\n7890,Park,private,120\n"
+    with stack.client() as http:
+        added = http.post("/api/v1/schools", json=school, headers=stack.auth("admin"))
+        refused = http.post("/api/v1/schools", json=school, headers=stack.auth("submitter"))
+        imported = http.post(
+            "/api/v1/schools/bulk", content=csv, headers={**stack.auth("admin"), "Content-Type": "text/csv"}
+        )
+        listed = http.get("/api/v1/schools").json()
+    assert added.status_code == 201 and refused.status_code == 403
+    assert imported.json() == {"stored": 2, "replaced": 0}
+    assert [s["school_id"] for s in listed] == ["1224", "2305", "7890"]
+
+
+def test_a_school_import_with_one_bad_line_imports_nothing(stack: WebStack) -> None:
+    csv = "school_id,name,sector,size\n2305,Hill,catholic,400\n7890,Park,secret,-1\n"
+    with stack.client() as http:
+        response = http.post(
+            "/api/v1/schools/bulk", content=csv, headers={**stack.auth("admin"), "Content-Type": "text/csv"}
+        )
+    assert response.status_code == 422 and "line 3" in response.json()["title"]
+    assert stack.db.count("schools") == 0
+
+
+def _result(key: str, sizes: list[int], n_input: int = 100) -> dict:
+    table = ResultTable(
+        name="by_sector",
+        title="Mean math score by sector",
+        columns=["sector", "n", "mean"],
+        rows=[[f"sector{i}", n, 10.0 + i] for i, n in enumerate(sizes)],
+        label_columns=["sector"],
+    )
+    doc = ResultDocument(
+        key=key,
+        title="Math by sector",
+        analysis="descriptives",
+        scope="sector",
+        run_id="run-42",
+        computed_at=dt.datetime(2026, 11, 29, 6, 0, tzinfo=dt.UTC),
+        n_input=n_input,
+        tables=[table],
+        chart=ChartSpec(table="by_sector", x="sector", y="mean"),
+    )
+    return doc.model_dump(mode="json")
+
+
+def test_results_api_suppresses_small_groups(stack: WebStack) -> None:
+    stack.db.put_document("processed", "descriptives:sector", _result("descriptives:sector", [40, 3]))
+    with stack.client() as http:
+        index = http.get("/api/v1/results", headers=stack.auth("reader")).json()
+        one = http.get("/api/v1/results/descriptives:sector", headers=stack.auth("reader")).json()
+        missing = http.get("/api/v1/results/nope", headers=stack.auth("reader"))
+    assert [r["key"] for r in index] == ["descriptives:sector"]
+    assert one["tables"][0]["rows"] == [["sector0", 40, 10.0], ["sector1", None, None]]
+    assert one["tables"][0]["suppressed"] == [False, True]
+    assert one["run_id"] == "run-42" and one["k_min_group"] == 5
+    assert missing.status_code == 404
+
+
+def test_the_results_page_needs_a_login_then_shows_tables_and_a_chart(stack: WebStack) -> None:
+    stack.db.put_document("processed", "descriptives:sector", _result("descriptives:sector", [40, 3]))
+    with stack.client() as http:
+        assert http.get("/results").headers["location"] == "/login?next=/results"
+        login_page = http.get("/login?next=/results").text
+        csrf = login_page.split('name="csrf" value="')[1].split('"')[0]
+        signed_in = http.post(
+            "/login", data={"username": "reader", "password": PASSWORD, "csrf": csrf, "next": "/results"}
+        )
+        assert signed_in.status_code == 303 and signed_in.headers["location"] == "/results"
+        page = http.get("/results").text
+    assert "Math by sector" in page and "run <code>run-42</code>" in page
+    assert "<em>suppressed</em>" in page and "<svg" in page and "<rect" in page
+
+
+def test_a_wrong_password_on_the_login_page_is_explained(stack: WebStack) -> None:
+    with stack.client() as http:
+        csrf = http.get("/login").text.split('name="csrf" value="')[1].split('"')[0]
+        response = http.post("/login", data={"username": "reader", "password": "nope", "csrf": csrf})
+    assert response.status_code == 401 and "Incorrect username or password" in response.text

@@ -1,0 +1,141 @@
+"""The submissions API through a real uvicorn and a real db-api."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.web_app.conftest import WebStack
+
+GOOD = {"school_id": "1224", "sex": "F", "minority": "no", "ses": "1,5", "math_score": 12, "consent": True}
+
+
+def test_one_submission_is_stored_as_given_with_a_receipt(stack: WebStack) -> None:
+    with stack.client() as http:
+        response = http.post("/api/v1/submissions", json=GOOD, headers=stack.auth("submitter"))
+    assert response.status_code == 201
+    receipt = response.json()
+    stored = stack.db.get("raw", receipt["submission_id"])
+    assert stored["ses"] == "1,5" and stored["math_score"] == 12 and stored["source"] == "api"
+    assert stored["submission_id"] == receipt["submission_id"]
+
+
+def test_an_idempotency_key_makes_a_retry_harmless(stack: WebStack) -> None:
+    headers = {**stack.auth("submitter"), "Idempotency-Key": "retry-1"}
+    with stack.client() as http:
+        first = http.post("/api/v1/submissions", json=GOOD, headers=headers)
+        again = http.post("/api/v1/submissions", json=GOOD, headers=headers)
+        different = http.post("/api/v1/submissions", json={**GOOD, "ses": "2"}, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["submission_id"] == first.json()["submission_id"]
+    assert again.json()["already_received"] is True
+    assert different.status_code == 422 and "different record" in different.json()["title"]
+    assert stack.db.count("raw") == 1
+
+
+@pytest.mark.parametrize("consent", [False, "no", "maybe"])
+def test_without_consent_nothing_is_stored(stack: WebStack, consent: object) -> None:
+    with stack.client() as http:
+        response = http.post(
+            "/api/v1/submissions", json={**GOOD, "consent": consent}, headers=stack.auth("submitter")
+        )
+    assert response.status_code == 422 and "consent" in response.json()["title"]
+    assert stack.db.count("raw") == 0
+
+
+def test_errors_are_problem_details(stack: WebStack) -> None:
+    with stack.client() as http:
+        response = http.post(
+            "/api/v1/submissions", json={**GOOD, "shoe_size": 42}, headers=stack.auth("submitter")
+        )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == 422 and body["errors"][0]["loc"][-1] == "shoe_size"
+
+
+CSV = (
+    "school_id,sex,minority,ses,math_score,consent\n"
+    '1224,F,no,"1,5",12,yes\n'
+    "1224,boy,yes,0.3,40,no\n"
+    '1225,M,no,"multi\nline",7,Yes\n'
+    "1225,M,no,1\n"
+)
+
+
+def test_a_csv_upload_stores_consented_rows_and_reports_the_rest_by_line(stack: WebStack) -> None:
+    headers = {**stack.auth("submitter"), "Content-Type": "text/csv"}
+    with stack.client() as http:
+        report = http.post("/api/v1/submissions/bulk", content=CSV, headers=headers).json()
+    assert (report["received"], report["stored"], report["refused"]) == (4, 2, 2)
+    assert sorted(report["problems"]) == ["line 3: no consent: not stored", "line 6: 4 values for 6 columns"]
+    rows = stack.db.scan("raw").to_pylist()
+    assert sorted(r["ses"] for r in rows) == ["1,5", "multi\nline"]
+    assert {r["source"] for r in rows} == {"bulk"}
+
+
+def test_a_streamed_ndjson_upload_with_ids_can_be_retried(stack: WebStack) -> None:
+    lines = [
+        '{"submission_id": "s1", "school_id": "1", "ses": 1.5, "consent": true}',
+        '{"submission_id": "s2", "school_id": "2", "ses": "2,5", "consent": "yes"}',
+        '{"submission_id": "s3", "nested": {"a": 1}, "consent": true}',
+        "not json",
+    ]
+
+    def body() -> Iterator[bytes]:  # sent chunked, in pieces that split lines
+        text = "\n".join(lines).encode()
+        for start in range(0, len(text), 7):
+            yield text[start : start + 7]
+
+    headers = {**stack.auth("submitter"), "Content-Type": "application/x-ndjson"}
+    with stack.client() as http:
+        first = http.post("/api/v1/submissions/bulk", content=body(), headers=headers).json()
+        again = http.post("/api/v1/submissions/bulk", content=body(), headers=headers).json()
+    assert (first["stored"], first["refused"]) == (2, 2)
+    assert (again["stored"], again["already_stored"]) == (0, 2)
+    assert stack.db.get("raw", "s1")["ses"] == "1.5"
+    assert stack.db.count("raw") == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ("school_id,colour,consent\n1,red,yes\n", "unknown columns"),
+        ("school_id,ses\n1,2\n", "consent column"),
+        ("", "empty"),
+    ],
+)
+def test_an_unreadable_upload_stores_nothing(stack: WebStack, body: str, needle: str) -> None:
+    headers = {**stack.auth("submitter"), "Content-Type": "text/csv"}
+    with stack.client() as http:
+        response = http.post("/api/v1/submissions/bulk", content=body, headers=headers)
+    assert response.status_code == 422 and needle in response.json()["title"]
+    assert stack.db.count("raw") == 0
+
+
+def test_a_non_utf8_upload_and_an_unknown_media_type_are_refused(stack: WebStack) -> None:
+    headers = stack.auth("submitter")
+    with stack.client() as http:
+        latin = http.post(
+            "/api/v1/submissions/bulk",
+            content="school_id,consent\nZürich,yes\n".encode("latin-1"),
+            headers={**headers, "Content-Type": "text/csv"},
+        )
+        xml = http.post(
+            "/api/v1/submissions/bulk", content="<a/>", headers={**headers, "Content-Type": "text/xml"}
+        )
+    assert latin.status_code == 422 and "UTF-8" in latin.json()["title"]
+    assert xml.status_code == 415
+    assert stack.db.count("raw") == 0
+
+
+def test_the_db_api_down_means_503_with_a_clear_message(stack: WebStack) -> None:
+    stack.db_api.stop(grace=0)
+    with stack.client() as http:
+        response = http.post("/api/v1/submissions", json=GOOD, headers=stack.auth_offline("submitter"))
+        ready = http.get("/readyz")
+        alive = http.get("/healthz")
+    assert response.status_code == 503 and "unavailable" in response.json()["title"]
+    assert response.headers["retry-after"]
+    assert ready.status_code == 503 and alive.status_code == 200

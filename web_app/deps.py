@@ -1,0 +1,74 @@
+"""Dependencies the routes declare: settings, the db-api client, the current user."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import OAuth2PasswordBearer, SecurityScopes
+
+from pipeline_lib.db_client_aio import AsyncDbApiClient
+from pipeline_lib.settings import Settings
+from web_app.security import SCOPES, TokenClaims, decode_access_token
+
+SESSION_COOKIE = "wb_session"
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", scopes=SCOPES, auto_error=False)
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_db(request: Request) -> AsyncDbApiClient:
+    return request.app.state.db
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DbDep = Annotated[AsyncDbApiClient, Depends(get_db)]
+
+
+class LoginRequired(Exception):
+    """An HTML page needs a login: the app answers with a redirect to /login."""
+
+    def __init__(self, next_path: str) -> None:
+        self.next_path = next_path
+
+
+def _claims(request: Request, bearer: str | None) -> TokenClaims | None:
+    token = bearer or request.cookies.get(SESSION_COOKIE)
+    return decode_access_token(token, request.app.state.jwt_secret) if token else None
+
+
+async def current_user(
+    security_scopes: SecurityScopes, request: Request, bearer: Annotated[str | None, Depends(oauth2_scheme)]
+) -> TokenClaims:
+    """The caller, from a bearer token (API) or the session cookie (pages), holding every scope
+    the route asks for; `admin` holds them all."""
+    wanted = f'Bearer scope="{security_scopes.scope_str}"' if security_scopes.scopes else "Bearer"
+    claims = _claims(request, bearer)
+    if claims is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "Missing, expired or invalid access token",
+            headers={"WWW-Authenticate": wanted},
+        )
+    missing = set(security_scopes.scopes) - claims.scopes
+    if missing and "admin" not in claims.scopes:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"This needs the scope(s): {', '.join(sorted(missing))}",
+            headers={"WWW-Authenticate": wanted},
+        )
+    return claims
+
+
+async def page_user(security_scopes: SecurityScopes, request: Request) -> TokenClaims:
+    """Like `current_user` for HTML pages: no session sends the browser to the login page."""
+    claims = _claims(request, None)
+    if claims is None:
+        raise LoginRequired(request.url.path)
+    missing = set(security_scopes.scopes) - claims.scopes
+    if missing and "admin" not in claims.scopes:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"This page needs: {', '.join(sorted(missing))}")
+    return claims

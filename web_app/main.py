@@ -1,0 +1,109 @@
+"""The web app factory: `create_app()` wires settings, the db-api client, middleware and routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pipeline_lib.db_client_aio import AsyncDbApiClient
+from pipeline_lib.db_requests import DbApiCallError
+from pipeline_lib.settings import Settings, jwt_secret
+from web_app import problems
+from web_app.body_limit import BodyLimitMiddleware
+from web_app.deps import LoginRequired
+from web_app.ratelimit import FormRateLimiter
+from web_app.routes import auth, form, health, results, schools, submissions
+
+log = logging.getLogger(__name__)
+
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"SAMEORIGIN"),
+]
+# The API docs page loads its script and styles from a CDN; everything else is self-contained.
+_PAGE_CSP = (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; frame-ancestors 'self'")
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        docs = scope["path"].startswith(("/docs", "/redoc"))
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
+                if not docs:
+                    message["headers"].append(_PAGE_CSP)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def _body_limits(settings: Settings) -> object:
+    def limit_for(path: str) -> int:
+        if path == "/api/v1/submissions/bulk":
+            return settings.max_upload_bytes
+        if path in ("/api/v1/schools/bulk", "/schools"):
+            return 5 * 1024 * 1024
+        if path.startswith("/api/"):
+            return settings.max_json_bytes
+        return settings.max_form_bytes
+
+    return limit_for
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.db = AsyncDbApiClient.from_settings(settings, timeout=5.0)
+        try:
+            if await app.state.db.count("users") == 0:
+                log.warning(
+                    "no users yet: create the first admin with `workbench users add admin --scope admin`"
+                )
+        except DbApiCallError as exc:
+            log.warning(
+                "db-api not reachable at start-up; pages will answer 503 until it is",
+                extra={"error": str(exc)},
+            )
+        yield
+        await app.state.db.close()
+
+    app = FastAPI(
+        title="Student Data Workbench",
+        version="1",
+        summary="Submit student records and read the analysed results.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.jwt_secret = jwt_secret(settings)
+    app.state.form_limiter = FormRateLimiter(settings.form_rate_limit)
+
+    app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
+    app.add_middleware(SecurityHeaders)
+    problems.install(app)
+
+    @app.exception_handler(LoginRequired)
+    async def to_login(request: Request, exc: LoginRequired) -> RedirectResponse:
+        return RedirectResponse(f"/login?next={quote(exc.next_path)}", status_code=303)
+
+    for module in (health, auth, form, submissions, schools, results):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    return app

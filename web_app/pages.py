@@ -1,0 +1,34 @@
+"""Rendering HTML pages: templates, the CSRF cookie every form needs, shared page context."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from web_app.deps import SESSION_COOKIE
+from web_app.security import csrf_token, decode_access_token
+
+CSRF_COOKIE = "wb_csrf"
+TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+def render(request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+    """A page with a CSRF token for its forms (double submit: a cookie and a signed field)."""
+    secret = request.app.state.jwt_secret
+    cookie = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+    token = request.cookies.get(SESSION_COOKIE)
+    user = decode_access_token(token, secret) if token else None
+    response = TEMPLATES.TemplateResponse(
+        request,
+        template,
+        {"csrf": csrf_token(cookie, secret), "user": user, **context},
+        status_code=status_code,
+    )
+    if CSRF_COOKIE not in request.cookies:
+        response.set_cookie(CSRF_COOKIE, cookie, httponly=True, samesite="strict")
+    return response

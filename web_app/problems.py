@@ -1,0 +1,58 @@
+"""Errors as RFC 9457 problem details, and the db-api's failures as HTTP statuses a client can act on."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pipeline_lib.db_requests import DbApiCallError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+# db-api status -> (HTTP status, title)
+_DB_STATUS = {
+    grpc.StatusCode.UNAVAILABLE: (503, "The database service is unavailable; try again shortly"),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (503, "The database service did not answer in time; try again"),
+    grpc.StatusCode.INVALID_ARGUMENT: (422, "The database refused the data"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (413, "The data is too large"),
+    grpc.StatusCode.UNAUTHENTICATED: (503, "The web app is not allowed to reach the database"),
+}
+
+
+def problem(status: int, title: str, detail: str = "", **extra: object) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, **extra}
+    if detail:
+        body["detail"] = detail
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(DbApiCallError)
+    async def db_api_failed(request: Request, exc: DbApiCallError) -> JSONResponse:
+        status, title = _DB_STATUS.get(exc.code, (502, "The database service failed"))
+        log.warning("db-api call failed", extra={"path": request.url.path, "code": exc.code.name})
+        detail = exc.details if status in (413, 422) else ""
+        return problem(status, title, detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        response = problem(exc.status_code, str(exc.detail))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        return problem(422, "The request is not valid", errors=errors)

@@ -1,0 +1,102 @@
+"""Sign-in: the OAuth2 password flow for API clients, a login page and cookie for browsers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import BaseModel
+
+from web_app.deps import SESSION_COOKIE, DbDep, SettingsDep
+from web_app.pages import CSRF_COOKIE, render
+from web_app.security import DUMMY_HASH, SCOPES, create_access_token, csrf_valid, verify_password
+
+router = APIRouter(tags=["auth"])
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    scopes: list[str]
+    expires_in: int
+
+
+async def authenticate(db: DbDep, username: str, password: str) -> list[str] | None:
+    """The user's scopes if the password is right, else None (same work either way)."""
+    user = await db.get_document("users", username) if username else None
+    stored_hash = user.get("password_hash", DUMMY_HASH) if user else DUMMY_HASH
+    ok = await run_in_threadpool(verify_password, password, stored_hash)
+    if not ok or user is None or user.get("disabled"):
+        return None
+    return list(user.get("scopes", []))
+
+
+@router.post("/api/v1/auth/token", summary="Get an access token (OAuth2 password flow)")
+async def token(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], db: DbDep, settings: SettingsDep, request: Request
+) -> Token:
+    granted = await authenticate(db, form.username, form.password)
+    if granted is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "Incorrect username or password",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    # An admin may ask for any scope; others get what they asked for of what they hold.
+    allowed = set(SCOPES) if "admin" in granted else set(granted)
+    scopes = [s for s in form.scopes if s in allowed] if form.scopes else granted
+    if form.scopes and not scopes:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, f"None of the scopes asked for is granted: {form.scopes}"
+        )
+    minutes = settings.access_token_minutes
+    jwt = create_access_token(form.username, scopes, request.app.state.jwt_secret, minutes)
+    return Token(access_token=jwt, scopes=scopes, expires_in=minutes * 60)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only paths on this site: an open redirect would help phishing."""
+    if not target or not target.startswith("/") or target.startswith("//") or urlsplit(target).netloc:
+        return "/results"
+    return target
+
+
+@router.get("/login", response_class=HTMLResponse, include_in_schema=False)
+async def login_page(request: Request, next: str = "/results") -> Response:
+    return render(request, "login.html", {"next": _safe_next(next), "error": None})
+
+
+@router.post("/login", response_class=HTMLResponse, include_in_schema=False)
+async def login(
+    request: Request,
+    db: DbDep,
+    settings: SettingsDep,
+    username: Annotated[str, Form(max_length=200)] = "",
+    password: Annotated[str, Form(max_length=1000)] = "",
+    csrf: Annotated[str, Form(max_length=200)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/results",
+) -> Response:
+    if not csrf_valid(request.cookies.get(CSRF_COOKIE), csrf, request.app.state.jwt_secret):
+        return render(
+            request, "login.html", {"next": _safe_next(next), "error": "The form expired: try again."}, 403
+        )
+    scopes = await authenticate(db, username, password)
+    if scopes is None:
+        context = {"next": _safe_next(next), "error": "Incorrect username or password."}
+        return render(request, "login.html", context, status.HTTP_401_UNAUTHORIZED)
+    minutes = settings.access_token_minutes
+    jwt = create_access_token(username, scopes, request.app.state.jwt_secret, minutes)
+    response = RedirectResponse(_safe_next(next), status.HTTP_303_SEE_OTHER)
+    response.set_cookie(SESSION_COOKIE, jwt, max_age=minutes * 60, httponly=True, samesite="lax")
+    return response
+
+
+@router.post("/logout", include_in_schema=False)
+async def logout() -> Response:
+    response = RedirectResponse("/", status.HTTP_303_SEE_OTHER)
+    response.delete_cookie(SESSION_COOKIE)
+    return response

@@ -1,0 +1,138 @@
+"""The school reference list: public to read (the form suggests schools), admins change it."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Annotated, Literal
+
+import pyarrow as pa
+from fastapi import APIRouter, File, Form, HTTPException, Request, Response, Security, UploadFile, status
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from pipeline_lib.contract import normalize_school_id
+from web_app.deps import DbDep, current_user, page_user
+from web_app.pages import CSRF_COOKIE, render
+from web_app.security import TokenClaims, csrf_valid
+
+router = APIRouter(tags=["schools"])
+Admin = Annotated[TokenClaims, Security(current_user, scopes=["admin"])]
+MAX_SCHOOLS = 10_000
+
+
+class SchoolIn(BaseModel):
+    school_id: str = Field(min_length=1, max_length=64, description="normalised: ' 01224 ' becomes '1224'")
+    name: str = Field(min_length=1, max_length=200)
+    sector: Literal["public", "catholic", "private"]
+    size: int = Field(ge=1, le=100_000)
+
+    @field_validator("school_id")
+    @classmethod
+    def _normalise(cls, value: str) -> str:
+        code = normalize_school_id(value)
+        if not code or not all(c.isalnum() or c in "-_" for c in code):
+            raise ValueError("use letters, digits, - and _ only")
+        return code
+
+
+class SchoolPublic(SchoolIn):
+    pass
+
+
+class ImportReport(BaseModel):
+    stored: int
+    replaced: int
+
+
+def _parse_csv(text: str) -> list[SchoolIn]:
+    """Every row checked before anything is stored: an import is all or nothing."""
+    reader = csv.DictReader(io.StringIO(text))
+    wanted = set(SchoolIn.model_fields)
+    if not reader.fieldnames or set(reader.fieldnames) != wanted:
+        raise HTTPException(422, f"The header must be exactly: {', '.join(SchoolIn.model_fields)}")
+    schools, problems = [], []
+    for line, row in enumerate(reader, start=2):
+        try:
+            schools.append(SchoolIn.model_validate(row))
+        except ValidationError as exc:
+            problems.append(f"line {line}: " + "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors()))
+        if len(schools) > MAX_SCHOOLS:
+            raise HTTPException(422, f"At most {MAX_SCHOOLS} schools per import")
+    if problems:
+        raise HTTPException(422, "Nothing was imported. " + " | ".join(problems[:20]))
+    return schools
+
+
+async def _store(db: DbDep, schools: list[SchoolIn]) -> ImportReport:
+    table = pa.Table.from_pylist([s.model_dump() for s in schools])
+    result = await db.write("schools", table, mode="upsert", key="school_id")
+    return ImportReport(stored=result.inserted, replaced=result.replaced)
+
+
+async def _all_schools(db: DbDep) -> list[SchoolPublic]:
+    docs = await db.list_documents("schools", limit=MAX_SCHOOLS)
+    return sorted((SchoolPublic.model_validate(d) for d in docs), key=lambda s: s.school_id)
+
+
+@router.get("/api/v1/schools", summary="The known schools")
+async def list_schools(db: DbDep) -> list[SchoolPublic]:
+    return await _all_schools(db)
+
+
+@router.post("/api/v1/schools", summary="Add or replace a school", status_code=status.HTTP_201_CREATED)
+async def add_school(school: SchoolIn, user: Admin, db: DbDep) -> ImportReport:
+    return await _store(db, [school])
+
+
+@router.post(
+    "/api/v1/schools/bulk",
+    summary="Import schools from CSV (all or nothing)",
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}
+    },
+)
+async def import_schools(request: Request, user: Admin, db: DbDep) -> ImportReport:
+    try:
+        text = (await request.body()).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise HTTPException(422, "The file is not UTF-8 text") from None
+    return await _store(db, _parse_csv(text))
+
+
+PageAdmin = Annotated[TokenClaims, Security(page_user, scopes=["admin"])]
+
+
+@router.get("/schools", response_class=HTMLResponse, include_in_schema=False)
+async def schools_page(request: Request, user: PageAdmin, db: DbDep, message: str = "") -> Response:
+    return render(request, "schools.html", {"schools": await _all_schools(db), "message": message[:200]})
+
+
+@router.post("/schools", response_class=HTMLResponse, include_in_schema=False)
+async def schools_form(
+    request: Request,
+    user: PageAdmin,
+    db: DbDep,
+    csrf: Annotated[str, Form()] = "",
+    school_id: Annotated[str, Form()] = "",
+    name: Annotated[str, Form()] = "",
+    sector: Annotated[str, Form()] = "",
+    size: Annotated[str, Form()] = "",
+    file: Annotated[UploadFile | None, File()] = None,
+) -> Response:
+    schools = await _all_schools(db)
+    if not csrf_valid(request.cookies.get(CSRF_COOKIE), csrf, request.app.state.jwt_secret):
+        return render(
+            request, "schools.html", {"schools": schools, "message": "The form expired: try again."}, 403
+        )
+    try:
+        if file is not None and file.filename:
+            parsed = _parse_csv((await file.read(5 * 1024 * 1024)).decode("utf-8-sig"))
+        else:
+            parsed = [SchoolIn(school_id=school_id, name=name, sector=sector, size=size)]  # type: ignore[arg-type]
+    except (HTTPException, ValidationError, UnicodeDecodeError) as exc:
+        message = exc.detail if isinstance(exc, HTTPException) else str(exc)
+        return render(request, "schools.html", {"schools": schools, "message": message}, 422)
+    report = await _store(db, parsed)
+    done = f"Saved: {report.stored} new, {report.replaced} replaced."
+    return RedirectResponse(f"/schools?message={done}", status.HTTP_303_SEE_OTHER)

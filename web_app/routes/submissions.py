@@ -1,0 +1,90 @@
+"""The submissions API: one JSON record, or many as a streamed CSV or NDJSON upload."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Request, Response, Security, status
+
+from web_app.bulk import PARSERS, BulkFormatError, BulkTally
+from web_app.deps import DbDep, current_user
+from web_app.security import TokenClaims
+from web_app.submissions import (
+    BulkReport,
+    SubmissionIn,
+    SubmissionReceipt,
+    consent_given,
+    idempotent_id,
+    raw_record,
+    same_submission,
+)
+
+router = APIRouter(prefix="/api/v1/submissions", tags=["submissions"])
+Submitter = Annotated[TokenClaims, Security(current_user, scopes=["submit"])]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Submit one record",
+    responses={200: {"description": "A retry: this Idempotency-Key was already used for the same record"}},
+)
+async def submit_one(
+    body: SubmissionIn,  # type: ignore[valid-type]
+    user: Submitter,
+    db: DbDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> SubmissionReceipt:
+    """Stores the record in `raw` as given; cleaning checks it later. Without consent nothing is
+    stored. Send an `Idempotency-Key` header to make retries harmless."""
+    values = body.model_dump()  # type: ignore[attr-defined]
+    if not consent_given(values.get("consent")):
+        raise HTTPException(422, "consent must be true: nothing is stored without it")
+    submission_id = idempotent_id(user.username, idempotency_key) if idempotency_key else None
+    record = raw_record(values, source="api", submission_id=submission_id)
+    stored = await db.insert_one("raw", record)
+    if not stored.inserted:
+        if not same_submission(stored.document, record):
+            raise HTTPException(422, "This Idempotency-Key was already used for a different record")
+        response.status_code = status.HTTP_200_OK
+    return SubmissionReceipt(
+        submission_id=stored.id,
+        received_at=stored.document["received_at"],
+        already_received=not stored.inserted,
+    )
+
+
+_BULK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        },
+        "description": "CSV with a header line, or one JSON object per line. A submission_id column "
+        "(optional) makes a retried upload harmless.",
+    }
+}
+
+
+@router.post("/bulk", summary="Submit many records (CSV or NDJSON)", openapi_extra=_BULK_BODY)
+async def submit_bulk(request: Request, user: Submitter, db: DbDep) -> BulkReport:
+    """Streams the upload to the db-api in batches; records without consent or with unknown
+    fields are refused and reported by line, the others stored as given."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    parser = PARSERS.get(media_type)
+    if parser is None:
+        raise HTTPException(415, f"Send text/csv or application/x-ndjson, not {media_type or 'nothing'}")
+    tally = BulkTally()
+    try:
+        result = await db.write("raw", parser(request.stream(), tally), mode="insert", key="submission_id")
+    except BulkFormatError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return BulkReport(
+        received=tally.received,
+        stored=result.inserted,
+        already_stored=result.skipped,
+        refused=tally.refused,
+        problems=tally.problems,
+    )

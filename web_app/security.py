@@ -1,0 +1,78 @@
+"""Passwords, access tokens and CSRF tokens: the app's cryptography in one place."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+SCOPES = {
+    "submit": "submit records through the API",
+    "results:read": "read the results",
+    "analyst": "see raw records, quarantine, runs and per-school detail",
+    "admin": "manage users and schools",
+}
+ALGORITHM = "HS256"
+_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# Verifying against this when the user does not exist keeps the answer time the same.
+DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    username: str
+    scopes: frozenset[str]
+
+
+def create_access_token(username: str, scopes: list[str], secret: str, minutes: int) -> str:
+    now = dt.datetime.now(dt.UTC)
+    claims = {
+        "sub": username,
+        "scopes": sorted(scopes),
+        "iat": now,
+        "exp": now + dt.timedelta(minutes=minutes),
+        "jti": secrets.token_hex(8),
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def decode_access_token(token: str, secret: str) -> TokenClaims | None:
+    """The token's claims if it is ours, untampered and unexpired; else None."""
+    try:
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
+    except jwt.PyJWTError:
+        return None
+    scopes = claims.get("scopes")
+    if not isinstance(claims.get("sub"), str) or not isinstance(scopes, list):
+        return None
+    return TokenClaims(claims["sub"], frozenset(s for s in scopes if isinstance(s, str)))
+
+
+def csrf_token(session_value: str, secret: str) -> str:
+    """The form field that must accompany the CSRF cookie `session_value` (double submit, signed)."""
+    return hmac.new(secret.encode(), session_value.encode(), hashlib.sha256).hexdigest()
+
+
+def csrf_valid(session_value: str | None, field_value: str | None, secret: str) -> bool:
+    if not session_value or not field_value:
+        return False
+    return hmac.compare_digest(csrf_token(session_value, secret), field_value)

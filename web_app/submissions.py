@@ -1,0 +1,84 @@
+"""What a submission becomes in `raw`: the values as typed, plus receipt metadata.
+
+Pure functions: the routes call them, tests call them directly. Cleaning happens later, in the
+clean step; here only consent and the shape of the record are checked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from db_api.documents import new_id
+from pipeline_lib.contract import CONSENT, STUDENT_FIELDS, parse_bool
+
+MAX_VALUE_CHARS = 10_000
+SOURCES = ("form", "api", "bulk")
+Scalar = str | int | float | bool | None
+
+
+def _submission_model() -> type[BaseModel]:
+    """The JSON body of one API submission, generated from the data contract: every field as the
+    submitter has it (text, number or boolean); unknown or nested keys are refused."""
+    fields: dict[str, Any] = {
+        f.name: (Scalar, Field(default=None, title=f.label, description=f.hint or None))
+        for f in STUDENT_FIELDS
+    }
+    fields[CONSENT.name] = (bool | str, Field(title="Consent", description=CONSENT.label))
+    return create_model(
+        "SubmissionIn",
+        __config__=ConfigDict(extra="forbid", str_max_length=MAX_VALUE_CHARS),
+        **fields,
+    )
+
+
+SubmissionIn = _submission_model()
+
+
+class SubmissionReceipt(BaseModel):
+    submission_id: str
+    received_at: dt.datetime
+    already_received: bool = Field(description="true if this was a retry of a stored submission")
+
+
+class BulkReport(BaseModel):
+    received: int = Field(description="records read from the upload")
+    stored: int
+    already_stored: int = Field(description="records whose submission_id was already stored")
+    refused: int
+    problems: list[str] = Field(description="the first problems found, with their line numbers")
+
+
+def consent_given(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    return isinstance(value, str) and parse_bool(value) is True
+
+
+def idempotent_id(principal: str, key: str) -> str:
+    """The submission id for an Idempotency-Key: the same key from the same caller, the same id."""
+    digest = hashlib.sha256(f"{principal}\n{key}".encode()).hexdigest()
+    return f"k{digest[:31]}"
+
+
+def raw_record(values: dict[str, Any], *, source: str, submission_id: str | None = None) -> dict:
+    """The raw document: contract fields as given (missing ones left out), plus metadata."""
+    submission_id = submission_id or new_id()
+    record = {f.name: values[f.name] for f in STUDENT_FIELDS if values.get(f.name) is not None}
+    record[CONSENT.name] = values.get(CONSENT.name)
+    return {
+        "_id": submission_id,
+        "submission_id": submission_id,
+        "received_at": dt.datetime.now(dt.UTC),
+        "source": source,
+        **record,
+    }
+
+
+def same_submission(stored: dict, record: dict) -> bool:
+    """Whether a stored record holds the same answers (metadata aside), for Idempotency-Key reuse."""
+    names = [f.name for f in (*STUDENT_FIELDS, CONSENT)]
+    return all(stored.get(name) == record.get(name) for name in names)
