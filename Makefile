@@ -30,7 +30,9 @@ test-fast: venv
 	$(BIN)/python -m pytest -m "not slow and not mongo and not browser"
 
 bench: venv
+	@command -v wrk >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
 	$(BIN)/python tests/bench/bench_db_api.py
+	$(BIN)/python tests/bench/bench_web.py
 
 lint: venv
 	$(BIN)/ruff check .

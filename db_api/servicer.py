@@ -111,11 +111,12 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
     def InsertOne(self, request: pb.InsertOneRequest, context: grpc.ServicerContext) -> pb.InsertOneResponse:
         collection = check_collection(request.collection)
         doc = documents.decode(request.document_bson)
+        given_id = "_id" in doc
         doc.setdefault("_id", documents.new_id())
         stored, inserted = self.store.insert_one(collection, documents.check_document(doc))
-        return pb.InsertOneResponse(
-            id=stored["_id"], inserted=inserted, document_bson=documents.encode(stored)
-        )
+        # Inserted as sent: the request's own bytes are the stored document (the common path).
+        stored_bson = request.document_bson if inserted and given_id else documents.encode(stored)
+        return pb.InsertOneResponse(id=stored["_id"], inserted=inserted, document_bson=stored_bson)
 
     @_rpc
     def Get(self, request: pb.GetRequest, context: grpc.ServicerContext) -> pb.GetResponse:

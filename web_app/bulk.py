@@ -93,17 +93,19 @@ def _check_header(columns: list[str]) -> list[str]:
 
 
 class _BatchBuilder:
-    """Collects rows (dicts of text) and turns them into Arrow batches for `raw`."""
+    """Collects rows and turns them into Arrow batches for `raw`: CSV rows as lists in header
+    order (`columns` given), NDJSON rows as dicts."""
 
-    def __init__(self, tally: BulkTally, batch_rows: int) -> None:
+    def __init__(self, tally: BulkTally, batch_rows: int, columns: list[str] | None = None) -> None:
         self.tally = tally
         self.batch_rows = batch_rows
-        self.rows: list[dict[str, str | None]] = []
+        self.columns = columns
+        self.rows: list = []
         self.lines: list[int] = []
         self.id_prefix = new_id()
         self.count = 0
 
-    def add(self, line: int, row: dict[str, str | None]) -> pa.Table | None:
+    def add(self, line: int, row: list[str] | dict[str, str | None]) -> pa.Table | None:
         self.rows.append(row)
         self.lines.append(line)
         return self.flush() if len(self.rows) >= self.batch_rows else None
@@ -111,10 +113,19 @@ class _BatchBuilder:
     def flush(self) -> pa.Table | None:
         if not self.rows:
             return None
-        names = sorted({name for row in self.rows for name in row})
-        table = pa.table(
-            {name: pa.array([row.get(name) for row in self.rows], pa.string()) for name in names}
-        )
+        if self.columns is not None:
+            # Column-wise: one C-level transpose instead of a dict per row; blanks become null.
+            table = pa.table(
+                {
+                    name: _blank_as_null(pa.array(values, pa.string()))
+                    for name, values in zip(self.columns, zip(*self.rows, strict=True), strict=True)
+                }
+            )
+        else:
+            names = sorted({name for row in self.rows for name in row})
+            table = pa.table(
+                {name: pa.array([row.get(name) for row in self.rows], pa.string()) for name in names}
+            )
         lines, self.rows, self.lines = self.lines, [], []
         return self._finish(table, lines)
 
@@ -139,8 +150,13 @@ class _BatchBuilder:
             table = table.append_column("submission_id", pa.array(ids, pa.string()))
         self.count += table.num_rows
         now = pa.scalar(dt.datetime.now(dt.UTC), pa.timestamp("ms", tz="UTC"))
-        table = table.append_column("received_at", pa.array([now.as_py()] * table.num_rows, now.type))
-        return table.append_column("source", pa.array(["bulk"] * table.num_rows, pa.string()))
+        table = table.append_column("received_at", pa.repeat(now, table.num_rows))
+        return table.append_column("source", pa.repeat(pa.scalar("bulk"), table.num_rows))
+
+
+def _blank_as_null(values: pa.Array) -> pa.Array:
+    blank = pc.equal(pc.utf8_trim_whitespace(values), "")
+    return pc.if_else(blank, pa.scalar(None, pa.string()), values)
 
 
 async def csv_batches(

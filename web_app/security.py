@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 
 import jwt
@@ -55,8 +56,16 @@ def create_access_token(username: str, scopes: list[str], secret: str, minutes: 
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+_verified: dict[tuple[str, str], tuple[TokenClaims, float]] = {}
+_VERIFIED_MAX = 10_000
+
+
 def decode_access_token(token: str, secret: str) -> TokenClaims | None:
-    """The token's claims if it is ours, untampered and unexpired; else None."""
+    """The token's claims if it is ours, untampered and unexpired; else None. A verified token
+    is remembered until it expires: API clients send the same one with every request."""
+    known = _verified.get((token, secret))
+    if known is not None and time.time() < known[1]:
+        return known[0]
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
     except jwt.PyJWTError:
@@ -64,7 +73,11 @@ def decode_access_token(token: str, secret: str) -> TokenClaims | None:
     scopes = claims.get("scopes")
     if not isinstance(claims.get("sub"), str) or not isinstance(scopes, list):
         return None
-    return TokenClaims(claims["sub"], frozenset(s for s in scopes if isinstance(s, str)))
+    verified = TokenClaims(claims["sub"], frozenset(s for s in scopes if isinstance(s, str)))
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()
+    _verified[(token, secret)] = (verified, float(claims["exp"]))
+    return verified
 
 
 def csrf_token(session_value: str, secret: str) -> str:

@@ -100,6 +100,9 @@ class MongoStore(Store):
             hello = self.client.admin.command("hello")
             for name in sorted(COLLECTIONS):
                 self.db[name].create_index(SEQ)
+                # Counters exist before any writer needs one: concurrent upserts of a missing
+                # counter race (a server may answer one of them with nothing).
+                self.db[_COUNTERS].update_one({"_id": name}, {"$setOnInsert": {"seq": 0}}, upsert=True)
         except PyMongoError as exc:
             raise Unavailable(f"MongoDB at {uri} cannot be used: {exc}") from exc
         if transactions is None:
@@ -113,6 +116,8 @@ class MongoStore(Store):
         counter = self.db[_COUNTERS].find_one_and_update(
             {"_id": collection}, {"$inc": {"seq": n}}, upsert=True, return_document=ReturnDocument.AFTER
         )
+        if counter is None:
+            raise DbApiError(f"MongoDB returned no sequence counter for {collection!r}")
         return counter["seq"] - n + 1
 
     def _write(

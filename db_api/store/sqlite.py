@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from db_api import documents
@@ -36,6 +37,8 @@ class SqliteStore(Store):
         self._connections_lock = threading.Lock()
         # SQLite has one writer at a time; queueing writers here is fairer than its busy loop.
         self._write_lock = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self._pending: list[_PendingInsert] = []
         conn = self._conn()
         conn.execute("PRAGMA journal_mode=WAL")
         with self._transaction() as tx:
@@ -71,15 +74,32 @@ class SqliteStore(Store):
     # -- documents -------------------------------------------------------------------------
 
     def insert_one(self, collection: str, doc: dict) -> tuple[dict, bool]:
-        blob = documents.encode(doc)
-        with self._transaction() as tx:
-            cur = tx.execute(
-                f"INSERT OR IGNORE INTO {_table(collection)}(id, doc) VALUES (?, ?)", (doc["_id"], blob)
-            )
-            if cur.rowcount == 1:
-                return documents.decode(blob), True
-            row = tx.execute(f"SELECT doc FROM {_table(collection)} WHERE id = ?", (doc["_id"],)).fetchone()
-        return documents.decode(row[0]), False
+        """Group commit: concurrent inserts share one transaction and one fsync. Each caller
+        returns only once the transaction holding its document is durable."""
+        pending = _PendingInsert(collection, doc, documents.encode(doc))
+        with self._pending_lock:
+            self._pending.append(pending)
+        with self._write_lock:
+            if pending.result is None and pending.error is None:
+                self._commit_pending()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result
+
+    def _commit_pending(self) -> None:
+        """Runs under the write lock: commit every insert waiting now, in arrival order."""
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+        try:
+            with _Transaction(self._conn(), None) as tx:
+                found = [_insert_if_absent(tx, p.collection, p.doc["_id"], p.blob) for p in batch]
+        except BaseException as exc:
+            for p in batch:
+                p.error = exc
+            raise
+        for p, (blob, inserted) in zip(batch, found, strict=True):
+            p.result = (p.doc, True) if inserted else (documents.decode(blob), False)
 
     def get(self, collection: str, doc_id: str) -> dict | None:
         row = self._conn().execute(f"SELECT doc FROM {_table(collection)} WHERE id = ?", (doc_id,)).fetchone()
@@ -172,19 +192,41 @@ class SqliteStore(Store):
         self._local = threading.local()
 
 
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT under the store's write lock; ROLLBACK on any error."""
+@dataclass
+class _PendingInsert:
+    collection: str
+    doc: dict
+    blob: bytes
+    result: tuple[dict, bool] | None = None
+    error: BaseException | None = None
 
-    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock) -> None:
+
+def _insert_if_absent(
+    conn: sqlite3.Connection, collection: str, doc_id: str, blob: bytes
+) -> tuple[bytes, bool]:
+    """The stored BSON and whether it was inserted now."""
+    cur = conn.execute(f"INSERT OR IGNORE INTO {_table(collection)}(id, doc) VALUES (?, ?)", (doc_id, blob))
+    if cur.rowcount == 1:
+        return blob, True
+    return conn.execute(f"SELECT doc FROM {_table(collection)} WHERE id = ?", (doc_id,)).fetchone()[0], False
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT under the store's write lock (None: the caller holds it);
+    ROLLBACK on any error."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock | None) -> None:
         self.conn = conn
         self.lock = lock
 
     def __enter__(self) -> sqlite3.Connection:
-        self.lock.acquire()
+        if self.lock is not None:
+            self.lock.acquire()
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except BaseException:
-            self.lock.release()
+            if self.lock is not None:
+                self.lock.release()
             raise
         return self.conn
 
@@ -198,7 +240,8 @@ class _Transaction:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
             finally:
-                self.lock.release()
+                if self.lock is not None:
+                    self.lock.release()
 
 
 def _existing_ids(conn: sqlite3.Connection, collection: str, ids: Sequence[str]) -> set[str]:

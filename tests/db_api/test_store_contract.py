@@ -253,3 +253,17 @@ def test_filters_follow_mongodb_semantics_on_every_backend(
     store.write("cleaned", _semantics_docs(exotic), upsert=False)
     assert _ids(store, "cleaned", ScanSpec(conditions=[condition])) == expected
     assert store.count("cleaned", [condition]) == len(expected)
+
+
+def test_concurrent_inserts_of_the_same_ids_store_each_once_and_agree(store: Store) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def insert(i: int) -> tuple[dict, bool]:
+        return store.insert_one("raw", {"_id": f"c{i % 50}", "by": i})
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(insert, range(400)))
+    assert sum(inserted for _, inserted in results) == 50
+    assert store.count("raw") == 50
+    for i, (doc, _) in enumerate(results):
+        assert doc == store.get("raw", f"c{i % 50}")

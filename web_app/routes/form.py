@@ -72,5 +72,9 @@ async def submit(request: Request, db: DbDep) -> Response:
 
 
 @router.get("/thanks/{submission_id}", response_class=HTMLResponse)
-async def thanks(request: Request, submission_id: str) -> Response:
-    return render(request, "thanks.html", {"submission_id": submission_id[:64]})
+async def thanks(request: Request, submission_id: str, db: DbDep) -> Response:
+    """The receipt, only for a submission that is stored (ids are unguessable, so this tells
+    nobody anything they did not send)."""
+    if len(submission_id) > 64 or await db.get("raw", submission_id) is None:
+        return render(request, "thanks.html", {"submission_id": None}, status.HTTP_404_NOT_FOUND)
+    return render(request, "thanks.html", {"submission_id": submission_id})

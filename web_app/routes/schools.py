@@ -104,8 +104,11 @@ PageAdmin = Annotated[TokenClaims, Security(page_user, scopes=["admin"])]
 
 
 @router.get("/schools", response_class=HTMLResponse, include_in_schema=False)
-async def schools_page(request: Request, user: PageAdmin, db: DbDep, message: str = "") -> Response:
-    return render(request, "schools.html", {"schools": await _all_schools(db), "message": message[:200]})
+async def schools_page(
+    request: Request, user: PageAdmin, db: DbDep, saved: int | None = None, replaced: int = 0
+) -> Response:
+    message = f"Saved: {saved} new, {replaced} replaced." if saved is not None else ""
+    return render(request, "schools.html", {"schools": await _all_schools(db), "message": message})
 
 
 @router.post("/schools", response_class=HTMLResponse, include_in_schema=False)
@@ -134,5 +137,6 @@ async def schools_form(
         message = exc.detail if isinstance(exc, HTTPException) else str(exc)
         return render(request, "schools.html", {"schools": schools, "message": message}, 422)
     report = await _store(db, parsed)
-    done = f"Saved: {report.stored} new, {report.replaced} replaced."
-    return RedirectResponse(f"/schools?message={done}", status.HTTP_303_SEE_OTHER)
+    return RedirectResponse(
+        f"/schools?saved={report.stored}&replaced={report.replaced}", status.HTTP_303_SEE_OTHER
+    )
