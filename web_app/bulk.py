@@ -166,11 +166,18 @@ async def csv_batches(
     header: list[str] | None = None
     async for records in _records(stream, quoted=True):
         if header is None:
-            header = _check_header(next(csv.reader([records[0][1]])))
+            try:
+                header = _check_header(next(csv.reader([records[0][1]])))
+            except csv.Error as exc:
+                raise BulkFormatError(f"line {records[0][0]}: the header is not CSV: {exc}") from None
             records = records[1:]
-        parsed = csv.reader([text for _, text in records])
-        for (line, _), values in zip(records, parsed, strict=True):
+        for line, text in records:
             tally.received += 1
+            try:
+                values = next(csv.reader([text]))
+            except csv.Error as exc:
+                tally.refuse(line, f"not CSV: {exc}")
+                continue
             if len(values) != len(header):
                 tally.refuse(line, f"{len(values)} values for {len(header)} columns")
                 continue

@@ -35,8 +35,8 @@ class LoginRequired(Exception):
         self.next_path = next_path
 
 
-def _claims(request: Request, bearer: str | None) -> TokenClaims | None:
-    token = bearer or request.cookies.get(SESSION_COOKIE)
+def _claims(request: Request, bearer: str | None, cookie: bool = True) -> TokenClaims | None:
+    token = bearer or (request.cookies.get(SESSION_COOKIE) if cookie else None)
     return decode_access_token(token, request.app.state.jwt_secret) if token else None
 
 
@@ -46,7 +46,9 @@ async def current_user(
     """The caller, from a bearer token (API) or the session cookie (pages), holding every scope
     the route asks for; `admin` holds them all."""
     wanted = f'Bearer scope="{security_scopes.scope_str}"' if security_scopes.scopes else "Bearer"
-    claims = _claims(request, bearer)
+    # The session cookie counts for reading only: a browser sends it on cross-site posts too, and
+    # the API has no CSRF token (the pages' forms do, and use `page_user`).
+    claims = _claims(request, bearer, cookie=request.method in ("GET", "HEAD"))
     if claims is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

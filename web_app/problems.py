@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline_lib.db_requests import DbApiCallError
@@ -15,6 +17,42 @@ from pipeline_lib.db_requests import DbApiCallError
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """An error as RFC 9457 problem details; a 422 from validation adds `errors`."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+
+
+_DESCRIPTIONS = {
+    400: "The body cannot be read as JSON",
+    401: "Missing, expired or invalid access token",
+    403: "The token lacks a scope this needs",
+    404: "Not found",
+    413: "The request body is too large",
+    415: "The body is not of a media type this takes",
+    422: "The request is not valid",
+    503: "The database service is unavailable; try again shortly",
+}
+
+
+def problem_responses(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route's error statuses, each an `application/problem+json` body;
+    `descriptions` overrides the default text by status (`s404="No such result"`)."""
+    schema = Problem.model_json_schema()
+    return {
+        status: {
+            "description": descriptions.get(f"s{status}", _DESCRIPTIONS[status]),
+            "content": {PROBLEM_JSON: {"schema": schema}},
+        }
+        for status in statuses
+    }
+
 
 # db-api status -> (HTTP status, title)
 _DB_STATUS = {

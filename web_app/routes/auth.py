@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import urlsplit
 
+import grpc
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
+from pipeline_lib.db_requests import DbApiCallError
 from web_app.deps import SESSION_COOKIE, DbDep, SettingsDep
 from web_app.pages import CSRF_COOKIE, render
+from web_app.problems import problem_responses
 from web_app.security import DUMMY_HASH, SCOPES, create_access_token, csrf_valid, verify_password
 
 router = APIRouter(tags=["auth"])
@@ -27,7 +30,12 @@ class Token(BaseModel):
 
 async def authenticate(db: DbDep, username: str, password: str) -> list[str] | None:
     """The user's scopes if the password is right, else None (same work either way)."""
-    user = await db.get_document("users", username) if username else None
+    try:
+        user = await db.get_document("users", username) if username else None
+    except DbApiCallError as exc:
+        if exc.code != grpc.StatusCode.INVALID_ARGUMENT:
+            raise
+        user = None  # a name the store cannot hold as a key belongs to no one
     stored_hash = user.get("password_hash", DUMMY_HASH) if user else DUMMY_HASH
     ok = await run_in_threadpool(verify_password, password, stored_hash)
     if not ok or user is None or user.get("disabled"):
@@ -35,7 +43,19 @@ async def authenticate(db: DbDep, username: str, password: str) -> list[str] | N
     return list(user.get("scopes", []))
 
 
-@router.post("/api/v1/auth/token", summary="Get an access token (OAuth2 password flow)")
+@router.post(
+    "/api/v1/auth/token",
+    summary="Get an access token (OAuth2 password flow)",
+    responses=problem_responses(
+        400,
+        401,
+        413,
+        422,
+        503,
+        s400="None of the scopes asked for is granted",
+        s401="Incorrect username or password",
+    ),
+)
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], db: DbDep, settings: SettingsDep, request: Request
 ) -> Token:

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from pipeline_lib.db_requests import DbApiCallError
 from web_app.deps import DbDep
-from web_app.problems import problem
+from web_app.problems import problem, problem_responses
 
 router = APIRouter(tags=["health"])
 
@@ -17,7 +17,9 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The db-api answers", responses={503: {"description": "db-api unreachable"}})
+@router.get(
+    "/readyz", summary="The db-api answers", responses=problem_responses(503, s503="db-api unreachable")
+)
 async def readyz(db: DbDep) -> JSONResponse:
     try:
         await db.count("runs")

@@ -13,6 +13,7 @@ from pipeline_lib.results import PublicResult, ResultDocument, suppress
 from web_app.charts import bar_chart_svg
 from web_app.deps import DbDep, SettingsDep, current_user, page_user
 from web_app.pages import render
+from web_app.problems import problem_responses
 from web_app.security import TokenClaims
 
 router = APIRouter(tags=["results"])
@@ -44,12 +45,16 @@ def _is_analyst(user: TokenClaims) -> bool:
     return bool({"analyst", "admin"} & user.scopes)
 
 
-@router.get("/api/v1/results", summary="Index of result keys")
+@router.get("/api/v1/results", summary="Index of result keys", responses=problem_responses(401, 403, 503))
 async def results_index(user: Reader, db: DbDep) -> list[ResultSummary]:
     return [ResultSummary.model_validate(d.model_dump()) for d in await _documents(db)]
 
 
-@router.get("/api/v1/results/{key}", summary="One result, groups under k suppressed")
+@router.get(
+    "/api/v1/results/{key}",
+    summary="One result, groups under k suppressed",
+    responses=problem_responses(401, 403, 404, 422, 503, s404="No such result"),
+)
 async def result(
     key: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")],
     user: Reader,

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from pipeline_lib.contract import normalize_school_id
 from web_app.deps import DbDep, current_user, page_user
 from web_app.pages import CSRF_COOKIE, render
+from web_app.problems import problem_responses
 from web_app.security import TokenClaims, csrf_valid
 
 router = APIRouter(tags=["schools"])
@@ -47,12 +48,20 @@ class ImportReport(BaseModel):
 
 def _parse_csv(text: str) -> list[SchoolIn]:
     """Every row checked before anything is stored: an import is all or nothing."""
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        return _check_rows(reader)
+    except csv.Error as exc:
+        raise HTTPException(422, f"Nothing was imported: line {reader.line_num} is not CSV: {exc}") from None
+
+
+def _check_rows(reader: csv.DictReader) -> list[SchoolIn]:
     wanted = set(SchoolIn.model_fields)
     if not reader.fieldnames or set(reader.fieldnames) != wanted:
         raise HTTPException(422, f"The header must be exactly: {', '.join(SchoolIn.model_fields)}")
     schools, problems = [], []
-    for line, row in enumerate(reader, start=2):
+    for row in reader:
+        line = reader.line_num
         try:
             schools.append(SchoolIn.model_validate(row))
         except ValidationError as exc:
@@ -75,12 +84,17 @@ async def _all_schools(db: DbDep) -> list[SchoolPublic]:
     return sorted((SchoolPublic.model_validate(d) for d in docs), key=lambda s: s.school_id)
 
 
-@router.get("/api/v1/schools", summary="The known schools")
+@router.get("/api/v1/schools", summary="The known schools", responses=problem_responses(503))
 async def list_schools(db: DbDep) -> list[SchoolPublic]:
     return await _all_schools(db)
 
 
-@router.post("/api/v1/schools", summary="Add or replace a school", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/api/v1/schools",
+    summary="Add or replace a school",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(400, 401, 403, 413, 422, 503),
+)
 async def add_school(school: SchoolIn, user: Admin, db: DbDep) -> ImportReport:
     return await _store(db, [school])
 
@@ -88,11 +102,17 @@ async def add_school(school: SchoolIn, user: Admin, db: DbDep) -> ImportReport:
 @router.post(
     "/api/v1/schools/bulk",
     summary="Import schools from CSV (all or nothing)",
+    responses=problem_responses(
+        401, 403, 413, 415, 422, 503, s422="Nothing was imported: a row or the header is not valid"
+    ),
     openapi_extra={
         "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}
     },
 )
 async def import_schools(request: Request, user: Admin, db: DbDep) -> ImportReport:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "text/csv":
+        raise HTTPException(415, f"Send text/csv, not {media_type or 'nothing'}")
     try:
         text = (await request.body()).decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, HTTPException, Request, Response, Securit
 
 from web_app.bulk import PARSERS, BulkFormatError, BulkTally
 from web_app.deps import DbDep, current_user
+from web_app.problems import problem_responses
 from web_app.security import TokenClaims
 from web_app.submissions import (
     BulkReport,
@@ -27,7 +28,13 @@ Submitter = Annotated[TokenClaims, Security(current_user, scopes=["submit"])]
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Submit one record",
-    responses={200: {"description": "A retry: this Idempotency-Key was already used for the same record"}},
+    responses={
+        200: {
+            "model": SubmissionReceipt,
+            "description": "A retry: this Idempotency-Key was already used for the same record",
+        },
+        **problem_responses(400, 401, 403, 413, 422, 503),
+    },
 )
 async def submit_one(
     body: SubmissionIn,  # type: ignore[valid-type]
@@ -68,7 +75,14 @@ _BULK_BODY = {
 }
 
 
-@router.post("/bulk", summary="Submit many records (CSV or NDJSON)", openapi_extra=_BULK_BODY)
+@router.post(
+    "/bulk",
+    summary="Submit many records (CSV or NDJSON)",
+    openapi_extra=_BULK_BODY,
+    responses=problem_responses(
+        401, 403, 413, 415, 422, 503, s422="The upload cannot be read (header, UTF-8)"
+    ),
+)
 async def submit_bulk(request: Request, user: Submitter, db: DbDep) -> BulkReport:
     """Streams the upload to the db-api in batches; records without consent or with unknown
     fields are refused and reported by line, the others stored as given."""
