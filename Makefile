@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run test test-fast bench lint proto clean chromium
+.PHONY: venv run test test-fast bench lint proto clean chromium java
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,11 @@ run: venv
 chromium:
 	@test -x /usr/bin/chromium || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
-test: venv chromium
+# Spark needs a JVM (Java 17).
+java:
+	@command -v java >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless; }
+
+test: venv chromium java
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -33,6 +37,7 @@ bench: venv
 	@command -v wrk >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
 	$(BIN)/python tests/bench/bench_db_api.py
 	$(BIN)/python tests/bench/bench_web.py
+	$(BIN)/python tests/bench/bench_clean.py
 
 lint: venv
 	$(BIN)/ruff check .

@@ -56,6 +56,7 @@ class DbApiClient:
     ) -> None:
         """`timeout` bounds each unary call; `stream_timeout` bounds a whole scan or bulk write."""
         self.address = address
+        self.token = token
         self.timeout = timeout
         self.stream_timeout = stream_timeout
         self._metadata = req.metadata(token)

@@ -48,3 +48,25 @@ def test_readme_opens_with_the_two_set_up_commands_and_ci_runs_the_test_one() ->
     assert "make run" in first_screen and "make test" in first_screen
     ci = (ROOT / ".ci" / "run").read_text()
     assert re.search(r"^make test$", ci, re.MULTILINE)
+
+
+def test_notebooks_are_committed_clean() -> None:
+    import nbformat
+
+    notebooks = sorted((ROOT / "notebooks").rglob("*.ipynb"))
+    assert notebooks
+    for path in notebooks:
+        notebook = nbformat.read(path, as_version=4)
+        for cell in notebook.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, f"{path.name} has outputs"
+
+
+def test_the_clean_notebook_has_its_parameters_cell() -> None:
+    import nbformat
+
+    notebook = nbformat.read(ROOT / "notebooks" / "clean.ipynb", as_version=4)
+    tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    for name in ("run_id", "db_api_address", "spark_master", "batch_size", "limit", "dry_run"):
+        assert f"{name} = " in tagged[0].source

@@ -1,0 +1,170 @@
+"""One clean run: read `raw` with Spark, clean it, commit `cleaned` and `quarantine` in batches.
+
+Each CommitClean call upserts its records and deletes exactly their raw ids (and those of the
+resubmissions they absorbed) in one atomic unit, so a run killed at any moment loses nothing and
+duplicates nothing: the next run cleans what is left. Records that arrive during a run stay in
+`raw` for the next one. The notebook `notebooks/clean.ipynb` calls `run_clean` and shows the report.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StringType, StructField, StructType
+
+from pipeline_lib.cleaning import rules, spark_engine
+from pipeline_lib.db_client import DbApiClient
+
+RAW_SCHEMA = StructType([StructField(name, StringType()) for name in (*rules.META, *rules.FIELD_NAMES)])
+
+
+@dataclass
+class CleanReport:
+    run_id: str
+    dry_run: bool
+    records_in: int = 0
+    cleaned: int = 0
+    quarantined: int = 0
+    duplicates_collapsed: int = 0
+    conflicts_flagged: int = 0
+    without_consent: int = 0
+    raw_deleted: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    reasons: pd.DataFrame = field(default_factory=pd.DataFrame)
+    changes: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def summary(self) -> str:
+        """The run in one sentence, for the report."""
+        share = self.cleaned / self.records_in if self.records_in else 0
+        dry = " (dry run: nothing committed)" if self.dry_run else ""
+        return (
+            f"Run `{self.run_id}`{dry}: {self.records_in:,} raw records in, {self.cleaned:,} cleaned "
+            f"({share:.0%}), {self.quarantined:,} quarantined, {self.duplicates_collapsed:,} exact "
+            f"resubmissions collapsed, {self.conflicts_flagged:,} records of students with differing "
+            f"answers flagged, {self.without_consent:,} without consent discarded; "
+            f"{self.raw_deleted:,} raw records removed."
+        )
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "records_in": self.records_in,
+            "cleaned": self.cleaned,
+            "quarantined": self.quarantined,
+            "duplicates_collapsed": self.duplicates_collapsed,
+            "conflicts_flagged": self.conflicts_flagged,
+            "without_consent": self.without_consent,
+            "raw_deleted": self.raw_deleted,
+        }
+
+
+def reasons_summary(quarantine: pd.DataFrame) -> pd.DataFrame:
+    """Rejects by reason: how many, and one example message."""
+    rows = [(r["code"], r["message"]) for reasons in quarantine.get("reasons", []) for r in reasons]
+    frame = pd.DataFrame(rows, columns=["reason", "example"])
+    if frame.empty:
+        return pd.DataFrame(columns=["reason", "records", "example"])
+    summary = frame.groupby("reason").agg(records=("example", "size"), example=("example", "first"))
+    return summary.sort_values("records", ascending=False).reset_index()
+
+
+def changes_summary(cleaned: pd.DataFrame) -> pd.DataFrame:
+    """What the cleaner changed most: field and rule, how often, one example."""
+    rows = [
+        (c["field"], rule, f"{c['before']!r} -> {c['after']!r}")
+        for changes in cleaned.get("changes", [])
+        for c in changes
+        for rule in c["rules"]
+    ]
+    frame = pd.DataFrame(rows, columns=["field", "rule", "example"])
+    if frame.empty:
+        return pd.DataFrame(columns=["field", "rule", "records", "example"])
+    summary = frame.groupby(["field", "rule"]).agg(records=("example", "size"), example=("example", "first"))
+    return summary.sort_values("records", ascending=False).reset_index()
+
+
+def _read(
+    spark: SparkSession, collection: str, options: dict[str, str], schema: StructType | None
+) -> DataFrame:
+    reader = spark.read.format("workbench").option("collection", collection).options(**options)
+    return (reader.schema(schema) if schema is not None else reader).load()
+
+
+def run_clean(
+    spark: SparkSession,
+    client: DbApiClient,
+    *,
+    run_id: str,
+    batch_size: int = 5000,
+    limit: int = 0,
+    dry_run: bool = False,
+    partitions: int | None = None,
+) -> CleanReport:
+    report = CleanReport(run_id=run_id, dry_run=dry_run)
+    options = {
+        "address": client.address,
+        "partitions": str(partitions or spark.sparkContext.defaultParallelism),
+    }
+    if client.token:
+        options["token"] = client.token
+
+    started = time.perf_counter()
+    raw = _read(spark, "raw", options, RAW_SCHEMA)
+    if limit:
+        raw = raw.limit(limit)
+    # Materialised once: the ids this run deletes are exactly the ones it read and cleaned, even
+    # if `raw` grows meanwhile (Spark would otherwise re-read it for every action).
+    raw = raw.localCheckpoint(eager=True)
+    report.records_in = raw.count()
+    schools = _read(spark, "schools", options, StructType([StructField("school_id", StringType())]))
+    report.seconds["read"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    cleaned, quarantine = spark_engine.clean(raw, schools)
+    cleaned_table = cleaned.toArrow()
+    quarantine_table = quarantine.toArrow()
+    accounted = [cleaned_table.column("submission_id"), quarantine_table.column("submission_id")]
+    absorbed = pa.chunked_array(cleaned_table.column("duplicates").combine_chunks().flatten(), pa.string())
+    accounted_ids = spark.createDataFrame(
+        [(i,) for column in (*accounted, absorbed) for i in column.to_pylist()], "submission_id string"
+    )
+    without_consent = [
+        r[0] for r in raw.select("submission_id").join(accounted_ids, "submission_id", "left_anti").collect()
+    ]
+    report.seconds["clean"] = time.perf_counter() - started
+
+    report.cleaned, report.quarantined = cleaned_table.num_rows, quarantine_table.num_rows
+    report.duplicates_collapsed = len(absorbed)
+    report.conflicts_flagged = int(pc.sum(cleaned_table.column("duplicate_conflict")).as_py() or 0)
+    report.without_consent = len(without_consent)
+    cleaned_frame, quarantine_frame = cleaned_table.to_pandas(), quarantine_table.to_pandas()
+    report.reasons = reasons_summary(quarantine_frame)
+    report.changes = changes_summary(cleaned_frame)
+
+    started = time.perf_counter()
+    if not dry_run:
+        report.raw_deleted = _commit(client, cleaned_table, quarantine_table, without_consent, batch_size)
+    report.seconds["write"] = time.perf_counter() - started
+    return report
+
+
+def _commit(
+    client: DbApiClient, cleaned: pa.Table, quarantine: pa.Table, without_consent: list[str], batch_size: int
+) -> int:
+    """CommitClean in batches; a kept record and the resubmissions it absorbed go in one batch."""
+    deleted = 0
+    for offset in range(0, cleaned.num_rows, batch_size):
+        chunk = cleaned.slice(offset, batch_size)
+        ids = chunk.column("submission_id").to_pylist()
+        ids += [i for others in chunk.column("duplicates").to_pylist() for i in others or []]
+        deleted += client.commit_clean(chunk, None, ids).raw_deleted
+    for offset in range(0, quarantine.num_rows, batch_size):
+        chunk = quarantine.slice(offset, batch_size)
+        deleted += client.commit_clean(None, chunk, chunk.column("submission_id").to_pylist()).raw_deleted
+    for offset in range(0, len(without_consent), batch_size):
+        deleted += client.commit_clean(None, None, without_consent[offset : offset + batch_size]).raw_deleted
+    return deleted

@@ -1,0 +1,159 @@
+"""`notebooks/clean.ipynb` run by papermill against a real db-api: counts, faults, concurrency."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import papermill
+import pytest
+
+from db_api.server import RunningServer, start_server
+from db_api.store.sqlite import SqliteStore
+from pipeline_lib.db_client import DbApiClient
+from tests.conftest import TOKEN
+from tests.notebooks.dirty_data import SCHOOLS, dirty_raw
+
+pytestmark = [pytest.mark.slow, pytest.mark.spark]
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "clean.ipynb"
+
+
+@pytest.fixture
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RunningServer, DbApiClient]]:
+    running = start_server(SqliteStore(tmp_path / "store.sqlite3"), "127.0.0.1:0", token=TOKEN)
+    # The notebook's kernel inherits these: where the data lives and the db-api's token.
+    monkeypatch.setenv("WORKBENCH_DB_API_TOKEN", TOKEN)
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "var"))
+    client = DbApiClient(f"127.0.0.1:{running.port}", TOKEN)
+    client.write("schools", SCHOOLS, mode="upsert", key="school_id")
+    yield running, client
+    client.close()
+    running.stop(grace=1)
+
+
+def _parameters(client: DbApiClient, **extra: object) -> dict:
+    return {"db_api_address": client.address, "spark_master": "local[2]", **extra}
+
+
+def _execute(output: Path, parameters: dict) -> None:
+    papermill.execute_notebook(
+        str(NOTEBOOK), str(output), parameters=parameters, kernel_name="python3", progress_bar=False
+    )
+
+
+def _assert_each_submission_once(client: DbApiClient, submitted: set[str], without_consent: set[str]) -> None:
+    cleaned = client.scan("cleaned", columns=["duplicates"]).to_pylist()
+    cleaned_ids = [r["_id"] for r in cleaned]
+    absorbed = [i for r in cleaned for i in r["duplicates"] or []]
+    quarantined = client.scan("quarantine", columns=["_id"]).column("_id").to_pylist()
+    placed = cleaned_ids + absorbed + quarantined
+    assert len(placed) == len(set(placed)), "a submission is in two places"
+    assert set(placed) | without_consent == submitted
+    assert not set(placed) & without_consent
+    assert client.count("raw") == 0
+
+
+def test_the_notebook_cleans_raw_exactly_once_and_reports(db: tuple, tmp_path: Path) -> None:
+    _, client = db
+    raw = dirty_raw(2_000)
+    client.write("raw", raw, key="submission_id")
+    output = tmp_path / "clean-out.ipynb"
+    _execute(output, _parameters(client, batch_size=300, run_id="test-run"))
+    text = output.read_text()
+    for section in ("Rejects by reason", "What the cleaner changed most", "school_unknown", "decimal_comma"):
+        assert section in text
+    no_consent = set(raw.loc[raw["consent"] == "no", "submission_id"])
+    _assert_each_submission_once(client, set(raw["submission_id"]), no_consent)
+    assert client.get("cleaned", next(iter(client.scan("cleaned", limit=1).column("_id").to_pylist())))[
+        "changes"
+    ]
+
+
+def test_a_dry_run_commits_nothing(db: tuple, tmp_path: Path) -> None:
+    _, client = db
+    client.write("raw", dirty_raw(300), key="submission_id")
+    _execute(tmp_path / "out.ipynb", _parameters(client, dry_run=True))
+    assert client.count("raw") == 315 and client.count("cleaned") == 0
+
+
+def _kernel_of(pid: int) -> int | None:
+    """The ipykernel process below `pid` (papermill's child), from /proc."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid and b"ipykernel" in cmdline:
+            return int(stat.parent.name)
+    return None
+
+
+def _papermill(client: DbApiClient, output: Path, **parameters: object) -> subprocess.Popen:
+    args = [
+        sys.executable,
+        "-m",
+        "papermill",
+        str(NOTEBOOK),
+        str(output),
+        "-k",
+        "python3",
+        "--no-progress-bar",
+    ]
+    for name, value in _parameters(client, **parameters).items():
+        args += ["-p", name, str(value)]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+
+
+def test_runs_killed_at_random_points_lose_and_double_nothing(db: tuple, tmp_path: Path) -> None:
+    _, client = db
+    raw = dirty_raw(20_000, seed=7)
+    client.write("raw", raw, key="submission_id")
+    chance = random.Random(20261129)
+    for attempt in range(10):
+        run = _papermill(client, tmp_path / f"killed-{attempt}.ipynb", batch_size=250)
+        deadline = time.monotonic() + chance.uniform(4, 40)
+        kernel = None
+        while time.monotonic() < deadline and run.poll() is None:
+            kernel = kernel or _kernel_of(run.pid)
+            time.sleep(0.1)
+        if kernel is not None and run.poll() is None:
+            os.kill(kernel, signal.SIGKILL)
+        run.kill()
+        run.wait()
+    final = _papermill(client, tmp_path / "final.ipynb", batch_size=1000)
+    assert final.wait(timeout=600) == 0
+    no_consent = set(raw.loc[raw["consent"] == "no", "submission_id"])
+    _assert_each_submission_once(client, set(raw["submission_id"]), no_consent)
+
+
+def test_submissions_arriving_during_a_run_are_not_lost(db: tuple, tmp_path: Path) -> None:
+    _, client = db
+    first, late = dirty_raw(3_000, seed=3, prefix="a"), dirty_raw(500, seed=4, prefix="b")
+    client.write("raw", first, key="submission_id")
+    run = _papermill(client, tmp_path / "during.ipynb", batch_size=200)
+
+    def trickle() -> None:
+        for start in range(0, len(late), 50):
+            client.write("raw", late.iloc[start : start + 50], key="submission_id")
+            time.sleep(0.2)
+
+    writer = threading.Thread(target=trickle)
+    time.sleep(3)
+    writer.start()
+    writer.join()
+    assert run.wait(timeout=600) == 0
+    again = _papermill(client, tmp_path / "after.ipynb", batch_size=200)
+    assert again.wait(timeout=600) == 0
+    both = [first, late]
+    submitted = {i for frame in both for i in frame["submission_id"]}
+    no_consent = {i for frame in both for i in frame.loc[frame["consent"] == "no", "submission_id"]}
+    _assert_each_submission_once(client, submitted, no_consent)
