@@ -76,6 +76,13 @@ def _typed(rule: FieldRule, text: pd.Series) -> tuple[pd.Series, pd.Series]:
     return number.where(inside, np.nan), code
 
 
+def _applied(changed: list[tuple[str, pd.Series]]) -> list[list[str]]:
+    """Per row, the names of the steps that changed it (one pass over plain arrays)."""
+    names = [name for name, _ in changed]
+    flags = [f.to_numpy(dtype=bool) for _, f in changed]
+    return [[n for n, hit in zip(names, row, strict=True) if hit] for row in zip(*flags, strict=True)]
+
+
 def clean_fields(raw: pd.DataFrame) -> pd.DataFrame:
     """Per field: `<name>` (typed value), `<name>__reason` (code or None), `<name>__rules`
     (names of the steps that changed the text); raw text columns are kept as `<name>__raw`."""
@@ -87,7 +94,7 @@ def clean_fields(raw: pd.DataFrame) -> pd.DataFrame:
         value, code = _typed(rule, text)
         out[name] = value
         out[f"{name}__reason"] = code
-        out[f"{name}__rules"] = [[step for step, flags in changed if flags.iloc[i]] for i in range(len(raw))]
+        out[f"{name}__rules"] = _applied(changed)
         out[f"{name}__raw"] = column
         out[f"{name}__text"] = text
     return out
@@ -97,37 +104,38 @@ FIELD_NAMES, VALUE_FIELDS, META = list(rules.FIELD_NAMES), list(rules.VALUE_FIEL
 
 
 def _reasons(fields: pd.DataFrame, known_school: pd.Series) -> pd.Series:
-    def row_reasons(i: int) -> list[dict]:
-        found = []
-        for name in FIELD_NAMES:
-            code = fields[f"{name}__reason"].iloc[i]
-            if code is not None:
-                found.append((code, name))
-        if fields["school_id"].iloc[i] is not None and not known_school.iloc[i]:
-            found.append(("school_unknown", "school_id"))
-        return [
-            {
-                "code": code,
-                "field": name,
-                "message": rules.message(code, fields[f"{name}__raw"].iloc[i]),
-            }
-            for code, name in found
+    unknown = fields["school_id"].notna().to_numpy() & ~known_school.to_numpy(dtype=bool)
+    codes = [fields[f"{n}__reason"].to_numpy() for n in FIELD_NAMES]
+    raws = [fields[f"{n}__raw"].to_numpy() for n in FIELD_NAMES]
+    school_raw = fields["school_id__raw"].to_numpy()
+    rows = []
+    for i, row_codes in enumerate(zip(*codes, strict=True)):
+        found = [
+            {"code": code, "field": name, "message": rules.message(code, raws[j][i])}
+            for j, (name, code) in enumerate(zip(FIELD_NAMES, row_codes, strict=True))
+            if code is not None
         ]
-
-    return pd.Series([row_reasons(i) for i in range(len(fields))], index=fields.index, dtype=object)
+        if unknown[i]:
+            found.append({"code": "school_unknown", "field": "school_id",
+                          "message": rules.message("school_unknown", school_raw[i])})  # fmt: skip
+        rows.append(found)
+    return pd.Series(rows, index=fields.index, dtype=object)
 
 
 def _changes(fields: pd.DataFrame) -> pd.Series:
-    def row_changes(i: int) -> list[dict]:
-        out = []
-        for name in VALUE_FIELDS:
-            applied = fields[f"{name}__rules"].iloc[i]
-            if applied:
-                before, after = fields[f"{name}__raw"].iloc[i], fields[f"{name}__text"].iloc[i]
-                out.append({"field": name, "before": before, "after": after, "rules": applied})
-        return out
-
-    return pd.Series([row_changes(i) for i in range(len(fields))], index=fields.index, dtype=object)
+    columns = [
+        (n, fields[f"{n}__rules"].to_numpy(), fields[f"{n}__raw"].to_numpy(), fields[f"{n}__text"].to_numpy())
+        for n in VALUE_FIELDS
+    ]
+    rows = [
+        [
+            {"field": n, "before": raw[i], "after": text[i], "rules": applied[i]}
+            for n, applied, raw, text in columns
+            if applied[i]
+        ]
+        for i in range(len(fields))
+    ]
+    return pd.Series(rows, index=fields.index, dtype=object)
 
 
 def mark_duplicates(cleaned: pd.DataFrame) -> pd.DataFrame:
