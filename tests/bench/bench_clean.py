@@ -9,8 +9,10 @@ beside it the same rules applied by pandas in one process to the same data in th
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,18 +27,27 @@ from tests.notebooks.dirty_data import SCHOOLS, dirty_raw
 TARGET_SECONDS = 60
 
 
-def spark_run(client, master: str) -> dict[str, float]:
+def spark_run(address: str, master: str) -> dict[str, float]:
+    """One clean in this process, from starting Spark to the last commit."""
     from pipeline_lib.clean_job import run_clean
+    from pipeline_lib.db_client import DbApiClient
     from pipeline_lib.spark_session import get_spark
 
     started = time.perf_counter()
     spark = get_spark(master, app_name="bench-clean")
     startup = time.perf_counter() - started
-    report = run_clean(spark, client, run_id="bench", batch_size=10_000)
-    total = time.perf_counter() - started
-    spark.stop()
-    assert client.count("raw") == 0, "the clean left raw records behind"
+    with DbApiClient(address, "bench") as client:
+        report = run_clean(spark, client, run_id="bench", batch_size=10_000)
+        total = time.perf_counter() - started
+        assert client.count("raw") == 0, "the clean left raw records behind"
     return {"spark start": startup, **report.seconds, "total": total, "records": report.records_in}
+
+
+def spark_run_in_new_process(address: str, master: str) -> dict[str, float]:
+    """Each run starts Spark afresh in its own process, as a scheduled run does."""
+    args = [sys.executable, __file__, "--spark-run", address, "--master", master]
+    output = subprocess.run(args, check=True, capture_output=True, text=True, env=os.environ.copy()).stdout
+    return json.loads(output.strip().splitlines()[-1])
 
 
 def pandas_run(client) -> dict[str, float]:
@@ -56,7 +67,11 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--spark-run", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.spark_run:
+        print(json.dumps(spark_run(args.spark_run, args.master)))
+        return
     raw = dirty_raw(int(args.records / 1.05), seed=11)
     setup = f"Spark {args.master}, median of {args.repeat} runs, {os.cpu_count()} cores"
     print(f"clean benchmark: {len(raw):,} dirty raw records, {setup}")
@@ -70,7 +85,7 @@ def main() -> None:
                 client.write("schools", SCHOOLS, mode="upsert", key="school_id")
                 client.write("raw", raw, key="submission_id")
                 pandas_runs.append(pandas_run(client))
-                spark_runs.append(spark_run(client, args.master))
+                spark_runs.append(spark_run_in_new_process(client.address, args.master))
             finally:
                 client.close()
                 process.terminate()
