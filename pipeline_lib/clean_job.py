@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from pipeline_lib.cleaning import rules, spark_engine
@@ -62,29 +63,27 @@ class CleanReport:
         }
 
 
-def reasons_summary(quarantine: pd.DataFrame) -> pd.DataFrame:
-    """Rejects by reason: how many, and one example message."""
-    rows = [(r["code"], r["message"]) for reasons in quarantine.get("reasons", []) for r in reasons]
-    frame = pd.DataFrame(rows, columns=["reason", "example"])
-    if frame.empty:
-        return pd.DataFrame(columns=["reason", "records", "example"])
-    summary = frame.groupby("reason").agg(records=("example", "size"), example=("example", "first"))
-    return summary.sort_values("records", ascending=False).reset_index()
+def reasons_summary(quarantine: DataFrame) -> pd.DataFrame:
+    """Rejects by reason: how many records, and one example message (aggregated by Spark)."""
+    reasons = quarantine.select(F.explode("reasons").alias("r"))
+    summary = reasons.groupBy(F.col("r.code").alias("reason")).agg(
+        F.count(F.lit(1)).alias("records"), F.min("r.message").alias("example")
+    )
+    return summary.orderBy(F.desc("records"), "reason").toPandas()
 
 
-def changes_summary(cleaned: pd.DataFrame) -> pd.DataFrame:
-    """What the cleaner changed most: field and rule, how often, one example."""
-    rows = [
-        (c["field"], rule, f"{c['before']!r} -> {c['after']!r}")
-        for changes in cleaned.get("changes", [])
-        for c in changes
-        for rule in c["rules"]
-    ]
-    frame = pd.DataFrame(rows, columns=["field", "rule", "example"])
-    if frame.empty:
-        return pd.DataFrame(columns=["field", "rule", "records", "example"])
-    summary = frame.groupby(["field", "rule"]).agg(records=("example", "size"), example=("example", "first"))
-    return summary.sort_values("records", ascending=False).reset_index()
+def changes_summary(cleaned: DataFrame) -> pd.DataFrame:
+    """What the cleaner changed most: field and rule, how often, one example (by Spark)."""
+    changes = cleaned.select(F.explode("changes").alias("c")).select(
+        F.col("c.field").alias("field"),
+        F.explode("c.rules").alias("rule"),
+        F.concat(F.lit("'"), F.coalesce("c.before", F.lit("")), F.lit("' -> '"),
+                 F.coalesce("c.after", F.lit("")), F.lit("'")).alias("example"),
+    )  # fmt: skip
+    summary = changes.groupBy("field", "rule").agg(
+        F.count(F.lit(1)).alias("records"), F.min("example").alias("example")
+    )
+    return summary.orderBy(F.desc("records"), "field", "rule").toPandas()
 
 
 def _read(
@@ -141,9 +140,8 @@ def run_clean(
     report.duplicates_collapsed = len(absorbed)
     report.conflicts_flagged = int(pc.sum(cleaned_table.column("duplicate_conflict")).as_py() or 0)
     report.without_consent = len(without_consent)
-    cleaned_frame, quarantine_frame = cleaned_table.to_pandas(), quarantine_table.to_pandas()
-    report.reasons = reasons_summary(quarantine_frame)
-    report.changes = changes_summary(cleaned_frame)
+    report.reasons = reasons_summary(quarantine)
+    report.changes = changes_summary(cleaned)
 
     started = time.perf_counter()
     if not dry_run:

@@ -127,11 +127,17 @@ def clean(raw: DataFrame, schools: DataFrame) -> tuple[DataFrame, DataFrame]:
     ]
     unknown = F.col("school_id").isNotNull() & F.col("__known").isNull()
     reasons.append(_reason(F.when(unknown, F.lit("school_unknown")), "school_id", ["school_unknown"]))
-    fields = fields.withColumn("reasons", F.array_compact(F.array(*reasons)))
     consent = F.coalesce(F.col("consent"), F.lit(False))
     changes = F.array_compact(F.array(*[_change(n) for n in rules.VALUE_FIELDS]))
+    # Computed once: the cleaned and quarantine halves (and their reports) are separate actions
+    # that would otherwise each run every rule again.
+    fields = fields.select(
+        *rules.META, *rules.VALUE_FIELDS, consent.alias("__consent"), changes.alias("changes"),
+        *[F.col(f"{n}__raw") for n in rules.FIELD_NAMES], F.array_compact(F.array(*reasons)).alias("reasons"),
+    ).localCheckpoint(eager=True)  # fmt: skip
+    consent = F.col("__consent")
     cleaned = fields.where(consent & (F.size("reasons") == 0)).select(
-        *rules.META, *rules.VALUE_FIELDS, changes.alias("changes")
+        *rules.META, *rules.VALUE_FIELDS, "changes"
     )
     quarantine = fields.where(consent & (F.size("reasons") > 0)).select(
         *rules.META, *[F.col(f"{n}__raw").alias(n) for n in rules.FIELD_NAMES], "reasons"
