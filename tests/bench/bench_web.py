@@ -506,7 +506,7 @@ def main() -> None:
     print(
         "stack: wrk -> uvicorn (uvloop, httptools) -> FastAPI -> gRPC -> db-api process -> SQLite (FULL sync)"
     )
-    print("ceiling: the same app, same server settings, with get_db overridden by a no-op db")
+    print("ceiling: the same app, same server settings, its db-api client replaced at start-up by a no-op")
 
     runs: list[RunFigures] = []
     with tempfile.TemporaryDirectory(prefix="wb-bench-web-") as tmp:
