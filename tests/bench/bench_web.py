@@ -4,7 +4,7 @@ Single submissions: POST /api/v1/submissions with a bearer token, driven by `wrk
 concurrent clients, through uvicorn -> FastAPI -> gRPC -> a `workbench db-api` process on the
 embedded store (durable: every 201 is a committed record). Bulk: one POST /api/v1/submissions/bulk
 of a generated CSV (--rows valid submissions, 10 columns), streamed from a file with httpx.
-Ceiling, measured in the same run: the same app with the db-api dependency overridden by a no-op
+Ceiling, measured in the same run: the same app with its db-api client replaced at start-up by a no-op
 (`noop_app()` below; no app code changed), served by its own uvicorn process the same way.
 Every process is fresh per run; prints the median of --repeat runs.
 
