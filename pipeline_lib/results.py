@@ -56,13 +56,18 @@ class PublicTable(BaseModel):
     suppressed: list[bool] = Field(description="per row: true if its group is smaller than k")
 
 
-class PublicResult(BaseModel):
+class ResultSummary(BaseModel):
+    """What the result index lists of each result."""
+
     key: str
     title: str
     analysis: str
     scope: str
     run_id: str
     computed_at: dt.datetime
+
+
+class PublicResult(ResultSummary):
     n_input: int | None = Field(description="null when fewer than k students are behind the result")
     k_min_group: int
     summary: str

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response, Security
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from pipeline_lib.results import PublicResult, ResultDocument, suppress
+from pipeline_lib.results import PublicResult, ResultDocument, ResultSummary, suppress
 from web_app.charts import bar_chart_svg
 from web_app.deps import DbDep, SettingsDep, current_user, page_user
 from web_app.pages import render
@@ -19,15 +18,6 @@ from web_app.security import TokenClaims
 router = APIRouter(tags=["results"])
 Reader = Annotated[TokenClaims, Security(current_user, scopes=["results:read"])]
 PageReader = Annotated[TokenClaims, Security(page_user, scopes=["results:read"])]
-
-
-class ResultSummary(BaseModel):
-    key: str
-    title: str
-    analysis: str
-    scope: str
-    run_id: str
-    computed_at: dt.datetime
 
 
 async def _documents(db: DbDep) -> list[ResultDocument]:
