@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline_lib.cleaning import rules
-from pipeline_lib.cleaning.rules import Case, FieldRule, Lookup, Replace, ReplaceWhen, Step, Translate
+from pipeline_lib.cleaning.rules import Case, FieldRule, Lookup, Replace, ReplaceWhen, Step, Translate, Trim
 
 
 def _apply(step: Step, text: pd.Series) -> pd.Series:
@@ -22,7 +22,9 @@ def _apply(step: Step, text: pd.Series) -> pd.Series:
         hit = text.str.fullmatch(step.condition).eq(True)
         return text.where(~hit, text.str.replace(step.pattern, step.replacement, regex=True))
     if isinstance(step, Translate):
-        return text.str.translate(str.maketrans(step.source, step.target))
+        return text.str.translate(str.maketrans(step.source, step.target, step.delete))
+    if isinstance(step, Trim):
+        return text.str.strip(" ")
     if isinstance(step, Case):
         return text.str.upper() if step.upper else text.str.lower()
     if isinstance(step, Lookup):

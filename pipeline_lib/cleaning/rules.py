@@ -21,8 +21,15 @@ from pipeline_lib.contract import (
     Field,
 )
 
-SPACE_CHARS = "\t\n\r\f\v\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
-INVISIBLE = "\u0000-\u0008\u000e-\u001f\u007f-\u009f\u200b-\u200f\u2028\u2029\u2060\ufeff"
+
+def _chars(*ranges: tuple[int, int]) -> str:
+    return "".join(chr(code) for low, high in ranges for code in range(low, high + 1))
+
+
+# Character steps are translations, not regexes: a regex per value per step is what makes a
+# clean slow (Spark converts the text for every regexp_replace).
+SPACE_CHARS = "\t\n\r\f\v\u00a0\u1680\u202f\u205f\u3000" + _chars((0x2000, 0x200A))
+INVISIBLE = _chars((0x00, 0x08), (0x0E, 0x1F), (0x7F, 0x9F), (0x200B, 0x200F)) + "\u2028\u2029\u2060\ufeff"
 # Digits of other scripts people type (full-width, Arabic-Indic, Persian, Devanagari), and the
 # minus sign, translated to ASCII.
 FOREIGN_DIGITS = "０１２３４５６７８９٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹०१२३४५६७८९\u2212"
@@ -52,9 +59,20 @@ class ReplaceWhen:
 
 @dataclass(frozen=True)
 class Translate:
+    """Replace each character of `source` by the one at the same place in `target`; delete the
+    characters of `delete`."""
+
     name: str
     source: str
     target: str
+    delete: str = ""
+
+
+@dataclass(frozen=True)
+class Trim:
+    """Remove leading and trailing ASCII spaces."""
+
+    name: str
 
 
 @dataclass(frozen=True)
@@ -71,7 +89,7 @@ class Lookup:
     mapping: Mapping[str, str]
 
 
-Step = Replace | ReplaceWhen | Translate | Case | Lookup
+Step = Replace | ReplaceWhen | Translate | Trim | Case | Lookup
 
 
 @dataclass(frozen=True)
@@ -86,10 +104,10 @@ class FieldRule:
 
 _TIDY: tuple[Step, ...] = (
     Replace("html_removed", r"<[^<>]*>"),
-    Replace("spaces_normalised", f"[{SPACE_CHARS}]", " "),
-    Replace("invisible_removed", f"[{INVISIBLE}]"),
+    Translate("spaces_normalised", SPACE_CHARS, " " * len(SPACE_CHARS)),
+    Translate("invisible_removed", "", "", delete=INVISIBLE),
     Translate("digits_normalised", FOREIGN_DIGITS, ASCII_DIGITS),
-    Replace("trimmed", "^ +| +$"),
+    Trim("trimmed"),
     Replace("spaces_collapsed", "  +", " "),
 )
 _MISSING = Lookup("missing_token", {token: "" for token in MISSING_TOKENS if token})
@@ -104,7 +122,7 @@ _FOLDED: tuple[Step, ...] = (
 def _number_steps() -> tuple[Step, ...]:
     return (
         Replace("unit_removed", "(?<=[0-9]) ?(%|[A-Za-z]{1,5}[.]?)$"),
-        Replace("separators_removed", "[ ']"),
+        Translate("separators_removed", "", "", delete=" '"),
         # 1.234,5 and 1.234.567: the points group thousands.
         ReplaceWhen(
             "thousands_removed",
@@ -117,7 +135,7 @@ def _number_steps() -> tuple[Step, ...]:
             r"^[+-]?[0-9]{1,3}(,[0-9]{3})+[.][0-9]*$|^[+-]?[0-9]{1,3}(,[0-9]{3}){2,}$",
             ",",
         ),
-        Replace("decimal_comma", ",", "."),
+        Translate("decimal_comma", ",", "."),
     )
 
 
@@ -133,7 +151,7 @@ def rule_for(f: Field) -> FieldRule:
         steps = (
             *_TIDY,
             Case("case_folded", upper=True),
-            Replace("spaces_removed", " "),
+            Translate("spaces_removed", "", "", delete=" "),
             _MISSING_UPPER,
             Replace("leading_zeros", "^0+(?=[0-9])"),
         )

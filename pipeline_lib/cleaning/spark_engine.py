@@ -10,7 +10,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from pipeline_lib.cleaning import rules
-from pipeline_lib.cleaning.rules import Case, FieldRule, Lookup, Replace, ReplaceWhen, Step, Translate
+from pipeline_lib.cleaning.rules import Case, FieldRule, Lookup, Replace, ReplaceWhen, Step, Translate, Trim
 
 
 def _apply(step: Step, text: Column) -> Column:
@@ -21,7 +21,10 @@ def _apply(step: Step, text: Column) -> Column:
             text.rlike(f"^(?:{step.condition})$"), F.regexp_replace(text, step.pattern, step.replacement)
         ).otherwise(text)
     if isinstance(step, Translate):
-        return F.translate(text, step.source, step.target)
+        # Characters of the source beyond the target's length are deleted.
+        return F.translate(text, step.source + step.delete, step.target)
+    if isinstance(step, Trim):
+        return F.trim(text)
     if isinstance(step, Case):
         return F.upper(text) if step.upper else F.lower(text)
     if isinstance(step, Lookup):
