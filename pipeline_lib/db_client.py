@@ -134,7 +134,8 @@ class DbApiClient:
 
         def requests() -> Iterator[pb.WriteBatchesRequest]:
             try:
-                yield from req.write_requests(data, collection, mode, key, batch_size, self._max_payload)
+                for chunk in req.iter_chunks(data, batch_size):
+                    yield from req.chunk_requests(chunk, collection, mode, key, self._max_payload)
             except Exception as exc:
                 failures.append(exc)  # gRPC would report it only as "Exception iterating requests!"
                 raise

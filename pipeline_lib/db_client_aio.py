@@ -139,12 +139,10 @@ class AsyncDbApiClient:
         failures: list[Exception] = []
 
         async def requests() -> AsyncIterator[pb.WriteBatchesRequest]:
-            first = True
             try:
                 async for chunk in _chunks(data, batch_size):
-                    for payload in req.ipc_payloads(chunk, self._max_payload):
-                        yield req.write_request(payload, first, collection, mode, key)
-                        first = False
+                    for request in req.chunk_requests(chunk, collection, mode, key, self._max_payload):
+                        yield request
             except Exception as exc:
                 failures.append(exc)  # grpc.aio would turn it into a bare CancelledError
                 raise

@@ -166,29 +166,15 @@ def ipc_payloads(chunk: pa.Table, max_bytes: int) -> Iterator[bytes]:
     yield from ipc_payloads(chunk.slice(half), max_bytes)
 
 
-def write_request(
-    payload: bytes, first: bool, collection: str, mode: str, key: str | None
-) -> pb.WriteBatchesRequest:
-    if not first:
-        return pb.WriteBatchesRequest(arrow_ipc=payload)
-    return pb.WriteBatchesRequest(
-        collection=collection, mode=_WRITE_MODES[mode], key=key or "", arrow_ipc=payload
-    )
-
-
-def write_requests(
-    data: Tabular | Iterable[Tabular],
-    collection: str,
-    mode: str,
-    key: str | None,
-    batch_size: int,
-    max_bytes: int,
+def chunk_requests(
+    chunk: pa.Table, collection: str, mode: str, key: str | None, max_bytes: int
 ) -> Iterator[pb.WriteBatchesRequest]:
-    first = True
-    for chunk in iter_chunks(data, batch_size):
-        for payload in ipc_payloads(chunk, max_bytes):
-            yield write_request(payload, first, collection, mode, key)
-            first = False
+    """The messages for one chunk. Every message names the collection, mode and key (the service
+    reads them from the first), so no caller has to track which message comes first."""
+    for payload in ipc_payloads(chunk, max_bytes):
+        yield pb.WriteBatchesRequest(
+            collection=collection, mode=_WRITE_MODES[mode], key=key or "", arrow_ipc=payload
+        )
 
 
 def with_id(document: Mapping[str, Any]) -> dict:

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from pipeline_lib.db_client import DbApiClient
+from tests.processes import children, running
 from tests.wire_servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -38,31 +39,10 @@ def _start(data_dir: Path, port: int) -> subprocess.Popen:
                 time.sleep(0.2)
 
 
-def _children(pid: int) -> set[int]:
-    """Processes whose parent is `pid`, from /proc."""
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.add(int(stat.parent.name))
-    return found
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # a zombie has exited; only its parent's bookkeeping is left
-
-
 def _wait_until_gone(pids: set[int]) -> None:
     """Scan workers notice their db-api died and exit; fail if any is still there after 30 s."""
     deadline = time.monotonic() + 30
-    while (alive := {p for p in pids if _running(p)}) and time.monotonic() < deadline:
+    while (alive := {p for p in pids if running(p)}) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not alive, f"scan workers outlived the killed db-api: {alive}"
 
@@ -79,7 +59,7 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
             client.commit_clean(pd.DataFrame({"submission_id": ["one"], "ses": [1.5]}), None, ["one"])
             client.put_document("runs", "r1", {"status": "succeeded"})
             client.scan("cleaned", limit=1)  # starts the scan worker processes
-            workers = _children(process.pid)
+            workers = children(process.pid)
             # The last acknowledged write, immediately followed by the kill.
             client.insert_one("raw", {"_id": "last", "ses": "2"})
             os.kill(process.pid, signal.SIGKILL)

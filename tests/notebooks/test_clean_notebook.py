@@ -20,6 +20,7 @@ from db_api.store.sqlite import SqliteStore
 from pipeline_lib.db_client import DbApiClient
 from tests.conftest import TOKEN
 from tests.notebooks.dirty_data import SCHOOLS, dirty_raw
+from tests.processes import children
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
 
@@ -84,19 +85,6 @@ def test_a_dry_run_commits_nothing(db: tuple, tmp_path: Path) -> None:
     assert client.count("raw") == 315 and client.count("cleaned") == 0
 
 
-def _kernel_of(pid: int) -> int | None:
-    """The ipykernel process below `pid` (papermill's child), from /proc."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue
-        if parent == pid and b"ipykernel" in cmdline:
-            return int(stat.parent.name)
-    return None
-
-
 def _papermill(client: DbApiClient, output: Path, **parameters: object) -> subprocess.Popen:
     args = [
         sys.executable,
@@ -123,7 +111,7 @@ def test_runs_killed_at_random_points_lose_and_double_nothing(db: tuple, tmp_pat
         deadline = time.monotonic() + chance.uniform(4, 40)
         kernel = None
         while time.monotonic() < deadline and run.poll() is None:
-            kernel = kernel or _kernel_of(run.pid)
+            kernel = kernel or next(iter(children(run.pid, b"ipykernel")), None)
             time.sleep(0.1)
         if kernel is not None and run.poll() is None:
             os.kill(kernel, signal.SIGKILL)
