@@ -16,7 +16,6 @@ from db_api.documents import new_id
 from pipeline_lib.contract import CONSENT, STUDENT_FIELDS, parse_bool
 
 MAX_VALUE_CHARS = 10_000
-SOURCES = ("form", "api", "bulk")
 Scalar = str | int | float | bool | None
 
 

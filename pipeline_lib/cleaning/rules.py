@@ -16,7 +16,6 @@ from pipeline_lib.contract import (
     BOOL_SYNONYMS,
     CONSENT,
     MISSING_TOKENS,
-    SCHOOL_FIELDS,
     STUDENT_FIELDS,
     Field,
 )
@@ -167,7 +166,6 @@ _MISSING_ANY_CASE = Lookup(
 )
 
 STUDENT_RULES: tuple[FieldRule, ...] = tuple(rule_for(f) for f in (*STUDENT_FIELDS, CONSENT))
-SCHOOL_FIELD_NAMES = tuple(f.name for f in SCHOOL_FIELDS)
 
 
 # The reason codes a quarantined record can carry, with a message template ({value}: as typed).
@@ -206,8 +204,6 @@ FIELD_NAMES = tuple(rule.name for rule in STUDENT_RULES)
 # Every field but consent (always yes in a kept record) is a cleaned value.
 VALUE_FIELDS = tuple(name for name in FIELD_NAMES if name != CONSENT.name)
 META = ("submission_id", "received_at", "source")
-# A student is identified by school and the school's pseudonymous number.
-STUDENT_KEY = ("school_id", "student_ref")
 
 
 @dataclass
