@@ -7,9 +7,11 @@ acknowledged commit durable, even against power loss, not only against a killed 
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from db_api.collections import COLLECTIONS
 from db_api.errors import Unavailable
 from db_api.filters import Condition
 from db_api.store.base import CommitCounts, Lease, ScanSpec, Store, WriteCounts
+
+log = logging.getLogger(__name__)
 
 # SQLite allows 32766 parameters per statement; stay well below for IN lists.
 _IN_CHUNK = 900
@@ -39,8 +43,9 @@ class SqliteStore(Store):
         self._write_lock = threading.Lock()
         self._pending_lock = threading.Lock()
         self._pending: list[_PendingInsert] = []
-        conn = self._conn()
-        conn.execute("PRAGMA journal_mode=WAL")
+        self._guard = _UseGuard()
+        with self._guard.use():
+            self._conn().execute("PRAGMA journal_mode=WAL")
         with self._transaction() as tx:
             for name in sorted(COLLECTIONS):
                 tx.execute(
@@ -68,8 +73,14 @@ class SqliteStore(Store):
                 self._connections.append(conn)
         return conn
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._conn(), self._write_lock)
+    @contextmanager
+    def _transaction(self, lock: threading.Lock | None = None) -> Iterator[sqlite3.Connection]:
+        """A write transaction under the store's write lock (or `lock`, None when the caller holds it)."""
+        with self._guard.use(), _Transaction(self._conn(), lock or self._write_lock) as tx:
+            yield tx
+
+    def _reading(self) -> AbstractContextManager[None]:
+        return self._guard.use()
 
     # -- documents -------------------------------------------------------------------------
 
@@ -92,7 +103,7 @@ class SqliteStore(Store):
         with self._pending_lock:
             batch, self._pending = self._pending, []
         try:
-            with _Transaction(self._conn(), None) as tx:
+            with self._guard.use(), _Transaction(self._conn(), None) as tx:
                 found = [_insert_if_absent(tx, p.collection, p.doc["_id"], p.blob) for p in batch]
         except BaseException as exc:
             for p in batch:
@@ -102,21 +113,25 @@ class SqliteStore(Store):
             p.result = (p.doc, True) if inserted else (documents.decode(blob), False)
 
     def get(self, collection: str, doc_id: str) -> dict | None:
-        row = self._conn().execute(f"SELECT doc FROM {_table(collection)} WHERE id = ?", (doc_id,)).fetchone()
+        with self._reading():
+            sql = f"SELECT doc FROM {_table(collection)} WHERE id = ?"
+            row = self._conn().execute(sql, (doc_id,)).fetchone()
         return documents.decode(row[0]) if row else None
 
     def count(self, collection: str, conditions: Sequence[Condition] = ()) -> int:
         if not conditions:
-            return self._conn().execute(f"SELECT count(*) FROM {_table(collection)}").fetchone()[0]
+            with self._reading():
+                return self._conn().execute(f"SELECT count(*) FROM {_table(collection)}").fetchone()[0]
         spec = ScanSpec(conditions=conditions, page_size=5000)
         return sum(len(page) for page in self.scan(collection, spec))
 
     def high_water_mark(self, collection: str) -> int:
-        row = (
-            self._conn()
-            .execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (f"c_{collection}",))
-            .fetchone()
-        )
+        with self._reading():
+            row = (
+                self._conn()
+                .execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (f"c_{collection}",))
+                .fetchone()
+            )
         return row[0] if row else 0
 
     def delete_ids(self, collection: str, ids: Sequence[str]) -> int:
@@ -136,9 +151,13 @@ class SqliteStore(Store):
             where += " AND seq % ? = ?"
             params = (spec.partitions, spec.partition)
         sql = f"SELECT seq, doc FROM {_table(collection)} WHERE {where} ORDER BY seq {order} LIMIT ?"
-        conn = self._conn()
-        # Keyset pages, each its own short read: no transaction stays open during a long scan.
-        while rows := conn.execute(sql, (last, *params, spec.page_size)).fetchall():
+        # Keyset pages, each its own short read: no transaction stays open during a long scan, and
+        # close() never waits on a consumer that stopped reading.
+        while True:
+            with self._reading():
+                rows = self._conn().execute(sql, (last, *params, spec.page_size)).fetchall()
+            if not rows:
+                return
             last = rows[-1][0]
             yield [row[1] for row in rows]
             if len(rows) < spec.page_size:
@@ -180,16 +199,52 @@ class SqliteStore(Store):
 
     def ping(self) -> None:
         try:
-            self._conn().execute("SELECT 1").fetchone()
+            with self._reading():
+                self._conn().execute("SELECT 1").fetchone()
         except sqlite3.Error as exc:
             raise Unavailable(f"the embedded store at {self.path} does not answer: {exc}") from exc
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
+        """Refuse new calls, wait for running ones, then close every thread's connection."""
+        if not self._guard.close(timeout):
+            # Closing a connection under a running statement crashes the process: leave them
+            # to the process's exit instead.
+            log.warning("calls still running after %s s; leaving %s open until exit", timeout, self.path)
+            return
         with self._connections_lock:
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+
+
+class _UseGuard:
+    """Counts calls using a connection. Python's sqlite3 crashes the process when another thread
+    closes a connection under a running statement, so close() waits for the count to drop."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._active = 0
+        self._closed = False
+
+    @contextmanager
+    def use(self) -> Iterator[None]:
+        with self._changed:
+            if self._closed:
+                raise Unavailable("the embedded store is closed (the db-api is shutting down)")
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._active -= 1
+                self._changed.notify_all()
+
+    def close(self, timeout: float) -> bool:
+        """Refuse new uses; True once no call uses a connection, False after `timeout` seconds."""
+        with self._changed:
+            self._closed = True
+            return self._changed.wait_for(lambda: self._active == 0, timeout)
 
 
 @dataclass
