@@ -169,18 +169,22 @@ def add_dirt(text: pd.DataFrame, rate: float, seed: int, school_ids: Sequence[st
     if not 0 <= rate <= 1:
         raise ValueError(f"the dirty rate must be between 0 and 1, not {rate}")
     rng = np.random.default_rng([seed, 0xD127])
-    names = list(KINDS)
-    n_dirty = round(rate * len(text))
-    counts = dict(zip(names, rng.multinomial(n_dirty, [KINDS[k][0] for k in names]), strict=True))
-    n_resubmitted = counts.pop(RESUBMISSION)
-    kinds = np.repeat(np.array(list(counts), dtype=object), list(counts.values()))
-    rows = rng.choice(len(text), size=len(kinds), replace=False)
+    # `rate` is the dirty share of the records sent, resubmitted copies included: with r copies
+    # of N students, rate * (N + r) - r of the originals get a mistake in place.
+    n = len(text)
+    n_resubmitted = round(KINDS[RESUBMISSION][0] * rate * n)
+    n_in_place = min(n, round(rate * n - (1 - rate) * n_resubmitted))
+    names = [k for k in KINDS if k != RESUBMISSION]
+    weights = np.array([KINDS[k][0] for k in names])
+    counts = rng.multinomial(n_in_place, weights / weights.sum())
+    kinds = np.repeat(np.array(names, dtype=object), counts)
+    rows = rng.choice(n, size=len(kinds), replace=False)
 
     # Plain dicts: far quicker than a DataFrame lookup per mistake on a large population.
     records: list[Row] = text.loc[:, list(TEXT_COLUMNS)].to_dict("records")
     dirt: list[str | None] = [None] * len(records)
     known = _Known(frozenset(school_ids))
-    for position, kind in zip(rows, rng.permutation(kinds), strict=True):
+    for position, kind in zip(rows, kinds, strict=True):
         KINDS[kind][1](records[position], rng, known)  # type: ignore[misc]
         dirt[position] = kind
 
