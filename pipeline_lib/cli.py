@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from pipeline_lib import cli_runs
 from pipeline_lib.logs import configure_logging
 from pipeline_lib.settings import get_settings
 
@@ -18,6 +19,10 @@ db_api_app = typer.Typer(help="The db-api: the gRPC data service every other par
 app.add_typer(db_api_app, name="db-api")
 users_app = typer.Typer(help="Web app accounts and their scopes.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+app.add_typer(cli_runs.schedule_app, name="schedule")
+app.command("run", context_settings=cli_runs.RUN_SETTINGS)(cli_runs.run)
+app.command("scheduler")(cli_runs.scheduler)
+app.command("lab")(cli_runs.lab)
 
 log = logging.getLogger("workbench")
 

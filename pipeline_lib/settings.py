@@ -14,6 +14,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The source checkout (or site-packages parent when installed): home of notebooks/ and schedules/.
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WORKBENCH_", env_file=".env", extra="ignore")
@@ -43,10 +46,25 @@ class Settings(BaseSettings):
     max_form_bytes: int = 64 * 1024
     max_json_bytes: int = 256 * 1024
     max_upload_bytes: int = 512 * 1024 * 1024
+    notebooks_dir: Path = Field(
+        PROJECT_DIR / "notebooks", description="the notebooks `workbench run NAME` executes"
+    )
+    runs_dir: Path | None = Field(None, description="archive of executed notebooks; default data_dir/runs")
+    run_cell_timeout_seconds: int = Field(
+        3600, ge=1, description="a run fails as timed_out when one cell runs longer than this"
+    )
+    run_lease_seconds: float = Field(
+        120.0, gt=0, le=86_400, description="how long a dead run blocks the next; renewed while running"
+    )
+    schedule_file: Path = Field(PROJECT_DIR / "schedules" / "crontab", description="the schedule")
 
     @property
     def token_file(self) -> Path:
         return self.data_dir / "secrets" / "db_api_token"
+
+    @property
+    def run_archive(self) -> Path:
+        return self.runs_dir or self.data_dir / "runs"
 
 
 @lru_cache

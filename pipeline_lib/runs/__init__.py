@@ -1,0 +1,1 @@
+"""Runs of the pipeline's notebooks: papermill execution, run records, single flight, schedules."""

@@ -1,0 +1,95 @@
+"""`workbench schedule install`: the schedule file turned into a system cron table.
+
+cron starts jobs with an almost empty environment, so every line carries what `workbench run`
+needs: the checkout to `cd` into, absolute paths to the venv, the `WORKBENCH_*` settings of the
+installing shell (never secrets: a cron table is readable by others, and the runs read the
+db-api token from the data directory), and a log file per notebook.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from pipeline_lib.runs.schedule import Job
+from pipeline_lib.settings import PROJECT_DIR, Settings
+
+CRON_D = Path("/etc/cron.d")
+SECRET_SETTINGS = {"WORKBENCH_DB_API_TOKEN", "WORKBENCH_JWT_SECRET", "WORKBENCH_MONGO_URI"}
+BEGIN = "# BEGIN student-data-workbench"
+END = "# END student-data-workbench"
+
+
+def _environment(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
+    env = {
+        k: v for k, v in sorted(environ.items()) if k.startswith("WORKBENCH_") and k not in SECRET_SETTINGS
+    }
+    env["WORKBENCH_DATA_DIR"] = str(settings.data_dir.resolve())
+    if "JAVA_HOME" in environ:
+        env["JAVA_HOME"] = environ["JAVA_HOME"]
+    return env
+
+
+def _cron_escape(command: str) -> str:
+    # cron turns an unescaped % into a newline.
+    return command.replace("%", r"\%")
+
+
+def table(
+    jobs: list[Job], settings: Settings, *, user: str | None, environ: Mapping[str, str] | None = None
+) -> str:
+    """The cron lines for `jobs`; `user` is the user field of /etc/cron.d files (None for a crontab)."""
+    environ = os.environ if environ is None else environ
+    venv_bin = Path(sys.executable).parent
+    logs = settings.data_dir.resolve() / "logs"
+    assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in _environment(settings, environ).items())
+    lines = [
+        f"# Installed by `workbench schedule install` from {settings.schedule_file.resolve()}.",
+        "# Edit that file and install again rather than editing this one.",
+        "SHELL=/bin/sh",
+        f"PATH={venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    ]
+    for job in jobs:
+        log = logs / f"cron-{job.notebook}.log"
+        command = (
+            f"mkdir -p {shlex.quote(str(logs))} && cd {shlex.quote(str(PROJECT_DIR))} && "
+            f"{assignments} {shlex.quote(str(venv_bin / 'workbench'))} run {job.command} "
+            f"--triggered-by cron >> {shlex.quote(str(log))} 2>&1"
+        )
+        who = f" {user}" if user else ""
+        lines.append(f"{job.cron}{who} {_cron_escape(command)}")
+    return "\n".join(lines) + "\n"
+
+
+def install_cron_d(jobs: list[Job], settings: Settings, name: str = "student-data-workbench") -> Path:
+    """Write /etc/cron.d/<name> (needs root); cron picks it up within a minute."""
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ValueError("a cron.d file name may hold only letters, digits, '-' and '_' (cron skips others)")
+    target = CRON_D / name
+    text = table(jobs, settings, user="root" if os.geteuid() == 0 else os.environ.get("USER", "root"))
+    staging = target.with_name(f".{name}.tmp")
+    staging.write_text(text)
+    staging.chmod(0o644)  # cron ignores files writable by group or others
+    staging.replace(target)
+    return target
+
+
+def install_user_crontab(jobs: list[Job], settings: Settings) -> str:
+    """Replace this project's block in the user's crontab, keeping every other line."""
+    current = subprocess.run(["crontab", "-l"], capture_output=True, text=True)
+    existing = current.stdout if current.returncode == 0 else ""
+    kept, inside = [], False
+    for line in existing.splitlines():
+        if line.strip() == BEGIN:
+            inside = True
+        elif line.strip() == END:
+            inside = False
+        elif not inside:
+            kept.append(line)
+    block = [BEGIN, *table(jobs, settings, user=None).splitlines(), END]
+    subprocess.run(["crontab", "-"], input="\n".join([*kept, *block]) + "\n", text=True, check=True)
+    return "the user's crontab"

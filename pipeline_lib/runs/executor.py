@@ -1,0 +1,242 @@
+"""`workbench run NAME`: execute a notebook with papermill under a new run id, single flight.
+
+One run = a lease on `run:<notebook>`, a run record written at the start and at the end, the
+output notebook archived under `<runs dir>/YYYY/MM/DD/<run_id>-<notebook>.ipynb` (saved after
+every cell, so a running or crashed run can be read), and a status judged from what papermill
+raised. A second run of the same notebook while one holds the lease is recorded as `skipped`.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.notebook_report import counts_from_notebook
+from pipeline_lib.runs import records
+from pipeline_lib.runs.kernel import ensure_kernel
+from pipeline_lib.runs.lease import LeaseKeeper
+from pipeline_lib.runs.outcome import Interrupted, judge
+from pipeline_lib.runs.records import RunError, RunRecord
+from pipeline_lib.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# `workbench run all` runs these in order and stops at the first that does not succeed.
+ALL = ("clean", "process")
+
+
+class UnknownNotebook(ValueError):
+    pass
+
+
+def available_notebooks(settings: Settings) -> list[str]:
+    return sorted(p.stem for p in settings.notebooks_dir.glob("*.ipynb"))
+
+
+def notebook_path(settings: Settings, name: str) -> Path:
+    path = settings.notebooks_dir / f"{name}.ipynb"
+    if "/" in name or name.startswith(".") or not path.is_file():
+        known = ", ".join(available_notebooks(settings)) or "none"
+        raise UnknownNotebook(
+            f"no notebook {name!r} in {settings.notebooks_dir} (there are: {known}; or 'all')"
+        )
+    return path
+
+
+def parse_value(text: str) -> Any:
+    """A `-p NAME VALUE` value as papermill's CLI reads it: bool, None, int, float, else text."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def declared_parameters(path: Path) -> set[str]:
+    """The names assigned in the notebook's cell tagged `parameters` (none if it has no such cell)."""
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            try:
+                tree = ast.parse(cell.source)
+            except SyntaxError:
+                return set()
+            return {
+                target.id
+                for node in tree.body
+                if isinstance(node, ast.Assign | ast.AnnAssign)
+                for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                if isinstance(target, ast.Name)
+            }
+    return set()
+
+
+def archive_path(settings: Settings, record: RunRecord) -> Path:
+    day = record.started_at
+    return (
+        settings.run_archive
+        / f"{day:%Y}"
+        / f"{day:%m}"
+        / f"{day:%d}"
+        / f"{record.run_id}-{record.notebook}.ipynb"
+    )
+
+
+def execute(
+    name: str,
+    parameters: Mapping[str, Any],
+    settings: Settings,
+    client: DbApiClient,
+    *,
+    triggered_by: str = "cli",
+    echo: Callable[[str], None] = print,
+) -> RunRecord:
+    """Run one notebook to the end and return its final record (also stored in `runs`)."""
+    path = notebook_path(settings, name)
+    started = records.now()
+    run_id = records.new_run_id(name, started)
+    record = RunRecord(
+        run_id=run_id,
+        notebook=name,
+        parameters=dict(parameters),
+        started_at=started,
+        code_version=records.code_version(),
+        host=records.host_name(),
+        triggered_by=triggered_by,
+    )
+    unknown = sorted(set(parameters) - declared_parameters(path))
+    if unknown:
+        declared = ", ".join(sorted(declared_parameters(path))) or "none"
+        record.finish(
+            "failed",
+            error=RunError(
+                exception="UnknownParameter",
+                message=f"{name}.ipynb has no parameter {', '.join(unknown)} (its parameters: {declared})",
+            ),
+        )
+        records.save(client, record)
+        return record
+
+    holder = f"{record.host}:{os.getpid()}:{run_id}"
+    with LeaseKeeper(client, f"run:{name}", holder, settings.run_lease_seconds) as lease:
+        if not lease.acquire():
+            record.finish("skipped")
+            record.note = f"another run of {name} holds the lease ({lease.held_by})"
+            records.save(client, record)
+            return record
+        _close_abandoned(client, name, run_id)
+        output = archive_path(settings, record)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        record.output_path = str(output.resolve())
+        records.save(client, record)
+        echo(f"run {run_id}: executing {path.name} -> {output}")
+        exc = _papermill(path, output, {"run_id": run_id, **parameters}, settings)
+        notebook = _read(output)
+        record.counts = counts_from_notebook(notebook) if notebook else {}
+        status, error = judge(exc, notebook)
+        record.finish(status, error=error)
+        records.save(client, record)
+    return record
+
+
+def _papermill(
+    path: Path, output: Path, parameters: dict[str, Any], settings: Settings
+) -> BaseException | None:
+    import papermill
+
+    logging.getLogger("papermill").setLevel(logging.WARNING)
+    try:
+        with _stop_on_sigterm():
+            papermill.execute_notebook(
+                str(path),
+                str(output),
+                parameters=parameters,
+                kernel_name=ensure_kernel(),
+                language="python",
+                execution_timeout=settings.run_cell_timeout_seconds,
+                progress_bar=False,
+                cwd=str(path.parent),
+            )
+    except (Exception, KeyboardInterrupt) as exc:  # every way a run can end is recorded
+        return exc
+    return None
+
+
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (cron, `workbench up` stopping) ends the run as failed instead of killing it unrecorded."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        raise Interrupted(f"received {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _read(output: Path) -> dict[str, Any] | None:
+    try:
+        return nbformat.read(output, as_version=4)
+    except (OSError, ValueError):
+        return None
+
+
+def _close_abandoned(client: DbApiClient, name: str, run_id: str) -> None:
+    """Runs of this notebook still `running` lost their lease, so their process is gone: say so."""
+    stale = client.list_documents("runs", [("notebook", "eq", name), ("status", "eq", "running")], limit=1000)
+    for document in stale:
+        if document.get("run_id") == run_id:
+            continue
+        old = records.load(document)
+        old.finish(
+            "failed",
+            error=RunError(
+                exception="Abandoned",
+                message="the process running it stopped without finishing (killed, or its machine went down)",
+            ),
+        )
+        records.save(client, old)
+        log.warning("abandoned run closed", extra={"run_id": old.run_id, "notebook": name})
+
+
+def execute_all(
+    names: tuple[str, ...] | list[str],
+    parameters: Mapping[str, Any],
+    settings: Settings,
+    client: DbApiClient,
+    **kwargs: Any,
+) -> list[RunRecord]:
+    """Run notebooks in order, stopping at the first that does not succeed (a skip also stops).
+
+    Each notebook gets the parameters it declares; one that none declares fails the first run."""
+    declared = {name: declared_parameters(notebook_path(settings, name)) for name in names}
+    known = set().union(*declared.values())
+    done = []
+    for name in names:
+        own = {k: v for k, v in parameters.items() if k in declared[name] or k not in known}
+        record = execute(name, own, settings, client, **kwargs)
+        done.append(record)
+        if record.status != "succeeded":
+            break
+    return done

@@ -1,0 +1,37 @@
+"""Tiny notebooks for run tests: each does one thing a real notebook can do (succeed, fail, hang)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+
+OK = (
+    "from pipeline_lib.notebook_report import report_counts\n"
+    "report_counts({'records_in': n * 10, 'cleaned': n})"
+)
+
+
+def _write(path: Path, cells: list[str], parameters: str = "run_id = None\nn = 1") -> None:
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]})]
+    notebook.cells += [nbformat.v4.new_code_cell(source) for source in cells]
+    nbformat.write(notebook, path)
+
+
+def write_notebooks(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    _write(folder / "ok.ipynb", [OK])
+    _write(folder / "empty.ipynb", [], parameters="run_id = None")
+    _write(folder / "fails.ipynb", ["x = 1", "raise ValueError('bad data in the second cell')"])
+    _write(folder / "hangs.ipynb", ["import time\ntime.sleep(600)"])
+    _write(
+        folder / "needs.ipynb",
+        ["if source is None:\n    raise ValueError('the parameter source is required: -p source PATH')"],
+        parameters="run_id = None\nsource = None",
+    )
+    # `all` runs these two in order.
+    _write(folder / "clean.ipynb", [OK])
+    _write(folder / "process.ipynb", [OK])
+    return folder
