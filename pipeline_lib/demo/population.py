@@ -78,50 +78,55 @@ _KINDS = {
 }
 
 
-def _school_codes(n: int, rng: np.random.Generator) -> list[str]:
-    """Distinct codes: mostly numeric (`4711`), a quarter with a letter prefix (`KL4711`)."""
-    width = max(4, len(str(n * 5)))
-    numbers = 10 ** (width - 1) + rng.choice(9 * 10 ** (width - 1), size=n, replace=False)
-    prefixed = rng.random(n) < 0.25
-    letters = rng.integers(0, 26, size=(n, 2))
-    return [
-        f"{chr(65 + a)}{chr(65 + b)}{number}" if prefix else str(number)
-        for number, prefix, (a, b) in zip(numbers, prefixed, letters, strict=True)
-    ]
+# Schools do not depend on the seed: school i is the same in every run, so another seed adds
+# students to the same schools, and --schools 200 keeps the 120 of --schools 120.
+SCHOOLS_SEED = 2026
+MAX_SCHOOLS = 10_000
 
 
-def _school_names(sectors: np.ndarray, rng: np.random.Generator) -> list[str]:
-    names: list[str] = []
-    for sector in sectors:
-        first = rng.choice(_SAINTS) if sector == "catholic" and rng.random() < 0.6 else rng.choice(_PLACES)
-        name = f"{first} {rng.choice(_KINDS[sector])}"
-        # Same-named schools exist; a district number tells them apart, as it does in real lists.
-        repeats = sum(existing == name or existing.startswith(f"{name} (") for existing in names)
-        names.append(f"{name} ({repeats + 1})" if repeats else name)
-    return names
-
-
-def generate_schools(n: int, rng: np.random.Generator, truth: Truth) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(schools, school_effects) for `n` schools."""
-    sectors = rng.choice(np.array(SECTORS), size=n, p=[truth.sector_shares[s] for s in SECTORS])
-    scale = np.array([{"public": 1.0, "catholic": 0.8, "private": 0.6}[s] for s in sectors])
-    size = np.clip(np.exp(rng.normal(6.4, 0.5, n)) * scale, 40, 5000).round().astype(int)
-    codes = _school_codes(n, rng)
-    schools = pd.DataFrame(
-        {"school_id": codes, "name": _school_names(sectors, rng), "sector": sectors, "size": size}
+def _school_numbers(n: int) -> np.ndarray:
+    """Distinct numbers in a fixed shuffled order: four digits first, then five."""
+    rng = np.random.default_rng(SCHOOLS_SEED)
+    numbers = np.concatenate(
+        [rng.permutation(np.arange(1000, 10_000)), rng.permutation(np.arange(10_000, 100_000))]
     )
-    mean_ses = np.array([truth.sector_mean_ses[s] for s in sectors]) + rng.normal(
-        0, truth.between_school_ses_sd, n
-    )
-    effects = pd.DataFrame(
-        {
-            "school_id": codes,
-            "mean_ses": mean_ses,
-            "minority_share": rng.beta(2, 6, n),
-            "intercept_effect": rng.normal(0, truth.school_intercept_sd, n),
-            "slope_effect": rng.normal(0, truth.school_slope_sd, n),
-        }
-    )
+    return numbers[:n]
+
+
+def _school(index: int, number: int, truth: Truth) -> dict[str, object]:
+    rng = np.random.default_rng([SCHOOLS_SEED, index])
+    sector = str(rng.choice(SECTORS, p=[truth.sector_shares[s] for s in SECTORS]))
+    letters = "".join(chr(65 + int(c)) for c in rng.integers(0, 26, 2))
+    # Mostly numeric codes (`4711`); a quarter with a letter prefix (`KL4711`).
+    code = f"{letters}{number}" if rng.random() < 0.25 else str(number)
+    first = rng.choice(_SAINTS) if sector == "catholic" and rng.random() < 0.6 else rng.choice(_PLACES)
+    scale = {"public": 1.0, "catholic": 0.8, "private": 0.6}[sector]
+    return {
+        "school_id": code,
+        "name": f"{first} {rng.choice(_KINDS[sector])}",
+        "sector": sector,
+        "size": int(np.clip(np.exp(rng.normal(6.4, 0.5)) * scale, 40, 5000).round()),
+        "mean_ses": truth.sector_mean_ses[sector] + rng.normal(0, truth.between_school_ses_sd),
+        "minority_share": rng.beta(2, 6),
+        "intercept_effect": rng.normal(0, truth.school_intercept_sd),
+        "slope_effect": rng.normal(0, truth.school_slope_sd),
+    }
+
+
+def _numbered_names(names: pd.Series) -> pd.Series:
+    """Same-named schools exist; a district number tells them apart, as in real lists."""
+    seen = names.groupby(names).cumcount()
+    return names.where(seen == 0, names + " (" + (seen + 1).astype(str) + ")")
+
+
+def generate_schools(n: int, truth: Truth) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(schools, school_effects) for the first `n` schools."""
+    if not 1 <= n <= MAX_SCHOOLS:
+        raise ValueError(f"the demo has 1 to {MAX_SCHOOLS} schools, not {n}")
+    frame = pd.DataFrame([_school(i, int(number), truth) for i, number in enumerate(_school_numbers(n))])
+    frame["name"] = _numbered_names(frame["name"])
+    schools = frame[["school_id", "name", "sector", "size"]]
+    effects = frame[["school_id", "mean_ses", "minority_share", "intercept_effect", "slope_effect"]]
     return schools, effects
 
 
@@ -189,12 +194,13 @@ def generate_students(
 
 
 def generate_population(students: int, schools: int, seed: int, truth: Truth | None = None) -> Population:
-    """`students` students in `schools` schools, the same for the same arguments."""
+    """`students` students in `schools` schools, the same for the same arguments; the schools are
+    the same whatever the seed."""
     if students < 1 or schools < 1:
         raise ValueError("a population needs at least one student and one school")
     truth = truth or Truth()
     rng = np.random.default_rng(seed)
-    school_frame, effects = generate_schools(schools, rng, truth)
+    school_frame, effects = generate_schools(schools, truth)
     return Population(
         school_frame, effects, generate_students(students, school_frame, effects, rng, truth), truth
     )

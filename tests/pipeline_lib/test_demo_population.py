@@ -84,6 +84,14 @@ def test_schools_follow_the_contract(population: Population) -> None:
     assert schools["name"].is_unique
 
 
+def test_schools_are_the_same_for_every_seed_and_more_schools_extend_fewer() -> None:
+    few, other_seed, more = (
+        generate_population(50, n, seed).schools for n, seed in ((8, 1), (8, 2), (20, 1))
+    )
+    pd.testing.assert_frame_equal(few, other_seed)
+    pd.testing.assert_frame_equal(few, more.iloc[:8])
+
+
 def test_the_same_seed_gives_the_same_records_and_another_seed_others() -> None:
     first, again, other = (demo_records(500, 8, 0.2, seed)[1] for seed in (3, 3, 4))
     pd.testing.assert_frame_equal(first, again)
