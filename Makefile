@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run test test-fast bench lint proto clean chromium java
+.PHONY: venv run test test-fast bench lint proto clean chromium java cron
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,11 @@ chromium:
 java:
 	@command -v java >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless; }
 
-test: venv chromium java
+# A schedule test installs the crontab into Debian's cron (there is no systemd here).
+cron:
+	@command -v cron >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q cron; }
+
+test: venv chromium java cron
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -1,0 +1,142 @@
+"""The schedule file: parsing, the cron table it installs, and schedules that really fire."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pipeline_lib.runs import cron_install
+from pipeline_lib.runs.schedule import ScheduleError, load, parse
+from pipeline_lib.settings import PROJECT_DIR, Settings
+from tests.conftest import TOKEN
+from tests.pipeline_lib.runs.conftest import RunEnv
+
+
+def test_the_shipped_schedule_cleans_every_ten_minutes_and_processes_hourly() -> None:
+    jobs = load(PROJECT_DIR / "schedules" / "crontab")
+    assert [(j.cron, j.args) for j in jobs] == [("*/10 * * * *", ("clean",)), ("5 * * * *", ("process",))]
+    start = dt.datetime(2026, 1, 1, 12, 3)
+    assert jobs[0].next_times(start, 2) == [dt.datetime(2026, 1, 1, 12, 10), dt.datetime(2026, 1, 1, 12, 20)]
+    assert jobs[1].next_times(start) == [dt.datetime(2026, 1, 1, 12, 5)]
+
+
+def test_jobs_keep_their_options_and_nicknames_work() -> None:
+    jobs = parse("# comment\n\n@hourly  process -p seed 7   # trailing comment\n0 2 * * 1-5 all\n")
+    assert [(j.line, j.cron, j.command) for j in jobs] == [
+        (3, "@hourly", "process -p seed 7"),
+        (4, "0 2 * * 1-5", "all"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "complaint"),
+    [
+        ("61 * * * * clean", "not a valid cron time"),
+        ("* * * clean", "not a valid cron time"),
+        ("*/5 * * * *", "no job after the cron time"),
+        ("@often clean", "unknown nickname"),
+        ("* * * * * -p a 1", "must start with a notebook name"),
+        ('* * * * * clean -p "a', "No closing quotation"),
+    ],
+)
+def test_a_malformed_line_is_an_error_naming_the_line(line: str, complaint: str) -> None:
+    with pytest.raises(ScheduleError, match=rf"crontab, line 2: .*{complaint}"):
+        parse(f"*/10 * * * * clean\n{line}\n", "crontab")
+
+
+def test_the_cron_table_carries_absolute_paths_settings_and_logs_but_no_secrets(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "var")
+    environ = {
+        "WORKBENCH_DB_API_ADDRESS": "127.0.0.1:6000",
+        "WORKBENCH_DB_API_TOKEN": "s3cret",
+        "WORKBENCH_MONGO_URI": "mongodb://u:pw@h",
+        "WORKBENCH_NOTEBOOKS_DIR": "/srv/my notebooks",
+        "HOME": "/root",
+    }
+    jobs = parse("*/10 * * * * clean -p note 50%\n")
+    text = cron_install.table(jobs, settings, user="root", environ=environ)
+    job_line = text.splitlines()[-1]
+    assert job_line.startswith("*/10 * * * * root mkdir -p ")
+    assert f"cd {PROJECT_DIR}" in job_line and "WORKBENCH_DB_API_ADDRESS=127.0.0.1:6000" in job_line
+    assert f"WORKBENCH_DATA_DIR={(tmp_path / 'var').resolve()}" in job_line
+    assert "WORKBENCH_NOTEBOOKS_DIR='/srv/my notebooks'" in job_line
+    assert "run clean -p note 50\\% --triggered-by cron >> " in job_line  # cron's % escaped
+    assert "s3cret" not in text and "pw@h" not in text and "HOME" not in text
+    assert f"{(tmp_path / 'var').resolve()}/logs/cron-clean.log 2>&1" in job_line
+    assert "PATH=" in text and "SHELL=/bin/sh" in text
+
+
+@pytest.mark.slow
+def test_the_foreground_scheduler_runs_a_due_job(run_env: RunEnv, tmp_path: Path) -> None:
+    schedule = tmp_path / "crontab"
+    schedule.write_text("* * * * * ok -p n 4\n")
+    run_env.env["WORKBENCH_SCHEDULE_FILE"] = str(schedule)
+    shown = run_env.workbench("schedule", "show")
+    assert shown.returncode == 0 and "workbench run ok -p n 4" in shown.stdout
+    scheduler = run_env.start("scheduler")
+    try:
+        deadline = time.monotonic() + 130
+        while not any(r["status"] == "succeeded" for r in run_env.runs()):
+            assert time.monotonic() < deadline, "the scheduler ran nothing within 130 s"
+            assert scheduler.poll() is None, scheduler.stderr.read() if scheduler.stderr else ""
+            time.sleep(1)
+    finally:
+        scheduler.send_signal(signal.SIGTERM)
+        scheduler.wait(60)
+    record = next(r for r in run_env.runs() if r["status"] == "succeeded")
+    assert record["triggered_by"] == "scheduler" and record["counts"]["cleaned"] == 4
+    assert scheduler.returncode == 0
+
+
+def test_the_scheduler_refuses_a_malformed_schedule(run_env: RunEnv, tmp_path: Path) -> None:
+    schedule = tmp_path / "crontab"
+    schedule.write_text("*/10 * * * * clean\n99 * * * * ok\n")
+    run_env.env["WORKBENCH_SCHEDULE_FILE"] = str(schedule)
+    done = run_env.workbench("scheduler", timeout=30)
+    assert done.returncode == 2 and "line 2" in done.stderr and "not a valid cron time" in done.stderr
+
+
+def _cron_running() -> bool:
+    return subprocess.run(["pgrep", "-x", "cron"], capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("cron") is None, reason="needs root and Debian's cron")
+def test_the_installed_crontab_fires_under_debians_cron(run_env: RunEnv, tmp_path: Path) -> None:
+    schedule = tmp_path / "crontab"
+    schedule.write_text("* * * * * ok -p n 5\n")
+    run_env.env["WORKBENCH_SCHEDULE_FILE"] = str(schedule)
+    # cron passes no secrets: the run reads the db-api token from the data directory, as in production.
+    token_file = run_env.data_dir / "secrets" / "db_api_token"
+    token_file.parent.mkdir(parents=True)
+    token_file.write_text(TOKEN)
+    del run_env.env["WORKBENCH_DB_API_TOKEN"]
+    name = f"workbench-test-{uuid.uuid4().hex[:8]}"
+    installed = run_env.workbench("schedule", "install", "--target", "cron.d", "--name", name)
+    assert installed.returncode == 0, installed.stderr
+    cron_file = Path("/etc/cron.d") / name
+    daemon = None if _cron_running() else subprocess.Popen(["cron", "-f"])
+    try:
+        assert oct(cron_file.stat().st_mode & 0o777) == "0o644"
+        deadline = time.monotonic() + 140
+        while not any(r["status"] == "succeeded" for r in run_env.runs()):
+            assert time.monotonic() < deadline, "cron ran nothing within 140 s; log: " + "".join(
+                p.read_text() for p in (run_env.data_dir / "logs").glob("*.log")
+            )
+            time.sleep(1)
+    finally:
+        cron_file.unlink(missing_ok=True)
+        if daemon is not None:
+            daemon.terminate()
+            daemon.wait(10)
+    record = next(r for r in run_env.runs() if r["status"] == "succeeded")
+    assert record["triggered_by"] == "cron" and record["counts"]["cleaned"] == 5
+    assert "run ok-" in (run_env.data_dir / "logs" / "cron-ok.log").read_text()
