@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -18,7 +19,7 @@ from pipeline_lib.settings import Settings, get_settings
 if TYPE_CHECKING:  # pandas and the generator load only when the command runs: `--help` stays quick
     import pandas as pd
 
-    from pipeline_lib.demo.submit import UploadTotals
+    from pipeline_lib.demo.submit import UploadTotals, WorkbenchApi
 
 
 def default_url(settings: Settings) -> str:
@@ -30,6 +31,23 @@ def _password(user: str, password_stdin: bool) -> str:
     if password_stdin:
         return sys.stdin.readline().rstrip("\n")
     return typer.prompt(f"Password for {user}", hide_input=True)
+
+
+def _upload(api: WorkbenchApi, records: pd.DataFrame, chunk_rows: int) -> UploadTotals:
+    """Uploads with a progress bar on a terminal, otherwise a line per chunk (reads well in a log)."""
+    from tqdm import tqdm
+
+    sent = 0
+    with tqdm(total=len(records), unit="rec", desc="students", disable=not sys.stderr.isatty()) as bar:
+
+        def on_chunk(count: int) -> None:
+            nonlocal sent
+            sent += count
+            bar.update(count)
+            if bar.disable:
+                typer.echo(f"submitted {sent:,}/{len(records):,} records", err=True)
+
+        return api.submit_records(records, chunk_rows=chunk_rows, on_chunk=on_chunk)
 
 
 def _summary(
@@ -78,10 +96,8 @@ def demo(
 
     Without --user, a `demo` account (admin, submit) gets a random password for the run, then is disabled.
     """
-    from tqdm import tqdm
-
     from pipeline_lib.db_requests import DbApiCallError
-    from pipeline_lib.demo.account import DEMO_SCOPES, DEMO_USER, disable_demo_account, enable_demo_account
+    from pipeline_lib.demo.account import DEMO_SCOPES, DEMO_USER, demo_account
     from pipeline_lib.demo.records import demo_records
     from pipeline_lib.demo.submit import DemoSubmitError, WorkbenchApi
 
@@ -89,46 +105,25 @@ def demo(
     settings = get_settings()
     url = (url or default_url(settings)).rstrip("/")
     population, records = demo_records(students, schools, dirty, seed)
-    account_enabled = False
     try:
-        with WorkbenchApi(url) as api:
+        with WorkbenchApi(url) as api, ExitStack() as account:
             api.check()
             if user is None:
-                try:
-                    password = enable_demo_account(settings)
-                except DbApiCallError as exc:
-                    raise DemoSubmitError(
-                        f"cannot set up the {DEMO_USER!r} account through the {exc}. Run the demo on the "
-                        "machine that runs the workbench, or sign in with --user."
-                    ) from None
-                account_enabled = True
-                api.login(DEMO_USER, password, DEMO_SCOPES)
+                api.login(DEMO_USER, account.enter_context(demo_account(settings)), DEMO_SCOPES)
             else:
                 api.login(user, _password(user, password_stdin), DEMO_SCOPES)
             school_report = api.import_schools(population.schools)
-
-            # A bar on a terminal; otherwise a line per chunk, which reads well in a log.
-            bar = tqdm(total=len(records), unit="rec", desc="students", disable=not sys.stderr.isatty())
-            sent = 0
-
-            def on_chunk(count: int) -> None:
-                nonlocal sent
-                sent += count
-                bar.update(count)
-                if bar.disable:
-                    typer.echo(f"submitted {sent:,}/{len(records):,} records", err=True)
-
-            with bar:
-                totals = api.submit_records(records, chunk_rows=chunk_rows, on_chunk=on_chunk)
+            totals = _upload(api, records, chunk_rows)
     except DemoSubmitError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    finally:
-        if account_enabled:
-            try:
-                disable_demo_account(settings)
-            except DbApiCallError as exc:
-                typer.echo(f"warning: could not disable the {DEMO_USER!r} account: {exc}", err=True)
+    except DbApiCallError as exc:
+        typer.echo(
+            f"error: cannot set up the {DEMO_USER!r} account through the {exc}. Run the demo on the "
+            "machine that runs the workbench, or sign in with --user.",
+            err=True,
+        )
+        raise typer.Exit(1) from None
 
     typer.echo(_summary(url, seed, school_report, students, records, totals))
     for problem in totals.problems:

@@ -7,10 +7,15 @@ done. The password is never shown or stored, so nothing is left that someone cou
 
 from __future__ import annotations
 
+import logging
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.db_client import DbApiCallError, DbApiClient
 from pipeline_lib.settings import Settings
+
+log = logging.getLogger(__name__)
 
 DEMO_USER = "demo"
 DEMO_SCOPES = ["admin", "submit"]
@@ -37,3 +42,16 @@ def disable_demo_account(settings: Settings) -> None:
         current = client.get_document("users", DEMO_USER)
         if current is not None:
             client.put_document("users", DEMO_USER, _account(current.get("password_hash", ""), disabled=True))
+
+
+@contextmanager
+def demo_account(settings: Settings) -> Iterator[str]:
+    """The account enabled for the block, with its password; disabled afterwards, whatever happens."""
+    password = enable_demo_account(settings)
+    try:
+        yield password
+    finally:
+        try:
+            disable_demo_account(settings)
+        except DbApiCallError as exc:
+            log.warning("could not disable the demo account", extra={"error": str(exc)})

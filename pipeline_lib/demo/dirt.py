@@ -10,7 +10,6 @@ a test can say what the cleaner must make of it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -19,12 +18,8 @@ from pipeline_lib.contract import normalize_school_id
 from pipeline_lib.demo.population import OPTIONAL_FIELDS, TEXT_COLUMNS
 
 Row = dict[str, str | None]
-Mistake = Callable[[Row, np.random.Generator, "_Known"], None]
-
-
-@dataclass(frozen=True)
-class _Known:
-    school_ids: frozenset[str]
+# A mistake changes one record in place; it is told the known school codes.
+Mistake = Callable[[Row, np.random.Generator, frozenset[str]], None]
 
 
 def _pick(rng: np.random.Generator, options: Sequence[str]) -> str:
@@ -35,9 +30,9 @@ def _present(row: Row, names: Sequence[str]) -> list[str]:
     return [name for name in names if row.get(name) is not None]
 
 
-def decimal_comma(row: Row, rng: np.random.Generator, known: _Known) -> None:
-    name = _pick(rng, [n for n in _present(row, ("ses", "math_score", "study_hours_week")) if "." in row[n]])  # type: ignore[operator]
-    row[name] = row[name].replace(".", ",")  # type: ignore[union-attr]
+def decimal_comma(row: Row, rng: np.random.Generator, known: frozenset[str]) -> None:
+    name = _pick(rng, [n for n in ("ses", "math_score", "study_hours_week") if "." in (row[n] or "")])
+    row[name] = str(row[name]).replace(".", ",")
 
 
 _UNITS = {
@@ -48,7 +43,7 @@ _UNITS = {
 }
 
 
-def unit(row: Row, rng: np.random.Generator, known: _Known) -> None:
+def unit(row: Row, rng: np.random.Generator, known: frozenset[str]) -> None:
     name = _pick(rng, _present(row, tuple(_UNITS)))
     row[name] = f"{row[name]}{_pick(rng, _UNITS[name])}"
 
@@ -68,9 +63,9 @@ _SYNONYMS = {
 }
 
 
-def synonym(row: Row, rng: np.random.Generator, known: _Known) -> None:
+def synonym(row: Row, rng: np.random.Generator, known: frozenset[str]) -> None:
     name = _pick(rng, ("sex", "sex", "minority", "minority", "consent"))
-    row[name] = _pick(rng, _SYNONYMS[name][row[name]])  # type: ignore[index]
+    row[name] = _pick(rng, _SYNONYMS[name][str(row[name])])
 
 
 _SPACED = (
@@ -86,13 +81,13 @@ _SPACED = (
 )
 
 
-def stray_spaces(row: Row, rng: np.random.Generator, known: _Known) -> None:
+def stray_spaces(row: Row, rng: np.random.Generator, known: frozenset[str]) -> None:
     # Never consent: the upload checks it before any cleaning, with a plain trim.
     name = _pick(rng, _present(row, [n for n in TEXT_COLUMNS if n != "consent"]))
     row[name] = _SPACED[int(rng.integers(len(_SPACED)))](row[name])
 
 
-def school_code(row: Row, rng: np.random.Generator, known: _Known) -> None:
+def school_code(row: Row, rng: np.random.Generator, known: frozenset[str]) -> None:
     code = row["school_id"]
     assert code is not None
     if code.isdigit():
@@ -104,7 +99,7 @@ def school_code(row: Row, rng: np.random.Generator, known: _Known) -> None:
 _MISSING_TOKENS = ("NA", "n/a", "N/A", "-", "null", "NULL", "none")
 
 
-def missing_token(row: Row, rng: np.random.Generator, known: _Known) -> None:
+def missing_token(row: Row, rng: np.random.Generator, known: frozenset[str]) -> None:
     row[_pick(rng, OPTIONAL_FIELDS)] = _pick(rng, _MISSING_TOKENS)
 
 
@@ -117,7 +112,7 @@ def _out_of(low: float, high: float, rng: np.random.Generator, decimals: int) ->
     return f"{value:.{decimals}f}"
 
 
-def out_of_range(row: Row, rng: np.random.Generator, known: _Known) -> None:
+def out_of_range(row: Row, rng: np.random.Generator, known: frozenset[str]) -> None:
     name = _pick(
         rng, ("ses", "ses", "math_score", "math_score", "math_score", "age", "absences", "study_hours_week")
     )
@@ -130,34 +125,46 @@ def out_of_range(row: Row, rng: np.random.Generator, known: _Known) -> None:
     }[name]()
 
 
-def unknown_school(row: Row, rng: np.random.Generator, known: _Known) -> None:
-    width = max((len(code) for code in known.school_ids if code.isdigit()), default=4)
+def unknown_school(row: Row, rng: np.random.Generator, known: frozenset[str]) -> None:
+    width = max((len(code) for code in known if code.isdigit()), default=4)
     while True:
         code = str(int(rng.integers(10 ** (width - 1), 10**width)))
-        if normalize_school_id(code) not in known.school_ids:
+        if normalize_school_id(code) not in known:
             row["school_id"] = code
             return
 
 
-def missing_required(row: Row, rng: np.random.Generator, known: _Known) -> None:
+def missing_required(row: Row, rng: np.random.Generator, known: frozenset[str]) -> None:
     row[_pick(rng, ("school_id", "sex", "minority", "ses", "math_score"))] = _pick(
         rng, ("", *_MISSING_TOKENS)
     )
 
 
 RESUBMISSION = "resubmission"
-# name -> (share of the dirty records, what it does); a resubmission is an exact copy, appended.
-KINDS: dict[str, tuple[float, Mistake | None]] = {
-    "decimal_comma": (0.18, decimal_comma),
-    "unit": (0.10, unit),
-    "synonym": (0.18, synonym),
-    "stray_spaces": (0.14, stray_spaces),
-    "school_code": (0.10, school_code),
-    "missing_token": (0.08, missing_token),
-    "out_of_range": (0.07, out_of_range),
-    "unknown_school": (0.05, unknown_school),
-    "missing_required": (0.05, missing_required),
-    RESUBMISSION: (0.05, None),
+# The mistakes made in place; a resubmission is an exact copy of a clean record, appended.
+MISTAKES: dict[str, Mistake] = {
+    "decimal_comma": decimal_comma,
+    "unit": unit,
+    "synonym": synonym,
+    "stray_spaces": stray_spaces,
+    "school_code": school_code,
+    "missing_token": missing_token,
+    "out_of_range": out_of_range,
+    "unknown_school": unknown_school,
+    "missing_required": missing_required,
+}
+# Each kind's share of the dirty records.
+KINDS: dict[str, float] = {
+    "decimal_comma": 0.18,
+    "unit": 0.10,
+    "synonym": 0.18,
+    "stray_spaces": 0.14,
+    "school_code": 0.10,
+    "missing_token": 0.08,
+    "out_of_range": 0.07,
+    "unknown_school": 0.05,
+    "missing_required": 0.05,
+    RESUBMISSION: 0.05,
 }
 QUARANTINED_KINDS = frozenset({"out_of_range", "unknown_school", "missing_required"})
 
@@ -172,10 +179,10 @@ def add_dirt(text: pd.DataFrame, rate: float, seed: int, school_ids: Sequence[st
     # `rate` is the dirty share of the records sent, resubmitted copies included: with r copies
     # of N students, rate * (N + r) - r of the originals get a mistake in place.
     n = len(text)
-    n_resubmitted = round(KINDS[RESUBMISSION][0] * rate * n)
+    n_resubmitted = round(KINDS[RESUBMISSION] * rate * n)
     n_in_place = min(n, round(rate * n - (1 - rate) * n_resubmitted))
-    names = [k for k in KINDS if k != RESUBMISSION]
-    weights = np.array([KINDS[k][0] for k in names])
+    names = list(MISTAKES)
+    weights = np.array([KINDS[k] for k in names])
     counts = rng.multinomial(n_in_place, weights / weights.sum())
     kinds = np.repeat(np.array(names, dtype=object), counts)
     rows = rng.choice(n, size=len(kinds), replace=False)
@@ -183,9 +190,9 @@ def add_dirt(text: pd.DataFrame, rate: float, seed: int, school_ids: Sequence[st
     # Plain dicts: far quicker than a DataFrame lookup per mistake on a large population.
     records: list[Row] = text.loc[:, list(TEXT_COLUMNS)].to_dict("records")
     dirt: list[str | None] = [None] * len(records)
-    known = _Known(frozenset(school_ids))
+    known = frozenset(school_ids)
     for position, kind in zip(rows, kinds, strict=True):
-        KINDS[kind][1](records[position], rng, known)  # type: ignore[misc]
+        MISTAKES[kind](records[position], rng, known)
         dirt[position] = kind
 
     # Only a student with a student number can be recognised as sending the same answers twice.

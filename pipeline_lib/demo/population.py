@@ -7,8 +7,9 @@ parameters are returned with the data, so tests and analyses can check they are 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -125,8 +126,8 @@ def generate_schools(n: int, truth: Truth) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise ValueError(f"the demo has 1 to {MAX_SCHOOLS} schools, not {n}")
     frame = pd.DataFrame([_school(i, int(number), truth) for i, number in enumerate(_school_numbers(n))])
     frame["name"] = _numbered_names(frame["name"])
-    schools = frame[["school_id", "name", "sector", "size"]]
-    effects = frame[["school_id", "mean_ses", "minority_share", "intercept_effect", "slope_effect"]]
+    schools = frame[["school_id", "name", "sector", "size"]].copy()
+    effects = frame[["school_id", "mean_ses", "minority_share", "intercept_effect", "slope_effect"]].copy()
     return schools, effects
 
 
@@ -206,15 +207,15 @@ def generate_population(students: int, schools: int, seed: int, truth: Truth | N
     )
 
 
-def _text(values: pd.Series, render: object) -> list[str | None]:
-    return [None if pd.isna(v) else render(v) for v in values]  # type: ignore[operator]
+def _text(values: pd.Series, render: Callable[[Any], str]) -> list[str | None]:
+    return [None if pd.isna(v) else render(v) for v in values]
 
 
 def as_typed_text(students: pd.DataFrame) -> pd.DataFrame:
     """The students as a careful student types them: canonical strings the cleaner leaves as they
     are, None for a blank optional field. Column order follows the contract."""
     yes_no = {True: "yes", False: "no"}
-    renders: dict[str, object] = {
+    renders: dict[str, Callable[[Any], str]] = {
         "school_id": str,
         "student_ref": str,
         "sex": str,

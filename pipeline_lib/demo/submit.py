@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -86,13 +87,13 @@ class WorkbenchApi:
     def close(self) -> None:
         self._http.close()
 
-    def _request(self, method: str, path: str, *, retry: bool = False, **kwargs: object) -> httpx.Response:
+    def _request(self, method: str, path: str, *, retry: bool = False, **kwargs: Any) -> httpx.Response:
         """One call; with `retry`, transient failures (connection lost, 502-504) are tried again,
         which is safe only for requests the server applies idempotently."""
         attempts = self.retries + 1 if retry else 1
         for attempt in range(attempts):
             try:
-                response = self._http.request(method, path, **kwargs)  # type: ignore[arg-type]
+                response = self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
                 if attempt + 1 < attempts:
                     time.sleep(2**attempt)

@@ -126,3 +126,14 @@ def test_a_server_that_is_not_the_web_app_is_a_clear_error(
     assert result.exit_code == 1
     assert "is --url the workbench web app?" in result.stderr
     assert stack.db.count("raw") == 0
+
+
+def test_a_db_api_that_refuses_our_token_is_a_clear_error(
+    stack: WebStack, run_demo: RunDemo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WORKBENCH_DB_API_TOKEN", "not-the-token")
+    get_settings.cache_clear()
+    result = run_demo("--students", "20")
+    assert result.exit_code == 1
+    assert "cannot set up the 'demo' account" in result.stderr and "--user" in result.stderr
+    assert stack.db.count("raw") == 0
