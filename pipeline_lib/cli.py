@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from pipeline_lib import cli_runs
+from pipeline_lib.cli_demo import demo
 from pipeline_lib.logs import configure_logging
 from pipeline_lib.settings import get_settings
 
@@ -23,6 +24,7 @@ app.add_typer(cli_runs.schedule_app, name="schedule")
 app.command("run", context_settings=cli_runs.RUN_SETTINGS)(cli_runs.run)
 app.command("scheduler")(cli_runs.scheduler)
 app.command("lab")(cli_runs.lab)
+app.command("demo")(demo)
 
 log = logging.getLogger("workbench")
 

@@ -20,7 +20,7 @@ from web_app import problems
 from web_app.body_limit import BodyLimitMiddleware
 from web_app.deps import LoginRequired
 from web_app.ratelimit import FormRateLimiter
-from web_app.routes import auth, form, health, results, schools, submissions
+from web_app.routes import auth, form, health, results, runs, schools, submissions
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,9 @@ class SecurityHeaders:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
-                if not docs:
+                # A response with its own policy (a sandboxed run notebook) keeps it.
+                own = any(name.lower() == _PAGE_CSP[0] for name, _ in message["headers"])
+                if not docs and not own:
                     message["headers"].append(_PAGE_CSP)
             await send(message)
 
@@ -103,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def to_login(request: Request, exc: LoginRequired) -> RedirectResponse:
         return RedirectResponse(f"/login?next={quote(exc.next_path)}", status_code=303)
 
-    for module in (health, auth, form, submissions, schools, results):
+    for module in (health, auth, form, submissions, schools, results, runs):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     return app

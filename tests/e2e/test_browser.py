@@ -400,3 +400,34 @@ def test_chart_draws_negative_values_left_of_zero(page: Page, stack: WebStack) -
     negative, positive = bars.nth(0).bounding_box(), bars.nth(1).bounding_box()
     assert negative is not None and positive is not None
     assert negative["x"] + negative["width"] <= positive["x"] + 0.5, (negative, positive)
+
+
+# -- runs --------------------------------------------------------------------------------------
+
+
+def test_an_analyst_sees_why_a_run_failed_in_its_rendered_notebook(
+    page: Page, stack: WebStack, screenshot: Screenshot
+) -> None:
+    from tests.web_app.test_runs_pages import _seed
+
+    _seed(stack)
+    page.goto("/runs")
+    sign_in(page, "analyst")
+    expect(page).to_have_url(f"{stack.url}/runs")
+    rows = page.locator("tbody tr")
+    expect(rows).to_have_count(5)
+    page.get_by_label("Status").select_option("failed")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows).to_have_count(1)
+    screenshot(page, "runs")
+    page.get_by_role("link", name="clean-2").click()
+    expect(page.get_by_role("alert")).to_contain_text("ValueError in cell 2")
+    notebook = page.frame_locator("iframe.notebook")
+    expect(notebook.get_by_text("read 120 records").first).to_be_visible()
+    expect(notebook.get_by_text("ses out of range").first).to_be_visible()
+    # The output's script never ran: the frame is sandboxed and its policy forbids scripts.
+    assert page.evaluate("() => window.stolen") is None
+    # A sandboxed frame is painted only once it is on screen.
+    page.locator("iframe.notebook").scroll_into_view_if_needed()
+    notebook.get_by_text("read 120 records").first.scroll_into_view_if_needed()
+    screenshot(page, "run")

@@ -9,10 +9,12 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
 from pipeline_lib.results import PublicResult, ResultDocument, ResultSummary, suppress
+from pipeline_lib.runs.records import RunRecord
 from web_app.charts import bar_chart_svg
 from web_app.deps import DbDep, SettingsDep, current_user, page_user
 from web_app.pages import render
 from web_app.problems import problem_responses
+from web_app.routes.runs import list_runs
 from web_app.security import TokenClaims
 
 router = APIRouter(tags=["results"])
@@ -86,9 +88,31 @@ def _chart(result: PublicResult) -> str | None:
     return bar_chart_svg(labels, values, title)
 
 
+async def _failed_latest_runs(db: DbDep) -> list[RunRecord]:
+    """Each notebook's latest finished run, where it failed: the figures shown may be stale."""
+    latest: dict[str, RunRecord] = {}
+    for run in await list_runs(db, limit=200):
+        if run.status in ("succeeded", "failed", "timed_out"):
+            latest.setdefault(run.notebook, run)
+    return [run for run in latest.values() if run.status != "succeeded"]
+
+
 @router.get("/results", response_class=HTMLResponse, include_in_schema=False)
 async def results_page(request: Request, user: PageReader, db: DbDep, settings: SettingsDep) -> Response:
     k = settings.k_min_group
-    results = [suppress(d, k, analyst=_is_analyst(user)) for d in await _documents(db)]
+    documents = await _documents(db)
+    results = [suppress(d, k, analyst=_is_analyst(user)) for d in documents]
     charts = {r.key: _chart(r) for r in results}
-    return render(request, "results.html", {"results": results, "charts": charts, "k": k})
+    newest = max(documents, key=lambda d: d.computed_at, default=None)
+    return render(
+        request,
+        "results.html",
+        {
+            "results": results,
+            "charts": charts,
+            "k": k,
+            "as_of_run": newest.run_id if newest else None,
+            "failed_runs": await _failed_latest_runs(db),
+            "analyst": _is_analyst(user),
+        },
+    )

@@ -1,0 +1,111 @@
+"""Run history for analysts: the `runs` records as JSON and pages, with each run's output notebook."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, Security
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
+
+from pipeline_lib.runs.records import RunRecord, RunStatus
+from web_app.deps import DbDep, SettingsDep, current_user, page_user
+from web_app.pages import render
+from web_app.problems import problem_responses
+from web_app.run_notebooks import NOTEBOOK_CSP, NotArchived, archived_path, render_html
+from web_app.security import TokenClaims
+
+router = APIRouter(tags=["runs"])
+Analyst = Annotated[TokenClaims, Security(current_user, scopes=["analyst"])]
+PageAnalyst = Annotated[TokenClaims, Security(page_user, scopes=["analyst"])]
+RunId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")]
+STATUSES = ("running", "succeeded", "failed", "timed_out", "skipped")
+
+
+async def list_runs(
+    db: DbDep, notebook: str | None = None, status: str | None = None, limit: int = 50
+) -> list[RunRecord]:
+    """Newest first; a record that does not read as a run is left out, not fatal."""
+    conditions = [
+        (field, "eq", value) for field, value in (("notebook", notebook), ("status", status)) if value
+    ]
+    found = []
+    for raw in await db.list_documents("runs", conditions, limit=limit, newest_first=True):
+        try:
+            found.append(RunRecord.model_validate({k: v for k, v in raw.items() if k != "_id"}))
+        except ValidationError:
+            continue
+    return found
+
+
+async def _run(db: DbDep, run_id: str) -> RunRecord:
+    raw = await db.get_document("runs", run_id)
+    if raw is None:
+        raise HTTPException(404, f"No run {run_id!r}; GET /api/v1/runs lists them")
+    try:
+        return RunRecord.model_validate({k: v for k, v in raw.items() if k != "_id"})
+    except ValidationError:
+        raise HTTPException(404, f"Run {run_id!r} is not in a readable form") from None
+
+
+@router.get(
+    "/api/v1/runs", summary="Run history, newest first", responses=problem_responses(401, 403, 422, 503)
+)
+async def runs_index(
+    user: Analyst,
+    db: DbDep,
+    notebook: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,100}$")] = None,
+    status: Annotated[RunStatus | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> list[RunRecord]:
+    return await list_runs(db, notebook, status, limit)
+
+
+@router.get(
+    "/api/v1/runs/{run_id}", summary="One run's record", responses=problem_responses(401, 403, 404, 422, 503)
+)
+async def run_record(run_id: RunId, user: Analyst, db: DbDep) -> RunRecord:
+    return await _run(db, run_id)
+
+
+@router.get("/runs", response_class=HTMLResponse, include_in_schema=False)
+async def runs_page(
+    request: Request,
+    user: PageAnalyst,
+    db: DbDep,
+    notebook: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{0,100}$")] = None,
+    status: Annotated[str | None, Query(pattern=r"^[a-z_]{0,20}$")] = None,
+) -> Response:
+    notebook = notebook or None
+    status = status if status in STATUSES else None
+    runs = await list_runs(db, notebook, status, limit=200)
+    return render(
+        request,
+        "runs.html",
+        {"runs": runs, "notebook": notebook or "", "status": status or "", "statuses": STATUSES},
+    )
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
+async def run_page(
+    request: Request, run_id: RunId, user: PageAnalyst, db: DbDep, settings: SettingsDep
+) -> Response:
+    run = await _run(db, run_id)
+    try:
+        archived_path(run.output_path, settings.run_archive)
+        missing = None
+    except NotArchived as exc:
+        missing = str(exc)
+    return render(request, "run.html", {"run": run, "missing": missing})
+
+
+@router.get("/runs/{run_id}/notebook", response_class=HTMLResponse, include_in_schema=False)
+async def run_notebook(run_id: RunId, user: PageAnalyst, db: DbDep, settings: SettingsDep) -> Response:
+    run = await _run(db, run_id)
+    try:
+        path = archived_path(run.output_path, settings.run_archive)
+    except NotArchived as exc:
+        raise HTTPException(404, str(exc)) from None
+    html = await run_in_threadpool(render_html, path)
+    return HTMLResponse(html, headers={"Content-Security-Policy": NOTEBOOK_CSP})
