@@ -125,7 +125,7 @@ def web(
 
 @app.command()
 def up() -> None:
-    """Start the whole system on this machine (db-api, web app) and stop it on Ctrl-C."""
+    """Start the whole system on this machine (db-api, web app, scheduler) and stop it on Ctrl-C."""
     import httpx
 
     from pipeline_lib.db_client import DbApiClient
@@ -152,7 +152,15 @@ def up() -> None:
     services = [
         Service("db-api", ["db-api"], db_host, db_port, f"grpc://{settings.db_api_address}", db_ready),
         Service("web", ["web"], settings.web_host, settings.web_port, f"{web_url}/", web_ready),
+        Service("scheduler", ["scheduler"], None, None, f"runs {settings.schedule_file}", lambda: True),
     ]
+    from pipeline_lib.runs.schedule import ScheduleError, load
+
+    try:
+        load(settings.schedule_file)  # a broken schedule stops `up` before anything starts
+    except ScheduleError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     try:
         code = run(services, typer.echo)
     except PortTaken as exc:

@@ -197,4 +197,6 @@ def lab(
     ]
     if not open_browser:
         args.append("--no-browser")
+    if os.geteuid() == 0:  # containers often run as root; Jupyter refuses that unless told
+        args.append("--allow-root")
     os.execv(sys.executable, args)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 class Service:
     name: str
     args: list[str]
-    host: str
-    port: int
+    host: str | None  # None: the service listens on no port (the scheduler)
+    port: int | None
     url: str
     ready: Callable[[], bool]
     process: subprocess.Popen | None = None
@@ -44,7 +44,8 @@ def check_port_free(host: str, port: int, name: str) -> None:
 def run(services: list[Service], echo: Callable[[str], None], start_timeout: float = 60.0) -> int:
     """Start the services in order, each once the previous is ready; block until a signal or a death."""
     for service in services:
-        check_port_free(service.host, service.port, service.name)
+        if service.host is not None and service.port is not None:
+            check_port_free(service.host, service.port, service.name)
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:

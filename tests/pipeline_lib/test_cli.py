@@ -16,6 +16,7 @@ import pytest
 from db_api.server import RunningServer
 from pipeline_lib.db_client import DbApiClient
 from tests.conftest import TOKEN
+from tests.processes import children, running
 from tests.wire_servers import free_port
 from web_app.security import verify_password
 
@@ -33,7 +34,23 @@ def _run(args: list[str], env: dict[str, str], timeout: float = 60) -> subproces
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["db-api"], ["db-api", "ping"], ["web"], ["up"], ["users"], ["users", "add"], ["users", "list"]],
+    [
+        [],
+        ["db-api"],
+        ["db-api", "ping"],
+        ["web"],
+        ["up"],
+        ["users"],
+        ["users", "add"],
+        ["users", "list"],
+        ["run"],
+        ["schedule"],
+        ["schedule", "show"],
+        ["schedule", "install"],
+        ["scheduler"],
+        ["lab"],
+        ["demo"],
+    ],
 )
 def test_every_command_has_help(command: list[str], tmp_path: Path) -> None:
     result = _run([*command, "--help"], _env(tmp_path))
@@ -109,6 +126,14 @@ def test_users_add_stores_a_hashed_password_and_refuses_unknown_scopes(
     assert "ada: admin, analyst" in listed.stdout
 
 
+def _descendants(pid: int) -> set[int]:
+    found, frontier = set(), {pid}
+    while frontier:
+        found |= (kids := set().union(*(children(p) for p in frontier)))
+        frontier = kids
+    return found
+
+
 @pytest.mark.slow
 def test_up_starts_every_service_and_stops_them_on_sigterm(tmp_path: Path) -> None:
     env = {
@@ -128,9 +153,42 @@ def test_up_starts_every_service_and_stops_them_on_sigterm(tmp_path: Path) -> No
     web_url = next(line.split(" ready at ")[1].strip() for line in lines if line.startswith("web"))
     assert httpx.get(f"{web_url}healthz", timeout=5).json() == {"status": "ok"}
     assert httpx.get(f"{web_url}readyz", timeout=5).status_code == 200
+    assert any(line.startswith("scheduler") for line in lines)
+    family = _descendants(process.pid)
+    assert sum(b"scheduler" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in family) == 1
     again = _run(["up"], env, timeout=60)
     assert again.returncode == 1 and "already in use" in again.stderr
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
+    time.sleep(0.5)
+    assert [pid for pid in family if running(pid)] == []  # no orphans
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{web_url}healthz", timeout=2)
+
+
+@pytest.mark.slow
+def test_lab_serves_the_notebooks_with_the_project_kernel(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**_env(tmp_path), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    lab = subprocess.Popen(
+        [*WORKBENCH, "lab", "--no-browser", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert lab.stdout is not None
+        token = ""
+        deadline = time.monotonic() + 90
+        for line in lab.stdout:
+            if f"127.0.0.1:{port}/lab?token=" in line:
+                token = line.split("token=")[1].split()[0]
+                break
+            assert time.monotonic() < deadline, "JupyterLab did not start"
+        headers = {"Authorization": f"token {token}"}
+        specs = httpx.get(f"http://127.0.0.1:{port}/api/kernelspecs", headers=headers, timeout=10).json()
+        assert specs["default"] == "workbench"
+        assert specs["kernelspecs"]["workbench"]["spec"]["argv"][0] == sys.executable
+        files = httpx.get(f"http://127.0.0.1:{port}/api/contents", headers=headers, timeout=10).json()
+        assert "clean.ipynb" in {item["name"] for item in files["content"]}
+    finally:
+        lab.send_signal(signal.SIGTERM)
+        lab.wait(30)
