@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     k_min_group: int = Field(5, ge=1, description="smallest group of students any public view shows")
     web_host: str = "127.0.0.1"
     web_port: int = 8000
+    voila_host: str = Field("127.0.0.1", description="where Voilà serves the dashboards")
+    voila_port: int = 8866
+    voila_pool_size: int = Field(1, ge=0, le=16, description="preheated kernels per dashboard")
     jwt_secret: SecretStr | None = Field(
         None, description="JWT signing key; generated into data_dir if unset"
     )
@@ -61,6 +64,14 @@ class Settings(BaseSettings):
     @property
     def token_file(self) -> Path:
         return self.data_dir / "secrets" / "db_api_token"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.web_host}:{self.web_port}"
+
+    @property
+    def voila_url(self) -> str:
+        return f"http://{self.voila_host}:{self.voila_port}"
 
     @property
     def run_archive(self) -> Path:
