@@ -47,6 +47,8 @@ EXPECTED_SCOPES = {
     ("GET", "/api/v1/results/{key}"): ["results:read"],
     ("POST", "/api/v1/schools"): ["admin"],
     ("POST", "/api/v1/schools/bulk"): ["admin"],
+    ("GET", "/api/v1/runs"): ["analyst"],
+    ("GET", "/api/v1/runs/{run_id}"): ["analyst"],
 }
 PUBLIC_API = {
     ("GET", "/healthz"),
@@ -101,8 +103,18 @@ def _request(method: str, path: str) -> dict[str, Any]:
     return {}
 
 
+RUN = {
+    "run_id": "clean-1",
+    "notebook": "clean",
+    "status": "succeeded",
+    "started_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    "code_version": "git:abc",
+    "host": "box",
+}
+
+
 def _url(path: str) -> str:
-    return path.replace("{key}", "overall")
+    return path.replace("{key}", "overall").replace("{run_id}", "clean-1")
 
 
 def _send(stack: WebStack, method: str, path: str, headers: dict[str, str], **extra: Any) -> httpx.Response:
@@ -225,6 +237,7 @@ def test_refuses_a_token_without_the_scope(
 def test_a_valid_token_is_accepted(stack: WebStack, method: str, path: str) -> None:
     """The control for the refusals above: the same requests pass with the right token."""
     _store(stack, _result("overall", n_input=100))
+    stack.db.put_document("runs", "clean-1", RUN)
     token = create_access_token("admin", ["admin"], _secret(stack), 30)
     response = _send(stack, method, path, {"Authorization": f"Bearer {token}"})
     assert response.status_code in (200, 201), response.text
