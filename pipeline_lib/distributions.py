@@ -121,10 +121,13 @@ def relation_tables(students: DataFrame, bins: Bins = RELATION_BINS) -> tuple[pd
 
 
 def school_sizes(students: DataFrame, schools: DataFrame | None = None) -> pd.DataFrame:
-    """school_id, (name,) sector, n: students per school; `schools` (reference data with `name`)
-    adds each school's name."""
-    counts = students.groupBy("school_id", "sector").agg(F.count(F.lit(1)).alias("n"))
-    if schools is not None:
+    """school_id, (name,) sector, n: students per school, named when `students` has the school's
+    `name` or `schools` (reference data) is given."""
+    named = "name" in students.columns
+    counts = students.groupBy("school_id", *(["name"] if named else []), "sector").agg(
+        F.count(F.lit(1)).alias("n")
+    )
+    if schools is not None and not named:
         counts = counts.join(F.broadcast(schools.select("school_id", "name")), "school_id", "left")
     return _school_table(counts.toPandas())
 
@@ -190,8 +193,10 @@ def _moments(sector: str, g: pd.DataFrame) -> dict[str, object]:
 
 
 def school_sizes_pandas(students: pd.DataFrame, schools: pd.DataFrame | None = None) -> pd.DataFrame:
-    counts = students.groupby(["school_id", "sector"], dropna=False).size().rename("n").reset_index()
-    if schools is not None:
+    named = "name" in students
+    keys = ["school_id", *(["name"] if named else []), "sector"]
+    counts = students.groupby(keys, dropna=False).size().rename("n").reset_index()
+    if schools is not None and not named:
         counts = counts.merge(schools[["school_id", "name"]], on="school_id", how="left")
     return _school_table(counts)
 

@@ -145,6 +145,14 @@ def test_school_sizes_count_students_and_name_their_schools(population: tuple) -
     assert (named["name"] == named["name_ref"]).all() and (named["sector"] == named["sector_ref"]).all()
 
 
+def test_school_names_come_from_the_students_frame_when_it_has_them(population: tuple) -> None:
+    students, schools = population
+    named = students.merge(schools[["school_id", "name"]], on="school_id")
+    sizes = d.school_sizes_pandas(named)
+    assert sizes.columns.tolist() == ["school_id", "name", "sector", "n"]
+    assert sizes.set_index("school_id")["name"].to_dict() == schools.set_index("school_id")["name"].to_dict()
+
+
 def test_documents_validate_and_survive_a_json_round_trip(population: tuple) -> None:
     students, schools = population
     docs = d.distribution_documents_pandas(students, schools=schools, **STAMP)
@@ -177,6 +185,8 @@ def test_spark_tables_equal_the_pandas_twin(spark, population: tuple) -> None:
     pd.testing.assert_frame_equal(lines, lines_pd, check_dtype=False)
     sizes = d.school_sizes(frame, spark.createDataFrame(schools))
     pd.testing.assert_frame_equal(sizes, d.school_sizes_pandas(students, schools), check_dtype=False)
+    named = frame.join(spark.createDataFrame(schools[["school_id", "name"]]), "school_id")
+    pd.testing.assert_frame_equal(d.school_sizes(named), sizes, check_dtype=False)
 
 
 @pytest.mark.spark

@@ -1,0 +1,114 @@
+"""The HTML pieces every dashboard uses: the style sheet, headline cards, notices and tables.
+
+All text from documents is escaped; numbers are formatted per column; a suppressed cell says why
+it is empty instead of showing a blank.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Mapping, Sequence
+
+import pandas as pd
+
+CSS = """
+<style>
+.wb-dash { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; font-size: 15px;
+           color: #1a1a1a; line-height: 1.45; }
+.wb-dash h2 { font-size: 1.35em; margin: 1.2em 0 0.4em; }
+.wb-cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 0.5em 0 1em; }
+.wb-card { border: 1px solid #d0d0d0; border-radius: 8px; padding: 10px 16px; min-width: 150px; }
+.wb-card .wb-value { font-size: 1.7em; font-weight: 600; }
+.wb-card .wb-label { color: #4d4d4d; font-size: 0.9em; }
+.wb-notice { border-left: 5px solid #0072B2; background: #eef5fb; padding: 10px 14px; margin: 0.6em 0; }
+.wb-notice.wb-warning { border-color: #D55E00; background: #fdf1ea; }
+.wb-notice.wb-empty { border-color: #8C8C8C; background: #f4f4f4; }
+.wb-table { border-collapse: collapse; margin: 0.4em 0 1em; font-size: 0.95em; }
+.wb-table th, .wb-table td { border-bottom: 1px solid #e0e0e0; padding: 4px 10px; text-align: right; }
+.wb-table th { background: #f4f4f4; }
+.wb-table td.wb-text, .wb-table th.wb-text { text-align: left; }
+.wb-table td.wb-hidden { color: #6b6b6b; font-style: italic; }
+.wb-plot { margin: 0.4em 0 1em; }
+.wb-plot img { max-width: 100%; height: auto; }
+.wb-plot figcaption { color: #4d4d4d; font-size: 0.9em; }
+.wb-meta { color: #4d4d4d; font-size: 0.9em; }
+</style>
+"""
+
+Format = Callable[[object], str]
+
+
+def esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def section(title: str, body: str) -> str:
+    return f'<div class="wb-dash"><h2>{esc(title)}</h2>{body}</div>'
+
+
+def block(body: str) -> str:
+    return f'<div class="wb-dash">{body}</div>'
+
+
+def cards(items: Sequence[tuple[str, str]]) -> str:
+    """Headline numbers: (value, label) pairs."""
+    inner = "".join(
+        f'<div class="wb-card"><div class="wb-value">{esc(value)}</div>'
+        f'<div class="wb-label">{esc(label)}</div></div>'
+        for value, label in items
+    )
+    return f'<div class="wb-cards">{inner}</div>'
+
+
+def notice(text: str, kind: str = "info", title: str = "") -> str:
+    """A boxed message; kind is info, warning or empty ("no data yet")."""
+    css = {"info": "", "warning": " wb-warning", "empty": " wb-empty"}[kind]
+    heading = f"<strong>{esc(title)}</strong> " if title else ""
+    return f'<div class="wb-notice{css}" role="status">{heading}{esc(text)}</div>'
+
+
+def number(digits: int = 1) -> Format:
+    return lambda v: f"{v:,.{digits}f}"
+
+
+def count(v: object) -> str:
+    return f"{int(v):,}"  # type: ignore[call-overload]
+
+
+def p_value(v: object) -> str:
+    return "< 0.001" if float(v) < 0.001 else f"{float(v):.3f}"  # type: ignore[arg-type]
+
+
+def table(
+    frame: pd.DataFrame,
+    *,
+    columns: Mapping[str, str],
+    formats: Mapping[str, Format] | None = None,
+    k: int | None = None,
+    caption: str = "",
+) -> str:
+    """`columns` (name -> heading) of `frame` as an HTML table. Where the frame has a `suppressed`
+    column, the empty cells of those rows read "hidden (fewer than k)"."""
+    formats = formats or {}
+    hidden = frame["suppressed"] if "suppressed" in frame else pd.Series(False, index=frame.index)
+    head = "".join(
+        f'<th class="{"wb-text" if name not in formats else ""}">{esc(title)}</th>'
+        for name, title in columns.items()
+    )
+    body = []
+    for index, row in frame.iterrows():
+        cells = []
+        for name in columns:
+            value, form = row[name], formats.get(name)
+            css = "" if form else "wb-text"
+            if value is None or (isinstance(value, float) and pd.isna(value)):
+                text = f"hidden (fewer than {k})" if bool(hidden[index]) and k else "\u2013"
+                css += " wb-hidden"
+            else:
+                text = form(value) if form else str(value)
+            cells.append(f'<td class="{css.strip()}">{esc(text)}</td>')
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    note = f"<caption>{esc(caption)}</caption>" if caption else ""
+    return (
+        f'<table class="wb-table">{note}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    )

@@ -1,0 +1,169 @@
+"""The Data quality dashboard: the latest run of each job, cleaned vs quarantined records over the
+clean runs, why records are quarantined and what the cleaner changes most.
+
+Run records come from `runs`; reasons and changes from the `quality:*` documents in `processed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from pipeline_lib.dashboards import frames, html, plots
+from pipeline_lib.dashboards.quality_docs import CHANGES_KEY, REASONS_KEY
+from pipeline_lib.dashboards.source import Results, load_results, load_runs
+from pipeline_lib.dashboards.style import OKABE_ITO, figure_html
+from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.runs.records import RunRecord
+
+KEYS = (REASONS_KEY, CHANGES_KEY)
+STATUS_WORDS = {
+    "succeeded": "succeeded",
+    "failed": "FAILED",
+    "timed_out": "TIMED OUT",
+    "skipped": "skipped",
+    "running": "running now",
+}
+
+
+@dataclass
+class Quality(Results):
+    """The quality documents and the run records."""
+
+    runs: list[RunRecord] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.found) or bool(self.runs)
+
+
+def load(client: DbApiClient, k: int) -> Quality:
+    results = load_results(client, KEYS, k)
+    return Quality(k, results.found, runs=load_runs(client))
+
+
+def latest_status(data: Quality) -> str:
+    """Each job's latest run, with a warning when one did not succeed (figures may be stale)."""
+    if not data:
+        return ""
+    latest = frames.latest_runs(data.runs)
+    if latest.empty:
+        return html.section("Latest runs", html.notice("No run has been recorded yet.", "empty"))
+    failed = latest[latest["status"].isin(["failed", "timed_out"])]
+    banner = ""
+    if len(failed):
+        names = ", ".join(failed["notebook"])
+        banner = html.notice(
+            f"The latest run of {names} did not succeed; the figures may be out of date.",
+            "warning",
+            "Attention:",
+        )
+    shown = latest.assign(
+        status=latest["status"].map(STATUS_WORDS).fillna(latest["status"]),
+        started_at=latest["started_at"].map(_when),
+        ended_at=latest["ended_at"].map(lambda t: _when(t) if t is not None and not pd.isna(t) else None),
+    )
+    table = html.table(
+        shown,
+        columns={
+            "notebook": "Job",
+            "status": "Status",
+            "started_at": "Started (UTC)",
+            "ended_at": "Ended (UTC)",
+            "duration_seconds": "Seconds",
+            "problem": "Problem",
+        },
+        formats={"duration_seconds": html.number(1)},
+    )
+    return html.section("Latest runs", banner + table)
+
+
+def _when(stamp: object) -> str:
+    return f"{pd.Timestamp(stamp):%Y-%m-%d %H:%M}"
+
+
+def cleaned_vs_quarantined(data: Quality) -> str:
+    """Totals now (from the quality documents) and the records of each clean run."""
+    if not data:
+        return ""
+    reasons, changes = data.get(REASONS_KEY), data.get(CHANGES_KEY)
+    parts = []
+    if (
+        reasons is not None
+        and changes is not None
+        and reasons.n_input is not None
+        and changes.n_input is not None
+    ):
+        total = reasons.n_input + changes.n_input
+        share = reasons.n_input / total if total else 0.0
+        parts.append(
+            html.cards(
+                [
+                    (f"{changes.n_input:,}", "records cleaned"),
+                    (f"{reasons.n_input:,}", "records in quarantine"),
+                    (f"{share:.1%}", "of records quarantined"),
+                ]
+            )
+        )
+    history = frames.clean_history(data.runs)
+    if history.empty:
+        parts.append(html.notice("No clean run has read records yet.", "empty"))
+    else:
+        figure = plots.run_history(history.tail(40))
+        runs = len(history)
+        caption = f"The last {min(runs, 40)} of {runs} clean runs that read records."
+        parts.append(
+            figure_html(figure, "Stacked bars of cleaned and quarantined records per clean run", caption)
+        )
+    return html.section("Cleaned and quarantined", "".join(parts))
+
+
+def reject_reasons(data: Quality) -> str:
+    if not data:
+        return ""
+    frame = frames.table_frame(data.get(REASONS_KEY), needs=("reason", "records"))
+    title = "Why records are quarantined"
+    if frame is None:
+        return html.section(
+            title, html.notice("Not summarised yet: it appears after the next processing run.", "empty")
+        )
+    if frame.empty:
+        return html.section(title, html.notice("No record is in quarantine.", "info"))
+    labels = frame["text"] if "text" in frame else frame["reason"]
+    figure = plots.bars(
+        labels,
+        frame["records"],
+        x_label="Quarantined records",
+        hidden=frame["suppressed"],
+        k=data.k,
+        fill=OKABE_ITO["vermillion"],
+    )
+    caption = "A record can fail several rules; it counts once under each."
+    return html.section(title, figure_html(figure, "Bar chart of quarantined records by reason", caption))
+
+
+def top_changes(data: Quality) -> str:
+    if not data:
+        return ""
+    frame = frames.table_frame(data.get(CHANGES_KEY), needs=("field", "rule", "records"))
+    title = "What the cleaner changes most"
+    if frame is None:
+        return html.section(
+            title, html.notice("Not summarised yet: it appears after the next processing run.", "empty")
+        )
+    if frame.empty:
+        return html.section(
+            title, html.notice("The cleaner changed nothing: every value arrived as expected.", "info")
+        )
+    labels = frame["field"] + ": " + frame["rule"].str.replace("_", " ")
+    figure = plots.bars(
+        labels,
+        frame["records"],
+        x_label="Cleaned records changed",
+        hidden=frame["suppressed"],
+        k=data.k,
+        fill=OKABE_ITO["blue"],
+    )
+    return html.section(
+        title, figure_html(figure, "Bar chart of the most frequent changes by field and rule")
+    )

@@ -1,0 +1,164 @@
+"""The Schools dashboard: a per-school table and a caterpillar plot of the school effects of the
+multilevel model, with widgets to filter by sector, search a school and pick the effect shown.
+
+`SchoolsExplorer` holds the widgets; `render` draws for the current choices, so a test can set a
+widget's value and read the new plot without a browser.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipeline_lib import distributions
+from pipeline_lib.contract import SCHOOL_FIELDS
+from pipeline_lib.dashboards import frames, html, plots
+from pipeline_lib.dashboards.source import Results, load_results
+from pipeline_lib.dashboards.style import figure_html
+from pipeline_lib.db_client import DbApiClient
+
+BY_SCHOOL, EFFECTS = "descriptives:by_school", "mixedlm:school_effects"
+KEYS = (distributions.SCHOOLS_KEY, BY_SCHOOL, EFFECTS)
+TABLE_ROWS = 25  # rows of the table at a time; the search finds the others
+EFFECTS_SHOWN = {
+    "intercept": ("School effect on math score", "School effect on math (points)"),
+    "slope": ("School difference in SES slope", "SES slope difference (points)"),
+}
+ALL_SECTORS = "all sectors"
+SECTORS = next(f.choices for f in SCHOOL_FIELDS if f.name == "sector")
+
+
+def load(client: DbApiClient, k: int) -> Results:
+    return load_results(client, KEYS, k)
+
+
+def school_table(results: Results) -> pd.DataFrame | None:
+    return frames.school_table(
+        results.get(distributions.SCHOOLS_KEY), results.get(BY_SCHOOL), results.get(EFFECTS)
+    )
+
+
+class SchoolsExplorer:
+    """Sector filter, school search and effect choice over a caterpillar plot and a table."""
+
+    def __init__(self, schools: pd.DataFrame, k: int) -> None:
+        import ipywidgets as w
+
+        self.schools, self.k = schools, k
+        present = [s for s in SECTORS if s in set(schools["sector"])]
+        self.sector = w.Dropdown(options=[ALL_SECTORS, *present], value=ALL_SECTORS, description="Sector")
+        self.search = w.Text(
+            value="", placeholder="school code or name", description="Find school", continuous_update=False
+        )
+        self.effect = w.ToggleButtons(
+            options=[(EFFECTS_SHOWN[e][0], e) for e in EFFECTS_SHOWN], value="intercept", description="Show"
+        )
+        self.plot, self.table = w.Output(), w.Output()
+        for control in (self.sector, self.search, self.effect):
+            control.observe(lambda _change: self.render(), names="value")
+        self.widget = w.VBox([w.HBox([self.sector, self.search]), self.effect, self.plot, self.table])
+        self.render()
+
+    def choices(self) -> tuple[str | None, str, str]:
+        sector = None if self.sector.value == ALL_SECTORS else self.sector.value
+        return sector, self.search.value, self.effect.value
+
+    def render(self) -> None:
+        """Draw for the current choices. The outputs are set, not captured with `display`, so
+        this works the same in a kernel, in Voilà and in a test."""
+        self.plot_html, self.table_html = explore(self.schools, *self.choices(), k=self.k)
+        for output, content in ((self.plot, self.plot_html), (self.table, self.table_html)):
+            output.outputs = (
+                {"output_type": "display_data", "data": {"text/html": content}, "metadata": {}},
+            )
+
+
+def explore(
+    schools: pd.DataFrame, sector: str | None, search: str, effect: str, *, k: int
+) -> tuple[str, str]:
+    """(caterpillar plot, table) HTML for the chosen sector, search and effect."""
+    chosen, matches = frames.filter_schools(schools, sector, search)
+    where = f"{sector} schools" if sector else "schools (all sectors)"
+    ranked = frames.effects_ranked(chosen.assign(match=matches), effect)
+    if ranked.empty:
+        plot = html.notice(
+            f"No school effects to show for {where}: the multilevel model has not run yet, or every "
+            f"school has fewer than {k} students.",
+            "empty",
+        )
+    else:
+        title, y_label = EFFECTS_SHOWN[effect]
+        hits = ranked["match"].astype(bool)
+        caption = (
+            f"{len(ranked):,} {where}; dots are predicted effects (positive: above the "
+            f"average school), bars their 95% intervals."
+        )
+        if search.strip():
+            caption += f" {int(hits.sum())} match \u201c{search.strip()}\u201d (highlighted)."
+        figure = plots.caterpillar(ranked, effect=effect, matches=hits, y_label=y_label)
+        plot = figure_html(figure, f"Caterpillar plot: {title.lower()}, {where}", caption)
+    return plot, _table(chosen, matches, search, effect, k)
+
+
+def _table(chosen: pd.DataFrame, matches: pd.Series, search: str, effect: str, k: int) -> str:
+    if search.strip():
+        rows = chosen[matches.to_numpy(dtype=bool)]
+        intro = f"{len(rows):,} school(s) match \u201c{search.strip()}\u201d."
+        if rows.empty:
+            return html.notice(intro + " Try part of the code or of the name.", "empty")
+    else:
+        order = pd.to_numeric(chosen[effect], errors="coerce")
+        rows = chosen.assign(__order=order).sort_values("__order", ascending=False, na_position="last")
+        first = min(TABLE_ROWS, len(chosen))
+        intro = f"{len(chosen):,} schools; the {first} with the highest {effect} effect first."
+    shown = rows.head(TABLE_ROWS)
+    table = html.table(
+        shown,
+        columns={
+            "school_id": "Code",
+            "name": "School",
+            "sector": "Sector",
+            "n": "Students",
+            "mean_math": "Mean math",
+            "mean_ses": "Mean SES",
+            "intercept": "Effect on math",
+            "intercept_se": "SE",
+            "slope": "SES slope difference",
+            "slope_se": "SE",
+        },
+        formats={
+            "n": html.count,
+            "mean_math": html.number(1),
+            "mean_ses": html.number(2),
+            "intercept": html.number(2),
+            "intercept_se": html.number(2),
+            "slope": html.number(2),
+            "slope_se": html.number(2),
+        },
+        k=k,
+    )
+    return f'<div class="wb-dash"><p>{html.esc(intro)}</p>{table}</div>'
+
+
+def explorer(results: Results) -> SchoolsExplorer | None:
+    """The explorer over the loaded results, or None when no school is known yet."""
+    schools = school_table(results)
+    return None if schools is None or schools.empty else SchoolsExplorer(schools, results.k)
+
+
+def show_explorer(results: Results) -> SchoolsExplorer | None:
+    """Display the explorer (or say why there is none) and return it."""
+    from IPython.display import HTML, display
+
+    if not results:
+        return None
+    found = explorer(results)
+    if found is None:
+        display(
+            HTML(
+                html.block(html.notice("No schools yet: they appear after the next processing run.", "empty"))
+            )
+        )
+        return None
+    display(HTML(html.block("<h2>School effects</h2>")))
+    display(found.widget)
+    return found

@@ -1,0 +1,103 @@
+"""What a dashboard reads, and only that: result documents from `processed` (as the public sees
+them: groups under k suppressed) and run records from `runs`, through the db-api.
+
+Reading a few small documents keeps a dashboard fast whatever the data size; a document that is
+missing or does not read as a result is left out, so the page shows what there is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.db_requests import DbApiCallError
+from pipeline_lib.results import PublicResult, ResultDocument, suppress
+from pipeline_lib.runs.records import RunRecord
+from pipeline_lib.settings import Settings, get_settings
+
+
+class DataUnavailable(RuntimeError):
+    """The db-api could not be asked; the message says so in words for the page."""
+
+
+@dataclass
+class Results:
+    """Public views of the documents found, by key."""
+
+    k: int
+    found: dict[str, PublicResult] = field(default_factory=dict)
+    error: str | None = None  # why nothing could be read, for the page
+    failed: set[str] = field(default_factory=set)  # keys of analyses stored as failures (no result)
+
+    def get(self, key: str) -> PublicResult | None:
+        return self.found.get(key)
+
+    def __bool__(self) -> bool:
+        return bool(self.found)
+
+    def newest(self) -> PublicResult | None:
+        return max(self.found.values(), key=lambda r: r.computed_at, default=None)
+
+
+def connect(settings: Settings | None = None) -> DbApiClient:
+    return DbApiClient.from_settings(settings or get_settings(), timeout=5.0)
+
+
+def _add(results: Results, raw: dict) -> None:
+    """The public view of a stored document, unless it does not read as a result."""
+    try:
+        doc = ResultDocument.model_validate(raw)
+    except ValidationError:
+        return
+    results.found[doc.key] = suppress(doc, results.k)
+    if getattr(doc, "status", "ok") == "failed":
+        results.failed.add(doc.key)
+
+
+def _unavailable(client: DbApiClient, exc: DbApiCallError) -> DataUnavailable:
+    return DataUnavailable(
+        f"The data service at {client.address} did not answer ({exc.code.name}). Try again shortly."
+    )
+
+
+def load_results(client: DbApiClient, keys: Iterable[str], k: int) -> Results:
+    """The documents with these keys (those that exist and read as results)."""
+    results = Results(k)
+    try:
+        for key in keys:
+            raw = client.get_document("processed", key)
+            if raw is not None:
+                _add(results, raw)
+    except DbApiCallError as exc:
+        raise _unavailable(client, exc) from None
+    return results
+
+
+def load_analyses(client: DbApiClient, analyses: Sequence[str], k: int, *, limit: int = 200) -> Results:
+    """Every document whose `analysis` is one of `analyses`."""
+    results = Results(k)
+    try:
+        raws = client.list_documents("processed", [("analysis", "in", list(analyses))], limit=limit)
+    except DbApiCallError as exc:
+        raise _unavailable(client, exc) from None
+    for raw in raws:
+        _add(results, raw)
+    return results
+
+
+def load_runs(client: DbApiClient, *, limit: int = 200) -> list[RunRecord]:
+    """The newest `limit` run records, oldest first; unreadable records are left out."""
+    try:
+        raws = client.list_documents("runs", limit=limit, newest_first=True)
+    except DbApiCallError as exc:
+        raise _unavailable(client, exc) from None
+    runs = []
+    for raw in raws:
+        try:
+            runs.append(RunRecord.model_validate({k: v for k, v in raw.items() if k != "_id"}))
+        except ValidationError:
+            continue
+    return sorted(runs, key=lambda r: r.started_at)
