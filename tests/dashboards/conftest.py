@@ -45,8 +45,9 @@ def populated(kernel_env: DbApiClient, snapshot: populate.Snapshot) -> Iterator[
 def execute(name: str) -> nbformat.NotebookNode:
     """Run a dashboard notebook headlessly with the project kernel; a failing cell raises."""
     notebook = nbformat.read(DASHBOARDS / f"{name}.ipynb", as_version=4)
-    client = NotebookClient(notebook, kernel_name=ensure_kernel(), timeout=120,
-                            resources={"metadata": {"path": str(DASHBOARDS)}})  # fmt: skip
+    client = NotebookClient(
+        notebook, kernel_name=ensure_kernel(), timeout=120, resources={"metadata": {"path": str(DASHBOARDS)}}
+    )
     client.execute()
     return notebook
 

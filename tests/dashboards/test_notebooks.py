@@ -55,8 +55,11 @@ def test_dashboards_read_data_only_after_waiting_for_a_viewer() -> None:
     """Preheated kernels run the cells before `wait_for_viewer` in advance: they may import and
     warm up, but must not read results, or a viewer would see the data of kernel start-up."""
     for name in NAMES:
-        code = [c.source for c in nbformat.read(DASHBOARDS / f"{name}.ipynb", as_version=4).cells
-                if c.cell_type == "code"]  # fmt: skip
+        code = [
+            c.source
+            for c in nbformat.read(DASHBOARDS / f"{name}.ipynb", as_version=4).cells
+            if c.cell_type == "code"
+        ]
         waiting = next(i for i, source in enumerate(code) if "page.wait_for_viewer()" in source)
         assert waiting == 1 and "page.prepare()" in code[0]
         assert not any(".load" in source for source in code[:waiting]), name
