@@ -259,6 +259,7 @@ def bars(
     fill: str = OKABE_ITO["blue"],
     value_format: str = "{:,.0f}",
     log: bool | None = None,
+    width: float = 8.0,
 ) -> Figure:
     """Horizontal bars, largest on top, each labelled with its value; hidden rows are named with
     "hidden (< k)" and get no bar. `log` (default: when the values span more than 50 times) puts
@@ -266,7 +267,7 @@ def bars(
     numbers = values.astype(float).fillna(-np.inf).to_numpy()
     # Ascending positions from the bottom; equal values keep their given order, top down.
     order = np.lexsort((-np.arange(len(numbers)), numbers))
-    figure = new_figure(8.0, 0.9 + 0.38 * max(len(labels), 1))
+    figure = new_figure(width, 0.9 + 0.38 * max(len(labels), 1))
     axes = figure.add_subplot()
     names = []
     for position, index in enumerate(order):

@@ -50,7 +50,10 @@ class SchoolsExplorer:
             value="", placeholder="school code or name", description="Find school", continuous_update=False
         )
         self.effect = w.ToggleButtons(
-            options=[(EFFECTS_SHOWN[e][0], e) for e in EFFECTS_SHOWN], value="intercept", description="Show"
+            options=[(EFFECTS_SHOWN[e][0], e) for e in EFFECTS_SHOWN],
+            value="intercept",
+            description="Show",
+            style={"button_width": "auto"},
         )
         self.plot, self.table = w.Output(), w.Output()
         for control in (self.sector, self.search, self.effect):
