@@ -46,6 +46,18 @@ class ResultDocument(BaseModel):
     summary: str = ""
     tables: list[ResultTable] = Field(default_factory=list)
     chart: ChartSpec | None = None
+    # Written by the processing step; optional, so documents from before still validate.
+    input_high_water_mark: int | None = Field(
+        None, ge=0, description="the input's high-water mark when read: every record committed up to it is in"
+    )
+    status: Literal["ok", "failed"] = "ok"
+    error: str | None = Field(None, description="why a failed analysis has no result")
+    engine: str | None = Field(None, description="what computed it: spark, statsmodels, scikit-learn, ...")
+    sample_size: int | None = Field(
+        None, ge=0, description="rows of the stratified sample used; None when all of the input was used"
+    )
+    parameters: dict[str, Any] = Field(default_factory=dict, description="settings the result depends on")
+    warnings: list[str] = Field(default_factory=list, description="what the fitting reported")
 
 
 class PublicTable(BaseModel):

@@ -1,0 +1,32 @@
+"""What every analysis shares: the error for data that cannot support it, and the record of a
+failed fit, so a failure is stored as a clear document rather than as a result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class AnalysisError(Exception):
+    """The data cannot support this analysis (too few rows, schools or classes); the message
+    says what was missing, in words a person can act on."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try at fitting a model: the optimizer, whether it gave a usable fit, and why not."""
+
+    optimizer: str
+    converged: bool
+    seconds: float
+    message: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An analysis that produced no result; `reason` is stored as the document's error."""
+
+    analysis: str
+    reason: str
+    attempts: tuple[Attempt, ...] = ()
+    n_students: int = 0
+    warnings: tuple[str, ...] = field(default_factory=tuple)
