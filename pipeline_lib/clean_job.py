@@ -123,17 +123,13 @@ def run_clean(
     report.seconds["read"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    cleaned, quarantine = spark_engine.clean(raw, schools)
+    cleaned, quarantine, no_consent = spark_engine.clean(raw, schools)
+    # Materialised once: the table to commit and the report's summaries read the same rows.
+    cleaned = cleaned.localCheckpoint(eager=True)
     cleaned_table = cleaned.toArrow()
     quarantine_table = quarantine.toArrow()
-    accounted = [cleaned_table.column("submission_id"), quarantine_table.column("submission_id")]
     absorbed = pa.chunked_array(cleaned_table.column("duplicates").combine_chunks().flatten(), pa.string())
-    accounted_ids = spark.createDataFrame(
-        [(i,) for column in (*accounted, absorbed) for i in column.to_pylist()], "submission_id string"
-    )
-    without_consent = [
-        r[0] for r in raw.select("submission_id").join(accounted_ids, "submission_id", "left_anti").collect()
-    ]
+    without_consent = no_consent.toArrow().column("submission_id").to_pylist()
     report.seconds["clean"] = time.perf_counter() - started
 
     report.cleaned, report.quarantined = cleaned_table.num_rows, quarantine_table.num_rows

@@ -32,15 +32,25 @@ def _apply(step: Step, text: pd.Series) -> pd.Series:
     raise TypeError(f"unknown step {step!r}")
 
 
+def is_canonical(rule: FieldRule, text: pd.Series) -> pd.Series:
+    """Values already in final form, which every step leaves unchanged."""
+    return text.str.fullmatch(rule.canonical).eq(True) & ~text.isin(rule.lookup_keys)
+
+
 def normalise(rule: FieldRule, raw: pd.Series) -> tuple[pd.Series, list[tuple[str, pd.Series]]]:
-    """The text after every step, and for each step the rows it changed."""
-    text = raw.astype("object").where(raw.notna(), None)
+    """The text after every step, and for each step the rows it changed; values already in
+    final form skip the steps."""
+    full = raw.astype("object").where(raw.notna(), None)
+    canonical = is_canonical(rule, full)
+    text = full[~canonical]
     changed = []
     for step in rule.steps:
         after = _apply(step, text)
-        changed.append((step.name, (after != text) & text.notna()))
+        changed.append((step.name, ((after != text) & text.notna()).reindex(full.index, fill_value=False)))
         text = after
-    return text, changed
+    full = full.copy()
+    full[~canonical] = text
+    return full, changed
 
 
 def _typed(rule: FieldRule, text: pd.Series) -> tuple[pd.Series, pd.Series]:

@@ -33,6 +33,12 @@ def _apply(step: Step, text: Column) -> Column:
     raise TypeError(f"unknown step {step!r}")
 
 
+def _canonical(rule: FieldRule) -> Column:
+    text = F.col(f"{rule.name}__s0")
+    canonical = text.rlike(f"^(?:{rule.canonical})$") & ~text.isin(list(rule.lookup_keys))
+    return F.coalesce(canonical, F.lit(False))
+
+
 def _typed(rule: FieldRule, text: Column) -> tuple[Column, Column]:
     f = rule.field
     missing = text.isNull() | (text == "")
@@ -65,10 +71,14 @@ def clean_fields(raw: DataFrame) -> DataFrame:
     sources = [F.col(n) if n in raw.columns else F.lit(None).cast("string") for n in names]
     df = raw.select(*meta, *[s.alias(f"{n}__raw") for n, s in zip(names, sources, strict=True)],
                     *[s.alias(f"{n}__s0") for n, s in zip(names, sources, strict=True)])  # fmt: skip
+    # Values already in final form skip every step (CASE WHEN evaluates only the branch taken).
+    df = df.select("*", *[_canonical(rule).alias(f"{rule.name}__canon") for rule in rules.STUDENT_RULES])
     depth = max(len(rule.steps) for rule in rules.STUDENT_RULES)
     for k in range(depth):
         layer = [
-            _apply(rule.steps[k], F.col(f"{rule.name}__s{k}")).alias(f"{rule.name}__s{k + 1}")
+            F.when(F.col(f"{rule.name}__canon"), F.col(f"{rule.name}__s{k}"))
+            .otherwise(_apply(rule.steps[k], F.col(f"{rule.name}__s{k}")))
+            .alias(f"{rule.name}__s{k + 1}")
             for rule in rules.STUDENT_RULES
             if k < len(rule.steps)
         ]
@@ -85,7 +95,9 @@ def clean_fields(raw: DataFrame) -> DataFrame:
             for k, step in enumerate(rule.steps)
         ]
         value, code = _typed(rule, text)
-        rules_applied = F.array_compact(F.array(*changed))
+        rules_applied = F.when(F.col(f"{n}__canon"), F.array().cast("array<string>")).otherwise(
+            F.array_compact(F.array(*changed))
+        )
         columns += [value.alias(n), code.alias(f"{n}__reason"), rules_applied.alias(f"{n}__rules")]
         columns += [F.col(f"{n}__raw"), text.alias(f"{n}__text")]
     return df.select(*rules.META, *columns)
@@ -118,9 +130,10 @@ def _change(name: str) -> Column:
     return F.when(F.size(F.col(f"{name}__rules")) > 0, change)
 
 
-def clean(raw: DataFrame, schools: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(cleaned, quarantine) DataFrames; records without consent are in neither.
-    `schools` has one column `school_id` with the normalised codes of known schools."""
+def clean(raw: DataFrame, schools: DataFrame) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(cleaned, quarantine, without_consent) DataFrames; records without consent are in neither
+    of the first two, and the third holds their `submission_id`s. `schools` has one column
+    `school_id` with the normalised codes of known schools."""
     fields = clean_fields(raw)
     known = schools.select(F.col("school_id").alias("__known")).distinct()
     fields = fields.join(F.broadcast(known), fields["school_id"] == known["__known"], "left")
@@ -145,7 +158,8 @@ def clean(raw: DataFrame, schools: DataFrame) -> tuple[DataFrame, DataFrame]:
     quarantine = fields.where(consent & (F.size("reasons") > 0)).select(
         *rules.META, *[F.col(f"{n}__raw").alias(n) for n in rules.FIELD_NAMES], "reasons"
     )
-    return mark_duplicates(cleaned), quarantine
+    without_consent = fields.where(~consent).select("submission_id")
+    return mark_duplicates(cleaned), quarantine, without_consent
 
 
 def mark_duplicates(cleaned: DataFrame) -> DataFrame:

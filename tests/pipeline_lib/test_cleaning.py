@@ -183,9 +183,10 @@ def test_spark_and_pandas_clean_identically(spark) -> None:
     students["submission_id"] = "d" + students["submission_id"]
     raw = pd.concat([_raw(values), students], ignore_index=True)
     expected = pandas_engine.clean(raw, KNOWN)
-    cleaned, quarantine = spark_engine.clean(
+    cleaned, quarantine, without_consent = spark_engine.clean(
         spark.createDataFrame(raw.astype(object).where(raw.notna(), None)),
         spark.createDataFrame(pd.DataFrame({"school_id": sorted(KNOWN)})),
     )
     assert _comparable(cleaned.toPandas()) == _comparable(expected.cleaned)
     assert _comparable(quarantine.toPandas()) == _comparable(expected.quarantine)
+    assert without_consent.count() == expected.without_consent > 0
