@@ -64,6 +64,9 @@ def voila_config(settings: Settings, host: str, port: int, pool_size: int) -> di
             "root_dir": str(dashboards_dir(settings)),
             "tornado_settings": {"headers": {"Content-Security-Policy": content_security_policy(settings)}},
         },
+        # A kernel whose page was closed without telling Voilà (a crashed tab) is shut down after
+        # 10 idle minutes; kernels with an open page and the preheated pool are never culled.
+        "MappingKernelManager": {"cull_idle_timeout": 600, "cull_interval": 60, "cull_connected": False},
         "VoilaConfiguration": {
             "strip_sources": True,
             "show_tracebacks": False,

@@ -229,7 +229,7 @@ def at_risk_section(results: Results) -> str:
             fill=OKABE_ITO["orange"],
             value_format="{:.3f}",
             log=False,
-            width=6.0,
+            width=4.0,
         )
         figures.append(
             figure_html(

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pipeline_lib.dashboards.style import GREY, OKABE_ITO, colour, new_figure, with_style
+from pipeline_lib.dashboards.style import GREY, OKABE_ITO, colour, label_width, new_figure, with_style
 
 
 @with_style
 def histogram(bins: pd.DataFrame, *, x_label: str, k: int, fill: str = OKABE_ITO["blue"]) -> Figure:
     """Students per bin; bins of fewer than k students are marked with a grey triangle."""
-    figure = new_figure(6.2, 3.8)
+    figure = new_figure(6.2, 3.9, top=0.45)
     axes = figure.add_subplot()
     shown, hidden = bins[~bins["suppressed"]], bins[bins["suppressed"]]
     widths = shown["upper"] - shown["lower"]
@@ -41,7 +41,7 @@ def histogram(bins: pd.DataFrame, *, x_label: str, k: int, fill: str = OKABE_ITO
             clip_on=False,
             label=f"fewer than {k} students (hidden)",
         )
-        axes.legend(loc="upper left")
+        axes.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=2)
     axes.set_xlabel(x_label)
     axes.set_ylabel("Students")
     axes.set_ylim(bottom=0)
@@ -53,8 +53,8 @@ def histogram(bins: pd.DataFrame, *, x_label: str, k: int, fill: str = OKABE_ITO
 def group_boxes(summaries: Mapping[str, pd.DataFrame], *, y_label: str, k: int) -> Figure:
     """One panel per grouping (e.g. sector, sex, minority): a box per group from its quartiles and
     a diamond at the mean. No whiskers: the minimum and maximum are single students' scores."""
-    figure = new_figure(9.5, 4.0)
-    panels = figure.subplots(1, len(summaries), sharey=True, squeeze=False)[0]
+    figure = new_figure(9.5, 4.0, bottom=0.85, top=0.4)
+    panels = figure.subplots(1, len(summaries), sharey=True, squeeze=False, gridspec_kw={"wspace": 0.08})[0]
     for axes, (grouping, frame) in zip(panels, summaries.items(), strict=True):
         stats, labels, colours = [], [], []
         for i, row in enumerate(frame.itertuples(index=False)):
@@ -107,7 +107,7 @@ def group_label(grouping: str, value: object) -> str:
 @with_style
 def relation(binned: pd.DataFrame, lines: pd.DataFrame) -> Figure:
     """Mean math score per SES bin (area by students) and each sector's least-squares line."""
-    figure = new_figure(9.0, 4.6)
+    figure = new_figure(9.0, 4.6, top=0.15)
     axes = figure.add_subplot()
     largest = max(float(binned["n"].max()), 1.0) if len(binned) else 1.0
     for i, line in enumerate(lines.itertuples(index=False)):
@@ -152,7 +152,7 @@ NAMED_MATCHES = 3  # more names than this would overlap: the table lists them
 def caterpillar(ranked: pd.DataFrame, *, effect: str, matches: pd.Series, y_label: str) -> Figure:
     """Each school's predicted effect with its 95% interval, lowest to highest, coloured by sector;
     schools matching the search are drawn large with a black edge, and named when few."""
-    figure = new_figure(9.5, 4.8)
+    figure = new_figure(9.5, 4.8, bottom=0.45, top=0.15)
     axes = figure.add_subplot()
     x = np.arange(len(ranked))
     colours = [colour("sector", s, 0) for s in ranked["sector"]]
@@ -202,8 +202,8 @@ def caterpillar(ranked: pd.DataFrame, *, effect: str, matches: pd.Series, y_labe
 def coefficients(frame: pd.DataFrame, *, x_label: str) -> Figure:
     """Estimates with 95% intervals, one row per term (a forest plot); zero marked."""
     frame = frame.iloc[::-1].reset_index(drop=True)
-    longest = max((len(str(t)) for t in frame["term"]), default=10)
-    figure = new_figure(6.0 + 0.09 * longest, 1.1 + 0.42 * len(frame))
+    left = label_width(frame["term"]) + 0.3
+    figure = new_figure(5.5 + left, 1.1 + 0.42 * len(frame), left=left, top=0.15)
     axes = figure.add_subplot()
     y = np.arange(len(frame))
     axes.hlines(
@@ -224,7 +224,7 @@ def coefficients(frame: pd.DataFrame, *, x_label: str) -> Figure:
 @with_style
 def calibration(frame: pd.DataFrame) -> Figure:
     """Observed share at risk against the mean predicted probability, per bin (area by students)."""
-    figure = new_figure(5.2, 4.6)
+    figure = new_figure(5.2, 4.6, left=0.85, top=0.15)
     axes = figure.add_subplot()
     axes.plot([0, 1], [0, 1], linestyle="--", color=GREY, label="perfect calibration")
     shown = frame.dropna(subset=["mean_predicted", "observed_rate"])
@@ -259,37 +259,39 @@ def bars(
     fill: str = OKABE_ITO["blue"],
     value_format: str = "{:,.0f}",
     log: bool | None = None,
-    width: float = 8.0,
+    width: float = 6.0,
 ) -> Figure:
     """Horizontal bars, largest on top, each labelled with its value; hidden rows are named with
     "hidden (< k)" and get no bar. `log` (default: when the values span more than 50 times) puts
-    the axis on a log scale, so one dominant bar does not flatten the others."""
+    the axis on a log scale, so one dominant bar does not flatten the others. `width`: inches of
+    the plotting area, the labels' room comes on top."""
     numbers = values.astype(float).fillna(-np.inf).to_numpy()
     # Ascending positions from the bottom; equal values keep their given order, top down.
     order = np.lexsort((-np.arange(len(numbers)), numbers))
-    figure = new_figure(width, 0.9 + 0.38 * max(len(labels), 1))
+    shut = np.zeros(len(numbers), dtype=bool) if hidden is None else hidden.to_numpy(dtype=bool)
+    names = [f"{labels.iloc[i]} (hidden, < {k})" if shut[i] else str(labels.iloc[i]) for i in order]
+    left, right = label_width(names) + 0.3, 0.7  # right: room for the value labels
+    figure = new_figure(
+        left + width + right, 0.9 + 0.38 * max(len(labels), 1), left=left, right=right, top=0.1
+    )
     axes = figure.add_subplot()
-    names = []
     for position, index in enumerate(order):
-        name = str(labels.iloc[index])
-        if hidden is not None and bool(hidden.iloc[index]):
-            names.append(f"{name} (hidden, < {k})")
+        if shut[index]:
             continue
-        names.append(name)
         xerr = None if error is None or pd.isna(error.iloc[index]) else float(error.iloc[index])
         bar = axes.barh(position, numbers[index], xerr=xerr, color=fill, capsize=3)
         text = value_format.format(numbers[index])
         if text.startswith("-") and not text.strip("-0.,"):  # "-0.000": a tiny negative, shown as zero
             text = text[1:]
         axes.bar_label(bar, labels=[text], padding=4, fontsize=10)
-    shown = numbers[np.isfinite(numbers)]
+    shown = numbers[np.isfinite(numbers) & ~shut]
     if log is None:
         log = bool(len(shown)) and shown.min() > 0 and shown.max() > 50 * shown.min()
     if log:
         axes.set_xscale("log")
         x_label += " (log scale)"
-    axes.margins(x=0.12)
     axes.set_yticks(np.arange(len(order)), names)
+    axes.set_ylim(-0.6, len(order) - 0.4)
     axes.set_xlabel(x_label)
     axes.grid(axis="y", visible=False)
     return figure
@@ -298,7 +300,7 @@ def bars(
 @with_style
 def run_history(history: pd.DataFrame) -> Figure:
     """Records of each clean run: cleaned, quarantined and discarded without consent, stacked."""
-    figure = new_figure(9.5, 4.0)
+    figure = new_figure(9.5, 4.2, bottom=0.95, top=0.5)
     axes = figure.add_subplot()
     x = np.arange(len(history))
     bottom = np.zeros(len(history))
