@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from pipeline_lib import cli_runs
+from pipeline_lib.cli_dashboards import dashboards
 from pipeline_lib.cli_demo import demo
 from pipeline_lib.logs import configure_logging
 from pipeline_lib.settings import get_settings
@@ -25,6 +26,7 @@ app.command("run", context_settings=cli_runs.RUN_SETTINGS)(cli_runs.run)
 app.command("scheduler")(cli_runs.scheduler)
 app.command("lab")(cli_runs.lab)
 app.command("demo")(demo)
+app.command("dashboards")(dashboards)
 
 log = logging.getLogger("workbench")
 
@@ -123,11 +125,18 @@ def web(
     )
 
 
-@app.command()
-def up() -> None:
-    """Start the whole system on this machine (db-api, web app, scheduler) and stop it on Ctrl-C."""
+def _answers(url: str) -> bool:
     import httpx
 
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@app.command()
+def up() -> None:
+    """Start the whole system on this machine (db-api, web app, dashboards, scheduler); Ctrl-C stops it."""
     from pipeline_lib.db_client import DbApiClient
     from pipeline_lib.supervisor import PortTaken, Service, run
 
@@ -144,14 +153,19 @@ def up() -> None:
     web_url = f"http://{settings.web_host}:{settings.web_port}"
 
     def web_ready() -> bool:
-        try:
-            return httpx.get(f"{web_url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return _answers(f"{web_url}/healthz")
 
     services = [
         Service("db-api", ["db-api"], db_host, db_port, f"grpc://{settings.db_api_address}", db_ready),
         Service("web", ["web"], settings.web_host, settings.web_port, f"{web_url}/", web_ready),
+        Service(
+            "voila",
+            ["dashboards"],
+            settings.voila_host,
+            settings.voila_port,
+            f"{settings.voila_url}/",
+            lambda: _answers(f"{settings.voila_url}/"),
+        ),
         Service("scheduler", ["scheduler"], None, None, f"runs {settings.schedule_file}", lambda: True),
     ]
     from pipeline_lib.runs.schedule import ScheduleError, load

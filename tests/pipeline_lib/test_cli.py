@@ -140,6 +140,7 @@ def test_up_starts_every_service_and_stops_them_on_sigterm(tmp_path: Path) -> No
         **_env(tmp_path),
         "WORKBENCH_DB_API_ADDRESS": f"127.0.0.1:{free_port()}",
         "WORKBENCH_WEB_PORT": str(free_port()),
+        "WORKBENCH_VOILA_PORT": str(free_port()),
     }
     process = subprocess.Popen(
         [*WORKBENCH, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -154,6 +155,9 @@ def test_up_starts_every_service_and_stops_them_on_sigterm(tmp_path: Path) -> No
     assert httpx.get(f"{web_url}healthz", timeout=5).json() == {"status": "ok"}
     assert httpx.get(f"{web_url}readyz", timeout=5).status_code == 200
     assert any(line.startswith("scheduler") for line in lines)
+    voila_url = next(line.split(" ready at ")[1].strip() for line in lines if line.startswith("voila"))
+    overview = httpx.get(f"{voila_url}voila/render/overview.ipynb", timeout=60)
+    assert overview.status_code == 200 and "frame-ancestors" in overview.headers["content-security-policy"]
     family = _descendants(process.pid)
     assert sum(b"scheduler" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in family) == 1
     again = _run(["up"], env, timeout=60)

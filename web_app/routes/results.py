@@ -114,5 +114,6 @@ async def results_page(request: Request, user: PageReader, db: DbDep, settings: 
             "as_of_run": newest.run_id if newest else None,
             "failed_runs": await _failed_latest_runs(db),
             "analyst": _is_analyst(user),
+            "voila_url": settings.voila_url,
         },
     )
