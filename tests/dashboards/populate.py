@@ -136,36 +136,28 @@ def own_documents(snapshot: Snapshot, client: DbApiClient, computed_at: dt.datet
 def process(snapshot: Snapshot, client: DbApiClient, spark: SparkSession, computed_at: dt.datetime) -> None:
     """The processing step's documents (`process_job.run_process`, which also writes them) and this
     part's, computed from the same students, into `snapshot.processed`."""
-    from pipeline_lib.process_job import (
-        CLEANED_SCHEMA,
-        SCHOOLS_SCHEMA,
-        latest_per_student,
-        run_process,
-        with_school_context,
-    )
+    from pipeline_lib.analysis import inputs
+    from pipeline_lib.process_job import CLEANED_SCHEMA, SCHOOLS_SCHEMA, run_process
 
     report = run_process(spark, client, run_id=PROCESS_RUN, seed=0, now=computed_at)
     options = {"address": client.address, "token": client.token or "", "partitions": "2"}
 
     def read(collection: str, schema: StructType) -> DataFrame:
-        return (
-            spark.read.format("workbench")
-            .option("collection", collection)
-            .options(**options)
-            .schema(schema)
-            .load()
-        )
+        reader = spark.read.format("workbench").option("collection", collection)
+        return reader.options(**options).schema(schema).load()
 
-    students = with_school_context(
-        latest_per_student(read("cleaned", CLEANED_SCHEMA)), read("schools", SCHOOLS_SCHEMA)
-    )
-    students = students.localCheckpoint(eager=True)
     stamp = {"run_id": PROCESS_RUN, "computed_at": computed_at}
-    snapshot.processed = [
-        *report.documents,
-        *distributions.distribution_documents(students, **stamp),
-        *quality_docs.quality_documents(client, **stamp),
-    ]
+    documents = list(report.documents)
+    written = {doc.key for doc in documents}
+    if distributions.RELATION_KEY not in written:  # until the processing step writes them itself
+        # The students the processing step analyses, prepared as it prepares them.
+        students = inputs.students(
+            inputs.mark(read("cleaned", CLEANED_SCHEMA), read("schools", SCHOOLS_SCHEMA))
+        )
+        documents += distributions.distribution_documents(students.localCheckpoint(eager=True), **stamp)
+    if quality_docs.REASONS_KEY not in written:
+        documents += quality_docs.quality_documents(client, **stamp)
+    snapshot.processed = documents
 
 
 def build_snapshot(folder: Path, students: int = 3_000, schools: int = 40, *, seed: int = 7) -> Snapshot:
