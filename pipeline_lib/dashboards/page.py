@@ -23,8 +23,11 @@ NO_DATA = (
 
 
 def prepare() -> None:
-    """The slow first-time work (imports are done by importing this module; fonts and the PNG
-    renderer here), so a viewer waits only for the data and the drawing."""
+    """The slow first-time work, so a viewer waits only for the data and the drawing: imports
+    (most by importing the dashboard's module; the widgets here) and matplotlib's fonts and PNG
+    renderer."""
+    import ipywidgets  # noqa: F401  (the Schools explorer's; seconds on a busy machine)
+
     warm_up()
 
 
