@@ -26,7 +26,7 @@ def prepare() -> None:
     """The slow first-time work, so a viewer waits only for the data and the drawing: imports
     (most by importing the dashboard's module; the widgets here) and matplotlib's fonts and PNG
     renderer."""
-    import ipywidgets  # noqa: F401  (the Schools explorer's; seconds on a busy machine)
+    import ipywidgets  # noqa: F401  (the Schools explorer's)
 
     warm_up()
 
