@@ -43,6 +43,7 @@ bench: venv
 	$(BIN)/python tests/bench/bench_web.py
 	$(BIN)/python tests/bench/bench_clean.py
 	$(BIN)/python tests/bench/bench_run.py
+	$(BIN)/python tests/bench/bench_dashboards.py
 
 lint: venv
 	$(BIN)/ruff check .
