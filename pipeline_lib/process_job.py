@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession, Window
-from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, StructField, StructType
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import BooleanType, DoubleType, StringType, StructField, StructType
 
 from pipeline_lib.analysis import (
     classification,
@@ -29,6 +28,7 @@ from pipeline_lib.analysis import (
     cv,
     descriptives,
     documents,
+    inputs,
     mllib,
     model_documents,
     multilevel,
@@ -36,7 +36,7 @@ from pipeline_lib.analysis import (
     regression,
 )
 from pipeline_lib.analysis.base import AnalysisError, Failure
-from pipeline_lib.analysis.frame import MODEL_COLUMNS, NUMERIC, category_sizes
+from pipeline_lib.analysis.frame import NUMERIC, category_sizes
 from pipeline_lib.analysis.sampling import stratified_sample
 from pipeline_lib.db_client import DbApiClient
 from pipeline_lib.results import ResultDocument
@@ -54,7 +54,7 @@ CLEANED_SCHEMA = StructType(
 )
 SCHOOLS_SCHEMA = StructType(
     [StructField(name, StringType()) for name in ("school_id", "name", "sector")]
-    + [StructField("size", LongType())]
+    + [StructField("size", DoubleType())]
 )
 T = TypeVar("T")
 
@@ -88,8 +88,10 @@ class ProcessReport:
         return (
             f"Run `{self.run_id}`: {self.records_in:,} cleaned records in (up to high-water mark "
             f"{self.input_high_water_mark:,}), {self.students:,} students analysed "
-            f"({self.repeats_set_aside:,} earlier records of the same student and {self.without_school:,} of "
-            f"unknown schools set aside); prediction models on {self.model_engine}{sampled}; "
+            f"({self.repeats_set_aside:,} earlier {_record(self.repeats_set_aside)} of the same student and "
+            f"{self.without_school:,} {_record(self.without_school)} of unknown schools set aside); "
+            f"prediction models on "
+            f"{self.model_engine}{sampled}; "
             f"{self.results_written} results written{failed}."
         )
 
@@ -104,30 +106,8 @@ class ProcessReport:
         }
 
 
-def latest_per_student(cleaned: DataFrame) -> DataFrame:
-    """One record per identified student (same school and student number): the latest received.
-    Records without a student number cannot be matched and all stay."""
-    identified = cleaned.where(F.col("student_ref").isNotNull())
-    newest = Window.partitionBy("school_id", "student_ref").orderBy(
-        F.col("received_at").desc_nulls_last(), F.col("submission_id").desc()
-    )
-    latest = identified.withColumn("__rank", F.row_number().over(newest)).where("__rank = 1").drop("__rank")
-    return cleaned.where(F.col("student_ref").isNull()).unionByName(latest)
-
-
-def with_school_context(students: DataFrame, schools: DataFrame) -> DataFrame:
-    """Students with their school's `sector` and `school_size`, the school's mean SES over its
-    students in the data (`mean_ses`) and SES centred on it (`cses`); unknown schools dropped."""
-    school = schools.select("school_id", "name", "sector", F.col("size").cast("double").alias("school_size"))
-    # An exact (decimal) sum: the mean, and so every model fit, is then the same to the last bit
-    # however Spark partitions the data and in whatever order it merges partial sums.
-    exact = F.avg(F.col("ses").cast("decimal(16,12)")).cast("double")
-    means = students.groupBy("school_id").agg(exact.alias("mean_ses"))
-    return (
-        students.join(F.broadcast(school), "school_id")
-        .join(F.broadcast(means), "school_id")
-        .withColumn("cses", F.col("ses") - F.col("mean_ses"))
-    )
+def _record(n: int) -> str:
+    return "record" if n == 1 else "records"
 
 
 @contextmanager
@@ -149,6 +129,17 @@ def _attempt(analysis: str, compute: Callable[[], T]) -> T | Failure:
         return compute()
     except AnalysisError as exc:
         return Failure(analysis, str(exc))
+
+
+def read_schools(client: DbApiClient) -> pd.DataFrame:
+    """The `schools` collection with the columns of `SCHOOLS_SCHEMA` (a size that is not a
+    number counts as missing)."""
+    found = client.scan_pandas("schools", columns=SCHOOLS_SCHEMA.names, arrow_strings=False)
+    schools = found.reindex(columns=SCHOOLS_SCHEMA.names)
+    for name in ("school_id", "name", "sector"):
+        schools[name] = schools[name].map(lambda v: None if pd.isna(v) else str(v)).astype(object)
+    schools["size"] = pd.to_numeric(schools["size"], errors="coerce")
+    return schools
 
 
 def _read(spark: SparkSession, collection: str, options: dict[str, str], schema: StructType) -> DataFrame:
@@ -188,17 +179,18 @@ def run_process(
     with _timed(report, "read"):
         # Read before the scan: every record committed up to this mark is in the input.
         report.input_high_water_mark = client.high_water_mark("cleaned")
+        # Reference data, small: read by the client, so Spark plans one data source read only.
+        schools = read_schools(client)
+        school_rows = spark.createDataFrame(
+            schools.astype(object).where(schools.notna(), None), SCHOOLS_SCHEMA
+        )
+        # The scan is materialised once (every later step reads it, not the db-api again), and
+        # so is the marked input (its window would otherwise run again for every action).
         cleaned = _read(spark, "cleaned", options, CLEANED_SCHEMA).localCheckpoint(eager=True)
-        report.records_in = cleaned.count()
-        school_rows = _read(spark, "schools", options, SCHOOLS_SCHEMA).localCheckpoint(eager=True)
-        schools = school_rows.toPandas()
-        latest = latest_per_student(cleaned)
-        students = with_school_context(latest, school_rows)
-        students = students.localCheckpoint(eager=True)
-        report.students = students.count()
-        kept = latest.count()
-        report.repeats_set_aside = report.records_in - kept
-        report.without_school = kept - report.students
+        marked = inputs.mark(cleaned, school_rows).localCheckpoint(eager=True)
+        report.records_in, report.repeats_set_aside, report.without_school = inputs.counts(marked)
+        report.students = report.records_in - report.repeats_set_aside - report.without_school
+        students = inputs.students(marked)
 
     n = report.students
     sampled = n > max_model_rows
@@ -257,9 +249,7 @@ def _analyse(
     docs: list[ResultDocument] = []
     with _timed(report, "model frame"):
         chosen = stratified_sample(students, max_model_rows, seed) if sampled else students
-        frame = chosen.select(*MODEL_COLUMNS).toPandas()
-        # A fixed row order: the fits then do the same arithmetic on every rerun.
-        frame = frame.sort_values("submission_id", ignore_index=True)
+        frame = inputs.model_frame(chosen)
         sizes = category_sizes(frame)
     with _timed(report, "descriptives"):
         # The frame holds every student unless sampled: its quartiles then come from pandas.

@@ -104,9 +104,17 @@ def assign_folds(school_sizes: pd.Series, folds: int, seed: int) -> pd.Series:
     return pd.Series(fold, index=pd.Index(names, name="school_id"), name="fold").sort_index()
 
 
+def _row_folds(groups: pd.Series, school_folds: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(per row: its school's number among the schools present, its fold); -1 for a school
+    without a fold. Works on codes, not on a million school names."""
+    codes, schools = pd.factorize(groups, sort=False)
+    fold_of_school = school_folds.reindex(pd.Index(schools).astype(str)).fillna(-1).to_numpy(dtype="int64")
+    return codes, fold_of_school[codes]
+
+
 def splits(groups: pd.Series, school_folds: pd.Series) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(fold, train positions, test positions) for rows whose school is `groups`."""
-    row_fold = groups.astype(str).map(school_folds).to_numpy()
+    _, row_fold = _row_folds(groups, school_folds)
     for fold in range(int(school_folds.max()) + 1):
         test = row_fold == fold
         yield fold, np.flatnonzero(~test), np.flatnonzero(test)
@@ -114,11 +122,11 @@ def splits(groups: pd.Series, school_folds: pd.Series) -> Iterator[tuple[int, np
 
 def fold_table(groups: pd.Series, school_folds: pd.Series) -> pd.DataFrame:
     """Per fold: rows and schools in train and test, and schools found in both (always 0;
-    computed from the actual row sets, a check stored with the result)."""
+    computed from the actual row sets, a check that is stored with the result)."""
+    codes, _ = _row_folds(groups, school_folds)
     rows = []
-    names = groups.astype(str).to_numpy()
     for fold, train, test in splits(groups, school_folds):
-        train_schools, test_schools = set(names[train]), set(names[test])
+        train_schools, test_schools = np.unique(codes[train]), np.unique(codes[test])
         rows.append(
             {
                 "fold": fold,
@@ -126,7 +134,7 @@ def fold_table(groups: pd.Series, school_folds: pd.Series) -> pd.DataFrame:
                 "n_test": len(test),
                 "schools_train": len(train_schools),
                 "schools_test": len(test_schools),
-                "schools_in_both": len(train_schools & test_schools),
+                "schools_in_both": len(np.intersect1d(train_schools, test_schools)),
             }
         )
     return pd.DataFrame(rows)

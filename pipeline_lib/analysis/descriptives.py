@@ -72,9 +72,8 @@ def quartiles(frame: pd.DataFrame, cols: tuple[str, ...], variables: Sequence[st
     """Exact quartiles per group of `cols` (missing values skipped): index the group, columns
     `<variable>__q` holding [q1, median, q3]."""
     if cols:
-        grouped = frame.groupby(list(cols), dropna=False, sort=False)[list(variables)].quantile(
-            list(QUARTILES)
-        )
+        groups = frame.groupby(list(cols), dropna=False, sort=False, observed=True)
+        grouped = groups[list(variables)].quantile(list(QUARTILES))
         wide = grouped.unstack(level=-1)
     else:
         wide = frame[list(variables)].quantile(list(QUARTILES)).unstack().to_frame().T

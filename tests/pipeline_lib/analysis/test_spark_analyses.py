@@ -8,7 +8,17 @@ import pandas as pd
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from pipeline_lib.analysis import classification, correlations, cv, descriptives, mllib, regression, sampling
+from pipeline_lib import process_job
+from pipeline_lib.analysis import (
+    classification,
+    correlations,
+    cv,
+    descriptives,
+    inputs,
+    mllib,
+    regression,
+    sampling,
+)
 from pipeline_lib.analysis.frame import NUMERIC
 from tests.pipeline_lib.analysis import simulated
 
@@ -125,3 +135,25 @@ def test_mllib_regression_agrees_with_scikit_learn(frame: DataFrame, students: p
     assert spark_result.rmse == pytest.approx(local.rmse, rel=0.002)
     assert spark_result.baseline_rmse == pytest.approx(local.baseline_rmse, rel=1e-9)
     np.testing.assert_allclose(spark_result.folds["baseline_mae"], local.folds["baseline_mae"], rtol=1e-9)
+
+
+def test_school_means_are_exact_and_the_model_frame_is_sorted(
+    spark: SparkSession, students: pd.DataFrame
+) -> None:
+    records = simulated.cleaned_records(students).sample(frac=1, random_state=1)
+    schema = process_job.CLEANED_SCHEMA
+    cleaned = spark.createDataFrame(records[schema.names], schema)
+    schools = spark.createDataFrame(simulated.schools(40, seed=13))
+
+    def frame_of(partitions: int) -> pd.DataFrame:
+        marked = inputs.mark(cleaned.repartition(partitions), schools)
+        assert inputs.counts(marked) == (len(students), 0, 0)
+        return inputs.model_frame(inputs.students(marked))
+
+    frame = frame_of(3)
+    expected = students.sort_values("submission_id", ignore_index=True)
+    np.testing.assert_array_equal(frame["math_score"], expected["math_score"])
+    means = expected.groupby("school_id")["ses"].transform("mean")
+    np.testing.assert_allclose(frame["mean_ses"], means, rtol=0, atol=1e-9)
+    assert isinstance(frame["school_id"].dtype, pd.CategoricalDtype) and "submission_id" not in frame
+    pd.testing.assert_frame_equal(frame, frame_of(5))  # the same to the last bit, however partitioned

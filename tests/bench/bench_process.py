@@ -1,0 +1,125 @@
+"""Benchmark of the process step: 1,000,000 cleaned records of about 1,000 schools, end to end
+on local[2], from starting Spark to the last document written, with the time of each analysis.
+
+The records are simulated from a known school-effects model (tests/pipeline_lib/analysis/
+simulated.py) and written straight to `cleaned` of a db-api in its own process; each run starts
+Spark afresh in its own process, as a scheduled run does.
+
+    python tests/bench/bench_process.py [--records N] [--schools S] [--repeat R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.bench.bench_db_api import start_db_api
+from tests.pipeline_lib.analysis import simulated
+
+TARGET_SECONDS = 120
+
+
+def process_run(address: str, master: str, max_model_rows: int) -> dict[str, float]:
+    """One process run in this process, from starting Spark to the last document written."""
+    from pipeline_lib.db_client import DbApiClient
+    from pipeline_lib.process_job import run_process
+    from pipeline_lib.spark_session import get_spark
+
+    started = time.perf_counter()
+    spark = get_spark(master, app_name="bench-process")
+    startup = time.perf_counter() - started
+    with DbApiClient(address, "bench") as client:
+        report = run_process(spark, client, run_id="bench", max_model_rows=max_model_rows, seed=1)
+        total = time.perf_counter() - started
+        assert client.count("processed") == report.results_written, "documents missing in processed"
+    failed = [d.key for d in report.documents if d.status != "ok"]
+    return {
+        "spark start": startup,
+        **report.seconds,
+        "total": total,
+        "records": report.records_in,
+        "failed": len(failed),
+    }
+
+
+def process_run_in_new_process(address: str, master: str, max_model_rows: int) -> dict[str, float]:
+    args = [
+        sys.executable,
+        __file__,
+        "--process-run",
+        address,
+        "--master",
+        master,
+        "--max-model-rows",
+        str(max_model_rows),
+    ]
+    done = subprocess.run(args, capture_output=True, text=True, env=os.environ.copy())
+    if done.returncode != 0:
+        raise RuntimeError(f"the process run failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--schools", type=int, default=1_000)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--max-model-rows", type=int, default=2_000_000)
+    parser.add_argument("--process-run", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.process_run:
+        print(json.dumps(process_run(args.process_run, args.master, args.max_model_rows)))
+        return
+    started = time.perf_counter()
+    students = simulated.students(args.records, args.schools, seed=11)
+    records, schools = simulated.cleaned_records(students), simulated.schools(args.schools, seed=11)
+    setup = (
+        f"Spark {args.master}, {args.repeat} run(s), {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+    )
+    print(f"process benchmark: {len(records):,} cleaned records of {args.schools:,} schools, {setup}")
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="wb-bench-process-") as tmp:
+        os.environ["WORKBENCH_DB_API_TOKEN"] = "bench"
+        os.environ["WORKBENCH_DATA_DIR"] = str(Path(tmp) / "data")
+        process, client = start_db_api(Path(tmp) / "data")
+        try:
+            client.write("schools", schools, mode="upsert", key="school_id")
+            client.write("cleaned", records, mode="upsert", key="submission_id")
+            print(f"data written in {time.perf_counter() - started:.1f} s (not timed below)")
+            for _ in range(args.repeat):
+                runs.append(process_run_in_new_process(client.address, args.master, args.max_model_rows))
+        finally:
+            client.close()
+            process.terminate()
+            process.wait()
+
+    def median(key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    total = median("total")
+    verdict = "met" if total < TARGET_SECONDS else "MISSED"
+    print(
+        f"\nSpark {args.master}: {total:.1f} s end to end ({len(records) / total:,.0f} records/s), "
+        f"target < {TARGET_SECONDS} s: {verdict}"
+    )
+    steps = [k for k in runs[0] if k not in ("total", "records", "failed")]
+    for key in steps:
+        print(f"  {key:24} {median(key):6.1f} s")
+    print(f"  {'failed analyses':24} {int(max(r['failed'] for r in runs)):6d}")
+    print("\nruns:", [{k: round(v, 2) for k, v in r.items()} for r in runs])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""`notebooks/process.ipynb` run by papermill after `clean.ipynb`, against a real db-api on the
+embedded store: every result lands in `processed`, valid, stamped, reproducible, and reported."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import papermill
+import pytest
+
+from db_api.server import RunningServer, start_server
+from db_api.store.sqlite import SqliteStore
+from pipeline_lib.analysis import documents
+from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.notebook_report import counts_from_notebook
+from pipeline_lib.results import ResultDocument, suppress
+from tests.conftest import TOKEN
+from tests.pipeline_lib.analysis import simulated
+
+pytestmark = [pytest.mark.slow, pytest.mark.spark]
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+N_SCHOOLS = 30
+
+
+def raw_submissions(n: int, seed: int = 17) -> pd.DataFrame:
+    """Submissions as students type them, from the simulated population: decimal commas, a few
+    values out of range, an unknown school, and one student who answered twice."""
+    students = simulated.students(n, N_SCHOOLS, seed=seed)
+    rng = np.random.default_rng(seed)
+
+    def text(values: pd.Series, digits: int) -> list[str | None]:
+        return [None if pd.isna(v) else f"{v:.{digits}f}" for v in values]
+
+    raw = pd.DataFrame(
+        {
+            "submission_id": [f"p{i:06d}" for i in range(n)],
+            "received_at": [f"2026-11-29T05:{i // 60 % 60:02d}:{i % 60:02d}+00:00" for i in range(n)],
+            "source": "api",
+            "school_id": students["school_id"],
+            "student_ref": [str(i) if i % 3 == 0 else None for i in range(n)],
+            "sex": students["sex"].map({"female": "F", "male": "boy", "other": "x"}),
+            "minority": np.where(students["minority"], "yes", "no"),
+            "ses": [s.replace(".", ",") if rng.random() < 0.3 else s for s in text(students["ses"], 2)],
+            "math_score": text(students["math_score"], 1),
+            "age": text(students["age"], 0),
+            "study_hours_week": text(students["study_hours_week"], 1),
+            "absences": text(students["absences"], 0),
+            "consent": "yes",
+        }
+    )
+    raw.loc[raw.index[:5], "math_score"] = "250"  # out of range: quarantined
+    raw.loc[raw.index[5:8], "school_id"] = "NOPE"  # unknown school: quarantined
+    again = raw.iloc[[9]].assign(submission_id="p-again", received_at="2026-11-29T07:00:00+00:00", ses="0,5")
+    return pd.concat([raw, again], ignore_index=True)
+
+
+@pytest.fixture
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RunningServer, DbApiClient]]:
+    running = start_server(SqliteStore(tmp_path / "store.sqlite3"), "127.0.0.1:0", token=TOKEN)
+    monkeypatch.setenv("WORKBENCH_DB_API_TOKEN", TOKEN)
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "var"))
+    client = DbApiClient(f"127.0.0.1:{running.port}", TOKEN)
+    client.write("schools", simulated.schools(N_SCHOOLS, seed=17), mode="upsert", key="school_id")
+    yield running, client
+    client.close()
+    running.stop(grace=1)
+
+
+def _execute(notebook: str, output: Path, client: DbApiClient, **parameters: object) -> dict:
+    papermill.execute_notebook(
+        str(NOTEBOOKS / notebook),
+        str(output),
+        kernel_name="python3",
+        progress_bar=False,
+        parameters={"db_api_address": client.address, "spark_master": "local[2]", **parameters},
+    )
+    return nbformat.read(output, as_version=4)
+
+
+def _processed(client: DbApiClient) -> dict[str, ResultDocument]:
+    return {d["_id"]: ResultDocument.model_validate(d) for d in client.list_documents("processed", limit=100)}
+
+
+def test_process_after_clean_stores_every_result_and_reports_it(db: tuple, tmp_path: Path) -> None:
+    _, client = db
+    client.write("raw", raw_submissions(3_000), key="submission_id")
+    _execute("clean.ipynb", tmp_path / "clean-out.ipynb", client, run_id="clean-1")
+    cleaned = client.count("cleaned")
+    assert cleaned == 3_000 - 8 + 1 and client.count("quarantine") == 8
+
+    output = _execute("process.ipynb", tmp_path / "process-out.ipynb", client, run_id="process-1", seed=7)
+    stored = _processed(client)
+    assert set(stored) == set(documents.KEYS)
+    mark = client.high_water_mark("cleaned")
+    for key, doc in stored.items():
+        assert doc.status == "ok", (key, doc.error)
+        assert doc.run_id == "process-1" and doc.input_high_water_mark == mark
+        assert doc.n_input == cleaned - 1  # the student who answered twice counts once
+        assert doc.summary and doc.tables
+        suppress(doc, k=5)  # every stored document can be shown publicly
+    effects = stored["mixedlm:school_effects"]
+    random_effects = next(t for t in effects.tables if t.name == "random_effects")
+    assert len(random_effects.rows) == N_SCHOOLS
+    assert stored["classification:at_risk"].parameters["beats_baseline"] is True
+
+    counts = counts_from_notebook(output)
+    assert counts["records_in"] == cleaned and counts["results_written"] == len(documents.KEYS)
+    assert counts["results_failed"] == 0
+    text = nbformat.writes(output)
+    for doc in stored.values():
+        assert doc.summary.replace("'", "&#x27;")[:60] in text or doc.summary[:60] in text, doc.key
+    images = [o for cell in output.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == len(documents.KEYS)  # a figure per result
+
+
+def test_rerunning_on_the_same_input_gives_the_same_documents(db: tuple, tmp_path: Path) -> None:
+    _, client = db
+    client.write("raw", raw_submissions(1_500, seed=3), key="submission_id")
+    _execute("clean.ipynb", tmp_path / "clean.ipynb", client)
+    _execute("process.ipynb", tmp_path / "first.ipynb", client, run_id="first", seed=2)
+    first = _processed(client)
+    _execute("process.ipynb", tmp_path / "second.ipynb", client, run_id="second", seed=2)
+    second = _processed(client)
+    assert {d.run_id for d in second.values()} == {"second"}
+    for key in documents.KEYS:
+        assert first[key].model_dump(exclude={"run_id", "computed_at"}) == second[key].model_dump(
+            exclude={"run_id", "computed_at"}
+        ), key
