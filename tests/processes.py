@@ -31,3 +31,12 @@ def children(pid: int, marker: bytes = b"") -> set[int]:
 def running(pid: int) -> bool:
     fields = _stat_fields(pid)
     return fields is not None and fields[0] != "Z"  # a zombie has exited; only its record is left
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid`: children, their children, and so on."""
+    found, frontier = set(), {pid}
+    while frontier:
+        found |= (kids := set().union(*(children(p) for p in frontier)))
+        frontier = kids
+    return found

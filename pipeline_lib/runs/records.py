@@ -74,24 +74,18 @@ def host_name() -> str:
     return socket.gethostname()
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(PROJECT_DIR), *args], capture_output=True, text=True, timeout=5, check=True
+    ).stdout.strip()
+
+
 @functools.lru_cache
 def code_version() -> str:
     """The git commit of the checkout (with `+dirty` if it has local changes), else the package version."""
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(PROJECT_DIR), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(PROJECT_DIR), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
+        commit = _git("rev-parse", "--short=12", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
         return f"git:{commit}{'+dirty' if dirty else ''}"
     except (OSError, subprocess.SubprocessError):
         return f"package:{metadata.version('student-data-workbench')}"

@@ -16,7 +16,7 @@ import pytest
 from db_api.server import RunningServer
 from pipeline_lib.db_client import DbApiClient
 from tests.conftest import TOKEN
-from tests.processes import children, running
+from tests.processes import descendants, running
 from tests.wire_servers import free_port
 from web_app.security import verify_password
 
@@ -126,14 +126,6 @@ def test_users_add_stores_a_hashed_password_and_refuses_unknown_scopes(
     assert "ada: admin, analyst" in listed.stdout
 
 
-def _descendants(pid: int) -> set[int]:
-    found, frontier = set(), {pid}
-    while frontier:
-        found |= (kids := set().union(*(children(p) for p in frontier)))
-        frontier = kids
-    return found
-
-
 @pytest.mark.slow
 def test_up_starts_every_service_and_stops_them_on_sigterm(tmp_path: Path) -> None:
     env = {
@@ -158,7 +150,7 @@ def test_up_starts_every_service_and_stops_them_on_sigterm(tmp_path: Path) -> No
     voila_url = next(line.split(" ready at ")[1].strip() for line in lines if line.startswith("voila"))
     overview = httpx.get(f"{voila_url}voila/render/overview.ipynb", timeout=60)
     assert overview.status_code == 200 and "frame-ancestors" in overview.headers["content-security-policy"]
-    family = _descendants(process.pid)
+    family = descendants(process.pid)
     assert sum(b"scheduler" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in family) == 1
     again = _run(["up"], env, timeout=60)
     assert again.returncode == 1 and "already in use" in again.stderr
