@@ -110,7 +110,7 @@ def _probability(model) -> Callable[[np.ndarray], np.ndarray]:
     return lambda X: model.predict_proba(X)[:, 1]
 
 
-def _auc(y: np.ndarray, p: np.ndarray) -> float:
+def auc(y: np.ndarray, p: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(y, p))
@@ -147,7 +147,7 @@ def classify(
             predict = _probability(model)
             drops.append(
                 cv.permutation_drops(
-                    predict, X[test[some]], y[test[some]], spec, _auc, PERMUTATION_REPEATS, rng
+                    predict, X[test[some]], y[test[some]], spec, auc, PERMUTATION_REPEATS, rng
                 )
             )
     folds = pd.concat([cv.fold_table(students["school_id"], school_folds), pd.DataFrame(rows)], axis=1)

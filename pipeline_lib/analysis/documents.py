@@ -4,8 +4,9 @@ holds what every document shares and the Spark results' documents; `model_docume
 
 Tables of groups of students name their size column, so `results.suppress` hides groups under
 k; model terms that rest on one category of students (a sex, a sector) carry that category's
-size for the same reason. Floats are rounded to 12 significant digits, so a rerun on the same
-input gives the same documents even where Spark sums partitions in another order.
+size for the same reason. Floats are rounded to 12 significant digits. The models' figures
+repeat exactly on a rerun (sorted input, exact school means, seeds); Spark's sums repeat
+exactly with the same partitioning, and another partitioning can change the last digit.
 """
 
 from __future__ import annotations

@@ -35,9 +35,12 @@ def mark(cleaned: DataFrame, schools: DataFrame) -> DataFrame:
     ranked = cleaned.where(identified).withColumn("__latest", F.row_number().over(newest) == 1)
     marked = cleaned.where(~identified).withColumn("__latest", F.lit(True)).unionByName(ranked)
     school = schools.select(
-        "school_id", "name", "sector", F.col("size").cast("double").alias("school_size"),
+        "school_id",
+        "name",
+        "sector",
+        F.col("size").cast("double").alias("school_size"),
         F.lit(True).alias("__known"),
-    )  # fmt: skip
+    )
     joined = marked.join(F.broadcast(school), "school_id", "left")
     return joined.withColumn("__known", F.coalesce(F.col("__known"), F.lit(False)))
 

@@ -10,6 +10,7 @@ the fitted MLlib model's coefficients applied in numpy (a linear model: the same
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -135,7 +136,8 @@ def classify(
     require(0 < quantile < 1, f"the at-risk quantile must be between 0 and 1, got {quantile}")
     cut = float(students.agg(F.percentile(F.col(OUTCOME), quantile)).first()[0])
     data = with_folds(students, school_folds).withColumn("__y", (F.col(OUTCOME) < cut).cast("double"))
-    n, positives = (lambda r: (int(r[0]), int(r[1] or 0)))(data.agg(F.count(F.lit(1)), F.sum("__y")).first())
+    totals = data.agg(F.count(F.lit(1)), F.sum("__y")).first()
+    n, positives = int(totals[0]), int(totals[1] or 0)
     require(0 < positives < n, "every student is on the same side of the at-risk cut: nothing to predict")
     spec = spec_of(students)
     folds = int(school_folds.max()) + 1
@@ -146,9 +148,8 @@ def classify(
     for fold in range(folds):
         train, test = data.where(F.col("__fold") != fold), data.where(F.col("__fold") == fold)
         medians = _medians(train, spec)
-        n_train, share = (lambda r: (int(r[0]), float(r[1])))(
-            train.agg(F.count(F.lit(1)), F.avg("__y")).first()
-        )
+        trained_on = train.agg(F.count(F.lit(1)), F.avg("__y")).first()
+        n_train, share = int(trained_on[0]), float(trained_on[1])
         require(0 < share < 1, f"the training schools of fold {fold} have only one class")
         model = LogisticRegression(
             featuresCol="features",
@@ -178,16 +179,14 @@ def classify(
             test.select("submission_id", "__y", *{c.field for c in spec}), permutation_rows, seed + fold
         )
         if sample["__y"].nunique() == 2:
-            weights, intercept = model.coefficients.toArray(), float(model.intercept)
-            predict = lambda m, w=weights, b=intercept: 1 / (1 + np.exp(-(m @ w + b)))  # noqa: E731
             X = _impute(cv.encode(sample, spec), spec, medians)
             drops.append(
                 cv.permutation_drops(
-                    predict,
+                    _logistic(model.coefficients.toArray(), float(model.intercept)),
                     X,
                     sample["__y"].to_numpy() == 1,
                     spec,
-                    classification._auc,
+                    classification.auc,
                     classification.PERMUTATION_REPEATS,
                     np.random.default_rng([seed, fold]),
                 )
@@ -207,6 +206,11 @@ def classify(
         calibration=calibration,
         importances=cv.importance_table(cv.fields(spec), drops),
     )
+
+
+def _logistic(weights: np.ndarray, intercept: float) -> Callable[[np.ndarray], np.ndarray]:
+    """The fitted logistic model's probability as a numpy function of its (imputed) inputs."""
+    return lambda X: 1 / (1 + np.exp(-(X @ weights + intercept)))
 
 
 def _classification_metrics(scored: DataFrame, share: float, evaluator) -> dict[str, float]:

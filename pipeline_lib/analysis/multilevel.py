@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline_lib.analysis.base import AnalysisError, Attempt, Failure
+from pipeline_lib.analysis.base import Attempt, Failure
 from pipeline_lib.analysis.frame import OUTCOME, REFERENCE, SECTORS, require
 
 OPTIMIZERS = ("lbfgs", "bfgs", "powell", "nm", "cg")
@@ -215,7 +215,8 @@ def fit_with_fallback(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                fit = model().fit(reml=True, method=[optimizer], maxiter=limits[optimizer])  # type: ignore[attr-defined]
+                limit = {"maxiter": limits[optimizer]} if optimizer in limits else {}
+                fit = model().fit(reml=True, method=[optimizer], **limit)  # type: ignore[attr-defined]
                 problem = _problem(fit, [str(w.message) for w in caught])
             except (np.linalg.LinAlgError, ValueError, ZeroDivisionError, FloatingPointError) as exc:
                 fit, problem = None, f"{type(exc).__name__}: {exc}"
@@ -269,6 +270,3 @@ def _failure(analysis: str, attempts: tuple[Attempt, ...], n: int, caught: tuple
         n_students=n,
         warnings=caught,
     )
-
-
-__all__ = ["AnalysisError", "NullModel", "SchoolEffectsModel", "fit_null", "fit_school_effects"]

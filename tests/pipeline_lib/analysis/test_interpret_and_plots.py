@@ -18,6 +18,7 @@ from pipeline_lib.analysis import (
     ols,
     plots,
     regression,
+    report,
 )
 from pipeline_lib.analysis.base import Failure
 from pipeline_lib.analysis.frame import category_sizes
@@ -138,3 +139,11 @@ def test_the_caterpillar_plot_has_one_point_per_school(all_documents: list) -> N
     doc = next(d for d in all_documents if d.key == "mixedlm:school_effects")
     caterpillar = plots.plot(doc).axes[1]
     assert len(caterpillar.lines[0].get_xdata()) == 25
+
+
+def test_the_report_shows_a_png_and_cuts_long_tables(all_documents: list) -> None:
+    doc = next(d for d in all_documents if d.key == "mixedlm:school_effects")
+    assert report.figure_png(doc).startswith(b"\x89PNG")
+    shown = dict(report.table_frames(doc, max_rows=10))
+    caption = next(c for c in shown if c.startswith("Predicted school effects"))
+    assert caption.endswith("first 10 of 25 rows") and len(shown[caption]) == 10
