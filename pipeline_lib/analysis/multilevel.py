@@ -126,7 +126,7 @@ def fit_school_effects(
     """The school-effects model on `students`, which carry `mean_ses` and `cses`."""
     from statsmodels.regression.mixed_linear_model import MixedLM
 
-    data = students.dropna(subset=[OUTCOME, "cses", "mean_ses"])
+    data = students.dropna(subset=[OUTCOME, "cses", "mean_ses", "sector"])
     _require_schools(data)
     X, left_out = school_effects_design(data)
     y, groups = data[OUTCOME].to_numpy(dtype=float), data["school_id"].astype(str).to_numpy()

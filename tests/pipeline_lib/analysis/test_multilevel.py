@@ -115,3 +115,14 @@ def test_an_optimizer_that_raises_is_recorded_and_the_next_one_tried(monkeypatch
 def test_one_school_is_not_enough_for_a_multilevel_model() -> None:
     with pytest.raises(AnalysisError, match="at least 2 schools"):
         multilevel.fit_null(_random_intercepts(1, 50, 1.0, 1.0, seed=1))
+
+
+def test_students_of_a_school_without_a_sector_are_left_out_not_taken_for_the_reference(
+    students: pd.DataFrame,
+) -> None:
+    some = students.head(4_000).copy()
+    unknown = some["school_id"] == some["school_id"].iloc[0]
+    some.loc[unknown, "sector"] = None
+    fitted = multilevel.fit_school_effects(some)
+    assert isinstance(fitted, SchoolEffectsModel)
+    assert fitted.n_students == int((~unknown).sum())
