@@ -29,7 +29,8 @@ def ols_document(
         {
             "statistic": ["r_squared", "adj_r_squared", "n", "df_resid"],
             "value": [result.r_squared, result.adj_r_squared, result.n, result.df_resid],
-        }
+        },
+        dtype=object,  # counts stay whole numbers beside the ratios
     )
     return document(
         key,
@@ -81,7 +82,8 @@ def null_model_document(model: NullModel | Failure, stamp: Stamp, *, sampled: bo
                 model.n_schools,
             ],
             "se": [model.grand_mean_se, None, None, None, None, None, None],
-        }
+        },
+        dtype=object,
     )
     total = model.between_variance + model.within_variance
     variance = pd.DataFrame(
@@ -103,7 +105,7 @@ def null_model_document(model: NullModel | Failure, stamp: Stamp, *, sampled: bo
         ],
         chart=ChartSpec(table="variance", x="component", y="share", title="Share of the variance"),
         parameters={"method": "REML", "optimizer": model.optimizer},
-        warnings=model.warnings,
+        warnings=_fit_notes(model),
     )
 
 
@@ -133,7 +135,8 @@ def school_effects_document(
         {
             "statistic": ["reml_criterion", "n_students", "n_schools"],
             "value": [model.reml_criterion, model.n_students, model.n_schools],
-        }
+        },
+        dtype=object,
     )
     return document(
         key,
@@ -167,8 +170,14 @@ def school_effects_document(
             "random": "1 + cses | school_id",
             "reference_sector": REFERENCE["sector"],
         },
-        warnings=model.warnings,
+        warnings=_fit_notes(model),
     )
+
+
+def _fit_notes(model: NullModel | SchoolEffectsModel) -> list[str]:
+    """What the fitting reported, and the optimizers tried before the one that gave the fit."""
+    tried = [f"{a.optimizer} gave no usable fit: {a.message}" for a in model.attempts if not a.converged]
+    return [*tried, *model.warnings]
 
 
 def _with_sizes(terms: pd.DataFrame, sizes: Mapping[str, int], n: int) -> pd.DataFrame:

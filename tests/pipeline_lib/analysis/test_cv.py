@@ -102,3 +102,8 @@ def test_permutation_moves_a_one_hot_field_as_one_and_finds_the_useful_field() -
     assert drops[0].min() > 1.0 and np.allclose(drops[1], 0)
     table = cv.importance_table(cv.fields(spec), [drops])
     assert list(table["feature"]) == ["ses", "sex"]
+
+
+def test_a_column_without_any_value_in_training_is_filled_with_zero() -> None:
+    imputer = cv.MedianImputer().fit(np.array([[np.nan, 1.0], [np.nan, 3.0]]))
+    np.testing.assert_array_equal(imputer.transform(np.array([[np.nan, np.nan]])), [[0.0, 2.0]])

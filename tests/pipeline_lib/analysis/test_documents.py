@@ -150,3 +150,13 @@ def test_descriptive_documents_have_a_long_table_and_name_schools() -> None:
     public = suppress(by_sector, k=5)
     assert public.tables[0].suppressed == [False, True] and public.tables[0].rows[1][0] == "private"
     assert by_sector.chart is not None and by_sector.chart.table == "math_score_means"
+
+
+def test_a_fit_found_by_a_later_optimizer_says_which_ones_failed_and_keeps_counts_whole() -> None:
+    students = simulated.students(2_000, 20, seed=3)
+    model = multilevel.fit_null(students, optimizers=("lbfgs", "bfgs"), maxiter={"lbfgs": 1})
+    doc = model_documents.null_model_document(model, STAMP, sampled=False)
+    assert doc.parameters["optimizer"] == "bfgs"
+    assert doc.warnings[0].startswith("lbfgs gave no usable fit: the optimizer stopped before converging")
+    estimates = dict((row[0], row[1]) for row in doc.tables[0].rows)
+    assert estimates["n_students"] == 2_000 and isinstance(estimates["n_students"], int)
