@@ -114,5 +114,9 @@ def cleaned_records(frame: pd.DataFrame) -> pd.DataFrame:
     records.insert(1, "received_at", "2026-11-29T06:00:00+00:00")
     records.insert(2, "source", "api")
     records["student_ref"] = None
+    # As the clean step writes them: what it changed (here: every tenth SES had a decimal comma).
+    comma = {"field": "ses", "before": "0,5", "after": "0.5", "rules": ["decimal_comma"]}
+    records["changes"] = [[comma] if i % 10 == 0 else [] for i in range(len(records))]
+    records["duplicates"] = [[] for _ in range(len(records))]
     records["duplicate_conflict"] = False
     return records
