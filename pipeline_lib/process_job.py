@@ -38,7 +38,9 @@ from pipeline_lib.analysis import (
 from pipeline_lib.analysis.base import AnalysisError, Failure
 from pipeline_lib.analysis.frame import NUMERIC, category_sizes
 from pipeline_lib.analysis.sampling import stratified_sample
+from pipeline_lib.dashboards.quality_docs import quality_documents
 from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.distributions import distribution_documents
 from pipeline_lib.results import ResultDocument
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,8 @@ class ProcessReport:
     sample_size: int | None = None
     model_engine: str = ""
     documents: list[ResultDocument] = field(default_factory=list)
+    # Distributions and data quality: drawn by the dashboards, not part of the analysis report.
+    dashboard_documents: list[ResultDocument] = field(default_factory=list)
     results_written: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -226,12 +230,20 @@ def run_process(
             f"a run must write exactly the keys of documents.KEYS; differs in {sorted(differing)}"
         )
     report.documents = docs
+    # What the dashboards draw besides the analyses: distributions and the data's quality.
+    if n > 0:
+        with _timed(report, "distributions"):
+            report.dashboard_documents += distribution_documents(
+                students, run_id=run_id, computed_at=stamp.computed_at
+            )
+    with _timed(report, "data quality"):
+        report.dashboard_documents += quality_documents(client, run_id=run_id, computed_at=stamp.computed_at)
 
     with _timed(report, "write"):
         if write:
-            for doc in docs:
+            for doc in [*docs, *report.dashboard_documents]:
                 client.put_document("processed", doc.key, doc.model_dump(mode="json"))
-            report.results_written = len(docs)
+            report.results_written = len(docs) + len(report.dashboard_documents)
     return report
 
 

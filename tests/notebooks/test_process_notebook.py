@@ -82,6 +82,17 @@ def _execute(notebook: str, output: Path, client: DbApiClient, **parameters: obj
     return nbformat.read(output, as_version=4)
 
 
+# Written by the process step for the dashboards, beside the analyses.
+DASHBOARD_KEYS = (
+    "distribution:math_score",
+    "distribution:ses",
+    "distribution:schools",
+    "relation:ses_math",
+    "quality:reject_reasons",
+    "quality:top_changes",
+)
+
+
 def _processed(client: DbApiClient) -> dict[str, ResultDocument]:
     return {d["_id"]: ResultDocument.model_validate(d) for d in client.list_documents("processed", limit=100)}
 
@@ -94,7 +105,13 @@ def test_process_after_clean_stores_every_result_and_reports_it(db: tuple, tmp_p
     assert cleaned == 3_000 - 8 + 1 and client.count("quarantine") == 8
 
     output = _execute("process.ipynb", tmp_path / "process-out.ipynb", client, run_id="process-1", seed=7)
-    stored = _processed(client)
+    everything = _processed(client)
+    for_dashboards = {key: doc for key, doc in everything.items() if key not in documents.KEYS}
+    assert set(for_dashboards) == set(DASHBOARD_KEYS)
+    for doc in for_dashboards.values():
+        assert doc.run_id == "process-1"
+        suppress(doc, k=5)
+    stored = {key: doc for key, doc in everything.items() if key in documents.KEYS}
     assert set(stored) == set(documents.KEYS)
     mark = client.high_water_mark("cleaned")
     for key, doc in stored.items():
@@ -109,10 +126,11 @@ def test_process_after_clean_stores_every_result_and_reports_it(db: tuple, tmp_p
     assert stored["classification:at_risk"].parameters["beats_baseline"] is True
 
     counts = counts_from_notebook(output)
-    assert counts["records_in"] == cleaned and counts["results_written"] == len(documents.KEYS)
+    assert counts["records_in"] == cleaned
+    assert counts["results_written"] == len(documents.KEYS) + len(DASHBOARD_KEYS)
     assert counts["results_failed"] == 0
     text = nbformat.writes(output)
-    for doc in stored.values():
+    for doc in (stored[key] for key in documents.KEYS):
         assert doc.summary.replace("'", "&#x27;")[:60] in text or doc.summary[:60] in text, doc.key
     images = [o for cell in output.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == len(documents.KEYS)  # a figure per result
