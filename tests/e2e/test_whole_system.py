@@ -1,0 +1,240 @@
+"""The whole system, end to end: `workbench up` on free ports, 5,000 demo students submitted through
+the API and some through the HTML form in Chromium, the schedule's jobs run, then the results page
+and every dashboard checked in the browser against a direct computation from what was submitted.
+
+The direct computation is the pandas engine (one process, no Spark) on the submissions as stored;
+the pipeline's figures come from Spark, statsmodels and the dashboards' own reading of `processed`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from playwright.sync_api import Browser, Locator, Page, expect
+
+from pipeline_lib.cleaning import pandas_engine
+from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.runs.schedule import load
+from pipeline_lib.settings import PROJECT_DIR
+from tests.e2e.conftest import Screenshot
+from tests.processes import descendants, running
+from tests.wire_servers import free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.spark]
+
+WORKBENCH = [sys.executable, "-m", "pipeline_lib.cli"]
+PASSWORD = "reader-password-1"
+FORM_STUDENTS = 12
+TIMEOUT_MS = 60_000
+
+
+@dataclass
+class System:
+    env: dict[str, str]
+    web: str
+    voila: str
+    data_dir: Path
+    log: Path
+
+    def workbench(
+        self, *args: str, stdin: str | None = None, timeout: float = 600
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*WORKBENCH, *args], env=self.env, input=stdin, capture_output=True, text=True, timeout=timeout
+        )
+
+    def client(self) -> DbApiClient:
+        token = (self.data_dir / "secrets" / "db_api_token").read_text().strip()
+        return DbApiClient(self.env["WORKBENCH_DB_API_ADDRESS"], token, timeout=60)
+
+
+@pytest.fixture
+def system(tmp_path: Path) -> Iterator[System]:
+    # The system's own scheduler gets the shipped jobs at a time that never comes during the test;
+    # the test runs the shipped schedule's jobs itself, in order, so it need not wait for cron.
+    quiet = tmp_path / "crontab"
+    quiet.write_text("0 0 1 1 * clean\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    db_port, web_port, voila_port = free_port(), free_port(), free_port()
+    env.update(
+        WORKBENCH_DATA_DIR=str(tmp_path / "var"),
+        WORKBENCH_DB_API_ADDRESS=f"127.0.0.1:{db_port}",
+        WORKBENCH_WEB_PORT=str(web_port),
+        WORKBENCH_VOILA_PORT=str(voila_port),
+        WORKBENCH_SCHEDULE_FILE=str(quiet),
+        WORKBENCH_SPARK_MASTER="local[2]",
+        WORKBENCH_FORM_RATE_LIMIT="10000/minute",
+    )
+    log = tmp_path / "up.log"
+    with log.open("w") as output:
+        up = subprocess.Popen([*WORKBENCH, "up"], env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while "All services are up" not in log.read_text():
+            assert up.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        yield System(
+            env, f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{voila_port}", tmp_path / "var", log
+        )
+    finally:
+        family = descendants(up.pid)
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=60) == 0, log.read_text()[-3000:]
+        time.sleep(1)
+        assert [pid for pid in family if running(pid)] == [], "workbench up left processes behind"
+
+
+def _form_students(schools: list[str]) -> list[dict[str, str]]:
+    """What a dozen students type, some of it dirty in ways the form accepts and the cleaner fixes."""
+    sexes = ["female", "male", "other"]
+    return [
+        {
+            "school": f" 0{schools[i % len(schools)]} " if i % 4 == 0 else schools[i % len(schools)],
+            "sex": sexes[i % 3],
+            "minority": "Yes" if i % 2 else "No",
+            "ses": f"{(i - 6) / 4:.2f}".replace(".", ",") if i % 3 == 0 else f"{(i - 6) / 4:.2f}",
+            "math": f"{40 + 3 * i}",
+        }
+        for i in range(FORM_STUDENTS)
+    ]
+
+
+def _submit_form(page: Page, student: dict[str, str]) -> None:
+    page.goto("/")
+    page.get_by_label("School code").fill(student["school"])
+    page.get_by_label("Sex").select_option(student["sex"])
+    page.locator("#minority").get_by_label(student["minority"]).check()
+    page.get_by_label("Socio-economic status index").fill(student["ses"])
+    page.get_by_label("Mathematics score").fill(student["math"])
+    page.locator("#consent").check()
+    page.get_by_role("button", name="Send my answers").click()
+    expect(page.locator(".receipt-id")).to_be_visible()
+
+
+def _sign_in(page: Page, username: str) -> None:
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def _cell(page: Page, section: str, row: str, column: int) -> str:
+    table = page.locator("section.result", has=page.get_by_role("heading", name=section, exact=True))
+    return (
+        table.locator("tbody tr", has=page.locator("td", has_text=re.compile(f"^{row}$")))
+        .first.locator("td")
+        .nth(column)
+        .inner_text()
+    )
+
+
+def _card(page: Page, label: str) -> Locator:
+    """The value of the dashboard's headline card with this label."""
+    card = page.locator(
+        ".wb-card", has=page.locator(".wb-label", has_text=re.compile(f"^{re.escape(label)}"))
+    )
+    return card.locator(".wb-value")
+
+
+def _dashboard(page: Page, system: System, name: str) -> Page:
+    page.goto(f"{system.voila}/voila/render/{name}.ipynb", wait_until="domcontentloaded")
+    expect(page.locator("img").first).to_be_visible(timeout=120_000)
+    return page
+
+
+def test_submissions_flow_to_the_results_page_and_every_dashboard(
+    system: System, browser: Browser, screenshot: Screenshot
+) -> None:
+    added = system.workbench(
+        "users", "add", "reader", "--scope", "results:read", "--password-stdin", stdin=PASSWORD
+    )
+    assert added.returncode == 0, added.stderr
+    demo = system.workbench(
+        "demo", "--students", "5000", "--schools", "40", "--dirty", "0.1", "--seed", "5", "--url", system.web
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+
+    with system.client() as db:
+        schools = sorted(db.scan_pandas("schools", arrow_strings=False)["school_id"])
+    context = browser.new_context(base_url=system.web)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    for student in _form_students(schools):
+        _submit_form(page, student)
+    screenshot(page, "form-receipt")
+
+    # What was submitted, as stored, and the direct computation of what cleaning must make of it.
+    with system.client() as db:
+        submitted = db.scan_pandas("raw", arrow_strings=False)
+        assert len(submitted) >= 5000 + FORM_STUDENTS
+        assert (submitted["source"] == "form").sum() == FORM_STUDENTS
+        expected = pandas_engine.clean(submitted, set(schools))
+    cleaned, quarantined = expected.cleaned, expected.quarantine
+    assert len(quarantined) > 0 and len(cleaned) > 4000
+
+    for job in load(PROJECT_DIR / "schedules" / "crontab"):
+        done = system.workbench("run", *job.args, timeout=1200)
+        assert done.returncode == 0, f"workbench run {job.command}:\n{done.stdout}\n{done.stderr}"
+
+    with system.client() as db:
+        assert db.count("raw") == 0
+        assert db.count("cleaned") == len(cleaned)
+        assert db.count("quarantine") == len(quarantined)
+        runs = db.list_documents("runs", limit=100)
+    assert sorted((r["notebook"], r["status"]) for r in runs) == [
+        ("clean", "succeeded"),
+        ("process", "succeeded"),
+    ]
+
+    # The analyses count a student once: an identified student's latest record (as inputs.mark).
+    identified = cleaned["student_ref"].notna()
+    latest = (
+        cleaned[identified]
+        .sort_values(["received_at", "submission_id"], ascending=False)
+        .drop_duplicates(["school_id", "student_ref"])
+    )
+    students = pd.concat([cleaned[~identified], latest])
+    n, mean_math, mean_ses = len(students), students["math_score"].mean(), students["ses"].mean()
+    n_schools = students["school_id"].nunique()
+
+    page.goto("/results")
+    _sign_in(page, "reader")
+    expect(page.get_by_role("heading", name="Results", exact=True)).to_be_visible()
+    overall = "Descriptive statistics of all students"
+    assert _cell(page, overall, "math_score", 1) == f"{n:,.4g}"
+    assert _cell(page, overall, "math_score", 2) == f"{mean_math:,.4g}"
+    assert _cell(page, overall, "ses", 2) == f"{mean_ses:,.4g}"
+    screenshot(page, "results")
+
+    overview = _dashboard(page, system, "overview")
+    expect(_card(overview, "students in the cleaned data")).to_have_text(f"{n:,}")
+    expect(_card(overview, "schools")).to_have_text(f"{n_schools:,}")
+    expect(_card(overview, "mean math score")).to_have_text(f"{mean_math:.1f}")
+    expect(_card(overview, "mean SES index")).to_have_text(f"{mean_ses:+.2f}")
+    screenshot(overview, "overview")
+
+    quality = _dashboard(page, system, "data_quality")
+    expect(_card(quality, "records cleaned")).to_have_text(f"{len(cleaned):,}")
+    expect(_card(quality, "records in quarantine")).to_have_text(f"{len(quarantined):,}")
+    expect(quality.locator("body")).to_contain_text(
+        f"{len(quarantined) / (len(cleaned) + len(quarantined)):.1%}"
+    )
+    screenshot(quality, "data_quality")
+
+    models = _dashboard(page, system, "models")
+    expect(_card(models, "students in the model").first).to_have_text(f"{n:,}")
+    screenshot(models, "models")
+
+    schools_page = _dashboard(page, system, "schools")
+    expect(schools_page.locator("body")).to_contain_text(f"{n_schools:,} schools")
+    screenshot(schools_page, "schools")
+    context.close()
