@@ -42,6 +42,7 @@ bench: venv
 	$(BIN)/python tests/bench/bench_db_api.py
 	$(BIN)/python tests/bench/bench_web.py
 	$(BIN)/python tests/bench/bench_clean.py
+	$(BIN)/python tests/bench/bench_process.py
 	$(BIN)/python tests/bench/bench_run.py
 	$(BIN)/python tests/bench/bench_dashboards.py
 

@@ -133,10 +133,11 @@ def _number_steps() -> tuple[Step, ...]:
     return (
         Replace("unit_removed", "(?<=[0-9]) ?(%|[A-Za-z]{1,5}[.]?)$"),
         Translate("separators_removed", "", "", delete=" '"),
-        # 1.234,5 and 1.234.567: the points group thousands.
+        # 1.234,5 and 1.234.567: the points group thousands. A lone 1.234 is a decimal point,
+        # as the form reads it (contract.parse_number): a value it accepts must not be rejected here.
         ReplaceWhen(
             "thousands_removed",
-            r"^[+-]?[0-9]{1,3}([.][0-9]{3})+(,[0-9]+)?$|^[+-]?[0-9]{1,3}([.][0-9]{3}){2,}$",
+            r"^[+-]?[0-9]{1,3}([.][0-9]{3})+,[0-9]+$|^[+-]?[0-9]{1,3}([.][0-9]{3}){2,}$",
             "[.]",
         ),
         # 1,234.5 and 1,234,567: the commas group thousands.
@@ -149,8 +150,8 @@ def _number_steps() -> tuple[Step, ...]:
     )
 
 
-# Plain decimals, except d.ddd with up to three leading digits (read as thousands).
-CANONICAL_NUMBER = r"-?[0-9]+|-?[0-9]+[.]([0-9]{1,2}|[0-9]{4,})|-?[0-9]{4,}[.][0-9]{3}"
+# Plain decimals with a point.
+CANONICAL_NUMBER = r"-?[0-9]+([.][0-9]+)?"
 CANONICAL_CODE = r"[1-9A-Z][0-9A-Z]*"
 CANONICAL_TEXT = r"[0-9A-Za-z_/-]+( [0-9A-Za-z_/-]+)*"
 

@@ -66,9 +66,39 @@ def test_ses_numbers(text: str, value: float | None, reason: str | None) -> None
 
 
 def test_negative_zero_and_thousands_separators() -> None:
-    value, reason, applied = _one("math_score", "-0")
+    value, reason, _ = _one("math_score", "-0")
     assert reason is None and value == 0 and math.copysign(1, value) == -1
     assert _one("math_score", "1.234,5")[1] == "math_score_out_of_range"
+    assert _one("math_score", "1.234.567")[1] == "math_score_out_of_range"
+    assert _one("ses", "0.568")[0] == 0.568  # a lone point is decimal, as the form reads it
+    assert _one("ses", "1,234")[0] == 1.234
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0.568",
+        "1.234",
+        "1,234",
+        "1.234,5",
+        "1,234.5",
+        "1.234.567",
+        "1,234,567",
+        "-2,5",
+        "12 %",
+        "1'234",
+        " 3.0 ",
+    ],
+)
+def test_the_cleaner_reads_numbers_as_the_form_does(text: str) -> None:
+    from pipeline_lib.contract import parse_number
+
+    value, reason, _ = _one("math_score", text)
+    expected = parse_number(text)
+    if expected is None or not -10 <= expected <= 100:
+        assert reason is not None
+    else:
+        assert reason is None and value == expected
     assert _one("absences", "1'2")[0] == 12.0
     value, _, applied = _one("math_score", "12 %")
     assert value == 12 and applied == ["unit_removed"]
