@@ -33,6 +33,9 @@ class ResultTable(BaseModel):
     # Columns that name the group (kept visible when the row is suppressed).
     label_columns: list[str] = Field(default_factory=list)
     audience: Literal["public", "analyst"] = "public"
+    # Columns left out of public views whatever the group size: a minimum or maximum is one
+    # student's own value.
+    analyst_columns: list[str] = Field(default_factory=list)
 
 
 class ResultDocument(BaseModel):
@@ -80,6 +83,8 @@ class ResultSummary(BaseModel):
 
 
 class PublicResult(ResultSummary):
+    status: Literal["ok", "failed"] = "ok"
+    error: str | None = Field(None, description="why a failed analysis has no result")
     n_input: int | None = Field(description="null when fewer than k students are behind the result")
     k_min_group: int
     summary: str
@@ -102,16 +107,21 @@ def suppress(doc: ResultDocument, k: int, *, analyst: bool = False) -> PublicRes
     for table in doc.tables:
         if table.audience == "analyst" and not analyst:
             continue
+        shown = [i for i, c in enumerate(table.columns) if analyst or c not in table.analyst_columns]
         size_index = table.columns.index(table.group_size_column) if table.group_size_column else None
         keep = {table.columns.index(c) for c in table.label_columns if c in table.columns}
         rows, flags = [], []
         for row in table.rows:
             small = whole_small or (size_index is not None and _small(row[size_index], k))
-            rows.append([cell if (not small or i in keep) else None for i, cell in enumerate(row)])
+            rows.append([row[i] if (not small or i in keep) else None for i in shown])
             flags.append(small)
         tables.append(
             PublicTable(
-                name=table.name, title=table.title, columns=table.columns, rows=rows, suppressed=flags
+                name=table.name,
+                title=table.title,
+                columns=[table.columns[i] for i in shown],
+                rows=rows,
+                suppressed=flags,
             )
         )
     return PublicResult(
@@ -121,6 +131,8 @@ def suppress(doc: ResultDocument, k: int, *, analyst: bool = False) -> PublicRes
         scope=doc.scope,
         run_id=doc.run_id,
         computed_at=doc.computed_at,
+        status=doc.status,
+        error=doc.error,
         n_input=None if whole_small else doc.n_input,
         k_min_group=k,
         summary="" if whole_small else doc.summary,

@@ -91,7 +91,8 @@ def table(
     labels: Sequence[str] = (),
     audience: str = "public",
 ) -> ResultTable:
-    """A `ResultTable` of `frame`; `size` names the column holding each row's student count."""
+    """A `ResultTable` of `frame`; `size` names the column holding each row's student count.
+    Minimum and maximum columns are for analysts only: each is one student's value."""
     rows = [[cell(v) for v in row] for row in frame.itertuples(index=False, name=None)]
     return ResultTable(
         name=name,
@@ -101,6 +102,7 @@ def table(
         group_size_column=size,
         label_columns=list(labels),
         audience=audience,
+        analyst_columns=[c for c in ("min", "max") if c in frame.columns],
     )  # type: ignore[arg-type]
 
 

@@ -41,3 +41,26 @@ def test_analyst_tables_are_left_out_for_everyone_else() -> None:
     doc = _doc([["A", 50, 1.0]], audience="analyst")
     assert suppress(doc, k=5).tables == []
     assert suppress(doc, k=5, analyst=True).tables[0].rows == [["A", 50, 1.0]]
+
+
+def test_minimum_and_maximum_columns_are_for_analysts_only() -> None:
+    import datetime as dt
+
+    from pipeline_lib.results import ResultDocument, ResultTable, suppress
+
+    table = ResultTable(
+        name="statistics",
+        title="Statistics",
+        columns=["variable", "n", "mean", "min", "max"],
+        rows=[["math_score", 40, 51.5, 3.0, 99.5]],
+        label_columns=["variable"],
+        analyst_columns=["min", "max"],
+    )
+    doc = ResultDocument(
+        key="descriptives:overall", title="All", analysis="descriptives", run_id="r",
+        computed_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), n_input=40, tables=[table],
+    )  # fmt: skip
+    public = suppress(doc, 5).tables[0]
+    assert public.columns == ["variable", "n", "mean"] and public.rows == [["math_score", 40, 51.5]]
+    analyst = suppress(doc, 5, analyst=True).tables[0]
+    assert analyst.columns == table.columns and analyst.rows == table.rows

@@ -88,3 +88,33 @@ def test_a_wrong_password_on_the_login_page_is_explained(stack: WebStack) -> Non
         csrf = http.get("/login").text.split('name="csrf" value="')[1].split('"')[0]
         response = http.post("/login", data={"username": "reader", "password": "nope", "csrf": csrf})
     assert response.status_code == 401 and "Incorrect username or password" in response.text
+
+
+def test_long_tables_are_cut_on_the_page_and_failures_are_said(stack: WebStack) -> None:
+    import datetime as dt
+
+    from pipeline_lib.results import ResultDocument, ResultTable
+
+    rows = [[f"S{i:04d}", 20, 50.0 + i / 100] for i in range(300)]
+    long = ResultDocument(
+        key="descriptives:by_school", title="By school", analysis="descriptives", run_id="p-1",
+        computed_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), n_input=6000,
+        tables=[ResultTable(name="statistics", title="Per school", columns=["school_id", "n", "mean"],
+                            rows=rows, label_columns=["school_id"])],
+    )  # fmt: skip
+    failed = ResultDocument(
+        key="mixedlm:null", title="Null model", analysis="mixedlm", run_id="p-1",
+        computed_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), n_input=6000, status="failed",
+        error="no optimizer gave a usable REML fit",
+    )  # fmt: skip
+    for doc in (long, failed):
+        stack.db.put_document("processed", doc.key, doc.model_dump(mode="json"))
+    with stack.client() as http:
+        csrf = http.get("/login").text.split('name="csrf" value="')[1].split('"')[0]
+        http.post("/login", data={"username": "reader", "password": PASSWORD, "csrf": csrf})
+        page = http.get("/results").text
+        whole = http.get("/api/v1/results/descriptives:by_school", headers=stack.auth("reader")).json()
+    assert "S0049" in page and "S0050" not in page and "The first 50 of 300 rows" in page
+    assert "<svg" not in page  # 300 bars would not be a chart anyone can read
+    assert "did not give a result in this run: no optimizer gave a usable REML fit" in page
+    assert len(whole["tables"][0]["rows"]) == 300

@@ -63,8 +63,14 @@ async def result(
     return suppress(doc, settings.k_min_group, analyst=_is_analyst(user))
 
 
+# Longer tables (one row per school) are summarised on the page; the API has them whole.
+MAX_PAGE_ROWS = 50
+MAX_CHART_BARS = 40
+
+
 def _chart(result: PublicResult) -> str | None:
-    """The document's chart, or else its first table's first numeric column by its first column."""
+    """The document's chart, or else its first table's first numeric column by its first column;
+    none for a table too long to read as bars."""
     if not result.tables:
         return None
     spec = result.chart
@@ -80,6 +86,8 @@ def _chart(result: PublicResult) -> str | None:
         if not numeric:
             return None
         x, y, title = 0, numeric[0], f"{table.title}: {table.columns[numeric[0]]}"
+    if len(table.rows) > MAX_CHART_BARS:
+        return None
     labels = [str(row[x]) for row in table.rows]
     values = [
         None if flag or row[y] is None else float(row[y])
@@ -115,5 +123,6 @@ async def results_page(request: Request, user: PageReader, db: DbDep, settings: 
             "failed_runs": await _failed_latest_runs(db),
             "analyst": _is_analyst(user),
             "voila_url": settings.voila_url,
+            "max_rows": MAX_PAGE_ROWS,
         },
     )
