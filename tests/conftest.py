@@ -94,3 +94,27 @@ def sqlite_db_api(tmp_path: Path) -> Iterator[RunningServer]:
 def sqlite_client(sqlite_db_api: RunningServer) -> Iterator[DbApiClient]:
     with DbApiClient(f"127.0.0.1:{sqlite_db_api.port}", TOKEN, max_message_bytes=64 * 1024 * 1024) as c:
         yield c
+
+
+_SPARK_ENV = ("SPARK_LOCAL_IP", "PYSPARK_PYTHON", "SPARK_LOCAL_DIRS")
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """One local[2] session for every Spark test (Spark keeps one per process anyway); tests
+    name their db-api with options. The environment get_spark sets is restored afterwards."""
+    import os
+
+    from pipeline_lib.settings import Settings
+    from pipeline_lib.spark_session import get_spark
+
+    saved = {name: os.environ.get(name) for name in _SPARK_ENV}
+    settings = Settings(data_dir=tmp_path_factory.mktemp("spark"), db_api_address="127.0.0.1:9")
+    session = get_spark("local[2]", app_name="workbench-tests", settings=settings)
+    yield session
+    session.stop()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

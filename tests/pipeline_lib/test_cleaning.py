@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pandas as pd
 import pytest
@@ -168,14 +167,6 @@ def test_exact_resubmissions_collapse_and_conflicts_are_kept_and_flagged() -> No
 
 
 # -- the Spark engine gives identical results -------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator:
-    from pipeline_lib.spark_session import get_spark
-
-    session = get_spark("local[2]", app_name="cleaning-tests")
-    yield session
 
 
 def _comparable(frame: pd.DataFrame) -> list[dict]:

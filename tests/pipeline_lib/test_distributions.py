@@ -5,7 +5,6 @@ to the pandas twin."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -165,13 +164,6 @@ def test_documents_validate_and_survive_a_json_round_trip(population: tuple) -> 
 
 
 # -- Spark gives the same tables ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator:
-    from pipeline_lib.spark_session import get_spark
-
-    yield get_spark("local[2]", app_name="distributions-tests")
 
 
 @pytest.mark.spark

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,22 +24,6 @@ from tests.conftest import TOKEN
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
 
 BASE = datetime(2024, 3, 1, 8, 30, tzinfo=UTC)
-_SPARK_ENV = ("SPARK_LOCAL_IP", "PYSPARK_PYTHON", "SPARK_LOCAL_DIRS")
-
-
-@pytest.fixture(scope="session")
-def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
-    """One local[2] session for every Spark test; tests name their db-api with options."""
-    saved = {name: os.environ.get(name) for name in _SPARK_ENV}
-    settings = Settings(data_dir=tmp_path_factory.mktemp("spark"), db_api_address="127.0.0.1:9")
-    session = get_spark("local[2]", app_name="workbench-tests", settings=settings)
-    yield session
-    session.stop()
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
 
 
 def address(db_api: RunningServer) -> str:
