@@ -33,12 +33,6 @@ def _apply(step: Step, text: Column) -> Column:
     raise TypeError(f"unknown step {step!r}")
 
 
-def _canonical(rule: FieldRule) -> Column:
-    text = F.col(f"{rule.name}__s0")
-    canonical = text.rlike(f"^(?:{rule.canonical})$") & ~text.isin(list(rule.lookup_keys))
-    return F.coalesce(canonical, F.lit(False))
-
-
 def _typed(rule: FieldRule, text: Column) -> tuple[Column, Column]:
     f = rule.field
     missing = text.isNull() | (text == "")
@@ -60,46 +54,114 @@ def _typed(rule: FieldRule, text: Column) -> tuple[Column, Column]:
     return F.when(inside, number), code
 
 
-def clean_fields(raw: DataFrame) -> DataFrame:
-    """Adds per field `<name>`, `<name>__reason`, `<name>__rules`, `<name>__raw`, `<name>__text`.
+def _canonical(rule: FieldRule, text: Column) -> Column:
+    canonical = text.rlike(f"^(?:{rule.canonical})$") & ~text.isin(list(rule.lookup_keys))
+    return F.coalesce(canonical, F.lit(False))
 
-    Each step is its own projection over columns (step k of every field reads the column step
-    k-1 wrote), so expressions stay small: nesting all steps in one expression per field makes
-    Spark's planner and code generator slow down sharply."""
-    meta = [F.col(m) if m in raw.columns else F.lit(None).cast("string").alias(m) for m in rules.META]
-    names = [rule.name for rule in rules.STUDENT_RULES]
-    sources = [F.col(n) if n in raw.columns else F.lit(None).cast("string") for n in names]
-    df = raw.select(*meta, *[s.alias(f"{n}__raw") for n, s in zip(names, sources, strict=True)],
-                    *[s.alias(f"{n}__s0") for n, s in zip(names, sources, strict=True)])  # fmt: skip
-    # Values already in final form skip every step (CASE WHEN evaluates only the branch taken).
-    df = df.select("*", *[_canonical(rule).alias(f"{rule.name}__canon") for rule in rules.STUDENT_RULES])
-    depth = max(len(rule.steps) for rule in rules.STUDENT_RULES)
-    for k in range(depth):
-        layer = [
-            F.when(F.col(f"{rule.name}__canon"), F.col(f"{rule.name}__s{k}"))
-            .otherwise(_apply(rule.steps[k], F.col(f"{rule.name}__s{k}")))
-            .alias(f"{rule.name}__s{k + 1}")
-            for rule in rules.STUDENT_RULES
-            if k < len(rule.steps)
-        ]
-        df = df.select("*", *layer)
+
+def _keep(df: DataFrame, carried: list[str], *columns: Column) -> DataFrame:
+    return df.select(*carried, *columns)
+
+
+def _step_or_keep(name: str, step: Step) -> Column:
+    text = F.col(f"{name}__text")
+    return F.when(F.col(f"{name}__canon"), text).otherwise(_apply(step, text))
+
+
+def _mark_change(name: str, k: int) -> Column:
+    changed = F.col(f"{name}__next") != F.col(f"{name}__text")
+    return F.col(f"{name}__mask").bitwiseOR(F.when(changed, F.lit(1 << k)).otherwise(F.lit(0)))
+
+
+def _run_programs(df: DataFrame, field_rules: list[FieldRule], carried: list[str]) -> DataFrame:
+    """`carried` plus, per rule, `<name>`, `<name>__reason`, `<name>__rules`, `<name>__raw` and
+    `<name>__text`, from the text in `<name>__raw`.
+
+    Each step is its own projection (step k of every field reads what step k-1 wrote), so
+    expressions stay small: nesting all steps in one expression per field makes Spark's planner
+    and code generator slow down sharply. Projections carry the current text and a bitmask of
+    the steps that changed it, not every intermediate value."""
+    names = [r.name for r in field_rules]
+    fixed = [*carried, *[f"{n}__{part}" for n in names for part in ("raw", "canon")]]
+    df = df.select(
+        *carried,
+        *[F.col(f"{n}__raw") for n in names],
+        *[_canonical(r, F.col(f"{r.name}__raw")).alias(f"{r.name}__canon") for r in field_rules],
+    )
+    df = _keep(
+        df,
+        fixed,
+        *[F.col(f"{n}__raw").alias(f"{n}__text") for n in names],
+        *[F.lit(0).alias(f"{n}__mask") for n in names],
+    )
+    for k in range(max((len(r.steps) for r in field_rules), default=0)):
+        stepping = {r.name: r.steps[k] for r in field_rules if k < len(r.steps)}
+        resting = [F.col(f"{n}__{p}") for n in names if n not in stepping for p in ("text", "mask")]
+        # Values already in final form skip every step (CASE WHEN evaluates only the branch taken).
+        df = _keep(
+            df,
+            fixed,
+            *resting,
+            *[F.col(f"{n}__{p}") for n in stepping for p in ("text", "mask")],
+            *[_step_or_keep(n, step).alias(f"{n}__next") for n, step in stepping.items()],
+        )
+        # Step k changed a value when its output differs from its input: set bit k.
+        df = _keep(
+            df,
+            fixed,
+            *resting,
+            *[F.col(f"{n}__next").alias(f"{n}__text") for n in stepping],
+            *[_mark_change(n, k).alias(f"{n}__mask") for n in stepping],
+        )
     columns = []
-    for rule in rules.STUDENT_RULES:
-        n, last = rule.name, len(rule.steps)
-        text = F.col(f"{n}__s{last}")
-        changed = [
-            F.when(
-                F.col(f"{n}__s{k}").isNotNull() & (F.col(f"{n}__s{k + 1}") != F.col(f"{n}__s{k}")),
-                F.lit(step.name),
-            )
-            for k, step in enumerate(rule.steps)
-        ]
+    for rule in field_rules:
+        n = rule.name
+        text, mask = F.col(f"{n}__text"), F.col(f"{n}__mask")
         value, code = _typed(rule, text)
-        rules_applied = F.when(F.col(f"{n}__canon"), F.array().cast("array<string>")).otherwise(
-            F.array_compact(F.array(*changed))
+        applied = [F.when(mask.bitwiseAND(1 << k) != 0, F.lit(s.name)) for k, s in enumerate(rule.steps)]
+        rules_applied = F.when(mask == 0, F.array().cast("array<string>")).otherwise(
+            F.array_compact(F.array(*applied))
         )
         columns += [value.alias(n), code.alias(f"{n}__reason"), rules_applied.alias(f"{n}__rules")]
         columns += [F.col(f"{n}__raw"), text.alias(f"{n}__text")]
+    return df.select(*carried, *columns)
+
+
+# A field with at most this many distinct raw values is cleaned once per value and joined back
+# (a broadcast look-up per record); one with more runs the steps on every record.
+DICTIONARY_MAX_VALUES = 50_000
+
+
+def _by_value(df: DataFrame, source: DataFrame, rule: FieldRule) -> DataFrame:
+    """`df` joined to `rule`'s outputs, computed once per distinct value of `<name>__raw` in
+    `source` (which has the same values as `df`, in a plan without the other joins)."""
+    n = rule.name
+    values = source.select(F.col(f"{n}__raw")).distinct()
+    table = _run_programs(values, [rule], carried=[]).withColumnRenamed(f"{n}__raw", "__value")
+    joined = df.join(F.broadcast(table), df[f"{n}__raw"].eqNullSafe(table["__value"]), "left")
+    return joined.drop("__value")
+
+
+def clean_fields(raw: DataFrame) -> DataFrame:
+    """Adds per field `<name>`, `<name>__reason`, `<name>__rules`, `<name>__raw`, `<name>__text`.
+
+    Survey answers repeat: a few hundred spellings of yes, no, a school code or a score cover a
+    million submissions. So a field with few distinct values (counted first, approximately) is
+    cleaned once per value and looked up; the others, such as free-text references, run the
+    steps per record. Both paths run the same programs, so the results are the same."""
+    meta = [F.col(m) if m in raw.columns else F.lit(None).cast("string").alias(m) for m in rules.META]
+    sources = {n: F.col(n) if n in raw.columns else F.lit(None).cast("string") for n in rules.FIELD_NAMES}
+    df = raw.select(*meta, *[sources[n].alias(f"{n}__raw") for n in rules.FIELD_NAMES])
+    distinct = df.agg(*[F.approx_count_distinct(f"{n}__raw").alias(n) for n in rules.FIELD_NAMES]).first()
+    few = [r for r in rules.STUDENT_RULES if distinct[r.name] <= DICTIONARY_MAX_VALUES]
+    many = [r for r in rules.STUDENT_RULES if r not in few]
+    source = df
+    df = _run_programs(df, many, carried=[*rules.META, *[f"{r.name}__raw" for r in few]])
+    for rule in few:
+        df = _by_value(df, source, rule)
+    columns = [
+        f"{n}{part}" for n in rules.FIELD_NAMES for part in ("", "__reason", "__rules", "__raw", "__text")
+    ]
     return df.select(*rules.META, *columns)
 
 

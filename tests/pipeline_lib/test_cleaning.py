@@ -189,8 +189,12 @@ def _comparable(frame: pd.DataFrame) -> list[dict]:
 
 @pytest.mark.slow
 @pytest.mark.spark
-def test_spark_and_pandas_clean_identically(spark) -> None:
+@pytest.mark.parametrize("per", ["value", "record"])
+def test_spark_and_pandas_clean_identically(spark, per: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both Spark paths: each distinct value cleaned once and looked up, and every record cleaned."""
     from pipeline_lib.cleaning import spark_engine
+
+    monkeypatch.setattr(spark_engine, "DICTIONARY_MAX_VALUES", 10**9 if per == "value" else 0)
 
     columns = ["school_id", "student_ref", "sex", "minority", "ses", "math_score", "age", "study_hours_week",
                "absences", "consent"]  # fmt: skip
