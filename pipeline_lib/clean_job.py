@@ -9,6 +9,7 @@ duplicates nothing: the next run cleans what is left. Records that arrive during
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -124,31 +125,40 @@ def run_clean(
 
     started = time.perf_counter()
     cleaned, quarantine, no_consent = spark_engine.clean(raw, schools)
-    # Materialised once: the table to commit and the report's summaries read the same rows.
-    cleaned = cleaned.localCheckpoint(eager=True)
-    cleaned_table = cleaned.toArrow()
     quarantine_table = quarantine.toArrow()
-    absorbed = pa.chunked_array(cleaned_table.column("duplicates").combine_chunks().flatten(), pa.string())
     without_consent = no_consent.toArrow().column("submission_id").to_pylist()
-    report.seconds["clean"] = time.perf_counter() - started
+    # One committer thread: rejects are committed while Spark finds the resubmissions among the
+    # cleaned records and builds the report (the db-api does its part in its own process).
+    with ThreadPoolExecutor(1, thread_name_prefix="commit") as committer:
+        commits: list[Future[int]] = []
+        if not dry_run:
+            commits.append(
+                committer.submit(_commit_rejects, client, quarantine_table, without_consent, batch_size)
+            )
+        # Materialised once: the table to commit and the report's summaries read the same rows.
+        cleaned = cleaned.localCheckpoint(eager=True)
+        cleaned_table = cleaned.toArrow()
+        if not dry_run:
+            commits.append(committer.submit(_commit_cleaned, client, cleaned_table, batch_size))
+        absorbed = pa.chunked_array(
+            cleaned_table.column("duplicates").combine_chunks().flatten(), pa.string()
+        )
+        report.cleaned, report.quarantined = cleaned_table.num_rows, quarantine_table.num_rows
+        report.duplicates_collapsed = len(absorbed)
+        report.conflicts_flagged = int(pc.sum(cleaned_table.column("duplicate_conflict")).as_py() or 0)
+        report.without_consent = len(without_consent)
+        report.reasons = reasons_summary(quarantine)
+        report.changes = changes_summary(cleaned)
+        report.seconds["clean"] = time.perf_counter() - started
 
-    report.cleaned, report.quarantined = cleaned_table.num_rows, quarantine_table.num_rows
-    report.duplicates_collapsed = len(absorbed)
-    report.conflicts_flagged = int(pc.sum(cleaned_table.column("duplicate_conflict")).as_py() or 0)
-    report.without_consent = len(without_consent)
-    report.reasons = reasons_summary(quarantine)
-    report.changes = changes_summary(cleaned)
-
-    started = time.perf_counter()
-    if not dry_run:
-        report.raw_deleted = _commit(client, cleaned_table, quarantine_table, without_consent, batch_size)
+        started = time.perf_counter()
+        report.raw_deleted = sum(commit.result() for commit in commits)
+    # Only the commits still running once the clean and its report are done.
     report.seconds["write"] = time.perf_counter() - started
     return report
 
 
-def _commit(
-    client: DbApiClient, cleaned: pa.Table, quarantine: pa.Table, without_consent: list[str], batch_size: int
-) -> int:
+def _commit_cleaned(client: DbApiClient, cleaned: pa.Table, batch_size: int) -> int:
     """CommitClean in batches; a kept record and the resubmissions it absorbed go in one batch."""
     deleted = 0
     for offset in range(0, cleaned.num_rows, batch_size):
@@ -156,6 +166,14 @@ def _commit(
         ids = chunk.column("submission_id").to_pylist()
         ids += [i for others in chunk.column("duplicates").to_pylist() for i in others or []]
         deleted += client.commit_clean(chunk, None, ids).raw_deleted
+    return deleted
+
+
+def _commit_rejects(
+    client: DbApiClient, quarantine: pa.Table, without_consent: list[str], batch_size: int
+) -> int:
+    """CommitClean in batches: quarantined records, then the raw ids of those without consent."""
+    deleted = 0
     for offset in range(0, quarantine.num_rows, batch_size):
         chunk = quarantine.slice(offset, batch_size)
         deleted += client.commit_clean(None, chunk, chunk.column("submission_id").to_pylist()).raw_deleted

@@ -132,13 +132,30 @@ def _run_programs(df: DataFrame, field_rules: list[FieldRule], carried: list[str
 DICTIONARY_MAX_VALUES = 50_000
 
 
-def _by_value(df: DataFrame, source: DataFrame, rule: FieldRule) -> DataFrame:
-    """`df` joined to `rule`'s outputs, computed once per distinct value of `<name>__raw` in
-    `source` (which has the same values as `df`, in a plan without the other joins)."""
-    n = rule.name
-    values = source.select(F.col(f"{n}__raw")).distinct()
-    table = _run_programs(values, [rule], carried=[]).withColumnRenamed(f"{n}__raw", "__value")
-    joined = df.join(F.broadcast(table), df[f"{n}__raw"].eqNullSafe(table["__value"]), "left")
+def _value_tables(source: DataFrame, field_rules: list[FieldRule]) -> dict[str, DataFrame]:
+    """Per rule, its outputs for each distinct value of `<name>__raw` in `source`, keyed by
+    `__value`; rules whose field has more than `DICTIONARY_MAX_VALUES` values are left out."""
+    if not field_rules:
+        return {}
+    # One pass finds every field's distinct values: (field, value) pairs, materialised.
+    pairs = F.array(
+        *[F.struct(F.lit(r.name).alias("f"), F.col(f"{r.name}__raw").alias("v")) for r in field_rules]
+    )
+    values = (
+        source.select(F.explode(pairs).alias("p")).select("p.f", "p.v").distinct().localCheckpoint(eager=True)
+    )
+    counts = dict(values.groupBy("f").count().collect())
+    tables = {}
+    for rule in field_rules:
+        if counts.get(rule.name, 0) <= DICTIONARY_MAX_VALUES:
+            mine = values.where(F.col("f") == rule.name).select(F.col("v").alias(f"{rule.name}__raw"))
+            table = _run_programs(mine, [rule], carried=[])
+            tables[rule.name] = table.withColumnRenamed(f"{rule.name}__raw", "__value")
+    return tables
+
+
+def _look_up(df: DataFrame, rule: FieldRule, table: DataFrame) -> DataFrame:
+    joined = df.join(F.broadcast(table), df[f"{rule.name}__raw"].eqNullSafe(table["__value"]), "left")
     return joined.drop("__value")
 
 
@@ -146,19 +163,18 @@ def clean_fields(raw: DataFrame) -> DataFrame:
     """Adds per field `<name>`, `<name>__reason`, `<name>__rules`, `<name>__raw`, `<name>__text`.
 
     Survey answers repeat: a few hundred spellings of yes, no, a school code or a score cover a
-    million submissions. So a field with few distinct values (counted first, approximately) is
-    cleaned once per value and looked up; the others, such as free-text references, run the
-    steps per record. Both paths run the same programs, so the results are the same."""
+    million submissions. So a field whose answers come from a small set is cleaned once per
+    distinct value and looked up, unless it turns out to have too many values; free text, such
+    as student references, runs the steps per record. Both paths run the same programs."""
     meta = [F.col(m) if m in raw.columns else F.lit(None).cast("string").alias(m) for m in rules.META]
     sources = {n: F.col(n) if n in raw.columns else F.lit(None).cast("string") for n in rules.FIELD_NAMES}
     df = raw.select(*meta, *[sources[n].alias(f"{n}__raw") for n in rules.FIELD_NAMES])
-    distinct = df.agg(*[F.approx_count_distinct(f"{n}__raw").alias(n) for n in rules.FIELD_NAMES]).first()
-    few = [r for r in rules.STUDENT_RULES if distinct[r.name] <= DICTIONARY_MAX_VALUES]
-    many = [r for r in rules.STUDENT_RULES if r not in few]
-    source = df
-    df = _run_programs(df, many, carried=[*rules.META, *[f"{r.name}__raw" for r in few]])
-    for rule in few:
-        df = _by_value(df, source, rule)
+    tables = _value_tables(df, [r for r in rules.STUDENT_RULES if r.few_values])
+    by_value = [r for r in rules.STUDENT_RULES if r.name in tables]
+    per_record = [r for r in rules.STUDENT_RULES if r not in by_value]
+    df = _run_programs(df, per_record, carried=[*rules.META, *[f"{r.name}__raw" for r in by_value]])
+    for rule in by_value:
+        df = _look_up(df, rule, tables[rule.name])
     columns = [
         f"{n}{part}" for n in rules.FIELD_NAMES for part in ("", "__reason", "__rules", "__raw", "__text")
     ]
