@@ -16,10 +16,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from pipeline_lib.cleaning import rules, spark_engine
+from pipeline_lib.dashboards.quality_docs import changes_summary, reasons_summary
 from pipeline_lib.db_client import DbApiClient
 
 RAW_SCHEMA = StructType([StructField(name, StringType()) for name in (*rules.META, *rules.FIELD_NAMES)])
@@ -62,29 +62,6 @@ class CleanReport:
             "without_consent": self.without_consent,
             "raw_deleted": self.raw_deleted,
         }
-
-
-def reasons_summary(quarantine: DataFrame) -> pd.DataFrame:
-    """Rejects by reason: how many records, and one example message (aggregated by Spark)."""
-    reasons = quarantine.select(F.explode("reasons").alias("r"))
-    summary = reasons.groupBy(F.col("r.code").alias("reason")).agg(
-        F.count(F.lit(1)).alias("records"), F.min("r.message").alias("example")
-    )
-    return summary.orderBy(F.desc("records"), "reason").toPandas()
-
-
-def changes_summary(cleaned: DataFrame) -> pd.DataFrame:
-    """What the cleaner changed most: field and rule, how often, one example (by Spark)."""
-    changes = cleaned.select(F.explode("changes").alias("c")).select(
-        F.col("c.field").alias("field"),
-        F.explode("c.rules").alias("rule"),
-        F.concat(F.lit("'"), F.coalesce("c.before", F.lit("")), F.lit("' -> '"),
-                 F.coalesce("c.after", F.lit("")), F.lit("'")).alias("example"),
-    )  # fmt: skip
-    summary = changes.groupBy("field", "rule").agg(
-        F.count(F.lit(1)).alias("records"), F.min("example").alias("example")
-    )
-    return summary.orderBy(F.desc("records"), "field", "rule").toPandas()
 
 
 def _read(
@@ -147,8 +124,8 @@ def run_clean(
         report.duplicates_collapsed = len(absorbed)
         report.conflicts_flagged = int(pc.sum(cleaned_table.column("duplicate_conflict")).as_py() or 0)
         report.without_consent = len(without_consent)
-        report.reasons = reasons_summary(quarantine)
-        report.changes = changes_summary(cleaned)
+        report.reasons = reasons_summary(quarantine_table, examples=True)
+        report.changes = changes_summary(cleaned_table, examples=True)
         report.seconds["clean"] = time.perf_counter() - started
 
         started = time.perf_counter()

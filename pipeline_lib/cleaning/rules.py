@@ -181,7 +181,7 @@ def rule_for(f: Field) -> FieldRule:
         canonical = CANONICAL_CODE
     else:
         steps = (*_TIDY, _MISSING_ANY_CASE)
-        return FieldRule(f, steps, CANONICAL_TEXT, few_values=False)
+        return FieldRule(f, steps, CANONICAL_TEXT, few_values=True)
     return FieldRule(f, steps, canonical)
 
 

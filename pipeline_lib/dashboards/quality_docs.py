@@ -3,9 +3,8 @@ changes most, over everything in `quarantine` and `cleaned` now.
 
 The summaries are pure functions of Arrow tables holding only the `reasons` (quarantine) or
 `changes` (cleaned) column, so `quality_documents` scans just those columns through the db-api,
-without Spark. The clean run's own per-run summaries (`clean_job.reasons_summary`,
-`changes_summary`) have the same columns and fit the document builders too. Example values are
-left out: they quote what students typed.
+without Spark. The clean run's report uses the same summaries with `examples=True`; documents
+leave examples out: they quote what students typed.
 """
 
 from __future__ import annotations
@@ -31,31 +30,44 @@ def reason_text(code: str) -> str:
     return REASONS.get(code, code).replace(" {value}", "").replace("{value}", "a value")
 
 
-def reasons_summary(quarantine: pa.Table) -> pd.DataFrame:
+def reasons_summary(quarantine: pa.Table, *, examples: bool = False) -> pd.DataFrame:
     """reason, records: quarantined records per reason code (a record counts once per reason),
-    most frequent first."""
+    most frequent first; with `examples`, also one message quoting a rejected value."""
     flat = pc.list_flatten(quarantine.column("reasons"))
-    codes = pc.struct_field(flat, "code") if len(flat) else pa.array([], pa.string())
-    counts = pa.table({"reason": codes}).group_by("reason").aggregate([("reason", "count")]).to_pandas()
-    counts = counts.rename(columns={"reason_count": "records"})
-    return counts.sort_values(["records", "reason"], ascending=[False, True], ignore_index=True)[
-        ["reason", "records"]
-    ]
+    empty = pa.array([], pa.string())
+    columns = {"reason": pc.struct_field(flat, "code") if len(flat) else empty}
+    if examples:
+        columns["example"] = pc.struct_field(flat, "message") if len(flat) else empty
+    return _counted(pa.table(columns), ["reason"])
 
 
-def changes_summary(cleaned: pa.Table) -> pd.DataFrame:
-    """field, rule, records: how many cleaned records each rule changed in each field, most first."""
+def changes_summary(cleaned: pa.Table, *, examples: bool = False) -> pd.DataFrame:
+    """field, rule, records: how many cleaned records each rule changed in each field, most
+    first; with `examples`, also one change as "'before' -> 'after'"."""
     flat = pc.list_flatten(cleaned.column("changes"))
+    empty = pa.array([], pa.string())
     if len(flat) == 0:
-        return pd.DataFrame({"field": [], "rule": [], "records": []}).astype({"records": "int64"})
+        columns = {"field": empty, "rule": empty, **({"example": empty} if examples else {})}
+        return _counted(pa.table(columns), ["field", "rule"])
     rules = pc.struct_field(flat, "rules")
-    fields = pc.take(pc.struct_field(flat, "field"), pc.list_parent_indices(rules))
-    pairs = pa.table({"field": fields, "rule": pc.list_flatten(rules)})
-    counts = pairs.group_by(["field", "rule"]).aggregate([("rule", "count")]).to_pandas()
-    counts = counts.rename(columns={"rule_count": "records"})
-    return counts.sort_values(["records", "field", "rule"], ascending=[False, True, True], ignore_index=True)[
-        ["field", "rule", "records"]
-    ]
+    changes = pc.take(flat, pc.list_parent_indices(rules))
+    columns = {"field": pc.struct_field(changes, "field"), "rule": pc.list_flatten(rules)}
+    if examples:
+        before, after = (pc.fill_null(pc.struct_field(changes, side), "") for side in ("before", "after"))
+        columns["example"] = pc.binary_join_element_wise("'", before, "' -> '", after, "'", "")
+    return _counted(pa.table(columns), ["field", "rule"])
+
+
+def _counted(rows: pa.Table, keys: list[str]) -> pd.DataFrame:
+    """`rows` counted by `keys` into `records` (and the least `example`, when there is one),
+    most frequent first."""
+    aggregations = [(keys[-1], "count"), *([("example", "min")] if "example" in rows.column_names else [])]
+    counts = rows.group_by(keys).aggregate(aggregations).to_pandas()
+    counts = counts.rename(columns={f"{keys[-1]}_count": "records", "example_min": "example"})
+    order = counts.sort_values(["records", *keys], ascending=[False, *[True] * len(keys)], ignore_index=True)
+    return order[[*keys, "records", *(["example"] if "example" in counts else [])]].astype(
+        {"records": "int64"}
+    )
 
 
 def reasons_document(
