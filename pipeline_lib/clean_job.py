@@ -112,8 +112,6 @@ def run_clean(
             commits.append(
                 committer.submit(_commit_rejects, client, quarantine_table, without_consent, batch_size)
             )
-        # Materialised once: the table to commit and the report's summaries read the same rows.
-        cleaned = cleaned.localCheckpoint(eager=True)
         cleaned_table = cleaned.toArrow()
         if not dry_run:
             commits.append(committer.submit(_commit_cleaned, client, cleaned_table, batch_size))

@@ -99,9 +99,6 @@ class FieldRule:
     # every such value of the test data), so engines skip the steps for them. Most submissions
     # are typed right, and the steps are the bulk of a clean's work.
     canonical: str = "(?!)"
-    # Answers drawn from a small set (choices, yes/no, numbers, codes), unlike free text: an
-    # engine may clean each distinct value once and look the rest up.
-    few_values: bool = True
 
     @property
     def name(self) -> str:
@@ -181,7 +178,7 @@ def rule_for(f: Field) -> FieldRule:
         canonical = CANONICAL_CODE
     else:
         steps = (*_TIDY, _MISSING_ANY_CASE)
-        return FieldRule(f, steps, CANONICAL_TEXT, few_values=True)
+        canonical = CANONICAL_TEXT
     return FieldRule(f, steps, canonical)
 
 

@@ -59,10 +59,6 @@ def _canonical(rule: FieldRule, text: Column) -> Column:
     return F.coalesce(canonical, F.lit(False))
 
 
-def _keep(df: DataFrame, carried: list[str], *columns: Column) -> DataFrame:
-    return df.select(*carried, *columns)
-
-
 def _step_or_keep(name: str, step: Step) -> Column:
     text = F.col(f"{name}__text")
     return F.when(F.col(f"{name}__canon"), text).otherwise(_apply(step, text))
@@ -87,10 +83,6 @@ def _run_programs(df: DataFrame, field_rules: list[FieldRule], carried: list[str
         *carried,
         *[F.col(f"{n}__raw") for n in names],
         *[_canonical(r, F.col(f"{r.name}__raw")).alias(f"{r.name}__canon") for r in field_rules],
-    )
-    df = _keep(
-        df,
-        fixed,
         *[F.col(f"{n}__raw").alias(f"{n}__text") for n in names],
         *[F.lit(0).alias(f"{n}__mask") for n in names],
     )
@@ -98,17 +90,14 @@ def _run_programs(df: DataFrame, field_rules: list[FieldRule], carried: list[str
         stepping = {r.name: r.steps[k] for r in field_rules if k < len(r.steps)}
         resting = [F.col(f"{n}__{p}") for n in names if n not in stepping for p in ("text", "mask")]
         # Values already in final form skip every step (CASE WHEN evaluates only the branch taken).
-        df = _keep(
-            df,
-            fixed,
-            *resting,
-            *[F.col(f"{n}__{p}") for n in stepping for p in ("text", "mask")],
+        df = df.select(
+            *fixed,
+            *[F.col(f"{n}__{p}") for n in names for p in ("text", "mask")],
             *[_step_or_keep(n, step).alias(f"{n}__next") for n, step in stepping.items()],
         )
         # Step k changed a value when its output differs from its input: set bit k.
-        df = _keep(
-            df,
-            fixed,
+        df = df.select(
+            *fixed,
             *resting,
             *[F.col(f"{n}__next").alias(f"{n}__text") for n in stepping],
             *[_mark_change(n, k).alias(f"{n}__mask") for n in stepping],
@@ -163,13 +152,13 @@ def clean_fields(raw: DataFrame) -> DataFrame:
     """Adds per field `<name>`, `<name>__reason`, `<name>__rules`, `<name>__raw`, `<name>__text`.
 
     Survey answers repeat: a few hundred spellings of yes, no, a school code or a score cover a
-    million submissions. So a field whose answers come from a small set is cleaned once per
-    distinct value and looked up, unless it turns out to have too many values; free text, such
-    as student references, runs the steps per record. Both paths run the same programs."""
+    million submissions. So each field is cleaned once per distinct value and looked up, unless it
+    has more than `DICTIONARY_MAX_VALUES` values (unique references, say): then the steps run per
+    record. Both paths run the same programs."""
     meta = [F.col(m) if m in raw.columns else F.lit(None).cast("string").alias(m) for m in rules.META]
     sources = {n: F.col(n) if n in raw.columns else F.lit(None).cast("string") for n in rules.FIELD_NAMES}
     df = raw.select(*meta, *[sources[n].alias(f"{n}__raw") for n in rules.FIELD_NAMES])
-    tables = _value_tables(df, [r for r in rules.STUDENT_RULES if r.few_values])
+    tables = _value_tables(df, list(rules.STUDENT_RULES))
     by_value = [r for r in rules.STUDENT_RULES if r.name in tables]
     per_record = [r for r in rules.STUDENT_RULES if r not in by_value]
     df = _run_programs(df, per_record, carried=[*rules.META, *[f"{r.name}__raw" for r in by_value]])
