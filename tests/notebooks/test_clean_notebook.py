@@ -9,16 +9,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import papermill
 import pytest
 
-from db_api.server import RunningServer, start_server
-from db_api.store.sqlite import SqliteStore
+from db_api.server import RunningServer
 from pipeline_lib.db_client import DbApiClient
-from tests.conftest import TOKEN
 from tests.notebooks.dirty_data import SCHOOLS, dirty_raw
 from tests.processes import children
 
@@ -28,16 +25,9 @@ NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "clean.ipynb"
 
 
 @pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RunningServer, DbApiClient]]:
-    running = start_server(SqliteStore(tmp_path / "store.sqlite3"), "127.0.0.1:0", token=TOKEN)
-    # The notebook's kernel inherits these: where the data lives and the db-api's token.
-    monkeypatch.setenv("WORKBENCH_DB_API_TOKEN", TOKEN)
-    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "var"))
-    client = DbApiClient(f"127.0.0.1:{running.port}", TOKEN)
-    client.write("schools", SCHOOLS, mode="upsert", key="school_id")
-    yield running, client
-    client.close()
-    running.stop(grace=1)
+def db(notebook_db: tuple[RunningServer, DbApiClient]) -> tuple[RunningServer, DbApiClient]:
+    notebook_db[1].write("schools", SCHOOLS, mode="upsert", key="school_id")
+    return notebook_db
 
 
 def _parameters(client: DbApiClient, **extra: object) -> dict:

@@ -3,7 +3,6 @@ embedded store: every result lands in `processed`, valid, stamped, reproducible,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -12,13 +11,11 @@ import pandas as pd
 import papermill
 import pytest
 
-from db_api.server import RunningServer, start_server
-from db_api.store.sqlite import SqliteStore
+from db_api.server import RunningServer
 from pipeline_lib.analysis import documents
 from pipeline_lib.db_client import DbApiClient
 from pipeline_lib.notebook_report import counts_from_notebook
 from pipeline_lib.results import ResultDocument, suppress
-from tests.conftest import TOKEN
 from tests.pipeline_lib.analysis import simulated
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
@@ -60,15 +57,9 @@ def raw_submissions(n: int, seed: int = 17) -> pd.DataFrame:
 
 
 @pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RunningServer, DbApiClient]]:
-    running = start_server(SqliteStore(tmp_path / "store.sqlite3"), "127.0.0.1:0", token=TOKEN)
-    monkeypatch.setenv("WORKBENCH_DB_API_TOKEN", TOKEN)
-    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "var"))
-    client = DbApiClient(f"127.0.0.1:{running.port}", TOKEN)
-    client.write("schools", simulated.schools(N_SCHOOLS, seed=17), mode="upsert", key="school_id")
-    yield running, client
-    client.close()
-    running.stop(grace=1)
+def db(notebook_db: tuple[RunningServer, DbApiClient]) -> tuple[RunningServer, DbApiClient]:
+    notebook_db[1].write("schools", simulated.schools(N_SCHOOLS, seed=17), mode="upsert", key="school_id")
+    return notebook_db
 
 
 def _execute(notebook: str, output: Path, client: DbApiClient, **parameters: object) -> dict:
