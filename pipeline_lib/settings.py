@@ -1,17 +1,24 @@
 """All settings, from `WORKBENCH_*` environment variables or a `.env` file.
 
-The defaults run everything on one machine with nothing to install: data under `./var/`, the
-db-api on loopback with the embedded store.
+The defaults run everything on one machine with nothing to install: data under the checkout's
+`var/`, the db-api on loopback with the embedded store.
+
+Paths mean one thing: every path setting is made absolute here, when settings load (a relative
+value against the directory the command was started in), and `child_environment` hands the
+resolved values to every child process, papermill kernel and Spark driver, whose own working
+directories differ.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import secrets
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The source checkout (or site-packages parent when installed): home of notebooks/ and schedules/.
@@ -21,7 +28,9 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WORKBENCH_", env_file=".env", extra="ignore")
 
-    data_dir: Path = Field(Path("var"), description="where the embedded store, secrets and runs live")
+    data_dir: Path = Field(
+        PROJECT_DIR / "var", description="where the embedded store, secrets and runs live"
+    )
     db_api_address: str = Field("127.0.0.1:50051", description="host:port of the db-api")
     db_api_token: SecretStr | None = Field(
         None, description="shared secret for the db-api; generated into data_dir on first start if unset"
@@ -60,6 +69,27 @@ class Settings(BaseSettings):
         120.0, gt=0, le=86_400, description="how long a dead run blocks the next; renewed while running"
     )
     schedule_file: Path = Field(PROJECT_DIR / "schedules" / "crontab", description="the schedule")
+    stale_after: dt.timedelta | None = Field(
+        None,
+        description="figures older than this are flagged stale (seconds or ISO 8601, e.g. PT3H); "
+        "default: two periods of the schedule of the notebook that made them",
+    )
+    alert_webhook: str | None = Field(
+        None, description="URL that gets a JSON POST with the run record when a scheduled run fails"
+    )
+    alert_smtp_host: str | None = Field(None, description="SMTP server for failed-run e-mails")
+    alert_smtp_port: int = Field(25, ge=1, le=65535)
+    alert_smtp_user: str | None = None
+    alert_smtp_password: SecretStr | None = None
+    alert_smtp_starttls: bool = Field(False, description="upgrade the SMTP connection with STARTTLS")
+    alert_smtp_from: str = Field("workbench@localhost", description="sender of failed-run e-mails")
+    alert_smtp_to: str | None = Field(None, description="comma-separated recipients of failed-run e-mails")
+
+    @field_validator("data_dir", "notebooks_dir", "runs_dir", "schedule_file", mode="after")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        # Resolved once, against the directory the command started in; children get the result.
+        return None if path is None else Path(os.path.abspath(path.expanduser()))
 
     @property
     def token_file(self) -> Path:
@@ -81,6 +111,27 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+# Path settings, always handed down resolved (a child's working directory is not ours).
+PATH_SETTINGS = ("data_dir", "notebooks_dir", "runs_dir", "schedule_file")
+
+
+def child_environment(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process (service, run, kernel, Spark driver): ours, with every
+    path setting as the absolute path it resolved to and every setting given to us (also those
+    from a `.env` file, which a child started elsewhere would not find) spelled out."""
+    env = dict(os.environ if environ is None else environ)
+    for name in settings.model_fields_set | set(PATH_SETTINGS):
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, dt.timedelta):
+            value = value.total_seconds()
+        env[f"WORKBENCH_{name.upper()}"] = str(value)
+    return env
 
 
 def db_api_token(settings: Settings, *, create: bool = False) -> str | None:
