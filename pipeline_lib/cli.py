@@ -12,7 +12,7 @@ from pipeline_lib import cli_runs
 from pipeline_lib.cli_dashboards import dashboards
 from pipeline_lib.cli_demo import demo
 from pipeline_lib.logs import configure_logging
-from pipeline_lib.settings import get_settings
+from pipeline_lib.settings import child_environment, get_settings
 
 app = typer.Typer(
     help="Student Data Workbench: a notebook-centric pipeline for student data.", no_args_is_help=True
@@ -70,7 +70,7 @@ def db_api(
         store.close()
         typer.echo(f"error: {exc}. Stop the other process or choose another --port.", err=True)
         raise typer.Exit(1) from None
-    backend = "mongodb" if settings.mongo_uri else f"embedded sqlite under {settings.data_dir.resolve()}"
+    backend = "mongodb" if settings.mongo_uri else f"embedded sqlite under {settings.data_dir}"
     log.info("db-api listening", extra={"address": address, "port": running.port, "store": backend})
     serve_forever(running)
 
@@ -176,7 +176,7 @@ def up() -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
-        code = run(services, typer.echo)
+        code = run(services, typer.echo, env=child_environment(settings))
     except PortTaken as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 
@@ -41,8 +41,15 @@ def check_port_free(host: str, port: int, name: str) -> None:
             ) from None
 
 
-def run(services: list[Service], echo: Callable[[str], None], start_timeout: float = 60.0) -> int:
-    """Start the services in order, each once the previous is ready; block until a signal or a death."""
+def run(
+    services: list[Service],
+    echo: Callable[[str], None],
+    start_timeout: float = 60.0,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Start the services in order, each once the previous is ready; block until a signal or a death.
+
+    `env` is the children's environment (the resolved settings, so each sees the same paths)."""
     for service in services:
         if service.host is not None and service.port is not None:
             check_port_free(service.host, service.port, service.name)
@@ -56,7 +63,9 @@ def run(services: list[Service], echo: Callable[[str], None], start_timeout: flo
     signal.signal(signal.SIGTERM, stop)
     try:
         for service in services:
-            service.process = subprocess.Popen([sys.executable, "-m", "pipeline_lib.cli", *service.args])
+            service.process = subprocess.Popen(
+                [sys.executable, "-m", "pipeline_lib.cli", *service.args], env=env
+            )
             deadline = time.monotonic() + start_timeout
             while not service.ready():
                 if stopping:
