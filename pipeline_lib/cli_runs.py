@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from pipeline_lib.logs import configure_logging
-from pipeline_lib.settings import get_settings
+from pipeline_lib.settings import child_environment, get_settings
 
 schedule_app = typer.Typer(
     help="The schedule in schedules/crontab: show it, install it into cron.", no_args_is_help=True
@@ -199,4 +199,5 @@ def lab(
         args.append("--no-browser")
     if os.geteuid() == 0:  # containers often run as root; Jupyter refuses that unless told
         args.append("--allow-root")
-    os.execv(sys.executable, args)
+    # Kernels run in notebooks/: they get the settings resolved here, not from their own folder.
+    os.execve(sys.executable, args, child_environment(settings))

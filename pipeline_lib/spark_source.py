@@ -11,9 +11,9 @@ its own, and a keyed upsert makes rerunning a failed write safe.
 
 Options (names are case-insensitive):
 - `collection` (required): one of the db-api's collections; `.load(NAME)` / `.save(NAME)` also work.
-- `address`, `token`: the db-api; default the session's settings (`WORKBENCH_DB_API_ADDRESS`,
-  the token setting or file), resolved on the driver and carried to executors in the reader or
-  writer object.
+- `address`, `token`, `max_message_mb`: the db-api; `register` sets them from the driver's
+  settings (`WORKBENCH_DB_API_ADDRESS`, the token setting or file) and they travel to executors
+  with the reader or writer: an executor never reads settings, files or its working folder.
 - `partitions`: db-api partitions to read, one Spark partition each; default the session's
   default parallelism (else 2).
 - `batch_size`: rows per message (reads: the service default; writes: 10,000).
@@ -66,6 +66,7 @@ from pipeline_lib.settings import Settings, db_api_token, get_settings
 
 NAME = "workbench"
 DEFAULT_SAMPLE_SIZE = 1000
+DEFAULT_MAX_MESSAGE_MB = 64  # the db-api's own default (WORKBENCH_DB_API_MAX_MESSAGE_MB)
 COLUMN_TYPES = ("default", "as_stored", "text")
 WRITE_MODES = ("insert", "upsert")
 _OPTIONS = frozenset(
@@ -132,19 +133,18 @@ class SourceOptions:
             raise ValueError(f"mode must be one of {', '.join(WRITE_MODES)}, got {mode!r}")
         if mode == "upsert" and key is None:
             raise ValueError('mode "upsert" needs .option("key", FIELD), the field that identifies a record')
-        settings: Settings | None = None
-
-        def setting() -> Settings:
-            nonlocal settings
-            settings = settings or get_settings()
-            return settings
-
-        address = options.get("address") or setting().db_api_address
-        token = options["token"] if "token" in options else db_api_token(setting())
+        # Everything about the db-api comes in the options, set on the driver by `register`: an
+        # executor (another machine, another working folder) never reads settings of its own.
+        address = options.get("address", "").strip()
+        if not address:
+            raise ValueError(
+                f"the {NAME} data source has no db-api address: register it with "
+                "pipeline_lib.spark_source.register(spark) (get_spark does) "
+                "or give .option('address', HOST:PORT)"
+            )
+        token = options.get("token")
         max_message_mb = (
-            _integer(options, "max_message_mb", 1)
-            if "max_message_mb" in options
-            else setting().db_api_max_message_mb
+            _integer(options, "max_message_mb", 1) if "max_message_mb" in options else DEFAULT_MAX_MESSAGE_MB
         )
         return cls(
             collection=collection,

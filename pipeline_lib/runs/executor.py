@@ -27,7 +27,7 @@ from pipeline_lib.runs.kernel import ensure_kernel
 from pipeline_lib.runs.lease import LeaseKeeper
 from pipeline_lib.runs.outcome import Interrupted, judge
 from pipeline_lib.runs.records import RunError, RunRecord
-from pipeline_lib.settings import Settings
+from pipeline_lib.settings import Settings, child_environment
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,8 @@ def execute(
         record.output_path = str(output.resolve())
         records.save(client, record)
         echo(f"run {run_id}: executing {path.name} -> {output}")
-        exc = _papermill(path, output, {"run_id": run_id, **parameters}, settings)
+        with _environment(child_environment(settings)):  # the kernel and Spark inherit it
+            exc = _papermill(path, output, {"run_id": run_id, **parameters}, settings)
         notebook = _read(output)
         record.counts = counts_from_notebook(notebook) if notebook else {}
         status, error = judge(exc, notebook)
@@ -176,6 +177,19 @@ def _papermill(
     except (Exception, KeyboardInterrupt) as exc:  # every way a run can end is recorded
         return exc
     return None
+
+
+@contextmanager
+def _environment(env: Mapping[str, str]) -> Iterator[None]:
+    """Run with `env` as the process environment (what a kernel started meanwhile inherits)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @contextmanager
