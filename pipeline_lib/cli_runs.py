@@ -51,6 +51,14 @@ def run(
         int | None, typer.Option(help="seconds one cell may run before the run fails as timed_out")
     ] = None,
     triggered_by: Annotated[str, typer.Option(help="recorded with the run: cli, cron, scheduler")] = "cli",
+    wait: Annotated[
+        bool | None,
+        typer.Option(
+            "--wait/--no-wait",
+            help="while another run of the notebook is in progress, wait for it (default from a "
+            "terminal) or skip (default for the scheduler and cron)",
+        ),
+    ] = None,
 ) -> None:
     """Execute a notebook with papermill under a new run id, record the run and archive its output.
 
@@ -79,7 +87,13 @@ def run(
     try:
         with DbApiClient.from_settings(settings) as client:
             done = execute_all(
-                names, parameters, settings, client, triggered_by=triggered_by, echo=typer.echo
+                names,
+                parameters,
+                settings,
+                client,
+                triggered_by=triggered_by,
+                echo=typer.echo,
+                wait=triggered_by == "cli" if wait is None else wait,
             )
     except DbApiCallError as exc:
         typer.echo(f"error: cannot record the run: {exc}", err=True)
@@ -167,13 +181,20 @@ def schedule_install(
 
 
 def scheduler() -> None:
-    """Run the schedule in the foreground without system cron, until Ctrl-C or SIGTERM."""
+    """Run the schedule in the foreground without system cron, until Ctrl-C or SIGTERM.
+
+    Prints one line per failed run (notebook, run id, error, its page); runs' output goes to
+    <data dir>/logs/scheduler-<notebook>.log."""
     from pipeline_lib.runs.scheduler import serve
 
     configure_logging()
     jobs = _load_schedule()
-    typer.echo(f"scheduler: {len(jobs)} job(s) from {get_settings().schedule_file}")
-    serve(get_settings().schedule_file, typer.echo)
+
+    def note(text: str) -> None:  # the scheduler's own log; failed runs go to standard output
+        typer.echo(text, err=True)
+
+    note(f"scheduler: {len(jobs)} job(s) from {get_settings().schedule_file}")
+    serve(get_settings(), echo=typer.echo, note=note)
 
 
 def lab(

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ import nbformat
 
 from pipeline_lib.db_client import DbApiClient
 from pipeline_lib.notebook_report import counts_from_notebook
-from pipeline_lib.runs import records
+from pipeline_lib.runs import alerts, records
 from pipeline_lib.runs.kernel import ensure_kernel
 from pipeline_lib.runs.lease import LeaseKeeper
 from pipeline_lib.runs.outcome import Interrupted, judge
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 # `workbench run all` runs these in order and stops at the first that does not succeed.
 ALL = ("clean", "process")
+# How often a waiting run asks for the lease again.
+WAIT_POLL_SECONDS = 2.0
 
 
 class UnknownNotebook(ValueError):
@@ -106,8 +109,11 @@ def execute(
     *,
     triggered_by: str = "cli",
     echo: Callable[[str], None] = print,
+    wait: bool = False,
 ) -> RunRecord:
-    """Run one notebook to the end and return its final record (also stored in `runs`)."""
+    """Run one notebook to the end and return its final record (also stored in `runs`).
+
+    While another run of it holds the lease, this run is skipped, or with `wait` waits for it."""
     path = notebook_path(settings, name)
     started = records.now()
     run_id = records.new_run_id(name, started)
@@ -135,7 +141,7 @@ def execute(
 
     holder = f"{record.host}:{os.getpid()}:{run_id}"
     with LeaseKeeper(client, f"run:{name}", holder, settings.run_lease_seconds) as lease:
-        if not lease.acquire():
+        if not _acquire(lease, name, wait=wait, echo=echo):
             record.finish("skipped")
             record.note = f"another run of {name} holds the lease ({lease.held_by})"
             records.save(client, record)
@@ -153,7 +159,24 @@ def execute(
         status, error = judge(exc, notebook)
         record.finish(status, error=error)
         records.save(client, record)
+    if alerts.should_announce(record):
+        alerts.announce(record, settings)
     return record
+
+
+def _acquire(lease: LeaseKeeper, name: str, *, wait: bool, echo: Callable[[str], None]) -> bool:
+    """Take the run's lease; with `wait`, poll until the run holding it ends (Ctrl-C gives up)."""
+    if lease.acquire():
+        return True
+    if not wait:
+        return False
+    echo(f"waiting for the run of {name} in progress ({lease.held_by}) to finish; Ctrl-C stops waiting")
+    try:
+        while not lease.acquire():
+            time.sleep(WAIT_POLL_SECONDS)
+    except KeyboardInterrupt:
+        return False
+    return True
 
 
 def _papermill(

@@ -4,6 +4,10 @@ Each due job starts `workbench run ...` as its own process, so a crashing notebo
 the scheduler down and overlapping ticks are settled by the run's lease (the late one is
 recorded as skipped). The file is re-read when it changes; an invalid edit keeps the last good
 schedule and says why.
+
+What a run prints goes to `<data dir>/logs/scheduler-<notebook>.log`; what the scheduler says
+goes to `note` (its log), except one line per failed run, which goes to `echo` (the terminal of
+`workbench up`): the notebook, the run id, the error's first line and the run's page.
 """
 
 from __future__ import annotations
@@ -15,9 +19,16 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
+from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.runs import alerts, records
+from pipeline_lib.runs.executor import ALL
+from pipeline_lib.runs.records import RunRecord
 from pipeline_lib.runs.schedule import Job, ScheduleError, load
+from pipeline_lib.settings import Settings, child_environment
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +37,32 @@ def _now() -> dt.datetime:
     return dt.datetime.now().astimezone()
 
 
+@dataclass
+class Child:
+    """A `workbench run` the scheduler started, and where its output goes."""
+
+    job: Job
+    process: subprocess.Popen
+    started_at: dt.datetime
+    log_path: Path
+    log_file: IO[bytes]
+
+
 class Scheduler:
-    def __init__(self, path: Path, echo: Callable[[str], None] = print) -> None:
-        self.path = path
+    def __init__(
+        self,
+        settings: Settings,
+        echo: Callable[[str], None] = print,
+        note: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.path = settings.schedule_file
         self.echo = echo
+        self.note = note or echo
         self.stop_requested = threading.Event()
-        self.children: list[subprocess.Popen] = []
-        self.jobs: list[Job] = load(path)
-        self._mtime = path.stat().st_mtime
+        self.children: list[Child] = []
+        self.jobs: list[Job] = load(self.path)
+        self._mtime = self.path.stat().st_mtime
         self._due: dict[Job, dt.datetime] = {}
         self._plan(_now())
 
@@ -54,12 +83,72 @@ class Scheduler:
             self.echo(f"schedule not reloaded, keeping the previous one: {exc}")
             return
         self._plan(_now())
-        self.echo(f"schedule reloaded from {self.path}: {len(self.jobs)} job(s)")
+        self.note(f"schedule reloaded from {self.path}: {len(self.jobs)} job(s)")
 
     def start(self, job: Job) -> None:
         args = [sys.executable, "-m", "pipeline_lib.cli", "run", *job.args, "--triggered-by", "scheduler"]
-        self.echo(f"{_now():%Y-%m-%d %H:%M:%S}: starting `workbench run {job.command}` (line {job.line})")
-        self.children.append(subprocess.Popen(args))
+        logs = self.settings.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / f"scheduler-{job.notebook}.log"
+        self.note(
+            f"{_now():%Y-%m-%d %H:%M:%S}: starting `workbench run {job.command}` (line {job.line}), "
+            f"output to {log_path}"
+        )
+        log_file = log_path.open("ab")
+        process = subprocess.Popen(
+            args, env=child_environment(self.settings), stdout=log_file, stderr=subprocess.STDOUT
+        )
+        self.children.append(Child(job, process, dt.datetime.now(dt.UTC), log_path, log_file))
+
+    def reap(self) -> None:
+        """Announce each finished child's failed runs (one line each); keep the running ones."""
+        running = []
+        for child in self.children:
+            if child.process.poll() is None:
+                running.append(child)
+                continue
+            child.log_file.close()
+            for line in self.failures(child):
+                self.echo(line)
+        self.children = running
+
+    def failures(self, child: Child) -> list[str]:
+        """The failure lines of the runs a finished child made; if it recorded none but failed,
+        a line saying so (the db-api was unreachable, say) with its log's last line."""
+        code = child.process.returncode
+        try:
+            failed = [
+                alerts.failure_line(r, self.settings)
+                for r in self._records_of(child)
+                if r.status in alerts.FAILED
+            ]
+        except Exception as exc:  # the db-api is unreachable: the exit code still tells
+            failed, why = [], f"its runs could not be read: {exc}"
+        else:
+            why = "it recorded no failed run"
+        if failed or code == 0:
+            return failed
+        last = _last_line(child.log_path)
+        return [
+            f"FAILED `workbench run {child.job.command}` exited with {code} and {why}"
+            f"{': ' + last if last else ''} (log: {child.log_path})"
+        ]
+
+    def _records_of(self, child: Child) -> list[RunRecord]:
+        notebooks = ALL if child.job.notebook == "all" else (child.job.notebook,)
+        since = child.started_at - dt.timedelta(seconds=1)
+        with DbApiClient.from_settings(self.settings, timeout=10) as client:
+            found = client.list_documents(
+                "runs",
+                [("triggered_by", "eq", "scheduler"), ("host", "eq", records.host_name())],
+                limit=50,
+                newest_first=True,
+            )
+        mine = [records.load(d) for d in found]
+        return sorted(
+            (r for r in mine if r.notebook in notebooks and r.started_at >= since),
+            key=lambda r: r.started_at,
+        )
 
     def tick(self) -> None:
         """Start every job that is due, plan its next time, reap finished children."""
@@ -70,12 +159,12 @@ class Scheduler:
                 self.start(job)
                 # Planned from now: a machine that slept through several ticks runs a job once.
                 self._due[job] = job.next_times(now)[0]
-        self.children = [child for child in self.children if child.poll() is None]
+        self.reap()
 
     def run_forever(self) -> None:
         for job in self.jobs:
             due = f"{self._due[job]:%Y-%m-%d %H:%M}"
-            self.echo(f"line {job.line}: `{job.cron}` -> workbench run {job.command}; next at {due}")
+            self.note(f"line {job.line}: `{job.cron}` -> workbench run {job.command}; next at {due}")
         while not self.stop_requested.is_set():
             self.tick()
             until = min(self._due.values(), default=_now() + dt.timedelta(seconds=60)) - _now()
@@ -84,19 +173,34 @@ class Scheduler:
 
     def stop_children(self, timeout: float = 30.0) -> None:
         """Running notebooks get SIGTERM, which ends their run as failed ("stopped") and frees the lease."""
-        running = [child for child in self.children if child.poll() is None]
-        for child in running:
-            child.send_signal(signal.SIGTERM)
-        for child in running:
+        running = [child.process for child in self.children if child.process.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        for process in running:
             try:
-                child.wait(timeout)
+                process.wait(timeout)
             except subprocess.TimeoutExpired:
-                child.kill()
+                process.kill()
+        for child in self.children:
+            child.log_file.close()
         self.children = []
 
 
-def serve(path: Path, echo: Callable[[str], None] = print) -> None:
-    scheduler = Scheduler(path, echo)
+def _last_line(path: Path, tail_bytes: int = 4096) -> str:
+    """The last non-empty line of a log file (read from its end only)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - tail_bytes))
+            lines = handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return next((line.strip()[:300] for line in reversed(lines) if line.strip()), "")
+
+
+def serve(
+    settings: Settings, echo: Callable[[str], None] = print, note: Callable[[str], None] | None = None
+) -> None:
+    scheduler = Scheduler(settings, echo, note)
 
     def stop(signum: int, _frame: object) -> None:
         scheduler.stop_requested.set()

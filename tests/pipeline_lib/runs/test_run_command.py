@@ -117,7 +117,7 @@ def test_a_second_run_while_one_runs_is_skipped(run_env: RunEnv) -> None:
     first = run_env.start("run", "hangs")
     try:
         _wait_for(lambda: any(r["status"] == "running" for r in run_env.runs()))
-        second = run_env.workbench("run", "hangs")
+        second = run_env.workbench("run", "hangs", "--no-wait")
         assert second.returncode == 0
         skipped = [r for r in run_env.runs() if r["status"] == "skipped"]
         assert len(skipped) == 1 and "holds the lease" in skipped[0]["note"]
@@ -144,7 +144,8 @@ def test_the_lease_of_a_killed_run_expires_and_the_next_run_proceeds(run_env: Ru
     for pid in kernels:  # the orphaned kernel would sleep on; it is not what this test is about
         if running(pid):
             os.kill(pid, signal.SIGKILL)
-    assert run_env.workbench("run", "hangs", "--timeout", "1").returncode == 0  # lease still held
+    # The lease is still held: a run that does not wait is skipped.
+    assert run_env.workbench("run", "hangs", "--timeout", "1", "--no-wait").returncode == 0
     assert run_env.runs()[-1]["status"] == "skipped"
     time.sleep(15)
     assert run_env.workbench("run", "hangs", "--timeout", "1").returncode == 1

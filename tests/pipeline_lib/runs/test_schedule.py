@@ -75,25 +75,37 @@ def test_the_cron_table_carries_absolute_paths_settings_and_logs_but_no_secrets(
 
 
 @pytest.mark.slow
-def test_the_foreground_scheduler_runs_a_due_job(run_env: RunEnv, tmp_path: Path) -> None:
+def test_the_foreground_scheduler_runs_due_jobs_and_announces_a_failure(
+    run_env: RunEnv, tmp_path: Path
+) -> None:
     schedule = tmp_path / "crontab"
-    schedule.write_text("* * * * * ok -p n 4\n")
+    schedule.write_text("* * * * * ok -p n 4\n* * * * * fails\n")
     run_env.env["WORKBENCH_SCHEDULE_FILE"] = str(schedule)
     shown = run_env.workbench("schedule", "show")
     assert shown.returncode == 0 and "workbench run ok -p n 4" in shown.stdout
     scheduler = run_env.start("scheduler")
     try:
         deadline = time.monotonic() + 130
-        while not any(r["status"] == "succeeded" for r in run_env.runs()):
+        while {r["status"] for r in run_env.runs()} != {"succeeded", "failed"}:
             assert time.monotonic() < deadline, "the scheduler ran nothing within 130 s"
             assert scheduler.poll() is None, scheduler.stderr.read() if scheduler.stderr else ""
             time.sleep(1)
+        time.sleep(3)  # a tick to see the finished child
     finally:
         scheduler.send_signal(signal.SIGTERM)
-        scheduler.wait(60)
+        out, err = scheduler.communicate(timeout=60)
     record = next(r for r in run_env.runs() if r["status"] == "succeeded")
     assert record["triggered_by"] == "scheduler" and record["counts"]["cleaned"] == 4
     assert scheduler.returncode == 0
+    # One line per failed run on standard output, nothing else; the runs' own output in logs.
+    failed = next(r for r in run_env.runs() if r["status"] == "failed")
+    assert out.splitlines() == [
+        f"FAILED fails run {failed['run_id']}: ValueError: bad data in the second cell "
+        f"-> http://127.0.0.1:8000/runs/{failed['run_id']}"
+    ]
+    assert "starting `workbench run fails`" in err
+    log = (run_env.data_dir / "logs" / "scheduler-fails.log").read_text()
+    assert f"run {failed['run_id']}: failed" in log
 
 
 def test_the_scheduler_refuses_a_malformed_schedule(run_env: RunEnv, tmp_path: Path) -> None:

@@ -1,0 +1,150 @@
+"""Telling people that a run failed: one readable line, a webhook call and an e-mail.
+
+A failed run's error is often a Java stack trace wrapped around a Python one; `headline` finds
+the line a person needs (the exception and its message) so every announcement is one line.
+Delivery is best effort with short timeouts: an unreachable webhook or mail server is logged
+and never changes the run's outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+
+from pipeline_lib.runs.records import RunError, RunRecord
+from pipeline_lib.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FAILED = ("failed", "timed_out")
+MAX_HEADLINE = 300
+DELIVERY_TIMEOUT_SECONDS = 10.0
+# Runs started by a person at a terminal show their failure there; the rest are announced.
+ANNOUNCED_TRIGGERS = frozenset({"scheduler", "cron"})
+
+# `package.module.SomeError: message`: a Python traceback's last line, or a line of a Java
+# exception chain (`: org...Exception: ...` under Py4J's first line, `Caused by: ...` below).
+_EXCEPTION_LINE = re.compile(
+    r"^\s*(?::\s*|Caused by:\s*)?(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)): (.+)$"
+)
+_JVM_PREFIXES = ("org.", "java.", "javax.", "scala.", "py4j.", "com.")
+
+
+def headline(error: RunError) -> str:
+    """The error as one line: the innermost Python exception and its message where the text is a
+    traceback (Spark wraps a worker's in a Java one), else the root cause of a Java exception
+    chain (its last `Caused by`), else the first non-empty line."""
+    lines = [line.rstrip() for line in error.message.splitlines()]
+    python, jvm = [], []
+    for line in lines:
+        match = _EXCEPTION_LINE.match(line)
+        if match:
+            qualified = line.lstrip(" \t:").removeprefix("Caused by:").lstrip()
+            (jvm if qualified.startswith(_JVM_PREFIXES) else python).append(match.groups())
+    if python:
+        name, message = python[-1]
+    elif jvm:
+        name, message = jvm[-1]
+    else:
+        name, message = error.exception, next((line.strip() for line in lines if line.strip()), "")
+    text = f"{name}: {message}" if message else name
+    return text if len(text) <= MAX_HEADLINE else text[: MAX_HEADLINE - 1] + "…"
+
+
+def run_url(settings: Settings, run_id: str) -> str:
+    return f"{settings.web_url}/runs/{run_id}"
+
+
+def failure_line(record: RunRecord, settings: Settings) -> str:
+    """`FAILED process run <id> (timed_out): <headline> -> <url>`: what a console shows."""
+    status = "" if record.status == "failed" else f" ({record.status})"
+    why = headline(record.error) if record.error else "no error recorded"
+    return (
+        f"FAILED {record.notebook} run {record.run_id}{status}: {why} -> {run_url(settings, record.run_id)}"
+    )
+
+
+def should_announce(record: RunRecord) -> bool:
+    return record.status in FAILED and record.triggered_by in ANNOUNCED_TRIGGERS
+
+
+def announce(record: RunRecord, settings: Settings) -> None:
+    """Send the configured notifications (webhook, e-mail) for a failed run; never raises."""
+    if settings.alert_webhook:
+        _deliver("webhook", send_webhook, record, settings)
+    if settings.alert_smtp_host and settings.alert_smtp_to:
+        _deliver("e-mail", send_email, record, settings)
+
+
+def _deliver(kind: str, send: Any, record: RunRecord, settings: Settings) -> None:
+    try:
+        send(record, settings)
+    except Exception as exc:  # an alert that cannot go out must not fail the run a second time
+        log.warning("failed-run %s not delivered: %s", kind, exc, extra={"run_id": record.run_id})
+
+
+def webhook_payload(record: RunRecord, settings: Settings) -> dict[str, Any]:
+    return {
+        "event": f"run.{record.status}",
+        "summary": failure_line(record, settings),
+        "headline": headline(record.error) if record.error else None,
+        "url": run_url(settings, record.run_id),
+        "run": record.model_dump(mode="json"),
+    }
+
+
+def send_webhook(record: RunRecord, settings: Settings) -> None:
+    assert settings.alert_webhook
+    response = httpx.post(
+        settings.alert_webhook,
+        json=webhook_payload(record, settings),
+        timeout=DELIVERY_TIMEOUT_SECONDS,
+        follow_redirects=False,
+    )
+    response.raise_for_status()
+
+
+def email_message(record: RunRecord, settings: Settings) -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = (
+        f"[workbench] {record.notebook} run {record.status.replace('_', ' ')}: {record.run_id}"
+    )
+    message["From"] = settings.alert_smtp_from
+    message["To"] = ", ".join(_recipients(settings))
+    error = record.error
+    details = [
+        failure_line(record, settings),
+        "",
+        f"Notebook:   {record.notebook}",
+        f"Run:        {record.run_id} ({record.triggered_by} on {record.host})",
+        f"Started:    {record.started_at:%Y-%m-%d %H:%M:%S %Z}",
+        f"Status:     {record.status}",
+    ]
+    if error is not None:
+        where = f" in cell {error.cell_index}" if error.cell_index is not None else ""
+        details += [f"Error:      {error.exception}{where}", "", error.message[:20_000]]
+    if record.output_path:
+        details += ["", f"Output notebook: {record.output_path}"]
+    message.set_content("\n".join(details) + "\n")
+    return message
+
+
+def _recipients(settings: Settings) -> list[str]:
+    return [address.strip() for address in (settings.alert_smtp_to or "").split(",") if address.strip()]
+
+
+def send_email(record: RunRecord, settings: Settings) -> None:
+    assert settings.alert_smtp_host
+    with smtplib.SMTP(
+        settings.alert_smtp_host, settings.alert_smtp_port, timeout=DELIVERY_TIMEOUT_SECONDS
+    ) as smtp:
+        if settings.alert_smtp_starttls:
+            smtp.starttls()
+        if settings.alert_smtp_user and settings.alert_smtp_password is not None:
+            smtp.login(settings.alert_smtp_user, settings.alert_smtp_password.get_secret_value())
+        smtp.send_message(email_message(record, settings))
