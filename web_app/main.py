@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pipeline_lib.db_client_aio import AsyncDbApiClient
 from pipeline_lib.db_requests import DbApiCallError
 from pipeline_lib.settings import Settings, jwt_secret
-from web_app import problems
+from web_app import api_docs, problems
 from web_app.body_limit import BodyLimitMiddleware
 from web_app.deps import LoginRequired
 from web_app.ratelimit import FormRateLimiter
@@ -29,7 +29,6 @@ _SECURITY_HEADERS = [
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"SAMEORIGIN"),
 ]
-# The API docs page loads its script and styles from a CDN; everything else is self-contained.
 _PAGE_CSP = (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; frame-ancestors 'self'")
 
 
@@ -41,14 +40,13 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        docs = scope["path"].startswith(("/docs", "/redoc"))
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
-                # A response with its own policy (a sandboxed run notebook) keeps it.
+                # A response with its own policy (a sandboxed run notebook, an API docs page) keeps it.
                 own = any(name.lower() == _PAGE_CSP[0] for name, _ in message["headers"])
-                if not docs and not own:
+                if not own:
                     message["headers"].append(_PAGE_CSP)
             await send(message)
 
@@ -92,6 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         summary="Submit student records and read the analysed results.",
         lifespan=lifespan,
+        docs_url=None,  # api_docs serves /docs and /redoc with no outside access
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.jwt_secret = jwt_secret(settings)
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
     app.add_middleware(SecurityHeaders)
     problems.install(app)
+    api_docs.install(app)
 
     @app.exception_handler(LoginRequired)
     async def to_login(request: Request, exc: LoginRequired) -> RedirectResponse:
