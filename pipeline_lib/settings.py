@@ -43,21 +43,23 @@ class Settings(BaseSettings):
         le=64,
         description="processes that turn stored BSON into Arrow for scans; 0 runs it in the db-api",
     )
-    spark_master: str = "local[*]"
+    spark_master: str = Field(
+        "local[*]", description="Spark master: local[N], spark://, yarn, k8s:// or Spark Connect sc://"
+    )
     k_min_group: int = Field(5, ge=1, description="smallest group of students any public view shows")
-    web_host: str = "127.0.0.1"
-    web_port: int = 8000
+    web_host: str = Field("127.0.0.1", description="interface the web app listens on")
+    web_port: int = Field(8000, description="port of the web app")
     voila_host: str = Field("127.0.0.1", description="where Voilà serves the dashboards")
-    voila_port: int = 8866
+    voila_port: int = Field(8866, description="port of the Voilà dashboards")
     voila_pool_size: int = Field(1, ge=0, le=16, description="preheated kernels per dashboard")
     jwt_secret: SecretStr | None = Field(
         None, description="JWT signing key; generated into data_dir if unset"
     )
-    access_token_minutes: int = Field(30, ge=1, le=24 * 60)
+    access_token_minutes: int = Field(30, ge=1, le=24 * 60, description="lifetime of a sign-in (JWT)")
     form_rate_limit: str = Field("20/minute", description="form posts allowed per client address")
-    max_form_bytes: int = 64 * 1024
-    max_json_bytes: int = 256 * 1024
-    max_upload_bytes: int = 512 * 1024 * 1024
+    max_form_bytes: int = Field(64 * 1024, description="largest form post accepted")
+    max_json_bytes: int = Field(256 * 1024, description="largest JSON request body accepted")
+    max_upload_bytes: int = Field(512 * 1024 * 1024, description="largest bulk upload accepted")
     notebooks_dir: Path = Field(
         PROJECT_DIR / "notebooks", description="the notebooks `workbench run NAME` executes"
     )
@@ -75,12 +77,14 @@ class Settings(BaseSettings):
         "default: two periods of the schedule of the notebook that made them",
     )
     alert_webhook: str | None = Field(
-        None, description="URL that gets a JSON POST with the run record when a scheduled run fails"
+        None,
+        description="URL that gets a JSON POST with the run record when a scheduled run fails "
+        "(keep it in .env: cron lines leave it out)",
     )
     alert_smtp_host: str | None = Field(None, description="SMTP server for failed-run e-mails")
-    alert_smtp_port: int = Field(25, ge=1, le=65535)
-    alert_smtp_user: str | None = None
-    alert_smtp_password: SecretStr | None = None
+    alert_smtp_port: int = Field(25, ge=1, le=65535, description="port of the SMTP server")
+    alert_smtp_user: str | None = Field(None, description="SMTP user name, if the server wants a login")
+    alert_smtp_password: SecretStr | None = Field(None, description="SMTP password (keep it in .env)")
     alert_smtp_starttls: bool = Field(False, description="upgrade the SMTP connection with STARTTLS")
     alert_smtp_from: str = Field("workbench@localhost", description="sender of failed-run e-mails")
     alert_smtp_to: str | None = Field(None, description="comma-separated recipients of failed-run e-mails")

@@ -19,7 +19,15 @@ from pipeline_lib.runs.schedule import Job
 from pipeline_lib.settings import PROJECT_DIR, Settings
 
 CRON_D = Path("/etc/cron.d")
-SECRET_SETTINGS = {"WORKBENCH_DB_API_TOKEN", "WORKBENCH_JWT_SECRET", "WORKBENCH_MONGO_URI"}
+# Never written into a cron table (readable by others): runs read these from the data directory
+# or from the checkout's `.env` (cron starts them there). A webhook URL is often a credential.
+SECRET_SETTINGS = {
+    "WORKBENCH_DB_API_TOKEN",
+    "WORKBENCH_JWT_SECRET",
+    "WORKBENCH_MONGO_URI",
+    "WORKBENCH_ALERT_SMTP_PASSWORD",
+    "WORKBENCH_ALERT_WEBHOOK",
+}
 BEGIN = "# BEGIN student-data-workbench"
 END = "# END student-data-workbench"
 

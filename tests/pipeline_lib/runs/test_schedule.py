@@ -58,6 +58,8 @@ def test_the_cron_table_carries_absolute_paths_settings_and_logs_but_no_secrets(
         "WORKBENCH_DB_API_ADDRESS": "127.0.0.1:6000",
         "WORKBENCH_DB_API_TOKEN": "s3cret",
         "WORKBENCH_MONGO_URI": "mongodb://u:pw@h",
+        "WORKBENCH_ALERT_SMTP_PASSWORD": "mail-pw",
+        "WORKBENCH_ALERT_WEBHOOK": "https://hooks.example.org/T0/B0/hook-secret",
         "WORKBENCH_NOTEBOOKS_DIR": "/srv/my notebooks",
         "HOME": "/root",
     }
@@ -70,6 +72,7 @@ def test_the_cron_table_carries_absolute_paths_settings_and_logs_but_no_secrets(
     assert "WORKBENCH_NOTEBOOKS_DIR='/srv/my notebooks'" in job_line
     assert "run clean -p note 50\\% --triggered-by cron >> " in job_line  # cron's % escaped
     assert "s3cret" not in text and "pw@h" not in text and "HOME" not in text
+    assert "mail-pw" not in text and "hook-secret" not in text
     assert f"{(tmp_path / 'var').resolve()}/logs/cron-clean.log 2>&1" in job_line
     assert "PATH=" in text and "SHELL=/bin/sh" in text
 
