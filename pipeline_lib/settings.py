@@ -26,7 +26,11 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="WORKBENCH_", env_file=".env", extra="ignore")
+    # The checkout's `.env`, then one in the folder the command starts in (cron starts runs in
+    # the checkout, so secrets kept out of cron lines live there).
+    model_config = SettingsConfigDict(
+        env_prefix="WORKBENCH_", env_file=(PROJECT_DIR / ".env", ".env"), extra="ignore"
+    )
 
     data_dir: Path = Field(
         PROJECT_DIR / "var", description="where the embedded store, secrets and runs live"
@@ -88,6 +92,17 @@ class Settings(BaseSettings):
     alert_smtp_starttls: bool = Field(False, description="upgrade the SMTP connection with STARTTLS")
     alert_smtp_from: str = Field("workbench@localhost", description="sender of failed-run e-mails")
     alert_smtp_to: str | None = Field(None, description="comma-separated recipients of failed-run e-mails")
+
+    @field_validator("stale_after", mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        # From the environment a number of seconds is text, which pydantic reads only as ISO 8601.
+        if isinstance(value, str):
+            try:
+                return dt.timedelta(seconds=float(value))
+            except ValueError:
+                return value
+        return value
 
     @field_validator("data_dir", "notebooks_dir", "runs_dir", "schedule_file", mode="after")
     @classmethod

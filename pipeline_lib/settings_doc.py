@@ -170,7 +170,6 @@ def table() -> str:
 def render_markdown() -> str:
     """docs/settings.md: the introduction and one row per field of `Settings`."""
     prefix = Settings.model_config.get("env_prefix", "")
-    env_file = Settings.model_config.get("env_file")
     not_copied = ", ".join(f"`{name}`" for name in sorted(SECRET_SETTINGS))
     return f"""<!-- Generated from pipeline_lib/settings.py by pipeline_lib/settings_doc.py: do not edit.
      Regenerate with `{REGENERATE}`. -->
@@ -178,9 +177,10 @@ def render_markdown() -> str:
 # Settings
 
 Every setting is an environment variable with the prefix `{prefix}` (the field of
-`pipeline_lib/settings.py` in capitals), or a line `NAME=value` in a `{env_file}` file in the
-directory a command is started in. The defaults run everything on one machine: data under the
-checkout's `var/`, every server on loopback, the embedded store.
+`pipeline_lib/settings.py` in capitals), or a line `NAME=value` in a `.env` file in the
+checkout or in the directory a command is started in (that one wins). The defaults run
+everything on one machine: data under the checkout's `var/`, every server on loopback, the
+embedded store.
 
 - **Paths** are made absolute when settings load (a relative value against the directory the
   command was started in) and handed, resolved, to every child process: services started by

@@ -1,0 +1,88 @@
+"""Settings: paths mean one thing wherever a command starts, and children get what we resolved."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline_lib.settings import PROJECT_DIR, Settings, child_environment
+from pipeline_lib.spark_source import SourceOptions
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("WORKBENCH_"):
+            monkeypatch.delenv(name)
+
+
+def test_the_default_data_dir_is_the_checkouts_var_wherever_we_start(
+    clean_environment: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings()
+    assert settings.data_dir == PROJECT_DIR / "var"
+    assert settings.run_archive == PROJECT_DIR / "var" / "runs"
+    assert settings.token_file == PROJECT_DIR / "var" / "secrets" / "db_api_token"
+
+
+def test_a_relative_path_is_resolved_against_the_folder_the_command_started_in(
+    clean_environment: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", "data")
+    monkeypatch.setenv("WORKBENCH_RUNS_DIR", "../archive")
+    monkeypatch.setenv("WORKBENCH_SCHEDULE_FILE", "~/my-crontab")
+    settings = Settings()
+    assert settings.data_dir == tmp_path / "data"
+    assert settings.run_archive == tmp_path.parent / "archive"
+    assert settings.schedule_file == Path.home() / "my-crontab"
+
+
+def test_children_get_the_resolved_paths_and_every_setting_we_were_given(
+    clean_environment: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("WORKBENCH_DB_API_TOKEN=from-dotenv\nWORKBENCH_K_MIN_GROUP=7\n")
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", "data")
+    monkeypatch.setenv("WORKBENCH_STALE_AFTER", "PT3H")
+    env = child_environment(Settings(), {"PATH": "/usr/bin"})
+    assert env["PATH"] == "/usr/bin"
+    assert env["WORKBENCH_DATA_DIR"] == str(tmp_path / "data")
+    assert env["WORKBENCH_NOTEBOOKS_DIR"] == str(PROJECT_DIR / "notebooks")
+    assert env["WORKBENCH_DB_API_TOKEN"] == "from-dotenv"  # a child elsewhere would not find .env
+    assert env["WORKBENCH_K_MIN_GROUP"] == "7" and env["WORKBENCH_STALE_AFTER"] == "10800.0"
+    assert "WORKBENCH_RUNS_DIR" not in env  # unset: the child derives it from the data dir
+
+    # A child started in another folder sees the same settings.
+    elsewhere = tmp_path / "notebooks"
+    elsewhere.mkdir()
+    child = subprocess.run(
+        [sys.executable, "-c", "from pipeline_lib.settings import *; s = Settings(); "
+         "print(s.data_dir, db_api_token(s), s.k_min_group, s.stale_after.total_seconds())"],
+        cwd=elsewhere, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert child.stdout.split() == [str(tmp_path / "data"), "from-dotenv", "7", "10800.0"]
+
+
+def test_the_spark_source_takes_the_db_api_from_its_options_never_from_settings(
+    clean_environment: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An executor's own environment and folder say nothing: only the driver's options count.
+    monkeypatch.setenv("WORKBENCH_DB_API_ADDRESS", "10.9.9.9:1")
+    monkeypatch.setenv("WORKBENCH_DB_API_TOKEN", "executor-token")
+    options = SourceOptions.parse({"collection": "raw", "address": "127.0.0.1:5005", "token": "t"})
+    assert (options.address, options.token) == ("127.0.0.1:5005", "t")
+    assert SourceOptions.parse({"collection": "raw", "address": "127.0.0.1:5005"}).token is None
+    with pytest.raises(ValueError, match=r"no db-api address: register it with"):
+        SourceOptions.parse({"collection": "raw"})
+
+
+@pytest.mark.parametrize("text", ["10800", "10800.0", "PT3H", "PT10800S"])
+def test_stale_after_reads_seconds_or_iso_8601(clean_environment: None, text: str) -> None:
+    assert Settings(stale_after=text).stale_after is not None
+    assert Settings(stale_after=text).stale_after.total_seconds() == 10800
