@@ -116,6 +116,11 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         "SPARK_LOCAL_DIRS": str(tmp_path / "worker-local"),
         "SPARK_LOG_DIR": str(tmp_path / "logs"),
         "PYSPARK_PYTHON": sys.executable,
+        # What the executors would find if they read settings of their own: all wrong. They must
+        # use only what the driver puts in the data source's options.
+        "WORKBENCH_DB_API_ADDRESS": f"127.0.0.1:{free_port()}",
+        "WORKBENCH_DB_API_TOKEN": "not-the-token",
+        "WORKBENCH_DATA_DIR": "var",
     }
     daemons: list[Daemon] = []
     try:
@@ -150,7 +155,8 @@ def drive(master: str, db_api_address: str, data_dir: str) -> dict:
         from pipeline_lib.settings import Settings
         from pipeline_lib.spark_session import get_spark
 
-        settings = Settings(data_dir=Path(data_dir), db_api_address=db_api_address, db_api_token=TOKEN)
+        # The token from the driver's data directory, as on a machine with default settings.
+        settings = Settings(data_dir=Path(data_dir), db_api_address=db_api_address)
         conf = {"spark.executor.memory": "1g", "spark.cores.max": "2"}
         spark = get_spark(master, app_name="workbench-cluster-test", settings=settings, conf=conf)
         try:
@@ -184,6 +190,8 @@ def drive(master: str, db_api_address: str, data_dir: str) -> dict:
 def test_the_data_source_reads_and_writes_on_a_standalone_cluster(
     cluster: Cluster, sqlite_db_api: RunningServer, sqlite_client: DbApiClient, tmp_path: Path
 ) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "db_api_token").write_text(TOKEN + "\n")
     ids = [f"r{i:05d}" for i in range(6000)]
     sqlite_client.write("raw", pa.table({"_id": ids, "ses": [f" {i % 9} " for i in range(6000)]}))
 
