@@ -67,6 +67,7 @@ def run(
     2: a usage error (unknown notebook or parameter).
     """
     from pipeline_lib.db_client import DbApiCallError, DbApiClient
+    from pipeline_lib.runs.alerts import headline
     from pipeline_lib.runs.executor import ALL, UnknownNotebook, execute_all, notebook_path
 
     configure_logging("WARNING")
@@ -112,7 +113,8 @@ def run(
         typer.echo(line)
         if record.error:
             where = f" in cell {record.error.cell_index}" if record.error.cell_index is not None else ""
-            typer.echo(f"  {record.error.exception}{where}: {record.error.message}", err=True)
+            # One line (a Spark error is pages of Java); the whole text is in the record and notebook.
+            typer.echo(f"  {record.status}{where}: {headline(record.error)}", err=True)
         if record.output_path:
             typer.echo(f"  output notebook: {record.output_path}")
     last = done[-1]
