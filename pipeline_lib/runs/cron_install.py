@@ -9,6 +9,7 @@ db-api token from the data directory), and a log file per notebook.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -28,14 +29,22 @@ SECRET_SETTINGS = {
     "WORKBENCH_ALERT_SMTP_PASSWORD",
     "WORKBENCH_ALERT_WEBHOOK",
 }
+# Only names a shell takes as a variable are copied (anything else would be a command).
+_SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 BEGIN = "# BEGIN student-data-workbench"
 END = "# END student-data-workbench"
 
 
 def _environment(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
     env = {
-        k: v for k, v in sorted(environ.items()) if k.startswith("WORKBENCH_") and k not in SECRET_SETTINGS
+        k: v
+        for k, v in sorted(environ.items())
+        if k.startswith("WORKBENCH_") and k not in SECRET_SETTINGS and _SHELL_NAME.fullmatch(k)
     }
+    for name, value in env.items():
+        # cron reads a table line by line: a newline in a value would add a line of its own.
+        if "\n" in value or "\r" in value:
+            raise ValueError(f"{name} holds a line break, which a cron table cannot carry; fix the setting")
     env["WORKBENCH_DATA_DIR"] = str(settings.data_dir.resolve())
     if "JAVA_HOME" in environ:
         env["JAVA_HOME"] = environ["JAVA_HOME"]

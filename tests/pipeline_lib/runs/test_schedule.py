@@ -77,6 +77,18 @@ def test_the_cron_table_carries_absolute_paths_settings_and_logs_but_no_secrets(
     assert "PATH=" in text and "SHELL=/bin/sh" in text
 
 
+def test_the_cron_table_refuses_line_breaks_and_copies_only_shell_names(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "var")
+    jobs = parse("*/10 * * * * clean\n")
+    hostile = {"WORKBENCH_K_MIN_GROUP": "5\n* * * * * root touch /tmp/pwned"}
+    with pytest.raises(ValueError, match=r"WORKBENCH_K_MIN_GROUP holds a line break"):
+        cron_install.table(jobs, settings, user="root", environ=hostile)
+    odd_name = {"WORKBENCH_X;touch /tmp/pwned;Y": "1", "WORKBENCH_K_MIN_GROUP": "7"}
+    text = cron_install.table(jobs, settings, user="root", environ=odd_name)
+    assert "pwned" not in text and "WORKBENCH_K_MIN_GROUP=7" in text
+    assert len(text.splitlines()) == 5  # two comments, SHELL, PATH and the one job
+
+
 @pytest.mark.slow
 def test_the_foreground_scheduler_runs_due_jobs_and_announces_a_failure(
     run_env: RunEnv, tmp_path: Path
