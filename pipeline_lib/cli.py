@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,7 +14,7 @@ from pipeline_lib import cli_runs
 from pipeline_lib.cli_dashboards import dashboards
 from pipeline_lib.cli_demo import demo
 from pipeline_lib.logs import configure_logging
-from pipeline_lib.settings import child_environment, get_settings
+from pipeline_lib.settings import Settings, child_environment, get_settings
 
 app = typer.Typer(
     help="Student Data Workbench: a notebook-centric pipeline for student data.", no_args_is_help=True
@@ -134,10 +136,43 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _workbench_command() -> str:
+    """How the user runs `workbench`: the script beside our interpreter, relative to the working
+    folder when inside it (`.venv/bin/workbench` in a checkout)."""
+    script = Path(sys.executable).parent / "workbench"
+    if not script.exists():
+        return "workbench"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
+def _next_steps(settings: Settings) -> str:
+    """What `up` says once everything is ready: where to go, and what to run next."""
+    workbench = _workbench_command()
+    return f"""
+Open in a browser:
+  form        {settings.web_url}/
+  results     {settings.web_url}/results
+  API docs    {settings.web_url}/docs
+  dashboards  {settings.voila_url}/
+
+Next, from another shell: fill it with demo data, run the pipeline once, create your account:
+  {workbench} demo --students 20000 --schools 120
+  {workbench} run all
+  {workbench} users add admin --scope admin
+"""
+
+
 @app.command()
 def up() -> None:
-    """Start the whole system on this machine (db-api, web app, dashboards, scheduler); Ctrl-C stops it."""
+    """Start the whole system on this machine (db-api, web app, dashboards, scheduler); Ctrl-C stops it.
+
+    The terminal shows the services' URLs, the next steps and problems; each service's own log
+    goes to `<data dir>/logs/<service>.log`."""
     from pipeline_lib.db_client import DbApiClient
+    from pipeline_lib.logs import log_dir
     from pipeline_lib.supervisor import PortTaken, Service, run
 
     settings = get_settings()
@@ -166,7 +201,9 @@ def up() -> None:
             f"{settings.voila_url}/",
             lambda: _answers(f"{settings.voila_url}/"),
         ),
-        Service("scheduler", ["scheduler"], None, None, f"runs {settings.schedule_file}", lambda: True),
+        Service(
+            "scheduler", ["scheduler"], None, None, f"runs the jobs in {settings.schedule_file}", lambda: True
+        ),
     ]
     from pipeline_lib.runs.schedule import ScheduleError, load
 
@@ -176,7 +213,14 @@ def up() -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
-        code = run(services, typer.echo, env=child_environment(settings))
+        code = run(
+            services,
+            typer.echo,
+            env=child_environment(settings),
+            log_dir=log_dir(settings.data_dir),
+            when_ready=_next_steps(settings),
+            error=lambda text: typer.echo(text, err=True),
+        )
     except PortTaken as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -233,7 +277,20 @@ def users_list() -> None:
 
 
 def main() -> None:
-    app()
+    from pydantic import ValidationError
+
+    from pipeline_lib.settings import SecretError
+
+    try:
+        app()
+    except (ValidationError, SecretError) as exc:  # settings a person must fix: no traceback
+        if isinstance(exc, ValidationError) and exc.title != "Settings":
+            raise
+        lines = str(exc).splitlines()
+        if isinstance(exc, ValidationError):  # one line per setting, named as the user sets it
+            lines = [f"WORKBENCH_{e['loc'][0]}".upper() + f": {e['msg']}" for e in exc.errors()]
+        typer.echo("error: invalid settings: " + "; ".join(lines), err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

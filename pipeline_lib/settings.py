@@ -93,6 +93,14 @@ class Settings(BaseSettings):
     alert_smtp_from: str = Field("workbench@localhost", description="sender of failed-run e-mails")
     alert_smtp_to: str | None = Field(None, description="comma-separated recipients of failed-run e-mails")
 
+    @field_validator("db_api_token", "jwt_secret", mode="after")
+    @classmethod
+    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty secret would turn authentication off or sign with nothing: say so instead.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("is set but empty; unset it to use the secret generated into the data dir")
+        return value
+
     @field_validator("stale_after", mode="before")
     @classmethod
     def _seconds(cls, value: object) -> object:
@@ -153,35 +161,65 @@ def child_environment(settings: Settings, environ: Mapping[str, str] | None = No
     return env
 
 
-def db_api_token(settings: Settings, *, create: bool = False) -> str | None:
-    """The db-api token: from the setting, else from `data_dir`, created there if `create`."""
+class SecretError(ValueError):
+    """A secret that is set or stored but unusable (empty, unreadable): never a silent default."""
+
+
+def db_api_token(settings: Settings, *, create: bool = True) -> str:
+    """The db-api token: from the setting, else from `data_dir`, created there on first use (by
+    whichever process on this machine asks first: the db-api, the web app or a run)."""
     if settings.db_api_token is not None:
-        return settings.db_api_token.get_secret_value() or None
-    return _secret_file(settings.token_file, create=create)
+        return settings.db_api_token.get_secret_value()
+    token = _secret_file(settings.token_file, create=create)
+    if token is None:
+        raise SecretError(f"no db-api token: set WORKBENCH_DB_API_TOKEN or create {settings.token_file}")
+    return token
 
 
 def jwt_secret(settings: Settings) -> str:
     """The key that signs the web app's access tokens: the setting, else a file in `data_dir`."""
-    if settings.jwt_secret is not None and settings.jwt_secret.get_secret_value():
+    if settings.jwt_secret is not None:
         return settings.jwt_secret.get_secret_value()
     secret = _secret_file(settings.data_dir / "secrets" / "jwt_secret", create=True)
-    assert secret is not None
+    assert secret is not None  # create=True always gives one
     return secret
 
 
+def _read_secret(path: Path) -> str:
+    try:
+        text = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SecretError(f"cannot read the secret file {path}: {exc}") from None
+    if not text:
+        raise SecretError(
+            f"the secret file {path} is empty; delete it to have a new secret generated "
+            "(every service and client on this machine then uses the new one)"
+        )
+    return text
+
+
 def _secret_file(path: Path, *, create: bool) -> str | None:
-    """Read a generated secret, creating it owner-only on first use if `create`."""
+    """Read a generated secret, creating it owner-only on first use if `create`.
+
+    The secret is written to a private temporary file and then linked into place, so the file
+    appears whole or not at all: a process starting at the same moment never reads it empty."""
     if path.exists():
-        return path.read_text().strip() or None
+        return _read_secret(path)
     if not create:
         return None
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
-    # Created owner-only before the secret is written, so it is never readable by others.
+    staging = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # owner-only from the start
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first: use theirs
-        return path.read_text().strip() or None
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(staging, path)
+        except FileExistsError:  # another process created it first: use theirs
+            return _read_secret(path)
+    finally:
+        staging.unlink(missing_ok=True)
     return token

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_lib.settings import PROJECT_DIR, Settings, child_environment
+from pipeline_lib.settings import PROJECT_DIR, SecretError, Settings, child_environment, db_api_token
 from pipeline_lib.spark_source import SourceOptions
 
 
@@ -86,3 +87,48 @@ def test_the_spark_source_takes_the_db_api_from_its_options_never_from_settings(
 def test_stale_after_reads_seconds_or_iso_8601(clean_environment: None, text: str) -> None:
     assert Settings(stale_after=text).stale_after is not None
     assert Settings(stale_after=text).stale_after.total_seconds() == 10800
+
+
+def test_an_empty_token_is_an_error_not_authentication_turned_off(clean_environment: None) -> None:
+    with pytest.raises(ValueError, match=r"db_api_token\n.*is set but empty"):
+        Settings(db_api_token="  ")
+    with pytest.raises(ValueError, match=r"is set but empty"):
+        Settings(jwt_secret="")
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline_lib.cli", "db-api", "ping"],
+        env={**os.environ, "WORKBENCH_DB_API_TOKEN": ""}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: invalid settings: WORKBENCH_DB_API_TOKEN: Value error, is set but empty; "
+        "unset it to use the secret generated into the data dir"
+    )
+
+
+def test_an_empty_secret_file_is_a_clear_error(clean_environment: None, tmp_path: Path) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "db_api_token").write_text("\n")
+    with pytest.raises(SecretError, match=r"db_api_token is empty; delete it"):
+        db_api_token(Settings(data_dir=tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline_lib.cli", "db-api", "ping"],
+        env={**os.environ, "WORKBENCH_DATA_DIR": str(tmp_path)}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 2 and "is empty; delete it" in done.stderr and "Traceback" not in done.stderr
+
+
+def _token_of(data_dir: str) -> str:
+    return db_api_token(Settings(data_dir=Path(data_dir)))
+
+
+def test_processes_starting_together_all_get_the_one_whole_generated_token(
+    clean_environment: None, tmp_path: Path
+) -> None:
+    # Whoever asks first (db-api, web app, a run) creates it; nobody ever reads it half-written.
+    with multiprocessing.get_context("spawn").Pool(8) as pool:
+        tokens = pool.map(_token_of, [str(tmp_path)] * 32)
+    assert len(set(tokens)) == 1 and len(tokens[0]) >= 40
+    token_file = tmp_path / "secrets" / "db_api_token"
+    assert token_file.read_text() == tokens[0] + "\n"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in token_file.parent.iterdir()] == ["db_api_token"]  # no staging files left
