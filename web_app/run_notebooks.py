@@ -1,12 +1,15 @@
 """An archived run notebook rendered to HTML, so nobody needs Jupyter to see why a run failed.
 
-The notebook's outputs are whatever the notebook printed, so the page is served with a CSP that
-sandboxes it (no scripts, an opaque origin without the session cookie) inside the run page.
+The notebook's outputs are whatever the notebook printed, so the page is sanitised (nh3) and
+served with a CSP that sandboxes it (no scripts, an opaque origin without the session cookie)
+inside the run page: two walls, either of which stops a script.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import nh3
 
 NOTEBOOK_CSP = (
     "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; "
@@ -30,13 +33,42 @@ def archived_path(output_path: str | None, archive: Path) -> Path:
     return path
 
 
+# What a rendered notebook may contain: text, tables, images (inline only), nbconvert's styles.
+_TAGS = (nh3.ALLOWED_TAGS | {"style"}) - {"area", "map"}
+_ATTRIBUTES = {
+    "*": {"class", "id", "style", "title", "lang", "dir"},
+    "a": {"href"},
+    "img": {"src", "alt", "width", "height"},
+    "td": {"colspan", "rowspan", "align"},
+    "th": {"colspan", "rowspan", "align", "scope"},
+}
+# Removed with their content (not left as text).
+_DROPPED_WITH_CONTENT = {"script", "title", "iframe", "object", "embed", "noscript", "template", "textarea"}
+
+
+def _only_inline_images(tag: str, attribute: str, value: str) -> str | None:
+    """`data:` URLs for images only: a link to one would open whatever it holds."""
+    if attribute in ("href", "src") and value.strip().lower().startswith("data:"):
+        return value if tag == "img" and value.strip().lower().startswith("data:image/") else None
+    return value
+
+
 def render_html(path: Path) -> str:
-    """Static HTML of the notebook: scripts removed (the template's and any output's), styles kept."""
-    from bs4 import BeautifulSoup
+    """Static HTML of the notebook, sanitised with nh3 (scripts, frames, forms, event handlers and
+    `javascript:` links removed; nbconvert's styles kept). A second wall behind the sandbox CSP."""
     from nbconvert import HTMLExporter
 
     body, _resources = HTMLExporter(template_name="lab").from_filename(str(path))
-    page = BeautifulSoup(body, "html.parser")
-    for script in page.find_all("script"):
-        script.decompose()
-    return str(page)
+    cleaned = nh3.clean(
+        body,
+        tags=_TAGS,
+        clean_content_tags=_DROPPED_WITH_CONTENT,
+        attributes=_ATTRIBUTES,
+        attribute_filter=_only_inline_images,
+        url_schemes={"http", "https", "mailto", "data"},
+        strip_comments=True,
+    )
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>'
+        f'<body class="jp-Notebook" data-jp-theme-light="true">{cleaned}</body></html>'
+    )

@@ -16,6 +16,20 @@ from tests.web_app.conftest import PASSWORD, WebStack
 T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC)
 
 
+# What a notebook's output could hold besides <script>: each must be gone from the served page.
+HOSTILE_HTML = (
+    '<img src="x" onerror="window.stolen = 2">'
+    '<a href="javascript:window.stolen = 3">click</a>'
+    '<a href="data:text/html,<script>window.stolen = 4</script>">data link</a>'
+    '<iframe src="https://evil.example/"></iframe>'
+    '<form action="https://evil.example/"><input name="password"></form>'
+    '<svg onload="window.stolen = 5"></svg>'
+    '<div onclick="window.stolen = 6" class="kept">a table follows</div>'
+    '<table><tr><td>school 17</td></tr></table>'
+    '<img alt="plot" src="data:image/png;base64,iVBORw0KGgo=">'
+)
+
+
 def _archived_notebook(folder: Path, name: str) -> Path:
     """An executed notebook as papermill leaves it: a failing cell, and an output that tries a script."""
     notebook = nbformat.v4.new_notebook()
@@ -23,7 +37,8 @@ def _archived_notebook(folder: Path, name: str) -> Path:
     ok.outputs = [nbformat.v4.new_output("stream", name="stdout", text="read 120 records\n")]
     sneaky = nbformat.v4.new_code_cell("display(HTML(...))", execution_count=2)
     sneaky.outputs = [
-        nbformat.v4.new_output("display_data", data={"text/html": "<script>window.stolen = 1</script>"})
+        nbformat.v4.new_output("display_data", data={"text/html": "<script>window.stolen = 1</script>"}),
+        nbformat.v4.new_output("display_data", data={"text/html": HOSTILE_HTML}),
     ]
     bad = nbformat.v4.new_code_cell("raise ValueError('ses out of range')", execution_count=3)
     bad.outputs = [
@@ -125,6 +140,11 @@ def test_a_run_page_shows_the_error_and_the_sandboxed_output_notebook(stack: Web
         policy = notebook.headers["content-security-policy"]
         assert policy.startswith("sandbox;") and "script-src" not in policy and "default-src 'none'" in policy
         assert "read 120 records" in notebook.text and "ses out of range" in notebook.text
+        hostile = ("<script", "stolen", "onerror", "javascript:", "<iframe", "evil.example", "<form", "<svg")
+        for gone in hostile:
+            assert gone not in notebook.text, gone
+        assert 'class="kept"' in notebook.text and "<td>school 17</td>" in notebook.text
+        assert 'src="data:image/png;base64,iVBORw0KGgo="' in notebook.text
         # A notebook stored outside the run archive is never served.
         assert "outside this server" in http.get("/runs/clean-4").text
         assert http.get("/runs/clean-4/notebook").status_code == 404
