@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import re
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -84,16 +86,32 @@ def _without_seq(doc: dict) -> dict:
     return doc
 
 
+_URI_PASSWORD = re.compile(r"(mongodb(?:\+srv)?://[^:/@\s]*:)([^@\s]*)(@)")
+
+
+def redact(text: str, uri: str) -> str:
+    """`text` without the URI's password (pymongo's errors may quote the URI or its parts)."""
+    match = _URI_PASSWORD.search(uri)
+    if match and match.group(2):
+        text = text.replace(match.group(2), "***")
+        text = text.replace(urllib.parse.unquote(match.group(2)), "***")
+    return _URI_PASSWORD.sub(r"\1***\3", text)
+
+
 class MongoStore(Store):
     def __init__(self, uri: str, *, transactions: bool | None = None, timeout_ms: int = 10_000) -> None:
         """`transactions=None` detects them: replica sets and sharded clusters have them."""
-        self.client: pymongo.MongoClient = pymongo.MongoClient(
-            uri,
-            serverSelectionTimeoutMS=timeout_ms,
-            tz_aware=True,
-            tzinfo=documents.DECODE_OPTIONS.tzinfo,
-            type_registry=documents.ENCODE_OPTIONS.type_registry,
-        )
+        try:
+            self.client: pymongo.MongoClient = pymongo.MongoClient(
+                uri,
+                serverSelectionTimeoutMS=timeout_ms,
+                tz_aware=True,
+                tzinfo=documents.DECODE_OPTIONS.tzinfo,
+                type_registry=documents.ENCODE_OPTIONS.type_registry,
+            )
+        except (PyMongoError, ValueError) as exc:  # chained errors would carry the password on
+            shown, why = redact(uri, uri), redact(str(exc), uri)
+            raise Unavailable(f"the MongoDB URI {shown} is not usable: {why}") from None
         self.db = self.client.get_default_database(default="workbench")
         self._raw_options = CodecOptions(document_class=RawBSONDocument)
         try:
@@ -104,7 +122,9 @@ class MongoStore(Store):
                 # counter race (a server may answer one of them with nothing).
                 self.db[_COUNTERS].update_one({"_id": name}, {"$setOnInsert": {"seq": 0}}, upsert=True)
         except PyMongoError as exc:
-            raise Unavailable(f"MongoDB at {uri} cannot be used: {exc}") from exc
+            self.client.close()
+            shown, why = redact(uri, uri), redact(str(exc), uri)
+            raise Unavailable(f"MongoDB at {shown} cannot be used: {why}") from None
         if transactions is None:
             transactions = "setName" in hello or hello.get("msg") == "isdbgrid"
         self.transactions = transactions
