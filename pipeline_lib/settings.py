@@ -64,6 +64,45 @@ class Settings(BaseSettings):
     max_form_bytes: int = Field(64 * 1024, description="largest form post accepted")
     max_json_bytes: int = Field(256 * 1024, description="largest JSON request body accepted")
     max_upload_bytes: int = Field(512 * 1024 * 1024, description="largest bulk upload accepted")
+    max_bulk_uploads: int = Field(
+        8, ge=1, le=1024, description="bulk uploads in progress at once (429 beyond)"
+    )
+    max_bulk_uploads_per_user: int = Field(
+        2, ge=1, le=1024, description="bulk uploads one account may have in progress at once (429 beyond)"
+    )
+    upload_idle_seconds: float = Field(
+        30.0, gt=0, le=3600, description="a request body that sends nothing for this long is cut off"
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For "
+        "is believed; none by default, so the client address is the connection's",
+    )
+    public_url: str | None = Field(
+        None,
+        description="the URL people reach the web app at (behind a proxy); https makes cookies Secure",
+    )
+    db_api_max_streams: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="streaming calls (scans, bulk writes) the db-api serves at once; unary calls "
+        "keep capacity of their own however many streams are open",
+    )
+    db_api_tls_cert: Path | None = Field(
+        None, description="PEM certificate of the db-api (with db_api_tls_key): serve over TLS"
+    )
+    db_api_tls_key: Path | None = Field(None, description="PEM private key of the db-api certificate")
+    db_api_tls_client_ca: Path | None = Field(
+        None, description="PEM CA bundle: the db-api then requires client certificates signed by it"
+    )
+    db_api_tls_ca: Path | None = Field(
+        None, description="PEM CA bundle clients trust for the db-api's certificate (TLS when set)"
+    )
+    db_api_tls_client_cert: Path | None = Field(
+        None, description="PEM client certificate (with db_api_tls_client_key) for a db-api that asks"
+    )
+    db_api_tls_client_key: Path | None = Field(None, description="PEM private key of the client certificate")
     notebooks_dir: Path = Field(
         PROJECT_DIR / "notebooks", description="the notebooks `workbench run NAME` executes"
     )
@@ -112,7 +151,19 @@ class Settings(BaseSettings):
                 return value
         return value
 
-    @field_validator("data_dir", "notebooks_dir", "runs_dir", "schedule_file", mode="after")
+    @field_validator(
+        "data_dir",
+        "notebooks_dir",
+        "runs_dir",
+        "schedule_file",
+        "db_api_tls_cert",
+        "db_api_tls_key",
+        "db_api_tls_client_ca",
+        "db_api_tls_ca",
+        "db_api_tls_client_cert",
+        "db_api_tls_client_key",
+        mode="after",
+    )
     @classmethod
     def _absolute(cls, path: Path | None) -> Path | None:
         # Resolved once, against the directory the command started in; children get the result.
