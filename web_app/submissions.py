@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from db_api.documents import new_id
@@ -46,7 +49,7 @@ class SubmissionReceipt(BaseModel):
 class BulkReport(BaseModel):
     received: int = Field(description="records read from the upload")
     stored: int
-    already_stored: int = Field(description="records whose submission_id was already stored")
+    already_stored: int = Field(description="records whose submission_id this account had already stored")
     refused: int
     problems: list[str] = Field(description="the first problems found, with their line numbers")
 
@@ -57,10 +60,44 @@ def consent_given(value: object) -> bool:
     return isinstance(value, str) and parse_bool(value) is True
 
 
+# Who may choose which stored ids: every id a client influences names its owner, so nobody can
+# take (or guess into) an id another account, or another form page, will send.
+#   API with an Idempotency-Key  k<hash of account and key>
+#   bulk upload                  <account>:<the row's submission_id, or one made for it>
+#   form page                    f<hash of the page's random nonce>
+#   API without a key            an ObjectId (24 hex digits)
+
+
 def idempotent_id(principal: str, key: str) -> str:
     """The submission id for an Idempotency-Key: the same key from the same caller, the same id."""
     digest = hashlib.sha256(f"{principal}\n{key}".encode()).hexdigest()
     return f"k{digest[:31]}"
+
+
+def _account_prefix(account: str) -> str:
+    # Escaping '%' and ':' keeps the account's part unambiguous whatever the name holds.
+    return account.replace("%", "%25").replace(":", "%3A") + ":"
+
+
+def owned_submission_id(account: str, client_id: str) -> str:
+    """The stored id of a bulk row: the account, a colon, the row's id. Two accounts never
+    collide; the same account sending the same id again is a retry of the same record."""
+    return _account_prefix(account) + client_id
+
+
+async def owned_batches(account: str, batches: AsyncIterator[pa.Table]) -> AsyncIterator[pa.Table]:
+    """Bulk batches with each `submission_id` made the account's own (`owned_submission_id`),
+    one vectorised string join per batch."""
+    prefix = _account_prefix(account)
+    async for table in batches:
+        index = table.schema.get_field_index("submission_id")
+        ids = pc.binary_join_element_wise(prefix, table.column(index), "")
+        yield table.set_column(index, "submission_id", ids)
+
+
+def form_submission_id(nonce: str) -> str:
+    """The submission id of a form page: its nonce, hashed (a resent page, the same id)."""
+    return "f" + hashlib.sha256(nonce.encode()).hexdigest()[:31]
 
 
 def raw_record(values: dict[str, Any], *, source: str, submission_id: str | None = None) -> dict:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.web_app.conftest import WebStack
+from web_app.submissions import owned_submission_id
 
 GOOD = {"school_id": "1224", "sex": "F", "minority": "no", "ses": "1,5", "math_score": 12, "consent": True}
 
@@ -94,7 +95,7 @@ def test_a_streamed_ndjson_upload_with_ids_can_be_retried(stack: WebStack) -> No
         again = http.post("/api/v1/submissions/bulk", content=body(), headers=headers).json()
     assert (first["stored"], first["refused"]) == (2, 2)
     assert (again["stored"], again["already_stored"]) == (0, 2)
-    assert stack.db.get("raw", "s1")["ses"] == "1.5"
+    assert stack.db.get("raw", owned_submission_id("submitter", "s1"))["ses"] == "1.5"
     assert stack.db.count("raw") == 2
 
 

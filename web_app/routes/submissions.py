@@ -16,6 +16,7 @@ from web_app.submissions import (
     SubmissionReceipt,
     consent_given,
     idempotent_id,
+    owned_batches,
     raw_record,
     same_submission,
 )
@@ -85,14 +86,17 @@ _BULK_BODY = {
 )
 async def submit_bulk(request: Request, user: Submitter, db: DbDep) -> BulkReport:
     """Streams the upload to the db-api in batches; records without consent or with unknown
-    fields are refused and reported by line, the others stored as given."""
+    fields are refused and reported by line, the others stored as given. A `submission_id` is
+    the account's own: stored as `<account>:<submission_id>`, so another account's ids never
+    collide with it."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     parser = PARSERS.get(media_type)
     if parser is None:
         raise HTTPException(415, f"Send text/csv or application/x-ndjson, not {media_type or 'nothing'}")
     tally = BulkTally()
     try:
-        result = await db.write("raw", parser(request.stream(), tally), mode="insert", key="submission_id")
+        batches = owned_batches(user.username, parser(request.stream(), tally))
+        result = await db.write("raw", batches, mode="insert", key="submission_id")
     except BulkFormatError as exc:
         raise HTTPException(422, str(exc)) from None
     return BulkReport(
