@@ -4,6 +4,9 @@
   the same account is still counted once.
 - An upload cannot claim the id another account's `Idempotency-Key` or a form page's nonce turns
   into, so neither later submission is refused or answered with a false receipt.
+- A form page used a second time with other answers (the Back button on a shared classroom PC)
+  never gets a receipt for answers that were not stored; the public receipt page confirms form
+  submissions only.
 """
 
 from __future__ import annotations
@@ -107,6 +110,41 @@ def test_an_upload_cannot_claim_a_form_pages_receipt(stack: WebStack, other: dic
     assert sent.status_code == 303
     receipt = sent.headers["location"].removeprefix("/thanks/")
     assert stack.db.get("raw", receipt)["school_id"] == "1224"
+
+
+def test_a_reused_form_page_with_other_answers_gets_no_false_receipt(stack: WebStack) -> None:
+    with stack.client() as http:
+        hidden = _form_page(http)
+        first = http.post("/", data={**FORM, **hidden})
+        second = http.post("/", data={**FORM, **hidden, "math_score": "88", "sex": "male"})
+    assert first.status_code == 303
+    assert second.status_code == 409, "the second student got the first student's receipt"
+    assert "already sent" in second.text and 'value="88"' in second.text
+    assert [r["math_score"] for r in stack.db.scan("raw").to_pylist()] == ["12"]
+
+
+def test_a_refused_reused_page_comes_back_fresh_and_sends_a_new_submission(stack: WebStack) -> None:
+    with stack.client() as http:
+        hidden = _form_page(http)
+        http.post("/", data={**FORM, **hidden})
+        refused = http.post("/", data={**FORM, **hidden, "math_score": "88"})
+        fresh_nonce = re.search(r'name="nonce" value="([^"]*)"', refused.text).group(1)  # type: ignore[union-attr]
+        again = http.post("/", data={**FORM, **hidden, "math_score": "88", "nonce": fresh_nonce})
+    assert refused.status_code == 409 and fresh_nonce != hidden["nonce"]
+    assert again.status_code == 303
+    receipt = again.headers["location"].removeprefix("/thanks/")
+    assert stack.db.get("raw", receipt)["math_score"] == "88"
+    assert stack.db.count("raw") == 2
+
+
+def test_the_receipt_page_answers_for_form_submissions_only(stack: WebStack) -> None:
+    """Bulk ids can be guessed (`<account>:1`); the public receipt page must not confirm them."""
+    _upload(stack, stack.auth("submitter"), _rows(["10"]))
+    with stack.client() as http:
+        api = http.post("/api/v1/submissions", json=FORM, headers=stack.auth("submitter")).json()
+        bulk_receipt = http.get(f"/thanks/{owned_submission_id('submitter', '1')}")
+        api_receipt = http.get(f"/thanks/{api['submission_id']}")
+    assert (bulk_receipt.status_code, api_receipt.status_code) == (404, 404)
 
 
 def test_an_account_name_cannot_reach_into_another_accounts_ids() -> None:

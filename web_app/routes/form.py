@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 
 from fastapi import APIRouter, Request, status
@@ -12,9 +11,13 @@ from pipeline_lib.contract import CONSENT, STUDENT_FIELDS, check_value
 from web_app.deps import DbDep
 from web_app.pages import CSRF_COOKIE, render
 from web_app.security import csrf_valid
-from web_app.submissions import MAX_VALUE_CHARS, raw_record
+from web_app.submissions import MAX_VALUE_CHARS, form_submission_id, raw_record, same_submission
 
 router = APIRouter(include_in_schema=False)
+_ALREADY_SENT = (
+    "This page was already sent once, with other answers. Your answers below are not stored yet: "
+    "check them and send this page to store them as a new submission."
+)
 
 
 async def _school_suggestions(db: DbDep) -> list[dict]:
@@ -64,17 +67,23 @@ async def submit(request: Request, db: DbDep) -> Response:
         return await _form_page(request, db, values, errors, status.HTTP_422_UNPROCESSABLE_CONTENT)
     # The nonce makes a double click or a resent form store one submission, with one receipt.
     nonce = values.get("nonce") or secrets.token_urlsafe(16)
-    submission_id = "f" + hashlib.sha256(nonce.encode()).hexdigest()[:31]
     answers = {f.name: values.get(f.name, "") for f in STUDENT_FIELDS}
     answers[CONSENT.name] = "yes"
-    stored = await db.insert_one("raw", raw_record(answers, source="form", submission_id=submission_id))
+    record = raw_record(answers, source="form", submission_id=form_submission_id(nonce))
+    stored = await db.insert_one("raw", record)
+    if not stored.inserted and not same_submission(stored.document, record):
+        # The page was sent before with other answers (Back on a shared PC): a receipt now would
+        # claim answers are stored that are not. The answers come back on a fresh page.
+        fresh = {k: v for k, v in values.items() if k != "nonce"}
+        return await _form_page(request, db, fresh, {}, status.HTTP_409_CONFLICT, _ALREADY_SENT)
     return RedirectResponse(f"/thanks/{stored.id}", status.HTTP_303_SEE_OTHER)
 
 
 @router.get("/thanks/{submission_id}", response_class=HTMLResponse)
 async def thanks(request: Request, submission_id: str, db: DbDep) -> Response:
-    """The receipt, only for a submission that is stored (ids are unguessable, so this tells
-    nobody anything they did not send)."""
-    if len(submission_id) > 64 or await db.get("raw", submission_id) is None:
+    """The receipt, only for a form submission that is stored (a form's id is unguessable, so
+    this tells nobody anything they did not send; API and bulk ids can be guessed)."""
+    stored = await db.get("raw", submission_id) if len(submission_id) <= 64 else None
+    if stored is None or stored.get("source") != "form":
         return render(request, "thanks.html", {"submission_id": None}, status.HTTP_404_NOT_FOUND)
     return render(request, "thanks.html", {"submission_id": submission_id})
