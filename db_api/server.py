@@ -17,6 +17,7 @@ from db_api.pages import PageEncoder
 from db_api.proto import dbapi_pb2, dbapi_pb2_grpc
 from db_api.servicer import DbApiServicer
 from db_api.store.base import Store
+from db_api.stream_slots import StreamSlotsInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +50,21 @@ def start_server(
     *,
     token: str | None = None,
     max_message_bytes: int = 64 * 1024 * 1024,
-    max_workers: int = 32,
+    max_workers: int = 16,
+    max_streams: int = 16,
     scan_workers: int = 0,
 ) -> RunningServer:
     """Start serving on `address` (host:port; port 0 picks a free one) and return at once.
 
-    `scan_workers` processes turn stored BSON into Arrow for scans (0: in the server process).
+    At most `max_streams` streaming calls (scans, bulk writes, health watches) are served at once,
+    more are refused with RESOURCE_EXHAUSTED; `max_workers` threads more than that are left for
+    unary calls, however many streams are open. `scan_workers` processes turn stored BSON into
+    Arrow for scans (0: in the server process).
     """
-    interceptors = [TokenAuthInterceptor(token)] if token else []
+    interceptors: list[grpc.ServerInterceptor] = [TokenAuthInterceptor(token)] if token else []
+    interceptors.append(StreamSlotsInterceptor(max_streams))  # after auth: a refused call takes no slot
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="db-api"),
+        futures.ThreadPoolExecutor(max_workers=max_workers + max_streams, thread_name_prefix="db-api"),
         interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),

@@ -67,6 +67,7 @@ def db_api(
             token=db_api_token(settings, create=True),
             max_message_bytes=settings.db_api_max_message_mb * 1024 * 1024,
             scan_workers=settings.db_api_scan_workers,
+            max_streams=settings.db_api_max_streams,
         )
     except PortInUse as exc:
         store.close()

@@ -1,0 +1,87 @@
+"""Streaming calls cannot take the db-api's capacity for unary calls.
+
+Each stream holds a server thread for as long as it is open (a bulk write waits for its client's
+next batch). However many streams clients open, at most `max_streams` are served at once (the
+rest are refused with RESOURCE_EXHAUSTED and a clear message), and unary calls still answer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+import pyarrow as pa
+
+from db_api.proto import dbapi_pb2 as pb
+from db_api.proto import dbapi_pb2_grpc
+from db_api.server import RunningServer, start_server
+from db_api.store.sqlite import SqliteStore
+from pipeline_lib.db_client import DbApiClient
+from tests.conftest import TOKEN
+
+METADATA = (("authorization", f"Bearer {TOKEN}"),)
+
+
+@contextmanager
+def _stalled_writes(port: int, count: int) -> Iterator[tuple[list[grpc.Future], threading.Event]]:
+    """`count` WriteBatches streams that send nothing until the event is set."""
+    release = threading.Event()
+
+    def nothing_yet() -> Iterator[pb.WriteBatchesRequest]:
+        release.wait()
+        return
+        yield
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = dbapi_pb2_grpc.DbApiStub(channel)
+        calls = [stub.WriteBatches.future(nothing_yet(), metadata=METADATA, timeout=60) for _ in range(count)]
+        try:
+            yield calls, release
+        finally:
+            release.set()
+            for call in calls:
+                call.cancel()
+
+
+def _refused(calls: list[grpc.Future], expected: int, wait: float = 10) -> list[grpc.Future]:
+    deadline = time.monotonic() + wait
+    while sum(call.done() for call in calls) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)  # and no more than that
+    return [call for call in calls if call.done()]
+
+
+def test_unary_calls_answer_however_many_streams_are_open(
+    sqlite_db_api: RunningServer, sqlite_client: DbApiClient
+) -> None:
+    max_streams = 16  # the default
+    with _stalled_writes(sqlite_db_api.port, 40) as (calls, _):
+        refused = _refused(calls, 40 - max_streams)
+        with DbApiClient(f"127.0.0.1:{sqlite_db_api.port}", TOKEN, timeout=2) as quick:
+            assert quick.count("raw") == 0
+            assert quick.insert_one("raw", {"_id": "r1", "ses": "1"}).inserted
+            assert quick.health() == "SERVING"
+        assert len(refused) == 40 - max_streams
+        for call in refused:
+            assert call.exception().code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert f"{max_streams} streaming calls" in call.exception().details()
+
+
+def test_a_stream_slot_is_free_again_when_its_stream_ends(tmp_path: Path) -> None:
+    running = start_server(SqliteStore(tmp_path / "s.sqlite3"), "127.0.0.1:0", token=TOKEN, max_streams=2)
+    try:
+        with DbApiClient(f"127.0.0.1:{running.port}", TOKEN, timeout=5) as client:
+            with _stalled_writes(running.port, 3) as (calls, release):
+                assert len(_refused(calls, 1)) == 1
+                calls[0].cancel()  # one ends by cancellation, one by finishing
+                release.set()
+                assert calls[1].result(timeout=10).messages == 0
+                for _ in range(3):  # each write a stream of its own, one after the other
+                    client.write("raw", pa.table({"_id": ["a"], "ses": ["1"]}), mode="upsert")
+            assert client.scan("raw").num_rows == 1
+    finally:
+        running.stop(grace=0)
