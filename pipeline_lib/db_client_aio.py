@@ -64,10 +64,14 @@ class AsyncDbApiClient:
         token: str | None = None,
         *,
         timeout: float = 10.0,
-        stream_timeout: float = 3600.0,
+        stream_timeout: float = 120.0,
         max_message_bytes: int = 64 * 1024 * 1024,
     ) -> None:
-        """Create inside a running event loop (e.g. at app start-up); close at shutdown."""
+        """Create inside a running event loop (e.g. at app start-up); close at shutdown.
+
+        `timeout` bounds each unary call; `stream_timeout` a whole scan or write, including the
+        time an async source takes to produce it, so a slow source cannot hold a db-api stream for
+        long: write such a source batch by batch, a call each (as bulk uploads do)."""
         self.address = address
         self.timeout = timeout
         self.stream_timeout = stream_timeout
