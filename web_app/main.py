@@ -21,6 +21,7 @@ from web_app.body_limit import BodyLimitMiddleware
 from web_app.deps import LoginRequired
 from web_app.ratelimit import FormRateLimiter
 from web_app.routes import auth, form, health, results, runs, schools, submissions
+from web_app.school_cache import SchoolCache
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.jwt_secret = jwt_secret(settings)
     app.state.form_limiter = FormRateLimiter(settings.form_rate_limit)
+    app.state.school_cache = SchoolCache()
 
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
     app.add_middleware(SecurityHeaders)

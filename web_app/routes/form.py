@@ -20,9 +20,9 @@ _ALREADY_SENT = (
 )
 
 
-async def _school_suggestions(db: DbDep) -> list[dict]:
+async def _school_suggestions(request: Request, db: DbDep) -> list[dict]:
     try:
-        return await db.list_documents("schools", limit=10_000)
+        return await request.app.state.school_cache.schools(db)
     except Exception:  # suggestions are a convenience: the form works without them
         return []
 
@@ -35,7 +35,7 @@ async def _form_page(
         "consent": CONSENT,
         "values": values,
         "errors": errors,
-        "schools": await _school_suggestions(db),
+        "schools": await _school_suggestions(request, db),
         "nonce": values.get("nonce") or secrets.token_urlsafe(16),
         "max_chars": MAX_VALUE_CHARS,
         "notice": notice,

@@ -15,11 +15,11 @@ from pipeline_lib.contract import normalize_school_id
 from web_app.deps import DbDep, current_user, page_user
 from web_app.pages import CSRF_COOKIE, render
 from web_app.problems import problem_responses
+from web_app.school_cache import MAX_SCHOOLS, SchoolCacheDep
 from web_app.security import TokenClaims, csrf_valid
 
 router = APIRouter(tags=["schools"])
 Admin = Annotated[TokenClaims, Security(current_user, scopes=["admin"])]
-MAX_SCHOOLS = 10_000
 
 
 class SchoolIn(BaseModel):
@@ -73,9 +73,12 @@ def _check_rows(reader: csv.DictReader) -> list[SchoolIn]:
     return schools
 
 
-async def _store(db: DbDep, schools: list[SchoolIn]) -> ImportReport:
+async def _store(db: DbDep, cache: SchoolCacheDep, schools: list[SchoolIn]) -> ImportReport:
     table = pa.Table.from_pylist([s.model_dump() for s in schools])
-    result = await db.write("schools", table, mode="upsert", key="school_id")
+    try:
+        result = await db.write("schools", table, mode="upsert", key="school_id")
+    finally:  # even a failed write may have stored part of it
+        cache.invalidate()
     return ImportReport(stored=result.inserted, replaced=result.replaced)
 
 
@@ -85,8 +88,9 @@ async def _all_schools(db: DbDep) -> list[SchoolPublic]:
 
 
 @router.get("/api/v1/schools", summary="The known schools", responses=problem_responses(503))
-async def list_schools(db: DbDep) -> list[SchoolPublic]:
-    return await _all_schools(db)
+async def list_schools(db: DbDep, cache: SchoolCacheDep) -> list[SchoolPublic]:
+    """From the web app's copy, at most a minute old unless an admin changed it here."""
+    return [SchoolPublic.model_validate(d) for d in await cache.schools(db)]
 
 
 @router.post(
@@ -95,8 +99,8 @@ async def list_schools(db: DbDep) -> list[SchoolPublic]:
     status_code=status.HTTP_201_CREATED,
     responses=problem_responses(400, 401, 403, 413, 422, 503),
 )
-async def add_school(school: SchoolIn, user: Admin, db: DbDep) -> ImportReport:
-    return await _store(db, [school])
+async def add_school(school: SchoolIn, user: Admin, db: DbDep, cache: SchoolCacheDep) -> ImportReport:
+    return await _store(db, cache, [school])
 
 
 @router.post(
@@ -109,7 +113,7 @@ async def add_school(school: SchoolIn, user: Admin, db: DbDep) -> ImportReport:
         "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}
     },
 )
-async def import_schools(request: Request, user: Admin, db: DbDep) -> ImportReport:
+async def import_schools(request: Request, user: Admin, db: DbDep, cache: SchoolCacheDep) -> ImportReport:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "text/csv":
         raise HTTPException(415, f"Send text/csv, not {media_type or 'nothing'}")
@@ -117,7 +121,7 @@ async def import_schools(request: Request, user: Admin, db: DbDep) -> ImportRepo
         text = (await request.body()).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise HTTPException(422, "The file is not UTF-8 text") from None
-    return await _store(db, _parse_csv(text))
+    return await _store(db, cache, _parse_csv(text))
 
 
 PageAdmin = Annotated[TokenClaims, Security(page_user, scopes=["admin"])]
@@ -136,6 +140,7 @@ async def schools_form(
     request: Request,
     user: PageAdmin,
     db: DbDep,
+    cache: SchoolCacheDep,
     csrf: Annotated[str, Form()] = "",
     school_id: Annotated[str, Form()] = "",
     name: Annotated[str, Form()] = "",
@@ -156,7 +161,7 @@ async def schools_form(
     except (HTTPException, ValidationError, UnicodeDecodeError) as exc:
         message = exc.detail if isinstance(exc, HTTPException) else str(exc)
         return render(request, "schools.html", {"schools": schools, "message": message}, 422)
-    report = await _store(db, parsed)
+    report = await _store(db, cache, parsed)
     return RedirectResponse(
         f"/schools?saved={report.stored}&replaced={report.replaced}", status.HTTP_303_SEE_OTHER
     )
