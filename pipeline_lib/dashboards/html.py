@@ -22,6 +22,7 @@ CSS = """
 .wb-card .wb-label { color: #4d4d4d; font-size: 0.9em; }
 .wb-notice { border-left: 5px solid #0072B2; background: #eef5fb; padding: 10px 14px; margin: 0.6em 0; }
 .wb-notice.wb-warning { border-color: #D55E00; background: #fdf1ea; }
+.wb-notice ul { margin: 0.3em 0 0; padding-left: 1.2em; }
 .wb-notice.wb-empty { border-color: #8C8C8C; background: #f4f4f4; }
 .wb-table { border-collapse: collapse; margin: 0.4em 0 1em; font-size: 0.95em; }
 .wb-table th, .wb-table td { border-bottom: 1px solid #e0e0e0; padding: 4px 10px; text-align: right; }
@@ -65,6 +66,15 @@ def notice(text: str, kind: str = "info", title: str = "") -> str:
     css = {"info": "", "warning": " wb-warning", "empty": " wb-empty"}[kind]
     heading = f"<strong>{esc(title)}</strong> " if title else ""
     return f'<div class="wb-notice{css}" role="status">{heading}{esc(text)}</div>'
+
+
+def warnings(items: Sequence[str], title: str) -> str:
+    """A warning box with a title and one item per line (nothing if there are no items)."""
+    if not items:
+        return ""
+    inner = "".join(f"<li>{esc(item)}</li>" for item in items)
+    heading = f"<strong>{esc(title)}</strong>"
+    return f'<div class="wb-notice wb-warning" role="status">{heading}<ul>{inner}</ul></div>'
 
 
 def number(digits: int = 1) -> Format:

@@ -7,14 +7,23 @@ it is opened, not as they were when its kernel was started.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Callable
 
 from pipeline_lib.dashboards import html
-from pipeline_lib.dashboards.source import DataUnavailable, Results, connect
+from pipeline_lib.dashboards.source import (
+    DataUnavailable,
+    Results,
+    connect,
+    load_latest_finished,
+    load_run_notebook,
+)
 from pipeline_lib.dashboards.style import warm_up
 from pipeline_lib.db_client import DbApiClient
-from pipeline_lib.settings import get_settings
+from pipeline_lib.runs import schedule
+from pipeline_lib.runs.freshness import Freshness, assess, notebook_of
+from pipeline_lib.settings import Settings, get_settings
 
 NO_DATA = (
     "Results appear here after the first processing run: submit data, then run `workbench run all` "
@@ -50,13 +59,41 @@ def show(text: str) -> None:
 
 
 def load(loader: Callable[[DbApiClient, int], Results]) -> Results:
-    """What `loader` reads with a fresh client, or empty `Results` saying why it could not."""
+    """What `loader` reads with a fresh client, with how fresh it is, or empty `Results` saying
+    why it could not."""
     k = k_min_group()
     try:
         with connect() as client:
-            return loader(client, k)
+            results = loader(client, k)
+            results.freshness = freshness(client, results, get_settings())
+            return results
     except DataUnavailable as exc:
         return Results(k, error=str(exc))
+
+
+def freshness(
+    client: DbApiClient, results: Results, settings: Settings, now: dt.datetime | None = None
+) -> Freshness | None:
+    """How old the page's newest figures are, judged by the schedule (or `stale_after`) and the
+    latest run of the notebook that made them; None without figures. The page is public, so a
+    failed run is named with its exception but not its message."""
+    newest = results.newest()
+    if newest is None:
+        return None
+    notebook = notebook_of(newest.run_id) or load_run_notebook(client, newest.run_id)
+    try:
+        jobs = schedule.load(settings.schedule_file)
+    except schedule.ScheduleError:
+        jobs = []  # a schedule that cannot be read sets no limit; `workbench scheduler` says why
+    return assess(
+        computed_at=newest.computed_at,
+        run_id=newest.run_id,
+        notebook=notebook,
+        latest_run=load_latest_finished(client, notebook) if notebook else None,
+        jobs=jobs,
+        stale_after=settings.stale_after,
+        now=now or dt.datetime.now(dt.UTC),
+    )
 
 
 def opening(results: Results) -> str:
@@ -71,12 +108,16 @@ def opening(results: Results) -> str:
 
 
 def as_of(results: Results) -> str:
-    newest = results.newest()
-    if newest is None:
+    """When the figures were computed and by which run, and a warning if they are out of date or
+    the latest run of their notebook failed."""
+    fresh = results.freshness
+    if fresh is None:
         return ""
     return html.block(
-        f'<p class="wb-meta">Figures from run <code>{html.esc(newest.run_id)}</code>, computed '
-        f"{newest.computed_at:%Y-%m-%d %H:%M} UTC. Groups of fewer than {results.k} students are hidden.</p>"
+        f'<p class="wb-meta">Figures computed <strong>{html.esc(fresh.age)}</strong> '
+        f"({fresh.computed_at:%Y-%m-%d %H:%M} UTC) by run <code>{html.esc(fresh.run_id)}</code>. "
+        f"Groups of fewer than {results.k} students are hidden.</p>"
+        + html.warnings(fresh.warnings, "These figures may be out of date.")
     )
 
 

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from pipeline_lib.db_client import DbApiClient
 from pipeline_lib.db_requests import DbApiCallError
 from pipeline_lib.results import PublicResult, ResultDocument, suppress
+from pipeline_lib.runs.freshness import Freshness, latest_finished
 from pipeline_lib.runs.records import RunRecord
 from pipeline_lib.settings import Settings, get_settings
 
@@ -31,6 +32,7 @@ class Results:
     found: dict[str, PublicResult] = field(default_factory=dict)
     error: str | None = None  # why nothing could be read, for the page
     failed: set[str] = field(default_factory=set)  # keys of analyses stored as failures (no result)
+    freshness: Freshness | None = None  # how old the newest figures are (`page.load` sets it)
 
     def get(self, key: str) -> PublicResult | None:
         return self.found.get(key)
@@ -88,16 +90,39 @@ def load_analyses(client: DbApiClient, analyses: Sequence[str], k: int, *, limit
     return results
 
 
-def load_runs(client: DbApiClient, *, limit: int = 200) -> list[RunRecord]:
-    """The newest `limit` run records, oldest first; unreadable records are left out."""
-    try:
-        raws = client.list_documents("runs", limit=limit, newest_first=True)
-    except DbApiCallError as exc:
-        raise _unavailable(client, exc) from None
+def _records(raws: Iterable[dict]) -> list[RunRecord]:
     runs = []
     for raw in raws:
         try:
             runs.append(RunRecord.model_validate({k: v for k, v in raw.items() if k != "_id"}))
         except ValidationError:
             continue
-    return sorted(runs, key=lambda r: r.started_at)
+    return runs
+
+
+def load_runs(client: DbApiClient, *, limit: int = 200) -> list[RunRecord]:
+    """The newest `limit` run records, oldest first; unreadable records are left out."""
+    try:
+        raws = client.list_documents("runs", limit=limit, newest_first=True)
+    except DbApiCallError as exc:
+        raise _unavailable(client, exc) from None
+    return sorted(_records(raws), key=lambda r: r.started_at)
+
+
+def load_run_notebook(client: DbApiClient, run_id: str) -> str | None:
+    """The notebook a run executed, from its record (None without one)."""
+    try:
+        raw = client.get_document("runs", run_id)
+    except DbApiCallError as exc:
+        raise _unavailable(client, exc) from None
+    notebook = raw.get("notebook") if raw else None
+    return notebook if isinstance(notebook, str) else None
+
+
+def load_latest_finished(client: DbApiClient, notebook: str, *, limit: int = 50) -> RunRecord | None:
+    """The notebook's latest run that succeeded, failed or timed out, among its newest `limit`."""
+    try:
+        raws = client.list_documents("runs", [("notebook", "eq", notebook)], limit=limit, newest_first=True)
+    except DbApiCallError as exc:
+        raise _unavailable(client, exc) from None
+    return latest_finished(_records(raws), notebook)

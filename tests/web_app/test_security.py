@@ -570,7 +570,7 @@ def test_results_api_never_shows_a_group_under_k(stack: WebStack, role: str) -> 
     assert index.status_code == 200
     assert [r["key"] for r in index.json()] == ["overall", "tiny"]
     for summary in index.json():  # the index names results, it shows no figures
-        assert set(summary) == {"key", "title", "analysis", "scope", "run_id", "computed_at"}
+        assert set(summary) == {"key", "title", "analysis", "scope", "run_id", "computed_at", "freshness"}
     _assert_no_hidden_figures(index.text)
     for response in one.values():
         assert response.status_code == 200, response.text

@@ -216,6 +216,7 @@ def test_the_latest_finished_run_ignores_running_and_skipped_runs_and_other_note
         (9000, 2, "2 hours 30 minutes"),
         (2 * 86_400 + 300, 2, "2 days"),
         (86_400 + 3 * 3600 + 7, 3, "1 day 3 hours"),
+        (181, 2, "3 minutes"),
     ],
 )
 def test_durations_read_as_words(seconds: float, parts: int, words: str) -> None:
