@@ -123,8 +123,17 @@ def web(
     except PortTaken as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    from web_app.client_address import uvicorn_proxy_options
+
+    # X-Forwarded-For only from WORKBENCH_TRUSTED_PROXIES (uvicorn alone would believe 127.0.0.1).
     uvicorn.run(
-        "web_app.main:create_app", factory=True, host=host, port=port, server_header=False, log_config=None
+        "web_app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        server_header=False,
+        log_config=None,
+        **uvicorn_proxy_options(settings.trusted_proxies),
     )
 
 

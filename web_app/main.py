@@ -18,6 +18,7 @@ from pipeline_lib.db_requests import DbApiCallError
 from pipeline_lib.settings import Settings, jwt_secret
 from web_app import api_docs, problems
 from web_app.body_limit import BodyLimitMiddleware
+from web_app.client_address import ClientAddressMiddleware, parse_trusted_proxies
 from web_app.deps import LoginRequired
 from web_app.ratelimit import FormRateLimiter
 from web_app.routes import auth, form, health, results, runs, schools, submissions
@@ -101,6 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
     app.add_middleware(SecurityHeaders)
+    # Outermost: everything below sees the client address and scheme it counts.
+    app.add_middleware(ClientAddressMiddleware, trusted=parse_trusted_proxies(settings.trusted_proxies))
     problems.install(app)
     api_docs.install(app)
 

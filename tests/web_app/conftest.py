@@ -18,6 +18,7 @@ from pipeline_lib.db_client import DbApiClient
 from pipeline_lib.settings import Settings
 from tests.conftest import TOKEN
 from tests.wire_servers import free_port
+from web_app.client_address import uvicorn_proxy_options
 from web_app.main import create_app
 from web_app.security import create_access_token, hash_password
 
@@ -100,8 +101,10 @@ def stack(tmp_path: Path, web_settings: dict[str, object]) -> Iterator[WebStack]
     for name, scopes in ROLES.items():
         db.put_document("users", name, {"scopes": scopes, "password_hash": _HASH, "disabled": False})
     port = free_port()
+    # Served as `workbench web` serves it: uvicorn believes the same proxies as the app.
+    options = uvicorn_proxy_options(settings.trusted_proxies)
     server = ThreadedUvicorn(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", **options)
     )
     thread = server.start_in_thread()
     yield WebStack(f"http://127.0.0.1:{port}", db, db_api, settings)

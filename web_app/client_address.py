@@ -1,0 +1,92 @@
+"""Whose address a request counts as: the connection's, unless it comes from a trusted proxy.
+
+Rate limits and sign-in throttling count `request.client.host`. A client could otherwise name
+itself anew with every request by sending `X-Forwarded-For`, so the header is believed only when
+the connection comes from an address in `WORKBENCH_TRUSTED_PROXIES` (none by default). Then the
+client is the rightmost address in the header that no trusted proxy added (what the outermost
+proxy saw), and `X-Forwarded-Proto` gives the scheme. The app does this itself, whatever server
+runs it, as long as that server leaves the client address alone (`workbench web` tells uvicorn
+the same proxies).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_MAX_ADDRESS_CHARS = 64
+
+
+def parse_trusted_proxies(value: str) -> tuple[IPNetwork, ...]:
+    """The networks of `WORKBENCH_TRUSTED_PROXIES` (comma-separated addresses or CIDR networks)."""
+    networks = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"WORKBENCH_TRUSTED_PROXIES: {item!r} is not an IP address or network "
+                "(write e.g. 127.0.0.1, 10.0.0.0/8, ::1)"
+            ) from None
+    return tuple(networks)
+
+
+def uvicorn_proxy_options(trusted_proxies: str) -> dict[str, Any]:
+    """uvicorn's own proxy handling, set to believe the same proxies as the app (or none)."""
+    networks = parse_trusted_proxies(trusted_proxies)
+    return {
+        "proxy_headers": bool(networks),
+        "forwarded_allow_ips": ",".join(str(n) for n in networks) if networks else "",
+    }
+
+
+def _address(entry: str) -> str:
+    """An `X-Forwarded-For` entry without a port (`1.2.3.4:80`, `[::1]:80`) or brackets."""
+    entry = entry.strip()[:_MAX_ADDRESS_CHARS]
+    if entry.startswith("["):
+        return entry[1:].partition("]")[0]
+    if entry.count(":") == 1:
+        return entry.partition(":")[0]
+    return entry
+
+
+class ClientAddressMiddleware:
+    """Sets the ASGI scope's `client` (and `scheme`) from proxy headers sent by trusted proxies."""
+
+    def __init__(self, app: ASGIApp, trusted: tuple[IPNetwork, ...]) -> None:
+        self.app = app
+        self.trusted = trusted
+
+    def _is_trusted(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.trusted)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        if scope["type"] in ("http", "websocket") and self.trusted and client and self._is_trusted(client[0]):
+            self._believe_headers(scope)
+        await self.app(scope, receive, send)
+
+    def _believe_headers(self, scope: Scope) -> None:
+        forwarded_for: list[str] = []
+        proto = None
+        for name, value in scope["headers"]:
+            if name == b"x-forwarded-for":
+                forwarded_for.extend(value.decode("latin-1").split(","))
+            elif name == b"x-forwarded-proto":
+                proto = value.decode("latin-1").split(",")[0].strip().lower()
+        hops = [address for entry in forwarded_for if (address := _address(entry))]
+        if hops:
+            # Each proxy appends the address it saw: walk back past our own proxies.
+            untrusted = next((hop for hop in reversed(hops) if not self._is_trusted(hop)), hops[0])
+            scope["client"] = (untrusted, 0)
+        if proto in ("http", "https"):
+            scope["scheme"] = proto if scope["type"] == "http" else proto.replace("http", "ws")
