@@ -17,12 +17,14 @@ from pipeline_lib.db_client_aio import AsyncDbApiClient
 from pipeline_lib.db_requests import DbApiCallError
 from pipeline_lib.settings import Settings, jwt_secret
 from web_app import api_docs, problems
+from web_app.body_idle import BodyIdleMiddleware
 from web_app.body_limit import BodyLimitMiddleware
 from web_app.client_address import ClientAddressMiddleware, parse_trusted_proxies
 from web_app.deps import LoginRequired
 from web_app.ratelimit import FormRateLimiter
 from web_app.routes import auth, form, health, results, runs, schools, submissions
 from web_app.school_cache import SchoolCache
+from web_app.upload_slots import UploadSlots
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +100,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.jwt_secret = jwt_secret(settings)
     app.state.form_limiter = FormRateLimiter(settings.form_rate_limit)
+    app.state.bulk_uploads = UploadSlots(settings.max_bulk_uploads, settings.max_bulk_uploads_per_user)
     app.state.school_cache = SchoolCache()
 
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
+    app.add_middleware(BodyIdleMiddleware, seconds=settings.upload_idle_seconds)
     app.add_middleware(SecurityHeaders)
     # Outermost: everything below sees the client address and scheme it counts.
     app.add_middleware(ClientAddressMiddleware, trusted=parse_trusted_proxies(settings.trusted_proxies))

@@ -34,9 +34,11 @@ _DESCRIPTIONS = {
     401: "Missing, expired or invalid access token",
     403: "The token lacks a scope this needs",
     404: "Not found",
+    408: "The request body stalled and was cut off",
     413: "The request body is too large",
     415: "The body is not of a media type this takes",
     422: "The request is not valid",
+    429: "Too many requests; try again after Retry-After seconds",
     503: "The database service is unavailable; try again shortly",
 }
 

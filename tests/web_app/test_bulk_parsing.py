@@ -1,4 +1,5 @@
-"""The streaming upload parsers as pure logic (no server)."""
+"""The streaming upload parsers as pure logic (no server). The parsing thread is fed pieces of
+the size the test sends (not the app's 64 KiB), so records cut anywhere are tested."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from web_app.bulk import BulkFormatError, BulkTally, csv_batches, ndjson_batches
+from web_app import bulk
+from web_app.bulk import BulkTally, csv_batches, ndjson_batches
+from web_app.bulk_records import MAX_RECORD_CHARS, BulkFormatError, RecordTooLong
 
 
 async def _stream(data: bytes, size: int) -> AsyncIterator[bytes]:
@@ -14,11 +17,16 @@ async def _stream(data: bytes, size: int) -> AsyncIterator[bytes]:
         yield data[start : start + size]
 
 
+@pytest.fixture(autouse=True)
+def _feed_every_piece(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bulk, "FEED_BYTES", 1)
+
+
 async def _collect(parser, data: bytes, size: int = 5, batch_rows: int = 2) -> tuple[list, BulkTally]:
     tally = BulkTally()
     rows = []
-    async for table in parser(_stream(data, size), tally, batch_rows):
-        rows.extend(table.to_pylist())
+    async for batch in parser(_stream(data, size), tally, batch_rows):
+        rows.extend(batch.table.to_pylist())
     return rows, tally
 
 
@@ -52,3 +60,77 @@ async def test_ndjson_values_become_text_and_bad_lines_are_reported() -> None:
     rows, tally = await _collect(ndjson_batches, data)
     assert rows[0]["ses"] == "1.5" and rows[0]["minority"] == "true"
     assert tally.refused == 2 and tally.problems[0] == "line 2: each line must be one JSON object"
+
+
+async def test_quoted_records_split_where_the_csv_module_splits_them() -> None:
+    # A quote inside an unquoted value is text; "" inside quotes is one quote; a quoted value may
+    # be followed by text; a record goes on only while a quoted value is open.
+    data = (
+        b'school_id,student_ref,consent\n12" screen,a,yes\n"x ""y""",b,yes\n"q"r,"2\n'
+        b'lines",yes\n"open\n""still"",\n\nclosed",c,yes\n'
+    )
+    for size in (1, 7, 4096):
+        rows, tally = await _collect(csv_batches, data, size)
+        values = [(r["school_id"], r["student_ref"]) for r in rows]
+        assert values == [
+            ('12" screen', "a"),
+            ('x "y"', "b"),
+            ("qr", "2\nlines"),
+            ('open\n"still",\n\nclosed', "c"),
+        ]
+        assert tally.refused == 0 and tally.received == 4
+
+
+async def test_batches_end_on_their_last_line() -> None:
+    data = b"school_id,consent\n1,yes\n2,no\n\n3,yes\n4,yes\n"
+    tally = BulkTally()
+    batches = [b async for b in csv_batches(_stream(data, 3), tally, batch_rows=2)]
+    assert [(b.table.num_rows, b.last_line) for b in batches] == [(1, 3), (2, 6)]
+
+
+async def test_a_quoted_record_over_the_limit_stops_the_upload_with_its_line() -> None:
+    endless = b'school_id,consent\n1,yes\n"' + b"\na" * MAX_RECORD_CHARS
+    with pytest.raises(RecordTooLong, match="line 3: a record longer than 131,072 characters"):
+        await _collect(csv_batches, endless, size=65536)
+    one_line = b'school_id,consent\n1,yes\n2,"' + b"x" * MAX_RECORD_CHARS  # never ends
+    with pytest.raises(RecordTooLong, match="line 3"):
+        await _collect(csv_batches, one_line, size=65536)
+
+
+@pytest.mark.parametrize("size", [1000, 65536, 10**6])
+async def test_a_line_over_the_limit_without_quotes_is_skipped_and_refused_by_line(size: int) -> None:
+    huge = b"x" * (MAX_RECORD_CHARS + 1)
+    data = b"school_id,consent\n1,yes\n" + huge + b",yes\n2,yes\n" + huge
+    rows, tally = await _collect(csv_batches, data, size=size)
+    assert [r["school_id"] for r in rows] == ["1", "2"]
+    assert tally.received == 4
+    assert tally.problems == [
+        "line 3: longer than 131,072 characters (a value may have 10,000)",
+        "line 5: longer than 131,072 characters (a value may have 10,000)",
+    ]
+    ndjson = b'{"consent": true, "ses": "' + huge + b'"}\n{"consent": true, "ses": "1"}\n'
+    rows, tally = await _collect(ndjson_batches, ndjson, size=size)
+    assert [r["ses"] for r in rows] == ["1"] and tally.problems[0].startswith("line 1: longer than")
+
+
+async def test_a_header_over_the_limit_is_an_error_for_the_whole_upload() -> None:
+    with pytest.raises(BulkFormatError, match="line 1: the header is longer"):
+        await _collect(csv_batches, b"x" * (MAX_RECORD_CHARS + 1) + b"\n1\n", size=65536)
+
+
+async def test_a_value_over_10000_characters_is_refused_by_line() -> None:
+    data = b"school_id,consent\n" + b"x" * 10_001 + b",yes\n" + b"x" * 10_000 + b",yes\n"
+    rows, tally = await _collect(csv_batches, data, size=4096)
+    assert [len(r["school_id"]) for r in rows] == [10_000]
+    assert tally.problems == ["line 2: the value of school_id is longer than 10,000 characters"]
+
+
+async def test_ndjson_rows_without_any_consent_key_are_refused_by_line() -> None:
+    rows, tally = await _collect(ndjson_batches, b'{"ses": 1}\n{"ses": 2}\n{"ses": 3, "consent": "yes"}\n')
+    assert [r["ses"] for r in rows] == ["3"]
+    assert tally.problems == ["line 1: no consent: not stored", "line 2: no consent: not stored"]
+
+
+async def test_a_byte_order_mark_is_not_part_of_the_header() -> None:
+    rows, _ = await _collect(csv_batches, "\ufeffschool_id,consent\n1,yes\n".encode(), size=1)
+    assert rows[0]["school_id"] == "1"

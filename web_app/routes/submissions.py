@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response, Security, status
 
-from web_app.bulk import PARSERS, BulkFormatError, BulkTally
+from web_app.bulk import PARSERS, BulkTally
+from web_app.bulk_upload import UploadCutOff, store_upload
 from web_app.deps import DbDep, current_user
 from web_app.problems import problem_responses
 from web_app.security import TokenClaims
@@ -16,12 +17,13 @@ from web_app.submissions import (
     SubmissionReceipt,
     consent_given,
     idempotent_id,
-    owned_batches,
     raw_record,
     same_submission,
 )
+from web_app.upload_slots import UploadSlots
 
 router = APIRouter(prefix="/api/v1/submissions", tags=["submissions"])
+BUSY_RETRY_SECONDS = 10
 Submitter = Annotated[TokenClaims, Security(current_user, scopes=["submit"])]
 
 
@@ -81,28 +83,39 @@ _BULK_BODY = {
     summary="Submit many records (CSV or NDJSON)",
     openapi_extra=_BULK_BODY,
     responses=problem_responses(
-        401, 403, 413, 415, 422, 503, s422="The upload cannot be read (header, UTF-8)"
+        401,
+        403,
+        408,
+        413,
+        415,
+        422,
+        429,
+        503,
+        s408="The body stalled and was cut off; the problem lists what was stored until then",
+        s413="The upload, or one record in it, is too large; the problem lists what was stored",
+        s422="The upload cannot be read on (header, UTF-8, a quote never closed); the problem lists "
+        "what was stored",
+        s429="Too many bulk uploads in progress, for this account or in all",
     ),
 )
 async def submit_bulk(request: Request, user: Submitter, db: DbDep) -> BulkReport:
-    """Streams the upload to the db-api in batches; records without consent or with unknown
-    fields are refused and reported by line, the others stored as given. A `submission_id` is
-    the account's own: stored as `<account>:<submission_id>`, so another account's ids never
-    collide with it."""
+    """Streams the upload to the db-api in batches; records without consent, with unknown
+    fields or over the length limits are refused and reported by line, the others stored as
+    given. A `submission_id` is the account's own: stored as `<account>:<submission_id>`, so
+    another account's ids never collide with it. If the upload stops before its end, the error
+    says what was stored until then (`stored_through_line`)."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     parser = PARSERS.get(media_type)
     if parser is None:
         raise HTTPException(415, f"Send text/csv or application/x-ndjson, not {media_type or 'nothing'}")
+    slots: UploadSlots = request.app.state.bulk_uploads
+    if (busy := slots.refusal(user.username)) is not None:
+        headers = {"Retry-After": str(BUSY_RETRY_SECONDS), "Connection": "close"}
+        raise HTTPException(429, busy, headers=headers)
     tally = BulkTally()
-    try:
-        batches = owned_batches(user.username, parser(request.stream(), tally))
-        result = await db.write("raw", batches, mode="insert", key="submission_id")
-    except BulkFormatError as exc:
-        raise HTTPException(422, str(exc)) from None
-    return BulkReport(
-        received=tally.received,
-        stored=result.inserted,
-        already_stored=result.skipped,
-        refused=tally.refused,
-        problems=tally.problems,
-    )
+    with slots.taken(user.username):
+        try:
+            report = await store_upload(db, user.username, parser(request.stream(), tally), tally)
+        except UploadCutOff as cut:
+            return cut.response()  # type: ignore[return-value]
+    return report

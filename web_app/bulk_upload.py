@@ -1,0 +1,112 @@
+"""One bulk upload from body to `raw`, and its report, also when the upload is cut off.
+
+Each batch goes to the db-api as a write stream of its own once it is parsed, so no db-api stream
+waits on a client's body, and a stalled upload holds nothing there. What is committed stays
+committed: when an upload stops (a line the parser cannot read on from, a record too long, a
+stalled or oversized body, the db-api failing), the answer is the error with the report of what
+was stored. Records up to `stored_through_line` were stored or refused (as listed); nothing after
+it was stored, so that is where a client sends again from.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+import pyarrow as pa
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+
+from pipeline_lib.db_client_aio import AsyncDbApiClient
+from pipeline_lib.db_requests import DbApiCallError
+from web_app.bulk import BulkTally, RawBatch
+from web_app.bulk_records import BulkFormatError
+from web_app.problems import problem
+from web_app.submissions import BulkReport, owned_batches
+
+log = logging.getLogger(__name__)
+
+# db-api status -> (HTTP status, title). Write payloads are split under the db-api's message
+# limit, so RESOURCE_EXHAUSTED here means its streams are all taken.
+_DB_FAILURES = {
+    grpc.StatusCode.UNAVAILABLE: (503, "The database service is unavailable; try again shortly"),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (503, "The database service did not answer in time; try again"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (503, "The database service is busy; try again shortly"),
+    grpc.StatusCode.INVALID_ARGUMENT: (422, "The database refused the data"),
+}
+
+
+class UploadCutOff(Exception):
+    """The upload stopped before its end: the reason (the problem's title, as for every error of
+    this app) and what was stored until then."""
+
+    def __init__(self, status: int, reason: str, report: BulkReport, through: int) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.report, self.through = status, reason, report, through
+
+    def response(self) -> JSONResponse:
+        stored = (
+            f"Records up to line {self.through} were stored, or refused as listed in problems; "
+            f"nothing after line {self.through} was stored."
+            if self.through
+            else "Nothing of this upload was stored."
+        )
+        response = problem(
+            self.status, self.reason, stored, **self.report.model_dump(), stored_through_line=self.through
+        )
+        # The rest of the body is not read: the connection cannot carry another request.
+        response.headers["Connection"] = "close"
+        return response
+
+
+def _failure(exc: Exception) -> tuple[int, str]:
+    """(HTTP status, reason) for what stopped an upload."""
+    if isinstance(exc, BulkFormatError):
+        return exc.status, str(exc)
+    if isinstance(exc, HTTPException):  # from reading the body: too large (413), stalled (408)
+        return exc.status_code, str(exc.detail)
+    if isinstance(exc, ClientDisconnect):
+        return 400, "The client closed the connection before the end of the upload"
+    assert isinstance(exc, DbApiCallError)
+    status, title = _DB_FAILURES.get(exc.code, (502, "The database service failed"))
+    return status, f"{title}: {exc.details}"
+
+
+async def store_upload(
+    db: AsyncDbApiClient, account: str, batches: AsyncIterator[RawBatch], tally: BulkTally
+) -> BulkReport:
+    """Write `batches` to `raw` as the account's own, one stream per batch; the report, or
+    `UploadCutOff` with the report so far."""
+    stored = already = through = 0
+    ends: list[int] = []
+
+    async def tables() -> AsyncIterator[pa.Table]:
+        async for batch in batches:
+            ends.append(batch.last_line)
+            yield batch.table
+
+    try:
+        async for table in owned_batches(account, tables()):
+            result = await db.write("raw", table, mode="insert", key="submission_id")
+            stored, already, through = stored + result.inserted, already + result.skipped, ends[-1]
+    except (BulkFormatError, HTTPException, ClientDisconnect, DbApiCallError) as exc:
+        status, reason = _failure(exc)
+        report = _report(tally, stored, already)
+        log.warning(
+            "bulk upload cut off",
+            extra={"account": account, "status": status, "error": reason, "stored": stored, "line": through},
+        )
+        raise UploadCutOff(status, reason, report, through) from None
+    return _report(tally, stored, already)
+
+
+def _report(tally: BulkTally, stored: int, already: int) -> BulkReport:
+    return BulkReport(
+        received=tally.received,
+        stored=stored,
+        already_stored=already,
+        refused=tally.refused,
+        problems=tally.problems,
+    )
