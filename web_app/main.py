@@ -21,9 +21,10 @@ from web_app.body_idle import BodyIdleMiddleware
 from web_app.body_limit import BodyLimitMiddleware
 from web_app.client_address import ClientAddressMiddleware, parse_trusted_proxies
 from web_app.deps import LoginRequired
-from web_app.ratelimit import FormRateLimiter
+from web_app.ratelimit import FormRateLimiter, limit_storage
 from web_app.routes import auth, form, health, results, runs, schools, submissions
 from web_app.school_cache import SchoolCache
+from web_app.signin_guard import SignInGuard
 from web_app.upload_slots import UploadSlots
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.jwt_secret = jwt_secret(settings)
-    app.state.form_limiter = FormRateLimiter(settings.form_rate_limit)
+    limits = limit_storage()
+    app.state.form_limiter = FormRateLimiter(settings.form_rate_limit, limits)
+    app.state.sign_in_guard = SignInGuard(limits)
     app.state.bulk_uploads = UploadSlots(settings.max_bulk_uploads, settings.max_bulk_uploads_per_user)
     app.state.school_cache = SchoolCache()
 

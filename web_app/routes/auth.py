@@ -17,6 +17,7 @@ from web_app.deps import SESSION_COOKIE, DbDep, SettingsDep
 from web_app.pages import CSRF_COOKIE, render
 from web_app.problems import problem_responses
 from web_app.security import DUMMY_HASH, SCOPES, create_access_token, csrf_valid, verify_password
+from web_app.signin_guard import SignInGuard, SignInRefused
 
 router = APIRouter(tags=["auth"])
 
@@ -43,6 +44,18 @@ async def authenticate(db: DbDep, username: str, password: str) -> list[str] | N
     return list(user.get("scopes", []))
 
 
+async def sign_in(request: Request, db: DbDep, username: str, password: str) -> list[str] | None:
+    """`authenticate`, throttled for both sign-in paths: SignInRefused (429) while the account or
+    the client backs off after failures, (503) while the most password checks at once run."""
+    guard: SignInGuard = request.app.state.sign_in_guard
+    client = request.client.host if request.client else "unknown"
+    guard.check(username, client)
+    with guard.password_check():
+        scopes = await authenticate(db, username, password)
+    guard.record(username, client, succeeded=scopes is not None)
+    return scopes
+
+
 @router.post(
     "/api/v1/auth/token",
     summary="Get an access token (OAuth2 password flow)",
@@ -51,15 +64,23 @@ async def authenticate(db: DbDep, username: str, password: str) -> list[str] | N
         401,
         413,
         422,
+        429,
         503,
         s400="None of the scopes asked for is granted",
         s401="Incorrect username or password",
+        s429="Too many failed sign-ins for this account or from this client: try again after Retry-After",
+        s503="Too many sign-ins at once, or the database service is unavailable: try again after Retry-After",
     ),
 )
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], db: DbDep, settings: SettingsDep, request: Request
 ) -> Token:
-    granted = await authenticate(db, form.username, form.password)
+    try:
+        granted = await sign_in(request, db, form.username, form.password)
+    except SignInRefused as refused:
+        raise HTTPException(
+            refused.status, refused.message, headers={"Retry-After": str(refused.retry_after)}
+        ) from None
     if granted is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -104,7 +125,13 @@ async def login(
         return render(
             request, "login.html", {"next": _safe_next(next), "error": "The form expired: try again."}, 403
         )
-    scopes = await authenticate(db, username, password)
+    try:
+        scopes = await sign_in(request, db, username, password)
+    except SignInRefused as refused:
+        context = {"next": _safe_next(next), "error": refused.message}
+        response = render(request, "login.html", context, refused.status)
+        response.headers["Retry-After"] = str(refused.retry_after)
+        return response
     if scopes is None:
         context = {"next": _safe_next(next), "error": "Incorrect username or password."}
         return render(request, "login.html", context, status.HTTP_401_UNAUTHORIZED)
