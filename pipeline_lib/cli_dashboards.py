@@ -3,19 +3,26 @@
 Sources are stripped, so viewers see outputs only; each dashboard keeps `voila_pool_size`
 kernels preheated (imports and plotting warmed up, waiting for a viewer), so a page shows its
 first plot in about a second. Only the web app's origin may frame the dashboards. The kernels
-get the db-api's address and token (and k) in their environment, whatever their working folder.
+get the db-api's address and token (and k) in their environment, whatever their working folder,
+and are reached over Unix sockets (IPC), not loopback TCP. The shipped dashboards are signed at
+start (Jupyter's notary, its secret and database under `<data dir>/jupyter/`), so Voilà trusts
+them instead of warning that each is "not trusted".
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pipeline_lib.settings import Settings, db_api_token, get_settings
+
+if TYPE_CHECKING:
+    from traitlets.config import Config
 
 LOOPBACK = "127.0.0.1"
 WILDCARDS = ("", "0.0.0.0", "::")
@@ -23,6 +30,19 @@ WILDCARDS = ("", "0.0.0.0", "::")
 
 def dashboards_dir(settings: Settings) -> Path:
     return settings.notebooks_dir / "dashboards"
+
+
+def dashboard_notebooks(settings: Settings) -> Iterator[Path]:
+    """The notebooks Voilà serves (checkpoints and other hidden folders aside)."""
+    folder = dashboards_dir(settings)
+    for path in sorted(folder.rglob("*.ipynb")):
+        if not any(part.startswith(".") for part in path.relative_to(folder).parts):
+            yield path
+
+
+def notary_dir(settings: Settings) -> Path:
+    """Where the notary that signs the dashboards keeps its secret and signature database."""
+    return settings.data_dir / "jupyter"
 
 
 def content_security_policy(settings: Settings) -> str:
@@ -55,6 +75,8 @@ def kernel_environment(settings: Settings, host: str) -> dict[str, str]:
 
 def voila_config(settings: Settings, host: str, port: int, pool_size: int) -> dict[str, dict[str, object]]:
     """The traitlets configuration of the Voilà server."""
+    from pipeline_lib.runs.kernel import short_temp_root
+
     return {
         "Voila": {
             "ip": host,
@@ -63,7 +85,15 @@ def voila_config(settings: Settings, host: str, port: int, pool_size: int) -> di
             "open_browser": False,
             "root_dir": str(dashboards_dir(settings)),
             "tornado_settings": {"headers": {"Content-Security-Policy": content_security_policy(settings)}},
+            # The kernels' sockets live in a private folder made under this one (short: a socket
+            # path holds 107 bytes at most).
+            "connection_dir_root": short_temp_root(),
         },
+        # Kernels run on this machine: Unix sockets, which no other machine can reach, rather
+        # than unencrypted loopback TCP (which the kernels warn about).
+        "KernelManager": {"transport": "ipc"},
+        # The notary Voilà checks the dashboards with, the one `sign_dashboards` signs them with.
+        "NotebookNotary": {"data_dir": str(notary_dir(settings))},
         # A kernel whose page was closed without telling Voilà (a crashed tab) is shut down after
         # 10 idle minutes; kernels with an open page and the preheated pool are never culled.
         "MappingKernelManager": {"cull_idle_timeout": 600, "cull_interval": 60, "cull_connected": False},
@@ -76,6 +106,25 @@ def voila_config(settings: Settings, host: str, port: int, pool_size: int) -> di
     }
 
 
+def sign_dashboards(settings: Settings, config: Config) -> int:
+    """Sign the dashboards with the notary `config` describes, so Voilà trusts them; returns how
+    many were not signed yet. They are the project's own notebooks, served from its checkout:
+    Voilà executes them afresh for each viewer and shows only the outputs it produced itself."""
+    import nbformat
+    from nbformat.sign import NotebookNotary
+
+    notary_dir(settings).mkdir(parents=True, exist_ok=True, mode=0o700)
+    notary = NotebookNotary(config=config)
+    signed = 0
+    for path in dashboard_notebooks(settings):
+        notebook = nbformat.read(path, as_version=4)
+        if not notary.check_signature(notebook):
+            notary.sign(notebook)  # the signature goes to the notary's database; the file is unchanged
+            signed += 1
+    notary.close()
+    return signed
+
+
 def serve(settings: Settings, host: str, port: int, pool_size: int) -> None:
     """Run Voilà in this process until SIGINT or SIGTERM (it then shuts its kernels down)."""
     from traitlets.config import Config
@@ -85,7 +134,9 @@ def serve(settings: Settings, host: str, port: int, pool_size: int) -> None:
 
     ensure_kernel()  # the notebooks name the project's kernel
     os.environ.update(kernel_environment(settings, host))  # kernels start with a copy of it
-    app = Voila(config=Config(voila_config(settings, host, port, pool_size)))
+    config = Config(voila_config(settings, host, port, pool_size))
+    sign_dashboards(settings, config)
+    app = Voila(config=config)
     app.initialize([str(dashboards_dir(settings))])
     app.start()
 

@@ -3,10 +3,15 @@
 The master comes from the argument, else `WORKBENCH_SPARK_MASTER` (default `local[*]`):
 `local[N]`, `spark://host:port`, `yarn`, `k8s://…`, or Spark Connect `sc://host:port`. The
 session has the `workbench` data source registered (`spark.read.format("workbench")`).
+
+What the driver's JVM prints to its stderr (Java's own notices, Spark's log at WARN and above,
+the Python workers' stderr) is appended to `<data dir>/logs/spark.log`, not shown in a notebook
+or terminal: it is noise there. Errors still reach the caller as Python exceptions.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -14,8 +19,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
+from pipeline_lib.logs import log_dir, open_log, tail
 from pipeline_lib.settings import Settings, get_settings
 from pipeline_lib.spark_source import register
 
@@ -23,7 +30,8 @@ LOOPBACK = "127.0.0.1"
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 _LOCAL_MASTER = re.compile(r"local(?:\[(?P<cores>\*|\d+)(?:,\s*\d+)?\])?")
 
-# Warnings and errors only, on stderr; Hadoop's "native library" notice is noise here.
+# Warnings and errors only, on stderr (which `get_spark` sends to <data dir>/logs/spark.log);
+# Hadoop's "native library" notice is noise here.
 _LOG4J2 = """\
 rootLogger.level = warn
 rootLogger.appenderRef.stderr.ref = console
@@ -68,6 +76,9 @@ def spark_conf(master: str, *, settings: Settings) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",  # progress bars would fill notebook outputs
         "spark.ui.enabled": "false",  # ~1 s less at start; pass conf={"spark.ui.enabled": "true"}
         "spark.sql.warehouse.dir": str(spark_dir / "warehouse"),
+        # Plans of wide rows (the clean's) are printed whole in errors and `explain()`, without
+        # the "Truncated the string representation of a plan" warning (default 25 fields).
+        "spark.sql.debug.maxToStringFields": "1000",
     }
     log_config = _log4j2_file(spark_dir)
     # HotSpot never compiles a method over 8,000 bytes of bytecode; whole-stage code generation
@@ -118,13 +129,55 @@ def get_spark(
         register(running, settings, partitions=running.sparkContext.defaultParallelism)
         return running
     _prepare_environment(master, settings)
+    options = {**spark_conf(master, settings=settings), **(conf or {})}
+    if SparkContext._gateway is None:  # this process has no driver JVM yet: start it, quietly
+        _launch_driver({**options, "spark.master": master, "spark.app.name": app_name}, settings)
     builder = SparkSession.builder.master(master).appName(app_name)
-    for key, value in {**spark_conf(master, settings=settings), **(conf or {})}.items():
+    for key, value in options.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    _log_query_errors_to_file(spark_log(settings))
     register(spark, settings, partitions=spark.sparkContext.defaultParallelism)
     return spark
+
+
+def spark_log(settings: Settings) -> Path:
+    """Where the driver JVM's stderr goes."""
+    return log_dir(settings.data_dir) / "spark.log"
+
+
+def _launch_driver(options: Mapping[str, str], settings: Settings) -> None:
+    """Start the driver JVM as pyspark would (`spark-submit` with `options`), but with its stderr
+    appended to `spark_log`: a kernel copies everything on its stderr into the notebook, and the
+    JVM writes there at start ("WARNING: Using incubator modules", log4j's warnings) and later."""
+    from pyspark.errors import PySparkRuntimeError
+    from pyspark.java_gateway import launch_gateway
+
+    path = spark_log(settings)
+    heading = f"Spark driver of {options['spark.app.name']!r} (for python pid {os.getpid()})"
+    conf = SparkConf().setAll(options.items())
+    stream, start = open_log(path, heading)
+    with stream:
+        try:
+            gateway = launch_gateway(conf, popen_kwargs={"stderr": stream})
+        except PySparkRuntimeError as exc:
+            last = "\n".join(f"  {line}" for line in tail(path, start)) or "  (nothing)"
+            raise RuntimeError(f"Spark's driver (a JVM) did not start; {path} ends:\n{last}") from exc
+    SparkContext(conf=conf, gateway=gateway)  # the session the builder makes next uses it
+
+
+def _log_query_errors_to_file(path: Path) -> None:
+    """PySpark logs a failed query's error, traceback included, as JSON on stderr (a red block
+    under the cell's own traceback, which already says what failed and where): into `path`."""
+    from pyspark.logger import PySparkLogger
+
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        logger = PySparkLogger.getLogger(name)
+        for handler in logger.handlers:
+            handler.close()
+        logger.handlers.clear()
+        logger.addHandler(logging.FileHandler(path, delay=True))  # PySparkLogger formats it as JSON
 
 
 def _prepare_environment(master: str, settings: Settings) -> None:

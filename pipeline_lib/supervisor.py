@@ -2,6 +2,11 @@
 
 Each service is its own process (a crash in one is visible, not hidden in a thread); Ctrl-C or
 SIGTERM stops all of them; if one dies, the others are stopped and the exit code says so.
+
+The terminal shows only what is meant for the user: a service's stdout (where services print
+nothing but such lines, e.g. the scheduler's one line per failed run) and what `run` says. A
+service's stderr (its structured log, server and Spark logs) is appended to
+`<log_dir>/<service>.log`; when a service dies, `run` shows the end of that file.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline_lib.logs import open_log, tail
 
 
 @dataclass
@@ -21,9 +29,16 @@ class Service:
     args: list[str]
     host: str | None  # None: the service listens on no port (the scheduler)
     port: int | None
-    url: str
+    url: str  # what "ready at" shows: its address, or for a service without one what it does
     ready: Callable[[], bool]
     process: subprocess.Popen | None = None
+    log: Path | None = None  # where its stderr goes (None: inherited)
+    log_start: int = 0  # the offset in `log` where this start's lines begin
+
+    def ready_line(self) -> str:
+        if self.port is None:
+            return f"{self.name:9} ready: {self.url}"
+        return f"{self.name:9} ready at {self.url}"
 
 
 class PortTaken(RuntimeError):
@@ -46,10 +61,18 @@ def run(
     echo: Callable[[str], None],
     start_timeout: float = 60.0,
     env: Mapping[str, str] | None = None,
+    *,
+    log_dir: Path | None = None,
+    when_ready: str = "",
+    error: Callable[[str], None] | None = None,
 ) -> int:
     """Start the services in order, each once the previous is ready; block until a signal or a death.
 
-    `env` is the children's environment (the resolved settings, so each sees the same paths)."""
+    `env` is the children's environment (the resolved settings, so each sees the same paths).
+    With `log_dir`, each service's stderr is appended to `<log_dir>/<name>.log` (else inherited).
+    `when_ready` is echoed once all are ready (the URLs, the next step), before the closing
+    "All services are up" line; problems go to `error` (default `echo`)."""
+    error = error or echo
     for service in services:
         if service.host is not None and service.port is not None:
             check_port_free(service.host, service.port, service.name)
@@ -59,34 +82,63 @@ def run(
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        names = ", ".join(service.name for service in services)
+        echo(f"Starting {names}; their logs go to {log_dir}/<name>.log")
     try:
         for service in services:
-            service.process = subprocess.Popen(
-                [sys.executable, "-m", "pipeline_lib.cli", *service.args], env=env
-            )
+            _start(service, env, log_dir)
             deadline = time.monotonic() + start_timeout
             while not service.ready():
                 if stopping:
                     return 0
-                if service.process.poll() is not None or time.monotonic() > deadline:
-                    echo(f"error: {service.name} did not start (see its log above)")
+                assert service.process is not None
+                if service.process.poll() is not None:
+                    error(_failure(service, f"did not start (exit code {service.process.returncode})"))
+                    return 1
+                if time.monotonic() > deadline:
+                    error(_failure(service, f"did not get ready within {start_timeout:.0f} s"))
                     return 1
                 time.sleep(0.2)
-            echo(f"{service.name:8} ready at {service.url}")
+            echo(service.ready_line())
+        if when_ready:
+            echo(when_ready)
         echo("All services are up. Press Ctrl-C to stop them.")
         while not stopping:
             for service in services:
                 if service.process is not None and service.process.poll() is not None:
-                    echo(
-                        f"error: {service.name} stopped unexpectedly (exit code {service.process.returncode})"
-                    )
+                    error(_failure(service, f"stopped unexpectedly (exit code {service.process.returncode})"))
                     return 1
             time.sleep(0.5)
         return 0
     finally:
         _stop_all(services, echo)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _start(service: Service, env: Mapping[str, str] | None, log_dir: Path | None) -> None:
+    command = [sys.executable, "-m", "pipeline_lib.cli", *service.args]
+    if log_dir is None:
+        service.process = subprocess.Popen(command, env=env)
+        return
+    service.log = log_dir / f"{service.name}.log"
+    stream, service.log_start = open_log(service.log, f"workbench up starts {service.name}")
+    with stream:  # the child has its own copy of the descriptor
+        service.process = subprocess.Popen(command, env=env, stderr=stream)
+
+
+def _failure(service: Service, what: str) -> str:
+    """The error line for a service that failed, and the end of its log."""
+    if service.log is None:
+        return f"error: {service.name} {what} (see its log above)"
+    lines = tail(service.log, service.log_start)
+    if not lines:
+        return f"error: {service.name} {what}; its log {service.log} has nothing to say"
+    shown = "\n".join(f"  | {line}" for line in lines)
+    return f"error: {service.name} {what}. The end of its log, {service.log}:\n{shown}"
 
 
 def _stop_all(services: list[Service], echo: Callable[[str], None]) -> None:

@@ -192,6 +192,7 @@ def _papermill(
                 str(output),
                 parameters=parameters,
                 kernel_name=ensure_kernel(),
+                kernel_manager_class="pipeline_lib.runs.kernel.LocalKernelManager",  # IPC, not TCP
                 language="python",
                 execution_timeout=settings.run_cell_timeout_seconds,
                 progress_bar=False,

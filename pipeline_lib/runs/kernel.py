@@ -1,13 +1,23 @@
-"""The project's Jupyter kernel, registered inside the venv so runs never depend on a system kernel."""
+"""The project's Jupyter kernel, registered inside the venv so runs never depend on a system kernel,
+and the kernel manager runs use: the kernel on this machine, reached over Unix sockets (IPC)."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import CaselessStrEnum, default
 
 KERNEL_NAME = "workbench"
 DISPLAY_NAME = "Student Data Workbench (Python 3)"
+
+# A Unix socket path holds at most 107 bytes; the kernel's sockets are `<folder>/kernel-ipc-N`.
+_SOCKET_FOLDER_MAX = 80
 
 
 def kernel_spec_dir() -> Path:
@@ -26,3 +36,33 @@ def ensure_kernel() -> str:
 
     install(prefix=sys.prefix, kernel_name=KERNEL_NAME, display_name=DISPLAY_NAME)
     return KERNEL_NAME
+
+
+def short_temp_root() -> str:
+    """The temporary folder, or /tmp when its path is too long to hold the kernel's sockets."""
+    root = tempfile.gettempdir()
+    return root if len(root) <= _SOCKET_FOLDER_MAX - 30 else "/tmp"
+
+
+class LocalKernelManager(AsyncKernelManager):
+    """A kernel on this machine, talked to over Unix sockets instead of loopback TCP.
+
+    Unix sockets in a private folder (mode 0700, made per kernel under the temporary folder and
+    removed with the kernel) reach no other user and no network, so the kernel has no reason to
+    warn that its traffic is unencrypted; papermill takes it as `kernel_manager_class`."""
+
+    transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+    _private_dir: str | None = None
+
+    @default("connection_file")
+    def _connection_file_in_private_folder(self) -> str:
+        self._private_dir = tempfile.mkdtemp(prefix="wb-kernel-", dir=short_temp_root())
+        return os.path.join(self._private_dir, "kernel.json")
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart and self._private_dir is not None:
+            shutil.rmtree(self._private_dir, ignore_errors=True)
+            self._private_dir = None
+
+    cleanup_resources = _async_cleanup_resources  # the base class binds its own function there

@@ -140,7 +140,7 @@ def test_up_starts_every_service_and_stops_them_on_sigterm(tmp_path: Path) -> No
     lines = []
     assert process.stdout is not None
     for line in process.stdout:
-        lines.append(line)
+        lines.append(line.rstrip("\n"))
         if "All services are up" in line:
             break
     web_url = next(line.split(" ready at ")[1].strip() for line in lines if line.startswith("web"))
@@ -150,16 +150,40 @@ def test_up_starts_every_service_and_stops_them_on_sigterm(tmp_path: Path) -> No
     voila_url = next(line.split(" ready at ")[1].strip() for line in lines if line.startswith("voila"))
     overview = httpx.get(f"{voila_url}voila/render/overview.ipynb", timeout=60)
     assert overview.status_code == 200 and "frame-ancestors" in overview.headers["content-security-policy"]
+    _assert_quiet_start(lines, tmp_path, web_url, voila_url)
     family = descendants(process.pid)
     assert sum(b"scheduler" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in family) == 1
     again = _run(["up"], env, timeout=60)
     assert again.returncode == 1 and "already in use" in again.stderr
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
+    assert process.stderr is not None and process.stderr.read() == ""  # no error, no log line
     time.sleep(0.5)
     assert [pid for pid in family if running(pid)] == []  # no orphans
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{web_url}healthz", timeout=2)
+
+
+def _assert_quiet_start(lines: list[str], data_dir: Path, web_url: str, voila_url: str) -> None:
+    """What `up` printed: where the logs go, four ready lines, the URLs, the next step; nothing
+    the services log. What they log is in their files, without the known noise."""
+    logs = data_dir / "logs"
+    assert lines[0] == f"Starting db-api, web, voila, scheduler; their logs go to {logs}/<name>.log"
+    assert [line.split()[0] for line in lines[1:5]] == ["db-api", "web", "voila", "scheduler"]
+    assert all(" ready" in line for line in lines[1:5])
+    text = "\n".join(lines)
+    for line in (f"form        {web_url}", f"results     {web_url}results", f"API docs    {web_url}docs",
+                 f"dashboards  {voila_url}"):  # fmt: skip
+        assert f"  {line}" in lines
+    for step in ("demo --students 20000 --schools 120", "run all", "users add admin --scope admin"):
+        assert f"workbench {step}" in text
+    assert lines[-1] == "All services are up. Press Ctrl-C to stop them."
+    assert not any(noise in text for noise in ("timestamp=", "[Voila]", "uvicorn", "WARNING"))
+    assert "GET /healthz" in (logs / "web.log").read_text()
+    assert "db-api listening" in (logs / "db-api.log").read_text()
+    voila_log = (logs / "voila.log").read_text()
+    assert "Voil" in voila_log and "Kernel started" in voila_log
+    assert "not trusted" not in voila_log and "without encryption" not in voila_log
 
 
 @pytest.mark.slow

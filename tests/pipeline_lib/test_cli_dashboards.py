@@ -59,6 +59,35 @@ def test_voila_serves_the_dashboards_folder_with_sources_stripped_and_kernels_pr
     )
 
 
+def test_kernels_are_reached_over_unix_sockets_in_a_short_folder(tmp_path: Path) -> None:
+    config = cli_dashboards.voila_config(_settings(tmp_path), "127.0.0.1", 8866, 2)
+    assert config["KernelManager"] == {"transport": "ipc"}
+    root = config["Voila"]["connection_dir_root"]  # type: ignore[index]
+    assert len(f"{root}/voila_12345678/kernel-{'0' * 36}-ipc-5") < 107  # a socket path's limit
+
+
+def test_the_dashboards_are_signed_for_the_notary_voila_checks_them_with(tmp_path: Path) -> None:
+    import nbformat
+    from nbformat.sign import NotebookNotary
+    from traitlets.config import Config
+
+    settings = _settings(tmp_path)
+    config = Config(cli_dashboards.voila_config(settings, "127.0.0.1", 8866, 2))
+    names = [path.name for path in cli_dashboards.dashboard_notebooks(settings)]
+    assert names == ["data_quality.ipynb", "models.ipynb", "overview.ipynb", "schools.ipynb"]
+    assert cli_dashboards.sign_dashboards(settings, config) == 4
+    assert cli_dashboards.sign_dashboards(settings, config) == 0  # a restart: signed already
+    notary = NotebookNotary(config=config)
+    try:
+        assert notary.db_file.startswith(str(tmp_path / "var" / "jupyter"))
+        for path in cli_dashboards.dashboard_notebooks(settings):
+            assert notary.check_signature(nbformat.read(path, as_version=4))
+    finally:
+        notary.close()
+    secret = tmp_path / "var" / "jupyter" / "notebook_secret"
+    assert secret.stat().st_mode & 0o777 == 0o600
+
+
 def test_kernels_get_an_absolute_data_dir_a_reachable_db_api_and_its_token(tmp_path: Path) -> None:
     env = cli_dashboards.kernel_environment(_settings(tmp_path, k_min_group=7), "0.0.0.0")
     assert env["WORKBENCH_DB_API_ADDRESS"] == "127.0.0.1:6001"
@@ -101,9 +130,8 @@ def served(sqlite_db_api: RunningServer, tmp_path: Path) -> Iterator[tuple[str, 
         "WORKBENCH_DATA_DIR": str(tmp_path / "var"),
         "WORKBENCH_WEB_PORT": "8123",
     }
-    process = subprocess.Popen(
-        _command(port, "--pool-size", "0"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    with (tmp_path / "voila.log").open("wb") as log:
+        process = subprocess.Popen(_command(port, "--pool-size", "0"), env=env, stdout=log, stderr=log)
     try:
         _wait_for_port(port, process)
         yield f"http://127.0.0.1:{port}", env
@@ -113,7 +141,9 @@ def served(sqlite_db_api: RunningServer, tmp_path: Path) -> Iterator[tuple[str, 
 
 
 @pytest.mark.slow
-def test_a_served_dashboard_shows_outputs_only_and_may_be_framed_by_the_web_app_only(served: tuple) -> None:
+def test_a_served_dashboard_shows_outputs_only_and_may_be_framed_by_the_web_app_only(
+    served: tuple, tmp_path: Path
+) -> None:
     url, _ = served
     response = httpx.get(f"{url}/voila/render/overview.ipynb", timeout=60)
     assert response.status_code == 200
@@ -127,6 +157,9 @@ def test_a_served_dashboard_shows_outputs_only_and_may_be_framed_by_the_web_app_
         "overview.ipynb",
         "schools.ipynb",
     ]
+    log = (tmp_path / "voila.log").read_text()
+    assert "Kernel started" in log  # the log is Voilà's, and it has none of the known noise:
+    assert "not trusted" not in log and "without encryption" not in log
 
 
 @pytest.mark.slow

@@ -1,0 +1,50 @@
+"""The kernel manager runs use: the kernel on Unix sockets in a private folder, no TCP warning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+from pipeline_lib.runs.kernel import LocalKernelManager, ensure_kernel, short_temp_root
+
+# What the kernel itself sees: the transport and folder of its connection file.
+CELL = """\
+import json, os
+from ipykernel import get_connection_file
+info = json.load(open(get_connection_file()))
+mode = os.stat(os.path.dirname(info["ip"])).st_mode & 0o777
+print(json.dumps({"transport": info["transport"], "ip": info["ip"], "mode": mode}))
+"""
+
+
+def test_a_papermill_run_talks_to_its_kernel_over_private_unix_sockets(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(CELL)]
+    notebook.metadata["kernelspec"] = {"name": "workbench", "display_name": "workbench", "language": "python"}
+    nbformat.write(notebook, tmp_path / "in.ipynb")
+    papermill.execute_notebook(
+        str(tmp_path / "in.ipynb"),
+        str(tmp_path / "out.ipynb"),
+        kernel_name=ensure_kernel(),
+        kernel_manager_class="pipeline_lib.runs.kernel.LocalKernelManager",  # as the executor passes it
+        progress_bar=False,
+    )
+    (output,) = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[0].outputs
+    seen = json.loads(output["text"])
+    assert seen["transport"] == "ipc" and seen["mode"] == 0o700
+    folder = Path(seen["ip"]).parent
+    assert folder.parent == Path(short_temp_root()) and folder.name.startswith("wb-kernel-")
+    assert len(seen["ip"]) + 3 < 107  # `<ip>-N`: a Unix socket path holds 107 bytes
+    assert "without encryption" not in capfd.readouterr().err  # the kernel's stderr is ours
+    assert not folder.exists()  # removed with the kernel
+
+
+def test_the_transport_can_still_be_configured() -> None:
+    assert LocalKernelManager().transport == "ipc"
+    assert LocalKernelManager(transport="tcp").transport == "tcp"
