@@ -9,6 +9,7 @@ from fastapi.security import OAuth2PasswordBearer, SecurityScopes
 
 from pipeline_lib.db_client_aio import AsyncDbApiClient
 from pipeline_lib.settings import Settings
+from web_app.accounts import as_the_account_stands
 from web_app.security import SCOPES, TokenClaims, decode_access_token
 
 SESSION_COOKIE = "wb_session"
@@ -35,9 +36,15 @@ class LoginRequired(Exception):
         self.next_path = next_path
 
 
-def _claims(request: Request, bearer: str | None, cookie: bool = True) -> TokenClaims | None:
+async def _claims(request: Request, bearer: str | None, cookie: bool = True) -> TokenClaims | None:
+    """The claims of a token that is ours, unexpired and not signed out, cut to what its account
+    holds now (read at most a few seconds ago); None for any other token, or none."""
     token = bearer or (request.cookies.get(SESSION_COOKIE) if cookie else None)
-    return decode_access_token(token, request.app.state.jwt_secret) if token else None
+    claims = decode_access_token(token, request.app.state.jwt_secret) if token else None
+    if claims is None or request.app.state.revoked_tokens.revoked(claims):
+        return None
+    user = await request.app.state.accounts.get(request.app.state.db, claims.username)
+    return as_the_account_stands(claims, user)
 
 
 async def current_user(
@@ -48,7 +55,7 @@ async def current_user(
     wanted = f'Bearer scope="{security_scopes.scope_str}"' if security_scopes.scopes else "Bearer"
     # The session cookie counts for reading only: a browser sends it on cross-site posts too, and
     # the API has no CSRF token (the pages' forms do, and use `page_user`).
-    claims = _claims(request, bearer, cookie=request.method in ("GET", "HEAD"))
+    claims = await _claims(request, bearer, cookie=request.method in ("GET", "HEAD"))
     if claims is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -67,7 +74,7 @@ async def current_user(
 
 async def page_user(security_scopes: SecurityScopes, request: Request) -> TokenClaims:
     """Like `current_user` for HTML pages: no session sends the browser to the login page."""
-    claims = _claims(request, None)
+    claims = await _claims(request, None)
     if claims is None:
         raise LoginRequired(request.url.path)
     missing = set(security_scopes.scopes) - claims.scopes

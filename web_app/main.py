@@ -17,11 +17,13 @@ from pipeline_lib.db_client_aio import AsyncDbApiClient
 from pipeline_lib.db_requests import DbApiCallError
 from pipeline_lib.settings import Settings, jwt_secret
 from web_app import api_docs, problems
+from web_app.accounts import AccountCache
 from web_app.body_idle import BodyIdleMiddleware
 from web_app.body_limit import BodyLimitMiddleware
 from web_app.client_address import ClientAddressMiddleware, parse_trusted_proxies
 from web_app.deps import LoginRequired
 from web_app.ratelimit import FormRateLimiter, limit_storage
+from web_app.revoked_tokens import RevokedTokens
 from web_app.routes import auth, form, health, results, runs, schools, submissions
 from web_app.school_cache import SchoolCache
 from web_app.signin_guard import SignInGuard
@@ -103,6 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     limits = limit_storage()
     app.state.form_limiter = FormRateLimiter(settings.form_rate_limit, limits)
     app.state.sign_in_guard = SignInGuard(limits)
+    app.state.revoked_tokens = RevokedTokens(limits)
+    app.state.accounts = AccountCache()
     app.state.bulk_uploads = UploadSlots(settings.max_bulk_uploads, settings.max_bulk_uploads_per_user)
     app.state.school_cache = SchoolCache()
 

@@ -10,6 +10,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from web_app.cookies import set_cookie
 from web_app.deps import SESSION_COOKIE
 from web_app.security import csrf_token, decode_access_token
 
@@ -23,6 +24,8 @@ def render(request: Request, template: str, context: dict[str, Any], status_code
     cookie = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
     token = request.cookies.get(SESSION_COOKIE)
     user = decode_access_token(token, secret) if token else None
+    if user is not None and request.app.state.revoked_tokens.revoked(user):
+        user = None
     response = TEMPLATES.TemplateResponse(
         request,
         template,
@@ -30,5 +33,5 @@ def render(request: Request, template: str, context: dict[str, Any], status_code
         status_code=status_code,
     )
     if CSRF_COOKIE not in request.cookies:
-        response.set_cookie(CSRF_COOKIE, cookie, httponly=True, samesite="strict")
+        set_cookie(response, request, CSRF_COOKIE, cookie, samesite="strict")
     return response

@@ -42,6 +42,8 @@ DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 class TokenClaims:
     username: str
     scopes: frozenset[str]
+    token_id: str = ""  # the token's `jti`, by which signing out revokes it
+    expires: float = 0.0  # the token's `exp`, seconds since the epoch
 
 
 def create_access_token(username: str, scopes: list[str], secret: str, minutes: int) -> str:
@@ -73,7 +75,9 @@ def decode_access_token(token: str, secret: str) -> TokenClaims | None:
     scopes = claims.get("scopes")
     if not isinstance(claims.get("sub"), str) or not isinstance(scopes, list):
         return None
-    verified = TokenClaims(claims["sub"], frozenset(s for s in scopes if isinstance(s, str)))
+    token_id = claims.get("jti") if isinstance(claims.get("jti"), str) else ""
+    scope_set = frozenset(s for s in scopes if isinstance(s, str))
+    verified = TokenClaims(claims["sub"], scope_set, token_id, float(claims["exp"]))
     if len(_verified) >= _VERIFIED_MAX:
         _verified.clear()
     _verified[(token, secret)] = (verified, float(claims["exp"]))

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from db_api.server import RunningServer, start_server
 from db_api.store.sqlite import SqliteStore
@@ -39,6 +40,7 @@ class WebStack:
     db: DbApiClient
     db_api: RunningServer
     settings: Settings
+    app: FastAPI
 
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)  # type: ignore[arg-type]
@@ -100,14 +102,13 @@ def stack(tmp_path: Path, web_settings: dict[str, object]) -> Iterator[WebStack]
     db = DbApiClient(f"127.0.0.1:{db_api.port}", TOKEN)
     for name, scopes in ROLES.items():
         db.put_document("users", name, {"scopes": scopes, "password_hash": _HASH, "disabled": False})
+    app = create_app(settings)
     port = free_port()
     # Served as `workbench web` serves it: uvicorn believes the same proxies as the app.
     options = uvicorn_proxy_options(settings.trusted_proxies)
-    server = ThreadedUvicorn(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", **options)
-    )
+    server = ThreadedUvicorn(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options))
     thread = server.start_in_thread()
-    yield WebStack(f"http://127.0.0.1:{port}", db, db_api, settings)
+    yield WebStack(f"http://127.0.0.1:{port}", db, db_api, settings, app)
     server.should_exit = True
     thread.join(timeout=15)
     db.close()

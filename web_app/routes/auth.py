@@ -13,10 +13,18 @@ from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
 from pipeline_lib.db_requests import DbApiCallError
+from web_app.cookies import delete_cookie, set_cookie
 from web_app.deps import SESSION_COOKIE, DbDep, SettingsDep
 from web_app.pages import CSRF_COOKIE, render
 from web_app.problems import problem_responses
-from web_app.security import DUMMY_HASH, SCOPES, create_access_token, csrf_valid, verify_password
+from web_app.security import (
+    DUMMY_HASH,
+    SCOPES,
+    create_access_token,
+    csrf_valid,
+    decode_access_token,
+    verify_password,
+)
 from web_app.signin_guard import SignInGuard, SignInRefused
 
 router = APIRouter(tags=["auth"])
@@ -138,12 +146,21 @@ async def login(
     minutes = settings.access_token_minutes
     jwt = create_access_token(username, scopes, request.app.state.jwt_secret, minutes)
     response = RedirectResponse(_safe_next(next), status.HTTP_303_SEE_OTHER)
-    response.set_cookie(SESSION_COOKIE, jwt, max_age=minutes * 60, httponly=True, samesite="lax")
+    set_cookie(response, request, SESSION_COOKIE, jwt, samesite="lax", max_age=minutes * 60)
     return response
 
 
 @router.post("/logout", include_in_schema=False)
-async def logout() -> Response:
+async def logout(request: Request, csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+    """Sign out: the session's token is revoked until it expires, and its cookie deleted. Needs the
+    page's CSRF token, or any site could sign people out; without it, a page asks to confirm."""
+    secret = request.app.state.jwt_secret
+    if not csrf_valid(request.cookies.get(CSRF_COOKIE), csrf, secret):
+        return render(request, "logout.html", {}, status.HTTP_403_FORBIDDEN)
+    session = request.cookies.get(SESSION_COOKIE)
+    claims = decode_access_token(session, secret) if session else None
+    if claims is not None:
+        request.app.state.revoked_tokens.revoke(claims)
     response = RedirectResponse("/", status.HTTP_303_SEE_OTHER)
-    response.delete_cookie(SESSION_COOKIE)
+    delete_cookie(response, request, SESSION_COOKIE, samesite="lax")
     return response

@@ -1,0 +1,43 @@
+"""Every request's token checked against its account: a user disabled, deleted or given fewer
+scopes loses access within seconds, not when the token expires.
+
+The account is read from the db-api at most once per `ttl` seconds per user (5 s by default):
+API clients send the same token with every request, and the cache keeps that from costing a
+db-api call each time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from pipeline_lib.db_client_aio import AsyncDbApiClient
+from web_app.security import SCOPES, TokenClaims
+
+
+class AccountCache:
+    def __init__(self, ttl: float = 5.0, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._accounts: dict[str, tuple[dict | None, float]] = {}
+
+    async def get(self, db: AsyncDbApiClient, username: str) -> dict | None:
+        """The user's document as it was at most `ttl` seconds ago; None if there is none."""
+        known = self._accounts.get(username)
+        now = time.monotonic()
+        if known is not None and now < known[1]:
+            return known[0]
+        user = await db.get_document("users", username)
+        if len(self._accounts) >= self.max_entries:
+            self._accounts.clear()
+        self._accounts[username] = (user, now + self.ttl)
+        return user
+
+
+def as_the_account_stands(claims: TokenClaims, user: dict | None) -> TokenClaims | None:
+    """The token's claims cut to what the account holds now; None if it may not sign in at all."""
+    if user is None or user.get("disabled"):
+        return None
+    held = set(user.get("scopes", []))
+    grantable = set(SCOPES) if "admin" in held else held
+    return dataclasses.replace(claims, scopes=claims.scopes & grantable)
