@@ -10,6 +10,7 @@ it was stored, so that is where a client sends again from.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -77,29 +78,41 @@ def _failure(exc: Exception) -> tuple[int, str]:
 async def store_upload(
     db: AsyncDbApiClient, account: str, batches: AsyncIterator[RawBatch], tally: BulkTally
 ) -> BulkReport:
-    """Write `batches` to `raw` as the account's own, one stream per batch; the report, or
-    `UploadCutOff` with the report so far."""
-    stored = already = through = 0
+    """Write `batches` to `raw` as the account's own, one stream per batch, the next batch parsed
+    while one is written; the report, or `UploadCutOff` with the report so far."""
     ends: list[int] = []
+    committed = {"stored": 0, "already": 0, "through": 0}
 
     async def tables() -> AsyncIterator[pa.Table]:
         async for batch in batches:
             ends.append(batch.last_line)
             yield batch.table
 
+    async def write(table: pa.Table, end: int) -> None:
+        result = await db.write("raw", table, mode="insert", key="submission_id")
+        committed["stored"] += result.inserted
+        committed["already"] += result.skipped
+        committed["through"] = end
+
+    writing: asyncio.Task[None] | None = None
     try:
-        async for table in owned_batches(account, tables()):
-            result = await db.write("raw", table, mode="insert", key="submission_id")
-            stored, already, through = stored + result.inserted, already + result.skipped, ends[-1]
+        try:
+            async for table in owned_batches(account, tables()):
+                if writing is not None:
+                    await writing  # one write at a time: two batches in memory at most
+                writing = asyncio.create_task(write(table, ends[-1]))
+        finally:
+            if writing is not None:
+                await writing  # a batch sent is counted before any answer
     except (BulkFormatError, HTTPException, ClientDisconnect, DbApiCallError) as exc:
         status, reason = _failure(exc)
-        report = _report(tally, stored, already)
+        report = _report(tally, committed["stored"], committed["already"])
         log.warning(
             "bulk upload cut off",
-            extra={"account": account, "status": status, "error": reason, "stored": stored, "line": through},
+            extra={"account": account, "status": status, "error": reason, **committed},
         )
-        raise UploadCutOff(status, reason, report, through) from None
-    return _report(tally, stored, already)
+        raise UploadCutOff(status, reason, report, committed["through"]) from None
+    return _report(tally, committed["stored"], committed["already"])
 
 
 def _report(tally: BulkTally, stored: int, already: int) -> BulkReport:
