@@ -4,11 +4,14 @@ Single submissions: POST /api/v1/submissions with a bearer token, driven by `wrk
 concurrent clients, through uvicorn -> FastAPI -> gRPC -> a `workbench db-api` process on the
 embedded store (durable: every 201 is a committed record). Bulk: one POST /api/v1/submissions/bulk
 of a generated CSV (--rows valid submissions, 10 columns), streamed from a file with httpx.
+Hostile clients, on the real app: /healthz latency while uploads of an unclosed quote followed by
+200,000 lines (400 KB) are refused, and GET / (the form) by `wrk` with and without 64 stalled bulk
+uploads open (headers and a CSV header line sent, then nothing; from 32 accounts).
 Ceiling, measured in the same run: the same app with its db-api client replaced at start-up by a no-op
 (`noop_app()` below; no app code changed), served by its own uvicorn process the same way.
 Every process is fresh per run; prints the median of --repeat runs.
 
-    python tests/bench/bench_web.py [--seconds S] [--rows N] [--repeat R]
+    python tests/bench/bench_web.py [--seconds S] [--rows N] [--repeat R] [--no-hostile]
 
 Needs `wrk` (Debian/Ubuntu: `apt-get install wrk`).
 """
@@ -27,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -37,13 +41,14 @@ from typing import Any
 import httpx
 import numpy as np
 import orjson
+import pyarrow as pa
 from fastapi import FastAPI
 
 from pipeline_lib.db_client import DbApiClient
 from pipeline_lib.db_requests import InsertResult, WriteResult
 from pipeline_lib.settings import Settings
 from web_app.main import create_app
-from web_app.security import hash_password
+from web_app.security import create_access_token, hash_password
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "bench"
@@ -52,6 +57,8 @@ USER, PASSWORD = "bench-submitter", "bench password of some length"
 CLIENTS = (1, 32)
 TARGET_RPS, TARGET_P99_MS, TARGET_CLIENTS = 1_500, 100.0, 32
 TARGET_BULK_ROWS, TARGET_BULK_SECONDS = 1_000_000, 15.0
+TARGET_BLOCK_MS, PATHOLOGICAL_UPLOADS = 50.0, 10
+STALLED, STALLED_ACCOUNTS, TARGET_STALLED_SHARE = 64, 32, 0.8
 SUBMISSION = {
     "school_id": "1224",
     "student_ref": "ref-000123",
@@ -65,6 +72,7 @@ SUBMISSION = {
     "consent": True,
 }
 CSV_COLUMNS = "school_id,student_ref,sex,minority,ses,math_score,age,study_hours_week,absences,consent"
+PATHOLOGICAL = CSV_COLUMNS + '\n"' + "\na" * 200_000 + "\n"  # an unclosed quote, then 200,000 lines
 UPLOAD_CHUNK = 1 << 20
 UVICORN = ["--workers", os.environ.get("BENCH_WEB_WORKERS", "1"), "--loop", "uvloop", "--http", "httptools"]
 UVICORN += ["--log-level", "warning", "--no-access-log"]
@@ -79,9 +87,20 @@ class NoopDb:
     async def insert_one(self, collection: str, document: dict) -> InsertResult:
         return InsertResult(document["_id"], True, document)
 
+    async def get_document(self, collection: str, doc_id: str) -> dict | None:
+        """Every account exists, with the submit scope (the app checks each token's account)."""
+        return {"scopes": ["submit"], "disabled": False} if collection == "users" else None
+
     async def write(
-        self, collection: str, data: AsyncIterable[Any], *, mode: str = "insert", key: str | None = None
+        self,
+        collection: str,
+        data: pa.Table | AsyncIterable[Any],
+        *,
+        mode: str = "insert",
+        key: str | None = None,
     ) -> WriteResult:
+        if isinstance(data, pa.Table):  # a bulk upload writes batch by batch
+            return WriteResult(messages=1, inserted=data.num_rows, replaced=0, skipped=0)
         batches = rows = 0
         async for table in data:  # the upload is still read and parsed, only not sent
             batches += 1
@@ -284,16 +303,19 @@ def parse_wrk(out: str) -> WrkResult:
     )
 
 
-def run_wrk(wrk: str, url: str, lua: Path, clients: int, seconds: float) -> WrkResult:
+def run_wrk(
+    wrk: str, url: str, lua: Path | None, clients: int, seconds: float, path: str = "/api/v1/submissions"
+) -> WrkResult:
+    """`wrk` on `url` + `path`: with `lua`, its request (a submission); without, a plain GET."""
     threads = min(clients, os.cpu_count() or 1)
     args = [wrk, f"-t{threads}", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--latency"]
-    args += ["--timeout", "10s", "-s", str(lua), f"{url}/api/v1/submissions"]
+    args += ["--timeout", "10s", *(["-s", str(lua)] if lua else []), f"{url}{path}"]
     done = subprocess.run(args, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
     result = parse_wrk(done.stdout)
     if result.non_2xx:
-        raise RuntimeError(f"{result.non_2xx} of {result.requests} answers were not 201:\n{done.stdout}")
+        raise RuntimeError(f"{result.non_2xx} of {result.requests} answers were not 2xx:\n{done.stdout}")
     return result
 
 
@@ -354,6 +376,79 @@ def bulk_upload(url: str, token: str, path: Path, rows: int) -> float:
     return seconds
 
 
+# -- hostile clients -----------------------------------------------------------------------------
+
+
+def healthz_while_pathological(url: str, token: str) -> list[float]:
+    """/healthz latencies (ms), asked one after another while PATHOLOGICAL_UPLOADS uploads of an
+    unclosed quote and 200,000 lines are sent one after another (each must be refused with 413)."""
+    statuses: list[int] = []
+
+    def upload() -> None:
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "text/csv"}
+        with httpx.Client(timeout=120) as client:
+            for _ in range(PATHOLOGICAL_UPLOADS):
+                response = client.post(
+                    f"{url}/api/v1/submissions/bulk", content=PATHOLOGICAL, headers=headers
+                )
+                statuses.append(response.status_code)
+
+    latencies = []
+    sender = threading.Thread(target=upload)
+    with httpx.Client(timeout=60) as client:
+        client.get(f"{url}/healthz")  # connected before the uploads start
+        sender.start()
+        while sender.is_alive():
+            started = time.perf_counter()
+            client.get(f"{url}/healthz").raise_for_status()
+            latencies.append((time.perf_counter() - started) * 1e3)
+    sender.join()
+    if set(statuses) != {413}:
+        raise RuntimeError(f"the pathological uploads answered {statuses}, not 413 each")
+    return latencies
+
+
+def stall_uploads(url: str, tokens: list[str]) -> list[socket.socket]:
+    """One bulk upload per token that sends its headers and a CSV header line, then nothing."""
+    host, port = url.removeprefix("http://").split(":")
+    first = (CSV_COLUMNS + "\n").encode()
+    sockets = []
+    for token in tokens:
+        sock = socket.create_connection((host, int(port)))
+        sock.sendall(
+            f"POST /api/v1/submissions/bulk HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Type: text/csv\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+            + f"{len(first):x}\r\n".encode()
+            + first
+            + b"\r\n"
+        )
+        sockets.append(sock)
+    return sockets
+
+
+def stalled_tokens(db: DbApiClient) -> list[str]:
+    """STALLED tokens of STALLED_ACCOUNTS submitter accounts (made here, not signed in)."""
+    tokens = []
+    for i in range(STALLED_ACCOUNTS):
+        name = f"bench-stalled-{i}"
+        db.put_document("users", name, {"scopes": ["submit"], "password_hash": "-", "disabled": False})
+        tokens.append(create_access_token(name, ["submit"], JWT_SECRET, 60))
+    return [tokens[i % STALLED_ACCOUNTS] for i in range(STALLED)]
+
+
+def form_with_stalled_uploads(wrk: str, url: str, db: DbApiClient, seconds: float) -> tuple[float, float]:
+    """GET / req/s at 32 clients: without, then with STALLED stalled bulk uploads open."""
+    quiet = run_wrk(wrk, url, None, max(CLIENTS), seconds, path="/").rps
+    sockets = stall_uploads(url, stalled_tokens(db))
+    try:
+        time.sleep(0.5)  # the uploads beyond the caps are answered 429 by now; the rest hang
+        stalled = run_wrk(wrk, url, None, max(CLIENTS), seconds, path="/").rps
+    finally:
+        for sock in sockets:
+            sock.close()
+    return quiet, stalled
+
+
 # -- one run -------------------------------------------------------------------------------------
 
 
@@ -374,6 +469,8 @@ def settled_count(db: DbApiClient, quiet: float = 0.3, limit: float = 30) -> int
 class RunFigures:
     post: dict[tuple[str, int], WrkResult]  # (real|noop, clients)
     bulk: dict[str, float]  # real|noop -> seconds
+    healthz_ms: list[float]  # /healthz latencies while pathological uploads are refused
+    form_rps: tuple[float, float] | None  # GET / req/s without and with stalled uploads
 
 
 def one_run(
@@ -407,7 +504,14 @@ def one_run(
                 expected = args.rows if kind == "real" else 0
                 if stored != expected:
                     raise RuntimeError(f"bulk upload to the {kind} app: raw grew by {stored}, not {expected}")
-        return RunFigures(post, bulk)
+
+        healthz_ms: list[float] = []
+        form_rps = None
+        if args.hostile:
+            healthz_ms = healthz_while_pathological(stack.real_url, stack.token)
+            form_rps = form_with_stalled_uploads(wrk, stack.real_url, stack.db, args.seconds)
+            processes.check_alive()
+        return RunFigures(post, bulk, healthz_ms, form_rps)
     finally:
         stack.db.close()
         processes.stop_all()
@@ -466,6 +570,27 @@ def report(runs: list[RunFigures], args: argparse.Namespace) -> bool:
             f"{TARGET_BULK_ROWS:,} rows < {TARGET_BULK_SECONDS:.0f} s{scaled}: {'met' if met else 'MISSED'}"
         )
 
+    if args.hostile:
+        slowest = med(max(r.healthz_ms) for r in runs)
+        p50 = med(statistics.median(r.healthz_ms) for r in runs)
+        samples = [len(r.healthz_ms) for r in runs]
+        met = slowest < TARGET_BLOCK_MS
+        met_all &= met
+        print(f"\n{'Hostile clients (real app)':44} {'figure':>22}   target")
+        print(
+            f"{'/healthz while 400 KB unclosed-quote uploads':44} {f'slowest {slowest:.1f} ms':>22}   "
+            f"< {TARGET_BLOCK_MS:.0f} ms: {'met' if met else 'MISSED'} (p50 {p50:.1f} ms, samples {samples})"
+        )
+        quiet = med(r.form_rps[0] for r in runs if r.form_rps)
+        stalled = med(r.form_rps[1] for r in runs if r.form_rps)
+        share = stalled / quiet
+        met = share >= TARGET_STALLED_SHARE
+        met_all &= met
+        print(
+            f"{f'GET / with {STALLED} stalled uploads open':44} {f'{stalled:,.0f} req/s, {share:.0%}':>22}   "
+            f">= {TARGET_STALLED_SHARE:.0%} of {quiet:,.0f} req/s without: {'met' if met else 'MISSED'}"
+        )
+
     print("\nruns:")
     for kind in ("real", "noop"):
         for clients in CLIENTS:
@@ -480,6 +605,9 @@ def report(runs: list[RunFigures], args: argparse.Namespace) -> bool:
     if args.rows:
         for kind in ("real", "noop"):
             print(f"  {kind} bulk seconds: {[round(r.bulk[kind], 2) for r in runs]}")
+    if args.hostile:
+        print(f"  slowest /healthz ms while refused: {[round(max(r.healthz_ms), 1) for r in runs]}")
+        print(f"  GET / req/s (without, with stalled): {[tuple(round(x) for x in r.form_rps) for r in runs]}")
     return met_all
 
 
@@ -491,6 +619,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2, help="wrk warm-up per app, seconds (0: none)")
     parser.add_argument("--rows", type=int, default=TARGET_BULK_ROWS, help="CSV rows to upload (0: skip)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--no-hostile", dest="hostile", action="store_false", help="skip the hostile-client figures"
+    )
     args = parser.parse_args()
     wrk = find_wrk()
     # A plain `kill` also stops the servers: SystemExit unwinds through every `finally`.
