@@ -32,3 +32,9 @@ class Unavailable(DbApiError):
     """The backing database cannot be reached."""
 
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class StaleFence(DbApiError):
+    """A write fenced by a lease generation that no longer holds: its writer lost the lease."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION

@@ -22,7 +22,7 @@ from db_api.filters import Condition, parse_condition
 from db_api.pages import PageEncoder, PageFormat, split_by_bytes, truncate
 from db_api.proto import dbapi_pb2 as pb
 from db_api.proto import dbapi_pb2_grpc
-from db_api.store.base import ScanSpec, Store
+from db_api.store.base import Fence, ScanSpec, Store
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,16 @@ def _documents_from_ipc(data: bytes, key: str | None, what: str) -> list[dict]:
         return []
     table = arrow_codec.ipc_to_table(data, what)
     return documents.with_key_as_id(arrow_codec.table_to_documents(table), key)
+
+
+def _fence(request: pb.CommitCleanRequest | pb.PutDocumentRequest) -> Fence | None:
+    """The write's fence, judged now; None for a write that claims no lease."""
+    if not request.HasField("fence"):
+        return None
+    lease = documents.check_id(request.fence.lease, "fence lease")
+    if request.fence.generation < 1:
+        raise InvalidArgument(f"the fence of lease {lease} has no generation (AcquireLease gives one)")
+    return Fence(lease, request.fence.generation, time.time())
 
 
 def _json_document(doc: dict) -> str:
@@ -222,7 +232,7 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
         both = {doc["_id"] for doc in cleaned} & {doc["_id"] for doc in quarantine}
         if both:
             raise InvalidArgument(f"records cannot be both cleaned and quarantined: {sorted(both)[:5]}")
-        counts = self.store.commit_clean(cleaned, quarantine, raw_ids)
+        counts = self.store.commit_clean(cleaned, quarantine, raw_ids, fence=_fence(request))
         return pb.CommitCleanResponse(
             cleaned=counts.cleaned,
             quarantined=counts.quarantined,
@@ -244,7 +254,9 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
             raise InvalidArgument(f"document {doc_id!r} must be a JSON object")
         if doc.setdefault("_id", doc_id) != doc_id:
             raise InvalidArgument(f"document _id {doc['_id']!r} differs from the id {doc_id!r}")
-        counts = self.store.write(collection, [documents.check_document(doc)], upsert=True)
+        counts = self.store.write(
+            collection, [documents.check_document(doc)], upsert=True, fence=_fence(request)
+        )
         return pb.PutDocumentResponse(created=counts.inserted == 1)
 
     @_rpc
@@ -287,7 +299,10 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
             )
         lease = self.store.acquire_lease(name, holder, request.ttl_seconds, time.time())
         return pb.AcquireLeaseResponse(
-            acquired=lease.acquired, holder=lease.holder, expires_at=lease.expires_at
+            acquired=lease.acquired,
+            holder=lease.holder,
+            expires_at=lease.expires_at,
+            generation=lease.generation,
         )
 
     @_rpc

@@ -86,7 +86,8 @@ def run(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     try:
-        with DbApiClient.from_settings(settings) as client:
+        # The run's records are its own: never fenced, even by a run that started this one.
+        with DbApiClient.from_settings(settings, fence=None) as client:
             done = execute_all(
                 names,
                 parameters,

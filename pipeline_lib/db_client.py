@@ -1,7 +1,9 @@
 """The synchronous db-api client: notebooks, the CLI and Spark use it.
 
 Every call has a deadline; calls that find the service unavailable are retried (see
-`db_requests`). Scans return Arrow tables or pandas DataFrames built batch by batch.
+`db_requests`). Scans return Arrow tables or pandas DataFrames built batch by batch. A client
+with a `fence` (a run's: `from_settings` takes it from WORKBENCH_RUN_FENCE) attaches it to
+CommitClean and PutDocument, so those writes are refused once the run has lost its lease.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pipeline_lib.db_requests import (
     ColumnTypes,
     CommitResult,
     DbApiCallError,
+    Fence,
     Filter,
     InsertResult,
     LeaseResult,
@@ -53,10 +56,13 @@ class DbApiClient:
         timeout: float = 30.0,
         stream_timeout: float = 3600.0,
         max_message_bytes: int = 64 * 1024 * 1024,
+        fence: Fence | None = None,
     ) -> None:
-        """`timeout` bounds each unary call; `stream_timeout` bounds a whole scan or bulk write."""
+        """`timeout` bounds each unary call; `stream_timeout` bounds a whole scan or bulk write;
+        `fence` goes with every CommitClean and PutDocument."""
         self.address = address
         self.token = token
+        self.fence = fence
         self.timeout = timeout
         self.stream_timeout = stream_timeout
         self._metadata = req.metadata(token)
@@ -68,6 +74,7 @@ class DbApiClient:
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **kwargs: Any) -> DbApiClient:
         settings = settings or get_settings()
+        kwargs.setdefault("fence", Fence.from_environment())
         return cls(
             settings.db_api_address,
             db_api_token(settings),
@@ -201,7 +208,7 @@ class DbApiClient:
         *,
         key: str = "submission_id",
     ) -> CommitResult:
-        request = req.commit_clean_request(cleaned, quarantine, raw_ids, key)
+        request = req.commit_clean_request(cleaned, quarantine, raw_ids, key, self.fence)
         return req.commit_result(
             self._stub.CommitClean(request, timeout=self.stream_timeout, metadata=self._metadata)
         )
@@ -210,7 +217,7 @@ class DbApiClient:
 
     @_raises_call_error
     def put_document(self, collection: str, doc_id: str, document: dict) -> bool:
-        request = pb.PutDocumentRequest(collection=collection, id=doc_id, json=req.document_json(document))
+        request = req.put_document_request(collection, doc_id, document, self.fence)
         return self._unary(self._stub.PutDocument, request).created
 
     @_raises_call_error
@@ -233,7 +240,7 @@ class DbApiClient:
     def acquire_lease(self, name: str, holder: str, ttl_seconds: float) -> LeaseResult:
         request = pb.AcquireLeaseRequest(name=name, holder=holder, ttl_seconds=ttl_seconds)
         reply = self._unary(self._stub.AcquireLease, request)
-        return LeaseResult(reply.acquired, reply.holder, reply.expires_at)
+        return LeaseResult(reply.acquired, reply.holder, reply.expires_at, reply.generation)
 
     @_raises_call_error
     def release_lease(self, name: str, holder: str) -> bool:

@@ -220,7 +220,7 @@ class AsyncDbApiClient:
     async def acquire_lease(self, name: str, holder: str, ttl_seconds: float) -> LeaseResult:
         request = pb.AcquireLeaseRequest(name=name, holder=holder, ttl_seconds=ttl_seconds)
         reply = await self._unary(self._stub.AcquireLease, request)
-        return LeaseResult(reply.acquired, reply.holder, reply.expires_at)
+        return LeaseResult(reply.acquired, reply.holder, reply.expires_at, reply.generation)
 
     @_raises_call_error
     async def release_lease(self, name: str, holder: str) -> bool:

@@ -6,6 +6,7 @@ Both clients are thin: they build requests here, make the call, and parse the an
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -113,6 +114,41 @@ class LeaseResult:
     acquired: bool
     holder: str
     expires_at: float
+    generation: int = 0  # of the holding now; grows each time the lease is taken anew
+
+
+# How a run hands its fence to the notebook it executes (and so to the kernel's clients).
+FENCE_ENV = "WORKBENCH_RUN_FENCE"
+
+
+@dataclass(frozen=True)
+class Fence:
+    """A run's claim to its lease: writes that carry it are refused (FAILED_PRECONDITION) once
+    another holding of the lease has begun, so a run that lost its lease cannot write on."""
+
+    lease: str
+    generation: int
+
+    def __str__(self) -> str:
+        return f"{self.lease}:{self.generation}"
+
+    @classmethod
+    def parse(cls, text: str) -> Fence:
+        """`LEASE:GENERATION`, as in WORKBENCH_RUN_FENCE (the lease name may hold colons)."""
+        lease, _, generation = text.strip().rpartition(":")
+        if not lease or not generation.isdigit() or int(generation) < 1:
+            raise ValueError(f"{FENCE_ENV} must be LEASE:GENERATION (e.g. run:clean:3), got {text!r}")
+        return cls(lease, int(generation))
+
+    @classmethod
+    def from_environment(cls) -> Fence | None:
+        """The fence of the run this process works for (set by `workbench run`), if any."""
+        text = os.environ.get(FENCE_ENV, "").strip()
+        return cls.parse(text) if text else None
+
+
+def fence_message(fence: Fence | None) -> pb.Fence | None:
+    return pb.Fence(lease=fence.lease, generation=fence.generation) if fence is not None else None
 
 
 def conditions(filter_: Filter) -> list[pb.Condition]:
@@ -261,13 +297,29 @@ def table_to_pandas(table: pa.Table, *, arrow_strings: bool = True) -> pd.DataFr
 
 
 def commit_clean_request(
-    cleaned: Tabular | None, quarantine: Tabular | None, raw_ids: Sequence[str], key: str
+    cleaned: Tabular | None,
+    quarantine: Tabular | None,
+    raw_ids: Sequence[str],
+    key: str,
+    fence: Fence | None = None,
 ) -> pb.CommitCleanRequest:
     def ipc(data: Tabular | None) -> bytes:
         return arrow_codec.table_to_ipc(to_arrow(data)) if data is not None else b""
 
     return pb.CommitCleanRequest(
-        cleaned_arrow_ipc=ipc(cleaned), quarantine_arrow_ipc=ipc(quarantine), raw_ids=list(raw_ids), key=key
+        cleaned_arrow_ipc=ipc(cleaned),
+        quarantine_arrow_ipc=ipc(quarantine),
+        raw_ids=list(raw_ids),
+        key=key,
+        fence=fence_message(fence),
+    )
+
+
+def put_document_request(
+    collection: str, doc_id: str, document: Mapping[str, Any], fence: Fence | None = None
+) -> pb.PutDocumentRequest:
+    return pb.PutDocumentRequest(
+        collection=collection, id=doc_id, json=document_json(document), fence=fence_message(fence)
     )
 
 

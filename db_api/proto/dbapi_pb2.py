@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64\x62_api/proto/dbapi.proto\x12\x12workbench.dbapi.v1\"X\n\tCondition\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12(\n\x02op\x18\x02 \x01(\x0e\x32\x1c.workbench.dbapi.v1.Operator\x12\x12\n\nvalue_json\x18\x03 \x01(\t\"=\n\x10InsertOneRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x15\n\rdocument_bson\x18\x02 \x01(\x0c\"H\n\x11InsertOneResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08inserted\x18\x02 \x01(\x08\x12\x15\n\rdocument_bson\x18\x03 \x01(\x0c\",\n\nGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"3\n\x0bGetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x15\n\rdocument_bson\x18\x02 \x01(\x0c\"Q\n\x0c\x43ountRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12-\n\x06\x66ilter\x18\x02 \x03(\x0b\x32\x1d.workbench.dbapi.v1.Condition\"7\n\rCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x17\n\x0fhigh_water_mark\x18\x02 \x01(\x04\"3\n\x10\x44\x65leteIdsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"$\n\x11\x44\x65leteIdsResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\"v\n\x13WriteBatchesRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12+\n\x04mode\x18\x02 \x01(\x0e\x32\x1d.workbench.dbapi.v1.WriteMode\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x11\n\tarrow_ipc\x18\x04 \x01(\x0c\"]\n\x14WriteBatchesResponse\x12\x10\n\x08messages\x18\x01 \x01(\x04\x12\x10\n\x08inserted\x18\x02 \x01(\x04\x12\x10\n\x08replaced\x18\x03 \x01(\x04\x12\x0f\n\x07skipped\x18\x04 \x01(\x04\"\x8e\x02\n\x0bScanRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0f\n\x07\x63olumns\x18\x02 \x03(\t\x12-\n\x06\x66ilter\x18\x03 \x03(\x0b\x32\x1d.workbench.dbapi.v1.Condition\x12\x12\n\nbatch_size\x18\x04 \x01(\r\x12\x11\n\tpartition\x18\x05 \x01(\r\x12\x12\n\npartitions\x18\x06 \x01(\r\x12\x35\n\x0c\x63olumn_types\x18\x07 \x01(\x0e\x32\x1f.workbench.dbapi.v1.ColumnTypes\x12\x14\n\x0c\x61rrow_schema\x18\x08 \x01(\x0c\x12\r\n\x05limit\x18\t \x01(\x04\x12\x14\n\x0cnewest_first\x18\n \x01(\x08\"!\n\x0cScanResponse\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c\"k\n\x12\x43ommitCleanRequest\x12\x19\n\x11\x63leaned_arrow_ipc\x18\x01 \x01(\x0c\x12\x1c\n\x14quarantine_arrow_ipc\x18\x02 \x01(\x0c\x12\x0f\n\x07raw_ids\x18\x03 \x03(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\"g\n\x13\x43ommitCleanResponse\x12\x0f\n\x07\x63leaned\x18\x01 \x01(\x04\x12\x13\n\x0bquarantined\x18\x02 \x01(\x04\x12\x13\n\x0braw_deleted\x18\x03 \x01(\x04\x12\x15\n\rtransactional\x18\x04 \x01(\x08\"B\n\x12PutDocumentRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04json\x18\x03 \x01(\t\"&\n\x13PutDocumentResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"4\n\x12GetDocumentRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"2\n\x13GetDocumentResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0c\n\x04json\x18\x02 \x01(\t\"~\n\x14ListDocumentsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12-\n\x06\x66ilter\x18\x02 \x03(\x0b\x32\x1d.workbench.dbapi.v1.Condition\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x14\n\x0cnewest_first\x18\x04 \x01(\x08\"%\n\x15ListDocumentsResponse\x12\x0c\n\x04json\x18\x01 \x03(\t\"H\n\x13\x41\x63quireLeaseRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x01\"L\n\x14\x41\x63quireLeaseResponse\x12\x10\n\x08\x61\x63quired\x18\x01 \x01(\x08\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\x12\n\nexpires_at\x18\x03 \x01(\x01\"3\n\x13ReleaseLeaseRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\"(\n\x14ReleaseLeaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08*\xc7\x01\n\x08Operator\x12\x18\n\x14OPERATOR_UNSPECIFIED\x10\x00\x12\x0f\n\x0bOPERATOR_EQ\x10\x01\x12\x0f\n\x0bOPERATOR_NE\x10\x02\x12\x0f\n\x0bOPERATOR_LT\x10\x03\x12\x10\n\x0cOPERATOR_LTE\x10\x04\x12\x0f\n\x0bOPERATOR_GT\x10\x05\x12\x10\n\x0cOPERATOR_GTE\x10\x06\x12\x0f\n\x0bOPERATOR_IN\x10\x07\x12\x13\n\x0fOPERATOR_EXISTS\x10\x08\x12\x13\n\x0fOPERATOR_PREFIX\x10\t*U\n\tWriteMode\x12\x1a\n\x16WRITE_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11WRITE_MODE_INSERT\x10\x01\x12\x15\n\x11WRITE_MODE_UPSERT\x10\x02*Z\n\x0b\x43olumnTypes\x12\x18\n\x14\x43OLUMN_TYPES_DEFAULT\x10\x00\x12\x1a\n\x16\x43OLUMN_TYPES_AS_STORED\x10\x01\x12\x15\n\x11\x43OLUMN_TYPES_TEXT\x10\x02\x32\xcf\x08\n\x05\x44\x62\x41pi\x12X\n\tInsertOne\x12$.workbench.dbapi.v1.InsertOneRequest\x1a%.workbench.dbapi.v1.InsertOneResponse\x12\x46\n\x03Get\x12\x1e.workbench.dbapi.v1.GetRequest\x1a\x1f.workbench.dbapi.v1.GetResponse\x12L\n\x05\x43ount\x12 .workbench.dbapi.v1.CountRequest\x1a!.workbench.dbapi.v1.CountResponse\x12X\n\tDeleteIds\x12$.workbench.dbapi.v1.DeleteIdsRequest\x1a%.workbench.dbapi.v1.DeleteIdsResponse\x12\x63\n\x0cWriteBatches\x12\'.workbench.dbapi.v1.WriteBatchesRequest\x1a(.workbench.dbapi.v1.WriteBatchesResponse(\x01\x12K\n\x04Scan\x12\x1f.workbench.dbapi.v1.ScanRequest\x1a .workbench.dbapi.v1.ScanResponse0\x01\x12^\n\x0b\x43ommitClean\x12&.workbench.dbapi.v1.CommitCleanRequest\x1a\'.workbench.dbapi.v1.CommitCleanResponse\x12^\n\x0bPutDocument\x12&.workbench.dbapi.v1.PutDocumentRequest\x1a\'.workbench.dbapi.v1.PutDocumentResponse\x12^\n\x0bGetDocument\x12&.workbench.dbapi.v1.GetDocumentRequest\x1a\'.workbench.dbapi.v1.GetDocumentResponse\x12\x64\n\rListDocuments\x12(.workbench.dbapi.v1.ListDocumentsRequest\x1a).workbench.dbapi.v1.ListDocumentsResponse\x12\x61\n\x0c\x41\x63quireLease\x12\'.workbench.dbapi.v1.AcquireLeaseRequest\x1a(.workbench.dbapi.v1.AcquireLeaseResponse\x12\x61\n\x0cReleaseLease\x12\'.workbench.dbapi.v1.ReleaseLeaseRequest\x1a(.workbench.dbapi.v1.ReleaseLeaseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64\x62_api/proto/dbapi.proto\x12\x12workbench.dbapi.v1\"X\n\tCondition\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12(\n\x02op\x18\x02 \x01(\x0e\x32\x1c.workbench.dbapi.v1.Operator\x12\x12\n\nvalue_json\x18\x03 \x01(\t\"=\n\x10InsertOneRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x15\n\rdocument_bson\x18\x02 \x01(\x0c\"H\n\x11InsertOneResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08inserted\x18\x02 \x01(\x08\x12\x15\n\rdocument_bson\x18\x03 \x01(\x0c\",\n\nGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"3\n\x0bGetResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x15\n\rdocument_bson\x18\x02 \x01(\x0c\"Q\n\x0c\x43ountRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12-\n\x06\x66ilter\x18\x02 \x03(\x0b\x32\x1d.workbench.dbapi.v1.Condition\"7\n\rCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x17\n\x0fhigh_water_mark\x18\x02 \x01(\x04\"3\n\x10\x44\x65leteIdsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"$\n\x11\x44\x65leteIdsResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\"v\n\x13WriteBatchesRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12+\n\x04mode\x18\x02 \x01(\x0e\x32\x1d.workbench.dbapi.v1.WriteMode\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x11\n\tarrow_ipc\x18\x04 \x01(\x0c\"]\n\x14WriteBatchesResponse\x12\x10\n\x08messages\x18\x01 \x01(\x04\x12\x10\n\x08inserted\x18\x02 \x01(\x04\x12\x10\n\x08replaced\x18\x03 \x01(\x04\x12\x0f\n\x07skipped\x18\x04 \x01(\x04\"\x8e\x02\n\x0bScanRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0f\n\x07\x63olumns\x18\x02 \x03(\t\x12-\n\x06\x66ilter\x18\x03 \x03(\x0b\x32\x1d.workbench.dbapi.v1.Condition\x12\x12\n\nbatch_size\x18\x04 \x01(\r\x12\x11\n\tpartition\x18\x05 \x01(\r\x12\x12\n\npartitions\x18\x06 \x01(\r\x12\x35\n\x0c\x63olumn_types\x18\x07 \x01(\x0e\x32\x1f.workbench.dbapi.v1.ColumnTypes\x12\x14\n\x0c\x61rrow_schema\x18\x08 \x01(\x0c\x12\r\n\x05limit\x18\t \x01(\x04\x12\x14\n\x0cnewest_first\x18\n \x01(\x08\"!\n\x0cScanResponse\x12\x11\n\tarrow_ipc\x18\x01 \x01(\x0c\"*\n\x05\x46\x65nce\x12\r\n\x05lease\x18\x01 \x01(\t\x12\x12\n\ngeneration\x18\x02 \x01(\x04\"\x95\x01\n\x12\x43ommitCleanRequest\x12\x19\n\x11\x63leaned_arrow_ipc\x18\x01 \x01(\x0c\x12\x1c\n\x14quarantine_arrow_ipc\x18\x02 \x01(\x0c\x12\x0f\n\x07raw_ids\x18\x03 \x03(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\x12(\n\x05\x66\x65nce\x18\x05 \x01(\x0b\x32\x19.workbench.dbapi.v1.Fence\"g\n\x13\x43ommitCleanResponse\x12\x0f\n\x07\x63leaned\x18\x01 \x01(\x04\x12\x13\n\x0bquarantined\x18\x02 \x01(\x04\x12\x13\n\x0braw_deleted\x18\x03 \x01(\x04\x12\x15\n\rtransactional\x18\x04 \x01(\x08\"l\n\x12PutDocumentRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04json\x18\x03 \x01(\t\x12(\n\x05\x66\x65nce\x18\x04 \x01(\x0b\x32\x19.workbench.dbapi.v1.Fence\"&\n\x13PutDocumentResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"4\n\x12GetDocumentRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"2\n\x13GetDocumentResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0c\n\x04json\x18\x02 \x01(\t\"~\n\x14ListDocumentsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12-\n\x06\x66ilter\x18\x02 \x03(\x0b\x32\x1d.workbench.dbapi.v1.Condition\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x14\n\x0cnewest_first\x18\x04 \x01(\x08\"%\n\x15ListDocumentsResponse\x12\x0c\n\x04json\x18\x01 \x03(\t\"H\n\x13\x41\x63quireLeaseRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x01\"`\n\x14\x41\x63quireLeaseResponse\x12\x10\n\x08\x61\x63quired\x18\x01 \x01(\x08\x12\x0e\n\x06holder\x18\x02 \x01(\t\x12\x12\n\nexpires_at\x18\x03 \x01(\x01\x12\x12\n\ngeneration\x18\x04 \x01(\x04\"3\n\x13ReleaseLeaseRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06holder\x18\x02 \x01(\t\"(\n\x14ReleaseLeaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08*\xc7\x01\n\x08Operator\x12\x18\n\x14OPERATOR_UNSPECIFIED\x10\x00\x12\x0f\n\x0bOPERATOR_EQ\x10\x01\x12\x0f\n\x0bOPERATOR_NE\x10\x02\x12\x0f\n\x0bOPERATOR_LT\x10\x03\x12\x10\n\x0cOPERATOR_LTE\x10\x04\x12\x0f\n\x0bOPERATOR_GT\x10\x05\x12\x10\n\x0cOPERATOR_GTE\x10\x06\x12\x0f\n\x0bOPERATOR_IN\x10\x07\x12\x13\n\x0fOPERATOR_EXISTS\x10\x08\x12\x13\n\x0fOPERATOR_PREFIX\x10\t*U\n\tWriteMode\x12\x1a\n\x16WRITE_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11WRITE_MODE_INSERT\x10\x01\x12\x15\n\x11WRITE_MODE_UPSERT\x10\x02*Z\n\x0b\x43olumnTypes\x12\x18\n\x14\x43OLUMN_TYPES_DEFAULT\x10\x00\x12\x1a\n\x16\x43OLUMN_TYPES_AS_STORED\x10\x01\x12\x15\n\x11\x43OLUMN_TYPES_TEXT\x10\x02\x32\xcf\x08\n\x05\x44\x62\x41pi\x12X\n\tInsertOne\x12$.workbench.dbapi.v1.InsertOneRequest\x1a%.workbench.dbapi.v1.InsertOneResponse\x12\x46\n\x03Get\x12\x1e.workbench.dbapi.v1.GetRequest\x1a\x1f.workbench.dbapi.v1.GetResponse\x12L\n\x05\x43ount\x12 .workbench.dbapi.v1.CountRequest\x1a!.workbench.dbapi.v1.CountResponse\x12X\n\tDeleteIds\x12$.workbench.dbapi.v1.DeleteIdsRequest\x1a%.workbench.dbapi.v1.DeleteIdsResponse\x12\x63\n\x0cWriteBatches\x12\'.workbench.dbapi.v1.WriteBatchesRequest\x1a(.workbench.dbapi.v1.WriteBatchesResponse(\x01\x12K\n\x04Scan\x12\x1f.workbench.dbapi.v1.ScanRequest\x1a .workbench.dbapi.v1.ScanResponse0\x01\x12^\n\x0b\x43ommitClean\x12&.workbench.dbapi.v1.CommitCleanRequest\x1a\'.workbench.dbapi.v1.CommitCleanResponse\x12^\n\x0bPutDocument\x12&.workbench.dbapi.v1.PutDocumentRequest\x1a\'.workbench.dbapi.v1.PutDocumentResponse\x12^\n\x0bGetDocument\x12&.workbench.dbapi.v1.GetDocumentRequest\x1a\'.workbench.dbapi.v1.GetDocumentResponse\x12\x64\n\rListDocuments\x12(.workbench.dbapi.v1.ListDocumentsRequest\x1a).workbench.dbapi.v1.ListDocumentsResponse\x12\x61\n\x0c\x41\x63quireLease\x12\'.workbench.dbapi.v1.AcquireLeaseRequest\x1a(.workbench.dbapi.v1.AcquireLeaseResponse\x12\x61\n\x0cReleaseLease\x12\'.workbench.dbapi.v1.ReleaseLeaseRequest\x1a(.workbench.dbapi.v1.ReleaseLeaseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'db_api.proto.dbapi_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OPERATOR']._serialized_start=1971
-  _globals['_OPERATOR']._serialized_end=2170
-  _globals['_WRITEMODE']._serialized_start=2172
-  _globals['_WRITEMODE']._serialized_end=2257
-  _globals['_COLUMNTYPES']._serialized_start=2259
-  _globals['_COLUMNTYPES']._serialized_end=2349
+  _globals['_OPERATOR']._serialized_start=2120
+  _globals['_OPERATOR']._serialized_end=2319
+  _globals['_WRITEMODE']._serialized_start=2321
+  _globals['_WRITEMODE']._serialized_end=2406
+  _globals['_COLUMNTYPES']._serialized_start=2408
+  _globals['_COLUMNTYPES']._serialized_end=2498
   _globals['_CONDITION']._serialized_start=48
   _globals['_CONDITION']._serialized_end=136
   _globals['_INSERTONEREQUEST']._serialized_start=138
@@ -63,30 +63,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCANREQUEST']._serialized_end=1091
   _globals['_SCANRESPONSE']._serialized_start=1093
   _globals['_SCANRESPONSE']._serialized_end=1126
-  _globals['_COMMITCLEANREQUEST']._serialized_start=1128
-  _globals['_COMMITCLEANREQUEST']._serialized_end=1235
-  _globals['_COMMITCLEANRESPONSE']._serialized_start=1237
-  _globals['_COMMITCLEANRESPONSE']._serialized_end=1340
-  _globals['_PUTDOCUMENTREQUEST']._serialized_start=1342
-  _globals['_PUTDOCUMENTREQUEST']._serialized_end=1408
-  _globals['_PUTDOCUMENTRESPONSE']._serialized_start=1410
-  _globals['_PUTDOCUMENTRESPONSE']._serialized_end=1448
-  _globals['_GETDOCUMENTREQUEST']._serialized_start=1450
-  _globals['_GETDOCUMENTREQUEST']._serialized_end=1502
-  _globals['_GETDOCUMENTRESPONSE']._serialized_start=1504
-  _globals['_GETDOCUMENTRESPONSE']._serialized_end=1554
-  _globals['_LISTDOCUMENTSREQUEST']._serialized_start=1556
-  _globals['_LISTDOCUMENTSREQUEST']._serialized_end=1682
-  _globals['_LISTDOCUMENTSRESPONSE']._serialized_start=1684
-  _globals['_LISTDOCUMENTSRESPONSE']._serialized_end=1721
-  _globals['_ACQUIRELEASEREQUEST']._serialized_start=1723
-  _globals['_ACQUIRELEASEREQUEST']._serialized_end=1795
-  _globals['_ACQUIRELEASERESPONSE']._serialized_start=1797
-  _globals['_ACQUIRELEASERESPONSE']._serialized_end=1873
-  _globals['_RELEASELEASEREQUEST']._serialized_start=1875
-  _globals['_RELEASELEASEREQUEST']._serialized_end=1926
-  _globals['_RELEASELEASERESPONSE']._serialized_start=1928
-  _globals['_RELEASELEASERESPONSE']._serialized_end=1968
-  _globals['_DBAPI']._serialized_start=2352
-  _globals['_DBAPI']._serialized_end=3455
+  _globals['_FENCE']._serialized_start=1128
+  _globals['_FENCE']._serialized_end=1170
+  _globals['_COMMITCLEANREQUEST']._serialized_start=1173
+  _globals['_COMMITCLEANREQUEST']._serialized_end=1322
+  _globals['_COMMITCLEANRESPONSE']._serialized_start=1324
+  _globals['_COMMITCLEANRESPONSE']._serialized_end=1427
+  _globals['_PUTDOCUMENTREQUEST']._serialized_start=1429
+  _globals['_PUTDOCUMENTREQUEST']._serialized_end=1537
+  _globals['_PUTDOCUMENTRESPONSE']._serialized_start=1539
+  _globals['_PUTDOCUMENTRESPONSE']._serialized_end=1577
+  _globals['_GETDOCUMENTREQUEST']._serialized_start=1579
+  _globals['_GETDOCUMENTREQUEST']._serialized_end=1631
+  _globals['_GETDOCUMENTRESPONSE']._serialized_start=1633
+  _globals['_GETDOCUMENTRESPONSE']._serialized_end=1683
+  _globals['_LISTDOCUMENTSREQUEST']._serialized_start=1685
+  _globals['_LISTDOCUMENTSREQUEST']._serialized_end=1811
+  _globals['_LISTDOCUMENTSRESPONSE']._serialized_start=1813
+  _globals['_LISTDOCUMENTSRESPONSE']._serialized_end=1850
+  _globals['_ACQUIRELEASEREQUEST']._serialized_start=1852
+  _globals['_ACQUIRELEASEREQUEST']._serialized_end=1924
+  _globals['_ACQUIRELEASERESPONSE']._serialized_start=1926
+  _globals['_ACQUIRELEASERESPONSE']._serialized_end=2022
+  _globals['_RELEASELEASEREQUEST']._serialized_start=2024
+  _globals['_RELEASELEASEREQUEST']._serialized_end=2075
+  _globals['_RELEASELEASERESPONSE']._serialized_start=2077
+  _globals['_RELEASELEASERESPONSE']._serialized_end=2117
+  _globals['_DBAPI']._serialized_start=2501
+  _globals['_DBAPI']._serialized_end=3604
 # @@protoc_insertion_point(module_scope)

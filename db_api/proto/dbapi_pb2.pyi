@@ -176,17 +176,27 @@ class ScanResponse(_message.Message):
     arrow_ipc: bytes
     def __init__(self, arrow_ipc: _Optional[bytes] = ...) -> None: ...
 
+class Fence(_message.Message):
+    __slots__ = ("lease", "generation")
+    LEASE_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    lease: str
+    generation: int
+    def __init__(self, lease: _Optional[str] = ..., generation: _Optional[int] = ...) -> None: ...
+
 class CommitCleanRequest(_message.Message):
-    __slots__ = ("cleaned_arrow_ipc", "quarantine_arrow_ipc", "raw_ids", "key")
+    __slots__ = ("cleaned_arrow_ipc", "quarantine_arrow_ipc", "raw_ids", "key", "fence")
     CLEANED_ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
     QUARANTINE_ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
     RAW_IDS_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
+    FENCE_FIELD_NUMBER: _ClassVar[int]
     cleaned_arrow_ipc: bytes
     quarantine_arrow_ipc: bytes
     raw_ids: _containers.RepeatedScalarFieldContainer[str]
     key: str
-    def __init__(self, cleaned_arrow_ipc: _Optional[bytes] = ..., quarantine_arrow_ipc: _Optional[bytes] = ..., raw_ids: _Optional[_Iterable[str]] = ..., key: _Optional[str] = ...) -> None: ...
+    fence: Fence
+    def __init__(self, cleaned_arrow_ipc: _Optional[bytes] = ..., quarantine_arrow_ipc: _Optional[bytes] = ..., raw_ids: _Optional[_Iterable[str]] = ..., key: _Optional[str] = ..., fence: _Optional[_Union[Fence, _Mapping]] = ...) -> None: ...
 
 class CommitCleanResponse(_message.Message):
     __slots__ = ("cleaned", "quarantined", "raw_deleted", "transactional")
@@ -201,14 +211,16 @@ class CommitCleanResponse(_message.Message):
     def __init__(self, cleaned: _Optional[int] = ..., quarantined: _Optional[int] = ..., raw_deleted: _Optional[int] = ..., transactional: _Optional[bool] = ...) -> None: ...
 
 class PutDocumentRequest(_message.Message):
-    __slots__ = ("collection", "id", "json")
+    __slots__ = ("collection", "id", "json", "fence")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     JSON_FIELD_NUMBER: _ClassVar[int]
+    FENCE_FIELD_NUMBER: _ClassVar[int]
     collection: str
     id: str
     json: str
-    def __init__(self, collection: _Optional[str] = ..., id: _Optional[str] = ..., json: _Optional[str] = ...) -> None: ...
+    fence: Fence
+    def __init__(self, collection: _Optional[str] = ..., id: _Optional[str] = ..., json: _Optional[str] = ..., fence: _Optional[_Union[Fence, _Mapping]] = ...) -> None: ...
 
 class PutDocumentResponse(_message.Message):
     __slots__ = ("created",)
@@ -261,14 +273,16 @@ class AcquireLeaseRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., holder: _Optional[str] = ..., ttl_seconds: _Optional[float] = ...) -> None: ...
 
 class AcquireLeaseResponse(_message.Message):
-    __slots__ = ("acquired", "holder", "expires_at")
+    __slots__ = ("acquired", "holder", "expires_at", "generation")
     ACQUIRED_FIELD_NUMBER: _ClassVar[int]
     HOLDER_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
     acquired: bool
     holder: str
     expires_at: float
-    def __init__(self, acquired: _Optional[bool] = ..., holder: _Optional[str] = ..., expires_at: _Optional[float] = ...) -> None: ...
+    generation: int
+    def __init__(self, acquired: _Optional[bool] = ..., holder: _Optional[str] = ..., expires_at: _Optional[float] = ..., generation: _Optional[int] = ...) -> None: ...
 
 class ReleaseLeaseRequest(_message.Message):
     __slots__ = ("name", "holder")

@@ -141,13 +141,14 @@ class DbApiServicer:
 
     def CommitClean(self, request, context):
         """In one atomic unit: upsert cleaned and quarantine records, delete exactly raw_ids from raw.
+        With a fence, refused (FAILED_PRECONDITION) unless the fence's lease generation still holds.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PutDocument(self, request, context):
-        """Small JSON documents (processed results, run records).
+        """Small JSON documents (processed results, run records). PutDocument takes a fence as CommitClean.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -166,7 +167,7 @@ class DbApiServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AcquireLease(self, request, context):
-        """Named locks with an expiry, for single-flight runs.
+        """Named locks with an expiry, for single-flight runs. Each new holding gets a higher generation.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -11,6 +11,7 @@ import abc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from db_api.errors import StaleFence
 from db_api.filters import Condition
 from db_api.pages import decode_matching
 
@@ -32,9 +33,48 @@ class CommitCounts:
 
 @dataclass(frozen=True)
 class Lease:
+    """`generation` grows each time the lease is taken anew (by another holder, or after it
+    expired or was released); a renewal keeps it. A refused acquisition reports the current one."""
+
     acquired: bool
     holder: str
     expires_at: float
+    generation: int
+
+
+@dataclass(frozen=True)
+class Fence:
+    """A write's claim to hold lease `lease` in `generation`, judged at `now` (unix seconds)."""
+
+    lease: str
+    generation: int
+    now: float
+
+
+# A released lease keeps its row (and so its generation) with this expiry.
+RELEASED = 0.0
+
+
+def check_fence(fence: Fence, holder: str | None, generation: int, expires_at: float) -> None:
+    """Refuse the write unless the lease (None: no such lease) is held in the fence's generation."""
+    lease, mine = fence.lease, fence.generation
+    if holder is None:
+        raise StaleFence(f"lease {lease} is not held by anyone; this run's generation {mine} is stale")
+    if generation != mine:
+        held = "is now held" if expires_at > fence.now else "was last held"
+        raise StaleFence(
+            f"lease {lease} {held} by {holder} (generation {generation}); "
+            f"this run's generation {mine} is stale"
+        )
+    if expires_at <= RELEASED:
+        raise StaleFence(
+            f"lease {lease} was released (generation {mine}, holder {holder}); this run no longer holds it"
+        )
+    if expires_at <= fence.now:
+        raise StaleFence(
+            f"lease {lease} expired {fence.now - expires_at:.1f} s ago (generation {mine}, holder {holder}); "
+            "this run no longer holds it"
+        )
 
 
 @dataclass(frozen=True)
@@ -71,8 +111,13 @@ class Store(abc.ABC):
     def delete_ids(self, collection: str, ids: Sequence[str]) -> int: ...
 
     @abc.abstractmethod
-    def write(self, collection: str, docs: Sequence[dict], *, upsert: bool) -> WriteCounts:
-        """Atomically insert-if-absent (upsert=False) or insert-or-replace (upsert=True)."""
+    def write(
+        self, collection: str, docs: Sequence[dict], *, upsert: bool, fence: Fence | None = None
+    ) -> WriteCounts:
+        """Atomically insert-if-absent (upsert=False) or insert-or-replace (upsert=True).
+
+        With a `fence`, raise `StaleFence` and write nothing unless it still holds (see
+        `check_fence`), checked atomically with the write where the backend can."""
 
     @abc.abstractmethod
     def scan_pages(self, collection: str, spec: ScanSpec) -> Iterator[list[bytes]]:
@@ -99,15 +144,22 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def commit_clean(
-        self, cleaned: Sequence[dict], quarantine: Sequence[dict], raw_ids: Sequence[str]
+        self,
+        cleaned: Sequence[dict],
+        quarantine: Sequence[dict],
+        raw_ids: Sequence[str],
+        *,
+        fence: Fence | None = None,
     ) -> CommitCounts:
-        """Upsert cleaned and quarantine documents and delete raw_ids from raw, as one unit."""
+        """Upsert cleaned and quarantine documents and delete raw_ids from raw, as one unit; a
+        `fence` as for `write`."""
 
     @abc.abstractmethod
     def acquire_lease(self, name: str, holder: str, ttl_seconds: float, now: float) -> Lease: ...
 
     @abc.abstractmethod
-    def release_lease(self, name: str, holder: str) -> bool: ...
+    def release_lease(self, name: str, holder: str) -> bool:
+        """End the holder's lease at once (its row stays, expired, so generations keep growing)."""
 
     @abc.abstractmethod
     def ping(self) -> None:

@@ -4,6 +4,12 @@ Documents carry a hidden `_wb_seq` (allocated from a counter document) so that o
 partitions and the high-water mark mean the same as in the embedded store. `CommitClean` runs in
 a transaction where the server has them; elsewhere it upserts first and deletes raw last, an
 order that is safe to repeat after a crash.
+
+A fenced write (a run's, naming its lease generation) checks the lease inside the write's
+transaction, and touches the lease document there, so that a new holding and the write conflict
+and one of them waits or retries: the check is atomic with the write. Without transactions the
+check comes just before the write (and again before CommitClean's deletes): best effort, as a
+lease taken over in between is not seen, but a run that lost its lease long ago is refused.
 """
 
 from __future__ import annotations
@@ -32,7 +38,16 @@ from db_api import documents
 from db_api.collections import COLLECTIONS
 from db_api.errors import DbApiError, Unavailable
 from db_api.filters import Condition, to_mongo_query
-from db_api.store.base import CommitCounts, Lease, ScanSpec, Store, WriteCounts
+from db_api.store.base import (
+    RELEASED,
+    CommitCounts,
+    Fence,
+    Lease,
+    ScanSpec,
+    Store,
+    WriteCounts,
+    check_fence,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +57,7 @@ _LEASES = "_workbench_leases"
 _DUPLICATE_KEY = 11000
 _IN_CHUNK = 10_000
 _WRITE_ATTEMPTS = 5
+_LEASE_ATTEMPTS = 20
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -181,6 +197,26 @@ class MongoStore(Store):
                     raise
         raise AssertionError("unreachable")
 
+    def _check_fence(self, fence: Fence | None, session: ClientSession | None = None) -> None:
+        """Refuse a stale fence. In a transaction (`session`), the lease document is also written,
+        so a concurrent new holding conflicts with this transaction instead of slipping past it."""
+        if fence is None:
+            return
+        leases = self.db[_LEASES]
+        if session is not None:
+            touched = leases.update_one(
+                {"_id": fence.lease, "generation": fence.generation, "expires_at": {"$gt": fence.now}},
+                {"$set": {"fenced_at": fence.now}},
+                session=session,
+            )
+            if touched.matched_count == 1:
+                return
+        current = leases.find_one({"_id": fence.lease}, session=session)
+        if current is None:
+            check_fence(fence, None, 0, RELEASED)
+        else:
+            check_fence(fence, current["holder"], current.get("generation", 0), current["expires_at"])
+
     def _delete_ids(self, collection: str, ids: Sequence[str], session: ClientSession | None = None) -> int:
         deleted = 0
         for start in range(0, len(ids), _IN_CHUNK):
@@ -218,13 +254,21 @@ class MongoStore(Store):
         return self._delete_ids(collection, ids)
 
     @_translate_errors
-    def write(self, collection: str, docs: Sequence[dict], *, upsert: bool) -> WriteCounts:
+    def write(
+        self, collection: str, docs: Sequence[dict], *, upsert: bool, fence: Fence | None = None
+    ) -> WriteCounts:
         _check_encodable(docs)
         if not self.transactions:
+            self._check_fence(fence)  # best effort: see the module's docstring
             # Applied in order; on failure the part already written is repeated harmlessly.
             return self._write_retrying(collection, docs, upsert=upsert)
+
+        def in_transaction(session: ClientSession) -> WriteCounts:
+            self._check_fence(fence, session)
+            return self._write(collection, docs, upsert=upsert, session=session)
+
         with self.client.start_session() as session:
-            return session.with_transaction(lambda s: self._write(collection, docs, upsert=upsert, session=s))
+            return session.with_transaction(in_transaction)
 
     @_translate_errors
     def scan_pages(self, collection: str, spec: ScanSpec) -> Iterator[list[bytes]]:
@@ -255,7 +299,12 @@ class MongoStore(Store):
 
     @_translate_errors
     def commit_clean(
-        self, cleaned: Sequence[dict], quarantine: Sequence[dict], raw_ids: Sequence[str]
+        self,
+        cleaned: Sequence[dict],
+        quarantine: Sequence[dict],
+        raw_ids: Sequence[str],
+        *,
+        fence: Fence | None = None,
     ) -> CommitCounts:
         _check_encodable([*cleaned, *quarantine])
         # A record judged again lives in one place only: where this commit put it.
@@ -264,6 +313,7 @@ class MongoStore(Store):
         if self.transactions:
 
             def in_transaction(session: ClientSession) -> int:
+                self._check_fence(fence, session)
                 self._write("cleaned", cleaned, upsert=True, session=session)
                 self._write("quarantine", quarantine, upsert=True, session=session)
                 self._delete_ids("quarantine", cleaned_ids, session=session)
@@ -275,8 +325,11 @@ class MongoStore(Store):
         else:
             # Without transactions: upserts first, the delete last. A crash in between leaves
             # raw records that the next run cleans again into the same keys: nothing lost or doubled.
+            # The fence is checked first and again before the deletes (best effort, see above).
+            self._check_fence(fence)
             self._write_retrying("cleaned", cleaned, upsert=True)
             self._write_retrying("quarantine", quarantine, upsert=True)
+            self._check_fence(fence)
             self._delete_ids("quarantine", cleaned_ids)
             self._delete_ids("cleaned", quarantine_ids)
             deleted = self._delete_ids("raw", raw_ids)
@@ -286,23 +339,43 @@ class MongoStore(Store):
 
     @_translate_errors
     def acquire_lease(self, name: str, holder: str, ttl_seconds: float, now: float) -> Lease:
+        """Compare-and-set on the lease document as read, so that concurrent acquirers agree on
+        one holder and on the generation (no update pipelines: not every server has them)."""
         leases = self.db[_LEASES]
-        try:
-            leases.find_one_and_update(
-                {"_id": name, "$or": [{"holder": holder}, {"expires_at": {"$lte": now}}]},
-                {"$set": {"holder": holder, "expires_at": now + ttl_seconds}},
-                upsert=True,
-            )
-        except DuplicateKeyError:
+        expires_at = now + ttl_seconds
+        for _ in range(_LEASE_ATTEMPTS):
             current = leases.find_one({"_id": name})
-            if current is not None:
-                return Lease(False, current["holder"], current["expires_at"])
-            return self.acquire_lease(name, holder, ttl_seconds, now)
-        return Lease(True, holder, now + ttl_seconds)
+            if current is None:
+                try:
+                    leases.insert_one(
+                        {"_id": name, "holder": holder, "expires_at": expires_at, "generation": 1}
+                    )
+                except DuplicateKeyError:
+                    continue  # another acquirer created it first: judge its holding
+                return Lease(True, holder, expires_at, 1)
+            generation = current.get("generation", 0)
+            held = current["expires_at"] > now
+            if held and current["holder"] != holder:
+                return Lease(False, current["holder"], current["expires_at"], generation)
+            new_generation = generation if held else generation + 1
+            as_read = {
+                "_id": name,
+                "holder": current["holder"],
+                "expires_at": current["expires_at"],
+                "generation": current.get("generation"),  # None also matches a missing field
+            }
+            update = {"$set": {"holder": holder, "expires_at": expires_at, "generation": new_generation}}
+            if leases.update_one(as_read, update).matched_count == 1:
+                return Lease(True, holder, expires_at, new_generation)
+        raise DbApiError(f"lease {name} changed under {_LEASE_ATTEMPTS} attempts to acquire it in a row")
 
     @_translate_errors
     def release_lease(self, name: str, holder: str) -> bool:
-        return self.db[_LEASES].delete_one({"_id": name, "holder": holder}).deleted_count == 1
+        released = self.db[_LEASES].update_one(
+            {"_id": name, "holder": holder, "expires_at": {"$gt": RELEASED}},
+            {"$set": {"expires_at": RELEASED}},
+        )
+        return released.matched_count == 1
 
     def ping(self) -> None:
         try:

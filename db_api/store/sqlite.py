@@ -19,7 +19,16 @@ from db_api import documents
 from db_api.collections import COLLECTIONS
 from db_api.errors import Unavailable
 from db_api.filters import Condition
-from db_api.store.base import CommitCounts, Lease, ScanSpec, Store, WriteCounts
+from db_api.store.base import (
+    RELEASED,
+    CommitCounts,
+    Fence,
+    Lease,
+    ScanSpec,
+    Store,
+    WriteCounts,
+    check_fence,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +62,12 @@ class SqliteStore(Store):
                     "seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, doc BLOB NOT NULL)"
                 )
             tx.execute(
-                "CREATE TABLE IF NOT EXISTS leases ("
-                "name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, "
+                "expires_at REAL NOT NULL, generation INTEGER NOT NULL DEFAULT 0)"
             )
+            if "generation" not in {row[1] for row in tx.execute("PRAGMA table_info(leases)")}:
+                # A store made before leases had generations.
+                tx.execute("ALTER TABLE leases ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")
 
     # -- connections and transactions -------------------------------------------------------
 
@@ -138,9 +150,12 @@ class SqliteStore(Store):
         with self._transaction() as tx:
             return _delete_ids(tx, collection, ids)
 
-    def write(self, collection: str, docs: Sequence[dict], *, upsert: bool) -> WriteCounts:
+    def write(
+        self, collection: str, docs: Sequence[dict], *, upsert: bool, fence: Fence | None = None
+    ) -> WriteCounts:
         rows = [(doc["_id"], documents.encode(doc)) for doc in docs]
         with self._transaction() as tx:
+            _check_fence(tx, fence)
             return _write_rows(tx, collection, rows, upsert=upsert)
 
     def scan_pages(self, collection: str, spec: ScanSpec) -> Iterator[list[bytes]]:
@@ -164,11 +179,17 @@ class SqliteStore(Store):
                 return
 
     def commit_clean(
-        self, cleaned: Sequence[dict], quarantine: Sequence[dict], raw_ids: Sequence[str]
+        self,
+        cleaned: Sequence[dict],
+        quarantine: Sequence[dict],
+        raw_ids: Sequence[str],
+        *,
+        fence: Fence | None = None,
     ) -> CommitCounts:
         cleaned_rows = [(doc["_id"], documents.encode(doc)) for doc in cleaned]
         quarantine_rows = [(doc["_id"], documents.encode(doc)) for doc in quarantine]
         with self._transaction() as tx:
+            _check_fence(tx, fence)  # in the same transaction: no new holding can come in between
             _write_rows(tx, "cleaned", cleaned_rows, upsert=True)
             _write_rows(tx, "quarantine", quarantine_rows, upsert=True)
             # A record judged again lives in one place only: where this commit put it.
@@ -181,20 +202,28 @@ class SqliteStore(Store):
 
     def acquire_lease(self, name: str, holder: str, ttl_seconds: float, now: float) -> Lease:
         with self._transaction() as tx:
-            row = tx.execute("SELECT holder, expires_at FROM leases WHERE name = ?", (name,)).fetchone()
-            if row and row[0] != holder and row[1] > now:
-                return Lease(False, row[0], row[1])
+            row = tx.execute(
+                "SELECT holder, expires_at, generation FROM leases WHERE name = ?", (name,)
+            ).fetchone()
+            held = row is not None and row[1] > now
+            if held and row[0] != holder:
+                return Lease(False, row[0], row[1], row[2])
+            generation = row[2] if held else (row[2] if row else 0) + 1
             expires_at = now + ttl_seconds
             tx.execute(
-                "INSERT INTO leases(name, holder, expires_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at",
-                (name, holder, expires_at),
+                "INSERT INTO leases(name, holder, expires_at, generation) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, "
+                "expires_at = excluded.expires_at, generation = excluded.generation",
+                (name, holder, expires_at, generation),
             )
-        return Lease(True, holder, expires_at)
+        return Lease(True, holder, expires_at, generation)
 
     def release_lease(self, name: str, holder: str) -> bool:
         with self._transaction() as tx:
-            cur = tx.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+            cur = tx.execute(
+                "UPDATE leases SET expires_at = ? WHERE name = ? AND holder = ? AND expires_at > ?",
+                (RELEASED, name, holder, RELEASED),
+            )
             return cur.rowcount == 1
 
     def ping(self) -> None:
@@ -297,6 +326,15 @@ class _Transaction:
             finally:
                 if self.lock is not None:
                     self.lock.release()
+
+
+def _check_fence(conn: sqlite3.Connection, fence: Fence | None) -> None:
+    if fence is None:
+        return
+    row = conn.execute(
+        "SELECT holder, generation, expires_at FROM leases WHERE name = ?", (fence.lease,)
+    ).fetchone()
+    check_fence(fence, *(row or (None, 0, RELEASED)))
 
 
 def _existing_ids(conn: sqlite3.Connection, collection: str, ids: Sequence[str]) -> set[str]:

@@ -4,6 +4,8 @@ One run = a lease on `run:<notebook>`, a run record written at the start and at 
 output notebook archived under `<runs dir>/YYYY/MM/DD/<run_id>-<notebook>.ipynb` (saved after
 every cell, so a running or crashed run can be read), and a status judged from what papermill
 raised. A second run of the same notebook while one holds the lease is recorded as `skipped`.
+The notebook gets the lease's fence in WORKBENCH_RUN_FENCE, so its clients' CommitClean and
+PutDocument calls are refused once the run has lost the lease; losing it also stops the run.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import nbformat
 
 from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.db_requests import FENCE_ENV
 from pipeline_lib.notebook_report import counts_from_notebook
 from pipeline_lib.runs import alerts, records
 from pipeline_lib.runs.kernel import ensure_kernel
@@ -140,7 +143,9 @@ def execute(
         return record
 
     holder = f"{record.host}:{os.getpid()}:{run_id}"
-    with LeaseKeeper(client, f"run:{name}", holder, settings.run_lease_seconds) as lease:
+    stopper = _Stopper()
+    lease_name, ttl = f"run:{name}", settings.run_lease_seconds
+    with LeaseKeeper(client, lease_name, holder, ttl, on_lost=stopper.stop) as lease:
         if not _acquire(lease, name, wait=wait, echo=echo):
             record.finish("skipped")
             record.note = f"another run of {name} holds the lease ({lease.held_by})"
@@ -152,8 +157,9 @@ def execute(
         record.output_path = str(output.resolve())
         records.save(client, record)
         echo(f"run {run_id}: executing {path.name} -> {output}")
-        with _environment(child_environment(settings)):  # the kernel and Spark inherit it
-            exc = _papermill(path, output, {"run_id": run_id, **parameters}, settings)
+        # The kernel and Spark inherit it; the notebook's clients attach the fence to their writes.
+        with _environment({**child_environment(settings), FENCE_ENV: str(lease.fence)}):
+            exc = _papermill(path, output, {"run_id": run_id, **parameters}, settings, stopper)
         notebook = _read(output)
         record.counts = counts_from_notebook(notebook) if notebook else {}
         status, error = judge(exc, notebook)
@@ -180,13 +186,13 @@ def _acquire(lease: LeaseKeeper, name: str, *, wait: bool, echo: Callable[[str],
 
 
 def _papermill(
-    path: Path, output: Path, parameters: dict[str, Any], settings: Settings
+    path: Path, output: Path, parameters: dict[str, Any], settings: Settings, stopper: _Stopper
 ) -> BaseException | None:
     import papermill
 
     logging.getLogger("papermill").setLevel(logging.WARNING)
     try:
-        with _stop_on_sigterm():
+        with stopper.armed():
             papermill.execute_notebook(
                 str(path),
                 str(output),
@@ -216,21 +222,49 @@ def _environment(env: Mapping[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
-@contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
-    """SIGTERM (cron, `workbench up` stopping) ends the run as failed instead of killing it unrecorded."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _Stopper:
+    """Ends the run in the main thread with `Interrupted`, recorded as failed: on SIGTERM (cron,
+    `workbench up` stopping) instead of being killed unrecorded, and when the lease is lost
+    (`stop`, from the lease's thread) instead of running on without it."""
 
-    def stop(signum: int, _frame: object) -> None:
-        raise Interrupted(f"received {signal.Signals(signum).name}")
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._armed = False
+        self._lock = threading.Lock()
 
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def stop(self, reason: str) -> None:
+        with self._lock:
+            self.reason = reason
+            main = threading.main_thread().ident
+            if self._armed and main is not None:
+                # A signal, not a flag: it also wakes the main thread from a blocking wait.
+                signal.pthread_kill(main, signal.SIGTERM)
+
+    @contextmanager
+    def armed(self) -> Iterator[None]:
+        """While papermill runs. Off the main thread there are no signals: there the fence still
+        refuses the run's next write once the lease is lost."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_signal(signum: int, _frame: object) -> None:
+            if self._armed:
+                raise Interrupted(self.reason or f"received {signal.Signals(signum).name}")
+
+        with self._lock:
+            if self.reason is not None:
+                raise Interrupted(self.reason)
+            previous = signal.signal(signal.SIGTERM, on_signal)
+            self._armed = True
+        try:
+            yield
+        finally:
+            try:
+                with self._lock:
+                    self._armed = False
+            finally:
+                signal.signal(signal.SIGTERM, previous)
 
 
 def _read(output: Path) -> dict[str, Any] | None:
@@ -251,7 +285,10 @@ def _close_abandoned(client: DbApiClient, name: str, run_id: str) -> None:
             "failed",
             error=RunError(
                 exception="Abandoned",
-                message="the process running it stopped without finishing (killed, or its machine went down)",
+                message=(
+                    "the process running it stopped without finishing (killed, or its machine went "
+                    "down), or lost its lease (the db-api out of its reach for longer than the lease)"
+                ),
             ),
         )
         records.save(client, old)

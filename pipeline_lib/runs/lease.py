@@ -1,47 +1,94 @@
 """Single flight: a db-api lease held for the length of a run and renewed while it runs.
 
 A holder that dies stops renewing, so its lease expires after `ttl` seconds and the next run
-proceeds; a live holder renews every ttl/3, so a slow run never loses its lease.
+proceeds; a live holder renews every ttl/3, so a slow run never loses its lease. A run that
+loses it anyway (the db-api out of reach for longer than the ttl, and another run took over)
+must stop: the keeper calls `on_lost` with the reason, and the db-api refuses the run's writes
+that carry its `fence` (the lease's generation) once another holding has begun.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from types import TracebackType
 
 from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.db_requests import Fence
 
 log = logging.getLogger(__name__)
 
 
 class LeaseKeeper:
-    def __init__(self, client: DbApiClient, name: str, holder: str, ttl_seconds: float) -> None:
+    def __init__(
+        self,
+        client: DbApiClient,
+        name: str,
+        holder: str,
+        ttl_seconds: float,
+        *,
+        on_lost: Callable[[str], None] | None = None,
+    ) -> None:
+        """`on_lost(reason)` is called once, from the renewing thread, if the lease is lost."""
         self.client = client
         self.name = name
         self.holder = holder
         self.ttl = ttl_seconds
+        self.on_lost = on_lost
         self.held_by: str = ""
+        self.generation = 0
+        self.lost: str | None = None  # why the lease was lost, once it is
+        self._deadline = 0.0  # monotonic time by which our holding surely expired unless renewed
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
+    @property
+    def fence(self) -> Fence:
+        """What the run's writes carry: valid while this holding lasts, refused after."""
+        return Fence(self.name, self.generation)
+
     def acquire(self) -> bool:
         """True if we hold the lease now; else `held_by` names the current holder."""
+        asked = time.monotonic()
         lease = self.client.acquire_lease(self.name, self.holder, self.ttl)
         self.held_by = lease.holder
         if lease.acquired:
+            self.generation = lease.generation
+            self._deadline = asked + self.ttl
             self._renewer = threading.Thread(target=self._renew, name=f"lease {self.name}", daemon=True)
             self._renewer.start()
         return lease.acquired
 
     def _renew(self) -> None:
         while not self._stop.wait(self.ttl / 3):
+            asked = time.monotonic()
             try:
-                if not self.client.acquire_lease(self.name, self.holder, self.ttl).acquired:
-                    log.error("lease lost", extra={"lease": self.name, "holder": self.holder})
-                    return
+                lease = self.client.acquire_lease(self.name, self.holder, self.ttl)
             except Exception as exc:  # the next attempt may reach the db-api again
+                if time.monotonic() >= self._deadline:
+                    self._lose(
+                        f"lease {self.name} expired: the db-api did not answer for {self.ttl:g} s "
+                        f"(the lease's length), so another run may hold it now ({exc})"
+                    )
+                    return
                 log.warning("lease renewal failed", extra={"lease": self.name, "error": str(exc)})
+                continue
+            if not lease.acquired or lease.generation != self.generation:
+                # Taken anew meanwhile (by another run, or by us after it expired): our holding ended.
+                self._lose(
+                    f"lease {self.name} is now held by {lease.holder} (generation {lease.generation}); "
+                    f"this run's generation {self.generation} is stale"
+                )
+                return
+            self._deadline = asked + self.ttl
+
+    def _lose(self, reason: str) -> None:
+        self.lost = reason
+        log.error("lease lost", extra={"lease": self.name, "holder": self.holder, "error": reason})
+        if self.on_lost is not None:
+            self.on_lost(reason)
 
     def release(self) -> None:
         self._stop.set()

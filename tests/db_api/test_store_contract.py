@@ -160,6 +160,21 @@ def test_a_lease_goes_to_one_holder_until_it_expires_or_is_released(store: Store
     assert store.acquire_lease("process", "b", 60, now + 64).acquired  # names are independent
 
 
+def test_a_lease_generation_grows_with_each_new_holding_and_only_then(store: Store) -> None:
+    now = 1_000_000.0
+    first = store.acquire_lease("run:clean", "a", 60, now).generation
+    assert first >= 1
+    assert store.acquire_lease("run:clean", "a", 60, now + 10).generation == first  # renewal
+    assert store.acquire_lease("run:clean", "b", 60, now + 20).generation == first  # refused: current
+    assert store.acquire_lease("run:clean", "b", 60, now + 71).generation == first + 1  # after expiry
+    assert store.acquire_lease("run:clean", "b", 60, now + 80).generation == first + 1
+    assert store.release_lease("run:clean", "b")
+    assert store.acquire_lease("run:clean", "b", 60, now + 81).generation == first + 2  # after release
+    # The same holder again, but after its lease expired: someone may have held it meanwhile.
+    assert store.acquire_lease("run:clean", "b", 60, now + 200).generation == first + 3
+    assert store.acquire_lease("run:process", "a", 60, now).generation >= 1  # names are independent
+
+
 # -- Filters on values where MongoDB's semantics differ from Python's ---------------------------
 
 _MISSING = object()

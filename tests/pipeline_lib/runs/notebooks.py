@@ -11,6 +11,12 @@ OK = (
     "report_counts({'records_in': n * 10, 'cleaned': n})"
 )
 
+FENCED = (
+    "from pipeline_lib.db_client import DbApiClient\n"
+    "with DbApiClient.from_settings() as client:\n"
+    "    client.put_document('processed', 'fenced', {'run_id': run_id, 'fence': str(client.fence)})"
+)
+
 
 def _write(path: Path, cells: list[str], parameters: str = "run_id = None\nn = 1") -> None:
     notebook = nbformat.v4.new_notebook()
@@ -26,6 +32,8 @@ def write_notebooks(folder: Path) -> Path:
     _write(folder / "empty.ipynb", [], parameters="run_id = None")
     _write(folder / "fails.ipynb", ["x = 1", "raise ValueError('bad data in the second cell')"])
     _write(folder / "hangs.ipynb", ["import time\ntime.sleep(600)"])
+    # Writes what a run's own client attaches to its writes: the fence of the run's lease.
+    _write(folder / "fenced.ipynb", [FENCED])
     _write(
         folder / "needs.ipynb",
         ["if source is None:\n    raise ValueError('the parameter source is required: -p source PATH')"],

@@ -154,6 +154,40 @@ def test_the_lease_of_a_killed_run_expires_and_the_next_run_proceeds(run_env: Ru
     assert by_status["failed"]["error"]["exception"] == "Abandoned"
 
 
+def test_a_runs_writes_carry_the_fence_of_its_lease(run_env: RunEnv) -> None:
+    done = run_env.workbench("run", "fenced")
+    assert done.returncode == 0, done.stderr
+    record = _only_record(run_env, "fenced")
+    written = run_env.client.get_document("processed", "fenced")
+    assert written is not None and written["run_id"] == record["run_id"]
+    lease, _, generation = written["fence"].rpartition(":")
+    assert lease == "run:fenced" and int(generation) >= 1
+
+
+def test_a_run_that_loses_its_lease_stops_and_says_why(run_env: RunEnv) -> None:
+    victim = run_env.start("run", "hangs")
+    try:
+        _wait_for(lambda: any(r["status"] == "running" for r in run_env.runs()))
+        record = _only_record(run_env, "hangs")
+        holder = f"{record['host']}:{victim.pid}:{record['run_id']}"
+        # What a db-api outage longer than the lease allows: another run holds it meanwhile.
+        assert run_env.client.release_lease("run:hangs", holder)
+        assert run_env.client.acquire_lease("run:hangs", "thief", 60).acquired
+        victim.wait(30)
+    finally:
+        kernels = children(victim.pid)
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
+        for pid in kernels:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert victim.returncode == 1
+    stopped = _only_record(run_env, "hangs")
+    assert stopped["status"] == "failed" and stopped["error"]["exception"] == "Interrupted"
+    assert "lease run:hangs is now held by thief" in stopped["error"]["message"]
+
+
 def test_notebooks_written_by_the_helper_are_valid(tmp_path: Path) -> None:
     for path in write_notebooks(tmp_path).glob("*.ipynb"):
         nbformat.validate(nbformat.read(path, as_version=4))
