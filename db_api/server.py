@@ -1,12 +1,17 @@
-"""Builds and runs the gRPC server: the DbApi service, health checking and reflection."""
+"""Builds and runs the gRPC server: the DbApi service, health checking and reflection.
+
+Plaintext by default (on loopback); TLS, and mutual TLS, when given certificate files.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 import threading
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -18,6 +23,7 @@ from db_api.proto import dbapi_pb2, dbapi_pb2_grpc
 from db_api.servicer import DbApiServicer
 from db_api.store.base import Store
 from db_api.stream_slots import StreamSlotsInterceptor
+from db_api.tls import server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +59,27 @@ def start_server(
     max_workers: int = 16,
     max_streams: int = 16,
     scan_workers: int = 0,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    tls_client_ca: Path | None = None,
 ) -> RunningServer:
     """Start serving on `address` (host:port; port 0 picks a free one) and return at once.
+
+    With `tls_cert` and `tls_key` (PEM files) it serves TLS only; with `tls_client_ca` too, only
+    clients whose certificate that CA signed. Bad TLS files raise `TlsConfigError` before it serves.
 
     At most `max_streams` streaming calls (scans, bulk writes, health watches) are served at once,
     more are refused with RESOURCE_EXHAUSTED; `max_workers` threads more than that are left for
     unary calls, however many streams are open. `scan_workers` processes turn stored BSON into
     Arrow for scans (0: in the server process).
     """
+    credentials = server_credentials(tls_cert, tls_key, tls_client_ca)
+    if credentials is None and not _loopback(address):
+        log.warning(
+            "db-api serves plaintext beyond loopback: its token and data cross the network unencrypted; "
+            "set WORKBENCH_DB_API_TLS_CERT and WORKBENCH_DB_API_TLS_KEY",
+            extra={"address": address},
+        )
     interceptors: list[grpc.ServerInterceptor] = [TokenAuthInterceptor(token)] if token else []
     interceptors.append(StreamSlotsInterceptor(max_streams))  # after auth: a refused call takes no slot
     server = grpc.server(
@@ -79,7 +98,10 @@ def start_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
-        port = server.add_insecure_port(address)
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
     except RuntimeError as exc:
         encoder.close()
         raise PortInUse(f"cannot listen on {address}: {exc}") from None
@@ -90,6 +112,16 @@ def start_server(
     for service in ("", SERVICE_NAME):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(server, port, store, health_servicer, encoder)
+
+
+def _loopback(address: str) -> bool:
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name, or "" (every interface)
 
 
 def serve_forever(running: RunningServer) -> None:

@@ -53,6 +53,7 @@ def db_api(
         return
     from db_api.server import PortInUse, serve_forever, start_server
     from db_api.store import open_store
+    from db_api.tls import TlsConfigError
     from pipeline_lib.settings import db_api_token
 
     configure_logging()
@@ -68,11 +69,18 @@ def db_api(
             max_message_bytes=settings.db_api_max_message_mb * 1024 * 1024,
             scan_workers=settings.db_api_scan_workers,
             max_streams=settings.db_api_max_streams,
+            tls_cert=settings.db_api_tls_cert,
+            tls_key=settings.db_api_tls_key,
+            tls_client_ca=settings.db_api_tls_client_ca,
         )
     except PortInUse as exc:
         store.close()
         typer.echo(f"error: {exc}. Stop the other process or choose another --port.", err=True)
         raise typer.Exit(1) from None
+    except TlsConfigError as exc:
+        store.close()
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     backend = "mongodb" if settings.mongo_uri else f"embedded sqlite under {settings.data_dir}"
     log.info("db-api listening", extra={"address": address, "port": running.port, "store": backend})
     serve_forever(running)

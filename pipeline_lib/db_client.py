@@ -3,7 +3,8 @@
 Every call has a deadline; calls that find the service unavailable are retried (see
 `db_requests`). Scans return Arrow tables or pandas DataFrames built batch by batch. A client
 with a `fence` (a run's: `from_settings` takes it from WORKBENCH_RUN_FENCE) attaches it to
-CommitClean and PutDocument, so those writes are refused once the run has lost its lease.
+CommitClean and PutDocument, so those writes are refused once the run has lost its lease. With
+`tls` (from the settings when WORKBENCH_DB_API_TLS_CA is set) the channel is TLS.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pipeline_lib.db_requests import (
     Tabular,
     WriteResult,
 )
+from pipeline_lib.db_tls import ClientTls
 from pipeline_lib.settings import Settings, db_api_token, get_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,9 +59,10 @@ class DbApiClient:
         stream_timeout: float = 3600.0,
         max_message_bytes: int = 64 * 1024 * 1024,
         fence: Fence | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
         """`timeout` bounds each unary call; `stream_timeout` bounds a whole scan or bulk write;
-        `fence` goes with every CommitClean and PutDocument."""
+        `fence` goes with every CommitClean and PutDocument; `tls` makes the channel TLS."""
         self.address = address
         self.token = token
         self.fence = fence
@@ -67,7 +70,11 @@ class DbApiClient:
         self.stream_timeout = stream_timeout
         self._metadata = req.metadata(token)
         self._max_payload = max_message_bytes // 2
-        self._channel = grpc.insecure_channel(address, options=req.channel_options(max_message_bytes))
+        options = req.channel_options(max_message_bytes)
+        if tls is None:
+            self._channel = grpc.insecure_channel(address, options=options)
+        else:
+            self._channel = grpc.secure_channel(address, tls.credentials(), options=options)
         self._stub = dbapi_pb2_grpc.DbApiStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
@@ -75,6 +82,7 @@ class DbApiClient:
     def from_settings(cls, settings: Settings | None = None, **kwargs: Any) -> DbApiClient:
         settings = settings or get_settings()
         kwargs.setdefault("fence", Fence.from_environment())
+        kwargs.setdefault("tls", ClientTls.from_settings(settings))
         return cls(
             settings.db_api_address,
             db_api_token(settings),

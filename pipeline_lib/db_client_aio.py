@@ -29,6 +29,7 @@ from pipeline_lib.db_requests import (
     Tabular,
     WriteResult,
 )
+from pipeline_lib.db_tls import ClientTls
 from pipeline_lib.settings import Settings, db_api_token, get_settings
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -66,24 +67,31 @@ class AsyncDbApiClient:
         timeout: float = 10.0,
         stream_timeout: float = 120.0,
         max_message_bytes: int = 64 * 1024 * 1024,
+        tls: ClientTls | None = None,
     ) -> None:
         """Create inside a running event loop (e.g. at app start-up); close at shutdown.
 
         `timeout` bounds each unary call; `stream_timeout` a whole scan or write, including the
         time an async source takes to produce it, so a slow source cannot hold a db-api stream for
-        long: write such a source batch by batch, a call each (as bulk uploads do)."""
+        long: write such a source batch by batch, a call each (as bulk uploads do). `tls` makes
+        the channel TLS."""
         self.address = address
         self.timeout = timeout
         self.stream_timeout = stream_timeout
         self._metadata = req.metadata(token)
         self._max_payload = max_message_bytes // 2
-        self._channel = grpc.aio.insecure_channel(address, options=req.channel_options(max_message_bytes))
+        options = req.channel_options(max_message_bytes)
+        if tls is None:
+            self._channel = grpc.aio.insecure_channel(address, options=options)
+        else:
+            self._channel = grpc.aio.secure_channel(address, tls.credentials(), options=options)
         self._stub = dbapi_pb2_grpc.DbApiStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **kwargs: Any) -> AsyncDbApiClient:
         settings = settings or get_settings()
+        kwargs.setdefault("tls", ClientTls.from_settings(settings))
         return cls(
             settings.db_api_address,
             db_api_token(settings),

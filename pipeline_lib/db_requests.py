@@ -65,12 +65,42 @@ _SERVICE_CONFIG = {
 
 
 class DbApiCallError(RuntimeError):
-    """A db-api call failed; `code` is the gRPC status, the message says why."""
+    """A db-api call failed; `code` is the gRPC status, the message says why (and what to check
+    when client and db-api disagree about TLS)."""
 
     def __init__(self, address: str, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(f"db-api at {address}: {code.name}: {details}")
+        hint = _tls_hint(details) if code == grpc.StatusCode.UNAVAILABLE else None
+        super().__init__(f"db-api at {address}: {code.name}: {details}" + (f" ({hint})" if hint else ""))
         self.code = code
         self.details = details
+
+
+# What gRPC's connection errors mean when client and db-api disagree about TLS.
+_TLS_HINTS = (
+    (
+        "CERTIFICATE_VERIFY_FAILED",
+        "the db-api's certificate is not trusted: WORKBENCH_DB_API_TLS_CA must hold the CA that signed it",
+    ),
+    (
+        "not in peer certificate",
+        "the db-api's certificate does not name the host in WORKBENCH_DB_API_ADDRESS",
+    ),
+    (
+        "WRONG_VERSION_NUMBER",
+        "the db-api does not serve TLS at this address: start it with WORKBENCH_DB_API_TLS_CERT and "
+        "WORKBENCH_DB_API_TLS_KEY, or unset WORKBENCH_DB_API_TLS_CA",
+    ),
+    (
+        "Socket closed",
+        "the db-api closed the connection: does the db-api serve TLS? Then set WORKBENCH_DB_API_TLS_CA; "
+        "does it ask for client certificates? Then set WORKBENCH_DB_API_TLS_CLIENT_CERT and "
+        "WORKBENCH_DB_API_TLS_CLIENT_KEY to one its CA signed",
+    ),
+)
+
+
+def _tls_hint(details: str) -> str | None:
+    return next((hint for marker, hint in _TLS_HINTS if marker in details), None)
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:

@@ -14,6 +14,10 @@ Options (names are case-insensitive):
 - `address`, `token`, `max_message_mb`: the db-api; `register` sets them from the driver's
   settings (`WORKBENCH_DB_API_ADDRESS`, the token setting or file) and they travel to executors
   with the reader or writer: an executor never reads settings, files or its working folder.
+- `tls_ca`, `tls_client_cert`, `tls_client_key`: PEM text (not paths) for a db-api that serves
+  TLS; `register` reads them on the driver from `WORKBENCH_DB_API_TLS_CA` (TLS on when set) and
+  `WORKBENCH_DB_API_TLS_CLIENT_CERT` / `_KEY`, so no executor needs the files. They travel in the
+  registered class, not in the query plan (a few KB: keep the CA file to the db-api's CA).
 - `partitions`: db-api partitions to read, one Spark partition each; default the session's
   default parallelism (else 2).
 - `batch_size`: rows per message (reads: the service default; writes: 10,000).
@@ -35,7 +39,7 @@ import itertools
 import logging
 import weakref
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -62,6 +66,7 @@ from pyspark.sql.types import (
 from db_api.collections import COLLECTIONS
 from pipeline_lib.db_client import DbApiClient
 from pipeline_lib.db_requests import DEFAULT_WRITE_BATCH
+from pipeline_lib.db_tls import ClientTls
 from pipeline_lib.settings import Settings, db_api_token, get_settings
 
 NAME = "workbench"
@@ -83,6 +88,9 @@ _OPTIONS = frozenset(
         "key",
         "mode",
         "path",  # .load(NAME) / .save(NAME): the collection
+        "tls_ca",
+        "tls_client_cert",
+        "tls_client_key",
     }
 )
 
@@ -104,6 +112,7 @@ class SourceOptions:
     max_message_mb: int
     key: str | None
     mode: str
+    tls: ClientTls | None = field(default=None, repr=False)
 
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> SourceOptions:
@@ -160,10 +169,36 @@ class SourceOptions:
             max_message_mb=max_message_mb,
             key=key,
             mode=mode,
+            tls=_tls(options),
         )
 
     def client(self) -> DbApiClient:
-        return DbApiClient(self.address, self.token, max_message_bytes=self.max_message_mb * 1024 * 1024)
+        return DbApiClient(
+            self.address, self.token, max_message_bytes=self.max_message_mb * 1024 * 1024, tls=self.tls
+        )
+
+
+def _tls(options: Mapping[str, str]) -> ClientTls | None:
+    ca, cert, key = (options.get(name) or "" for name in ("tls_ca", "tls_client_cert", "tls_client_key"))
+    if not ca:
+        if cert or key:
+            raise ValueError("options tls_client_cert and tls_client_key need tls_ca: TLS is on with it only")
+        return None
+    if bool(cert) != bool(key):
+        raise ValueError("options tls_client_cert and tls_client_key go together")
+    return ClientTls(ca.encode(), cert.encode() or None, key.encode() or None)
+
+
+def tls_options(settings: Settings) -> dict[str, str]:
+    """The TLS options executors need, as PEM text read here from the settings' files (none
+    without WORKBENCH_DB_API_TLS_CA)."""
+    tls = ClientTls.from_settings(settings)
+    if tls is None:
+        return {}
+    options = {"tls_ca": tls.ca.decode()}
+    if tls.client_cert is not None and tls.client_key is not None:
+        options |= {"tls_client_cert": tls.client_cert.decode(), "tls_client_key": tls.client_key.decode()}
+    return options
 
 
 def _integer(options: Mapping[str, str], name: str, minimum: int) -> int:
@@ -385,7 +420,7 @@ def register(
     spark: SparkSession, settings: Settings | None = None, *, partitions: int | None = None
 ) -> type[WorkbenchDataSource]:
     """Register the `workbench` format on `spark`, with option defaults resolved here, on the
-    driver: the db-api address and token from `settings`, and `partitions` for reads.
+    driver: the db-api address, token and TLS PEM from `settings`, and `partitions` for reads.
 
     The defaults live in a subclass made here, which Spark pickles by value (its base class and
     everything else are imported by name on the workers). Registering again replaces it.
@@ -395,6 +430,7 @@ def register(
         "address": settings.db_api_address,
         "token": db_api_token(settings) or "",
         "max_message_mb": str(settings.db_api_max_message_mb),
+        **tls_options(settings),
     }
     if partitions:
         defaults["partitions"] = str(max(1, partitions))

@@ -15,6 +15,7 @@ import pytest
 
 from db_api.server import RunningServer
 from pipeline_lib.db_client import DbApiClient
+from tests.certificates import CertificateAuthority
 from tests.conftest import TOKEN
 from tests.processes import descendants, running
 from tests.wire_servers import free_port
@@ -96,6 +97,42 @@ def test_a_taken_port_is_a_clear_error(served: tuple[int, dict[str, str]]) -> No
     result = _run(["db-api", "--port", str(port)], env)
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.slow
+def test_db_api_serves_mutual_tls_from_the_settings_and_ping_uses_them(tmp_path: Path) -> None:
+    pki = CertificateAuthority(tmp_path / "pki")
+    server, client = pki.issue("db-api", server=True), pki.issue("run", server=False)
+    port = free_port()
+    address = ["--address", f"127.0.0.1:{port}", "--timeout", "2"]
+    env = {
+        **_env(tmp_path),
+        "WORKBENCH_DB_API_TLS_CERT": str(server.cert),
+        "WORKBENCH_DB_API_TLS_KEY": str(server.key),
+        "WORKBENCH_DB_API_TLS_CLIENT_CA": str(pki.pem),
+    }
+    trusting = {
+        **env,
+        "WORKBENCH_DB_API_TLS_CA": str(pki.pem),
+        "WORKBENCH_DB_API_TLS_CLIENT_CERT": str(client.cert),
+        "WORKBENCH_DB_API_TLS_CLIENT_KEY": str(client.key),
+    }
+    process = subprocess.Popen(
+        [*WORKBENCH, "db-api", "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        for _ in range(150):
+            if (ping := _run(["db-api", "ping", *address], trusting)).returncode == 0:
+                break
+            assert process.poll() is None, process.stderr.read()
+            time.sleep(0.2)
+        assert "SERVING" in ping.stdout
+        # The default timeout: gRPC retries the refused connection meanwhile, then gives its cause.
+        plain = _run(["db-api", "ping", "--address", f"127.0.0.1:{port}"], env)
+        assert plain.returncode == 1 and "WORKBENCH_DB_API_TLS_CA" in plain.stderr
+    finally:
+        process.terminate()
+        assert process.wait(timeout=15) == 0
 
 
 def test_ping_of_a_service_that_is_down_fails_with_a_message(tmp_path: Path) -> None:

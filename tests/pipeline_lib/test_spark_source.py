@@ -14,11 +14,13 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from db_api.server import RunningServer
+from db_api.server import RunningServer, start_server
+from db_api.store.sqlite import SqliteStore
 from pipeline_lib.db_client import DbApiClient
 from pipeline_lib.settings import Settings
 from pipeline_lib.spark_session import get_spark, local_cores, spark_conf
 from pipeline_lib.spark_source import register
+from tests.certificates import CertificateAuthority
 from tests.conftest import TOKEN
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
@@ -325,3 +327,31 @@ def test_the_session_is_set_up_for_this_machine(spark: SparkSession, tmp_path: P
     remote = spark_conf("spark://10.1.2.3:7077", settings=Settings(data_dir=tmp_path))
     assert "spark.driver.host" not in remote and "spark.sql.shuffle.partitions" not in remote
     assert spark_conf("spark://127.0.0.1:7077", settings=Settings(data_dir=tmp_path))["spark.driver.host"]
+
+
+def test_executors_read_a_mutual_tls_db_api_with_the_pem_from_the_drivers_settings(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    pki = CertificateAuthority(tmp_path / "pki")
+    server, client = pki.issue("db-api", server=True), pki.issue("run", server=False)
+    store = SqliteStore(tmp_path / "tls.sqlite3")
+    running = start_server(
+        store, "127.0.0.1:0", token=TOKEN, tls_cert=server.cert, tls_key=server.key, tls_client_ca=pki.pem
+    )
+    settings = Settings(
+        data_dir=tmp_path,
+        db_api_address=address(running),
+        db_api_token=TOKEN,
+        db_api_tls_ca=pki.pem,
+        db_api_tls_client_cert=client.cert,
+        db_api_tls_client_key=client.key,
+    )
+    try:
+        with DbApiClient.from_settings(settings) as writer:
+            writer.write("cleaned", typed(300), mode="upsert", key="submission_id")
+        register(spark, settings)
+        frame = spark.read.format("workbench").option("collection", "cleaned").option("partitions", 2).load()
+        assert frame.count() == 300
+    finally:
+        register(spark, Settings(data_dir=tmp_path, db_api_address="127.0.0.1:9"))
+        running.stop(grace=0)
