@@ -297,11 +297,12 @@ def users_list() -> None:
 def main() -> None:
     from pydantic import ValidationError
 
+    from db_api.tls import TlsConfigError
     from pipeline_lib.settings import SecretError
 
     try:
         app()
-    except (ValidationError, SecretError) as exc:  # settings a person must fix: no traceback
+    except (ValidationError, SecretError, TlsConfigError) as exc:  # settings a person must fix: no traceback
         if isinstance(exc, ValidationError) and exc.title != "Settings":
             raise
         lines = str(exc).splitlines()
