@@ -47,9 +47,13 @@ _DROPPED_WITH_CONTENT = {"script", "title", "iframe", "object", "embed", "noscri
 
 
 def _only_inline_images(tag: str, attribute: str, value: str) -> str | None:
-    """`data:` URLs for images only: a link to one would open whatever it holds."""
-    if attribute in ("href", "src") and value.strip().lower().startswith("data:"):
-        return value if tag == "img" and value.strip().lower().startswith("data:image/") else None
+    """Images only inline (`data:image/`, all the page's CSP loads anyway), and `data:` URLs for
+    images only: a link to one would open whatever it holds."""
+    inline = value.strip().lower().startswith("data:")
+    if tag == "img" and attribute == "src":
+        return value if value.strip().lower().startswith("data:image/") else None
+    if attribute == "href" and inline:
+        return None
     return value
 
 
