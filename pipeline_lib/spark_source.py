@@ -71,7 +71,8 @@ from pipeline_lib.settings import Settings, db_api_token, get_settings
 
 NAME = "workbench"
 DEFAULT_SAMPLE_SIZE = 1000
-DEFAULT_MAX_MESSAGE_MB = 64  # the db-api's own default (WORKBENCH_DB_API_MAX_MESSAGE_MB)
+# The db-api's own default (WORKBENCH_DB_API_MAX_MESSAGE_MB), read from where it is declared.
+DEFAULT_MAX_MESSAGE_MB: int = Settings.model_fields["db_api_max_message_mb"].default
 COLUMN_TYPES = ("default", "as_stored", "text")
 WRITE_MODES = ("insert", "upsert")
 _OPTIONS = frozenset(

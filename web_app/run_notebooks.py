@@ -49,10 +49,10 @@ _DROPPED_WITH_CONTENT = {"script", "title", "iframe", "object", "embed", "noscri
 def _only_inline_images(tag: str, attribute: str, value: str) -> str | None:
     """Images only inline (`data:image/`, all the page's CSP loads anyway), and `data:` URLs for
     images only: a link to one would open whatever it holds."""
-    inline = value.strip().lower().startswith("data:")
+    url = value.strip().lower()
     if tag == "img" and attribute == "src":
-        return value if value.strip().lower().startswith("data:image/") else None
-    if attribute == "href" and inline:
+        return value if url.startswith("data:image/") else None
+    if attribute == "href" and url.startswith("data:"):
         return None
     return value
 
