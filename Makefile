@@ -50,7 +50,7 @@ lint: venv
 	$(BIN)/ruff check .
 
 proto: venv
-	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. db_api/proto/dbapi.proto
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. pipeline_lib/wire/proto/dbapi.proto
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

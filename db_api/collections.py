@@ -1,16 +1,10 @@
-"""The collections the db-api serves, and how each is scanned.
-
-A fixed registry keeps typos from silently creating new collections.
-"""
+"""How the db-api checks a collection name and how it scans each collection (the names live in
+`pipeline_lib.contract.collections`)."""
 
 from __future__ import annotations
 
-from db_api.errors import UnknownCollection
-
-# `raw` holds what submitters typed: it is scanned as text so cleaning sees the input as given.
-TEXT_COLLECTIONS = frozenset({"raw"})
-
-COLLECTIONS = frozenset({"raw", "cleaned", "quarantine", "processed", "schools", "runs", "users"})
+from pipeline_lib.contract.collections import COLLECTIONS, TEXT_COLLECTIONS
+from pipeline_lib.wire.errors import UnknownCollection
 
 
 def check_collection(name: str) -> str:

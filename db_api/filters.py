@@ -31,8 +31,8 @@ from typing import Any
 
 from bson.decimal128 import Decimal128
 
-from db_api.documents import check_field_name, check_keys
-from db_api.errors import InvalidArgument
+from pipeline_lib.wire.bson_codec import check_field_name, check_keys
+from pipeline_lib.wire.errors import InvalidArgument
 
 
 class Op(enum.StrEnum):

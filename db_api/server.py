@@ -18,12 +18,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from db_api.auth import TokenAuthInterceptor
-from db_api.pages import PageEncoder
-from db_api.proto import dbapi_pb2, dbapi_pb2_grpc
+from db_api.scan_pages import PageEncoder
 from db_api.servicer import DbApiServicer
 from db_api.store.base import Store
 from db_api.stream_slots import StreamSlotsInterceptor
-from db_api.tls import server_credentials
+from pipeline_lib.wire.proto import dbapi_pb2, dbapi_pb2_grpc
+from pipeline_lib.wire.tls import server_credentials
 
 log = logging.getLogger(__name__)
 

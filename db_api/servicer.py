@@ -15,14 +15,14 @@ from typing import Any, TypeVar
 import grpc
 from bson import json_util
 
-from db_api import arrow_codec, documents
 from db_api.collections import check_collection, scans_as_text
-from db_api.errors import DbApiError, InvalidArgument
 from db_api.filters import Condition, parse_condition
-from db_api.pages import PageEncoder, PageFormat, split_by_bytes, truncate
-from db_api.proto import dbapi_pb2 as pb
-from db_api.proto import dbapi_pb2_grpc
+from db_api.scan_pages import PageEncoder, PageFormat, split_by_bytes, truncate
 from db_api.store.base import Fence, ScanSpec, Store
+from pipeline_lib.wire import arrow_codec, bson_codec
+from pipeline_lib.wire.errors import DbApiError, InvalidArgument
+from pipeline_lib.wire.proto import dbapi_pb2 as pb
+from pipeline_lib.wire.proto import dbapi_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +91,14 @@ def _documents_from_ipc(data: bytes, key: str | None, what: str) -> list[dict]:
     if not data:
         return []
     table = arrow_codec.ipc_to_table(data, what)
-    return documents.with_key_as_id(arrow_codec.table_to_documents(table), key)
+    return bson_codec.with_key_as_id(arrow_codec.table_to_documents(table), key)
 
 
 def _fence(request: pb.CommitCleanRequest | pb.PutDocumentRequest) -> Fence | None:
     """The write's fence, judged now; None for a write that claims no lease."""
     if not request.HasField("fence"):
         return None
-    lease = documents.check_id(request.fence.lease, "fence lease")
+    lease = bson_codec.check_id(request.fence.lease, "fence lease")
     if request.fence.generation < 1:
         raise InvalidArgument(f"the fence of lease {lease} has no generation (AcquireLease gives one)")
     return Fence(lease, request.fence.generation, time.time())
@@ -120,20 +120,20 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
     @_rpc
     def InsertOne(self, request: pb.InsertOneRequest, context: grpc.ServicerContext) -> pb.InsertOneResponse:
         collection = check_collection(request.collection)
-        doc = documents.decode(request.document_bson)
+        doc = bson_codec.decode(request.document_bson)
         given_id = "_id" in doc
-        doc.setdefault("_id", documents.new_id())
-        stored, inserted = self.store.insert_one(collection, documents.check_document(doc))
+        doc.setdefault("_id", bson_codec.new_id())
+        stored, inserted = self.store.insert_one(collection, bson_codec.check_document(doc))
         # Inserted as sent: the request's own bytes are the stored document (the common path).
-        stored_bson = request.document_bson if inserted and given_id else documents.encode(stored)
+        stored_bson = request.document_bson if inserted and given_id else bson_codec.encode(stored)
         return pb.InsertOneResponse(id=stored["_id"], inserted=inserted, document_bson=stored_bson)
 
     @_rpc
     def Get(self, request: pb.GetRequest, context: grpc.ServicerContext) -> pb.GetResponse:
-        doc = self.store.get(check_collection(request.collection), documents.check_id(request.id, "id"))
+        doc = self.store.get(check_collection(request.collection), bson_codec.check_id(request.id, "id"))
         if doc is None:
             return pb.GetResponse(found=False)
-        return pb.GetResponse(found=True, document_bson=documents.encode(doc))
+        return pb.GetResponse(found=True, document_bson=bson_codec.encode(doc))
 
     @_rpc
     def Count(self, request: pb.CountRequest, context: grpc.ServicerContext) -> pb.CountResponse:
@@ -144,7 +144,7 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
     @_rpc
     def DeleteIds(self, request: pb.DeleteIdsRequest, context: grpc.ServicerContext) -> pb.DeleteIdsResponse:
         collection = check_collection(request.collection)
-        ids = [documents.check_id(i, "id") for i in request.ids]
+        ids = [bson_codec.check_id(i, "id") for i in request.ids]
         return pb.DeleteIdsResponse(deleted=self.store.delete_ids(collection, ids))
 
     @_rpc
@@ -192,7 +192,7 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
         if request.limit >= 2**63:
             raise InvalidArgument(f"limit {request.limit} is too large; use 0 for no limit")
         for column in request.columns:
-            documents.check_field_name(column)
+            bson_codec.check_field_name(column)
         if request.column_types == pb.COLUMN_TYPES_DEFAULT:
             as_text = scans_as_text(collection)
         else:
@@ -228,7 +228,7 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
         key = request.key or "submission_id"
         cleaned = _documents_from_ipc(request.cleaned_arrow_ipc, key, "cleaned batch")
         quarantine = _documents_from_ipc(request.quarantine_arrow_ipc, key, "quarantine batch")
-        raw_ids = [documents.check_id(i, "raw id") for i in request.raw_ids]
+        raw_ids = [bson_codec.check_id(i, "raw id") for i in request.raw_ids]
         both = {doc["_id"] for doc in cleaned} & {doc["_id"] for doc in quarantine}
         if both:
             raise InvalidArgument(f"records cannot be both cleaned and quarantined: {sorted(both)[:5]}")
@@ -245,7 +245,7 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
         self, request: pb.PutDocumentRequest, context: grpc.ServicerContext
     ) -> pb.PutDocumentResponse:
         collection = check_collection(request.collection)
-        doc_id = documents.check_id(request.id, "id")
+        doc_id = bson_codec.check_id(request.id, "id")
         try:
             doc = json_util.loads(request.json)
         except Exception as exc:  # json_util raises many kinds: InvalidId, decimal, ...
@@ -255,7 +255,7 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
         if doc.setdefault("_id", doc_id) != doc_id:
             raise InvalidArgument(f"document _id {doc['_id']!r} differs from the id {doc_id!r}")
         counts = self.store.write(
-            collection, [documents.check_document(doc)], upsert=True, fence=_fence(request)
+            collection, [bson_codec.check_document(doc)], upsert=True, fence=_fence(request)
         )
         return pb.PutDocumentResponse(created=counts.inserted == 1)
 
@@ -263,7 +263,7 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
     def GetDocument(
         self, request: pb.GetDocumentRequest, context: grpc.ServicerContext
     ) -> pb.GetDocumentResponse:
-        doc = self.store.get(check_collection(request.collection), documents.check_id(request.id, "id"))
+        doc = self.store.get(check_collection(request.collection), bson_codec.check_id(request.id, "id"))
         if doc is None:
             return pb.GetDocumentResponse(found=False)
         return pb.GetDocumentResponse(found=True, json=_json_document(doc))
@@ -291,8 +291,8 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
     def AcquireLease(
         self, request: pb.AcquireLeaseRequest, context: grpc.ServicerContext
     ) -> pb.AcquireLeaseResponse:
-        name = documents.check_id(request.name, "lease name")
-        holder = documents.check_id(request.holder, "holder")
+        name = bson_codec.check_id(request.name, "lease name")
+        holder = bson_codec.check_id(request.holder, "holder")
         if not 0 < request.ttl_seconds <= MAX_LEASE_SECONDS:
             raise InvalidArgument(
                 f"ttl_seconds must be in (0, {MAX_LEASE_SECONDS}], got {request.ttl_seconds}"
@@ -309,6 +309,6 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
     def ReleaseLease(
         self, request: pb.ReleaseLeaseRequest, context: grpc.ServicerContext
     ) -> pb.ReleaseLeaseResponse:
-        name = documents.check_id(request.name, "lease name")
-        holder = documents.check_id(request.holder, "holder")
+        name = bson_codec.check_id(request.name, "lease name")
+        holder = bson_codec.check_id(request.holder, "holder")
         return pb.ReleaseLeaseResponse(released=self.store.release_lease(name, holder))

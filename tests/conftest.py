@@ -13,7 +13,7 @@ from db_api.server import RunningServer, start_server
 from db_api.store.base import Store
 from db_api.store.mongo import MongoStore
 from db_api.store.sqlite import SqliteStore
-from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.client.sync import DbApiClient
 from tests import wire_servers
 
 TOKEN = "test-token"
@@ -106,7 +106,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     import os
 
     from pipeline_lib.settings import Settings
-    from pipeline_lib.spark_session import get_spark
+    from pipeline_lib.spark.session import get_spark
 
     saved = {name: os.environ.get(name) for name in _SPARK_ENV}
     settings = Settings(data_dir=tmp_path_factory.mktemp("spark"), db_api_address="127.0.0.1:9")

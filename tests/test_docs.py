@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_lib import contract_doc, settings_doc
-from pipeline_lib.contract import SCHOOL_FIELDS, STUDENT_FIELDS
+from pipeline_lib.cli import contract_doc, settings_doc
+from pipeline_lib.contract.fields import SCHOOL_FIELDS, STUDENT_FIELDS
 from pipeline_lib.settings import PROJECT_DIR, Settings, db_api_token, jwt_secret
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,15 +18,15 @@ def _requirement(spec: str) -> tuple[str, str]:
 
 
 def test_generated_grpc_code_matches_the_proto(tmp_path: Path) -> None:
-    proto = "db_api/proto/dbapi.proto"
+    proto = "pipeline_lib/wire/proto/dbapi.proto"
     subprocess.run(
         [sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT}", f"--python_out={tmp_path}",
          f"--pyi_out={tmp_path}", f"--grpc_python_out={tmp_path}", str(ROOT / proto)],
         check=True,
     )  # fmt: skip
     for name in ("dbapi_pb2.py", "dbapi_pb2.pyi", "dbapi_pb2_grpc.py"):
-        fresh = (tmp_path / "db_api" / "proto" / name).read_text()
-        assert fresh == (ROOT / "db_api" / "proto" / name).read_text(), f"{name} is stale: run `make proto`"
+        fresh = (tmp_path / "pipeline_lib" / "wire" / "proto" / name).read_text()
+        assert fresh == (ROOT / "pipeline_lib" / "wire" / "proto" / name).read_text(), f"{name} is stale: run `make proto`"
 
 
 def test_environment_yml_mirrors_the_pyproject_pins() -> None:

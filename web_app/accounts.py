@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from pipeline_lib.db_client_aio import AsyncDbApiClient
-from web_app.security import SCOPES, TokenClaims
+from pipeline_lib.client.aio import AsyncDbApiClient
+from pipeline_lib.contract.users import SCOPES
+from web_app.security import TokenClaims
 
 
 class AccountCache:

@@ -21,8 +21,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from db_api.documents import new_id, to_text
-from pipeline_lib.contract import CONSENT, STUDENT_FIELDS, TRUE_TOKENS
+from pipeline_lib.contract.fields import CONSENT, STUDENT_FIELDS, TRUE_TOKENS
+from pipeline_lib.wire.bson_codec import new_id, to_text
 from web_app.bulk_records import MAX_RECORD_CHARS, BulkFormatError, RecordSplitter
 from web_app.submissions import MAX_VALUE_CHARS
 

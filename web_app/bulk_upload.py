@@ -20,8 +20,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from pipeline_lib.db_client_aio import AsyncDbApiClient
-from pipeline_lib.db_requests import DbApiCallError
+from pipeline_lib.client.aio import AsyncDbApiClient
+from pipeline_lib.wire.requests import DbApiCallError
 from web_app.bulk import BulkTally, RawBatch
 from web_app.bulk_records import BulkFormatError
 from web_app.problems import problem

@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer, SecurityScopes
 
-from pipeline_lib.db_client_aio import AsyncDbApiClient
+from pipeline_lib.client.aio import AsyncDbApiClient
+from pipeline_lib.contract.users import SCOPES
 from pipeline_lib.settings import Settings
 from web_app.accounts import as_the_account_stands
-from web_app.security import SCOPES, TokenClaims, decode_access_token
+from web_app.security import TokenClaims, decode_access_token
 
 SESSION_COOKIE = "wb_session"
 

@@ -13,9 +13,9 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipeline_lib.db_client_aio import AsyncDbApiClient
-from pipeline_lib.db_requests import DbApiCallError
+from pipeline_lib.client.aio import AsyncDbApiClient
 from pipeline_lib.settings import Settings, jwt_secret
+from pipeline_lib.wire.requests import DbApiCallError
 from web_app import api_docs, problems
 from web_app.accounts import AccountCache
 from web_app.body_idle import BodyIdleMiddleware

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pipeline_lib.db_requests import DbApiCallError
+from pipeline_lib.wire.requests import DbApiCallError
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from pipeline_lib.db_client_aio import AsyncDbApiClient
-from pipeline_lib.db_requests import DbApiCallError
+from pipeline_lib.client.aio import AsyncDbApiClient
+from pipeline_lib.wire.requests import DbApiCallError
 
 MAX_SCHOOLS = 10_000
 SCHOOL_CACHE_SECONDS = 60.0

@@ -1,4 +1,4 @@
-"""Passwords, access tokens and CSRF tokens: the app's cryptography in one place."""
+"""Access tokens and CSRF tokens: the web app's cryptography (passwords: `pipeline_lib.contract.users`)."""
 
 from __future__ import annotations
 
@@ -10,32 +10,8 @@ import time
 from dataclasses import dataclass
 
 import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
-SCOPES = {
-    "submit": "submit records through the API",
-    "results:read": "read the results",
-    "analyst": "see raw records, quarantine, runs and per-school detail",
-    "admin": "manage users and schools",
-}
 ALGORITHM = "HS256"
-_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
-
-
-def verify_password(password: str, password_hash: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
-
-
-# Verifying against this when the user does not exist keeps the answer time the same.
-DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from db_api.documents import new_id
-from pipeline_lib.contract import CONSENT, STUDENT_FIELDS, parse_bool
+from pipeline_lib.contract.fields import CONSENT, STUDENT_FIELDS, parse_bool
+from pipeline_lib.wire.bson_codec import new_id
 
 MAX_VALUE_CHARS = 10_000
 Scalar = str | int | float | bool | None

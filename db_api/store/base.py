@@ -11,9 +11,9 @@ import abc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from db_api.errors import StaleFence
 from db_api.filters import Condition
-from db_api.pages import decode_matching
+from db_api.scan_pages import decode_matching
+from pipeline_lib.wire.errors import StaleFence
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,6 @@ from pymongo.errors import (
     PyMongoError,
 )
 
-from db_api import documents
-from db_api.collections import COLLECTIONS
-from db_api.errors import DbApiError, Unavailable
 from db_api.filters import Condition, to_mongo_query
 from db_api.store.base import (
     RELEASED,
@@ -48,10 +45,13 @@ from db_api.store.base import (
     WriteCounts,
     check_fence,
 )
+from pipeline_lib.contract.collections import COLLECTIONS
+from pipeline_lib.wire import bson_codec
+from pipeline_lib.wire.errors import DbApiError, Unavailable
 
 log = logging.getLogger(__name__)
 
-SEQ = documents.SEQ_FIELD
+SEQ = bson_codec.SEQ_FIELD
 _COUNTERS = "_workbench_counters"
 _LEASES = "_workbench_leases"
 _DUPLICATE_KEY = 11000
@@ -94,7 +94,7 @@ def _translate_errors(method: F) -> F:
 def _check_encodable(docs: Sequence[dict]) -> None:
     """Refuse the whole write before any of it reaches the server, as the embedded store does."""
     for doc in docs:
-        documents.encode(doc)
+        bson_codec.encode(doc)
 
 
 def _without_seq(doc: dict) -> dict:
@@ -122,8 +122,8 @@ class MongoStore(Store):
                 uri,
                 serverSelectionTimeoutMS=timeout_ms,
                 tz_aware=True,
-                tzinfo=documents.DECODE_OPTIONS.tzinfo,
-                type_registry=documents.ENCODE_OPTIONS.type_registry,
+                tzinfo=bson_codec.DECODE_OPTIONS.tzinfo,
+                type_registry=bson_codec.ENCODE_OPTIONS.type_registry,
             )
         except (PyMongoError, ValueError) as exc:  # chained errors would carry the password on
             shown, why = redact(uri, uri), redact(str(exc), uri)
@@ -234,7 +234,7 @@ class MongoStore(Store):
             self.db[collection].insert_one(stored)
         except DuplicateKeyError:
             return _without_seq(self.db[collection].find_one({"_id": doc["_id"]})), False
-        return documents.decode(documents.encode(_without_seq(stored))), True
+        return bson_codec.decode(bson_codec.encode(_without_seq(stored))), True
 
     @_translate_errors
     def get(self, collection: str, doc_id: str) -> dict | None:

@@ -15,9 +15,6 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from db_api import documents
-from db_api.collections import COLLECTIONS
-from db_api.errors import Unavailable
 from db_api.filters import Condition
 from db_api.store.base import (
     RELEASED,
@@ -29,6 +26,9 @@ from db_api.store.base import (
     WriteCounts,
     check_fence,
 )
+from pipeline_lib.contract.collections import COLLECTIONS
+from pipeline_lib.wire import bson_codec
+from pipeline_lib.wire.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class SqliteStore(Store):
     def insert_one(self, collection: str, doc: dict) -> tuple[dict, bool]:
         """Group commit: concurrent inserts share one transaction and one fsync. Each caller
         returns only once the transaction holding its document is durable."""
-        pending = _PendingInsert(collection, doc, documents.encode(doc))
+        pending = _PendingInsert(collection, doc, bson_codec.encode(doc))
         with self._pending_lock:
             self._pending.append(pending)
         with self._write_lock:
@@ -122,13 +122,13 @@ class SqliteStore(Store):
                 p.error = exc
             raise
         for p, (blob, inserted) in zip(batch, found, strict=True):
-            p.result = (p.doc, True) if inserted else (documents.decode(blob), False)
+            p.result = (p.doc, True) if inserted else (bson_codec.decode(blob), False)
 
     def get(self, collection: str, doc_id: str) -> dict | None:
         with self._reading():
             sql = f"SELECT doc FROM {_table(collection)} WHERE id = ?"
             row = self._conn().execute(sql, (doc_id,)).fetchone()
-        return documents.decode(row[0]) if row else None
+        return bson_codec.decode(row[0]) if row else None
 
     def count(self, collection: str, conditions: Sequence[Condition] = ()) -> int:
         if not conditions:
@@ -153,7 +153,7 @@ class SqliteStore(Store):
     def write(
         self, collection: str, docs: Sequence[dict], *, upsert: bool, fence: Fence | None = None
     ) -> WriteCounts:
-        rows = [(doc["_id"], documents.encode(doc)) for doc in docs]
+        rows = [(doc["_id"], bson_codec.encode(doc)) for doc in docs]
         with self._transaction() as tx:
             _check_fence(tx, fence)
             return _write_rows(tx, collection, rows, upsert=upsert)
@@ -186,8 +186,8 @@ class SqliteStore(Store):
         *,
         fence: Fence | None = None,
     ) -> CommitCounts:
-        cleaned_rows = [(doc["_id"], documents.encode(doc)) for doc in cleaned]
-        quarantine_rows = [(doc["_id"], documents.encode(doc)) for doc in quarantine]
+        cleaned_rows = [(doc["_id"], bson_codec.encode(doc)) for doc in cleaned]
+        quarantine_rows = [(doc["_id"], bson_codec.encode(doc)) for doc in quarantine]
         with self._transaction() as tx:
             _check_fence(tx, fence)  # in the same transaction: no new holding can come in between
             _write_rows(tx, "cleaned", cleaned_rows, upsert=True)

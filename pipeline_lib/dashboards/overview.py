@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipeline_lib import distributions
-from pipeline_lib.dashboards import frames, html, plots
+from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.dashboards.source import Results, load_results
-from pipeline_lib.dashboards.style import OKABE_ITO, figure_html
-from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.process.analysis import distributions
+from pipeline_lib.views import frames, html, plots
+from pipeline_lib.views.style import OKABE_ITO, figure_html
 
 GROUPINGS = {
     "sector": "descriptives:by_sector",

@@ -11,7 +11,7 @@ import datetime as dt
 import os
 from collections.abc import Callable
 
-from pipeline_lib.dashboards import html
+from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.dashboards.source import (
     DataUnavailable,
     Results,
@@ -19,11 +19,11 @@ from pipeline_lib.dashboards.source import (
     load_latest_finished,
     load_run_notebook,
 )
-from pipeline_lib.dashboards.style import warm_up
-from pipeline_lib.db_client import DbApiClient
 from pipeline_lib.runs import schedule
 from pipeline_lib.runs.freshness import Freshness, assess, notebook_of
 from pipeline_lib.settings import Settings, get_settings
+from pipeline_lib.views import html
+from pipeline_lib.views.style import warm_up
 
 NO_DATA = (
     "Results appear here after the first processing run: submit data, then run `workbench run all` "

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from pipeline_lib.dashboards import frames, html, plots
-from pipeline_lib.dashboards.quality_docs import CHANGES_KEY, REASONS_KEY
+from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.dashboards.source import Results, load_results, load_runs
-from pipeline_lib.dashboards.style import OKABE_ITO, figure_html
-from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.process.quality_documents import CHANGES_KEY, REASONS_KEY
 from pipeline_lib.runs.records import RunRecord
+from pipeline_lib.views import frames, html, plots
+from pipeline_lib.views.style import OKABE_ITO, figure_html
 
 KEYS = (REASONS_KEY, CHANGES_KEY)
 STATUS_WORDS = {

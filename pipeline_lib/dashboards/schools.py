@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipeline_lib import distributions
-from pipeline_lib.contract import SCHOOL_FIELDS
-from pipeline_lib.dashboards import frames, html, plots
+from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.contract.fields import SCHOOL_FIELDS
 from pipeline_lib.dashboards.source import Results, load_results
-from pipeline_lib.dashboards.style import figure_html
-from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.process.analysis import distributions
+from pipeline_lib.views import frames, html, plots
+from pipeline_lib.views.style import figure_html
 
 BY_SCHOOL, EFFECTS = "descriptives:by_school", "mixedlm:school_effects"
 KEYS = (distributions.SCHOOLS_KEY, BY_SCHOOL, EFFECTS)

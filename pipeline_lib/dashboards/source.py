@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from pipeline_lib.db_client import DbApiClient
-from pipeline_lib.db_requests import DbApiCallError
-from pipeline_lib.results import PublicResult, ResultDocument, suppress
+from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.process.results import PublicResult, ResultDocument, suppress
 from pipeline_lib.runs.freshness import Freshness, latest_finished
 from pipeline_lib.runs.records import RunRecord
 from pipeline_lib.settings import Settings, get_settings
+from pipeline_lib.wire.requests import DbApiCallError
 
 
 class DataUnavailable(RuntimeError):

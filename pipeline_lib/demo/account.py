@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from pipeline_lib.db_client import DbApiCallError, DbApiClient
+from pipeline_lib.client.sync import DbApiCallError, DbApiClient
 from pipeline_lib.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def _account(password_hash: str, *, disabled: bool) -> dict:
 def enable_demo_account(settings: Settings) -> str:
     """Creates or refreshes the account with a new random password, and returns the password.
     Raises `DbApiCallError` if the db-api cannot be reached or refuses the token."""
-    from web_app.security import hash_password  # argon2: only needed here
+    from pipeline_lib.contract.users import hash_password  # argon2: only needed here
 
     password = secrets.token_urlsafe(24)
     with DbApiClient.from_settings(settings, timeout=10) as client:

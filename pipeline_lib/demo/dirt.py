@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from pipeline_lib.contract import normalize_school_id
+from pipeline_lib.contract.fields import normalize_school_id
 from pipeline_lib.demo.population import OPTIONAL_FIELDS, TEXT_COLUMNS
 
 Row = dict[str, str | None]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline_lib.contract import CONSENT, STUDENT_FIELDS
+from pipeline_lib.contract.fields import CONSENT, STUDENT_FIELDS
 
 SECTORS = ("public", "catholic", "private")
 TEXT_COLUMNS = tuple(f.name for f in (*STUDENT_FIELDS, CONSENT))

@@ -23,15 +23,15 @@ from typing import Any
 
 import nbformat
 
-from pipeline_lib.db_client import DbApiClient
-from pipeline_lib.db_requests import FENCE_ENV
-from pipeline_lib.notebook_report import counts_from_notebook
+from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.runs import alerts, records
 from pipeline_lib.runs.kernel import ensure_kernel
 from pipeline_lib.runs.lease import LeaseKeeper
+from pipeline_lib.runs.notebook_counts import counts_from_notebook
 from pipeline_lib.runs.outcome import Interrupted, judge
 from pipeline_lib.runs.records import RunError, RunRecord
 from pipeline_lib.settings import Settings, child_environment
+from pipeline_lib.wire.requests import FENCE_ENV
 
 log = logging.getLogger(__name__)
 

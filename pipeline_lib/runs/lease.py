@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-from pipeline_lib.db_client import DbApiClient
-from pipeline_lib.db_requests import Fence
+from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.wire.requests import Fence
 
 log = logging.getLogger(__name__)
 

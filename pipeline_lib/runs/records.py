@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.settings import PROJECT_DIR
 
 RunStatus = Literal["running", "succeeded", "failed", "timed_out", "skipped"]

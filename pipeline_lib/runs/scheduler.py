@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.runs import alerts, records
 from pipeline_lib.runs.executor import ALL
 from pipeline_lib.runs.records import RunRecord

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from pipeline_lib.cleaning import pandas_engine
+from pipeline_lib.clean import pandas_engine
 from tests.bench.bench_db_api import start_db_api
 from tests.notebooks.dirty_data import SCHOOLS, dirty_raw
 
@@ -29,9 +29,9 @@ TARGET_SECONDS = 60
 
 def spark_run(address: str, master: str) -> dict[str, float]:
     """One clean in this process, from starting Spark to the last commit."""
-    from pipeline_lib.clean_job import run_clean
-    from pipeline_lib.db_client import DbApiClient
-    from pipeline_lib.spark_session import get_spark
+    from pipeline_lib.clean.job import run_clean
+    from pipeline_lib.client.sync import DbApiClient
+    from pipeline_lib.spark.session import get_spark
 
     started = time.perf_counter()
     spark = get_spark(master, app_name="bench-clean")

@@ -37,7 +37,7 @@ from playwright.sync_api import Browser
 from pyspark.sql import DataFrame
 from pyspark.sql.types import StructType
 
-from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.client.sync import DbApiClient
 from tests.bench.bench_db_api import TOKEN, start_db_api
 from tests.wire_servers import free_port
 
@@ -67,14 +67,14 @@ def _record(client: DbApiClient, run_id: str, notebook: str, started: dt.datetim
 
 def build(client: DbApiClient, students: int, schools: int) -> dict[str, list[dict]]:
     """Run the pipeline on a synthetic population; the documents and run records it stored."""
-    from pipeline_lib import distributions
-    from pipeline_lib.analysis import inputs
-    from pipeline_lib.clean_job import RAW_SCHEMA, run_clean
-    from pipeline_lib.dashboards import quality_docs
-    from pipeline_lib.demo.records import demo_records
-    from pipeline_lib.process_job import CLEANED_SCHEMA, SCHOOLS_SCHEMA, run_process
+    from pipeline_lib.clean.job import RAW_SCHEMA, run_clean
+    from pipeline_lib.demo.rows import demo_records
+    from pipeline_lib.process import inputs
+    from pipeline_lib.process import quality_documents as quality_docs
+    from pipeline_lib.process.analysis import distributions
+    from pipeline_lib.process.job import CLEANED_SCHEMA, SCHOOLS_SCHEMA, run_process
     from pipeline_lib.runs.records import now
-    from pipeline_lib.spark_session import get_spark
+    from pipeline_lib.spark.session import get_spark
 
     seconds: dict[str, float] = {}
     population, raw = _timed(seconds, "generate", lambda: demo_records(students, schools, 0.05, seed=1))  # type: ignore[misc]
@@ -237,7 +237,7 @@ def main() -> None:
             port, log = free_port(), Path(folder) / "voila.log"
             env = {**os.environ, "WORKBENCH_DB_API_ADDRESS": client.address}
             with log.open("w") as sink:
-                command = ["-m", "pipeline_lib.cli_dashboards", "--port", str(port), "--pool-size", "1"]
+                command = ["-m", "pipeline_lib.cli.dashboards", "--port", str(port), "--pool-size", "1"]
                 voila = subprocess.Popen(
                     [sys.executable, *command], env=env, stdout=sink, stderr=subprocess.STDOUT
                 )

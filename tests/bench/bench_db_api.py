@@ -29,9 +29,9 @@ import grpc
 import numpy as np
 import pyarrow as pa
 
-from db_api.arrow_codec import ipc_to_table, table_to_ipc
-from pipeline_lib.db_client import DbApiClient
-from pipeline_lib.db_requests import table_to_pandas
+from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.wire.arrow_codec import ipc_to_table, table_to_ipc
+from pipeline_lib.wire.requests import table_to_pandas
 
 TOKEN = "bench"
 WRITE_BATCH = 10_000

@@ -1,7 +1,7 @@
 """Benchmark of the process step: 1,000,000 cleaned records of about 1,000 schools, end to end
 on local[2], from starting Spark to the last document written, with the time of each analysis.
 
-The records are simulated from a known school-effects model (tests/pipeline_lib/analysis/
+The records are simulated from a known school-effects model (tests/pipeline_lib/process/analysis/
 simulated.py) and written straight to `cleaned` of a db-api in its own process; each run starts
 Spark afresh in its own process, as a scheduled run does.
 
@@ -23,16 +23,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.bench_db_api import start_db_api
-from tests.pipeline_lib.analysis import simulated
+from tests.pipeline_lib.process.analysis import simulated
 
 TARGET_SECONDS = 120
 
 
 def process_run(address: str, master: str, max_model_rows: int) -> dict[str, float]:
     """One process run in this process, from starting Spark to the last document written."""
-    from pipeline_lib.db_client import DbApiClient
-    from pipeline_lib.process_job import run_process
-    from pipeline_lib.spark_session import get_spark
+    from pipeline_lib.client.sync import DbApiClient
+    from pipeline_lib.process.job import run_process
+    from pipeline_lib.spark.session import get_spark
 
     started = time.perf_counter()
     spark = get_spark(master, app_name="bench-process")

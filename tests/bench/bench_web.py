@@ -44,11 +44,12 @@ import orjson
 import pyarrow as pa
 from fastapi import FastAPI
 
-from pipeline_lib.db_client import DbApiClient
-from pipeline_lib.db_requests import InsertResult, WriteResult
+from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.contract.users import hash_password
 from pipeline_lib.settings import Settings
+from pipeline_lib.wire.requests import InsertResult, WriteResult
 from web_app.main import create_app
-from web_app.security import create_access_token, hash_password
+from web_app.security import create_access_token
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "bench"

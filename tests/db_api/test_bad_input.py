@@ -9,11 +9,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from db_api.arrow_codec import table_to_ipc
-from db_api.proto import dbapi_pb2 as pb
-from db_api.proto import dbapi_pb2_grpc
 from db_api.server import RunningServer
-from pipeline_lib.db_client import DbApiCallError, DbApiClient
+from pipeline_lib.client.sync import DbApiCallError, DbApiClient
+from pipeline_lib.wire.arrow_codec import table_to_ipc
+from pipeline_lib.wire.proto import dbapi_pb2 as pb
+from pipeline_lib.wire.proto import dbapi_pb2_grpc
 from tests.conftest import TOKEN
 
 METADATA = (("authorization", f"Bearer {TOKEN}"),)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.client.sync import DbApiClient
 from tests.processes import children, running
 from tests.wire_servers import free_port
 

@@ -8,8 +8,8 @@ import re
 import pytest
 from bson.decimal128 import Decimal128
 
-from db_api.errors import InvalidArgument
 from db_api.filters import Condition, Op, matches, parse_condition, to_mongo_query
+from pipeline_lib.wire.errors import InvalidArgument
 
 
 @pytest.mark.parametrize(

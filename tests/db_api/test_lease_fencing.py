@@ -14,8 +14,8 @@ import pyarrow as pa
 import pytest
 
 from db_api.server import RunningServer
-from pipeline_lib.db_client import DbApiCallError, DbApiClient
-from pipeline_lib.db_requests import Fence
+from pipeline_lib.client.sync import DbApiCallError, DbApiClient
+from pipeline_lib.wire.requests import Fence
 from tests.conftest import TOKEN
 
 LEASE = "run:clean"

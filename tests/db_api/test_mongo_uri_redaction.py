@@ -7,8 +7,8 @@ import traceback
 
 import pytest
 
-from db_api.errors import Unavailable
 from db_api.store.mongo import MongoStore, redact
+from pipeline_lib.wire.errors import Unavailable
 from tests.wire_servers import free_port
 
 PASSWORD = "pa:ss@w0rd/1"  # percent-encoded in the URI, as MongoDB requires

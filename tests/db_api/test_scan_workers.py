@@ -14,7 +14,7 @@ import pytest
 
 from db_api.server import RunningServer, start_server
 from db_api.store.sqlite import SqliteStore
-from pipeline_lib.db_client import DbApiCallError, DbApiClient
+from pipeline_lib.client.sync import DbApiCallError, DbApiClient
 from tests.conftest import TOKEN
 
 pytestmark = pytest.mark.slow

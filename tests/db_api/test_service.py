@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from db_api.server import RunningServer
-from pipeline_lib.db_client import DbApiCallError, DbApiClient
+from pipeline_lib.client.sync import DbApiCallError, DbApiClient
 from tests.conftest import TOKEN
 
 

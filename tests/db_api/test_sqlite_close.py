@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from db_api.errors import Unavailable
 from db_api.store.sqlite import SqliteStore
+from pipeline_lib.wire.errors import Unavailable
 
 
 def test_close_waits_for_running_writes_and_refuses_new_calls(tmp_path: Path) -> None:

@@ -16,11 +16,11 @@ from pathlib import Path
 import grpc
 import pyarrow as pa
 
-from db_api.proto import dbapi_pb2 as pb
-from db_api.proto import dbapi_pb2_grpc
 from db_api.server import RunningServer, start_server
 from db_api.store.sqlite import SqliteStore
-from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.wire.proto import dbapi_pb2 as pb
+from pipeline_lib.wire.proto import dbapi_pb2_grpc
 from tests.conftest import TOKEN
 
 METADATA = (("authorization", f"Bearer {TOKEN}"),)

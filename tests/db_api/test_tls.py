@@ -13,11 +13,11 @@ import pytest
 
 from db_api.server import RunningServer, start_server
 from db_api.store.sqlite import SqliteStore
-from db_api.tls import TlsConfigError
-from pipeline_lib.db_client import DbApiCallError, DbApiClient
-from pipeline_lib.db_client_aio import AsyncDbApiClient
-from pipeline_lib.db_tls import ClientTls
+from pipeline_lib.client.aio import AsyncDbApiClient
+from pipeline_lib.client.sync import DbApiCallError, DbApiClient
+from pipeline_lib.client.tls import ClientTls
 from pipeline_lib.settings import Settings
+from pipeline_lib.wire.tls import TlsConfigError
 from tests.certificates import CertificateAuthority, Issued
 from tests.conftest import TOKEN
 
@@ -172,7 +172,7 @@ def test_tls_settings_that_cannot_work_are_clear_errors_at_start(pki: Pki, tmp_p
 def test_the_spark_source_carries_the_pem_to_executors_and_connects_with_it(
     mtls_db_api: RunningServer, pki: Pki, tmp_path: Path
 ) -> None:
-    from pipeline_lib.spark_source import SourceOptions, tls_options
+    from pipeline_lib.spark.source import SourceOptions, tls_options
 
     settings = _settings(
         tmp_path,

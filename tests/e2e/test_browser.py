@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from pipeline_lib.results import ChartSpec, ResultDocument, ResultTable
+from pipeline_lib.process.results import ChartSpec, ResultDocument, ResultTable
 from tests.web_app.conftest import PASSWORD, WebStack
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 NewPage = Callable[..., Page]  # the `new_page` fixture
 Screenshot = Callable[[Page, str], Path]  # the `screenshot` fixture
 
-# The plain-words messages the form shows (pipeline_lib.contract.check_value and the consent rule).
+# The plain-words messages the form shows (pipeline_lib.contract.fields.check_value and the consent rule).
 NOT_A_NUMBER = "Enter a number, like 12 or 3,5."
 OUT_OF_RANGE = "Enter a number from -10 to 100."
 REQUIRED = "This is required."

@@ -25,9 +25,9 @@ from playwright.sync_api import Browser, Page, expect
 
 from db_api.server import start_server
 from db_api.store.sqlite import SqliteStore
-from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.client.sync import DbApiClient
 from tests.conftest import TOKEN
-from tests.dashboards import populate
+from tests.pipeline_lib.dashboards import populate
 from tests.wire_servers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.spark]
@@ -81,7 +81,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     log = folder / "voila.log"
     with log.open("w") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline_lib.cli_dashboards", "--port", str(port), "--pool-size", "1"],
+            [sys.executable, "-m", "pipeline_lib.cli.dashboards", "--port", str(port), "--pool-size", "1"],
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,

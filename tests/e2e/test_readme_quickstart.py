@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.client.sync import DbApiClient
 from tests.wire_servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -91,7 +91,7 @@ def _borrowed_venv(checkout: Path) -> None:
         f"{checkout}\nimport site; site.addsitedir({ours!r})\n"
     )
     script = venv / "bin" / "workbench"
-    script.write_text(f"#!{python}\nimport sys\nfrom pipeline_lib.cli import main\nsys.exit(main())\n")
+    script.write_text(f"#!{python}\nimport sys\nfrom pipeline_lib.cli.main import main\nsys.exit(main())\n")
     script.chmod(0o755)
     # Jupyter's data (Voilà's templates, nbconvert's) from ours; kernels are the copy's own.
     shared = Path(sys.prefix) / "share" / "jupyter"

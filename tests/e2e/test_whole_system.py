@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from pipeline_lib.cleaning import pandas_engine
-from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.clean import pandas_engine
+from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.runs.schedule import load
 from pipeline_lib.settings import PROJECT_DIR
 from tests.e2e.conftest import Screenshot

@@ -9,7 +9,7 @@ import pytest
 
 from db_api.server import RunningServer, start_server
 from db_api.store.sqlite import SqliteStore
-from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.client.sync import DbApiClient
 from tests.conftest import TOKEN
 
 

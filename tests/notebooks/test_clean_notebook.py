@@ -15,7 +15,7 @@ import papermill
 import pytest
 
 from db_api.server import RunningServer
-from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.client.sync import DbApiClient
 from tests.notebooks.dirty_data import SCHOOLS, dirty_raw
 from tests.processes import children
 

@@ -12,7 +12,7 @@ import papermill
 import pytest
 
 from db_api.server import RunningServer
-from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.runs.kernel import ensure_kernel
 from tests.notebooks.dirty_data import SCHOOLS, dirty_raw
 
@@ -22,7 +22,7 @@ CLEAN = Path(__file__).resolve().parents[2] / "notebooks" / "clean.ipynb"
 NOISE = ("WARNING", "WARN ", "incubator", "SparkStringUtils", "without encryption")
 
 CELLS = [
-    "from pipeline_lib.spark_session import get_spark\nspark = get_spark('local[1]')",
+    "from pipeline_lib.spark.session import get_spark\nspark = get_spark('local[1]')",
     # 60 columns: past Spark's default of 25 fields, whose plan strings were truncated with a warning
     "wide = spark.range(5).selectExpr(*[f'id + {i} as c{i}' for i in range(60)])\n"
     "wide.explain()\nprint(wide.groupBy('c1').count().count())",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline_lib.settings import PROJECT_DIR, SecretError, Settings, child_environment, db_api_token
-from pipeline_lib.spark_source import SourceOptions
+from pipeline_lib.spark.source import SourceOptions
 
 
 @pytest.fixture

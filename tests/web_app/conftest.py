@@ -15,13 +15,14 @@ from fastapi import FastAPI
 
 from db_api.server import RunningServer, start_server
 from db_api.store.sqlite import SqliteStore
-from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.contract.users import hash_password
 from pipeline_lib.settings import Settings
 from tests.conftest import TOKEN
 from tests.wire_servers import free_port
 from web_app.client_address import uvicorn_proxy_options
 from web_app.main import create_app
-from web_app.security import create_access_token, hash_password
+from web_app.security import create_access_token
 
 PASSWORD = "correct horse battery"
 ROLES = {

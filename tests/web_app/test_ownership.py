@@ -18,8 +18,8 @@ import httpx
 import orjson
 import pytest
 
+from pipeline_lib.contract.users import hash_password
 from tests.web_app.conftest import PASSWORD, WebStack
-from web_app.security import hash_password
 from web_app.submissions import idempotent_id, owned_submission_id
 
 OTHER = "other-school"

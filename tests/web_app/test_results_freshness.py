@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline_lib.results import ResultDocument, ResultTable
+from pipeline_lib.process.results import ResultDocument, ResultTable
 from pipeline_lib.runs import records
 from pipeline_lib.runs.records import RunError, RunRecord, RunStatus
 from tests.web_app.conftest import PASSWORD, WebStack

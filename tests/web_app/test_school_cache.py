@@ -18,9 +18,9 @@ import pytest
 
 from db_api.server import RunningServer
 from db_api.store.base import ScanSpec
-from pipeline_lib.db_client import DbApiClient
-from pipeline_lib.db_client_aio import AsyncDbApiClient
-from pipeline_lib.db_requests import DbApiCallError
+from pipeline_lib.client.aio import AsyncDbApiClient
+from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.wire.requests import DbApiCallError
 from tests.conftest import TOKEN
 from tests.web_app.conftest import WebStack
 from web_app.school_cache import SchoolCache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pipeline_lib.results import ChartSpec, ResultDocument, ResultTable
+from pipeline_lib.process.results import ChartSpec, ResultDocument, ResultTable
 from tests.web_app.conftest import PASSWORD, WebStack
 
 
@@ -93,7 +93,7 @@ def test_a_wrong_password_on_the_login_page_is_explained(stack: WebStack) -> Non
 def test_long_tables_are_cut_on_the_page_and_failures_are_said(stack: WebStack) -> None:
     import datetime as dt
 
-    from pipeline_lib.results import ResultDocument, ResultTable
+    from pipeline_lib.process.results import ResultDocument, ResultTable
 
     rows = [[f"S{i:04d}", 20, 50.0 + i / 100] for i in range(300)]
     long = ResultDocument(

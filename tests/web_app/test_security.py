@@ -31,7 +31,7 @@ import httpx
 import jwt
 import pytest
 
-from pipeline_lib.results import ChartSpec, ResultDocument, ResultTable
+from pipeline_lib.process.results import ChartSpec, ResultDocument, ResultTable
 from tests.web_app.conftest import PASSWORD, ROLES, WebStack, settings_for
 from web_app.main import create_app
 from web_app.security import ALGORITHM, create_access_token

@@ -12,19 +12,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
-from pipeline_lib.db_requests import DbApiCallError
+from pipeline_lib.contract.users import DUMMY_HASH, SCOPES, verify_password
+from pipeline_lib.wire.requests import DbApiCallError
 from web_app.cookies import delete_cookie, set_cookie
 from web_app.deps import SESSION_COOKIE, DbDep, SettingsDep
 from web_app.pages import CSRF_COOKIE, render
 from web_app.problems import problem_responses
-from web_app.security import (
-    DUMMY_HASH,
-    SCOPES,
-    create_access_token,
-    csrf_valid,
-    decode_access_token,
-    verify_password,
-)
+from web_app.security import create_access_token, csrf_valid, decode_access_token
 from web_app.signin_guard import SignInGuard, SignInRefused
 
 router = APIRouter(tags=["auth"])

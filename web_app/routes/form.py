@@ -7,7 +7,7 @@ import secrets
 from fastapi import APIRouter, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from pipeline_lib.contract import CONSENT, STUDENT_FIELDS, check_value
+from pipeline_lib.contract.fields import CONSENT, STUDENT_FIELDS, check_value
 from web_app.deps import DbDep
 from web_app.pages import CSRF_COOKIE, render
 from web_app.security import csrf_valid

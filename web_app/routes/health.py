@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from pipeline_lib.db_requests import DbApiCallError
+from pipeline_lib.wire.requests import DbApiCallError
 from web_app.deps import DbDep
 from web_app.problems import problem, problem_responses
 

@@ -14,11 +14,11 @@ from fastapi import APIRouter, HTTPException, Path, Request, Response, Security
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
-from pipeline_lib.results import PublicResult, ResultDocument, ResultSummary, suppress
+from pipeline_lib.process.results import PublicResult, ResultDocument, ResultSummary, suppress
 from pipeline_lib.runs import schedule
 from pipeline_lib.runs.freshness import Freshness, assess, failed_run_warning, latest_finished, notebook_of
 from pipeline_lib.runs.records import RunRecord
-from web_app.charts import bar_chart_svg
+from pipeline_lib.views.charts import bar_chart_svg
 from web_app.deps import DbDep, SettingsDep, current_user, page_user
 from web_app.pages import render
 from web_app.problems import problem_responses

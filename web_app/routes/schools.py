@@ -11,7 +11,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, Response, Sec
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from pipeline_lib.contract import normalize_school_id
+from pipeline_lib.contract.fields import normalize_school_id
 from web_app.deps import DbDep, current_user, page_user
 from web_app.pages import CSRF_COOKIE, render
 from web_app.problems import problem_responses

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from db_api.server import RunningServer
-from pipeline_lib.db_client import DbApiClient
+from pipeline_lib.client.sync import DbApiClient
 from tests.conftest import TOKEN
 from tests.pipeline_lib.runs.notebooks import write_notebooks
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import nbformat
 
 OK = (
-    "from pipeline_lib.notebook_report import report_counts\n"
+    "from pipeline_lib.runs.notebook_counts import report_counts\n"
     "report_counts({'records_in': n * 10, 'cleaned': n})"
 )
 
 FENCED = (
-    "from pipeline_lib.db_client import DbApiClient\n"
+    "from pipeline_lib.client.sync import DbApiClient\n"
     "with DbApiClient.from_settings() as client:\n"
     "    client.put_document('processed', 'fenced', {'run_id': run_id, 'fence': str(client.fence)})"
 )

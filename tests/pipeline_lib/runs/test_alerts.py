@@ -20,7 +20,7 @@ Traceback (most recent call last):
     process()
   File "/srv/pipeline_lib/db_requests.py", line 120, in unary
     raise DbApiCallError(message) from None
-pipeline_lib.db_requests.DbApiCallError: db-api at 127.0.0.1:50051: UNAUTHENTICATED: wrong token
+pipeline_lib.wire.requests.DbApiCallError: db-api at 127.0.0.1:50051: UNAUTHENTICATED: wrong token
 
 \tat org.apache.spark.api.python.BasePythonRunner$ReaderIterator.handlePythonException(PythonRunner.scala:645)
 \tat org.apache.spark.sql.execution.python.PythonArrowOutput$$anon$1.read(PythonArrowOutput.scala:118)

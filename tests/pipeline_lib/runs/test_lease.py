@@ -7,9 +7,9 @@ from pathlib import Path
 
 from db_api.server import RunningServer, start_server
 from db_api.store.sqlite import SqliteStore
-from pipeline_lib.db_client import DbApiClient
-from pipeline_lib.db_requests import Fence
+from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.runs.lease import LeaseKeeper
+from pipeline_lib.wire.requests import Fence
 from tests.conftest import TOKEN
 
 

@@ -1,0 +1,141 @@
+"""From stored pages of BSON to what callers get: filtered documents, or Arrow IPC batches.
+
+Turning BSON into Arrow costs a few microseconds per record of pure Python work, which holds the
+GIL; `PageEncoder` spreads it over worker processes so one scan, or several partitioned scans,
+use more than one core. The functions here are pure; only `PageEncoder` owns processes.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+from db_api.filters import Condition, matches
+from pipeline_lib.wire import arrow_codec, bson_codec
+from pipeline_lib.wire.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+
+def split_by_bytes(pages: Iterator[list[bytes]], budget: int) -> Iterator[list[bytes]]:
+    """Pages cut so that none holds more than `budget` bytes of BSON (one document at least):
+    a page of large documents must still fit in one gRPC message."""
+    for page in pages:
+        start, size = 0, 0
+        for index, blob in enumerate(page):
+            if size + len(blob) > budget and index > start:
+                yield page[start:index]
+                start, size = index, 0
+            size += len(blob)
+        if start < len(page):
+            yield page[start:] if start else page
+
+
+def decode_matching(blobs: Sequence[bytes], conditions: Sequence[Condition]) -> list[dict]:
+    docs = bson_codec.decode_many(blobs)
+    if conditions:
+        docs = [doc for doc in docs if matches(doc, conditions)]
+    return docs
+
+
+@dataclass(frozen=True)
+class PageFormat:
+    """How a scan wants its batches; picklable, so worker processes receive it."""
+
+    conditions: tuple[Condition, ...] = ()
+    columns: tuple[str, ...] = ()
+    as_text: bool = False
+    schema_ipc: bytes = b""
+
+
+def encode_page(blobs: Sequence[bytes], fmt: PageFormat) -> tuple[bytes, int]:
+    """One page of stored BSON as an Arrow IPC stream of the matching rows, and their count."""
+    docs = decode_matching(blobs, fmt.conditions)
+    if not docs:
+        return b"", 0
+    schema = arrow_codec.schema_from_bytes(fmt.schema_ipc) if fmt.schema_ipc else None
+    batch = arrow_codec.documents_to_batch(docs, fmt.columns, as_text=fmt.as_text, schema=schema)
+    return arrow_codec.table_to_ipc(batch), len(docs)
+
+
+def truncate(ipc: bytes, rows: int) -> bytes:
+    """The first `rows` rows of an IPC stream (for a scan's limit)."""
+    return arrow_codec.table_to_ipc(arrow_codec.ipc_to_table(ipc).slice(0, rows))
+
+
+def _warm_up() -> None:
+    """Runs in a new worker so its imports happen at start-up, not during the first scan."""
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: leave when the db-api is gone, even after `kill -9` of it."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+class PageEncoder:
+    """Runs `encode_page` over a scan's pages in `workers` processes, yielding in page order.
+
+    With workers=0 everything runs in the calling thread. Read-ahead is bounded, so a slow
+    reader holds at most a few pages in memory.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        if workers > 0:
+            self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # "spawn": forking a process that runs gRPC threads is unsafe.
+        pool = ProcessPoolExecutor(
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        )
+        for _ in range(self.workers):
+            pool.submit(_warm_up)
+        return pool
+
+    def encode(self, pages: Iterator[list[bytes]], fmt: PageFormat) -> Iterator[tuple[bytes, int]]:
+        if self._pool is None:
+            for blobs in pages:
+                yield encode_page(blobs, fmt)
+            return
+        pool = self._pool
+        pending: collections.deque[Future] = collections.deque()
+        try:
+            for blobs in pages:
+                pending.append(pool.submit(encode_page, blobs, fmt))
+                if len(pending) > 2 * self.workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BrokenProcessPool:
+            log.error("a scan worker process died; starting new ones")
+            if self._pool is pool:
+                self._pool = self._new_pool()
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise Unavailable("a scan worker process died; the scan can be retried") from None
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

@@ -1,0 +1,204 @@
+"""The cleaning rules applied to a pandas DataFrame of raw text (small inputs, tests, the bench).
+
+Interprets `rules.STUDENT_RULES` step by step; `spark_engine` interprets the same programs as
+Spark column expressions, and a test proves the two agree on the same data.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from pipeline_lib.clean import rules
+from pipeline_lib.clean.rules import Case, FieldRule, Lookup, Replace, ReplaceWhen, Step, Translate, Trim
+
+
+def _apply(step: Step, text: pd.Series) -> pd.Series:
+    if isinstance(step, Replace):
+        return text.str.replace(step.pattern, step.replacement, regex=True)
+    if isinstance(step, ReplaceWhen):
+        hit = text.str.fullmatch(step.condition).eq(True)
+        return text.where(~hit, text.str.replace(step.pattern, step.replacement, regex=True))
+    if isinstance(step, Translate):
+        return text.str.translate(str.maketrans(step.source, step.target, step.delete))
+    if isinstance(step, Trim):
+        return text.str.strip(" ")
+    if isinstance(step, Case):
+        return text.str.upper() if step.upper else text.str.lower()
+    if isinstance(step, Lookup):
+        return text.map(lambda v: step.mapping.get(v, v) if isinstance(v, str) else v)
+    raise TypeError(f"unknown step {step!r}")
+
+
+def is_canonical(rule: FieldRule, text: pd.Series) -> pd.Series:
+    """Values already in final form, which every step leaves unchanged."""
+    return text.str.fullmatch(rule.canonical).eq(True) & ~text.isin(rule.lookup_keys)
+
+
+def normalise(rule: FieldRule, raw: pd.Series) -> tuple[pd.Series, list[tuple[str, pd.Series]]]:
+    """The text after every step, and for each step the rows it changed; values already in
+    final form skip the steps."""
+    full = raw.astype("object").where(raw.notna(), None)
+    canonical = is_canonical(rule, full)
+    text = full[~canonical]
+    changed = []
+    for step in rule.steps:
+        after = _apply(step, text)
+        changed.append((step.name, ((after != text) & text.notna()).reindex(full.index, fill_value=False)))
+        text = after
+    full = full.copy()
+    full[~canonical] = text
+    return full, changed
+
+
+def _typed(rule: FieldRule, text: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(value, reason code or None) per row, following the field's kind."""
+    f = rule.field
+    missing = text.isna() | (text == "")
+    code = pd.Series(
+        np.where(missing & f.required, f"{f.name}_missing", None), index=text.index, dtype=object
+    )
+    if f.kind == "text":
+        return text.where(~missing, None), code
+    if f.kind == "choice":
+        valid = text.isin(f.choices)
+        code = code.where(missing | valid, f"{f.name}_invalid")
+        return text.where(valid, None), code
+    if f.kind == "bool":
+        valid = text.isin(["true", "false"])
+        code = code.where(missing | valid, f"{f.name}_invalid")
+        return text.map({"true": True, "false": False}).where(valid, None), code
+    looks_numeric = text.str.fullmatch(rules.NUMBER).eq(True)
+    # float() as Java's parser does: "-0" stays negative zero, "1e309" becomes infinity.
+    number = (
+        text.where(looks_numeric)
+        .map(lambda v: float(v) if isinstance(v, str) else math.nan)
+        .astype("float64")
+    )
+    finite = number.map(lambda v: not math.isnan(v) and math.isfinite(v)).astype(bool)
+    code = code.where(missing | finite, f"{f.name}_invalid")
+    if f.kind == "int":
+        whole = finite & (number == np.floor(number.where(finite, 0)))
+        code = code.where(missing | ~finite | whole, f"{f.name}_not_whole")
+        finite = whole
+    inside = finite & (number >= f.minimum) & (number <= f.maximum)
+    code = code.where(missing | ~finite | inside, f"{f.name}_out_of_range")
+    return number.where(inside, np.nan), code
+
+
+def _applied(changed: list[tuple[str, pd.Series]]) -> list[list[str]]:
+    """Per row, the names of the steps that changed it (one pass over plain arrays)."""
+    names = [name for name, _ in changed]
+    flags = [f.to_numpy(dtype=bool) for _, f in changed]
+    return [[n for n, hit in zip(names, row, strict=True) if hit] for row in zip(*flags, strict=True)]
+
+
+def clean_fields(raw: pd.DataFrame) -> pd.DataFrame:
+    """Per field: `<name>` (typed value), `<name>__reason` (code or None), `<name>__rules`
+    (names of the steps that changed the text); raw text columns are kept as `<name>__raw`."""
+    out = pd.DataFrame(index=raw.index)
+    for rule in rules.STUDENT_RULES:
+        name = rule.name
+        column = raw[name] if name in raw.columns else pd.Series(None, index=raw.index, dtype=object)
+        text, changed = normalise(rule, column)
+        value, code = _typed(rule, text)
+        out[name] = value
+        out[f"{name}__reason"] = code
+        out[f"{name}__rules"] = _applied(changed)
+        out[f"{name}__raw"] = column
+        out[f"{name}__text"] = text
+    return out
+
+
+FIELD_NAMES, VALUE_FIELDS, META = list(rules.FIELD_NAMES), list(rules.VALUE_FIELDS), list(rules.META)
+
+
+def _reasons(fields: pd.DataFrame, known_school: pd.Series) -> pd.Series:
+    unknown = fields["school_id"].notna().to_numpy() & ~known_school.to_numpy(dtype=bool)
+    codes = [fields[f"{n}__reason"].to_numpy() for n in FIELD_NAMES]
+    raws = [fields[f"{n}__raw"].to_numpy() for n in FIELD_NAMES]
+    school_raw = fields["school_id__raw"].to_numpy()
+    rows = []
+    for i, row_codes in enumerate(zip(*codes, strict=True)):
+        found = [
+            {"code": code, "field": name, "message": rules.message(code, raws[j][i])}
+            for j, (name, code) in enumerate(zip(FIELD_NAMES, row_codes, strict=True))
+            if code is not None
+        ]
+        if unknown[i]:
+            found.append({"code": "school_unknown", "field": "school_id",
+                          "message": rules.message("school_unknown", school_raw[i])})  # fmt: skip
+        rows.append(found)
+    return pd.Series(rows, index=fields.index, dtype=object)
+
+
+def _changes(fields: pd.DataFrame) -> pd.Series:
+    columns = [
+        (n, fields[f"{n}__rules"].to_numpy(), fields[f"{n}__raw"].to_numpy(), fields[f"{n}__text"].to_numpy())
+        for n in VALUE_FIELDS
+    ]
+    rows = [
+        [
+            {"field": n, "before": raw[i], "after": text[i], "rules": applied[i]}
+            for n, applied, raw, text in columns
+            if applied[i]
+        ]
+        for i in range(len(fields))
+    ]
+    return pd.Series(rows, index=fields.index, dtype=object)
+
+
+def mark_duplicates(cleaned: pd.DataFrame) -> pd.DataFrame:
+    """Exact resubmissions (same student, same answers) collapse to the first received, which
+    lists the others in `duplicates`; a student with differing answers keeps every record, each
+    flagged `duplicate_conflict`. Records without a student number are never taken as duplicates."""
+    cleaned = cleaned.sort_values(["received_at", "submission_id"], kind="stable", na_position="last")
+    if cleaned.empty:
+        return cleaned.assign(duplicates=pd.Series(dtype=object), duplicate_conflict=pd.Series(dtype=bool))
+    identified = cleaned["student_ref"].notna()
+    content = cleaned[VALUE_FIELDS].astype(str).agg("\x1f".join, axis=1)
+    groups = cleaned.loc[identified].groupby(
+        [cleaned["school_id"], cleaned["student_ref"], content], sort=False
+    )
+    first = ~cleaned.index.isin(cleaned.loc[identified].index) | ~groups.cumcount().reindex(
+        cleaned.index
+    ).fillna(0).gt(0)
+    others = {}
+    for _, ids in groups["submission_id"]:
+        if len(ids) > 1:
+            others[ids.iloc[0]] = list(ids.iloc[1:])
+    kept = cleaned[first].copy()
+    kept["duplicates"] = kept["submission_id"].map(lambda sid: others.get(sid, []))
+    per_student = kept.loc[kept["student_ref"].notna()].groupby(["school_id", "student_ref"])["submission_id"]
+    conflicted = per_student.transform("size").gt(1)
+    kept["duplicate_conflict"] = conflicted.reindex(kept.index, fill_value=False).astype(bool)
+    return kept
+
+
+def clean(raw: pd.DataFrame, known_schools: set[str]) -> rules.CleanResult:
+    """Raw text records -> cleaned records, quarantined records with reasons, and the raw ids to
+    delete (every input id: cleaned, quarantined, collapsed as duplicates or without consent)."""
+    fields = clean_fields(raw)
+    meta = raw.reindex(columns=META).astype(object).where(raw.reindex(columns=META).notna(), None)
+    consent = fields["consent"].eq(True)
+    known = fields["school_id"].isin(known_schools)
+    reasons = _reasons(fields, known)
+    ok = reasons.map(len).eq(0) & consent
+    bad = reasons.map(len).gt(0) & consent
+
+    cleaned = pd.concat([meta[ok], fields.loc[ok, VALUE_FIELDS]], axis=1)
+    cleaned["changes"] = _changes(fields)[ok]
+    cleaned = mark_duplicates(cleaned)
+
+    quarantine = meta[bad].copy()
+    for name in FIELD_NAMES:
+        quarantine[name] = fields.loc[bad, f"{name}__raw"]
+    quarantine["reasons"] = reasons[bad]
+    return rules.CleanResult(
+        cleaned=cleaned.reset_index(drop=True),
+        quarantine=quarantine.reset_index(drop=True),
+        raw_ids=list(meta["submission_id"]),
+        without_consent=int((~consent).sum()),
+    )

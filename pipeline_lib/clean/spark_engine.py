@@ -1,0 +1,255 @@
+"""The cleaning rules as Spark column expressions: the same programs as `pandas_engine`.
+
+Everything is a column expression or a window, so Spark runs it in parallel over partitions;
+no Python runs per record.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from pipeline_lib.clean import rules
+from pipeline_lib.clean.rules import Case, FieldRule, Lookup, Replace, ReplaceWhen, Step, Translate, Trim
+
+
+def _apply(step: Step, text: Column) -> Column:
+    if isinstance(step, Replace):
+        return F.regexp_replace(text, step.pattern, step.replacement)
+    if isinstance(step, ReplaceWhen):
+        return F.when(
+            text.rlike(f"^(?:{step.condition})$"), F.regexp_replace(text, step.pattern, step.replacement)
+        ).otherwise(text)
+    if isinstance(step, Translate):
+        # Characters of the source beyond the target's length are deleted.
+        return F.translate(text, step.source + step.delete, step.target)
+    if isinstance(step, Trim):
+        return F.trim(text)
+    if isinstance(step, Case):
+        return F.upper(text) if step.upper else F.lower(text)
+    if isinstance(step, Lookup):
+        mapping = F.create_map(*[F.lit(x) for pair in step.mapping.items() for x in pair])
+        return F.coalesce(F.try_element_at(mapping, text), text)
+    raise TypeError(f"unknown step {step!r}")
+
+
+def _typed(rule: FieldRule, text: Column) -> tuple[Column, Column]:
+    f = rule.field
+    missing = text.isNull() | (text == "")
+    missing_code = F.lit(f"{f.name}_missing") if f.required else F.lit(None).cast("string")
+    if f.kind == "text":
+        return F.when(~missing, text), F.when(missing, missing_code)
+    if f.kind in ("choice", "bool"):
+        valid = text.isin(list(f.choices) if f.kind == "choice" else ["true", "false"])
+        value = F.when(valid, text) if f.kind == "choice" else F.when(valid, text == "true")
+        return value, F.when(missing, missing_code).when(~valid, F.lit(f"{f.name}_invalid"))
+    number = F.when(text.rlike(rules.NUMBER), text.try_cast("double"))
+    finite = number.isNotNull() & ~F.isnan(number) & (F.abs(number) != float("inf"))
+    whole = finite & (number == F.floor(number)) if f.kind == "int" else finite
+    inside = whole & (number >= f.minimum) & (number <= f.maximum)
+    code = F.when(missing, missing_code).when(~finite, F.lit(f"{f.name}_invalid"))
+    if f.kind == "int":
+        code = code.when(~whole, F.lit(f"{f.name}_not_whole"))
+    code = code.when(~inside, F.lit(f"{f.name}_out_of_range"))
+    return F.when(inside, number), code
+
+
+def _canonical(rule: FieldRule, text: Column) -> Column:
+    canonical = text.rlike(f"^(?:{rule.canonical})$") & ~text.isin(list(rule.lookup_keys))
+    return F.coalesce(canonical, F.lit(False))
+
+
+def _step_or_keep(name: str, step: Step) -> Column:
+    text = F.col(f"{name}__text")
+    return F.when(F.col(f"{name}__canon"), text).otherwise(_apply(step, text))
+
+
+def _mark_change(name: str, k: int) -> Column:
+    changed = F.col(f"{name}__next") != F.col(f"{name}__text")
+    return F.col(f"{name}__mask").bitwiseOR(F.when(changed, F.lit(1 << k)).otherwise(F.lit(0)))
+
+
+def _run_programs(df: DataFrame, field_rules: list[FieldRule], carried: list[str]) -> DataFrame:
+    """`carried` plus, per rule, `<name>`, `<name>__reason`, `<name>__rules`, `<name>__raw` and
+    `<name>__text`, from the text in `<name>__raw`.
+
+    Each step is its own projection (step k of every field reads what step k-1 wrote), so
+    expressions stay small: nesting all steps in one expression per field makes Spark's planner
+    and code generator slow down sharply. Projections carry the current text and a bitmask of
+    the steps that changed it, not every intermediate value."""
+    names = [r.name for r in field_rules]
+    fixed = [*carried, *[f"{n}__{part}" for n in names for part in ("raw", "canon")]]
+    df = df.select(
+        *carried,
+        *[F.col(f"{n}__raw") for n in names],
+        *[_canonical(r, F.col(f"{r.name}__raw")).alias(f"{r.name}__canon") for r in field_rules],
+        *[F.col(f"{n}__raw").alias(f"{n}__text") for n in names],
+        *[F.lit(0).alias(f"{n}__mask") for n in names],
+    )
+    for k in range(max((len(r.steps) for r in field_rules), default=0)):
+        stepping = {r.name: r.steps[k] for r in field_rules if k < len(r.steps)}
+        resting = [F.col(f"{n}__{p}") for n in names if n not in stepping for p in ("text", "mask")]
+        # Values already in final form skip every step (CASE WHEN evaluates only the branch taken).
+        df = df.select(
+            *fixed,
+            *[F.col(f"{n}__{p}") for n in names for p in ("text", "mask")],
+            *[_step_or_keep(n, step).alias(f"{n}__next") for n, step in stepping.items()],
+        )
+        # Step k changed a value when its output differs from its input: set bit k.
+        df = df.select(
+            *fixed,
+            *resting,
+            *[F.col(f"{n}__next").alias(f"{n}__text") for n in stepping],
+            *[_mark_change(n, k).alias(f"{n}__mask") for n in stepping],
+        )
+    columns = []
+    for rule in field_rules:
+        n = rule.name
+        text, mask = F.col(f"{n}__text"), F.col(f"{n}__mask")
+        value, code = _typed(rule, text)
+        applied = [F.when(mask.bitwiseAND(1 << k) != 0, F.lit(s.name)) for k, s in enumerate(rule.steps)]
+        rules_applied = F.when(mask == 0, F.array().cast("array<string>")).otherwise(
+            F.array_compact(F.array(*applied))
+        )
+        columns += [value.alias(n), code.alias(f"{n}__reason"), rules_applied.alias(f"{n}__rules")]
+        columns += [F.col(f"{n}__raw"), text.alias(f"{n}__text")]
+    return df.select(*carried, *columns)
+
+
+# A field with at most this many distinct raw values is cleaned once per value and joined back
+# (a broadcast look-up per record); one with more runs the steps on every record.
+DICTIONARY_MAX_VALUES = 50_000
+
+
+def _value_tables(source: DataFrame, field_rules: list[FieldRule]) -> dict[str, DataFrame]:
+    """Per rule, its outputs for each distinct value of `<name>__raw` in `source`, keyed by
+    `__value`; rules whose field has more than `DICTIONARY_MAX_VALUES` values are left out."""
+    if not field_rules:
+        return {}
+    # One pass finds every field's distinct values: (field, value) pairs, materialised.
+    pairs = F.array(
+        *[F.struct(F.lit(r.name).alias("f"), F.col(f"{r.name}__raw").alias("v")) for r in field_rules]
+    )
+    values = (
+        source.select(F.explode(pairs).alias("p")).select("p.f", "p.v").distinct().localCheckpoint(eager=True)
+    )
+    counts = dict(values.groupBy("f").count().collect())
+    tables = {}
+    for rule in field_rules:
+        if counts.get(rule.name, 0) <= DICTIONARY_MAX_VALUES:
+            mine = values.where(F.col("f") == rule.name).select(F.col("v").alias(f"{rule.name}__raw"))
+            table = _run_programs(mine, [rule], carried=[])
+            tables[rule.name] = table.withColumnRenamed(f"{rule.name}__raw", "__value")
+    return tables
+
+
+def _look_up(df: DataFrame, rule: FieldRule, table: DataFrame) -> DataFrame:
+    joined = df.join(F.broadcast(table), df[f"{rule.name}__raw"].eqNullSafe(table["__value"]), "left")
+    return joined.drop("__value")
+
+
+def clean_fields(raw: DataFrame) -> DataFrame:
+    """Adds per field `<name>`, `<name>__reason`, `<name>__rules`, `<name>__raw`, `<name>__text`.
+
+    Survey answers repeat: a few hundred spellings of yes, no, a school code or a score cover a
+    million submissions. So each field is cleaned once per distinct value and looked up, unless it
+    has more than `DICTIONARY_MAX_VALUES` values (unique references, say): then the steps run per
+    record. Both paths run the same programs."""
+    meta = [F.col(m) if m in raw.columns else F.lit(None).cast("string").alias(m) for m in rules.META]
+    sources = {n: F.col(n) if n in raw.columns else F.lit(None).cast("string") for n in rules.FIELD_NAMES}
+    df = raw.select(*meta, *[sources[n].alias(f"{n}__raw") for n in rules.FIELD_NAMES])
+    tables = _value_tables(df, list(rules.STUDENT_RULES))
+    by_value = [r for r in rules.STUDENT_RULES if r.name in tables]
+    per_record = [r for r in rules.STUDENT_RULES if r not in by_value]
+    df = _run_programs(df, per_record, carried=[*rules.META, *[f"{r.name}__raw" for r in by_value]])
+    for rule in by_value:
+        df = _look_up(df, rule, tables[rule.name])
+    columns = [
+        f"{n}{part}" for n in rules.FIELD_NAMES for part in ("", "__reason", "__rules", "__raw", "__text")
+    ]
+    return df.select(*rules.META, *columns)
+
+
+def _message(code: Column, raw: Column, codes: list[str]) -> Column:
+    quoted = F.when(raw.isNull(), F.lit("nothing")).otherwise(F.concat(F.lit("'"), raw, F.lit("'")))
+    expr = None
+    for c in codes:
+        before, has_value, after = rules.REASONS[c].partition("{value}")
+        piece = F.concat(F.lit(before), quoted, F.lit(after)) if has_value else F.lit(before)
+        expr = F.when(code == c, piece) if expr is None else expr.when(code == c, piece)
+    return expr
+
+
+def _reason(code: Column, field: str, codes: list[str]) -> Column:
+    """A reason struct when `code` is set: code, field and a message quoting the raw value."""
+    message = _message(code, F.col(f"{field}__raw"), codes)
+    reason = F.struct(code.alias("code"), F.lit(field).alias("field"), message.alias("message"))
+    return F.when(code.isNotNull(), reason)
+
+
+def _change(name: str) -> Column:
+    change = F.struct(
+        F.lit(name).alias("field"),
+        F.col(f"{name}__raw").alias("before"),
+        F.col(f"{name}__text").alias("after"),
+        F.col(f"{name}__rules").alias("rules"),
+    )
+    return F.when(F.size(F.col(f"{name}__rules")) > 0, change)
+
+
+def clean(raw: DataFrame, schools: DataFrame) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(cleaned, quarantine, without_consent) DataFrames; records without consent are in neither
+    of the first two, and the third holds their `submission_id`s. `schools` has one column
+    `school_id` with the normalised codes of known schools."""
+    fields = clean_fields(raw)
+    known = schools.select(F.col("school_id").alias("__known")).distinct()
+    fields = fields.join(F.broadcast(known), fields["school_id"] == known["__known"], "left")
+    reasons = [
+        _reason(F.col(f"{r.name}__reason"), r.name, [c for c in rules.REASONS if c.startswith(f"{r.name}_")])
+        for r in rules.STUDENT_RULES
+    ]
+    unknown = F.col("school_id").isNotNull() & F.col("__known").isNull()
+    reasons.append(_reason(F.when(unknown, F.lit("school_unknown")), "school_id", ["school_unknown"]))
+    consent = F.coalesce(F.col("consent"), F.lit(False))
+    changes = F.array_compact(F.array(*[_change(n) for n in rules.VALUE_FIELDS]))
+    # Computed once: the cleaned and quarantine halves (and their reports) are separate actions
+    # that would otherwise each run every rule again.
+    fields = fields.select(
+        *rules.META, *rules.VALUE_FIELDS, consent.alias("__consent"), changes.alias("changes"),
+        *[F.col(f"{n}__raw") for n in rules.FIELD_NAMES], F.array_compact(F.array(*reasons)).alias("reasons"),
+    ).localCheckpoint(eager=True)  # fmt: skip
+    consent = F.col("__consent")
+    cleaned = fields.where(consent & (F.size("reasons") == 0)).select(
+        *rules.META, *rules.VALUE_FIELDS, "changes"
+    )
+    quarantine = fields.where(consent & (F.size("reasons") > 0)).select(
+        *rules.META, *[F.col(f"{n}__raw").alias(n) for n in rules.FIELD_NAMES], "reasons"
+    )
+    without_consent = fields.where(~consent).select("submission_id")
+    return mark_duplicates(cleaned), quarantine, without_consent
+
+
+def mark_duplicates(cleaned: DataFrame) -> DataFrame:
+    """As `pandas_engine.mark_duplicates`, with windows: exact resubmissions collapse to the first
+    received (listing the others), a student with differing answers is flagged."""
+    identified = F.col("student_ref").isNotNull()
+    content = F.sha2(F.to_json(F.struct(*rules.VALUE_FIELDS)), 256)
+    same = Window.partitionBy("__content").orderBy(
+        F.col("received_at").asc_nulls_last(), F.col("submission_id")
+    )
+    whole = same.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+    ranked = (
+        cleaned.withColumn("__content", content)
+        .withColumn("__rank", F.when(identified, F.row_number().over(same)).otherwise(F.lit(1)))
+        .withColumn("__ids", F.when(identified, F.collect_list("submission_id").over(whole)))
+    )
+    kept = ranked.where(F.col("__rank") == 1).withColumn(
+        "duplicates",
+        F.coalesce(
+            F.slice("__ids", 2, F.greatest(F.size("__ids"), F.lit(1))), F.array().cast("array<string>")
+        ),
+    )
+    student = Window.partitionBy("school_id", "student_ref")
+    return kept.withColumn("duplicate_conflict", identified & (F.count(F.lit(1)).over(student) > 1)).drop(
+        "__content", "__rank", "__ids"
+    )

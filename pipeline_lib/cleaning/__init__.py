@@ -1,1 +1,0 @@
-"""Cleaning: rules generated from the data contract, applied by pandas or by Spark alike."""

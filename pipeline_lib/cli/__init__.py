@@ -1,0 +1,1 @@
+"""The `workbench` command: one Typer app (`main`), one module per command group."""

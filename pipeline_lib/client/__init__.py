@@ -1,0 +1,2 @@
+"""The db-api client: `sync` for notebooks, jobs and the CLI, `aio` for the web app, `tls` for their
+channel credentials."""

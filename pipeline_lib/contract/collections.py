@@ -1,0 +1,17 @@
+"""The collections of the pipeline, by name: one registry that the db-api serves and its clients
+name. A fixed list keeps typos from silently creating new collections."""
+
+from __future__ import annotations
+
+RAW = "raw"
+CLEANED = "cleaned"
+QUARANTINE = "quarantine"
+PROCESSED = "processed"
+SCHOOLS = "schools"
+RUNS = "runs"
+USERS = "users"
+
+COLLECTIONS = frozenset({RAW, CLEANED, QUARANTINE, PROCESSED, SCHOOLS, RUNS, USERS})
+
+# `raw` holds what submitters typed: it is scanned as text so cleaning sees the input as given.
+TEXT_COLLECTIONS = frozenset({RAW})

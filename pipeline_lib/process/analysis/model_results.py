@@ -1,0 +1,288 @@
+"""Documents of the models (OLS, multilevel, classification, regression), built as
+`documents` describes; a `Failure` becomes a document that says why there is no result."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+
+from pipeline_lib.process.analysis import interpret
+from pipeline_lib.process.analysis.base import Failure
+from pipeline_lib.process.analysis.classification import ClassificationResult
+from pipeline_lib.process.analysis.descriptive_results import Stamp, document, failure_document, table
+from pipeline_lib.process.analysis.frame import REFERENCE
+from pipeline_lib.process.analysis.multilevel import NullModel, SchoolEffectsModel
+from pipeline_lib.process.analysis.ols import OlsResult
+from pipeline_lib.process.analysis.regression import RegressionResult
+from pipeline_lib.process.results import ChartSpec, ResultDocument
+
+
+def ols_document(
+    result: OlsResult | Failure, stamp: Stamp, term_sizes: Mapping[str, int], *, sampled: bool
+) -> ResultDocument:
+    key = "ols:math_score"
+    if isinstance(result, Failure):
+        return failure_document(key, stamp, result, engine="statsmodels", sampled=sampled)
+    coefficients = _with_sizes(result.coefficients, term_sizes, result.n)
+    fit = pd.DataFrame(
+        {
+            "statistic": ["r_squared", "adj_r_squared", "n", "df_resid"],
+            "value": [result.r_squared, result.adj_r_squared, result.n, result.df_resid],
+        },
+        dtype=object,  # counts stay whole numbers beside the ratios
+    )
+    return document(
+        key,
+        stamp,
+        summary=interpret.ols(result),
+        engine="statsmodels",
+        sampled=sampled,
+        tables=[
+            table(
+                "coefficients",
+                "Coefficients (HC3 robust standard errors)",
+                coefficients,
+                size="n",
+                labels=["term"],
+            ),
+            table("fit", "Fit", fit),
+        ],
+        chart=ChartSpec(table="coefficients", x="term", y="estimate", title="Coefficient"),
+        parameters={
+            "cov_type": result.cov_type,
+            "reference": result.reference,
+            "left_out": list(result.left_out),
+        },
+    )
+
+
+def null_model_document(model: NullModel | Failure, stamp: Stamp, *, sampled: bool) -> ResultDocument:
+    key = "mixedlm:null"
+    if isinstance(model, Failure):
+        return failure_document(key, stamp, model, engine="statsmodels", sampled=sampled)
+    estimates = pd.DataFrame(
+        {
+            "quantity": [
+                "grand_mean",
+                "between_school_variance",
+                "within_school_variance",
+                "icc",
+                "reml_criterion",
+                "n_students",
+                "n_schools",
+            ],
+            "value": [
+                model.grand_mean,
+                model.between_variance,
+                model.within_variance,
+                model.icc,
+                model.reml_criterion,
+                model.n_students,
+                model.n_schools,
+            ],
+            "se": [model.grand_mean_se, None, None, None, None, None, None],
+        },
+        dtype=object,
+    )
+    total = model.between_variance + model.within_variance
+    variance = pd.DataFrame(
+        {
+            "component": ["between schools", "within schools"],
+            "variance": [model.between_variance, model.within_variance],
+            "share": [model.between_variance / total, model.within_variance / total],
+        }
+    )
+    return document(
+        key,
+        stamp,
+        summary=interpret.null_model(model),
+        engine="statsmodels",
+        sampled=sampled,
+        tables=[
+            table("estimates", "Estimates (REML)", estimates),
+            table("variance", "Variance of math scores", variance),
+        ],
+        chart=ChartSpec(table="variance", x="component", y="share", title="Share of the variance"),
+        parameters={"method": "REML", "optimizer": model.optimizer},
+        warnings=_fit_notes(model),
+    )
+
+
+def school_effects_document(
+    model: SchoolEffectsModel | Failure, stamp: Stamp, term_sizes: Mapping[str, int], *, sampled: bool
+) -> ResultDocument:
+    key = "mixedlm:school_effects"
+    if isinstance(model, Failure):
+        return failure_document(key, stamp, model, engine="statsmodels", sampled=sampled)
+    variance = pd.DataFrame(
+        {
+            "component": [
+                "intercept_variance",
+                "slope_variance",
+                "intercept_slope_correlation",
+                "residual_variance",
+            ],
+            "value": [
+                model.intercept_variance,
+                model.slope_variance,
+                model.intercept_slope_correlation,
+                model.residual_variance,
+            ],
+        }
+    )
+    fit = pd.DataFrame(
+        {
+            "statistic": ["reml_criterion", "n_students", "n_schools"],
+            "value": [model.reml_criterion, model.n_students, model.n_schools],
+        },
+        dtype=object,
+    )
+    return document(
+        key,
+        stamp,
+        summary=interpret.school_effects(model, str(REFERENCE["sector"])),
+        engine="statsmodels",
+        sampled=sampled,
+        tables=[
+            table(
+                "fixed_effects",
+                "Fixed effects",
+                _with_sizes(model.fixed, term_sizes, model.n_students),
+                size="n",
+                labels=["term"],
+            ),
+            table("variance_components", "Variance components (REML)", variance),
+            table("fit", "Fit", fit),
+            table(
+                "random_effects",
+                "Predicted school effects (deviations from the fixed part, with SE)",
+                model.random_effects,
+                size="n",
+                labels=["school_id"],
+            ),
+        ],
+        chart=ChartSpec(table="fixed_effects", x="term", y="estimate", title="Fixed effect"),
+        parameters={
+            "method": "REML",
+            "optimizer": model.optimizer,
+            "formula": "math_score ~ mean_ses * cses + sector * cses",
+            "random": "1 + cses | school_id",
+            "reference_sector": REFERENCE["sector"],
+        },
+        warnings=_fit_notes(model),
+    )
+
+
+def _fit_notes(model: NullModel | SchoolEffectsModel) -> list[str]:
+    """What the fitting reported, and the optimizers tried before the one that gave the fit."""
+    tried = [f"{a.optimizer} gave no usable fit: {a.message}" for a in model.attempts if not a.converged]
+    return [*tried, *model.warnings]
+
+
+def _with_sizes(terms: pd.DataFrame, sizes: Mapping[str, int], n: int) -> pd.DataFrame:
+    """`terms` with `n` after `term`: the students in the term's category, else all `n`."""
+    column = terms["term"].map(lambda t: sizes.get(_category_of(t), n)).astype("int64")
+    return pd.concat([terms[["term"]], column.rename("n"), terms.drop(columns="term")], axis=1)
+
+
+def _category_of(term: str) -> str:
+    """'sector[catholic]:cses' -> 'sector[catholic]'."""
+    return next((part for part in term.split(":") if "[" in part), term)
+
+
+def classification_document(
+    result: ClassificationResult | Failure, stamp: Stamp, *, engine: str, seed: int
+) -> ResultDocument:
+    key = "classification:at_risk"
+    if isinstance(result, Failure):
+        return failure_document(key, stamp, result, engine=engine)
+    metrics = pd.DataFrame(
+        [
+            (name, *result.metric(name), float(result.folds[f"baseline_{name}"].mean()))
+            for name in ("auc", "balanced_accuracy", "brier")
+        ],
+        columns=["metric", "model", "model_se", "baseline"],
+    )
+    return document(
+        key,
+        stamp,
+        summary=interpret.classification(result),
+        engine=result.engine,
+        tables=[
+            table(
+                "metrics",
+                "Cross-validated metrics (mean over school-grouped folds)",
+                metrics,
+                labels=["metric"],
+            ),
+            table("folds", "Folds", result.folds, size="n_test", labels=["fold"]),
+            table(
+                "calibration",
+                "Calibration of out-of-fold probabilities",
+                result.calibration,
+                size="n",
+                labels=["bin", "lower", "upper"],
+            ),
+            table(
+                "importances",
+                "Permutation importance (drop in ROC AUC)",
+                result.importances,
+                labels=["feature"],
+            ),
+        ],
+        chart=ChartSpec(
+            table="importances", x="feature", y="importance", title="Drop in ROC AUC when shuffled"
+        ),
+        parameters={
+            "model": result.model,
+            "cut": result.cut,
+            "cut_quantile": result.cut_quantile,
+            "prevalence": result.prevalence,
+            "folds": len(result.folds),
+            "n": result.n,
+            "n_schools": result.n_schools,
+            "features": list(result.features),
+            "seed": seed,
+            "beats_baseline": result.beats_baseline,
+        },
+    )
+
+
+def regression_document(
+    result: RegressionResult | Failure, stamp: Stamp, *, engine: str, seed: int
+) -> ResultDocument:
+    key = "regression:math_score"
+    if isinstance(result, Failure):
+        return failure_document(key, stamp, result, engine=engine)
+    r2 = result.folds["r2"].mean()
+    metrics = pd.DataFrame(
+        {
+            "metric": ["rmse", "mae", "r2"],
+            "model": [result.rmse, result.mae, r2],
+            "baseline": [result.baseline_rmse, result.baseline_mae, None],
+        }
+    )
+    skill, skill_se = result.skill
+    return document(
+        key,
+        stamp,
+        summary=interpret.regression(result),
+        engine=result.engine,
+        tables=[
+            table("metrics", "Out-of-fold errors (model vs mean-only baseline)", metrics, labels=["metric"]),
+            table("folds", "Folds", result.folds, size="n_test", labels=["fold"]),
+        ],
+        chart=ChartSpec(table="folds", x="fold", y="rmse", title="RMSE per fold"),
+        parameters={
+            "model": result.model,
+            "folds": len(result.folds),
+            "n": result.n,
+            "n_schools": result.n_schools,
+            "features": list(result.features),
+            "seed": seed,
+            "skill": skill,
+            "skill_se": skill_se,
+            "beats_baseline": result.beats_baseline,
+        },
+    )

@@ -1,0 +1,317 @@
+"""One process run: read `cleaned` (with `schools` joined) through the db-api with Spark, run
+the analyses of `pipeline_lib.process.analysis`, and upsert one document per result into `processed`.
+
+Every run writes the same fixed set of keys (`descriptive_results.KEYS`), a failed analysis as a document
+that says why, so no stale result of an earlier run survives beside new ones. Documents are
+written only after every analysis has finished: a run that dies leaves the previous results
+whole. The same input and seed give the same documents, apart from `run_id` and `computed_at`.
+`notebooks/process.ipynb` calls `run_process` and shows the report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import BooleanType, DoubleType, StringType, StructField, StructType
+
+from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.process import inputs
+from pipeline_lib.process.analysis import (
+    classification,
+    correlations,
+    cv,
+    descriptive_results,
+    descriptives,
+    mllib,
+    model_results,
+    multilevel,
+    ols,
+    regression,
+)
+from pipeline_lib.process.analysis.base import AnalysisError, Failure
+from pipeline_lib.process.analysis.distributions import distribution_documents
+from pipeline_lib.process.analysis.frame import NUMERIC, category_sizes
+from pipeline_lib.process.analysis.sampling import stratified_sample
+from pipeline_lib.process.quality_documents import quality_documents
+from pipeline_lib.process.results import ResultDocument
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_MODEL_ROWS = 2_000_000
+CLEANED_SCHEMA = StructType(
+    [
+        StructField(name, StringType())
+        for name in ("submission_id", "received_at", "school_id", "student_ref", "sex")
+    ]
+    + [StructField("minority", BooleanType())]
+    + [StructField(name, DoubleType()) for name in NUMERIC]
+)
+SCHOOLS_SCHEMA = StructType(
+    [StructField(name, StringType()) for name in ("school_id", "name", "sector")]
+    + [StructField("size", DoubleType())]
+)
+T = TypeVar("T")
+
+
+@dataclass
+class ProcessReport:
+    run_id: str
+    records_in: int = 0  # cleaned records read
+    students: int = 0  # analysed: one per identified student, each with a known school
+    repeats_set_aside: int = 0  # earlier records of a student (same school and student number)
+    without_school: int = 0  # records whose school is no longer in `schools`
+    input_high_water_mark: int = 0
+    sample_size: int | None = None
+    model_engine: str = ""
+    documents: list[ResultDocument] = field(default_factory=list)
+    # Distributions and data quality: drawn by the dashboards, not part of the analysis report.
+    dashboard_documents: list[ResultDocument] = field(default_factory=list)
+    results_written: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def results_failed(self) -> int:
+        return sum(d.status == "failed" for d in self.documents)
+
+    def summary(self) -> str:
+        """The run in one sentence, for the report."""
+        sampled = (
+            f"; the statsmodels models used a sample of {self.sample_size:,} stratified by school"
+            if self.sample_size is not None
+            else ""
+        )
+        failed = f", {self.results_failed} of them failures" if self.results_failed else ""
+        return (
+            f"Run `{self.run_id}`: {self.records_in:,} cleaned records in (up to high-water mark "
+            f"{self.input_high_water_mark:,}), {self.students:,} students analysed "
+            f"({self.repeats_set_aside:,} earlier {_record(self.repeats_set_aside)} of the same student and "
+            f"{self.without_school:,} {_record(self.without_school)} of unknown schools set aside); "
+            f"prediction models on "
+            f"{self.model_engine}{sampled}; "
+            f"{self.results_written} results written{failed}."
+        )
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "records_in": self.records_in,
+            "students": self.students,
+            "repeats_set_aside": self.repeats_set_aside,
+            "without_school": self.without_school,
+            "results_written": self.results_written,
+            "results_failed": self.results_failed,
+        }
+
+
+def _record(n: int) -> str:
+    return "record" if n == 1 else "records"
+
+
+@contextmanager
+def _timed(report: ProcessReport, step: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        report.seconds[step] = time.perf_counter() - started
+        log.info(
+            "process step done",
+            extra={"run_id": report.run_id, "step": step, "seconds": round(report.seconds[step], 2)},
+        )
+
+
+def _attempt(analysis: str, compute: Callable[[], T]) -> T | Failure:
+    """The analysis' result, or a `Failure` when the data cannot support it."""
+    try:
+        return compute()
+    except AnalysisError as exc:
+        return Failure(analysis, str(exc))
+
+
+def read_schools(client: DbApiClient) -> pd.DataFrame:
+    """The `schools` collection with the columns of `SCHOOLS_SCHEMA` (a size that is not a
+    number counts as missing)."""
+    found = client.scan_pandas("schools", columns=SCHOOLS_SCHEMA.names, arrow_strings=False)
+    schools = found.reindex(columns=SCHOOLS_SCHEMA.names)
+    for name in ("school_id", "name", "sector"):
+        schools[name] = schools[name].map(lambda v: None if pd.isna(v) else str(v)).astype(object)
+    schools["size"] = pd.to_numeric(schools["size"], errors="coerce")
+    return schools
+
+
+def _read(spark: SparkSession, collection: str, options: dict[str, str], schema: StructType) -> DataFrame:
+    return (
+        spark.read.format("workbench")
+        .option("collection", collection)
+        .options(**options)
+        .schema(schema)
+        .load()
+    )
+
+
+def run_process(
+    spark: SparkSession,
+    client: DbApiClient,
+    *,
+    run_id: str,
+    k_min_group: int = 5,
+    max_model_rows: int = DEFAULT_MAX_MODEL_ROWS,
+    seed: int = 0,
+    at_risk_quantile: float = 0.25,
+    partitions: int | None = None,
+    write: bool = True,
+    now: dt.datetime | None = None,
+) -> ProcessReport:
+    """Analyse `cleaned` and (unless not `write`) upsert the documents into `processed`."""
+    if max_model_rows < 1:
+        raise ValueError(f"max_model_rows must be at least 1, got {max_model_rows}")
+    report = ProcessReport(run_id=run_id)
+    options = {
+        "address": client.address,
+        "partitions": str(partitions or spark.sparkContext.defaultParallelism),
+    }
+    if client.token:
+        options["token"] = client.token
+
+    with _timed(report, "read"):
+        # Read before the scan: every record committed up to this mark is in the input.
+        report.input_high_water_mark = client.high_water_mark("cleaned")
+        # Reference data, small: read by the client, so Spark plans one data source read only.
+        schools = read_schools(client)
+        school_rows = spark.createDataFrame(
+            schools.astype(object).where(schools.notna(), None), SCHOOLS_SCHEMA
+        )
+        # The scan is materialised once (every later step reads it, not the db-api again), and
+        # so is the marked input (its window would otherwise run again for every action).
+        cleaned = _read(spark, "cleaned", options, CLEANED_SCHEMA).localCheckpoint(eager=True)
+        marked = inputs.mark(cleaned, school_rows).localCheckpoint(eager=True)
+        report.records_in, report.repeats_set_aside, report.without_school = inputs.counts(marked)
+        report.students = report.records_in - report.repeats_set_aside - report.without_school
+        students = inputs.students(marked)
+
+    n = report.students
+    sampled = n > max_model_rows
+    report.sample_size = max_model_rows if sampled else None
+    report.model_engine = mllib.ENGINE if sampled else "scikit-learn"
+    stamp = descriptive_results.Stamp(
+        run_id=run_id,
+        computed_at=(now or dt.datetime.now(dt.UTC)),
+        n_input=n,
+        input_high_water_mark=report.input_high_water_mark,
+        k_min_group=k_min_group,
+        seed=seed,
+        sample_size=report.sample_size,
+    )
+    docs: list[ResultDocument] = []
+    if n == 0:
+        empty = Failure("all", "there are no cleaned students of known schools to analyse")
+        docs = [
+            descriptive_results.failure_document(key, stamp, empty, engine="none")
+            for key in descriptive_results.KEYS
+        ]
+    else:
+        docs = _analyse(
+            students,
+            schools,
+            stamp,
+            report,
+            sampled=sampled,
+            max_model_rows=max_model_rows,
+            seed=seed,
+            quantile=at_risk_quantile,
+        )
+    differing = set(descriptive_results.KEYS) ^ {d.key for d in docs}
+    if differing:  # a stale result of an earlier run would otherwise stay beside the new ones
+        raise RuntimeError(
+            f"a run must write exactly the keys of descriptive_results.KEYS; differs in {sorted(differing)}"
+        )
+    report.documents = docs
+    # What the dashboards draw besides the analyses: distributions and the data's quality.
+    if n > 0:
+        with _timed(report, "distributions"):
+            report.dashboard_documents += distribution_documents(
+                students, run_id=run_id, computed_at=stamp.computed_at
+            )
+    with _timed(report, "data quality"):
+        report.dashboard_documents += quality_documents(client, run_id=run_id, computed_at=stamp.computed_at)
+
+    with _timed(report, "write"):
+        if write:
+            for doc in [*docs, *report.dashboard_documents]:
+                client.put_document("processed", doc.key, doc.model_dump(mode="json"))
+            report.results_written = len(docs) + len(report.dashboard_documents)
+    return report
+
+
+def _analyse(
+    students: DataFrame,
+    schools: pd.DataFrame,
+    stamp: descriptive_results.Stamp,
+    report: ProcessReport,
+    *,
+    sampled: bool,
+    max_model_rows: int,
+    seed: int,
+    quantile: float,
+) -> list[ResultDocument]:
+    docs: list[ResultDocument] = []
+    with _timed(report, "model frame"):
+        chosen = stratified_sample(students, max_model_rows, seed) if sampled else students
+        frame = inputs.model_frame(chosen)
+        sizes = category_sizes(frame)
+    with _timed(report, "descriptives"):
+        # The frame holds every student unless sampled: its quartiles then come from pandas.
+        tables = descriptives.describe(students, stamp.k_min_group, in_memory=None if sampled else frame)
+        docs += descriptive_results.descriptives_documents(tables, stamp, schools)
+    with _timed(report, "correlations"):
+        docs.append(descriptive_results.correlations_document(correlations.correlate(students), stamp))
+    with _timed(report, "ols"):
+        docs.append(
+            model_results.ols_document(
+                _attempt("ols:math_score", lambda: ols.fit_ols(frame)), stamp, sizes, sampled=sampled
+            )
+        )
+    with _timed(report, "mixedlm null"):
+        null = _attempt("mixedlm:null", lambda: multilevel.fit_null(frame))
+        docs.append(model_results.null_model_document(null, stamp, sampled=sampled))
+    with _timed(report, "mixedlm school effects"):
+        effects = _attempt("mixedlm:school_effects", lambda: multilevel.fit_school_effects(frame))
+        docs.append(model_results.school_effects_document(effects, stamp, sizes, sampled=sampled))
+
+    def folds() -> pd.Series:
+        counts = mllib.school_counts(students) if sampled else frame["school_id"].value_counts()
+        return cv.assign_folds(counts, cv.n_folds(len(counts)), seed)
+
+    school_folds = _attempt("folds", folds)
+    with _timed(report, "classification"):
+        if isinstance(school_folds, Failure):
+            result = Failure("classification:at_risk", school_folds.reason)
+        elif sampled:
+            result = _attempt(
+                "classification:at_risk",
+                lambda: mllib.classify(students, school_folds, quantile=quantile, seed=seed),
+            )
+        else:
+            result = _attempt(
+                "classification:at_risk",
+                lambda: classification.classify(frame, school_folds, quantile=quantile, seed=seed),
+            )
+        docs.append(
+            model_results.classification_document(result, stamp, engine=report.model_engine, seed=seed)
+        )
+    with _timed(report, "regression"):
+        if isinstance(school_folds, Failure):
+            fitted = Failure("regression:math_score", school_folds.reason)
+        elif sampled:
+            fitted = _attempt("regression:math_score", lambda: mllib.regress(students, school_folds))
+        else:
+            fitted = _attempt("regression:math_score", lambda: regression.regress(frame, school_folds))
+        docs.append(model_results.regression_document(fitted, stamp, engine=report.model_engine, seed=seed))
+    return docs

@@ -1,0 +1,221 @@
+"""One call for a SparkSession that works on this machine and on a cluster: `get_spark()`.
+
+The master comes from the argument, else `WORKBENCH_SPARK_MASTER` (default `local[*]`):
+`local[N]`, `spark://host:port`, `yarn`, `k8s://…`, or Spark Connect `sc://host:port`. The
+session has the `workbench` data source registered (`spark.read.format("workbench")`).
+
+What the driver's JVM prints to its stderr (Java's own notices, Spark's log at WARN and above,
+the Python workers' stderr) is appended to `<data dir>/logs/spark.log`, not shown in a notebook
+or terminal: it is noise there. Errors still reach the caller as Python exceptions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pyspark import SparkConf, SparkContext
+from pyspark.sql import SparkSession
+
+from pipeline_lib.logs import log_dir, open_log, tail
+from pipeline_lib.settings import Settings, get_settings
+from pipeline_lib.spark.source import register
+
+LOOPBACK = "127.0.0.1"
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+_LOCAL_MASTER = re.compile(r"local(?:\[(?P<cores>\*|\d+)(?:,\s*\d+)?\])?")
+
+# Warnings and errors only, on stderr (which `get_spark` sends to <data dir>/logs/spark.log);
+# Hadoop's "native library" notice is noise here.
+_LOG4J2 = """\
+rootLogger.level = warn
+rootLogger.appenderRef.stderr.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+logger.native.name = org.apache.hadoop.util.NativeCodeLoader
+logger.native.level = error
+"""
+
+
+def local_cores(master: str) -> int | None:
+    """The cores of a `local`, `local[N]` or `local[*]` master, else None (not local)."""
+    match = _LOCAL_MASTER.fullmatch(master)
+    if match is None:
+        return None
+    cores = match.group("cores")
+    if cores is None:
+        return 1
+    return (os.cpu_count() or 1) if cores == "*" else max(1, int(cores))
+
+
+def driver_on_loopback(master: str) -> bool:
+    """True when every process of the session runs on this machine: a local master, or a
+    standalone master on a loopback address (tests, a one-machine cluster)."""
+    if local_cores(master) is not None:
+        return True
+    if master.startswith("spark://"):
+        hosts = [urlsplit(f"spark://{part}").hostname or "" for part in master[8:].split(",")]
+        return all(host in _LOOPBACK_HOSTS for host in hosts)
+    return False
+
+
+def spark_conf(master: str, *, settings: Settings) -> dict[str, str]:
+    """The configuration `get_spark` starts a (non-Connect) session with."""
+    spark_dir = (settings.data_dir / "spark").resolve()
+    conf = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",  # progress bars would fill notebook outputs
+        "spark.ui.enabled": "false",  # ~1 s less at start; pass conf={"spark.ui.enabled": "true"}
+        "spark.sql.warehouse.dir": str(spark_dir / "warehouse"),
+        # Plans of wide rows (the clean's) are printed whole in errors and `explain()`, without
+        # the "Truncated the string representation of a plan" warning (default 25 fields).
+        "spark.sql.debug.maxToStringFields": "1000",
+    }
+    log_config = _log4j2_file(spark_dir)
+    # HotSpot never compiles a method over 8,000 bytes of bytecode; whole-stage code generation
+    # writes bigger ones for wide rows (the clean's), which then run interpreted, several times
+    # slower. Letting the JIT compile them made the 1M-record clean benchmark ~10% faster.
+    jvm_options = f"-Dlog4j2.configurationFile={log_config.as_uri()} -XX:-DontCompileHugeMethods"
+    conf["spark.driver.extraJavaOptions"] = jvm_options
+    cores = local_cores(master)
+    if cores is not None:
+        # A small machine: 200 shuffle partitions (the default) cost more than they bring.
+        conf["spark.sql.shuffle.partitions"] = str(2 * cores)
+    if driver_on_loopback(master):
+        conf["spark.driver.host"] = LOOPBACK
+        conf["spark.driver.bindAddress"] = LOOPBACK
+        conf["spark.executor.extraJavaOptions"] = jvm_options
+    return conf
+
+
+def get_spark(
+    master: str | None = None,
+    *,
+    app_name: str = "workbench",
+    settings: Settings | None = None,
+    conf: Mapping[str, str] | None = None,
+) -> SparkSession:
+    """A SparkSession (the running one if there is one) with the `workbench` data source.
+
+    A running session is reused (its data source re-registered with `settings`); asking for a
+    `master` other than its own is an error, and `conf` may then change runtime settings only.
+
+    `conf` adds or overrides Spark settings, e.g. `{"spark.executor.memory": "1g"}`. On a
+    Spark Connect master (`sc://…`) only runtime SQL settings apply; the server owns the rest.
+    """
+    settings = settings or get_settings()
+    asked = master
+    master = (master or settings.spark_master).strip()
+    if master.startswith("sc://"):
+        return _connect_session(master, app_name=app_name, settings=settings, conf=conf)
+    running = SparkSession.getActiveSession()
+    if running is not None:
+        if asked is not None and running.sparkContext.master != master:
+            raise RuntimeError(
+                f"a SparkSession on {running.sparkContext.master} is already running in this process; "
+                f"stop it (spark.stop()) before starting one on {master}"
+            )
+        for key, value in (conf or {}).items():
+            running.conf.set(key, value)  # runtime settings only: Spark refuses the others
+        register(running, settings, partitions=running.sparkContext.defaultParallelism)
+        return running
+    _prepare_environment(master, settings)
+    options = {**spark_conf(master, settings=settings), **(conf or {})}
+    if SparkContext._gateway is None:  # this process has no driver JVM yet: start it, quietly
+        _launch_driver({**options, "spark.master": master, "spark.app.name": app_name}, settings)
+    builder = SparkSession.builder.master(master).appName(app_name)
+    for key, value in options.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    _log_query_errors_to_file(spark_log(settings))
+    register(spark, settings, partitions=spark.sparkContext.defaultParallelism)
+    return spark
+
+
+def spark_log(settings: Settings) -> Path:
+    """Where the driver JVM's stderr goes."""
+    return log_dir(settings.data_dir) / "spark.log"
+
+
+def _launch_driver(options: Mapping[str, str], settings: Settings) -> None:
+    """Start the driver JVM as pyspark would (`spark-submit` with `options`), but with its stderr
+    appended to `spark_log`: a kernel copies everything on its stderr into the notebook, and the
+    JVM writes there at start ("WARNING: Using incubator modules", log4j's warnings) and later."""
+    from pyspark.errors import PySparkRuntimeError
+    from pyspark.java_gateway import launch_gateway
+
+    path = spark_log(settings)
+    heading = f"Spark driver of {options['spark.app.name']!r} (for python pid {os.getpid()})"
+    conf = SparkConf().setAll(options.items())
+    stream, start = open_log(path, heading)
+    with stream:
+        try:
+            gateway = launch_gateway(conf, popen_kwargs={"stderr": stream})
+        except PySparkRuntimeError as exc:
+            last = "\n".join(f"  {line}" for line in tail(path, start)) or "  (nothing)"
+            raise RuntimeError(f"Spark's driver (a JVM) did not start; {path} ends:\n{last}") from exc
+    SparkContext(conf=conf, gateway=gateway)  # the session the builder makes next uses it
+
+
+def _log_query_errors_to_file(path: Path) -> None:
+    """PySpark logs a failed query's error, traceback included, as JSON on stderr (a red block
+    under the cell's own traceback, which already says what failed and where): into `path`."""
+    from pyspark.logger import PySparkLogger
+
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        logger = PySparkLogger.getLogger(name)
+        for handler in logger.handlers:
+            handler.close()
+        logger.handlers.clear()
+        logger.addHandler(logging.FileHandler(path, delay=True))  # PySparkLogger formats it as JSON
+
+
+def _prepare_environment(master: str, settings: Settings) -> None:
+    """Environment the driver JVM reads when it starts (a running one keeps its own)."""
+    if driver_on_loopback(master):
+        # Bind the driver to loopback, and skip the "hostname resolves to a loopback address" check.
+        os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
+    # Python workers (executors and the planner of Python data sources) run this interpreter,
+    # whose environment has this package installed; set PYSPARK_PYTHON to use another.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # Shuffle and spill files under data_dir; as the environment variable rather than
+    # spark.local.dir, which makes Spark warn at every start.
+    local_dir = (settings.data_dir / "spark" / "local").resolve()
+    local_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("SPARK_LOCAL_DIRS", str(local_dir))
+
+
+def _connect_session(
+    master: str, *, app_name: str, settings: Settings, conf: Mapping[str, str] | None
+) -> SparkSession:
+    runtime = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        **(conf or {}),
+    }
+    builder = SparkSession.builder.remote(master).appName(app_name)
+    for key, value in runtime.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    register(spark, settings)
+    return spark
+
+
+def _log4j2_file(spark_dir: Path) -> Path:
+    path = spark_dir / "log4j2.properties"
+    if not path.exists() or path.read_text() != _LOG4J2:
+        spark_dir.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(_LOG4J2)
+        temporary.replace(path)  # atomic: a concurrent start never reads half a file
+    return path

@@ -1,0 +1,452 @@
+"""`workbench`: a Spark Python Data Source over the db-api.
+
+    spark.read.format("workbench").option("collection", "raw").load()
+    (df.write.format("workbench").option("collection", "cleaned").option("key", "submission_id")
+        .mode("append").save())
+
+Reading makes one Spark partition per db-api partition (`Scan`, partition i of n) and yields
+Arrow record batches cast to the Spark schema, so no row ever becomes a Python object. Writing
+streams each Spark partition's Arrow batches to `WriteBatches`; each batch commits atomically on
+its own, and a keyed upsert makes rerunning a failed write safe.
+
+Options (names are case-insensitive):
+- `collection` (required): one of the db-api's collections; `.load(NAME)` / `.save(NAME)` also work.
+- `address`, `token`, `max_message_mb`: the db-api; `register` sets them from the driver's
+  settings (`WORKBENCH_DB_API_ADDRESS`, the token setting or file) and they travel to executors
+  with the reader or writer: an executor never reads settings, files or its working folder.
+- `tls_ca`, `tls_client_cert`, `tls_client_key`: PEM text (not paths) for a db-api that serves
+  TLS; `register` reads them on the driver from `WORKBENCH_DB_API_TLS_CA` (TLS on when set) and
+  `WORKBENCH_DB_API_TLS_CLIENT_CERT` / `_KEY`, so no executor needs the files. They travel in the
+  registered class, not in the query plan (a few KB: keep the CA file to the db-api's CA).
+- `partitions`: db-api partitions to read, one Spark partition each; default the session's
+  default parallelism (else 2).
+- `batch_size`: rows per message (reads: the service default; writes: 10,000).
+- `columns`: comma-separated fields to read; `column_types`: default, as_stored or text.
+- `sample_size`: documents scanned to infer a schema (default 1,000) when none is given with
+  `.schema(...)`. `raw` reads as text; other collections get the types found in the sample, so
+  give a schema when later documents may differ.
+- Writes: `key` (the field that identifies a record; it becomes `_id`) and `mode` (`upsert`,
+  the default when a key is given, else `insert`). Only `.mode("append")` is supported.
+
+Executors import this module, the db-api client and its generated gRPC code by name: install the
+package in the Python environment the workers run (`PYSPARK_PYTHON`; `get_spark` sets it to the
+current interpreter). Only the small configured subclass made by `register` travels by value.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import weakref
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pyarrow as pa
+from pyspark import TaskContext
+from pyspark.sql import SparkSession
+from pyspark.sql.datasource import (
+    DataSource,
+    DataSourceArrowWriter,
+    DataSourceReader,
+    InputPartition,
+    WriterCommitMessage,
+)
+from pyspark.sql.pandas.types import from_arrow_type, to_arrow_schema
+from pyspark.sql.types import (
+    ArrayType,
+    DataType,
+    DecimalType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.client.tls import ClientTls
+from pipeline_lib.contract.collections import COLLECTIONS
+from pipeline_lib.settings import Settings, db_api_token, get_settings
+from pipeline_lib.wire.requests import DEFAULT_WRITE_BATCH
+
+NAME = "workbench"
+DEFAULT_SAMPLE_SIZE = 1000
+# The db-api's own default (WORKBENCH_DB_API_MAX_MESSAGE_MB), read from where it is declared.
+DEFAULT_MAX_MESSAGE_MB: int = Settings.model_fields["db_api_max_message_mb"].default
+COLUMN_TYPES = ("default", "as_stored", "text")
+WRITE_MODES = ("insert", "upsert")
+_OPTIONS = frozenset(
+    {
+        "collection",
+        "address",
+        "token",
+        "partitions",
+        "batch_size",
+        "columns",
+        "column_types",
+        "sample_size",
+        "max_message_mb",
+        "key",
+        "mode",
+        "path",  # .load(NAME) / .save(NAME): the collection
+        "tls_ca",
+        "tls_client_cert",
+        "tls_client_key",
+    }
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """The parsed, checked options of one read or write; picklable, so it travels to executors."""
+
+    collection: str
+    address: str
+    token: str | None
+    partitions: int
+    batch_size: int
+    columns: tuple[str, ...]
+    column_types: str
+    sample_size: int
+    max_message_mb: int
+    key: str | None
+    mode: str
+    tls: ClientTls | None = field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, options: Mapping[str, str]) -> SourceOptions:
+        # Names starting "__" are Spark's own.
+        options = {name.lower(): value for name, value in options.items() if not name.startswith("__")}
+        unknown = sorted(set(options) - _OPTIONS)
+        if unknown:
+            raise ValueError(
+                f"unknown option(s) {unknown} for the {NAME} data source; known: {sorted(_OPTIONS)}"
+            )
+        collection = (options.get("collection") or options.get("path") or "").strip()
+        if not collection:
+            raise ValueError(
+                f'the {NAME} data source needs .option("collection", NAME); '
+                f"the db-api serves: {', '.join(sorted(COLLECTIONS))}"
+            )
+        if collection not in COLLECTIONS:
+            raise ValueError(
+                f"unknown collection {collection!r}; the db-api serves: {', '.join(sorted(COLLECTIONS))}"
+            )
+        column_types = options.get("column_types", "default").strip().lower()
+        if column_types not in COLUMN_TYPES:
+            raise ValueError(f"column_types must be one of {', '.join(COLUMN_TYPES)}, got {column_types!r}")
+        key = options.get("key", "").strip() or None
+        mode = options.get("mode", "upsert" if key else "insert").strip().lower()
+        if mode not in WRITE_MODES:
+            raise ValueError(f"mode must be one of {', '.join(WRITE_MODES)}, got {mode!r}")
+        if mode == "upsert" and key is None:
+            raise ValueError('mode "upsert" needs .option("key", FIELD), the field that identifies a record')
+        # Everything about the db-api comes in the options, set on the driver by `register`: an
+        # executor (another machine, another working folder) never reads settings of its own.
+        address = options.get("address", "").strip()
+        if not address:
+            raise ValueError(
+                f"the {NAME} data source has no db-api address: register it with "
+                "pipeline_lib.spark.source.register(spark) (get_spark does) "
+                "or give .option('address', HOST:PORT)"
+            )
+        token = options.get("token")
+        max_message_mb = (
+            _integer(options, "max_message_mb", 1) if "max_message_mb" in options else DEFAULT_MAX_MESSAGE_MB
+        )
+        return cls(
+            collection=collection,
+            address=address,
+            token=token or None,
+            partitions=_integer(options, "partitions", 1) if "partitions" in options else 2,
+            batch_size=_integer(options, "batch_size", 0) if "batch_size" in options else 0,
+            columns=tuple(c.strip() for c in options.get("columns", "").split(",") if c.strip()),
+            column_types=column_types,
+            sample_size=(
+                _integer(options, "sample_size", 1) if "sample_size" in options else DEFAULT_SAMPLE_SIZE
+            ),
+            max_message_mb=max_message_mb,
+            key=key,
+            mode=mode,
+            tls=_tls(options),
+        )
+
+    def client(self) -> DbApiClient:
+        return DbApiClient(
+            self.address, self.token, max_message_bytes=self.max_message_mb * 1024 * 1024, tls=self.tls
+        )
+
+
+def _tls(options: Mapping[str, str]) -> ClientTls | None:
+    ca, cert, key = (options.get(name) or "" for name in ("tls_ca", "tls_client_cert", "tls_client_key"))
+    if not ca:
+        if cert or key:
+            raise ValueError("options tls_client_cert and tls_client_key need tls_ca: TLS is on with it only")
+        return None
+    if bool(cert) != bool(key):
+        raise ValueError("options tls_client_cert and tls_client_key go together")
+    return ClientTls(ca.encode(), cert.encode() or None, key.encode() or None)
+
+
+def tls_options(settings: Settings) -> dict[str, str]:
+    """The TLS options executors need, as PEM text read here from the settings' files (none
+    without WORKBENCH_DB_API_TLS_CA)."""
+    tls = ClientTls.from_settings(settings)
+    if tls is None:
+        return {}
+    options = {"tls_ca": tls.ca.decode()}
+    if tls.client_cert is not None and tls.client_key is not None:
+        options |= {"tls_client_cert": tls.client_cert.decode(), "tls_client_key": tls.client_key.decode()}
+    return options
+
+
+def _integer(options: Mapping[str, str], name: str, minimum: int) -> int:
+    text = options[name]
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise ValueError(f"option {name} must be a whole number, got {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"option {name} must be at least {minimum}, got {value}")
+    return value
+
+
+# -- schemas ---------------------------------------------------------------------------------
+
+
+def spark_type(arrow_type: pa.DataType) -> DataType:
+    """The Spark type a scanned Arrow column reads as (for schema inference)."""
+    if pa.types.is_null(arrow_type):
+        return StringType()  # no value in the sample: text holds whatever comes
+    if pa.types.is_timestamp(arrow_type):
+        return TimestampType()  # the db-api's dates are UTC instants
+    if pa.types.is_dictionary(arrow_type):
+        return spark_type(arrow_type.value_type)
+    if pa.types.is_decimal(arrow_type):
+        if arrow_type.precision > 38:
+            return StringType()
+        return DecimalType(arrow_type.precision, arrow_type.scale)
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return ArrayType(spark_type(arrow_type.value_type), containsNull=True)
+    if pa.types.is_struct(arrow_type):
+        return StructType([StructField(f.name, spark_type(f.type), nullable=True) for f in arrow_type])
+    return from_arrow_type(arrow_type)
+
+
+def spark_schema(arrow_schema: pa.Schema) -> StructType:
+    return StructType([StructField(f.name, spark_type(f.type), nullable=True) for f in arrow_schema])
+
+
+def reader_arrow_schema(schema: StructType) -> pa.Schema:
+    """Exactly the Arrow schema Spark checks a reader's batches against (timestamps are
+    `timestamp[us, tz=UTC]`)."""
+    return to_arrow_schema(schema, timezone="UTC")
+
+
+def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """The batch with exactly `schema` (the db-api casts to it already: this is cheap then)."""
+    if batch.schema.equals(schema):
+        return batch
+    if batch.schema.names != schema.names:
+        batch = batch.select(schema.names)
+    return batch.cast(schema)
+
+
+def _utc_type(arrow_type: pa.DataType) -> pa.DataType:
+    if pa.types.is_timestamp(arrow_type) and arrow_type.tz is not None:
+        return pa.timestamp(arrow_type.unit, tz="UTC")
+    if pa.types.is_struct(arrow_type):
+        return pa.struct([f.with_type(_utc_type(f.type)) for f in arrow_type])
+    if pa.types.is_list(arrow_type):
+        return pa.list_(arrow_type.value_field.with_type(_utc_type(arrow_type.value_type)))
+    if pa.types.is_large_list(arrow_type):
+        return pa.large_list(arrow_type.value_field.with_type(_utc_type(arrow_type.value_type)))
+    return arrow_type
+
+
+def utc_timestamps(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Spark's writer labels timestamps `Etc/UTC`; relabel them `UTC` (same instants)."""
+    schema = pa.schema([f.with_type(_utc_type(f.type)) for f in batch.schema], metadata=batch.schema.metadata)
+    return batch if schema.equals(batch.schema) else batch.cast(schema)
+
+
+# -- the data source ---------------------------------------------------------------------------
+
+
+class WorkbenchDataSource(DataSource):
+    """Reads and writes db-api collections; see the module docstring for the options."""
+
+    # Option defaults resolved on the driver by `register` (address, token, partitions).
+    defaults: ClassVar[Mapping[str, str]] = {}
+
+    @classmethod
+    def name(cls) -> str:
+        return NAME
+
+    def __init__(self, options: Mapping[str, str]) -> None:
+        super().__init__(options)  # type: ignore[arg-type]
+        self.config = SourceOptions.parse({**self.defaults, **dict(options)})
+
+    def schema(self) -> StructType:
+        c = self.config
+        with c.client() as client:
+            sample = client.scan(
+                c.collection,
+                columns=c.columns,
+                column_types=c.column_types,
+                limit=c.sample_size,  # type: ignore[arg-type]
+            )
+        return spark_schema(sample.schema)
+
+    def reader(self, schema: StructType) -> WorkbenchReader:
+        return WorkbenchReader(self.config, schema)
+
+    def writer(self, schema: StructType, overwrite: bool) -> WorkbenchWriter:
+        if overwrite:
+            raise ValueError(
+                f"the {NAME} data source cannot overwrite a collection; use .mode('append') "
+                "with .option('key', FIELD): a keyed upsert replaces records with the same key"
+            )
+        return WorkbenchWriter(self.config)
+
+
+class ScanPartition(InputPartition):
+    """Partition `index` of `count` of a db-api scan."""
+
+    def __init__(self, index: int, count: int) -> None:
+        super().__init__(index)
+        self.index = index
+        self.count = count
+
+    def __repr__(self) -> str:
+        return f"ScanPartition({self.index} of {self.count})"
+
+
+class WorkbenchReader(DataSourceReader):
+    def __init__(self, config: SourceOptions, schema: StructType) -> None:
+        self.config = config
+        self.arrow_schema = reader_arrow_schema(schema)
+
+    def partitions(self) -> list[InputPartition]:
+        count = self.config.partitions
+        return [ScanPartition(index, count) for index in range(count)]
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:  # type: ignore[override]
+        assert isinstance(partition, ScanPartition)
+        c = self.config
+        with c.client() as client:
+            batches = client.scan_batches(
+                c.collection,
+                partition=partition.index,
+                partitions=partition.count,
+                batch_size=c.batch_size,
+                columns=self.arrow_schema.names,
+                column_types=c.column_types,
+                schema=self.arrow_schema,
+            )
+            for batch in batches:
+                yield conform(batch, self.arrow_schema)
+
+
+@dataclass(frozen=True)
+class WriteCommit(WriterCommitMessage):
+    """What one Spark partition wrote."""
+
+    partition: int
+    rows: int
+    messages: int
+    inserted: int
+    replaced: int
+    skipped: int
+
+
+class WorkbenchWriter(DataSourceArrowWriter):
+    def __init__(self, config: SourceOptions) -> None:
+        self.config = config
+
+    def write(self, iterator: Iterator[pa.RecordBatch]) -> WriteCommit:  # type: ignore[override]
+        context = TaskContext.get()
+        partition = context.partitionId() if context is not None else -1
+        batches = (utc_timestamps(batch) for batch in iterator if batch.num_rows)
+        first = next(batches, None)
+        if first is None:
+            return WriteCommit(partition, 0, 0, 0, 0, 0)  # nothing to send: no call at all
+        rows = 0
+
+        def counted() -> Iterator[pa.RecordBatch]:
+            nonlocal rows
+            for batch in itertools.chain([first], batches):
+                rows += batch.num_rows
+                yield batch
+
+        c = self.config
+        with c.client() as client:
+            result = client.write(
+                c.collection,
+                counted(),
+                mode=c.mode,
+                key=c.key,
+                batch_size=c.batch_size or DEFAULT_WRITE_BATCH,
+            )
+        return WriteCommit(partition, rows, result.messages, result.inserted, result.replaced, result.skipped)
+
+    def commit(self, messages: list[WriterCommitMessage | None]) -> None:  # type: ignore[override]
+        totals = _totals(messages)
+        log.info("wrote %s to %s", totals, self.config.collection)
+
+    def abort(self, messages: list[WriterCommitMessage | None]) -> None:  # type: ignore[override]
+        totals = _totals(messages)
+        log.warning(
+            "a write to %s failed; the partitions that finished wrote %s and stay written%s",
+            self.config.collection,
+            totals,
+            " (a keyed upsert: rerun the write)" if self.config.mode == "upsert" else "",
+        )
+
+
+def _totals(messages: list[Any]) -> dict[str, int]:
+    done = [m for m in messages if isinstance(m, WriteCommit)]
+    return {
+        "partitions": len(done),
+        "rows": sum(m.rows for m in done),
+        "inserted": sum(m.inserted for m in done),
+        "replaced": sum(m.replaced for m in done),
+        "skipped": sum(m.skipped for m in done),
+    }
+
+
+def register(
+    spark: SparkSession, settings: Settings | None = None, *, partitions: int | None = None
+) -> type[WorkbenchDataSource]:
+    """Register the `workbench` format on `spark`, with option defaults resolved here, on the
+    driver: the db-api address, token and TLS PEM from `settings`, and `partitions` for reads.
+
+    The defaults live in a subclass made here, which Spark pickles by value (its base class and
+    everything else are imported by name on the workers). Registering again replaces it.
+    """
+    settings = settings or get_settings()
+    defaults = {
+        "address": settings.db_api_address,
+        "token": db_api_token(settings) or "",
+        "max_message_mb": str(settings.db_api_max_message_mb),
+        **tls_options(settings),
+    }
+    if partitions:
+        defaults["partitions"] = str(max(1, partitions))
+    registered = _registered.get(spark)
+    if registered is not None and registered.defaults == defaults:
+        return registered  # already there: Spark would warn about replacing it
+    source = type(
+        "ConfiguredWorkbenchDataSource",
+        (WorkbenchDataSource,),
+        {"defaults": defaults, "__module__": __name__, "__qualname__": "ConfiguredWorkbenchDataSource"},
+    )
+    spark.dataSource.register(source)
+    _registered[spark] = source
+    return source
+
+
+# The class last registered on each session, so that an unchanged one is not replaced.
+_registered: weakref.WeakKeyDictionary[SparkSession, type[WorkbenchDataSource]] = weakref.WeakKeyDictionary()

@@ -1,0 +1,193 @@
+"""Pure frame building: public results and run records in, the small tables the plots and the
+tables of the dashboards draw out. No I/O, no display: tested directly.
+
+Tables are found by name when given, else by the columns they must have, so a renamed table in
+a document still shows. Every frame keeps a `suppressed` column (True for groups under k).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from pipeline_lib.process.results import PublicResult
+from pipeline_lib.runs.records import RunRecord
+
+STATS = ("n", "mean", "sd", "min", "q1", "median", "q3", "max")
+
+
+def table_frame(
+    result: PublicResult | None, name: str | None = None, *, needs: Sequence[str] = ()
+) -> pd.DataFrame | None:
+    """The table called `name`, else the first with all of `needs`, as a frame with `suppressed`;
+    None if the result or such a table is not there."""
+    if result is None:
+        return None
+    for table in result.tables:
+        if (name is None or table.name == name) and set(needs) <= set(table.columns):
+            frame = pd.DataFrame(table.rows, columns=table.columns)
+            frame["suppressed"] = table.suppressed
+            return frame
+    return None
+
+
+def histogram(result: PublicResult | None) -> pd.DataFrame | None:
+    """lower, upper, n, suppressed per bin, in order."""
+    frame = table_frame(result, needs=("lower", "upper", "n"))
+    if frame is None:
+        return None
+    return frame.sort_values("lower", ignore_index=True)[["lower", "upper", "n", "suppressed"]]
+
+
+def group_summary(result: PublicResult | None, group: str, variable: str) -> pd.DataFrame | None:
+    """The descriptive statistics of `variable` per value of `group` (one row per group)."""
+    frame = table_frame(result, needs=(group, "variable", "n", "median"))
+    if frame is None:
+        return None
+    rows = frame[frame["variable"] == variable]
+    columns = [group, *(s for s in STATS if s in rows), "suppressed"]
+    return rows[columns].rename(columns={group: "group"}).reset_index(drop=True)
+
+
+def overall_row(result: PublicResult | None, variable: str) -> pd.Series | None:
+    """The overall descriptive statistics of `variable`, if shown."""
+    frame = table_frame(result, needs=("variable", "n", "mean"))
+    if frame is None:
+        return None
+    rows = frame[frame["variable"] == variable]
+    return None if rows.empty or bool(rows["suppressed"].iloc[0]) else rows.iloc[0]
+
+
+def relation(result: PublicResult | None) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(binned means, lines) of the SES-math relation, without suppressed rows."""
+    binned = table_frame(result, "binned", needs=("sector", "mean_ses", "mean_math", "n"))
+    lines = table_frame(result, "lines", needs=("sector", "intercept", "slope", "n"))
+    if binned is None or lines is None:
+        return None
+    return binned[~binned["suppressed"]].reset_index(drop=True), lines[~lines["suppressed"]].reset_index(
+        drop=True
+    )
+
+
+def hidden_count(frame: pd.DataFrame | None) -> int:
+    return 0 if frame is None else int(frame["suppressed"].sum())
+
+
+# -- schools --------------------------------------------------------------------------------------
+
+SCHOOL_COLUMNS = (
+    "school_id",
+    "name",
+    "sector",
+    "n",
+    "mean_math",
+    "mean_ses",
+    "intercept",
+    "intercept_se",
+    "slope",
+    "slope_se",
+    "suppressed",
+)
+
+
+def school_table(
+    sizes: PublicResult | None, by_school: PublicResult | None, effects: PublicResult | None
+) -> pd.DataFrame | None:
+    """One row per school: code, name, sector and students (`distribution:schools`, else the
+    per-school descriptives), mean score and SES (`descriptives:by_school`) and predicted school
+    effects (`mixedlm:school_effects`); None when no school is known yet. A school under k is
+    `suppressed`: its labels stay, its numbers are blank."""
+    means = table_frame(by_school, needs=("school_id", "variable", "mean"))
+    base = table_frame(sizes, needs=("school_id", "sector", "n"))
+    if base is None and means is not None and "sector" in means:
+        base = means[means["variable"] == "math_score"].drop(columns=["variable"])
+    if base is None:
+        return None
+    table = base[[c for c in ("school_id", "name", "sector", "n", "suppressed") if c in base]].copy()
+    if "name" not in table:
+        names = means.drop_duplicates("school_id").set_index("school_id")["name"] if means is not None and (
+            "name" in means) else pd.Series(dtype=object)  # fmt: skip
+        table["name"] = table["school_id"].map(names).fillna(table["school_id"])
+    if means is not None:
+        wide = means.pivot_table(index="school_id", columns="variable", values="mean", aggfunc="first")
+        for variable, column in (("math_score", "mean_math"), ("ses", "mean_ses")):
+            if variable in wide:
+                table[column] = table["school_id"].map(wide[variable])
+    effect = table_frame(effects, needs=("school_id", "intercept", "intercept_se"))
+    if effect is not None:
+        effect = effect[~effect["suppressed"]].set_index("school_id")
+        for column in ("intercept", "intercept_se", "slope", "slope_se"):
+            if column in effect:
+                table[column] = table["school_id"].map(effect[column])
+    for column in SCHOOL_COLUMNS:
+        if column not in table:
+            table[column] = None
+    # A school under k shows its labels only, whatever another document holds for it.
+    numbers = ["n", "mean_math", "mean_ses", "intercept", "intercept_se", "slope", "slope_se"]
+    table[numbers] = table[numbers].astype(object).where(~table["suppressed"].astype(bool), None)
+    return table[list(SCHOOL_COLUMNS)].sort_values("school_id", ignore_index=True)
+
+
+def filter_schools(schools: pd.DataFrame, sector: str | None, search: str) -> tuple[pd.DataFrame, pd.Series]:
+    """(schools of `sector` (None: all), whether each matches `search`): a case-insensitive part
+    of the school's code or name; an empty search matches none."""
+    chosen = schools if not sector else schools[schools["sector"] == sector]
+    words = search.strip().lower()
+    if not words:
+        return chosen.reset_index(drop=True), pd.Series(False, index=range(len(chosen)))
+    text = (chosen["school_id"].astype(str) + " " + chosen["name"].astype(str)).str.lower()
+    return chosen.reset_index(drop=True), text.str.contains(words, regex=False).reset_index(drop=True)
+
+
+def effects_ranked(schools: pd.DataFrame, effect: str) -> pd.DataFrame:
+    """Schools with a predicted `effect` (intercept or slope), lowest first, with 95% limits."""
+    shown = schools.dropna(subset=[effect, f"{effect}_se"]).copy()
+    shown[effect] = shown[effect].astype(float)
+    half = 1.959963984540054 * shown[f"{effect}_se"].astype(float)
+    shown["low"], shown["high"] = shown[effect] - half, shown[effect] + half
+    return shown.sort_values([effect, "school_id"], ignore_index=True)
+
+
+# -- runs -----------------------------------------------------------------------------------------
+
+RUN_COUNTS = ("records_in", "cleaned", "quarantined", "duplicates_collapsed", "without_consent")
+
+
+def clean_history(runs: Sequence[RunRecord]) -> pd.DataFrame:
+    """One row per finished clean run that read records, oldest first, with its counts."""
+    rows = [
+        {
+            "run_id": r.run_id,
+            "started_at": r.started_at,
+            "status": r.status,
+            **{c: r.counts.get(c) for c in RUN_COUNTS},
+        }
+        for r in runs
+        if r.notebook == "clean" and r.status != "running" and r.counts.get("records_in")
+    ]
+    frame = pd.DataFrame(rows, columns=["run_id", "started_at", "status", *RUN_COUNTS])
+    return frame.sort_values("started_at", ignore_index=True)
+
+
+def latest_runs(runs: Sequence[RunRecord]) -> pd.DataFrame:
+    """Each notebook's latest run: what it is doing or how it ended, and when."""
+    latest: dict[str, RunRecord] = {}
+    for run in sorted(runs, key=lambda r: r.started_at):
+        latest[run.notebook] = run
+    rows = [
+        {
+            "notebook": r.notebook,
+            "status": r.status,
+            "started_at": r.started_at,
+            "ended_at": r.ended_at,
+            "duration_seconds": r.duration_seconds,
+            "run_id": r.run_id,
+            "problem": f"{r.error.exception} in cell {r.error.cell_index}"
+            if r.error and r.error.cell_index is not None
+            else (r.error.exception if r.error else (r.note or "")),
+        }
+        for r in latest.values()
+    ]
+    columns = ["notebook", "status", "started_at", "ended_at", "duration_seconds", "run_id", "problem"]
+    return pd.DataFrame(rows, columns=columns).sort_values("notebook", ignore_index=True)

@@ -1,0 +1,138 @@
+"""`run_process` against a real db-api on the embedded store, with Spark local[2]."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+from pyspark.sql import SparkSession
+
+from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.process import job as process_job
+from pipeline_lib.process.analysis import descriptive_results, multilevel
+from pipeline_lib.process.results import ResultDocument
+from tests.pipeline_lib.process.analysis import simulated
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+
+def _fill(client: DbApiClient, n: int = 3_000, n_schools: int = 30) -> pd.DataFrame:
+    students = simulated.students(n, n_schools, seed=31)
+    records = simulated.cleaned_records(students)
+    # One student sent twice (the later record counts), one record of a school since removed.
+    twice = records.iloc[:2].assign(
+        student_ref="77",
+        school_id=records["school_id"].iloc[0],
+        received_at=["2026-11-29T06:00:00+00:00", "2026-11-29T07:00:00+00:00"],
+    )
+    gone = records.iloc[2:3].assign(school_id="GONE")
+    records = pd.concat([twice, gone, records.iloc[3:]], ignore_index=True)
+    client.write("schools", simulated.schools(n_schools, seed=31), mode="upsert", key="school_id")
+    client.write("cleaned", records, mode="upsert", key="submission_id")
+    return records
+
+
+def _stored(client: DbApiClient) -> dict[str, ResultDocument]:
+    return {d["_id"]: ResultDocument.model_validate(d) for d in client.list_documents("processed", limit=100)}
+
+
+def _run(
+    spark: SparkSession, client: DbApiClient, run_id: str, **options: object
+) -> process_job.ProcessReport:
+    return process_job.run_process(spark, client, run_id=run_id, seed=3, **options)
+
+
+def test_a_run_writes_one_valid_document_per_key_stamped_with_its_input(
+    spark: SparkSession, sqlite_client: DbApiClient
+) -> None:
+    records = _fill(sqlite_client)
+    report = _run(spark, sqlite_client, "run-a")
+    stored = _stored(sqlite_client)
+    # Exactly the analyses' keys, besides documents other parts add to the run (all valid).
+    assert set(descriptive_results.KEYS) <= set(stored) and report.results_written == len(stored)
+    assert report.records_in == len(records) and report.repeats_set_aside == 1 and report.without_school == 1
+    assert report.students == len(records) - 2
+    for key in descriptive_results.KEYS:
+        doc = stored[key]
+        assert doc == next(d for d in report.documents if d.key == key)
+        assert doc.status == "ok", (key, doc.error)
+        assert doc.run_id == "run-a" and doc.n_input == report.students
+        assert doc.input_high_water_mark == sqlite_client.high_water_mark("cleaned") == len(records)
+        assert doc.sample_size is None
+    assert stored["classification:at_risk"].engine == "scikit-learn"
+    assert report.counts()["results_written"] == len(stored)
+    assert set(report.seconds) >= {
+        "read",
+        "descriptives",
+        "mixedlm school effects",
+        "classification",
+        "write",
+    }
+
+
+def test_a_rerun_on_the_same_input_gives_the_same_documents(
+    spark: SparkSession, sqlite_client: DbApiClient
+) -> None:
+    _fill(sqlite_client)
+    runs = [{d.key: d for d in _run(spark, sqlite_client, f"run-{i}").documents} for i in (1, 2)]
+    for key in descriptive_results.KEYS:
+        same = [run[key].model_dump(exclude={"run_id", "computed_at"}) for run in runs]
+        assert same[0] == same[1], key
+
+
+def test_model_results_do_not_depend_on_how_spark_partitions_the_input(
+    spark: SparkSession, sqlite_client: DbApiClient
+) -> None:
+    _fill(sqlite_client)
+    runs = [{d.key: d for d in _run(spark, sqlite_client, "r", partitions=p).documents} for p in (1, 3)]
+    for key in (
+        "ols:math_score",
+        "mixedlm:null",
+        "mixedlm:school_effects",
+        "classification:at_risk",
+        "regression:math_score",
+    ):
+        same = [run[key].model_dump(exclude={"computed_at"}) for run in runs]
+        assert same[0] == same[1], key
+
+
+def test_above_max_model_rows_models_use_a_sample_and_prediction_runs_on_mllib(
+    spark: SparkSession, sqlite_client: DbApiClient
+) -> None:
+    _fill(sqlite_client, n=2_000, n_schools=20)
+    report = _run(spark, sqlite_client, "run-big", max_model_rows=800)
+    docs = {d.key: d for d in report.documents}
+    assert report.sample_size == 800 and report.model_engine == "spark-mllib"
+    for key in ("ols:math_score", "mixedlm:null", "mixedlm:school_effects"):
+        assert docs[key].sample_size == 800 and docs[key].engine == "statsmodels"
+    assert "800" in docs["ols:math_score"].summary  # the n of the fit
+    for key in ("classification:at_risk", "regression:math_score"):
+        assert docs[key].engine == "spark-mllib" and docs[key].sample_size is None, docs[key].error
+        assert docs[key].parameters["n"] == report.students
+    assert docs["descriptives:overall"].sample_size is None
+    assert all(d.status == "ok" for d in report.documents)
+
+
+def test_a_model_that_does_not_converge_is_stored_as_a_failure(
+    spark: SparkSession, sqlite_client: DbApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fill(sqlite_client, n=1_500, n_schools=15)
+    monkeypatch.setattr(multilevel, "MAXITER", dict.fromkeys(multilevel.OPTIMIZERS, 1))
+    _run(spark, sqlite_client, "run-fail")
+    stored = _stored(sqlite_client)
+    for key in ("mixedlm:null", "mixedlm:school_effects"):
+        doc = stored[key]
+        assert doc.status == "failed" and "no optimizer gave a usable REML fit" in (doc.error or "")
+        assert [t.name for t in doc.tables] == ["attempts"]
+    assert stored["ols:math_score"].status == "ok"
+
+
+def test_with_nothing_cleaned_every_key_says_so(spark: SparkSession, sqlite_client: DbApiClient) -> None:
+    sqlite_client.write("schools", simulated.schools(3), mode="upsert", key="school_id")
+    report = _run(spark, sqlite_client, "run-empty", now=dt.datetime(2026, 11, 29, tzinfo=dt.UTC))
+    stored = _stored(sqlite_client)
+    assert set(descriptive_results.KEYS) <= set(stored) and report.records_in == 0
+    for key in descriptive_results.KEYS:
+        assert stored[key].status == "failed" and "no cleaned students" in (stored[key].error or "")
+    assert report.results_failed == len(descriptive_results.KEYS)

@@ -1,0 +1,87 @@
+"""The data-quality documents: reject reasons and the cleaner's changes counted from the
+`quarantine` and `cleaned` collections through a real db-api, checked against plain counting."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+import pyarrow as pa
+
+from pipeline_lib.clean import pandas_engine
+from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.demo.rows import demo_records
+from pipeline_lib.process import quality_documents as q
+from pipeline_lib.process.results import suppress
+
+STAMP = {"run_id": "process-t", "computed_at": dt.datetime(2026, 5, 4, tzinfo=dt.UTC)}
+
+
+def _reasons(*records: list[str]) -> pa.Table:
+    rows = [
+        [{"code": c, "field": c.split("_")[0], "message": f"{c} 'x'"} for c in codes] for codes in records
+    ]
+    return pa.table({"reasons": rows})
+
+
+def test_reasons_are_counted_per_record_most_frequent_first() -> None:
+    summary = q.reasons_summary(
+        _reasons(["ses_out_of_range", "sex_missing"], ["sex_missing"], [], ["age_invalid"])
+    )
+    assert summary.to_dict("records") == [
+        {"reason": "sex_missing", "records": 2},
+        {"reason": "age_invalid", "records": 1},
+        {"reason": "ses_out_of_range", "records": 1},
+    ]
+
+
+def test_changes_are_counted_per_field_and_rule() -> None:
+    change = lambda field, *rules: {"field": field, "before": "a", "after": "b", "rules": list(rules)}  # noqa: E731
+    cleaned = pa.table(
+        {"changes": [[change("ses", "decimal_comma", "trimmed")], [change("ses", "trimmed")], []]}
+    )
+    assert q.changes_summary(cleaned).to_dict("records") == [
+        {"field": "ses", "rule": "trimmed", "records": 2},
+        {"field": "ses", "rule": "decimal_comma", "records": 1},
+    ]
+
+
+def test_a_reason_in_words_leaves_out_the_value_it_quotes() -> None:
+    assert q.reason_text("ses_out_of_range") == "ses is outside -5..5"
+    assert q.reason_text("school_unknown") == "school_id is not a known school"
+
+
+def test_a_reason_of_fewer_than_k_records_is_hidden_but_named() -> None:
+    summary = q.reasons_summary(_reasons(*[["sex_missing"]] * 6, ["age_invalid"]))
+    public = suppress(q.reasons_document(summary, quarantined=7, **STAMP), k=5)
+    assert public.tables[0].rows == [
+        ["sex_missing", "sex is required but missing", 6],
+        ["age_invalid", "age is not a number", None],
+    ]
+
+
+def test_the_documents_count_what_the_collections_hold(sqlite_client: DbApiClient) -> None:
+    population, raw = demo_records(1_500, 12, 0.3, seed=5)
+    result = pandas_engine.clean(raw, set(population.schools["school_id"]))
+    sqlite_client.write("cleaned", result.cleaned, mode="upsert", key="submission_id")
+    sqlite_client.write("quarantine", result.quarantine, mode="upsert", key="submission_id")
+    reasons, changes = q.quality_documents(sqlite_client, **STAMP)
+    assert reasons.n_input == len(result.quarantine) and changes.n_input == len(result.cleaned)
+    expected = Counter(r["code"] for record in result.quarantine["reasons"] for r in record)
+    assert {row[0]: row[2] for row in reasons.tables[0].rows} == dict(expected)
+    expected_changes = Counter(
+        (c["field"], rule) for record in result.cleaned["changes"] for c in record for rule in c["rules"]
+    )
+    shown = {(r[0], r[1]): r[2] for r in changes.tables[0].rows}
+    assert len(shown) == min(q.TOP_CHANGES, len(expected_changes))
+    assert all(expected_changes[pair] == n for pair, n in shown.items())
+    assert all(n <= min(shown.values()) for pair, n in expected_changes.items() if pair not in shown)
+    # No example messages: they quote what students typed.
+    assert reasons.tables[0].columns == ["reason", "text", "records"]
+    assert all(row[1] == q.reason_text(row[0]) for row in reasons.tables[0].rows)
+
+
+def test_empty_collections_give_empty_documents(sqlite_client: DbApiClient) -> None:
+    reasons, changes = q.quality_documents(sqlite_client, **STAMP)
+    assert (reasons.n_input, changes.n_input) == (0, 0)
+    assert reasons.tables[0].rows == [] and changes.tables[0].rows == []

@@ -1,0 +1,66 @@
+"""The k-minimum rule as pure logic."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pipeline_lib.process.results import ResultDocument, ResultTable, suppress
+
+
+def _doc(rows: list[list], n_input: int = 100, audience: str = "public") -> ResultDocument:
+    return ResultDocument(
+        key="k",
+        title="t",
+        analysis="descriptives",
+        run_id="r",
+        computed_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        n_input=n_input,
+        summary="Mean 12.",
+        tables=[
+            ResultTable(
+                name="x", title="x", columns=["school", "n", "mean"], rows=rows, label_columns=["school"],
+                audience=audience,
+            )
+        ],
+    )  # fmt: skip
+
+
+def test_rows_of_groups_under_k_keep_their_label_and_lose_their_figures() -> None:
+    public = suppress(_doc([["A", 5, 1.0], ["B", 4, 2.0], ["C", None, 3.0], ["D", float("nan"), 4.0]]), k=5)
+    assert public.tables[0].rows == [["A", 5, 1.0], ["B", None, None], ["C", None, None], ["D", None, None]]
+    assert public.tables[0].suppressed == [False, True, True, True]
+
+
+def test_a_result_from_fewer_than_k_students_shows_no_figures_at_all() -> None:
+    public = suppress(_doc([["A", 50, 1.0]], n_input=4), k=5)
+    assert public.n_input is None and public.summary == ""
+    assert public.tables[0].rows == [["A", None, None]]
+
+
+def test_analyst_tables_are_left_out_for_everyone_else() -> None:
+    doc = _doc([["A", 50, 1.0]], audience="analyst")
+    assert suppress(doc, k=5).tables == []
+    assert suppress(doc, k=5, analyst=True).tables[0].rows == [["A", 50, 1.0]]
+
+
+def test_minimum_and_maximum_columns_are_for_analysts_only() -> None:
+    import datetime as dt
+
+    from pipeline_lib.process.results import ResultDocument, ResultTable, suppress
+
+    table = ResultTable(
+        name="statistics",
+        title="Statistics",
+        columns=["variable", "n", "mean", "min", "max"],
+        rows=[["math_score", 40, 51.5, 3.0, 99.5]],
+        label_columns=["variable"],
+        analyst_columns=["min", "max"],
+    )
+    doc = ResultDocument(
+        key="descriptives:overall", title="All", analysis="descriptives", run_id="r",
+        computed_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), n_input=40, tables=[table],
+    )  # fmt: skip
+    public = suppress(doc, 5).tables[0]
+    assert public.columns == ["variable", "n", "mean"] and public.rows == [["math_score", 40, 51.5]]
+    analyst = suppress(doc, 5, analyst=True).tables[0]
+    assert analyst.columns == table.columns and analyst.rows == table.rows
