@@ -25,8 +25,9 @@ def test_generated_grpc_code_matches_the_proto(tmp_path: Path) -> None:
         check=True,
     )  # fmt: skip
     for name in ("dbapi_pb2.py", "dbapi_pb2.pyi", "dbapi_pb2_grpc.py"):
-        fresh = (tmp_path / "pipeline_lib" / "wire" / "proto" / name).read_text()
-        assert fresh == (ROOT / "pipeline_lib" / "wire" / "proto" / name).read_text(), f"{name} is stale: run `make proto`"
+        generated = Path("pipeline_lib", "wire", "proto", name)
+        fresh = (tmp_path / generated).read_text()
+        assert fresh == (ROOT / generated).read_text(), f"{name} is stale: run `make proto`"
 
 
 def test_environment_yml_mirrors_the_pyproject_pins() -> None:
