@@ -21,6 +21,11 @@ MISSING_TOKENS = frozenset({"", "na", "n/a", "-", "null", "none", "nan"})
 
 TRUE_TOKENS = ("yes", "y", "true", "t", "1", "oui", "ja", "si", "sí")
 FALSE_TOKENS = ("no", "n", "false", "f", "0", "non", "nein")
+
+# The allowed values of the two choice fields, named so every consumer (form, API schema, demo,
+# analyses, dashboards) takes them from here.
+SEXES: tuple[str, ...] = ("female", "male", "other")
+SECTORS: tuple[str, ...] = ("public", "catholic", "private")
 BOOL_SYNONYMS: Mapping[str, bool] = {**dict.fromkeys(TRUE_TOKENS, True), **dict.fromkeys(FALSE_TOKENS, False)}
 
 
@@ -63,7 +68,7 @@ STUDENT_FIELDS: tuple[Field, ...] = (
         "text",
         False,
     ),
-    Field("sex", "Sex", "", "choice", True, choices=("female", "male", "other"), synonyms=SEX_SYNONYMS),
+    Field("sex", "Sex", "", "choice", True, choices=SEXES, synonyms=SEX_SYNONYMS),
     Field("minority", "Member of a minority group", "", "bool", True),
     Field(
         "ses",
@@ -99,7 +104,7 @@ CONSENT = Field(
 SCHOOL_FIELDS: tuple[Field, ...] = (
     Field("school_id", "School code", "", "text", True),
     Field("name", "Name", "", "text", True),
-    Field("sector", "Sector", "", "choice", True, choices=("public", "catholic", "private")),
+    Field("sector", "Sector", "", "choice", True, choices=SECTORS),
     Field("size", "Number of students", "", "int", True, minimum=1, maximum=100_000),
 )
 
