@@ -1,7 +1,13 @@
-"""Dependencies the routes declare: settings, the db-api client, the current user."""
+"""Dependencies the routes declare: settings, the db-api client, the app's shared state (the JWT
+secret, the limiters, the caches), the CSRF check of form posts, the current user.
+
+The one module that reads `app.state` (`main.create_app` fills it): routes declare what they need
+here, and tests swap any of it with `app.dependency_overrides`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -10,10 +16,16 @@ from fastapi.security import OAuth2PasswordBearer, SecurityScopes
 from pipeline_lib.client.aio import AsyncDbApiClient
 from pipeline_lib.contract.users import SCOPES
 from pipeline_lib.settings import Settings
-from web_app.accounts import as_the_account_stands
-from web_app.security import TokenClaims, decode_access_token
+from web_app.accounts import AccountCache, as_the_account_stands
+from web_app.ratelimit import FormRateLimiter
+from web_app.revoked_tokens import RevokedTokens
+from web_app.school_cache import SchoolCache
+from web_app.security import TokenClaims, csrf_valid, decode_access_token
+from web_app.signin_guard import SignInGuard
+from web_app.upload_slots import UploadSlots
 
 SESSION_COOKIE = "wb_session"
+CSRF_COOKIE = "wb_csrf"
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", scopes=SCOPES, auto_error=False)
 
@@ -26,8 +38,60 @@ def get_db(request: Request) -> AsyncDbApiClient:
     return request.app.state.db
 
 
+def get_jwt_secret(request: Request) -> str:
+    """The key that signs access tokens and CSRF tokens."""
+    return request.app.state.jwt_secret
+
+
+def get_form_limiter(request: Request) -> FormRateLimiter:
+    return request.app.state.form_limiter
+
+
+def get_sign_in_guard(request: Request) -> SignInGuard:
+    return request.app.state.sign_in_guard
+
+
+def get_revoked_tokens(request: Request) -> RevokedTokens:
+    return request.app.state.revoked_tokens
+
+
+def get_accounts(request: Request) -> AccountCache:
+    return request.app.state.accounts
+
+
+def get_upload_slots(request: Request) -> UploadSlots:
+    return request.app.state.bulk_uploads
+
+
+def get_school_cache(request: Request) -> SchoolCache:
+    return request.app.state.school_cache
+
+
+def client_host(request: Request) -> str:
+    """The address rate limits and sign-in throttling count (see `client_address`)."""
+    return request.client.host if request.client else "unknown"
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DbDep = Annotated[AsyncDbApiClient, Depends(get_db)]
+JwtSecretDep = Annotated[str, Depends(get_jwt_secret)]
+FormLimiterDep = Annotated[FormRateLimiter, Depends(get_form_limiter)]
+SignInGuardDep = Annotated[SignInGuard, Depends(get_sign_in_guard)]
+RevokedTokensDep = Annotated[RevokedTokens, Depends(get_revoked_tokens)]
+AccountsDep = Annotated[AccountCache, Depends(get_accounts)]
+UploadSlotsDep = Annotated[UploadSlots, Depends(get_upload_slots)]
+SchoolCacheDep = Annotated[SchoolCache, Depends(get_school_cache)]
+ClientHostDep = Annotated[str, Depends(client_host)]
+
+
+async def csrf_passed(request: Request, secret: JwtSecretDep) -> bool:
+    """Whether a form post carries its page's CSRF token: the `csrf` field signs the CSRF cookie
+    (double submit). Each page answers a refusal in its own words (403), so this only tells."""
+    field = (await request.form()).get("csrf")  # parsed once per request: routes read it again free
+    return csrf_valid(request.cookies.get(CSRF_COOKIE), field if isinstance(field, str) else None, secret)
+
+
+CsrfPassed = Annotated[bool, Depends(csrf_passed)]
 
 
 class LoginRequired(Exception):
@@ -37,34 +101,60 @@ class LoginRequired(Exception):
         self.next_path = next_path
 
 
-async def _claims(request: Request, bearer: str | None, cookie: bool = True) -> TokenClaims | None:
-    """The claims of a token that is ours, unexpired and not signed out, cut to what its account
-    holds now (read at most a few seconds ago); None for any other token, or none."""
-    token = bearer or (request.cookies.get(SESSION_COOKIE) if cookie else None)
-    claims = decode_access_token(token, request.app.state.jwt_secret) if token else None
-    if claims is None or request.app.state.revoked_tokens.revoked(claims):
-        return None
-    user = await request.app.state.accounts.get(request.app.state.db, claims.username)
-    return as_the_account_stands(claims, user)
+@dataclass(frozen=True)
+class TokenReader:
+    """What judging a token takes: the signing key, the signed-out tokens, the accounts."""
+
+    secret: str
+    revoked: RevokedTokens
+    accounts: AccountCache
+    db: AsyncDbApiClient
+
+    async def claims(self, token: str | None) -> TokenClaims | None:
+        """The claims of a token that is ours, unexpired and not signed out, cut to what its account
+        holds now (read at most a few seconds ago); None for any other token, or none."""
+        claims = decode_access_token(token, self.secret) if token else None
+        if claims is None or self.revoked.revoked(claims):
+            return None
+        user = await self.accounts.get(self.db, claims.username)
+        return as_the_account_stands(claims, user)
+
+
+def token_reader(
+    secret: JwtSecretDep, revoked: RevokedTokensDep, accounts: AccountsDep, db: DbDep
+) -> TokenReader:
+    return TokenReader(secret, revoked, accounts, db)
+
+
+TokenReaderDep = Annotated[TokenReader, Depends(token_reader)]
+
+
+def _missing_scopes(security_scopes: SecurityScopes, claims: TokenClaims) -> set[str]:
+    """The scopes the route asks for that the caller lacks; none for an admin, who holds them all."""
+    missing = set(security_scopes.scopes) - claims.scopes
+    return set() if "admin" in claims.scopes else missing
 
 
 async def current_user(
-    security_scopes: SecurityScopes, request: Request, bearer: Annotated[str | None, Depends(oauth2_scheme)]
+    security_scopes: SecurityScopes,
+    request: Request,
+    bearer: Annotated[str | None, Depends(oauth2_scheme)],
+    tokens: TokenReaderDep,
 ) -> TokenClaims:
     """The caller, from a bearer token (API) or the session cookie (pages), holding every scope
     the route asks for; `admin` holds them all."""
     wanted = f'Bearer scope="{security_scopes.scope_str}"' if security_scopes.scopes else "Bearer"
     # The session cookie counts for reading only: a browser sends it on cross-site posts too, and
     # the API has no CSRF token (the pages' forms do, and use `page_user`).
-    claims = await _claims(request, bearer, cookie=request.method in ("GET", "HEAD"))
+    cookie = request.cookies.get(SESSION_COOKIE) if request.method in ("GET", "HEAD") else None
+    claims = await tokens.claims(bearer or cookie)
     if claims is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "Missing, expired or invalid access token",
             headers={"WWW-Authenticate": wanted},
         )
-    missing = set(security_scopes.scopes) - claims.scopes
-    if missing and "admin" not in claims.scopes:
+    if missing := _missing_scopes(security_scopes, claims):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             f"This needs the scope(s): {', '.join(sorted(missing))}",
@@ -73,12 +163,11 @@ async def current_user(
     return claims
 
 
-async def page_user(security_scopes: SecurityScopes, request: Request) -> TokenClaims:
+async def page_user(security_scopes: SecurityScopes, request: Request, tokens: TokenReaderDep) -> TokenClaims:
     """Like `current_user` for HTML pages: no session sends the browser to the login page."""
-    claims = await _claims(request, None)
+    claims = await tokens.claims(request.cookies.get(SESSION_COOKIE))
     if claims is None:
         raise LoginRequired(request.url.path)
-    missing = set(security_scopes.scopes) - claims.scopes
-    if missing and "admin" not in claims.scopes:
+    if missing := _missing_scopes(security_scopes, claims):
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"This page needs: {', '.join(sorted(missing))}")
     return claims

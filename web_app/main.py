@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -73,12 +73,19 @@ def _body_limits(settings: Settings) -> object:
     return limit_for
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def connect_db_api(settings: Settings) -> AsyncDbApiClient:
+    return AsyncDbApiClient.from_settings(settings, timeout=5.0)
+
+
+def create_app(
+    settings: Settings | None = None, connect: Callable[[Settings], AsyncDbApiClient] = connect_db_api
+) -> FastAPI:
+    """The app; `connect` makes its db-api client at start-up (tests pass an in-memory one)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.db = AsyncDbApiClient.from_settings(settings, timeout=5.0)
+        app.state.db = connect(settings)
         try:
             if await app.state.db.count("users") == 0:
                 log.warning(

@@ -11,20 +11,19 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from web_app.cookies import set_cookie
-from web_app.deps import SESSION_COOKIE
+from web_app.deps import CSRF_COOKIE, SESSION_COOKIE, get_jwt_secret, get_revoked_tokens
 from web_app.security import csrf_token, decode_access_token
 
-CSRF_COOKIE = "wb_csrf"
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
 def render(request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
     """A page with a CSRF token for its forms (double submit: a cookie and a signed field)."""
-    secret = request.app.state.jwt_secret
+    secret = get_jwt_secret(request)
     cookie = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
     token = request.cookies.get(SESSION_COOKIE)
     user = decode_access_token(token, secret) if token else None
-    if user is not None and request.app.state.revoked_tokens.revoked(user):
+    if user is not None and get_revoked_tokens(request).revoked(user):
         user = None
     response = TEMPLATES.TemplateResponse(
         request,

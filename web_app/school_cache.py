@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Annotated
-
-from fastapi import Depends, Request
 
 from pipeline_lib.client.aio import AsyncDbApiClient
 from pipeline_lib.wire.requests import DbApiCallError
@@ -58,10 +55,3 @@ class SchoolCache:
         if generation == self._generation:
             self._schools, self._expires = schools, self._clock() + self.ttl
         return schools
-
-
-def get_school_cache(request: Request) -> SchoolCache:
-    return request.app.state.school_cache
-
-
-SchoolCacheDep = Annotated[SchoolCache, Depends(get_school_cache)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -12,13 +13,23 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
+from pipeline_lib.client.aio import AsyncDbApiClient
 from pipeline_lib.contract.users import DUMMY_HASH, SCOPES, verify_password
 from pipeline_lib.wire.requests import DbApiCallError
 from web_app.cookies import delete_cookie, set_cookie
-from web_app.deps import SESSION_COOKIE, DbDep, SettingsDep
-from web_app.pages import CSRF_COOKIE, render
+from web_app.deps import (
+    SESSION_COOKIE,
+    ClientHostDep,
+    CsrfPassed,
+    DbDep,
+    JwtSecretDep,
+    RevokedTokensDep,
+    SettingsDep,
+    SignInGuardDep,
+)
+from web_app.pages import render
 from web_app.problems import problem_responses
-from web_app.security import create_access_token, csrf_valid, decode_access_token
+from web_app.security import create_access_token, decode_access_token
 from web_app.signin_guard import SignInGuard, SignInRefused
 
 router = APIRouter(tags=["auth"])
@@ -46,16 +57,29 @@ async def authenticate(db: DbDep, username: str, password: str) -> list[str] | N
     return list(user.get("scopes", []))
 
 
-async def sign_in(request: Request, db: DbDep, username: str, password: str) -> list[str] | None:
-    """`authenticate`, throttled for both sign-in paths: SignInRefused (429) while the account or
-    the client backs off after failures, (503) while the most password checks at once run."""
-    guard: SignInGuard = request.app.state.sign_in_guard
-    client = request.client.host if request.client else "unknown"
-    guard.check(username, client)
-    with guard.password_check():
-        scopes = await authenticate(db, username, password)
-    guard.record(username, client, succeeded=scopes is not None)
-    return scopes
+@dataclass(frozen=True)
+class SignIn:
+    """`authenticate`, throttled for both sign-in paths by the client's and the account's failures."""
+
+    guard: SignInGuard
+    client: str
+    db: AsyncDbApiClient
+
+    async def __call__(self, username: str, password: str) -> list[str] | None:
+        """The user's scopes, or None; SignInRefused (429) while the account or the client backs
+        off after failures, (503) while the most password checks at once run."""
+        self.guard.check(username, self.client)
+        with self.guard.password_check():
+            scopes = await authenticate(self.db, username, password)
+        self.guard.record(username, self.client, succeeded=scopes is not None)
+        return scopes
+
+
+def _sign_in(guard: SignInGuardDep, client: ClientHostDep, db: DbDep) -> SignIn:
+    return SignIn(guard, client, db)
+
+
+SignInDep = Annotated[SignIn, Depends(_sign_in)]
 
 
 @router.post(
@@ -75,10 +99,13 @@ async def sign_in(request: Request, db: DbDep, username: str, password: str) -> 
     ),
 )
 async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], db: DbDep, settings: SettingsDep, request: Request
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    sign_in: SignInDep,
+    settings: SettingsDep,
+    secret: JwtSecretDep,
 ) -> Token:
     try:
-        granted = await sign_in(request, db, form.username, form.password)
+        granted = await sign_in(form.username, form.password)
     except SignInRefused as refused:
         raise HTTPException(
             refused.status, refused.message, headers={"Retry-After": str(refused.retry_after)}
@@ -97,7 +124,7 @@ async def token(
             status.HTTP_400_BAD_REQUEST, f"None of the scopes asked for is granted: {form.scopes}"
         )
     minutes = settings.access_token_minutes
-    jwt = create_access_token(form.username, scopes, request.app.state.jwt_secret, minutes)
+    jwt = create_access_token(form.username, scopes, secret, minutes)
     return Token(access_token=jwt, scopes=scopes, expires_in=minutes * 60)
 
 
@@ -116,19 +143,21 @@ async def login_page(request: Request, next: str = "/results") -> Response:
 @router.post("/login", response_class=HTMLResponse, include_in_schema=False)
 async def login(
     request: Request,
-    db: DbDep,
+    sign_in: SignInDep,
     settings: SettingsDep,
+    secret: JwtSecretDep,
+    csrf_ok: CsrfPassed,
     username: Annotated[str, Form(max_length=200)] = "",
     password: Annotated[str, Form(max_length=1000)] = "",
-    csrf: Annotated[str, Form(max_length=200)] = "",
+    csrf: Annotated[str, Form(max_length=200)] = "",  # read by `csrf_ok`; declared for its length limit
     next: Annotated[str, Form(max_length=2000)] = "/results",
 ) -> Response:
-    if not csrf_valid(request.cookies.get(CSRF_COOKIE), csrf, request.app.state.jwt_secret):
+    if not csrf_ok:
         return render(
             request, "login.html", {"next": _safe_next(next), "error": "The form expired: try again."}, 403
         )
     try:
-        scopes = await sign_in(request, db, username, password)
+        scopes = await sign_in(username, password)
     except SignInRefused as refused:
         context = {"next": _safe_next(next), "error": refused.message}
         response = render(request, "login.html", context, refused.status)
@@ -138,23 +167,28 @@ async def login(
         context = {"next": _safe_next(next), "error": "Incorrect username or password."}
         return render(request, "login.html", context, status.HTTP_401_UNAUTHORIZED)
     minutes = settings.access_token_minutes
-    jwt = create_access_token(username, scopes, request.app.state.jwt_secret, minutes)
+    jwt = create_access_token(username, scopes, secret, minutes)
     response = RedirectResponse(_safe_next(next), status.HTTP_303_SEE_OTHER)
     set_cookie(response, request, SESSION_COOKIE, jwt, samesite="lax", max_age=minutes * 60)
     return response
 
 
 @router.post("/logout", include_in_schema=False)
-async def logout(request: Request, csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+async def logout(
+    request: Request,
+    secret: JwtSecretDep,
+    revoked: RevokedTokensDep,
+    csrf_ok: CsrfPassed,
+    csrf: Annotated[str, Form(max_length=200)] = "",  # read by `csrf_ok`; declared for its length limit
+) -> Response:
     """Sign out: the session's token is revoked until it expires, and its cookie deleted. Needs the
     page's CSRF token, or any site could sign people out; without it, a page asks to confirm."""
-    secret = request.app.state.jwt_secret
-    if not csrf_valid(request.cookies.get(CSRF_COOKIE), csrf, secret):
+    if not csrf_ok:
         return render(request, "logout.html", {}, status.HTTP_403_FORBIDDEN)
     session = request.cookies.get(SESSION_COOKIE)
     claims = decode_access_token(session, secret) if session else None
     if claims is not None:
-        request.app.state.revoked_tokens.revoke(claims)
+        revoked.revoke(claims)
     response = RedirectResponse("/", status.HTTP_303_SEE_OTHER)
     delete_cookie(response, request, SESSION_COOKIE, samesite="lax")
     return response

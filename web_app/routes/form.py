@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from pipeline_lib.client.aio import AsyncDbApiClient
 from pipeline_lib.contract.fields import CONSENT, STUDENT_FIELDS, check_value
-from web_app.deps import DbDep
-from web_app.pages import CSRF_COOKIE, render
-from web_app.security import csrf_valid
+from web_app.deps import ClientHostDep, CsrfPassed, DbDep, FormLimiterDep, SchoolCacheDep
+from web_app.pages import render
+from web_app.school_cache import SchoolCache
 from web_app.submissions import MAX_VALUE_CHARS, form_submission_id, raw_record, same_submission
 
 router = APIRouter(include_in_schema=False)
@@ -20,51 +23,68 @@ _ALREADY_SENT = (
 )
 
 
-async def _school_suggestions(request: Request, db: DbDep) -> list[dict]:
-    try:
-        return await request.app.state.school_cache.schools(db)
-    except Exception:  # suggestions are a convenience: the form works without them
-        return []
+@dataclass(frozen=True)
+class FormPage:
+    """The form page of one request, shown again with the answers sent, their errors, a notice."""
+
+    request: Request
+    db: AsyncDbApiClient
+    cache: SchoolCache
+
+    async def _school_suggestions(self) -> list[dict]:
+        try:
+            return await self.cache.schools(self.db)
+        except Exception:  # suggestions are a convenience: the form works without them
+            return []
+
+    async def show(self, values: dict, errors: dict, status_code: int = 200, notice: str = "") -> Response:
+        context = {
+            "fields": STUDENT_FIELDS,
+            "consent": CONSENT,
+            "values": values,
+            "errors": errors,
+            "schools": await self._school_suggestions(),
+            "nonce": values.get("nonce") or secrets.token_urlsafe(16),
+            "max_chars": MAX_VALUE_CHARS,
+            "notice": notice,
+        }
+        return render(self.request, "form.html", context, status_code)
 
 
-async def _form_page(
-    request: Request, db: DbDep, values: dict, errors: dict, status_code: int = 200, notice: str = ""
-) -> Response:
-    context = {
-        "fields": STUDENT_FIELDS,
-        "consent": CONSENT,
-        "values": values,
-        "errors": errors,
-        "schools": await _school_suggestions(request, db),
-        "nonce": values.get("nonce") or secrets.token_urlsafe(16),
-        "max_chars": MAX_VALUE_CHARS,
-        "notice": notice,
-    }
-    return render(request, "form.html", context, status_code)
+def _form_page(request: Request, db: DbDep, cache: SchoolCacheDep) -> FormPage:
+    return FormPage(request, db, cache)
+
+
+FormPageDep = Annotated[FormPage, Depends(_form_page)]
 
 
 @router.get("/", response_class=HTMLResponse)
-async def form(request: Request, db: DbDep) -> Response:
-    return await _form_page(request, db, {}, {})
+async def form(page: FormPageDep) -> Response:
+    return await page.show({}, {})
 
 
 @router.post("/", response_class=HTMLResponse)
-async def submit(request: Request, db: DbDep) -> Response:
+async def submit(
+    request: Request,
+    db: DbDep,
+    page: FormPageDep,
+    csrf_ok: CsrfPassed,
+    limiter: FormLimiterDep,
+    client: ClientHostDep,
+) -> Response:
     form_data = await request.form()
     values = {k: v[:MAX_VALUE_CHARS] for k, v in form_data.items() if isinstance(v, str)}
-    if not csrf_valid(request.cookies.get(CSRF_COOKIE), values.get("csrf"), request.app.state.jwt_secret):
+    if not csrf_ok:
         notice = "This form expired or was sent from elsewhere. Please check your answers and send it again."
-        return await _form_page(request, db, values, {}, status.HTTP_403_FORBIDDEN, notice)
-    client = request.client.host if request.client else "unknown"
-    limiter = request.app.state.form_limiter
+        return await page.show(values, {}, status.HTTP_403_FORBIDDEN, notice)
     if not limiter.allow(client):
         notice = f"Too many submissions from your address. Please wait {limiter.retry_after(client)} seconds."
-        return await _form_page(request, db, values, {}, status.HTTP_429_TOO_MANY_REQUESTS, notice)
+        return await page.show(values, {}, status.HTTP_429_TOO_MANY_REQUESTS, notice)
     errors = {f.name: problem for f in STUDENT_FIELDS if (problem := check_value(f, values.get(f.name)))}
     if values.get(CONSENT.name) != "yes":
         errors[CONSENT.name] = "Please tick this box: without your consent nothing can be stored."
     if errors:
-        return await _form_page(request, db, values, errors, status.HTTP_422_UNPROCESSABLE_CONTENT)
+        return await page.show(values, errors, status.HTTP_422_UNPROCESSABLE_CONTENT)
     # The nonce makes a double click or a resent form store one submission, with one receipt.
     nonce = values.get("nonce") or secrets.token_urlsafe(16)
     answers = {f.name: values.get(f.name, "") for f in STUDENT_FIELDS}
@@ -75,7 +95,7 @@ async def submit(request: Request, db: DbDep) -> Response:
         # The page was sent before with other answers (Back on a shared PC): a receipt now would
         # claim answers are stored that are not. The answers come back on a fresh page.
         fresh = {k: v for k, v in values.items() if k != "nonce"}
-        return await _form_page(request, db, fresh, {}, status.HTTP_409_CONFLICT, _ALREADY_SENT)
+        return await page.show(fresh, {}, status.HTTP_409_CONFLICT, _ALREADY_SENT)
     return RedirectResponse(f"/thanks/{stored.id}", status.HTTP_303_SEE_OTHER)
 
 

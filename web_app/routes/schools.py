@@ -11,21 +11,23 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, Response, Sec
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from pipeline_lib.contract.fields import normalize_school_id
-from web_app.deps import DbDep, current_user, page_user
-from web_app.pages import CSRF_COOKIE, render
+from pipeline_lib.contract.fields import SECTORS, normalize_school_id
+from web_app.deps import CsrfPassed, DbDep, SchoolCacheDep, current_user, page_user
+from web_app.pages import render
 from web_app.problems import problem_responses
-from web_app.school_cache import MAX_SCHOOLS, SchoolCacheDep
-from web_app.security import TokenClaims, csrf_valid
+from web_app.school_cache import MAX_SCHOOLS
+from web_app.security import TokenClaims
 
 router = APIRouter(tags=["schools"])
 Admin = Annotated[TokenClaims, Security(current_user, scopes=["admin"])]
+# The contract's sectors as a Literal, so the API schema lists them (`enum`) and validation names them.
+Sector = Literal[SECTORS]  # type: ignore[valid-type]
 
 
 class SchoolIn(BaseModel):
     school_id: str = Field(min_length=1, max_length=64, description="normalised: ' 01224 ' becomes '1224'")
     name: str = Field(min_length=1, max_length=200)
-    sector: Literal["public", "catholic", "private"]
+    sector: Sector
     size: int = Field(ge=1, le=100_000)
 
     @field_validator("school_id")
@@ -141,7 +143,7 @@ async def schools_form(
     user: PageAdmin,
     db: DbDep,
     cache: SchoolCacheDep,
-    csrf: Annotated[str, Form()] = "",
+    csrf_ok: CsrfPassed,
     school_id: Annotated[str, Form()] = "",
     name: Annotated[str, Form()] = "",
     sector: Annotated[str, Form()] = "",
@@ -149,7 +151,7 @@ async def schools_form(
     file: Annotated[UploadFile | None, File()] = None,
 ) -> Response:
     schools = await _all_schools(db)
-    if not csrf_valid(request.cookies.get(CSRF_COOKIE), csrf, request.app.state.jwt_secret):
+    if not csrf_ok:
         return render(
             request, "schools.html", {"schools": schools, "message": "The form expired: try again."}, 403
         )

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, HTTPException, Request, Response, Securit
 
 from web_app.bulk import PARSERS, BulkTally
 from web_app.bulk_upload import UploadCutOff, store_upload
-from web_app.deps import DbDep, current_user
+from web_app.deps import DbDep, UploadSlotsDep, current_user
 from web_app.problems import problem_responses
 from web_app.security import TokenClaims
 from web_app.submissions import (
@@ -20,7 +20,6 @@ from web_app.submissions import (
     raw_record,
     same_submission,
 )
-from web_app.upload_slots import UploadSlots
 
 router = APIRouter(prefix="/api/v1/submissions", tags=["submissions"])
 BUSY_RETRY_SECONDS = 10
@@ -98,7 +97,7 @@ _BULK_BODY = {
         s429="Too many bulk uploads in progress, for this account or in all",
     ),
 )
-async def submit_bulk(request: Request, user: Submitter, db: DbDep) -> BulkReport:
+async def submit_bulk(request: Request, user: Submitter, db: DbDep, slots: UploadSlotsDep) -> BulkReport:
     """Streams the upload to the db-api in batches; records without consent, with unknown
     fields or over the length limits are refused and reported by line, the others stored as
     given. A `submission_id` is the account's own: stored as `<account>:<submission_id>`, so
@@ -108,7 +107,6 @@ async def submit_bulk(request: Request, user: Submitter, db: DbDep) -> BulkRepor
     parser = PARSERS.get(media_type)
     if parser is None:
         raise HTTPException(415, f"Send text/csv or application/x-ndjson, not {media_type or 'nothing'}")
-    slots: UploadSlots = request.app.state.bulk_uploads
     if (busy := slots.refusal(user.username)) is not None:
         headers = {"Retry-After": str(BUSY_RETRY_SECONDS), "Connection": "close"}
         raise HTTPException(429, busy, headers=headers)
