@@ -1,8 +1,8 @@
 """One process run: read `cleaned` (with `schools` joined) through the db-api with Spark, run
 the analyses of `pipeline_lib.process.analysis`, and upsert one document per result into `processed`.
 
-Every run writes the same fixed set of keys (`descriptive_results.KEYS`), a failed analysis as a document
-that says why, so no stale result of an earlier run survives beside new ones. Documents are
+Every run writes the same fixed set of keys (`result_keys.ANALYSIS_KEYS`), a failed analysis as a
+document that says why, so no stale result of an earlier run survives beside new ones. Documents are
 written only after every analysis has finished: a run that dies leaves the previous results
 whole. The same input and seed give the same documents, apart from `run_id` and `computed_at`.
 `notebooks/process.ipynb` calls `run_process` and shows the report.
@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import BooleanType, DoubleType, StringType, StructField, StructType
 
 from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.process import inputs
 from pipeline_lib.process.analysis import (
     classification,
@@ -214,7 +215,7 @@ def run_process(
         empty = Failure("all", "there are no cleaned students of known schools to analyse")
         docs = [
             descriptive_results.failure_document(key, stamp, empty, engine="none")
-            for key in descriptive_results.KEYS
+            for key in keys.ANALYSIS_KEYS
         ]
     else:
         docs = _analyse(
@@ -227,10 +228,10 @@ def run_process(
             seed=seed,
             quantile=at_risk_quantile,
         )
-    differing = set(descriptive_results.KEYS) ^ {d.key for d in docs}
+    differing = set(keys.ANALYSIS_KEYS) ^ {d.key for d in docs}
     if differing:  # a stale result of an earlier run would otherwise stay beside the new ones
         raise RuntimeError(
-            f"a run must write exactly the keys of descriptive_results.KEYS; differs in {sorted(differing)}"
+            f"a run must write exactly the keys of result_keys.ANALYSIS_KEYS; differs in {sorted(differing)}"
         )
     report.documents = docs
     # What the dashboards draw besides the analyses: distributions and the data's quality.
@@ -275,14 +276,14 @@ def _analyse(
     with _timed(report, "ols"):
         docs.append(
             model_results.ols_document(
-                _attempt("ols:math_score", lambda: ols.fit_ols(frame)), stamp, sizes, sampled=sampled
+                _attempt(keys.OLS, lambda: ols.fit_ols(frame)), stamp, sizes, sampled=sampled
             )
         )
     with _timed(report, "mixedlm null"):
-        null = _attempt("mixedlm:null", lambda: multilevel.fit_null(frame))
+        null = _attempt(keys.MIXEDLM_NULL, lambda: multilevel.fit_null(frame))
         docs.append(model_results.null_model_document(null, stamp, sampled=sampled))
     with _timed(report, "mixedlm school effects"):
-        effects = _attempt("mixedlm:school_effects", lambda: multilevel.fit_school_effects(frame))
+        effects = _attempt(keys.MIXEDLM_SCHOOL_EFFECTS, lambda: multilevel.fit_school_effects(frame))
         docs.append(model_results.school_effects_document(effects, stamp, sizes, sampled=sampled))
 
     def folds() -> pd.Series:
@@ -292,15 +293,15 @@ def _analyse(
     school_folds = _attempt("folds", folds)
     with _timed(report, "classification"):
         if isinstance(school_folds, Failure):
-            result = Failure("classification:at_risk", school_folds.reason)
+            result = Failure(keys.AT_RISK, school_folds.reason)
         elif sampled:
             result = _attempt(
-                "classification:at_risk",
+                keys.AT_RISK,
                 lambda: mllib.classify(students, school_folds, quantile=quantile, seed=seed),
             )
         else:
             result = _attempt(
-                "classification:at_risk",
+                keys.AT_RISK,
                 lambda: classification.classify(frame, school_folds, quantile=quantile, seed=seed),
             )
         docs.append(
@@ -308,10 +309,10 @@ def _analyse(
         )
     with _timed(report, "regression"):
         if isinstance(school_folds, Failure):
-            fitted = Failure("regression:math_score", school_folds.reason)
+            fitted = Failure(keys.PREDICTION, school_folds.reason)
         elif sampled:
-            fitted = _attempt("regression:math_score", lambda: mllib.regress(students, school_folds))
+            fitted = _attempt(keys.PREDICTION, lambda: mllib.regress(students, school_folds))
         else:
-            fitted = _attempt("regression:math_score", lambda: regression.regress(frame, school_folds))
+            fitted = _attempt(keys.PREDICTION, lambda: regression.regress(frame, school_folds))
         docs.append(model_results.regression_document(fitted, stamp, engine=report.model_engine, seed=seed))
     return docs

@@ -10,86 +10,105 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow as pa
 
 from pipeline_lib.clean.summaries import changes_summary, reason_text, reasons_summary
 from pipeline_lib.client.sync import DbApiClient
-from pipeline_lib.process.results import ResultDocument, ResultTable
+from pipeline_lib.contract import collections
+from pipeline_lib.contract import result_keys as keys
+from pipeline_lib.process.results import ResultDocument, ResultTable, RunStamp, stamped_document
 
-REASONS_KEY = "quality:reject_reasons"
-CHANGES_KEY = "quality:top_changes"
-TOP_CHANGES = 20
+# The names the dashboards import; the keys themselves are declared in `result_keys`.
+REASONS_KEY = keys.REJECT_REASONS
+CHANGES_KEY = keys.TOP_CHANGES
+# How many of the most frequent changes `quality:top_changes` lists.
+CHANGES_SHOWN = 20
 
 
-def reasons_document(
-    summary: pd.DataFrame, *, quarantined: int, run_id: str, computed_at: dt.datetime
-) -> ResultDocument:
+@dataclass(frozen=True)
+class _Counts:
+    """A data-quality document: one table of `labels` and the records under them (its group size)."""
+
+    key: str
+    scope: str
+    title: str
+    table: str
+    table_title: str
+    labels: tuple[str, ...]
+
+    def document(
+        self, stamp: RunStamp, rows: list[list[object]], *, n_input: int, summary: str
+    ) -> ResultDocument:
+        columns = [*self.labels, "records"]
+        table = ResultTable(
+            name=self.table,
+            title=self.table_title,
+            columns=columns,
+            rows=rows,
+            group_size_column="records",
+            label_columns=list(self.labels),
+        )
+        return stamped_document(
+            self.key,
+            stamp,
+            scope=self.scope,
+            title=self.title,
+            n_input=n_input,
+            summary=summary,
+            tables=[table],
+        )
+
+
+REASONS = _Counts(
+    REASONS_KEY,
+    collections.QUARANTINE,
+    "Why records are quarantined",
+    "reasons",
+    "Quarantined records by reason",
+    ("reason", "text"),
+)
+CHANGES = _Counts(
+    CHANGES_KEY,
+    collections.CLEANED,
+    "What the cleaner changes most",
+    "changes",
+    "Changes by field and rule",
+    ("field", "rule"),
+)
+
+
+def reasons_document(summary: pd.DataFrame, stamp: RunStamp, *, quarantined: int) -> ResultDocument:
     """`quality:reject_reasons`; `quarantined` is the number of records the summary covers."""
     rows = [
         [str(r.reason), reason_text(str(r.reason)), int(r.records)] for r in summary.itertuples(index=False)
     ]
     top = f" The most frequent: {reason_text(rows[0][0])} ({rows[0][2]:,})." if rows else ""
-    return ResultDocument(
-        key=REASONS_KEY,
-        title="Why records are quarantined",
-        analysis="quality",
-        scope="quarantine",
-        run_id=run_id,
-        computed_at=computed_at,
-        n_input=quarantined,
-        summary=f"{quarantined:,} records are in quarantine.{top}",
-        tables=[
-            ResultTable(
-                name="reasons",
-                title="Quarantined records by reason",
-                columns=["reason", "text", "records"],
-                rows=rows,
-                group_size_column="records",
-                label_columns=["reason", "text"],
-            )
-        ],
-    )
+    summary_text = f"{quarantined:,} records are in quarantine.{top}"
+    return REASONS.document(stamp, rows, n_input=quarantined, summary=summary_text)
 
 
 def changes_document(
-    summary: pd.DataFrame, *, cleaned: int, run_id: str, computed_at: dt.datetime, top: int = TOP_CHANGES
+    summary: pd.DataFrame, stamp: RunStamp, *, cleaned: int, top: int = CHANGES_SHOWN
 ) -> ResultDocument:
     """`quality:top_changes`: the `top` most frequent changes; `cleaned` records were looked at."""
     rows = [[str(r.field), str(r.rule), int(r.records)] for r in summary.head(top).itertuples(index=False)]
-    return ResultDocument(
-        key=CHANGES_KEY,
-        title="What the cleaner changes most",
-        analysis="quality",
-        scope="cleaned",
-        run_id=run_id,
-        computed_at=computed_at,
-        n_input=cleaned,
-        summary=f"Of {cleaned:,} cleaned records, the {len(rows)} most frequent changes by field and rule.",
-        tables=[
-            ResultTable(
-                name="changes",
-                title="Changes by field and rule",
-                columns=["field", "rule", "records"],
-                rows=rows,
-                group_size_column="records",
-                label_columns=["field", "rule"],
-            )
-        ],
-    )
+    summary_text = f"Of {cleaned:,} cleaned records, the {len(rows)} most frequent changes by field and rule."
+    return CHANGES.document(stamp, rows, n_input=cleaned, summary=summary_text)
 
 
 def quality_documents(client: DbApiClient, *, run_id: str, computed_at: dt.datetime) -> list[ResultDocument]:
     """Both documents over the whole `quarantine` and `cleaned` collections (one column each)."""
-    quarantine = client.scan("quarantine", columns=["reasons"])
-    cleaned = client.scan("cleaned", columns=["changes"])
-    stamp = {"run_id": run_id, "computed_at": computed_at}
+    quarantine = client.scan(collections.QUARANTINE, columns=["reasons"])
+    cleaned = client.scan(collections.CLEANED, columns=["changes"])
+    stamp = RunStamp(run_id, computed_at)
     return [
         reasons_document(
-            _summary(quarantine, "reasons", reasons_summary), quarantined=quarantine.num_rows, **stamp
+            _summary(quarantine, "reasons", reasons_summary), stamp, quarantined=quarantine.num_rows
         ),
-        changes_document(_summary(cleaned, "changes", changes_summary), cleaned=cleaned.num_rows, **stamp),
+        changes_document(_summary(cleaned, "changes", changes_summary), stamp, cleaned=cleaned.num_rows),
     ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -61,6 +62,28 @@ class ResultDocument(BaseModel):
     )
     parameters: dict[str, Any] = Field(default_factory=dict, description="settings the result depends on")
     warnings: list[str] = Field(default_factory=list, description="what the fitting reported")
+
+
+@dataclass(frozen=True)
+class RunStamp:
+    """The run that computed a document, and when: what every document in `processed` carries."""
+
+    run_id: str
+    computed_at: dt.datetime
+
+
+def stamped_document(key: str, stamp: RunStamp, *, scope: str | None = None, **fields: Any) -> ResultDocument:
+    """The document of `key` (`<analysis>:<scope>`) stamped with its run; `scope` when the document
+    names its scope otherwise than the key does. Every builder of result documents goes through here."""
+    analysis, _, key_scope = key.partition(":")
+    return ResultDocument(
+        key=key,
+        analysis=analysis,
+        scope=key_scope if scope is None else scope,
+        run_id=stamp.run_id,
+        computed_at=stamp.computed_at,
+        **fields,
+    )
 
 
 class PublicTable(BaseModel):

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from pipeline_lib.process.analysis.frame import SECTORS, SEXES, require
+from pipeline_lib.contract.fields import SECTORS, SEXES
+from pipeline_lib.process.analysis.frame import require
 
 # Student fields and school context; `school_id` itself is never a feature (grouped CV).
 NUMERIC_FEATURES = ("ses", "age", "study_hours_week", "absences", "mean_ses", "school_size")

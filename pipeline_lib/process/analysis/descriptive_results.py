@@ -11,7 +11,6 @@ exactly with the same partitioning, and another partitioning can change the last
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,35 +19,45 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.process.analysis import interpret
 from pipeline_lib.process.analysis.base import Failure
 from pipeline_lib.process.analysis.descriptives import STATS
-from pipeline_lib.process.results import ChartSpec, ResultDocument, ResultTable
+from pipeline_lib.process.results import ChartSpec, ResultDocument, ResultTable, RunStamp, stamped_document
 
 SIGNIFICANT_DIGITS = 12
 
 TITLES: Mapping[str, str] = {
-    "descriptives:overall": "Descriptive statistics of all students",
-    "descriptives:by_sector": "Descriptive statistics by school sector",
-    "descriptives:by_sex": "Descriptive statistics by sex",
-    "descriptives:by_minority": "Descriptive statistics by minority status",
-    "descriptives:by_school": "Descriptive statistics by school",
-    "correlations:numeric": "Correlations among the numeric fields",
-    "ols:math_score": "Math score on SES, sex, minority and sector (OLS, robust standard errors)",
-    "mixedlm:null": "Variance between and within schools (multilevel null model)",
-    "mixedlm:school_effects": "SES within and between schools (multilevel school-effects model)",
-    "classification:at_risk": "Predicting students at risk of a low math score",
-    "regression:math_score": "Predicting math scores",
+    keys.DESCRIPTIVES_OVERALL: "Descriptive statistics of all students",
+    keys.DESCRIPTIVES_BY_SECTOR: "Descriptive statistics by school sector",
+    keys.DESCRIPTIVES_BY_SEX: "Descriptive statistics by sex",
+    keys.DESCRIPTIVES_BY_MINORITY: "Descriptive statistics by minority status",
+    keys.DESCRIPTIVES_BY_SCHOOL: "Descriptive statistics by school",
+    keys.CORRELATIONS: "Correlations among the numeric fields",
+    keys.OLS: "Math score on SES, sex, minority and sector (OLS, robust standard errors)",
+    keys.MIXEDLM_NULL: "Variance between and within schools (multilevel null model)",
+    keys.MIXEDLM_SCHOOL_EFFECTS: "SES within and between schools (multilevel school-effects model)",
+    keys.AT_RISK: "Predicting students at risk of a low math score",
+    keys.PREDICTION: "Predicting math scores",
 }
-KEYS = tuple(TITLES)
+KEYS = keys.ANALYSIS_KEYS
+# The document of each scope of `descriptives.describe` (`overall`, `by_sector`, ...).
+DESCRIPTIVES_KEYS: Mapping[str, str] = {
+    key.partition(":")[2]: key
+    for key in (
+        keys.DESCRIPTIVES_OVERALL,
+        keys.DESCRIPTIVES_BY_SECTOR,
+        keys.DESCRIPTIVES_BY_SEX,
+        keys.DESCRIPTIVES_BY_MINORITY,
+        keys.DESCRIPTIVES_BY_SCHOOL,
+    )
+}
 
 
 @dataclass(frozen=True)
-class Stamp:
-    """What every document of one run carries."""
+class Stamp(RunStamp):
+    """What every analysis document of one run carries, beyond the run and its time."""
 
-    run_id: str
-    computed_at: dt.datetime
     n_input: int
     input_high_water_mark: int
     k_min_group: int
@@ -118,14 +127,10 @@ def document(
     parameters: Mapping[str, Any] | None = None,
     warnings: Sequence[str] = (),
 ) -> ResultDocument:
-    analysis, _, scope = key.partition(":")
-    return ResultDocument(
-        key=key,
+    return stamped_document(
+        key,
+        stamp,
         title=TITLES[key],
-        analysis=analysis,
-        scope=scope,
-        run_id=stamp.run_id,
-        computed_at=stamp.computed_at,
         n_input=stamp.n_input,
         summary=summary,
         tables=tables,
@@ -199,7 +204,7 @@ def descriptives_documents(
                 chart = ChartSpec(table="math_score_means", x=by[0], y="mean", title="Mean math score")
         docs.append(
             document(
-                f"descriptives:{scope}",
+                DESCRIPTIVES_KEYS[scope],
                 stamp,
                 summary=summary,
                 tables=result_tables,
@@ -215,7 +220,7 @@ def correlations_document(pairs: pd.DataFrame, stamp: Stamp) -> ResultDocument:
         ["pair", "a", "b", "n", "r", "ci_low", "ci_high"]
     ]
     return document(
-        "correlations:numeric",
+        keys.CORRELATIONS,
         stamp,
         summary=interpret.correlations(pairs),
         engine="spark",

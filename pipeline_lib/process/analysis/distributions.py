@@ -19,8 +19,9 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.contract.fields import FIELDS_BY_NAME
-from pipeline_lib.process.results import ChartSpec, ResultDocument, ResultTable
+from pipeline_lib.process.results import ChartSpec, ResultDocument, ResultTable, RunStamp, stamped_document
 
 ALL = "all"  # the sector label of the line fitted to every student
 
@@ -57,12 +58,10 @@ HISTOGRAM_BINS: Mapping[str, Bins] = {"math_score": Bins("math_score", 5.0), "se
 RELATION_BINS = HISTOGRAM_BINS["ses"]
 
 
-def histogram_key(variable: str) -> str:
-    return f"distribution:{variable}"
-
-
-RELATION_KEY = "relation:ses_math"
-SCHOOLS_KEY = "distribution:schools"
+# The names the dashboards import; the keys themselves are declared in `result_keys`.
+histogram_key = keys.distribution
+RELATION_KEY = keys.SES_MATH_RELATION
+SCHOOLS_KEY = keys.SCHOOL_DISTRIBUTION
 
 
 # -- Spark aggregations ---------------------------------------------------------------------------
@@ -281,7 +280,7 @@ def _table(name: str, title: str, frame: pd.DataFrame, labels: list[str]) -> Res
 
 
 def histogram_documents(
-    counts: pd.DataFrame, *, run_id: str, computed_at: dt.datetime, bins: Mapping[str, Bins] = HISTOGRAM_BINS
+    counts: pd.DataFrame, stamp: RunStamp, *, bins: Mapping[str, Bins] = HISTOGRAM_BINS
 ) -> list[ResultDocument]:
     """One `distribution:<variable>` document per variable of `counts` (from `histogram_counts`)."""
     documents = []
@@ -298,13 +297,10 @@ def histogram_documents(
         total = int(rows["n"].sum())
         label = FIELDS_BY_NAME[variable].label
         documents.append(
-            ResultDocument(
-                key=histogram_key(variable),
+            stamped_document(
+                keys.distribution(variable),
+                stamp,
                 title=f"Distribution of {label.lower()}",
-                analysis="distribution",
-                scope=variable,
-                run_id=run_id,
-                computed_at=computed_at,
                 n_input=total,
                 summary=(
                     f"{total:,} students in bins of {b.width:g} from {b.lower:g} to {b.upper:g}; "
@@ -321,9 +317,7 @@ def histogram_documents(
     return documents
 
 
-def relation_document(
-    binned: pd.DataFrame, lines: pd.DataFrame, *, run_id: str, computed_at: dt.datetime
-) -> ResultDocument:
+def relation_document(binned: pd.DataFrame, lines: pd.DataFrame, stamp: RunStamp) -> ResultDocument:
     """`relation:ses_math` from `relation_tables`: the line of each sector (a sector under k
     students is suppressed whole) and the mean score of each sector's SES bins."""
     everyone = lines[lines["sector"] == ALL]
@@ -334,13 +328,11 @@ def relation_document(
             f"Across {n:,} students, one more SES point goes with "
             f"{everyone['slope'].iloc[0]:+.1f} math points on average."
         )
-    return ResultDocument(
-        key=RELATION_KEY,
-        title="Socio-economic status and math score, by sector",
-        analysis="relation",
+    return stamped_document(
+        keys.SES_MATH_RELATION,
+        stamp,
         scope="by_sector",
-        run_id=run_id,
-        computed_at=computed_at,
+        title="Socio-economic status and math score, by sector",
         n_input=n,
         summary=summary,
         tables=[
@@ -353,18 +345,16 @@ def relation_document(
     )
 
 
-def schools_document(sizes: pd.DataFrame, *, run_id: str, computed_at: dt.datetime) -> ResultDocument:
+def schools_document(sizes: pd.DataFrame, stamp: RunStamp) -> ResultDocument:
     """`distribution:schools` from `school_sizes`: each school's sector (and name) with its
     students; a school of fewer than k students keeps its labels but not its count."""
     labels = [c for c in ("school_id", "name", "sector") if c in sizes]
     total = int(sizes["n"].sum())
-    return ResultDocument(
-        key=SCHOOLS_KEY,
-        title="Students per school",
-        analysis="distribution",
+    return stamped_document(
+        keys.SCHOOL_DISTRIBUTION,
+        stamp,
         scope="by_school",
-        run_id=run_id,
-        computed_at=computed_at,
+        title="Students per school",
         n_input=total,
         summary=f"{total:,} students in {len(sizes):,} schools.",
         tables=[_table("schools", "Students per school", sizes, labels)],
@@ -376,23 +366,32 @@ def distribution_documents(
 ) -> list[ResultDocument]:
     """Every document of this module from cleaned students with `sector` joined (Spark). Cache
     `students` first: each table is one pass over it."""
-    binned, lines = relation_tables(students)
-    stamp = {"run_id": run_id, "computed_at": computed_at}
-    return [
-        *histogram_documents(histogram_counts(students), **stamp),
-        relation_document(binned, lines, **stamp),
-        schools_document(school_sizes(students, schools), **stamp),
-    ]
+    return _documents(
+        histogram_counts(students),
+        relation_tables(students),
+        school_sizes(students, schools),
+        RunStamp(run_id, computed_at),
+    )
 
 
 def distribution_documents_pandas(
     students: pd.DataFrame, *, run_id: str, computed_at: dt.datetime, schools: pd.DataFrame | None = None
 ) -> list[ResultDocument]:
     """`distribution_documents` for a pandas frame (small data, tests, dashboards' fixtures)."""
-    binned, lines = relation_tables_pandas(students)
-    stamp = {"run_id": run_id, "computed_at": computed_at}
+    return _documents(
+        histogram_counts_pandas(students),
+        relation_tables_pandas(students),
+        school_sizes_pandas(students, schools),
+        RunStamp(run_id, computed_at),
+    )
+
+
+def _documents(
+    counts: pd.DataFrame, relation: tuple[pd.DataFrame, pd.DataFrame], sizes: pd.DataFrame, stamp: RunStamp
+) -> list[ResultDocument]:
+    binned, lines = relation
     return [
-        *histogram_documents(histogram_counts_pandas(students), **stamp),
-        relation_document(binned, lines, **stamp),
-        schools_document(school_sizes_pandas(students, schools), **stamp),
+        *histogram_documents(counts, stamp),
+        relation_document(binned, lines, stamp),
+        schools_document(sizes, stamp),
     ]

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipeline_lib.contract.fields import SCHOOL_FIELDS, STUDENT_FIELDS
+from pipeline_lib.contract.fields import SECTORS, SEXES, STUDENT_FIELDS
 from pipeline_lib.process.analysis.base import AnalysisError
 
 OUTCOME = "math_score"
 # Every numeric student field, in contract order (math_score, ses and the optional ones).
 NUMERIC = tuple(f.name for f in STUDENT_FIELDS if f.kind in ("float", "int"))
-SECTORS = next(f.choices for f in SCHOOL_FIELDS if f.name == "sector")
-SEXES = next(f.choices for f in STUDENT_FIELDS if f.name == "sex")
 # Reference categories of the regression models: the first choice the contract lists.
 REFERENCE = {"sector": SECTORS[0], "sex": SEXES[0], "minority": False}
 

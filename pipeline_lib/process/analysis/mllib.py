@@ -88,6 +88,29 @@ def _impute(X: np.ndarray, spec: tuple[cv.Column, ...], medians: dict[str, float
     return out
 
 
+def _split(
+    data: DataFrame, spec: tuple[cv.Column, ...], fold: int
+) -> tuple[DataFrame, DataFrame, dict[str, float], int, float]:
+    """A fold's training and test rows, the training medians (to fill gaps), and the training
+    rows' count and mean of `__y`."""
+    train, test = data.where(F.col("__fold") != fold), data.where(F.col("__fold") == fold)
+    medians = _medians(train, spec)
+    n_train, mean = train.agg(F.count(F.lit(1)), F.avg("__y")).first()
+    return train, test, medians, int(n_train), float(mean)
+
+
+def _penalty(n_train: int) -> dict[str, object]:
+    """Spark ML options of the models: an L2 penalty of 1/n on `features`, as the scikit-learn
+    versions have it."""
+    return {
+        "featuresCol": "features",
+        "labelCol": "__y",
+        "regParam": 1.0 / n_train,
+        "elasticNetParam": 0.0,
+        "standardization": True,
+    }
+
+
 def _fold_sizes(data: DataFrame, folds: int) -> pd.DataFrame:
     """`cv.fold_table` from Spark aggregates: per school its folds, then per fold the counts."""
     per_school = data.groupBy("school_id").agg(
@@ -146,19 +169,9 @@ def classify(
     rows, drops = [], []
     evaluator = BinaryClassificationEvaluator(rawPredictionCol="__p", labelCol="__y", numBins=0)
     for fold in range(folds):
-        train, test = data.where(F.col("__fold") != fold), data.where(F.col("__fold") == fold)
-        medians = _medians(train, spec)
-        trained_on = train.agg(F.count(F.lit(1)), F.avg("__y")).first()
-        n_train, share = int(trained_on[0]), float(trained_on[1])
+        train, test, medians, n_train, share = _split(data, spec, fold)
         require(0 < share < 1, f"the training schools of fold {fold} have only one class")
-        model = LogisticRegression(
-            featuresCol="features",
-            labelCol="__y",
-            regParam=1.0 / n_train,
-            elasticNetParam=0.0,
-            standardization=True,
-            maxIter=200,
-        ).fit(_assemble(train, spec, medians))
+        model = LogisticRegression(maxIter=200, **_penalty(n_train)).fit(_assemble(train, spec, medians))
         scored = (
             model.transform(_assemble(test, spec, medians))
             .select("__y", vector_to_array("probability")[1].alias("__p"))
@@ -250,18 +263,8 @@ def regress(students: DataFrame, school_folds: pd.Series) -> regression.Regressi
     rows = []
     sums = np.zeros(4)  # squared and absolute errors of model and baseline, over all folds
     for fold in range(folds):
-        train, test = data.where(F.col("__fold") != fold), data.where(F.col("__fold") == fold)
-        medians = _medians(train, spec)
-        n_train, mean = (lambda r: (int(r[0]), float(r[1])))(
-            train.agg(F.count(F.lit(1)), F.avg("__y")).first()
-        )
-        model = LinearRegression(
-            featuresCol="features",
-            labelCol="__y",
-            regParam=1.0 / n_train,
-            elasticNetParam=0.0,
-            standardization=True,
-        ).fit(_assemble(train, spec, medians))
+        train, test, medians, n_train, mean = _split(data, spec, fold)
+        model = LinearRegression(**_penalty(n_train)).fit(_assemble(train, spec, medians))
         residual = F.col("__y") - F.col("prediction")
         r = (
             model.transform(_assemble(test, spec, medians))

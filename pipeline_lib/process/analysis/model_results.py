@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
+from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.process.analysis import interpret
 from pipeline_lib.process.analysis.base import Failure
 from pipeline_lib.process.analysis.classification import ClassificationResult
@@ -21,19 +23,20 @@ from pipeline_lib.process.results import ChartSpec, ResultDocument
 def ols_document(
     result: OlsResult | Failure, stamp: Stamp, term_sizes: Mapping[str, int], *, sampled: bool
 ) -> ResultDocument:
-    key = "ols:math_score"
     if isinstance(result, Failure):
-        return failure_document(key, stamp, result, engine="statsmodels", sampled=sampled)
+        return failure_document(keys.OLS, stamp, result, engine="statsmodels", sampled=sampled)
     coefficients = _with_sizes(result.coefficients, term_sizes, result.n)
-    fit = pd.DataFrame(
+    fit = _named(
+        "statistic",
         {
-            "statistic": ["r_squared", "adj_r_squared", "n", "df_resid"],
-            "value": [result.r_squared, result.adj_r_squared, result.n, result.df_resid],
+            "r_squared": result.r_squared,
+            "adj_r_squared": result.adj_r_squared,
+            "n": result.n,
+            "df_resid": result.df_resid,
         },
-        dtype=object,  # counts stay whole numbers beside the ratios
     )
     return document(
-        key,
+        keys.OLS,
         stamp,
         summary=interpret.ols(result),
         engine="statsmodels",
@@ -58,33 +61,21 @@ def ols_document(
 
 
 def null_model_document(model: NullModel | Failure, stamp: Stamp, *, sampled: bool) -> ResultDocument:
-    key = "mixedlm:null"
     if isinstance(model, Failure):
-        return failure_document(key, stamp, model, engine="statsmodels", sampled=sampled)
-    estimates = pd.DataFrame(
+        return failure_document(keys.MIXEDLM_NULL, stamp, model, engine="statsmodels", sampled=sampled)
+    estimates = _named(
+        "quantity",
         {
-            "quantity": [
-                "grand_mean",
-                "between_school_variance",
-                "within_school_variance",
-                "icc",
-                "reml_criterion",
-                "n_students",
-                "n_schools",
-            ],
-            "value": [
-                model.grand_mean,
-                model.between_variance,
-                model.within_variance,
-                model.icc,
-                model.reml_criterion,
-                model.n_students,
-                model.n_schools,
-            ],
-            "se": [model.grand_mean_se, None, None, None, None, None, None],
+            "grand_mean": model.grand_mean,
+            "between_school_variance": model.between_variance,
+            "within_school_variance": model.within_variance,
+            "icc": model.icc,
+            "reml_criterion": model.reml_criterion,
+            "n_students": model.n_students,
+            "n_schools": model.n_schools,
         },
-        dtype=object,
     )
+    estimates["se"] = [model.grand_mean_se, *[None] * (len(estimates) - 1)]
     total = model.between_variance + model.within_variance
     variance = pd.DataFrame(
         {
@@ -94,7 +85,7 @@ def null_model_document(model: NullModel | Failure, stamp: Stamp, *, sampled: bo
         }
     )
     return document(
-        key,
+        keys.MIXEDLM_NULL,
         stamp,
         summary=interpret.null_model(model),
         engine="statsmodels",
@@ -112,34 +103,29 @@ def null_model_document(model: NullModel | Failure, stamp: Stamp, *, sampled: bo
 def school_effects_document(
     model: SchoolEffectsModel | Failure, stamp: Stamp, term_sizes: Mapping[str, int], *, sampled: bool
 ) -> ResultDocument:
-    key = "mixedlm:school_effects"
     if isinstance(model, Failure):
-        return failure_document(key, stamp, model, engine="statsmodels", sampled=sampled)
-    variance = pd.DataFrame(
+        return failure_document(
+            keys.MIXEDLM_SCHOOL_EFFECTS, stamp, model, engine="statsmodels", sampled=sampled
+        )
+    variance = _named(
+        "component",
         {
-            "component": [
-                "intercept_variance",
-                "slope_variance",
-                "intercept_slope_correlation",
-                "residual_variance",
-            ],
-            "value": [
-                model.intercept_variance,
-                model.slope_variance,
-                model.intercept_slope_correlation,
-                model.residual_variance,
-            ],
-        }
-    )
-    fit = pd.DataFrame(
-        {
-            "statistic": ["reml_criterion", "n_students", "n_schools"],
-            "value": [model.reml_criterion, model.n_students, model.n_schools],
+            "intercept_variance": model.intercept_variance,
+            "slope_variance": model.slope_variance,
+            "intercept_slope_correlation": model.intercept_slope_correlation,
+            "residual_variance": model.residual_variance,
         },
-        dtype=object,
+    )
+    fit = _named(
+        "statistic",
+        {
+            "reml_criterion": model.reml_criterion,
+            "n_students": model.n_students,
+            "n_schools": model.n_schools,
+        },
     )
     return document(
-        key,
+        keys.MIXEDLM_SCHOOL_EFFECTS,
         stamp,
         summary=interpret.school_effects(model, str(REFERENCE["sector"])),
         engine="statsmodels",
@@ -174,6 +160,12 @@ def school_effects_document(
     )
 
 
+def _named(label: str, values: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per entry of `values`: its name in column `label`, then its `value`. Object dtype, so
+    counts stay whole numbers beside the ratios."""
+    return pd.DataFrame({label: list(values), "value": list(values.values())}, dtype=object)
+
+
 def _fit_notes(model: NullModel | SchoolEffectsModel) -> list[str]:
     """What the fitting reported, and the optimizers tried before the one that gave the fit."""
     tried = [f"{a.optimizer} gave no usable fit: {a.message}" for a in model.attempts if not a.converged]
@@ -194,9 +186,8 @@ def _category_of(term: str) -> str:
 def classification_document(
     result: ClassificationResult | Failure, stamp: Stamp, *, engine: str, seed: int
 ) -> ResultDocument:
-    key = "classification:at_risk"
     if isinstance(result, Failure):
-        return failure_document(key, stamp, result, engine=engine)
+        return failure_document(keys.AT_RISK, stamp, result, engine=engine)
     metrics = pd.DataFrame(
         [
             (name, *result.metric(name), float(result.folds[f"baseline_{name}"].mean()))
@@ -205,7 +196,7 @@ def classification_document(
         columns=["metric", "model", "model_se", "baseline"],
     )
     return document(
-        key,
+        keys.AT_RISK,
         stamp,
         summary=interpret.classification(result),
         engine=result.engine,
@@ -252,9 +243,8 @@ def classification_document(
 def regression_document(
     result: RegressionResult | Failure, stamp: Stamp, *, engine: str, seed: int
 ) -> ResultDocument:
-    key = "regression:math_score"
     if isinstance(result, Failure):
-        return failure_document(key, stamp, result, engine=engine)
+        return failure_document(keys.PREDICTION, stamp, result, engine=engine)
     r2 = result.folds["r2"].mean()
     metrics = pd.DataFrame(
         {
@@ -265,7 +255,7 @@ def regression_document(
     )
     skill, skill_se = result.skill
     return document(
-        key,
+        keys.PREDICTION,
         stamp,
         summary=interpret.regression(result),
         engine=result.engine,

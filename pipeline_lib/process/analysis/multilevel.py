@@ -21,8 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pipeline_lib.contract import result_keys as keys
+from pipeline_lib.contract.fields import SECTORS
 from pipeline_lib.process.analysis.base import Attempt, Failure
-from pipeline_lib.process.analysis.frame import OUTCOME, REFERENCE, SECTORS, require
+from pipeline_lib.process.analysis.frame import OUTCOME, REFERENCE, require
 
 OPTIMIZERS = ("lbfgs", "bfgs", "powell", "nm", "cg")
 # Gradient methods converge in tens of iterations here; the derivative-free ones need more.
@@ -102,7 +104,7 @@ def fit_null(
 
     fit, attempts, caught = fit_with_fallback(model, optimizers, maxiter)
     if fit is None:
-        return _failure("mixedlm:null", attempts, len(y), caught)
+        return _failure(keys.MIXEDLM_NULL, attempts, len(y), caught)
     return NullModel(
         grand_mean=float(fit.fe_params[0]),
         grand_mean_se=float(fit.bse_fe[0]),
@@ -137,7 +139,7 @@ def fit_school_effects(
 
     fit, attempts, caught = fit_with_fallback(model, optimizers, maxiter)
     if fit is None:
-        return _failure("mixedlm:school_effects", attempts, len(y), caught)
+        return _failure(keys.MIXEDLM_SCHOOL_EFFECTS, attempts, len(y), caught)
     cov = np.asarray(fit.cov_re)
     correlation = None
     if cov[0, 0] > 0 and cov[1, 1] > 0:

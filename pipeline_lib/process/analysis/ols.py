@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline_lib.process.analysis.frame import OUTCOME, REFERENCE, SECTORS, SEXES, require
+from pipeline_lib.contract.fields import SECTORS, SEXES
+from pipeline_lib.process.analysis.frame import OUTCOME, REFERENCE, require
 
 COLUMNS = ("ses", "sex", "minority", "sector")
 

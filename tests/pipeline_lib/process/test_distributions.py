@@ -13,9 +13,10 @@ from scipy import stats
 
 from pipeline_lib.demo.population import generate_population
 from pipeline_lib.process.analysis import distributions as d
-from pipeline_lib.process.results import ResultDocument, suppress
+from pipeline_lib.process.results import ResultDocument, RunStamp, suppress
 
 STAMP = {"run_id": "process-test", "computed_at": dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)}
+RUN = RunStamp(**STAMP)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def test_missing_and_out_of_range_values_are_not_counted() -> None:
 
 def test_histogram_documents_label_bins_and_suppress_small_ones_but_keep_their_labels() -> None:
     students = _students([0.1] * 6 + [2.2] * 2, [50.0] * 8)
-    docs = {doc.key: doc for doc in d.histogram_documents(d.histogram_counts_pandas(students), **STAMP)}
+    docs = {doc.key: doc for doc in d.histogram_documents(d.histogram_counts_pandas(students), RUN)}
     ses = docs["distribution:ses"]
     assert ses.n_input == 8
     assert ses.tables[0].rows == [["0 to 0.5", 0.0, 0.5, 6], ["2 to 2.5", 2.0, 2.5, 2]]
@@ -118,7 +119,7 @@ def test_a_sector_under_k_loses_its_line_and_bins_in_the_public_view() -> None:
     small = _students([0.0, 1.0, 2.0], [40.0, 50.0, 70.0], "private")
     both = pd.concat([big, small], ignore_index=True)
     binned, lines = d.relation_tables_pandas(both)
-    public = suppress(d.relation_document(binned, lines, **STAMP), k=5)
+    public = suppress(d.relation_document(binned, lines, RUN), k=5)
     tables = {t.name: t for t in public.tables}
     private_line = next(r for r in tables["lines"].rows if r[0] == "private")
     assert private_line[0] == "private" and all(v is None for v in private_line[1:])

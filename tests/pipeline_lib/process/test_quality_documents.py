@@ -12,9 +12,10 @@ from pipeline_lib.clean import pandas_engine
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.demo.rows import demo_records
 from pipeline_lib.process import quality_documents as q
-from pipeline_lib.process.results import suppress
+from pipeline_lib.process.results import RunStamp, suppress
 
 STAMP = {"run_id": "process-t", "computed_at": dt.datetime(2026, 5, 4, tzinfo=dt.UTC)}
+RUN = RunStamp(**STAMP)
 
 
 def _reasons(*records: list[str]) -> pa.Table:
@@ -53,7 +54,7 @@ def test_a_reason_in_words_leaves_out_the_value_it_quotes() -> None:
 
 def test_a_reason_of_fewer_than_k_records_is_hidden_but_named() -> None:
     summary = q.reasons_summary(_reasons(*[["sex_missing"]] * 6, ["age_invalid"]))
-    public = suppress(q.reasons_document(summary, quarantined=7, **STAMP), k=5)
+    public = suppress(q.reasons_document(summary, RUN, quarantined=7), k=5)
     assert public.tables[0].rows == [
         ["sex_missing", "sex is required but missing", 6],
         ["age_invalid", "age is not a number", None],
@@ -73,7 +74,7 @@ def test_the_documents_count_what_the_collections_hold(sqlite_client: DbApiClien
         (c["field"], rule) for record in result.cleaned["changes"] for c in record for rule in c["rules"]
     )
     shown = {(r[0], r[1]): r[2] for r in changes.tables[0].rows}
-    assert len(shown) == min(q.TOP_CHANGES, len(expected_changes))
+    assert len(shown) == min(q.CHANGES_SHOWN, len(expected_changes))
     assert all(expected_changes[pair] == n for pair, n in shown.items())
     assert all(n <= min(shown.values()) for pair, n in expected_changes.items() if pair not in shown)
     # No example messages: they quote what students typed.
