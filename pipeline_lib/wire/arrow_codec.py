@@ -7,6 +7,7 @@ record); the store keeps BSON documents. This module is the only place the two m
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,6 +20,7 @@ from pipeline_lib.wire.bson_codec import (
     MAX_DATETIME_MS,
     MAX_DEPTH,
     MIN_DATETIME_MS,
+    Document,
     check_field_name,
     to_text,
 )
@@ -34,7 +36,8 @@ def table_to_ipc(data: pa.Table | pa.RecordBatch) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, data.schema) as writer:
         writer.write(data)
-    return sink.getvalue().to_pybytes()
+    stream: bytes = sink.getvalue().to_pybytes()
+    return stream
 
 
 def ipc_to_table(data: bytes, what: str = "batch") -> pa.Table:
@@ -49,7 +52,8 @@ def ipc_to_table(data: bytes, what: str = "batch") -> pa.Table:
 
 
 def schema_to_bytes(schema: pa.Schema) -> bytes:
-    return schema.serialize().to_pybytes()
+    serialized: bytes = schema.serialize().to_pybytes()
+    return serialized
 
 
 def schema_from_bytes(data: bytes) -> pa.Schema:
@@ -104,7 +108,7 @@ def _value_count(array: pa.Array) -> int:
     return count
 
 
-def table_to_documents(table: pa.Table) -> list[dict]:
+def table_to_documents(table: pa.Table) -> list[Document]:
     """Rows as dicts, after checking every column name and type can be stored."""
     for field in table.schema:
         check_field_name(field.name)
@@ -126,7 +130,7 @@ def table_to_documents(table: pa.Table) -> list[dict]:
     return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
-def _column_values(name: str, column: pa.ChunkedArray) -> list:
+def _column_values(name: str, column: pa.ChunkedArray) -> list[Any]:
     if pat.is_timestamp(column.type):
         # BSON keeps milliseconds since the epoch (naive timestamps are taken as UTC); DatetimeMS
         # skips building a datetime per value, which is ~100x slower.
@@ -137,10 +141,13 @@ def _column_values(name: str, column: pa.ChunkedArray) -> list:
             raise InvalidArgument(f"column {name!r} holds timestamps outside the years 1 to 9999")
         millis = column.cast(pa.timestamp("ms", tz=column.type.tz), safe=False).cast(pa.int64())
         return [None if v is None else DatetimeMS(v) for v in millis.to_pylist()]
-    return column.to_pylist()
+    values: list[Any] = column.to_pylist()
+    return values
 
 
-def _column_names(docs: Sequence[dict], columns: Sequence[str], inferred: dict | None) -> list[str]:
+def _column_names(
+    docs: Sequence[Document], columns: Sequence[str], inferred: dict[str, pa.Array] | None
+) -> list[str]:
     if columns:
         return ["_id", *[c for c in columns if c != "_id"]]
     if inferred is not None:
@@ -152,7 +159,7 @@ def _column_names(docs: Sequence[dict], columns: Sequence[str], inferred: dict |
     return list(seen)
 
 
-def _infer_columns(docs: Sequence[dict]) -> dict[str, pa.Array] | None:
+def _infer_columns(docs: Sequence[Document]) -> dict[str, pa.Array] | None:
     """All columns at once, in first-seen order, by Arrow's C++ inference; None if kinds mix."""
     if not docs:
         return None
@@ -172,7 +179,7 @@ def _arrow_value(value: object) -> object:
     return value
 
 
-def _typed_array(values: list) -> pa.Array:
+def _typed_array(values: list[Any]) -> pa.Array:
     try:
         array = pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
@@ -192,7 +199,7 @@ def _labelled_utc(array: pa.Array) -> pa.Array:
 
 
 def documents_to_batch(
-    docs: Sequence[dict],
+    docs: Sequence[Document],
     columns: Sequence[str] = (),
     *,
     as_text: bool = False,
@@ -219,7 +226,7 @@ def documents_to_batch(
     return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
-def _as_text(array: pa.Array, name: str, docs: Sequence[dict]) -> pa.Array:
+def _as_text(array: pa.Array, name: str, docs: Sequence[Document]) -> pa.Array:
     if pat.is_string(array.type):
         return array
     if pat.is_null(array.type):

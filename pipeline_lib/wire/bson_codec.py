@@ -19,6 +19,9 @@ from bson.errors import BSONError, InvalidDocument
 
 from pipeline_lib.wire.errors import InvalidArgument
 
+# A document as the store keeps it and BSON decodes it: field names to values.
+Document = dict[str, Any]
+
 MAX_ID_LENGTH = 512
 # Top-level field the MongoDB backend uses for ordering; reserved in both backends alike.
 SEQ_FIELD = "_wb_seq"
@@ -43,9 +46,11 @@ def _encode_fallback(value: Any) -> Any:
     raise InvalidArgument(f"values of type {type(value).__name__} cannot be stored")
 
 
-ENCODE_OPTIONS: CodecOptions = CodecOptions(type_registry=TypeRegistry(fallback_encoder=_encode_fallback))
+ENCODE_OPTIONS: CodecOptions[Document] = CodecOptions(
+    type_registry=TypeRegistry(fallback_encoder=_encode_fallback)
+)
 # Datetimes come back timezone-aware in UTC, which Arrow maps to timestamp[us, tz=UTC].
-DECODE_OPTIONS: CodecOptions = CodecOptions(tz_aware=True, tzinfo=dt.UTC)
+DECODE_OPTIONS: CodecOptions[Document] = CodecOptions(tz_aware=True, tzinfo=dt.UTC)
 
 
 def new_id() -> str:
@@ -89,7 +94,7 @@ def check_keys(value: Any, path: str = "", depth: int = 0) -> None:
             check_keys(item, f"{path}[{index}]", depth + 1)
 
 
-def check_document(doc: Any) -> dict:
+def check_document(doc: Any) -> Document:
     if not isinstance(doc, dict):
         raise InvalidArgument(f"a document must be an object, got {type(doc).__name__}")
     check_id(doc.get("_id"))
@@ -97,7 +102,7 @@ def check_document(doc: Any) -> dict:
     return doc
 
 
-def encode(doc: Mapping) -> bytes:
+def encode(doc: Mapping[str, Any]) -> bytes:
     try:
         data = bson.encode(doc, codec_options=ENCODE_OPTIONS)
     except (InvalidDocument, OverflowError) as exc:
@@ -109,19 +114,19 @@ def encode(doc: Mapping) -> bytes:
     return data
 
 
-def decode(data: bytes) -> dict:
+def decode(data: bytes) -> Document:
     try:
         return bson.decode(data, codec_options=DECODE_OPTIONS)
     except (BSONError, InvalidDocument, ValueError) as exc:
         raise InvalidArgument(f"malformed BSON document: {exc}") from exc
 
 
-def decode_many(blobs: Iterable[bytes]) -> list[dict]:
+def decode_many(blobs: Iterable[bytes]) -> list[Document]:
     """Decode for bulk reads: datetimes come back naive (in UTC), which is much faster."""
     return bson.decode_all(b"".join(blobs))
 
 
-def with_key_as_id(docs: list[dict], key: str | None) -> list[dict]:
+def with_key_as_id(docs: list[Document], key: str | None) -> list[Document]:
     """Set each document's `_id` from its `key` field (kept as is) and check every id.
 
     Field names are not checked here: these documents come from an Arrow batch whose schema
@@ -151,9 +156,7 @@ def to_text(value: Any) -> str | None:
 
 def _plain_text(value: Any) -> str:
     if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        return value.isoformat()
+        return (value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)).isoformat()
     if isinstance(value, bytes):
         return value.hex()
     return str(value)
