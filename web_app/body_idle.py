@@ -8,32 +8,27 @@ not started is answered 408 here. Waiting for a disconnect after the body is not
 from __future__ import annotations
 
 import anyio
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from web_app.middleware import BodyGuard, BodyRefused
 
-class BodyIdle(HTTPException):
-    """An HTTPException, so FastAPI's body parsing passes it on instead of answering 400."""
 
+class BodyIdle(BodyRefused):
     def __init__(self, seconds: float) -> None:
-        super().__init__(
-            408,
-            f"The request body stalled: nothing arrived for {seconds:g} seconds, so it was cut off.",
-            headers={"Connection": "close"},
-        )
+        detail = f"The request body stalled: nothing arrived for {seconds:g} seconds, so it was cut off."
+        title = "The request body stalled"
+        super().__init__(408, detail, title, problem_detail=detail, headers={"Connection": "close"})
 
 
-class BodyIdleMiddleware:
+class BodyIdleMiddleware(BodyGuard):
+    refusal = BodyIdle
+
     def __init__(self, app: ASGIApp, seconds: float) -> None:
-        self.app = app
+        super().__init__(app)
         self.seconds = seconds
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         body_done = False
-        started = False
 
         async def receive_in_time() -> Message:
             nonlocal body_done
@@ -45,28 +40,4 @@ class BodyIdleMiddleware:
                 return message
             raise BodyIdle(self.seconds)
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive_in_time, tracking_send)
-        except BodyIdle as exc:
-            if not started:  # else the response is under way already: nothing more to say
-                await _refuse(send, exc)
-
-
-async def _refuse(send: Send, exc: BodyIdle) -> None:
-    body = (
-        b'{"type":"about:blank","title":"The request body stalled","status":408,'
-        b'"detail":"' + exc.detail.encode() + b'"}'
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 408,
-            "headers": [(b"content-type", b"application/problem+json"), (b"connection", b"close")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+        await self.call_app(scope, receive_in_time, send)

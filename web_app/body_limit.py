@@ -8,33 +8,35 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from web_app.middleware import BodyGuard, BodyRefused
 
-class BodyTooLarge(HTTPException):
-    """An HTTPException, so FastAPI's body parsing passes it on instead of answering 400."""
 
+class BodyTooLarge(BodyRefused):
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"The request body is too large: the limit here is {limit} bytes.")
+        super().__init__(
+            413,
+            f"The request body is too large: the limit here is {limit} bytes.",
+            title="The request body is too large",
+            problem_detail=f"The limit for this address is {limit} bytes.",
+        )
 
 
-class BodyLimitMiddleware:
+class BodyLimitMiddleware(BodyGuard):
+    refusal = BodyTooLarge
+
     def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]) -> None:
-        self.app = app
+        super().__init__(app)
         self.limit_for = limit_for
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.limit_for(scope["path"])
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _refuse(send, limit)
+            await BodyTooLarge(limit).answer(send)
             return
         received = 0
-        started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -45,28 +47,4 @@ class BodyLimitMiddleware:
                     raise BodyTooLarge(limit)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await _refuse(send, limit)
-
-
-async def _refuse(send: Send, limit: int) -> None:
-    body = (
-        b'{"type":"about:blank","title":"The request body is too large","status":413,'
-        b'"detail":"The limit for this address is ' + str(limit).encode() + b' bytes."}'
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/problem+json"), (b"connection", b"close")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+        await self.call_app(scope, counting_receive, send)

@@ -7,8 +7,9 @@ here, and tests swap any of it with `app.dependency_overrides`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer, SecurityScopes
@@ -30,41 +31,25 @@ CSRF_COOKIE = "wb_csrf"
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", scopes=SCOPES, auto_error=False)
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+def _app_state(name: str) -> Callable[[Request], Any]:
+    """The dependency that gives `app.state.<name>` (typed by the Annotated alias below)."""
+
+    def get(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    get.__name__ = f"get_{name}"
+    return get
 
 
-def get_db(request: Request) -> AsyncDbApiClient:
-    return request.app.state.db
-
-
-def get_jwt_secret(request: Request) -> str:
-    """The key that signs access tokens and CSRF tokens."""
-    return request.app.state.jwt_secret
-
-
-def get_form_limiter(request: Request) -> FormRateLimiter:
-    return request.app.state.form_limiter
-
-
-def get_sign_in_guard(request: Request) -> SignInGuard:
-    return request.app.state.sign_in_guard
-
-
-def get_revoked_tokens(request: Request) -> RevokedTokens:
-    return request.app.state.revoked_tokens
-
-
-def get_accounts(request: Request) -> AccountCache:
-    return request.app.state.accounts
-
-
-def get_upload_slots(request: Request) -> UploadSlots:
-    return request.app.state.bulk_uploads
-
-
-def get_school_cache(request: Request) -> SchoolCache:
-    return request.app.state.school_cache
+get_settings = _app_state("settings")
+get_db = _app_state("db")
+get_jwt_secret = _app_state("jwt_secret")  # the key that signs access tokens and CSRF tokens
+get_form_limiter = _app_state("form_limiter")
+get_sign_in_guard = _app_state("sign_in_guard")
+get_revoked_tokens = _app_state("revoked_tokens")
+get_accounts = _app_state("accounts")
+get_upload_slots = _app_state("bulk_uploads")
+get_school_cache = _app_state("school_cache")
 
 
 def client_host(request: Request) -> str:

@@ -11,7 +11,6 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline_lib.client.aio import AsyncDbApiClient
 from pipeline_lib.settings import Settings, jwt_secret
@@ -22,6 +21,7 @@ from web_app.body_idle import BodyIdleMiddleware
 from web_app.body_limit import BodyLimitMiddleware
 from web_app.client_address import ClientAddressMiddleware, parse_trusted_proxies
 from web_app.deps import LoginRequired
+from web_app.middleware import SecurityHeaders
 from web_app.ratelimit import FormRateLimiter, limit_storage
 from web_app.revoked_tokens import RevokedTokens
 from web_app.routes import auth, form, health, results, runs, schools, submissions
@@ -30,34 +30,6 @@ from web_app.signin_guard import SignInGuard
 from web_app.upload_slots import UploadSlots
 
 log = logging.getLogger(__name__)
-
-_SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"same-origin"),
-    (b"x-frame-options", b"SAMEORIGIN"),
-]
-_PAGE_CSP = (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; frame-ancestors 'self'")
-
-
-class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
-                # A response with its own policy (a sandboxed run notebook, an API docs page) keeps it.
-                own = any(name.lower() == _PAGE_CSP[0] for name, _ in message["headers"])
-                if not own:
-                    message["headers"].append(_PAGE_CSP)
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
 
 
 def _body_limits(settings: Settings) -> object:
