@@ -30,8 +30,10 @@ java:
 cron:
 	@command -v cron >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q cron; }
 
+# mypy (configured in pyproject.toml: strict on contract/, wire/, client/) before the tests, as ruff.
 test: venv chromium java cron
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 test-fast: venv
@@ -48,6 +50,7 @@ bench: venv
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 proto: venv
 	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. pipeline_lib/wire/proto/dbapi.proto
