@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The source checkout (or site-packages parent when installed): home of notebooks/ and schedules/.
@@ -51,6 +51,19 @@ class Settings(BaseSettings):
         "local[*]", description="Spark master: local[N], spark://, yarn, k8s:// or Spark Connect sc://"
     )
     k_min_group: int = Field(5, ge=1, description="smallest group of students any public view shows")
+    k_quantiles: int | None = Field(
+        None,
+        ge=1,
+        description="smallest group whose quartiles (and any percentile) public views show; "
+        "default twice k_min_group, never below it",
+    )
+    protection_ratio: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="the audit fails a hidden figure that published results pin within this share "
+        "of its value (a count: of the range 1..k-1 its reason allows); see docs/privacy.md",
+    )
     web_host: str = Field("127.0.0.1", description="interface the web app listens on")
     web_port: int = Field(8000, description="port of the web app")
     voila_host: str = Field("127.0.0.1", description="where Voilà serves the dashboards")
@@ -140,6 +153,15 @@ class Settings(BaseSettings):
             raise ValueError("is set but empty; unset it to use the secret generated into the data dir")
         return value
 
+    @model_validator(mode="after")
+    def _quantiles_not_below_k(self) -> Settings:
+        # Quantiles of a group that may not even be shown would leak what suppression hides.
+        if self.k_quantiles is not None and self.k_quantiles < self.k_min_group:
+            raise ValueError(
+                f"k_quantiles ({self.k_quantiles}) must be at least k_min_group ({self.k_min_group})"
+            )
+        return self
+
     @field_validator("stale_after", mode="before")
     @classmethod
     def _seconds(cls, value: object) -> object:
@@ -180,6 +202,11 @@ class Settings(BaseSettings):
     @property
     def voila_url(self) -> str:
         return f"http://{self.voila_host}:{self.voila_port}"
+
+    @property
+    def quantile_min_group(self) -> int:
+        """k_quantiles, or its default: twice k_min_group."""
+        return self.k_quantiles if self.k_quantiles is not None else 2 * self.k_min_group
 
     @property
     def run_archive(self) -> Path:
