@@ -19,13 +19,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pipeline_lib.cli.addresses import PortTaken, check_port_free, reachable, split_address
 from pipeline_lib.settings import Settings, db_api_token, get_settings
 
 if TYPE_CHECKING:
     from traitlets.config import Config
-
-LOOPBACK = "127.0.0.1"
-WILDCARDS = ("", "0.0.0.0", "::")
 
 
 def dashboards_dir(settings: Settings) -> Path:
@@ -50,22 +48,17 @@ def content_security_policy(settings: Settings) -> str:
     return f"frame-ancestors {settings.web_url}"
 
 
-def _reachable(host: str) -> str:
-    """The address a local client uses for a server bound to `host`."""
-    return LOOPBACK if host in WILDCARDS else host
-
-
 def kernel_environment(settings: Settings, host: str) -> dict[str, str]:
     """What a dashboard kernel needs to read the results: absolute, as kernels run in the
     notebooks' folder, where relative paths and a `.env` file would not be found."""
-    db_host, _, db_port = settings.db_api_address.rpartition(":")
+    db_host, db_port = split_address(settings.db_api_address)
     env = {
-        "WORKBENCH_DB_API_ADDRESS": f"{_reachable(db_host)}:{db_port}",
+        "WORKBENCH_DB_API_ADDRESS": f"{reachable(db_host)}:{db_port}",
         "WORKBENCH_DATA_DIR": str(settings.data_dir.resolve()),
         "WORKBENCH_K_MIN_GROUP": str(settings.k_min_group),
         "WORKBENCH_DB_API_MAX_MESSAGE_MB": str(settings.db_api_max_message_mb),
         # Where a preheated kernel asks Voilà for the viewer's request (voila.utils.wait_for_request).
-        "VOILA_APP_IP": _reachable(host),
+        "VOILA_APP_IP": reachable(host),
     }
     token = db_api_token(settings)
     if token:
@@ -153,7 +146,6 @@ def dashboards(
     show_config: Annotated[bool, typer.Option(help="print the Voilà configuration and exit")] = False,
 ) -> None:
     """Serve the Voilà dashboards (overview, schools, models, data quality) until Ctrl-C."""
-    from pipeline_lib.cli.supervisor import PortTaken, check_port_free
     from pipeline_lib.logs import configure_logging
 
     settings = get_settings()
@@ -175,5 +167,5 @@ def dashboards(
     serve(settings, host, port, pool)
 
 
-if __name__ == "__main__":  # `python -m pipeline_lib.cli.dashboards`, until `workbench` registers it
+if __name__ == "__main__":  # `python -m pipeline_lib.cli.dashboards`: the command alone, as tests start it
     typer.run(dashboards)

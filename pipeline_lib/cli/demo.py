@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pipeline_lib.cli.addresses import reachable
 from pipeline_lib.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # pandas and the generator load only when the command runs: `--help` stays quick
@@ -23,8 +24,7 @@ if TYPE_CHECKING:  # pandas and the generator load only when the command runs: `
 
 
 def default_url(settings: Settings) -> str:
-    host = settings.web_host if settings.web_host not in ("", "0.0.0.0", "::") else "127.0.0.1"
-    return f"http://{host}:{settings.web_port}"
+    return f"http://{reachable(settings.web_host)}:{settings.web_port}"
 
 
 def _password(user: str, password_stdin: bool) -> str:

@@ -1,16 +1,15 @@
-"""`workbench run`, `workbench schedule show|install`, `workbench scheduler` and `workbench lab`."""
+"""`workbench run`, `workbench schedule show|install` and `workbench scheduler`."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import sys
 from typing import Annotated, Any
 
 import typer
 
 from pipeline_lib.logs import configure_logging
-from pipeline_lib.settings import child_environment, get_settings
+from pipeline_lib.settings import get_settings
 
 schedule_app = typer.Typer(
     help="The schedule in schedules/crontab: show it, install it into cron.", no_args_is_help=True
@@ -198,30 +197,3 @@ def scheduler() -> None:
 
     note(f"scheduler: {len(jobs)} job(s) from {get_settings().schedule_file}")
     serve(get_settings(), echo=typer.echo, note=note)
-
-
-def lab(
-    port: Annotated[int, typer.Option(help="port for JupyterLab")] = 8888,
-    open_browser: Annotated[bool, typer.Option("--browser/--no-browser", help="open a browser tab")] = True,
-) -> None:
-    """Open JupyterLab on notebooks/ with the project's kernel (registered into the venv)."""
-    from pipeline_lib.runs.kernel import KERNEL_NAME, ensure_kernel
-
-    ensure_kernel()
-    settings = get_settings()
-    typer.echo(f"JupyterLab on {settings.notebooks_dir}; choose the kernel '{KERNEL_NAME}'.")
-    args = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        f"--notebook-dir={settings.notebooks_dir}",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        f"--MappingKernelManager.default_kernel_name={KERNEL_NAME}",
-    ]
-    if not open_browser:
-        args.append("--no-browser")
-    if os.geteuid() == 0:  # containers often run as root; Jupyter refuses that unless told
-        args.append("--allow-root")
-    # Kernels run in notebooks/: they get the settings resolved here, not from their own folder.
-    os.execve(sys.executable, args, child_environment(settings))

@@ -12,7 +12,6 @@ service's stderr (its structured log, server and Spark logs) is appended to
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline_lib.cli.addresses import check_port_free
 from pipeline_lib.logs import open_log, tail
 
 
@@ -41,21 +41,6 @@ class Service:
         return f"{self.name:9} ready at {self.url}"
 
 
-class PortTaken(RuntimeError):
-    pass
-
-
-def check_port_free(host: str, port: int, name: str) -> None:
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            raise PortTaken(
-                f"{name} cannot start: {host}:{port} is already in use "
-                "(another workbench running? stop it, or choose other ports in the settings)"
-            ) from None
-
-
 def run(
     services: list[Service],
     echo: Callable[[str], None],
@@ -71,7 +56,8 @@ def run(
     `env` is the children's environment (the resolved settings, so each sees the same paths).
     With `log_dir`, each service's stderr is appended to `<log_dir>/<name>.log` (else inherited).
     `when_ready` is echoed once all are ready (the URLs, the next step), before the closing
-    "All services are up" line; problems go to `error` (default `echo`)."""
+    "All services are up" line; problems go to `error` (default `echo`). Raises PortTaken
+    before starting anything when a service's port is in use."""
     error = error or echo
     for service in services:
         if service.host is not None and service.port is not None:

@@ -1,0 +1,60 @@
+"""Addresses of the services the commands start or reach: `host:port` parsing, the address a
+local client uses for a wildcard bind, whether a port is free and whether a service answers."""
+
+from __future__ import annotations
+
+import socket
+
+from pipeline_lib.settings import Settings
+
+LOOPBACK = "127.0.0.1"
+WILDCARDS = ("", "0.0.0.0", "::")  # bind every interface: a local client reaches them on LOOPBACK
+
+
+class PortTaken(RuntimeError):
+    pass
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """`host:port` as its host and port (the last colon splits, so `[::1]:50051` keeps its host)."""
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+def reachable(host: str) -> str:
+    """The address a local client uses for a server bound to `host`."""
+    return LOOPBACK if host in WILDCARDS else host
+
+
+def check_port_free(host: str, port: int, name: str) -> None:
+    """Raise PortTaken, naming `name`, when `host:port` cannot be bound (checked before a service
+    starts, so a second workbench fails with one clear line instead of a server's traceback)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise PortTaken(
+                f"{name} cannot start: {host}:{port} is already in use "
+                "(another workbench running? stop it, or choose other ports in the settings)"
+            ) from None
+
+
+def http_answers(url: str) -> bool:
+    """Whether `url` answers 200 within a second."""
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def db_api_serving(settings: Settings) -> bool:
+    """Whether the db-api of `settings` answers its health check with SERVING within a second."""
+    from pipeline_lib.client.sync import DbApiClient
+
+    with DbApiClient.from_settings(settings, timeout=1) as client:
+        try:
+            return client.health() == "SERVING"
+        except Exception:
+            return False

@@ -1,0 +1,221 @@
+"""`workbench db-api [ping]`, `workbench web` and `workbench up`: the servers, one at a time or all
+together (`up` supervises them as child processes, see `supervisor`)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipeline_lib.cli.addresses import (
+    PortTaken,
+    check_port_free,
+    db_api_serving,
+    http_answers,
+    split_address,
+)
+from pipeline_lib.logs import configure_logging
+from pipeline_lib.settings import Settings, child_environment, get_settings
+
+db_api_app = typer.Typer(help="The db-api: the gRPC data service every other part uses.")
+
+log = logging.getLogger("workbench")
+
+# What `up` suggests once everything is ready: the README's quick start lists the same commands
+# (tests/pipeline_lib/cli/test_next_steps.py compares the two).
+NEXT_STEPS = ("demo --students 20000 --schools 120", "run all", "users add admin --scope admin")
+
+
+@db_api_app.callback(invoke_without_command=True)
+def db_api(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None, typer.Option(help="interface to bind (default from WORKBENCH_DB_API_ADDRESS)")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="port to listen on (default from WORKBENCH_DB_API_ADDRESS)")
+    ] = None,
+) -> None:
+    """Serve the db-api (embedded store, or MongoDB when WORKBENCH_MONGO_URI is set) until Ctrl-C."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from db_api.server import PortInUse, serve_forever, start_server
+    from db_api.store import open_store
+    from pipeline_lib.settings import db_api_token
+    from pipeline_lib.wire.tls import TlsConfigError
+
+    configure_logging()
+    settings = get_settings()
+    default_host, default_port = split_address(settings.db_api_address)
+    address = f"{host or default_host}:{port if port is not None else default_port}"
+    store = open_store(settings.data_dir, settings.mongo_uri)
+    try:
+        running = start_server(
+            store,
+            address,
+            token=db_api_token(settings, create=True),
+            max_message_bytes=settings.db_api_max_message_mb * 1024 * 1024,
+            scan_workers=settings.db_api_scan_workers,
+            max_streams=settings.db_api_max_streams,
+            tls_cert=settings.db_api_tls_cert,
+            tls_key=settings.db_api_tls_key,
+            tls_client_ca=settings.db_api_tls_client_ca,
+        )
+    except PortInUse as exc:
+        store.close()
+        typer.echo(f"error: {exc}. Stop the other process or choose another --port.", err=True)
+        raise typer.Exit(1) from None
+    except TlsConfigError as exc:
+        store.close()
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    backend = "mongodb" if settings.mongo_uri else f"embedded sqlite under {settings.data_dir}"
+    log.info("db-api listening", extra={"address": address, "port": running.port, "store": backend})
+    serve_forever(running)
+
+
+@db_api_app.command()
+def ping(
+    address: Annotated[
+        str | None, typer.Option(help="host:port (default from WORKBENCH_DB_API_ADDRESS)")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for an answer")] = 5.0,
+) -> None:
+    """Check that the db-api answers, accepts our token and reaches its store."""
+    from pipeline_lib.client.sync import DbApiCallError, DbApiClient
+
+    settings = get_settings()
+    if address:
+        settings = settings.model_copy(update={"db_api_address": address})
+    started = time.perf_counter()
+    with DbApiClient.from_settings(settings, timeout=timeout) as client:
+        try:
+            status = client.health()
+            runs = client.count("runs")
+        except DbApiCallError as exc:
+            typer.echo(f"db-api not ready: {exc}", err=True)
+            raise typer.Exit(1) from None
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    typer.echo(
+        f"db-api at {settings.db_api_address}: {status}, store reachable ({runs} runs), {elapsed_ms:.0f} ms"
+    )
+
+
+def web(
+    host: Annotated[str | None, typer.Option(help="interface to bind (default WORKBENCH_WEB_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default WORKBENCH_WEB_PORT)")] = None,
+) -> None:
+    """Serve the web app (form, API, results) with uvicorn until Ctrl-C."""
+    import uvicorn
+
+    configure_logging()
+    settings = get_settings()
+    host, port = host or settings.web_host, port if port is not None else settings.web_port
+    try:
+        check_port_free(host, port, "the web app")
+    except PortTaken as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    from web_app.client_address import uvicorn_proxy_options
+
+    # X-Forwarded-For only from WORKBENCH_TRUSTED_PROXIES (uvicorn alone would believe 127.0.0.1).
+    uvicorn.run(
+        "web_app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        server_header=False,
+        log_config=None,
+        **uvicorn_proxy_options(settings.trusted_proxies),
+    )
+
+
+def workbench_command() -> str:
+    """How the user runs `workbench`: the script beside our interpreter, relative to the working
+    folder when inside it (`.venv/bin/workbench` in a checkout)."""
+    script = Path(sys.executable).parent / "workbench"
+    if not script.exists():
+        return "workbench"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
+def next_steps(settings: Settings, workbench: str) -> str:
+    """What `up` says once everything is ready: where to go, and what to run next."""
+    commands = "\n".join(f"  {workbench} {step}" for step in NEXT_STEPS)
+    return f"""
+Open in a browser:
+  form        {settings.web_url}/
+  results     {settings.web_url}/results
+  API docs    {settings.web_url}/docs
+  dashboards  {settings.voila_url}/
+
+Next, from another shell: fill it with demo data, run the pipeline once, create your account:
+{commands}
+"""
+
+
+def up() -> None:
+    """Start the whole system on this machine (db-api, web app, dashboards, scheduler); Ctrl-C stops it.
+
+    The terminal shows the services' URLs, the next steps and problems; each service's own log
+    goes to `<data dir>/logs/<service>.log`."""
+    from pipeline_lib.cli.supervisor import Service, run
+    from pipeline_lib.logs import log_dir
+    from pipeline_lib.runs.schedule import ScheduleError, load
+
+    settings = get_settings()
+    db_host, db_port = split_address(settings.db_api_address)
+    services = [
+        Service(
+            "db-api",
+            ["db-api"],
+            db_host,
+            db_port,
+            f"grpc://{settings.db_api_address}",
+            lambda: db_api_serving(settings),
+        ),
+        Service(
+            "web",
+            ["web"],
+            settings.web_host,
+            settings.web_port,
+            f"{settings.web_url}/",
+            lambda: http_answers(f"{settings.web_url}/healthz"),
+        ),
+        Service(
+            "voila",
+            ["dashboards"],
+            settings.voila_host,
+            settings.voila_port,
+            f"{settings.voila_url}/",
+            lambda: http_answers(f"{settings.voila_url}/"),
+        ),
+        Service(
+            "scheduler", ["scheduler"], None, None, f"runs the jobs in {settings.schedule_file}", lambda: True
+        ),
+    ]
+    try:
+        load(settings.schedule_file)  # a broken schedule stops `up` before anything starts
+    except ScheduleError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        code = run(
+            services,
+            typer.echo,
+            env=child_environment(settings),
+            log_dir=log_dir(settings.data_dir),
+            when_ready=next_steps(settings, workbench_command()),
+            error=lambda text: typer.echo(text, err=True),
+        )
+    except PortTaken as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
