@@ -12,15 +12,15 @@ import numpy as np
 import pandas as pd
 
 from pipeline_lib.clean import rules
-from pipeline_lib.clean.rules import Case, FieldRule, Lookup, Replace, ReplaceWhen, Step, Translate, Trim
+from pipeline_lib.clean.rules import Case, FieldRule, Lookup, Replace, Step, Translate, Trim
 
 
 def _apply(step: Step, text: pd.Series) -> pd.Series:
     if isinstance(step, Replace):
-        return text.str.replace(step.pattern, step.replacement, regex=True)
-    if isinstance(step, ReplaceWhen):
-        hit = text.str.fullmatch(step.condition).eq(True)
-        return text.where(~hit, text.str.replace(step.pattern, step.replacement, regex=True))
+        replaced = text.str.replace(step.pattern, step.replacement, regex=True)
+        if step.when is None:
+            return replaced
+        return text.where(~text.str.fullmatch(step.when).eq(True), replaced)
     if isinstance(step, Translate):
         return text.str.translate(str.maketrans(step.source, step.target, step.delete))
     if isinstance(step, Trim):

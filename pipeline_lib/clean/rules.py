@@ -39,21 +39,13 @@ NUMBER = r"^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?$"
 
 @dataclass(frozen=True)
 class Replace:
-    """Replace every match of `pattern` with the literal `replacement`."""
+    """Replace every match of `pattern` with the literal `replacement`; with `when`, only in
+    values that match `when` as a whole."""
 
     name: str
     pattern: str
     replacement: str = ""
-
-
-@dataclass(frozen=True)
-class ReplaceWhen:
-    """Like Replace, but only in values that match `condition` as a whole."""
-
-    name: str
-    condition: str
-    pattern: str
-    replacement: str = ""
+    when: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +80,7 @@ class Lookup:
     mapping: Mapping[str, str]
 
 
-Step = Replace | ReplaceWhen | Translate | Trim | Case | Lookup
+Step = Replace | Translate | Trim | Case | Lookup
 
 
 @dataclass(frozen=True)
@@ -135,16 +127,16 @@ def _number_steps() -> tuple[Step, ...]:
         Translate("separators_removed", "", "", delete=" '"),
         # 1.234,5 and 1.234.567: the points group thousands. A lone 1.234 is a decimal point,
         # as the form reads it (contract.parse_number): a value it accepts must not be rejected here.
-        ReplaceWhen(
+        Replace(
             "thousands_removed",
-            r"^[+-]?[0-9]{1,3}([.][0-9]{3})+,[0-9]+$|^[+-]?[0-9]{1,3}([.][0-9]{3}){2,}$",
             "[.]",
+            when=r"^[+-]?[0-9]{1,3}([.][0-9]{3})+,[0-9]+$|^[+-]?[0-9]{1,3}([.][0-9]{3}){2,}$",
         ),
         # 1,234.5 and 1,234,567: the commas group thousands.
-        ReplaceWhen(
+        Replace(
             "thousands_removed",
-            r"^[+-]?[0-9]{1,3}(,[0-9]{3})+[.][0-9]*$|^[+-]?[0-9]{1,3}(,[0-9]{3}){2,}$",
             ",",
+            when=r"^[+-]?[0-9]{1,3}(,[0-9]{3})+[.][0-9]*$|^[+-]?[0-9]{1,3}(,[0-9]{3}){2,}$",
         ),
         Translate("decimal_comma", ",", "."),
     )

@@ -10,16 +10,15 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from pipeline_lib.clean import rules
-from pipeline_lib.clean.rules import Case, FieldRule, Lookup, Replace, ReplaceWhen, Step, Translate, Trim
+from pipeline_lib.clean.rules import Case, FieldRule, Lookup, Replace, Step, Translate, Trim
 
 
 def _apply(step: Step, text: Column) -> Column:
     if isinstance(step, Replace):
-        return F.regexp_replace(text, step.pattern, step.replacement)
-    if isinstance(step, ReplaceWhen):
-        return F.when(
-            text.rlike(f"^(?:{step.condition})$"), F.regexp_replace(text, step.pattern, step.replacement)
-        ).otherwise(text)
+        replaced = F.regexp_replace(text, step.pattern, step.replacement)
+        if step.when is None:
+            return replaced
+        return F.when(text.rlike(f"^(?:{step.when})$"), replaced).otherwise(text)
     if isinstance(step, Translate):
         # Characters of the source beyond the target's length are deleted.
         return F.translate(text, step.source + step.delete, step.target)
