@@ -21,8 +21,19 @@ from pyspark.sql.types import StringType, StructField, StructType
 from pipeline_lib.clean import rules, spark_engine
 from pipeline_lib.clean.summaries import changes_summary, reasons_summary
 from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.contract.collections import RAW, SCHOOLS
 
 RAW_SCHEMA = StructType([StructField(name, StringType()) for name in (*rules.META, *rules.FIELD_NAMES)])
+# The counts of a `CleanReport` its run record keeps.
+COUNTS = (
+    "records_in",
+    "cleaned",
+    "quarantined",
+    "duplicates_collapsed",
+    "conflicts_flagged",
+    "without_consent",
+    "raw_deleted",
+)
 
 
 @dataclass
@@ -40,6 +51,9 @@ class CleanReport:
     reasons: pd.DataFrame = field(default_factory=pd.DataFrame)
     changes: pd.DataFrame = field(default_factory=pd.DataFrame)
 
+    def counts(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in COUNTS}
+
     def summary(self) -> str:
         """The run in one sentence, for the report."""
         share = self.cleaned / self.records_in if self.records_in else 0
@@ -51,17 +65,6 @@ class CleanReport:
             f"answers flagged, {self.without_consent:,} without consent discarded; "
             f"{self.raw_deleted:,} raw records removed."
         )
-
-    def counts(self) -> dict[str, int]:
-        return {
-            "records_in": self.records_in,
-            "cleaned": self.cleaned,
-            "quarantined": self.quarantined,
-            "duplicates_collapsed": self.duplicates_collapsed,
-            "conflicts_flagged": self.conflicts_flagged,
-            "without_consent": self.without_consent,
-            "raw_deleted": self.raw_deleted,
-        }
 
 
 def _read(
@@ -90,14 +93,14 @@ def run_clean(
         options["token"] = client.token
 
     started = time.perf_counter()
-    raw = _read(spark, "raw", options, RAW_SCHEMA)
+    raw = _read(spark, RAW, options, RAW_SCHEMA)
     if limit:
         raw = raw.limit(limit)
     # Materialised once: the ids this run deletes are exactly the ones it read and cleaned, even
     # if `raw` grows meanwhile (Spark would otherwise re-read it for every action).
     raw = raw.localCheckpoint(eager=True)
     report.records_in = raw.count()
-    schools = _read(spark, "schools", options, StructType([StructField("school_id", StringType())]))
+    schools = _read(spark, SCHOOLS, options, StructType([StructField("school_id", StringType())]))
     report.seconds["read"] = time.perf_counter() - started
 
     started = time.perf_counter()

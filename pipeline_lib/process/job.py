@@ -24,6 +24,7 @@ from pyspark.sql.types import BooleanType, DoubleType, StringType, StructField, 
 
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract import result_keys as keys
+from pipeline_lib.contract.collections import CLEANED, PROCESSED, SCHOOLS
 from pipeline_lib.process import inputs
 from pipeline_lib.process.analysis import (
     classification,
@@ -59,6 +60,15 @@ SCHOOLS_SCHEMA = StructType(
     [StructField(name, StringType()) for name in ("school_id", "name", "sector")]
     + [StructField("size", DoubleType())]
 )
+# The counts of a `ProcessReport` its run record keeps.
+COUNTS = (
+    "records_in",
+    "students",
+    "repeats_set_aside",
+    "without_school",
+    "results_written",
+    "results_failed",
+)
 T = TypeVar("T")
 
 
@@ -82,6 +92,9 @@ class ProcessReport:
     def results_failed(self) -> int:
         return sum(d.status == "failed" for d in self.documents)
 
+    def counts(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in COUNTS}
+
     def summary(self) -> str:
         """The run in one sentence, for the report."""
         sampled = (
@@ -99,16 +112,6 @@ class ProcessReport:
             f"{self.model_engine}{sampled}; "
             f"{self.results_written} results written{failed}."
         )
-
-    def counts(self) -> dict[str, int]:
-        return {
-            "records_in": self.records_in,
-            "students": self.students,
-            "repeats_set_aside": self.repeats_set_aside,
-            "without_school": self.without_school,
-            "results_written": self.results_written,
-            "results_failed": self.results_failed,
-        }
 
 
 def _record(n: int) -> str:
@@ -139,7 +142,7 @@ def _attempt(analysis: str, compute: Callable[[], T]) -> T | Failure:
 def read_schools(client: DbApiClient) -> pd.DataFrame:
     """The `schools` collection with the columns of `SCHOOLS_SCHEMA` (a size that is not a
     number counts as missing)."""
-    found = client.scan_pandas("schools", columns=SCHOOLS_SCHEMA.names, arrow_strings=False)
+    found = client.scan_pandas(SCHOOLS, columns=SCHOOLS_SCHEMA.names, arrow_strings=False)
     schools = found.reindex(columns=SCHOOLS_SCHEMA.names)
     for name in ("school_id", "name", "sector"):
         schools[name] = schools[name].map(lambda v: None if pd.isna(v) else str(v)).astype(object)
@@ -183,7 +186,7 @@ def run_process(
 
     with _timed(report, "read"):
         # Read before the scan: every record committed up to this mark is in the input.
-        report.input_high_water_mark = client.high_water_mark("cleaned")
+        report.input_high_water_mark = client.high_water_mark(CLEANED)
         # Reference data, small: read by the client, so Spark plans one data source read only.
         schools = read_schools(client)
         school_rows = spark.createDataFrame(
@@ -191,7 +194,7 @@ def run_process(
         )
         # The scan is materialised once (every later step reads it, not the db-api again), and
         # so is the marked input (its window would otherwise run again for every action).
-        cleaned = _read(spark, "cleaned", options, CLEANED_SCHEMA).localCheckpoint(eager=True)
+        cleaned = _read(spark, CLEANED, options, CLEANED_SCHEMA).localCheckpoint(eager=True)
         marked = inputs.mark(cleaned, school_rows).localCheckpoint(eager=True)
         report.records_in, report.repeats_set_aside, report.without_school = inputs.counts(marked)
         report.students = report.records_in - report.repeats_set_aside - report.without_school
@@ -246,7 +249,7 @@ def run_process(
     with _timed(report, "write"):
         if write:
             for doc in [*docs, *report.dashboard_documents]:
-                client.put_document("processed", doc.key, doc.model_dump(mode="json"))
+                client.put_document(PROCESSED, doc.key, doc.model_dump(mode="json"))
             report.results_written = len(docs) + len(report.dashboard_documents)
     return report
 

@@ -17,8 +17,8 @@ import pyarrow as pa
 
 from pipeline_lib.clean.summaries import changes_summary, reason_text, reasons_summary
 from pipeline_lib.client.sync import DbApiClient
-from pipeline_lib.contract import collections
 from pipeline_lib.contract import result_keys as keys
+from pipeline_lib.contract.collections import CLEANED, QUARANTINE
 from pipeline_lib.process.results import ResultDocument, ResultTable, RunStamp, stamped_document
 
 # The names the dashboards import; the keys themselves are declared in `result_keys`.
@@ -64,7 +64,7 @@ class _Counts:
 
 REASONS = _Counts(
     REASONS_KEY,
-    collections.QUARANTINE,
+    QUARANTINE,
     "Why records are quarantined",
     "reasons",
     "Quarantined records by reason",
@@ -72,7 +72,7 @@ REASONS = _Counts(
 )
 CHANGES = _Counts(
     CHANGES_KEY,
-    collections.CLEANED,
+    CLEANED,
     "What the cleaner changes most",
     "changes",
     "Changes by field and rule",
@@ -101,8 +101,8 @@ def changes_document(
 
 def quality_documents(client: DbApiClient, *, run_id: str, computed_at: dt.datetime) -> list[ResultDocument]:
     """Both documents over the whole `quarantine` and `cleaned` collections (one column each)."""
-    quarantine = client.scan(collections.QUARANTINE, columns=["reasons"])
-    cleaned = client.scan(collections.CLEANED, columns=["changes"])
+    quarantine = client.scan(QUARANTINE, columns=["reasons"])
+    cleaned = client.scan(CLEANED, columns=["changes"])
     stamp = RunStamp(run_id, computed_at)
     return [
         reasons_document(

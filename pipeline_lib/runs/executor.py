@@ -24,6 +24,7 @@ from typing import Any
 import nbformat
 
 from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.contract.collections import RUNS
 from pipeline_lib.runs import alerts, records
 from pipeline_lib.runs.kernel import ensure_kernel
 from pipeline_lib.runs.lease import LeaseKeeper
@@ -35,8 +36,6 @@ from pipeline_lib.wire.requests import FENCE_ENV
 
 log = logging.getLogger(__name__)
 
-# `workbench run all` runs these in order and stops at the first that does not succeed.
-ALL = ("clean", "process")
 # How often a waiting run asks for the lease again.
 WAIT_POLL_SECONDS = 2.0
 
@@ -276,7 +275,7 @@ def _read(output: Path) -> dict[str, Any] | None:
 
 def _close_abandoned(client: DbApiClient, name: str, run_id: str) -> None:
     """Runs of this notebook still `running` lost their lease, so their process is gone: say so."""
-    stale = client.list_documents("runs", [("notebook", "eq", name), ("status", "eq", "running")], limit=1000)
+    stale = client.list_documents(RUNS, [("notebook", "eq", name), ("status", "eq", "running")], limit=1000)
     for document in stale:
         if document.get("run_id") == run_id:
             continue

@@ -16,12 +16,10 @@ from croniter import croniter
 from pydantic import BaseModel, Field
 
 from pipeline_lib.runs.records import RunRecord, RunStatus
-from pipeline_lib.runs.schedule import Job
+from pipeline_lib.runs.schedule import ALL, Job
 
-# Schedule jobs that run more than one notebook, in order; `all` is `executor.ALL` (not imported:
-# the executor pulls in nbformat and papermill, which a web request should not pay for; a test
-# checks the two agree).
-JOB_NOTEBOOKS: dict[str, tuple[str, ...]] = {"all": ("clean", "process")}
+# Schedule jobs that run more than one notebook, in order.
+JOB_NOTEBOOKS: dict[str, tuple[str, ...]] = {"all": ALL}
 # Finished runs that say something about the figures: a skipped run ran nothing.
 JUDGED: tuple[RunStatus, ...] = ("succeeded", "failed", "timed_out")
 _RUN_ID = re.compile(r"^(?P<notebook>.+?)-\d{8}T\d{6}Z(?:-|$)")

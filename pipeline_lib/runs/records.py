@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.contract.collections import RUNS
 from pipeline_lib.settings import PROJECT_DIR
 
 RunStatus = Literal["running", "succeeded", "failed", "timed_out", "skipped"]
@@ -92,7 +93,7 @@ def code_version() -> str:
 
 
 def save(client: DbApiClient, record: RunRecord) -> None:
-    client.put_document("runs", record.run_id, record.model_dump(mode="python"))
+    client.put_document(RUNS, record.run_id, record.model_dump(mode="python"))
 
 
 def load(document: dict[str, Any]) -> RunRecord:

@@ -17,6 +17,10 @@ from pathlib import Path
 
 from croniter import croniter
 
+# `workbench run all`, and a schedule's `all` job, run these notebooks in order (stopping at the
+# first that does not succeed).
+ALL = ("clean", "process")
+
 NICKNAMES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 
 

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import IO
 
 from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.contract.collections import RUNS
 from pipeline_lib.runs import alerts, records
-from pipeline_lib.runs.executor import ALL
 from pipeline_lib.runs.records import RunRecord
-from pipeline_lib.runs.schedule import Job, ScheduleError, load
+from pipeline_lib.runs.schedule import ALL, Job, ScheduleError, load
 from pipeline_lib.settings import Settings, child_environment
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class Scheduler:
         since = child.started_at - dt.timedelta(seconds=1)
         with DbApiClient.from_settings(self.settings, timeout=10) as client:
             found = client.list_documents(
-                "runs",
+                RUNS,
                 [("triggered_by", "eq", "scheduler"), ("host", "eq", records.host_name())],
                 limit=50,
                 newest_first=True,

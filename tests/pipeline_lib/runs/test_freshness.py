@@ -6,9 +6,7 @@ import datetime as dt
 
 import pytest
 
-from pipeline_lib.runs import executor
 from pipeline_lib.runs.freshness import (
-    JOB_NOTEBOOKS,
     Freshness,
     assess,
     human_age,
@@ -109,7 +107,6 @@ def test_a_failure_the_figures_already_replaced_is_not_warned_of() -> None:
 
 
 def test_the_all_job_counts_as_a_run_of_process() -> None:
-    assert JOB_NOTEBOOKS["all"] == executor.ALL
     daily = parse("0 2 * * * all\n")
     result = _assess(COMPUTED + dt.timedelta(hours=30), jobs=daily)
     assert result.schedule_period_seconds == 24 * HOUR and result.stale_after_seconds == 48 * HOUR
