@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline_lib.contract.fields import CONSENT, STUDENT_FIELDS
+from pipeline_lib.contract.fields import CONSENT, SECTORS, STUDENT_FIELDS
 
-SECTORS = ("public", "catholic", "private")
 TEXT_COLUMNS = tuple(f.name for f in (*STUDENT_FIELDS, CONSENT))
 OPTIONAL_FIELDS = tuple(f.name for f in STUDENT_FIELDS if not f.required)
 

@@ -13,7 +13,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.wire.requests import Fence
@@ -21,28 +22,23 @@ from pipeline_lib.wire.requests import Fence
 log = logging.getLogger(__name__)
 
 
-class LeaseKeeper:
-    def __init__(
-        self,
-        client: DbApiClient,
-        name: str,
-        holder: str,
-        ttl_seconds: float,
-        *,
-        on_lost: Callable[[str], None] | None = None,
-    ) -> None:
-        """`on_lost(reason)` is called once, from the renewing thread, if the lease is lost."""
-        self.client = client
-        self.name = name
-        self.holder = holder
-        self.ttl = ttl_seconds
-        self.on_lost = on_lost
-        self.held_by: str = ""
-        self.generation = 0
-        self.lost: str | None = None  # why the lease was lost, once it is
-        self._deadline = 0.0  # monotonic time by which our holding surely expired unless renewed
-        self._stop = threading.Event()
-        self._renewer: threading.Thread | None = None
+@dataclass(eq=False)
+class LeaseKeeper(AbstractContextManager["LeaseKeeper"]):
+    """Holds the lease `name` for `holder` from `acquire` to `release` (or the end of a `with`)."""
+
+    client: DbApiClient
+    name: str
+    holder: str
+    ttl: float  # seconds
+    # Called once, from the renewing thread, if the lease is lost, with the reason.
+    on_lost: Callable[[str], None] | None = field(default=None, kw_only=True)
+    held_by: str = field(default="", init=False)
+    generation: int = field(default=0, init=False)
+    lost: str | None = field(default=None, init=False)  # why the lease was lost, once it is
+    # Monotonic time by which our holding surely expired unless renewed.
+    _deadline: float = field(default=0.0, init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _renewer: threading.Thread | None = field(default=None, init=False)
 
     @property
     def fence(self) -> Fence:
@@ -100,10 +96,5 @@ class LeaseKeeper:
             except Exception as exc:  # it expires on its own
                 log.warning("lease release failed", extra={"lease": self.name, "error": str(exc)})
 
-    def __enter__(self) -> LeaseKeeper:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.release()

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline_lib.clean import pandas_engine, rules
 from pipeline_lib.clean.rules import FieldRule
-from pipeline_lib.demo.rows import demo_records
+from pipeline_lib.demo.rows import demo_rows
 from tests.notebooks.dirty_data import dirty_raw
 
 RULES = {rule.name: rule for rule in rules.STUDENT_RULES}
@@ -44,7 +44,7 @@ def _generated(rule: FieldRule, rng: np.random.Generator) -> list[str]:
 def _samples(name: str) -> pd.Series:
     rule = RULES[name]
     dirty = dirty_raw(3000, seed=5)
-    _, demo = demo_records(2000, 40, 0.5, seed=3)
+    _, demo = demo_rows(2000, 40, 0.5, seed=3)
     found = [frame[name] for frame in (dirty, demo) if name in frame.columns]
     found.append(pd.Series(_generated(rule, np.random.default_rng(7)), dtype=object))
     values = pd.concat(found, ignore_index=True).dropna().astype(str).drop_duplicates()

@@ -19,7 +19,7 @@ from pipeline_lib.demo.population import (
     as_typed_text,
     generate_population,
 )
-from pipeline_lib.demo.rows import demo_records
+from pipeline_lib.demo.rows import demo_rows
 
 VALUE_NAMES = [f.name for f in STUDENT_FIELDS]
 
@@ -93,7 +93,7 @@ def test_schools_are_the_same_for_every_seed_and_more_schools_extend_fewer() -> 
 
 
 def test_the_same_seed_gives_the_same_records_and_another_seed_others() -> None:
-    first, again, other = (demo_records(500, 8, 0.2, seed)[1] for seed in (3, 3, 4))
+    first, again, other = (demo_rows(500, 8, 0.2, seed)[1] for seed in (3, 3, 4))
     pd.testing.assert_frame_equal(first, again)
     assert not first[list(TEXT_COLUMNS)].equals(other[list(TEXT_COLUMNS)])
     assert first["submission_id"].is_unique

@@ -16,7 +16,7 @@ from typer.testing import CliRunner, Result
 from pipeline_lib.cli.demo import demo
 from pipeline_lib.demo.account import DEMO_USER
 from pipeline_lib.demo.population import TEXT_COLUMNS
-from pipeline_lib.demo.rows import demo_records
+from pipeline_lib.demo.rows import demo_rows
 from pipeline_lib.settings import get_settings
 from tests.conftest import TOKEN
 from tests.web_app.conftest import PASSWORD, WebStack, stack, web_settings  # noqa: F401 (fixtures)
@@ -57,19 +57,19 @@ def run_demo(stack: WebStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_demo_stores_every_record_in_raw_and_every_school(stack: WebStack, run_demo: RunDemo) -> None:
     result = run_demo(*SMALL)
     assert result.exit_code == 0, result.output
-    _, records = demo_records(400, 12, 0.2, 3)
-    assert stack.db.count("raw") == len(records) > 400
+    _, rows = demo_rows(400, 12, 0.2, 3)
+    assert stack.db.count("raw") == len(rows) > 400
     assert stack.db.count("schools") == 12
-    assert f"{len(records):,} stored" in result.stdout and "12 created" in result.stdout
+    assert f"{len(rows):,} stored" in result.stdout and "12 created" in result.stdout
 
 
 def test_raw_holds_the_records_exactly_as_typed(stack: WebStack, run_demo: RunDemo) -> None:
     assert run_demo(*SMALL).exit_code == 0
-    population, records = demo_records(400, 12, 0.2, 3)
+    population, rows = demo_rows(400, 12, 0.2, 3)
     raw = stack.db.scan_pandas("raw", arrow_strings=False).set_index("submission_id").sort_index()
     # Bulk ids belong to the account that sent them (the demo's own).
-    records["submission_id"] = [owned_submission_id(DEMO_USER, i) for i in records["submission_id"]]
-    sent = records.set_index("submission_id").sort_index()
+    rows["submission_id"] = [owned_submission_id(DEMO_USER, i) for i in rows["submission_id"]]
+    sent = rows.set_index("submission_id").sort_index()
     assert list(raw.index) == list(sent.index)
     for name in TEXT_COLUMNS:
         # A blank CSV value is stored as null: the only change an upload makes.
@@ -83,8 +83,8 @@ def test_running_the_same_demo_again_stores_nothing_twice(stack: WebStack, run_d
     first = run_demo(*SMALL)
     again = run_demo(*SMALL)
     assert first.exit_code == 0 and again.exit_code == 0, again.output
-    _, records = demo_records(400, 12, 0.2, 3)
-    assert stack.db.count("raw") == len(records)
+    _, rows = demo_rows(400, 12, 0.2, 3)
+    assert stack.db.count("raw") == len(rows)
     assert "0 stored" in again.stdout and "0 created, 12 already there" in again.stdout
 
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from pipeline_lib.clean import pandas_engine
 from pipeline_lib.client.sync import DbApiClient
-from pipeline_lib.demo.rows import demo_records
+from pipeline_lib.demo.rows import demo_rows
 from pipeline_lib.process import quality_documents as q
 from pipeline_lib.process.results import RunStamp, suppress
 
@@ -62,7 +62,7 @@ def test_a_reason_of_fewer_than_k_records_is_hidden_but_named() -> None:
 
 
 def test_the_documents_count_what_the_collections_hold(sqlite_client: DbApiClient) -> None:
-    population, raw = demo_records(1_500, 12, 0.3, seed=5)
+    population, raw = demo_rows(1_500, 12, 0.3, seed=5)
     result = pandas_engine.clean(raw, set(population.schools["school_id"]))
     sqlite_client.write("cleaned", result.cleaned, mode="upsert", key="submission_id")
     sqlite_client.write("quarantine", result.quarantine, mode="upsert", key="submission_id")
