@@ -1,0 +1,332 @@
+"""The audit: for every hidden cell, the interval its figures can still take given everything
+published, by linear programming (SciPy's HiGHS `linprog`, one minimisation and one
+maximisation per figure).
+
+Unknowns are the hidden cells' counts `n`, sums `s` and sums of squares `q`, and figures no row
+publishes (a histogram bin's sum). Constraints, all linear:
+- every margin: total = sum of parts, for `n` and, when exhaustive, `s` and `q` of each variable;
+  a partial margin gives sum of parts' `n` <= total;
+- the reason shown: a `small` cell has 1 <= n <= k-1, a `complementary` one n >= k;
+- one student's value lies in its range [lo, hi] (the contract's, or a histogram bin's):
+  lo*n <= s <= hi*n and m2*n <= q <= M2*n (m2, M2 the least and largest square in the range);
+- an optional field is counted among a group's students: n(field) <= n(students);
+- with a previous release: the same relations among its figures, and a figure held back moved
+  by fewer than k students.
+
+Only `small` cells (and changes of fewer than k students between releases) are sensitive; a
+`complementary` cell is hidden to protect them and needs no protection of its own. A sensitive
+figure fails when its interval does not reach the protection interval around its true value: a
+count must stay free over `ratio` of the range 1..k-1 its reason allows (0..k-1 in a table that
+lists empty groups too), centred on it where the range allows; a sum (or sum of squares) over
+value -/+ `ratio` x its magnitude (at least a tenth of the field's range per student, so values
+near zero are protected too), cut to what the range allows. With ratio 0.5 a lone student's score
+cannot be placed closer than +-50% of itself, nor her school's size within the range 1..k-1
+narrowed by more than half. The LP relaxation ignores integrality and
+the bound q >= s^2/n, so it can report an interval wider than an attacker using those could
+reach; see docs/privacy.md.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import linprog
+
+from pipeline_lib.process.disclosure.cells import Cell, CellKey, Layout, Quantity, Reason
+from pipeline_lib.process.disclosure.releases import Release
+
+FLOOR = 0.1  # least magnitude of a sum per student, as a share of the range
+TOLERANCE = 1e-7  # relative slack of an equality: published figures have 12 significant digits
+
+
+@dataclass(frozen=True)
+class Interval:
+    """What can be known of one sensitive figure: its true value, its feasible [low, high] and
+    the width it must keep."""
+
+    figure: str
+    value: float
+    low: float
+    high: float
+    needed_low: float  # the interval must reach down to here ...
+    needed_high: float  # ... and up to here
+
+    @property
+    def width(self) -> float:
+        return self.high - self.low
+
+    @property
+    def ok(self) -> bool:
+        slack = 1e-6 * (1 + abs(self.value))
+        return self.low <= self.needed_low + slack and self.high >= self.needed_high - slack
+
+
+@dataclass(frozen=True)
+class AuditFailure:
+    cell: CellKey
+    reason: str
+
+
+@dataclass
+class AuditReport:
+    intervals: list[Interval] = field(default_factory=list)
+    failures: list[AuditFailure] = field(default_factory=list)
+    seconds: float = 0.0
+    programs: int = 0  # linear programs solved
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def squares_range(lo: float, hi: float) -> tuple[float, float]:
+    """The least and largest x^2 for x in [lo, hi]."""
+    least = 0.0 if lo <= 0 <= hi else min(lo * lo, hi * hi)
+    return least, max(lo * lo, hi * hi)
+
+
+class _Program:
+    """Linear constraints over named unknowns; known figures folded into the right-hand side."""
+
+    def __init__(self) -> None:
+        self.index: dict[object, int] = {}
+        self.bounds: list[tuple[float | None, float | None]] = []
+        self.rows: list[tuple[dict[int, float], float]] = []  # sum(a x) <= b
+        self._parts: dict | None = None
+        self._parent: list[int] = []
+
+    def unknown(self, name: object, low: float | None, high: float | None) -> None:
+        if name not in self.index:
+            self.index[name] = len(self.bounds)
+            self.bounds.append((low, high))
+
+    def add(self, terms: Mapping[object, float], known: float, sense: str) -> None:
+        """sum(terms) + known  (== | <=)  0, over unknowns and constants."""
+        coefficients: dict[int, float] = defaultdict(float)
+        for name, a in terms.items():
+            coefficients[self.index[name]] += a
+        coefficients = {c: a for c, a in coefficients.items() if a}
+        if not coefficients:
+            return
+        self._parts = None
+        slack = TOLERANCE * (1 + abs(known))
+        self.rows.append((dict(coefficients), -known + slack))
+        if sense == "==":
+            self.rows.append(({i: -a for i, a in coefficients.items()}, known + slack))
+
+    def interval(self, objective: Mapping[object, float]) -> tuple[float, float, int]:
+        """min and max of `objective` over the constraints of its unknowns' component."""
+        if self._parts is None:
+            self._parts = self._components()
+        names = [self.index[n] for n in objective]
+        columns, A, b = self._parts[self._root(names[0])]
+        position = {c: i for i, c in enumerate(columns)}
+        c = np.zeros(len(columns))
+        for name, a in objective.items():
+            c[position[self.index[name]]] += a
+        bounds = [self.bounds[j] for j in columns]
+        ends = []
+        for sign in (1.0, -1.0):
+            result = linprog(sign * c, A_ub=A, b_ub=b, bounds=bounds, method="highs")
+            if result.status == 3:  # unbounded: the figure is free on that side
+                ends.append(-math.inf if sign > 0 else math.inf)
+            elif result.status != 0:
+                raise ValueError(f"the audit's linear program failed: {result.message}")
+            else:
+                ends.append(sign * result.fun)
+        return ends[0], ends[1], 2
+
+    def _root(self, i: int) -> int:
+        while self._parent[i] != i:
+            self._parent[i] = self._parent[self._parent[i]]
+            i = self._parent[i]
+        return i
+
+    def _components(self) -> dict[int, tuple[list[int], sparse.csr_matrix | None, np.ndarray | None]]:
+        """Unknowns joined by a constraint solve together; others never enter the same program."""
+        self._parent = list(range(len(self.bounds)))
+        for coefficients, _ in self.rows:
+            first, *rest = coefficients
+            for c in rest:
+                a, b = self._root(first), self._root(c)
+                if a != b:
+                    self._parent[max(a, b)] = min(a, b)
+        columns: dict[int, list[int]] = defaultdict(list)
+        for j in range(len(self.bounds)):
+            columns[self._root(j)].append(j)
+        rows: dict[int, list[int]] = defaultdict(list)
+        for i, (coefficients, _) in enumerate(self.rows):
+            rows[self._root(next(iter(coefficients)))].append(i)
+        parts = {}
+        for root, members in columns.items():
+            position = {c: i for i, c in enumerate(members)}
+            mine = rows.get(root, [])
+            if not mine:
+                parts[root] = (members, None, None)
+                continue
+            data = [(i, position[c], a) for i, r in enumerate(mine) for c, a in self.rows[r][0].items()]
+            A = sparse.csr_matrix(
+                ([d[2] for d in data], ([d[0] for d in data], [d[1] for d in data])),
+                shape=(len(mine), len(members)),
+            )
+            parts[root] = (members, A, np.array([self.rows[r][1] for r in mine]))
+        return parts
+
+
+def audit(
+    layout: Layout,
+    hidden: Mapping[CellKey, Reason],
+    *,
+    k: int,
+    ratio: float,
+    previous: Release | None = None,
+    held: frozenset[CellKey] = frozenset(),
+) -> AuditReport:
+    """Each sensitive hidden figure's feasible interval, and the cells that fail (see module).
+    `held` cells show `previous`'s figures: this run's are unknown, within k-1 students of them."""
+    started = time.perf_counter()
+    program = _Program()
+    _relations(program, layout, {**{c: "held" for c in held}, **hidden}, k)
+    report = AuditReport()
+    for key in sorted(held, key=lambda c: c.label):
+        if previous is None or key in hidden:
+            continue
+        before = float(previous.cells[key].n)
+        program.add({(key, "n"): 1.0}, -(before + k - 1), "<=")
+        program.add({(key, "n"): -1.0}, before - (k - 1), "<=")
+    for key in sorted((c for c, r in hidden.items() if r == "small"), key=lambda c: c.label):
+        if layout.cells[key].modelled:
+            _check(report, program, layout.cells[key], k, ratio)
+    for key in sorted(held, key=lambda c: c.label):
+        if previous is not None and key not in hidden:
+            _check_change(report, program, layout.cells[key], previous, k, ratio)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _relations(program: _Program, layout: Layout, unknown: Mapping[CellKey, str], k: int) -> None:
+    """Unknowns, bounds and constraints of this run's figures."""
+    known: dict[tuple, float] = {}
+    for key, cell in layout.cells.items():
+        if not cell.modelled:
+            continue
+        reason = unknown.get(key)
+        if reason is None:
+            known[(key, "n")] = cell.n
+        else:
+            floor = 0 if cell.may_be_empty else 1  # a listed row shows its group has a student
+            low, high = {"small": (floor, k - 1), "complementary": (k, None)}.get(reason, (0, None))
+            program.unknown((key, "n"), low, high)
+        for variable, (bounds, s, q) in cell.sums.items():
+            for kind, value, (lo, hi) in (("s", s, bounds), ("q", q, squares_range(*bounds))):
+                name = (key, kind + ":" + variable)
+                if reason is None and value is not None:
+                    known[name] = value
+                    continue
+                program.unknown(name, None, None)
+                _between(program, name, (key, "n"), lo, hi, known)
+    for margin in layout.margins:
+        members = [margin.total, *margin.parts]
+        if not all(layout.cells[m].modelled for m in members):
+            continue
+        terms = {(margin.total, "n"): 1.0, **{(p, "n"): -1.0 for p in margin.parts}}
+        _constrain(program, terms, known, "==" if margin.exhaustive else ">=")
+        if not margin.exhaustive:
+            continue
+        shared = set.intersection(*(set(layout.cells[m].sums) for m in members))
+        for variable in sorted(shared):
+            for kind in ("s", "q"):
+                what = kind + ":" + variable
+                terms = {(margin.total, what): 1.0, **{(p, what): -1.0 for p in margin.parts}}
+                _constrain(program, terms, known, "==")
+    for narrow, wide in layout.nested:
+        _constrain(program, {(wide, "n"): 1.0, (narrow, "n"): -1.0}, known, ">=")
+
+
+def _between(program: _Program, name: tuple, n_name: tuple, lo: float, hi: float, known: dict) -> None:
+    """lo*n <= figure <= hi*n."""
+    _constrain(program, {name: 1.0, n_name: -lo}, known, ">=")
+    _constrain(program, {name: 1.0, n_name: -hi}, known, "<=")
+
+
+def _constrain(
+    program: _Program, terms: Mapping[tuple, float], known: Mapping[tuple, float], sense: str
+) -> None:
+    """sum(terms) (== | <= | >=) 0, constants taken from `known`."""
+    constant = sum(a * known[n] for n, a in terms.items() if n in known)
+    unknowns = {n: a for n, a in terms.items() if n not in known}
+    if sense == ">=":
+        unknowns, constant = {n: -a for n, a in unknowns.items()}, -constant
+    program.add(unknowns, constant, "==" if sense == "==" else "<=")
+
+
+def _protection(
+    kind: str, n: float, value: float, bounds: tuple[float, float], ratio: float
+) -> tuple[float, float]:
+    """The interval a sensitive sum must stay free to reach: value -/+ ratio x its magnitude, where
+    the magnitude is at least a tenth of the range per student (its square for a sum of squares:
+    so values near zero are protected too), cut to what the range itself allows."""
+    least = FLOOR * (bounds[1] - bounds[0])
+    lo, hi = bounds if kind == "s" else squares_range(*bounds)
+    width = ratio * max(abs(value), abs(n) * (least if kind == "s" else least * least))
+    return max(value - width, lo * abs(n)), min(value + width, hi * abs(n))
+
+
+def _check(report: AuditReport, program: _Program, cell: Cell, k: int, ratio: float) -> None:
+    """Intervals of a small hidden cell's count and sums; one failure per cell, naming the first
+    figure that is too narrow."""
+    if (cell.key, "n") not in program.index:
+        return  # not hidden: some row still shows its count
+    # The reason already tells 1 <= n <= k-1: the tables may narrow that by no more than `ratio`.
+    floor = 0 if cell.may_be_empty else 1
+    spare = ratio * (k - 1 - floor) / 2  # each side
+    count = (max(cell.n - spare, floor), min(cell.n + spare, k - 1))
+    checks = [(f"n of {cell.key.label}", {(cell.key, "n"): 1.0}, cell.n, count)]
+    for variable, (bounds, s, q) in sorted(cell.sums.items()):
+        for kind, value in (("s", s), ("q", q)):
+            if value is not None:
+                label = Quantity(kind, cell.key, variable).label  # type: ignore[arg-type]
+                name = (cell.key, kind + ":" + variable)
+                checks.append((label, {name: 1.0}, value, _protection(kind, cell.n, value, bounds, ratio)))
+    _solve(report, program, cell.key, checks, 0.0)
+
+
+def _check_change(
+    report: AuditReport, program: _Program, cell: Cell, previous: Release, k: int, ratio: float
+) -> None:
+    """A held cell that changed by fewer than k students: this run's sums, less the published
+    ones, must stay as uncertain as a small cell's."""
+    published = previous.cells[cell.key]
+    change = cell.n - float(published.n)
+    if change == 0 or abs(change) >= k:
+        return
+    for variable, (bounds, s, _) in sorted(cell.sums.items()):
+        before = published.sums.get(variable, (None, None))[0]
+        if s is None or before is None:
+            continue
+        label = f"change of s({variable}) of {cell.key.label} since {published.published_at:%Y-%m-%d %H:%M}"
+        needed = _protection("s", change, s - before, bounds, ratio)
+        checks = [(label, {(cell.key, "s:" + variable): 1.0}, s - before, needed)]
+        _solve(report, program, cell.key, checks, -before)
+
+
+def _solve(report: AuditReport, program: _Program, key: CellKey, checks: list, offset: float) -> None:
+    failed = None
+    for label, terms, value, (needed_low, needed_high) in checks:
+        low, high, solved = program.interval(terms)
+        report.programs += solved
+        interval = Interval(label, float(value), low + offset, high + offset, needed_low, needed_high)
+        report.intervals.append(interval)
+        if not interval.ok and failed is None:
+            failed = (
+                f"{label} can be narrowed to [{interval.low:.6g}, {interval.high:.6g}] from what is "
+                f"published; it must stay free over [{needed_low:.6g}, {needed_high:.6g}]"
+            )
+    if failed:
+        report.failures.append(AuditFailure(key, failed))

@@ -1,0 +1,45 @@
+"""The audit: intervals of hidden figures by linear programming, failures with a reason."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from pipeline_lib.process.disclosure import audit, margins, suppression
+from pipeline_lib.process.disclosure.cells import STUDENTS
+from tests.pipeline_lib.process.disclosure import population
+
+SCHOOLS = [1, 3, 7, 12, 2, 30, 40, 9, 5, 6, 25, 8]
+
+
+def test_row_by_row_suppression_fails_the_audit_with_a_readable_reason() -> None:
+    layout = margins.extract(population.documents(population.students([1, 20, 30, 25])))
+    report = audit.audit(layout, suppression.primary(layout, 5), k=5, ratio=0.5)
+    assert not report.passed
+    lone = next(f for f in report.failures if ("school_id", "S0000") in f.cell.group)
+    assert "can be narrowed to" in lone.reason and "school_id=S0000" in lone.reason
+
+
+def test_a_pinned_figure_has_an_interval_of_width_zero() -> None:
+    layout = margins.extract(population.documents(population.students([1, 20, 30, 25])))
+    report = audit.audit(layout, suppression.primary(layout, 5), k=5, ratio=0.5)
+    pinned = [i for i in report.intervals if i.figure.startswith("s(math_score) of school_id=S0000")]
+    assert pinned and pinned[0].width < 1e-3 and abs(pinned[0].low - pinned[0].value) < 1e-3
+
+
+def test_after_protection_every_small_cell_keeps_its_protection_interval() -> None:
+    _, protection = population.protected(population.students(SCHOOLS))
+    assert protection.audit.passed, protection.audit.failures
+    assert protection.audit.intervals and all(i.ok for i in protection.audit.intervals)
+    small = [k for k, r in protection.hidden.items() if r == "small" and protection.layout.cells[k].modelled]
+    assert {i.figure.split(" of ", 1)[1] for i in protection.audit.intervals} >= {k.label for k in small}
+
+
+def test_the_audit_of_120_schools_takes_seconds() -> None:
+    sizes = np.random.default_rng(3).integers(1, 60, 120)
+    _, protection = population.protected(population.students(list(sizes)))
+    started = time.perf_counter()
+    again = audit.audit(protection.layout, protection.hidden, k=5, ratio=0.5)
+    assert again.passed and time.perf_counter() - started < 60
+    assert any(k.population == STUDENTS for k in protection.hidden)

@@ -1,0 +1,55 @@
+"""Primary and complementary suppression: which cells are hidden, why, and deterministically."""
+
+from __future__ import annotations
+
+import math
+
+from pipeline_lib.process.disclosure import margins, suppression
+from pipeline_lib.process.disclosure.cells import STUDENTS, CellKey
+from tests.pipeline_lib.process.disclosure import population
+
+SCHOOLS = [1, 3, 7, 12, 2, 30, 40, 9, 5, 6, 25, 8]
+
+
+def _school(layout, school_id: str) -> CellKey:
+    return next(k for k in layout.cells if ("school_id", school_id) in k.group and k.population == STUDENTS)
+
+
+def test_a_group_under_k_is_hidden_as_small_and_an_unreadable_count_too() -> None:
+    layout = margins.extract(population.documents(population.students(SCHOOLS)))
+    lone = _school(layout, "S0000")
+    layout.cells[_school(layout, "S0003")].n = math.nan
+    hidden = suppression.primary(layout, 5)
+    assert hidden[lone] == "small"
+    assert hidden[_school(layout, "S0003")] == "small"
+    assert _school(layout, "S0005") not in hidden
+
+
+def test_quantiles_are_shown_only_for_groups_of_at_least_k_quantiles() -> None:
+    layout = margins.extract(population.documents(population.students(SCHOOLS)))
+    rows = suppression.quantiles_hidden(layout, 10)
+    assert set(layout.cells[_school(layout, "S0007")].quantile_rows) <= rows  # 9 students
+    assert not set(layout.cells[_school(layout, "S0003")].quantile_rows) & rows  # 12 students
+
+
+def test_a_lone_hidden_cell_of_a_margin_gets_a_complementary_one() -> None:
+    layout = margins.extract(population.documents(population.students(SCHOOLS)))
+    hidden = suppression.complementary(layout, suppression.primary(layout, 5), 5)
+    for margin in layout.margins:
+        members = [margin.total, *margin.parts]
+        assert sum(m in hidden for m in members) != 1, margin.total.label
+    assert "complementary" in hidden.values()
+
+
+def test_the_complement_is_the_smallest_part_of_at_least_2k_minus_1_students() -> None:
+    layout = margins.extract(population.documents(population.students([1, 5, 8, 9, 12, 20])))
+    # Catholic schools: S0001 (5) and S0004 (12); public: S0000 (1) and S0003 (9).
+    hidden = suppression.complementary(layout, {_school(layout, "S0000"): "small"}, 5)
+    assert hidden[_school(layout, "S0003")] == "complementary"
+    assert _school(layout, "S0001") not in hidden  # 5 students: too few to cover a count 1..4
+
+
+def test_suppression_is_deterministic() -> None:
+    frame = population.students(SCHOOLS)
+    runs = [population.protected(frame)[1] for _ in range(2)]
+    assert runs[0].hidden == runs[1].hidden and runs[0].row_reasons() == runs[1].row_reasons()
