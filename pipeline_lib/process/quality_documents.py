@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -40,7 +41,7 @@ class _Counts:
     labels: tuple[str, ...]
 
     def document(
-        self, stamp: RunStamp, rows: list[list[object]], *, n_input: int, summary: str
+        self, stamp: RunStamp, rows: list[list[Any]], *, n_input: int, summary: str
     ) -> ResultDocument:
         columns = [*self.labels, "records"]
         table = ResultTable(
@@ -82,7 +83,7 @@ CHANGES = _Counts(
 
 def reasons_document(summary: pd.DataFrame, stamp: RunStamp, *, quarantined: int) -> ResultDocument:
     """`quality:reject_reasons`; `quarantined` is the number of records the summary covers."""
-    rows = [
+    rows: list[list[Any]] = [
         [str(r.reason), reason_text(str(r.reason)), int(r.records)] for r in summary.itertuples(index=False)
     ]
     top = f" The most frequent: {reason_text(rows[0][0])} ({rows[0][2]:,})." if rows else ""

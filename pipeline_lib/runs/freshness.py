@@ -68,7 +68,7 @@ def latest_finished(runs: Iterable[RunRecord], notebook: str) -> RunRecord | Non
 def human_duration(seconds: float, parts: int = 1) -> str:
     """`9000, 1` -> "2 hours"; `9000, 2` -> "2 hours 30 minutes" (rounded down; seconds only
     under a minute; parts after a zero one left out)."""
-    left, words = max(int(seconds), 0), []
+    left, words = max(int(seconds), 0), list[str]()
     for name, size in _UNITS:
         if words and name == "second":
             break  # "3 minutes", not "3 minutes 1 second"
@@ -197,9 +197,8 @@ def assess(
         limit, source = None, None
     stale = limit is not None and age > limit.total_seconds()
 
-    warnings = []
-    failed = _failed_since(latest_run, run_id, computed_at)
-    if failed:
+    warnings: list[str] = []
+    if failed := _failed_since(latest_run, run_id, computed_at):
         warnings.append(failed_run_warning(latest_run, figures_run_id=run_id, details=details))
     if stale and limit is not None:
         old = f"These figures are {human_duration(age, 2)} old"

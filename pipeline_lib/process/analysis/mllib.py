@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -99,7 +100,7 @@ def _split(
     return train, test, medians, int(n_train), float(mean)
 
 
-def _penalty(n_train: int) -> dict[str, object]:
+def _penalty(n_train: int) -> dict[str, Any]:
     """Spark ML options of the models: an L2 penalty of 1/n on `features`, as the scikit-learn
     versions have it."""
     return {
