@@ -13,7 +13,7 @@ import pytest
 
 from db_api.server import RunningServer
 from pipeline_lib.client.sync import DbApiClient
-from pipeline_lib.process.analysis import descriptive_results
+from pipeline_lib.contract import result_keys
 from pipeline_lib.process.results import ResultDocument, suppress
 from pipeline_lib.runs.notebook_counts import counts_from_notebook
 from tests.pipeline_lib.process.analysis import simulated
@@ -97,13 +97,13 @@ def test_process_after_clean_stores_every_result_and_reports_it(db: tuple, tmp_p
 
     output = _execute("process.ipynb", tmp_path / "process-out.ipynb", client, run_id="process-1", seed=7)
     everything = _processed(client)
-    for_dashboards = {key: doc for key, doc in everything.items() if key not in descriptive_results.KEYS}
+    for_dashboards = {key: doc for key, doc in everything.items() if key not in result_keys.ANALYSIS_KEYS}
     assert set(for_dashboards) == set(DASHBOARD_KEYS)
     for doc in for_dashboards.values():
         assert doc.run_id == "process-1"
         suppress(doc, k=5)
-    stored = {key: doc for key, doc in everything.items() if key in descriptive_results.KEYS}
-    assert set(stored) == set(descriptive_results.KEYS)
+    stored = {key: doc for key, doc in everything.items() if key in result_keys.ANALYSIS_KEYS}
+    assert set(stored) == set(result_keys.ANALYSIS_KEYS)
     mark = client.high_water_mark("cleaned")
     for key, doc in stored.items():
         assert doc.status == "ok", (key, doc.error)
@@ -118,13 +118,13 @@ def test_process_after_clean_stores_every_result_and_reports_it(db: tuple, tmp_p
 
     counts = counts_from_notebook(output)
     assert counts["records_in"] == cleaned
-    assert counts["results_written"] == len(descriptive_results.KEYS) + len(DASHBOARD_KEYS)
+    assert counts["results_written"] == len(result_keys.ANALYSIS_KEYS) + len(DASHBOARD_KEYS)
     assert counts["results_failed"] == 0
     text = nbformat.writes(output)
-    for doc in (stored[key] for key in descriptive_results.KEYS):
+    for doc in (stored[key] for key in result_keys.ANALYSIS_KEYS):
         assert doc.summary.replace("'", "&#x27;")[:60] in text or doc.summary[:60] in text, doc.key
     images = [o for cell in output.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert len(images) == len(descriptive_results.KEYS)  # a figure per result
+    assert len(images) == len(result_keys.ANALYSIS_KEYS)  # a figure per result
 
 
 def test_rerunning_on_the_same_input_gives_the_same_documents(db: tuple, tmp_path: Path) -> None:
@@ -136,7 +136,7 @@ def test_rerunning_on_the_same_input_gives_the_same_documents(db: tuple, tmp_pat
     _execute("process.ipynb", tmp_path / "second.ipynb", client, run_id="second", seed=2)
     second = _processed(client)
     assert {d.run_id for d in second.values()} == {"second"}
-    for key in descriptive_results.KEYS:
+    for key in result_keys.ANALYSIS_KEYS:
         assert first[key].model_dump(exclude={"run_id", "computed_at"}) == second[key].model_dump(
             exclude={"run_id", "computed_at"}
         ), key

@@ -1,6 +1,7 @@
 """Results as `ResultDocument`s for `processed`: one per analysis and scope, keyed
-`analysis:scope`, stamped with the run and its input, with machine-readable tables. This module
-holds what every document shares and the Spark results' documents; `model_documents` the models'.
+`analysis:scope` (`contract.result_keys`), stamped with the run and its input (`Stamp`), with
+machine-readable tables. This module holds what every document shares and the Spark results'
+documents; `model_results` the models'.
 
 Tables of groups of students name their size column, so `results.suppress` hides groups under
 k; model terms that rest on one category of students (a sex, a sector) carry that category's

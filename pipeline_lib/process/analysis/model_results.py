@@ -1,5 +1,5 @@
 """Documents of the models (OLS, multilevel, classification, regression), built as
-`documents` describes; a `Failure` becomes a document that says why there is no result."""
+`descriptive_results` describes; a `Failure` becomes a document that says why there is no result."""
 
 from __future__ import annotations
 

@@ -9,8 +9,9 @@ import pytest
 from pyspark.sql import SparkSession
 
 from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.contract import result_keys
 from pipeline_lib.process import job as process_job
-from pipeline_lib.process.analysis import descriptive_results, multilevel
+from pipeline_lib.process.analysis import multilevel
 from pipeline_lib.process.results import ResultDocument
 from tests.pipeline_lib.process.analysis import simulated
 
@@ -50,10 +51,10 @@ def test_a_run_writes_one_valid_document_per_key_stamped_with_its_input(
     report = _run(spark, sqlite_client, "run-a")
     stored = _stored(sqlite_client)
     # Exactly the analyses' keys, besides documents other parts add to the run (all valid).
-    assert set(descriptive_results.KEYS) <= set(stored) and report.results_written == len(stored)
+    assert set(result_keys.ANALYSIS_KEYS) <= set(stored) and report.results_written == len(stored)
     assert report.records_in == len(records) and report.repeats_set_aside == 1 and report.without_school == 1
     assert report.students == len(records) - 2
-    for key in descriptive_results.KEYS:
+    for key in result_keys.ANALYSIS_KEYS:
         doc = stored[key]
         assert doc == next(d for d in report.documents if d.key == key)
         assert doc.status == "ok", (key, doc.error)
@@ -76,7 +77,7 @@ def test_a_rerun_on_the_same_input_gives_the_same_documents(
 ) -> None:
     _fill(sqlite_client)
     runs = [{d.key: d for d in _run(spark, sqlite_client, f"run-{i}").documents} for i in (1, 2)]
-    for key in descriptive_results.KEYS:
+    for key in result_keys.ANALYSIS_KEYS:
         same = [run[key].model_dump(exclude={"run_id", "computed_at"}) for run in runs]
         assert same[0] == same[1], key
 
@@ -132,7 +133,7 @@ def test_with_nothing_cleaned_every_key_says_so(spark: SparkSession, sqlite_clie
     sqlite_client.write("schools", simulated.schools(3), mode="upsert", key="school_id")
     report = _run(spark, sqlite_client, "run-empty", now=dt.datetime(2026, 11, 29, tzinfo=dt.UTC))
     stored = _stored(sqlite_client)
-    assert set(descriptive_results.KEYS) <= set(stored) and report.records_in == 0
-    for key in descriptive_results.KEYS:
+    assert set(result_keys.ANALYSIS_KEYS) <= set(stored) and report.records_in == 0
+    for key in result_keys.ANALYSIS_KEYS:
         assert stored[key].status == "failed" and "no cleaned students" in (stored[key].error or "")
-    assert report.results_failed == len(descriptive_results.KEYS)
+    assert report.results_failed == len(result_keys.ANALYSIS_KEYS)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline_lib.contract import result_keys
 from pipeline_lib.process.analysis import (
     classification,
     cv,
@@ -65,7 +66,7 @@ def test_documents_round_trip_through_json_and_validate(fitted_documents: list[R
     for doc in fitted_documents:
         stored = json.loads(json.dumps(doc.model_dump(mode="json"), allow_nan=False))
         assert ResultDocument.model_validate(stored) == doc
-        assert doc.key == f"{doc.analysis}:{doc.scope}" and doc.key in descriptive_results.KEYS
+        assert doc.key == f"{doc.analysis}:{doc.scope}" and doc.key in result_keys.ANALYSIS_KEYS
         assert (doc.run_id, doc.n_input, doc.input_high_water_mark) == ("run-1", 3_000, 3_100)
         assert doc.status == "ok" and doc.summary
 
