@@ -46,7 +46,16 @@ _OPERATORS = {
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _cancelled(method: str) -> None:
+    """A client that went away (cancelled, past its deadline, channel closed) is normal: one line."""
+    log.info("rpc cancelled", extra={"rpc": method})
+
+
 def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> None:
+    if isinstance(exc, grpc.RpcError) and not context.is_active():
+        # What gRPC's request iterator raises once the client has cancelled the call.
+        _cancelled(method)
+        context.abort(grpc.StatusCode.CANCELLED, f"{method} was cancelled by its client")
     if isinstance(exc, DbApiError):
         log.warning("rpc refused", extra={"rpc": method, "code": exc.code.name, "error": str(exc)})
         context.abort(exc.code, str(exc))
@@ -63,6 +72,10 @@ def _rpc(method: F) -> F:
         def streaming(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             try:
                 yield from method(self, request, context)
+            except GeneratorExit:  # gRPC drops a stream whose client went away
+                if not context.is_active():
+                    _cancelled(name)
+                raise
             except Exception as exc:
                 _abort(context, name, exc)
 
