@@ -33,35 +33,35 @@ def _password(user: str, password_stdin: bool) -> str:
     return typer.prompt(f"Password for {user}", hide_input=True)
 
 
-def _upload(api: WorkbenchApi, records: pd.DataFrame, chunk_rows: int) -> UploadTotals:
+def _upload(api: WorkbenchApi, rows: pd.DataFrame, chunk_rows: int) -> UploadTotals:
     """Uploads with a progress bar on a terminal, otherwise a line per chunk (reads well in a log)."""
     from tqdm import tqdm
 
     sent = 0
-    with tqdm(total=len(records), unit="rec", desc="students", disable=not sys.stderr.isatty()) as bar:
+    with tqdm(total=len(rows), unit="rec", desc="students", disable=not sys.stderr.isatty()) as bar:
 
         def on_chunk(count: int) -> None:
             nonlocal sent
             sent += count
             bar.update(count)
             if bar.disable:
-                typer.echo(f"submitted {sent:,}/{len(records):,} records", err=True)
+                typer.echo(f"submitted {sent:,}/{len(rows):,} records", err=True)
 
-        return api.submit_records(records, chunk_rows=chunk_rows, on_chunk=on_chunk)
+        return api.submit_rows(rows, chunk_rows=chunk_rows, on_chunk=on_chunk)
 
 
 def _summary(
-    url: str, seed: int, schools: dict, students: int, records: pd.DataFrame, totals: UploadTotals
+    url: str, seed: int, schools: dict, students: int, rows: pd.DataFrame, totals: UploadTotals
 ) -> str:
-    dirty = records["dirt"].dropna()
+    dirty = rows["dirt"].dropna()
     kinds = ", ".join(f"{kind} {n}" for kind, n in Counter(dirty).most_common())
     return "\n".join(
         [
             f"Demo data sent to {url} (seed {seed}):",
             f"  schools:  {schools['stored']} created, {schools['replaced']} already there (updated)",
-            f"  students: {students:,} in {len(records):,} records: {totals.stored:,} stored, "
+            f"  students: {students:,} in {len(rows):,} records: {totals.stored:,} stored, "
             f"{totals.already_stored:,} already stored, {totals.refused:,} refused",
-            f"  dirty:    {len(dirty):,} records ({len(dirty) / max(1, len(records)):.1%})"
+            f"  dirty:    {len(dirty):,} records ({len(dirty) / max(1, len(rows)):.1%})"
             + (f": {kinds}" if kinds else ""),
         ]
     )
@@ -97,14 +97,14 @@ def demo(
     Without --user, a `demo` account (admin, submit) gets a random password for the run, then is disabled.
     """
     from pipeline_lib.demo.account import DEMO_SCOPES, DEMO_USER, demo_account
-    from pipeline_lib.demo.rows import demo_records
+    from pipeline_lib.demo.rows import demo_rows
     from pipeline_lib.demo.submit import DemoSubmitError, WorkbenchApi
     from pipeline_lib.wire.requests import DbApiCallError
 
     started = time.perf_counter()
     settings = get_settings()
     url = (url or default_url(settings)).rstrip("/")
-    population, records = demo_records(students, schools, dirty, seed)
+    population, rows = demo_rows(students, schools, dirty, seed)
     try:
         with WorkbenchApi(url) as api, ExitStack() as account:
             api.check()
@@ -113,7 +113,7 @@ def demo(
             else:
                 api.login(user, _password(user, password_stdin), DEMO_SCOPES)
             school_report = api.import_schools(population.schools)
-            totals = _upload(api, records, chunk_rows)
+            totals = _upload(api, rows, chunk_rows)
     except DemoSubmitError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -125,7 +125,7 @@ def demo(
         )
         raise typer.Exit(1) from None
 
-    typer.echo(_summary(url, seed, school_report, students, records, totals))
+    typer.echo(_summary(url, seed, school_report, students, rows, totals))
     for problem in totals.problems:
         typer.echo(f"  refused: {problem}")
     typer.echo(f"  elapsed:  {time.perf_counter() - started:.1f} s")

@@ -65,9 +65,11 @@ def run(
     Exit code 0: succeeded (or skipped because another run holds the lease); 1: failed or timed out;
     2: a usage error (unknown notebook or parameter).
     """
-    from pipeline_lib.client.sync import DbApiCallError, DbApiClient
+    from pipeline_lib.client.sync import DbApiClient
     from pipeline_lib.runs.alerts import headline
-    from pipeline_lib.runs.executor import ALL, UnknownNotebook, execute_all, notebook_path
+    from pipeline_lib.runs.executor import UnknownNotebook, execute_all, notebook_path
+    from pipeline_lib.runs.schedule import ALL
+    from pipeline_lib.wire.requests import DbApiCallError
 
     configure_logging("WARNING")
     settings = get_settings()

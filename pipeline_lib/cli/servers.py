@@ -86,7 +86,8 @@ def ping(
     timeout: Annotated[float, typer.Option(help="seconds to wait for an answer")] = 5.0,
 ) -> None:
     """Check that the db-api answers, accepts our token and reaches its store."""
-    from pipeline_lib.client.sync import DbApiCallError, DbApiClient
+    from pipeline_lib.client.sync import DbApiClient
+    from pipeline_lib.wire.requests import DbApiCallError
 
     settings = get_settings()
     if address:

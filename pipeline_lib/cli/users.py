@@ -18,8 +18,9 @@ def users_add(
     password_stdin: Annotated[bool, typer.Option(help="read the password from standard input")] = False,
 ) -> None:
     """Create or update a web app user (the password is asked for, never an argument)."""
-    from pipeline_lib.client.sync import DbApiCallError, DbApiClient
+    from pipeline_lib.client.sync import DbApiClient
     from pipeline_lib.contract.users import SCOPES, hash_password
+    from pipeline_lib.wire.requests import DbApiCallError
 
     unknown = sorted(set(scope) - set(SCOPES))
     if unknown:
@@ -35,16 +36,15 @@ def users_add(
     if len(password) < 8:
         typer.echo("error: use a password of at least 8 characters", err=True)
         raise typer.Exit(2)
-    user = {"scopes": sorted(set(scope)), "password_hash": hash_password(password), "disabled": False}
+    scopes = sorted(set(scope))
+    user = {"scopes": scopes, "password_hash": hash_password(password), "disabled": False}
     with DbApiClient.from_settings() as client:
         try:
             created = client.put_document("users", name, user)
         except DbApiCallError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
-    typer.echo(
-        f"{'Created' if created else 'Updated'} user {name!r} with scopes {', '.join(user['scopes'])}."
-    )
+    typer.echo(f"{'Created' if created else 'Updated'} user {name!r} with scopes {', '.join(scopes)}.")
 
 
 @users_app.command("list")
