@@ -10,28 +10,31 @@ from __future__ import annotations
 import pandas as pd
 
 from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.dashboards.source import Results, load_results
-from pipeline_lib.process.analysis import distributions
 from pipeline_lib.views import frames, html, plots
-from pipeline_lib.views.style import OKABE_ITO, figure_html
+from pipeline_lib.views.palette import OKABE_ITO
+from pipeline_lib.views.style import figure_html
+from pipeline_lib.views.tables import table_frame
 
 GROUPINGS = {
-    "sector": "descriptives:by_sector",
-    "sex": "descriptives:by_sex",
-    "minority": "descriptives:by_minority",
+    "sector": keys.DESCRIPTIVES_BY_SECTOR,
+    "sex": keys.DESCRIPTIVES_BY_SEX,
+    "minority": keys.DESCRIPTIVES_BY_MINORITY,
 }
-OVERALL = "descriptives:overall"
+OVERALL = keys.DESCRIPTIVES_OVERALL
 KEYS = (
     OVERALL,
     *GROUPINGS.values(),
-    distributions.histogram_key("math_score"),
-    distributions.histogram_key("ses"),
-    distributions.RELATION_KEY,
-    distributions.SCHOOLS_KEY,
+    keys.distribution("math_score"),
+    keys.distribution("ses"),
+    keys.SES_MATH_RELATION,
+    keys.SCHOOL_DISTRIBUTION,
 )
 
 
 def load(client: DbApiClient, k: int) -> Results:
+    """The Overview's documents, as the public sees them."""
     return load_results(client, KEYS, k)
 
 
@@ -46,11 +49,11 @@ def headline(results: Results) -> str:
         return ""
     items = []
     math, ses = (frames.overall_row(results.get(OVERALL), v) for v in ("math_score", "ses"))
-    histogram = results.get(distributions.histogram_key("math_score"))
+    histogram = results.get(keys.distribution("math_score"))
     students = math["n"] if math is not None else (histogram.n_input if histogram else None)
     if students is not None:
         items.append((f"{int(students):,}", "students in the cleaned data"))
-    schools = frames.table_frame(results.get(distributions.SCHOOLS_KEY), needs=("school_id",))
+    schools = table_frame(results.get(keys.SCHOOL_DISTRIBUTION), needs=("school_id",))
     if schools is not None:
         items.append((f"{len(schools):,}", "schools"))
     if math is not None:
@@ -71,7 +74,7 @@ def distribution_plots(results: Results) -> str:
         ("math_score", "Mathematics score", OKABE_ITO["blue"]),
         ("ses", "Socio-economic status index (SES)", OKABE_ITO["bluish_green"]),
     ):
-        bins = frames.histogram(results.get(distributions.histogram_key(variable)))
+        bins = frames.histogram(results.get(keys.distribution(variable)))
         if bins is None or bins.empty:
             figures.append(_missing(f"The distribution of {label.lower()} is"))
             continue
@@ -82,8 +85,7 @@ def distribution_plots(results: Results) -> str:
             f" {hidden} bin(s) with fewer than {results.k} students hidden." if hidden else ""
         )
         figures.append(figure_html(figure, f"Histogram of {label.lower()}", caption))
-    row = "".join(f'<div style="flex: 1 1 420px">{f}</div>' for f in figures)
-    return html.section("Distributions", f'<div style="display:flex; flex-wrap:wrap; gap:16px">{row}</div>')
+    return html.section("Distributions", html.side_by_side(figures))
 
 
 def comparisons(results: Results) -> str:
@@ -151,7 +153,7 @@ def relation(results: Results) -> str:
     """Mean math score per SES bin and the least-squares line of each sector."""
     if not results:
         return ""
-    found = frames.relation(results.get(distributions.RELATION_KEY))
+    found = frames.relation(results.get(keys.SES_MATH_RELATION))
     title = "Socio-economic status and math score"
     if found is None or found[1].empty:
         return html.section(title, _missing("The SES-math relation is"))

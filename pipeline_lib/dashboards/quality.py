@@ -6,18 +6,21 @@ Run records come from `runs`; reasons and changes from the `quality:*` documents
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.dashboards.source import Results, load_results, load_runs
-from pipeline_lib.process.quality_documents import CHANGES_KEY, REASONS_KEY
 from pipeline_lib.runs.records import RunRecord
 from pipeline_lib.views import frames, html, plots
-from pipeline_lib.views.style import OKABE_ITO, figure_html
+from pipeline_lib.views.palette import OKABE_ITO
+from pipeline_lib.views.style import figure_html
+from pipeline_lib.views.tables import table_frame
 
-KEYS = (REASONS_KEY, CHANGES_KEY)
+KEYS = (keys.REJECT_REASONS, keys.TOP_CHANGES)
 STATUS_WORDS = {
     "succeeded": "succeeded",
     "failed": "FAILED",
@@ -38,6 +41,7 @@ class Quality(Results):
 
 
 def load(client: DbApiClient, k: int) -> Quality:
+    """The quality documents (as the public sees them) and the newest run records."""
     results = load_results(client, KEYS, k)
     return Quality(k, results.found, runs=load_runs(client))
 
@@ -86,7 +90,7 @@ def cleaned_vs_quarantined(data: Quality) -> str:
     """Totals now (from the quality documents) and the records of each clean run."""
     if not data:
         return ""
-    reasons, changes = data.get(REASONS_KEY), data.get(CHANGES_KEY)
+    reasons, changes = data.get(keys.REJECT_REASONS), data.get(keys.TOP_CHANGES)
     parts = []
     if (
         reasons is not None
@@ -118,52 +122,62 @@ def cleaned_vs_quarantined(data: Quality) -> str:
     return html.section("Cleaned and quarantined", "".join(parts))
 
 
-def reject_reasons(data: Quality) -> str:
+def _counts_section(
+    data: Quality,
+    key: str,
+    needs: tuple[str, ...],
+    *,
+    title: str,
+    nothing: str,
+    labels: Callable[[pd.DataFrame], pd.Series],
+    x_label: str,
+    fill: str,
+    alt: str,
+    caption: str = "",
+) -> str:
+    """A bar per row of the document's records-by-label table; a notice when the document is not
+    there yet, and `nothing` when its table is empty."""
     if not data:
         return ""
-    frame = frames.table_frame(data.get(REASONS_KEY), needs=("reason", "records"))
-    title = "Why records are quarantined"
+    frame = table_frame(data.get(key), needs=needs)
     if frame is None:
         return html.section(
             title, html.notice("Not summarised yet: it appears after the next processing run.", "empty")
         )
     if frame.empty:
-        return html.section(title, html.notice("No record is in quarantine.", "info"))
-    labels = frame["text"] if "text" in frame else frame["reason"]
+        return html.section(title, html.notice(nothing, "info"))
     figure = plots.bars(
-        labels,
-        frame["records"],
-        x_label="Quarantined records",
-        hidden=frame["suppressed"],
-        k=data.k,
-        fill=OKABE_ITO["vermillion"],
+        labels(frame), frame["records"], x_label=x_label, hidden=frame["suppressed"], k=data.k, fill=fill
     )
-    caption = "A record can fail several rules; it counts once under each."
-    return html.section(title, figure_html(figure, "Bar chart of quarantined records by reason", caption))
+    return html.section(title, figure_html(figure, alt, caption))
+
+
+def reject_reasons(data: Quality) -> str:
+    """Quarantined records by reason, in words where the document has them."""
+    return _counts_section(
+        data,
+        keys.REJECT_REASONS,
+        ("reason", "records"),
+        title="Why records are quarantined",
+        nothing="No record is in quarantine.",
+        labels=lambda frame: frame["text"] if "text" in frame else frame["reason"],
+        x_label="Quarantined records",
+        fill=OKABE_ITO["vermillion"],
+        alt="Bar chart of quarantined records by reason",
+        caption="A record can fail several rules; it counts once under each.",
+    )
 
 
 def top_changes(data: Quality) -> str:
-    if not data:
-        return ""
-    frame = frames.table_frame(data.get(CHANGES_KEY), needs=("field", "rule", "records"))
-    title = "What the cleaner changes most"
-    if frame is None:
-        return html.section(
-            title, html.notice("Not summarised yet: it appears after the next processing run.", "empty")
-        )
-    if frame.empty:
-        return html.section(
-            title, html.notice("The cleaner changed nothing: every value arrived as expected.", "info")
-        )
-    labels = frame["field"] + ": " + frame["rule"].str.replace("_", " ")
-    figure = plots.bars(
-        labels,
-        frame["records"],
+    """The cleaner's most frequent changes, by field and rule."""
+    return _counts_section(
+        data,
+        keys.TOP_CHANGES,
+        ("field", "rule", "records"),
+        title="What the cleaner changes most",
+        nothing="The cleaner changed nothing: every value arrived as expected.",
+        labels=lambda frame: frame["field"] + ": " + frame["rule"].str.replace("_", " "),
         x_label="Cleaned records changed",
-        hidden=frame["suppressed"],
-        k=data.k,
         fill=OKABE_ITO["blue"],
-    )
-    return html.section(
-        title, figure_html(figure, "Bar chart of the most frequent changes by field and rule")
+        alt="Bar chart of the most frequent changes by field and rule",
     )

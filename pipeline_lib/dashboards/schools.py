@@ -10,30 +10,32 @@ from __future__ import annotations
 import pandas as pd
 
 from pipeline_lib.client.sync import DbApiClient
-from pipeline_lib.contract.fields import SCHOOL_FIELDS
+from pipeline_lib.contract import result_keys as keys
+from pipeline_lib.contract.fields import SECTORS
 from pipeline_lib.dashboards.source import Results, load_results
-from pipeline_lib.process.analysis import distributions
 from pipeline_lib.views import frames, html, plots
 from pipeline_lib.views.style import figure_html
 
-BY_SCHOOL, EFFECTS = "descriptives:by_school", "mixedlm:school_effects"
-KEYS = (distributions.SCHOOLS_KEY, BY_SCHOOL, EFFECTS)
+KEYS = (keys.SCHOOL_DISTRIBUTION, keys.DESCRIPTIVES_BY_SCHOOL, keys.MIXEDLM_SCHOOL_EFFECTS)
 TABLE_ROWS = 25  # rows of the table at a time; the search finds the others
 EFFECTS_SHOWN = {
     "intercept": ("School effect on math score", "School effect on math (points)"),
     "slope": ("School difference in SES slope", "SES slope difference (points)"),
 }
 ALL_SECTORS = "all sectors"
-SECTORS = next(f.choices for f in SCHOOL_FIELDS if f.name == "sector")
 
 
 def load(client: DbApiClient, k: int) -> Results:
+    """The Schools dashboard's documents, as the public sees them."""
     return load_results(client, KEYS, k)
 
 
 def school_table(results: Results) -> pd.DataFrame | None:
+    """One row per school (`frames.school_table`), None when no school is known yet."""
     return frames.school_table(
-        results.get(distributions.SCHOOLS_KEY), results.get(BY_SCHOOL), results.get(EFFECTS)
+        results.get(keys.SCHOOL_DISTRIBUTION),
+        results.get(keys.DESCRIPTIVES_BY_SCHOOL),
+        results.get(keys.MIXEDLM_SCHOOL_EFFECTS),
     )
 
 
@@ -62,6 +64,7 @@ class SchoolsExplorer:
         self.render()
 
     def choices(self) -> tuple[str | None, str, str]:
+        """(sector or None for all, search text, effect) as the widgets stand."""
         sector = None if self.sector.value == ALL_SECTORS else self.sector.value
         return sector, self.search.value, self.effect.value
 

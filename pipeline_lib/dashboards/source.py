@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.contract.collections import PROCESSED, RUNS
 from pipeline_lib.process.results import PublicResult, ResultDocument, suppress
 from pipeline_lib.runs.freshness import Freshness, latest_finished
 from pipeline_lib.runs.records import RunRecord
@@ -35,16 +36,19 @@ class Results:
     freshness: Freshness | None = None  # how old the newest figures are (`page.load` sets it)
 
     def get(self, key: str) -> PublicResult | None:
+        """The public view of the document `key`, if it was found."""
         return self.found.get(key)
 
     def __bool__(self) -> bool:
         return bool(self.found)
 
     def newest(self) -> PublicResult | None:
+        """The most recently computed of the documents found."""
         return max(self.found.values(), key=lambda r: r.computed_at, default=None)
 
 
 def connect(settings: Settings | None = None) -> DbApiClient:
+    """A db-api client that gives up after five seconds: a page says so rather than hang."""
     return DbApiClient.from_settings(settings or get_settings(), timeout=5.0)
 
 
@@ -70,7 +74,7 @@ def load_results(client: DbApiClient, keys: Iterable[str], k: int) -> Results:
     results = Results(k)
     try:
         for key in keys:
-            raw = client.get_document("processed", key)
+            raw = client.get_document(PROCESSED, key)
             if raw is not None:
                 _add(results, raw)
     except DbApiCallError as exc:
@@ -82,7 +86,7 @@ def load_analyses(client: DbApiClient, analyses: Sequence[str], k: int, *, limit
     """Every document whose `analysis` is one of `analyses`."""
     results = Results(k)
     try:
-        raws = client.list_documents("processed", [("analysis", "in", list(analyses))], limit=limit)
+        raws = client.list_documents(PROCESSED, [("analysis", "in", list(analyses))], limit=limit)
     except DbApiCallError as exc:
         raise _unavailable(client, exc) from None
     for raw in raws:
@@ -103,7 +107,7 @@ def _records(raws: Iterable[dict]) -> list[RunRecord]:
 def load_runs(client: DbApiClient, *, limit: int = 200) -> list[RunRecord]:
     """The newest `limit` run records, oldest first; unreadable records are left out."""
     try:
-        raws = client.list_documents("runs", limit=limit, newest_first=True)
+        raws = client.list_documents(RUNS, limit=limit, newest_first=True)
     except DbApiCallError as exc:
         raise _unavailable(client, exc) from None
     return sorted(_records(raws), key=lambda r: r.started_at)
@@ -112,7 +116,7 @@ def load_runs(client: DbApiClient, *, limit: int = 200) -> list[RunRecord]:
 def load_run_notebook(client: DbApiClient, run_id: str) -> str | None:
     """The notebook a run executed, from its record (None without one)."""
     try:
-        raw = client.get_document("runs", run_id)
+        raw = client.get_document(RUNS, run_id)
     except DbApiCallError as exc:
         raise _unavailable(client, exc) from None
     notebook = raw.get("notebook") if raw else None
@@ -122,7 +126,7 @@ def load_run_notebook(client: DbApiClient, run_id: str) -> str | None:
 def load_latest_finished(client: DbApiClient, notebook: str, *, limit: int = 50) -> RunRecord | None:
     """The notebook's latest run that succeeded, failed or timed out, among its newest `limit`."""
     try:
-        raws = client.list_documents("runs", [("notebook", "eq", notebook)], limit=limit, newest_first=True)
+        raws = client.list_documents(RUNS, [("notebook", "eq", notebook)], limit=limit, newest_first=True)
     except DbApiCallError as exc:
         raise _unavailable(client, exc) from None
     return latest_finished(_records(raws), notebook)

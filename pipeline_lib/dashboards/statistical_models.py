@@ -8,22 +8,22 @@ such, with the reason the processing step gave.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pipeline_lib.client.sync import DbApiClient
-from pipeline_lib.contract.fields import SCHOOL_FIELDS, STUDENT_FIELDS
+from pipeline_lib.contract import result_keys as keys
+from pipeline_lib.contract.fields import SECTORS, SEXES
 from pipeline_lib.dashboards.source import Results, load_results
 from pipeline_lib.process.results import PublicResult
-from pipeline_lib.views import frames, html, plots
-from pipeline_lib.views.style import OKABE_ITO, figure_html
+from pipeline_lib.views import html, plots
+from pipeline_lib.views.palette import OKABE_ITO
+from pipeline_lib.views.style import figure_html
+from pipeline_lib.views.tables import table_frame
 
-OLS, NULL, EFFECTS = "ols:math_score", "mixedlm:null", "mixedlm:school_effects"
-AT_RISK, PREDICTION = "classification:at_risk", "regression:math_score"
-KEYS = (OLS, NULL, EFFECTS, AT_RISK, PREDICTION)
+KEYS = (keys.OLS, keys.MIXEDLM_NULL, keys.MIXEDLM_SCHOOL_EFFECTS, keys.AT_RISK, keys.PREDICTION)
 TIMES = "\u00d7"
 # The models' reference categories: the first choice the contract lists (as the analyses do).
-REFERENCE = {
-    "sex": next(f.choices[0] for f in STUDENT_FIELDS if f.name == "sex"),
-    "sector": next(f.choices[0] for f in SCHOOL_FIELDS if f.name == "sector"),
-}
+REFERENCE = {"sex": SEXES[0], "sector": SECTORS[0]}
 WORDS = {
     "Intercept": "Intercept",
     "ses": "SES (per point)",
@@ -61,6 +61,7 @@ TERM_FORMATS = {
 
 
 def load(client: DbApiClient, k: int) -> Results:
+    """The Models dashboard's documents, as the public sees them."""
     return load_results(client, KEYS, k)
 
 
@@ -80,8 +81,11 @@ def term_words(term: str) -> str:
     return f" {TIMES} ".join(parts)
 
 
-def _failed(results: Results, key: str, title: str) -> str | None:
-    """The section when the analysis has no result (not run yet, or stored as a failure)."""
+def _section(results: Results, key: str, title: str, body: Callable[[PublicResult], str]) -> str:
+    """The section of one analysis: its `body` when it has a result, else a notice that it is not
+    computed yet or was stored as a failure (with the reason); nothing on a page without data."""
+    if not results:
+        return ""
     result = results.get(key)
     if result is None:
         return html.section(
@@ -94,7 +98,7 @@ def _failed(results: Results, key: str, title: str) -> str | None:
                 result.summary or "The analysis has no result.", "warning", "No result in the last run."
             ),
         )
-    return None
+    return html.section(title, body(result))
 
 
 def _summary(result: PublicResult) -> str:
@@ -103,7 +107,7 @@ def _summary(result: PublicResult) -> str:
 
 def _terms(result: PublicResult, name: str, *, k: int, alt: str) -> str:
     """A forest plot of the terms but the intercept, and the table of all terms."""
-    terms = frames.table_frame(result, name, needs=("term", "estimate", "ci_low", "ci_high"))
+    terms = table_frame(result, name, needs=("term", "estimate", "ci_low", "ci_high"))
     if terms is None:
         return ""
     terms = terms.assign(term=terms["term"].map(term_words))
@@ -114,19 +118,11 @@ def _terms(result: PublicResult, name: str, *, k: int, alt: str) -> str:
 
 
 def _statistics(result: PublicResult, name: str, key_column: str) -> dict[str, float]:
-    table = frames.table_frame(result, name, needs=(key_column, "value"))
+    table = table_frame(result, name, needs=(key_column, "value"))
     return {} if table is None else dict(zip(table[key_column], table["value"], strict=True))
 
 
-def ols_section(results: Results) -> str:
-    if not results:
-        return ""
-    title = "Math score on SES, sex, minority and sector (OLS)"
-    failed = _failed(results, OLS, title)
-    if failed is not None:
-        return failed
-    result = results.get(OLS)
-    assert result is not None
+def _ols(result: PublicResult, k: int) -> str:
     fit = _statistics(result, "fit", "statistic")
     cards = []
     if fit.get("r_squared") is not None:
@@ -137,59 +133,65 @@ def ols_section(results: Results) -> str:
         f"Sex against {REFERENCE['sex']}, sector against {REFERENCE['sector']}; robust (HC3) standard errors."
     )
     body = _summary(result) + html.cards(cards) + f'<p class="wb-meta">{html.esc(reference)}</p>'
-    body += _terms(result, "coefficients", k=results.k, alt="Forest plot of the OLS coefficients")
-    return html.section(title, body)
+    return body + _terms(result, "coefficients", k=k, alt="Forest plot of the OLS coefficients")
+
+
+def ols_section(results: Results) -> str:
+    """The OLS model: fit, reference categories, forest plot and table of the coefficients."""
+    title = "Math score on SES, sex, minority and sector (OLS)"
+    return _section(results, keys.OLS, title, lambda result: _ols(result, results.k))
+
+
+def _null_model(result: PublicResult) -> str:
+    values = _statistics(result, "estimates", "quantity")
+    needed = {"icc", "grand_mean", "between_school_variance", "within_school_variance"}
+    cards = (
+        [
+            (f"{values['icc']:.0%}", "of the variance lies between schools (ICC)"),
+            (f"{values['grand_mean']:.1f}", "grand mean math score"),
+            (f"{values['between_school_variance'] ** 0.5:.1f}", "SD of school means"),
+            (f"{values['within_school_variance'] ** 0.5:.1f}", "SD of students within a school"),
+        ]
+        if needed <= values.keys()
+        else []
+    )
+    return _summary(result) + html.cards(cards)
+
+
+def _school_effects(result: PublicResult, k: int) -> str:
+    body = _summary(result) + html.block(
+        f'<p class="wb-meta">Math score on school mean SES {TIMES} SES relative to the school mean and '
+        f"sector {TIMES} SES relative to the school mean, with a random intercept and a random SES slope "
+        "per school (REML). Each school's predicted effects are on the Schools dashboard.</p>"
+    )
+    body += _terms(result, "fixed_effects", k=k, alt="Forest plot of the fixed effects")
+    variance = table_frame(result, "variance_components", needs=("component", "value"))
+    if variance is not None:
+        body += html.table(
+            variance.assign(component=variance["component"].map(term_words)),
+            columns={"component": "Variance component", "value": "Estimate"},
+            formats={"value": html.number(3)},
+            k=k,
+        )
+    return body
 
 
 def multilevel_section(results: Results) -> str:
-    if not results:
-        return ""
-    parts = []
-    title = "Between and within schools (multilevel null model)"
-    null = _failed(results, NULL, title)
-    if null is None:
-        result = results.get(NULL)
-        assert result is not None
-        values = _statistics(result, "estimates", "quantity")
-        needed = {"icc", "grand_mean", "between_school_variance", "within_school_variance"}
-        cards = (
-            [
-                (f"{values['icc']:.0%}", "of the variance lies between schools (ICC)"),
-                (f"{values['grand_mean']:.1f}", "grand mean math score"),
-                (f"{values['between_school_variance'] ** 0.5:.1f}", "SD of school means"),
-                (f"{values['within_school_variance'] ** 0.5:.1f}", "SD of students within a school"),
-            ]
-            if needed <= values.keys()
-            else []
-        )
-        null = html.section(title, _summary(result) + html.cards(cards))
-    parts.append(null)
-    title = "School effects model: SES within and between schools"
-    effects = _failed(results, EFFECTS, title)
-    if effects is None:
-        result = results.get(EFFECTS)
-        assert result is not None
-        body = _summary(result) + html.block(
-            f'<p class="wb-meta">Math score on school mean SES {TIMES} SES relative to the school mean and '
-            f"sector {TIMES} SES relative to the school mean, with a random intercept and a random SES slope "
-            "per school (REML). Each school's predicted effects are on the Schools dashboard.</p>"
-        )
-        body += _terms(result, "fixed_effects", k=results.k, alt="Forest plot of the fixed effects")
-        variance = frames.table_frame(result, "variance_components", needs=("component", "value"))
-        if variance is not None:
-            body += html.table(
-                variance.assign(component=variance["component"].map(term_words)),
-                columns={"component": "Variance component", "value": "Estimate"},
-                formats={"value": html.number(3)},
-                k=results.k,
-            )
-        effects = html.section(title, body)
-    parts.append(effects)
-    return "".join(parts)
+    """The multilevel models: the null model's variance split, the school-effects model's terms."""
+    null = _section(
+        results, keys.MIXEDLM_NULL, "Between and within schools (multilevel null model)", _null_model
+    )
+    effects = _section(
+        results,
+        keys.MIXEDLM_SCHOOL_EFFECTS,
+        "School effects model: SES within and between schools",
+        lambda result: _school_effects(result, results.k),
+    )
+    return null + effects
 
 
 def _metrics(result: PublicResult, k: int) -> str:
-    metrics = frames.table_frame(result, "metrics", needs=("metric", "model", "baseline"))
+    metrics = table_frame(result, "metrics", needs=("metric", "model", "baseline"))
     if metrics is None:
         return ""
     columns = {"metric": "Metric", "model": "Model", "model_se": "± SE", "baseline": "Baseline"}
@@ -201,25 +203,16 @@ def _metrics(result: PublicResult, k: int) -> str:
     )
 
 
-def at_risk_section(results: Results) -> str:
-    if not results:
-        return ""
-    title = "Students at risk of a low math score"
-    failed = _failed(results, AT_RISK, title)
-    if failed is not None:
-        return failed
-    result = results.get(AT_RISK)
-    assert result is not None
-    body = _summary(result) + _metrics(result, results.k)
+def _at_risk(result: PublicResult, k: int) -> str:
     figures = []
-    calibration = frames.table_frame(result, "calibration", needs=("mean_predicted", "observed_rate", "n"))
+    calibration = table_frame(result, "calibration", needs=("mean_predicted", "observed_rate", "n"))
     if calibration is not None:
         shown = calibration[~calibration["suppressed"]]
         caption = "Bins of predicted risk with fewer than the minimum group size are left out."
         figures.append(
             figure_html(plots.calibration(shown), "Calibration plot of the at-risk model", caption)
         )
-    importances = frames.table_frame(result, "importances", needs=("feature", "importance"))
+    importances = table_frame(result, "importances", needs=("feature", "importance"))
     if importances is not None:
         figure = plots.bars(
             importances["feature"],
@@ -238,20 +231,21 @@ def at_risk_section(results: Results) -> str:
                 "How much worse the model ranks students when a field is shuffled.",
             )
         )
-    row = "".join(f'<div style="flex: 1 1 420px">{f}</div>' for f in figures)
-    return html.section(title, body + f'<div style="display:flex; flex-wrap:wrap; gap:16px">{row}</div>')
+    return _summary(result) + _metrics(result, k) + html.side_by_side(figures)
+
+
+def at_risk_section(results: Results) -> str:
+    """The at-risk classifier: metrics against the baseline, calibration and importances."""
+    title = "Students at risk of a low math score"
+    return _section(results, keys.AT_RISK, title, lambda result: _at_risk(result, results.k))
 
 
 def prediction_section(results: Results) -> str:
-    if not results:
-        return ""
-    title = "Predicting math scores"
-    failed = _failed(results, PREDICTION, title)
-    if failed is not None:
-        return failed
-    result = results.get(PREDICTION)
-    assert result is not None
+    """The score regression: its errors on unseen schools against the baseline."""
     note = "Errors on schools the model was not trained on; the baseline predicts each training fold's mean."
-    return html.section(
-        title, _summary(result) + _metrics(result, results.k) + f'<p class="wb-meta">{note}</p>'
+    return _section(
+        results,
+        keys.PREDICTION,
+        "Predicting math scores",
+        lambda result: _summary(result) + _metrics(result, results.k) + f'<p class="wb-meta">{note}</p>',
     )

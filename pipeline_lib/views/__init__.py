@@ -1,2 +1,12 @@
-"""One presentation layer for result documents: tables (`frames`), plots, style, HTML and the
-notebook report, used by the notebooks, the dashboards and the web app."""
+"""One presentation layer for result documents, used by the process notebook, the dashboards and
+the web app. A module per job:
+
+- `tables`: a result table (stored or public) as a DataFrame; the only place tables become frames.
+- `frames`: the small frames the dashboards draw (histograms, group summaries, schools, runs).
+- `palette`: the colours (Okabe-Ito, one per known group); `style`: the matplotlib style, figure
+  margins, PNG and HTML images.
+- `plots`: every matplotlib chart; its panels (boxes, forest, calibration) serve the dashboards'
+  figures and `result_figures`, the process report's figure per result key.
+- `report`: how the process notebook shows a result; `html`: the dashboards' HTML pieces;
+  `charts`: the web app's SVG bar charts (no matplotlib).
+"""

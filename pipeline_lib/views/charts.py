@@ -1,10 +1,13 @@
-"""Server-side SVG bar charts: readable without JavaScript, accessible, colour-blind safe."""
+"""The web app's charts: server-side SVG bar charts, readable without JavaScript, accessible, in
+the views' palette (colour-blind safe). Written as text: the web app never loads matplotlib."""
 
 from __future__ import annotations
 
 from html import escape
 
-BAR = "#0072B2"  # Okabe-Ito blue: distinguishable for the common colour-vision deficiencies
+from pipeline_lib.views.palette import OKABE_ITO
+
+BAR = OKABE_ITO["blue"]
 
 
 def bar_chart_svg(

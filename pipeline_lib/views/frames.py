@@ -1,8 +1,8 @@
-"""Pure frame building: public results and run records in, the small tables the plots and the
-tables of the dashboards draw out. No I/O, no display: tested directly.
+"""The frames the dashboards draw: histograms, group summaries, the SES-math relation, the
+per-school table with its search and ranking, and the run history, built from public results (via
+`tables`) and run records. No I/O, no display: tested directly.
 
-Tables are found by name when given, else by the columns they must have, so a renamed table in
-a document still shows. Every frame keeps a `suppressed` column (True for groups under k).
+Every frame of a public result keeps a `suppressed` column (True for groups under k).
 """
 
 from __future__ import annotations
@@ -13,23 +13,11 @@ import pandas as pd
 
 from pipeline_lib.process.results import PublicResult
 from pipeline_lib.runs.records import RunRecord
+from pipeline_lib.views.tables import table_frame
 
+# The normal quantile of a two-sided 95% interval.
+Z_95 = 1.959963984540054
 STATS = ("n", "mean", "sd", "min", "q1", "median", "q3", "max")
-
-
-def table_frame(
-    result: PublicResult | None, name: str | None = None, *, needs: Sequence[str] = ()
-) -> pd.DataFrame | None:
-    """The table called `name`, else the first with all of `needs`, as a frame with `suppressed`;
-    None if the result or such a table is not there."""
-    if result is None:
-        return None
-    for table in result.tables:
-        if (name is None or table.name == name) and set(needs) <= set(table.columns):
-            frame = pd.DataFrame(table.rows, columns=table.columns)
-            frame["suppressed"] = table.suppressed
-            return frame
-    return None
 
 
 def histogram(result: PublicResult | None) -> pd.DataFrame | None:
@@ -71,6 +59,7 @@ def relation(result: PublicResult | None) -> tuple[pd.DataFrame, pd.DataFrame] |
 
 
 def hidden_count(frame: pd.DataFrame | None) -> int:
+    """How many rows of the frame are suppressed (0 without a frame)."""
     return 0 if frame is None else int(frame["suppressed"].sum())
 
 
@@ -144,7 +133,7 @@ def effects_ranked(schools: pd.DataFrame, effect: str) -> pd.DataFrame:
     """Schools with a predicted `effect` (intercept or slope), lowest first, with 95% limits."""
     shown = schools.dropna(subset=[effect, f"{effect}_se"]).copy()
     shown[effect] = shown[effect].astype(float)
-    half = 1.959963984540054 * shown[f"{effect}_se"].astype(float)
+    half = Z_95 * shown[f"{effect}_se"].astype(float)
     shown["low"], shown["high"] = shown[effect] - half, shown[effect] + half
     return shown.sort_values([effect, "school_id"], ignore_index=True)
 

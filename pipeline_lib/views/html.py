@@ -1,4 +1,5 @@
-"""The HTML pieces every dashboard uses: the style sheet, headline cards, notices and tables.
+"""The HTML pieces every dashboard uses: the style sheet, headline cards, notices, figures side by
+side and tables.
 
 All text from documents is escaped; numbers are formatted per column; a suppressed cell says why
 it is empty instead of showing a blank.
@@ -40,14 +41,17 @@ Format = Callable[[object], str]
 
 
 def esc(text: object) -> str:
+    """Text made safe for HTML, quotes included."""
     return html.escape(str(text), quote=True)
 
 
 def section(title: str, body: str) -> str:
+    """A titled part of a dashboard."""
     return f'<div class="wb-dash"><h2>{esc(title)}</h2>{body}</div>'
 
 
 def block(body: str) -> str:
+    """HTML in the dashboards' style, without a title."""
     return f'<div class="wb-dash">{body}</div>'
 
 
@@ -77,15 +81,24 @@ def warnings(items: Sequence[str], title: str) -> str:
     return f'<div class="wb-notice wb-warning" role="status">{heading}<ul>{inner}</ul></div>'
 
 
+def side_by_side(parts: Sequence[str]) -> str:
+    """Pieces of HTML (figures) in a row that wraps on a narrow screen."""
+    row = "".join(f'<div style="flex: 1 1 420px">{part}</div>' for part in parts)
+    return f'<div style="display:flex; flex-wrap:wrap; gap:16px">{row}</div>'
+
+
 def number(digits: int = 1) -> Format:
+    """Numbers with `digits` decimals and thousands separators."""
     return lambda v: f"{v:,.{digits}f}"
 
 
 def count(v: object) -> str:
+    """A whole number with thousands separators."""
     return f"{int(v):,}"  # type: ignore[call-overload]
 
 
 def p_value(v: object) -> str:
+    """A p-value to three decimals, or "< 0.001"."""
     return "< 0.001" if float(v) < 0.001 else f"{float(v):.3f}"  # type: ignore[arg-type]
 
 

@@ -1,15 +1,120 @@
-"""The dashboards' charts: matplotlib figures from the frames of `frames`, labelled, in the
-Okabe-Ito palette. Hidden (suppressed) groups are marked as hidden, never drawn as zero."""
+"""Every chart of the views, in matplotlib under one style (`style`, colours from `palette`).
+
+Panels (`boxes`, `forest`, `calibration_curve`) draw on axes they are given: the dashboards' figures
+here and the process report's composite figures (`result_figures`) share them. Figures
+(`histogram`, `group_boxes`, `coefficients`, `calibration`, ...) take the frames of `frames` and
+leave fixed margins for their labels. Hidden (suppressed) groups are marked as hidden, never drawn
+as zero."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from pipeline_lib.views.style import GREY, OKABE_ITO, colour, label_width, new_figure, with_style
+from pipeline_lib.views.palette import CYCLE, GREY, OKABE_ITO, colour
+from pipeline_lib.views.style import label_width, new_figure, with_style
+
+# -- panels: drawn on the axes they are given ----------------------------------------------------
+
+
+def boxes(
+    axes: Axes,
+    rows: pd.DataFrame,
+    labels: Sequence[str],
+    colours: Sequence[str] | None = None,
+    *,
+    whiskers: bool = False,
+) -> None:
+    """A box per row of `rows` from its stored quartiles (`q1`, `median`, `q3`), a diamond at its
+    `mean`, at positions 0, 1, ... under `labels`; a row without a median keeps its label and gets
+    no box. Whiskers reach `min` and `max` when `whiskers` (for analysts: each is one student's
+    value), else they collapse onto the box."""
+    positions, stats = [], []
+    for i, row in enumerate(rows.itertuples(index=False)):
+        if pd.isna(row.median):
+            continue
+        positions.append(i)
+        stats.append(
+            {
+                "med": row.median,
+                "q1": row.q1,
+                "q3": row.q3,
+                "whislo": row.min if whiskers else row.q1,
+                "whishi": row.max if whiskers else row.q3,
+                "mean": row.mean,
+                "fliers": [],
+            }
+        )
+    if positions:
+        drawn = axes.bxp(
+            stats,
+            positions=positions,
+            showmeans=True,
+            patch_artist=True,
+            widths=0.6,
+            meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black"},
+            medianprops={"color": "black", "linewidth": 1.6},
+        )
+        for patch, i in zip(drawn["boxes"], positions, strict=True):
+            patch.set_facecolor(colours[i] if colours else CYCLE[0])
+            patch.set_alpha(0.85)
+    axes.set_xticks(range(len(labels)), labels)
+    axes.set_xlim(-0.6, len(labels) - 0.4)
+
+
+def forest(axes: Axes, terms: pd.DataFrame, *, x_label: str) -> None:
+    """Each term's `estimate` with its 95% interval (`ci_low` to `ci_high`), first term on top,
+    zero marked: a forest plot."""
+    terms = terms.iloc[::-1].reset_index(drop=True)
+    y = np.arange(len(terms))
+    axes.hlines(
+        y,
+        terms["ci_low"].astype(float),
+        terms["ci_high"].astype(float),
+        color=OKABE_ITO["blue"],
+        linewidth=2.2,
+    )
+    axes.scatter(terms["estimate"].astype(float), y, color=OKABE_ITO["blue"], s=36, zorder=3)
+    axes.axvline(0, color=OKABE_ITO["black"], linewidth=1.0)
+    _label_rows(axes, y, terms["term"], x_label)
+
+
+def calibration_curve(axes: Axes, frame: pd.DataFrame) -> None:
+    """Observed share at risk (`observed_rate`) against the mean predicted probability
+    (`mean_predicted`) per bin, dots sized by students (`n`), and the diagonal of perfect
+    calibration."""
+    axes.plot([0, 1], [0, 1], linestyle="--", color=GREY, label="perfect calibration")
+    shown = frame.dropna(subset=["mean_predicted", "observed_rate"])
+    largest = max(float(shown["n"].max()), 1.0) if len(shown) else 1.0
+    axes.plot(shown["mean_predicted"], shown["observed_rate"], color=OKABE_ITO["vermillion"], linewidth=1.5)
+    axes.scatter(
+        shown["mean_predicted"],
+        shown["observed_rate"],
+        s=20 + 200 * shown["n"] / largest,
+        color=OKABE_ITO["vermillion"],
+        edgecolor="white",
+        zorder=3,
+        label="students by predicted risk",
+    )
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("Predicted probability of being at risk")
+    axes.set_ylabel("Observed share at risk")
+    axes.legend(loc="upper left")
+
+
+def _label_rows(axes: Axes, positions: Sequence[float], names: Sequence[object], x_label: str) -> None:
+    """Names on the rows of a horizontal chart, without horizontal grid lines through them."""
+    axes.set_yticks(positions, names)
+    axes.set_xlabel(x_label)
+    axes.grid(axis="y", visible=False)
+
+
+# -- figures --------------------------------------------------------------------------------------
 
 
 @with_style
@@ -56,49 +161,20 @@ def group_boxes(summaries: Mapping[str, pd.DataFrame], *, y_label: str, k: int) 
     figure = new_figure(9.5, 4.0, bottom=0.85, top=0.4)
     panels = figure.subplots(1, len(summaries), sharey=True, squeeze=False, gridspec_kw={"wspace": 0.08})[0]
     for axes, (grouping, frame) in zip(panels, summaries.items(), strict=True):
-        stats, labels, colours = [], [], []
-        for i, row in enumerate(frame.itertuples(index=False)):
-            label = group_label(grouping, row.group)
-            if row.suppressed or pd.isna(row.median):
-                labels.append(f"{label}\nhidden (< {k})")
-                stats.append(None)
-                colours.append(GREY)
-                continue
-            labels.append(f"{label}\nn={int(row.n):,}")
-            stats.append(
-                {
-                    "med": row.median,
-                    "q1": row.q1,
-                    "q3": row.q3,
-                    "whislo": row.q1,  # whiskers collapse onto the box
-                    "whishi": row.q3,
-                    "mean": row.mean,
-                    "fliers": [],
-                }
-            )
-            colours.append(colour(grouping, row.group, i))
-        positions = [i for i, s in enumerate(stats) if s is not None]
-        if positions:
-            boxes = axes.bxp(
-                [s for s in stats if s is not None],
-                positions=positions,
-                showmeans=True,
-                patch_artist=True,
-                widths=0.6,
-                meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black"},
-                medianprops={"color": "black", "linewidth": 1.6},
-            )
-            for patch, i in zip(boxes["boxes"], positions, strict=True):
-                patch.set_facecolor(colours[i])
-                patch.set_alpha(0.85)
-        axes.set_xticks(range(len(labels)), labels)
-        axes.set_xlim(-0.6, len(labels) - 0.4)
+        hidden = frame["suppressed"].astype(bool) | frame["median"].isna()
+        labels, colours = [], []
+        for i, (group, n, shut) in enumerate(zip(frame["group"], frame["n"], hidden, strict=True)):
+            label = group_label(grouping, group)
+            labels.append(f"{label}\nhidden (< {k})" if shut else f"{label}\nn={int(n):,}")
+            colours.append(GREY if shut else colour(grouping, group, i))
+        boxes(axes, frame.assign(median=frame["median"].where(~hidden)), labels, colours)
         axes.set_title(f"By {grouping}")
     panels[0].set_ylabel(y_label)
     return figure
 
 
 def group_label(grouping: str, value: object) -> str:
+    """A group's name for a reader: minority flags as words, other values as they are."""
     if grouping == "minority":
         return "minority" if str(value) == "True" else "not minority"
     return str(value)
@@ -201,23 +277,9 @@ def caterpillar(ranked: pd.DataFrame, *, effect: str, matches: pd.Series, y_labe
 @with_style
 def coefficients(frame: pd.DataFrame, *, x_label: str) -> Figure:
     """Estimates with 95% intervals, one row per term (a forest plot); zero marked."""
-    frame = frame.iloc[::-1].reset_index(drop=True)
     left = label_width(frame["term"]) + 0.3
     figure = new_figure(5.5 + left, 1.1 + 0.42 * len(frame), left=left, top=0.15)
-    axes = figure.add_subplot()
-    y = np.arange(len(frame))
-    axes.hlines(
-        y,
-        frame["ci_low"].astype(float),
-        frame["ci_high"].astype(float),
-        color=OKABE_ITO["blue"],
-        linewidth=2.2,
-    )
-    axes.scatter(frame["estimate"].astype(float), y, color=OKABE_ITO["blue"], s=36, zorder=3)
-    axes.axvline(0, color=OKABE_ITO["black"], linewidth=1.0)
-    axes.set_yticks(y, frame["term"])
-    axes.set_xlabel(x_label)
-    axes.grid(axis="y", visible=False)
+    forest(figure.add_subplot(), frame, x_label=x_label)
     return figure
 
 
@@ -225,25 +287,7 @@ def coefficients(frame: pd.DataFrame, *, x_label: str) -> Figure:
 def calibration(frame: pd.DataFrame) -> Figure:
     """Observed share at risk against the mean predicted probability, per bin (area by students)."""
     figure = new_figure(5.2, 4.6, left=0.85, top=0.15)
-    axes = figure.add_subplot()
-    axes.plot([0, 1], [0, 1], linestyle="--", color=GREY, label="perfect calibration")
-    shown = frame.dropna(subset=["mean_predicted", "observed_rate"])
-    largest = max(float(shown["n"].max()), 1.0) if len(shown) else 1.0
-    axes.plot(shown["mean_predicted"], shown["observed_rate"], color=OKABE_ITO["vermillion"], linewidth=1.5)
-    axes.scatter(
-        shown["mean_predicted"],
-        shown["observed_rate"],
-        s=20 + 200 * shown["n"] / largest,
-        color=OKABE_ITO["vermillion"],
-        edgecolor="white",
-        zorder=3,
-        label="students by predicted risk",
-    )
-    axes.set_xlim(0, 1)
-    axes.set_ylim(0, 1)
-    axes.set_xlabel("Predicted probability of being at risk")
-    axes.set_ylabel("Observed share at risk")
-    axes.legend(loc="upper left")
+    calibration_curve(figure.add_subplot(), frame)
     return figure
 
 
@@ -290,10 +334,8 @@ def bars(
     if log:
         axes.set_xscale("log")
         x_label += " (log scale)"
-    axes.set_yticks(np.arange(len(order)), names)
+    _label_rows(axes, np.arange(len(order)), names, x_label)
     axes.set_ylim(-0.6, len(order) - 0.4)
-    axes.set_xlabel(x_label)
-    axes.grid(axis="y", visible=False)
     return figure
 
 

@@ -3,30 +3,27 @@
 
 from __future__ import annotations
 
-import io
-
 import pandas as pd
 
 from pipeline_lib.process.results import ResultDocument
-from pipeline_lib.views.result_plots import plot
+from pipeline_lib.views.result_figures import plot
+from pipeline_lib.views.style import png
+from pipeline_lib.views.tables import to_frame
 
 MAX_ROWS = 12
 
 
 def figure_png(doc: ResultDocument, dpi: int = 90) -> bytes | None:
+    """The document's figure as PNG; None for a document with nothing to draw."""
     figure = plot(doc)
-    if figure is None:
-        return None
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
+    return None if figure is None else png(figure, dpi)
 
 
 def table_frames(doc: ResultDocument, max_rows: int = MAX_ROWS) -> list[tuple[str, pd.DataFrame]]:
     """(caption, frame) per table, each at most `max_rows` rows (the caption says so)."""
     shown = []
     for table in doc.tables:
-        frame = pd.DataFrame(table.rows, columns=table.columns)
+        frame = to_frame(table)
         caption = table.title + (" (analysts only)" if table.audience == "analyst" else "")
         if len(frame) > max_rows:
             caption += f": first {max_rows} of {len(frame):,} rows"
@@ -46,9 +43,9 @@ def show(doc: ResultDocument, max_rows: int = MAX_ROWS) -> None:
     if doc.sample_size:
         notes.append(f"fitted on a sample of {doc.sample_size:,} students stratified by school")
     display(Markdown(f"### {doc.title}{state}\n\n{doc.summary}\n\n<small>{'; '.join(notes)}.</small>"))
-    png = figure_png(doc)
-    if png is not None:
-        display(Image(data=png))
+    png_bytes = figure_png(doc)
+    if png_bytes is not None:
+        display(Image(data=png_bytes))
     for caption, frame in table_frames(doc, max_rows):
         display(Markdown(f"**{caption}**"))
         display(frame)

@@ -1,5 +1,5 @@
-"""How the dashboards look: the Okabe-Ito palette (distinguishable with every common colour-vision
-deficiency), one readable figure style, and figures as HTML images with alt text.
+"""How every figure looks: one readable matplotlib style in the colours of `palette`, figures with
+fixed margins, and figures as PNG or as HTML images with alt text.
 
 Figures are `matplotlib.figure.Figure`s made without pyplot, so no global figure state is kept
 between widget updates and nothing is shown twice by the inline backend.
@@ -20,35 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.textpath import TextToPath
 
-# Okabe & Ito (2008), "Color Universal Design".
-OKABE_ITO = {
-    "orange": "#E69F00",
-    "sky_blue": "#56B4E9",
-    "bluish_green": "#009E73",
-    "yellow": "#F0E442",
-    "blue": "#0072B2",
-    "vermillion": "#D55E00",
-    "reddish_purple": "#CC79A7",
-    "black": "#000000",
-}
-GREY = "#8C8C8C"  # suppressed or out-of-focus marks
-# Yellow is left out of the cycle: too light on white for thin lines and small markers.
-CYCLE = [OKABE_ITO[c] for c in ("blue", "orange", "bluish_green", "vermillion", "reddish_purple", "sky_blue")]
-# The same group keeps its colour on every dashboard.
-GROUP_COLOURS: dict[str, dict[str, str]] = {
-    "sector": {
-        "public": OKABE_ITO["blue"],
-        "catholic": OKABE_ITO["orange"],
-        "private": OKABE_ITO["bluish_green"],
-        "all": OKABE_ITO["black"],
-    },
-    "sex": {
-        "female": OKABE_ITO["reddish_purple"],
-        "male": OKABE_ITO["sky_blue"],
-        "other": OKABE_ITO["vermillion"],
-    },
-    "minority": {"True": OKABE_ITO["vermillion"], "False": OKABE_ITO["blue"]},
-}
+from pipeline_lib.views.palette import CYCLE
 
 RC = {
     "font.size": 12,
@@ -73,19 +45,15 @@ DPI = 100
 P = ParamSpec("P")
 
 
-def colour(group: str, value: object, index: int = 0) -> str:
-    """A group's colour: fixed for known groups, else the cycle by position."""
-    return GROUP_COLOURS.get(group, {}).get(str(value), CYCLE[index % len(CYCLE)])
-
-
 @contextmanager
 def styled() -> Iterator[None]:
+    """Artists made inside take the views' style."""
     with mpl.rc_context(RC):
         yield
 
 
 def with_style(plot: Callable[P, Figure]) -> Callable[P, Figure]:
-    """Draw under the dashboard style (rc parameters apply when artists are made)."""
+    """Draw under the views' style (rc parameters apply when artists are made)."""
 
     @wraps(plot)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Figure:
@@ -127,10 +95,11 @@ def label_width(labels: Iterable[object], size: float = RC["ytick.labelsize"]) -
     return widest / 72
 
 
-def png(figure: Figure) -> bytes:
+def png(figure: Figure, dpi: int = DPI) -> bytes:
+    """The figure as PNG bytes."""
     buffer = io.BytesIO()
     # Low compression: encoding is faster, and the page travels on loopback or a LAN.
-    figure.savefig(buffer, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})
+    figure.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
     return buffer.getvalue()
 
 

@@ -20,6 +20,7 @@ from db_api.server import start_server
 from db_api.store.sqlite import SqliteStore
 from pipeline_lib.clean import pandas_engine
 from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.demo.population import Population
 from pipeline_lib.demo.rows import demo_records
 from pipeline_lib.process import quality_documents as quality_docs
@@ -149,13 +150,13 @@ def process(snapshot: Snapshot, client: DbApiClient, spark: SparkSession, comput
     stamp = {"run_id": PROCESS_RUN, "computed_at": computed_at}
     documents = list(report.documents)
     written = {doc.key for doc in documents}
-    if distributions.RELATION_KEY not in written:  # until the processing step writes them itself
+    if keys.SES_MATH_RELATION not in written:  # until the processing step writes them itself
         # The students the processing step analyses, prepared as it prepares them.
         students = inputs.students(
             inputs.mark(read("cleaned", CLEANED_SCHEMA), read("schools", SCHOOLS_SCHEMA))
         )
         documents += distributions.distribution_documents(students.localCheckpoint(eager=True), **stamp)
-    if quality_docs.REASONS_KEY not in written:
+    if keys.REJECT_REASONS not in written:
         documents += quality_docs.quality_documents(client, **stamp)
     snapshot.processed = documents
 

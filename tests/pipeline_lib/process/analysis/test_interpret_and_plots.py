@@ -1,37 +1,12 @@
-"""Interpretation sentences follow the numbers; every successful document can be drawn."""
+"""Interpretation sentences follow the numbers. (How documents are drawn: tests/pipeline_lib/views.)"""
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pandas as pd
-import pytest
-from matplotlib.figure import Figure
 
-from pipeline_lib.process.analysis import (
-    classification,
-    cv,
-    descriptive_results,
-    interpret,
-    model_results,
-    multilevel,
-    ols,
-    regression,
-)
+from pipeline_lib.process.analysis import interpret, multilevel, ols
 from pipeline_lib.process.analysis.base import Failure
-from pipeline_lib.process.analysis.frame import category_sizes
-from pipeline_lib.views import report
-from pipeline_lib.views import result_plots as plots
 from tests.pipeline_lib.process.analysis import simulated
-
-STAMP = descriptive_results.Stamp(
-    run_id="r",
-    computed_at=dt.datetime(2026, 11, 29, tzinfo=dt.UTC),
-    n_input=4_000,
-    input_high_water_mark=4_000,
-    k_min_group=5,
-    seed=0,
-)
 
 
 def _stats(variable: str, groups: dict[str, tuple[int, float]], by: str) -> pd.DataFrame:
@@ -92,58 +67,3 @@ def test_ordinals() -> None:
         "21st",
         "25th",
     ]
-
-
-@pytest.fixture(scope="module")
-def all_documents() -> list:
-    students = simulated.students(4_000, 25, seed=5)
-    sizes = category_sizes(students)
-    folds = cv.assign_folds(students["school_id"].value_counts(), 5, seed=0)
-    stats = {
-        "overall": _stats("math_score", {"": (4000, 50.0)}, "x").drop(columns="x"),
-        "by_sex": _stats("math_score", {"female": (2000, 50.0), "male": (2000, 51.0)}, "sex"),
-        "by_school": _stats("math_score", {"S1": (100, 50.0), "S2": (3, 51.0)}, "school_id"),
-    }
-    pairs = pd.DataFrame(
-        {"a": ["ses"], "b": ["math_score"], "n": [4000], "r": [0.4], "ci_low": [0.37], "ci_high": [0.43]}
-    )
-    return [
-        *descriptive_results.descriptives_documents(stats, STAMP),
-        descriptive_results.correlations_document(pairs, STAMP),
-        model_results.ols_document(ols.fit_ols(students), STAMP, sizes, sampled=False),
-        model_results.null_model_document(multilevel.fit_null(students), STAMP, sampled=False),
-        model_results.school_effects_document(
-            multilevel.fit_school_effects(students), STAMP, sizes, sampled=False
-        ),
-        model_results.classification_document(
-            classification.classify(students, folds), STAMP, engine="scikit-learn", seed=0
-        ),
-        model_results.regression_document(
-            regression.regress(students, folds), STAMP, engine="scikit-learn", seed=0
-        ),
-    ]
-
-
-def test_every_successful_document_has_a_figure_and_a_failed_one_none(all_documents: list) -> None:
-    for doc in all_documents:
-        figure = plots.plot(doc)
-        assert isinstance(figure, Figure), doc.key
-        assert figure.axes and any(ax.has_data() for ax in figure.axes), doc.key
-    failed = descriptive_results.failure_document(
-        "ols:math_score", STAMP, Failure("ols", "too few"), engine="statsmodels"
-    )
-    assert plots.plot(failed) is None
-
-
-def test_the_caterpillar_plot_has_one_point_per_school(all_documents: list) -> None:
-    doc = next(d for d in all_documents if d.key == "mixedlm:school_effects")
-    caterpillar = plots.plot(doc).axes[1]
-    assert len(caterpillar.lines[0].get_xdata()) == 25
-
-
-def test_the_report_shows_a_png_and_cuts_long_tables(all_documents: list) -> None:
-    doc = next(d for d in all_documents if d.key == "mixedlm:school_effects")
-    assert report.figure_png(doc).startswith(b"\x89PNG")
-    shown = dict(report.table_frames(doc, max_rows=10))
-    caption = next(c for c in shown if c.startswith("Predicted school effects"))
-    assert caption.endswith("first 10 of 25 rows") and len(shown[caption]) == 10

@@ -1,44 +1,14 @@
-"""Frame building for the dashboards: tables found in public results, the per-school table with
-its k rule, the school filter and ranking, and the run history."""
+"""Frame building for the dashboards: the per-school table with its k rule, the school filter and
+ranking, and the run history."""
 
 from __future__ import annotations
-
-import datetime as dt
 
 import pandas as pd
 import pytest
 
-from pipeline_lib.process.results import ResultDocument, ResultTable, suppress
 from pipeline_lib.runs.records import RunError, RunRecord
 from pipeline_lib.views import frames
-
-WHEN = dt.datetime(2026, 5, 4, 10, 0, tzinfo=dt.UTC)
-K = 5
-
-
-def _public(key: str, *tables: ResultTable, n_input: int = 1000):
-    doc = ResultDocument(
-        key=key,
-        title=key,
-        analysis=key.split(":")[0],
-        run_id="r",
-        computed_at=WHEN,
-        n_input=n_input,
-        tables=list(tables),
-    )
-    return suppress(doc, K)
-
-
-def _table(name: str, frame: pd.DataFrame, labels: list[str], size: str | None = "n") -> ResultTable:
-    return ResultTable(
-        name=name,
-        title=name,
-        columns=list(frame.columns),
-        rows=frame.values.tolist(),
-        label_columns=labels,
-        group_size_column=size,
-    )
-
+from tests.pipeline_lib.views.sample_results import WHEN, public, result_table
 
 SIZES = pd.DataFrame(
     {
@@ -70,21 +40,12 @@ EFFECTS = pd.DataFrame(
 
 def _schools() -> pd.DataFrame:
     table = frames.school_table(
-        _public("distribution:schools", _table("schools", SIZES, ["school_id", "name", "sector"])),
-        _public("descriptives:by_school", _table("statistics", BY_SCHOOL, ["school_id", "variable"])),
-        _public("mixedlm:school_effects", _table("random_effects", EFFECTS, ["school_id"])),
+        public("distribution:schools", result_table("schools", SIZES, ["school_id", "name", "sector"])),
+        public("descriptives:by_school", result_table("statistics", BY_SCHOOL, ["school_id", "variable"])),
+        public("mixedlm:school_effects", result_table("random_effects", EFFECTS, ["school_id"])),
     )
     assert table is not None
     return table
-
-
-def test_table_frame_finds_a_table_by_name_or_by_its_columns() -> None:
-    result = _public("x:y", _table("first", SIZES, ["school_id"]), _table("effects", EFFECTS, ["school_id"]))
-    effects = frames.table_frame(result, "effects")
-    assert effects["intercept"].fillna(0).tolist() == [2.0, 0, -1.5]  # B2 is under k: hidden
-    assert effects["suppressed"].tolist() == [False, True, False]
-    assert frames.table_frame(result, needs=("slope",)).columns[-1] == "suppressed"
-    assert frames.table_frame(result, "missing") is None and frames.table_frame(None) is None
 
 
 def test_the_school_table_joins_sizes_means_and_effects() -> None:
@@ -112,7 +73,9 @@ def test_without_the_sizes_document_the_school_labels_come_from_the_descriptives
     named = BY_SCHOOL.merge(SIZES[["school_id", "name", "sector"]], on="school_id")
     table = frames.school_table(
         None,
-        _public("descriptives:by_school", _table("statistics", named, ["school_id", "variable", "name"])),
+        public(
+            "descriptives:by_school", result_table("statistics", named, ["school_id", "variable", "name"])
+        ),
         None,
     )
     assert table is not None

@@ -1,5 +1,6 @@
-"""Plots of result documents (matplotlib), for the process report and the dashboards: they
-read only a document's tables, so they draw stored results as well as fresh ones."""
+"""The figure of each analysis result, by its key, for the process report: panels of `plots`
+composed under the views' style. A figure reads only the document's tables, so it draws stored
+results as well as fresh ones; a failed analysis has none."""
 
 from __future__ import annotations
 
@@ -10,43 +11,21 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.process.results import ResultDocument
-
-Z_95 = 1.959963984540054
-
-
-def frame(doc: ResultDocument, name: str) -> pd.DataFrame:
-    """A table of `doc` as a DataFrame."""
-    found = next((t for t in doc.tables if t.name == name), None)
-    if found is None:
-        raise KeyError(f"{doc.key} has no table {name!r}; it has {[t.name for t in doc.tables]}")
-    return pd.DataFrame(found.rows, columns=found.columns)
+from pipeline_lib.views.frames import Z_95
+from pipeline_lib.views.palette import GREY, OKABE_ITO
+from pipeline_lib.views.plots import boxes, calibration_curve, forest
+from pipeline_lib.views.style import with_style
+from pipeline_lib.views.tables import required_frame as frame
 
 
 def plot(doc: ResultDocument) -> Figure | None:
     """The figure for a document, or None for a failed analysis (it has nothing to draw)."""
     if doc.status != "ok":
         return None
-    draw = _PLOTS.get(doc.key) or _PLOTS.get(f"{doc.analysis}:*")
-    return draw(doc) if draw else None
-
-
-def _boxes(ax, rows: pd.DataFrame, labels: list[str]) -> None:
-    """Box plots drawn from stored quartiles (whiskers at min and max)."""
-    stats = [
-        {
-            "label": label,
-            "whislo": r["min"],
-            "q1": r["q1"],
-            "med": r["median"],
-            "q3": r["q3"],
-            "whishi": r["max"],
-            "mean": r["mean"],
-        }
-        for label, (_, r) in zip(labels, rows.iterrows(), strict=True)
-    ]
-    if stats:
-        ax.bxp(stats, showfliers=False, showmeans=True)
+    draw = _FIGURES.get(doc.key)
+    return with_style(draw)(doc) if draw else None
 
 
 def _overall(doc: ResultDocument) -> Figure:
@@ -54,8 +33,8 @@ def _overall(doc: ResultDocument) -> Figure:
     fig = Figure(figsize=(2.2 * max(len(summary), 1), 3.2), layout="constrained")
     axes = fig.subplots(1, max(len(summary), 1), squeeze=False)[0]
     for ax, (_, row) in zip(axes, summary.iterrows(), strict=False):
-        _boxes(ax, pd.DataFrame([row]), [f"{row['variable']}\nn={int(row['n']):,}"])
-    fig.suptitle("Distribution of each field (box: quartiles, whiskers: min and max, triangle: mean)")
+        boxes(ax, pd.DataFrame([row]), [f"{row['variable']}\nn={int(row['n']):,}"], whiskers=True)
+    fig.suptitle("Distribution of each field (box: quartiles, whiskers: min and max, diamond: mean)")
     return fig
 
 
@@ -67,7 +46,8 @@ def _grouped(doc: ResultDocument) -> Figure:
     for ax, variable in zip(axes, ("math_score", "ses"), strict=True):
         rows = statistics[(statistics["variable"] == variable) & ~statistics["below_k"].astype(bool)]
         rows = rows.dropna(subset=["median"])
-        _boxes(ax, rows, [f"{v}\nn={int(n):,}" for v, n in zip(rows[by], rows["n"], strict=True)])
+        labels = [f"{v}\nn={int(n):,}" for v, n in zip(rows[by], rows["n"], strict=True)]
+        boxes(ax, rows, labels, whiskers=True)
         ax.set_title(f"{variable} by {by} (groups of k or more)")
     return fig
 
@@ -77,7 +57,7 @@ def _by_school(doc: ResultDocument) -> Figure:
     shown = rows[(rows["variable"] == "math_score") & ~rows["below_k"].astype(bool)]
     fig = Figure(figsize=(10, 3.4), layout="constrained")
     left, right = fig.subplots(1, 2)
-    left.hist(shown["mean"].dropna(), bins=min(40, max(5, len(shown) // 5)), color="#4c72b0")
+    left.hist(shown["mean"].dropna(), bins=min(40, max(5, len(shown) // 5)), color=OKABE_ITO["blue"])
     left.set(
         title=f"School mean math scores ({len(shown):,} schools)", xlabel="mean math score", ylabel="schools"
     )
@@ -110,24 +90,17 @@ def _correlations(doc: ResultDocument) -> Figure:
     return fig
 
 
-def _forest(ax, terms: pd.DataFrame, title: str) -> None:
-    terms = terms[terms["term"] != "Intercept"].iloc[::-1]
-    y = np.arange(len(terms))
-    ax.errorbar(
-        terms["estimate"],
-        y,
-        xerr=[terms["estimate"] - terms["ci_low"], terms["ci_high"] - terms["estimate"]],
-        fmt="o",
-        capsize=3,
-    )
-    ax.axvline(0, color="grey", lw=0.8)
-    ax.set_yticks(y, terms["term"])
-    ax.set(title=title, xlabel="estimate (95% CI)")
+def _terms(doc: ResultDocument, name: str) -> pd.DataFrame:
+    """The model terms but the intercept (on another scale), those with an estimate."""
+    terms = frame(doc, name).dropna(subset=["estimate"])
+    return terms[terms["term"] != "Intercept"]
 
 
 def _ols(doc: ResultDocument) -> Figure:
     fig = Figure(figsize=(7, 3.6), layout="constrained")
-    _forest(fig.subplots(), frame(doc, "coefficients").dropna(subset=["estimate"]), "OLS coefficients (HC3)")
+    ax = fig.subplots()
+    forest(ax, _terms(doc, "coefficients"), x_label="estimate (95% CI)")
+    ax.set_title("OLS coefficients (HC3)")
     return fig
 
 
@@ -135,7 +108,7 @@ def _null(doc: ResultDocument) -> Figure:
     variance = frame(doc, "variance")
     fig = Figure(figsize=(5, 3), layout="constrained")
     ax = fig.subplots()
-    ax.barh(variance["component"], variance["share"], color=["#dd8452", "#4c72b0"])
+    ax.barh(variance["component"], variance["share"], color=[OKABE_ITO["orange"], OKABE_ITO["blue"]])
     ax.set(xlim=(0, 1), xlabel="share of the variance in math scores", title="Between and within schools")
     return fig
 
@@ -143,7 +116,8 @@ def _null(doc: ResultDocument) -> Figure:
 def _school_effects(doc: ResultDocument) -> Figure:
     fig = Figure(figsize=(12, 4.2), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[1, 1.4])
-    _forest(left, frame(doc, "fixed_effects").dropna(subset=["estimate"]), "Fixed effects")
+    forest(left, _terms(doc, "fixed_effects"), x_label="estimate (95% CI)")
+    left.set_title("Fixed effects")
     effects = (
         frame(doc, "random_effects").dropna(subset=["intercept"]).sort_values("intercept", ignore_index=True)
     )
@@ -151,7 +125,7 @@ def _school_effects(doc: ResultDocument) -> Figure:
     right.errorbar(
         x, effects["intercept"], yerr=Z_95 * effects["intercept_se"], fmt="o", ms=2, lw=0.6, capsize=0
     )
-    right.axhline(0, color="grey", lw=0.8)
+    right.axhline(0, color=GREY, lw=0.8)
     right.set(
         title=f"School intercepts with 95% intervals ({len(effects):,} schools)",
         xlabel="school (ranked)",
@@ -163,16 +137,8 @@ def _school_effects(doc: ResultDocument) -> Figure:
 def _classification(doc: ResultDocument) -> Figure:
     fig = Figure(figsize=(13, 3.8), layout="constrained")
     calibration_ax, importance_ax, folds_ax = fig.subplots(1, 3)
-    calibration = frame(doc, "calibration").dropna(subset=["mean_predicted"])
-    calibration_ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-    calibration_ax.plot(calibration["mean_predicted"], calibration["observed_rate"], "o-")
-    calibration_ax.set(
-        title="Calibration (out of fold)",
-        xlabel="predicted probability",
-        ylabel="observed share",
-        xlim=(0, 1),
-        ylim=(0, 1),
-    )
+    calibration_curve(calibration_ax, frame(doc, "calibration"))
+    calibration_ax.set_title("Calibration (out of fold)")
     importances = frame(doc, "importances").dropna(subset=["importance"]).iloc[::-1]
     importance_ax.barh(importances["feature"], importances["importance"], xerr=importances["sd"])
     importance_ax.set(title="Permutation importance", xlabel="drop in ROC AUC")
@@ -199,14 +165,16 @@ def _regression(doc: ResultDocument) -> Figure:
     return fig
 
 
-_PLOTS: dict[str, Callable[[ResultDocument], Figure]] = {
-    "descriptives:overall": _overall,
-    "descriptives:by_school": _by_school,
-    "descriptives:*": _grouped,
-    "correlations:numeric": _correlations,
-    "ols:math_score": _ols,
-    "mixedlm:null": _null,
-    "mixedlm:school_effects": _school_effects,
-    "classification:at_risk": _classification,
-    "regression:math_score": _regression,
+_FIGURES: dict[str, Callable[[ResultDocument], Figure]] = {
+    keys.DESCRIPTIVES_OVERALL: _overall,
+    keys.DESCRIPTIVES_BY_SECTOR: _grouped,
+    keys.DESCRIPTIVES_BY_SEX: _grouped,
+    keys.DESCRIPTIVES_BY_MINORITY: _grouped,
+    keys.DESCRIPTIVES_BY_SCHOOL: _by_school,
+    keys.CORRELATIONS: _correlations,
+    keys.OLS: _ols,
+    keys.MIXEDLM_NULL: _null,
+    keys.MIXEDLM_SCHOOL_EFFECTS: _school_effects,
+    keys.AT_RISK: _classification,
+    keys.PREDICTION: _regression,
 }

@@ -1,0 +1,115 @@
+"""The process report's figures: every successful analysis document can be drawn, a failed one
+has no figure, and the report shows it as PNG."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from pipeline_lib.contract import result_keys as keys
+from pipeline_lib.process.analysis import (
+    classification,
+    cv,
+    descriptive_results,
+    model_results,
+    multilevel,
+    ols,
+    regression,
+)
+from pipeline_lib.process.analysis.base import Failure
+from pipeline_lib.process.analysis.frame import category_sizes
+from pipeline_lib.views import report, result_figures
+from tests.pipeline_lib.process.analysis import simulated
+
+STAMP = descriptive_results.Stamp(
+    run_id="r",
+    computed_at=dt.datetime(2026, 11, 29, tzinfo=dt.UTC),
+    n_input=4_000,
+    input_high_water_mark=4_000,
+    k_min_group=5,
+    seed=0,
+)
+
+
+def _stats(variable: str, groups: dict[str, tuple[int, float]], by: str) -> pd.DataFrame:
+    """Descriptive statistics of `variable` per group: (students, mean), quartiles a point apart."""
+    return pd.DataFrame(
+        [
+            {
+                by: g,
+                "variable": variable,
+                "n": n,
+                "mean": m,
+                "sd": 1.0,
+                "min": m - 2,
+                "q1": m - 1,
+                "median": m,
+                "q3": m + 1,
+                "max": m + 2,
+                "below_k": n < 5,
+            }
+            for g, (n, m) in groups.items()
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def all_documents() -> list:
+    students = simulated.students(4_000, 25, seed=5)
+    sizes = category_sizes(students)
+    folds = cv.assign_folds(students["school_id"].value_counts(), 5, seed=0)
+    stats = {
+        "overall": _stats("math_score", {"": (4000, 50.0)}, "x").drop(columns="x"),
+        "by_sex": _stats("math_score", {"female": (2000, 50.0), "male": (2000, 51.0)}, "sex"),
+        "by_school": _stats("math_score", {"S1": (100, 50.0), "S2": (3, 51.0)}, "school_id"),
+    }
+    pairs = pd.DataFrame(
+        {"a": ["ses"], "b": ["math_score"], "n": [4000], "r": [0.4], "ci_low": [0.37], "ci_high": [0.43]}
+    )
+    return [
+        *descriptive_results.descriptives_documents(stats, STAMP),
+        descriptive_results.correlations_document(pairs, STAMP),
+        model_results.ols_document(ols.fit_ols(students), STAMP, sizes, sampled=False),
+        model_results.null_model_document(multilevel.fit_null(students), STAMP, sampled=False),
+        model_results.school_effects_document(
+            multilevel.fit_school_effects(students), STAMP, sizes, sampled=False
+        ),
+        model_results.classification_document(
+            classification.classify(students, folds), STAMP, engine="scikit-learn", seed=0
+        ),
+        model_results.regression_document(
+            regression.regress(students, folds), STAMP, engine="scikit-learn", seed=0
+        ),
+    ]
+
+
+def test_every_successful_document_has_a_figure_and_a_failed_one_none(all_documents: list) -> None:
+    for doc in all_documents:
+        figure = result_figures.plot(doc)
+        assert isinstance(figure, Figure), doc.key
+        assert figure.axes and any(ax.has_data() for ax in figure.axes), doc.key
+    failed = descriptive_results.failure_document(
+        keys.OLS, STAMP, Failure("ols", "too few"), engine="statsmodels"
+    )
+    assert result_figures.plot(failed) is None
+
+
+def test_the_caterpillar_plot_has_one_point_per_school(all_documents: list) -> None:
+    doc = next(d for d in all_documents if d.key == keys.MIXEDLM_SCHOOL_EFFECTS)
+    caterpillar = result_figures.plot(doc).axes[1]
+    assert len(caterpillar.lines[0].get_xdata()) == 25
+
+
+def test_the_report_shows_a_png_and_cuts_long_tables(all_documents: list) -> None:
+    doc = next(d for d in all_documents if d.key == keys.MIXEDLM_SCHOOL_EFFECTS)
+    assert report.figure_png(doc).startswith(b"\x89PNG")
+    shown = dict(report.table_frames(doc, max_rows=10))
+    caption = next(c for c in shown if c.startswith("Predicted school effects"))
+    assert caption.endswith("first 10 of 25 rows") and len(shown[caption]) == 10
+
+
+def test_every_analysis_key_has_a_figure() -> None:
+    assert set(keys.ANALYSIS_KEYS) <= set(result_figures._FIGURES)
