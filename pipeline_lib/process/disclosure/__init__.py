@@ -109,11 +109,18 @@ def protect(
     stamp = now or max((d.computed_at for d in docs), default=dt.datetime.now(dt.UTC))
     hidden = complementary(layout, primary(layout, k), k)
     extra_held: set[CellKey] = set()
+    solved: dict = {}
+    report, recheck = None, None
     for _ in range(MAX_ROUNDS):
         kept = hold_back(previous, layout, hidden, k=k, now=stamp, rows=rows, also_held=extra_held)
-        report = auditing.audit(layout, hidden, k=k, ratio=ratio, previous=previous, held=kept.held)
+        found = auditing.audit(
+            layout, hidden, k=k, ratio=ratio, previous=previous, held=kept.held, solved=solved, only=recheck
+        )
+        # Hiding or holding more only widens intervals: a cell that passed stays passed.
+        report = found if report is None or recheck is None else report.updated(found, recheck)
         if report.passed:
             break
+        recheck = {f.cell for f in report.failures}
         grown = False
         for failure in report.failures:
             if failure.cell in kept.held and failure.cell not in hidden:
@@ -127,6 +134,7 @@ def protect(
                 grown = True
         if not grown:
             break
+    assert report is not None
     return Protection(
         layout=layout,
         hidden=hidden,

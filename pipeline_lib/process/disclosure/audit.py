@@ -39,7 +39,7 @@ from scipy import sparse
 from scipy.optimize import linprog
 
 from pipeline_lib.process.disclosure.cells import Cell, CellKey, Layout, Quantity, Reason
-from pipeline_lib.process.disclosure.releases import Release
+from pipeline_lib.process.disclosure.releases import PublishedCell, Release
 
 FLOOR = 0.1  # least magnitude of a sum per student, as a share of the range
 TOLERANCE = 1e-7  # relative slack of an equality: published figures have 12 significant digits
@@ -50,6 +50,7 @@ class Interval:
     """What can be known of one sensitive figure: its true value, its feasible [low, high] and
     the width it must keep."""
 
+    cell: CellKey
     figure: str
     value: float
     low: float
@@ -84,6 +85,16 @@ class AuditReport:
     def passed(self) -> bool:
         return not self.failures
 
+    def updated(self, later: AuditReport, checked: set[CellKey]) -> AuditReport:
+        """This report with the cells `later` checked again replaced by its findings."""
+        kept = [i for i in self.intervals if i.cell not in checked]
+        return AuditReport(
+            intervals=[*kept, *later.intervals],
+            failures=later.failures,
+            seconds=self.seconds + later.seconds,
+            programs=self.programs + later.programs,
+        )
+
 
 def squares_range(lo: float, hi: float) -> tuple[float, float]:
     """The least and largest x^2 for x in [lo, hi]."""
@@ -94,7 +105,10 @@ def squares_range(lo: float, hi: float) -> tuple[float, float]:
 class _Program:
     """Linear constraints over named unknowns; known figures folded into the right-hand side."""
 
-    def __init__(self) -> None:
+    def __init__(self, solved: dict | None = None) -> None:
+        # Intervals already solved, by component and objective: the suppression loop audits again
+        # after each step, and most components have not changed.
+        self.solved = {} if solved is None else solved
         self.index: dict[object, int] = {}
         self.bounds: list[tuple[float | None, float | None]] = []
         self.rows: list[tuple[dict[int, float], float]] = []  # sum(a x) <= b
@@ -125,7 +139,10 @@ class _Program:
         if self._parts is None:
             self._parts = self._components()
         names = [self.index[n] for n in objective]
-        columns, A, b = self._parts[self._root(names[0])]
+        columns, A, b, signature = self._parts[self._root(names[0])]
+        key = (signature, frozenset(objective.items()))
+        if key in self.solved:
+            return (*self.solved[key], 0)
         position = {c: i for i, c in enumerate(columns)}
         c = np.zeros(len(columns))
         for name, a in objective.items():
@@ -140,6 +157,7 @@ class _Program:
                 raise ValueError(f"the audit's linear program failed: {result.message}")
             else:
                 ends.append(sign * result.fun)
+        self.solved[key] = (ends[0], ends[1])
         return ends[0], ends[1], 2
 
     def _root(self, i: int) -> int:
@@ -148,7 +166,7 @@ class _Program:
             i = self._parent[i]
         return i
 
-    def _components(self) -> dict[int, tuple[list[int], sparse.csr_matrix | None, np.ndarray | None]]:
+    def _components(self) -> dict[int, tuple[list[int], sparse.csr_matrix | None, np.ndarray | None, int]]:
         """Unknowns joined by a constraint solve together; others never enter the same program."""
         self._parent = list(range(len(self.bounds)))
         for coefficients, _ in self.rows:
@@ -163,19 +181,29 @@ class _Program:
         rows: dict[int, list[int]] = defaultdict(list)
         for i, (coefficients, _) in enumerate(self.rows):
             rows[self._root(next(iter(coefficients)))].append(i)
+        names = {j: name for name, j in self.index.items()}
         parts = {}
         for root, members in columns.items():
             position = {c: i for i, c in enumerate(members)}
             mine = rows.get(root, [])
+            signature = hash(
+                (
+                    frozenset((names[j], self.bounds[j]) for j in members),
+                    frozenset(
+                        (frozenset((names[c], a) for c, a in self.rows[r][0].items()), self.rows[r][1])
+                        for r in mine
+                    ),
+                )
+            )
             if not mine:
-                parts[root] = (members, None, None)
+                parts[root] = (members, None, None, signature)
                 continue
             data = [(i, position[c], a) for i, r in enumerate(mine) for c, a in self.rows[r][0].items()]
             A = sparse.csr_matrix(
                 ([d[2] for d in data], ([d[0] for d in data], [d[1] for d in data])),
                 shape=(len(mine), len(members)),
             )
-            parts[root] = (members, A, np.array([self.rows[r][1] for r in mine]))
+            parts[root] = (members, A, np.array([self.rows[r][1] for r in mine]), signature)
         return parts
 
 
@@ -187,24 +215,26 @@ def audit(
     ratio: float,
     previous: Release | None = None,
     held: frozenset[CellKey] = frozenset(),
+    solved: dict | None = None,
+    only: set[CellKey] | None = None,
 ) -> AuditReport:
     """Each sensitive hidden figure's feasible interval, and the cells that fail (see module).
-    `held` cells show `previous`'s figures: this run's are unknown, within k-1 students of them."""
+    `held` cells show `previous`'s figures: this run's are unknown, within k-1 students of them.
+    `solved` (a dict kept between calls) reuses the intervals of components that did not change;
+    `only` limits the checks to those cells (hiding more never narrows an interval)."""
     started = time.perf_counter()
-    program = _Program()
+    program = _Program(solved)
     _relations(program, layout, {**{c: "held" for c in held}, **hidden}, k)
     report = AuditReport()
     for key in sorted(held, key=lambda c: c.label):
         if previous is None or key in hidden:
             continue
-        before = float(previous.cells[key].n)
-        program.add({(key, "n"): 1.0}, -(before + k - 1), "<=")
-        program.add({(key, "n"): -1.0}, before - (k - 1), "<=")
+        _held_change(program, layout.cells[key], previous.cells[key], k)
     for key in sorted((c for c, r in hidden.items() if r == "small"), key=lambda c: c.label):
-        if layout.cells[key].modelled:
+        if layout.cells[key].modelled and (only is None or key in only):
             _check(report, program, layout.cells[key], k, ratio)
     for key in sorted(held, key=lambda c: c.label):
-        if previous is not None and key not in hidden:
+        if previous is not None and key not in hidden and (only is None or key in only):
             _check_change(report, program, layout.cells[key], previous, k, ratio)
     report.seconds = time.perf_counter() - started
     return report
@@ -247,6 +277,45 @@ def _relations(program: _Program, layout: Layout, unknown: Mapping[CellKey, str]
                 _constrain(program, terms, known, "==")
     for narrow, wide in layout.nested:
         _constrain(program, {(wide, "n"): 1.0, (narrow, "n"): -1.0}, known, ">=")
+
+
+def _held_change(program: _Program, cell: Cell, published: PublishedCell, k: int) -> None:
+    """A held cell moved by fewer than k students. An attacker is assumed to guess the simplest
+    story, students only added (or only removed): then each sum moved by between lo and hi per
+    student. The story is used when this run's true figures fit it (otherwise guessing it gains
+    nothing exact, and only the count's bound is kept)."""
+    before, change = float(published.n), cell.n - float(published.n)
+    sign = 1.0 if change >= 0 else -1.0
+    stories = []
+    for variable, (bounds, s, q) in cell.sums.items():
+        old_s, old_q = published.sums.get(variable, (None, None))
+        for kind, now, then, (lo, hi) in (("s", s, old_s, bounds), ("q", q, old_q, squares_range(*bounds))):
+            if now is None or then is None:
+                continue
+            moved = sign * (now - then)
+            if (
+                not lo * abs(change) - 1e-6 * (1 + abs(now))
+                <= moved
+                <= hi * abs(change) + 1e-6 * (1 + abs(now))
+            ):
+                stories = None
+                break
+            stories.append((kind + ":" + variable, then, lo, hi))
+        if stories is None:
+            break
+    n = (cell.key, "n")
+    if stories is None:  # no simple story: only |change| <= k-1
+        program.add({n: 1.0}, -(before + k - 1), "<=")
+        program.add({n: -1.0}, before - (k - 1), "<=")
+        return
+    # 0 <= sign*(n - before) <= k-1, and lo <= sign*(figure - then) / sign*(n - before) <= hi.
+    program.add({n: -sign}, sign * before, "<=")
+    program.add({n: sign}, -sign * before - (k - 1), "<=")
+    for what, then, lo, hi in stories:
+        name = (cell.key, what)
+        # sign*(x - then) - lo*sign*(n - before) >= 0  and  <= hi*...
+        program.add({name: -sign, n: lo * sign}, sign * then - lo * sign * before, "<=")
+        program.add({name: sign, n: -hi * sign}, -sign * then + hi * sign * before, "<=")
 
 
 def _between(program: _Program, name: tuple, n_name: tuple, lo: float, hi: float, known: dict) -> None:
@@ -321,7 +390,7 @@ def _solve(report: AuditReport, program: _Program, key: CellKey, checks: list, o
     for label, terms, value, (needed_low, needed_high) in checks:
         low, high, solved = program.interval(terms)
         report.programs += solved
-        interval = Interval(label, float(value), low + offset, high + offset, needed_low, needed_high)
+        interval = Interval(key, label, float(value), low + offset, high + offset, needed_low, needed_high)
         report.intervals.append(interval)
         if not interval.ok and failed is None:
             failed = (
