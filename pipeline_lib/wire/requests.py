@@ -1,6 +1,6 @@
-"""What the sync and async db-api clients share: channel options, request building, results.
+"""The client side of the db-api's wire: channel options, request building, results and errors.
 
-Both clients are thin: they build requests here, make the call, and parse the answer here.
+`pipeline_lib.client.core` builds every call from these; the sync and asyncio faces only make it.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias, TypedDict, Unpack
 
 import bson
 import grpc
@@ -21,11 +21,13 @@ from pipeline_lib.wire import arrow_codec
 from pipeline_lib.wire.bson_codec import DECODE_OPTIONS, new_id, to_text
 from pipeline_lib.wire.proto import dbapi_pb2 as pb
 
-Tabular = pd.DataFrame | pa.Table | pa.RecordBatch
+Tabular: TypeAlias = pd.DataFrame | pa.Table | pa.RecordBatch
 # A filter: {"field": value} for equality, or (field, op, value) triples with op one of
 # eq ne lt lte gt gte in exists prefix.
 Filter = Mapping[str, Any] | Sequence[tuple[str, str, Any]] | None
 ColumnTypes = Literal["default", "as_stored", "text"]
+# A document as BSON decodes it (or as JSON documents are read).
+Document = dict[str, Any]
 
 DEFAULT_WRITE_BATCH = 10_000
 
@@ -120,7 +122,7 @@ def metadata(token: str | None) -> tuple[tuple[str, str], ...]:
 class InsertResult:
     id: str
     inserted: bool
-    document: dict
+    document: Document
 
 
 @dataclass(frozen=True)
@@ -184,10 +186,9 @@ def fence_message(fence: Fence | None) -> pb.Fence | None:
 def conditions(filter_: Filter) -> list[pb.Condition]:
     if not filter_:
         return []
-    triples = filter_.items() if isinstance(filter_, Mapping) else filter_
+    triples = [(f, "eq", v) for f, v in filter_.items()] if isinstance(filter_, Mapping) else filter_
     out = []
-    for item in triples:
-        field, op, value = (item[0], "eq", item[1]) if isinstance(filter_, Mapping) else item
+    for field, op, value in triples:
         if op not in _OPS:
             raise ValueError(f"unknown filter operator {op!r}; use one of {', '.join(_OPS)}")
         out.append(pb.Condition(field=field, op=_OPS[op], value_json=json.dumps(value)))
@@ -243,7 +244,7 @@ def chunk_requests(
         )
 
 
-def with_id(document: Mapping[str, Any]) -> dict:
+def with_id(document: Mapping[str, Any]) -> Document:
     """The document with an `_id`, assigned here so that a retried insert cannot insert twice."""
     return dict(document) if "_id" in document else {"_id": new_id(), **document}
 
@@ -252,30 +253,33 @@ def write_result(response: pb.WriteBatchesResponse) -> WriteResult:
     return WriteResult(response.messages, response.inserted, response.replaced, response.skipped)
 
 
-def scan_request(
-    collection: str,
-    *,
-    columns: Sequence[str] = (),
-    filter: Filter = None,
-    batch_size: int = 0,
-    partition: int = 0,
-    partitions: int = 1,
-    column_types: ColumnTypes = "default",
-    schema: pa.Schema | None = None,
-    limit: int = 0,
-    newest_first: bool = False,
-) -> pb.ScanRequest:
+class ScanOptions(TypedDict, total=False):
+    """What a scan may ask for besides the collection; every key is optional."""
+
+    columns: Sequence[str]  # the fields to read (default: all)
+    filter: Filter
+    batch_size: int  # rows per reply (default 0: the service's)
+    partition: int  # read partition `partition` of `partitions` (default 0 of 1: all)
+    partitions: int
+    column_types: ColumnTypes  # default "default"
+    schema: pa.Schema | None  # the Arrow schema to cast to (default: inferred)
+    limit: int  # at most this many documents (default 0: no limit)
+    newest_first: bool
+
+
+def scan_request(collection: str, **options: Unpack[ScanOptions]) -> pb.ScanRequest:
+    schema = options.get("schema")
     return pb.ScanRequest(
         collection=collection,
-        columns=list(columns),
-        filter=conditions(filter),
-        batch_size=batch_size,
-        partition=partition,
-        partitions=partitions,
-        column_types=_COLUMN_TYPES[column_types],
+        columns=list(options.get("columns", ())),
+        filter=conditions(options.get("filter")),
+        batch_size=options.get("batch_size", 0),
+        partition=options.get("partition", 0),
+        partitions=options.get("partitions", 1),
+        column_types=_COLUMN_TYPES[options.get("column_types", "default")],
         arrow_schema=arrow_codec.schema_to_bytes(schema) if schema is not None else b"",
-        limit=limit,
-        newest_first=newest_first,
+        limit=options.get("limit", 0),
+        newest_first=options.get("newest_first", False),
     )
 
 
@@ -361,7 +365,7 @@ def encode_document(doc: Mapping[str, Any]) -> bytes:
     return bson.encode(doc)
 
 
-def decode_document(data: bytes) -> dict:
+def decode_document(data: bytes) -> Document:
     return bson.decode(data, codec_options=DECODE_OPTIONS)
 
 
@@ -369,5 +373,6 @@ def document_json(doc: Mapping[str, Any]) -> str:
     return json_util.dumps(doc, json_options=json_util.RELAXED_JSON_OPTIONS)
 
 
-def document_from_json(text: str) -> dict:
-    return json_util.loads(text, json_options=json_util.RELAXED_JSON_OPTIONS)
+def document_from_json(text: str) -> Document:
+    document: Document = json_util.loads(text, json_options=json_util.RELAXED_JSON_OPTIONS)
+    return document
