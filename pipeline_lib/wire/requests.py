@@ -267,7 +267,13 @@ class ScanOptions(TypedDict, total=False):
     newest_first: bool
 
 
+_SCAN_OPTIONS = ScanOptions.__optional_keys__
+
+
 def scan_request(collection: str, **options: Unpack[ScanOptions]) -> pb.ScanRequest:
+    unknown = set(options) - _SCAN_OPTIONS
+    if unknown:  # a misspelt option would otherwise be ignored
+        raise TypeError(f"unknown scan option(s) {sorted(unknown)}; known: {sorted(_SCAN_OPTIONS)}")
     schema = options.get("schema")
     return pb.ScanRequest(
         collection=collection,

@@ -90,6 +90,11 @@ def _broken() -> Iterator[pa.Table]:
     raise ValueError("the upload was cut short")
 
 
+def test_a_misspelt_scan_option_is_refused_not_ignored(sqlite_client: DbApiClient) -> None:
+    with pytest.raises(TypeError, match=r"unknown scan option\(s\) \['colums'\]"):
+        sqlite_client.scan("raw", colums=["ses"])  # type: ignore[call-arg]
+
+
 def test_write_reports_a_failing_source_as_itself(sqlite_client: DbApiClient) -> None:
     with pytest.raises(ValueError, match="cut short"):
         sqlite_client.write("raw", _broken())
