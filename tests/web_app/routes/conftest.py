@@ -19,6 +19,7 @@ from web_app.main import create_app
 from web_app.security import create_access_token, csrf_token
 
 SECRET = "fast-route-tests-jwt-secret-0123456789"
+COOKIE_DOMAIN = "testserver.local"  # where the client keeps the app's cookies (http://testserver)
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -43,12 +44,12 @@ class FastApp:
         """A browser session for the user (the session cookie set); its token."""
         self.account(username, scopes)
         token = create_access_token(username, scopes, SECRET, 5)
-        self.http.cookies.set(SESSION_COOKIE, token)
+        self.http.cookies.set(SESSION_COOKIE, token, domain=COOKIE_DOMAIN)
         return token
 
     def csrf(self) -> dict[str, str]:
         """A CSRF cookie in the client, and the form field that goes with it."""
-        self.http.cookies.set(CSRF_COOKIE, "a-csrf-cookie-value")
+        self.http.cookies.set(CSRF_COOKIE, "a-csrf-cookie-value", domain=COOKIE_DOMAIN)
         return {"csrf": csrf_token("a-csrf-cookie-value", SECRET)}
 
 
