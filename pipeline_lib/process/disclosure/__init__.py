@@ -3,7 +3,8 @@ figures between releases, and an audit by linear programming that proves no hidd
 be narrowed down from what is published. Pure functions of result documents: no I/O, no Spark.
 
 `protect(documents, ...)` is the one call a process run needs; the modules hold the rules:
-`margins` (which rows add up to which), `suppression`, `releases`, `audit`. docs/privacy.md
+`margins` (which rows add up to which), `suppression`, `releases`, `audit` (with its solver in
+`program`), `bins`. docs/privacy.md
 explains the rules, the settings and what is and is not protected.
 """
 

@@ -28,21 +28,15 @@ reach; see docs/privacy.md.
 
 from __future__ import annotations
 
-import math
 import time
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import numpy as np
-from scipy import sparse
-from scipy.optimize import linprog
-
 from pipeline_lib.process.disclosure.cells import Cell, CellKey, Layout, Quantity, Reason
+from pipeline_lib.process.disclosure.program import Program, squares_range
 from pipeline_lib.process.disclosure.releases import PublishedCell, Release
 
 FLOOR = 0.1  # least magnitude of a sum per student, as a share of the range
-TOLERANCE = 1e-7  # relative slack of an equality: published figures have 12 significant digits
 
 
 @dataclass(frozen=True)
@@ -96,117 +90,6 @@ class AuditReport:
         )
 
 
-def squares_range(lo: float, hi: float) -> tuple[float, float]:
-    """The least and largest x^2 for x in [lo, hi]."""
-    least = 0.0 if lo <= 0 <= hi else min(lo * lo, hi * hi)
-    return least, max(lo * lo, hi * hi)
-
-
-class _Program:
-    """Linear constraints over named unknowns; known figures folded into the right-hand side."""
-
-    def __init__(self, solved: dict | None = None) -> None:
-        # Intervals already solved, by component and objective: the suppression loop audits again
-        # after each step, and most components have not changed.
-        self.solved = {} if solved is None else solved
-        self.index: dict[object, int] = {}
-        self.bounds: list[tuple[float | None, float | None]] = []
-        self.rows: list[tuple[dict[int, float], float]] = []  # sum(a x) <= b
-        self._parts: dict | None = None
-        self._parent: list[int] = []
-
-    def unknown(self, name: object, low: float | None, high: float | None) -> None:
-        if name not in self.index:
-            self.index[name] = len(self.bounds)
-            self.bounds.append((low, high))
-
-    def add(self, terms: Mapping[object, float], known: float, sense: str) -> None:
-        """sum(terms) + known  (== | <=)  0, over unknowns and constants."""
-        coefficients: dict[int, float] = defaultdict(float)
-        for name, a in terms.items():
-            coefficients[self.index[name]] += a
-        coefficients = {c: a for c, a in coefficients.items() if a}
-        if not coefficients:
-            return
-        self._parts = None
-        slack = TOLERANCE * (1 + abs(known))
-        self.rows.append((dict(coefficients), -known + slack))
-        if sense == "==":
-            self.rows.append(({i: -a for i, a in coefficients.items()}, known + slack))
-
-    def interval(self, objective: Mapping[object, float]) -> tuple[float, float, int]:
-        """min and max of `objective` over the constraints of its unknowns' component."""
-        if self._parts is None:
-            self._parts = self._components()
-        names = [self.index[n] for n in objective]
-        columns, A, b, signature = self._parts[self._root(names[0])]
-        key = (signature, frozenset(objective.items()))
-        if key in self.solved:
-            return (*self.solved[key], 0)
-        position = {c: i for i, c in enumerate(columns)}
-        c = np.zeros(len(columns))
-        for name, a in objective.items():
-            c[position[self.index[name]]] += a
-        bounds = [self.bounds[j] for j in columns]
-        ends = []
-        for sign in (1.0, -1.0):
-            result = linprog(sign * c, A_ub=A, b_ub=b, bounds=bounds, method="highs")
-            if result.status == 3:  # unbounded: the figure is free on that side
-                ends.append(-math.inf if sign > 0 else math.inf)
-            elif result.status != 0:
-                raise ValueError(f"the audit's linear program failed: {result.message}")
-            else:
-                ends.append(sign * result.fun)
-        self.solved[key] = (ends[0], ends[1])
-        return ends[0], ends[1], 2
-
-    def _root(self, i: int) -> int:
-        while self._parent[i] != i:
-            self._parent[i] = self._parent[self._parent[i]]
-            i = self._parent[i]
-        return i
-
-    def _components(self) -> dict[int, tuple[list[int], sparse.csr_matrix | None, np.ndarray | None, int]]:
-        """Unknowns joined by a constraint solve together; others never enter the same program."""
-        self._parent = list(range(len(self.bounds)))
-        for coefficients, _ in self.rows:
-            first, *rest = coefficients
-            for c in rest:
-                a, b = self._root(first), self._root(c)
-                if a != b:
-                    self._parent[max(a, b)] = min(a, b)
-        columns: dict[int, list[int]] = defaultdict(list)
-        for j in range(len(self.bounds)):
-            columns[self._root(j)].append(j)
-        rows: dict[int, list[int]] = defaultdict(list)
-        for i, (coefficients, _) in enumerate(self.rows):
-            rows[self._root(next(iter(coefficients)))].append(i)
-        names = {j: name for name, j in self.index.items()}
-        parts = {}
-        for root, members in columns.items():
-            position = {c: i for i, c in enumerate(members)}
-            mine = rows.get(root, [])
-            signature = hash(
-                (
-                    frozenset((names[j], self.bounds[j]) for j in members),
-                    frozenset(
-                        (frozenset((names[c], a) for c, a in self.rows[r][0].items()), self.rows[r][1])
-                        for r in mine
-                    ),
-                )
-            )
-            if not mine:
-                parts[root] = (members, None, None, signature)
-                continue
-            data = [(i, position[c], a) for i, r in enumerate(mine) for c, a in self.rows[r][0].items()]
-            A = sparse.csr_matrix(
-                ([d[2] for d in data], ([d[0] for d in data], [d[1] for d in data])),
-                shape=(len(mine), len(members)),
-            )
-            parts[root] = (members, A, np.array([self.rows[r][1] for r in mine]), signature)
-        return parts
-
-
 def audit(
     layout: Layout,
     hidden: Mapping[CellKey, Reason],
@@ -223,7 +106,7 @@ def audit(
     `solved` (a dict kept between calls) reuses the intervals of components that did not change;
     `only` limits the checks to those cells (hiding more never narrows an interval)."""
     started = time.perf_counter()
-    program = _Program(solved)
+    program = Program(solved)
     _relations(program, layout, {**{c: "held" for c in held}, **hidden}, k)
     report = AuditReport()
     for key in sorted(held, key=lambda c: c.label):
@@ -240,7 +123,7 @@ def audit(
     return report
 
 
-def _relations(program: _Program, layout: Layout, unknown: Mapping[CellKey, str], k: int) -> None:
+def _relations(program: Program, layout: Layout, unknown: Mapping[CellKey, str], k: int) -> None:
     """Unknowns, bounds and constraints of this run's figures."""
     known: dict[tuple, float] = {}
     for key, cell in layout.cells.items():
@@ -279,7 +162,7 @@ def _relations(program: _Program, layout: Layout, unknown: Mapping[CellKey, str]
         _constrain(program, {(wide, "n"): 1.0, (narrow, "n"): -1.0}, known, ">=")
 
 
-def _held_change(program: _Program, cell: Cell, published: PublishedCell, k: int) -> None:
+def _held_change(program: Program, cell: Cell, published: PublishedCell, k: int) -> None:
     """A held cell moved by fewer than k students. An attacker is assumed to guess the simplest
     story, students only added (or only removed): then each sum moved by between lo and hi per
     student. The story is used when this run's true figures fit it (otherwise guessing it gains
@@ -318,14 +201,14 @@ def _held_change(program: _Program, cell: Cell, published: PublishedCell, k: int
         program.add({name: sign, n: -hi * sign}, -sign * then + hi * sign * before, "<=")
 
 
-def _between(program: _Program, name: tuple, n_name: tuple, lo: float, hi: float, known: dict) -> None:
+def _between(program: Program, name: tuple, n_name: tuple, lo: float, hi: float, known: dict) -> None:
     """lo*n <= figure <= hi*n."""
     _constrain(program, {name: 1.0, n_name: -lo}, known, ">=")
     _constrain(program, {name: 1.0, n_name: -hi}, known, "<=")
 
 
 def _constrain(
-    program: _Program, terms: Mapping[tuple, float], known: Mapping[tuple, float], sense: str
+    program: Program, terms: Mapping[tuple, float], known: Mapping[tuple, float], sense: str
 ) -> None:
     """sum(terms) (== | <= | >=) 0, constants taken from `known`."""
     constant = sum(a * known[n] for n, a in terms.items() if n in known)
@@ -347,7 +230,7 @@ def _protection(
     return max(value - width, lo * abs(n)), min(value + width, hi * abs(n))
 
 
-def _check(report: AuditReport, program: _Program, cell: Cell, k: int, ratio: float) -> None:
+def _check(report: AuditReport, program: Program, cell: Cell, k: int, ratio: float) -> None:
     """Intervals of a small hidden cell's count and sums; one failure per cell, naming the first
     figure that is too narrow."""
     if (cell.key, "n") not in program.index:
@@ -367,7 +250,7 @@ def _check(report: AuditReport, program: _Program, cell: Cell, k: int, ratio: fl
 
 
 def _check_change(
-    report: AuditReport, program: _Program, cell: Cell, previous: Release, k: int, ratio: float
+    report: AuditReport, program: Program, cell: Cell, previous: Release, k: int, ratio: float
 ) -> None:
     """A held cell that changed by fewer than k students: this run's sums, less the published
     ones, must stay as uncertain as a small cell's."""
@@ -385,7 +268,7 @@ def _check_change(
         _solve(report, program, cell.key, checks, -before)
 
 
-def _solve(report: AuditReport, program: _Program, key: CellKey, checks: list, offset: float) -> None:
+def _solve(report: AuditReport, program: Program, key: CellKey, checks: list, offset: float) -> None:
     failed = None
     for label, terms, value, (needed_low, needed_high) in checks:
         low, high, solved = program.interval(terms)
