@@ -71,6 +71,23 @@ def truncate(ipc: bytes, rows: int) -> bytes:
     return arrow_codec.table_to_ipc(arrow_codec.ipc_to_table(ipc).slice(0, rows))
 
 
+def ipc_batches(
+    pages: Iterator[list[bytes]], encoder: PageEncoder, fmt: PageFormat, *, page_bytes: int, limit: int
+) -> Iterator[bytes]:
+    """A scan's answer: its pages cut to fit a message (`page_bytes` of BSON), encoded as Arrow IPC
+    batches, empty ones left out, with at most `limit` rows in all (0: no limit)."""
+    remaining = limit or None
+    for ipc, rows in encoder.encode(split_by_bytes(pages, page_bytes), fmt):
+        if not rows:
+            continue
+        if remaining is not None and rows >= remaining:
+            yield truncate(ipc, remaining) if rows > remaining else ipc
+            return
+        if remaining is not None:
+            remaining -= rows
+        yield ipc
+
+
 def _warm_up() -> None:
     """Runs in a new worker so its imports happen at start-up, not during the first scan."""
 

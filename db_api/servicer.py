@@ -10,15 +10,16 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
 from typing import Any, TypeVar
 
 import grpc
-from bson import json_util
 
+from db_api import request_documents
 from db_api.collections import check_collection, scans_as_text
 from db_api.filters import Condition, parse_condition
-from db_api.scan_pages import PageEncoder, PageFormat, split_by_bytes, truncate
-from db_api.store.base import Fence, ScanSpec, Store
+from db_api.scan_pages import PageEncoder, PageFormat, ipc_batches
+from db_api.store.base import Fence, ScanSpec, Store, WriteCounts
 from pipeline_lib.wire import arrow_codec, bson_codec
 from pipeline_lib.wire.errors import DbApiError, InvalidArgument
 from pipeline_lib.wire.proto import dbapi_pb2 as pb
@@ -100,13 +101,6 @@ def conditions_from_proto(filters: Sequence[pb.Condition]) -> list[Condition]:
     return parsed
 
 
-def _documents_from_ipc(data: bytes, key: str | None, what: str) -> list[dict]:
-    if not data:
-        return []
-    table = arrow_codec.ipc_to_table(data, what)
-    return bson_codec.with_key_as_id(arrow_codec.table_to_documents(table), key)
-
-
 def _fence(request: pb.CommitCleanRequest | pb.PutDocumentRequest) -> Fence | None:
     """The write's fence, judged now; None for a write that claims no lease."""
     if not request.HasField("fence"):
@@ -117,8 +111,8 @@ def _fence(request: pb.CommitCleanRequest | pb.PutDocumentRequest) -> Fence | No
     return Fence(lease, request.fence.generation, time.time())
 
 
-def _json_document(doc: dict) -> str:
-    return json_util.dumps(doc, json_options=json_util.RELAXED_JSON_OPTIONS)
+def _lease_and_holder(request: pb.AcquireLeaseRequest | pb.ReleaseLeaseRequest) -> tuple[str, str]:
+    return bson_codec.check_id(request.name, "lease name"), bson_codec.check_id(request.holder, "holder")
 
 
 class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
@@ -164,7 +158,7 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
     def WriteBatches(
         self, request_iterator: Iterator[pb.WriteBatchesRequest], context: grpc.ServicerContext
     ) -> pb.WriteBatchesResponse:
-        messages = inserted = replaced = skipped = 0
+        messages, total = 0, WriteCounts()
         collection, upsert, key = "", False, ""
         for request in request_iterator:
             if messages == 0:
@@ -174,7 +168,7 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
                 upsert = request.mode == pb.WRITE_MODE_UPSERT
                 key = request.key
             try:
-                docs = _documents_from_ipc(request.arrow_ipc, key, f"batch in message {messages + 1}")
+                docs = request_documents.from_ipc(request.arrow_ipc, key, f"batch in message {messages + 1}")
                 counts = self.store.write(collection, docs, upsert=upsert)
             except DbApiError as exc:
                 if messages:
@@ -184,12 +178,8 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
                     )
                 raise
             messages += 1
-            inserted += counts.inserted
-            replaced += counts.replaced
-            skipped += counts.skipped
-        return pb.WriteBatchesResponse(
-            messages=messages, inserted=inserted, replaced=replaced, skipped=skipped
-        )
+            total += counts
+        return pb.WriteBatchesResponse(messages=messages, **asdict(total))
 
     @_rpc
     def Scan(self, request: pb.ScanRequest, context: grpc.ServicerContext) -> Iterator[pb.ScanResponse]:
@@ -222,16 +212,8 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
             newest_first=request.newest_first,
         )
         fmt = PageFormat(tuple(spec.conditions), tuple(spec.columns), as_text, request.arrow_schema)
-        remaining = request.limit or None
-        pages = split_by_bytes(self.store.scan_pages(collection, spec), self.page_bytes)
-        for ipc, rows in self.encoder.encode(pages, fmt):
-            if not rows:
-                continue
-            if remaining is not None and rows >= remaining:
-                yield pb.ScanResponse(arrow_ipc=truncate(ipc, remaining) if rows > remaining else ipc)
-                return
-            if remaining is not None:
-                remaining -= rows
+        pages = self.store.scan_pages(collection, spec)
+        for ipc in ipc_batches(pages, self.encoder, fmt, page_bytes=self.page_bytes, limit=spec.limit):
             yield pb.ScanResponse(arrow_ipc=ipc)
 
     @_rpc
@@ -239,37 +221,19 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
         self, request: pb.CommitCleanRequest, context: grpc.ServicerContext
     ) -> pb.CommitCleanResponse:
         key = request.key or "submission_id"
-        cleaned = _documents_from_ipc(request.cleaned_arrow_ipc, key, "cleaned batch")
-        quarantine = _documents_from_ipc(request.quarantine_arrow_ipc, key, "quarantine batch")
+        cleaned = request_documents.from_ipc(request.cleaned_arrow_ipc, key, "cleaned batch")
+        quarantine = request_documents.from_ipc(request.quarantine_arrow_ipc, key, "quarantine batch")
         raw_ids = [bson_codec.check_id(i, "raw id") for i in request.raw_ids]
-        both = {doc["_id"] for doc in cleaned} & {doc["_id"] for doc in quarantine}
-        if both:
-            raise InvalidArgument(f"records cannot be both cleaned and quarantined: {sorted(both)[:5]}")
         counts = self.store.commit_clean(cleaned, quarantine, raw_ids, fence=_fence(request))
-        return pb.CommitCleanResponse(
-            cleaned=counts.cleaned,
-            quarantined=counts.quarantined,
-            raw_deleted=counts.raw_deleted,
-            transactional=counts.transactional,
-        )
+        return pb.CommitCleanResponse(**asdict(counts))
 
     @_rpc
     def PutDocument(
         self, request: pb.PutDocumentRequest, context: grpc.ServicerContext
     ) -> pb.PutDocumentResponse:
         collection = check_collection(request.collection)
-        doc_id = bson_codec.check_id(request.id, "id")
-        try:
-            doc = json_util.loads(request.json)
-        except Exception as exc:  # json_util raises many kinds: InvalidId, decimal, ...
-            raise InvalidArgument(f"document {doc_id!r} is not valid (extended) JSON: {exc}") from None
-        if not isinstance(doc, dict):
-            raise InvalidArgument(f"document {doc_id!r} must be a JSON object")
-        if doc.setdefault("_id", doc_id) != doc_id:
-            raise InvalidArgument(f"document _id {doc['_id']!r} differs from the id {doc_id!r}")
-        counts = self.store.write(
-            collection, [bson_codec.check_document(doc)], upsert=True, fence=_fence(request)
-        )
+        doc = request_documents.from_json(request.json, bson_codec.check_id(request.id, "id"))
+        counts = self.store.write(collection, [doc], upsert=True, fence=_fence(request))
         return pb.PutDocumentResponse(created=counts.inserted == 1)
 
     @_rpc
@@ -279,7 +243,7 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
         doc = self.store.get(check_collection(request.collection), bson_codec.check_id(request.id, "id"))
         if doc is None:
             return pb.GetDocumentResponse(found=False)
-        return pb.GetDocumentResponse(found=True, json=_json_document(doc))
+        return pb.GetDocumentResponse(found=True, json=request_documents.to_json(doc))
 
     @_rpc
     def ListDocuments(
@@ -297,31 +261,24 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
             limit=limit,
             newest_first=request.newest_first,
         )
-        docs = [_json_document(doc) for page in self.store.scan(collection, spec) for doc in page]
+        docs = [request_documents.to_json(doc) for page in self.store.scan(collection, spec) for doc in page]
         return pb.ListDocumentsResponse(json=docs)
 
     @_rpc
     def AcquireLease(
         self, request: pb.AcquireLeaseRequest, context: grpc.ServicerContext
     ) -> pb.AcquireLeaseResponse:
-        name = bson_codec.check_id(request.name, "lease name")
-        holder = bson_codec.check_id(request.holder, "holder")
+        name, holder = _lease_and_holder(request)
         if not 0 < request.ttl_seconds <= MAX_LEASE_SECONDS:
             raise InvalidArgument(
                 f"ttl_seconds must be in (0, {MAX_LEASE_SECONDS}], got {request.ttl_seconds}"
             )
         lease = self.store.acquire_lease(name, holder, request.ttl_seconds, time.time())
-        return pb.AcquireLeaseResponse(
-            acquired=lease.acquired,
-            holder=lease.holder,
-            expires_at=lease.expires_at,
-            generation=lease.generation,
-        )
+        return pb.AcquireLeaseResponse(**asdict(lease))
 
     @_rpc
     def ReleaseLease(
         self, request: pb.ReleaseLeaseRequest, context: grpc.ServicerContext
     ) -> pb.ReleaseLeaseResponse:
-        name = bson_codec.check_id(request.name, "lease name")
-        holder = bson_codec.check_id(request.holder, "holder")
+        name, holder = _lease_and_holder(request)
         return pb.ReleaseLeaseResponse(released=self.store.release_lease(name, holder))

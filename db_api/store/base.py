@@ -10,10 +10,11 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from db_api.filters import Condition
 from db_api.scan_pages import decode_matching
-from pipeline_lib.wire.errors import StaleFence
+from pipeline_lib.wire.errors import InvalidArgument, StaleFence
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,11 @@ class WriteCounts:
     inserted: int = 0
     replaced: int = 0
     skipped: int = 0
+
+    def __add__(self, other: WriteCounts) -> WriteCounts:
+        return WriteCounts(
+            self.inserted + other.inserted, self.replaced + other.replaced, self.skipped + other.skipped
+        )
 
 
 @dataclass(frozen=True)
@@ -51,15 +57,36 @@ class Fence:
     now: float
 
 
+class StoredLease(NamedTuple):
+    """A lease as a backend keeps it (a store made before generations has 0)."""
+
+    holder: str
+    expires_at: float
+    generation: int
+
+
 # A released lease keeps its row (and so its generation) with this expiry.
 RELEASED = 0.0
 
 
-def check_fence(fence: Fence, holder: str | None, generation: int, expires_at: float) -> None:
-    """Refuse the write unless the lease (None: no such lease) is held in the fence's generation."""
+def take_lease(stored: StoredLease | None, holder: str, ttl_seconds: float, now: float) -> Lease:
+    """What `holder` asking at `now` for a lease kept as `stored` (None: never taken) gets: a refusal
+    while another holds it, a renewal in the same generation for its holder, else the next one."""
+    if stored is None:
+        return Lease(True, holder, now + ttl_seconds, 1)
+    held = stored.expires_at > now
+    if held and stored.holder != holder:
+        return Lease(False, stored.holder, stored.expires_at, stored.generation)
+    return Lease(True, holder, now + ttl_seconds, stored.generation if held else stored.generation + 1)
+
+
+def check_fence(fence: Fence, stored: StoredLease | None) -> None:
+    """Refuse the write unless the lease kept as `stored` (None: no such lease) is held in the
+    fence's generation."""
     lease, mine = fence.lease, fence.generation
-    if holder is None:
+    if stored is None:
         raise StaleFence(f"lease {lease} is not held by anyone; this run's generation {mine} is stale")
+    holder, expires_at, generation = stored
     if generation != mine:
         held = "is now held" if expires_at > fence.now else "was last held"
         raise StaleFence(
@@ -75,6 +102,31 @@ def check_fence(fence: Fence, holder: str | None, generation: int, expires_at: f
             f"lease {lease} expired {fence.now - expires_at:.1f} s ago (generation {mine}, holder {holder}); "
             "this run no longer holds it"
         )
+
+
+@dataclass(frozen=True)
+class CleanCommit:
+    """One clean step's verdicts, committed as one unit: cleaned and quarantine documents are
+    upserted, the raw ids they came from deleted. A record judged again lives in one place only,
+    where this commit puts it, so it leaves the other collection; it cannot go to both."""
+
+    cleaned: Sequence[dict]
+    quarantine: Sequence[dict]
+    raw_ids: Sequence[str]
+    fence: Fence | None = None
+
+    def __post_init__(self) -> None:
+        both = set(self.cleaned_ids) & set(self.quarantine_ids)
+        if both:
+            raise InvalidArgument(f"records cannot be both cleaned and quarantined: {sorted(both)[:5]}")
+
+    @property
+    def cleaned_ids(self) -> list[str]:
+        return [doc["_id"] for doc in self.cleaned]
+
+    @property
+    def quarantine_ids(self) -> list[str]:
+        return [doc["_id"] for doc in self.quarantine]
 
 
 @dataclass(frozen=True)
@@ -142,7 +194,6 @@ class Store(abc.ABC):
             if remaining == 0:
                 return
 
-    @abc.abstractmethod
     def commit_clean(
         self,
         cleaned: Sequence[dict],
@@ -151,8 +202,12 @@ class Store(abc.ABC):
         *,
         fence: Fence | None = None,
     ) -> CommitCounts:
-        """Upsert cleaned and quarantine documents and delete raw_ids from raw, as one unit; a
-        `fence` as for `write`."""
+        """Upsert cleaned and quarantine documents and delete raw_ids from raw, as one unit (see
+        `CleanCommit`); a `fence` as for `write`."""
+        return self._commit_clean(CleanCommit(cleaned, quarantine, raw_ids, fence))
+
+    @abc.abstractmethod
+    def _commit_clean(self, commit: CleanCommit) -> CommitCounts: ...
 
     @abc.abstractmethod
     def acquire_lease(self, name: str, holder: str, ttl_seconds: float, now: float) -> Lease: ...

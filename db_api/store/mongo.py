@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 import re
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
@@ -35,21 +34,11 @@ from pymongo.errors import (
 )
 
 from db_api.filters import Condition, to_mongo_query
-from db_api.store.base import (
-    RELEASED,
-    CommitCounts,
-    Fence,
-    Lease,
-    ScanSpec,
-    Store,
-    WriteCounts,
-    check_fence,
-)
+from db_api.store import base
+from db_api.store.base import CleanCommit, CommitCounts, Fence, Lease, ScanSpec, Store, WriteCounts
 from pipeline_lib.contract.collections import COLLECTIONS
 from pipeline_lib.wire import bson_codec
 from pipeline_lib.wire.errors import DbApiError, Unavailable
-
-log = logging.getLogger(__name__)
 
 SEQ = bson_codec.SEQ_FIELD
 _COUNTERS = "_workbench_counters"
@@ -95,6 +84,12 @@ def _check_encodable(docs: Sequence[dict]) -> None:
     """Refuse the whole write before any of it reaches the server, as the embedded store does."""
     for doc in docs:
         bson_codec.encode(doc)
+
+
+def _stored_lease(doc: dict | None) -> base.StoredLease | None:
+    if doc is None:
+        return None
+    return base.StoredLease(doc["holder"], doc["expires_at"], doc.get("generation", 0))
 
 
 def _without_seq(doc: dict) -> dict:
@@ -211,11 +206,7 @@ class MongoStore(Store):
             )
             if touched.matched_count == 1:
                 return
-        current = leases.find_one({"_id": fence.lease}, session=session)
-        if current is None:
-            check_fence(fence, None, 0, RELEASED)
-        else:
-            check_fence(fence, current["holder"], current.get("generation", 0), current["expires_at"])
+        base.check_fence(fence, _stored_lease(leases.find_one({"_id": fence.lease}, session=session)))
 
     def _delete_ids(self, collection: str, ids: Sequence[str], session: ClientSession | None = None) -> int:
         deleted = 0
@@ -298,27 +289,18 @@ class MongoStore(Store):
             yield page
 
     @_translate_errors
-    def commit_clean(
-        self,
-        cleaned: Sequence[dict],
-        quarantine: Sequence[dict],
-        raw_ids: Sequence[str],
-        *,
-        fence: Fence | None = None,
-    ) -> CommitCounts:
+    def _commit_clean(self, commit: CleanCommit) -> CommitCounts:
+        cleaned, quarantine, fence = commit.cleaned, commit.quarantine, commit.fence
         _check_encodable([*cleaned, *quarantine])
-        # A record judged again lives in one place only: where this commit put it.
-        cleaned_ids = [doc["_id"] for doc in cleaned]
-        quarantine_ids = [doc["_id"] for doc in quarantine]
         if self.transactions:
 
             def in_transaction(session: ClientSession) -> int:
                 self._check_fence(fence, session)
                 self._write("cleaned", cleaned, upsert=True, session=session)
                 self._write("quarantine", quarantine, upsert=True, session=session)
-                self._delete_ids("quarantine", cleaned_ids, session=session)
-                self._delete_ids("cleaned", quarantine_ids, session=session)
-                return self._delete_ids("raw", raw_ids, session=session)
+                self._delete_ids("quarantine", commit.cleaned_ids, session=session)
+                self._delete_ids("cleaned", commit.quarantine_ids, session=session)
+                return self._delete_ids("raw", commit.raw_ids, session=session)
 
             with self.client.start_session() as session:
                 deleted = session.with_transaction(in_transaction)
@@ -330,9 +312,9 @@ class MongoStore(Store):
             self._write_retrying("cleaned", cleaned, upsert=True)
             self._write_retrying("quarantine", quarantine, upsert=True)
             self._check_fence(fence)
-            self._delete_ids("quarantine", cleaned_ids)
-            self._delete_ids("cleaned", quarantine_ids)
-            deleted = self._delete_ids("raw", raw_ids)
+            self._delete_ids("quarantine", commit.cleaned_ids)
+            self._delete_ids("cleaned", commit.quarantine_ids)
+            deleted = self._delete_ids("raw", commit.raw_ids)
         return CommitCounts(len(cleaned), len(quarantine), deleted, transactional=self.transactions)
 
     # -- leases ----------------------------------------------------------------------------
@@ -342,38 +324,33 @@ class MongoStore(Store):
         """Compare-and-set on the lease document as read, so that concurrent acquirers agree on
         one holder and on the generation (no update pipelines: not every server has them)."""
         leases = self.db[_LEASES]
-        expires_at = now + ttl_seconds
         for _ in range(_LEASE_ATTEMPTS):
             current = leases.find_one({"_id": name})
+            lease = base.take_lease(_stored_lease(current), holder, ttl_seconds, now)
+            if not lease.acquired:
+                return lease
+            holding = {"holder": holder, "expires_at": lease.expires_at, "generation": lease.generation}
             if current is None:
                 try:
-                    leases.insert_one(
-                        {"_id": name, "holder": holder, "expires_at": expires_at, "generation": 1}
-                    )
+                    leases.insert_one({"_id": name, **holding})
                 except DuplicateKeyError:
                     continue  # another acquirer created it first: judge its holding
-                return Lease(True, holder, expires_at, 1)
-            generation = current.get("generation", 0)
-            held = current["expires_at"] > now
-            if held and current["holder"] != holder:
-                return Lease(False, current["holder"], current["expires_at"], generation)
-            new_generation = generation if held else generation + 1
+                return lease
             as_read = {
                 "_id": name,
                 "holder": current["holder"],
                 "expires_at": current["expires_at"],
                 "generation": current.get("generation"),  # None also matches a missing field
             }
-            update = {"$set": {"holder": holder, "expires_at": expires_at, "generation": new_generation}}
-            if leases.update_one(as_read, update).matched_count == 1:
-                return Lease(True, holder, expires_at, new_generation)
+            if leases.update_one(as_read, {"$set": holding}).matched_count == 1:
+                return lease
         raise DbApiError(f"lease {name} changed under {_LEASE_ATTEMPTS} attempts to acquire it in a row")
 
     @_translate_errors
     def release_lease(self, name: str, holder: str) -> bool:
         released = self.db[_LEASES].update_one(
-            {"_id": name, "holder": holder, "expires_at": {"$gt": RELEASED}},
-            {"$set": {"expires_at": RELEASED}},
+            {"_id": name, "holder": holder, "expires_at": {"$gt": base.RELEASED}},
+            {"$set": {"expires_at": base.RELEASED}},
         )
         return released.matched_count == 1
 

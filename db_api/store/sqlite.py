@@ -16,16 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from db_api.filters import Condition
-from db_api.store.base import (
-    RELEASED,
-    CommitCounts,
-    Fence,
-    Lease,
-    ScanSpec,
-    Store,
-    WriteCounts,
-    check_fence,
-)
+from db_api.store import base
+from db_api.store.base import CleanCommit, CommitCounts, Fence, Lease, ScanSpec, Store, WriteCounts
 from pipeline_lib.contract.collections import COLLECTIONS
 from pipeline_lib.wire import bson_codec
 from pipeline_lib.wire.errors import Unavailable
@@ -153,7 +145,7 @@ class SqliteStore(Store):
     def write(
         self, collection: str, docs: Sequence[dict], *, upsert: bool, fence: Fence | None = None
     ) -> WriteCounts:
-        rows = [(doc["_id"], bson_codec.encode(doc)) for doc in docs]
+        rows = _rows(docs)
         with self._transaction() as tx:
             _check_fence(tx, fence)
             return _write_rows(tx, collection, rows, upsert=upsert)
@@ -178,51 +170,37 @@ class SqliteStore(Store):
             if len(rows) < spec.page_size:
                 return
 
-    def commit_clean(
-        self,
-        cleaned: Sequence[dict],
-        quarantine: Sequence[dict],
-        raw_ids: Sequence[str],
-        *,
-        fence: Fence | None = None,
-    ) -> CommitCounts:
-        cleaned_rows = [(doc["_id"], bson_codec.encode(doc)) for doc in cleaned]
-        quarantine_rows = [(doc["_id"], bson_codec.encode(doc)) for doc in quarantine]
+    def _commit_clean(self, commit: CleanCommit) -> CommitCounts:
+        cleaned_rows = _rows(commit.cleaned)
+        quarantine_rows = _rows(commit.quarantine)
         with self._transaction() as tx:
-            _check_fence(tx, fence)  # in the same transaction: no new holding can come in between
+            _check_fence(tx, commit.fence)  # in the same transaction: no new holding can come in between
             _write_rows(tx, "cleaned", cleaned_rows, upsert=True)
             _write_rows(tx, "quarantine", quarantine_rows, upsert=True)
-            # A record judged again lives in one place only: where this commit put it.
-            _delete_ids(tx, "quarantine", [row[0] for row in cleaned_rows])
-            _delete_ids(tx, "cleaned", [row[0] for row in quarantine_rows])
-            deleted = _delete_ids(tx, "raw", raw_ids)
+            _delete_ids(tx, "quarantine", commit.cleaned_ids)
+            _delete_ids(tx, "cleaned", commit.quarantine_ids)
+            deleted = _delete_ids(tx, "raw", commit.raw_ids)
         return CommitCounts(len(cleaned_rows), len(quarantine_rows), deleted, transactional=True)
 
     # -- leases ----------------------------------------------------------------------------
 
     def acquire_lease(self, name: str, holder: str, ttl_seconds: float, now: float) -> Lease:
         with self._transaction() as tx:
-            row = tx.execute(
-                "SELECT holder, expires_at, generation FROM leases WHERE name = ?", (name,)
-            ).fetchone()
-            held = row is not None and row[1] > now
-            if held and row[0] != holder:
-                return Lease(False, row[0], row[1], row[2])
-            generation = row[2] if held else (row[2] if row else 0) + 1
-            expires_at = now + ttl_seconds
-            tx.execute(
-                "INSERT INTO leases(name, holder, expires_at, generation) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, "
-                "expires_at = excluded.expires_at, generation = excluded.generation",
-                (name, holder, expires_at, generation),
-            )
-        return Lease(True, holder, expires_at, generation)
+            lease = base.take_lease(_stored_lease(tx, name), holder, ttl_seconds, now)
+            if lease.acquired:
+                tx.execute(
+                    "INSERT INTO leases(name, holder, expires_at, generation) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, "
+                    "expires_at = excluded.expires_at, generation = excluded.generation",
+                    (name, holder, lease.expires_at, lease.generation),
+                )
+        return lease
 
     def release_lease(self, name: str, holder: str) -> bool:
         with self._transaction() as tx:
             cur = tx.execute(
                 "UPDATE leases SET expires_at = ? WHERE name = ? AND holder = ? AND expires_at > ?",
-                (RELEASED, name, holder, RELEASED),
+                (base.RELEASED, name, holder, base.RELEASED),
             )
             return cur.rowcount == 1
 
@@ -328,13 +306,18 @@ class _Transaction:
                     self.lock.release()
 
 
+def _stored_lease(conn: sqlite3.Connection, name: str) -> base.StoredLease | None:
+    row = conn.execute("SELECT holder, expires_at, generation FROM leases WHERE name = ?", (name,)).fetchone()
+    return base.StoredLease(*row) if row else None
+
+
 def _check_fence(conn: sqlite3.Connection, fence: Fence | None) -> None:
-    if fence is None:
-        return
-    row = conn.execute(
-        "SELECT holder, generation, expires_at FROM leases WHERE name = ?", (fence.lease,)
-    ).fetchone()
-    check_fence(fence, *(row or (None, 0, RELEASED)))
+    if fence is not None:
+        base.check_fence(fence, _stored_lease(conn, fence.lease))
+
+
+def _rows(docs: Sequence[dict]) -> list[tuple[str, bytes]]:
+    return [(doc["_id"], bson_codec.encode(doc)) for doc in docs]
 
 
 def _existing_ids(conn: sqlite3.Connection, collection: str, ids: Sequence[str]) -> set[str]:

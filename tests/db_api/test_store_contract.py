@@ -8,6 +8,7 @@ import pytest
 
 from db_api.filters import Condition, Op
 from db_api.store.base import ScanSpec, Store
+from pipeline_lib.wire.errors import InvalidArgument
 
 
 def _docs(n: int, start: int = 0) -> list[dict]:
@@ -145,6 +146,15 @@ def test_commit_clean_moves_records_and_is_harmless_to_repeat(store: Store, back
     assert _ids(store, "raw") == ["id00003"]
     assert _ids(store, "cleaned") == ["id00000", "id00001"]
     assert store.get("quarantine", "id00002") == quarantine[0]
+
+
+def test_a_record_both_cleaned_and_quarantined_is_refused_and_nothing_changes(store: Store) -> None:
+    store.write("raw", _docs(2), upsert=False)
+    record = [{"_id": "id00000", "n": 0}]
+    with pytest.raises(InvalidArgument, match="both cleaned and quarantined: \\['id00000'\\]"):
+        store.commit_clean(record, record, ["id00000", "id00001"])
+    assert _ids(store, "raw") == ["id00000", "id00001"]
+    assert _ids(store, "cleaned") == _ids(store, "quarantine") == []
 
 
 def test_a_lease_goes_to_one_holder_until_it_expires_or_is_released(store: Store) -> None:
