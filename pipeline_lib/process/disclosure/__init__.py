@@ -4,8 +4,8 @@ be narrowed down from what is published. Pure functions of result documents: no 
 
 `protect(documents, ...)` is the one call a process run needs; the modules hold the rules:
 `margins` (which rows add up to which), `suppression`, `releases`, `audit` (with its solver in
-`program`), `bins`. docs/privacy.md
-explains the rules, the settings and what is and is not protected.
+`program`), `bins`. docs/privacy.md explains the rules, the settings and what is and is not
+protected.
 """
 
 from __future__ import annotations
