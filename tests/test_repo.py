@@ -71,3 +71,13 @@ def test_the_clean_notebook_has_its_parameters_cell() -> None:
     assert len(tagged) == 1
     for name in ("run_id", "db_api_address", "spark_master", "batch_size", "limit", "dry_run"):
         assert f"{name} = " in tagged[0].source
+
+
+def test_every_console_script_points_at_a_callable() -> None:
+    """`[project.scripts]` names `module:function`; a moved module must not leave the command broken."""
+    import importlib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    for name, target in scripts.items():
+        module, _, attribute = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), attribute)), f"{name} -> {target}"
