@@ -7,10 +7,11 @@ import functools
 import secrets
 import socket
 import subprocess
+from collections.abc import Iterable
 from importlib import metadata
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.collections import RUNS
@@ -97,5 +98,18 @@ def save(client: DbApiClient, record: RunRecord) -> None:
 
 
 def load(document: dict[str, Any]) -> RunRecord:
+    """The run record of a document of `runs` (its `_id` is the run id, left out)."""
     document = {k: v for k, v in document.items() if k != "_id"}
     return RunRecord.model_validate(document)
+
+
+def load_readable(documents: Iterable[dict[str, Any]]) -> list[RunRecord]:
+    """The run records of `documents`, in their order; one that does not read as a run record is
+    left out, so a page of runs still shows when one stored document is damaged."""
+    found = []
+    for document in documents:
+        try:
+            found.append(load(document))
+        except ValidationError:
+            continue
+    return found
