@@ -32,13 +32,13 @@ C = TypeVar("C")
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where the db-api is and how to reach it. Spark's `workbench` source sends the same to its
-    executors as options (`pipeline_lib.spark.source.db_api_options`)."""
+    """Where the db-api is and how to reach it. Spark's `workbench` source sends it to executors
+    as options (`pipeline_lib.spark.source.db_api_options`) and reads it back from them."""
 
     address: str
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    tls: ClientTls | None = None
+    tls: ClientTls | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Endpoint:
@@ -97,6 +97,7 @@ class ClientCore:
         tls: ClientTls | None = None,
     ) -> None:
         self.endpoint = Endpoint(address, token, max_message_bytes, tls)
+        self.address, self.token = address, token
         self.fence = fence
         self.timeout = self.TIMEOUT if timeout is None else timeout
         self.stream_timeout = self.STREAM_TIMEOUT if stream_timeout is None else stream_timeout
@@ -111,18 +112,14 @@ class ClientCore:
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **options: Any) -> Self:
         """A client of the db-api the settings name; `options` as for the constructor."""
-        endpoint = Endpoint.from_settings(settings or get_settings())
+        return cls.for_endpoint(Endpoint.from_settings(settings or get_settings()), **options)
+
+    @classmethod
+    def for_endpoint(cls, endpoint: Endpoint, **options: Any) -> Self:
+        """A client of `endpoint`; `options` as for the constructor (and before the endpoint's)."""
         options.setdefault("max_message_bytes", endpoint.max_message_bytes)
         options.setdefault("tls", endpoint.tls)
         return cls(endpoint.address, endpoint.token, **options)
-
-    @property
-    def address(self) -> str:
-        return self.endpoint.address
-
-    @property
-    def token(self) -> str | None:
-        return self.endpoint.token
 
     def _open_channel(self) -> Any:
         raise NotImplementedError  # each face opens its kind of channel

@@ -39,8 +39,8 @@ import itertools
 import logging
 import weakref
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Unpack, cast
 
 import pyarrow as pa
 from pyspark import TaskContext
@@ -63,11 +63,12 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from pipeline_lib.client.core import MIB, Endpoint
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.client.tls import ClientTls
 from pipeline_lib.contract.collections import COLLECTIONS
-from pipeline_lib.settings import Settings, db_api_token, get_settings
-from pipeline_lib.wire.requests import DEFAULT_WRITE_BATCH
+from pipeline_lib.settings import Settings, get_settings
+from pipeline_lib.wire.requests import DEFAULT_WRITE_BATCH, ColumnTypes, ScanOptions, batches_to_table
 
 NAME = "workbench"
 DEFAULT_SAMPLE_SIZE = 1000
@@ -103,17 +104,14 @@ class SourceOptions:
     """The parsed, checked options of one read or write; picklable, so it travels to executors."""
 
     collection: str
-    address: str
-    token: str | None
+    endpoint: Endpoint  # the db-api: address, token, message size, TLS
     partitions: int
     batch_size: int
     columns: tuple[str, ...]
-    column_types: str
+    column_types: ColumnTypes
     sample_size: int
-    max_message_mb: int
     key: str | None
     mode: str
-    tls: ClientTls | None = field(default=None, repr=False)
 
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> SourceOptions:
@@ -143,40 +141,68 @@ class SourceOptions:
             raise ValueError(f"mode must be one of {', '.join(WRITE_MODES)}, got {mode!r}")
         if mode == "upsert" and key is None:
             raise ValueError('mode "upsert" needs .option("key", FIELD), the field that identifies a record')
-        # Everything about the db-api comes in the options, set on the driver by `register`: an
-        # executor (another machine, another working folder) never reads settings of its own.
-        address = options.get("address", "").strip()
-        if not address:
-            raise ValueError(
-                f"the {NAME} data source has no db-api address: register it with "
-                "pipeline_lib.spark.source.register(spark) (get_spark does) "
-                "or give .option('address', HOST:PORT)"
-            )
-        token = options.get("token")
-        max_message_mb = (
-            _integer(options, "max_message_mb", 1) if "max_message_mb" in options else DEFAULT_MAX_MESSAGE_MB
-        )
         return cls(
             collection=collection,
-            address=address,
-            token=token or None,
+            endpoint=_endpoint(options),
             partitions=_integer(options, "partitions", 1) if "partitions" in options else 2,
             batch_size=_integer(options, "batch_size", 0) if "batch_size" in options else 0,
             columns=tuple(c.strip() for c in options.get("columns", "").split(",") if c.strip()),
-            column_types=column_types,
+            column_types=cast(ColumnTypes, column_types),
             sample_size=(
                 _integer(options, "sample_size", 1) if "sample_size" in options else DEFAULT_SAMPLE_SIZE
             ),
-            max_message_mb=max_message_mb,
             key=key,
             mode=mode,
-            tls=_tls(options),
         )
 
+    @property
+    def address(self) -> str:
+        return self.endpoint.address
+
+    @property
+    def token(self) -> str | None:
+        return self.endpoint.token
+
     def client(self) -> DbApiClient:
-        return DbApiClient(
-            self.address, self.token, max_message_bytes=self.max_message_mb * 1024 * 1024, tls=self.tls
+        return DbApiClient.for_endpoint(self.endpoint)
+
+    def scan(self, **options: Unpack[ScanOptions]) -> Iterator[pa.RecordBatch]:
+        """The collection's batches, in these options' column types and batch size, over a client
+        that lives as long as the scan."""
+        defaults = ScanOptions(column_types=self.column_types, batch_size=self.batch_size)
+        with self.client() as client:
+            yield from client.scan_batches(self.collection, **(defaults | options))
+
+
+def db_api_options(endpoint: Endpoint, *, pem: bool = True) -> dict[str, str]:
+    """The options that name the db-api and how to reach it (read back by `SourceOptions.parse`):
+    address, token, max_message_mb and, with `pem`, the TLS PEM text."""
+    options = {"address": endpoint.address, "max_message_mb": str(max(1, endpoint.max_message_bytes // MIB))}
+    if endpoint.token:
+        options["token"] = endpoint.token
+    return options | (_pem_options(endpoint.tls) if pem else {})
+
+
+def reader_options(client: DbApiClient, partitions: int) -> dict[str, str]:
+    """What a job reads the `workbench` format with: its client's db-api and `partitions` partitions.
+    TLS PEM is left to the source `register` made: it would be a few KB in every query plan."""
+    return db_api_options(client.endpoint, pem=False) | {"partitions": str(max(1, partitions))}
+
+
+def _endpoint(options: Mapping[str, str]) -> Endpoint:
+    # Everything about the db-api comes in the options, set on the driver by `register`: an
+    # executor (another machine, another working folder) never reads settings of its own.
+    address = options.get("address", "").strip()
+    if not address:
+        raise ValueError(
+            f"the {NAME} data source has no db-api address: register it with "
+            "pipeline_lib.spark.source.register(spark) (get_spark does) "
+            "or give .option('address', HOST:PORT)"
         )
+    max_message_mb = (
+        _integer(options, "max_message_mb", 1) if "max_message_mb" in options else DEFAULT_MAX_MESSAGE_MB
+    )
+    return Endpoint(address, options.get("token") or None, max_message_mb * MIB, _tls(options))
 
 
 def _tls(options: Mapping[str, str]) -> ClientTls | None:
@@ -193,7 +219,10 @@ def _tls(options: Mapping[str, str]) -> ClientTls | None:
 def tls_options(settings: Settings) -> dict[str, str]:
     """The TLS options executors need, as PEM text read here from the settings' files (none
     without WORKBENCH_DB_API_TLS_CA)."""
-    tls = ClientTls.from_settings(settings)
+    return _pem_options(ClientTls.from_settings(settings))
+
+
+def _pem_options(tls: ClientTls | None) -> dict[str, str]:
     if tls is None:
         return {}
     options = {"tls_ca": tls.ca.decode()}
@@ -291,13 +320,7 @@ class WorkbenchDataSource(DataSource):
 
     def schema(self) -> StructType:
         c = self.config
-        with c.client() as client:
-            sample = client.scan(
-                c.collection,
-                columns=c.columns,
-                column_types=c.column_types,
-                limit=c.sample_size,  # type: ignore[arg-type]
-            )
+        sample = batches_to_table(list(c.scan(columns=c.columns, limit=c.sample_size)), None)
         return spark_schema(sample.schema)
 
     def reader(self, schema: StructType) -> WorkbenchReader:
@@ -335,19 +358,14 @@ class WorkbenchReader(DataSourceReader):
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:  # type: ignore[override]
         assert isinstance(partition, ScanPartition)
-        c = self.config
-        with c.client() as client:
-            batches = client.scan_batches(
-                c.collection,
-                partition=partition.index,
-                partitions=partition.count,
-                batch_size=c.batch_size,
-                columns=self.arrow_schema.names,
-                column_types=c.column_types,
-                schema=self.arrow_schema,
-            )
-            for batch in batches:
-                yield conform(batch, self.arrow_schema)
+        batches = self.config.scan(
+            partition=partition.index,
+            partitions=partition.count,
+            columns=self.arrow_schema.names,
+            schema=self.arrow_schema,
+        )
+        for batch in batches:
+            yield conform(batch, self.arrow_schema)
 
 
 @dataclass(frozen=True)
@@ -426,13 +444,7 @@ def register(
     The defaults live in a subclass made here, which Spark pickles by value (its base class and
     everything else are imported by name on the workers). Registering again replaces it.
     """
-    settings = settings or get_settings()
-    defaults = {
-        "address": settings.db_api_address,
-        "token": db_api_token(settings) or "",
-        "max_message_mb": str(settings.db_api_max_message_mb),
-        **tls_options(settings),
-    }
+    defaults = db_api_options(Endpoint.from_settings(settings or get_settings()))
     if partitions:
         defaults["partitions"] = str(max(1, partitions))
     registered = _registered.get(spark)
