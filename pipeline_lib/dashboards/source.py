@@ -16,7 +16,7 @@ from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.collections import PROCESSED, RUNS
 from pipeline_lib.process.results import PublicResult, ResultDocument, suppress
 from pipeline_lib.runs.freshness import Freshness, latest_finished
-from pipeline_lib.runs.records import RunRecord
+from pipeline_lib.runs.records import RunRecord, load_readable
 from pipeline_lib.settings import Settings, get_settings
 from pipeline_lib.wire.requests import DbApiCallError
 
@@ -94,23 +94,13 @@ def load_analyses(client: DbApiClient, analyses: Sequence[str], k: int, *, limit
     return results
 
 
-def _records(raws: Iterable[dict]) -> list[RunRecord]:
-    runs = []
-    for raw in raws:
-        try:
-            runs.append(RunRecord.model_validate({k: v for k, v in raw.items() if k != "_id"}))
-        except ValidationError:
-            continue
-    return runs
-
-
 def load_runs(client: DbApiClient, *, limit: int = 200) -> list[RunRecord]:
     """The newest `limit` run records, oldest first; unreadable records are left out."""
     try:
         raws = client.list_documents(RUNS, limit=limit, newest_first=True)
     except DbApiCallError as exc:
         raise _unavailable(client, exc) from None
-    return sorted(_records(raws), key=lambda r: r.started_at)
+    return sorted(load_readable(raws), key=lambda r: r.started_at)
 
 
 def load_run_notebook(client: DbApiClient, run_id: str) -> str | None:
@@ -129,4 +119,4 @@ def load_latest_finished(client: DbApiClient, notebook: str, *, limit: int = 50)
         raws = client.list_documents(RUNS, [("notebook", "eq", notebook)], limit=limit, newest_first=True)
     except DbApiCallError as exc:
         raise _unavailable(client, exc) from None
-    return latest_finished(_records(raws), notebook)
+    return latest_finished(load_readable(raws), notebook)
