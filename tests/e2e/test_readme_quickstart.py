@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pipeline_lib.cli.addresses import http_answers
 from pipeline_lib.client.sync import DbApiClient
 from tests.wire_servers import free_port
 
@@ -178,7 +179,7 @@ def quick_start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuickStart
     web_url = f"http://127.0.0.1:{web_port}"
     try:
         _wait_until(
-            lambda: _answers(f"{web_url}/readyz") and _answers(f"http://127.0.0.1:{voila_port}/"),
+            lambda: http_answers(f"{web_url}/readyz") and http_answers(f"http://127.0.0.1:{voila_port}/"),
             "the web app and the dashboards answering",
             system,
             up_output,
@@ -191,13 +192,6 @@ def quick_start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuickStart
         except subprocess.TimeoutExpired:
             os.killpg(system.pid, signal.SIGKILL)
             system.wait()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_the_next_steps_fill_the_pipeline_and_results_show_the_students(quick_start: QuickStart) -> None:
