@@ -20,5 +20,6 @@ def demo_rows(students: int, schools: int, dirty: float, seed: int) -> tuple[Pop
     return population, rows
 
 
-# The old name, until `cli/demo.py` and the dashboards' test fixtures call `demo_rows`.
+# The old name, until tests/pipeline_lib/dashboards/populate.py and tests/bench/bench_dashboards.py
+# call `demo_rows`.
 demo_records = demo_rows

@@ -162,6 +162,3 @@ class WorkbenchApi(AbstractContextManager["WorkbenchApi"]):
             if on_chunk is not None:
                 on_chunk(len(chunk))
         return totals
-
-    # The old name, until `cli/demo.py` calls `submit_rows`.
-    submit_records = submit_rows

@@ -22,9 +22,6 @@ from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.contract.collections import CLEANED, QUARANTINE
 from pipeline_lib.process.results import ResultDocument, ResultTable, RunStamp, stamped_document
 
-# The names the dashboards import; the keys themselves are declared in `result_keys`.
-REASONS_KEY = keys.REJECT_REASONS
-CHANGES_KEY = keys.TOP_CHANGES
 # How many of the most frequent changes `quality:top_changes` lists.
 CHANGES_SHOWN = 20
 
@@ -64,7 +61,7 @@ class _Counts:
 
 
 REASONS = _Counts(
-    REASONS_KEY,
+    keys.REJECT_REASONS,
     QUARANTINE,
     "Why records are quarantined",
     "reasons",
@@ -72,7 +69,7 @@ REASONS = _Counts(
     ("reason", "text"),
 )
 CHANGES = _Counts(
-    CHANGES_KEY,
+    keys.TOP_CHANGES,
     CLEANED,
     "What the cleaner changes most",
     "changes",

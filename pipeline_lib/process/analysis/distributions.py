@@ -58,12 +58,6 @@ HISTOGRAM_BINS: Mapping[str, Bins] = {"math_score": Bins("math_score", 5.0), "se
 RELATION_BINS = HISTOGRAM_BINS["ses"]
 
 
-# The names the dashboards import; the keys themselves are declared in `result_keys`.
-histogram_key = keys.distribution
-RELATION_KEY = keys.SES_MATH_RELATION
-SCHOOLS_KEY = keys.SCHOOL_DISTRIBUTION
-
-
 # -- Spark aggregations ---------------------------------------------------------------------------
 
 
