@@ -28,12 +28,13 @@ reach; see docs/privacy.md.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pipeline_lib.process.disclosure.cells import Cell, CellKey, Layout, Quantity, Reason
-from pipeline_lib.process.disclosure.program import Program, squares_range
+from pipeline_lib.process.disclosure.program import TOLERANCE, Program, squares_range
 from pipeline_lib.process.disclosure.releases import PublishedCell, Release
 
 FLOOR = 0.1  # least magnitude of a sum per student, as a share of the range
@@ -58,7 +59,7 @@ class Interval:
 
     @property
     def ok(self) -> bool:
-        slack = 1e-6 * (1 + abs(self.value))
+        slack = 1e-6 * (1 + abs(self.value))  # NaN bounds (contradicting figures) fail
         return self.low <= self.needed_low + slack and self.high >= self.needed_high - slack
 
 
@@ -176,29 +177,33 @@ def _held_change(program: Program, cell: Cell, published: PublishedCell, k: int)
             if now is None or then is None:
                 continue
             moved = sign * (now - then)
-            if (
-                not lo * abs(change) - 1e-6 * (1 + abs(now))
-                <= moved
-                <= hi * abs(change) + 1e-6 * (1 + abs(now))
-            ):
+            # Within a tenth of the solver's slack, so a story that fits stays feasible there.
+            fits = 0.1 * TOLERANCE * (1 + abs(then) + max(abs(lo), abs(hi)) * before)
+            if not lo * abs(change) - fits <= moved <= hi * abs(change) + fits:
                 stories = None
                 break
             stories.append((kind + ":" + variable, then, lo, hi))
         if stories is None:
             break
     n = (cell.key, "n")
+    # Held because it moved by fewer than k (an attacker may assume so of every held cell), or
+    # held besides to protect another (a change of any size).
+    small = abs(change) < k
     if stories is None:  # no simple story: only |change| <= k-1
-        program.add({n: 1.0}, -(before + k - 1), "<=")
-        program.add({n: -1.0}, before - (k - 1), "<=")
+        if small:
+            program.add({n: 1.0}, -(before + k - 1), "<=")
+            program.add({n: -1.0}, before - (k - 1), "<=")
         return
     # 0 <= sign*(n - before) <= k-1, and lo <= sign*(figure - then) / sign*(n - before) <= hi.
     program.add({n: -sign}, sign * before, "<=")
-    program.add({n: sign}, -sign * before - (k - 1), "<=")
+    if small:
+        program.add({n: sign}, -sign * before - (k - 1), "<=")
     for what, then, lo, hi in stories:
         name = (cell.key, what)
         # sign*(x - then) - lo*sign*(n - before) >= 0  and  <= hi*...
-        program.add({name: -sign, n: lo * sign}, sign * then - lo * sign * before, "<=")
-        program.add({name: sign, n: -hi * sign}, -sign * then + hi * sign * before, "<=")
+        scale = abs(then) + max(abs(lo), abs(hi)) * before
+        program.add({name: -sign, n: lo * sign}, sign * then - lo * sign * before, "<=", scale)
+        program.add({name: sign, n: -hi * sign}, -sign * then + hi * sign * before, "<=", scale)
 
 
 def _between(program: Program, name: tuple, n_name: tuple, lo: float, hi: float, known: dict) -> None:
@@ -215,7 +220,8 @@ def _constrain(
     unknowns = {n: a for n, a in terms.items() if n not in known}
     if sense == ">=":
         unknowns, constant = {n: -a for n, a in unknowns.items()}, -constant
-    program.add(unknowns, constant, "==" if sense == "==" else "<=")
+    scale = sum(abs(a * known[n]) for n, a in terms.items() if n in known)
+    program.add(unknowns, constant, "==" if sense == "==" else "<=", scale)
 
 
 def _protection(
@@ -275,7 +281,9 @@ def _solve(report: AuditReport, program: Program, key: CellKey, checks: list, of
         report.programs += solved
         interval = Interval(key, label, float(value), low + offset, high + offset, needed_low, needed_high)
         report.intervals.append(interval)
-        if not interval.ok and failed is None:
+        if not interval.ok and failed is None and math.isnan(interval.low + interval.high):
+            failed = f"{label}: the published figures admit no value at all (they contradict each other)"
+        elif not interval.ok and failed is None:
             failed = (
                 f"{label} can be narrowed to [{interval.low:.6g}, {interval.high:.6g}] from what is "
                 f"published; it must stay free over [{needed_low:.6g}, {needed_high:.6g}]"

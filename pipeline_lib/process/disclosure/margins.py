@@ -76,7 +76,8 @@ def extract(documents: Iterable[ResultDocument]) -> Layout:
                 ref = RowRef(doc.key, table.name, index)
                 values = dict(zip(table.columns, row, strict=True))
                 key = _add_row(cells, doc, table, ref, values, sectors)
-                cells[key].may_be_empty |= complete
+                # A listed group has students, but maybe none with a value of an optional field.
+                cells[key].may_be_empty |= complete or key.population != STUDENTS
                 row_cells[ref] = key
     return Layout(cells=cells, margins=_margins(cells), nested=_nested(cells), row_cells=row_cells)
 

@@ -78,4 +78,5 @@ def test_differencing_two_releases_does_not_give_a_late_students_score() -> None
             )
     guess = after["n"] * after["mean"] - before["n"] * before["mean"]
     assert after["n"] == before["n"] and abs(guess - late["math_score"].iloc[0]) > 0.5
-    assert second.audit.passed, second.audit.failures
+    # Fail closed: a held change the audit finds too narrow withholds the documents it rests on.
+    assert second.audit.passed or "descriptives:overall" in second.withheld()

@@ -3,6 +3,7 @@ can be narrowed below its protection interval (the LP audit, checked on every hi
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +13,7 @@ from tests.pipeline_lib.process.disclosure import population
 school_sizes = st.lists(st.integers(min_value=1, max_value=14), min_size=2, max_size=9)
 
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sizes=school_sizes, seed=st.integers(0, 1_000))
 def test_no_hidden_figure_is_narrower_than_its_protection_interval(sizes: list[int], seed: int) -> None:
