@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql.types import StringType, StructField, StructType
 
 from pipeline_lib.clean import rules, spark_engine
 from pipeline_lib.clean.summaries import changes_summary, reasons_summary
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.collections import RAW, SCHOOLS
+from pipeline_lib.spark.source import read
 
 RAW_SCHEMA = StructType([StructField(name, StringType()) for name in (*rules.META, *rules.FIELD_NAMES)])
 # The counts of a `CleanReport` its run record keeps.
@@ -67,13 +68,6 @@ class CleanReport:
         )
 
 
-def _read(
-    spark: SparkSession, collection: str, options: dict[str, str], schema: StructType | None
-) -> DataFrame:
-    reader = spark.read.format("workbench").option("collection", collection).options(**options)
-    return (reader.schema(schema) if schema is not None else reader).load()
-
-
 def run_clean(
     spark: SparkSession,
     client: DbApiClient,
@@ -85,22 +79,16 @@ def run_clean(
     partitions: int | None = None,
 ) -> CleanReport:
     report = CleanReport(run_id=run_id, dry_run=dry_run)
-    options = {
-        "address": client.address,
-        "partitions": str(partitions or spark.sparkContext.defaultParallelism),
-    }
-    if client.token:
-        options["token"] = client.token
-
     started = time.perf_counter()
-    raw = _read(spark, RAW, options, RAW_SCHEMA)
+    raw = read(spark, client, RAW, RAW_SCHEMA, partitions=partitions)
     if limit:
         raw = raw.limit(limit)
     # Materialised once: the ids this run deletes are exactly the ones it read and cleaned, even
     # if `raw` grows meanwhile (Spark would otherwise re-read it for every action).
     raw = raw.localCheckpoint(eager=True)
     report.records_in = raw.count()
-    schools = _read(spark, SCHOOLS, options, StructType([StructField("school_id", StringType())]))
+    school_ids = StructType([StructField("school_id", StringType())])
+    schools = read(spark, client, SCHOOLS, school_ids, partitions=partitions)
     report.seconds["read"] = time.perf_counter() - started
 
     started = time.perf_counter()

@@ -18,8 +18,3 @@ def demo_rows(students: int, schools: int, dirty: float, seed: int) -> tuple[Pop
     key = hashlib.sha256(f"{students}:{schools}:{dirty!r}:{seed}".encode()).hexdigest()[:10]
     rows["submission_id"] = [f"demo-{key}-{i:07d}" for i in range(len(rows))]
     return population, rows
-
-
-# The old name, until tests/pipeline_lib/dashboards/populate.py and tests/bench/bench_dashboards.py
-# call `demo_rows`.
-demo_records = demo_rows

@@ -44,6 +44,7 @@ from pipeline_lib.process.analysis.frame import NUMERIC, category_sizes
 from pipeline_lib.process.analysis.sampling import stratified_sample
 from pipeline_lib.process.quality_documents import quality_documents
 from pipeline_lib.process.results import ResultDocument
+from pipeline_lib.spark.source import read
 
 log = logging.getLogger(__name__)
 
@@ -150,16 +151,6 @@ def read_schools(client: DbApiClient) -> pd.DataFrame:
     return schools
 
 
-def _read(spark: SparkSession, collection: str, options: dict[str, str], schema: StructType) -> DataFrame:
-    return (
-        spark.read.format("workbench")
-        .option("collection", collection)
-        .options(**options)
-        .schema(schema)
-        .load()
-    )
-
-
 def run_process(
     spark: SparkSession,
     client: DbApiClient,
@@ -177,13 +168,6 @@ def run_process(
     if max_model_rows < 1:
         raise ValueError(f"max_model_rows must be at least 1, got {max_model_rows}")
     report = ProcessReport(run_id=run_id)
-    options = {
-        "address": client.address,
-        "partitions": str(partitions or spark.sparkContext.defaultParallelism),
-    }
-    if client.token:
-        options["token"] = client.token
-
     with _timed(report, "read"):
         # Read before the scan: every record committed up to this mark is in the input.
         report.input_high_water_mark = client.high_water_mark(CLEANED)
@@ -194,7 +178,8 @@ def run_process(
         )
         # The scan is materialised once (every later step reads it, not the db-api again), and
         # so is the marked input (its window would otherwise run again for every action).
-        cleaned = _read(spark, CLEANED, options, CLEANED_SCHEMA).localCheckpoint(eager=True)
+        cleaned = read(spark, client, CLEANED, CLEANED_SCHEMA, partitions=partitions)
+        cleaned = cleaned.localCheckpoint(eager=True)
         marked = inputs.mark(cleaned, school_rows).localCheckpoint(eager=True)
         report.records_in, report.repeats_set_aside, report.without_school = inputs.counts(marked)
         report.students = report.records_in - report.repeats_set_aside - report.without_school

@@ -44,7 +44,7 @@ from typing import Any, ClassVar, Unpack, cast
 
 import pyarrow as pa
 from pyspark import TaskContext
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.datasource import (
     DataSource,
     DataSourceArrowWriter,
@@ -187,6 +187,21 @@ def reader_options(client: DbApiClient, partitions: int) -> dict[str, str]:
     """What a job reads the `workbench` format with: its client's db-api and `partitions` partitions.
     TLS PEM is left to the source `register` made: it would be a few KB in every query plan."""
     return db_api_options(client.endpoint, pem=False) | {"partitions": str(max(1, partitions))}
+
+
+def read(
+    spark: SparkSession,
+    client: DbApiClient,
+    collection: str,
+    schema: StructType | None = None,
+    *,
+    partitions: int | None = None,
+) -> DataFrame:
+    """`collection` as a DataFrame read through `client`'s db-api in `partitions` partitions (Spark's
+    default parallelism when not given); with `schema`, Spark skips inferring one."""
+    options = reader_options(client, partitions or spark.sparkContext.defaultParallelism)
+    reader = spark.read.format(NAME).option("collection", collection).options(**options)
+    return (reader.schema(schema) if schema is not None else reader).load()
 
 
 def _endpoint(options: Mapping[str, str]) -> Endpoint:

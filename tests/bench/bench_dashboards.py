@@ -68,7 +68,7 @@ def _record(client: DbApiClient, run_id: str, notebook: str, started: dt.datetim
 def build(client: DbApiClient, students: int, schools: int) -> dict[str, list[dict]]:
     """Run the pipeline on a synthetic population; the documents and run records it stored."""
     from pipeline_lib.clean.job import RAW_SCHEMA, run_clean
-    from pipeline_lib.demo.rows import demo_records
+    from pipeline_lib.demo.rows import demo_rows
     from pipeline_lib.process import inputs
     from pipeline_lib.process import quality_documents as quality_docs
     from pipeline_lib.process.analysis import distributions
@@ -77,7 +77,7 @@ def build(client: DbApiClient, students: int, schools: int) -> dict[str, list[di
     from pipeline_lib.spark.session import get_spark
 
     seconds: dict[str, float] = {}
-    population, raw = _timed(seconds, "generate", lambda: demo_records(students, schools, 0.05, seed=1))  # type: ignore[misc]
+    population, raw = _timed(seconds, "generate", lambda: demo_rows(students, schools, 0.05, seed=1))  # type: ignore[misc]
     raw = raw.assign(received_at="2026-05-04T06:00:00+00:00", source="bench")[RAW_SCHEMA.fieldNames()]
     client.write("schools", population.schools, mode="upsert", key="school_id")
     spark = _timed(seconds, "spark start", lambda: get_spark("local[2]", app_name="bench-dashboards"))

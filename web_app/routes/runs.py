@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, get_args
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
+from pipeline_lib.contract.collections import RUNS
+from pipeline_lib.runs import records
 from pipeline_lib.runs.records import RunRecord, RunStatus
 from web_app.deps import DbDep, SettingsDep, current_user, page_user
 from web_app.pages import render
@@ -20,7 +22,7 @@ router = APIRouter(tags=["runs"])
 Analyst = Annotated[TokenClaims, Security(current_user, scopes=["analyst"])]
 PageAnalyst = Annotated[TokenClaims, Security(page_user, scopes=["analyst"])]
 RunId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")]
-STATUSES = ("running", "succeeded", "failed", "timed_out", "skipped")
+STATUSES: tuple[str, ...] = get_args(RunStatus)
 
 
 async def list_runs(
@@ -30,21 +32,15 @@ async def list_runs(
     conditions = [
         (field, "eq", value) for field, value in (("notebook", notebook), ("status", status)) if value
     ]
-    found = []
-    for raw in await db.list_documents("runs", conditions, limit=limit, newest_first=True):
-        try:
-            found.append(RunRecord.model_validate({k: v for k, v in raw.items() if k != "_id"}))
-        except ValidationError:
-            continue
-    return found
+    return records.load_readable(await db.list_documents(RUNS, conditions, limit=limit, newest_first=True))
 
 
 async def _run(db: DbDep, run_id: str) -> RunRecord:
-    raw = await db.get_document("runs", run_id)
+    raw = await db.get_document(RUNS, run_id)
     if raw is None:
         raise HTTPException(404, f"No run {run_id!r}; GET /api/v1/runs lists them")
     try:
-        return RunRecord.model_validate({k: v for k, v in raw.items() if k != "_id"})
+        return records.load(raw)
     except ValidationError:
         raise HTTPException(404, f"Run {run_id!r} is not in a readable form") from None
 

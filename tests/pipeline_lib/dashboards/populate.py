@@ -22,12 +22,13 @@ from pipeline_lib.clean import pandas_engine
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.demo.population import Population
-from pipeline_lib.demo.rows import demo_records
+from pipeline_lib.demo.rows import demo_rows
 from pipeline_lib.process import quality_documents as quality_docs
 from pipeline_lib.process.analysis import distributions
 from pipeline_lib.process.results import ResultDocument
 from pipeline_lib.runs import records
 from pipeline_lib.runs.records import RunError, RunRecord
+from pipeline_lib.spark.source import read as spark_read
 from tests.conftest import TOKEN
 
 STARTED = dt.datetime(2026, 5, 4, 6, 0, tzinfo=dt.UTC)
@@ -73,7 +74,7 @@ def clean_in_batches(
     students: int, schools: int, *, batches: int = 4, dirty: float = 0.08, seed: int = 7
 ) -> Snapshot:
     """The demo records cleaned in `batches` successive runs (one run record each)."""
-    population, raw = demo_records(students, schools, dirty, seed)
+    population, raw = demo_rows(students, schools, dirty, seed)
     known = set(population.schools["school_id"])
     cleaned, quarantine, runs = [], [], []
     for i, rows in enumerate(np.array_split(np.arange(len(raw)), batches)):
@@ -141,11 +142,9 @@ def process(snapshot: Snapshot, client: DbApiClient, spark: SparkSession, comput
     from pipeline_lib.process.job import CLEANED_SCHEMA, SCHOOLS_SCHEMA, run_process
 
     report = run_process(spark, client, run_id=PROCESS_RUN, seed=0, now=computed_at)
-    options = {"address": client.address, "token": client.token or "", "partitions": "2"}
 
     def read(collection: str, schema: StructType) -> DataFrame:
-        reader = spark.read.format("workbench").option("collection", collection)
-        return reader.options(**options).schema(schema).load()
+        return spark_read(spark, client, collection, schema, partitions=2)
 
     stamp = {"run_id": PROCESS_RUN, "computed_at": computed_at}
     documents = list(report.documents)
