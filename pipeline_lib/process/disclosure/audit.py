@@ -170,7 +170,8 @@ def _held_change(program: Program, cell: Cell, published: PublishedCell, k: int)
     nothing exact, and only the count's bound is kept)."""
     before, change = float(published.n), cell.n - float(published.n)
     sign = 1.0 if change >= 0 else -1.0
-    stories = []
+    stories: list[tuple[str, float, float, float]] = []
+    simple = True  # the change fits the simple story in every figure
     for variable, (bounds, s, q) in cell.sums.items():
         old_s, old_q = published.sums.get(variable, (None, None))
         for kind, now, then, (lo, hi) in (("s", s, old_s, bounds), ("q", q, old_q, squares_range(*bounds))):
@@ -180,16 +181,16 @@ def _held_change(program: Program, cell: Cell, published: PublishedCell, k: int)
             # Within a tenth of the solver's slack, so a story that fits stays feasible there.
             fits = 0.1 * TOLERANCE * (1 + abs(then) + max(abs(lo), abs(hi)) * before)
             if not lo * abs(change) - fits <= moved <= hi * abs(change) + fits:
-                stories = None
+                simple = False
                 break
             stories.append((kind + ":" + variable, then, lo, hi))
-        if stories is None:
+        if not simple:
             break
     n = (cell.key, "n")
     # Held because it moved by fewer than k (an attacker may assume so of every held cell), or
     # held besides to protect another (a change of any size).
     small = abs(change) < k
-    if stories is None:  # no simple story: only |change| <= k-1
+    if not simple:  # no simple story: only |change| <= k-1
         if small:
             program.add({n: 1.0}, -(before + k - 1), "<=")
             program.add({n: -1.0}, before - (k - 1), "<=")

@@ -119,7 +119,7 @@ def _add_row(
     values: dict[str, Any],
     sectors: dict[Any, Any],
 ) -> CellKey:
-    n = _number(values.get(table.group_size_column))
+    n = _number(values.get(table.group_size_column or ""))
     if doc.n_input is not None and doc.sample_size is not None and "school_id" in values:
         return _own_cell(cells, ref, n)  # a sample's school counts are not the schools' counts
     sums = _sums(doc, table, values, n)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -40,7 +41,7 @@ class Program:
             self.index[name] = len(self.bounds)
             self.bounds.append((low, high))
 
-    def add(self, terms: Mapping[object, float], known: float, sense: str, scale: float = 0.0) -> None:
+    def add(self, terms: Mapping[Any, float], known: float, sense: str, scale: float = 0.0) -> None:
         """sum(terms) + known  (== | <=)  0, over unknowns and constants; `scale` is the size of
         the figures `known` was summed from (its rounding error grows with them, not with it)."""
         coefficients: dict[int, float] = defaultdict(float)
@@ -108,7 +109,7 @@ class Program:
         for i, (coefficients, _) in enumerate(self.rows):
             rows[self._root(next(iter(coefficients)))].append(i)
         names = {j: name for name, j in self.index.items()}
-        parts = {}
+        parts: dict[int, tuple[list[int], sparse.csr_matrix | None, np.ndarray | None, int]] = {}
         for root, members in columns.items():
             position = {c: i for i, c in enumerate(members)}
             mine = rows.get(root, [])
