@@ -11,12 +11,11 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from pipeline_lib.process.analysis.base import Z_95
 from pipeline_lib.process.results import PublicResult
 from pipeline_lib.runs.records import RunRecord
 from pipeline_lib.views.tables import table_frame
 
-# The normal quantile of a two-sided 95% interval.
-Z_95 = 1.959963984540054
 STATS = ("n", "mean", "sd", "min", "q1", "median", "q3", "max")
 
 

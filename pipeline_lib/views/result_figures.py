@@ -12,8 +12,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from pipeline_lib.contract import result_keys as keys
+from pipeline_lib.process.analysis.base import Z_95
 from pipeline_lib.process.results import ResultDocument
-from pipeline_lib.views.frames import Z_95
 from pipeline_lib.views.palette import GREY, OKABE_ITO
 from pipeline_lib.views.plots import boxes, calibration_curve, forest
 from pipeline_lib.views.style import with_style

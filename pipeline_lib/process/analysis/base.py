@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# The normal quantile of a two-sided 95% interval (scipy.stats.norm.ppf(0.975)), for every
+# confidence interval the analyses compute and the views draw.
+Z_95 = 1.959963984540054
+
 
 class AnalysisError(Exception):
     """The data cannot support this analysis (too few rows, schools or classes); the message

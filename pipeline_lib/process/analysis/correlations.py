@@ -12,9 +12,8 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from pipeline_lib.process.analysis.base import Z_95
 from pipeline_lib.process.analysis.frame import NUMERIC
-
-Z_95 = 1.959963984540054
 
 
 def correlate(students: DataFrame, variables: Sequence[str] = NUMERIC) -> pd.DataFrame:

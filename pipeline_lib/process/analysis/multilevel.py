@@ -23,7 +23,7 @@ import pandas as pd
 
 from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.contract.fields import SECTORS
-from pipeline_lib.process.analysis.base import Attempt, Failure
+from pipeline_lib.process.analysis.base import Z_95, Attempt, Failure
 from pipeline_lib.process.analysis.frame import OUTCOME, REFERENCE, require
 
 OPTIMIZERS = ("lbfgs", "bfgs", "powell", "nm", "cg")
@@ -155,8 +155,8 @@ def fit_school_effects(
             "se": se,
             "z": z,
             "p": 2 * stats.norm.sf(np.abs(z)),
-            "ci_low": fe - 1.959963984540054 * se,
-            "ci_high": fe + 1.959963984540054 * se,
+            "ci_low": fe - Z_95 * se,
+            "ci_high": fe + Z_95 * se,
         }
     )
     return SchoolEffectsModel(
