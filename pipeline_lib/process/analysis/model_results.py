@@ -17,7 +17,12 @@ from pipeline_lib.process.analysis.frame import REFERENCE
 from pipeline_lib.process.analysis.multilevel import NullModel, SchoolEffectsModel
 from pipeline_lib.process.analysis.ols import OlsResult
 from pipeline_lib.process.analysis.regression import RegressionResult
-from pipeline_lib.process.results import ChartSpec, ResultDocument
+from pipeline_lib.process.results import ChartSpec, ResultDocument, ResultTable
+
+
+def _fit_document(key: str, stamp: Stamp, summary: str, *, sampled: bool, **fields: Any) -> ResultDocument:
+    """The document of a statsmodels fit (OLS and the multilevel models)."""
+    return document(key, stamp, summary=summary, engine="statsmodels", sampled=sampled, **fields)
 
 
 def ols_document(
@@ -35,11 +40,10 @@ def ols_document(
             "df_resid": result.df_resid,
         },
     )
-    return document(
+    return _fit_document(
         keys.OLS,
         stamp,
-        summary=interpret.ols(result),
-        engine="statsmodels",
+        interpret.ols(result),
         sampled=sampled,
         tables=[
             table(
@@ -84,11 +88,10 @@ def null_model_document(model: NullModel | Failure, stamp: Stamp, *, sampled: bo
             "share": [model.between_variance / total, model.within_variance / total],
         }
     )
-    return document(
+    return _fit_document(
         keys.MIXEDLM_NULL,
         stamp,
-        summary=interpret.null_model(model),
-        engine="statsmodels",
+        interpret.null_model(model),
         sampled=sampled,
         tables=[
             table("estimates", "Estimates (REML)", estimates),
@@ -124,11 +127,10 @@ def school_effects_document(
             "n_schools": model.n_schools,
         },
     )
-    return document(
+    return _fit_document(
         keys.MIXEDLM_SCHOOL_EFFECTS,
         stamp,
-        summary=interpret.school_effects(model, str(REFERENCE["sector"])),
-        engine="statsmodels",
+        interpret.school_effects(model, str(REFERENCE["sector"])),
         sampled=sampled,
         tables=[
             table(
@@ -195,49 +197,30 @@ def classification_document(
         ],
         columns=["metric", "model", "model_se", "baseline"],
     )
-    return document(
-        keys.AT_RISK,
-        stamp,
-        summary=interpret.classification(result),
-        engine=result.engine,
-        tables=[
-            table(
-                "metrics",
-                "Cross-validated metrics (mean over school-grouped folds)",
-                metrics,
-                labels=["metric"],
-            ),
-            table("folds", "Folds", result.folds, size="n_test", labels=["fold"]),
-            table(
-                "calibration",
-                "Calibration of out-of-fold probabilities",
-                result.calibration,
-                size="n",
-                labels=["bin", "lower", "upper"],
-            ),
-            table(
-                "importances",
-                "Permutation importance (drop in ROC AUC)",
-                result.importances,
-                labels=["feature"],
-            ),
-        ],
-        chart=ChartSpec(
-            table="importances", x="feature", y="importance", title="Drop in ROC AUC when shuffled"
+    own_tables = [
+        table(
+            "calibration",
+            "Calibration of out-of-fold probabilities",
+            result.calibration,
+            size="n",
+            labels=["bin", "lower", "upper"],
         ),
-        parameters={
-            "model": result.model,
-            "cut": result.cut,
-            "cut_quantile": result.cut_quantile,
-            "prevalence": result.prevalence,
-            "folds": len(result.folds),
-            "n": result.n,
-            "n_schools": result.n_schools,
-            "features": list(result.features),
-            "seed": seed,
-            "beats_baseline": result.beats_baseline,
-        },
+        table(
+            "importances", "Permutation importance (drop in ROC AUC)", result.importances, labels=["feature"]
+        ),
+    ]
+    chart = ChartSpec(table="importances", x="feature", y="importance", title="Drop in ROC AUC when shuffled")
+    own = {
+        "cut": result.cut,
+        "cut_quantile": result.cut_quantile,
+        "prevalence": result.prevalence,
+        "beats_baseline": result.beats_baseline,
+    }
+    metrics_table = table(
+        "metrics", "Cross-validated metrics (mean over school-grouped folds)", metrics, labels=["metric"]
     )
+    summary, tables = interpret.classification(result), [metrics_table, *own_tables]
+    return _cross_validated_document(keys.AT_RISK, stamp, result, seed, summary, tables, chart, own)
 
 
 def regression_document(
@@ -254,25 +237,42 @@ def regression_document(
         }
     )
     skill, skill_se = result.skill
+    metrics_table = table(
+        "metrics", "Out-of-fold errors (model vs mean-only baseline)", metrics, labels=["metric"]
+    )
+    chart = ChartSpec(table="folds", x="fold", y="rmse", title="RMSE per fold")
+    own = {"skill": skill, "skill_se": skill_se, "beats_baseline": result.beats_baseline}
+    summary, tables = interpret.regression(result), [metrics_table]
+    return _cross_validated_document(keys.PREDICTION, stamp, result, seed, summary, tables, chart, own)
+
+
+def _cross_validated_document(
+    key: str,
+    stamp: Stamp,
+    result: ClassificationResult | RegressionResult,
+    seed: int,
+    summary: str,
+    tables: list[ResultTable],
+    chart: ChartSpec,
+    parameters: dict[str, Any],
+) -> ResultDocument:
+    """A model validated on school-grouped folds: its metrics table (first of `tables`), its folds,
+    then its other tables; the parameters every such model reports, then its own."""
+    folds = table("folds", "Folds", result.folds, size="n_test", labels=["fold"])
+    common = {
+        "model": result.model,
+        "folds": len(result.folds),
+        "n": result.n,
+        "n_schools": result.n_schools,
+        "features": list(result.features),
+        "seed": seed,
+    }
     return document(
-        keys.PREDICTION,
+        key,
         stamp,
-        summary=interpret.regression(result),
+        summary=summary,
         engine=result.engine,
-        tables=[
-            table("metrics", "Out-of-fold errors (model vs mean-only baseline)", metrics, labels=["metric"]),
-            table("folds", "Folds", result.folds, size="n_test", labels=["fold"]),
-        ],
-        chart=ChartSpec(table="folds", x="fold", y="rmse", title="RMSE per fold"),
-        parameters={
-            "model": result.model,
-            "folds": len(result.folds),
-            "n": result.n,
-            "n_schools": result.n_schools,
-            "features": list(result.features),
-            "seed": seed,
-            "skill": skill,
-            "skill_se": skill_se,
-            "beats_baseline": result.beats_baseline,
-        },
+        tables=[tables[0], folds, *tables[1:]],
+        chart=chart,
+        parameters=common | parameters,
     )
