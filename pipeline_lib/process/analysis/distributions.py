@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.contract.fields import FIELDS_BY_NAME
+from pipeline_lib.process.analysis.descriptive_results import table
 from pipeline_lib.process.results import ChartSpec, ResultDocument, ResultTable, RunStamp, stamped_document
 
 ALL = "all"  # the sector label of the line fitted to every student
@@ -254,23 +255,10 @@ def _school_table(counts: pd.DataFrame) -> pd.DataFrame:
 # -- documents ------------------------------------------------------------------------------------
 
 
-def _rows(frame: pd.DataFrame) -> list[list[object]]:
-    """Plain Python values (JSON-ready): NaN becomes None."""
-    return [[None if _missing(v) else _plain(v) for v in row] for row in frame.itertuples(index=False)]
-
-
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
-
-
-def _plain(value: object) -> object:
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _table(name: str, title: str, frame: pd.DataFrame, labels: list[str]) -> ResultTable:
-    return ResultTable(
-        name=name, title=title, columns=list(frame.columns), rows=_rows(frame), label_columns=labels
-    )
+    """Built as every result table is (`descriptive_results.table`: JSON-safe cells, 12 significant
+    digits), with each row's student count in `n`."""
+    return table(name, title, frame, size="n", labels=labels)
 
 
 def histogram_documents(
@@ -317,7 +305,7 @@ def relation_document(binned: pd.DataFrame, lines: pd.DataFrame, stamp: RunStamp
     everyone = lines[lines["sector"] == ALL]
     n = int(everyone["n"].iloc[0]) if len(everyone) else 0
     summary = ""
-    if len(everyone) and not _missing(everyone["slope"].iloc[0]):
+    if len(everyone) and not pd.isna(everyone["slope"].iloc[0]):
         summary = (
             f"Across {n:,} students, one more SES point goes with "
             f"{everyone['slope'].iloc[0]:+.1f} math points on average."
