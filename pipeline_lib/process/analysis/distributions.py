@@ -33,14 +33,14 @@ class Bins:
 
     variable: str
     width: float
+    lower: float
+    upper: float
 
-    @property
-    def lower(self) -> float:
-        return float(FIELDS_BY_NAME[self.variable].minimum)  # type: ignore[arg-type]
-
-    @property
-    def upper(self) -> float:
-        return float(FIELDS_BY_NAME[self.variable].maximum)  # type: ignore[arg-type]
+    @classmethod
+    def over(cls, variable: str, width: float) -> Bins:
+        """Bins of `width` over the range the data contract allows `variable`."""
+        field = FIELDS_BY_NAME[variable]
+        return cls(variable, width, float(field.minimum), float(field.maximum))  # type: ignore[arg-type]
 
     @property
     def count(self) -> int:
@@ -55,7 +55,10 @@ class Bins:
 
 
 # Widths chosen so a histogram has about 20 bars: 5 score points, half an SES point.
-HISTOGRAM_BINS: Mapping[str, Bins] = {"math_score": Bins("math_score", 5.0), "ses": Bins("ses", 0.5)}
+HISTOGRAM_BINS: Mapping[str, Bins] = {
+    "math_score": Bins.over("math_score", 5.0),
+    "ses": Bins.over("ses", 0.5),
+}
 RELATION_BINS = HISTOGRAM_BINS["ses"]
 
 
