@@ -6,6 +6,11 @@ document that says why, so no stale result of an earlier run survives beside new
 written only after every analysis has finished: a run that dies leaves the previous results
 whole. The same input and seed give the same documents, apart from `run_id` and `computed_at`.
 `notebooks/process.ipynb` calls `run_process` and shows the report.
+
+Before writing, the disclosure control (`pipeline_lib.process.disclosure`, docs/privacy.md)
+protects every document's public view: binned tables list every bin, and each document carries
+its `protection` (hidden rows and why, quantile rows, held rows, withholding). The release it
+publishes is kept, analyst-only, in `runs` under `RELEASE_ID` for the next run to difference against.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pyspark.sql.types import BooleanType, DoubleType, StringType, StructField, 
 
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract import result_keys as keys
-from pipeline_lib.contract.collections import CLEANED, PROCESSED, SCHOOLS
+from pipeline_lib.contract.collections import CLEANED, PROCESSED, RUNS, SCHOOLS
 from pipeline_lib.process import inputs
 from pipeline_lib.process.analysis import (
     classification,
@@ -42,8 +47,12 @@ from pipeline_lib.process.analysis.base import AnalysisError, Failure
 from pipeline_lib.process.analysis.distributions import distribution_documents
 from pipeline_lib.process.analysis.frame import NUMERIC, category_sizes
 from pipeline_lib.process.analysis.sampling import stratified_sample
+from pipeline_lib.process.disclosure import Release, protect
+from pipeline_lib.process.disclosure.bins import with_empty_bins
+from pipeline_lib.process.disclosure.stored import annotate
 from pipeline_lib.process.quality_documents import quality_documents
 from pipeline_lib.process.results import ResultDocument
+from pipeline_lib.settings import get_settings
 from pipeline_lib.spark.source import read
 
 log = logging.getLogger(__name__)
@@ -71,6 +80,9 @@ COUNTS = (
     "results_failed",
 )
 T = TypeVar("T")
+# The published release (what public views showed, and when), in `runs`: analyst-only, and not a
+# run record, so run listings skip it. Not in `processed`: the result listings stay results only.
+RELEASE_ID = "disclosure-release"
 
 
 @dataclass
@@ -88,6 +100,10 @@ class ProcessReport:
     dashboard_documents: list[ResultDocument] = field(default_factory=list)
     results_written: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    # The disclosure audit: its solver time, its failures (analyst-only detail), withheld documents.
+    audit_seconds: float = 0.0
+    audit_failures: list[str] = field(default_factory=list)
+    withheld: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def results_failed(self) -> int:
@@ -104,6 +120,11 @@ class ProcessReport:
             else ""
         )
         failed = f", {self.results_failed} of them failures" if self.results_failed else ""
+        withheld = (
+            f"; {len(self.withheld)} withheld from public views ({', '.join(sorted(self.withheld))})"
+            if self.withheld
+            else ""
+        )
         return (
             f"Run `{self.run_id}`: {self.records_in:,} cleaned records in (up to high-water mark "
             f"{self.input_high_water_mark:,}), {self.students:,} students analysed "
@@ -111,7 +132,9 @@ class ProcessReport:
             f"{self.without_school:,} {_record(self.without_school)} of unknown schools set aside); "
             f"prediction models on "
             f"{self.model_engine}{sampled}; "
-            f"{self.results_written} results written{failed}."
+            f"{self.results_written} results written{failed}; disclosure audit "
+            f"{self.audit_seconds:.1f} s, {len(self.audit_failures)} "
+            f"{'failure' if len(self.audit_failures) == 1 else 'failures'}{withheld}."
         )
 
 
@@ -157,6 +180,8 @@ def run_process(
     *,
     run_id: str,
     k_min_group: int = 5,
+    k_quantiles: int | None = None,
+    protection_ratio: float | None = None,
     max_model_rows: int = DEFAULT_MAX_MODEL_ROWS,
     seed: int = 0,
     at_risk_quantile: float = 0.25,
@@ -164,7 +189,9 @@ def run_process(
     write: bool = True,
     now: dt.datetime | None = None,
 ) -> ProcessReport:
-    """Analyse `cleaned` and (unless not `write`) upsert the documents into `processed`."""
+    """Analyse `cleaned`, protect the public views and (unless not `write`) upsert the documents
+    into `processed`. `k_quantiles` and `protection_ratio` default to the settings' (k_quantiles:
+    twice `k_min_group` unless set)."""
     if max_model_rows < 1:
         raise ValueError(f"max_model_rows must be at least 1, got {max_model_rows}")
     report = ProcessReport(run_id=run_id)
@@ -231,12 +258,66 @@ def run_process(
     with _timed(report, "data quality"):
         report.dashboard_documents += quality_documents(client, run_id=run_id, computed_at=stamp.computed_at)
 
+    with _timed(report, "disclosure"):
+        release = _protect(
+            client,
+            report,
+            k=k_min_group,
+            k_quantiles=k_quantiles,
+            ratio=protection_ratio,
+            now=stamp.computed_at,
+        )
     with _timed(report, "write"):
         if write:
-            for doc in [*docs, *report.dashboard_documents]:
+            for doc in [*report.documents, *report.dashboard_documents]:
                 client.put_document(PROCESSED, doc.key, doc.model_dump(mode="json"))
-            report.results_written = len(docs) + len(report.dashboard_documents)
+            # After the documents: a run that dies before leaves the previous release beside them.
+            client.put_document(RUNS, RELEASE_ID, release.to_dict())
+            report.results_written = len(report.documents) + len(report.dashboard_documents)
     return report
+
+
+def previous_release(client: DbApiClient) -> Release | None:
+    """The release the previous run published, if any."""
+    raw = client.get_document(RUNS, RELEASE_ID)
+    return Release.from_dict(raw) if raw else None
+
+
+def _protect(
+    client: DbApiClient,
+    report: ProcessReport,
+    *,
+    k: int,
+    k_quantiles: int | None,
+    ratio: float | None,
+    now: dt.datetime,
+) -> Release:
+    """Set each document's protection (bins completed first), and the audit's findings on the
+    report; the release to keep for the next run."""
+    settings = get_settings()
+    quantile_min = k_quantiles or settings.k_quantiles or 2 * k
+    documents = [with_empty_bins(d) for d in [*report.documents, *report.dashboard_documents]]
+    protection = protect(
+        documents,
+        k=k,
+        k_quantiles=max(quantile_min, k),
+        ratio=ratio if ratio is not None else settings.protection_ratio,
+        previous=previous_release(client),
+        now=now,
+    )
+    protected = annotate(documents, protection, k=k)
+    analyses = {d.key for d in report.documents}
+    report.documents = [d for d in protected if d.key in analyses]
+    report.dashboard_documents = [d for d in protected if d.key not in analyses]
+    report.audit_seconds = protection.audit.seconds
+    report.audit_failures = [f.reason for f in protection.audit.failures]
+    report.withheld = protection.withheld()
+    if report.withheld:
+        log.warning(
+            "documents withheld from public views: the disclosure audit failed",
+            extra={"run_id": report.run_id, "withheld": sorted(report.withheld)},
+        )
+    return protection.release
 
 
 def _analyse(

@@ -1,8 +1,12 @@
-"""Result documents in `processed`, and the k-minimum rule for showing them.
+"""Result documents in `processed`, and the rules for showing them.
 
 The processing step writes one `ResultDocument` per analysis and scope; the web app and the
 dashboards read them. Public views never show a group of fewer than k students: `suppress`
-blanks such rows (keeping their labels) and says so, whoever asks.
+blanks such rows (keeping their labels) and says why. A document's `protection` (written by the
+process run's disclosure control, `pipeline_lib.process.disclosure`) adds what the figures alone
+do not tell: rows hidden so others cannot be derived, quartiles of small groups, rows held at
+their previous figures, and documents withheld because the audit failed (docs/privacy.md). The
+stored figures stay exact: analysts see them, marked as exact.
 """
 
 from __future__ import annotations
@@ -39,6 +43,35 @@ class ResultTable(BaseModel):
     analyst_columns: list[str] = Field(default_factory=list)
 
 
+Reason = Literal["small", "complementary"]
+
+
+class HeldRow(BaseModel):
+    """A row held at what it last published: fewer than k students changed since."""
+
+    values: list[Any] | None = Field(description="the row as last published; None: it was hidden then")
+    published_at: dt.datetime
+
+
+class TableProtection(BaseModel):
+    """One table's protection, by row index."""
+
+    hidden: dict[int, Reason] = Field(default_factory=dict, description="rows hidden, and why")
+    quantile_rows: list[int] = Field(default_factory=list, description="rows whose quantiles are hidden")
+    quantile_columns: list[str] = Field(default_factory=list, description="the table's quantile columns")
+    held: dict[int, HeldRow] = Field(default_factory=dict, description="rows showing previous figures")
+
+
+class DocumentProtection(BaseModel):
+    """What public views of a document must hide, hold or withhold (from the run's disclosure control)."""
+
+    k: int = Field(ge=1, description="the k the run protected with")
+    tables: dict[str, TableProtection] = Field(default_factory=dict)
+    withheld: list[str] = Field(
+        default_factory=list, description="why the audit withholds the whole document (analyst-only detail)"
+    )
+
+
 class ResultDocument(BaseModel):
     key: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")
     title: str
@@ -62,6 +95,8 @@ class ResultDocument(BaseModel):
     )
     parameters: dict[str, Any] = Field(default_factory=dict, description="settings the result depends on")
     warnings: list[str] = Field(default_factory=list, description="what the fitting reported")
+    # None in documents written before disclosure control: public views use the row-by-row rule.
+    protection: DocumentProtection | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +126,12 @@ class PublicTable(BaseModel):
     title: str
     columns: list[str]
     rows: list[list[Any]]
-    suppressed: list[bool] = Field(description="per row: true if its group is smaller than k")
+    suppressed: list[bool] = Field(description="per row: true if its figures are hidden")
+    notes: list[str | None] = Field(
+        default_factory=list,
+        description="per row: why it is hidden or not updated (fewer than k students, hidden so others "
+        "cannot be derived, not updated since a date); null for a row shown as computed",
+    )
 
 
 class ResultSummary(BaseModel):
@@ -113,6 +153,8 @@ class PublicResult(ResultSummary):
     summary: str
     tables: list[PublicTable]
     chart: ChartSpec | None = None
+    withheld: str | None = Field(None, description="why the whole result is withheld from public views")
+    exact: bool = Field(False, description="true for analysts: the figures as computed, not as published")
 
 
 def _small(value: Any, k: int) -> bool:
@@ -122,31 +164,42 @@ def _small(value: Any, k: int) -> bool:
     return value < k
 
 
+def small_note(k: int) -> str:
+    return f"fewer than {k} students"
+
+
+COMPLEMENTARY_NOTE = "hidden so others cannot be derived"
+WITHHELD_NOTE = (
+    "withheld: a hidden figure could be worked out from what the result would publish; "
+    "it returns once it can be shown safely"
+)
+
+
+def held_note(k: int, since: dt.datetime) -> str:
+    return f"not updated: fewer than {k} students changed since {since:%Y-%m-%d %H:%M} UTC"
+
+
 def suppress(doc: ResultDocument, k: int, *, analyst: bool = False) -> PublicResult:
-    """The document as anyone may see it: rows of groups under k students blanked but labelled,
-    analyst-only tables left out unless `analyst`, and nothing at all if the whole input is small."""
+    """The document as its reader may see it: rows of groups under k students blanked but labelled,
+    min/max and analyst-only tables left out unless `analyst`, nothing at all if the whole input is
+    small. The document's `protection` (public readers only) also hides complementary rows and
+    small groups' quantiles, shows held rows' previous figures, and withholds the whole document
+    when the audit failed (fail closed). Analysts see the figures as computed, marked `exact`."""
+    protection = None if analyst else doc.protection
     whole_small = doc.n_input < k
+    withheld = bool(protection and protection.withheld)
     tables = []
-    for table in doc.tables:
+    for table in [] if withheld else doc.tables:
         if table.audience == "analyst" and not analyst:
             continue
-        shown = [i for i, c in enumerate(table.columns) if analyst or c not in table.analyst_columns]
-        size_index = table.columns.index(table.group_size_column) if table.group_size_column else None
-        keep = {table.columns.index(c) for c in table.label_columns if c in table.columns}
-        rows, flags = [], []
-        for row in table.rows:
-            small = whole_small or (size_index is not None and _small(row[size_index], k))
-            rows.append([row[i] if (not small or i in keep) else None for i in shown])
-            flags.append(small)
-        tables.append(
-            PublicTable(
-                name=table.name,
-                title=table.title,
-                columns=[table.columns[i] for i in shown],
-                rows=rows,
-                suppressed=flags,
-            )
-        )
+        guard = protection.tables.get(table.name, TableProtection()) if protection else TableProtection()
+        tables.append(_public_table(table, guard, k, analyst=analyst, whole_small=whole_small))
+    hide_all = whole_small or withheld
+    withheld_note: str | None
+    if analyst and doc.protection and doc.protection.withheld:
+        withheld_note = "withheld from public views: " + "; ".join(doc.protection.withheld)
+    else:
+        withheld_note = WITHHELD_NOTE if withheld else None
     return PublicResult(
         key=doc.key,
         title=doc.title,
@@ -156,9 +209,50 @@ def suppress(doc: ResultDocument, k: int, *, analyst: bool = False) -> PublicRes
         computed_at=doc.computed_at,
         status=doc.status,
         error=doc.error,
-        n_input=None if whole_small else doc.n_input,
+        n_input=None if hide_all else doc.n_input,
         k_min_group=k,
-        summary="" if whole_small else doc.summary,
+        summary="" if hide_all else doc.summary,
         tables=tables,
-        chart=doc.chart,
+        chart=None if withheld else doc.chart,
+        withheld=withheld_note,
+        exact=analyst,
+    )
+
+
+def _public_table(
+    table: ResultTable, guard: TableProtection, k: int, *, analyst: bool, whole_small: bool
+) -> PublicTable:
+    shown = [i for i, c in enumerate(table.columns) if analyst or c not in table.analyst_columns]
+    size_index = table.columns.index(table.group_size_column) if table.group_size_column else None
+    keep = {table.columns.index(c) for c in table.label_columns if c in table.columns}
+    quantiles = {table.columns.index(c) for c in guard.quantile_columns if c in table.columns}
+    rows, flags, notes = [], [], []
+    for index, computed in enumerate(table.rows):
+        row: list[Any] | None = computed
+        note: str | None = None
+        held = guard.held.get(index)
+        if held is not None:  # the previous figures, or hidden if it was hidden then
+            row = held.values if held.values is not None else None
+            note = held_note(k, held.published_at)
+        reason = guard.hidden.get(index)
+        # The row-by-row rule stays a floor (tables outside the margins rely on it).
+        if whole_small or (size_index is not None and _small(computed[size_index], k)):
+            reason = "small"
+        if row is not None and size_index is not None and _small(row[size_index], k):
+            reason = "small"
+        hidden = reason is not None or row is None
+        if reason is not None:
+            note = small_note(k) if reason == "small" else COMPLEMENTARY_NOTE
+        source = computed if row is None else row
+        blank = quantiles if index in guard.quantile_rows else set()
+        rows.append([source[i] if (i in keep or not (hidden or i in blank)) else None for i in shown])
+        flags.append(hidden)
+        notes.append(note)
+    return PublicTable(
+        name=table.name,
+        title=table.title,
+        columns=[table.columns[i] for i in shown],
+        rows=rows,
+        suppressed=flags,
+        notes=notes,
     )

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pipeline_lib.process.results import ResultDocument, ResultTable, suppress
+from pipeline_lib.process.results import (
+    DocumentProtection,
+    HeldRow,
+    ResultDocument,
+    ResultTable,
+    TableProtection,
+    suppress,
+)
 
 
 def _doc(rows: list[list], n_input: int = 100, audience: str = "public") -> ResultDocument:
@@ -64,3 +71,58 @@ def test_minimum_and_maximum_columns_are_for_analysts_only() -> None:
     assert public.columns == ["variable", "n", "mean"] and public.rows == [["math_score", 40, 51.5]]
     analyst = suppress(doc, 5, analyst=True).tables[0]
     assert analyst.columns == table.columns and analyst.rows == table.rows
+
+
+def _protected(**protection: object) -> ResultDocument:
+    doc = _doc([["A", 50, 1.0], ["B", 3, 2.0], ["C", 12, 3.0], ["D", 30, 4.0]])
+    doc.tables[0].columns = ["school", "n", "median"]
+    record = DocumentProtection(
+        k=5,
+        tables={
+            "x": TableProtection(
+                hidden={1: "small", 2: "complementary"},
+                quantile_rows=[3],
+                quantile_columns=["median"],
+                held={
+                    0: HeldRow(values=["A", 49, 0.5], published_at=dt.datetime(2026, 1, 1, 6, tzinfo=dt.UTC))
+                },
+            )
+        },
+        **protection,  # type: ignore[arg-type]
+    )
+    return doc.model_copy(update={"protection": record})
+
+
+def test_a_protected_document_shows_each_hidden_rows_reason_and_held_rows_previous_figures() -> None:
+    public = suppress(_protected(), k=5)
+    table = public.tables[0]
+    assert table.rows == [["A", 49, 0.5], ["B", None, None], ["C", None, None], ["D", 30, None]]
+    assert table.suppressed == [False, True, True, False]
+    assert table.notes == [
+        "not updated: fewer than 5 students changed since 2026-01-01 06:00 UTC",
+        "fewer than 5 students",
+        "hidden so others cannot be derived",
+        None,
+    ]
+    assert public.withheld is None and not public.exact
+
+
+def test_analysts_see_the_computed_figures_marked_exact() -> None:
+    public = suppress(_protected(withheld=["s(math_score) of x can be narrowed"]), k=5, analyst=True)
+    assert public.exact and public.tables[0].rows[0] == ["A", 50, 1.0] and public.tables[0].rows[3][2] == 4.0
+    assert public.withheld is not None and "narrowed" in public.withheld
+
+
+def test_a_withheld_document_shows_nothing_but_why() -> None:
+    public = suppress(_protected(withheld=["s(math_score) of x can be narrowed to [1, 2]"]), k=5)
+    assert public.tables == [] and public.n_input is None and public.summary == ""
+    assert (
+        public.withheld is not None
+        and public.withheld.startswith("withheld:")
+        and "[1, 2]" not in public.withheld
+    )
+
+
+def test_a_document_without_protection_keeps_the_row_by_row_rule_with_its_reason() -> None:
+    public = suppress(_doc([["A", 5, 1.0], ["B", 4, 2.0]]), k=5)
+    assert public.tables[0].notes == [None, "fewer than 5 students"]

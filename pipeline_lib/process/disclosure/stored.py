@@ -1,0 +1,40 @@
+"""What a process run stores of a `Protection` with each document: the per-row reasons, quantile
+rows, held rows and the withholding that public views apply (`results.suppress`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pipeline_lib.process.disclosure import Protection
+from pipeline_lib.process.disclosure.margins import is_quantile
+from pipeline_lib.process.results import DocumentProtection, HeldRow, ResultDocument, TableProtection
+
+
+def annotate(documents: Sequence[ResultDocument], protection: Protection, *, k: int) -> list[ResultDocument]:
+    """`documents` with their `protection` field set from the run's `protection`."""
+    tables: dict[tuple[str, str], TableProtection] = {}
+
+    def guard(key: str, table: str) -> TableProtection:
+        return tables.setdefault((key, table), TableProtection())
+
+    for ref, reason in protection.row_reasons().items():
+        guard(ref.key, ref.table).hidden[ref.row] = reason
+    for ref in sorted(protection.quantile_rows):
+        guard(ref.key, ref.table).quantile_rows.append(ref.row)
+    rows = {(d.key, t.name): t.rows for d in documents for t in d.tables}
+    for ref, (values, published_at) in protection.held_rows().items():
+        if values is not None and list(values) == rows[(ref.key, ref.table)][ref.row]:
+            continue  # the figures did not change: shown as computed, with no date to explain
+        held = HeldRow(values=list(values) if values is not None else None, published_at=published_at)
+        guard(ref.key, ref.table).held[ref.row] = held
+    withheld = protection.withheld()
+    found = []
+    for doc in documents:
+        own = {}
+        for table in doc.tables:
+            columns = [c for c in table.columns if is_quantile(c)]
+            if (doc.key, table.name) in tables or columns:
+                own[table.name] = guard(doc.key, table.name).model_copy(update={"quantile_columns": columns})
+        record = DocumentProtection(k=k, tables=own, withheld=withheld.get(doc.key, []))
+        found.append(doc.model_copy(update={"protection": record}))
+    return found
