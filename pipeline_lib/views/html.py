@@ -111,9 +111,12 @@ def table(
     caption: str = "",
 ) -> str:
     """`columns` (name -> heading) of `frame` as an HTML table. Where the frame has a `suppressed`
-    column, the empty cells of those rows read "hidden (fewer than k)"."""
+    column, the empty cells of those rows read "hidden (fewer than k)", or the row's `note` (hidden
+    so others cannot be derived); a row shown with a note (not updated since ...) carries it as
+    its title."""
     formats = formats or {}
     hidden = frame["suppressed"] if "suppressed" in frame else pd.Series(False, index=frame.index)
+    notes = frame["note"] if "note" in frame else pd.Series(None, index=frame.index, dtype=object)
     head = "".join(
         f'<th class="{"wb-text" if name not in formats else ""}">{esc(title)}</th>'
         for name, title in columns.items()
@@ -125,13 +128,22 @@ def table(
             value, form = row[name], formats.get(name)
             css = "" if form else "wb-text"
             if value is None or (isinstance(value, float) and pd.isna(value)):
-                text = f"hidden (fewer than {k})" if bool(hidden[index]) and k else "\u2013"
+                text = _hidden_text(notes[index], k) if bool(hidden[index]) and k else "\u2013"
                 css += " wb-hidden"
             else:
                 text = form(value) if form else str(value)
             cells.append(f'<td class="{css.strip()}">{esc(text)}</td>')
-        body.append(f"<tr>{''.join(cells)}</tr>")
+        held = notes[index] if isinstance(notes[index], str) and not bool(hidden[index]) else None
+        title = f' class="wb-held" title="{esc(held)}"' if held else ""
+        body.append(f"<tr{title}>{''.join(cells)}</tr>")
     note = f"<caption>{esc(caption)}</caption>" if caption else ""
     return (
         f'<table class="wb-table">{note}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
     )
+
+
+def _hidden_text(note: object, k: int) -> str:
+    """Why a cell is empty: fewer than k students, unless the row's note says otherwise."""
+    if isinstance(note, str) and not note.startswith("fewer than"):
+        return f"hidden ({note})"
+    return f"hidden (fewer than {k})"

@@ -1,9 +1,10 @@
 """Result tables as DataFrames: the one place a `ResultTable` (a stored document, as the process
 notebook shows it) or a `PublicTable` (a public view, groups under k suppressed) becomes a frame.
 
-A public table's frame carries a `suppressed` column (True for groups under k); a stored table's
-frame holds its columns only. Tables are found by name when given, else by the columns they must
-have, so a renamed table in a document still shows.
+A public table's frame carries a `suppressed` column (True for hidden rows) and, when the view says
+why rows are hidden or not updated, a `note` column; a stored table's frame holds its columns
+only. Tables are found by name when given, else by the columns they must have, so a renamed
+table in a document still shows.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ Result = ResultDocument | PublicResult
 
 
 def to_frame(table: Table) -> pd.DataFrame:
-    """The table's rows under its columns; a public table's with `suppressed`."""
+    """The table's rows under its columns; a public table's with `suppressed` (and `note`)."""
     frame = pd.DataFrame(table.rows, columns=table.columns)
     if isinstance(table, PublicTable):
         frame["suppressed"] = table.suppressed
+        if any(table.notes):
+            frame["note"] = table.notes
     return frame
 
 

@@ -7,7 +7,14 @@ import datetime as dt
 
 import pytest
 
-from pipeline_lib.process.results import ChartSpec, ResultDocument, ResultTable
+from pipeline_lib.process.results import (
+    ChartSpec,
+    DocumentProtection,
+    HeldRow,
+    ResultDocument,
+    ResultTable,
+    TableProtection,
+)
 from tests.web_app.routes.conftest import FastApp, is_problem
 from web_app.deps import get_settings, page_user
 from web_app.security import TokenClaims
@@ -120,3 +127,51 @@ def test_the_results_page_shows_tables_a_chart_and_a_failed_runs_warning(fast: F
     assert "<svg" in page.text and "<rect" in page.text
     assert "The latest clean run (clean-20261129T111500Z-aaaaaa) failed" in page.text
     assert "For analysts" not in page.text
+
+
+def _protected(withheld: list[str] | None = None) -> ResultDocument:
+    doc = _result([40, 3, 30, 45])
+    guard = TableProtection(
+        hidden={1: "small", 2: "complementary"},
+        held={
+            3: HeldRow(values=["sector3", 44, 12.5], published_at=dt.datetime(2026, 11, 29, 6, tzinfo=dt.UTC))
+        },
+    )
+    record = DocumentProtection(k=5, tables={"by_sector": guard}, withheld=withheld or [])
+    return doc.model_copy(update={"protection": record})
+
+
+def test_the_api_and_the_page_say_why_each_row_is_hidden_or_not_updated(fast: FastApp) -> None:
+    _put(fast, _protected())
+    one = fast.http.get(f"/api/v1/results/{KEY}", headers=fast.bearer("rita", ["results:read"])).json()
+    (table,) = one["tables"]
+    assert table["rows"] == [
+        ["sector0", 40, 10.0],
+        ["sector1", None, None],
+        ["sector2", None, None],
+        ["sector3", 44, 12.5],
+    ]
+    assert table["notes"] == [
+        None,
+        "fewer than 5 students",
+        "hidden so others cannot be derived",
+        "not updated: fewer than 5 students changed since 2026-11-29 06:00 UTC",
+    ]
+    fast.app.dependency_overrides[page_user] = lambda: TokenClaims("rita", frozenset({"results:read"}))
+    page = fast.http.get("/results").text
+    assert "hidden so others cannot be derived" in page and "fewer than 5 students" in page
+    assert "not updated: fewer than 5 students changed since 2026-11-29 06:00 UTC" in page
+
+
+def test_a_withheld_result_shows_why_and_no_figures_but_analysts_see_them_exact(fast: FastApp) -> None:
+    _put(fast, _protected(["s(mean) of sector1 can be narrowed to [9.9, 10.1]"]))
+    one = fast.http.get(f"/api/v1/results/{KEY}", headers=fast.bearer("rita", ["results:read"])).json()
+    assert one["tables"] == [] and one["withheld"].startswith("withheld:") and "9.9" not in one["withheld"]
+    exact = fast.http.get(
+        f"/api/v1/results/{KEY}", headers=fast.bearer("anna", ["results:read", "analyst"])
+    ).json()
+    assert (
+        exact["exact"]
+        and exact["tables"][0]["rows"][2] == ["sector2", 30, 12.0]
+        and "9.9" in exact["withheld"]
+    )
