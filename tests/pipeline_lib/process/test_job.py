@@ -68,8 +68,13 @@ def test_a_run_writes_one_valid_document_per_key_stamped_with_its_input(
         "descriptives",
         "mixedlm school effects",
         "classification",
+        "disclosure",
         "write",
     }
+    # Every document carries its public protection; the audit's findings are in the report.
+    assert all(doc.protection is not None and doc.protection.k == 5 for doc in stored.values())
+    assert report.audit_seconds > 0 and "disclosure audit" in report.summary()
+    assert set(report.withheld) == {key for key, doc in stored.items() if doc.protection.withheld}
 
 
 def test_a_rerun_on_the_same_input_gives_the_same_documents(
