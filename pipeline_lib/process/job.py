@@ -49,7 +49,7 @@ from pipeline_lib.process.analysis.frame import NUMERIC, category_sizes
 from pipeline_lib.process.analysis.sampling import stratified_sample
 from pipeline_lib.process.disclosure import Release, protect
 from pipeline_lib.process.disclosure.bins import with_empty_bins
-from pipeline_lib.process.disclosure.stored import annotate
+from pipeline_lib.process.disclosure.stored import annotate, public_release
 from pipeline_lib.process.quality_documents import quality_documents
 from pipeline_lib.process.results import ResultDocument
 from pipeline_lib.settings import get_settings
@@ -317,7 +317,7 @@ def _protect(
             "documents withheld from public views: the disclosure audit failed",
             extra={"run_id": report.run_id, "withheld": sorted(report.withheld)},
         )
-    return protection.release
+    return public_release(protection.release, report.withheld)
 
 
 def _analyse(

@@ -3,9 +3,10 @@ rows, held rows and the withholding that public views apply (`results.suppress`)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Collection, Sequence
 
-from pipeline_lib.process.disclosure import Protection
+from pipeline_lib.process.disclosure import Protection, Release
 from pipeline_lib.process.disclosure.margins import is_quantile
 from pipeline_lib.process.results import DocumentProtection, HeldRow, ResultDocument, TableProtection
 
@@ -38,3 +39,13 @@ def annotate(documents: Sequence[ResultDocument], protection: Protection, *, k: 
         record = DocumentProtection(k=k, tables=own, withheld=withheld.get(doc.key, []))
         found.append(doc.model_copy(update={"protection": record}))
     return found
+
+
+def public_release(release: Release, withheld: Collection[str]) -> Release:
+    """`release` without the rows of withheld documents: the public never saw them, so a later
+    run holding their cells shows those rows hidden, not figures that were never published."""
+    cells = {
+        key: dataclasses.replace(cell, rows={r: v for r, v in cell.rows.items() if r[0] not in withheld})
+        for key, cell in release.cells.items()
+    }
+    return Release(cells)

@@ -78,3 +78,16 @@ def test_held_rows_show_the_previous_values() -> None:
 def test_a_release_round_trips_through_json() -> None:
     _, protection = population.protected(population.students(SCHOOLS))
     assert Release.from_dict(protection.release.to_dict()) == protection.release
+
+
+def test_the_kept_release_leaves_out_the_rows_of_withheld_documents() -> None:
+    from pipeline_lib.process.disclosure.stored import public_release
+
+    _, protection = population.protected(population.students([1, 5, 12, 20, 8, 30]))
+    kept = public_release(protection.release, {"descriptives:overall"})
+    rows = [r for cell in kept.cells.values() for r in cell.rows]
+    assert rows and all(r[0] != "descriptives:overall" for r in rows)
+    assert any(
+        r[0] == "descriptives:overall" for cell in protection.release.cells.values() for r in cell.rows
+    )
+    assert set(kept.cells) == set(protection.release.cells)
