@@ -10,8 +10,11 @@ PROCESSED = "processed"
 SCHOOLS = "schools"
 RUNS = "runs"
 USERS = "users"
+# The last public release of the results, which the disclosure control differences the next run
+# against: analyst-only, never served as a result or a run.
+RELEASES = "releases"
 
-COLLECTIONS = frozenset({RAW, CLEANED, QUARANTINE, PROCESSED, SCHOOLS, RUNS, USERS})
+COLLECTIONS = frozenset({RAW, CLEANED, QUARANTINE, PROCESSED, SCHOOLS, RUNS, USERS, RELEASES})
 
 # `raw` holds what submitters typed: it is scanned as text so cleaning sees the input as given.
 TEXT_COLLECTIONS = frozenset({RAW})

@@ -10,7 +10,7 @@ whole. The same input and seed give the same documents, apart from `run_id` and 
 Before writing, the disclosure control (`pipeline_lib.process.disclosure`, docs/privacy.md)
 protects every document's public view: binned tables list every bin, and each document carries
 its `protection` (hidden rows and why, quantile rows, held rows, withholding). The release it
-publishes is kept, analyst-only, in `runs` under `RELEASE_ID` for the next run to difference against.
+publishes is kept, analyst-only, in `releases` under `RELEASE_ID` for the next run to difference against.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pyspark.sql.types import BooleanType, DoubleType, StringType, StructField, 
 
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract import result_keys as keys
-from pipeline_lib.contract.collections import CLEANED, PROCESSED, RUNS, SCHOOLS
+from pipeline_lib.contract.collections import CLEANED, PROCESSED, RELEASES, SCHOOLS
 from pipeline_lib.process import inputs
 from pipeline_lib.process.analysis import (
     classification,
@@ -80,8 +80,8 @@ COUNTS = (
     "results_failed",
 )
 T = TypeVar("T")
-# The published release (what public views showed, and when), in `runs`: analyst-only, and not a
-# run record, so run listings skip it. Not in `processed`: the result listings stay results only.
+# The published release (what public views showed, and when), in its own collection `releases`:
+# analyst-only; not in `processed` (result listings stay results) nor in `runs` (run records only).
 RELEASE_ID = "disclosure-release"
 
 
@@ -272,14 +272,14 @@ def run_process(
             for doc in [*report.documents, *report.dashboard_documents]:
                 client.put_document(PROCESSED, doc.key, doc.model_dump(mode="json"))
             # After the documents: a run that dies before leaves the previous release beside them.
-            client.put_document(RUNS, RELEASE_ID, release.to_dict())
+            client.put_document(RELEASES, RELEASE_ID, release.to_dict())
             report.results_written = len(report.documents) + len(report.dashboard_documents)
     return report
 
 
 def previous_release(client: DbApiClient) -> Release | None:
     """The release the previous run published, if any."""
-    raw = client.get_document(RUNS, RELEASE_ID)
+    raw = client.get_document(RELEASES, RELEASE_ID)
     return Release.from_dict(raw) if raw else None
 
 
