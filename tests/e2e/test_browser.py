@@ -306,15 +306,16 @@ def test_results_need_a_login_and_hide_small_groups(
 
     table = by_sex.get_by_role("table")
     expect(table.locator("caption")).to_have_text("Mean mathematics score by sex")
-    expect(table.locator("thead th")).to_have_text(["sex", "n", "mean_math"])
+    # A table with a hidden row says why in a last column.
+    expect(table.locator("thead th")).to_have_text(["sex", "n", "mean_math", "why"])
     rows = table.locator("tbody tr")
     expect(rows).to_have_count(3)
-    expect(rows.nth(0).locator("td")).to_have_text(["female", "40", "61.25"])
-    expect(rows.nth(1).locator("td")).to_have_text(["male", "38", "58.5"])
-    # The group of 3 keeps its label; its size and figure are not shown.
+    expect(rows.nth(0).locator("td")).to_have_text(["female", "40", "61.25", ""])
+    expect(rows.nth(1).locator("td")).to_have_text(["male", "38", "58.5", ""])
+    # The group of 3 keeps its label; its size and figure are not shown, and the row says why.
     small = rows.nth(2)
     expect(small).to_have_class(re.compile(r"\bsuppressed\b"))
-    expect(small.locator("td")).to_have_text(["other", "suppressed", "suppressed"])
+    expect(small.locator("td")).to_have_text(["other", "suppressed", "suppressed", "fewer than 5 students"])
 
     chart = by_sex.locator("figure svg")
     expect(chart).to_have_count(1)
