@@ -23,6 +23,7 @@ from pipeline_lib.process.analysis.base import Failure
 from pipeline_lib.process.analysis.frame import category_sizes
 from pipeline_lib.views import report, result_figures
 from tests.pipeline_lib.process.analysis import simulated
+from tests.pipeline_lib.process.analysis.simulated import descriptive_stats as stats_of
 
 STAMP = descriptive_results.Stamp(
     run_id="r",
@@ -34,26 +35,6 @@ STAMP = descriptive_results.Stamp(
 )
 
 
-def _stats(variable: str, groups: dict[str, tuple[int, float]], by: str) -> pd.DataFrame:
-    """Descriptive statistics of `variable` per group: (students, mean), quartiles a point apart."""
-    return pd.DataFrame(
-        [
-            {
-                by: g,
-                "variable": variable,
-                "n": n,
-                "mean": m,
-                "sd": 1.0,
-                "min": m - 2,
-                "q1": m - 1,
-                "median": m,
-                "q3": m + 1,
-                "max": m + 2,
-                "below_k": n < 5,
-            }
-            for g, (n, m) in groups.items()
-        ]
-    )
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +43,9 @@ def all_documents() -> list:
     sizes = category_sizes(students)
     folds = cv.assign_folds(students["school_id"].value_counts(), 5, seed=0)
     stats = {
-        "overall": _stats("math_score", {"": (4000, 50.0)}, "x").drop(columns="x"),
-        "by_sex": _stats("math_score", {"female": (2000, 50.0), "male": (2000, 51.0)}, "sex"),
-        "by_school": _stats("math_score", {"S1": (100, 50.0), "S2": (3, 51.0)}, "school_id"),
+        "overall": stats_of("math_score", {"": (4000, 50.0)}, "x").drop(columns="x"),
+        "by_sex": stats_of("math_score", {"female": (2000, 50.0), "male": (2000, 51.0)}, "sex"),
+        "by_school": stats_of("math_score", {"S1": (100, 50.0), "S2": (3, 51.0)}, "school_id"),
     }
     pairs = pd.DataFrame(
         {"a": ["ses"], "b": ["math_score"], "n": [4000], "r": [0.4], "ci_low": [0.37], "ci_high": [0.43]}

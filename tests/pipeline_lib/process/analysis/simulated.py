@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline_lib.contract.fields import SECTORS
 from pipeline_lib.process.analysis.frame import school_context
 
 GRAND_MEAN = 50.0
@@ -25,7 +26,6 @@ INTERCEPT_SD, SLOPE_SD, CORRELATION, RESIDUAL_SD = 2.5, 0.8, 0.3, 6.0
 # the model's terms: to the school-effects model they are residual variance.
 STUDY_EFFECT, MINORITY_EFFECT = 0.4, -2.0
 RESIDUAL_VARIANCE = RESIDUAL_SD**2 + STUDY_EFFECT**2 * 2 * 3.0**2 + MINORITY_EFFECT**2 * 0.3 * 0.7
-SECTORS = ("public", "catholic", "private")
 
 
 def schools(n: int, seed: int = 1) -> pd.DataFrame:
@@ -120,3 +120,26 @@ def cleaned_records(frame: pd.DataFrame) -> pd.DataFrame:
     records["duplicates"] = [[] for _ in range(len(records))]
     records["duplicate_conflict"] = False
     return records
+
+
+def descriptive_stats(variable: str, groups: dict[str, tuple[int, float]], by: str) -> pd.DataFrame:
+    """Descriptive statistics of `variable` per group, as the descriptives analysis returns them:
+    (students, mean) given, quartiles a point apart, `below_k` under 5 students."""
+    return pd.DataFrame(
+        [
+            {
+                by: g,
+                "variable": variable,
+                "n": n,
+                "mean": m,
+                "sd": 1.0,
+                "min": m - 2,
+                "q1": m - 1,
+                "median": m,
+                "q3": m + 1,
+                "max": m + 2,
+                "below_k": n < 5,
+            }
+            for g, (n, m) in groups.items()
+        ]
+    )

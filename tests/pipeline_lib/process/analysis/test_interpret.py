@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-import pandas as pd
-
 from pipeline_lib.process.analysis import interpret, multilevel, ols
 from pipeline_lib.process.analysis.base import Failure
 from tests.pipeline_lib.process.analysis import simulated
 
 
-def _stats(variable: str, groups: dict[str, tuple[int, float]], by: str) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                by: g,
-                "variable": variable,
-                "n": n,
-                "mean": m,
-                "sd": 1.0,
-                "min": m - 2,
-                "q1": m - 1,
-                "median": m,
-                "q3": m + 1,
-                "max": m + 2,
-                "below_k": n < 5,
-            }
-            for g, (n, m) in groups.items()
-        ]
-    )
-
-
 def test_grouped_sentence_names_the_lowest_and_highest_shown_groups_and_the_hidden_ones() -> None:
-    table = _stats(
+    table = simulated.descriptive_stats(
         "math_score", {"public": (100, 48.0), "catholic": (80, 53.5), "private": (3, 70.0)}, "sector"
     )
     sentence = interpret.descriptives_grouped(table, "sector", k=5)
