@@ -126,9 +126,12 @@ def protect(
         for failure in report.failures:
             if failure.cell in kept.held and failure.cell not in hidden:
                 more = _hold_more(layout, failure.cell, kept, hidden, previous)
-                grown |= more is not None and more not in extra_held
-                extra_held |= {more} if more is not None else set()
-                continue
+                if more is not None and more not in extra_held:
+                    extra_held.add(more)
+                    grown = True
+                    continue
+                # Nothing beside it can be held (its parts are first published now, so this
+                # run's figure of the held cell adds up from them): hide one of them instead.
             pick = widen(layout, failure.cell, hidden, k)
             if pick is not None:
                 hidden = complementary(layout, {**hidden, pick: "complementary"}, k)
