@@ -13,9 +13,9 @@ publishes (a histogram bin's sum). Constraints, all linear:
 - with a previous release: the same relations among its figures, and a figure held back moved
   by fewer than k students.
 
-Only `small` cells (and changes of fewer than k students between releases) are sensitive; a
-`complementary` cell is hidden to protect them and needs no protection of its own. A sensitive
-figure fails when its interval does not reach the protection interval around its true value: a
+Only non-empty `small` cells (and changes of fewer than k students between releases) are
+sensitive; a `complementary` cell is hidden to protect them and needs no protection of its own. A
+sensitive figure fails when its interval does not reach the protection interval around its true value: a
 count must stay free over `ratio` of the range 1..k-1 its reason allows (0..k-1 in a table that
 lists empty groups too), centred on it where the range allows; a sum (or sum of squares) over
 value -/+ `ratio` x its magnitude (at least a tenth of the field's range per student, so values
@@ -242,6 +242,11 @@ def _check(report: AuditReport, program: Program, cell: Cell, k: int, ratio: flo
     figure that is too narrow."""
     if (cell.key, "n") not in program.index:
         return  # not hidden: some row still shows its count
+    if cell.n == 0:
+        # An empty group describes nobody (tau-Argus's default too: zeros are safe). It is hidden
+        # so its label proves nothing; if the tables prove it empty, any student they then place
+        # in the other hidden cells is caught by those cells' own checks.
+        return
     # The reason already tells 1 <= n <= k-1: the tables may narrow that by no more than `ratio`.
     floor = 0 if cell.may_be_empty else 1
     spare = ratio * (k - 1 - floor) / 2  # each side
