@@ -4,7 +4,8 @@ students, and which groups add up to which.
 Recognised tables, by their columns: descriptives (`variable`, `n`, `mean`, `sd`, ...), mean
 tables (`n`, `mean` of `math_score`), histograms (`lower`, `upper`, `n` of one variable),
 students per school, the SES-math relation (`n`, `mean_ses`, `mean_math`, per sector and SES
-bin) and the per-school rows of model documents (`school_id`, `n`). Any other row with a group
+bin), the per-school rows of model documents (`school_id`, `n`) and model terms of one category
+(`sector[catholic]`, whose `n` is that group's count or its reference's). Any other row with a group
 size becomes a cell of its own, suppressed on its own size but outside every margin.
 
 Margins are found, not listed: a cell with groups G is the total of the cells whose group is G
@@ -21,6 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pipeline_lib.contract.fields import FIELDS_BY_NAME
+from pipeline_lib.process.analysis.frame import REFERENCE
 from pipeline_lib.process.disclosure.bins import is_complete
 from pipeline_lib.process.disclosure.cells import (
     STUDENTS,
@@ -67,6 +69,7 @@ def extract(documents: Iterable[ResultDocument]) -> Layout:
     row_cells: dict[RowRef, CellKey] = {}
     docs = list(documents)
     sectors = _school_sectors(docs)
+    terms: list[tuple[RowRef, dict[str, Any]]] = []
     for doc in docs:
         for table in doc.tables:
             if table.audience != "public" or not table.group_size_column:
@@ -75,11 +78,34 @@ def extract(documents: Iterable[ResultDocument]) -> Layout:
             for index, row in enumerate(table.rows):
                 ref = RowRef(doc.key, table.name, index)
                 values = dict(zip(table.columns, row, strict=True))
+                if "term" in values and doc.sample_size is None:
+                    terms.append((ref, values))  # linked once every group's cell is known
+                    continue
                 key = _add_row(cells, doc, table, ref, values, sectors)
                 # A listed group has students, but maybe none with a value of an optional field.
                 cells[key].may_be_empty |= complete or key.population != STUDENTS
                 row_cells[ref] = key
+    for ref, values in terms:
+        row_cells[ref] = _link_term(cells, ref, values)
     return Layout(cells=cells, margins=_margins(cells), nested=_nested(cells), row_cells=row_cells)
+
+
+def _link_term(cells: dict[CellKey, Cell], ref: RowRef, values: dict[str, Any]) -> CellKey:
+    """A model term's row shows `n`, the smaller of its category's and the reference's counts
+    (`frame.category_sizes`): the very count of that group's cell. It joins that cell, so it is
+    hidden when the cell is (a term row must not show a count the descriptives hide)."""
+    n = _number(values.get("n"))
+    category = next((part for part in str(values["term"]).split(":") if "[" in part), None)
+    if category is not None and category.endswith("]"):
+        column, name = category[:-1].split("[", 1)
+        if column in REFERENCE:
+            value: Any = {"yes": True, "no": False}.get(name, name) if column == "minority" else name
+            for group in ({(column, value)}, {(column, REFERENCE[column])}):
+                key = CellKey(frozenset(group), STUDENTS)
+                if key in cells and cells[key].n == n:
+                    cells[key].rows.append(ref)
+                    return key
+    return _own_cell(cells, ref, n)
 
 
 def _school_sectors(docs: list[ResultDocument]) -> dict[Any, Any]:

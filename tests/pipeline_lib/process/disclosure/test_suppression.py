@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 
-from pipeline_lib.process.disclosure import margins, suppression
+from pipeline_lib.process.analysis import model_results, ols
+from pipeline_lib.process.analysis.descriptive_results import Stamp
+from pipeline_lib.process.analysis.frame import category_sizes
+from pipeline_lib.process.disclosure import margins, protect, suppression
 from pipeline_lib.process.disclosure.cells import STUDENTS, CellKey
 from tests.pipeline_lib.process.disclosure import population
 
@@ -53,3 +56,30 @@ def test_suppression_is_deterministic() -> None:
     frame = population.students(SCHOOLS)
     runs = [population.protected(frame)[1] for _ in range(2)]
     assert runs[0].hidden == runs[1].hidden and runs[0].row_reasons() == runs[1].row_reasons()
+
+
+def test_a_model_term_never_shows_the_count_of_a_hidden_group() -> None:
+    # Sectors public 55, catholic 22, private 3: private is small, so catholic is hidden beside it;
+    # the OLS term sector[catholic] shows min(catholic, public) = 22, catholic's count.
+    frame = population.students([30, 12, 2, 25, 10, 1])
+    stamp = Stamp(
+        run_id="run",
+        computed_at=population.WHEN,
+        n_input=len(frame),
+        input_high_water_mark=0,
+        k_min_group=5,
+        seed=1,
+    )
+    coefficients = model_results.ols_document(ols.fit_ols(frame), stamp, category_sizes(frame), sampled=False)
+    docs = [*population.documents(frame), coefficients]
+    protection = protect(docs, k=5)
+    catholic = CellKey(frozenset({("sector", "catholic")}), STUDENTS)
+    assert protection.hidden[catholic] == "complementary"
+    table = next(t for t in coefficients.tables if "term" in t.columns)
+    rows = {row[table.columns.index("term")]: i for i, row in enumerate(table.rows)}
+    reasons = protection.row_reasons()
+    term = margins.RowRef(coefficients.key, table.name, rows["sector[catholic]"])
+    assert reasons[term] == "complementary"
+    assert protection.layout.row_cells[term] == catholic
+    shown = margins.RowRef(coefficients.key, table.name, rows["ses"])
+    assert shown not in reasons  # a term of everyone stays
