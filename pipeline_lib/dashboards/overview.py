@@ -2,7 +2,8 @@
 sector, sex and minority, and the SES-math relation with a fitted line per sector.
 
 `load` reads the documents; each section function returns the section's HTML (empty when there is
-nothing at all, a short notice when only its own documents are missing).
+nothing at all, a short notice when only its own documents are missing, and where a document is
+withheld from public views, the reason in its place).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import pandas as pd
 
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract import result_keys as keys
+from pipeline_lib.dashboards import page
 from pipeline_lib.dashboards.source import Results, load_results
 from pipeline_lib.views import frames, html, plots
 from pipeline_lib.views.palette import OKABE_ITO
@@ -42,6 +44,11 @@ def _missing(what: str) -> str:
     return html.notice(f"{what} not computed yet: they appear after the next processing run.", "empty")
 
 
+def _absent(results: Results, key: str, what: str) -> str:
+    """Where the document `key` would show: why it is withheld, else that it is not computed yet."""
+    return page.withheld_notices(results, (key,)) or _missing(what)
+
+
 def headline(results: Results) -> str:
     """Cards: students, schools, mean math score and mean SES (overall descriptives, else the
     histograms' totals)."""
@@ -60,9 +67,12 @@ def headline(results: Results) -> str:
         items.append((f"{math['mean']:.1f}", f"mean math score (sd {math['sd']:.1f})"))
     if ses is not None:
         items.append((f"{ses['mean']:+.2f}", f"mean SES index (sd {ses['sd']:.2f})"))
+    withheld = page.withheld_notices(
+        results, [OVERALL, keys.distribution("math_score"), keys.SCHOOL_DISTRIBUTION]
+    )
     if not items:
-        return html.section("Headline numbers", _missing("Headline numbers"))
-    return html.section("Headline numbers", html.cards(items))
+        return html.section("Headline numbers", withheld or _missing("Headline numbers"))
+    return html.section("Headline numbers", html.cards(items) + withheld)
 
 
 def distribution_plots(results: Results) -> str:
@@ -74,15 +84,16 @@ def distribution_plots(results: Results) -> str:
         ("math_score", "Mathematics score", OKABE_ITO["blue"]),
         ("ses", "Socio-economic status index (SES)", OKABE_ITO["bluish_green"]),
     ):
-        bins = frames.histogram(results.get(keys.distribution(variable)))
+        key = keys.distribution(variable)
+        bins = frames.histogram(results.get(key))
         if bins is None or bins.empty:
-            figures.append(_missing(f"The distribution of {label.lower()} is"))
+            figures.append(_absent(results, key, f"The distribution of {label.lower()} is"))
             continue
         figure = plots.histogram(bins, x_label=label, k=results.k, fill=fill)
-        hidden = frames.hidden_count(bins)
         shown = int(bins.loc[~bins["suppressed"], "n"].sum())
+        notes = html.row_notes(bins, "bin", results.k)
         caption = f"{shown:,} students in bins of {bins['upper'].iloc[0] - bins['lower'].iloc[0]:g}." + (
-            f" {hidden} bin(s) with fewer than {results.k} students hidden." if hidden else ""
+            f" {notes}" if notes else ""
         )
         figures.append(figure_html(figure, f"Histogram of {label.lower()}", caption))
     return html.section("Distributions", html.side_by_side(figures))
@@ -94,15 +105,18 @@ def comparisons(results: Results) -> str:
         return ""
     summaries = {g: frames.group_summary(results.get(key), g, "math_score") for g, key in GROUPINGS.items()}
     summaries = {g: s for g, s in summaries.items() if s is not None and not s.empty}
+    withheld = page.withheld_notices(results, list(GROUPINGS.values()))
     if not summaries:
-        return html.section("Comparisons by sector, sex and minority", _missing("Group comparisons are"))
+        return html.section(
+            "Comparisons by sector, sex and minority", withheld or _missing("Group comparisons are")
+        )
     figure = plots.group_boxes(summaries, y_label="Mathematics score", k=results.k)
     parts = [
         figure_html(
             figure,
             "Box plots of math score by sector, by sex and by minority",
             "Boxes span the middle half of scores (first to third quartile); the line is the median, "
-            "the diamond the mean.",
+            "the diamond the mean. A group without a box has too few students for its quartiles to be shown.",
         )
     ]
     rows = []
@@ -122,6 +136,7 @@ def comparisons(results: Results) -> str:
                     "median": row.median,
                     "mean_ses": mean_ses.get(str(row.group)),
                     "suppressed": row.suppressed,
+                    "note": getattr(row, "note", None),
                 }
             )
     parts.append(
@@ -146,25 +161,35 @@ def comparisons(results: Results) -> str:
             k=results.k,
         )
     )
-    return html.section("Comparisons by sector, sex and minority", "".join(parts))
+    return html.section("Comparisons by sector, sex and minority", withheld + "".join(parts))
 
 
 def relation(results: Results) -> str:
     """Mean math score per SES bin and the least-squares line of each sector."""
     if not results:
         return ""
-    found = frames.relation(results.get(keys.SES_MATH_RELATION))
+    found = frames.relation_tables(results.get(keys.SES_MATH_RELATION))
     title = "Socio-economic status and math score"
     if found is None or found[1].empty:
-        return html.section(title, _missing("The SES-math relation is"))
-    binned, lines = found
+        return html.section(title, _absent(results, keys.SES_MATH_RELATION, "The SES-math relation is"))
+    every_bin, every_line = found
+    binned = every_bin[~every_bin["suppressed"]].reset_index(drop=True)
+    lines = every_line[~every_line["suppressed"]].reset_index(drop=True)
     figure = plots.relation(binned, lines)
+    notes = " ".join(
+        part
+        for part in (
+            html.row_notes(every_bin, "SES bin", results.k),
+            html.row_notes(every_line, "line", results.k),
+        )
+        if part
+    )
     caption = (
         "Dots: mean math score of the students in each half-point SES bin (larger dots, more students); "
-        "lines: least-squares fit per sector; dashed: all students."
+        "lines: least-squares fit per sector; dashed: all students." + (f" {notes}" if notes else "")
     )
     table = html.table(
-        lines.assign(sector=lines["sector"].replace({"all": "all students"})),
+        every_line.assign(sector=every_line["sector"].replace({"all": "all students"})),
         columns={
             "sector": "Sector",
             "n": "Students",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.dashboards.source import (
@@ -123,3 +123,14 @@ def as_of(results: Results) -> str:
 
 def no_data(what: str = "No data yet") -> str:
     return html.block(html.notice(NO_DATA, "empty", f"{what}."))
+
+
+def withheld_notices(results: Results, keys: Iterable[str]) -> str:
+    """Where the documents `keys` would show: a line for each one withheld from public views, its
+    title and why ("" when none is)."""
+    lines = []
+    for key in keys:
+        if key in results.withheld:
+            found = results.get(key)
+            lines.append(html.withheld(results.withheld[key], f"{found.title if found else key}:"))
+    return "".join(lines)

@@ -1,7 +1,8 @@
 """The Data quality dashboard: the latest run of each job, cleaned vs quarantined records over the
 clean runs, why records are quarantined and what the cleaner changes most.
 
-Run records come from `runs`; reasons and changes from the `quality:*` documents in `processed`.
+Run records come from `runs`; reasons and changes from the `quality:*` documents in `processed`
+(one withheld from public views says why in its place).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pandas as pd
 
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract import result_keys as keys
+from pipeline_lib.dashboards import page
 from pipeline_lib.dashboards.source import Results, load_results, load_runs
 from pipeline_lib.runs.records import RunRecord
 from pipeline_lib.views import frames, html, plots
@@ -43,7 +45,7 @@ class Quality(Results):
 def load(client: DbApiClient, k: int) -> Quality:
     """The quality documents (as the public sees them) and the newest run records."""
     results = load_results(client, KEYS, k)
-    return Quality(k, results.found, runs=load_runs(client))
+    return Quality(k, results.found, failed=results.failed, withheld=results.withheld, runs=load_runs(client))
 
 
 def latest_status(data: Quality) -> str:
@@ -91,7 +93,7 @@ def cleaned_vs_quarantined(data: Quality) -> str:
     if not data:
         return ""
     reasons, changes = data.get(keys.REJECT_REASONS), data.get(keys.TOP_CHANGES)
-    parts = []
+    parts = [page.withheld_notices(data, KEYS)]
     if (
         reasons is not None
         and changes is not None
@@ -136,9 +138,11 @@ def _counts_section(
     caption: str = "",
 ) -> str:
     """A bar per row of the document's records-by-label table; a notice when the document is not
-    there yet, and `nothing` when its table is empty."""
+    there yet or is withheld, and `nothing` when its table is empty."""
     if not data:
         return ""
+    if key in data.withheld:
+        return html.section(title, html.withheld(data.withheld[key]))
     frame = table_frame(data.get(key), needs=needs)
     if frame is None:
         return html.section(
@@ -149,7 +153,8 @@ def _counts_section(
     figure = plots.bars(
         labels(frame), frame["records"], x_label=x_label, hidden=frame["suppressed"], k=data.k, fill=fill
     )
-    return html.section(title, figure_html(figure, alt, caption))
+    notes = html.row_notes(frame, "row", data.k)
+    return html.section(title, figure_html(figure, alt, " ".join(c for c in (caption, notes) if c)))
 
 
 def reject_reasons(data: Quality) -> str:

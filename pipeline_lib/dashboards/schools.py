@@ -2,7 +2,9 @@
 multilevel model, with widgets to filter by sector, search a school and pick the effect shown.
 
 `SchoolsExplorer` holds the widgets; `render` draws for the current choices, so a test can set a
-widget's value and read the new plot without a browser.
+widget's value and read the new plot without a browser. A document withheld from public views is
+named with its reason above the explorer (`withheld`), and in the plot's place when it is the
+school effects.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import pandas as pd
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.contract.fields import SECTORS
+from pipeline_lib.dashboards import page
 from pipeline_lib.dashboards.source import Results, load_results
 from pipeline_lib.views import frames, html, plots
 from pipeline_lib.views.style import figure_html
@@ -42,10 +45,10 @@ def school_table(results: Results) -> pd.DataFrame | None:
 class SchoolsExplorer:
     """Sector filter, school search and effect choice over a caterpillar plot and a table."""
 
-    def __init__(self, schools: pd.DataFrame, k: int) -> None:
+    def __init__(self, schools: pd.DataFrame, k: int, effects_withheld: str | None = None) -> None:
         import ipywidgets as w
 
-        self.schools, self.k = schools, k
+        self.schools, self.k, self.effects_withheld = schools, k, effects_withheld
         present = [s for s in SECTORS if s in set(schools["sector"])]
         self.sector = w.Dropdown(options=[ALL_SECTORS, *present], value=ALL_SECTORS, description="Sector")
         self.search = w.Text(
@@ -71,7 +74,9 @@ class SchoolsExplorer:
     def render(self) -> None:
         """Draw for the current choices. The outputs are set, not captured with `display`, so
         this works the same in a kernel, in Voilà and in a test."""
-        self.plot_html, self.table_html = explore(self.schools, *self.choices(), k=self.k)
+        self.plot_html, self.table_html = explore(
+            self.schools, *self.choices(), k=self.k, effects_withheld=self.effects_withheld
+        )
         for output, content in ((self.plot, self.plot_html), (self.table, self.table_html)):
             output.outputs = (
                 {"output_type": "display_data", "data": {"text/html": content}, "metadata": {}},
@@ -79,13 +84,22 @@ class SchoolsExplorer:
 
 
 def explore(
-    schools: pd.DataFrame, sector: str | None, search: str, effect: str, *, k: int
+    schools: pd.DataFrame,
+    sector: str | None,
+    search: str,
+    effect: str,
+    *,
+    k: int,
+    effects_withheld: str | None = None,
 ) -> tuple[str, str]:
-    """(caterpillar plot, table) HTML for the chosen sector, search and effect."""
+    """(caterpillar plot, table) HTML for the chosen sector, search and effect; in the plot's
+    place, why the school effects are withheld when they are."""
     chosen, matches = frames.filter_schools(schools, sector, search)
     where = f"{sector} schools" if sector else "schools (all sectors)"
     ranked = frames.effects_ranked(chosen.assign(match=matches), effect)
-    if ranked.empty:
+    if effects_withheld:
+        plot = html.withheld(effects_withheld, "School effects:")
+    elif ranked.empty:
         plot = html.notice(
             f"No school effects to show for {where}: the multilevel model has not run yet, or every "
             f"school has fewer than {k} students.",
@@ -148,7 +162,15 @@ def _table(chosen: pd.DataFrame, matches: pd.Series, search: str, effect: str, k
 def explorer(results: Results) -> SchoolsExplorer | None:
     """The explorer over the loaded results, or None when no school is known yet."""
     schools = school_table(results)
-    return None if schools is None or schools.empty else SchoolsExplorer(schools, results.k)
+    if schools is None or schools.empty:
+        return None
+    return SchoolsExplorer(schools, results.k, results.withheld.get(keys.MIXEDLM_SCHOOL_EFFECTS))
+
+
+def withheld(results: Results) -> str:
+    """A line for each of the page's documents withheld from public views, with why ("" if none)."""
+    notices = page.withheld_notices(results, KEYS)
+    return html.block(notices) if notices else ""
 
 
 def show_explorer(results: Results) -> SchoolsExplorer | None:
@@ -157,14 +179,11 @@ def show_explorer(results: Results) -> SchoolsExplorer | None:
 
     if not results:
         return None
-    found = explorer(results)
+    found, notices = explorer(results), withheld(results)
     if found is None:
-        display(
-            HTML(
-                html.block(html.notice("No schools yet: they appear after the next processing run.", "empty"))
-            )
-        )
+        empty = html.block(html.notice("No schools yet: they appear after the next processing run.", "empty"))
+        display(HTML(notices or empty))
         return None
-    display(HTML(html.block("<h2>School effects</h2>")))
+    display(HTML(html.block("<h2>School effects</h2>") + notices))
     display(found.widget)
     return found

@@ -3,7 +3,7 @@ metrics, calibration and importances, and the score prediction against its basel
 
 Reads the documents of the processing step (`ols:math_score`, `mixedlm:*`,
 `classification:at_risk`, `regression:math_score`); an analysis stored as a failure is shown as
-such, with the reason the processing step gave.
+such, with the reason the processing step gave, and one withheld from public views says why.
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ def term_words(term: str) -> str:
 
 def _section(results: Results, key: str, title: str, body: Callable[[PublicResult], str]) -> str:
     """The section of one analysis: its `body` when it has a result, else a notice that it is not
-    computed yet or was stored as a failure (with the reason); nothing on a page without data."""
+    computed yet, is withheld from public views or was stored as a failure (with the reason);
+    nothing on a page without data."""
     if not results:
         return ""
     result = results.get(key)
@@ -91,6 +92,8 @@ def _section(results: Results, key: str, title: str, body: Callable[[PublicResul
         return html.section(
             title, html.notice("Not computed yet: it appears after the next processing run.", "empty")
         )
+    if key in results.withheld:
+        return html.section(title, html.withheld(results.withheld[key]))
     if key in results.failed:
         return html.section(
             title,
@@ -208,7 +211,10 @@ def _at_risk(result: PublicResult, k: int) -> str:
     calibration = table_frame(result, "calibration", needs=("mean_predicted", "observed_rate", "n"))
     if calibration is not None:
         shown = calibration[~calibration["suppressed"]]
-        caption = "Bins of predicted risk with fewer than the minimum group size are left out."
+        notes = html.row_notes(calibration, "risk bin", k)
+        caption = "Bins of predicted risk whose figures are hidden are left out." + (
+            f" {notes}" if notes else ""
+        )
         figures.append(
             figure_html(plots.calibration(shown), "Calibration plot of the at-risk model", caption)
         )

@@ -7,6 +7,7 @@ the web app. A module per job:
   margins, PNG and HTML images.
 - `plots`: every matplotlib chart; its panels (boxes, forest, calibration) serve the dashboards'
   figures and `result_figures`, the process report's figure per result key.
-- `report`: how the process notebook shows a result; `html`: the dashboards' HTML pieces;
-  `charts`: the web app's SVG bar charts (no matplotlib).
+- `report`: how the process notebook shows a result; `disclosure`: how it shows the disclosure
+  control's outcome (audit failures, withheld documents, hidden and held rows).
+- `html`: the dashboards' HTML pieces; `charts`: the web app's SVG bar charts (no matplotlib).
 """

@@ -2,7 +2,8 @@
 per-school table with its search and ranking, and the run history, built from public results (via
 `tables`) and run records. No I/O, no display: tested directly.
 
-Every frame of a public result keeps a `suppressed` column (True for groups under k).
+Every frame of a public result keeps a `suppressed` column (True for hidden groups) and, where
+the view says why rows are hidden or not updated, their `note`.
 """
 
 from __future__ import annotations
@@ -19,21 +20,27 @@ from pipeline_lib.views.tables import table_frame
 STATS = ("n", "mean", "sd", "min", "q1", "median", "q3", "max")
 
 
+def _with_note(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    return [*columns, "note"] if "note" in frame else columns
+
+
 def histogram(result: PublicResult | None) -> pd.DataFrame | None:
-    """lower, upper, n, suppressed per bin, in order."""
+    """lower, upper, n, suppressed (and note) per bin, in order."""
     frame = table_frame(result, needs=("lower", "upper", "n"))
     if frame is None:
         return None
-    return frame.sort_values("lower", ignore_index=True)[["lower", "upper", "n", "suppressed"]]
+    columns = _with_note(frame, ["lower", "upper", "n", "suppressed"])
+    return frame.sort_values("lower", ignore_index=True)[columns]
 
 
 def group_summary(result: PublicResult | None, group: str, variable: str) -> pd.DataFrame | None:
-    """The descriptive statistics of `variable` per value of `group` (one row per group)."""
+    """The descriptive statistics of `variable` per value of `group` (one row per group), with
+    `suppressed` (and `note`)."""
     frame = table_frame(result, needs=(group, "variable", "n", "median"))
     if frame is None:
         return None
     rows = frame[frame["variable"] == variable]
-    columns = [group, *(s for s in STATS if s in rows), "suppressed"]
+    columns = _with_note(rows, [group, *(s for s in STATS if s in rows), "suppressed"])
     return rows[columns].rename(columns={group: "group"}).reset_index(drop=True)
 
 
@@ -46,12 +53,19 @@ def overall_row(result: PublicResult | None, variable: str) -> pd.Series | None:
     return None if rows.empty or bool(rows["suppressed"].iloc[0]) else rows.iloc[0]
 
 
-def relation(result: PublicResult | None) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """(binned means, lines) of the SES-math relation, without suppressed rows."""
+def relation_tables(result: PublicResult | None) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(binned means, lines) of the SES-math relation, hidden rows included."""
     binned = table_frame(result, "binned", needs=("sector", "mean_ses", "mean_math", "n"))
     lines = table_frame(result, "lines", needs=("sector", "intercept", "slope", "n"))
-    if binned is None or lines is None:
+    return None if binned is None or lines is None else (binned, lines)
+
+
+def relation(result: PublicResult | None) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(binned means, lines) of the SES-math relation, without hidden rows."""
+    found = relation_tables(result)
+    if found is None:
         return None
+    binned, lines = found
     return binned[~binned["suppressed"]].reset_index(drop=True), lines[~lines["suppressed"]].reset_index(
         drop=True
     )
@@ -76,7 +90,10 @@ SCHOOL_COLUMNS = (
     "slope",
     "slope_se",
     "suppressed",
+    "note",
 )
+# What a note of another document than the school's sizes is about, in the school's `note`.
+NOTE_OF = {"by_school": "means", "effects": "school effects"}
 
 
 def school_table(
@@ -85,7 +102,8 @@ def school_table(
     """One row per school: code, name, sector and students (`distribution:schools`, else the
     per-school descriptives), mean score and SES (`descriptives:by_school`) and predicted school
     effects (`mixedlm:school_effects`); None when no school is known yet. A school under k is
-    `suppressed`: its labels stay, its numbers are blank."""
+    `suppressed`: its labels stay, its numbers are blank. `note` says why a school's figures are
+    hidden or not updated, each document's reason once (None when every figure is as computed)."""
     means = table_frame(by_school, needs=("school_id", "variable", "mean"))
     base = table_frame(sizes, needs=("school_id", "sector", "n"))
     if base is None and means is not None and "sector" in means:
@@ -103,6 +121,8 @@ def school_table(
             if variable in wide:
                 table[column] = table["school_id"].map(wide[variable])
     effect = table_frame(effects, needs=("school_id", "intercept", "intercept_se"))
+    others = {"by_school": means if sizes is not None else None, "effects": effect}
+    table["note"] = _school_notes(table, base, others)
     if effect is not None:
         effect = effect[~effect["suppressed"]].set_index("school_id")
         for column in ("intercept", "intercept_se", "slope", "slope_se"):
@@ -115,6 +135,29 @@ def school_table(
     numbers = ["n", "mean_math", "mean_ses", "intercept", "intercept_se", "slope", "slope_se"]
     table[numbers] = table[numbers].astype(object).where(~table["suppressed"].astype(bool), None)
     return table[list(SCHOOL_COLUMNS)].sort_values("school_id", ignore_index=True)
+
+
+def _school_notes(
+    table: pd.DataFrame, base: pd.DataFrame, others: dict[str, pd.DataFrame | None]
+) -> pd.Series:
+    """Per school of `table`: the notes of its rows in `base` and in the `others` (named by what
+    they hold; not for a school hidden in `base`, whose figures are all blank), distinct and
+    joined by "; "; None without any."""
+    found: dict[str, list[str]] = {}
+    blank = set(base.loc[base["suppressed"].astype(bool), "school_id"])
+
+    def add(frame: pd.DataFrame | None, prefix: str) -> None:
+        if frame is None or "note" not in frame:
+            return
+        for school, note in zip(frame["school_id"], frame["note"], strict=True):
+            text = f"{prefix}{note}" if isinstance(note, str) and not (prefix and school in blank) else None
+            if text and text not in found.setdefault(school, []):
+                found[school].append(text)
+
+    add(base, "")
+    for name, frame in others.items():
+        add(frame, f"{NOTE_OF[name]}: ")
+    return table["school_id"].map(lambda s: "; ".join(found[s]) if found.get(s) else None)
 
 
 def filter_schools(schools: pd.DataFrame, sector: str | None, search: str) -> tuple[pd.DataFrame, pd.Series]:

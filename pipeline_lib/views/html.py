@@ -2,7 +2,8 @@
 side and tables.
 
 All text from documents is escaped; numbers are formatted per column; a suppressed cell says why
-it is empty instead of showing a blank.
+it is empty instead of showing a blank, a table with noted rows has a "Why" column (as the results
+page), and a withheld result reads as the results page words it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import html
 from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
+
+from pipeline_lib.process.results import small_note
 
 CSS = """
 <style>
@@ -30,6 +33,7 @@ CSS = """
 .wb-table th { background: #f4f4f4; }
 .wb-table td.wb-text, .wb-table th.wb-text { text-align: left; }
 .wb-table td.wb-hidden { color: #6b6b6b; font-style: italic; }
+.wb-table td.wb-note { text-align: left; color: #4d4d4d; font-size: 0.9em; }
 .wb-plot { margin: 0.4em 0 1em; }
 .wb-plot img { max-width: 100%; height: auto; }
 .wb-plot figcaption { color: #4d4d4d; font-size: 0.9em; }
@@ -72,6 +76,12 @@ def notice(text: str, kind: str = "info", title: str = "") -> str:
     return f'<div class="wb-notice{css}" role="status">{heading}{esc(text)}</div>'
 
 
+def withheld(reason: str, title: str = "") -> str:
+    """Where a withheld result would be: why it is withheld, in the results page's words
+    ("Withheld: ...")."""
+    return notice(reason[:1].upper() + reason[1:], "info", title)
+
+
 def warnings(items: Sequence[str], title: str) -> str:
     """A warning box with a title and one item per line (nothing if there are no items)."""
     if not items:
@@ -111,16 +121,17 @@ def table(
     caption: str = "",
 ) -> str:
     """`columns` (name -> heading) of `frame` as an HTML table. Where the frame has a `suppressed`
-    column, the empty cells of those rows read "hidden (fewer than k)", or the row's `note` (hidden
-    so others cannot be derived); a row shown with a note (not updated since ...) carries it as
-    its title."""
+    column, the empty cells of those rows read "hidden (fewer than k)", or "hidden (<the row's
+    note>)" (hidden so others cannot be derived). Where a row has a `note` (why it is hidden, or
+    not updated since a date), a last column "Why" says it, as on the results page."""
     formats = formats or {}
     hidden = frame["suppressed"] if "suppressed" in frame else pd.Series(False, index=frame.index)
     notes = frame["note"] if "note" in frame else pd.Series(None, index=frame.index, dtype=object)
+    noted = any(isinstance(note, str) for note in notes)
     head = "".join(
         f'<th class="{"wb-text" if name not in formats else ""}">{esc(title)}</th>'
         for name, title in columns.items()
-    )
+    ) + ('<th class="wb-text">Why</th>' if noted else "")
     body = []
     for index, row in frame.iterrows():
         cells = []
@@ -133,13 +144,35 @@ def table(
             else:
                 text = form(value) if form else str(value)
             cells.append(f'<td class="{css.strip()}">{esc(text)}</td>')
-        held = notes[index] if isinstance(notes[index], str) and not bool(hidden[index]) else None
-        title = f' class="wb-held" title="{esc(held)}"' if held else ""
-        body.append(f"<tr{title}>{''.join(cells)}</tr>")
+        note = notes[index] if isinstance(notes[index], str) else ""
+        if noted:
+            cells.append(f'<td class="wb-note">{esc(note)}</td>')
+        held = ' class="wb-held"' if note and not bool(hidden[index]) else ""
+        body.append(f"<tr{held}>{''.join(cells)}</tr>")
     note = f"<caption>{esc(caption)}</caption>" if caption else ""
     return (
         f'<table class="wb-table">{note}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
     )
+
+
+def row_notes(frame: pd.DataFrame | None, noun: str, k: int) -> str:
+    """For a figure that leaves hidden rows out (or draws held rows at their previous figures):
+    how many rows are hidden or not updated, and why, one sentence per reason ("" when none).
+    A hidden row without a note counts as fewer than k students (fail closed)."""
+    if frame is None or frame.empty:
+        return ""
+    notes = frame["note"] if "note" in frame else pd.Series(None, index=frame.index, dtype=object)
+    counts: dict[str, int] = {}
+    for hidden, note in zip(frame["suppressed"].astype(bool), notes, strict=True):
+        if hidden:
+            why = note if isinstance(note, str) else small_note(k)
+            text = why if why.startswith("hidden") else f"hidden, {why}"
+        elif isinstance(note, str):
+            text = note
+        else:
+            continue
+        counts[text] = counts.get(text, 0) + 1
+    return " ".join(f"{n} {noun}{'' if n == 1 else 's'} {text}." for text, n in counts.items())
 
 
 def _hidden_text(note: object, k: int) -> str:

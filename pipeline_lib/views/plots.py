@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from pipeline_lib.process.results import small_note
 from pipeline_lib.views.palette import CYCLE, GREY, OKABE_ITO, colour
 from pipeline_lib.views.style import label_width, new_figure, with_style
 
@@ -117,9 +118,17 @@ def _label_rows(axes: Axes, positions: Sequence[float], names: Sequence[object],
 # -- figures --------------------------------------------------------------------------------------
 
 
+def _all_small(rows: pd.DataFrame, k: int) -> bool:
+    """Whether every row is hidden for fewer than k students (a row without a note counts so)."""
+    if "note" not in rows:
+        return True
+    return all(not isinstance(note, str) or note == small_note(k) for note in rows["note"])
+
+
 @with_style
 def histogram(bins: pd.DataFrame, *, x_label: str, k: int, fill: str = OKABE_ITO["blue"]) -> Figure:
-    """Students per bin; bins of fewer than k students are marked with a grey triangle."""
+    """Students per bin; hidden bins are marked with a grey triangle (named "fewer than k
+    students" when that is why every one of them is hidden, per its `note`)."""
     figure = new_figure(6.2, 3.9, top=0.45)
     axes = figure.add_subplot()
     shown, hidden = bins[~bins["suppressed"]], bins[bins["suppressed"]]
@@ -144,7 +153,7 @@ def histogram(bins: pd.DataFrame, *, x_label: str, k: int, fill: str = OKABE_ITO
             markersize=9,
             color=GREY,
             clip_on=False,
-            label=f"fewer than {k} students (hidden)",
+            label=f"fewer than {k} students (hidden)" if _all_small(hidden, k) else "hidden",
         )
         axes.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=2)
     axes.set_xlabel(x_label)
@@ -157,15 +166,22 @@ def histogram(bins: pd.DataFrame, *, x_label: str, k: int, fill: str = OKABE_ITO
 @with_style
 def group_boxes(summaries: Mapping[str, pd.DataFrame], *, y_label: str, k: int) -> Figure:
     """One panel per grouping (e.g. sector, sex, minority): a box per group from its quartiles and
-    a diamond at the mean. No whiskers: the minimum and maximum are single students' scores."""
+    a diamond at the mean. No whiskers: the minimum and maximum are single students' scores. A
+    hidden group is named "hidden (< k)", or "hidden" when its `note` gives another reason; a
+    shown group whose quartiles are hidden keeps its size and gets no box."""
     figure = new_figure(9.5, 4.0, bottom=0.85, top=0.4)
     panels = figure.subplots(1, len(summaries), sharey=True, squeeze=False, gridspec_kw={"wspace": 0.08})[0]
     for axes, (grouping, frame) in zip(panels, summaries.items(), strict=True):
-        hidden = frame["suppressed"].astype(bool) | frame["median"].isna()
+        suppressed = frame["suppressed"].astype(bool)
+        hidden = suppressed | frame["median"].isna()
         labels, colours = [], []
-        for i, (group, n, shut) in enumerate(zip(frame["group"], frame["n"], hidden, strict=True)):
+        for i, (group, n, shut) in enumerate(zip(frame["group"], frame["n"], suppressed, strict=True)):
             label = group_label(grouping, group)
-            labels.append(f"{label}\nhidden (< {k})" if shut else f"{label}\nn={int(n):,}")
+            if shut:
+                why = f"< {k}" if _all_small(frame.iloc[[i]], k) else ""
+                labels.append(f"{label}\nhidden ({why})" if why else f"{label}\nhidden")
+            else:
+                labels.append(f"{label}\nn={int(n):,}")
             colours.append(GREY if shut else colour(grouping, group, i))
         boxes(axes, frame.assign(median=frame["median"].where(~hidden)), labels, colours)
         axes.set_title(f"By {grouping}")
