@@ -108,9 +108,15 @@ def audit(
     `only` limits the checks to those cells (hiding more never narrows an interval)."""
     started = time.perf_counter()
     program = Program(solved)
-    _relations(program, layout, {**{c: "held" for c in held}, **hidden}, k)
+    # A held cell that did not change shows its true figures: known, as if published now. (An
+    # attacker cannot be sure of that, so this only narrows intervals: conservative, and it keeps
+    # the program as small as a first release's when little changed.)
+    moved = frozenset(
+        c for c in held if previous is None or not _unchanged(layout.cells[c], previous.cells[c])
+    )
+    _relations(program, layout, {**{c: "held" for c in moved}, **hidden}, k)
     report = AuditReport()
-    for key in sorted(held, key=lambda c: c.label):
+    for key in sorted(moved, key=lambda c: c.label):
         if previous is None or key in hidden:
             continue
         _held_change(program, layout.cells[key], previous.cells[key], k)
@@ -161,6 +167,20 @@ def _relations(program: Program, layout: Layout, unknown: Mapping[CellKey, str],
                 _constrain(program, terms, known, "==")
     for narrow, wide in layout.nested:
         _constrain(program, {(wide, "n"): 1.0, (narrow, "n"): -1.0}, known, ">=")
+
+
+def _unchanged(cell: Cell, published: PublishedCell) -> bool:
+    """The same count, and sums equal to the published ones but for rounding (Spark may add the
+    same values in another order)."""
+    if cell.n != published.n:
+        return False
+    for variable, (_, s, q) in cell.sums.items():
+        for now, then in zip((s, q), published.sums.get(variable, (None, None)), strict=True):
+            if (now is None) != (then is None):
+                return False
+            if now is not None and then is not None and abs(now - then) > 1e-9 * (1 + abs(then)):
+                return False
+    return True
 
 
 def _held_change(program: Program, cell: Cell, published: PublishedCell, k: int) -> None:

@@ -67,6 +67,7 @@ class Cell:
     quantile_rows: list[RowRef] = field(default_factory=list)  # rows that show quantiles
     modelled: bool = True  # False: a row outside every margin (suppressed on its own size)
     may_be_empty: bool = False  # its table lists empty groups too: a hidden row may hold none
+    fixed: bool = False  # published outside the tables (a document's parameters): never hidden or held
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,30 @@ def extract(documents: Iterable[ResultDocument]) -> Layout:
                 row_cells[ref] = key
     for ref, values in terms:
         row_cells[ref] = _link_term(cells, ref, values)
+    for doc in docs:
+        if any(_is_calibration(t) and t.audience == "public" for t in doc.tables):
+            _add_model_total(cells, doc)
     return Layout(cells=cells, margins=_margins(cells), nested=_nested(cells), row_cells=row_cells)
+
+
+def _is_calibration(table: ResultTable) -> bool:
+    return table.name == "calibration" and {"lower", "upper", "observed_rate"} <= set(table.columns)
+
+
+def _modelled(doc: ResultDocument) -> str:
+    """The population of a model's students (those its calibration bins count)."""
+    return f"model:{doc.key}"
+
+
+def _add_model_total(cells: dict[CellKey, Cell], doc: ResultDocument) -> None:
+    """The calibration bins add up to the model's `n` and at-risk count (`prevalence` x n), both
+    published among the document's parameters: the total a hidden bin could be subtracted from."""
+    n = _number(doc.parameters.get("n"))
+    prevalence = _number(doc.parameters.get("prevalence"))
+    observed = None if math.isnan(n) or math.isnan(prevalence) else n * prevalence
+    key = CellKey(frozenset(), _modelled(doc))
+    sums = {"observed": ((0.0, 1.0), observed, None), "predicted": ((0.0, 1.0), None, None)}
+    cells[key] = Cell(key, n, sums=sums, fixed=True)
 
 
 def _link_term(cells: dict[CellKey, Cell], ref: RowRef, values: dict[str, Any]) -> CellKey:
@@ -157,6 +180,8 @@ def _add_row(
         group = group | {(f"bin:{variable}", values["lower"])}
         sums = {variable: ((float(values["lower"]), float(values["upper"])), None, None)}
     pops = {population(v) for v in sums} or {STUDENTS}
+    if _is_calibration(table):  # a bin of the model's students by predicted probability
+        group, pops = frozenset({("bin:predicted", values["lower"])}), {_modelled(doc)}
     key = CellKey(group, pops.pop())
     cell = cells.setdefault(key, Cell(key, n))
     cell.rows.append(ref)
@@ -178,6 +203,11 @@ def _sums(
     """Per variable the row's (range, sum, sum of squares); {} for a plain count of students;
     None for a row this module does not model."""
     columns = set(table.columns)
+    if _is_calibration(table):  # the at-risk count (0 or 1 each) and predicted sum of a bin
+        observed = _moments(n, values.get("observed_rate"), None, False)[0]
+        predicted = _moments(n, values.get("mean_predicted"), None, False)[0]
+        bin_range = (float(values["lower"]), float(values["upper"]))
+        return {"observed": ((0.0, 1.0), observed, None), "predicted": (bin_range, predicted, None)}
     if "variable" in columns and "mean" in columns:
         variable = values["variable"]
         if variable not in FIELDS_BY_NAME:

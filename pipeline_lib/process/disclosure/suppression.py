@@ -25,7 +25,11 @@ from pipeline_lib.process.disclosure.cells import CellKey, Layout, Margin, Reaso
 
 def primary(layout: Layout, k: int) -> dict[CellKey, Reason]:
     """Cells of fewer than k students (or of an unreadable count)."""
-    return {key: "small" for key, cell in layout.cells.items() if math.isnan(cell.n) or cell.n < k}
+    return {
+        key: "small"
+        for key, cell in layout.cells.items()
+        if not cell.fixed and (math.isnan(cell.n) or cell.n < k)
+    }
 
 
 def quantiles_hidden(layout: Layout, k_quantiles: int) -> frozenset[RowRef]:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 
-from pipeline_lib.process.analysis import model_results, ols
+import pandas as pd
+
+from pipeline_lib.process.analysis import classification, cv, model_results, ols
 from pipeline_lib.process.analysis.descriptive_results import Stamp
 from pipeline_lib.process.analysis.frame import category_sizes
 from pipeline_lib.process.disclosure import margins, protect, suppression
 from pipeline_lib.process.disclosure.cells import STUDENTS, CellKey
+from tests.pipeline_lib.process.analysis import simulated
 from tests.pipeline_lib.process.disclosure import population
 
 SCHOOLS = [1, 3, 7, 12, 2, 30, 40, 9, 5, 6, 25, 8]
@@ -58,11 +61,8 @@ def test_suppression_is_deterministic() -> None:
     assert runs[0].hidden == runs[1].hidden and runs[0].row_reasons() == runs[1].row_reasons()
 
 
-def test_a_model_term_never_shows_the_count_of_a_hidden_group() -> None:
-    # Sectors public 55, catholic 22, private 3: private is small, so catholic is hidden beside it;
-    # the OLS term sector[catholic] shows min(catholic, public) = 22, catholic's count.
-    frame = population.students([30, 12, 2, 25, 10, 1])
-    stamp = Stamp(
+def _stamp(frame: pd.DataFrame) -> Stamp:
+    return Stamp(
         run_id="run",
         computed_at=population.WHEN,
         n_input=len(frame),
@@ -70,6 +70,13 @@ def test_a_model_term_never_shows_the_count_of_a_hidden_group() -> None:
         k_min_group=5,
         seed=1,
     )
+
+
+def test_a_model_term_never_shows_the_count_of_a_hidden_group() -> None:
+    # Sectors public 55, catholic 22, private 3: private is small, so catholic is hidden beside it;
+    # the OLS term sector[catholic] shows min(catholic, public) = 22, catholic's count.
+    frame = population.students([30, 12, 2, 25, 10, 1])
+    stamp = _stamp(frame)
     coefficients = model_results.ols_document(ols.fit_ols(frame), stamp, category_sizes(frame), sampled=False)
     docs = [*population.documents(frame), coefficients]
     protection = protect(docs, k=5)
@@ -83,3 +90,25 @@ def test_a_model_term_never_shows_the_count_of_a_hidden_group() -> None:
     assert protection.layout.row_cells[term] == catholic
     shown = margins.RowRef(coefficients.key, table.name, rows["ses"])
     assert shown not in reasons  # a term of everyone stays
+
+
+def test_a_hidden_calibration_bin_cannot_be_had_from_the_models_n_and_prevalence() -> None:
+    frame = simulated.students(400, 12, seed=4)
+    counts = frame["school_id"].value_counts()
+    result = classification.classify(frame, cv.assign_folds(counts, cv.n_folds(len(counts)), 1), seed=1)
+    doc = model_results.classification_document(result, _stamp(frame), engine="sklearn", seed=1)
+    protection = protect([doc], k=5)
+    table = next(t for t in doc.tables if t.name == "calibration")
+    reasons = protection.row_reasons()
+    hidden = [i for i in range(len(table.rows)) if margins.RowRef(doc.key, "calibration", i) in reasons]
+    small = [i for i, row in enumerate(table.rows) if row[table.columns.index("n")] < 5]
+    assert small and set(small) <= set(hidden)
+    # The bins add up to the model's n: one hidden bin beside n would be a subtraction away.
+    shown_n = sum(row[table.columns.index("n")] for i, row in enumerate(table.rows) if i not in hidden)
+    nonempty_hidden = [i for i in hidden if table.rows[i][table.columns.index("n")] > 0]
+    assert doc.parameters["n"] - shown_n == sum(table.rows[i][table.columns.index("n")] for i in hidden)
+    assert len(hidden) >= 2 and (not nonempty_hidden or len(hidden) > 1)
+    assert protection.audit.passed, [f.reason for f in protection.audit.failures]
+    (margin,) = [m for m in protection.layout.margins if m.total.population == f"model:{doc.key}"]
+    assert margin.exhaustive and len(margin.parts) == len(table.rows)
+    assert protection.layout.cells[margin.total].fixed and margin.total not in protection.hidden
