@@ -123,6 +123,11 @@ def test_process_after_clean_stores_every_result_and_reports_it(db: tuple, tmp_p
     text = nbformat.writes(output)
     for doc in (stored[key] for key in result_keys.ANALYSIS_KEYS):
         assert doc.summary.replace("'", "&#x27;")[:60] in text or doc.summary[:60] in text, doc.key
+    # The disclosure cell: the audit's verdict, agreeing with what the run stored.
+    withheld = sorted(key for key, doc in everything.items() if doc.protection and doc.protection.withheld)
+    assert ("The audit failed for" if withheld else "The audit passed") in text
+    assert all(f"`{key}`" in text for key in withheld)
+    assert "rows so others cannot be derived" in text
     images = [o for cell in output.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == len(result_keys.ANALYSIS_KEYS)  # a figure per result
 

@@ -87,3 +87,9 @@ def test_the_coefficients_and_calibration_figures_draw_through_the_panels() -> N
     bins = pd.DataFrame({"mean_predicted": [0.1], "observed_rate": [0.12], "n": [100]})
     assert plots.coefficients(terms, x_label="points").axes[0].get_xlabel() == "points"
     assert plots.calibration(bins).axes[0].get_ylabel() == "Observed share at risk"
+
+
+def test_a_group_hidden_so_others_cannot_be_derived_is_not_called_small() -> None:
+    rows = ROWS.assign(note=[None, None, "hidden so others cannot be derived"])
+    figure = plots.group_boxes({"sector": rows}, y_label="Math", k=5)
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()][-1] == "private\nhidden"
