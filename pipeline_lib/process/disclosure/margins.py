@@ -109,7 +109,10 @@ def _add_model_total(cells: dict[CellKey, Cell], doc: ResultDocument) -> None:
     prevalence = _number(doc.parameters.get("prevalence"))
     observed = None if math.isnan(n) or math.isnan(prevalence) else n * prevalence
     key = CellKey(frozenset(), _modelled(doc))
-    sums = {"observed": ((0.0, 1.0), observed, None), "predicted": ((0.0, 1.0), None, None)}
+    sums: dict[str, tuple[tuple[float, float], float | None, float | None]] = {
+        "observed": ((0.0, 1.0), observed, None),
+        "predicted": ((0.0, 1.0), None, None),
+    }
     cells[key] = Cell(key, n, sums=sums, fixed=True)
 
 
