@@ -417,6 +417,11 @@ def _math_means(release: Release) -> dict[tuple[str, str, int, str], tuple[int, 
     return found
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13, open: model documents (mixedlm:null's grand mean with n_students) are not "
+    "held between releases yet, and its grand mean moves with one late student",
+)
 def test_differencing_published_means_across_releases_does_not_give_a_late_students_score(
     system: System,
 ) -> None:
@@ -454,22 +459,22 @@ def test_no_public_group_moves_by_fewer_than_k_students_between_releases(system:
 
 
 def test_not_updated_notes_do_not_show_which_bin_a_late_students_score_fell_in(system: System) -> None:
-    """A held bin keeps its count; but if only the late student's bin says "not updated", the note
-    itself places the score in that bin."""
+    """A held bin keeps its count; but if only the late student's bin said "not updated", the note
+    itself would place the score in that bin. So every bin shown at its earlier figures says so,
+    changed or not, and the notes split the bins shown in both releases no finer than that."""
     before, after = (r.results["distribution:math_score"] for r in system.public)
-    old_notes, new_notes = _notes(before, "histogram"), _notes(after, "histogram")
-    bins = _rows(after, "histogram", None)
-    newly_held = [
-        b for b, old, new in zip(bins, old_notes, new_notes, strict=True)
-        if (new or "").startswith("not updated") and not (old or "").startswith("not updated")
+    new_notes = _notes(after, "histogram")
+    old_bins, bins = _rows(before, "histogram", None), _rows(after, "histogram", None)
+    shown_twice = [
+        i for i, (old, new) in enumerate(zip(old_bins, bins, strict=True))
+        if old["n"] is not None and new["n"] is not None
     ]  # fmt: skip
-    score = system.late["math_score"]
-    if newly_held:
-        interval = (min(b["lower"] for b in newly_held), max(b["upper"] for b in newly_held))
-        assert not interval[0] <= score < interval[1] or _protected(interval, score, MATH), (
-            f"the late student's score {score} is placed in {interval} by the notes of bins "
-            f"{[b['bin'] for b in newly_held]}: {new_notes[bins.index(newly_held[0])]!r}"
-        )
+    noted = {i for i in shown_twice if (new_notes[i] or "").startswith("not updated")}
+    assert shown_twice and noted in (set(), set(shown_twice)), (
+        f"only bins {[bins[i]['bin'] for i in sorted(noted)]} of {[bins[i]['bin'] for i in shown_twice]} "
+        f"say 'not updated': the late student's score {system.late['math_score']} is among them"
+    )
+    assert noted  # fewer than k students joined: the shown bins keep their earlier figures, dated
 
 
 # --- What analysts see ------------------------------------------------------------------------

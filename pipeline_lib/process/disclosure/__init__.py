@@ -11,14 +11,14 @@ protected.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline_lib.process.disclosure import audit as auditing
 from pipeline_lib.process.disclosure.audit import AuditFailure, AuditReport, Interval
 from pipeline_lib.process.disclosure.cells import CellKey, Layout, Reason, RowRef
-from pipeline_lib.process.disclosure.margins import extract
+from pipeline_lib.process.disclosure.margins import extract, is_quantile
 from pipeline_lib.process.disclosure.releases import HoldBack, PublishedCell, Release, RowKey, hold_back
 from pipeline_lib.process.disclosure.suppression import complementary, primary, quantiles_hidden, widen
 from pipeline_lib.process.results import ResultDocument
@@ -81,15 +81,23 @@ class Protection:
         return reasons
 
 
-def row_values(documents: Iterable[ResultDocument]) -> dict[RowRef, tuple[RowKey, tuple[Any, ...]]]:
-    """Every public row's key across releases (document, table, labels) and values."""
+def row_values(
+    documents: Iterable[ResultDocument], quantiles_hidden: Collection[RowRef] = frozenset()
+) -> dict[RowRef, tuple[RowKey, tuple[Any, ...]]]:
+    """Every public row's key across releases (document, table, labels) and values as published:
+    quantiles blanked in `quantiles_hidden` (a held row must not show them later)."""
     found = {}
     for doc in documents:
         for table in doc.tables:
             labels = [table.columns.index(c) for c in table.label_columns]
             for i, row in enumerate(table.rows):
+                ref = RowRef(doc.key, table.name, i)
                 key = (doc.key, table.name, tuple(row[j] for j in labels))
-                found[RowRef(doc.key, table.name, i)] = (key, tuple(row))
+                values = tuple(
+                    None if ref in quantiles_hidden and is_quantile(c) else v
+                    for c, v in zip(table.columns, row, strict=True)
+                )
+                found[ref] = (key, values)
     return found
 
 
@@ -106,7 +114,8 @@ def protect(
     are in `suppression`, `releases` and `audit`)."""
     docs = list(documents)
     layout = extract(docs)
-    rows = row_values(docs)
+    quantile_rows = quantiles_hidden(layout, k_quantiles or 2 * k)
+    rows = row_values(docs, quantile_rows)
     stamp = now or max((d.computed_at for d in docs), default=dt.datetime.now(dt.UTC))
     hidden = complementary(layout, primary(layout, k), k)
     extra_held: set[CellKey] = set()
@@ -142,7 +151,7 @@ def protect(
     return Protection(
         layout=layout,
         hidden=hidden,
-        quantile_rows=quantiles_hidden(layout, k_quantiles or 2 * k),
+        quantile_rows=quantile_rows,
         held=kept.held,
         release=kept.release,
         audit=report,

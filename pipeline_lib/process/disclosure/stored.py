@@ -22,10 +22,9 @@ def annotate(documents: Sequence[ResultDocument], protection: Protection, *, k: 
         guard(ref.key, ref.table).hidden[ref.row] = reason
     for ref in sorted(protection.quantile_rows):
         guard(ref.key, ref.table).quantile_rows.append(ref.row)
-    rows = {(d.key, t.name): t.rows for d in documents for t in d.tables}
+    # Every held row carries its date, changed or not: notes on the changed rows alone would point
+    # at the groups a late student joined.
     for ref, (values, published_at) in protection.held_rows().items():
-        if values is not None and list(values) == rows[(ref.key, ref.table)][ref.row]:
-            continue  # the figures did not change: shown as computed, with no date to explain
         held = HeldRow(values=list(values) if values is not None else None, published_at=published_at)
         guard(ref.key, ref.table).held[ref.row] = held
     withheld = protection.withheld()
