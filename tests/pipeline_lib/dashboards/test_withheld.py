@@ -18,16 +18,7 @@ from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.contract.collections import PROCESSED
 from pipeline_lib.dashboards import overview, quality, schools, statistical_models
 from pipeline_lib.process import quality_documents
-from pipeline_lib.process.analysis import (
-    classification,
-    cv,
-    descriptive_results,
-    model_results,
-    multilevel,
-    ols,
-    regression,
-)
-from pipeline_lib.process.analysis.frame import category_sizes
+from pipeline_lib.process.analysis import descriptive_results
 from pipeline_lib.process.results import (
     COMPLEMENTARY_NOTE,
     WITHHELD_NOTE,
@@ -56,21 +47,7 @@ def documents() -> dict[str, ResultDocument]:
     stamp = descriptive_results.Stamp(
         run_id="run-2", computed_at=SECOND, n_input=800, input_high_water_mark=800, k_min_group=K, seed=1
     )
-    sizes = category_sizes(students)
-    folds = cv.assign_folds(students["school_id"].value_counts(), 4, seed=1)
-    models = [
-        model_results.ols_document(ols.fit_ols(students), stamp, sizes, sampled=False),
-        model_results.null_model_document(multilevel.fit_null(students), stamp, sampled=False),
-        model_results.school_effects_document(
-            multilevel.fit_school_effects(students), stamp, sizes, sampled=False
-        ),
-        model_results.classification_document(
-            classification.classify(students, folds, seed=1), stamp, engine="scikit-learn", seed=1
-        ),
-        model_results.regression_document(
-            regression.regress(students, folds), stamp, engine="scikit-learn", seed=1
-        ),
-    ]
+    models = simulated.model_documents(students, stamp, folds=4, seed=1)
     return {d.key: d for d in [*protected_documents(), *models]}
 
 

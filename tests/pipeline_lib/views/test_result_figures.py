@@ -10,17 +10,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from pipeline_lib.contract import result_keys as keys
-from pipeline_lib.process.analysis import (
-    classification,
-    cv,
-    descriptive_results,
-    model_results,
-    multilevel,
-    ols,
-    regression,
-)
+from pipeline_lib.process.analysis import descriptive_results
 from pipeline_lib.process.analysis.base import Failure
-from pipeline_lib.process.analysis.frame import category_sizes
 from pipeline_lib.views import report, result_figures
 from tests.pipeline_lib.process.analysis import simulated
 from tests.pipeline_lib.process.analysis.simulated import descriptive_stats as stats_of
@@ -35,13 +26,9 @@ STAMP = descriptive_results.Stamp(
 )
 
 
-
-
 @pytest.fixture(scope="module")
 def all_documents() -> list:
     students = simulated.students(4_000, 25, seed=5)
-    sizes = category_sizes(students)
-    folds = cv.assign_folds(students["school_id"].value_counts(), 5, seed=0)
     stats = {
         "overall": stats_of("math_score", {"": (4000, 50.0)}, "x").drop(columns="x"),
         "by_sex": stats_of("math_score", {"female": (2000, 50.0), "male": (2000, 51.0)}, "sex"),
@@ -53,17 +40,7 @@ def all_documents() -> list:
     return [
         *descriptive_results.descriptives_documents(stats, STAMP),
         descriptive_results.correlations_document(pairs, STAMP),
-        model_results.ols_document(ols.fit_ols(students), STAMP, sizes, sampled=False),
-        model_results.null_model_document(multilevel.fit_null(students), STAMP, sampled=False),
-        model_results.school_effects_document(
-            multilevel.fit_school_effects(students), STAMP, sizes, sampled=False
-        ),
-        model_results.classification_document(
-            classification.classify(students, folds), STAMP, engine="scikit-learn", seed=0
-        ),
-        model_results.regression_document(
-            regression.regress(students, folds), STAMP, engine="scikit-learn", seed=0
-        ),
+        *simulated.model_documents(students, STAMP, folds=5, seed=0),
     ]
 
 

@@ -1,5 +1,6 @@
 """Students simulated from a known school-effects model, for the analysis tests, the process
-notebook test and the process benchmark: the true parameters are the constants below."""
+notebook test and the process benchmark: the true parameters are the constants below. Also the
+model documents the real analyses give for such students."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline_lib.contract.fields import SECTORS
-from pipeline_lib.process.analysis.frame import school_context
+from pipeline_lib.process.analysis import classification, cv, model_results, multilevel, ols, regression
+from pipeline_lib.process.analysis.descriptive_results import Stamp
+from pipeline_lib.process.analysis.frame import category_sizes, school_context
+from pipeline_lib.process.results import ResultDocument
 
 GRAND_MEAN = 50.0
 # Fixed effects of math_score ~ mean_ses * cses + sector * cses (sector against public).
@@ -143,3 +147,27 @@ def descriptive_stats(variable: str, groups: dict[str, tuple[int, float]], by: s
             for g, (n, m) in groups.items()
         ]
     )
+
+
+def model_documents(
+    students: pd.DataFrame, stamp: Stamp, *, folds: int, seed: int, sampled: bool = False
+) -> list[ResultDocument]:
+    """OLS, null model, school effects (`sampled` as given), classification and regression documents."""
+    sizes = category_sizes(students)
+    school_folds = cv.assign_folds(students["school_id"].value_counts(), folds, seed=seed)
+    return [
+        model_results.ols_document(ols.fit_ols(students), stamp, sizes, sampled=False),
+        model_results.null_model_document(multilevel.fit_null(students), stamp, sampled=False),
+        model_results.school_effects_document(
+            multilevel.fit_school_effects(students), stamp, sizes, sampled=sampled
+        ),
+        model_results.classification_document(
+            classification.classify(students, school_folds, seed=seed),
+            stamp,
+            engine="scikit-learn",
+            seed=seed,
+        ),
+        model_results.regression_document(
+            regression.regress(students, school_folds), stamp, engine="scikit-learn", seed=seed
+        ),
+    ]

@@ -11,17 +11,8 @@ import pandas as pd
 import pytest
 
 from pipeline_lib.contract import result_keys
-from pipeline_lib.process.analysis import (
-    classification,
-    cv,
-    descriptive_results,
-    model_results,
-    multilevel,
-    ols,
-    regression,
-)
+from pipeline_lib.process.analysis import descriptive_results, model_results, multilevel
 from pipeline_lib.process.analysis.base import Attempt, Failure
-from pipeline_lib.process.analysis.frame import category_sizes
 from pipeline_lib.process.results import ResultDocument, suppress
 from tests.pipeline_lib.process.analysis import simulated
 
@@ -45,21 +36,7 @@ def students() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def fitted_documents(students: pd.DataFrame) -> list[ResultDocument]:
-    sizes = category_sizes(students)
-    folds = cv.assign_folds(students["school_id"].value_counts(), 5, seed=1)
-    return [
-        model_results.ols_document(ols.fit_ols(students), STAMP, sizes, sampled=False),
-        model_results.null_model_document(multilevel.fit_null(students), STAMP, sampled=False),
-        model_results.school_effects_document(
-            multilevel.fit_school_effects(students), STAMP, sizes, sampled=True
-        ),
-        model_results.classification_document(
-            classification.classify(students, folds, seed=1), STAMP, engine="scikit-learn", seed=1
-        ),
-        model_results.regression_document(
-            regression.regress(students, folds), STAMP, engine="scikit-learn", seed=1
-        ),
-    ]
+    return simulated.model_documents(students, STAMP, folds=5, seed=1, sampled=True)
 
 
 def test_documents_round_trip_through_json_and_validate(fitted_documents: list[ResultDocument]) -> None:
