@@ -49,6 +49,7 @@ from pipeline_lib.process.analysis.frame import NUMERIC, category_sizes
 from pipeline_lib.process.analysis.sampling import stratified_sample
 from pipeline_lib.process.disclosure import Release, protect
 from pipeline_lib.process.disclosure.bins import with_empty_bins
+from pipeline_lib.process.disclosure.documents import drop_rows, hold_documents
 from pipeline_lib.process.disclosure.stored import annotate, public_release
 from pipeline_lib.process.quality_documents import quality_documents
 from pipeline_lib.process.results import ResultDocument
@@ -104,6 +105,7 @@ class ProcessReport:
     audit_seconds: float = 0.0
     audit_failures: list[str] = field(default_factory=list)
     withheld: dict[str, list[str]] = field(default_factory=dict)
+    held_documents: list[str] = field(default_factory=list)  # shown to the public as published earlier
 
     @property
     def results_failed(self) -> int:
@@ -277,10 +279,26 @@ def run_process(
     return report
 
 
+class UnreadableRelease(RuntimeError):
+    """The kept release cannot be read: publishing without it could undo its protection."""
+
+
 def previous_release(client: DbApiClient) -> Release | None:
-    """The release the previous run published, if any."""
+    """The release the previous run published, if any. One that cannot be read stops the run before
+    anything is written (fail closed): without it, new figures could be differenced against the
+    ones the public already saw. Public views keep showing the previous results meanwhile."""
     raw = client.get_document(RELEASES, RELEASE_ID)
-    return Release.from_dict(raw) if raw else None
+    if raw is None:
+        return None
+    try:
+        return Release.from_dict(raw)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise UnreadableRelease(
+            f"the published release (collection {RELEASES!r}, document {RELEASE_ID!r}) cannot be read "
+            f"({type(exc).__name__}: {exc}); nothing was written. Restore it, or remove it with "
+            f"`workbench release reset` to start a new release (earlier public figures can then be "
+            f"differenced against the new ones)"
+        ) from exc
 
 
 def _protect(
@@ -297,27 +315,29 @@ def _protect(
     settings = get_settings()
     quantile_min = k_quantiles or settings.k_quantiles or 2 * k
     documents = [with_empty_bins(d) for d in [*report.documents, *report.dashboard_documents]]
+    previous = previous_release(client)
     protection = protect(
         documents,
         k=k,
         k_quantiles=max(quantile_min, k),
         ratio=ratio if ratio is not None else settings.protection_ratio,
-        previous=previous_release(client),
+        previous=previous,
         now=now,
     )
-    protected = annotate(documents, protection, k=k)
+    holding = hold_documents(annotate(documents, protection, k=k), protection.release, previous, k=k, now=now)
     analyses = {d.key for d in report.documents}
-    report.documents = [d for d in protected if d.key in analyses]
-    report.dashboard_documents = [d for d in protected if d.key not in analyses]
+    report.documents = [d for d in holding.documents if d.key in analyses]
+    report.dashboard_documents = [d for d in holding.documents if d.key not in analyses]
     report.audit_seconds = protection.audit.seconds
     report.audit_failures = [f.reason for f in protection.audit.failures]
     report.withheld = protection.withheld()
+    report.held_documents = sorted(holding.held)
     if report.withheld:
         log.warning(
             "documents withheld from public views: the disclosure audit failed",
             extra={"run_id": report.run_id, "withheld": sorted(report.withheld)},
         )
-    return public_release(protection.release, report.withheld)
+    return drop_rows(public_release(holding.release, report.withheld), holding.held, now=now)
 
 
 def _analyse(

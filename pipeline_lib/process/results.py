@@ -62,6 +62,13 @@ class TableProtection(BaseModel):
     held: dict[int, HeldRow] = Field(default_factory=dict, description="rows showing previous figures")
 
 
+class HeldDocument(BaseModel):
+    """A whole result held at what public views last showed: fewer than k students changed since."""
+
+    public: PublicResult
+    published_at: dt.datetime
+
+
 class DocumentProtection(BaseModel):
     """What public views of a document must hide, hold or withhold (from the run's disclosure control)."""
 
@@ -70,6 +77,7 @@ class DocumentProtection(BaseModel):
     withheld: list[str] = Field(
         default_factory=list, description="why the audit withholds the whole document (analyst-only detail)"
     )
+    held: HeldDocument | None = Field(None, description="the whole result as last published, shown instead")
 
 
 class ResultDocument(BaseModel):
@@ -155,6 +163,14 @@ class PublicResult(ResultSummary):
     chart: ChartSpec | None = None
     withheld: str | None = Field(None, description="why the whole result is withheld from public views")
     exact: bool = Field(False, description="true for analysts: the figures as computed, not as published")
+    not_updated: str | None = Field(
+        None, description="why the figures are those of an earlier run, and since when"
+    )
+
+
+HeldDocument.model_rebuild()
+DocumentProtection.model_rebuild()
+ResultDocument.model_rebuild()
 
 
 def _small(value: Any, k: int) -> bool:
@@ -179,12 +195,24 @@ def held_note(k: int, since: dt.datetime) -> str:
     return f"not updated: fewer than {k} students changed since {since:%Y-%m-%d %H:%M} UTC"
 
 
+def public_held_note(k: int, since: dt.datetime) -> str:
+    """What analysts read of a result the public sees as published earlier."""
+    return (
+        f"public views show this result as published {since:%Y-%m-%d %H:%M} UTC: "
+        f"fewer than {k} students changed since"
+    )
+
+
 def suppress(doc: ResultDocument, k: int, *, analyst: bool = False) -> PublicResult:
     """The document as its reader may see it: rows of groups under k students blanked but labelled,
     min/max and analyst-only tables left out unless `analyst`, nothing at all if the whole input is
     small. The document's `protection` (public readers only) also hides complementary rows and
-    small groups' quantiles, shows held rows' previous figures, and withholds the whole document
-    when the audit failed (fail closed). Analysts see the figures as computed, marked `exact`."""
+    small groups' quantiles, shows held rows' previous figures, shows a held document as it was
+    published, and withholds the whole document when the audit failed (fail closed). Analysts
+    see the figures as computed, marked `exact`."""
+    held = doc.protection.held if doc.protection else None
+    if held is not None and not analyst:
+        return held.public.model_copy(update={"not_updated": held_note(k, held.published_at), "exact": False})
     protection = None if analyst else doc.protection
     whole_small = doc.n_input < k
     withheld = bool(protection and protection.withheld)
@@ -216,6 +244,7 @@ def suppress(doc: ResultDocument, k: int, *, analyst: bool = False) -> PublicRes
         chart=None if withheld else doc.chart,
         withheld=withheld_note,
         exact=analyst,
+        not_updated=public_held_note(k, held.published_at) if held is not None else None,
     )
 
 

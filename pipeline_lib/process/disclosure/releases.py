@@ -38,8 +38,18 @@ class PublishedCell:
 
 
 @dataclass(frozen=True)
+class PublishedDocument:
+    """A document held whole (`disclosure.documents`) as public views last showed it."""
+
+    n: int  # its students then (`n_input`)
+    published_at: dt.datetime
+    public: Mapping[str, Any]  # the public view (`results.PublicResult`) as JSON
+
+
+@dataclass(frozen=True)
 class Release:
     cells: Mapping[CellKey, PublishedCell] = field(default_factory=dict)
+    documents: Mapping[str, PublishedDocument] = field(default_factory=dict)  # by key
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (for the store); `from_dict` reads it back."""
@@ -54,7 +64,16 @@ class Release:
                     "rows": [[list(rk[:2]), list(rk[2]), list(values)] for rk, values in cell.rows.items()],
                 }
                 for key, cell in sorted(self.cells.items(), key=lambda item: item[0].label)
-            ]
+            ],
+            "documents": [
+                {
+                    "key": key,
+                    "n": doc.n,
+                    "published_at": doc.published_at.isoformat(),
+                    "public": dict(doc.public),
+                }
+                for key, doc in sorted(self.documents.items())
+            ],
         }
 
     @classmethod
@@ -68,7 +87,13 @@ class Release:
                 published_at=dt.datetime.fromisoformat(c["published_at"]),
                 rows={(r[0][0], r[0][1], tuple(r[1])): tuple(r[2]) for r in c["rows"]},
             )
-        return cls(cells)
+        documents = {
+            d["key"]: PublishedDocument(
+                int(d["n"]), dt.datetime.fromisoformat(d["published_at"]), d["public"]
+            )
+            for d in data.get("documents", [])
+        }
+        return cls(cells, documents)
 
 
 @dataclass(frozen=True)
@@ -132,7 +157,8 @@ def hold_back(
     for key in shown:
         if key not in held:
             cells[key] = _published(layout, key, now, rows or {})
-    return HoldBack(frozenset(held), Release(cells))
+    documents = previous.documents if previous is not None else {}
+    return HoldBack(frozenset(held), Release(cells, documents))
 
 
 def _published(

@@ -47,4 +47,4 @@ def public_release(release: Release, withheld: Collection[str]) -> Release:
         key: dataclasses.replace(cell, rows={r: v for r, v in cell.rows.items() if r[0] not in withheld})
         for key, cell in release.cells.items()
     }
-    return Release(cells)
+    return dataclasses.replace(release, cells=cells)
