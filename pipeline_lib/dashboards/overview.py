@@ -46,7 +46,7 @@ def _missing(what: str) -> str:
 
 def _absent(results: Results, key: str, what: str) -> str:
     """Where the document `key` would show: why it is withheld, else that it is not computed yet."""
-    return page.withheld_notices(results, (key,)) or _missing(what)
+    return page.notices(results, (key,)) or _missing(what)
 
 
 def headline(results: Results) -> str:
@@ -67,9 +67,7 @@ def headline(results: Results) -> str:
         items.append((f"{math['mean']:.1f}", f"mean math score (sd {math['sd']:.1f})"))
     if ses is not None:
         items.append((f"{ses['mean']:+.2f}", f"mean SES index (sd {ses['sd']:.2f})"))
-    withheld = page.withheld_notices(
-        results, [OVERALL, keys.distribution("math_score"), keys.SCHOOL_DISTRIBUTION]
-    )
+    withheld = page.notices(results, [OVERALL, keys.distribution("math_score"), keys.SCHOOL_DISTRIBUTION])
     if not items:
         return html.section("Headline numbers", withheld or _missing("Headline numbers"))
     return html.section("Headline numbers", html.cards(items) + withheld)
@@ -105,7 +103,7 @@ def comparisons(results: Results) -> str:
         return ""
     summaries = {g: frames.group_summary(results.get(key), g, "math_score") for g, key in GROUPINGS.items()}
     summaries = {g: s for g, s in summaries.items() if s is not None and not s.empty}
-    withheld = page.withheld_notices(results, list(GROUPINGS.values()))
+    withheld = page.notices(results, list(GROUPINGS.values()))
     if not summaries:
         return html.section(
             "Comparisons by sector, sex and minority", withheld or _missing("Group comparisons are")

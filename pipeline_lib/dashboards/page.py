@@ -125,12 +125,15 @@ def no_data(what: str = "No data yet") -> str:
     return html.block(html.notice(NO_DATA, "empty", f"{what}."))
 
 
-def withheld_notices(results: Results, keys: Iterable[str]) -> str:
-    """Where the documents `keys` would show: a line for each one withheld from public views, its
-    title and why ("" when none is)."""
+def notices(results: Results, keys: Iterable[str]) -> str:
+    """Where the documents `keys` show: a line for each one withheld from public views or shown as
+    published earlier, its title and why ("" when none is)."""
     lines = []
     for key in keys:
+        found = results.get(key)
+        title = f"{found.title if found else key}:"
         if key in results.withheld:
-            found = results.get(key)
-            lines.append(html.withheld(results.withheld[key], f"{found.title if found else key}:"))
+            lines.append(html.withheld(results.withheld[key], title))
+        elif key in results.not_updated:
+            lines.append(html.not_updated(results.not_updated[key], title))
     return "".join(lines)

@@ -45,7 +45,14 @@ class Quality(Results):
 def load(client: DbApiClient, k: int) -> Quality:
     """The quality documents (as the public sees them) and the newest run records."""
     results = load_results(client, KEYS, k)
-    return Quality(k, results.found, failed=results.failed, withheld=results.withheld, runs=load_runs(client))
+    return Quality(
+        k,
+        results.found,
+        failed=results.failed,
+        withheld=results.withheld,
+        not_updated=results.not_updated,
+        runs=load_runs(client),
+    )
 
 
 def latest_status(data: Quality) -> str:
@@ -93,7 +100,7 @@ def cleaned_vs_quarantined(data: Quality) -> str:
     if not data:
         return ""
     reasons, changes = data.get(keys.REJECT_REASONS), data.get(keys.TOP_CHANGES)
-    parts = [page.withheld_notices(data, KEYS)]
+    parts = [page.notices(data, KEYS)]
     if (
         reasons is not None
         and changes is not None
@@ -138,7 +145,8 @@ def _counts_section(
     caption: str = "",
 ) -> str:
     """A bar per row of the document's records-by-label table; a notice when the document is not
-    there yet or is withheld, and `nothing` when its table is empty."""
+    there yet or is withheld, and `nothing` when its table is empty; above the bars, since when
+    when it is shown as published earlier."""
     if not data:
         return ""
     if key in data.withheld:
@@ -154,7 +162,8 @@ def _counts_section(
         labels(frame), frame["records"], x_label=x_label, hidden=frame["suppressed"], k=data.k, fill=fill
     )
     notes = html.row_notes(frame, "row", data.k)
-    return html.section(title, figure_html(figure, alt, " ".join(c for c in (caption, notes) if c)))
+    held = html.not_updated(data.not_updated[key]) if key in data.not_updated else ""
+    return html.section(title, held + figure_html(figure, alt, " ".join(c for c in (caption, notes) if c)))
 
 
 def reject_reasons(data: Quality) -> str:

@@ -4,7 +4,7 @@ multilevel model, with widgets to filter by sector, search a school and pick the
 `SchoolsExplorer` holds the widgets; `render` draws for the current choices, so a test can set a
 widget's value and read the new plot without a browser. A document withheld from public views is
 named with its reason above the explorer (`withheld`), and in the plot's place when it is the
-school effects.
+school effects; one shown as published earlier is named there with since when.
 """
 
 from __future__ import annotations
@@ -168,8 +168,9 @@ def explorer(results: Results) -> SchoolsExplorer | None:
 
 
 def withheld(results: Results) -> str:
-    """A line for each of the page's documents withheld from public views, with why ("" if none)."""
-    notices = page.withheld_notices(results, KEYS)
+    """A line for each of the page's documents withheld from public views, with why, or shown as
+    published earlier, with since when ("" if none)."""
+    notices = page.notices(results, KEYS)
     return html.block(notices) if notices else ""
 
 

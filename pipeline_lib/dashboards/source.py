@@ -1,7 +1,7 @@
 """What a dashboard reads, and only that: result documents from `processed` (as the public sees
 them: groups under k suppressed, rows hidden so others cannot be derived, held rows at their
-previous figures, each with its note; withheld documents without figures) and run records from
-`runs`, through the db-api.
+previous figures, each with its note; withheld documents without figures; held documents as they
+were published, with since when) and run records from `runs`, through the db-api.
 
 Reading a few small documents keeps a dashboard fast whatever the data size; a document that is
 missing or does not read as a result is left out, so the page shows what there is.
@@ -37,6 +37,7 @@ class Results:
     failed: set[str] = field(default_factory=set)  # keys of analyses stored as failures (no result)
     freshness: Freshness | None = None  # how old the newest figures are (`page.load` sets it)
     withheld: dict[str, str] = field(default_factory=dict)  # keys withheld from public views, and why
+    not_updated: dict[str, str] = field(default_factory=dict)  # keys shown as published earlier, and since
 
     def get(self, key: str) -> PublicResult | None:
         """The public view of the document `key`, if it was found."""
@@ -65,6 +66,8 @@ def _add(results: Results, raw: dict) -> None:
     results.found[doc.key] = public
     if public.withheld:
         results.withheld[doc.key] = public.withheld
+    if public.not_updated:
+        results.not_updated[doc.key] = public.not_updated
     if getattr(doc, "status", "ok") == "failed":
         results.failed.add(doc.key)
 

@@ -3,7 +3,8 @@ metrics, calibration and importances, and the score prediction against its basel
 
 Reads the documents of the processing step (`ols:math_score`, `mixedlm:*`,
 `classification:at_risk`, `regression:math_score`); an analysis stored as a failure is shown as
-such, with the reason the processing step gave, and one withheld from public views says why.
+such, with the reason the processing step gave, one withheld from public views says why, and one
+shown as published earlier says since when.
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ def term_words(term: str) -> str:
 
 def _section(results: Results, key: str, title: str, body: Callable[[PublicResult], str]) -> str:
     """The section of one analysis: its `body` when it has a result, else a notice that it is not
-    computed yet, is withheld from public views or was stored as a failure (with the reason);
-    nothing on a page without data."""
+    computed yet, is withheld from public views or was stored as a failure (with the reason), and
+    above the body since when if it is shown as published earlier; nothing on a page without data."""
     if not results:
         return ""
     result = results.get(key)
@@ -101,7 +102,8 @@ def _section(results: Results, key: str, title: str, body: Callable[[PublicResul
                 result.summary or "The analysis has no result.", "warning", "No result in the last run."
             ),
         )
-    return html.section(title, body(result))
+    held = html.not_updated(results.not_updated[key]) if key in results.not_updated else ""
+    return html.section(title, held + body(result))
 
 
 def _summary(result: PublicResult) -> str:

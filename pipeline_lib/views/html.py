@@ -3,7 +3,7 @@ side and tables.
 
 All text from documents is escaped; numbers are formatted per column; a suppressed cell says why
 it is empty instead of showing a blank, a table with noted rows has a "Why" column (as the results
-page), and a withheld result reads as the results page words it.
+page), and a withheld result, or one shown as published earlier, reads as the results page words it.
 """
 
 from __future__ import annotations
@@ -80,6 +80,12 @@ def withheld(reason: str, title: str = "") -> str:
     """Where a withheld result would be: why it is withheld, in the results page's words
     ("Withheld: ...")."""
     return notice(reason[:1].upper() + reason[1:], "info", title)
+
+
+def not_updated(note: str, title: str = "") -> str:
+    """Beside a result shown as published earlier: since when, and why, in the results page's words
+    ("Not updated: ...")."""
+    return notice(note[:1].upper() + note[1:], "info", title)
 
 
 def warnings(items: Sequence[str], title: str) -> str:

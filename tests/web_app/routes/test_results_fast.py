@@ -10,10 +10,12 @@ import pytest
 from pipeline_lib.process.results import (
     ChartSpec,
     DocumentProtection,
+    HeldDocument,
     HeldRow,
     ResultDocument,
     ResultTable,
     TableProtection,
+    suppress,
 )
 from tests.web_app.routes.conftest import FastApp, is_problem
 from web_app.deps import get_settings, page_user
@@ -175,3 +177,38 @@ def test_a_withheld_result_shows_why_and_no_figures_but_analysts_see_them_exact(
         and exact["tables"][0]["rows"][2] == ["sector2", 30, 12.0]
         and "9.9" in exact["withheld"]
     )
+
+
+def _model(estimate: float, *, n_input: int, run_id: str) -> ResultDocument:
+    fixed = ResultTable(
+        name="fixed", title="Fixed effects", columns=["term", "estimate"], rows=[["Intercept", estimate]]
+    )
+    return ResultDocument(
+        key="mixedlm:null_model",
+        title="Null model",
+        analysis="mixedlm",
+        run_id=run_id,
+        computed_at=dt.datetime(2026, 11, 29, 6, tzinfo=dt.UTC),
+        n_input=n_input,
+        tables=[fixed.model_copy(update={"group_size_column": None})],
+    )
+
+
+def test_a_held_result_shows_its_published_figures_to_the_public_and_exact_ones_to_analysts(
+    fast: FastApp,
+) -> None:
+    published = suppress(_model(50.87, n_input=100, run_id="process-earlier"), 5)
+    held = HeldDocument(public=published, published_at=dt.datetime(2026, 11, 29, 6, tzinfo=dt.UTC))
+    now = _model(51.23, n_input=101, run_id="process-now")
+    _put(fast, now.model_copy(update={"protection": DocumentProtection(k=5, held=held)}))
+    fast.app.dependency_overrides[page_user] = lambda: TokenClaims("rita", frozenset({"results:read"}))
+    page = fast.http.get("/results").text
+    assert "Not updated: fewer than 5 students changed since 2026-11-29 06:00 UTC" in page
+    assert "50.87" in page and "process-earlier" in page
+    assert "51.23" not in page
+    fast.app.dependency_overrides[page_user] = lambda: TokenClaims(
+        "anna", frozenset({"results:read", "analyst"})
+    )
+    exact = fast.http.get("/results").text
+    assert "51.23" in exact and "50.87" not in exact
+    assert "Public views show this result as published 2026-11-29 06:00 UTC" in exact
