@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 import typer
@@ -29,8 +30,12 @@ def release_show() -> None:
     dates = [c.published_at for c in release.cells.values()] + [
         d.published_at for d in release.documents.values()
     ]
-    last = f"; last published {max(dates):%Y-%m-%d %H:%M} UTC" if dates else ""
-    typer.echo(f"{len(release.cells):,} cells and {len(release.documents):,} whole documents{last}.")
+    last = f"; last published {max(dates).astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC" if dates else ""
+    cells, documents = len(release.cells), len(release.documents)
+    typer.echo(
+        f"{cells:,} {'cell' if cells == 1 else 'cells'} and {documents:,} whole "
+        f"{'document' if documents == 1 else 'documents'}{last}."
+    )
 
 
 @release_app.command("reset")

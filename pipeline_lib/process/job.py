@@ -198,6 +198,7 @@ def run_process(
         raise ValueError(f"max_model_rows must be at least 1, got {max_model_rows}")
     report = ProcessReport(run_id=run_id)
     with _timed(report, "read"):
+        previous = previous_release(client)  # first: an unreadable one stops the run before any work
         # Read before the scan: every record committed up to this mark is in the input.
         report.input_high_water_mark = client.high_water_mark(CLEANED)
         # Reference data, small: read by the client, so Spark plans one data source read only.
@@ -262,7 +263,7 @@ def run_process(
 
     with _timed(report, "disclosure"):
         release = _protect(
-            client,
+            previous,
             report,
             k=k_min_group,
             k_quantiles=k_quantiles,
@@ -302,7 +303,7 @@ def previous_release(client: DbApiClient) -> Release | None:
 
 
 def _protect(
-    client: DbApiClient,
+    previous: Release | None,
     report: ProcessReport,
     *,
     k: int,
@@ -315,7 +316,6 @@ def _protect(
     settings = get_settings()
     quantile_min = k_quantiles or settings.k_quantiles or 2 * k
     documents = [with_empty_bins(d) for d in [*report.documents, *report.dashboard_documents]]
-    previous = previous_release(client)
     protection = protect(
         documents,
         k=k,

@@ -417,11 +417,6 @@ def _math_means(release: Release) -> dict[tuple[str, str, int, str], tuple[int, 
     return found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13, open: model documents (mixedlm:null's grand mean with n_students) are not "
-    "held between releases yet, and its grand mean moves with one late student",
-)
 def test_differencing_published_means_across_releases_does_not_give_a_late_students_score(
     system: System,
 ) -> None:
@@ -456,6 +451,31 @@ def test_no_public_group_moves_by_fewer_than_k_students_between_releases(system:
                 moved = [old[i] for i in columns] != [new[i] for i in columns]
                 if old[n] is not None and new[n] is not None and moved:
                     assert abs(new[n] - old[n]) >= K, (key, old_table["name"], old, new)
+
+
+def test_every_model_shows_the_public_what_it_showed_before_with_its_date(system: System) -> None:
+    """Models, correlations and the data's quality are functions of every student, not sums: fewer
+    than k new students leave each whole result as the public saw it, dated; analysts read the new
+    figures and that the public sees the earlier ones."""
+    before, after = system.public
+    whole = [
+        key
+        for key, old in before.results.items()
+        if not key.startswith(("descriptives:", "distribution:", "relation:"))
+        and old["status"] == "ok" and old["n_input"] is not None and old["withheld"] is None
+    ]  # fmt: skip
+    assert {"mixedlm:null", "mixedlm:school_effects", "ols:math_score", "correlations:numeric"} <= set(whole)
+    for key in whole:
+        old, new = before.results[key], after.results[key]
+        # `freshness` tells when the latest run was (not its figures): it moves with every run.
+        assert {**new, "not_updated": None, "freshness": None} == {**old, "freshness": None}, key
+        since = dt.datetime.fromisoformat(old["computed_at"])
+        assert new["not_updated"] == held_note(K, since), key
+        exact = system.exact[1].results[key]
+        assert exact["run_id"] != old["run_id"] and exact["not_updated"].startswith("public views show"), key
+    null = system.exact[1].results["mixedlm:null"]
+    n_students = {r["quantity"]: r["value"] for r in _rows(null, "estimates", None)}["n_students"]
+    assert n_students == len(system.students) + 1
 
 
 def test_not_updated_notes_do_not_show_which_bin_a_late_students_score_fell_in(system: System) -> None:

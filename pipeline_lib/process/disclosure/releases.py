@@ -21,9 +21,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, Field, field_validator
 
 from pipeline_lib.process.disclosure.cells import CellKey, Layout, Reason, RowRef
+from pipeline_lib.process.results import PublicResult
 
 # A row as it is found again in the next run: (document key, table, its group's labels).
 RowKey = tuple[str, str, tuple[Any, ...]]
@@ -78,22 +81,61 @@ class Release:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Release:
-        cells = {}
-        for c in data.get("cells", []):
-            key = CellKey(frozenset((d, v) for d, v in c["group"]), c["population"])
-            cells[key] = PublishedCell(
-                n=c["n"],
-                sums={v: (pair[0], pair[1]) for v, pair in c["sums"].items()},
-                published_at=dt.datetime.fromisoformat(c["published_at"]),
-                rows={(r[0][0], r[0][1], tuple(r[1])): tuple(r[2]) for r in c["rows"]},
+        """The release `to_dict` wrote. Anything else raises `ValueError` (a pydantic
+        `ValidationError`): a release read wrong would let new figures be differenced against old."""
+        stored = _StoredRelease.model_validate(data)
+        cells = {
+            CellKey(frozenset((d, v) for d, v in c.group), c.population): PublishedCell(
+                n=c.n,
+                sums=dict(c.sums),
+                published_at=c.published_at,
+                rows={(rk[0], rk[1], tuple(labels)): tuple(values) for rk, labels, values in c.rows},
             )
-        documents = {
-            d["key"]: PublishedDocument(
-                int(d["n"]), dt.datetime.fromisoformat(d["published_at"]), d["public"]
-            )
-            for d in data.get("documents", [])
+            for c in stored.cells
         }
+        documents = {d.key: PublishedDocument(d.n, d.published_at, d.public) for d in stored.documents}
         return cls(cells, documents)
+
+
+def _aware(value: Any) -> dt.datetime:
+    """An ISO 8601 text with its time zone (as `to_dict` writes it); a number or naive time is refused."""
+    if not isinstance(value, str):
+        raise ValueError("a time is ISO 8601 text")
+    parsed = dt.datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("a time needs its time zone")
+    return parsed
+
+
+Published = Annotated[dt.datetime, BeforeValidator(_aware)]
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class _StoredCell(BaseModel):
+    group: list[tuple[str, Any]]
+    population: str
+    n: Number
+    sums: dict[str, tuple[Number | None, Number | None]]
+    published_at: Published
+    rows: list[tuple[tuple[str, str], list[Any], list[Any]]]
+
+
+class _StoredDocument(BaseModel):
+    key: str
+    n: Annotated[int, Field(strict=True, ge=0)]
+    published_at: Published
+    public: dict[str, Any]
+
+    @field_validator("public")
+    @classmethod
+    def _a_public_result(cls, value: dict[str, Any]) -> dict[str, Any]:
+        PublicResult.model_validate(value)
+        return value
+
+
+class _StoredRelease(BaseModel):
+    cells: list[_StoredCell]  # required: a release without it is not one that published nothing
+    documents: list[_StoredDocument] = []  # releases written before documents were held have none
 
 
 @dataclass(frozen=True)

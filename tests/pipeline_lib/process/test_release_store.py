@@ -16,6 +16,7 @@ from pipeline_lib.process.disclosure import Release
 from pipeline_lib.process.disclosure.cells import STUDENTS, CellKey
 from pipeline_lib.process.disclosure.releases import PublishedCell, PublishedDocument
 from pipeline_lib.process.job import RELEASE_ID, UnreadableRelease, previous_release
+from pipeline_lib.process.results import PublicResult
 from tests.pipeline_lib.process.analysis import simulated
 
 WHEN = dt.datetime(2026, 11, 29, 6, tzinfo=dt.UTC)
@@ -34,7 +35,18 @@ def a_release() -> Release:
     document = PublishedDocument(
         n=120,
         published_at=WHEN,
-        public={"key": "mixedlm:null", "status": "ok", "n_input": 120, "k_min_group": 5, "tables": []},
+        public=PublicResult(
+            key="mixedlm:null",
+            title="Null model",
+            analysis="mixedlm",
+            scope="null",
+            run_id="run-1",
+            computed_at=WHEN,
+            n_input=120,
+            k_min_group=5,
+            summary="",
+            tables=[],
+        ).model_dump(mode="json"),
     )
     return Release(
         {PUBLIC_SECTOR: cell, CellKey(frozenset(), STUDENTS): everyone}, {"mixedlm:null": document}
@@ -87,16 +99,14 @@ def test_an_unreadable_release_says_where_it_is_that_nothing_was_written_and_how
     assert "nothing was written" in message and "workbench release reset" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Release.from_dict does not check these; a release without `cells` reads as empty (fail open)",
-)
 @pytest.mark.parametrize(
     ("field", "value"),
     [
         ("cells", None),  # the key gone: read as a release that published nothing
         ("cells.0.n", "many"),  # a count that is not a number
         ("documents.0.public", "garbage"),  # not a public view
+        ("documents.0.public", {"key": "mixedlm:null"}),  # not a whole public view
+        ("cells.0.published_at", "2026-11-29T06:00:00"),  # a time without its zone
     ],
 )
 def test_a_release_missing_its_cells_or_with_figures_of_the_wrong_type_is_unreadable(
