@@ -467,6 +467,9 @@ def test_every_model_shows_the_public_what_it_showed_before_with_its_date(system
     assert {"mixedlm:null", "mixedlm:school_effects", "ols:math_score", "correlations:numeric"} <= set(whole)
     for key in whole:
         old, new = before.results[key], after.results[key]
+        if system.exact[1].results[key]["status"] == "failed":  # a model may not converge: no figures
+            assert new["status"] == "failed" and new["tables"] == [] and new["not_updated"] is None, key
+            continue
         # `freshness` tells when the latest run was (not its figures): it moves with every run.
         assert {**new, "not_updated": None, "freshness": None} == {**old, "freshness": None}, key
         since = dt.datetime.fromisoformat(old["computed_at"])
