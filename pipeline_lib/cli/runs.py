@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from pipeline_lib.logs import configure_logging
-from pipeline_lib.settings import get_settings
+from pipeline_lib.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from pipeline_lib.runs.schedule import Job
 
 schedule_app = typer.Typer(
     help="The schedule in schedules/crontab: show it, install it into cron.", no_args_is_help=True
@@ -22,11 +25,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 RUN_SETTINGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-def _parameters(args: list[str]) -> dict[str, Any]:
-    """`-p NAME VALUE` triples (typer has no option with two values, so they are parsed here)."""
-    from pipeline_lib.runs.executor import parse_value
-
-    parameters: dict[str, Any] = {}
+def _parameters(args: list[str]) -> dict[str, str]:
+    """`-p NAME VALUE` triples (typer has no option with two values, so they are parsed here);
+    the values stay text until they are read for the types their notebook declares."""
+    parameters: dict[str, str] = {}
     rest = list(args)
     while rest:
         flag = rest.pop(0)
@@ -37,8 +39,22 @@ def _parameters(args: list[str]) -> dict[str, Any]:
         name, value = rest.pop(0), rest.pop(0)
         if not name.isidentifier():
             raise typer.BadParameter(f"{name!r} is not a parameter name", param_hint="-p")
-        parameters[name] = parse_value(value)
+        parameters[name] = value
     return parameters
+
+
+def _checked(settings: Settings, notebook: str, texts: dict[str, str]) -> tuple[list[str], dict[str, Any]]:
+    """The notebooks `workbench run NOTEBOOK` executes, and its `-p` values read and checked for the
+    types and ranges their parameters cells declare (pipeline_lib/runs/parameters.py).
+
+    Raises UnknownNotebook or ParameterError, before any connection or kernel."""
+    from pipeline_lib.runs.executor import notebook_path
+    from pipeline_lib.runs.parameters import read_notebook, resolve
+    from pipeline_lib.runs.schedule import ALL
+
+    names = list(ALL) if notebook == "all" else [notebook]
+    declared = {name: read_notebook(notebook_path(settings, name)) for name in names}
+    return names, resolve(declared, texts)
 
 
 def run(
@@ -61,14 +77,16 @@ def run(
 ) -> None:
     """Execute a notebook with papermill under a new run id, record the run and archive its output.
 
-    Notebook parameters: -p NAME VALUE (repeatable; VALUE is read as a number, true/false, none or text).
+    Notebook parameters: -p NAME VALUE (repeatable; VALUE is read for the parameter's declared type:
+    a number, true/false, none or text).
     Exit code 0: succeeded (or skipped because another run holds the lease); 1: failed or timed out;
-    2: a usage error (unknown notebook or parameter).
+    2: a usage error (unknown notebook or parameter, or a value not of the type or in the range the
+    notebook's parameters cell declares, e.g. `seed: int = 1  # 0..2_147_483_647`).
     """
     from pipeline_lib.client.sync import DbApiClient
     from pipeline_lib.runs.alerts import headline
-    from pipeline_lib.runs.executor import UnknownNotebook, execute_all, notebook_path
-    from pipeline_lib.runs.schedule import ALL
+    from pipeline_lib.runs.executor import UnknownNotebook, execute_all
+    from pipeline_lib.runs.parameters import USAGE_ERRORS, ParameterError
     from pipeline_lib.wire.requests import DbApiCallError
 
     configure_logging("WARNING")
@@ -78,12 +96,9 @@ def run(
             typer.echo("error: --timeout must be at least 1 second", err=True)
             raise typer.Exit(EXIT_USAGE)
         settings = settings.model_copy(update={"run_cell_timeout_seconds": timeout})
-    parameters = _parameters(ctx.args)
-    names = list(ALL) if notebook == "all" else [notebook]
     try:
-        for name in names:
-            notebook_path(settings, name)
-    except UnknownNotebook as exc:
+        names, parameters = _checked(settings, notebook, _parameters(ctx.args))
+    except (UnknownNotebook, ParameterError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     try:
@@ -120,7 +135,7 @@ def run(
         if record.output_path:
             typer.echo(f"  output notebook: {record.output_path}")
     last = done[-1]
-    if last.error and last.error.exception == "UnknownParameter":
+    if last.error and last.error.exception in USAGE_ERRORS:
         raise typer.Exit(EXIT_USAGE)
     raise typer.Exit(EXIT_OK if last.status in ("succeeded", "skipped") else EXIT_FAILED)
 
@@ -135,15 +150,45 @@ def _load_schedule() -> list:
         raise typer.Exit(EXIT_USAGE) from None
 
 
+def _refusal(job: Job, settings: Settings) -> str | None:
+    """Why `workbench run` would refuse the job's options at once (an unknown option, notebook or
+    parameter, a value of the wrong type or out of range), or None. Read by the run command's own
+    parser, so it says exactly what cron's run would."""
+    from pipeline_lib.runs.executor import UnknownNotebook
+    from pipeline_lib.runs.parameters import ParameterError
+
+    command = typer.main.get_command(_run_only)
+    try:
+        with command.make_context("workbench run", list(job.args)) as ctx:
+            _checked(settings, ctx.params["notebook"], _parameters(ctx.args))
+    except typer.TyperException as exc:  # what the command's parser refuses (typer's own click)
+        return exc.format_message()
+    except (UnknownNotebook, ParameterError) as exc:
+        return str(exc)
+    return None
+
+
 @schedule_app.command("show")
 def schedule_show(count: Annotated[int, typer.Option(help="fire times to list per job")] = 3) -> None:
-    """Print each scheduled job and its next fire times (machine's local time)."""
+    """Print each scheduled job and its next fire times (machine's local time); a job that
+    `workbench run` would refuse (e.g. `-p seed abc`) is flagged, and the exit code is then 2."""
     jobs = _load_schedule()
+    settings = get_settings()
     now = dt.datetime.now().astimezone()
-    typer.echo(f"{get_settings().schedule_file} ({now:%Z}):")
+    typer.echo(f"{settings.schedule_file} ({now:%Z}):")
+    refused = 0
     for job in jobs:
         times = ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in job.next_times(now, count))
         typer.echo(f"  line {job.line}: {job.cron:<15} workbench run {job.command:<20} next: {times}")
+        problem = _refusal(job, settings)
+        if problem:
+            refused += 1
+            typer.echo(f"    error: {problem}")
+    if refused:
+        typer.echo(
+            f"error: `workbench run` would refuse {refused} job(s) of {settings.schedule_file}", err=True
+        )
+        raise typer.Exit(EXIT_USAGE)
 
 
 @schedule_app.command("install")
@@ -182,6 +227,11 @@ def schedule_install(
         f"Installed {len(jobs)} job(s) into {where}; logs go to {settings.data_dir.resolve() / 'logs'}."
     )
     typer.echo("cron must be running (e.g. `cron` as root); `workbench schedule show` lists the next times.")
+
+
+# `workbench run` alone, to read a schedule line's options as the command does.
+_run_only = typer.Typer()
+_run_only.command(context_settings=RUN_SETTINGS)(run)
 
 
 def scheduler() -> None:

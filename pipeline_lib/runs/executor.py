@@ -10,7 +10,6 @@ PutDocument calls are refused once the run has lost the lease; losing it also st
 
 from __future__ import annotations
 
-import ast
 import logging
 import os
 import signal
@@ -26,6 +25,7 @@ import nbformat
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.collections import RUNS
 from pipeline_lib.runs import alerts, records
+from pipeline_lib.runs import parameters as parameters_cell
 from pipeline_lib.runs.kernel import ensure_kernel
 from pipeline_lib.runs.lease import LeaseKeeper
 from pipeline_lib.runs.notebook_counts import counts_from_notebook
@@ -58,38 +58,13 @@ def notebook_path(settings: Settings, name: str) -> Path:
     return path
 
 
-def parse_value(text: str) -> Any:
-    """A `-p NAME VALUE` value as papermill's CLI reads it: bool, None, int, float, else text."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            continue
-    return text
-
-
 def declared_parameters(path: Path) -> set[str]:
-    """The names assigned in the notebook's cell tagged `parameters` (none if it has no such cell)."""
-    notebook = nbformat.read(path, as_version=4)
-    for cell in notebook.cells:
-        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
-            try:
-                tree = ast.parse(cell.source)
-            except SyntaxError:
-                return set()
-            return {
-                target.id
-                for node in tree.body
-                if isinstance(node, ast.Assign | ast.AnnAssign)
-                for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
-                if isinstance(target, ast.Name)
-            }
-    return set()
+    """The names assigned in the notebook's cell tagged `parameters` (none if it has no such cell,
+    or one that does not parse: its run then fails saying why)."""
+    try:
+        return set(parameters_cell.read_notebook(path))
+    except parameters_cell.ParametersCellError:
+        return set()
 
 
 def archive_path(settings: Settings, record: RunRecord) -> Path:
@@ -128,18 +103,14 @@ def execute(
         host=records.host_name(),
         triggered_by=triggered_by,
     )
-    unknown = sorted(set(parameters) - declared_parameters(path))
-    if unknown:
-        declared = ", ".join(sorted(declared_parameters(path))) or "none"
-        record.finish(
-            "failed",
-            error=RunError(
-                exception="UnknownParameter",
-                message=f"{name}.ipynb has no parameter {', '.join(unknown)} (its parameters: {declared})",
-            ),
-        )
+    try:
+        # Also checked by `workbench run` before it connects; here for every other caller.
+        parameters = parameters_cell.validate(name, parameters_cell.read_notebook(path), parameters)
+    except parameters_cell.ParameterError as refused:
+        record.finish("failed", error=RunError(exception=type(refused).__name__, message=str(refused)))
         records.save(client, record)
         return record
+    record.parameters = dict(parameters)  # as the notebook gets them (an int for a float is a float)
 
     holder = f"{record.host}:{os.getpid()}:{run_id}"
     stopper = _Stopper()
@@ -189,7 +160,9 @@ def _papermill(
 ) -> BaseException | None:
     import papermill
 
-    logging.getLogger("papermill").setLevel(logging.WARNING)
+    papermill_log = logging.getLogger("papermill")
+    papermill_log.setLevel(logging.WARNING)
+    papermill_log.addFilter(_not_unknown_parameter)  # added once: a filter already there is kept
     try:
         with stopper.armed():
             papermill.execute_notebook(
@@ -206,6 +179,12 @@ def _papermill(
     except (Exception, KeyboardInterrupt) as exc:  # every way a run can end is recorded
         return exc
     return None
+
+
+def _not_unknown_parameter(record: logging.LogRecord) -> bool:
+    """Drops papermill's "Passed unknown parameter": its pattern cannot read a line annotated
+    `int | None`, and every parameter was read and checked here already (parameters.py)."""
+    return not record.getMessage().startswith("Passed unknown parameter")
 
 
 @contextmanager
