@@ -16,7 +16,7 @@ from pipeline_lib.process.results import ResultDocument, ResultTable
 from pipeline_lib.runs import records
 from pipeline_lib.runs.records import RunError, RunRecord, RunStatus
 from tests.web_app.conftest import PASSWORD, WebStack
-from web_app.routes.results import _schedule
+from web_app.routes.result_data import schedule_jobs as _schedule
 
 SCHEDULE = "*/10 * * * * clean\n5 * * * * process\n"
 

@@ -1,0 +1,141 @@
+"""The results for people: `/results` lists every result as a card, `/results/<key>` shows one
+(its chart, then its tables a page of rows at a time), and each table and chart downloads as CSV
+and SVG. Page and downloads show what `suppress` returns for the reader, and nothing else."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, Security
+from fastapi.responses import HTMLResponse
+from fastapi.security import SecurityScopes
+
+from pipeline_lib.process.results import PublicResult, suppress
+from web_app.deps import DbDep, SettingsDep, TokenReaderDep, current_user, oauth2_scheme, page_user
+from web_app.pages import render
+from web_app.routes.result_data import (
+    KEY_PATTERN,
+    Unreadable,
+    freshness,
+    is_analyst,
+    page_status,
+    read_document,
+    read_documents,
+)
+from web_app.routes.result_views import chart_svg, download_name, standalone_svg, table_csv, table_page
+from web_app.security import TokenClaims
+
+router = APIRouter(tags=["results"])
+PageReader = Annotated[TokenClaims, Security(page_user, scopes=["results:read"])]
+Key = Annotated[str, Path(pattern=KEY_PATTERN)]
+TableName = Annotated[str, Path(pattern=KEY_PATTERN)]
+
+
+async def download_user(
+    security_scopes: SecurityScopes,
+    request: Request,
+    bearer: Annotated[str | None, Depends(oauth2_scheme)],
+    tokens: TokenReaderDep,
+) -> TokenClaims:
+    """A download's reader: a script by its bearer token (401/403 as the API), a browser by its
+    session (no session: to the sign-in page, as the result page it was linked from)."""
+    if bearer:
+        return await current_user(security_scopes, request, bearer, tokens)
+    return await page_user(security_scopes, request, tokens)
+
+
+DownloadReader = Annotated[TokenClaims, Security(download_user, scopes=["results:read"])]
+
+
+@router.get("/results", response_class=HTMLResponse, include_in_schema=False)
+async def results_page(request: Request, user: PageReader, db: DbDep, settings: SettingsDep) -> Response:
+    k, analyst = settings.k_min_group, is_analyst(user)
+    documents = await read_documents(db)
+    results = [suppress(d, k, analyst=analyst) for d in documents]
+    fresh = await freshness(db, settings, documents, details=analyst)
+    headline = max(fresh.values(), key=lambda f: f.computed_at, default=None)
+    context = {
+        "results": results,
+        "k": k,
+        "freshness": fresh,
+        "status": await page_status(db, headline, analyst=analyst),
+        "show_age": True,
+        "analyst": analyst,
+        "voila_url": settings.voila_url,
+    }
+    return render(request, "results.html", context)
+
+
+@router.get("/results/{key}", response_class=HTMLResponse, include_in_schema=False)
+async def result_page(
+    request: Request,
+    key: str,
+    user: PageReader,
+    db: DbDep,
+    settings: SettingsDep,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    table: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    # A malformed key is a page that does not exist, as an unknown one: a person gets the same answer.
+    doc = None
+    if re.fullmatch(KEY_PATTERN, key):
+        try:
+            doc = await read_document(db, key)
+        except Unreadable:
+            doc = None
+    if doc is None:
+        return render(request, "result_missing.html", {"key": key[:200]}, status_code=404)
+    k, analyst = settings.k_min_group, is_analyst(user)
+    result = suppress(doc, k, analyst=analyst)
+    fresh = (await freshness(db, settings, [doc], details=analyst))[doc.key]
+    # `page` turns the pages of the table named by `table`, or of every long table when none is named.
+    pages = [table_page(t, page if table in (None, t.name) else 1) for t in result.tables]
+    context = {
+        "r": result,
+        "k": k,
+        "fresh": fresh,
+        "status": await page_status(db, fresh, analyst=analyst),
+        "show_age": False,
+        "analyst": analyst,
+        "chart": chart_svg(result),
+        "pages": pages,
+    }
+    return render(request, "result.html", context)
+
+
+async def _public(db: DbDep, settings: SettingsDep, key: str, user: TokenClaims) -> PublicResult:
+    """The result as this reader may see it, or 404."""
+    try:
+        doc = await read_document(db, key)
+    except Unreadable:
+        doc = None
+    if doc is None:
+        raise HTTPException(404, f"No result {key!r}; /results lists them")
+    return suppress(doc, settings.k_min_group, analyst=is_analyst(user))
+
+
+def _attachment(name: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
+
+
+@router.get("/results/{key}/tables/{name}.csv", include_in_schema=False)
+async def table_download(
+    key: Key, name: TableName, user: DownloadReader, db: DbDep, settings: SettingsDep
+) -> Response:
+    result = await _public(db, settings, key, user)
+    found = next((t for t in result.tables if t.name == name), None)
+    if found is None:
+        raise HTTPException(404, f"Result {key!r} shows no table {name!r}")
+    filename = download_name(f"{key}-{name}", ".csv", exact=result.exact)
+    return Response(table_csv(found), media_type="text/csv; charset=utf-8", headers=_attachment(filename))
+
+
+@router.get("/results/{key}/chart.svg", include_in_schema=False)
+async def chart_download(key: Key, user: DownloadReader, db: DbDep, settings: SettingsDep) -> Response:
+    result = await _public(db, settings, key, user)
+    svg = chart_svg(result)
+    if svg is None:
+        raise HTTPException(404, f"Result {key!r} has no chart")
+    filename = download_name(f"{key}-chart", ".svg", exact=result.exact)
+    return Response(standalone_svg(svg), media_type="image/svg+xml", headers=_attachment(filename))
