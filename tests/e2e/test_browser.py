@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from pipeline_lib.process.results import ChartSpec, ResultDocument, ResultTable
+from tests.e2e.conftest import SCREENSHOTS
 from tests.web_app.conftest import PASSWORD, WebStack
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -295,17 +296,26 @@ def test_results_need_a_login_and_hide_small_groups(
     expect(page.get_by_role("button", name="Sign out reader")).to_be_visible()
     expect(page.locator(".lead")).to_contain_text("fewer than 5 students")
 
-    sections = page.locator("section.result")
-    expect(sections).to_have_count(2)
-    by_sex = sections.nth(0)
+    # The index: a card per result, with its summary and when it was computed, and no tables.
+    cards = page.locator("li.card")
+    expect(cards).to_have_count(2)
+    by_sex = cards.nth(0)
     expect(by_sex.get_by_role("heading", level=2)).to_have_text("Mathematics score by sex")
+    expect(by_sex.locator(".summary")).to_have_text("Mean mathematics score of each group.")
     expect(by_sex.locator(".meta")).to_have_text(
         f"Computed 2024-05-06 07:08 UTC by run {RUN_ID} from 81 records."
     )
     expect(by_sex.locator(".meta code")).to_have_text(RUN_ID)
+    expect(page.get_by_role("table")).to_have_count(0)
+    screenshot(page, "results")
 
-    table = by_sex.get_by_role("table")
-    expect(table.locator("caption")).to_have_text("Mean mathematics score by sex")
+    # A result's own page: its chart first, then its table.
+    by_sex.get_by_role("link", name="Mathematics score by sex").click()
+    expect(page).to_have_url(f"{stack.url}/results/math_by_sex")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Mathematics score by sex")
+    result = page.locator("article.result")
+    table = result.get_by_role("table", name="Mean mathematics score by sex")
+    expect(result.get_by_role("heading", level=2)).to_have_text("Mean mathematics score by sex")
     # A table with a hidden row says why in a last column.
     expect(table.locator("thead th")).to_have_text(["sex", "n", "mean_math", "why"])
     rows = table.locator("tbody tr")
@@ -317,7 +327,7 @@ def test_results_need_a_login_and_hide_small_groups(
     expect(small).to_have_class(re.compile(r"\bsuppressed\b"))
     expect(small.locator("td")).to_have_text(["other", "suppressed", "suppressed", "fewer than 5 students"])
 
-    chart = by_sex.locator("figure svg")
+    chart = result.locator("figure svg")
     expect(chart).to_have_count(1)
     expect(chart).to_be_visible()
     expect(chart).to_have_attribute("aria-label", "Mean mathematics score")
@@ -327,16 +337,117 @@ def test_results_need_a_login_and_hide_small_groups(
         box = bars.nth(i).bounding_box()
         assert box is not None and box["width"] > 0 and box["height"] > 0
     expect(chart.locator("text", has_text="suppressed")).to_have_count(1)
-    assert "70.1" not in by_sex.inner_text()
+    chart_box, table_box = chart.bounding_box(), table.bounding_box()
+    assert chart_box is not None and table_box is not None and chart_box["y"] < table_box["y"]
+    assert "70.1" not in result.inner_text()
+    screenshot(page, "result")
+
+    # The downloads hold what the page shows.
+    with page.expect_download() as table_file:
+        result.get_by_role("link", name="Download the table (CSV)").click()
+    assert table_file.value.suggested_filename == "math_by_sex-by_sex.csv"
+    assert Path(table_file.value.path()).read_text().splitlines() == [
+        "sex,n,mean_math,why",
+        "female,40,61.25,",
+        "male,38,58.5,",
+        "other,,,fewer than 5 students",
+    ]
+    with page.expect_download() as chart_file:
+        result.get_by_role("link", name="Download the chart (SVG)").click()
+    svg = Path(chart_file.value.path()).read_text()
+    assert chart_file.value.suggested_filename == "math_by_sex-chart.svg"
+    assert svg.count("<rect") == 2 and "70.1" not in svg
+
+    # Printed (print to PDF), it is the result alone: no site navigation, links to download or forms.
+    page.emulate_media(media="print")
+    expect(page.locator("header.site")).to_be_hidden()
+    expect(result.locator(".downloads").first).to_be_hidden()
+    expect(page.locator("p.back")).to_be_hidden()
+    expect(table).to_be_visible()
+    expect(chart).to_be_visible()
+    screenshot(page, "print")
+    pdf = page.pdf(path=str(SCREENSHOTS / "test_results_need_a_login_and_hide_small_groups-print.pdf"))
+    assert pdf.startswith(b"%PDF")
+    page.emulate_media(media="screen")
 
     # The second result has no chart spec: its first figure column is drawn.
-    by_minority = sections.nth(1)
-    expect(by_minority.get_by_role("heading", level=2)).to_have_text("Socio-economic status by minority")
+    page.get_by_role("link", name="All results").click()
+    page.get_by_role("link", name="Socio-economic status by minority").click()
+    expect(page).to_have_url(f"{stack.url}/results/ses_by_minority")
+    by_minority = page.locator("article.result")
+    expect(by_minority.get_by_role("heading", level=1)).to_have_text("Socio-economic status by minority")
     expect(by_minority.locator(".meta code")).to_have_text(RUN_ID)
     expect(by_minority.locator("tbody tr")).to_have_count(2)
     expect(by_minority.locator("tr.suppressed")).to_have_count(0)
     expect(by_minority.locator("figure svg rect")).to_have_count(2)
-    screenshot(page, "results")
+
+
+def _long_result() -> ResultDocument:
+    return ResultDocument(
+        key="descriptives:by_school",
+        title="Mathematics by school",
+        analysis="descriptives",
+        run_id=RUN_ID,
+        computed_at=COMPUTED_AT,
+        n_input=6000,
+        summary="Mean mathematics score of each school.",
+        tables=[
+            ResultTable(
+                name="statistics",
+                title="Mean mathematics score by school, with a long name that has to wrap on a phone",
+                columns=["school_id", "n", "mean_math", "sd_math", "median_math", "q1_math", "q3_math"],
+                rows=[
+                    [f"S{i:04d}", 3 if i == 2 else 20, 50 + i / 100, 9.5, 50.5, 40.25, 60.75]
+                    for i in range(120)
+                ],
+                label_columns=["school_id"],
+            )
+        ],
+    )
+
+
+def test_a_long_table_is_paged_by_links_without_javascript(
+    new_page: NewPage, stack: WebStack, screenshot: Screenshot
+) -> None:
+    document = _long_result()
+    stack.db.put_document("processed", document.key, document.model_dump(mode="json"))
+    page = new_page(viewport={"width": 1280, "height": 900}, java_script_enabled=False)
+    page.goto("/login?next=/results/descriptives:by_school")
+    sign_in(page, "reader")
+    rows = page.locator("article.result tbody tr")
+    expect(rows).to_have_count(50)
+    expect(page.locator(".meta", has_text="Rows 1 to 50 of 120")).to_be_visible()
+    expect(page.get_by_role("link", name="← Previous rows")).to_have_count(0)
+    page.get_by_role("link", name="Next rows →").click()
+    expect(page).to_have_url(re.compile(r"\?table=statistics&page=2#t-statistics$"))
+    expect(rows.first.locator("td").first).to_have_text("S0050")
+    page.get_by_role("link", name="Next rows →").click()
+    expect(rows).to_have_count(20)
+    expect(rows.last.locator("td").first).to_have_text("S0119")
+    expect(page.get_by_role("link", name="Next rows →")).to_have_count(0)
+    page.get_by_role("link", name="← Previous rows").click()
+    expect(rows.first.locator("td").first).to_have_text("S0050")
+    screenshot(page, "page-2")
+
+
+def test_results_on_a_phone_have_no_sideways_scroll(
+    new_page: NewPage, stack: WebStack, screenshot: Screenshot
+) -> None:
+    for key, document in {**_result_documents(), "descriptives:by_school": None}.items():
+        doc = document or _long_result().model_dump(mode="json")
+        stack.db.put_document("processed", key, doc)
+    page = new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page.goto("/login?next=/results")
+    sign_in(page, "reader")
+    expect(page.locator("li.card")).to_have_count(3)
+    no_horizontal_scroll(page)
+    screenshot(page, "index")
+    for key in ("math_by_sex", "descriptives:by_school"):
+        page.goto(f"/results/{key}")
+        expect(page.get_by_role("table")).to_be_visible()
+        no_horizontal_scroll(page)
+        inside_viewport(page, page.get_by_role("link", name=re.compile(r"^Download the table")).first)
+        screenshot(page, key.replace(":", "_"))
 
 
 # -- schools -----------------------------------------------------------------------------------
@@ -394,9 +505,9 @@ def test_form_errors_are_tied_to_their_controls_for_screen_readers(page: Page, s
 def test_chart_draws_negative_values_left_of_zero(page: Page, stack: WebStack) -> None:
     document = _result_documents()["ses_by_minority"]  # rows: yes -0.4, no 0.35
     stack.db.put_document("processed", "ses_by_minority", document)
-    page.goto("/login?next=/results")
+    page.goto("/login?next=/results/ses_by_minority")
     sign_in(page, "reader")
-    bars = page.locator("section.result figure svg rect")
+    bars = page.locator("article.result figure svg rect")
     expect(bars).to_have_count(2)
     negative, positive = bars.nth(0).bounding_box(), bars.nth(1).bounding_box()
     assert negative is not None and positive is not None

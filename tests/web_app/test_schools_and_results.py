@@ -68,7 +68,7 @@ def test_results_api_suppresses_small_groups(stack: WebStack) -> None:
     assert missing.status_code == 404
 
 
-def test_the_results_page_needs_a_login_then_shows_tables_and_a_chart(stack: WebStack) -> None:
+def test_the_results_page_needs_a_login_then_links_to_each_result_s_tables_and_chart(stack: WebStack) -> None:
     stack.db.put_document("processed", "descriptives:sector", _result("descriptives:sector", [40, 3]))
     with stack.client() as http:
         assert http.get("/results").headers["location"] == "/login?next=/results"
@@ -78,7 +78,10 @@ def test_the_results_page_needs_a_login_then_shows_tables_and_a_chart(stack: Web
             "/login", data={"username": "reader", "password": PASSWORD, "csrf": csrf, "next": "/results"}
         )
         assert signed_in.status_code == 303 and signed_in.headers["location"] == "/results"
-        page = http.get("/results").text
+        index = http.get("/results").text
+        page = http.get("/results/descriptives:sector").text
+    assert '<a href="/results/descriptives:sector">Math by sector</a>' in index
+    assert "run <code>run-42</code>" in index and "<table" not in index
     assert "Math by sector" in page and "run <code>run-42</code>" in page
     assert "<em>suppressed</em>" in page and "<svg" in page and "<rect" in page
 
@@ -90,7 +93,7 @@ def test_a_wrong_password_on_the_login_page_is_explained(stack: WebStack) -> Non
     assert response.status_code == 401 and "Incorrect username or password" in response.text
 
 
-def test_long_tables_are_cut_on_the_page_and_failures_are_said(stack: WebStack) -> None:
+def test_long_tables_are_paged_and_failures_are_said(stack: WebStack) -> None:
     import datetime as dt
 
     from pipeline_lib.process.results import ResultDocument, ResultTable
@@ -112,9 +115,13 @@ def test_long_tables_are_cut_on_the_page_and_failures_are_said(stack: WebStack) 
     with stack.client() as http:
         csrf = http.get("/login").text.split('name="csrf" value="')[1].split('"')[0]
         http.post("/login", data={"username": "reader", "password": PASSWORD, "csrf": csrf})
-        page = http.get("/results").text
+        index = http.get("/results").text
+        page = http.get("/results/descriptives:by_school").text
+        last = http.get("/results/descriptives:by_school?page=6").text
+        table = http.get("/results/descriptives:by_school/tables/statistics.csv").text
         whole = http.get("/api/v1/results/descriptives:by_school", headers=stack.auth("reader")).json()
-    assert "S0049" in page and "S0050" not in page and "The first 50 of 300 rows" in page
+    assert "S0049" in page and "S0050" not in page and "Rows 1 to 50 of 300" in page
+    assert "S0250" in last and "S0249" not in last and "Next rows" not in last
     assert "<svg" not in page  # 300 bars would not be a chart anyone can read
-    assert "did not give a result in this run: no optimizer gave a usable REML fit" in page
-    assert len(whole["tables"][0]["rows"]) == 300
+    assert "did not give a result in this run: no optimizer gave a usable REML fit" in index
+    assert len(whole["tables"][0]["rows"]) == 300 and len(table.splitlines()) == 301

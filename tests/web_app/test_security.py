@@ -579,7 +579,7 @@ def test_results_api_never_shows_a_group_under_k(stack: WebStack, role: str) -> 
 
 
 class _Text(HTMLParser):
-    """The text of a page (not its markup), by result section and table row."""
+    """The text of result pages (not their markup), by result and table row."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -591,8 +591,8 @@ class _Text(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
-        if tag == "section" and "result" in (attributes.get("class") or ""):
-            self._section = attributes.get("aria-labelledby") or ""
+        if tag == "article" and "result" in (attributes.get("class") or "").split():
+            self._section = str(len(self.sections))  # every result page titles it "result-title"
             self.sections[self._section] = []
         elif tag == "tr":
             self._cells, self._suppressed = [], attributes.get("class") == "suppressed"
@@ -600,7 +600,7 @@ class _Text(HTMLParser):
             self._cells.append("")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "section":
+        if tag == "article":
             self._section = None
         elif tag == "tr" and self._cells is not None:
             if self._cells:
@@ -614,15 +614,24 @@ class _Text(HTMLParser):
             self._cells[-1] += data.strip()
 
 
+DOWNLOADS = ("chart.svg", "tables/by_school.csv")
+
+
 @pytest.mark.parametrize("role", ["reader", "analyst"])
-def test_results_page_never_shows_a_group_under_k(stack: WebStack, role: str) -> None:
+def test_results_pages_and_downloads_never_show_a_group_under_k(stack: WebStack, role: str) -> None:
     _store_results(stack)
+    downloads = [*DOWNLOADS, *(["tables/detail.csv"] if role == "analyst" else [])]
     with login_as(stack, role) as client:
-        page = client.get("/results")
-    assert page.status_code == 200, page.text
-    _assert_no_hidden_figures(page.text)
+        index = client.get("/results")
+        pages = [client.get(f"/results/{key}") for key in ("overall", "tiny")]
+        files = [client.get(f"/results/{key}/{name}") for key in ("overall", "tiny") for name in downloads]
+    for response in (index, *pages, *files):
+        assert response.status_code == 200, response.text
+        _assert_no_hidden_figures(response.text)
+    assert '<a href="/results/overall">' in index.text and '<a href="/results/tiny">' in index.text
     parsed = _Text()
-    parsed.feed(page.text)
+    for page in pages:
+        parsed.feed(page.text)
     by_label = {}
     for suppressed, cells in parsed.rows:
         if suppressed:  # every figure reads "suppressed"; the last column says why
@@ -642,20 +651,23 @@ def test_results_page_never_shows_a_group_under_k(stack: WebStack, role: str) ->
     assert not re.search(r"\d", rest), rest
 
 
-def test_results_page_needs_a_valid_session(stack: WebStack) -> None:
+def test_results_pages_and_downloads_need_a_valid_session(stack: WebStack) -> None:
     _store_results(stack)
     expired = create_access_token("reader", ["results:read"], _secret(stack), minutes=-1)
     forged = create_access_token("reader", ["results:read"], "another-key-" + _secret(stack), 30)
+    paths = ["/results", "/results/overall", *(f"/results/overall/{name}" for name in DOWNLOADS)]
     for cookies in ({}, {"wb_session": expired}, {"wb_session": forged}):
         with stack.client(cookies=cookies) as client:
-            response = client.get("/results")
-        assert response.status_code == 303
-        assert response.headers["location"] == "/login?next=/results"
-        _assert_no_hidden_figures(response.text)
+            responses = {path: client.get(path) for path in paths}
+        for path, response in responses.items():
+            assert response.status_code == 303
+            assert response.headers["location"] == f"/login?next={path}"
+            _assert_no_hidden_figures(response.text)
     with login_as(stack, "submitter") as client:
-        response = client.get("/results")
-    assert response.status_code == 403
-    _assert_no_hidden_figures(response.text)
+        responses = {path: client.get(path) for path in paths}
+    for response in responses.values():
+        assert response.status_code == 403
+        _assert_no_hidden_figures(response.text)
 
 
 # -- sessions, redirects and sign-in -----------------------------------------------------------
