@@ -6,6 +6,9 @@ every cell, so a running or crashed run can be read), and a status judged from w
 raised. A second run of the same notebook while one holds the lease is recorded as `skipped`.
 The notebook gets the lease's fence in WORKBENCH_RUN_FENCE, so its clients' CommitClean and
 PutDocument calls are refused once the run has lost the lease; losing it also stops the run.
+
+A notebook's own defaults are for an analyst running it by hand; a run does the work, so it passes
+RUN_DEFAULTS (`dry_run=False`: the clean notebook commits) unless its `-p` values say otherwise.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ log = logging.getLogger(__name__)
 WAIT_POLL_SECONDS = 2.0
 
 
+# What a run passes to a notebook that declares the parameter, unless the caller gave a value:
+# the clean notebook defaults to a dry run, so running it top to bottom by hand commits nothing.
+RUN_DEFAULTS: Mapping[str, Any] = {"dry_run": False}
+
+
 class UnknownNotebook(ValueError):
     pass
 
@@ -65,6 +73,11 @@ def declared_parameters(path: Path) -> set[str]:
         return set(parameters_cell.read_notebook(path))
     except parameters_cell.ParametersCellError:
         return set()
+
+
+def with_run_defaults(declared: Mapping[str, object], parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """`parameters` with the RUN_DEFAULTS the notebook declares and the caller did not give."""
+    return {**{k: v for k, v in RUN_DEFAULTS.items() if k in declared}, **parameters}
 
 
 def archive_path(settings: Settings, record: RunRecord) -> Path:
@@ -105,7 +118,8 @@ def execute(
     )
     try:
         # Also checked by `workbench run` before it connects; here for every other caller.
-        parameters = parameters_cell.validate(name, parameters_cell.read_notebook(path), parameters)
+        declared = parameters_cell.read_notebook(path)
+        parameters = parameters_cell.validate(name, declared, with_run_defaults(declared, parameters))
     except parameters_cell.ParameterError as refused:
         record.finish("failed", error=RunError(exception=type(refused).__name__, message=str(refused)))
         records.save(client, record)

@@ -31,7 +31,8 @@ def db(notebook_db: tuple[RunningServer, DbApiClient]) -> tuple[RunningServer, D
 
 
 def _parameters(client: DbApiClient, **extra: object) -> dict:
-    return {"db_api_address": client.address, "spark_master": "local[2]", **extra}
+    # As `workbench run clean` gives them: it commits (the notebook's own default is a dry run).
+    return {"db_api_address": client.address, "spark_master": "local[2]", "dry_run": False, **extra}
 
 
 def _execute(output: Path, parameters: dict) -> None:

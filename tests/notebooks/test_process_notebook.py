@@ -92,7 +92,7 @@ def _processed(client: DbApiClient) -> dict[str, ResultDocument]:
 def test_process_after_clean_stores_every_result_and_reports_it(db: tuple, tmp_path: Path) -> None:
     _, client = db
     client.write("raw", raw_submissions(3_000), key="submission_id")
-    _execute("clean.ipynb", tmp_path / "clean-out.ipynb", client, run_id="clean-1")
+    _execute("clean.ipynb", tmp_path / "clean-out.ipynb", client, run_id="clean-1", dry_run=False)
     cleaned = client.count("cleaned")
     assert cleaned == 3_000 - 8 + 1 and client.count("quarantine") == 8
 
@@ -136,7 +136,7 @@ def test_process_after_clean_stores_every_result_and_reports_it(db: tuple, tmp_p
 def test_rerunning_on_the_same_input_gives_the_same_documents(db: tuple, tmp_path: Path) -> None:
     _, client = db
     client.write("raw", raw_submissions(1_500, seed=3), key="submission_id")
-    _execute("clean.ipynb", tmp_path / "clean.ipynb", client)
+    _execute("clean.ipynb", tmp_path / "clean.ipynb", client, dry_run=False)
     _execute("process.ipynb", tmp_path / "first.ipynb", client, run_id="first", seed=2)
     first = _processed(client)
     _execute("process.ipynb", tmp_path / "second.ipynb", client, run_id="second", seed=2)

@@ -79,7 +79,9 @@ def test_the_clean_report_has_no_red_blocks(
     client.write("schools", SCHOOLS, mode="upsert", key="school_id")
     client.write("raw", dirty_raw(300), key="submission_id")
     output = tmp_path / "clean.ipynb"
-    _execute(CLEAN, output, db_api_address=client.address, spark_master="local[2]", run_id="quiet")
+    _execute(
+        CLEAN, output, db_api_address=client.address, spark_master="local[2]", run_id="quiet", dry_run=False
+    )
     stderr = _stderr(nbformat.read(output, as_version=4))
     assert not any(noise in text for text in stderr for noise in NOISE), stderr
     assert stderr == []
