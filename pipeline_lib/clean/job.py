@@ -4,25 +4,35 @@ Each CommitClean call upserts its records and deletes exactly their raw ids (and
 resubmissions they absorbed) in one atomic unit, so a run killed at any moment loses nothing and
 duplicates nothing: the next run cleans what is left. Records that arrive during a run stay in
 `raw` for the next one. The notebook `notebooks/clean.ipynb` calls `run_clean` and shows the report.
+
+Nothing grows with the data on the driver: the executors commit their own partitions (each task
+opens a client of the driver client's endpoint and fence, and commits at most `batch_size` rows
+per call), and the report's counts and summaries are Spark aggregations; the driver receives one
+small row per committed batch and one per summary line.
 """
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from pipeline_lib.clean import rules, spark_engine
-from pipeline_lib.clean.summaries import changes_summary, reasons_summary
+from pipeline_lib.clean.summaries import spark_changes_summary, spark_reasons_summary
+from pipeline_lib.client.core import Endpoint
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.collections import RAW, SCHOOLS
 from pipeline_lib.spark.source import read
+from pipeline_lib.wire.requests import Fence
 
 RAW_SCHEMA = StructType([StructField(name, StringType()) for name in (*rules.META, *rules.FIELD_NAMES)])
 # The counts of a `CleanReport` its run record keeps.
@@ -93,28 +103,30 @@ def run_clean(
 
     started = time.perf_counter()
     cleaned, quarantine, no_consent = spark_engine.clean(raw, schools)
-    quarantine_table = quarantine.toArrow()
-    without_consent = no_consent.toArrow().column("submission_id").to_pylist()
-    # One committer thread: rejects are committed while Spark finds the resubmissions among the
-    # cleaned records and builds the report (the db-api does its part in its own process).
-    with ThreadPoolExecutor(1, thread_name_prefix="commit") as committer:
+    committer = Committer.of(client, batch_size)
+    # One driver thread starts the commit jobs: rejects are committed by the executors while Spark
+    # finds the resubmissions among the cleaned records and builds the report.
+    with ThreadPoolExecutor(1, thread_name_prefix="commit") as thread:
         commits: list[Future[int]] = []
         if not dry_run:
-            commits.append(
-                committer.submit(_commit_rejects, client, quarantine_table, without_consent, batch_size)
-            )
-        cleaned_table = cleaned.toArrow()
+            commits.append(thread.submit(committer.commit, quarantine, "quarantine"))
+            commits.append(thread.submit(committer.commit, no_consent, "raw_ids"))
+        # Materialised on the executors: the commit and the report read it, without finding the
+        # resubmissions twice.
+        cleaned = cleaned.localCheckpoint(eager=True)
         if not dry_run:
-            commits.append(committer.submit(_commit_cleaned, client, cleaned_table, batch_size))
-        absorbed = pa.chunked_array(
-            cleaned_table.column("duplicates").combine_chunks().flatten(), pa.string()
-        )
-        report.cleaned, report.quarantined = cleaned_table.num_rows, quarantine_table.num_rows
-        report.duplicates_collapsed = len(absorbed)
-        report.conflicts_flagged = int(pc.sum(cleaned_table.column("duplicate_conflict")).as_py() or 0)
-        report.without_consent = len(without_consent)
-        report.reasons = reasons_summary(quarantine_table, examples=True)
-        report.changes = changes_summary(cleaned_table, examples=True)
+            commits.append(thread.submit(committer.commit, cleaned, "cleaned"))
+        totals = cleaned.agg(
+            F.count(F.lit(1)),
+            F.sum(F.coalesce(F.size("duplicates"), F.lit(0))),
+            F.sum(F.col("duplicate_conflict").cast("int")),
+        ).first()
+        assert totals is not None  # a global aggregation has one row
+        report.cleaned, report.duplicates_collapsed, report.conflicts_flagged = (int(v or 0) for v in totals)
+        report.quarantined = quarantine.count()
+        report.without_consent = no_consent.count()
+        report.reasons = spark_reasons_summary(quarantine, examples=True)
+        report.changes = spark_changes_summary(cleaned, examples=True)
         report.seconds["clean"] = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -124,25 +136,76 @@ def run_clean(
     return report
 
 
-def _commit_cleaned(client: DbApiClient, cleaned: pa.Table, batch_size: int) -> int:
-    """CommitClean in batches; a kept record and the resubmissions it absorbed go in one batch."""
-    deleted = 0
-    for offset in range(0, cleaned.num_rows, batch_size):
-        chunk = cleaned.slice(offset, batch_size)
-        ids = chunk.column("submission_id").to_pylist()
+Part = Literal["cleaned", "quarantine", "raw_ids"]
+COMMITTED = "raw_deleted long"  # what each committed batch reports to the driver
+
+
+@dataclass(frozen=True)
+class Committer:
+    """CommitClean from Spark's executors, at most `batch_size` rows a call. It travels to them
+    by value: the driver client's endpoint (address, token, message size, TLS as PEM), fence and
+    deadlines, so an executor reads no settings and a run that lost its lease cannot write on."""
+
+    endpoint: Endpoint
+    fence: Fence | None
+    timeout: float
+    stream_timeout: float
+    batch_size: int
+
+    @classmethod
+    def of(cls, client: DbApiClient, batch_size: int) -> Committer:
+        return cls(client.endpoint, client.fence, client.timeout, client.stream_timeout, max(1, batch_size))
+
+    def commit(self, df: DataFrame, part: Part) -> int:
+        """Commit `df` as `part` (records of `cleaned` or `quarantine`, or raw ids to delete):
+        the raw records deleted."""
+        committed = df.mapInArrow(functools.partial(self.commit_partition, part=part), COMMITTED)
+        total = committed.agg(F.sum("raw_deleted")).first()
+        return int(total[0] or 0) if total is not None else 0
+
+    def commit_partition(self, batches: Iterator[pa.RecordBatch], part: Part) -> Iterator[pa.RecordBatch]:
+        """On an executor: one Spark partition, one client, one CommitClean per chunk."""
+        client: DbApiClient | None = None  # opened with the first rows: empty partitions call nothing
+        try:
+            for chunk in _chunks(batches, self.batch_size):
+                if client is None:
+                    client = DbApiClient.for_endpoint(
+                        self.endpoint,
+                        fence=self.fence,
+                        timeout=self.timeout,
+                        stream_timeout=self.stream_timeout,
+                    )
+                deleted = _commit_chunk(client, chunk, part)
+                yield pa.record_batch({"raw_deleted": [deleted]})
+        finally:
+            if client is not None:
+                client.close()
+
+
+def _commit_chunk(client: DbApiClient, chunk: pa.Table, part: Part) -> int:
+    """One atomic CommitClean; a kept record and the resubmissions it absorbed are one row, so
+    they always go in the same call."""
+    ids = chunk.column("submission_id").to_pylist()
+    if part == "cleaned":
         ids += [i for others in chunk.column("duplicates").to_pylist() for i in others or []]
-        deleted += client.commit_clean(chunk, None, ids).raw_deleted
-    return deleted
+        return client.commit_clean(chunk, None, ids).raw_deleted
+    if part == "quarantine":
+        return client.commit_clean(None, chunk, ids).raw_deleted
+    return client.commit_clean(None, None, ids).raw_deleted
 
 
-def _commit_rejects(
-    client: DbApiClient, quarantine: pa.Table, without_consent: list[str], batch_size: int
-) -> int:
-    """CommitClean in batches: quarantined records, then the raw ids of those without consent."""
-    deleted = 0
-    for offset in range(0, quarantine.num_rows, batch_size):
-        chunk = quarantine.slice(offset, batch_size)
-        deleted += client.commit_clean(None, chunk, chunk.column("submission_id").to_pylist()).raw_deleted
-    for offset in range(0, len(without_consent), batch_size):
-        deleted += client.commit_clean(None, None, without_consent[offset : offset + batch_size]).raw_deleted
-    return deleted
+def _chunks(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
+    """`batches` regrouped into tables of `size` rows (the last may be shorter): at most one
+    chunk and one incoming batch are held at a time."""
+    held: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        held.append(batch)
+        rows += batch.num_rows
+        while rows >= size:
+            table = pa.Table.from_batches(held)
+            yield table.slice(0, size)
+            rest = table.slice(size)
+            held, rows = rest.to_batches(), rest.num_rows
+    if rows:
+        yield pa.Table.from_batches(held)

@@ -1,5 +1,7 @@
 """What the cleaner did, summed up: quarantined records per reason code and cleaned records per
-change, from Arrow tables holding only the `reasons` (quarantine) or `changes` (cleaned) column.
+change, from Arrow tables holding only the `reasons` (quarantine) or `changes` (cleaned) column,
+or (`spark_reasons_summary`, `spark_changes_summary`) from Spark DataFrames, counted by Spark so
+that only the summary reaches the driver.
 
 Pure functions. The clean run's report shows them with `examples=True`; the processing step's
 data-quality documents (`pipeline_lib.process.quality_documents`) leave examples out: they quote
@@ -8,11 +10,16 @@ what students typed.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline_lib.clean.rules import REASONS
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 
 def reason_text(code: str) -> str:
@@ -48,12 +55,58 @@ def changes_summary(cleaned: pa.Table, *, examples: bool = False) -> pd.DataFram
     return _counted(pa.table(columns), ["field", "rule"])
 
 
+def spark_reasons_summary(quarantine: DataFrame, *, examples: bool = False) -> pd.DataFrame:
+    """As `reasons_summary`, of a Spark DataFrame with a `reasons` column."""
+    from pyspark.sql import functions as F
+
+    reason = F.explode("reasons").alias("r")
+    rows = quarantine.select(reason).select(
+        F.col("r.code").alias("reason"), *([F.col("r.message").alias("example")] if examples else [])
+    )
+    return _spark_counted(rows, ["reason"])
+
+
+def spark_changes_summary(cleaned: DataFrame, *, examples: bool = False) -> pd.DataFrame:
+    """As `changes_summary`, of a Spark DataFrame with a `changes` column."""
+    from pyspark.sql import functions as F
+
+    change = cleaned.select(F.explode("changes").alias("c"))
+    example = F.concat(
+        F.lit("'"),
+        F.coalesce("c.before", F.lit("")),
+        F.lit("' -> '"),
+        F.coalesce("c.after", F.lit("")),
+        F.lit("'"),
+    )
+    rows = change.select(
+        F.col("c.field").alias("field"),
+        F.explode("c.rules").alias("rule"),
+        *([example.alias("example")] if examples else []),
+    )
+    return _spark_counted(rows, ["field", "rule"])
+
+
+def _spark_counted(rows: DataFrame, keys: list[str]) -> pd.DataFrame:
+    """As `_counted`, with the counting done by Spark: the driver gets one row per group."""
+    from pyspark.sql import functions as F
+
+    aggregations = [F.count(keys[-1]).alias("records")]
+    if "example" in rows.columns:
+        aggregations.append(F.min("example").alias("example"))
+    return _ordered(rows.groupBy(*keys).agg(*aggregations).toPandas(), keys)
+
+
 def _counted(rows: pa.Table, keys: list[str]) -> pd.DataFrame:
     """`rows` counted by `keys` into `records` (and the least `example`, when there is one),
     most frequent first."""
     aggregations = [(keys[-1], "count"), *([("example", "min")] if "example" in rows.column_names else [])]
     counts = rows.group_by(keys).aggregate(aggregations).to_pandas()
     counts = counts.rename(columns={f"{keys[-1]}_count": "records", "example_min": "example"})
+    return _ordered(counts, keys)
+
+
+def _ordered(counts: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Counts by `keys` (`records`, maybe `example`) most frequent first, then by the keys."""
     order = counts.sort_values(["records", *keys], ascending=[False, *[True] * len(keys)], ignore_index=True)
     return order[[*keys, "records", *(["example"] if "example" in counts else [])]].astype(
         {"records": "int64"}
