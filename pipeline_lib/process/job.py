@@ -105,7 +105,6 @@ class ProcessReport:
     audit_seconds: float = 0.0
     audit_failures: list[str] = field(default_factory=list)
     withheld: dict[str, list[str]] = field(default_factory=dict)
-    held_documents: list[str] = field(default_factory=list)  # shown to the public as published earlier
 
     @property
     def results_failed(self) -> int:
@@ -331,7 +330,6 @@ def _protect(
     report.audit_seconds = protection.audit.seconds
     report.audit_failures = [f.reason for f in protection.audit.failures]
     report.withheld = protection.withheld()
-    report.held_documents = sorted(holding.held)
     if report.withheld:
         log.warning(
             "documents withheld from public views: the disclosure audit failed",
