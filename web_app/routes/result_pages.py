@@ -12,24 +12,17 @@ from fastapi.responses import HTMLResponse
 from fastapi.security import SecurityScopes
 
 from pipeline_lib.process.results import PublicResult, suppress
+from pipeline_lib.runs.freshness import Freshness
 from web_app.deps import DbDep, SettingsDep, TokenReaderDep, current_user, oauth2_scheme, page_user
 from web_app.pages import render
-from web_app.routes.result_data import (
-    KEY_PATTERN,
-    Unreadable,
-    freshness,
-    is_analyst,
-    page_status,
-    read_document,
-    read_documents,
-)
+from web_app.routes import result_data as data
 from web_app.routes.result_views import chart_svg, download_name, standalone_svg, table_csv, table_page
 from web_app.security import TokenClaims
 
 router = APIRouter(tags=["results"])
 PageReader = Annotated[TokenClaims, Security(page_user, scopes=["results:read"])]
-Key = Annotated[str, Path(pattern=KEY_PATTERN)]
-TableName = Annotated[str, Path(pattern=KEY_PATTERN)]
+Key = Annotated[str, Path(pattern=data.KEY_PATTERN)]
+TableName = Annotated[str, Path(pattern=data.KEY_PATTERN)]
 
 
 async def download_user(
@@ -48,23 +41,43 @@ async def download_user(
 DownloadReader = Annotated[TokenClaims, Security(download_user, scopes=["results:read"])]
 
 
+async def _render_page(
+    request: Request,
+    template: str,
+    db: DbDep,
+    headline: Freshness | None,
+    *,
+    k: int,
+    analyst: bool,
+    show_age: bool,
+    **fields: object,
+) -> Response:
+    """A results page with what each of them shows: k, the reader's kind and the runs' status
+    (judged by `headline`, the freshness of the figures the page leads with)."""
+    status = await data.page_status(db, headline, analyst=analyst)
+    context = {"k": k, "analyst": analyst, "show_age": show_age, "status": status, **fields}
+    return render(request, template, context)
+
+
 @router.get("/results", response_class=HTMLResponse, include_in_schema=False)
 async def results_page(request: Request, user: PageReader, db: DbDep, settings: SettingsDep) -> Response:
-    k, analyst = settings.k_min_group, is_analyst(user)
-    documents = await read_documents(db)
+    k, analyst = settings.k_min_group, data.is_analyst(user)
+    documents = await data.read_documents(db)
     results = [suppress(d, k, analyst=analyst) for d in documents]
-    fresh = await freshness(db, settings, documents, details=analyst)
+    fresh = await data.freshness(db, settings, documents, details=analyst)
     headline = max(fresh.values(), key=lambda f: f.computed_at, default=None)
-    context = {
-        "results": results,
-        "k": k,
-        "freshness": fresh,
-        "status": await page_status(db, headline, analyst=analyst),
-        "show_age": True,
-        "analyst": analyst,
-        "voila_url": settings.voila_url,
-    }
-    return render(request, "results.html", context)
+    return await _render_page(
+        request,
+        "results.html",
+        db,
+        headline,
+        k=k,
+        analyst=analyst,
+        show_age=True,
+        results=results,
+        freshness=fresh,
+        voila_url=settings.voila_url,
+    )
 
 
 @router.get("/results/{key}", response_class=HTMLResponse, include_in_schema=False)
@@ -79,40 +92,42 @@ async def result_page(
 ) -> Response:
     # A malformed key is a page that does not exist, as an unknown one: a person gets the same answer.
     doc = None
-    if re.fullmatch(KEY_PATTERN, key):
+    if re.fullmatch(data.KEY_PATTERN, key):
         try:
-            doc = await read_document(db, key)
-        except Unreadable:
+            doc = await data.read_document(db, key)
+        except data.Unreadable:
             doc = None
     if doc is None:
         return render(request, "result_missing.html", {"key": key[:200]}, status_code=404)
-    k, analyst = settings.k_min_group, is_analyst(user)
+    k, analyst = settings.k_min_group, data.is_analyst(user)
     result = suppress(doc, k, analyst=analyst)
-    fresh = (await freshness(db, settings, [doc], details=analyst))[doc.key]
+    fresh = (await data.freshness(db, settings, [doc], details=analyst))[doc.key]
     # `page` turns the pages of the table named by `table`, or of every long table when none is named.
     pages = [table_page(t, page if table in (None, t.name) else 1) for t in result.tables]
-    context = {
-        "r": result,
-        "k": k,
-        "fresh": fresh,
-        "status": await page_status(db, fresh, analyst=analyst),
-        "show_age": False,
-        "analyst": analyst,
-        "chart": chart_svg(result),
-        "pages": pages,
-    }
-    return render(request, "result.html", context)
+    return await _render_page(
+        request,
+        "result.html",
+        db,
+        fresh,
+        k=k,
+        analyst=analyst,
+        show_age=False,
+        r=result,
+        fresh=fresh,
+        chart=chart_svg(result),
+        pages=pages,
+    )
 
 
 async def _public(db: DbDep, settings: SettingsDep, key: str, user: TokenClaims) -> PublicResult:
     """The result as this reader may see it, or 404."""
     try:
-        doc = await read_document(db, key)
-    except Unreadable:
+        doc = await data.read_document(db, key)
+    except data.Unreadable:
         doc = None
     if doc is None:
         raise HTTPException(404, f"No result {key!r}; /results lists them")
-    return suppress(doc, settings.k_min_group, analyst=is_analyst(user))
+    return suppress(doc, settings.k_min_group, analyst=data.is_analyst(user))
 
 
 def _attachment(name: str) -> dict[str, str]:
