@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -12,7 +14,9 @@ from pipeline_lib.logs import configure_logging
 from pipeline_lib.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from pipeline_lib.runs.schedule import Job
+    from pipeline_lib.runs.executor import NotRun
+    from pipeline_lib.runs.records import RunRecord
+    from pipeline_lib.runs.schedule import Job, Schedule
 
 schedule_app = typer.Typer(
     help="The schedule in schedules/crontab: show it, install it into cron.", no_args_is_help=True
@@ -23,6 +27,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 RUN_SETTINGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+RUN_ID = re.compile(r"[A-Za-z0-9_.:-]{1,200}")  # as runs.records.RunRecord takes it
 
 
 def _parameters(args: list[str]) -> dict[str, str]:
@@ -43,24 +48,40 @@ def _parameters(args: list[str]) -> dict[str, str]:
     return parameters
 
 
-def _checked(settings: Settings, notebook: str, texts: dict[str, str]) -> tuple[list[str], dict[str, Any]]:
-    """The notebooks `workbench run NOTEBOOK` executes, and its `-p` values read and checked for the
-    types and ranges their parameters cells declare (pipeline_lib/runs/parameters.py).
+def _checked(
+    settings: Settings, notebook: str, texts: dict[str, str]
+) -> tuple[list[str], dict[str, str], dict[str, Any]]:
+    """The notebooks `workbench run NOTEBOOK` executes, what each depends on, and its `-p` values
+    read and checked for the types and ranges their parameters cells declare
+    (pipeline_lib/runs/parameters.py).
 
-    Raises UnknownNotebook or ParameterError, before any connection or kernel."""
-    from pipeline_lib.runs.executor import notebook_path
-    from pipeline_lib.runs.parameters import read_notebook, resolve
+    Raises UnknownNotebook or ParameterError, before any connection or kernel. For `all`, an
+    analysis whose parameters cell does not read is left to its run, which fails saying why,
+    so one broken analysis does not stop the others."""
+    from pipeline_lib.runs.executor import notebook_path, plan
+    from pipeline_lib.runs.parameters import ParametersCellError, read_notebook, resolve
     from pipeline_lib.runs.schedule import ALL
 
-    names = list(ALL) if notebook == "all" else [notebook]
-    declared = {name: read_notebook(notebook_path(settings, name)) for name in names}
-    return names, resolve(declared, texts)
+    names, needs = plan(notebook, settings)
+    declared = {}
+    for name in names:
+        try:
+            declared[name] = read_notebook(notebook_path(settings, name))
+        except ParametersCellError:
+            if notebook != "all" or name in ALL:
+                raise
+            declared[name] = {}
+    return names, needs, resolve(declared, texts)
 
 
 def run(
     ctx: typer.Context,
     notebook: Annotated[
-        str, typer.Argument(help="clean, process, all (clean then process), or another notebook's name")
+        str,
+        typer.Argument(
+            help="clean, process, all (clean, process, then every analysis), or another notebook's "
+            "name (notebooks/NAME.ipynb or notebooks/analyses/NAME.ipynb)"
+        ),
     ],
     timeout: Annotated[
         int | None, typer.Option(help="seconds one cell may run before the run fails as timed_out")
@@ -74,19 +95,31 @@ def run(
             "terminal) or skip (default for the scheduler and cron)",
         ),
     ] = None,
+    after_run: Annotated[
+        str | None,
+        typer.Option(help="the run whose success started this one (recorded; set for `after` lines)"),
+    ] = None,
+    followers_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="a schedule file: once this run succeeds, run its `after` lines that follow it "
+            "(set by the scheduler and installed cron)"
+        ),
+    ] = None,
 ) -> None:
     """Execute a notebook with papermill under a new run id, record the run and archive its output.
 
     Notebook parameters: -p NAME VALUE (repeatable; VALUE is read for the parameter's declared type:
     a number, true/false, none or text).
-    Exit code 0: succeeded (or skipped because another run holds the lease); 1: failed or timed out;
-    2: a usage error (unknown notebook or parameter, or a value not of the type or in the range the
+    `all` runs clean, then process, then every notebook in notebooks/analyses/ (by name); a notebook
+    whose upstream did not succeed is skipped (not run), one analysis failing does not stop the others.
+    Exit code 0: succeeded (or skipped because another run holds the lease); 1: a run failed or timed
+    out; 2: a usage error (unknown notebook or parameter, or a value not of the type or in the range the
     notebook's parameters cell declares, e.g. `seed: int = 1  # 0..2_147_483_647`).
     """
     from pipeline_lib.client.sync import DbApiClient
-    from pipeline_lib.runs.alerts import headline
     from pipeline_lib.runs.executor import UnknownNotebook, execute_all
-    from pipeline_lib.runs.parameters import USAGE_ERRORS, ParameterError
+    from pipeline_lib.runs.parameters import ParameterError
     from pipeline_lib.wire.requests import DbApiCallError
 
     configure_logging("WARNING")
@@ -96,8 +129,11 @@ def run(
             typer.echo("error: --timeout must be at least 1 second", err=True)
             raise typer.Exit(EXIT_USAGE)
         settings = settings.model_copy(update={"run_cell_timeout_seconds": timeout})
+    if after_run is not None and not RUN_ID.fullmatch(after_run):
+        typer.echo(f"error: --after-run {after_run!r} is not a run id", err=True)
+        raise typer.Exit(EXIT_USAGE)
     try:
-        names, parameters = _checked(settings, notebook, _parameters(ctx.args))
+        names, needs, parameters = _checked(settings, notebook, _parameters(ctx.args))
     except (UnknownNotebook, ParameterError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
@@ -109,6 +145,8 @@ def run(
                 parameters,
                 settings,
                 client,
+                needs=needs,
+                after_run_id=after_run,
                 triggered_by=triggered_by,
                 echo=typer.echo,
                 wait=triggered_by == "cli" if wait is None else wait,
@@ -116,35 +154,64 @@ def run(
     except DbApiCallError as exc:
         typer.echo(f"error: cannot record the run: {exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
-    for record in done:
-        counts = ", ".join(
-            f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in record.counts.items()
-        )
-        line = f"run {record.run_id}: {record.status}"
-        if record.duration_seconds is not None:
-            line += f" in {record.duration_seconds:.1f} s"
-        if counts:
-            line += f" ({counts})"
-        if record.note:
-            line += f": {record.note}"
-        typer.echo(line)
-        if record.error:
-            where = f" in cell {record.error.cell_index}" if record.error.cell_index is not None else ""
-            # One line (a Spark error is pages of Java); the whole text is in the record and notebook.
-            typer.echo(f"  {record.status}{where}: {headline(record.error)}", err=True)
-        if record.output_path:
-            typer.echo(f"  output notebook: {record.output_path}")
-    last = done[-1]
-    if last.error and last.error.exception in USAGE_ERRORS:
-        raise typer.Exit(EXIT_USAGE)
-    raise typer.Exit(EXIT_OK if last.status in ("succeeded", "skipped") else EXIT_FAILED)
+    for outcome in done:
+        _report(outcome)
+    followed = True
+    if followers_from is not None:
+        from pipeline_lib.runs.scheduler import run_followers
+
+        # The settings as given: this run's --timeout is not its followers'.
+        followed = run_followers(done, followers_from, get_settings(), triggered_by=triggered_by)
+    raise typer.Exit(_exit_code(done, followed))
 
 
-def _load_schedule() -> list:
-    from pipeline_lib.runs.schedule import ScheduleError, load
+def _report(outcome: RunRecord | NotRun) -> None:
+    """A run's lines: status, duration, counts, the run it followed; its error; its output notebook."""
+    from pipeline_lib.runs.alerts import headline
+    from pipeline_lib.runs.executor import NotRun
 
+    if isinstance(outcome, NotRun):
+        typer.echo(f"run {outcome.notebook}: skipped: {outcome.reason}")
+        return
+    record = outcome
+    counts = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in record.counts.items())
+    line = f"run {record.run_id}: {record.status}"
+    if record.duration_seconds is not None:
+        line += f" in {record.duration_seconds:.1f} s"
+    if counts:
+        line += f" ({counts})"
+    if record.after_run_id:
+        line += f", after run {record.after_run_id}"
+    if record.note:
+        line += f": {record.note}"
+    typer.echo(line)
+    if record.error:
+        where = f" in cell {record.error.cell_index}" if record.error.cell_index is not None else ""
+        # One line (a Spark error is pages of Java); the whole text is in the record and notebook.
+        typer.echo(f"  {record.status}{where}: {headline(record.error)}", err=True)
+    if record.output_path:
+        typer.echo(f"  output notebook: {record.output_path}")
+
+
+def _exit_code(done: list[RunRecord | NotRun], followed: bool) -> int:
+    """2 for a lone run refused for its parameters; 1 if any run (or follower) failed; else 0."""
+    from pipeline_lib.runs.parameters import USAGE_ERRORS
+
+    ran = [r for r in done if isinstance(r, RunRecord)]
+    if len(done) == 1 and ran and ran[0].error and ran[0].error.exception in USAGE_ERRORS:
+        return EXIT_USAGE
+    if any(r.status not in ("succeeded", "skipped") for r in ran) or not followed:
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _load_schedule() -> Schedule:
+    from pipeline_lib.runs.executor import analyses
+    from pipeline_lib.runs.schedule import ScheduleError, load_schedule
+
+    settings = get_settings()
     try:
-        return load(get_settings().schedule_file)
+        return load_schedule(settings.schedule_file, analyses(settings))
     except ScheduleError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
@@ -153,12 +220,15 @@ def _load_schedule() -> list:
 def _refusal(job: Job, settings: Settings) -> str | None:
     """Why `workbench run` would refuse the job's options at once (an unknown option, notebook or
     parameter, a value of the wrong type or out of range), or None. Read by the run command's own
-    parser, so it says exactly what cron's run would."""
-    from pipeline_lib.runs.executor import UnknownNotebook
+    parser, so it says exactly what cron's run would. For an `after` line, also a notebook it
+    follows that does not exist."""
+    from pipeline_lib.runs.executor import UnknownNotebook, notebook_path
     from pipeline_lib.runs.parameters import ParameterError
 
     command = typer.main.get_command(_run_only)
     try:
+        if job.after:
+            notebook_path(settings, job.after)
         with command.make_context("workbench run", list(job.args)) as ctx:
             _checked(settings, ctx.params["notebook"], _parameters(ctx.args))
     except typer.TyperException as exc:  # what the command's parser refuses (typer's own click)
@@ -172,23 +242,40 @@ def _refusal(job: Job, settings: Settings) -> str | None:
 def schedule_show(count: Annotated[int, typer.Option(help="fire times to list per job")] = 3) -> None:
     """Print each scheduled job and its next fire times (machine's local time); a job that
     `workbench run` would refuse (e.g. `-p seed abc`) is flagged, and the exit code is then 2."""
-    jobs = _load_schedule()
+    from pipeline_lib.runs.executor import analyses
+    from pipeline_lib.runs.schedule import runs_of
+
+    schedule = _load_schedule()
     settings = get_settings()
     now = dt.datetime.now().astimezone()
     typer.echo(f"{settings.schedule_file} ({now:%Z}):")
-    refused = 0
-    for job in jobs:
+    problems: dict[int, str | None] = {}  # by line: a follower may show under several jobs
+    for job in schedule.jobs:
         times = ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in job.next_times(now, count))
         typer.echo(f"  line {job.line}: {job.cron:<15} workbench run {job.command:<20} next: {times}")
-        problem = _refusal(job, settings)
-        if problem:
-            refused += 1
-            typer.echo(f"    error: {problem}")
+        _show_problem(job, settings, problems, "    ")
+        # Its followers under it, each one deeper than the job it follows.
+        for depth, follower in schedule.chain(runs_of(job, analyses(settings))):
+            indent = "  " * (depth + 1)
+            typer.echo(f"{indent}line {follower.line}: {follower.when:<15} workbench run {follower.command}")
+            _show_problem(follower, settings, problems, indent + "  ")
+    for follower in schedule.followers:  # checked even where no job it follows shows it
+        if follower.line not in problems:
+            typer.echo(f"  line {follower.line}: {follower.when:<15} workbench run {follower.command}")
+            _show_problem(follower, settings, problems, "    ")
+    refused = sum(1 for problem in problems.values() if problem)
     if refused:
         typer.echo(
             f"error: `workbench run` would refuse {refused} job(s) of {settings.schedule_file}", err=True
         )
         raise typer.Exit(EXIT_USAGE)
+
+
+def _show_problem(job: Job, settings: Settings, problems: dict[int, str | None], indent: str) -> None:
+    if job.line not in problems:
+        problems[job.line] = _refusal(job, settings)
+    if problems[job.line]:
+        typer.echo(f"{indent}error: {problems[job.line]}")
 
 
 @schedule_app.command("install")
@@ -205,7 +292,8 @@ def schedule_install(
     """Install the schedule into the system's cron, with absolute paths, PATH and log files."""
     from pipeline_lib.runs import cron_install
 
-    jobs = _load_schedule()
+    schedule = _load_schedule()
+    jobs, followers = schedule.jobs, schedule.followers
     settings = get_settings()
     if target not in ("auto", "cron.d", "user"):
         typer.echo("error: --target is cron.d, user or auto", err=True)
@@ -213,18 +301,21 @@ def schedule_install(
     if target == "auto":
         target = "cron.d" if os.geteuid() == 0 and cron_install.CRON_D.is_dir() else "user"
     if print_only:
-        typer.echo(cron_install.table(jobs, settings, user="root" if target == "cron.d" else None), nl=False)
+        user = "root" if target == "cron.d" else None
+        typer.echo(cron_install.table(jobs, settings, user=user, followers=followers), nl=False)
         return
     try:
         if target == "cron.d":
-            where = str(cron_install.install_cron_d(jobs, settings, name))
+            where = str(cron_install.install_cron_d(jobs, settings, name, followers))
         else:
-            where = cron_install.install_user_crontab(jobs, settings)
+            where = cron_install.install_user_crontab(jobs, settings, followers)
     except (OSError, ValueError) as exc:
         typer.echo(f"error: could not install the schedule: {exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
+    chained = f" (and {len(followers)} `after` line(s), run by the jobs they follow)" if followers else ""
     typer.echo(
-        f"Installed {len(jobs)} job(s) into {where}; logs go to {settings.data_dir.resolve() / 'logs'}."
+        f"Installed {len(jobs)} job(s){chained} into {where}; "
+        f"logs go to {settings.data_dir.resolve() / 'logs'}."
     )
     typer.echo("cron must be running (e.g. `cron` as root); `workbench schedule show` lists the next times.")
 
@@ -242,7 +333,7 @@ def scheduler() -> None:
     from pipeline_lib.runs.scheduler import serve
 
     configure_logging()
-    jobs = _load_schedule()
+    jobs = _load_schedule().jobs
 
     def note(text: str) -> None:  # the scheduler's own log; failed runs go to standard output
         typer.echo(text, err=True)

@@ -4,6 +4,10 @@ cron starts jobs with an almost empty environment, so every line carries what `w
 needs: the checkout to `cd` into, absolute paths to the venv, the `WORKBENCH_*` settings of the
 installing shell (never secrets: a cron table is readable by others, and the runs read the
 db-api token from the data directory), and a log file per notebook.
+
+`after` lines get no cron line of their own: when the schedule has any, every job's line runs
+`workbench run JOB --followers-from <schedule file>`, which, once the job's run succeeds, runs
+its followers (and theirs) from that file, logging to the job's log (see runs/schedule.py).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pipeline_lib.runs.schedule import Job
@@ -57,9 +61,15 @@ def _cron_escape(command: str) -> str:
 
 
 def table(
-    jobs: list[Job], settings: Settings, *, user: str | None, environ: Mapping[str, str] | None = None
+    jobs: list[Job],
+    settings: Settings,
+    *,
+    user: str | None,
+    environ: Mapping[str, str] | None = None,
+    followers: Sequence[Job] = (),
 ) -> str:
-    """The cron lines for `jobs`; `user` is the user field of /etc/cron.d files (None for a crontab)."""
+    """The cron lines for `jobs`; `user` is the user field of /etc/cron.d files (None for a crontab).
+    With `followers` (the `after` lines), each job runs them when it succeeds."""
     environ = os.environ if environ is None else environ
     venv_bin = Path(sys.executable).parent
     logs = settings.data_dir.resolve() / "logs"
@@ -70,24 +80,28 @@ def table(
         "SHELL=/bin/sh",
         f"PATH={venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     ]
+    then = f"--followers-from {shlex.quote(str(settings.schedule_file.resolve()))} " if followers else ""
     for job in jobs:
         log = logs / f"cron-{job.notebook}.log"
         command = (
             f"mkdir -p {shlex.quote(str(logs))} && cd {shlex.quote(str(PROJECT_DIR))} && "
             f"{assignments} {shlex.quote(str(venv_bin / 'workbench'))} run {job.command} "
-            f"--triggered-by cron >> {shlex.quote(str(log))} 2>&1"
+            f"{then}--triggered-by cron >> {shlex.quote(str(log))} 2>&1"
         )
         who = f" {user}" if user else ""
         lines.append(f"{job.cron}{who} {_cron_escape(command)}")
     return "\n".join(lines) + "\n"
 
 
-def install_cron_d(jobs: list[Job], settings: Settings, name: str = "student-data-workbench") -> Path:
+def install_cron_d(
+    jobs: list[Job], settings: Settings, name: str = "student-data-workbench", followers: Sequence[Job] = ()
+) -> Path:
     """Write /etc/cron.d/<name> (needs root); cron picks it up within a minute."""
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ValueError("a cron.d file name may hold only letters, digits, '-' and '_' (cron skips others)")
     target = CRON_D / name
-    text = table(jobs, settings, user="root" if os.geteuid() == 0 else os.environ.get("USER", "root"))
+    user = "root" if os.geteuid() == 0 else os.environ.get("USER", "root")
+    text = table(jobs, settings, user=user, followers=followers)
     staging = target.with_name(f".{name}.tmp")
     staging.write_text(text)
     staging.chmod(0o644)  # cron ignores files writable by group or others
@@ -95,7 +109,7 @@ def install_cron_d(jobs: list[Job], settings: Settings, name: str = "student-dat
     return target
 
 
-def install_user_crontab(jobs: list[Job], settings: Settings) -> str:
+def install_user_crontab(jobs: list[Job], settings: Settings, followers: Sequence[Job] = ()) -> str:
     """Replace this project's block in the user's crontab, keeping every other line."""
     current = subprocess.run(["crontab", "-l"], capture_output=True, text=True)
     existing = current.stdout if current.returncode == 0 else ""
@@ -107,6 +121,6 @@ def install_user_crontab(jobs: list[Job], settings: Settings) -> str:
             inside = False
         elif not inside:
             kept.append(line)
-    block = [BEGIN, *table(jobs, settings, user=None).splitlines(), END]
+    block = [BEGIN, *table(jobs, settings, user=None, followers=followers).splitlines(), END]
     subprocess.run(["crontab", "-"], input="\n".join([*kept, *block]) + "\n", text=True, check=True)
     return "the user's crontab"

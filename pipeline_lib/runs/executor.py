@@ -13,13 +13,15 @@ RUN_DEFAULTS (`dry_run=False`: the clean notebook commits) unless its `-p` value
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +36,14 @@ from pipeline_lib.runs.lease import LeaseKeeper
 from pipeline_lib.runs.notebook_counts import counts_from_notebook
 from pipeline_lib.runs.outcome import Interrupted, judge
 from pipeline_lib.runs.records import RunError, RunRecord
+from pipeline_lib.runs.schedule import ALL, NOTEBOOK_NAME
 from pipeline_lib.settings import Settings, child_environment
 from pipeline_lib.wire.requests import FENCE_ENV
 
 log = logging.getLogger(__name__)
 
+# Analysis notebooks live in this folder of the notebooks directory.
+ANALYSES = "analyses"
 # How often a waiting run asks for the lease again.
 WAIT_POLL_SECONDS = 2.0
 
@@ -52,18 +57,45 @@ class UnknownNotebook(ValueError):
     pass
 
 
+def _named(paths: Iterable[Path]) -> list[str]:
+    return sorted(p.stem for p in paths if NOTEBOOK_NAME.fullmatch(p.stem) and p.stem != "all")
+
+
+def builtin_notebooks(settings: Settings) -> list[str]:
+    return _named(settings.notebooks_dir.glob("*.ipynb"))
+
+
+def analyses(settings: Settings) -> list[str]:
+    """The analysis notebooks (`notebooks/analyses/NAME.ipynb`), by name: what `all` runs after process."""
+    return _named((settings.notebooks_dir / ANALYSES).glob("*.ipynb"))
+
+
 def available_notebooks(settings: Settings) -> list[str]:
-    return sorted(p.stem for p in settings.notebooks_dir.glob("*.ipynb"))
+    return sorted({*builtin_notebooks(settings), *analyses(settings)})
 
 
 def notebook_path(settings: Settings, name: str) -> Path:
-    path = settings.notebooks_dir / f"{name}.ipynb"
-    if "/" in name or name.startswith(".") or not path.is_file():
-        known = ", ".join(available_notebooks(settings)) or "none"
+    """`notebooks/NAME.ipynb`, else `notebooks/analyses/NAME.ipynb`; a name in both is refused, as
+    it would be ambiguous in schedules and run ids."""
+    if not NOTEBOOK_NAME.fullmatch(name) or name == "all":
         raise UnknownNotebook(
-            f"no notebook {name!r} in {settings.notebooks_dir} (there are: {known}; or 'all')"
+            f"{name!r} is not a notebook name (letters, digits, '_' and '-', not starting with '-')"
         )
-    return path
+    builtin = settings.notebooks_dir / f"{name}.ipynb"
+    analysis = settings.notebooks_dir / ANALYSES / f"{name}.ipynb"
+    if builtin.is_file() and analysis.is_file():
+        raise UnknownNotebook(
+            f"{name!r} is both a built-in notebook ({builtin}) and an analysis ({analysis}); "
+            "rename the analysis"
+        )
+    for path in (builtin, analysis):
+        if path.is_file():
+            return path
+    known = ", ".join(available_notebooks(settings)) or "none"
+    raise UnknownNotebook(
+        f"no notebook {name!r} in {settings.notebooks_dir} or its {ANALYSES}/ folder "
+        f"(there are: {known}; or 'all')"
+    )
 
 
 def declared_parameters(path: Path) -> set[str]:
@@ -100,10 +132,12 @@ def execute(
     triggered_by: str = "cli",
     echo: Callable[[str], None] = print,
     wait: bool = False,
+    after_run_id: str | None = None,
 ) -> RunRecord:
     """Run one notebook to the end and return its final record (also stored in `runs`).
 
-    While another run of it holds the lease, this run is skipped, or with `wait` waits for it."""
+    While another run of it holds the lease, this run is skipped, or with `wait` waits for it.
+    `after_run_id`: the run whose success started this one (recorded, shown in the run history)."""
     path = notebook_path(settings, name)
     started = records.now()
     run_id = records.new_run_id(name, started)
@@ -115,6 +149,7 @@ def execute(
         code_version=records.code_version(),
         host=records.host_name(),
         triggered_by=triggered_by,
+        after_run_id=after_run_id,
     )
     try:
         # Also checked by `workbench run` before it connects; here for every other caller.
@@ -287,23 +322,59 @@ def _close_abandoned(client: DbApiClient, name: str, run_id: str) -> None:
         log.warning("abandoned run closed", extra={"run_id": old.run_id, "notebook": name})
 
 
+@dataclass(frozen=True)
+class NotRun:
+    """A notebook of a sequence left out because the run it depends on did not succeed."""
+
+    notebook: str
+    reason: str
+
+
+def plan(name: str, settings: Settings) -> tuple[list[str], dict[str, str]]:
+    """The notebooks `workbench run NAME` executes, in order, and what each depends on: for `all`,
+    clean, process (after clean), then every analysis (each after process)."""
+    if name != "all":
+        return [name], {}
+    found = analyses(settings)
+    needs = {later: earlier for earlier, later in itertools.pairwise(ALL)}
+    return [*ALL, *found], {**needs, **dict.fromkeys(found, ALL[-1])}
+
+
 def execute_all(
     names: tuple[str, ...] | list[str],
     parameters: Mapping[str, Any],
     settings: Settings,
     client: DbApiClient,
+    *,
+    needs: Mapping[str, str] | None = None,
+    after_run_id: str | None = None,
     **kwargs: Any,
-) -> list[RunRecord]:
-    """Run notebooks in order, stopping at the first that does not succeed (a skip also stops).
+) -> list[RunRecord | NotRun]:
+    """Run notebooks in order. One named in `needs` (notebook -> the one it depends on) runs only
+    if that one ran here and succeeded, and records its run id as `after_run_id`; otherwise it is
+    `NotRun`, with why. Without `needs`, each depends on the one before (a skip also stops).
 
     Each notebook gets the parameters it declares; one that none declares fails the first run."""
+    if needs is None:
+        needs = {later: earlier for earlier, later in itertools.pairwise(names)}
     declared = {name: declared_parameters(notebook_path(settings, name)) for name in names}
     known = set().union(*declared.values())
-    done = []
+    done: list[RunRecord | NotRun] = []
+    ran: dict[str, RunRecord | NotRun] = {}
     for name in names:
-        own = {k: v for k, v in parameters.items() if k in declared[name] or k not in known}
-        record = execute(name, own, settings, client, **kwargs)
-        done.append(record)
-        if record.status != "succeeded":
-            break
+        upstream = ran.get(needs[name]) if name in needs else None
+        if name in needs and not (isinstance(upstream, RunRecord) and upstream.status == "succeeded"):
+            outcome: RunRecord | NotRun = NotRun(name, _why_not(needs[name], upstream))
+        else:
+            own = {k: v for k, v in parameters.items() if k in declared[name] or k not in known}
+            follows = upstream.run_id if isinstance(upstream, RunRecord) else after_run_id
+            outcome = execute(name, own, settings, client, after_run_id=follows, **kwargs)
+        done.append(outcome)
+        ran[name] = outcome
     return done
+
+
+def _why_not(upstream: str, outcome: RunRecord | NotRun | None) -> str:
+    if isinstance(outcome, RunRecord):
+        return f"not run because {upstream} {outcome.status.replace('_', ' ')} (run {outcome.run_id})"
+    return f"not run because {upstream} did not run"

@@ -45,6 +45,9 @@ class RunRecord(BaseModel):
     code_version: str
     host: str
     triggered_by: str = "cli"
+    # The run whose success started this one: an `after` line of the schedule, or `workbench run all`
+    # (process after clean, each analysis after process). None for a run started on its own.
+    after_run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,200}$")
 
     @field_validator("started_at", "ended_at")
     @classmethod

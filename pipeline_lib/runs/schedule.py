@@ -1,27 +1,44 @@
-"""The schedule file (`schedules/crontab`): cron times, each followed by a `workbench run` job.
+"""The schedule file (`schedules/crontab`): cron times, each followed by a `workbench run` job, and
+`after` lines that run a job whenever a scheduled run of another notebook succeeds.
 
     */10 * * * *  clean
     5    * * * *  process -p seed 7
+    after process  school_report -p seed 3
+    after school_report  school_letters
 
 Five cron fields (or a nickname such as `@hourly`), then the notebook (or `all`) and its
-options exactly as `workbench run` takes them. `#` starts a comment. A line that is not valid is
-an error naming the file and line, never skipped silently.
+options exactly as `workbench run` takes them. `after NOTEBOOK` in place of the time makes a
+follower: its job runs when a scheduled run of NOTEBOOK succeeds (run by a timed line, by `all`, or
+by another follower, so chains may be several deep). A follower runs one notebook, never `all`.
+`#` starts a comment. A line that is not valid is an error naming the file and line, never
+skipped silently; so is a follower of a notebook no line runs, and a cycle of followers.
+
+How followers run: the scheduled `workbench run` itself starts them once its own runs have ended
+(`--followers-from SCHEDULE`, added by `workbench scheduler` and by the installed cron lines), one
+after another, each as `workbench run JOB --after-run RUN_ID` with the same option, which runs
+its own followers in turn. So cron and the foreground scheduler chain alike, and each follower's
+record names the run it followed. Followers are read from the file when the upstream run succeeds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shlex
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from croniter import croniter
 
-# `workbench run all`, and a schedule's `all` job, run these notebooks in order (stopping at the
-# first that does not succeed).
+# The built-in notebooks `workbench run all` (and a schedule's `all` job) runs first, in order;
+# then every analysis in `notebooks/analyses/`, each only if these succeeded.
 ALL = ("clean", "process")
+AFTER = "after"
 
 NICKNAMES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+# A notebook's name: it becomes part of file names and run ids, so no paths, dots or spaces.
+NOTEBOOK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
 
 
 class ScheduleError(ValueError):
@@ -33,6 +50,8 @@ class Job:
     line: int
     cron: str
     args: tuple[str, ...]
+    # A follower's upstream notebook (its line reads `after NOTEBOOK JOB`); its `cron` is then "".
+    after: str | None = None
 
     @property
     def notebook(self) -> str:
@@ -42,13 +61,48 @@ class Job:
     def command(self) -> str:
         return shlex.join(self.args)
 
+    @property
+    def when(self) -> str:
+        """The line's first words: its cron time, or `after NOTEBOOK`."""
+        return f"{AFTER} {self.after}" if self.after else self.cron
+
     def next_times(self, after: dt.datetime, count: int = 1) -> list[dt.datetime]:
+        if self.after:
+            raise ValueError(f"line {self.line} runs after {self.after}, not at a time")
         times = croniter(self.cron, after)
         return [times.get_next(dt.datetime) for _ in range(count)]
 
 
-def parse(text: str, source: str = "the schedule") -> list[Job]:
-    jobs = []
+@dataclass(frozen=True)
+class Schedule:
+    jobs: list[Job]  # the timed lines
+    followers: list[Job] = field(default_factory=list)  # the `after` lines
+
+    def following(self, notebook: str) -> list[Job]:
+        """The followers of `notebook`, in line order."""
+        return [f for f in self.followers if f.after == notebook]
+
+    def chain(self, notebooks: Iterable[str]) -> Iterator[tuple[int, Job]]:
+        """Every follower that runs when these notebooks succeed, with its depth (1: follows one of
+        them), each under the job it follows. Finite: a cycle is refused when the file is read."""
+        for notebook in notebooks:
+            for follower in self.following(notebook):
+                yield 1, follower
+                for depth, deeper in self.chain([follower.notebook]):
+                    yield depth + 1, deeper
+
+
+def runs_of(job: Job, analyses: Iterable[str] = ()) -> tuple[str, ...]:
+    """The notebooks a job runs itself: its own, or for `all` the built-ins then `analyses`."""
+    return (*ALL, *analyses) if job.notebook == "all" else (job.notebook,)
+
+
+def parse_schedule(
+    text: str, source: str = "the schedule", analyses: Iterable[str] | None = None
+) -> Schedule:
+    """Every line of a schedule. `analyses`: the names `all` runs after the built-ins; None when not
+    known (then a follower of a name no line names is accepted if some line runs `all`)."""
+    jobs, followers = [], []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -57,29 +111,114 @@ def parse(text: str, source: str = "the schedule") -> list[Job]:
             words = shlex.split(line, comments=True)
         except ValueError as exc:
             raise ScheduleError(f"{source}, line {number}: {exc}: {raw!r}") from None
-        width = 1 if words[0].startswith("@") else 5
-        cron, args = " ".join(words[:width]), tuple(words[width:])
-        if width == 1 and words[0] not in NICKNAMES:
-            raise ScheduleError(
-                f"{source}, line {number}: unknown nickname {words[0]!r} "
-                f"(use five cron fields or one of {', '.join(sorted(NICKNAMES))}): {raw!r}"
-            )
-        if len(words) < width or not croniter.is_valid(cron):
-            raise ScheduleError(
-                f"{source}, line {number}: {cron!r} is not a valid cron time "
-                f"(minute hour day-of-month month day-of-week): {raw!r}"
-            )
-        if not args:
-            raise ScheduleError(f"{source}, line {number}: no job after the cron time: {raw!r}")
-        if args[0].startswith("-"):
-            raise ScheduleError(f"{source}, line {number}: the job must start with a notebook name: {raw!r}")
-        jobs.append(Job(number, cron, args))
-    return jobs
+        if words[0] == AFTER:
+            followers.append(_follower(words, number, raw, source))
+        else:
+            jobs.append(_timed(words, number, raw, source))
+    schedule = Schedule(jobs, followers)
+    _check_followers(schedule, source, analyses)
+    return schedule
 
 
-def load(path: Path) -> list[Job]:
+def _timed(words: list[str], number: int, raw: str, source: str) -> Job:
+    width = 1 if words[0].startswith("@") else 5
+    cron, args = " ".join(words[:width]), tuple(words[width:])
+    if width == 1 and words[0] not in NICKNAMES:
+        raise ScheduleError(
+            f"{source}, line {number}: unknown nickname {words[0]!r} "
+            f"(use five cron fields, one of {', '.join(sorted(NICKNAMES))}, or `after NOTEBOOK`): {raw!r}"
+        )
+    if len(words) < width or not croniter.is_valid(cron):
+        raise ScheduleError(
+            f"{source}, line {number}: {cron!r} is not a valid cron time "
+            f"(minute hour day-of-month month day-of-week): {raw!r}"
+        )
+    _check_job(args, number, raw, source, "the cron time")
+    return Job(number, cron, args)
+
+
+def _follower(words: list[str], number: int, raw: str, source: str) -> Job:
+    if len(words) < 2:
+        raise ScheduleError(
+            f"{source}, line {number}: `after` needs the notebook it follows, then the job "
+            f"(e.g. `after process school_report`): {raw!r}"
+        )
+    upstream, args = words[1], tuple(words[2:])
+    if upstream == "all":
+        raise ScheduleError(
+            f"{source}, line {number}: `after all` is not allowed: follow one notebook "
+            f"(e.g. `after process`): {raw!r}"
+        )
+    if not NOTEBOOK_NAME.fullmatch(upstream):
+        raise ScheduleError(
+            f"{source}, line {number}: {upstream!r} is not a notebook name "
+            f"(letters, digits, '_' and '-'): {raw!r}"
+        )
+    _check_job(args, number, raw, source, f"`after {upstream}`")
+    if args[0] == "all":
+        raise ScheduleError(
+            f"{source}, line {number}: an `after` line runs one notebook, not `all` "
+            f"(give `all` its own cron time): {raw!r}"
+        )
+    return Job(number, "", args, after=upstream)
+
+
+def _check_job(args: tuple[str, ...], number: int, raw: str, source: str, before: str) -> None:
+    if not args:
+        raise ScheduleError(f"{source}, line {number}: no job after {before}: {raw!r}")
+    if args[0].startswith("-"):
+        raise ScheduleError(f"{source}, line {number}: the job must start with a notebook name: {raw!r}")
+
+
+def _check_followers(schedule: Schedule, source: str, analyses: Iterable[str] | None) -> None:
+    """Each follower follows a notebook some line runs, and no chain of followers comes back."""
+    runs_all = any(j.notebook == "all" for j in schedule.jobs)
+    run = {j.notebook for j in [*schedule.jobs, *schedule.followers]}
+    if runs_all:
+        run |= {*ALL, *(analyses or ())}
+    for follower in schedule.followers:
+        loop = _cycle(schedule, follower)
+        if loop:
+            raise ScheduleError(
+                f"{source}, line {follower.line}: `after {follower.after} {follower.notebook}` makes a "
+                f"cycle of followers: {' -> '.join(loop)}"
+            )
+        if follower.after not in run and not (runs_all and analyses is None):
+            raise ScheduleError(
+                f"{source}, line {follower.line}: no line of the schedule runs {follower.after!r}, "
+                f"so `after {follower.after}` would never run (give it a cron time or run it `all`)"
+            )
+
+
+def _cycle(schedule: Schedule, start: Job) -> list[str] | None:
+    """The notebooks of a chain from `start` back to its upstream, if there is one."""
+    assert start.after is not None
+    paths = {start.notebook: [start.after, start.notebook]}
+    todo = [start.notebook]
+    while todo:
+        notebook = todo.pop()
+        if notebook == start.after:
+            return paths[notebook]
+        for follower in schedule.following(notebook):
+            if follower.notebook not in paths:
+                paths[follower.notebook] = [*paths[notebook], follower.notebook]
+                todo.append(follower.notebook)
+    return None
+
+
+def parse(text: str, source: str = "the schedule", analyses: Iterable[str] | None = None) -> list[Job]:
+    """The timed jobs of a schedule (its `after` lines checked too: see `parse_schedule`)."""
+    return parse_schedule(text, source, analyses).jobs
+
+
+def load_schedule(path: Path, analyses: Iterable[str] | None = None) -> Schedule:
     try:
         text = path.read_text()
     except OSError as exc:
         raise ScheduleError(f"cannot read the schedule {path}: {exc.strerror}") from None
-    return parse(text, str(path))
+    return parse_schedule(text, str(path), analyses)
+
+
+def load(path: Path, analyses: Iterable[str] | None = None) -> list[Job]:
+    """The timed jobs of the schedule file (what runs at a time; followers: `load_schedule`)."""
+    return load_schedule(path, analyses).jobs

@@ -5,9 +5,15 @@ the scheduler down and overlapping ticks are settled by the run's lease (the lat
 recorded as skipped). The file is re-read when it changes; an invalid edit keeps the last good
 schedule and says why.
 
-What a run prints goes to `<data dir>/logs/scheduler-<notebook>.log`; what the scheduler says
-goes to `note` (its log), except one line per failed run, which goes to `echo` (the terminal of
-`workbench up`): the notebook, the run id, the error's first line and the run's page.
+Each job is started with `--followers-from <schedule file>`, so when its run succeeds that
+`workbench run` starts the job's `after` lines itself (`run_followers`, also what installed cron
+lines do): one after another, each a `workbench run` of its own that records the run it followed
+and runs its own followers in turn. A SIGTERM to the job is passed on to the follower running.
+
+What a run prints (its followers' too) goes to `<data dir>/logs/scheduler-<notebook>.log`; what
+the scheduler says goes to `note` (its log), except one line per failed run (a follower's too),
+which goes to `echo` (the terminal of `workbench up`): the notebook, the run id, the error's
+first line and the run's page.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -26,8 +32,9 @@ from typing import IO
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.collections import RUNS
 from pipeline_lib.runs import alerts, records
+from pipeline_lib.runs.executor import NotRun, analyses
 from pipeline_lib.runs.records import RunRecord
-from pipeline_lib.runs.schedule import ALL, Job, ScheduleError, load
+from pipeline_lib.runs.schedule import Job, Schedule, ScheduleError, load_schedule, runs_of
 from pipeline_lib.settings import Settings, child_environment
 
 log = logging.getLogger(__name__)
@@ -61,10 +68,14 @@ class Scheduler:
         self.note = note or echo
         self.stop_requested = threading.Event()
         self.children: list[Child] = []
-        self.jobs: list[Job] = load(self.path)
+        self.schedule: Schedule = load_schedule(self.path, analyses(settings))
         self._mtime = self.path.stat().st_mtime
         self._due: dict[Job, dt.datetime] = {}
         self._plan(_now())
+
+    @property
+    def jobs(self) -> list[Job]:
+        return self.schedule.jobs
 
     def _plan(self, after: dt.datetime) -> None:
         self._due = {job: job.next_times(after)[0] for job in self.jobs}
@@ -78,7 +89,7 @@ class Scheduler:
             return
         self._mtime = mtime
         try:
-            self.jobs = load(self.path)
+            self.schedule = load_schedule(self.path, analyses(self.settings))
         except ScheduleError as exc:
             self.echo(f"schedule not reloaded, keeping the previous one: {exc}")
             return
@@ -86,7 +97,14 @@ class Scheduler:
         self.note(f"schedule reloaded from {self.path}: {len(self.jobs)} job(s)")
 
     def start(self, job: Job) -> None:
-        args = [sys.executable, "-m", "pipeline_lib.cli", "run", *job.args, "--triggered-by", "scheduler"]
+        args = [
+            *_WORKBENCH_RUN,
+            *job.args,
+            "--triggered-by",
+            "scheduler",
+            "--followers-from",
+            str(self.path.resolve()),
+        ]
         logs = self.settings.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"scheduler-{job.notebook}.log"
@@ -135,7 +153,8 @@ class Scheduler:
         ]
 
     def _records_of(self, child: Child) -> list[RunRecord]:
-        notebooks = ALL if child.job.notebook == "all" else (child.job.notebook,)
+        own = runs_of(child.job, analyses(self.settings))
+        notebooks = {*own, *(f.notebook for _, f in self.schedule.chain(own))}
         since = child.started_at - dt.timedelta(seconds=1)
         with DbApiClient.from_settings(self.settings, timeout=10) as client:
             found = client.list_documents(
@@ -165,6 +184,8 @@ class Scheduler:
         for job in self.jobs:
             due = f"{self._due[job]:%Y-%m-%d %H:%M}"
             self.note(f"line {job.line}: `{job.cron}` -> workbench run {job.command}; next at {due}")
+        for follower in self.schedule.followers:
+            self.note(f"line {follower.line}: `{follower.when}` -> workbench run {follower.command}")
         while not self.stop_requested.is_set():
             self.tick()
             until = min(self._due.values(), default=_now() + dt.timedelta(seconds=60)) - _now()
@@ -184,6 +205,76 @@ class Scheduler:
         for child in self.children:
             child.log_file.close()
         self.children = []
+
+
+_WORKBENCH_RUN = (sys.executable, "-m", "pipeline_lib.cli", "run")
+
+
+def run_followers(
+    done: Sequence[RunRecord | NotRun],
+    schedule_file: Path,
+    settings: Settings,
+    *,
+    triggered_by: str,
+    echo: Callable[[str], None] = print,
+) -> bool:
+    """Run, one after another, the schedule's `after` lines that follow each run of `done` that
+    succeeded, each as `workbench run` in a process of its own (which runs its own followers).
+    The schedule is read now, so a follower added since the upstream started is run. False if
+    the schedule does not read or a follower's `workbench run` exited non-zero."""
+    try:
+        schedule = load_schedule(schedule_file, analyses(settings))
+    except ScheduleError as exc:
+        echo(f"error: followers not run: {exc}")
+        return False
+    ok = True
+    for record in done:
+        if not isinstance(record, RunRecord) or record.status != "succeeded":
+            continue
+        for follower in schedule.following(record.notebook):
+            echo(
+                f"run {record.run_id}: starting `workbench run {follower.command}` "
+                f"(line {follower.line}: after {follower.after})"
+            )
+            code = _follow(
+                [
+                    *_WORKBENCH_RUN,
+                    *follower.args,
+                    "--triggered-by",
+                    triggered_by,
+                    "--after-run",
+                    record.run_id,
+                    "--followers-from",
+                    str(schedule_file),
+                ],
+                settings,
+            )
+            if code is None:  # stopped by SIGTERM: start nothing more
+                return False
+            ok = ok and code == 0
+    return ok
+
+
+def _follow(args: list[str], settings: Settings) -> int | None:
+    """Run one follower to its end, passing a SIGTERM on (it then ends its run as failed and
+    frees the lease); its exit code, or None if it was stopped so."""
+    sys.stdout.flush()
+    sys.stderr.flush()  # what this run printed comes before the follower's output
+    process = subprocess.Popen(args, env=child_environment(settings))
+    stopped = threading.Event()
+
+    def forward(signum: int, _frame: object) -> None:
+        stopped.set()
+        process.send_signal(signum)
+
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, forward) if on_main else None
+    try:
+        code = process.wait()
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
+    return None if stopped.is_set() else code
 
 
 def _last_line(path: Path, tail_bytes: int = 4096) -> str:
