@@ -195,9 +195,10 @@ def _report(outcome: RunRecord | NotRun) -> None:
 
 def _exit_code(done: list[RunRecord | NotRun], followed: bool) -> int:
     """2 for a lone run refused for its parameters; 1 if any run (or follower) failed; else 0."""
+    from pipeline_lib.runs.executor import NotRun
     from pipeline_lib.runs.parameters import USAGE_ERRORS
 
-    ran = [r for r in done if isinstance(r, RunRecord)]
+    ran = [r for r in done if not isinstance(r, NotRun)]
     if len(done) == 1 and ran and ran[0].error and ran[0].error.exception in USAGE_ERRORS:
         return EXIT_USAGE
     if any(r.status not in ("succeeded", "skipped") for r in ran) or not followed:

@@ -1,0 +1,109 @@
+"""`after` lines of the schedule: parsed, chained, refused when they could never run or loop, and
+carried into the installed cron table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline_lib.runs import cron_install
+from pipeline_lib.runs.schedule import ScheduleError, load, parse, parse_schedule, runs_of
+from pipeline_lib.settings import PROJECT_DIR, Settings
+
+CHAINED = """\
+*/10 * * * *  clean
+5 * * * *     process
+after process   report -p seed 3   # a comment
+after report    letters
+after clean     tidy
+"""
+
+
+def test_after_lines_are_followers_and_the_timed_jobs_stay_as_they_were() -> None:
+    schedule = parse_schedule(CHAINED, "crontab")
+    assert [(j.line, j.cron, j.command) for j in schedule.jobs] == [
+        (1, "*/10 * * * *", "clean"),
+        (2, "5 * * * *", "process"),
+    ]
+    assert [(f.line, f.after, f.command, f.when) for f in schedule.followers] == [
+        (3, "process", "report -p seed 3", "after process"),
+        (4, "report", "letters", "after report"),
+        (5, "clean", "tidy", "after clean"),
+    ]
+    # What the scheduler plans, freshness reads and cron installs: the timed lines only.
+    assert parse(CHAINED) == schedule.jobs
+
+
+def test_a_chain_lists_every_follower_under_the_job_it_follows_with_its_depth() -> None:
+    schedule = parse_schedule(CHAINED)
+    process = schedule.jobs[1]
+    assert [(depth, f.notebook) for depth, f in schedule.chain(runs_of(process))] == [
+        (1, "report"),
+        (2, "letters"),
+    ]
+    assert [f.notebook for f in schedule.following("report")] == ["letters"]
+
+
+def test_a_job_that_runs_all_is_followed_by_the_followers_of_every_notebook_it_runs() -> None:
+    schedule = parse_schedule(
+        "0 2 * * * all\nafter clean tidy\nafter gender_gap memo\n", analyses=["gender_gap"]
+    )
+    all_job = schedule.jobs[0]
+    assert runs_of(all_job, ["gender_gap"]) == ("clean", "process", "gender_gap")
+    assert [f.notebook for _, f in schedule.chain(runs_of(all_job, ["gender_gap"]))] == ["tidy", "memo"]
+
+
+def test_a_follower_of_an_analysis_run_by_all_is_accepted_when_the_analyses_are_not_known() -> None:
+    assert len(parse_schedule("0 2 * * * all\nafter gender_gap memo\n").followers) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "complaint"),
+    [
+        ("after\n", 2, "`after` needs the notebook it follows, then the job"),
+        ("after process\n", 2, r"no job after `after process`"),
+        ("after process -p seed 3\n", 2, "must start with a notebook name"),
+        ("after all report\n", 2, "`after all` is not allowed"),
+        ("after process all\n", 2, "runs one notebook, not `all`"),
+        ("after ../etc report\n", 2, "'../etc' is not a notebook name"),
+        ("after nightly report\n", 2, "no line of the schedule runs 'nightly'"),
+        (
+            "after report letters\nafter letters report\n",
+            2,
+            r"cycle of followers: report -> letters -> report",
+        ),
+        ("after loop loop\n", 2, r"cycle of followers: loop -> loop"),
+        ("after process a\nafter a b\nafter b a\n", 3, r"cycle of followers: a -> b -> a"),
+        ("@often report\n", 2, "unknown nickname .*or `after NOTEBOOK`"),
+    ],
+)
+def test_an_after_line_that_cannot_run_is_an_error_naming_the_file_and_line(
+    text: str, line: int, complaint: str
+) -> None:
+    with pytest.raises(ScheduleError, match=rf"crontab, line {line}: .*{complaint}"):
+        parse(f"5 * * * * process\n{text}", "crontab")
+
+
+def test_a_follower_of_an_analysis_all_does_not_run_is_refused_when_the_analyses_are_known() -> None:
+    with pytest.raises(ScheduleError, match=r"crontab, line 2: no line of the schedule runs 'gap'"):
+        parse("0 2 * * * all\nafter gap memo\n", "crontab", analyses=["gender_gap"])
+
+
+def test_the_shipped_schedule_reads_with_its_commented_example() -> None:
+    schedule = parse_schedule((PROJECT_DIR / "schedules" / "crontab").read_text())
+    assert [j.notebook for j in schedule.jobs] == ["clean", "process"]
+    assert load(PROJECT_DIR / "schedules" / "crontab") == schedule.jobs
+
+
+def test_with_after_lines_every_cron_line_runs_its_followers_from_the_schedule_file(tmp_path: Path) -> None:
+    schedule_file = tmp_path / "my crontab"
+    settings = Settings(data_dir=tmp_path / "var", schedule_file=schedule_file)
+    schedule = parse_schedule(CHAINED)
+    text = cron_install.table(schedule.jobs, settings, user=None, environ={}, followers=schedule.followers)
+    job_lines = text.splitlines()[4:]
+    assert len(job_lines) == 2  # followers get no line of their own
+    for line in job_lines:
+        assert f"--followers-from '{schedule_file.resolve()}' --triggered-by cron >> " in line
+    plain = cron_install.table(schedule.jobs, settings, user=None, environ={})
+    assert "--followers-from" not in plain
