@@ -16,7 +16,7 @@ release_app = typer.Typer(
 def release_show() -> None:
     """Say what the kept release holds: cells, documents and when they last published."""
     from pipeline_lib.client.sync import DbApiClient
-    from pipeline_lib.process.job import UnreadableRelease, previous_release
+    from pipeline_lib.process.release_store import UnreadableRelease, previous_release
 
     with DbApiClient.from_settings() as client:
         try:
@@ -48,7 +48,7 @@ def release_reset(
     its figures as they are, so they can be differenced against what the public saw before."""
     from pipeline_lib.client.sync import DbApiClient
     from pipeline_lib.contract.collections import RELEASES
-    from pipeline_lib.process.job import RELEASE_ID
+    from pipeline_lib.process.release_store import RELEASE_ID
 
     if not yes:
         typer.echo(

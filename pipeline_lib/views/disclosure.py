@@ -17,7 +17,7 @@ import pandas as pd
 from pipeline_lib.process.results import ResultDocument
 
 if TYPE_CHECKING:
-    from pipeline_lib.process.job import ProcessReport
+    from pipeline_lib.process.report import ProcessReport
 
 COUNT_COLUMNS = ("hidden_small", "hidden_complementary", "quartiles_hidden", "held")
 

@@ -4,6 +4,7 @@ embedded store: every result lands in `processed`, valid, stamped, reproducible,
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import numpy as np
@@ -131,6 +132,49 @@ def test_process_after_clean_stores_every_result_and_reports_it(db: tuple, tmp_p
     assert "rows so others cannot be derived" in text
     images = [o for cell in output.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == len(result_keys.ANALYSIS_KEYS)  # a figure per result
+
+    # An analyst edits the formula in a copy of the notebook (as its JSON) and reruns it: the stored
+    # coefficients are those of a direct statsmodels fit of the new formula on the same students.
+    formula = "math_score ~ ses + study_hours_week + C(sector)"
+    edited = _with_formula(tmp_path / "edited.ipynb", formula, cov="nonrobust")
+    _execute(str(edited), tmp_path / "edited-out.ipynb", client, run_id="process-2", seed=7)
+    ols = _processed(client)[result_keys.OLS]
+    assert ols.status == "ok" and ols.run_id == "process-2"
+    assert ols.parameters["formula"] == formula and ols.parameters["cov_type"] == "nonrobust"
+    table = next(t for t in ols.tables if t.name == "coefficients")
+    stored_terms = {row[0]: dict(zip(table.columns, row, strict=True)) for row in table.rows}
+    direct = _direct_ols(client, "math_score ~ ses + study_hours_week + C(sector, Treatment('public'))")
+    names = {"Intercept": "Intercept", "ses": "ses", "study_hours_week": "study_hours_week"}
+    names |= {f"C(sector, Treatment('public'))[T.{s}]": f"sector[{s}]" for s in ("catholic", "private")}
+    assert set(stored_terms) == {names[t] for t in direct.params.index}
+    for term, estimate in direct.params.items():
+        row = stored_terms[names[str(term)]]
+        assert row["estimate"] == pytest.approx(estimate, rel=1e-9, abs=1e-9), term
+        assert row["se"] == pytest.approx(direct.bse[term], rel=1e-9), term
+    assert next(t for t in ols.tables if t.name == "fit").rows[2][1] == direct.nobs
+
+
+def _with_formula(path: Path, formula: str, *, cov: str) -> Path:
+    """A copy of process.ipynb with the OLS cell's formula and standard errors replaced."""
+    notebook = nbformat.read(NOTEBOOKS / "process.ipynb", as_version=4)
+    old = '"math_score ~ ses + C(sex) + minority + C(sector)", cov="HC3"'
+    (cell,) = [c for c in notebook.cells if old in c.source]
+    cell.source = cell.source.replace(old, f'"{formula}", cov="{cov}"')
+    nbformat.write(notebook, path)
+    return path
+
+
+def _direct_ols(client: DbApiClient, formula: str) -> Any:
+    """statsmodels' own OLS on the students the run analyses: each student's latest cleaned record
+    (a repeat answer replaces the earlier one), with their school's sector."""
+    import statsmodels.formula.api as smf
+
+    cleaned = client.scan_pandas("cleaned").sort_values("received_at")
+    named = cleaned[cleaned["student_ref"].notna()].drop_duplicates(["school_id", "student_ref"], keep="last")
+    latest = pd.concat([named, cleaned[cleaned["student_ref"].isna()]])
+    schools = client.scan_pandas("schools", columns=["school_id", "sector"])
+    students = latest.merge(schools, on="school_id").astype({"sector": str})
+    return smf.ols(formula, students).fit()
 
 
 def test_rerunning_on_the_same_input_gives_the_same_documents(db: tuple, tmp_path: Path) -> None:

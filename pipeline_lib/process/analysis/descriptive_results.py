@@ -127,11 +127,13 @@ def document(
     sampled: bool = False,
     parameters: Mapping[str, Any] | None = None,
     warnings: Sequence[str] = (),
+    title: str | None = None,
 ) -> ResultDocument:
+    """A result of `key`, titled `title` or as the catalog titles the key."""
     return stamped_document(
         key,
         stamp,
-        title=TITLES[key],
+        title=title or TITLES[key],
         n_input=stamp.n_input,
         summary=summary,
         tables=tables,
@@ -146,7 +148,14 @@ def document(
 
 
 def failure_document(
-    key: str, stamp: Stamp, failed: Failure, *, engine: str, sampled: bool = False
+    key: str,
+    stamp: Stamp,
+    failed: Failure,
+    *,
+    engine: str,
+    sampled: bool = False,
+    title: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
 ) -> ResultDocument:
     """A document that says clearly that, and why, an analysis has no result."""
     tables = []
@@ -159,11 +168,13 @@ def failure_document(
     doc = document(
         key,
         stamp,
-        summary=interpret.failure(TITLES[key], failed),
+        summary=interpret.failure(title or TITLES[key], failed),
         tables=tables,
         engine=engine,
         sampled=sampled,
         warnings=failed.warnings,
+        title=title,
+        parameters=parameters,
     )
     return doc.model_copy(update={"status": "failed", "error": failed.reason})
 

@@ -11,7 +11,7 @@ import pandas as pd
 from pipeline_lib.process.analysis.base import Failure
 from pipeline_lib.process.analysis.classification import ClassificationResult
 from pipeline_lib.process.analysis.multilevel import NullModel, SchoolEffectsModel
-from pipeline_lib.process.analysis.ols import OlsResult
+from pipeline_lib.process.analysis.ols import DEFAULT_FORMULA, OlsResult
 from pipeline_lib.process.analysis.regression import RegressionResult
 
 GROUP_WORDS = {"sector": "sector", "sex": "sex", "minority": "minority status", "school_id": "school"}
@@ -74,13 +74,27 @@ def correlations(pairs: pd.DataFrame) -> str:
 
 
 def ols(result: OlsResult) -> str:
-    ses = result.coefficients.set_index("term").loc["ses"]
+    fit = (
+        f"the model explains {result.r_squared:.0%} of the variance "
+        f"(R² = {result.r_squared:.3f}, n = {result.n:,})."
+    )
+    terms = result.coefficients.set_index("term").drop(index="Intercept", errors="ignore")
+    if result.formula != DEFAULT_FORMULA:  # an analyst's formula: its first term, in general words
+        if terms.empty:
+            return fit[0].upper() + fit[1:]
+        outcome = result.formula.split("~")[0].strip()
+        name, first = str(terms.index[0]), terms.iloc[0]
+        held = "With the other terms held constant, " if len(terms) > 1 else ""
+        change = "being in " + name if "[" in name else f"one unit more {name}"
+        return (
+            f"{held}{change} goes with {outcome} {abs(first['estimate']):.2f} {_higher(first['estimate'])} "
+            f"(95% CI {first['ci_low']:.2f} to {first['ci_high']:.2f}, {result.cov_type} SE); {fit}"
+        )
+    ses = terms.loc["ses"]
     return (
         f"With sex, minority status and sector held constant, one point more SES goes with "
         f"{abs(ses['estimate']):.2f} points {_higher(ses['estimate'])} math scores "
-        f"(95% CI {ses['ci_low']:.2f} to {ses['ci_high']:.2f}, robust SE); "
-        f"the model explains {result.r_squared:.0%} of the variance "
-        f"(R² = {result.r_squared:.3f}, n = {result.n:,})."
+        f"(95% CI {ses['ci_low']:.2f} to {ses['ci_high']:.2f}, robust SE); {fit}"
     )
 
 

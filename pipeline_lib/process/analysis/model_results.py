@@ -26,11 +26,28 @@ def _fit_document(key: str, stamp: Stamp, summary: str, *, sampled: bool, **fiel
 
 
 def ols_document(
-    result: OlsResult | Failure, stamp: Stamp, term_sizes: Mapping[str, int], *, sampled: bool
+    result: OlsResult | Failure,
+    stamp: Stamp,
+    term_sizes: Mapping[str, int],
+    *,
+    sampled: bool,
+    key: str = keys.OLS,
+    title: str | None = None,
+    formula: str | None = None,
 ) -> ResultDocument:
+    """The OLS document under `key`. A term's `n` is its category's size from `term_sizes` (the
+    contract's groups, as the disclosure margins count them), else from the fit's complete cases."""
     if isinstance(result, Failure):
-        return failure_document(keys.OLS, stamp, result, engine="statsmodels", sampled=sampled)
-    coefficients = _with_sizes(result.coefficients, term_sizes, result.n)
+        return failure_document(
+            key,
+            stamp,
+            result,
+            engine="statsmodels",
+            sampled=sampled,
+            title=title,
+            parameters={"formula": formula} if formula else None,
+        )
+    coefficients = _with_sizes(result.coefficients, {**result.term_sizes, **term_sizes}, result.n)
     fit = _named(
         "statistic",
         {
@@ -40,15 +57,17 @@ def ols_document(
             "df_resid": result.df_resid,
         },
     )
+    robust = "" if result.cov_type == "nonrobust" else " robust"
     return _fit_document(
-        keys.OLS,
+        key,
         stamp,
         interpret.ols(result),
         sampled=sampled,
+        title=title,
         tables=[
             table(
                 "coefficients",
-                "Coefficients (HC3 robust standard errors)",
+                f"Coefficients ({result.cov_type}{robust} standard errors)",
                 coefficients,
                 size="n",
                 labels=["term"],
@@ -57,6 +76,7 @@ def ols_document(
         ],
         chart=ChartSpec(table="coefficients", x="term", y="estimate", title="Coefficient"),
         parameters={
+            "formula": result.formula,
             "cov_type": result.cov_type,
             "reference": result.reference,
             "left_out": list(result.left_out),
@@ -175,8 +195,13 @@ def _fit_notes(model: NullModel | SchoolEffectsModel) -> list[str]:
 
 
 def _with_sizes(terms: pd.DataFrame, sizes: Mapping[str, int], n: int) -> pd.DataFrame:
-    """`terms` with `n` after `term`: the students in the term's category, else all `n`."""
-    column = terms["term"].map(lambda t: sizes.get(_category_of(t), n)).astype("int64")
+    """`terms` with `n` after `term`: the fewest students the term rests on (its own count, and
+    its category's when it names one), else all `n`."""
+
+    def size(term: str) -> int:
+        return min(sizes.get(term, n), sizes.get(_category_of(term), n))
+
+    column = terms["term"].map(size).astype("int64")
     return pd.concat([terms[["term"]], column.rename("n"), terms.drop(columns="term")], axis=1)
 
 

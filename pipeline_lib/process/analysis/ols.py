@@ -1,19 +1,34 @@
-"""OLS of `math_score` on `ses`, `sex`, `minority` and `sector` with heteroskedasticity-robust
-(HC3) standard errors, by statsmodels. Categories are dummy-coded against the contract's first
-choice (see `frame.REFERENCE`); a category no student has is left out rather than made a
-column of zeros."""
+"""OLS of a formula an analyst writes (`math_score ~ ses + C(sex) + minority + C(sector)` by
+default) with heteroskedasticity-robust standard errors, by statsmodels.
+
+The formula is patsy's (as `statsmodels.formula.api`). Categories of the contract's fields are
+dummy-coded against the contract's first choice (see `frame.REFERENCE`); a category no student
+has is left out rather than made a column of zeros. Terms are named as the documents name them,
+`sex[male]`, `minority[yes]`, `sector[private]:ses`, in the order the formula writes them.
+A formula that names an unknown column or cannot be fitted is an `AnalysisError` saying why.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from pipeline_lib.contract.fields import SECTORS, SEXES
-from pipeline_lib.process.analysis.frame import OUTCOME, REFERENCE, require
+from pipeline_lib.process.analysis.base import AnalysisError
+from pipeline_lib.process.analysis.frame import REFERENCE, require
 
-COLUMNS = ("ses", "sex", "minority", "sector")
+DEFAULT_FORMULA = "math_score ~ ses + C(sex) + minority + C(sector)"
+COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3")
+MAX_FORMULA_CHARS = 1_000
+MAX_TERMS = 500  # columns of the design: far beyond a readable table, and a bound on the fit's memory
+# The contract's categories, in its order: the first is each one's reference.
+CATEGORIES: dict[str, tuple[object, ...]] = {"sex": SEXES, "sector": SECTORS}
+COLUMNS = ("ses", "sex", "minority", "sector")  # the default formula's fields
+
+_LEVEL = re.compile(r"^(?:C\(\s*(?P<call>\w+)[^\[]*\)|(?P<name>\w+))\[T\.(?P<level>.+)\]$")
 
 
 @dataclass(frozen=True)
@@ -26,30 +41,130 @@ class OlsResult:
     cov_type: str
     reference: dict[str, object]
     left_out: tuple[str, ...]  # dummy terms with no student in their category
+    formula: str = DEFAULT_FORMULA
+    # Per dummy term: the students its estimate compares (the smaller of its category and the
+    # reference), so that a term resting on fewer than k students is suppressed like a small group.
+    term_sizes: dict[str, int] = field(default_factory=dict)
 
 
-def design(students: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame, tuple[str, ...]]:
+def term_name(column: str) -> str:
+    """patsy's column name as the documents write it: 'C(sex)[T.male]:ses' -> 'sex[male]:ses'."""
+    parts = []
+    for part in column.split(":"):
+        found = _LEVEL.match(part)
+        if found:
+            level = found["level"]
+            level = {"True": "yes", "False": "no"}.get(level, level)
+            part = f"{found['call'] or found['name']}[{level}]"
+        parts.append(part)
+    return ":".join(parts)
+
+
+def _prepared(students: pd.DataFrame) -> pd.DataFrame:
+    """The contract's categories in contract order, so each one's reference is its first choice."""
+    data = students.copy()
+    for column, choices in CATEGORIES.items():
+        if column in data:
+            data[column] = pd.Categorical(data[column].astype(object), categories=list(choices))
+    if "minority" in data and data["minority"].notna().all():
+        data["minority"] = data["minority"].astype(bool)
+    return data
+
+
+def design(
+    students: pd.DataFrame, formula: str = DEFAULT_FORMULA
+) -> tuple[np.ndarray, pd.DataFrame, tuple[str, ...]]:
     """(outcome, design matrix with named columns, terms left out) for the complete cases."""
-    complete = students.dropna(subset=[OUTCOME, *COLUMNS])
-    X = pd.DataFrame({"Intercept": 1.0, "ses": complete["ses"].astype(float)}, index=complete.index)
-    terms = [(f"sex[{s}]", complete["sex"] == s) for s in SEXES if s != REFERENCE["sex"]]
-    terms.append(("minority[yes]", complete["minority"].astype(bool)))
-    terms += [(f"sector[{s}]", complete["sector"] == s) for s in SECTORS if s != REFERENCE["sector"]]
-    left_out = []
-    for name, indicator in terms:
-        if indicator.any() and not indicator.all():
-            X[name] = indicator.astype(float)
-        else:
-            left_out.append(name)
-    return complete[OUTCOME].to_numpy(dtype=float), X, tuple(left_out)
+    import patsy
+
+    if len(formula) > MAX_FORMULA_CHARS:
+        raise AnalysisError(f"the formula is {len(formula):,} characters long; at most {MAX_FORMULA_CHARS:,}")
+    try:
+        described = patsy.ModelDesc.from_formula(formula)
+    except patsy.PatsyError as exc:
+        raise AnalysisError(f"the formula {formula!r} cannot be read: {_first_line(exc)}") from None
+    if not described.lhs_termlist:
+        raise AnalysisError(f"the formula {formula!r} has no outcome: write it as 'outcome ~ terms'")
+    data = _prepared(students)
+    used = [c for c in data.columns if re.search(rf"\b{re.escape(str(c))}\b", formula)]
+    complete = data.dropna(subset=used).copy()
+    for column in CATEGORIES:
+        if column in used:
+            complete[column] = complete[column].cat.remove_unused_categories()
+    try:
+        y, X = patsy.dmatrices(formula, complete, return_type="dataframe", NA_action="raise")
+    except patsy.PatsyError as exc:
+        message = _first_line(exc)
+        unknown = re.search(r"name '(\w+)' is not defined", message)
+        if unknown:
+            known = ", ".join(str(c) for c in students.columns)
+            raise AnalysisError(
+                f"the formula {formula!r} names {unknown[1]!r}, which is not a column; columns: {known}"
+            ) from None
+        raise AnalysisError(f"the formula {formula!r} cannot be evaluated: {message}") from None
+    if y.shape[1] != 1:
+        raise AnalysisError(
+            f"the formula {formula!r} must have one numeric outcome, not {y.shape[1]} columns"
+        )
+    require(
+        X.shape[1] <= MAX_TERMS, f"the formula {formula!r} makes {X.shape[1]:,} terms; at most {MAX_TERMS}"
+    )
+    X = _in_written_order(X, described)
+    X.columns = [term_name(c) for c in X.columns]
+    return y.iloc[:, 0].to_numpy(dtype=float), X, _left_out(complete, used, X.columns)
 
 
-def fit_ols(students: pd.DataFrame) -> OlsResult:
+def _in_written_order(X: pd.DataFrame, described: object) -> pd.DataFrame:
+    """patsy puts categorical terms before numeric ones; the table follows the formula instead."""
+    info = X.design_info  # type: ignore[attr-defined]
+    written = {term: i for i, term in enumerate(described.rhs_termlist)}  # type: ignore[attr-defined]
+    order = sorted(info.terms, key=lambda t: written.get(t, len(written)))
+    return X.iloc[:, [i for t in order for i in range(X.shape[1])[info.term_slices[t]]]]
+
+
+def _left_out(complete: pd.DataFrame, used: list[str], terms: pd.Index) -> tuple[str, ...]:
+    """The contract's categories (besides the reference) that no complete case has, or that every
+    one has: their dummy would be all zeros or the intercept again."""
+    gone = []
+    for column, choices in {**CATEGORIES, "minority": (False, True)}.items():
+        if column not in used:
+            continue
+        present = set(complete[column].dropna().unique())
+        for choice in choices[1:]:
+            name = ("yes" if choice else "no") if column == "minority" else str(choice)
+            if f"{column}[{name}]" not in terms and (choice not in present or present == {choice}):
+                gone.append(f"{column}[{name}]")
+    return tuple(gone)
+
+
+def _term_sizes(X: pd.DataFrame) -> dict[str, int]:
+    """Per dummy term: min(students in its category, students in the reference of its factor)."""
+    sizes = {}
+    dummies = [c for c in X.columns if "[" in c]
+    for column in dummies:
+        factors = [p.split("[")[0] for p in column.split(":") if "[" in p]
+        siblings = [c for c in dummies if [p.split("[")[0] for p in c.split(":") if "[" in p] == factors]
+        inside = int((X[column] != 0).sum())
+        reference = int((X[siblings] == 0).all(axis=1).sum())
+        sizes[column] = min(inside, reference)
+    return sizes
+
+
+def fit_ols(students: pd.DataFrame, formula: str = DEFAULT_FORMULA, *, cov: str = "HC3") -> OlsResult:
+    """The OLS fit of `formula` on the complete cases, with `cov` standard errors."""
     import statsmodels.api as sm
 
-    y, X, left_out = design(students)
+    if cov not in COV_TYPES:
+        raise AnalysisError(f"unknown standard errors {cov!r}; use one of {', '.join(COV_TYPES)}")
+    y, X, left_out = design(students, formula)
     require(len(y) > X.shape[1], f"OLS with {X.shape[1]} terms needs more than {X.shape[1]} complete records")
-    fit = sm.OLS(y, X).fit(cov_type="HC3", use_t=True)
+    rank = np.linalg.matrix_rank(X.to_numpy())
+    require(
+        rank == X.shape[1],
+        f"the terms of {formula!r} are collinear ({X.shape[1]} terms, rank {rank}): drop a term that "
+        f"repeats others",
+    )
+    fit = sm.OLS(y, X).fit(cov_type=cov, use_t=True)
     ci = fit.conf_int(0.05)
     coefficients = pd.DataFrame(
         {
@@ -68,7 +183,13 @@ def fit_ols(students: pd.DataFrame) -> OlsResult:
         adj_r_squared=float(fit.rsquared_adj),
         n=len(y),
         df_resid=float(fit.df_resid),
-        cov_type="HC3",
+        cov_type=cov,
         reference=dict(REFERENCE),
         left_out=left_out,
+        formula=formula,
+        term_sizes=_term_sizes(X),
     )
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0]

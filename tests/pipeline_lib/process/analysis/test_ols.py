@@ -93,3 +93,58 @@ def test_a_category_no_student_has_is_left_out_not_a_column_of_zeros(students: p
 def test_too_few_records_for_the_terms_is_an_analysis_error(students: pd.DataFrame) -> None:
     with pytest.raises(AnalysisError, match="needs more than"):
         fit_ols(students.head(4))
+
+
+def test_an_analysts_formula_equals_statsmodels_own_fit(students: pd.DataFrame) -> None:
+    import statsmodels.formula.api as smf
+
+    formula = "math_score ~ ses * C(sector) + study_hours_week"
+    result = fit_ols(students, formula, cov="HC1")
+    direct = smf.ols(
+        "math_score ~ ses * C(sector, Treatment('public')) + study_hours_week",
+        students.astype({"sector": str}),
+    ).fit(cov_type="HC1")
+    estimates = result.coefficients.set_index("term")["estimate"]
+    assert list(estimates.index) == [
+        "Intercept",
+        "ses",
+        "sector[catholic]",
+        "sector[private]",
+        "ses:sector[catholic]",
+        "ses:sector[private]",
+        "study_hours_week",
+    ]
+    renamed = {t: t.replace("C(sector, Treatment('public'))[T.", "sector[") for t in direct.params.index}
+    for term, value in direct.params.rename(renamed).items():
+        assert estimates[term] == pytest.approx(value, rel=1e-9, abs=1e-12), term
+    assert result.n == int(direct.nobs) and result.cov_type == "HC1" and result.formula == formula
+
+
+def test_a_category_term_rests_on_the_smaller_of_its_category_and_the_reference(
+    students: pd.DataFrame,
+) -> None:
+    result = fit_ols(students, "math_score ~ C(school_id)")
+    counts = students["school_id"].value_counts()
+    reference = counts[sorted(counts.index)[0]]
+    some = next(t for t in result.term_sizes if t.startswith("school_id["))
+    assert result.term_sizes[some] == min(counts[some[len("school_id[") : -1]], reference)
+
+
+@pytest.mark.parametrize(
+    ("formula", "says"),
+    [
+        ("math_score ~ ses + shoe_size", "names 'shoe_size', which is not a column"),
+        ("math_score ~ ses +", "cannot be read"),
+        ("~ ses", "has no outcome"),
+        ("math_score ~ ses + I(2 * ses)", "collinear"),
+        ("math_score ~ " + " + ".join(["ses"] * 400), "characters long"),
+    ],
+)
+def test_a_formula_that_cannot_be_fitted_says_why(students: pd.DataFrame, formula: str, says: str) -> None:
+    with pytest.raises(AnalysisError, match=says):
+        fit_ols(students, formula)
+
+
+def test_unknown_standard_errors_are_refused(students: pd.DataFrame) -> None:
+    with pytest.raises(AnalysisError, match="unknown standard errors 'HC9'"):
+        fit_ols(students, cov="HC9")
