@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from pipeline_lib.cli import dashboards, demo, lab, release, runs, servers, users
+from pipeline_lib.cli import dashboards, demo, lab, new, release, runs, servers, users
 
 app = typer.Typer(
     help="Student Data Workbench: a notebook-centric pipeline for student data.", no_args_is_help=True
@@ -25,6 +25,7 @@ app.add_typer(servers.db_api_app, name="db-api")
 app.add_typer(users.users_app, name="users")
 app.add_typer(runs.schedule_app, name="schedule")
 app.add_typer(release.release_app, name="release")
+app.add_typer(new.new_app, name="new")
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from pipeline_lib.process.analysis.base import SpecificationError
 from pipeline_lib.process.results import ResultDocument
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,19 @@ class ProcessReport:
     audit_seconds: float = 0.0
     audit_failures: list[str] = field(default_factory=list)
     withheld: dict[str, list[str]] = field(default_factory=dict)
+    # Analyses the notebook's own specification broke (a formula naming no column, ...): key -> why.
+    specification_errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def results_failed(self) -> int:
         return sum(d.status == "failed" for d in self.documents)
+
+    def check_specification(self) -> None:
+        """Fail the run (its documents are stored by now, each saying why) when the notebook's
+        specification broke an analysis: only an edit of the notebook can mend it."""
+        if self.specification_errors:
+            broken = "; ".join(f"{key}: {why}" for key, why in sorted(self.specification_errors.items()))
+            raise SpecificationError(f"the notebook's specification is broken ({broken}); edit it and rerun")
 
     def counts(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in COUNTS}

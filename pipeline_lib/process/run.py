@@ -47,7 +47,7 @@ from pipeline_lib.process.analysis import (
     ols,
     regression,
 )
-from pipeline_lib.process.analysis.base import AnalysisError, Failure
+from pipeline_lib.process.analysis.base import AnalysisError, Failure, SpecificationError
 from pipeline_lib.process.analysis.distributions import distribution_documents
 from pipeline_lib.process.analysis.frame import NUMERIC, category_sizes
 from pipeline_lib.process.analysis.sampling import stratified_sample
@@ -92,7 +92,7 @@ def _attempt(analysis: str, compute: Callable[[], T]) -> T | Failure:
     try:
         return compute()
     except AnalysisError as exc:
-        return Failure(analysis, str(exc))
+        return Failure(analysis, str(exc), specification=isinstance(exc, SpecificationError))
 
 
 def read_schools(client: DbApiClient) -> pd.DataFrame:
@@ -301,6 +301,8 @@ class ProcessRun:
             if doc.key in self.published:
                 raise ValueError(f"{doc.key!r} is published twice in this run; publish each result once")
             self.published[doc.key] = doc
+            if isinstance(fit.result, Failure) and fit.result.specification:
+                self.report.specification_errors[doc.key] = fit.result.reason
         return docs
 
     def _documents(self, fit: Fit) -> list[ResultDocument]:

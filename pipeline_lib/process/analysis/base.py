@@ -15,6 +15,12 @@ class AnalysisError(Exception):
     says what was missing, in words a person can act on."""
 
 
+class SpecificationError(AnalysisError):
+    """The analysis as written cannot be fitted on any data: a formula naming an unknown column,
+    one that cannot be read, terms that repeat each other, an unknown option. The analyst must
+    edit the notebook; the run that meets one fails (after storing a document that says why)."""
+
+
 @dataclass(frozen=True)
 class Attempt:
     """One try at fitting a model: the optimizer, whether it gave a usable fit, and why not."""
@@ -34,3 +40,4 @@ class Failure:
     attempts: tuple[Attempt, ...] = ()
     n_students: int = 0
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    specification: bool = False  # the notebook's specification is at fault, not the data

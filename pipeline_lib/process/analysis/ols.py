@@ -5,7 +5,8 @@ The formula is patsy's (as `statsmodels.formula.api`). Categories of the contrac
 dummy-coded against the contract's first choice (see `frame.REFERENCE`); a category no student
 has is left out rather than made a column of zeros. Terms are named as the documents name them,
 `sex[male]`, `minority[yes]`, `sector[private]:ses`, in the order the formula writes them.
-A formula that names an unknown column or cannot be fitted is an `AnalysisError` saying why.
+A formula that names an unknown column or cannot be fitted is a `SpecificationError` saying why;
+too few complete records for the terms is an `AnalysisError` (the data's fault).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline_lib.contract.fields import SECTORS, SEXES
-from pipeline_lib.process.analysis.base import AnalysisError
+from pipeline_lib.process.analysis.base import SpecificationError
 from pipeline_lib.process.analysis.frame import REFERENCE, require
 
 DEFAULT_FORMULA = "math_score ~ ses + C(sex) + minority + C(sector)"
@@ -78,13 +79,15 @@ def design(
     import patsy
 
     if len(formula) > MAX_FORMULA_CHARS:
-        raise AnalysisError(f"the formula is {len(formula):,} characters long; at most {MAX_FORMULA_CHARS:,}")
+        raise SpecificationError(
+            f"the formula is {len(formula):,} characters long; at most {MAX_FORMULA_CHARS:,}"
+        )
     try:
         described = patsy.ModelDesc.from_formula(formula)
     except patsy.PatsyError as exc:
-        raise AnalysisError(f"the formula {formula!r} cannot be read: {_first_line(exc)}") from None
+        raise SpecificationError(f"the formula {formula!r} cannot be read: {_first_line(exc)}") from None
     if not described.lhs_termlist:
-        raise AnalysisError(f"the formula {formula!r} has no outcome: write it as 'outcome ~ terms'")
+        raise SpecificationError(f"the formula {formula!r} has no outcome: write it as 'outcome ~ terms'")
     data = _prepared(students)
     used = [c for c in data.columns if re.search(rf"\b{re.escape(str(c))}\b", formula)]
     complete = data.dropna(subset=used).copy()
@@ -98,17 +101,16 @@ def design(
         unknown = re.search(r"name '(\w+)' is not defined", message)
         if unknown:
             known = ", ".join(str(c) for c in students.columns)
-            raise AnalysisError(
+            raise SpecificationError(
                 f"the formula {formula!r} names {unknown[1]!r}, which is not a column; columns: {known}"
             ) from None
-        raise AnalysisError(f"the formula {formula!r} cannot be evaluated: {message}") from None
+        raise SpecificationError(f"the formula {formula!r} cannot be evaluated: {message}") from None
     if y.shape[1] != 1:
-        raise AnalysisError(
+        raise SpecificationError(
             f"the formula {formula!r} must have one numeric outcome, not {y.shape[1]} columns"
         )
-    require(
-        X.shape[1] <= MAX_TERMS, f"the formula {formula!r} makes {X.shape[1]:,} terms; at most {MAX_TERMS}"
-    )
+    if X.shape[1] > MAX_TERMS:
+        raise SpecificationError(f"the formula {formula!r} makes {X.shape[1]:,} terms; at most {MAX_TERMS}")
     X = _in_written_order(X, described)
     X.columns = [term_name(c) for c in X.columns]
     return y.iloc[:, 0].to_numpy(dtype=float), X, _left_out(complete, used, X.columns)
@@ -155,15 +157,15 @@ def fit_ols(students: pd.DataFrame, formula: str = DEFAULT_FORMULA, *, cov: str 
     import statsmodels.api as sm
 
     if cov not in COV_TYPES:
-        raise AnalysisError(f"unknown standard errors {cov!r}; use one of {', '.join(COV_TYPES)}")
+        raise SpecificationError(f"unknown standard errors {cov!r}; use one of {', '.join(COV_TYPES)}")
     y, X, left_out = design(students, formula)
     require(len(y) > X.shape[1], f"OLS with {X.shape[1]} terms needs more than {X.shape[1]} complete records")
     rank = np.linalg.matrix_rank(X.to_numpy())
-    require(
-        rank == X.shape[1],
-        f"the terms of {formula!r} are collinear ({X.shape[1]} terms, rank {rank}): drop a term that "
-        f"repeats others",
-    )
+    if rank < X.shape[1]:
+        raise SpecificationError(
+            f"the terms of {formula!r} are collinear ({X.shape[1]} terms, rank {rank}): drop a term "
+            f"that repeats others"
+        )
     fit = sm.OLS(y, X).fit(cov_type=cov, use_t=True)
     ci = fit.conf_int(0.05)
     coefficients = pd.DataFrame(

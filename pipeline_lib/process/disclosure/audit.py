@@ -112,7 +112,7 @@ def audit(
     # attacker cannot be sure of that, so this only narrows intervals: conservative, and it keeps
     # the program as small as a first release's when little changed.)
     moved = frozenset(
-        c for c in held if previous is None or not _unchanged(layout.cells[c], previous.cells[c])
+        c for c in held if previous is None or not unchanged(layout.cells[c], previous.cells[c])
     )
     _relations(program, layout, {**{c: "held" for c in moved}, **hidden}, k)
     report = AuditReport()
@@ -169,7 +169,7 @@ def _relations(program: Program, layout: Layout, unknown: Mapping[CellKey, str],
         _constrain(program, {(wide, "n"): 1.0, (narrow, "n"): -1.0}, known, ">=")
 
 
-def _unchanged(cell: Cell, published: PublishedCell) -> bool:
+def unchanged(cell: Cell, published: PublishedCell) -> bool:
     """The same count, and sums equal to the published ones but for rounding (Spark may add the
     same values in another order)."""
     if cell.n != published.n:
