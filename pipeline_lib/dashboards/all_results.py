@@ -18,7 +18,6 @@ import pandas as pd
 
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract import result_keys as keys
-from pipeline_lib.contract.collections import PROCESSED
 from pipeline_lib.dashboards import page, source
 from pipeline_lib.dashboards.source import Results
 from pipeline_lib.process.results import PublicResult, PublicTable
@@ -26,7 +25,6 @@ from pipeline_lib.settings import Settings, get_settings
 from pipeline_lib.views import html, plots
 from pipeline_lib.views.style import figure_html
 from pipeline_lib.views.tables import to_frame
-from pipeline_lib.wire.requests import DbApiCallError
 
 LIMIT = 1_000  # documents read: far more than any page lists
 TABLE_ROWS = 50  # rows of a table shown; the results page has them all
@@ -50,13 +48,7 @@ class AllResults(Results):
 def load(client: DbApiClient, k: int, settings: Settings | None = None) -> AllResults:
     """Every document in `processed` as the public sees it, grouped, each group with its freshness
     (judged by the schedule of `settings`, by default the process's)."""
-    try:
-        raws = client.list_documents(PROCESSED, limit=LIMIT)
-    except DbApiCallError as exc:
-        raise source._unavailable(client, exc) from None
-    every = Results(k)
-    for raw in raws:
-        source._add(every, raw)  # the one reading of a stored document as a public result
+    every = source.load_all(client, k, limit=LIMIT)
     results = AllResults(
         k, every.found, failed=every.failed, withheld=every.withheld, not_updated=every.not_updated
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -93,9 +94,18 @@ def load_results(client: DbApiClient, keys: Iterable[str], k: int) -> Results:
 
 def load_analyses(client: DbApiClient, analyses: Sequence[str], k: int, *, limit: int = 200) -> Results:
     """Every document whose `analysis` is one of `analyses`."""
+    return _listed(client, [("analysis", "in", list(analyses))], k, limit)
+
+
+def load_all(client: DbApiClient, k: int, *, limit: int = 1_000) -> Results:
+    """Every document in `processed` (up to `limit`), analysis notebooks' included."""
+    return _listed(client, None, k, limit)
+
+
+def _listed(client: DbApiClient, filter: Any, k: int, limit: int) -> Results:
     results = Results(k)
     try:
-        raws = client.list_documents(PROCESSED, [("analysis", "in", list(analyses))], limit=limit)
+        raws = client.list_documents(PROCESSED, filter, limit=limit)
     except DbApiCallError as exc:
         raise _unavailable(client, exc) from None
     for raw in raws:

@@ -80,7 +80,7 @@ def _seed(stack: WebStack) -> None:
     outside = _archived_notebook(stack.settings.data_dir / "elsewhere", "x.ipynb")
     for doc in (
         _record("clean-1", "clean", "succeeded", 0),
-        _record("process-1", "process", "succeeded", 5),
+        _record("process-1", "process", "succeeded", 5) | {"after_run_id": "clean-1"},
         _record("clean-2", "clean", "failed", 10, failed_nb),
         _record("clean-3", "clean", "skipped", 11),
         _record("clean-4", "clean", "running", 20, outside),
@@ -149,6 +149,9 @@ def test_a_run_page_shows_the_error_and_the_sandboxed_output_notebook(stack: Web
         assert "outside this server" in http.get("/runs/clean-4").text
         assert http.get("/runs/clean-4/notebook").status_code == 404
         assert http.get("/runs/clean-1/notebook").status_code == 404
+        # A run started by another's success links to it; one started on its own says nothing.
+        assert '<a href="/runs/clean-1"><code>clean-1</code></a>' in http.get("/runs/process-1").text
+        assert "After run" not in http.get("/runs/clean-1").text
 
 
 def test_the_results_page_says_when_the_latest_run_failed(stack: WebStack) -> None:

@@ -74,8 +74,14 @@ def test_the_dashboards_are_signed_for_the_notary_voila_checks_them_with(tmp_pat
     settings = _settings(tmp_path)
     config = Config(cli_dashboards.voila_config(settings, "127.0.0.1", 8866, 2))
     names = [path.name for path in cli_dashboards.dashboard_notebooks(settings)]
-    assert names == ["data_quality.ipynb", "models.ipynb", "overview.ipynb", "schools.ipynb"]
-    assert cli_dashboards.sign_dashboards(settings, config) == 4
+    assert names == [
+        "all_results.ipynb",
+        "data_quality.ipynb",
+        "models.ipynb",
+        "overview.ipynb",
+        "schools.ipynb",
+    ]
+    assert cli_dashboards.sign_dashboards(settings, config) == 5
     assert cli_dashboards.sign_dashboards(settings, config) == 0  # a restart: signed already
     notary = NotebookNotary(config=config)
     try:
@@ -152,6 +158,7 @@ def test_a_served_dashboard_shows_outputs_only_and_may_be_framed_by_the_web_app_
     assert "page.prepare()" not in response.text and "from pipeline_lib" not in response.text
     tree = httpx.get(f"{url}/voila/api/contents/", timeout=30).json()
     assert sorted(item["name"] for item in tree["content"]) == [
+        "all_results.ipynb",
         "data_quality.ipynb",
         "models.ipynb",
         "overview.ipynb",

@@ -17,7 +17,7 @@ from tests.conftest import TOKEN
 from tests.pipeline_lib.dashboards import populate
 
 DASHBOARDS = Path(__file__).resolve().parents[3] / "notebooks" / "dashboards"
-NAMES = ("overview", "schools", "models", "data_quality")
+NAMES = ("overview", "schools", "models", "data_quality", "all_results")
 
 
 @pytest.fixture(scope="session")

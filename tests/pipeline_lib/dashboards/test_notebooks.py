@@ -16,7 +16,7 @@ from tests.pipeline_lib.dashboards.conftest import DASHBOARDS, NAMES, execute, h
 from tests.wire_servers import free_port
 
 # Plots each populated dashboard draws as images (the Schools plot is inside its widget).
-PLOTS = {"overview": 4, "schools": 0, "models": 4, "data_quality": 3}
+PLOTS = {"overview": 4, "schools": 0, "models": 4, "data_quality": 3, "all_results": 13}
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
