@@ -167,6 +167,7 @@ def test_documents_validate_and_survive_a_json_round_trip(population: tuple) -> 
 # -- Spark gives the same tables ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.spark
 def test_spark_tables_equal_the_pandas_twin(spark, population: tuple) -> None:
     students, schools = population
@@ -182,6 +183,7 @@ def test_spark_tables_equal_the_pandas_twin(spark, population: tuple) -> None:
     pd.testing.assert_frame_equal(d.school_sizes(named), sizes, check_dtype=False)
 
 
+@pytest.mark.slow
 @pytest.mark.spark
 def test_spark_documents_equal_the_pandas_documents(spark, population: tuple) -> None:
     students, _ = population
