@@ -232,12 +232,20 @@ class ProcessRun:
         """The random-intercept model of math scores by school: the share of variance between schools."""
         return self._fit(keys.MIXEDLM_NULL, "mixedlm null", lambda: multilevel.fit_null(self.frame))
 
-    def fit_school_effects(self) -> Fit:
-        """SES within and between schools, by sector, with random intercepts and SES slopes."""
+    def fit_school_effects(
+        self,
+        formula: str = multilevel.SCHOOL_EFFECTS_FORMULA,
+        *,
+        random_slope: str = multilevel.RANDOM_SLOPE,
+    ) -> Fit:
+        """The fixed effects of `formula` (patsy's syntax; `mean_ses` is the school's mean SES and
+        `cses` a student's SES minus it) with a random intercept and `random_slope` slope by school."""
         return self._fit(
             keys.MIXEDLM_SCHOOL_EFFECTS,
             "mixedlm school effects",
-            lambda: multilevel.fit_school_effects(self.frame),
+            lambda: multilevel.fit_school_effects(self.frame, formula, random_slope=random_slope),
+            formula=formula,
+            random_slope=random_slope,
         )
 
     def classify_at_risk(self, *, quantile: float = 0.25) -> Fit:

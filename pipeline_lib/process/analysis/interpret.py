@@ -109,6 +109,14 @@ def null_model(model: NullModel) -> str:
 
 def school_effects(model: SchoolEffectsModel, reference_sector: str) -> str:
     fixed = model.fixed.set_index("term")
+    if "cses" not in fixed.index or "mean_ses" not in fixed.index:  # an analyst's formula without them
+        slope = model.random.split("|")[0].split("+")[-1].strip()
+        sd = math.sqrt(max(model.slope_variance, 0.0))
+        return (
+            f"Fixed effects of {model.formula} with a random intercept and {slope} slope by school; "
+            f"the {slope} slope varies between schools with SD {sd:.2f} "
+            f"({model.n_students:,} students in {model.n_schools:,} schools)."
+        )
     within, between = fixed.loc["cses"], fixed.loc["mean_ses"]
     return (
         f"In a {reference_sector} school, one point more SES than the school's mean goes with "

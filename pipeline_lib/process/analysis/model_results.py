@@ -174,8 +174,8 @@ def school_effects_document(
         parameters={
             "method": "REML",
             "optimizer": model.optimizer,
-            "formula": "math_score ~ mean_ses * cses + sector * cses",
-            "random": "1 + cses | school_id",
+            "formula": model.formula,
+            "random": model.random,
             "reference_sector": REFERENCE["sector"],
         },
         warnings=_fit_notes(model),

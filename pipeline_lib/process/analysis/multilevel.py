@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline_lib.contract import result_keys as keys
-from pipeline_lib.contract.fields import SECTORS
-from pipeline_lib.process.analysis.base import Z_95, Attempt, Failure
-from pipeline_lib.process.analysis.frame import OUTCOME, REFERENCE, require
+from pipeline_lib.process.analysis import ols
+from pipeline_lib.process.analysis.base import Z_95, Attempt, Failure, SpecificationError
+from pipeline_lib.process.analysis.frame import OUTCOME, require
 
 OPTIMIZERS = ("lbfgs", "bfgs", "powell", "nm", "cg")
 # Gradient methods converge in tens of iterations here; the derivative-free ones need more.
@@ -66,25 +66,21 @@ class SchoolEffectsModel:
     optimizer: str
     attempts: tuple[Attempt, ...]
     warnings: tuple[str, ...]
+    formula: str = "math_score ~ mean_ses * cses + C(sector) * cses"
+    random: str = "1 + cses | school_id"
 
 
-def school_effects_design(students: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:
-    """The fixed-effects design of `mean_ses * cses + sector * cses` (sector dummy-coded against
-    `frame.REFERENCE`; a sector no school has is left out), and the terms left out."""
-    cses = students["cses"].astype(float)
-    X = pd.DataFrame(
-        {"Intercept": 1.0, "mean_ses": students["mean_ses"].astype(float), "cses": cses}, index=students.index
-    )
-    X["mean_ses:cses"] = X["mean_ses"] * cses
-    left_out = []
-    for sector in (s for s in SECTORS if s != REFERENCE["sector"]):
-        indicator = (students["sector"] == sector).astype(float)
-        if 0 < indicator.sum() < len(indicator):
-            X[f"sector[{sector}]"] = indicator
-            X[f"sector[{sector}]:cses"] = indicator * cses
-        else:
-            left_out += [f"sector[{sector}]", f"sector[{sector}]:cses"]
-    return X, tuple(left_out)
+SCHOOL_EFFECTS_FORMULA = "math_score ~ mean_ses * cses + C(sector) * cses"
+RANDOM_SLOPE = "cses"  # each school's own slope of this variable, beside its own intercept
+
+
+def school_effects_design(
+    students: pd.DataFrame, formula: str = SCHOOL_EFFECTS_FORMULA
+) -> tuple[np.ndarray, pd.DataFrame, tuple[str, ...]]:
+    """(outcome, fixed-effects design, terms left out) of `formula` for the complete cases, as
+    `ols.design` builds it (sector dummy-coded against `frame.REFERENCE`; a sector no school has
+    is left out, with its interactions)."""
+    return ols.design(students, formula)
 
 
 def fit_null(
@@ -121,18 +117,25 @@ def fit_null(
 
 def fit_school_effects(
     students: pd.DataFrame,
+    formula: str = SCHOOL_EFFECTS_FORMULA,
     *,
+    random_slope: str = RANDOM_SLOPE,
     optimizers: Sequence[str] = OPTIMIZERS,
     maxiter: Mapping[str, int] | None = None,
 ) -> SchoolEffectsModel | Failure:
-    """The school-effects model on `students`, which carry `mean_ses` and `cses`."""
+    """The school-effects model of `formula` (patsy's syntax, as OLS) on `students`, which carry
+    `mean_ses` and `cses`, with a random intercept and a random `random_slope` slope by school."""
     from statsmodels.regression.mixed_linear_model import MixedLM
 
-    data = students.dropna(subset=[OUTCOME, "cses", "mean_ses", "sector"])
+    if random_slope not in students.columns:
+        columns = ", ".join(map(str, students.columns))
+        raise SpecificationError(f"the random slope {random_slope!r} is not a column; columns: {columns}")
+    data = students.dropna(subset=[random_slope, "school_id"])
+    y, X, left_out = school_effects_design(data, formula)
+    data = data.loc[X.index]
     _require_schools(data)
-    X, left_out = school_effects_design(data)
-    y, groups = data[OUTCOME].to_numpy(dtype=float), data["school_id"].astype(str).to_numpy()
-    Z = np.column_stack([np.ones(len(y)), data["cses"].to_numpy(dtype=float)])
+    groups = data["school_id"].astype(str).to_numpy()
+    Z = np.column_stack([np.ones(len(y)), data[random_slope].to_numpy(dtype=float)])
 
     def model() -> MixedLM:
         return MixedLM(y, X, groups, exog_re=Z)
@@ -172,6 +175,8 @@ def fit_school_effects(
         optimizer=attempts[-1].optimizer,
         attempts=attempts,
         warnings=(*caught, *[f"left out (no school in that sector): {t}" for t in left_out]),
+        formula=formula,
+        random=f"1 + {random_slope} | school_id",
     )
 
 

@@ -126,3 +126,38 @@ def test_students_of_a_school_without_a_sector_are_left_out_not_taken_for_the_re
     fitted = multilevel.fit_school_effects(some)
     assert isinstance(fitted, SchoolEffectsModel)
     assert fitted.n_students == int((~unknown).sum())
+
+
+def test_an_analysts_school_effects_formula_equals_statsmodels_own_fit(students: pd.DataFrame) -> None:
+    import statsmodels.formula.api as smf
+
+    some = students.head(6_000).astype({"sector": str})
+    fitted = multilevel.fit_school_effects(
+        some, "math_score ~ ses + C(sector)", random_slope="ses", optimizers=("lbfgs",)
+    )
+    assert isinstance(fitted, SchoolEffectsModel), fitted
+    direct = smf.mixedlm(
+        "math_score ~ ses + C(sector, Treatment('public'))", some, groups=some["school_id"], re_formula="~ses"
+    ).fit(reml=True, method="lbfgs")
+    names = {t: t.replace("C(sector, Treatment('public'))[T.", "sector[") for t in direct.fe_params.index}
+    estimates = fitted.fixed.set_index("term")["estimate"]
+    assert list(estimates.index) == ["Intercept", "ses", "sector[catholic]", "sector[private]"]
+    for term, value in direct.fe_params.rename(names).items():
+        assert estimates[term] == pytest.approx(value, rel=1e-4, abs=1e-4), term
+    assert fitted.formula == "math_score ~ ses + C(sector)" and fitted.random == "1 + ses | school_id"
+
+
+@pytest.mark.parametrize(
+    ("formula", "slope", "says"),
+    [
+        ("math_score ~ shoe_size", "cses", "names 'shoe_size', which is not a column"),
+        ("math_score ~ cses", "shoe_size", "random slope 'shoe_size' is not a column"),
+    ],
+)
+def test_a_school_effects_specification_that_cannot_be_fitted_says_why(
+    students: pd.DataFrame, formula: str, slope: str, says: str
+) -> None:
+    from pipeline_lib.process.analysis.base import SpecificationError
+
+    with pytest.raises(SpecificationError, match=says):
+        multilevel.fit_school_effects(students.head(500), formula, random_slope=slope)
