@@ -106,6 +106,7 @@ class AnalysisRun:
         now: dt.datetime | None = None,
     ) -> AnalysisRun:
         """Read `cleaned` with `schools` joined, once: one row per student of a known school."""
+        check_name(name)  # before any reading
         inner = ProcessRun.start(
             spark,
             client,
@@ -115,7 +116,7 @@ class AnalysisRun:
             seed=seed,
             now=now,
         )
-        return cls(check_name(name), inner)
+        return cls(name, inner)
 
     @property
     def students(self) -> pd.DataFrame:

@@ -100,7 +100,7 @@ def test_workbench_run_clean_commits_and_records_dry_run_false(db: DbApiClient) 
 
 
 def test_the_process_notebook_run_by_hand_stores_and_reports_and_the_dashboards_show_it(
-    db: DbApiClient,
+    db: DbApiClient, tmp_path: Path
 ) -> None:
     db.write("schools", simulated.schools(N_SCHOOLS, seed=17), mode="upsert", key="school_id")
     db.write("raw", raw_submissions(1_500, seed=5), key="submission_id")
@@ -131,3 +131,18 @@ def test_the_process_notebook_run_by_hand_stores_and_reports_and_the_dashboards_
         _shown(dashboard)
         html = html_outputs(dashboard)
         assert "No data yet" not in html and "cannot be read" not in html, name
+
+    # A new analysis notebook, straight from the template, runs top to bottom with its defaults too.
+    from pipeline_lib.cli.new import PLACEHOLDER, TEMPLATE
+
+    folder = tmp_path / "analyses"
+    folder.mkdir()
+    (folder / "by_hand.ipynb").write_text(TEMPLATE.read_text().replace(PLACEHOLDER, "by_hand"))
+    analysis = nbformat.read(folder / "by_hand.ipynb", as_version=4)
+    NotebookClient(
+        analysis, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(folder)}}
+    ).execute()
+    published = ResultDocument.model_validate(db.get_document("processed", "by_hand:math_by_group"))
+    assert published.status == "ok" and published.run_id.startswith("by_hand-")
+    assert published.protection is not None and not published.protection.withheld
+    assert "Math score by sector" in _shown(analysis)
