@@ -27,10 +27,9 @@ notebook's to write.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
@@ -48,7 +47,7 @@ from pipeline_lib.process.disclosure.stored import annotate
 from pipeline_lib.process.release_store import previous_release
 from pipeline_lib.process.report import ProcessReport, timed
 from pipeline_lib.process.results import ChartSpec, DocumentProtection, ResultDocument
-from pipeline_lib.process.run import DEFAULT_MAX_MODEL_ROWS, Fit, ProcessRun
+from pipeline_lib.process.run import Fit, ProcessRun, StartOptions
 from pipeline_lib.settings import get_settings
 
 NAME_PATTERN = r"[a-z][a-z0-9_]{0,39}"
@@ -100,23 +99,12 @@ class AnalysisRun:
         *,
         name: str,
         run_id: str,
-        k_min_group: int = 5,
-        max_model_rows: int = DEFAULT_MAX_MODEL_ROWS,
-        seed: int = 0,
-        now: dt.datetime | None = None,
+        **options: Unpack[StartOptions],
     ) -> AnalysisRun:
-        """Read `cleaned` with `schools` joined, once: one row per student of a known school."""
+        """Read `cleaned` with `schools` joined, once, as the process run does (`options` as
+        `ProcessRun.start` takes them): one row per student of a known school."""
         check_name(name)  # before any reading
-        inner = ProcessRun.start(
-            spark,
-            client,
-            run_id=run_id,
-            k_min_group=k_min_group,
-            max_model_rows=max_model_rows,
-            seed=seed,
-            now=now,
-        )
-        return cls(name, inner)
+        return cls(name, ProcessRun.start(spark, client, run_id=run_id, **options))
 
     @property
     def students(self) -> pd.DataFrame:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
@@ -72,6 +72,16 @@ SCHOOLS_SCHEMA = StructType(
     + [StructField("size", DoubleType())]
 )
 T = TypeVar("T")
+
+
+class StartOptions(TypedDict, total=False):
+    """What `ProcessRun.start` takes besides the run id, for callers that pass them on."""
+
+    k_min_group: int
+    max_model_rows: int
+    seed: int
+    partitions: int | None
+    now: dt.datetime | None
 
 
 @dataclass(frozen=True)
