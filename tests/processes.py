@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -40,3 +43,25 @@ def descendants(pid: int) -> set[int]:
         found |= (kids := set().union(*(children(p) for p in frontier)))
         frontier = kids
     return found
+
+
+def start_workbench(command: str, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """`workbench COMMAND` as its own process group, its output in `log`."""
+    with log.open("w") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline_lib.cli", command],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop_gracefully(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within 30 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -16,7 +16,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ import pytest
 from pipeline_lib.cli.addresses import http_answers
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.settings import PROJECT_DIR
+from tests.processes import start_workbench, stop_gracefully
 from tests.wire_servers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
@@ -81,22 +81,6 @@ def _workbench(env: dict[str, str], *args: str, stdin: str | None = None) -> str
     )
     assert done.returncode == 0, f"workbench {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
     return done.stdout
-
-
-def _start(command: str, env: dict[str, str], log: Path) -> subprocess.Popen:
-    with log.open("w") as output:
-        return subprocess.Popen(
-            [*WORKBENCH, command], env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _edit_example(notebook: Path) -> None:
@@ -190,11 +174,11 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     # A user's crontab (no user field): what `install` writes for anyone but root.
     cron_table = _workbench(env, "schedule", "install", "--target", "user", "--print")
 
-    servers = [_start("db-api", env, home / "db-api.log")]
+    servers = [start_workbench("db-api", env, home / "db-api.log")]
     try:
         # The db-api writes the token the web app reads: start the web app once it is serving.
         _workbench(env, "db-api", "ping", "--timeout", "60")
-        servers.append(_start("web", env, home / "web.log"))
+        servers.append(start_workbench("web", env, home / "web.log"))
         deadline = time.monotonic() + 60
         while not http_answers(f"{web}/readyz"):
             assert servers[-1].poll() is None and time.monotonic() < deadline, (home / "web.log").read_text()
@@ -209,7 +193,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         yield System(env, web, home, created, cron_table, tokens, _students_by_school(env))
     finally:
         for server in reversed(servers):
-            _stop(server)
+            stop_gracefully(server)
 
 
 def _rows(result: dict[str, Any], table: str = "table") -> list[dict[str, Any]]:

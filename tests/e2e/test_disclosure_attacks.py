@@ -11,7 +11,6 @@ import datetime as dt
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from pipeline_lib.contract.collections import PROCESSED, RELEASES
 from pipeline_lib.contract.fields import STUDENT_FIELDS
 from pipeline_lib.process.results import ResultDocument, held_note, suppress
 from tests.pipeline_lib.process.disclosure import population
+from tests.processes import start_workbench, stop_gracefully
 from tests.wire_servers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
@@ -96,22 +96,6 @@ def _run_all(env: dict[str, str]) -> None:
     assert statuses == ["succeeded", "succeeded"], out
 
 
-def _start(command: str, env: dict[str, str], log: Path) -> subprocess.Popen:
-    with log.open("w") as output:
-        return subprocess.Popen(
-            [*WORKBENCH, command], env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def _token(web: str, user: str) -> str:
     answer = httpx.post(f"{web}/api/v1/auth/token", data={"username": user, "password": PASSWORD}, timeout=30)
     assert answer.status_code == 200, answer.text
@@ -176,11 +160,11 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         WORKBENCH_K_MIN_GROUP=str(K),
     )
     web = f"http://127.0.0.1:{web_port}"
-    servers = [_start("db-api", env, home / "db-api.log")]
+    servers = [start_workbench("db-api", env, home / "db-api.log")]
     try:
         # The db-api writes the token the web app reads: start the web app once it is serving.
         _workbench(env, "db-api", "ping", "--timeout", "60")
-        servers.append(_start("web", env, home / "web.log"))
+        servers.append(start_workbench("web", env, home / "web.log"))
         deadline = time.monotonic() + 60
         while not http_answers(f"{web}/readyz"):
             assert servers[-1].poll() is None and time.monotonic() < deadline, (home / "web.log").read_text()
@@ -224,7 +208,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         )
     finally:
         for server in reversed(servers):
-            _stop(server)
+            stop_gracefully(server)
 
 
 # --- What the attacker does with the JSON -----------------------------------------------------

@@ -60,3 +60,13 @@ def html_outputs(notebook: nbformat.NotebookNode) -> str:
         for output in cell.get("outputs", [])
         if "text/html" in output.get("data", {})
     )
+
+
+def errors(notebook: nbformat.NotebookNode) -> list[str]:
+    """Every error and stderr output of an executed notebook, one line each."""
+    return [
+        f"{o.get('ename')}: {o.get('evalue')}"
+        for cell in notebook.cells
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "error" or o.get("name") == "stderr"
+    ]

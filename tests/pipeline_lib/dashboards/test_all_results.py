@@ -18,7 +18,7 @@ from pipeline_lib.dashboards import all_results
 from pipeline_lib.process.results import WITHHELD_NOTE, ChartSpec, ResultDocument, ResultTable
 from pipeline_lib.settings import Settings
 from tests.pipeline_lib.dashboards import populate
-from tests.pipeline_lib.dashboards.conftest import DASHBOARDS, execute, html_outputs
+from tests.pipeline_lib.dashboards.conftest import DASHBOARDS, errors, execute, html_outputs
 from tests.pipeline_lib.views.sample_results import AUDIT_DETAIL, K, stored, withhold
 
 WITHHELD = WITHHELD_NOTE[:1].upper() + WITHHELD_NOTE[1:]  # as the results page words it
@@ -149,20 +149,11 @@ def test_the_notebook_reads_data_only_after_waiting_for_a_viewer() -> None:
     assert "page.load(" in code[1] and "page.show(page.opening(" in code[1]
 
 
-def _errors(notebook: nbformat.NotebookNode) -> list[str]:
-    return [
-        f"{o.get('ename')}: {o.get('evalue')}"
-        for cell in notebook.cells
-        for o in cell.get("outputs", [])
-        if o.get("output_type") == "error" or o.get("name") == "stderr"
-    ]
-
-
 @pytest.mark.slow
 def test_the_notebook_on_an_empty_system_says_no_data_yet(kernel_env: DbApiClient) -> None:
     notebook = execute("all_results")
     html = html_outputs(notebook)
-    assert not _errors(notebook)
+    assert not errors(notebook)
     assert "No data yet." in html and "wb-group" not in html
 
 
@@ -173,7 +164,7 @@ def test_the_notebook_shows_every_document_as_the_public_sees_it_without_interac
     _store(kernel_env, _documents())
     notebook = execute("all_results")
     html = html_outputs(notebook)
-    assert not _errors(notebook)
+    assert not errors(notebook)
     text = _text(_group(html, "reading"))  # shown as drawn, before anyone touches the filter
     assert "Students in public schools read best." in text and "77.8" not in text
     assert "Descriptive statistics of all students" in html and WITHHELD in _group(html, "ols")
@@ -189,7 +180,7 @@ def test_the_notebook_on_a_populated_system_shows_the_process_run_beside_a_new_a
     _store(populated, [_reading()])
     notebook = execute("all_results")
     html = html_outputs(notebook)
-    assert not _errors(notebook)
+    assert not errors(notebook)
     for key in keys.ANALYSIS_KEYS:
         assert f"<code>{key}</code>" in html, key
     assert f"run <code>{populate.PROCESS_RUN}</code>" in html

@@ -12,21 +12,12 @@ import pytest
 
 from pipeline_lib.client.sync import DbApiClient
 from tests.pipeline_lib.dashboards import populate
-from tests.pipeline_lib.dashboards.conftest import DASHBOARDS, NAMES, execute, html_outputs
+from tests.pipeline_lib.dashboards.conftest import DASHBOARDS, NAMES, errors, execute, html_outputs
 from tests.wire_servers import free_port
 
 # Plots each populated dashboard draws as images (the Schools plot is inside its widget).
 PLOTS = {"overview": 4, "schools": 0, "models": 4, "data_quality": 3, "all_results": 13}
 WIDGET = "application/vnd.jupyter.widget-view+json"
-
-
-def _errors(notebook: nbformat.NotebookNode) -> list[str]:
-    return [
-        f"{o.get('ename')}: {o.get('evalue')}"
-        for cell in notebook.cells
-        for o in cell.get("outputs", [])
-        if o.get("output_type") == "error" or o.get("name") == "stderr"
-    ]
 
 
 def _text(html: str) -> str:
@@ -37,7 +28,7 @@ def _text(html: str) -> str:
 def test_a_dashboard_on_an_empty_system_says_no_data_yet(name: str, kernel_env: DbApiClient) -> None:
     notebook = execute(name)
     html = html_outputs(notebook)
-    assert not _errors(notebook)
+    assert not errors(notebook)
     assert "No data yet." in html and "workbench run all" in html
     assert "data:image/png" not in html
 
@@ -47,7 +38,7 @@ def test_a_dashboard_without_the_db_api_says_the_results_cannot_be_read(
 ) -> None:
     monkeypatch.setenv("WORKBENCH_DB_API_ADDRESS", f"127.0.0.1:{free_port()}")
     notebook = execute("overview")
-    assert not _errors(notebook)
+    assert not errors(notebook)
     assert "The results cannot be read right now." in html_outputs(notebook)
 
 
@@ -72,7 +63,7 @@ def test_dashboards_read_data_only_after_waiting_for_a_viewer() -> None:
 def test_a_dashboard_on_a_populated_system_shows_its_plots(name: str, populated: DbApiClient) -> None:
     notebook = execute(name)
     html = html_outputs(notebook)
-    assert not _errors(notebook)
+    assert not errors(notebook)
     assert "No data yet" not in html and "not computed yet" not in html
     assert html.count('<figure class="wb-plot"><img alt="') == PLOTS[name]
     assert f"run <code>{populate.PROCESS_RUN}</code>" in html
