@@ -23,6 +23,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The source checkout (or site-packages parent when installed): home of notebooks/ and schedules/.
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# The `auto` engine's crossover: pandas up to this many records (`make bench` measures it).
+PANDAS_MAX_RECORDS = 200_000
 
 
 class Settings(BaseSettings):
@@ -32,9 +34,7 @@ class Settings(BaseSettings):
         env_prefix="WORKBENCH_", env_file=(PROJECT_DIR / ".env", ".env"), extra="ignore"
     )
 
-    data_dir: Path = Field(
-        PROJECT_DIR / "var", description="where the embedded store, secrets and runs live"
-    )
+    data_dir: Path = Field(PROJECT_DIR / "var", description="where the embedded store, secrets and runs live")
     db_api_address: str = Field("127.0.0.1:50051", description="host:port of the db-api")
     db_api_token: SecretStr | None = Field(
         None, description="shared secret for the db-api; generated into data_dir on first start if unset"
@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     )
     spark_master: str = Field(
         "local[*]", description="Spark master: local[N], spark://, yarn, k8s:// or Spark Connect sc://"
+    )
+    pandas_max_records: int = Field(
+        PANDAS_MAX_RECORDS,
+        ge=0,
+        description="engine auto: pandas in the run's process up to this many records, Spark above",
     )
     k_min_group: int = Field(5, ge=1, description="smallest group of students any public view shows")
     k_quantiles: int | None = Field(

@@ -17,16 +17,16 @@ import functools
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
-import pandas as pd
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from pipeline_lib.clean import rules, spark_engine
+from pipeline_lib.clean import pandas_job, rules, spark_engine
+from pipeline_lib.clean.commits import Part, commit_chunk
+from pipeline_lib.clean.report import COUNTS, CleanReport
 from pipeline_lib.clean.summaries import spark_changes_summary, spark_reasons_summary
 from pipeline_lib.client.core import Endpoint
 from pipeline_lib.client.sync import DbApiClient
@@ -35,51 +35,10 @@ from pipeline_lib.spark.source import read
 from pipeline_lib.wire.requests import Fence
 
 RAW_SCHEMA = StructType([StructField(name, StringType()) for name in (*rules.META, *rules.FIELD_NAMES)])
-# The counts of a `CleanReport` its run record keeps.
-COUNTS = (
-    "records_in",
-    "cleaned",
-    "quarantined",
-    "duplicates_collapsed",
-    "conflicts_flagged",
-    "without_consent",
-    "raw_deleted",
-)
-
-
-@dataclass
-class CleanReport:
-    run_id: str
-    dry_run: bool
-    records_in: int = 0
-    cleaned: int = 0
-    quarantined: int = 0
-    duplicates_collapsed: int = 0
-    conflicts_flagged: int = 0
-    without_consent: int = 0
-    raw_deleted: int = 0
-    seconds: dict[str, float] = field(default_factory=dict)
-    reasons: pd.DataFrame = field(default_factory=pd.DataFrame)
-    changes: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-    def counts(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in COUNTS}
-
-    def summary(self) -> str:
-        """The run in one sentence, for the report."""
-        share = self.cleaned / self.records_in if self.records_in else 0
-        dry = " (dry run: nothing committed)" if self.dry_run else ""
-        return (
-            f"Run `{self.run_id}`{dry}: {self.records_in:,} raw records in, {self.cleaned:,} cleaned "
-            f"({share:.0%}), {self.quarantined:,} quarantined, {self.duplicates_collapsed:,} exact "
-            f"resubmissions collapsed, {self.conflicts_flagged:,} records of students with differing "
-            f"answers flagged, {self.without_consent:,} without consent discarded; "
-            f"{self.raw_deleted:,} raw records removed."
-        )
 
 
 def run_clean(
-    spark: SparkSession,
+    spark: SparkSession | None,
     client: DbApiClient,
     *,
     run_id: str,
@@ -88,7 +47,13 @@ def run_clean(
     dry_run: bool = False,
     partitions: int | None = None,
 ) -> CleanReport:
-    report = CleanReport(run_id=run_id, dry_run=dry_run)
+    """Clean `raw` with Spark, or (`spark` None) with pandas in this process, which the engine
+    choice (`pipeline_lib.spark.engine`) keeps to inputs that fit in memory."""
+    if spark is None:
+        return pandas_job.run_clean_pandas(
+            client, run_id=run_id, batch_size=batch_size, limit=limit, dry_run=dry_run
+        )
+    report = CleanReport(run_id=run_id, dry_run=dry_run, engine="spark")
     started = time.perf_counter()
     raw = read(spark, client, RAW, RAW_SCHEMA, partitions=partitions)
     if limit:
@@ -136,7 +101,7 @@ def run_clean(
     return report
 
 
-Part = Literal["cleaned", "quarantine", "raw_ids"]
+__all__ = ["COUNTS", "RAW_SCHEMA", "CleanReport", "Committer", "run_clean"]
 COMMITTED = "raw_deleted long"  # what each committed batch reports to the driver
 
 
@@ -175,23 +140,11 @@ class Committer:
                         timeout=self.timeout,
                         stream_timeout=self.stream_timeout,
                     )
-                deleted = _commit_chunk(client, chunk, part)
+                deleted = commit_chunk(client, chunk, part)
                 yield pa.record_batch({"raw_deleted": [deleted]})
         finally:
             if client is not None:
                 client.close()
-
-
-def _commit_chunk(client: DbApiClient, chunk: pa.Table, part: Part) -> int:
-    """One atomic CommitClean; a kept record and the resubmissions it absorbed are one row, so
-    they always go in the same call."""
-    ids = chunk.column("submission_id").to_pylist()
-    if part == "cleaned":
-        ids += [i for others in chunk.column("duplicates").to_pylist() for i in others or []]
-        return client.commit_clean(chunk, None, ids).raw_deleted
-    if part == "quarantine":
-        return client.commit_clean(None, chunk, ids).raw_deleted
-    return client.commit_clean(None, None, ids).raw_deleted
 
 
 def _chunks(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:

@@ -94,7 +94,7 @@ class AnalysisRun:
     @classmethod
     def start(
         cls,
-        spark: SparkSession,
+        spark: SparkSession | None,
         client: DbApiClient,
         *,
         name: str,
@@ -113,8 +113,15 @@ class AnalysisRun:
 
     @property
     def spark_students(self) -> DataFrame | None:
-        """Every student as a Spark DataFrame, for data too large for pandas (None: no students)."""
-        return self.inner.students
+        """Every student as a Spark DataFrame, for data too large for pandas (None: no students).
+        Only a run on the Spark engine has one (`engine = "spark"` in the parameters)."""
+        students = self.inner.students
+        if isinstance(students, pd.DataFrame):
+            raise ValueError(
+                "this run uses the pandas engine, which has no Spark DataFrame: use `run.students`, or set "
+                'engine = "spark" in the parameters cell'
+            )
+        return students
 
     @property
     def report(self) -> ProcessReport:

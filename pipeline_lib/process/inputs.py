@@ -1,4 +1,5 @@
-"""The students the analyses see, prepared with Spark from `cleaned` and `schools`.
+"""The students the analyses see, prepared from `cleaned` and `schools` with Spark, or (the
+`*_pandas` twins, for inputs the engine choice keeps to memory) with pandas, to the same rows.
 
 - A student who sent several records (same school and student number) counts once: the latest
   received. Records without a student number cannot be matched and all count.
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -60,23 +63,74 @@ def students(marked: DataFrame) -> DataFrame:
     kept = marked.where(F.col("__latest") & F.col("__known")).drop("__latest", "__known")
     whole = F.round(F.col("ses") * SES_SCALE).cast("long")
     sums = kept.groupBy("school_id").agg(F.sum(whole).alias("__sum"), F.count("ses").alias("__n")).toPandas()
-    # Exact rational arithmetic on the driver, then one correctly rounded double per school.
-    mean = [
-        float(Fraction(int(s), int(n) * SES_SCALE)) for s, n in zip(sums["__sum"], sums["__n"], strict=True)
-    ]
-    means = pd.DataFrame({"school_id": sums["school_id"], "mean_ses": mean})
+    means = exact_means(sums)
     spark = marked.sparkSession
     means_df = spark.createDataFrame(means, "school_id string, mean_ses double")
     return kept.join(F.broadcast(means_df), "school_id").withColumn("cses", F.col("ses") - F.col("mean_ses"))
 
 
+def exact_means(sums: pd.DataFrame) -> pd.DataFrame:
+    """school_id, mean_ses from each school's `__sum` of SES in units of 1/SES_SCALE and `__n`
+    values: exact rational arithmetic, then one correctly rounded double per school."""
+    mean = [
+        float(Fraction(int(s), int(n) * SES_SCALE)) if n else None
+        for s, n in zip(sums["__sum"], sums["__n"], strict=True)
+    ]
+    return pd.DataFrame({"school_id": sums["school_id"], "mean_ses": pd.Series(mean, dtype=float)})
+
+
 def model_frame(students: DataFrame) -> pd.DataFrame:
     """The students as pandas for the models: sorted by submission id (a fixed row order, so a
     fit does the same arithmetic on every rerun), text columns as categoricals."""
-    table = students.select(*MODEL_COLUMNS).toArrow()
+    return _model_frame(students.select(*MODEL_COLUMNS).toArrow())
+
+
+def _model_frame(table: pa.Table) -> pd.DataFrame:
     table = table.take(pc.sort_indices(table, sort_keys=[("submission_id", "ascending")]))
     table = table.drop_columns(["submission_id"])
     for name in CATEGORICAL:
         index = table.schema.get_field_index(name)
         table = table.set_column(index, name, pc.dictionary_encode(table.column(name)))
     return table.to_pandas()
+
+
+# -- the pandas twins: the same rows from frames in memory ----------------------------------------
+
+
+def mark_pandas(cleaned: pd.DataFrame, schools: pd.DataFrame) -> pd.DataFrame:
+    """As `mark`, of pandas frames (`schools` as `run.read_schools` gives it)."""
+    newest_first = cleaned.sort_values(
+        ["received_at", "submission_id"], ascending=False, na_position="last", kind="stable"
+    )
+    identified = newest_first[newest_first["student_ref"].notna()]
+    latest = set(identified.drop_duplicates(["school_id", "student_ref"], keep="first")["submission_id"])
+    marked = cleaned.assign(__latest=cleaned["student_ref"].isna() | cleaned["submission_id"].isin(latest))
+    school = schools.loc[schools["school_id"].notna(), ["school_id", "name", "sector", "size"]]
+    school = school.drop_duplicates("school_id").rename(columns={"size": "school_size"})
+    school = school.assign(school_size=school["school_size"].astype(float), __known=True)
+    joined = marked.merge(school, on="school_id", how="left")
+    return joined.assign(__known=joined["__known"].eq(True))
+
+
+def counts_pandas(marked: pd.DataFrame) -> tuple[int, int, int]:
+    """As `counts`."""
+    latest, known = marked["__latest"], marked["__known"]
+    return len(marked), int((~latest).sum()), int((latest & ~known).sum())
+
+
+def students_pandas(marked: pd.DataFrame) -> pd.DataFrame:
+    """As `students`: the records that count, with `mean_ses` and `cses`, summed exactly alike."""
+    kept = marked[marked["__latest"] & marked["__known"]].drop(columns=["__latest", "__known"])
+    ses = kept["ses"].to_numpy(dtype=float) * SES_SCALE
+    # Spark's round: half away from zero (exact here: |ses| * 1e9 stays far below 2**52).
+    whole = pd.Series(np.sign(ses) * np.floor(np.abs(ses) + 0.5), index=kept.index).astype("Int64")
+    grouped = whole.groupby(kept["school_id"], sort=False)
+    sums = pd.DataFrame({"__sum": grouped.sum(), "__n": grouped.count()}).reset_index()
+    means = exact_means(sums)
+    kept = kept.merge(means, on="school_id", how="inner")
+    return kept.assign(cses=kept["ses"] - kept["mean_ses"]).reset_index(drop=True)
+
+
+def model_frame_pandas(students: pd.DataFrame) -> pd.DataFrame:
+    """As `model_frame`."""
+    return _model_frame(pa.Table.from_pandas(students[list(MODEL_COLUMNS)], preserve_index=False))

@@ -1,6 +1,6 @@
 """One process run with the catalog's analyses as shipped: read `cleaned` (with `schools` joined)
-through the db-api with Spark, run every analysis, protect the public views and upsert one
-document per result into `processed`.
+through the db-api with Spark (or, given no session, with pandas), run every analysis, protect the
+public views and upsert one document per result into `processed`.
 
 `notebooks/process.ipynb` writes the same run out cell by cell, each analysis as its
 specification (`pipeline_lib.process.run`); `run_process` is that run in one call, for benchmarks,
@@ -47,7 +47,7 @@ __all__ = [
 
 
 def run_process(
-    spark: SparkSession,
+    spark: SparkSession | None,
     client: DbApiClient,
     *,
     run_id: str,

@@ -35,6 +35,7 @@ class ProcessReport:
     input_high_water_mark: int = 0
     sample_size: int | None = None
     model_engine: str = ""
+    engine: str = "spark"  # what read and aggregated the input: spark or pandas
     documents: list[ResultDocument] = field(default_factory=list)
     # Distributions and data quality: drawn by the dashboards, not part of the analysis report.
     dashboard_documents: list[ResultDocument] = field(default_factory=list)
@@ -75,8 +76,8 @@ class ProcessReport:
             else ""
         )
         return (
-            f"Run `{self.run_id}`: {self.records_in:,} cleaned records in (up to high-water mark "
-            f"{self.input_high_water_mark:,}), {self.students:,} students analysed "
+            f"Run `{self.run_id}`, {self.engine} engine: {self.records_in:,} cleaned records in "
+            f"(up to high-water mark {self.input_high_water_mark:,}), {self.students:,} students analysed "
             f"({self.repeats_set_aside:,} earlier {_record(self.repeats_set_aside)} of the same student and "
             f"{self.without_school:,} {_record(self.without_school)} of unknown schools set aside); "
             f"prediction models on "

@@ -8,7 +8,9 @@ is analysed (a formula, a threshold, a title), this module does *how*.
     ...
     report = run.finish()
 
-`start` reads `cleaned` (with `schools` joined) through the db-api with Spark, once. Each `fit_*`
+`start` reads `cleaned` (with `schools` joined) through the db-api once: with Spark, or with pandas
+in this process when given no Spark session (the engine choice, `pipeline_lib.spark.engine`, keeps
+that to inputs that fit in memory; both engines give the same documents). Each `fit_*`
 returns a `Fit`: the result, or a `Failure` saying why the data cannot support it (never an
 exception, so one broken analysis does not stop the others). `publish` turns a fit into its
 result document. `finish` adds the dashboards' documents (distributions, data quality), runs
@@ -48,7 +50,7 @@ from pipeline_lib.process.analysis import (
     regression,
 )
 from pipeline_lib.process.analysis.base import AnalysisError, Failure, SpecificationError
-from pipeline_lib.process.analysis.distributions import distribution_documents
+from pipeline_lib.process.analysis.distributions import distribution_documents, distribution_documents_pandas
 from pipeline_lib.process.analysis.frame import NUMERIC, category_sizes
 from pipeline_lib.process.analysis.sampling import stratified_sample
 from pipeline_lib.process.disclosure import Release
@@ -56,7 +58,7 @@ from pipeline_lib.process.quality_documents import quality_documents
 from pipeline_lib.process.release_store import RELEASE_ID, previous_release, protect_run
 from pipeline_lib.process.report import ProcessReport, timed
 from pipeline_lib.process.results import ResultDocument
-from pipeline_lib.spark.source import read
+from pipeline_lib.spark.source import read, reader_arrow_schema
 
 DEFAULT_MAX_MODEL_ROWS = 2_000_000
 CLEANED_SCHEMA = StructType(
@@ -125,7 +127,7 @@ class ProcessRun:
         report: ProcessReport,
         stamp: descriptive_results.Stamp,
         previous: Release | None,
-        students: DataFrame | None,
+        students: DataFrame | pd.DataFrame | None,
         schools: pd.DataFrame,
         *,
         max_model_rows: int,
@@ -133,13 +135,18 @@ class ProcessRun:
     ) -> None:
         self.client, self.report, self.stamp, self.previous = client, report, stamp, previous
         self.students, self.schools = students, schools
+        self.engine = report.engine  # spark or pandas: what reads and aggregates
         self.seed = seed
         self.sampled = report.sample_size is not None
         self.published: dict[str, ResultDocument] = {}
         self.frame = pd.DataFrame()
         self.sizes: dict[str, int] = {}
         self._folds: pd.Series | Failure | None = None
-        if students is not None:
+        if isinstance(students, pd.DataFrame):
+            with timed(report, "model frame"):
+                self.frame = inputs.model_frame_pandas(students)
+                self.sizes = category_sizes(self.frame)
+        elif students is not None:
             with timed(report, "model frame"):
                 chosen = stratified_sample(students, max_model_rows, seed) if self.sampled else students
                 self.frame = inputs.model_frame(chosen)
@@ -148,7 +155,7 @@ class ProcessRun:
     @classmethod
     def start(
         cls,
-        spark: SparkSession,
+        spark: SparkSession | None,
         client: DbApiClient,
         *,
         run_id: str,
@@ -159,28 +166,41 @@ class ProcessRun:
         now: dt.datetime | None = None,
     ) -> ProcessRun:
         """Read the input: the kept release first (an unreadable one stops the run before any
-        work), then `schools` and `cleaned`, once."""
+        work), then `schools` and `cleaned`, once; with Spark, or with pandas when `spark` is None."""
         if max_model_rows < 1:
             raise ValueError(f"max_model_rows must be at least 1, got {max_model_rows}")
-        report = ProcessReport(run_id=run_id)
+        report = ProcessReport(run_id=run_id, engine="spark" if spark is not None else "pandas")
         with timed(report, "read"):
             previous = previous_release(client)
             # Read before the scan: every record committed up to this mark is in the input.
             report.input_high_water_mark = client.high_water_mark(CLEANED)
             # Reference data, small: read by the client, so Spark plans one data source read only.
             schools = read_schools(client)
-            school_rows = spark.createDataFrame(
-                schools.astype(object).where(schools.notna(), None), SCHOOLS_SCHEMA
-            )
-            # The scan is materialised once (every later step reads it, not the db-api again), and
-            # so is the marked input (its window would otherwise run again for every action).
-            cleaned = read(spark, client, CLEANED, CLEANED_SCHEMA, partitions=partitions)
-            cleaned = cleaned.localCheckpoint(eager=True)
-            marked = inputs.mark(cleaned, school_rows).localCheckpoint(eager=True)
-            report.records_in, report.repeats_set_aside, report.without_school = inputs.counts(marked)
+            students: DataFrame | pd.DataFrame
+            if spark is None:
+                marked_rows = inputs.mark_pandas(read_cleaned(client), schools)
+                report.records_in, report.repeats_set_aside, report.without_school = inputs.counts_pandas(
+                    marked_rows
+                )
+                students = inputs.students_pandas(marked_rows)
+            else:
+                school_rows = spark.createDataFrame(
+                    schools.astype(object).where(schools.notna(), None), SCHOOLS_SCHEMA
+                )
+                # The scan is materialised once (every later step reads it, not the db-api again),
+                # and so is the marked input (its window would otherwise run again for every action).
+                cleaned = read(spark, client, CLEANED, CLEANED_SCHEMA, partitions=partitions)
+                cleaned = cleaned.localCheckpoint(eager=True)
+                marked = inputs.mark(cleaned, school_rows).localCheckpoint(eager=True)
+                report.records_in, report.repeats_set_aside, report.without_school = inputs.counts(marked)
+                students = inputs.students(marked)
             report.students = report.records_in - report.repeats_set_aside - report.without_school
-            students = inputs.students(marked)
         sampled = report.students > max_model_rows
+        if sampled and spark is None:
+            raise ValueError(
+                f"{report.students:,} students are more than max_model_rows ({max_model_rows:,}): the "
+                "pandas engine holds every student in memory; use engine spark, which samples for the models"
+            )
         report.sample_size = max_model_rows if sampled else None
         report.model_engine = mllib.ENGINE if sampled else "scikit-learn"
         stamp = descriptive_results.Stamp(
@@ -204,8 +224,8 @@ class ProcessRun:
         )
 
     def _input(self) -> DataFrame:
-        """The students (a fit is computed only when there are some)."""
-        assert self.students is not None
+        """The students as Spark (a fit is computed only when there are some)."""
+        assert self.students is not None and not isinstance(self.students, pd.DataFrame)
         return self.students
 
     # -- analyses: each returns a Fit (the notebook says what; these say how) -------------------
@@ -221,15 +241,27 @@ class ProcessRun:
         quartiles (every student: the sample, when there is one, is for the models only)."""
 
         def compute() -> list[ResultDocument]:
-            in_memory = None if self.sampled else self.frame
-            tables = descriptives.describe(self._input(), self.stamp.k_min_group, in_memory=in_memory)
-            return descriptive_results.descriptives_documents(tables, self.stamp, self.schools)
+            k = self.stamp.k_min_group
+            if isinstance(self.students, pd.DataFrame):
+                tables = descriptives.describe_pandas(self.students, k)
+            else:
+                in_memory = None if self.sampled else self.frame
+                tables = descriptives.describe(self._input(), k, in_memory=in_memory)
+            return descriptive_results.descriptives_documents(
+                tables, self.stamp, self.schools, engine=self.engine
+            )
 
         return self._fit("descriptives", "descriptives", compute)
 
     def correlate(self) -> Fit:
         """Pearson correlations of every pair of numeric fields, with confidence intervals."""
-        return self._fit(keys.CORRELATIONS, "correlations", lambda: correlations.correlate(self._input()))
+
+        def compute() -> pd.DataFrame:
+            if isinstance(self.students, pd.DataFrame):
+                return correlations.correlate_pandas(self.students)
+            return correlations.correlate(self._input())
+
+        return self._fit(keys.CORRELATIONS, "correlations", compute)
 
     def fit_ols(self, formula: str = ols.DEFAULT_FORMULA, *, cov: str = "HC3") -> Fit:
         """OLS of `formula` (patsy's syntax: `C(x)` for a category, `a:b` an interaction) with `cov`
@@ -335,15 +367,15 @@ class ProcessRun:
         if fit.kind == "descriptives":
             if isinstance(result, Failure):
                 return [
-                    descriptive_results.failure_document(k, stamp, result, engine="spark")
+                    descriptive_results.failure_document(k, stamp, result, engine=self.engine)
                     for k in keys.ANALYSIS_KEYS
                     if k.startswith("descriptives:")
                 ]
             return list(result)
         if fit.kind == keys.CORRELATIONS:
             if isinstance(result, Failure):
-                return [descriptive_results.failure_document(fit.kind, stamp, result, engine="spark")]
-            return [descriptive_results.correlations_document(result, stamp)]
+                return [descriptive_results.failure_document(fit.kind, stamp, result, engine=self.engine)]
+            return [descriptive_results.correlations_document(result, stamp, engine=self.engine)]
         if fit.kind == keys.OLS:
             formula = fit.options.get("formula")
             return [model_results.ols_document(result, stamp, self.sizes, sampled=sampled, formula=formula)]
@@ -381,7 +413,12 @@ class ProcessRun:
         report.documents = [self.published[k] for k in keys.ANALYSIS_KEYS]
         if self.students is not None:
             with timed(report, "distributions"):
-                report.dashboard_documents += distribution_documents(
+                documents = (
+                    distribution_documents_pandas
+                    if isinstance(self.students, pd.DataFrame)
+                    else distribution_documents
+                )
+                report.dashboard_documents += documents(
                     self.students, run_id=report.run_id, computed_at=stamp.computed_at
                 )
         with timed(report, "data quality"):
@@ -407,6 +444,16 @@ class ProcessRun:
         return report
 
 
+def read_cleaned(client: DbApiClient) -> pd.DataFrame:
+    """`cleaned` with the columns and types of `CLEANED_SCHEMA`, as the Spark read gives them."""
+    schema = reader_arrow_schema(CLEANED_SCHEMA)
+    table = client.scan(CLEANED, columns=schema.names, schema=schema).select(schema.names)
+    frame = table.to_pandas()
+    for name in ("submission_id", "received_at", "school_id", "student_ref", "sex", "minority"):
+        frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
+    return frame
+
+
 def publish_default(run: ProcessRun, *, at_risk_quantile: float = 0.25) -> None:
     """The catalog's analyses as shipped: what `notebooks/process.ipynb` writes out cell by cell."""
     run.publish(run.describe())
@@ -425,5 +472,6 @@ __all__: Sequence[str] = (
     "Fit",
     "ProcessRun",
     "publish_default",
+    "read_cleaned",
     "read_schools",
 )

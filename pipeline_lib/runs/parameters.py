@@ -15,6 +15,8 @@ The convention, in the cell tagged `parameters` (plain Python, so papermill inje
 - A trailing comment that starts with `LOW..HIGH` is the range of an int or float, both ends
   included, either end left out for no bound (`1..`, `..100`, `-5..5`, `0.0..1.0`); what follows
   it (after `:`) is the help. A float must be finite.
+- A trailing comment that starts with `a|b|c` lists the only values a str parameter takes
+  (`engine: str = "auto"  # auto|spark|pandas: which engine cleans`).
 - The default must fit its type and range (when it is a literal). A cell that breaks these rules
   is an error naming the notebook and line, so a run refuses it rather than guess.
 - An unannotated parameter is not checked: it gets what papermill's reading of `-p` gives.
@@ -42,6 +44,7 @@ NONE_WORDS = ("none", "null")
 
 _NUMBER = r"[-+]?\d[\d_]*(?:\.\d[\d_]*)?(?:[eE][-+]?\d+)?"
 _RANGE = re.compile(rf"^(?P<low>{_NUMBER})?\.\.(?P<high>{_NUMBER})?(?=[\s:]|$)\s*:?\s*")
+_CHOICES = re.compile(r"^(?P<choices>[\w.-]+(?:\|[\w.-]+)+)(?=[\s:]|$)\s*:?\s*")
 
 
 class ParameterError(ValueError):
@@ -73,12 +76,15 @@ class Parameter:
     high: int | float | None = None
     help: str = ""
     line: int = 0  # in the cell, from 1
+    choices: tuple[str, ...] = ()  # a str parameter's only values, when listed
 
     @property
     def expected(self) -> str:
         """What a value must be, in words: 'an integer from 1 to 10_000', 'text, or none'."""
         if self.kind is None:
             return "anything"
+        if self.choices:
+            return "one of " + ", ".join(self.choices) + (", or none" if self.optional else "")
         words = KINDS[self.kind]
         if self.low is not None and self.high is not None:
             words += f" from {_number(self.low)} to {_number(self.high)}"
@@ -137,6 +143,11 @@ def _declared(name: str, annotation: ast.expr, comment: str, at: str) -> Paramet
         raise ParametersCellError(
             f"{at}: {name}: {ast.unparse(annotation)} is not a parameter type "
             "(int, float, bool or str, with `| None` when none is allowed)"
+        )
+    listed = _CHOICES.match(comment)
+    if listed and kind == "str":
+        return Parameter(
+            name, kind, optional, help=comment[listed.end() :], choices=tuple(listed["choices"].split("|"))
         )
     match = _RANGE.match(comment)
     if not match:
@@ -201,6 +212,8 @@ def _problem(parameter: Parameter, value: Any) -> str | None:
     }[kind]
     if fits and kind == "float" and not math.isfinite(value):
         fits = False
+    if fits and parameter.choices:
+        fits = value in parameter.choices
     if fits and kind in ("int", "float"):
         fits = (parameter.low is None or value >= parameter.low) and (
             parameter.high is None or value <= parameter.high
@@ -222,7 +235,7 @@ def check(notebook: str, parameter: Parameter, value: Any) -> Any:
 def from_text(notebook: str, parameter: Parameter, text: str) -> Any:
     """A `-p` value read for its declared type: text stays text for a str parameter."""
     if parameter.kind == "str" and not (parameter.optional and text.strip().lower() in NONE_WORDS):
-        return text
+        return check(notebook, parameter, text)
     return check(notebook, parameter, parse_value(text))
 
 

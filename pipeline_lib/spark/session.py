@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,11 +23,11 @@ from pyspark.sql import SparkSession
 
 from pipeline_lib.logs import log_dir, open_log, tail
 from pipeline_lib.settings import Settings, get_settings
+from pipeline_lib.spark.engine import local_cores
 from pipeline_lib.spark.source import register
 
 LOOPBACK = "127.0.0.1"
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
-_LOCAL_MASTER = re.compile(r"local(?:\[(?P<cores>\*|\d+)(?:,\s*\d+)?\])?")
 
 # Warnings and errors only, on stderr (which `get_spark` sends to <data dir>/logs/spark.log);
 # Hadoop's "native library" notice is noise here.
@@ -43,17 +42,6 @@ appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
 logger.native.name = org.apache.hadoop.util.NativeCodeLoader
 logger.native.level = error
 """
-
-
-def local_cores(master: str) -> int | None:
-    """The cores of a `local`, `local[N]` or `local[*]` master, else None (not local)."""
-    match = _LOCAL_MASTER.fullmatch(master)
-    if match is None:
-        return None
-    cores = match.group("cores")
-    if cores is None:
-        return 1
-    return (os.cpu_count() or 1) if cores == "*" else max(1, int(cores))
 
 
 def driver_on_loopback(master: str) -> bool:

@@ -97,7 +97,11 @@ def test_process_after_clean_stores_every_result_and_reports_it(db: tuple, tmp_p
     cleaned = client.count("cleaned")
     assert cleaned == 3_000 - 8 + 1 and client.count("quarantine") == 8
 
-    output = _execute("process.ipynb", tmp_path / "process-out.ipynb", client, run_id="process-1", seed=7)
+    # Spark here (auto would take pandas for so few records): the rerun below and the other tests
+    # take the default, and tests/pipeline_lib/process/test_job.py proves both store the same.
+    output = _execute(
+        "process.ipynb", tmp_path / "process-out.ipynb", client, run_id="process-1", seed=7, engine="spark"
+    )
     everything = _processed(client)
     for_dashboards = {key: doc for key, doc in everything.items() if key not in result_keys.ANALYSIS_KEYS}
     assert set(for_dashboards) == set(DASHBOARD_KEYS)
@@ -120,6 +124,7 @@ def test_process_after_clean_stores_every_result_and_reports_it(db: tuple, tmp_p
 
     counts = counts_from_notebook(output)
     assert counts["records_in"] == cleaned
+    assert "spark engine" in nbformat.writes(output)
     assert counts["results_written"] == len(result_keys.ANALYSIS_KEYS) + len(DASHBOARD_KEYS)
     assert counts["results_failed"] == 0
     text = nbformat.writes(output)

@@ -1,6 +1,7 @@
 """Pearson correlations among the numeric fields, as one Spark aggregation. Each pair uses the
 students who have both values (optional fields are often missing), so every pair has its own n
-and a 95% confidence interval (Fisher's z)."""
+and a 95% confidence interval (Fisher's z). `correlate_pandas` gives the same table from a pandas
+frame."""
 
 from __future__ import annotations
 
@@ -27,9 +28,23 @@ def correlate(students: DataFrame, variables: Sequence[str] = NUMERIC) -> pd.Dat
         # Spark's corr skips rows where either value is null: pairwise complete.
         aggregates += [F.count(F.when(both, 1)).alias(f"n{i}"), F.corr(x, y).alias(f"r{i}")]
     row = students.agg(*aggregates).first() if pairs else None
+    return _table([(a, b, int(row[f"n{i}"]), row[f"r{i}"]) for i, (a, b) in enumerate(pairs)])
+
+
+def correlate_pandas(students: pd.DataFrame, variables: Sequence[str] = NUMERIC) -> pd.DataFrame:
+    """As `correlate`, from a pandas frame."""
+    found = []
+    for a, b in itertools.combinations(variables, 2):
+        x, y = students[a].astype(float), students[b].astype(float)
+        both = x.notna() & y.notna()
+        n = int(both.sum())
+        found.append((a, b, n, x[both].corr(y[both]) if n > 1 else None))
+    return _table(found)
+
+
+def _table(found: list[tuple[str, str, int, float | None]]) -> pd.DataFrame:
     rows = []
-    for i, (a, b) in enumerate(pairs):
-        n, r = int(row[f"n{i}"]), row[f"r{i}"]
+    for a, b, n, r in found:
         r = None if r is None or math.isnan(r) else float(r)
         low, high = fisher_interval(r, n)
         rows.append({"a": a, "b": b, "n": n, "r": r, "ci_low": low, "ci_high": high})

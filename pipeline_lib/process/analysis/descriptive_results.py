@@ -183,7 +183,11 @@ def failure_document(
 
 
 def descriptives_documents(
-    tables: Mapping[str, pd.DataFrame], stamp: Stamp, schools: pd.DataFrame | None = None
+    tables: Mapping[str, pd.DataFrame],
+    stamp: Stamp,
+    schools: pd.DataFrame | None = None,
+    *,
+    engine: str = "spark",
 ) -> list[ResultDocument]:
     """One document per scope of `descriptives.describe`, each with one long table (a row per
     group and field); grouped scopes add a small chart table of the mean math score, and the
@@ -220,14 +224,14 @@ def descriptives_documents(
                 stamp,
                 summary=summary,
                 tables=result_tables,
-                engine="spark",
+                engine=engine,
                 chart=chart,
             )
         )
     return docs
 
 
-def correlations_document(pairs: pd.DataFrame, stamp: Stamp) -> ResultDocument:
+def correlations_document(pairs: pd.DataFrame, stamp: Stamp, *, engine: str = "spark") -> ResultDocument:
     frame = pairs.assign(pair=pairs["a"] + " and " + pairs["b"])[
         ["pair", "a", "b", "n", "r", "ci_low", "ci_high"]
     ]
@@ -235,7 +239,7 @@ def correlations_document(pairs: pd.DataFrame, stamp: Stamp) -> ResultDocument:
         keys.CORRELATIONS,
         stamp,
         summary=interpret.correlations(pairs),
-        engine="spark",
+        engine=engine,
         tables=[
             table(
                 "pairs",

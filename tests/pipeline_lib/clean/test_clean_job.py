@@ -114,3 +114,64 @@ def test_the_driver_receives_no_more_than_a_batch_of_records(
     expected, _, _ = _expected(raw)
     assert {name: counts[name] for name in expected} == expected
     assert counts["raw_deleted"] == len(raw) and sqlite_client.count("raw") == 0
+
+
+def _stored(client: DbApiClient) -> dict[str, dict[str, dict]]:
+    """Every document of `cleaned` and `quarantine`, by id."""
+    return {
+        name: {doc["_id"]: doc for doc in client.scan(name).to_pylist()} for name in ("cleaned", "quarantine")
+    }
+
+
+def test_the_pandas_engine_stores_what_the_spark_engine_stores(
+    spark, sqlite_client: DbApiClient, tmp_path: Path
+) -> None:
+    from db_api.server import start_server
+    from db_api.store.sqlite import SqliteStore
+    from pipeline_lib.clean.job import run_clean
+    from tests.conftest import TOKEN
+
+    raw = _filled(sqlite_client, 2_000)
+    by_spark = run_clean(spark, sqlite_client, run_id="spark", batch_size=97)
+    other = start_server(SqliteStore(tmp_path / "other.sqlite3"), "127.0.0.1:0", token=TOKEN)
+    try:
+        with DbApiClient(f"127.0.0.1:{other.port}", TOKEN) as pandas_client:
+            _filled(pandas_client, 2_000)
+            by_pandas = run_clean(None, pandas_client, run_id="pandas", batch_size=97)
+            assert by_pandas.engine == "pandas" and by_spark.engine == "spark"
+            assert by_pandas.counts() == by_spark.counts()
+            pd.testing.assert_frame_equal(by_pandas.reasons, by_spark.reasons)
+            pd.testing.assert_frame_equal(by_pandas.changes, by_spark.changes)
+            assert pandas_client.count("raw") == 0
+            stored, expected = _stored(pandas_client), _stored(sqlite_client)
+    finally:
+        other.stop(grace=1)
+    assert len(expected["cleaned"]) > 100 and len(expected["quarantine"]) > 100
+    for name in ("cleaned", "quarantine"):
+        assert stored[name].keys() == expected[name].keys()
+        for doc_id, doc in expected[name].items():
+            assert stored[name][doc_id] == doc, (name, doc_id)
+    assert len(raw) == by_spark.records_in
+
+
+def test_a_pandas_dry_run_commits_nothing_and_a_limit_bounds_the_read(sqlite_client: DbApiClient) -> None:
+    from pipeline_lib.clean.job import run_clean
+
+    raw = _filled(sqlite_client, 500)
+    report = run_clean(None, sqlite_client, run_id="t", dry_run=True)
+    counts, reasons, _ = _expected(raw)
+    assert {name: report.counts()[name] for name in counts} == counts and report.raw_deleted == 0
+    assert sqlite_client.count("raw") == len(raw) and sqlite_client.count("cleaned") == 0
+    pd.testing.assert_frame_equal(report.reasons, reasons)
+    limited = run_clean(None, sqlite_client, run_id="t2", limit=100)
+    assert limited.records_in == 100 and sqlite_client.count("raw") == len(raw) - limited.raw_deleted
+    assert limited.raw_deleted == 100
+
+
+def test_a_pandas_run_over_an_empty_raw_reports_nothing_done(sqlite_client: DbApiClient) -> None:
+    from pipeline_lib.clean.job import run_clean
+
+    sqlite_client.write("schools", SCHOOLS, mode="upsert", key="school_id")
+    report = run_clean(None, sqlite_client, run_id="empty")
+    assert report.counts() == dict.fromkeys(report.counts(), 0)
+    assert report.reasons.empty and report.changes.empty

@@ -13,14 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StructType
+from pyspark.sql import SparkSession
 
 from db_api.server import start_server
 from db_api.store.sqlite import SqliteStore
 from pipeline_lib.clean import pandas_engine
 from pipeline_lib.client.sync import DbApiClient
-from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.demo.population import Population
 from pipeline_lib.demo.rows import demo_rows
 from pipeline_lib.process import quality_documents as quality_docs
@@ -28,7 +26,6 @@ from pipeline_lib.process.analysis import distributions
 from pipeline_lib.process.results import ResultDocument
 from pipeline_lib.runs import records
 from pipeline_lib.runs.records import RunError, RunRecord
-from pipeline_lib.spark.source import read as spark_read
 from tests.conftest import TOKEN
 
 STARTED = dt.datetime(2026, 5, 4, 6, 0, tzinfo=dt.UTC)
@@ -135,42 +132,26 @@ def own_documents(snapshot: Snapshot, client: DbApiClient, computed_at: dt.datet
     ]
 
 
-def process(snapshot: Snapshot, client: DbApiClient, spark: SparkSession, computed_at: dt.datetime) -> None:
-    """The processing step's documents (`process_job.run_process`, which also writes them) and this
-    part's, computed from the same students, into `snapshot.processed`."""
-    from pipeline_lib.process import inputs
-    from pipeline_lib.process.job import CLEANED_SCHEMA, SCHOOLS_SCHEMA, run_process
+def process(
+    snapshot: Snapshot, client: DbApiClient, spark: SparkSession | None, computed_at: dt.datetime
+) -> None:
+    """The processing step's documents, analyses and dashboards' alike (`process_job.run_process`,
+    which also writes them; pandas without a Spark session), into `snapshot.processed`."""
+    from pipeline_lib.process.job import run_process
 
     report = run_process(spark, client, run_id=PROCESS_RUN, seed=0, now=computed_at)
-
-    def read(collection: str, schema: StructType) -> DataFrame:
-        return spark_read(spark, client, collection, schema, partitions=2)
-
-    stamp = {"run_id": PROCESS_RUN, "computed_at": computed_at}
-    documents = list(report.documents)
-    written = {doc.key for doc in documents}
-    if keys.SES_MATH_RELATION not in written:  # until the processing step writes them itself
-        # The students the processing step analyses, prepared as it prepares them.
-        students = inputs.students(
-            inputs.mark(read("cleaned", CLEANED_SCHEMA), read("schools", SCHOOLS_SCHEMA))
-        )
-        documents += distributions.distribution_documents(students.localCheckpoint(eager=True), **stamp)
-    if keys.REJECT_REASONS not in written:
-        documents += quality_docs.quality_documents(client, **stamp)
-    snapshot.processed = documents
+    snapshot.processed = [*report.documents, *report.dashboard_documents]
 
 
 def build_snapshot(folder: Path, students: int = 3_000, schools: int = 40, *, seed: int = 7) -> Snapshot:
-    """A snapshot with every document, made on a temporary db-api with Spark (local[2])."""
-    from pipeline_lib.spark.session import get_spark
-
+    """A snapshot with every document, made on a temporary db-api by the pandas engine (which
+    stores what the Spark engine stores: tests/pipeline_lib/process/test_job.py)."""
     running = start_server(SqliteStore(folder / "build.sqlite3"), "127.0.0.1:0", token=TOKEN)
     try:
         with DbApiClient(f"127.0.0.1:{running.port}", TOKEN) as client:
             snapshot = clean_in_batches(students, schools, seed=seed)
             write(client, snapshot, processed=False)
-            spark = get_spark("local[2]", app_name="dashboard-fixtures")
-            process(snapshot, client, spark, COMPUTED_AT)
+            process(snapshot, client, None, COMPUTED_AT)
             add_process_runs(snapshot)
     finally:
         running.stop(grace=1)

@@ -88,6 +88,29 @@ def test_a_rerun_on_the_same_input_gives_the_same_documents(
         assert same[0] == same[1], key
 
 
+def test_the_pandas_engine_gives_the_documents_of_the_spark_engine(
+    spark: SparkSession, sqlite_client: DbApiClient
+) -> None:
+    _fill(sqlite_client)
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    reports = {
+        engine: _run(session, sqlite_client, engine, write=False, now=now)
+        for engine, session in (("spark", spark), ("pandas", None))
+    }
+    assert reports["pandas"].engine == "pandas" and reports["spark"].engine == "spark"
+    assert reports["pandas"].counts() == reports["spark"].counts()
+    documents = {
+        engine: {d.key: d for d in [*report.documents, *report.dashboard_documents]}
+        for engine, report in reports.items()
+    }
+    assert documents["pandas"].keys() == documents["spark"].keys()
+    assert documents["pandas"]["descriptives:overall"].engine == "pandas"
+    for key, doc in documents["spark"].items():
+        assert doc.status == "ok", (key, doc.error)
+        same = [comparable(documents[engine][key], "run_id", "engine") for engine in ("spark", "pandas")]
+        assert same[0] == same[1], key
+
+
 def test_model_results_do_not_depend_on_how_spark_partitions_the_input(
     spark: SparkSession, sqlite_client: DbApiClient
 ) -> None:

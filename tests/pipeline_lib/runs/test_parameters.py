@@ -36,6 +36,7 @@ share: float = 0.5  # 0.0..1.0
 threshold: float = 2  # ..100
 dry_run: bool = False  # True: commit nothing
 label: str = "all"
+engine: str = "auto"  # auto|spark|pandas: which engine
 legacy = 3
 """
 
@@ -89,6 +90,18 @@ def test_bounds_are_included(declared) -> None:
     assert from_text("p", declared["seed"], "0") == 0
     assert from_text("p", declared["seed"], "2147483647") == 2_147_483_647
     assert from_text("p", declared["share"], "1") == 1.0
+
+
+def test_a_list_of_choices_bounds_a_str_parameter(declared) -> None:
+    engine = declared["engine"]
+    assert engine.choices == ("auto", "spark", "pandas") and engine.help == "which engine"
+    assert engine.expected == "one of auto, spark, pandas"
+    assert from_text("clean", engine, "pandas") == "pandas"
+    with pytest.raises(InvalidParameter) as refused:
+        from_text("clean", engine, "dask")
+    assert str(refused.value) == "parameter engine of clean must be one of auto, spark, pandas, got 'dask'"
+    with pytest.raises(ParametersCellError, match="engine must be one of auto, spark, got 'x'"):
+        parse_cell('engine: str = "x"  # auto|spark: which engine\n')
 
 
 @pytest.mark.parametrize("text", ["none", "None", "null"])
@@ -155,7 +168,7 @@ def test_resolve_lists_the_known_parameters_when_a_name_is_unknown(declared) -> 
     with pytest.raises(UnknownParameter) as refused:
         resolve({"process": declared}, {"seed": "2", "colour": "red"})
     assert str(refused.value) == (
-        "process has no parameter colour (its parameters: dry_run, k_min_group, label, legacy, "
+        "process has no parameter colour (its parameters: dry_run, engine, k_min_group, label, legacy, "
         "run_id, seed, share, threshold)"
     )
 
