@@ -50,13 +50,11 @@ def choose_engine(requested: str, *, records: int, master: str, pandas_max_recor
 def engine_for(
     client: DbApiClient, collection: str, requested: str, master: str | None, settings: Settings
 ) -> Engine:
-    """The engine for a run over `collection` (its records counted now) on `master` (None: the
-    settings' master)."""
-    if requested in ("spark", "pandas"):
-        return choose_engine(requested, records=0, master="", pandas_max_records=0)
+    """The engine for a run over `collection` on `master` (None: the settings' master); its
+    records are counted only when `requested` is `auto`."""
     return choose_engine(
         requested,
-        records=client.count(collection),
+        records=client.count(collection) if requested == "auto" else 0,
         master=master or settings.spark_master,
         pandas_max_records=settings.pandas_max_records,
     )

@@ -33,6 +33,8 @@ GROUPINGS: Mapping[str, tuple[str, ...]] = {
 }
 STATS = ("n", "mean", "sd", "min", "q1", "median", "q3", "max")
 QUARTILES = (0.25, 0.5, 0.75)
+# pandas' aggregation -> the column `describe` gives it (Spark's count, avg, stddev_samp, min, max).
+_PANDAS_STATS = {"count": "n", "mean": "mean", "std": "sd", "min": "min", "max": "max"}
 
 
 def describe(
@@ -84,19 +86,15 @@ def describe_pandas(
         if cols:
             labels = [students[c].astype(object).rename(c) for c in cols]
             grouped = values.groupby(labels, dropna=False, sort=False)
-            stats = {name: getattr(grouped, name)() for name in ("count", "mean", "std", "min", "max")}
+            stats = {name: getattr(grouped, name)() for name in _PANDAS_STATS}
             part = stats["count"].index.to_frame(index=False)
             for c in cols:  # a missing label is None, as Spark gives it
                 part[c] = part[c].astype(object).where(part[c].notna(), None)
         else:
-            stats = {
-                name: getattr(values, name)().to_frame().T for name in ("count", "mean", "std", "min", "max")
-            }
+            stats = {name: getattr(values, name)().to_frame().T for name in _PANDAS_STATS}
             part = pd.DataFrame(index=range(1))
         for v in variables:
-            for name, stat in zip(
-                ("count", "mean", "std", "min", "max"), ("n", "mean", "sd", "min", "max"), strict=True
-            ):
+            for name, stat in _PANDAS_STATS.items():
                 part[f"{v}__{stat}"] = stats[name][v].to_numpy()
         part = _with_quartiles(part, students, cols, variables)
         tables[scope] = _long(part, cols, variables, k)
