@@ -30,14 +30,20 @@ java:
 cron:
 	@command -v cron >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q cron; }
 
+# Tests run on PYTEST_WORKERS processes (pytest-xdist; this machine has 2 cores), a whole module
+# on one worker so the system a module starts once is still shared by its tests. PYTEST_WORKERS=0
+# runs them in this process, one after another.
+PYTEST_WORKERS ?= 2
+PYTEST = $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+
 # mypy (configured in pyproject.toml: strict on contract/, wire/, client/) before the tests, as ruff.
 test: venv chromium java cron
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 test-fast: venv
-	$(BIN)/python -m pytest -m "not slow and not mongo and not browser"
+	$(PYTEST) -m "not slow and not mongo and not browser"
 
 bench: venv
 	@command -v wrk >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
