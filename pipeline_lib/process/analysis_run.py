@@ -221,7 +221,7 @@ class AnalysisRun:
         k, now = stamp.k_min_group, stamp.computed_at
         settings = get_settings()
         with timed(report, "disclosure"):
-            stored = _stored(client, exclude=self.name)
+            stored, own_keys = _stored(client, self.name)
             new = [with_empty_bins(d) for d in self.published.values()]
             ratio = settings.protection_ratio
             k_quantiles = max(settings.k_quantiles or 2 * k, k)
@@ -245,7 +245,7 @@ class AnalysisRun:
             if write:
                 for doc in report.documents:
                     client.put_document(PROCESSED, doc.key, doc.model_dump(mode="json"))
-                gone = [d for d in _own_keys(client, self.name) if d not in self.published]
+                gone = [key for key in own_keys if key not in self.published]
                 if gone:
                     client.delete_ids(PROCESSED, gone)
                 kept = dataclasses.replace(holding.release, cells={})
@@ -254,23 +254,19 @@ class AnalysisRun:
         return report
 
 
-def _stored(client: DbApiClient, *, exclude: str) -> list[ResultDocument]:
-    """The documents in `processed` that public views show (protected by their run), but the
-    notebook's own."""
-    found = []
+def _stored(client: DbApiClient, name: str) -> tuple[list[ResultDocument], list[str]]:
+    """From one listing of `processed`: the documents public views show (protected by their run)
+    but the notebook's own, and the keys of the notebook's own (those it stops publishing go)."""
+    found, own = [], []
     for raw in client.list_documents(PROCESSED, limit=10_000):
+        key = str(raw["_id"])
+        if key.startswith(f"{name}:"):
+            own.append(key)
+            continue
         doc = ResultDocument.model_validate({k: v for k, v in raw.items() if k != "_id"})
-        if doc.protection is not None and not doc.key.startswith(f"{exclude}:"):
+        if doc.protection is not None:
             found.append(doc)
-    return found
-
-
-def _own_keys(client: DbApiClient, name: str) -> list[str]:
-    return [
-        str(d["_id"])
-        for d in client.list_documents(PROCESSED, limit=10_000)
-        if str(d["_id"]).startswith(f"{name}:")
-    ]
+    return found, own
 
 
 def _own_release(client: DbApiClient, name: str) -> Release | None:
