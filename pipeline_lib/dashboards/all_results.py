@@ -21,6 +21,7 @@ from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.dashboards import page, source
 from pipeline_lib.dashboards.source import Results
 from pipeline_lib.process.results import PublicResult, PublicTable
+from pipeline_lib.runs.freshness import Freshness
 from pipeline_lib.settings import Settings, get_settings
 from pipeline_lib.views import html, plots
 from pipeline_lib.views.style import figure_html
@@ -53,9 +54,16 @@ def load(client: DbApiClient, k: int, settings: Settings | None = None) -> AllRe
         k, every.found, failed=every.failed, withheld=every.withheld, not_updated=every.not_updated
     )
     settings = settings or get_settings()
+    # A group's freshness is that of its newest document's run; most groups share a run, so each
+    # run's is judged once (a run record and the schedule read per run, not per group).
+    judged: dict[tuple[str, object], Freshness | None] = {}
     for analysis in sorted({r.analysis for r in every.found.values()}, key=group_order):
         group = subset(every, [key for key, r in every.found.items() if r.analysis == analysis])
-        group.freshness = page.freshness(client, group, settings)
+        newest = group.newest()
+        run = (newest.run_id, newest.computed_at) if newest is not None else ("", None)
+        if run not in judged:
+            judged[run] = page.freshness(client, group, settings)
+        group.freshness = judged[run]
         results.groups[analysis] = group
     return results
 
