@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -55,6 +56,16 @@ def start_workbench(command: str, env: dict[str, str], log: Path) -> subprocess.
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def wait_for_line(process: subprocess.Popen, log: Path, text: str, timeout: float = 240) -> None:
+    """Until `log` holds `text` (a "ready" line); RuntimeError with the log's end if `process`
+    exits first or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"no {text!r} in {log}; it ends:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
 
 
 def stop_gracefully(process: subprocess.Popen) -> None:

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import nbformat
 
 from tests.bench.bench_db_api import TOKEN, start_db_api
+from tests.processes import start_workbench, wait_for_line
 from tests.wire_servers import free_port
 
 TARGET_SECONDS = 4.0
@@ -119,14 +120,9 @@ def _one_run_all(students: int) -> dict:
             WORKBENCH_SCHEDULE_FILE=str(never),
         )
         log = root / "up.log"
-        with log.open("w") as output:
-            up = subprocess.Popen([*WORKBENCH, "up"], env=env, stdout=output, stderr=subprocess.STDOUT)
+        up = start_workbench("up", env, log)
         try:
-            deadline = time.monotonic() + 240
-            while "All services are up" not in log.read_text():
-                if up.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"workbench up did not start:\n{log.read_text()[-3000:]}")
-                time.sleep(0.5)
+            wait_for_line(up, log, "All services are up")
             url = f"http://127.0.0.1:{web_port}"
             demo = [*WORKBENCH, "demo", "--students", str(students), "--schools", "120", "--url", url]
             _check(subprocess.run(demo, env=env, capture_output=True, text=True), "workbench demo")

@@ -27,7 +27,7 @@ from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.runs.schedule import load
 from pipeline_lib.settings import PROJECT_DIR
 from tests.e2e.conftest import Screenshot
-from tests.processes import descendants, running
+from tests.processes import descendants, running, start_workbench, wait_for_line
 from tests.wire_servers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.spark]
@@ -79,13 +79,9 @@ def system(tmp_path: Path) -> Iterator[System]:
         WORKBENCH_FORM_RATE_LIMIT="10000/minute",
     )
     log = tmp_path / "up.log"
-    with log.open("w") as output:
-        up = subprocess.Popen([*WORKBENCH, "up"], env=env, stdout=output, stderr=subprocess.STDOUT)
+    up = start_workbench("up", env, log)
     try:
-        deadline = time.monotonic() + 240
-        while "All services are up" not in log.read_text():
-            assert up.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.5)
+        wait_for_line(up, log, "All services are up")
         yield System(
             env, f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{voila_port}", tmp_path / "var", log
         )
