@@ -39,8 +39,9 @@ class CommitCounts:
 
 @dataclass(frozen=True)
 class Lease:
-    """`generation` grows each time the lease is taken anew (by another holder, or after it
-    expired or was released); a renewal keeps it. A refused acquisition reports the current one."""
+    """`generation` grows each time the lease is taken anew (by another holder, or after it was
+    released); a renewal keeps it, even one that comes after the holding expired if nobody took
+    the lease meanwhile. A refused acquisition reports the current one."""
 
     acquired: bool
     holder: str
@@ -71,13 +72,19 @@ RELEASED = 0.0
 
 def take_lease(stored: StoredLease | None, holder: str, ttl_seconds: float, now: float) -> Lease:
     """What `holder` asking at `now` for a lease kept as `stored` (None: never taken) gets: a refusal
-    while another holds it, a renewal in the same generation for its holder, else the next one."""
+    while another holds it, a renewal in the same generation for its holder, else the next one.
+
+    A late renewal (the holder's lease expired, say while the db-api was slow, and nobody took it)
+    keeps the generation: any other holding would have replaced `stored.holder`, so no write with
+    a newer fence can exist, and the run need not be stopped. Its writes made while expired were
+    refused all the same (`check_fence`)."""
     if stored is None:
         return Lease(True, holder, now + ttl_seconds, 1)
     held = stored.expires_at > now
     if held and stored.holder != holder:
         return Lease(False, stored.holder, stored.expires_at, stored.generation)
-    return Lease(True, holder, now + ttl_seconds, stored.generation if held else stored.generation + 1)
+    renewal = stored.holder == holder and stored.expires_at > RELEASED
+    return Lease(True, holder, now + ttl_seconds, stored.generation if renewal else stored.generation + 1)
 
 
 def check_fence(fence: Fence, stored: StoredLease | None) -> None:

@@ -72,7 +72,7 @@ class LeaseKeeper(AbstractContextManager["LeaseKeeper"]):
                 log.warning("lease renewal failed", extra={"lease": self.name, "error": str(exc)})
                 continue
             if not lease.acquired or lease.generation != self.generation:
-                # Taken anew meanwhile (by another run, or by us after it expired): our holding ended.
+                # Another run took it after our holding expired: our holding ended.
                 self._lose(
                     f"lease {self.name} is now held by {lease.holder} (generation {lease.generation}); "
                     f"this run's generation {self.generation} is stale"

@@ -180,8 +180,11 @@ def test_a_lease_generation_grows_with_each_new_holding_and_only_then(store: Sto
     assert store.acquire_lease("run:clean", "b", 60, now + 80).generation == first + 1
     assert store.release_lease("run:clean", "b")
     assert store.acquire_lease("run:clean", "b", 60, now + 81).generation == first + 2  # after release
-    # The same holder again, but after its lease expired: someone may have held it meanwhile.
-    assert store.acquire_lease("run:clean", "b", 60, now + 200).generation == first + 3
+    # The same holder, late: its lease expired but nobody took it, so no newer fence exists.
+    assert store.acquire_lease("run:clean", "b", 60, now + 200).generation == first + 2
+    # Another took it after that expiry, then the first came back: a new holding each time.
+    assert store.acquire_lease("run:clean", "c", 60, now + 300).generation == first + 3
+    assert store.acquire_lease("run:clean", "b", 60, now + 400).generation == first + 4
     assert store.acquire_lease("run:process", "a", 60, now).generation >= 1  # names are independent
 
 

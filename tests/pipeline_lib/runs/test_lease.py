@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from db_api.server import RunningServer, start_server
 from db_api.store.sqlite import SqliteStore
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.runs.lease import LeaseKeeper
-from pipeline_lib.wire.requests import Fence
+from pipeline_lib.wire.requests import Fence, LeaseResult
 from tests.conftest import TOKEN
 
 
@@ -66,7 +67,36 @@ def test_a_keeper_that_cannot_reach_the_db_api_for_its_ttl_stops_the_run(tmp_pat
     assert keeper.lost.startswith("lease run:clean expired: the db-api did not answer for 1 s")
 
 
-def test_renewing_after_the_lease_expired_counts_as_lost(sqlite_db_api: RunningServer) -> None:
+class _LateRenewals(DbApiClient):
+    """A client whose second lease call (the first renewal) reaches the db-api `late` seconds late,
+    as under a loaded machine: the real db-api sees the lease expired by then."""
+
+    def __init__(self, address: str, token: str, *, late: float) -> None:
+        super().__init__(address, token)
+        self.late, self.calls = late, 0
+
+    def acquire_lease(self, name: str, holder: str, ttl_seconds: float) -> LeaseResult:
+        self.calls += 1
+        if self.calls == 2:
+            time.sleep(self.late)
+        return super().acquire_lease(name, holder, ttl_seconds)
+
+
+def test_a_late_renewal_nobody_raced_keeps_the_lease_and_the_run(sqlite_db_api: RunningServer) -> None:
+    stops = _Stops()
+    address = f"127.0.0.1:{sqlite_db_api.port}"
+    with (
+        _LateRenewals(address, TOKEN, late=1.5) as client,
+        LeaseKeeper(client, "run:clean", "me", 0.6, on_lost=stops) as keeper,
+    ):
+        assert keeper.acquire()
+        assert not stops.called.wait(3)  # the late renewal came and went: still ours
+        assert keeper.lost is None and client.calls >= 3
+        assert client.acquire_lease("run:clean", "other", 5).holder == "me"
+        assert client.acquire_lease("run:clean", "me", 5).generation == keeper.generation
+
+
+def test_a_lease_released_and_taken_anew_counts_as_lost(sqlite_db_api: RunningServer) -> None:
     stops = _Stops()
     with DbApiClient(f"127.0.0.1:{sqlite_db_api.port}", TOKEN) as client:
         keeper = LeaseKeeper(client, "run:clean", "me", 0.6, on_lost=stops)
