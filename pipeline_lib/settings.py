@@ -135,6 +135,11 @@ class Settings(BaseSettings):
         120.0, gt=0, le=86_400, description="how long a dead run blocks the next; renewed while running"
     )
     schedule_file: Path = Field(PROJECT_DIR / "schedules" / "crontab", description="the schedule")
+    dashboard_snapshots: bool = Field(
+        True,
+        description="after each `workbench run`, render every dashboard to the static snapshot the web "
+        "app serves under /dashboards/<name> (off: the snapshots keep their last rendering)",
+    )
     stale_after: dt.timedelta | None = Field(
         None,
         description="figures older than this are flagged stale (seconds or ISO 8601, e.g. PT3H); "

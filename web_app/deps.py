@@ -23,6 +23,7 @@ from web_app.revoked_tokens import RevokedTokens
 from web_app.school_cache import SchoolCache
 from web_app.security import TokenClaims, csrf_valid, decode_access_token
 from web_app.signin_guard import SignInGuard
+from web_app.snapshot_cache import SnapshotCache
 from web_app.upload_slots import UploadSlots
 
 SESSION_COOKIE = "wb_session"
@@ -50,6 +51,7 @@ get_revoked_tokens = _app_state("revoked_tokens")
 get_accounts = _app_state("accounts")
 get_upload_slots = _app_state("bulk_uploads")
 get_school_cache = _app_state("school_cache")
+get_snapshot_cache = _app_state("snapshot_cache")
 
 
 def client_host(request: Request) -> str:
@@ -66,6 +68,7 @@ RevokedTokensDep = Annotated[RevokedTokens, Depends(get_revoked_tokens)]
 AccountsDep = Annotated[AccountCache, Depends(get_accounts)]
 UploadSlotsDep = Annotated[UploadSlots, Depends(get_upload_slots)]
 SchoolCacheDep = Annotated[SchoolCache, Depends(get_school_cache)]
+SnapshotCacheDep = Annotated[SnapshotCache, Depends(get_snapshot_cache)]
 ClientHostDep = Annotated[str, Depends(client_host)]
 
 

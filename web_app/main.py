@@ -24,9 +24,10 @@ from web_app.deps import LoginRequired
 from web_app.middleware import SecurityHeaders
 from web_app.ratelimit import FormRateLimiter, limit_storage
 from web_app.revoked_tokens import RevokedTokens
-from web_app.routes import auth, form, health, results, runs, schools, submissions
+from web_app.routes import auth, dashboards, form, health, results, runs, schools, submissions
 from web_app.school_cache import SchoolCache
 from web_app.signin_guard import SignInGuard
+from web_app.snapshot_cache import SnapshotCache
 from web_app.upload_slots import UploadSlots
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ def create_app(
     app.state.accounts = AccountCache()
     app.state.bulk_uploads = UploadSlots(settings.max_bulk_uploads, settings.max_bulk_uploads_per_user)
     app.state.school_cache = SchoolCache()
+    app.state.snapshot_cache = SnapshotCache()
 
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
     app.add_middleware(BodyIdleMiddleware, seconds=settings.upload_idle_seconds)
@@ -101,7 +103,7 @@ def create_app(
     async def to_login(request: Request, exc: LoginRequired) -> RedirectResponse:
         return RedirectResponse(f"/login?next={quote(exc.next_path)}", status_code=303)
 
-    for module in (health, auth, form, submissions, schools, results, runs):
+    for module in (health, auth, form, submissions, schools, results, dashboards, runs):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     return app

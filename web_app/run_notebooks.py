@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nh3
+from web_app.sanitise import clean_html
 
 NOTEBOOK_CSP = (
     "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; "
@@ -33,45 +33,13 @@ def archived_path(output_path: str | None, archive: Path) -> Path:
     return path
 
 
-# What a rendered notebook may contain: text, tables, images (inline only), nbconvert's styles.
-_TAGS = (nh3.ALLOWED_TAGS | {"style"}) - {"area", "map"}
-_ATTRIBUTES = {
-    "*": {"class", "id", "style", "title", "lang", "dir"},
-    "a": {"href"},
-    "img": {"src", "alt", "width", "height"},
-    "td": {"colspan", "rowspan", "align"},
-    "th": {"colspan", "rowspan", "align", "scope"},
-}
-# Removed with their content (not left as text).
-_DROPPED_WITH_CONTENT = {"script", "title", "iframe", "object", "embed", "noscript", "template", "textarea"}
-
-
-def _only_inline_images(tag: str, attribute: str, value: str) -> str | None:
-    """Images only inline (`data:image/`, all the page's CSP loads anyway), and `data:` URLs for
-    images only: a link to one would open whatever it holds."""
-    url = value.strip().lower()
-    if tag == "img" and attribute == "src":
-        return value if url.startswith("data:image/") else None
-    if attribute == "href" and url.startswith("data:"):
-        return None
-    return value
-
-
 def render_html(path: Path) -> str:
     """Static HTML of the notebook, sanitised with nh3 (scripts, frames, forms, event handlers and
     `javascript:` links removed; nbconvert's styles kept). A second wall behind the sandbox CSP."""
     from nbconvert import HTMLExporter
 
     body, _resources = HTMLExporter(template_name="lab").from_filename(str(path))
-    cleaned = nh3.clean(
-        body,
-        tags=_TAGS,
-        clean_content_tags=_DROPPED_WITH_CONTENT,
-        attributes=_ATTRIBUTES,
-        attribute_filter=_only_inline_images,
-        url_schemes={"http", "https", "mailto", "data"},
-        strip_comments=True,
-    )
+    cleaned = clean_html(body)
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>'
         f'<body class="jp-Notebook" data-jp-theme-light="true">{cleaned}</body></html>'

@@ -13,29 +13,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pipeline_lib.cli.addresses import PortTaken, check_port_free, reachable, split_address
+from pipeline_lib.dashboards.catalog import dashboard_notebooks, dashboards_dir
 from pipeline_lib.settings import Settings, db_api_token, get_settings
 
 if TYPE_CHECKING:
     from traitlets.config import Config
-
-
-def dashboards_dir(settings: Settings) -> Path:
-    return settings.notebooks_dir / "dashboards"
-
-
-def dashboard_notebooks(settings: Settings) -> Iterator[Path]:
-    """The notebooks Voilà serves (checkpoints and other hidden folders aside)."""
-    folder = dashboards_dir(settings)
-    for path in sorted(folder.rglob("*.ipynb")):
-        if not any(part.startswith(".") for part in path.relative_to(folder).parts):
-            yield path
 
 
 def notary_dir(settings: Settings) -> Path:

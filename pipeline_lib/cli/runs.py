@@ -156,6 +156,7 @@ def run(
         raise typer.Exit(EXIT_FAILED) from None
     for outcome in done:
         _report(outcome)
+    _refresh_dashboards(done, settings)
     followed = True
     if followers_from is not None:
         from pipeline_lib.runs.scheduler import run_followers
@@ -163,6 +164,36 @@ def run(
         # The settings as given: this run's --timeout is not its followers'.
         followed = run_followers(done, followers_from, get_settings(), triggered_by=triggered_by)
     raise typer.Exit(_exit_code(done, followed))
+
+
+def _refresh_dashboards(done: list[RunRecord | NotRun], settings: Settings) -> None:
+    """After notebooks ran (succeeded or not: the pages say how fresh their figures are), render the
+    dashboard snapshots the web app serves, archived beside the last run. A snapshot that fails
+    keeps the previous one and is reported; it does not fail the run."""
+    from pipeline_lib.client.sync import DbApiClient
+    from pipeline_lib.dashboards import snapshot
+    from pipeline_lib.runs.executor import NotRun, archive_path
+    from pipeline_lib.wire.requests import DbApiCallError
+
+    ran = [r for r in done if not isinstance(r, NotRun) and r.status != "skipped"]
+    if not ran or not settings.dashboard_snapshots:
+        return
+    last = ran[-1]
+    folder = archive_path(settings, last).with_name(f"{last.run_id}-dashboards")
+    try:
+        with DbApiClient.from_settings(settings, fence=None) as client:
+            rendered = snapshot.refresh(settings, client, run_id=last.run_id, folder=folder)
+    except (DbApiCallError, OSError, RuntimeError) as exc:  # the db-api, the kernel, a timeout
+        typer.echo(f"dashboard snapshots: not rendered: {exc}", err=True)
+        return
+    good = [s for s in rendered if s.error is None]
+    if good:
+        seconds = sum(s.seconds for s in rendered)
+        typer.echo(f"dashboard snapshots: {len(good)} rendered in {seconds:.1f} s ({folder})")
+    for failed in (s for s in rendered if s.error is not None):
+        typer.echo(
+            f"dashboard snapshot {failed.name}: failed, the previous one stays: {failed.error}", err=True
+        )
 
 
 def _report(outcome: RunRecord | NotRun) -> None:

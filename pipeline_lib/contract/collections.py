@@ -13,8 +13,11 @@ USERS = "users"
 # The last public release of the results, which the disclosure control differences the next run
 # against: analyst-only, never served as a result or a run.
 RELEASES = "releases"
+# The latest snapshot of each dashboard (HTML, as the public sees it), by dashboard name: what the
+# web app serves under /dashboards/<name>, rendered after each processing run.
+DASHBOARDS = "dashboards"
 
-COLLECTIONS = frozenset({RAW, CLEANED, QUARANTINE, PROCESSED, SCHOOLS, RUNS, USERS, RELEASES})
+COLLECTIONS = frozenset({RAW, CLEANED, QUARANTINE, PROCESSED, SCHOOLS, RUNS, USERS, RELEASES, DASHBOARDS})
 
 # `raw` holds what submitters typed: it is scanned as text so cleaning sees the input as given.
 TEXT_COLLECTIONS = frozenset({RAW})

@@ -18,7 +18,7 @@ import pandas as pd
 
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract import result_keys as keys
-from pipeline_lib.dashboards import page, source
+from pipeline_lib.dashboards import catalog, page, source
 from pipeline_lib.dashboards.source import Results
 from pipeline_lib.process.results import PublicResult, PublicTable
 from pipeline_lib.runs.freshness import Freshness
@@ -224,10 +224,11 @@ class AnalysisFilter:
 
 
 def show_filter(results: Results) -> AnalysisFilter | None:
-    """Display the dropdown when there is more than one analysis to choose from, and return it."""
+    """Display the dropdown when there is more than one analysis to choose from, and return it (not
+    in a snapshot, which shows every analysis)."""
     from IPython.display import display
 
-    if len(groups(results)) < 2:
+    if len(groups(results)) < 2 or catalog.is_snapshot():
         return None
     chooser = AnalysisFilter(list(groups(results)))
     display(chooser.widget)

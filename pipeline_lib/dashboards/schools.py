@@ -14,7 +14,7 @@ import pandas as pd
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.contract.fields import SECTORS
-from pipeline_lib.dashboards import page
+from pipeline_lib.dashboards import catalog, page
 from pipeline_lib.dashboards.source import Results, load_results
 from pipeline_lib.views import frames, html, plots
 from pipeline_lib.views.style import figure_html
@@ -174,17 +174,42 @@ def withheld(results: Results) -> str:
     return html.block(notices) if notices else ""
 
 
+def static_explorer(schools: pd.DataFrame, k: int, effects_withheld: str | None = None) -> str:
+    """What a snapshot shows in the explorer's place: every sector, each effect's plot, and the
+    table of schools with the highest effect on math, with a line saying where the filters are."""
+    parts = [
+        html.block(
+            '<p class="wb-meta">All sectors. The live dashboard (for analysts) filters by sector, finds a '
+            "school and switches the effect shown.</p>"
+        )
+    ]
+    for index, effect in enumerate(EFFECTS_SHOWN):
+        plot, table = explore(schools, None, "", effect, k=k, effects_withheld=effects_withheld)
+        parts.append(html.block(f"<h3>{html.esc(EFFECTS_SHOWN[effect][0])}</h3>") + plot)
+        if index == 0:
+            parts.append(table)
+        if effects_withheld:
+            break  # the one notice says why for both effects
+    return "".join(parts)
+
+
 def show_explorer(results: Results) -> SchoolsExplorer | None:
-    """Display the explorer (or say why there is none) and return it."""
+    """Display the explorer (or say why there is none; in a snapshot, its static equivalent) and
+    return it (None without widgets)."""
     from IPython.display import HTML, display
 
     if not results:
         return None
-    found, notices = explorer(results), withheld(results)
-    if found is None:
+    schools, notices = school_table(results), withheld(results)
+    if schools is None or schools.empty:
         empty = html.block(html.notice("No schools yet: they appear after the next processing run.", "empty"))
         display(HTML(notices or empty))
         return None
     display(HTML(html.block("<h2>School effects</h2>") + notices))
+    effects_withheld = results.withheld.get(keys.MIXEDLM_SCHOOL_EFFECTS)
+    if catalog.is_snapshot():
+        display(HTML(static_explorer(schools, results.k, effects_withheld)))
+        return None
+    found = SchoolsExplorer(schools, results.k, effects_withheld)
     display(found.widget)
     return found

@@ -166,6 +166,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         WORKBENCH_SPARK_MASTER="local[2]",
         WORKBENCH_NOTEBOOKS_DIR=str(notebooks),
         WORKBENCH_SCHEDULE_FILE=str(home / "crontab"),
+        WORKBENCH_DASHBOARD_SNAPSHOTS="false",  # not what this module tests; the quick start renders them
     )
     web = f"http://127.0.0.1:{web_port}"
 

@@ -158,6 +158,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         WORKBENCH_WEB_PORT=str(web_port),
         WORKBENCH_SPARK_MASTER="local[2]",
         WORKBENCH_K_MIN_GROUP=str(K),
+        WORKBENCH_DASHBOARD_SNAPSHOTS="false",  # not what this module tests; the quick start renders them
     )
     web = f"http://127.0.0.1:{web_port}"
     servers = [start_workbench("db-api", env, home / "db-api.log")]

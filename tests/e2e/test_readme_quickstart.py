@@ -198,7 +198,7 @@ def test_the_next_steps_fill_the_pipeline_and_results_show_the_students(quick_st
     demo, run_all, add_admin = quick_start.next_steps
     done = quick_start.run(demo)
     assert done.returncode == 0, done.stdout + done.stderr
-    done = quick_start.run(run_all)
+    done = done_all = quick_start.run(run_all)
     assert done.returncode == 0, done.stdout + done.stderr
     # The scheduler `make run` started may fire a run of its own meanwhile (clean every ten
     # minutes): judge the runs this command made, by the ids it printed.
@@ -223,9 +223,13 @@ def test_the_next_steps_fill_the_pipeline_and_results_show_the_students(quick_st
         csrf = http.get("/login").text.split('name="csrf" value="')[1].split('"')[0]
         http.post("/login", data={"username": "admin", "password": PASSWORD, "csrf": csrf})
         page = http.get("/results")
+        overview = http.get("/dashboards/overview")  # where the README's quick start ends
     assert page.status_code == 200, page.text[:500]
     assert f"from {students:,} records" in page.text
     assert "Mean" in page.text or "mean" in page.text
+    assert "dashboard snapshots: 5 rendered" in done_all.stdout, done_all.stdout + done_all.stderr
+    assert overview.status_code == 200 and f"{students:,} students in the cleaned data" in overview.text
+    assert "<script" not in overview.text.split('<article class="dashboard-snapshot">', 1)[1]
 
 
 def test_make_run_prints_the_ready_lines_and_no_noise(quick_start: QuickStart) -> None:

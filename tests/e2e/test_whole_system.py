@@ -239,4 +239,27 @@ def test_submissions_flow_to_the_results_page_and_every_dashboard(
     schools_page = _dashboard(page, system, "schools")
     expect(schools_page.locator("body")).to_contain_text(f"{n_schools:,} schools")
     screenshot(schools_page, "schools")
+
+    # The snapshots every reader gets, on the web app's origin and sign-in, rendered after the
+    # process run: the same figures as the live dashboards above.
+    page.goto("/dashboards")
+    screenshot(page, "dashboards")
+    for name in ("overview", "schools", "models", "data_quality", "all_results"):
+        page.goto(f"/dashboards/{name}")
+        expect(page.locator("article.dashboard-snapshot img").first).to_be_visible()
+        expect(page.locator(".snapshot-meta")).to_contain_text("Snapshot of run process-")
+        screenshot(page, f"snapshot-{name}")
+        if name == "overview":
+            expect(_card(page, "students in the cleaned data")).to_have_text(f"{n:,}")
+            expect(_card(page, "schools")).to_have_text(f"{n_schools:,}")
+            expect(_card(page, "mean math score")).to_have_text(f"{mean_math:.1f}")
+        elif name == "data_quality":
+            expect(_card(page, "records cleaned")).to_have_text(f"{len(cleaned):,}")
+        elif name == "schools":
+            expect(page.locator("body")).to_contain_text(f"{n_schools:,} schools")
     context.close()
+    anonymous = browser.new_context(base_url=system.web)
+    visit = anonymous.new_page()
+    visit.goto("/dashboards/overview")
+    expect(visit).to_have_url(re.compile(r"/login\?next=/dashboards/overview$"))
+    anonymous.close()

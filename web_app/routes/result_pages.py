@@ -8,6 +8,7 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from fastapi.security import SecurityScopes
 
@@ -16,7 +17,14 @@ from pipeline_lib.runs.freshness import Freshness
 from web_app.deps import DbDep, SettingsDep, TokenReaderDep, current_user, oauth2_scheme, page_user
 from web_app.pages import render
 from web_app.routes import result_data as data
-from web_app.routes.result_views import chart_svg, download_name, standalone_svg, table_csv, table_page
+from web_app.routes.result_views import (
+    chart_png,
+    chart_svg,
+    download_name,
+    standalone_svg,
+    table_csv,
+    table_page,
+)
 from web_app.security import TokenClaims
 
 router = APIRouter(tags=["results"])
@@ -76,7 +84,6 @@ async def results_page(request: Request, user: PageReader, db: DbDep, settings: 
         show_age=True,
         results=results,
         freshness=fresh,
-        voila_url=settings.voila_url,
     )
 
 
@@ -154,3 +161,14 @@ async def chart_download(key: Key, user: DownloadReader, db: DbDep, settings: Se
         raise HTTPException(404, f"Result {key!r} has no chart")
     filename = download_name(f"{key}-chart", ".svg", exact=result.exact)
     return Response(standalone_svg(svg), media_type="image/svg+xml", headers=_attachment(filename))
+
+
+@router.get("/results/{key}/chart.png", include_in_schema=False)
+async def chart_png_download(key: Key, user: DownloadReader, db: DbDep, settings: SettingsDep) -> Response:
+    result = await _public(db, settings, key, user)
+    svg = chart_svg(result)
+    if svg is None:
+        raise HTTPException(404, f"Result {key!r} has no chart")
+    filename = download_name(f"{key}-chart", ".png", exact=result.exact)
+    png = await run_in_threadpool(chart_png, svg)
+    return Response(png, media_type="image/png", headers=_attachment(filename))

@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import io
 import re
+import struct
 import xml.etree.ElementTree as ET
 from urllib.parse import quote
 
@@ -24,6 +25,7 @@ from pipeline_lib.process.results import (
 )
 from tests.web_app.routes.conftest import FastApp, is_problem
 from web_app.deps import get_settings, page_user
+from web_app.routes.result_views import chart_png, chart_svg
 from web_app.security import TokenClaims
 
 KEY = "descriptives:sector"
@@ -344,6 +346,24 @@ def test_the_chart_downloads_as_an_svg_file_with_hidden_bars_left_out(fast: Fast
     assert svg.attrib["viewBox"] == f"0 0 {svg.attrib['width']} {svg.attrib['height']}" and width > height > 0
     assert len(svg.findall("{http://www.w3.org/2000/svg}rect")) == 1 and "suppressed" in response.text
     assert "11" not in "".join(svg.itertext()).replace("2026-11", "")  # sector1's 11.0 is not drawn
+
+
+def test_the_chart_downloads_as_a_png_of_the_same_chart_as_the_page(fast: FastApp) -> None:
+    _signed_in(fast, READER)
+    doc = _result([40, 3])
+    _put(fast, doc)
+    response = fast.http.get(f"/results/{KEY}/chart.png")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert 'filename="descriptives_sector-chart.png"' in response.headers["content-disposition"]
+    assert response.content.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack(">II", response.content[16:24])
+    assert width == 2 * 640 and 0 < height < width
+    # Drawn from the chart the page shows this reader: the hidden bar is left out of it too.
+    public = suppress(doc, fast.settings.k_min_group, analyst=False)
+    assert response.content == chart_png(chart_svg(public))
+    exact = suppress(doc, fast.settings.k_min_group, analyst=True)
+    assert response.content != chart_png(chart_svg(exact))
+    assert fast.http.get("/results/nope:none/chart.png").status_code == 404
 
 
 def test_a_result_with_no_chart_or_withheld_has_no_svg(fast: FastApp) -> None:

@@ -1,0 +1,176 @@
+"""Dashboard snapshots: each dashboard notebook executed as Voilà runs it (its code cells in a
+kernel, sources hidden), its outputs kept as one self-contained HTML body, stored in `dashboards`
+for the web app to serve to every reader behind its sign-in, and archived with the run that
+prompted it.
+
+One kernel renders every dashboard in turn (they share their imports: the first pays for them), so
+refreshing all of them costs one kernel start. Widgets need a kernel, so in a snapshot the
+dashboards draw their static equivalent instead (`page.is_snapshot`). A dashboard that fails to
+render keeps its previous snapshot; the failure is returned, to be reported.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.contract.collections import DASHBOARDS
+from pipeline_lib.dashboards.catalog import SNAPSHOT_ENV, dashboard_name, dashboard_notebooks
+from pipeline_lib.settings import Settings, child_environment
+
+# A dashboard cell that runs longer than this fails the snapshot (the Voilà page would hang too).
+CELL_TIMEOUT_SECONDS = 300
+_HEADING = re.compile(r"^#\s+(.+)$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One dashboard as rendered: `body` is HTML (its own style sheet inline, images as data URLs);
+    `error` says why there is no body."""
+
+    name: str
+    title: str
+    rendered_at: dt.datetime
+    seconds: float
+    run_id: str | None
+    body: str = ""
+    error: str | None = None
+
+    def document(self) -> dict[str, Any]:
+        """What `dashboards` keeps, under the dashboard's name."""
+        return {
+            "_id": self.name,
+            "title": self.title,
+            "html": self.body,
+            "rendered_at": self.rendered_at,
+            "render_seconds": round(self.seconds, 3),
+            "run_id": self.run_id,
+        }
+
+
+def title_of(notebook: Any, name: str) -> str:
+    """The first `# heading` of the notebook's markdown, else its name in words."""
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            found = _HEADING.search(cell.source)
+            if found:
+                return found.group(1).strip()
+    return name.replace("_", " ").capitalize()
+
+
+def body_of(notebook: Any) -> str:
+    """The page a viewer sees: markdown cells as HTML, then each code cell's HTML outputs (sources,
+    printed text and plain-text results left out, as Voilà's `strip_sources` does)."""
+    import mistune
+
+    parts: list[str] = []
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            parts.append(f'<div class="wb-markdown">{mistune.html(cell.source)}</div>')
+        elif cell.cell_type == "code":
+            parts.extend(
+                output["data"]["text/html"]
+                for output in cell.get("outputs", [])
+                if output.get("output_type") in ("display_data", "execute_result")
+                and "text/html" in output.get("data", {})
+            )
+    return "\n".join(parts)
+
+
+def render(paths: Sequence[Path], settings: Settings, *, run_id: str | None = None) -> list[Snapshot]:
+    """Execute each dashboard notebook in one kernel, in order, and keep what each shows."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+    from pipeline_lib.runs.kernel import ensure_kernel
+
+    if not paths:
+        return []
+    notebooks = [nbformat.read(path, as_version=4) for path in paths]
+    env = {**child_environment(settings), SNAPSHOT_ENV: "1"}
+    env.pop("VOILA_PREHEAT", None)  # never wait for a viewer
+    client = NotebookClient(
+        notebooks[0],
+        kernel_name=ensure_kernel(),
+        kernel_manager_class="pipeline_lib.runs.kernel.LocalKernelManager",
+        timeout=CELL_TIMEOUT_SECONDS,
+        allow_errors=False,
+    )
+    snapshots = []
+    with client.setup_kernel(cwd=str(paths[0].parent), env=env):
+        for path, notebook in zip(paths, notebooks, strict=True):
+            name = dashboard_name(path) or path.stem
+            started, at = time.perf_counter(), dt.datetime.now(dt.UTC)
+            client.nb = notebook
+            client.reset_execution_trackers()
+            error = None
+            try:
+                for index, cell in enumerate(notebook.cells):
+                    if cell.cell_type == "code":
+                        client.execute_cell(cell, index)
+            except CellTimeoutError:
+                error = f"a cell ran longer than {CELL_TIMEOUT_SECONDS} s"
+            except CellExecutionError as exc:
+                error = f"{exc.ename}: {exc.evalue}"
+            seconds = time.perf_counter() - started
+            snapshots.append(
+                Snapshot(
+                    name,
+                    title_of(notebook, name),
+                    at,
+                    seconds,
+                    run_id,
+                    body="" if error else body_of(notebook),
+                    error=error,
+                )
+            )
+    return snapshots
+
+
+def store(client: DbApiClient, snapshots: Iterable[Snapshot]) -> None:
+    """Keep each rendered snapshot as its dashboard's latest; a failed one leaves the last kept."""
+    for snapshot in snapshots:
+        if snapshot.error is None:
+            client.put_document(DASHBOARDS, snapshot.name, snapshot.document())
+
+
+def archive(folder: Path, snapshots: Iterable[Snapshot]) -> list[Path]:
+    """Write each rendered snapshot as `<folder>/<name>.html`, a page that opens on its own."""
+    from html import escape
+
+    from pipeline_lib.views.html import CSS
+
+    written = []
+    folder.mkdir(parents=True, exist_ok=True)
+    for snapshot in snapshots:
+        if snapshot.error is not None:
+            continue
+        path = folder / f"{snapshot.name}.html"
+        path.write_text(
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{escape(snapshot.title)}</title>{CSS}</head><body>{snapshot.body}</body></html>\n",
+            encoding="utf-8",
+        )
+        written.append(path)
+    return written
+
+
+def refresh(
+    settings: Settings, client: DbApiClient, *, run_id: str | None, folder: Path | None
+) -> list[Snapshot]:
+    """Render every dashboard that can be served, keep each as its latest, and archive the pages
+    in `folder` (the run's, when a run prompted it)."""
+    paths = [path for path in dashboard_notebooks(settings) if dashboard_name(path)]
+    snapshots = render(paths, settings, run_id=run_id)
+    store(client, snapshots)
+    if folder is not None:
+        archive(folder, snapshots)
+    return snapshots

@@ -1,0 +1,77 @@
+"""The dashboard snapshots, kept in the web app: many viewers opening a dashboard at once cost the
+db-api one read per `ttl` seconds, and each rendering is sanitised once, not once per view."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
+
+from pipeline_lib.client.aio import AsyncDbApiClient
+from pipeline_lib.contract.collections import DASHBOARDS
+from pipeline_lib.wire.requests import DbApiCallError
+from web_app.sanitise import clean_html
+
+SNAPSHOT_CACHE_SECONDS = 5.0
+MAX_SNAPSHOTS = 100
+
+
+@dataclass(frozen=True)
+class ServedSnapshot:
+    name: str
+    title: str
+    rendered_at: dt.datetime | None
+    run_id: str | None
+    html: Markup  # sanitised
+
+
+class SnapshotCache:
+    def __init__(
+        self, ttl: float = SNAPSHOT_CACHE_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._snapshots: dict[str, ServedSnapshot] | None = None
+        self._expires = 0.0
+        self._lock = asyncio.Lock()
+
+    async def snapshots(self, db: AsyncDbApiClient) -> dict[str, ServedSnapshot]:
+        """Every stored snapshot by dashboard name. While the db-api is unreachable the last ones
+        read are served; with none, the db-api's error is raised."""
+        if self._snapshots is not None and self._clock() < self._expires:
+            return self._snapshots
+        async with self._lock:  # requests that find it stale together share one read
+            if self._snapshots is not None and self._clock() < self._expires:
+                return self._snapshots
+            try:
+                documents = await db.list_documents(DASHBOARDS, limit=MAX_SNAPSHOTS)
+            except DbApiCallError:
+                if self._snapshots is None:
+                    raise
+                return self._snapshots
+            self._snapshots = await run_in_threadpool(self._served, documents, self._snapshots or {})
+            self._expires = self._clock() + self.ttl
+            return self._snapshots
+
+    @staticmethod
+    def _served(documents: list[dict], known: dict[str, ServedSnapshot]) -> dict[str, ServedSnapshot]:
+        served = {}
+        for document in documents:
+            name, rendered_at = str(document.get("_id")), document.get("rendered_at")
+            before = known.get(name)
+            if before is not None and before.rendered_at == rendered_at:
+                served[name] = before  # the same rendering: already sanitised
+                continue
+            served[name] = ServedSnapshot(
+                name=name,
+                title=str(document.get("title") or name),
+                rendered_at=rendered_at if isinstance(rendered_at, dt.datetime) else None,
+                run_id=document.get("run_id") if isinstance(document.get("run_id"), str) else None,
+                html=Markup(clean_html(str(document.get("html") or ""))),
+            )
+        return served
