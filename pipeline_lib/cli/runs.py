@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -166,6 +169,21 @@ def run(
     raise typer.Exit(_exit_code(done, followed))
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While rendering, SIGTERM (the scheduler or `workbench up` stopping) interrupts like Ctrl-C,
+    so the rendering kernel (in a session of its own) is shut down, not left behind."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _refresh_dashboards(done: list[RunRecord | NotRun], settings: Settings) -> None:
     """After notebooks ran (succeeded or not: the pages say how fresh their figures are), render the
     dashboard snapshots the web app serves, archived beside the last run. A snapshot that fails
@@ -181,8 +199,11 @@ def _refresh_dashboards(done: list[RunRecord | NotRun], settings: Settings) -> N
     last = ran[-1]
     folder = archive_path(settings, last).with_name(f"{last.run_id}-dashboards")
     try:
-        with DbApiClient.from_settings(settings, fence=None) as client:
+        with _sigterm_interrupts(), DbApiClient.from_settings(settings, fence=None) as client:
             rendered = snapshot.refresh(settings, client, run_id=last.run_id, folder=folder)
+    except KeyboardInterrupt:
+        typer.echo("dashboard snapshots: stopped; the previous ones stay", err=True)
+        return
     except (DbApiCallError, OSError, RuntimeError) as exc:  # the db-api, the kernel, a timeout
         typer.echo(f"dashboard snapshots: not rendered: {exc}", err=True)
         return

@@ -1,0 +1,84 @@
+"""`workbench run` renders the dashboard snapshots after its notebooks ran: stored and archived
+beside the run; a SIGTERM while rendering stops it without leaving the kernel behind; the
+setting turns it off."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from pipeline_lib.contract.collections import DASHBOARDS
+from tests.pipeline_lib.runs.conftest import RunEnv
+from tests.processes import descendants, running
+
+
+def _dashboard(folder: Path, name: str, *code: str) -> None:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell(f"# {name.title()}"),
+        *map(nbformat.v4.new_code_cell, code),
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, folder / f"{name}.ipynb")
+
+
+def _quick(run_env: RunEnv) -> None:
+    _dashboard(
+        run_env.notebooks / "dashboards",
+        "quick",
+        "from IPython.display import HTML, display\nimport os\n"
+        "display(HTML(f\"<p>snapshot: {os.environ['WORKBENCH_DASHBOARD_SNAPSHOT']}</p>\"))",
+    )
+
+
+@pytest.mark.slow
+def test_a_run_renders_the_snapshots_and_archives_them_beside_it(run_env: RunEnv) -> None:
+    _quick(run_env)
+    done = run_env.workbench("run", "ok")
+    assert done.returncode == 0, done.stderr
+    assert "dashboard snapshots: 1 rendered in" in done.stdout
+    stored = run_env.client.get_document(DASHBOARDS, "quick")
+    record = next(r for r in run_env.runs() if r["notebook"] == "ok")
+    assert stored["title"] == "Quick" and stored["run_id"] == record["run_id"]
+    assert "<p>snapshot: 1</p>" in stored["html"]  # drawn as a snapshot: no widgets
+    archived = Path(record["output_path"]).with_name(f"{record['run_id']}-dashboards") / "quick.html"
+    assert "<p>snapshot: 1</p>" in archived.read_text()
+
+
+@pytest.mark.slow
+def test_snapshots_can_be_turned_off(run_env: RunEnv) -> None:
+    _quick(run_env)
+    run_env.env["WORKBENCH_DASHBOARD_SNAPSHOTS"] = "false"
+    done = run_env.workbench("run", "ok")
+    assert done.returncode == 0 and "dashboard snapshots" not in done.stdout + done.stderr
+    assert run_env.client.get_document(DASHBOARDS, "quick") is None
+
+
+@pytest.mark.slow
+def test_sigterm_while_rendering_stops_it_and_leaves_no_kernel(run_env: RunEnv, tmp_path: Path) -> None:
+    started = tmp_path / "rendering"
+    _dashboard(
+        run_env.notebooks / "dashboards",
+        "slow",
+        f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(120)",
+    )
+    run_env.client.put_document(DASHBOARDS, "slow", {"title": "Slow", "html": "<p>before</p>"})
+    process = run_env.start("run", "ok")
+    deadline = time.monotonic() + 90
+    while not started.exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    family = descendants(process.pid)
+    assert family  # the rendering kernel
+    process.send_signal(signal.SIGTERM)
+    _out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err  # the run itself succeeded
+    assert "dashboard snapshots: stopped; the previous ones stay" in err
+    time.sleep(0.5)
+    assert [pid for pid in family if running(pid)] == []
+    assert run_env.client.get_document(DASHBOARDS, "slow")["html"] == "<p>before</p>"
+    assert next(r for r in run_env.runs() if r["notebook"] == "ok")["status"] == "succeeded"
