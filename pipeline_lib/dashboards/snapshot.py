@@ -5,7 +5,7 @@ prompted it.
 
 One kernel renders every dashboard in turn (they share their imports: the first pays for them), so
 refreshing all of them costs one kernel start. Widgets need a kernel, so in a snapshot the
-dashboards draw their static equivalent instead (`page.is_snapshot`). A dashboard that fails to
+dashboards draw their static equivalent instead (`catalog.is_snapshot`). A dashboard that fails to
 render keeps its previous snapshot; the failure is returned, to be reported.
 """
 

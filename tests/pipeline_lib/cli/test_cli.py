@@ -18,7 +18,7 @@ from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.users import verify_password
 from tests.certificates import CertificateAuthority
 from tests.conftest import TOKEN
-from tests.processes import descendants, running
+from tests.processes import descendants, non_loopback_ipv4, refuses, running
 from tests.wire_servers import free_port
 
 WORKBENCH = [sys.executable, "-m", "pipeline_lib.cli"]
@@ -196,6 +196,11 @@ def test_up_starts_every_service_and_stops_them_on_sigterm(tmp_path: Path) -> No
     overview = httpx.get(f"{voila_url}voila/render/overview.ipynb", timeout=60)
     assert overview.status_code == 200 and "frame-ancestors" in overview.headers["content-security-policy"]
     _assert_quiet_start(lines, tmp_path, web_url, voila_url)
+    # Every service on loopback only: Voilà (no sign-in of its own) is reached through the web app.
+    ports = {name: int(env[f"WORKBENCH_{name}_PORT"]) for name in ("WEB", "VOILA")}
+    ports["DB_API"] = int(env["WORKBENCH_DB_API_ADDRESS"].rsplit(":", 1)[1])
+    for address in non_loopback_ipv4():
+        assert [name for name, port in ports.items() if not refuses(address, port)] == [], address
     family = descendants(process.pid)
     # One scheduler (a run it started meanwhile says `--triggered-by scheduler`: not another one).
     commands = [_arguments(pid) for pid in family]
