@@ -357,6 +357,10 @@ def test_results_need_a_login_and_hide_small_groups(
     svg = Path(chart_file.value.path()).read_text()
     assert chart_file.value.suggested_filename == "math_by_sex-chart.svg"
     assert svg.count("<rect") == 2 and "70.1" not in svg
+    with page.expect_download() as png_file:
+        result.get_by_role("link", name="Download the chart (PNG)").click()
+    assert png_file.value.suggested_filename == "math_by_sex-chart.png"
+    assert Path(png_file.value.path()).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
     # Printed (print to PDF), it is the result alone: no site navigation, links to download or forms.
     page.emulate_media(media="print")
