@@ -153,22 +153,25 @@ async def table_download(
     return Response(table_csv(found), media_type="text/csv; charset=utf-8", headers=_attachment(filename))
 
 
-@router.get("/results/{key}/chart.svg", include_in_schema=False)
-async def chart_download(key: Key, user: DownloadReader, db: DbDep, settings: SettingsDep) -> Response:
+async def _chart(
+    db: DbDep, settings: SettingsDep, key: str, user: TokenClaims, suffix: str
+) -> tuple[str, str]:
+    """The chart this reader sees (SVG) and its file name, or 404."""
     result = await _public(db, settings, key, user)
     svg = chart_svg(result)
     if svg is None:
         raise HTTPException(404, f"Result {key!r} has no chart")
-    filename = download_name(f"{key}-chart", ".svg", exact=result.exact)
+    return svg, download_name(f"{key}-chart", suffix, exact=result.exact)
+
+
+@router.get("/results/{key}/chart.svg", include_in_schema=False)
+async def chart_download(key: Key, user: DownloadReader, db: DbDep, settings: SettingsDep) -> Response:
+    svg, filename = await _chart(db, settings, key, user, ".svg")
     return Response(standalone_svg(svg), media_type="image/svg+xml", headers=_attachment(filename))
 
 
 @router.get("/results/{key}/chart.png", include_in_schema=False)
 async def chart_png_download(key: Key, user: DownloadReader, db: DbDep, settings: SettingsDep) -> Response:
-    result = await _public(db, settings, key, user)
-    svg = chart_svg(result)
-    if svg is None:
-        raise HTTPException(404, f"Result {key!r} has no chart")
-    filename = download_name(f"{key}-chart", ".png", exact=result.exact)
+    svg, filename = await _chart(db, settings, key, user, ".png")
     png = await run_in_threadpool(chart_png, svg)
     return Response(png, media_type="image/png", headers=_attachment(filename))
