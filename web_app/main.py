@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from pipeline_lib.client.aio import AsyncDbApiClient
+from pipeline_lib.dashboards.catalog import served_names
 from pipeline_lib.settings import Settings, jwt_secret
 from pipeline_lib.wire.requests import DbApiCallError
 from web_app import api_docs, problems
@@ -89,7 +91,7 @@ def create_app(
     app.state.accounts = AccountCache()
     app.state.bulk_uploads = UploadSlots(settings.max_bulk_uploads, settings.max_bulk_uploads_per_user)
     app.state.school_cache = SchoolCache()
-    app.state.snapshot_cache = SnapshotCache()
+    app.state.snapshot_cache = SnapshotCache(names=functools.partial(served_names, settings))
 
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
     app.add_middleware(BodyIdleMiddleware, seconds=settings.upload_idle_seconds)

@@ -32,10 +32,16 @@ class ServedSnapshot:
 
 class SnapshotCache:
     def __init__(
-        self, ttl: float = SNAPSHOT_CACHE_SECONDS, clock: Callable[[], float] = time.monotonic
+        self,
+        ttl: float = SNAPSHOT_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        names: Callable[[], list[str]] = list,
     ) -> None:
         self.ttl = ttl
         self._clock = clock
+        self._list_names = names
+        # The dashboards there are (`catalog.served_names`), listed with each read, not per request.
+        self.names: list[str] = []
         self._snapshots: dict[str, ServedSnapshot] | None = None
         self._expires = 0.0
         self._lock = asyncio.Lock()
@@ -55,6 +61,7 @@ class SnapshotCache:
                     raise
                 return self._snapshots
             self._snapshots = await run_in_threadpool(self._served, documents, self._snapshots or {})
+            self.names = await run_in_threadpool(self._list_names)
             self._expires = self._clock() + self.ttl
             return self._snapshots
 

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response, Security
 from fastapi.responses import HTMLResponse
 
-from pipeline_lib.dashboards.catalog import NAME_PATTERN, served_names
+from pipeline_lib.dashboards.catalog import NAME_PATTERN
 from web_app.deps import DbDep, SettingsDep, SnapshotCacheDep, page_user
 from web_app.pages import render
 from web_app.routes.result_data import is_analyst
@@ -34,8 +34,7 @@ async def dashboards_page(
     request: Request, user: PageReader, db: DbDep, settings: SettingsDep, cache: SnapshotCacheDep
 ) -> Response:
     snapshots = await cache.snapshots(db)
-    names = served_names(settings)
-    names += sorted(set(snapshots) - set(names))  # a dashboard removed since keeps its last page
+    names = [*cache.names, *sorted(set(snapshots) - set(cache.names))]  # a removed one keeps its page
     context = {
         "names": names,
         "snapshots": snapshots,
@@ -50,7 +49,7 @@ async def dashboard_page(
     request: Request, name: Name, user: PageReader, db: DbDep, settings: SettingsDep, cache: SnapshotCacheDep
 ) -> Response:
     snapshots = await cache.snapshots(db)
-    names = served_names(settings)
+    names = cache.names
     snapshot = snapshots.get(name)
     if snapshot is None and name not in names:
         response = render(request, "dashboard_missing.html", {"name": name, "names": names}, status_code=404)
