@@ -54,6 +54,7 @@ bench: venv
 	$(BIN)/python tests/bench/bench_engines.py
 	$(BIN)/python tests/bench/bench_run.py
 	$(BIN)/python tests/bench/bench_dashboards.py
+	$(BIN)/python tests/bench/bench_live_dashboards.py
 	$(BIN)/python tests/bench/bench_snapshots.py
 
 lint: venv

@@ -28,6 +28,8 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 # 44.9 s against 82.8 s, process 30.7 s against 68.7 s), at a peak of 1.1 GB; past it the run's
 # memory grows with the input, which Spark's does not.
 PANDAS_MAX_RECORDS = 300_000
+# Where the live Voilà dashboards live, on Voilà (loopback) and, proxied for analysts, on the web app.
+LIVE_DASHBOARDS_PATH = "/dashboards/live"
 
 
 class Settings(BaseSettings):
@@ -77,6 +79,16 @@ class Settings(BaseSettings):
     voila_host: str = Field("127.0.0.1", description="where Voilà serves the dashboards")
     voila_port: int = Field(8866, description="port of the Voilà dashboards")
     voila_pool_size: int = Field(1, ge=0, le=16, description="preheated kernels per dashboard")
+    voila_max_kernels: int = Field(
+        4,
+        ge=0,
+        le=256,
+        description="live dashboards analysts may have open at once through the web app (each holds "
+        "a kernel of 150-300 MB); past it a viewer gets the snapshot. 0: snapshots only",
+    )
+    voila_idle_seconds: int = Field(
+        600, ge=5, le=7 * 24 * 3600, description="a live dashboard's kernel idle this long is shut down"
+    )
     jwt_secret: SecretStr | None = Field(
         None, description="JWT signing key; generated into data_dir if unset"
     )
@@ -214,7 +226,8 @@ class Settings(BaseSettings):
 
     @property
     def voila_url(self) -> str:
-        return f"http://{self.voila_host}:{self.voila_port}"
+        """Voilà's own address (loopback): the web app proxies analysts to it under the same path."""
+        return f"http://{self.voila_host}:{self.voila_port}{LIVE_DASHBOARDS_PATH}"
 
     @property
     def quantile_min_group(self) -> int:

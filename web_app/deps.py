@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import httpx
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer, SecurityScopes
 
@@ -18,6 +19,7 @@ from pipeline_lib.client.aio import AsyncDbApiClient
 from pipeline_lib.contract.users import SCOPES
 from pipeline_lib.settings import Settings
 from web_app.accounts import AccountCache, as_the_account_stands
+from web_app.live_kernels import LiveKernels
 from web_app.ratelimit import FormRateLimiter
 from web_app.revoked_tokens import RevokedTokens
 from web_app.school_cache import SchoolCache
@@ -52,6 +54,8 @@ get_accounts = _app_state("accounts")
 get_upload_slots = _app_state("bulk_uploads")
 get_school_cache = _app_state("school_cache")
 get_snapshot_cache = _app_state("snapshot_cache")
+get_live_kernels = _app_state("live_kernels")
+get_voila_http = _app_state("voila_http")  # the client the live dashboards' proxy forwards with
 
 
 def client_host(request: Request) -> str:
@@ -69,6 +73,8 @@ AccountsDep = Annotated[AccountCache, Depends(get_accounts)]
 UploadSlotsDep = Annotated[UploadSlots, Depends(get_upload_slots)]
 SchoolCacheDep = Annotated[SchoolCache, Depends(get_school_cache)]
 SnapshotCacheDep = Annotated[SnapshotCache, Depends(get_snapshot_cache)]
+LiveKernelsDep = Annotated[LiveKernels, Depends(get_live_kernels)]
+VoilaHttpDep = Annotated[httpx.AsyncClient, Depends(get_voila_http)]
 ClientHostDep = Annotated[str, Depends(client_host)]
 
 

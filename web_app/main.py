@@ -17,16 +17,27 @@ from pipeline_lib.client.aio import AsyncDbApiClient
 from pipeline_lib.dashboards.catalog import served_names
 from pipeline_lib.settings import Settings, jwt_secret
 from pipeline_lib.wire.requests import DbApiCallError
-from web_app import api_docs, problems
+from web_app import api_docs, problems, voila_proxy
 from web_app.accounts import AccountCache
 from web_app.body_idle import BodyIdleMiddleware
 from web_app.body_limit import BodyLimitMiddleware
 from web_app.client_address import ClientAddressMiddleware, parse_trusted_proxies
 from web_app.deps import LoginRequired
+from web_app.live_kernels import LiveKernels
 from web_app.middleware import SecurityHeaders
 from web_app.ratelimit import FormRateLimiter, limit_storage
 from web_app.revoked_tokens import RevokedTokens
-from web_app.routes import auth, dashboards, form, health, results, runs, schools, submissions
+from web_app.routes import (
+    auth,
+    dashboards,
+    form,
+    health,
+    live_dashboards,
+    results,
+    runs,
+    schools,
+    submissions,
+)
 from web_app.school_cache import SchoolCache
 from web_app.signin_guard import SignInGuard
 from web_app.snapshot_cache import SnapshotCache
@@ -72,6 +83,7 @@ def create_app(
                 extra={"error": str(exc)},
             )
         yield
+        await app.state.voila_http.aclose()
         await app.state.db.close()
 
     app = FastAPI(
@@ -92,6 +104,8 @@ def create_app(
     app.state.bulk_uploads = UploadSlots(settings.max_bulk_uploads, settings.max_bulk_uploads_per_user)
     app.state.school_cache = SchoolCache()
     app.state.snapshot_cache = SnapshotCache(names=functools.partial(served_names, settings))
+    app.state.live_kernels = LiveKernels(settings.voila_max_kernels)
+    app.state.voila_http = voila_proxy.http_client()
 
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
     app.add_middleware(BodyIdleMiddleware, seconds=settings.upload_idle_seconds)
@@ -105,7 +119,8 @@ def create_app(
     async def to_login(request: Request, exc: LoginRequired) -> RedirectResponse:
         return RedirectResponse(f"/login?next={quote(exc.next_path)}", status_code=303)
 
-    for module in (health, auth, form, submissions, schools, results, dashboards, runs):
+    # The live dashboards' routes before the snapshots': `/dashboards/live/...` is theirs.
+    for module in (health, auth, form, submissions, schools, results, live_dashboards, dashboards, runs):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     return app

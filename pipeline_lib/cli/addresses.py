@@ -30,6 +30,9 @@ def check_port_free(host: str, port: int, name: str) -> None:
     """Raise PortTaken, naming `name`, when `host:port` cannot be bound (checked before a service
     starts, so a second workbench fails with one clear line instead of a server's traceback)."""
     with socket.socket() as sock:
+        # As the servers bind: a port whose old connections wait out TIME_WAIT (a service just
+        # stopped) is free; one a server listens on is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -20,7 +20,7 @@ import typer
 
 from pipeline_lib.cli.addresses import PortTaken, check_port_free, reachable, split_address
 from pipeline_lib.dashboards.catalog import dashboard_notebooks, dashboards_dir
-from pipeline_lib.settings import Settings, db_api_token, get_settings
+from pipeline_lib.settings import LIVE_DASHBOARDS_PATH, Settings, db_api_token, get_settings
 
 if TYPE_CHECKING:
     from traitlets.config import Config
@@ -65,6 +65,8 @@ def voila_config(settings: Settings, host: str, port: int, pool_size: int) -> di
             "port_retries": 0,  # the configured port or none: the web app links to it
             "open_browser": False,
             "root_dir": str(dashboards_dir(settings)),
+            # Served under the path the web app proxies analysts on, so pages need no rewriting.
+            "base_url": f"{LIVE_DASHBOARDS_PATH}/",
             "tornado_settings": {"headers": {"Content-Security-Policy": content_security_policy(settings)}},
             # The kernels' sockets live in a private folder made under this one (short: a socket
             # path holds 107 bytes at most).
@@ -75,9 +77,13 @@ def voila_config(settings: Settings, host: str, port: int, pool_size: int) -> di
         "KernelManager": {"transport": "ipc"},
         # The notary Voilà checks the dashboards with, the one `sign_dashboards` signs them with.
         "NotebookNotary": {"data_dir": str(notary_dir(settings))},
-        # A kernel whose page was closed without telling Voilà (a crashed tab) is shut down after
-        # 10 idle minutes; kernels with an open page and the preheated pool are never culled.
-        "MappingKernelManager": {"cull_idle_timeout": 600, "cull_interval": 60, "cull_connected": False},
+        # A viewer's kernel idle for `voila_idle_seconds` is shut down, open page or not (Voilà
+        # never culls its preheated pool): live kernels are capped, so an idle one frees its slot.
+        "MappingKernelManager": {
+            "cull_idle_timeout": settings.voila_idle_seconds,
+            "cull_interval": max(1, min(60, settings.voila_idle_seconds // 4)),
+            "cull_connected": True,
+        },
         "VoilaConfiguration": {
             "strip_sources": True,
             "show_tracebacks": False,

@@ -155,7 +155,7 @@ Open in a browser:
   form        {settings.web_url}/
   results     {settings.web_url}/results
   API docs    {settings.web_url}/docs
-  dashboards  {settings.voila_url}/
+  dashboards  {settings.web_url}/dashboards
 
 Next, from another shell: fill it with demo data, run the pipeline once, create your account:
 {commands}

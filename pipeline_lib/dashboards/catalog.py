@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline_lib.settings import Settings
+from pipeline_lib.settings import LIVE_DASHBOARDS_PATH, Settings
 
 # Set in the kernel that renders snapshots (`dashboards.snapshot`): draw without widgets.
 SNAPSHOT_ENV = "WORKBENCH_DASHBOARD_SNAPSHOT"
@@ -36,10 +36,19 @@ def dashboard_notebooks(settings: Settings) -> Iterator[Path]:
             yield path
 
 
+# /dashboards/live/ is the live dashboards' path, so no snapshot may take that name.
+RESERVED = frozenset({LIVE_DASHBOARDS_PATH.rsplit("/", 1)[1]})
+
+
 def dashboard_name(path: Path) -> str | None:
     """The name a dashboard is served under (`overview` for overview.ipynb); None for a file name
     that cannot be one."""
-    return path.stem if re.fullmatch(NAME_PATTERN, path.stem) else None
+    return path.stem if re.fullmatch(NAME_PATTERN, path.stem) and path.stem not in RESERVED else None
+
+
+def live_path(name: str) -> str:
+    """The path of a dashboard's live (Voilà) page, on Voilà and through the web app's proxy."""
+    return f"{LIVE_DASHBOARDS_PATH}/voila/render/{name}.ipynb"
 
 
 def served_names(settings: Settings) -> list[str]:

@@ -64,7 +64,12 @@ def with_style(plot: Callable[P, Figure]) -> Callable[P, Figure]:
 
 
 def new_figure(
-    width: float, height: float, *, left: float = 0.95, bottom: float = 0.7, right: float = 0.25,
+    width: float,
+    height: float,
+    *,
+    left: float = 0.95,
+    bottom: float = 0.7,
+    right: float = 0.25,
     top: float = 0.2,
 ) -> Figure:
     """A figure of `width` x `height` inches whose axes leave these margins (inches) for labels.

@@ -33,11 +33,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
-from playwright.sync_api import Browser
+from playwright.sync_api import Browser, BrowserContext
 from pyspark.sql import DataFrame
 from pyspark.sql.types import StructType
 
 from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.settings import LIVE_DASHBOARDS_PATH
 from tests.bench.bench_db_api import TOKEN, start_db_api
 from tests.wire_servers import free_port
 
@@ -129,7 +130,7 @@ def restore(client: DbApiClient, saved: dict[str, list[dict]]) -> None:
 
 def kernels_waiting(log: Path) -> int:
     """Preheated kernels that reached `wait_for_viewer` (each opens Voilà's request socket)."""
-    return len(re.findall(r"101 GET /voila/query/", log.read_text(errors="replace")))
+    return len(re.findall(r"101 GET \S*/voila/query/", log.read_text(errors="replace")))
 
 
 def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
@@ -143,9 +144,15 @@ def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None
 class Loader:
     """Opens dashboards in Chromium, each time on a preheated kernel that waits for a viewer."""
 
-    def __init__(self, browser: Browser, url: str, log: Path) -> None:
-        self.browser, self.url, self.log, self.loads = browser, url, log, 0
-        self.warm = browser.new_context(viewport={"width": 1280, "height": 900})  # keeps its cache
+    def __init__(self, browser: Browser, url: str, log: Path, cookies: list[dict] | None = None) -> None:
+        self.browser, self.url, self.log, self.loads, self.cookies = browser, url, log, 0, cookies or []
+        self.warm = self.new_context()  # keeps its cache
+
+    def new_context(self) -> BrowserContext:
+        context = self.browser.new_context(viewport={"width": 1280, "height": 900})
+        if self.cookies:  # a signed-in analyst, for pages through the web app
+            context.add_cookies(self.cookies)  # type: ignore[arg-type]
+        return context
 
     def first_plot(self, name: str, *, cached: bool) -> float:
         """Seconds from navigation start to the first decoded plot; `cached`: in a browser that
@@ -154,7 +161,7 @@ class Loader:
         ready = len(DASHBOARDS) + self.loads
         wait_until(lambda: kernels_waiting(self.log) >= ready, 180, "the pools to refill")
         time.sleep(1.0)  # let the refill's start-up work settle before timing
-        context = self.warm if cached else self.browser.new_context(viewport={"width": 1280, "height": 900})
+        context = self.warm if cached else self.new_context()
         page = context.new_page()
         page.goto(f"{self.url}/voila/render/{name}.ipynb", wait_until="commit", timeout=120_000)
         page.wait_for_function(FIRST_PLOT, timeout=120_000, polling="raf")
@@ -195,7 +202,7 @@ def server_seconds(log: Path) -> dict[str, list[float]]:
     """Voilà's own time to answer each page (from its access log)."""
     found: dict[str, list[float]] = {name: [] for name in DASHBOARDS}
     for name, ms in re.findall(
-        r"200 GET /voila/render/(\w+)\.ipynb \S+ ([\d.]+)ms", log.read_text(errors="replace")
+        r"200 GET \S*/voila/render/(\w+)\.ipynb \S+ ([\d.]+)ms", log.read_text(errors="replace")
     ):
         found.setdefault(name, []).append(float(ms) / 1000)
     return found
@@ -246,7 +253,7 @@ def main() -> None:
             print(
                 f"Voilà ready, {len(DASHBOARDS)} kernels preheated, in {time.perf_counter() - started:.1f} s"
             )
-            times = measure(f"http://127.0.0.1:{port}", log, args.repeat)
+            times = measure(f"http://127.0.0.1:{port}{LIVE_DASHBOARDS_PATH}", log, args.repeat)
             served = server_seconds(log)
         finally:
             if voila is not None:

@@ -120,8 +120,10 @@ def main() -> None:
     print(f"  {'failed analyses':24} {int(max(r['failed'] for r in runs)):6d}")
     # Issue 13: suppression and its LP audit take under 10% of the process run.
     share = median("disclosure") / total
-    print(f"  disclosure control (suppression + audit): {share:.1%} of the run, target < 10%: "
-          f"{'met' if share < 0.10 else 'MISSED'}")
+    print(
+        f"  disclosure control (suppression + audit): {share:.1%} of the run, target < 10%: "
+        f"{'met' if share < 0.10 else 'MISSED'}"
+    )
     print("\nruns:", [{k: round(v, 2) for k, v in r.items()} for r in runs])
 
 

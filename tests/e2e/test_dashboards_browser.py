@@ -26,6 +26,7 @@ from playwright.sync_api import Browser, Page, expect
 from db_api.server import start_server
 from db_api.store.sqlite import SqliteStore
 from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.settings import LIVE_DASHBOARDS_PATH
 from tests.conftest import TOKEN
 from tests.pipeline_lib.dashboards import populate
 from tests.wire_servers import free_port
@@ -48,7 +49,7 @@ class Site:
 
     def kernels_waiting(self) -> int:
         """Preheated kernels that reached `wait_for_viewer` (each opens Voilà's request socket)."""
-        return len(re.findall(r"101 GET /voila/query/", self.log.read_text(errors="replace")))
+        return len(re.findall(r"101 GET \S*/voila/query/", self.log.read_text(errors="replace")))
 
 
 def _wait(condition: Callable[[], bool], seconds: float, what: str) -> None:
@@ -86,7 +87,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
-    site = Site(f"http://127.0.0.1:{port}", client, log, framing_port)
+    site = Site(f"http://127.0.0.1:{port}{LIVE_DASHBOARDS_PATH}", client, log, framing_port)
     try:
         _wait(lambda: site.kernels_waiting() >= 4, 120, "four preheated kernels")
         yield site

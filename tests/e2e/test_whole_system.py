@@ -24,6 +24,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 
 from pipeline_lib.clean import pandas_engine
 from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.dashboards.catalog import live_path
 from pipeline_lib.runs.schedule import load
 from pipeline_lib.settings import PROJECT_DIR
 from tests.e2e.conftest import Screenshot
@@ -42,7 +43,6 @@ TIMEOUT_MS = 60_000
 class System:
     env: dict[str, str]
     web: str
-    voila: str
     data_dir: Path
     log: Path
 
@@ -82,9 +82,7 @@ def system(tmp_path: Path) -> Iterator[System]:
     up = start_workbench("up", env, log)
     try:
         wait_for_line(up, log, "All services are up")
-        yield System(
-            env, f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{voila_port}", tmp_path / "var", log
-        )
+        yield System(env, f"http://127.0.0.1:{web_port}", tmp_path / "var", log)
     finally:
         family = descendants(up.pid)
         up.send_signal(signal.SIGTERM)
@@ -144,19 +142,26 @@ def _card(page: Page, label: str) -> Locator:
     return card.locator(".wb-value")
 
 
-def _dashboard(page: Page, system: System, name: str) -> Page:
-    page.goto(f"{system.voila}/voila/render/{name}.ipynb", wait_until="domcontentloaded")
+def _dashboard(page: Page, name: str) -> Page:
+    """A live dashboard, through the web app's proxy (its kernel's socket too)."""
+    page.goto(live_path(name), wait_until="domcontentloaded")
     expect(page.locator("img").first).to_be_visible(timeout=120_000)
     return page
+
+
+def _caterpillar(page: Page) -> str:
+    image = page.locator(".widget-output figure.wb-plot img").first
+    expect(image).to_be_visible(timeout=120_000)
+    return image.get_attribute("src") or ""
 
 
 def test_submissions_flow_to_the_results_page_and_every_dashboard(
     system: System, browser: Browser, screenshot: Screenshot
 ) -> None:
-    added = system.workbench(
-        "users", "add", "reader", "--scope", "results:read", "--password-stdin", stdin=PASSWORD
-    )
-    assert added.returncode == 0, added.stderr
+    for user, scopes in (("reader", ["results:read"]), ("analyst", ["results:read", "analyst"])):
+        options = [part for scope in scopes for part in ("--scope", scope)]
+        added = system.workbench("users", "add", user, *options, "--password-stdin", stdin=PASSWORD)
+        assert added.returncode == 0, added.stderr
     demo = system.workbench(
         "demo", "--students", "5000", "--schools", "40", "--dirty", "0.1", "--seed", "5", "--url", system.web
     )
@@ -217,31 +222,8 @@ def test_submissions_flow_to_the_results_page_and_every_dashboard(
     assert _cell(page, "ses", 2) == f"{mean_ses:,.4g}"
     screenshot(page, "result")
 
-    overview = _dashboard(page, system, "overview")
-    expect(_card(overview, "students in the cleaned data")).to_have_text(f"{n:,}")
-    expect(_card(overview, "schools")).to_have_text(f"{n_schools:,}")
-    expect(_card(overview, "mean math score")).to_have_text(f"{mean_math:.1f}")
-    expect(_card(overview, "mean SES index")).to_have_text(f"{mean_ses:+.2f}")
-    screenshot(overview, "overview")
-
-    quality = _dashboard(page, system, "data_quality")
-    expect(_card(quality, "records cleaned")).to_have_text(f"{len(cleaned):,}")
-    expect(_card(quality, "records in quarantine")).to_have_text(f"{len(quarantined):,}")
-    expect(quality.locator("body")).to_contain_text(
-        f"{len(quarantined) / (len(cleaned) + len(quarantined)):.1%}"
-    )
-    screenshot(quality, "data_quality")
-
-    models = _dashboard(page, system, "models")
-    expect(_card(models, "students in the model").first).to_have_text(f"{n:,}")
-    screenshot(models, "models")
-
-    schools_page = _dashboard(page, system, "schools")
-    expect(schools_page.locator("body")).to_contain_text(f"{n_schools:,} schools")
-    screenshot(schools_page, "schools")
-
     # The snapshots every reader gets, on the web app's origin and sign-in, rendered after the
-    # process run: the same figures as the live dashboards above.
+    # process run: the same figures as the live dashboards below.
     page.goto("/dashboards")
     screenshot(page, "dashboards")
     for name in ("overview", "schools", "models", "data_quality", "all_results"):
@@ -257,7 +239,54 @@ def test_submissions_flow_to_the_results_page_and_every_dashboard(
             expect(_card(page, "records cleaned")).to_have_text(f"{len(cleaned):,}")
         elif name == "schools":
             expect(page.locator("body")).to_contain_text(f"{n_schools:,} schools")
+    # Live dashboards are for analysts.
+    refused = page.goto(live_path("overview"))
+    assert refused is not None and refused.status == 403
     context.close()
+
+    # An analyst opens the live dashboards through the web app (Voilà on loopback behind it), and
+    # they show the same figures; the schools filter redraws the plot over the proxied socket.
+    analyst = browser.new_context(base_url=system.web)
+    analyst.set_default_timeout(TIMEOUT_MS)
+    page = analyst.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto("/dashboards/overview")
+    _sign_in(page, "analyst")
+    page.get_by_role("link", name="Open the live dashboard").click()
+    expect(page).to_have_url(re.compile(re.escape(live_path("overview")) + "$"))
+    expect(page.locator("img").first).to_be_visible(timeout=120_000)
+    overview = page
+    expect(_card(overview, "students in the cleaned data")).to_have_text(f"{n:,}")
+    expect(_card(overview, "schools")).to_have_text(f"{n_schools:,}")
+    expect(_card(overview, "mean math score")).to_have_text(f"{mean_math:.1f}")
+    expect(_card(overview, "mean SES index")).to_have_text(f"{mean_ses:+.2f}")
+    screenshot(overview, "overview")
+
+    quality = _dashboard(page, "data_quality")
+    expect(_card(quality, "records cleaned")).to_have_text(f"{len(cleaned):,}")
+    expect(_card(quality, "records in quarantine")).to_have_text(f"{len(quarantined):,}")
+    expect(quality.locator("body")).to_contain_text(
+        f"{len(quarantined) / (len(cleaned) + len(quarantined)):.1%}"
+    )
+    screenshot(quality, "data_quality")
+
+    models = _dashboard(page, "models")
+    expect(_card(models, "students in the model").first).to_have_text(f"{n:,}")
+    screenshot(models, "models")
+
+    schools_page = _dashboard(page, "schools")
+    expect(schools_page.locator("body")).to_contain_text(f"{n_schools:,} schools")
+    screenshot(schools_page, "schools")
+
+    first = _caterpillar(schools_page)
+    schools_page.locator(".widget-dropdown select").select_option("private")
+    expect(schools_page.locator(".widget-output figcaption")).to_contain_text("private schools;")
+    assert _caterpillar(schools_page) != first
+    screenshot(schools_page, "schools-live-private")
+    assert not errors, f"script errors: {errors}"
+    analyst.close()
+
     anonymous = browser.new_context(base_url=system.web)
     visit = anonymous.new_page()
     visit.goto("/dashboards/overview")

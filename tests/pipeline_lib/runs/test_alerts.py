@@ -49,9 +49,7 @@ def _record(message: str, exception: str = "PythonException", **fields: object) 
 
 def test_the_headline_of_a_spark_worker_error_is_the_python_exception_inside() -> None:
     error = RunError(exception="PythonException", message=SPARK_WORKER_ERROR)
-    assert headline(error) == (
-        "DbApiCallError: db-api at 127.0.0.1:50051: UNAUTHENTICATED: wrong token"
-    )
+    assert headline(error) == ("DbApiCallError: db-api at 127.0.0.1:50051: UNAUTHENTICATED: wrong token")
 
 
 def test_the_headline_of_a_java_error_is_its_root_cause() -> None:

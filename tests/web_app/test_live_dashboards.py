@@ -1,0 +1,256 @@
+"""Live dashboards through the web app: a real db-api, a real Voilà (`workbench dashboards`, no
+preheated kernel) on loopback, and the app in uvicorn proxying analysts to it, HTTP and kernel
+WebSockets, with a cap of one live kernel and kernels culled after 6 idle seconds.
+
+The browser's view (a filter changed through the proxied socket) is in
+`tests/e2e/test_whole_system.py`; this module checks the gate: who may, from where, how many.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from db_api.server import start_server
+from db_api.store.sqlite import SqliteStore
+from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.settings import LIVE_DASHBOARDS_PATH
+from tests.conftest import TOKEN
+from tests.web_app.conftest import _HASH, PASSWORD, ROLES, ThreadedUvicorn, settings_for
+from tests.wire_servers import free_port
+from web_app.main import create_app
+
+pytestmark = [pytest.mark.slow]
+
+IDLE_SECONDS = 6
+RENDER = f"{LIVE_DASHBOARDS_PATH}/voila/render"
+
+
+@dataclass
+class Live:
+    web: str
+    voila: str  # Voilà's own address (loopback), to check what the proxy did there
+    app_state: object
+
+    @contextlib.contextmanager
+    def signed_in(self, user: str) -> Iterator[httpx.Client]:
+        with httpx.Client(base_url=self.web, timeout=120) as client:
+            csrf = client.get("/login").text.split('name="csrf" value="')[1].split('"')[0]
+            response = client.post("/login", data={"username": user, "password": PASSWORD, "csrf": csrf})
+            assert response.status_code == 303
+            yield client
+
+    def kernel_alive(self, kernel_id: str) -> bool:
+        return httpx.get(f"{self.voila}/api/kernels/{kernel_id}", timeout=10).status_code == 200
+
+
+def _wait(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+        time.sleep(0.25)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    folder = tmp_path_factory.mktemp("live")
+    db_api = start_server(SqliteStore(folder / "store.sqlite3"), "127.0.0.1:0", token=TOKEN)
+    db = DbApiClient(f"127.0.0.1:{db_api.port}", TOKEN)
+    for name, scopes in ROLES.items():
+        db.put_document("users", name, {"scopes": scopes, "password_hash": _HASH, "disabled": False})
+    voila_port, web_port = free_port(), free_port()
+    overrides = {"voila_port": voila_port, "web_port": web_port, "voila_max_kernels": 1}
+    settings = settings_for(folder, db_api.port, voila_idle_seconds=IDLE_SECONDS, **overrides)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    env.update(
+        WORKBENCH_DB_API_ADDRESS=f"127.0.0.1:{db_api.port}",
+        WORKBENCH_DB_API_TOKEN=TOKEN,
+        WORKBENCH_DATA_DIR=str(folder / "var"),
+        WORKBENCH_VOILA_PORT=str(voila_port),
+        WORKBENCH_WEB_PORT=str(web_port),
+        WORKBENCH_VOILA_IDLE_SECONDS=str(IDLE_SECONDS),
+    )
+    log = folder / "voila.log"
+    with log.open("wb") as sink:
+        voila = subprocess.Popen(
+            [sys.executable, "-m", "pipeline_lib.cli.dashboards", "--pool-size", "0"],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    app = create_app(settings)
+    server = ThreadedUvicorn(uvicorn.Config(app, host="127.0.0.1", port=web_port, log_level="warning"))
+    thread = server.start_in_thread()
+    try:
+        voila_url = f"http://127.0.0.1:{voila_port}{LIVE_DASHBOARDS_PATH}"
+        _wait(lambda: voila.poll() is not None or _up(voila_url), 90, "Voilà")
+        assert voila.poll() is None, log.read_text()[-3000:]
+        yield Live(f"http://127.0.0.1:{web_port}", voila_url, app.state)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        voila.terminate()
+        voila.wait(60)
+        db.close()
+        db_api.stop(grace=0)
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _kernel_id(page: httpx.Response) -> str:
+    found = re.search(r'"kernelId": *"([0-9a-f-]{36})"', page.text)
+    assert found, page.text[:2000]
+    return found[1]
+
+
+def _socket(live: Live, client: httpx.Client, kernel_id: str, origin: str | None = None) -> connect:
+    """Open the kernel's channel socket through the app, as the page's script would."""
+    headers = {"Origin": origin or live.web}
+    if cookie := client.cookies.get("wb_session"):
+        headers["Cookie"] = f"wb_session={cookie}"
+    url = live.web.replace("http", "ws", 1) + f"{LIVE_DASHBOARDS_PATH}/api/kernels/{kernel_id}/channels"
+    return connect(f"{url}?session_id={uuid.uuid4()}", additional_headers=headers, open_timeout=30)
+
+
+async def _kernel_info(socket: ClientConnection) -> dict:
+    request = {
+        "header": {"msg_id": uuid.uuid4().hex, "username": "t", "session": uuid.uuid4().hex,
+                   "msg_type": "kernel_info_request", "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "content": {}, "channel": "shell", "buffers": [],
+    }  # fmt: skip
+    await socket.send(json.dumps(request))
+    while True:
+        reply = json.loads(await asyncio.wait_for(socket.recv(), 30))
+        if reply["msg_type"] == "kernel_info_reply":
+            return reply["content"]
+
+
+def _refused(live: Live, client: httpx.Client, kernel_id: str, origin: str | None = None) -> int:
+    async def attempt() -> int:
+        try:
+            async with _socket(live, client, kernel_id, origin):
+                return 101
+        except InvalidStatus as exc:
+            return exc.response.status_code
+
+    return asyncio.run(attempt())
+
+
+def test_only_signed_in_analysts_get_live_dashboards(live: Live) -> None:
+    page = f"{RENDER}/overview.ipynb"
+    with httpx.Client(base_url=live.web) as anonymous:
+        response = anonymous.get(page)
+        assert response.status_code == 303 and response.headers["location"] == f"/login?next={page}"
+    with live.signed_in("reader") as reader:
+        refused = reader.get(page)
+        assert refused.status_code == 403 and "analyst" in refused.text
+        assert reader.get(f"{LIVE_DASHBOARDS_PATH}/voila/static/voila.js").status_code == 403
+        assert "Open the live dashboard" not in reader.get("/dashboards/overview").text
+
+
+def test_an_analyst_gets_voila_through_the_app_and_its_socket_from_this_origin_only(live: Live) -> None:
+    with live.signed_in("analyst") as analyst, live.signed_in("reader") as reader:
+        assert (
+            'href="/dashboards/live/voila/render/overview.ipynb"' in analyst.get("/dashboards/overview").text
+        )
+        page = analyst.get(f"{RENDER}/overview.ipynb")
+        assert page.status_code == 200 and "No data yet." in page.text
+        assert "wb_session" not in page.headers.get("set-cookie", "")
+        kernel_id = _kernel_id(page)
+        assert live.kernel_alive(kernel_id)
+        # A socket from another site's page (cross-site WebSocket hijacking), or without the scope.
+        assert _refused(live, analyst, kernel_id, origin="http://evil.example") == 403
+        assert _refused(live, reader, kernel_id) == 403
+        with httpx.Client() as anonymous:
+            assert _refused(live, anonymous, kernel_id) == 403
+
+        async def use_and_leave() -> dict:
+            async with _socket(live, analyst, kernel_id) as socket:
+                return await _kernel_info(socket)
+
+        assert asyncio.run(use_and_leave())["status"] == "ok"
+        # The page's last socket closed: its kernel is shut down and its slot free again.
+        _wait(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be shut down")
+        # Voilà takes no other post, and that one only from this origin.
+        assert analyst.post(f"{LIVE_DASHBOARDS_PATH}/voila/api/contents/x", content=b"").status_code == 405
+        shutdown = f"{LIVE_DASHBOARDS_PATH}/voila/api/shutdown/{uuid.uuid4()}"
+        assert analyst.post(shutdown, headers={"Origin": "http://evil.example"}).status_code == 403
+        assert analyst.get(f"{LIVE_DASHBOARDS_PATH}/voila/../../healthz").status_code == 404
+
+
+def test_past_the_cap_an_analyst_gets_the_snapshot_and_why_until_a_kernel_is_free(live: Live) -> None:
+    with live.signed_in("analyst") as analyst:
+        page = analyst.get(f"{RENDER}/overview.ipynb")
+        kernel_id = _kernel_id(page)
+
+        async def hold_then_try() -> httpx.Response:
+            async with _socket(live, analyst, kernel_id) as socket:
+                await _kernel_info(socket)
+                return await asyncio.to_thread(analyst.get, f"{RENDER}/models.ipynb")
+
+        busy = asyncio.run(hold_then_try())
+        assert busy.status_code == 303 and busy.headers["location"] == "/dashboards/models?live=busy"
+        snapshot = analyst.get(busy.headers["location"])
+        assert snapshot.status_code == 200
+        assert "All 1 live dashboards are in use, so this is the snapshot." in snapshot.text
+        _wait(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be shut down")
+        again = analyst.get(f"{RENDER}/models.ipynb")
+        assert again.status_code == 200
+        assert asyncio.run(_leave(live, analyst, _kernel_id(again)))
+
+
+async def _leave(live: Live, client: httpx.Client, kernel_id: str) -> bool:
+    async with _socket(live, client, kernel_id) as socket:
+        return (await _kernel_info(socket))["status"] == "ok"
+
+
+def test_an_idle_live_kernel_is_shut_down_and_frees_its_slot(live: Live) -> None:
+    with live.signed_in("analyst") as analyst:
+        kernel_id = _kernel_id(analyst.get(f"{RENDER}/data_quality.ipynb"))
+
+        async def stay_idle() -> float:
+            started = time.monotonic()
+            async with _socket(live, analyst, kernel_id) as socket:
+                await _kernel_info(socket)
+                with pytest.raises(ConnectionClosed):
+                    while True:  # nothing sent: Voilà culls the kernel and the app closes the socket
+                        await asyncio.wait_for(socket.recv(), 60)
+            return time.monotonic() - started
+
+        assert asyncio.run(stay_idle()) >= IDLE_SECONDS
+        _wait(lambda: not live.kernel_alive(kernel_id), 30, "the idle kernel to be shut down")
+        again = analyst.get(f"{RENDER}/overview.ipynb")  # the slot is free
+        assert again.status_code == 200
+        assert asyncio.run(_leave(live, analyst, _kernel_id(again)))
+
+
+def test_with_voila_down_an_analyst_gets_the_snapshot(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = live.app_state.settings  # type: ignore[attr-defined]
+    monkeypatch.setattr(settings, "voila_port", free_port())  # nothing listens there
+    with live.signed_in("analyst") as analyst:
+        down = analyst.get(f"{RENDER}/schools.ipynb")
+        assert down.status_code == 303 and down.headers["location"] == "/dashboards/schools?live=down"
+        assert "The live dashboards are not running" in analyst.get(down.headers["location"]).text
+        assert analyst.get(f"{LIVE_DASHBOARDS_PATH}/voila/static/voila.js").status_code == 503
+    assert live.app_state.live_kernels.live == 0  # type: ignore[attr-defined]

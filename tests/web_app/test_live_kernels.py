@@ -1,0 +1,55 @@
+"""The live-kernel cap's bookkeeping (`web_app.live_kernels`), on a clock the test moves."""
+
+from __future__ import annotations
+
+from web_app.live_kernels import LiveKernels
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_pages_are_admitted_up_to_the_cap_and_a_closed_kernel_frees_its_slot() -> None:
+    live = LiveKernels(2, clock=Clock())
+    assert live.admit() and live.admit()
+    assert not live.admit() and live.live == 2
+    live.connected("a")
+    live.connected("b")
+    assert not live.admit()
+    assert live.disconnected("a")  # its last socket: the caller shuts the kernel down
+    assert live.live == 1 and live.admit()
+
+
+def test_a_kernel_with_two_sockets_holds_one_slot_until_both_close() -> None:
+    live = LiveKernels(2, clock=Clock())
+    assert live.admit()
+    live.connected("a")
+    live.connected("a")  # a reconnect while the old socket closes
+    assert live.live == 1
+    assert not live.disconnected("a") and live.live == 1
+    assert live.disconnected("a") and live.live == 0
+
+
+def test_an_admitted_page_that_never_connects_gives_its_slot_back() -> None:
+    clock = Clock()
+    live = LiveKernels(1, bind_seconds=120, clock=clock)
+    assert live.admit() and not live.admit()
+    clock.now += 121
+    assert live.live == 0 and live.admit()
+    live.give_back()  # its render failed
+    assert live.live == 0
+
+
+def test_a_cap_of_zero_admits_nobody() -> None:
+    live = LiveKernels(0)
+    assert not live.admit() and live.live == 0
+
+
+def test_a_socket_without_an_admission_still_counts() -> None:
+    live = LiveKernels(1, clock=Clock())
+    live.connected("opened-before-a-restart")
+    assert live.live == 1 and not live.admit()

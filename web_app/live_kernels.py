@@ -1,0 +1,66 @@
+"""The cap on live dashboards (`WORKBENCH_VOILA_MAX_KERNELS`): each live page holds a Voilà
+kernel of 150-300 MB, so the proxy admits a page only while fewer than the cap are live.
+
+A slot is taken when a page is admitted, before its kernel exists; the page's first WebSocket to
+its kernel binds the slot to that kernel, and the slot is free again when the kernel's last
+socket closes (the tab closed, or Voilà shut the idle kernel down). An admitted page that never
+connects (its render failed, the viewer left at once) gives its slot back after `bind_seconds`.
+The count is per web process: pure bookkeeping, without I/O, on the event loop's thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+
+class LiveKernels:
+    def __init__(
+        self, cap: int, bind_seconds: float = 120.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.cap = cap
+        self.bind_seconds = bind_seconds
+        self._clock = clock
+        self._pending: deque[float] = deque()  # admissions not bound to a kernel yet, oldest first
+        self._sockets: dict[str, int] = {}  # kernel id -> open sockets through the proxy
+
+    def _expire(self) -> None:
+        horizon = self._clock() - self.bind_seconds
+        while self._pending and self._pending[0] < horizon:
+            self._pending.popleft()
+
+    @property
+    def live(self) -> int:
+        """Slots in use: kernels with an open socket, and admitted pages not connected yet."""
+        self._expire()
+        return len(self._sockets) + len(self._pending)
+
+    def admit(self) -> bool:
+        """Take a slot for a page about to start (or take a preheated) kernel; False at the cap."""
+        if self.live >= self.cap:
+            return False
+        self._pending.append(self._clock())
+        return True
+
+    def give_back(self) -> None:
+        """An admitted page that will not connect (its render failed): free its slot now."""
+        if self._pending:
+            self._pending.pop()
+
+    def connected(self, kernel_id: str) -> None:
+        """A socket to `kernel_id` opened; a kernel's first binds the oldest admission's slot."""
+        if kernel_id not in self._sockets:
+            self._expire()
+            if self._pending:
+                self._pending.popleft()
+        self._sockets[kernel_id] = self._sockets.get(kernel_id, 0) + 1
+
+    def disconnected(self, kernel_id: str) -> bool:
+        """A socket to `kernel_id` closed; True when it was the kernel's last (its slot is free)."""
+        left = self._sockets.get(kernel_id, 0) - 1
+        if left > 0:
+            self._sockets[kernel_id] = left
+            return False
+        self._sockets.pop(kernel_id, None)
+        return True

@@ -1,0 +1,124 @@
+"""Live dashboards for analysts: Voilà, proxied under `/dashboards/live/` on the web app's own
+origin and sign-in (HTTP, and the kernels' WebSockets). Voilà itself listens on loopback only.
+
+Scope `analyst` (or `admin`). A page that would start a kernel is admitted only below the cap
+(`WORKBENCH_VOILA_MAX_KERNELS`, `web_app.live_kernels`); past it the viewer is sent to the
+dashboard's snapshot with a line saying why. When a page's last socket closes its kernel is shut
+down, and Voilà shuts down a kernel idle for `WORKBENCH_VOILA_IDLE_SECONDS`, which closes the page's
+socket and frees the slot.
+
+A browser sends cookies on a cross-site WebSocket too, so a socket must come from this origin.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, HTTPException, Request, Security, WebSocket, status
+from fastapi.responses import RedirectResponse, Response
+from starlette.requests import HTTPConnection
+
+from pipeline_lib.dashboards.catalog import NAME_PATTERN
+from pipeline_lib.settings import LIVE_DASHBOARDS_PATH
+from web_app.deps import (
+    SESSION_COOKIE,
+    LiveKernelsDep,
+    SettingsDep,
+    TokenReader,
+    VoilaHttpDep,
+    page_user,
+)
+from web_app.routes.result_data import is_analyst
+from web_app.security import TokenClaims
+from web_app.voila_proxy import VoilaUnavailable, forward, open_kernel_socket, pump, shut_down_kernel
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["dashboards"])
+Analyst = Annotated[TokenClaims, Security(page_user, scopes=["analyst"])]
+KERNEL_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_RENDER = re.compile(rf"voila/render/({NAME_PATTERN})\.ipynb")
+_SHUTDOWN = re.compile(rf"voila/api/shutdown/{KERNEL_ID}")
+POLICY_VIOLATION = 1008  # WebSocket close code: refused by policy (sign-in, scope or origin)
+
+
+def same_origin(connection: HTTPConnection) -> bool:
+    """Whether the request comes from a page of this app: its Origin names the host it was sent to."""
+    origin = connection.headers.get("origin")
+    return origin is not None and urlsplit(origin).netloc == connection.headers.get("host")
+
+
+async def socket_user(websocket: WebSocket) -> TokenClaims | None:
+    """The signed-in user of a WebSocket, from the session cookie (as `page_user` for pages)."""
+    state = websocket.app.state
+    tokens = TokenReader(state.jwt_secret, state.revoked_tokens, state.accounts, state.db)
+    return await tokens.claims(websocket.cookies.get(SESSION_COOKIE))
+
+
+@router.websocket(LIVE_DASHBOARDS_PATH + "/api/kernels/{kernel_id}/channels")
+async def kernel_channels(websocket: WebSocket, kernel_id: str) -> None:
+    """A live page's socket to its kernel, relayed to Voilà's."""
+    user = await socket_user(websocket)
+    allowed = user is not None and is_analyst(user) and same_origin(websocket)
+    if not allowed or not re.fullmatch(KERNEL_ID, kernel_id):
+        await websocket.close(code=POLICY_VIOLATION)  # before accepting: the handshake gets a 403
+        return
+    state = websocket.app.state
+    try:
+        upstream = await open_kernel_socket(state.settings, websocket)
+    except VoilaUnavailable as exc:
+        log.warning("live dashboard socket refused", extra={"kernel": kernel_id, "error": str(exc)})
+        await websocket.close(code=POLICY_VIOLATION)
+        return
+    live = state.live_kernels
+    live.connected(kernel_id)
+    try:
+        await websocket.accept(subprotocol=upstream.subprotocol)
+        await pump(websocket, upstream, state.settings.voila_idle_seconds)
+    finally:
+        if live.disconnected(kernel_id):
+            await shut_down_kernel(state.voila_http, state.settings, kernel_id)
+
+
+def _to_snapshot(name: str, why: str) -> RedirectResponse:
+    return RedirectResponse(f"/dashboards/{name}?live={why}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.api_route(
+    LIVE_DASHBOARDS_PATH + "/{path:path}", methods=["GET", "HEAD", "POST"], include_in_schema=False
+)
+async def live_dashboard(
+    request: Request,
+    path: str,
+    user: Analyst,
+    settings: SettingsDep,
+    live: LiveKernelsDep,
+    voila: VoilaHttpDep,
+) -> Response:
+    """Voilà's pages, assets and kernel API, for analysts; a new page only below the cap."""
+    if ".." in path.split("/"):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
+    if request.method == "POST" and not _SHUTDOWN.fullmatch(path):
+        raise HTTPException(status.HTTP_405_METHOD_NOT_ALLOWED, "Live dashboards take no other posts")
+    if request.method == "POST" and not same_origin(request):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "This post must come from a page of this site")
+    page = _RENDER.fullmatch(path) if request.method == "GET" else None
+    if page and live.cap == 0:
+        return _to_snapshot(page[1], "off")
+    if page and not live.admit():
+        return _to_snapshot(page[1], "busy")
+    try:
+        response = await forward(voila, settings, request)
+    except VoilaUnavailable as exc:
+        if page:
+            live.give_back()
+            return _to_snapshot(page[1], "down")
+        log.warning("live dashboards unreachable", extra={"error": str(exc)})
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "The live dashboards are not running"
+        ) from None
+    if page and response.status_code != 200:
+        live.give_back()
+    return response
