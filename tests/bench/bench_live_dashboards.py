@@ -62,10 +62,11 @@ def first_plots(browser: Browser, web: str, voila: str, log: Path, cookie: str, 
     times: dict[str, dict[str, list[float]]] = {
         n: {"proxied": [], "cached": [], "direct": []} for n in DASHBOARDS
     }
-    for _ in range(repeat):
+    ways = [("proxied", proxied, False), ("cached", proxied, True), ("direct", direct, False)]
+    for turn in range(repeat):
         for name in DASHBOARDS:
-            for kind, loader, cached in (("proxied", proxied, False), ("cached", proxied, True),
-                                         ("direct", direct, False)):  # fmt: skip
+            # Each way goes first in turn: the first load after a pause meets the most settled kernel.
+            for kind, loader, cached in ways[turn % 3 :] + ways[: turn % 3]:
                 times[name][kind].append(loader.first_plot(name, cached=cached))
                 # Both loaders wait for the same pools: each counts every page served.
                 proxied.loads = direct.loads = max(proxied.loads, direct.loads)
@@ -91,9 +92,11 @@ def open_live(browser: Browser, web: str, cookie: str, name: str) -> tuple[Page,
     return page, time.perf_counter()
 
 
-def at_the_cap(browser: Browser, web: str, voila_pid: int, log: Path, cookie: str, cap: int) -> dict:
+def at_the_cap(
+    browser: Browser, web: str, voila_pid: int, log: Path, cookie: str, cap: int, loads: int
+) -> dict:
     """`cap` live pages held open; their kernels' memory; what the next viewer gets."""
-    wait_until(lambda: kernels_waiting(log) >= len(DASHBOARDS), 180, "the pools to refill")
+    bench_dashboards.wait_until(lambda: kernels_waiting(log) >= loads, 180, "the pools to refill")
     held = []
     for i in range(cap):
         page, _ = open_live(browser, web, cookie, DASHBOARDS[i % len(DASHBOARDS)])
@@ -153,7 +156,11 @@ def main() -> None:
             client.put_document(
                 "users",
                 ANALYST,
-                {"scopes": ["analyst"], "password_hash": hash_password(PASSWORD), "disabled": False},
+                {
+                    "scopes": ["results:read", "analyst"],
+                    "password_hash": hash_password(PASSWORD),
+                    "disabled": False,
+                },
             )
             voila_port, web_port = free_port(), free_port()
             env = {
@@ -183,8 +190,10 @@ def main() -> None:
                     executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox"]
                 )
                 times = first_plots(browser, web, voila_url, log, cookie, args.repeat)
-                cap = at_the_cap(browser, web, voila.pid, log, cookie, args.cap)
+                loads = len(DASHBOARDS) * (1 + 3 * args.repeat) + 1  # every pool full again
+                cap = at_the_cap(browser, web, voila.pid, log, cookie, args.cap, loads)
                 browser.close()
+            served = bench_dashboards.server_seconds(log)
         finally:
             processes.stop_all()
             client.close()
@@ -198,7 +207,8 @@ def main() -> None:
         print(
             f"  {name:13} through the web app {proxied:5.2f} s (max {max(kinds['proxied']):.2f}), "
             f"scripts cached {statistics.median(kinds['cached']):5.2f} s; straight from Voilà "
-            f"{statistics.median(kinds['direct']):5.2f} s; target < {TARGET_SECONDS:.0f} s: {verdict}"
+            f"{statistics.median(kinds['direct']):5.2f} s; Voilà answers in "
+            f"{statistics.median(served[name]):.2f} s; target < {TARGET_SECONDS:.0f} s: {verdict}"
         )
     rss = [m[0] for m in cap["memory"]]
     uss = [m[1] for m in cap["memory"]]

@@ -177,3 +177,11 @@ def test_a_taken_port_stops_the_command_with_a_clear_error(served: tuple) -> Non
     result = subprocess.run(_command(port), env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert f"127.0.0.1:{port} is already in use" in result.stderr
+
+
+def test_voila_serves_under_the_proxied_path_and_culls_idle_viewers(tmp_path: Path) -> None:
+    settings = _settings(tmp_path).model_copy(update={"voila_idle_seconds": 120})
+    config = cli_dashboards.voila_config(settings, "127.0.0.1", 8866, 1)
+    assert config["Voila"]["base_url"] == f"{LIVE_DASHBOARDS_PATH}/"  # what the web app proxies
+    culling = config["MappingKernelManager"]
+    assert culling == {"cull_idle_timeout": 120, "cull_interval": 30, "cull_connected": True}
