@@ -27,6 +27,7 @@ import pytest
 
 from pipeline_lib.cli.addresses import http_answers
 from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.settings import LIVE_DASHBOARDS_PATH
 from tests.wire_servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -179,7 +180,10 @@ def quick_start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuickStart
     web_url = f"http://127.0.0.1:{web_port}"
     try:
         _wait_until(
-            lambda: http_answers(f"{web_url}/readyz") and http_answers(f"http://127.0.0.1:{voila_port}/"),
+            lambda: (
+                http_answers(f"{web_url}/readyz")
+                and http_answers(f"http://127.0.0.1:{voila_port}{LIVE_DASHBOARDS_PATH}/")
+            ),
             "the web app and the dashboards answering",
             system,
             up_output,
