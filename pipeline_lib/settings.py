@@ -30,6 +30,13 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 PANDAS_MAX_RECORDS = 300_000
 # Where the live Voilà dashboards live, on Voilà (loopback) and, proxied for analysts, on the web app.
 LIVE_DASHBOARDS_PATH = "/dashboards/live"
+LOOPBACK = "127.0.0.1"
+WILDCARDS = ("", "0.0.0.0", "::")  # bind every interface: a local client reaches them on LOOPBACK
+
+
+def reachable(host: str) -> str:
+    """The address a local client uses for a server bound to `host`."""
+    return LOOPBACK if host in WILDCARDS else host
 
 
 class Settings(BaseSettings):

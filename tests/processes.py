@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -56,6 +57,15 @@ def start_workbench(command: str, env: dict[str, str], log: Path) -> subprocess.
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+        time.sleep(0.25)
 
 
 def wait_for_line(process: subprocess.Popen, log: Path, text: str, timeout: float = 240) -> None:

@@ -3,7 +3,7 @@ db-api one read per `ttl` seconds, and each rendering is sanitised once, not onc
 
 A snapshot stores its plots inline (data URLs), so it is one self-contained page in the archive.
 Served, each plot becomes its own URL named by its content's digest (`/dashboards/<name>/images/
-<digest>.png`), which browsers keep: a page of 230 KiB becomes about 20, and a viewer who comes
+<digest>.png`), which browsers keep: the Overview page of 233 KiB becomes 8 KiB, and a viewer who comes
 back fetches only that. Every web process derives the same names from the same rendering.
 """
 
@@ -29,8 +29,12 @@ from web_app.sanitise import clean_html
 
 SNAPSHOT_CACHE_SECONDS = 5.0
 MAX_SNAPSHOTS = 100
-IMAGE_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "svg+xml": "image/svg+xml"}
-_EXTENSIONS = {"png": "png", "jpeg": "jpg", "svg+xml": "svg"}
+# Inline image kinds served as files: media type and file extension.
+IMAGE_KINDS = {
+    "png": ("image/png", "png"),
+    "jpeg": ("image/jpeg", "jpg"),
+    "svg+xml": ("image/svg+xml", "svg"),
+}
 # An inline image as the sanitiser writes it (attributes in double quotes); linear to match.
 _INLINE_IMAGE = re.compile(r'src="data:image/(png|jpeg|svg\+xml);base64,([A-Za-z0-9+/=]*)"')
 
@@ -52,8 +56,9 @@ def extract_images(name: str, html: str) -> tuple[str, dict[str, SnapshotImage]]
             data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             return found[0]
-        file_name = f"{hashlib.sha256(data).hexdigest()[:32]}.{_EXTENSIONS[kind]}"
-        images[file_name] = SnapshotImage(IMAGE_TYPES[kind], data)
+        media_type, extension = IMAGE_KINDS[kind]
+        file_name = f"{hashlib.sha256(data).hexdigest()[:32]}.{extension}"
+        images[file_name] = SnapshotImage(media_type, data)
         return f'src="/dashboards/{name}/images/{file_name}"'
 
     return _INLINE_IMAGE.sub(to_url, html), images

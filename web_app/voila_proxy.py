@@ -21,7 +21,7 @@ from starlette.websockets import WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from pipeline_lib.settings import LIVE_DASHBOARDS_PATH, Settings
+from pipeline_lib.settings import LIVE_DASHBOARDS_PATH, Settings, reachable
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,7 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 def voila_origin(settings: Settings) -> str:
     """Voilà's host and port as this machine reaches them (a wildcard bind is reached on loopback)."""
-    wildcards = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
-    host = wildcards.get(settings.voila_host, settings.voila_host)
+    host = reachable(settings.voila_host)
     host = f"[{host}]" if ":" in host else host
     return f"{host}:{settings.voila_port}"
 

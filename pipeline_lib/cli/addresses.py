@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import socket
 
-from pipeline_lib.settings import Settings
+from pipeline_lib.settings import LOOPBACK, WILDCARDS, Settings, reachable
 
-LOOPBACK = "127.0.0.1"
-WILDCARDS = ("", "0.0.0.0", "::")  # bind every interface: a local client reaches them on LOOPBACK
+# `reachable` and its constants live with the settings, where the web app reaches Voilà with them too.
+__all__ = [
+    "LOOPBACK",
+    "WILDCARDS",
+    "PortTaken",
+    "check_port_free",
+    "db_api_serving",
+    "http_answers",
+    "reachable",
+    "split_address",
+]
 
 
 class PortTaken(RuntimeError):
@@ -19,11 +28,6 @@ def split_address(address: str) -> tuple[str, int]:
     """`host:port` as its host and port (the last colon splits, so `[::1]:50051` keeps its host)."""
     host, _, port = address.rpartition(":")
     return host, int(port)
-
-
-def reachable(host: str) -> str:
-    """The address a local client uses for a server bound to `host`."""
-    return LOOPBACK if host in WILDCARDS else host
 
 
 def check_port_free(host: str, port: int, name: str) -> None:

@@ -122,6 +122,20 @@ def stored(client: DbApiClient) -> dict[str, list[dict]]:
     }
 
 
+def documents(client: DbApiClient, students: int, schools: int, cache: Path | None) -> None:
+    """Store the dashboards' documents: from `cache` if it exists, else built by the real pipeline
+    (and kept in `cache` when given)."""
+    if cache and cache.exists():
+        print(f"documents from {cache}", flush=True)
+        restore(client, json.loads(cache.read_text()))
+        return
+    print("building the documents with the real pipeline:", flush=True)
+    saved = build(client, students, schools)
+    if cache:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(saved, default=str))
+
+
 def restore(client: DbApiClient, saved: dict[str, list[dict]]) -> None:
     for collection, documents in saved.items():
         for document in documents:
@@ -232,15 +246,7 @@ def main() -> None:
         db_api, client = start_db_api(data_dir)
         voila = None
         try:
-            if args.cache and args.cache.exists():
-                print(f"documents from {args.cache}")
-                restore(client, json.loads(args.cache.read_text()))
-            else:
-                print("building the documents with the real pipeline:")
-                saved = build(client, args.students, args.schools)
-                if args.cache:
-                    args.cache.parent.mkdir(parents=True, exist_ok=True)
-                    args.cache.write_text(json.dumps(saved, default=str))
+            documents(client, args.students, args.schools, args.cache)
             port, log = free_port(), Path(folder) / "voila.log"
             env = {**os.environ, "WORKBENCH_DB_API_ADDRESS": client.address}
             with log.open("w") as sink:

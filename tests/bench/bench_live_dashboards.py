@@ -16,7 +16,6 @@ the documents (the documents of `bench_dashboards`; `--cache FILE` shares them):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -34,22 +33,13 @@ from playwright.sync_api import Browser, Page
 from pipeline_lib.contract.users import hash_password
 from pipeline_lib.dashboards.catalog import live_path
 from pipeline_lib.settings import LIVE_DASHBOARDS_PATH
-from tests.bench import bench_dashboards
+from tests.bench import bench_dashboards, bench_snapshots
 from tests.bench.bench_dashboards import DASHBOARDS, FIRST_PLOT, Loader, kernels_waiting, machine_state
 from tests.bench.bench_db_api import TOKEN, start_db_api
 from tests.bench.bench_web import JWT_SECRET, UVICORN, Processes, free_port, wait_until
 
 ANALYST, PASSWORD = "bench-analyst", "bench password of some length"
 TARGET_SECONDS = 3.0
-
-
-def session_cookie(url: str) -> str:
-    with httpx.Client(base_url=url, timeout=60) as http:
-        csrf = http.get("/login").text.split('name="csrf" value="')[1].split('"')[0]
-        answer = http.post("/login", data={"username": ANALYST, "password": PASSWORD, "csrf": csrf})
-        if answer.status_code != 303:
-            raise RuntimeError(f"sign-in refused: {answer.status_code}")
-        return http.cookies["wb_session"]
 
 
 def first_plots(browser: Browser, web: str, voila: str, log: Path, cookie: str, repeat: int) -> dict:
@@ -144,15 +134,7 @@ def main() -> None:
         db_api, client = start_db_api(data_dir)
         processes = Processes(Path(folder))
         try:
-            if args.cache and args.cache.exists():
-                print(f"documents from {args.cache}", flush=True)
-                bench_dashboards.restore(client, json.loads(args.cache.read_text()))
-            else:
-                print("building the documents with the real pipeline:", flush=True)
-                saved = bench_dashboards.build(client, args.students, args.schools)
-                if args.cache:
-                    args.cache.parent.mkdir(parents=True, exist_ok=True)
-                    args.cache.write_text(json.dumps(saved, default=str))
+            bench_dashboards.documents(client, args.students, args.schools, args.cache)
             client.put_document(
                 "users",
                 ANALYST,
@@ -183,7 +165,7 @@ def main() -> None:
             print(
                 f"Voilà ready, {len(DASHBOARDS)} kernels preheated, in {time.perf_counter() - started:.1f} s"
             )
-            cookie = session_cookie(web)
+            cookie = bench_snapshots.session_cookie(web, ANALYST, PASSWORD)
             voila_url = f"http://127.0.0.1:{voila_port}{LIVE_DASHBOARDS_PATH}"
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(

@@ -18,7 +18,6 @@ Needs `wrk` (Debian/Ubuntu: `apt-get install wrk`) and Debian's `chromium`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -73,10 +72,11 @@ def render(client_address: str, data_dir: Path) -> dict[str, float]:
     return {s.name: s.seconds for s in rendered}
 
 
-def session_cookie(url: str) -> str:
+def session_cookie(url: str, username: str = READER, password: str = PASSWORD) -> str:
+    """The session cookie of `username` signed in through the login form."""
     with httpx.Client(base_url=url, timeout=60) as http:
         csrf = http.get("/login").text.split('name="csrf" value="')[1].split('"')[0]
-        answer = http.post("/login", data={"username": READER, "password": PASSWORD, "csrf": csrf})
+        answer = http.post("/login", data={"username": username, "password": password, "csrf": csrf})
         if answer.status_code != 303:
             raise RuntimeError(f"sign-in refused: {answer.status_code}")
         return http.cookies["wb_session"]
@@ -127,15 +127,7 @@ def main() -> None:
         db_api, client = start_db_api(data_dir)
         processes = Processes(Path(folder))
         try:
-            if args.cache and args.cache.exists():
-                print(f"documents from {args.cache}", flush=True)
-                bench_dashboards.restore(client, json.loads(args.cache.read_text()))
-            else:
-                print("building the documents with the real pipeline:", flush=True)
-                saved = bench_dashboards.build(client, args.students, args.schools)
-                if args.cache:
-                    args.cache.parent.mkdir(parents=True, exist_ok=True)
-                    args.cache.write_text(json.dumps(saved, default=str))
+            bench_dashboards.documents(client, args.students, args.schools, args.cache)
             renders = [render(client.address, data_dir) for _ in range(args.repeat)]
             client.put_document(
                 "users",

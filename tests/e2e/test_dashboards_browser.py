@@ -15,7 +15,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.settings import LIVE_DASHBOARDS_PATH
 from tests.conftest import TOKEN
 from tests.pipeline_lib.dashboards import populate
+from tests.processes import wait_for
 from tests.wire_servers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.spark]
@@ -50,14 +50,6 @@ class Site:
     def kernels_waiting(self) -> int:
         """Preheated kernels that reached `wait_for_viewer` (each opens Voilà's request socket)."""
         return len(re.findall(r"101 GET \S*/voila/query/", self.log.read_text(errors="replace")))
-
-
-def _wait(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
-        time.sleep(0.25)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +81,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         )
     site = Site(f"http://127.0.0.1:{port}{LIVE_DASHBOARDS_PATH}", client, log, framing_port)
     try:
-        _wait(lambda: site.kernels_waiting() >= 4, 120, "four preheated kernels")
+        wait_for(lambda: site.kernels_waiting() >= 4, 120, "four preheated kernels")
         yield site
     finally:
         process.terminate()
@@ -239,7 +231,7 @@ def test_only_the_web_app_origin_may_frame_a_dashboard(
         console: list[str] = []
         page.on("console", lambda message: console.append(message.text))
         page.goto(f"http://127.0.0.1:{other_port}/index.html")
-        _wait(
+        wait_for(
             lambda: any("frame-ancestors" in text for text in console), 30, "the browser to refuse the frame"
         )
         expect(page.frame_locator("#dash").locator("figure.wb-plot")).to_have_count(0)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -31,6 +31,7 @@ from db_api.store.sqlite import SqliteStore
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.settings import LIVE_DASHBOARDS_PATH
 from tests.conftest import TOKEN
+from tests.processes import wait_for
 from tests.web_app.conftest import _HASH, PASSWORD, ROLES, ThreadedUvicorn, settings_for
 from tests.wire_servers import free_port
 from web_app.main import create_app
@@ -57,14 +58,6 @@ class Live:
 
     def kernel_alive(self, kernel_id: str) -> bool:
         return httpx.get(f"{self.voila}/api/kernels/{kernel_id}", timeout=10).status_code == 200
-
-
-def _wait(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
-        time.sleep(0.25)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +92,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     thread = server.start_in_thread()
     try:
         voila_url = f"http://127.0.0.1:{voila_port}{LIVE_DASHBOARDS_PATH}"
-        _wait(lambda: voila.poll() is not None or _up(voila_url), 90, "Voilà")
+        wait_for(lambda: voila.poll() is not None or _up(voila_url), 90, "Voilà")
         assert voila.poll() is None, log.read_text()[-3000:]
         yield Live(f"http://127.0.0.1:{web_port}", voila_url, app.state)
     finally:
@@ -191,7 +184,7 @@ def test_an_analyst_gets_voila_through_the_app_and_its_socket_from_this_origin_o
 
         assert asyncio.run(use_and_leave())["status"] == "ok"
         # The page's last socket closed: its kernel is shut down and its slot free again.
-        _wait(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be shut down")
+        wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be shut down")
         # Voilà takes no other post, and that one only from this origin.
         assert analyst.post(f"{LIVE_DASHBOARDS_PATH}/voila/api/contents/x", content=b"").status_code == 405
         shutdown = f"{LIVE_DASHBOARDS_PATH}/voila/api/shutdown/{uuid.uuid4()}"
@@ -214,7 +207,7 @@ def test_past_the_cap_an_analyst_gets_the_snapshot_and_why_until_a_kernel_is_fre
         snapshot = analyst.get(busy.headers["location"])
         assert snapshot.status_code == 200
         assert "All 1 live dashboards are in use, so this is the snapshot." in snapshot.text
-        _wait(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be shut down")
+        wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be shut down")
         again = analyst.get(f"{RENDER}/models.ipynb")
         assert again.status_code == 200
         assert asyncio.run(_leave(live, analyst, _kernel_id(again)))
@@ -239,7 +232,7 @@ def test_an_idle_live_kernel_is_shut_down_and_frees_its_slot(live: Live) -> None
             return time.monotonic() - started
 
         assert asyncio.run(stay_idle()) >= IDLE_SECONDS
-        _wait(lambda: not live.kernel_alive(kernel_id), 30, "the idle kernel to be shut down")
+        wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the idle kernel to be shut down")
         again = analyst.get(f"{RENDER}/overview.ipynb")  # the slot is free
         assert again.status_code == 200
         assert asyncio.run(_leave(live, analyst, _kernel_id(again)))

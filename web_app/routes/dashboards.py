@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, Se
 from fastapi.responses import HTMLResponse
 
 from pipeline_lib.dashboards.catalog import NAME_PATTERN, live_path
-from pipeline_lib.settings import LIVE_DASHBOARDS_PATH
+from pipeline_lib.settings import LIVE_DASHBOARDS_PATH, Settings
 from web_app.deps import DbDep, SettingsDep, SnapshotCacheDep, page_user
 from web_app.pages import render
 from web_app.routes.result_data import is_analyst
@@ -46,7 +46,7 @@ async def dashboards_page(
     return render(request, "dashboards.html", context)
 
 
-def why_not_live(why: str | None, settings: SettingsDep) -> str | None:
+def why_not_live(why: str | None, settings: Settings) -> str | None:
     """The line that tells an analyst sent here from the live dashboard why they got the snapshot."""
     minutes = max(1, round(settings.voila_idle_seconds / 60))
     return {
