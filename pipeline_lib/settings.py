@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import secrets
+import urllib.parse
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -83,6 +85,19 @@ class Settings(BaseSettings):
     )
     web_host: str = Field("127.0.0.1", description="interface the web app listens on")
     web_port: int = Field(8000, description="port of the web app")
+    web_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="processes `workbench web` serves with; above 1 they share their counts through "
+        "limits_uri (or mongo_uri), so memory alone is refused",
+    )
+    limits_uri: str | None = Field(
+        None,
+        description="where the web app keeps rate limits, sign-in back-off and sign-outs: a storage "
+        "URI of the `limits` package (`mongodb://...`, `memory://`; others need their client library); "
+        "default the MongoDB of mongo_uri, else memory (one process)",
+    )
     voila_host: str = Field("127.0.0.1", description="where Voilà serves the dashboards")
     voila_port: int = Field(8866, description="port of the Voilà dashboards")
     voila_pool_size: int = Field(1, ge=0, le=16, description="preheated kernels per dashboard")
@@ -334,3 +349,16 @@ def _secret_file(path: Path, *, create: bool) -> str | None:
     finally:
         staging.unlink(missing_ok=True)
     return token
+
+
+_URI_PASSWORD = re.compile(r"([a-z][a-z0-9+.-]*://[^:/@\s]*:)([^@\s]*)(@)", re.IGNORECASE)
+
+
+def redact_uri_password(text: str, uri: str) -> str:
+    """`text` without the password of `uri` (a database URI; drivers' errors may quote it or its
+    parts, percent-decoded or not) nor of any URI in `text`."""
+    match = _URI_PASSWORD.search(uri)
+    if match and match.group(2):
+        text = text.replace(match.group(2), "***")
+        text = text.replace(urllib.parse.unquote(match.group(2)), "***")
+    return _URI_PASSWORD.sub(r"\1***\3", text)

@@ -108,7 +108,7 @@ class TokenReader:
         """The claims of a token that is ours, unexpired and not signed out, cut to what its account
         holds now (read at most a few seconds ago); None for any other token, or none."""
         claims = decode_access_token(token, self.secret) if token else None
-        if claims is None or self.revoked.revoked(claims):
+        if claims is None or await self.revoked.revoked(claims):
             return None
         user = await self.accounts.get(self.db, claims.username)
         return as_the_account_stands(claims, user)

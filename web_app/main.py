@@ -96,7 +96,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.jwt_secret = jwt_secret(settings)
-    limits = limit_storage()
+    limits = limit_storage(settings)
     app.state.form_limiter = FormRateLimiter(settings.form_rate_limit, limits)
     app.state.sign_in_guard = SignInGuard(limits)
     app.state.revoked_tokens = RevokedTokens(limits)

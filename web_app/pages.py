@@ -17,13 +17,15 @@ from web_app.security import csrf_token, decode_access_token
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
-def render(request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+async def render(
+    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
     """A page with a CSRF token for its forms (double submit: a cookie and a signed field)."""
     secret = get_jwt_secret(request)
     cookie = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
     token = request.cookies.get(SESSION_COOKIE)
     user = decode_access_token(token, secret) if token else None
-    if user is not None and get_revoked_tokens(request).revoked(user):
+    if user is not None and await get_revoked_tokens(request).revoked(user):
         user = None
     response = TEMPLATES.TemplateResponse(
         request,

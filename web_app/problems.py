@@ -9,6 +9,7 @@ import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from limits.errors import StorageError
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -81,6 +82,18 @@ def install(app: FastAPI) -> None:
         log.warning("db-api call failed", extra={"path": request.url.path, "code": exc.code.name})
         detail = exc.details if status in (413, 422) else ""
         return problem(status, title, detail)
+
+    @app.exception_handler(StorageError)
+    async def limits_failed(request: Request, exc: StorageError) -> JSONResponse:
+        # The shared storage of rate limits and sign-outs (WORKBENCH_LIMITS_URI or the MongoDB):
+        # without it no post can be counted nor a session checked, so nothing is let through.
+        log.warning(
+            "limits storage failed",
+            extra={"path": request.url.path, "error": type(exc.storage_error).__name__},
+        )
+        response = problem(503, "The web app's shared counters are unavailable; try again in a moment")
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

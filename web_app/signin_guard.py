@@ -22,6 +22,8 @@ from contextlib import contextmanager
 
 from limits.storage import Storage
 
+from web_app.ratelimit import off_loop
+
 
 class SignInRefused(Exception):
     """A sign-in not even tried: `status` 429 (backing off) or 503 (too many checks at once)."""
@@ -82,13 +84,14 @@ class SignInGuard:
         max_checks: int = 4,
         max_wait: int = 900,
     ) -> None:
+        self.storage = storage
         self.accounts = Backoff(storage, "account", free_per_account, max_wait)
         self.clients = Backoff(storage, "client", free_per_client, max_wait)
         self._checks = threading.BoundedSemaphore(max_checks)
 
-    def check(self, account: str, client: str) -> None:
+    async def check(self, account: str, client: str) -> None:
         """Raise SignInRefused (429) while the account or the client is backing off."""
-        wait = max(self.accounts.wait(account), self.clients.wait(client))
+        wait = await off_loop(self.storage, self._wait, account, client)
         if wait:
             raise SignInRefused(429, f"Too many failed sign-ins: try again in {wait} seconds.", wait)
 
@@ -102,7 +105,13 @@ class SignInGuard:
         finally:
             self._checks.release()
 
-    def record(self, account: str, client: str, succeeded: bool) -> None:
+    def _wait(self, account: str, client: str) -> int:
+        return max(self.accounts.wait(account), self.clients.wait(client))
+
+    async def record(self, account: str, client: str, succeeded: bool) -> None:
+        await off_loop(self.storage, self._record, account, client, succeeded)
+
+    def _record(self, account: str, client: str, succeeded: bool) -> None:
         if succeeded:
             self.accounts.forget(account)
         else:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
-import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -37,6 +35,7 @@ from db_api.filters import Condition, to_mongo_query
 from db_api.store import base
 from db_api.store.base import CleanCommit, CommitCounts, Fence, Lease, ScanSpec, Store, WriteCounts
 from pipeline_lib.contract.collections import COLLECTIONS
+from pipeline_lib.settings import redact_uri_password as redact
 from pipeline_lib.wire import bson_codec
 from pipeline_lib.wire.errors import DbApiError, Unavailable
 
@@ -95,18 +94,6 @@ def _stored_lease(doc: dict | None) -> base.StoredLease | None:
 def _without_seq(doc: dict) -> dict:
     doc.pop(SEQ, None)
     return doc
-
-
-_URI_PASSWORD = re.compile(r"(mongodb(?:\+srv)?://[^:/@\s]*:)([^@\s]*)(@)")
-
-
-def redact(text: str, uri: str) -> str:
-    """`text` without the URI's password (pymongo's errors may quote the URI or its parts)."""
-    match = _URI_PASSWORD.search(uri)
-    if match and match.group(2):
-        text = text.replace(match.group(2), "***")
-        text = text.replace(urllib.parse.unquote(match.group(2)), "***")
-    return _URI_PASSWORD.sub(r"\1***\3", text)
 
 
 class MongoStore(Store):

@@ -19,7 +19,7 @@ from pipeline_lib.cli.addresses import (
     split_address,
 )
 from pipeline_lib.logs import configure_logging
-from pipeline_lib.settings import Settings, child_environment, get_settings
+from pipeline_lib.settings import Settings, child_environment, get_settings, jwt_secret
 
 db_api_app = typer.Typer(help="The db-api: the gRPC data service every other part uses.")
 
@@ -109,13 +109,26 @@ def ping(
 def web(
     host: Annotated[str | None, typer.Option(help="interface to bind (default WORKBENCH_WEB_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default WORKBENCH_WEB_PORT)")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="processes to serve with (default WORKBENCH_WEB_WORKERS)"),
+    ] = None,
 ) -> None:
-    """Serve the web app (form, API, results) with uvicorn until Ctrl-C."""
+    """Serve the web app (form, API, results) with uvicorn until Ctrl-C.
+
+    Several workers share one port and behave as one app: their rate limits, sign-in back-off and
+    sign-outs are counted in WORKBENCH_LIMITS_URI (default the MongoDB of WORKBENCH_MONGO_URI), and
+    their signing key is the one in the settings or the data dir."""
     import uvicorn
 
     configure_logging()
     settings = get_settings()
     host, port = host or settings.web_host, port if port is not None else settings.web_port
+    workers = workers or settings.web_workers
+    problem = web_workers_problem(settings, workers)
+    if problem:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
     try:
         check_port_free(host, port, "the web app")
     except PortTaken as exc:
@@ -123,16 +136,35 @@ def web(
         raise typer.Exit(1) from None
     from web_app.client_address import uvicorn_proxy_options
 
+    jwt_secret(settings)  # generated once here, not by each worker as it starts
     # X-Forwarded-For only from WORKBENCH_TRUSTED_PROXIES (uvicorn alone would believe 127.0.0.1).
     uvicorn.run(
         "web_app.main:create_app",
         factory=True,
         host=host,
         port=port,
+        workers=workers,
         server_header=False,
         log_config=None,
         **uvicorn_proxy_options(settings.trusted_proxies),
     )
+
+
+def web_workers_problem(settings: Settings, workers: int) -> str | None:
+    """Why the web app cannot serve with `workers` processes on these settings; None if it can."""
+    from web_app.ratelimit import is_shared, limit_storage, limits_uri
+
+    try:
+        limit_storage(settings)  # a URI the `limits` package cannot use is refused here, not per request
+    except ValueError as exc:
+        return str(exc)
+    if workers > 1 and not is_shared(limits_uri(settings)):
+        return (
+            f"{workers} workers would each count rate limits, failed sign-ins and sign-outs alone "
+            "(a session signed out on one would still work on another). Set WORKBENCH_MONGO_URI or "
+            "WORKBENCH_LIMITS_URI so they share them, or serve with one worker."
+        )
+    return None
 
 
 def workbench_command() -> str:

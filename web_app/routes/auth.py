@@ -68,10 +68,10 @@ class SignIn:
     async def __call__(self, username: str, password: str) -> list[str] | None:
         """The user's scopes, or None; SignInRefused (429) while the account or the client backs
         off after failures, (503) while the most password checks at once run."""
-        self.guard.check(username, self.client)
+        await self.guard.check(username, self.client)
         with self.guard.password_check():
             scopes = await authenticate(self.db, username, password)
-        self.guard.record(username, self.client, succeeded=scopes is not None)
+        await self.guard.record(username, self.client, succeeded=scopes is not None)
         return scopes
 
 
@@ -137,7 +137,7 @@ def _safe_next(target: str | None) -> str:
 
 @router.get("/login", response_class=HTMLResponse, include_in_schema=False)
 async def login_page(request: Request, next: str = "/results") -> Response:
-    return render(request, "login.html", {"next": _safe_next(next), "error": None})
+    return await render(request, "login.html", {"next": _safe_next(next), "error": None})
 
 
 @router.post("/login", response_class=HTMLResponse, include_in_schema=False)
@@ -153,19 +153,19 @@ async def login(
     next: Annotated[str, Form(max_length=2000)] = "/results",
 ) -> Response:
     if not csrf_ok:
-        return render(
+        return await render(
             request, "login.html", {"next": _safe_next(next), "error": "The form expired: try again."}, 403
         )
     try:
         scopes = await sign_in(username, password)
     except SignInRefused as refused:
         context = {"next": _safe_next(next), "error": refused.message}
-        response = render(request, "login.html", context, refused.status)
+        response = await render(request, "login.html", context, refused.status)
         response.headers["Retry-After"] = str(refused.retry_after)
         return response
     if scopes is None:
         context = {"next": _safe_next(next), "error": "Incorrect username or password."}
-        return render(request, "login.html", context, status.HTTP_401_UNAUTHORIZED)
+        return await render(request, "login.html", context, status.HTTP_401_UNAUTHORIZED)
     minutes = settings.access_token_minutes
     jwt = create_access_token(username, scopes, secret, minutes)
     response = RedirectResponse(_safe_next(next), status.HTTP_303_SEE_OTHER)
@@ -184,11 +184,11 @@ async def logout(
     """Sign out: the session's token is revoked until it expires, and its cookie deleted. Needs the
     page's CSRF token, or any site could sign people out; without it, a page asks to confirm."""
     if not csrf_ok:
-        return render(request, "logout.html", {}, status.HTTP_403_FORBIDDEN)
+        return await render(request, "logout.html", {}, status.HTTP_403_FORBIDDEN)
     session = request.cookies.get(SESSION_COOKIE)
     claims = decode_access_token(session, secret) if session else None
     if claims is not None:
-        revoked.revoke(claims)
+        await revoked.revoke(claims)
     response = RedirectResponse("/", status.HTTP_303_SEE_OTHER)
     delete_cookie(response, request, SESSION_COOKIE, samesite="lax")
     return response

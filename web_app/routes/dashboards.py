@@ -43,7 +43,7 @@ async def dashboards_page(
         "analyst": is_analyst(user),
         "live_url": f"{LIVE_DASHBOARDS_PATH}/",
     }
-    return render(request, "dashboards.html", context)
+    return await render(request, "dashboards.html", context)
 
 
 def why_not_live(why: str | None, settings: Settings) -> str | None:
@@ -73,7 +73,9 @@ async def dashboard_page(
     names = cache.names
     snapshot = snapshots.get(name)
     if snapshot is None and name not in names:
-        response = render(request, "dashboard_missing.html", {"name": name, "names": names}, status_code=404)
+        response = await render(
+            request, "dashboard_missing.html", {"name": name, "names": names}, status_code=404
+        )
         return response
     context = {
         "name": name,
@@ -84,7 +86,7 @@ async def dashboard_page(
         "live_url": live_path(name),
         "not_live": why_not_live(live, settings) if is_analyst(user) else None,
     }
-    response = render(request, "dashboard.html", context)
+    response = await render(request, "dashboard.html", context)
     response.headers["Content-Security-Policy"] = DASHBOARD_CSP
     return response
 

@@ -48,7 +48,7 @@ class FormPage:
             "max_chars": MAX_VALUE_CHARS,
             "notice": notice,
         }
-        return render(self.request, "form.html", context, status_code)
+        return await render(self.request, "form.html", context, status_code)
 
 
 def _form_page(request: Request, db: DbDep, cache: SchoolCacheDep) -> FormPage:
@@ -77,8 +77,9 @@ async def submit(
     if not csrf_ok:
         notice = "This form expired or was sent from elsewhere. Please check your answers and send it again."
         return await page.show(values, {}, status.HTTP_403_FORBIDDEN, notice)
-    if not limiter.allow(client):
-        notice = f"Too many submissions from your address. Please wait {limiter.retry_after(client)} seconds."
+    if not await limiter.allow(client):
+        wait = await limiter.retry_after(client)
+        notice = f"Too many submissions from your address. Please wait {wait} seconds."
         return await page.show(values, {}, status.HTTP_429_TOO_MANY_REQUESTS, notice)
     errors = {f.name: problem for f in STUDENT_FIELDS if (problem := check_value(f, values.get(f.name)))}
     if values.get(CONSENT.name) != "yes":
@@ -105,5 +106,5 @@ async def thanks(request: Request, submission_id: str, db: DbDep) -> Response:
     this tells nobody anything they did not send; API and bulk ids can be guessed)."""
     stored = await db.get("raw", submission_id) if len(submission_id) <= 64 else None
     if stored is None or stored.get("source") != "form":
-        return render(request, "thanks.html", {"submission_id": None}, status.HTTP_404_NOT_FOUND)
-    return render(request, "thanks.html", {"submission_id": submission_id})
+        return await render(request, "thanks.html", {"submission_id": None}, status.HTTP_404_NOT_FOUND)
+    return await render(request, "thanks.html", {"submission_id": submission_id})

@@ -64,7 +64,7 @@ async def _render_page(
     (judged by `headline`, the freshness of the figures the page leads with)."""
     status = await data.page_status(db, headline, analyst=analyst)
     context = {"k": k, "analyst": analyst, "show_age": show_age, "status": status, **fields}
-    return render(request, template, context)
+    return await render(request, template, context)
 
 
 @router.get("/results", response_class=HTMLResponse, include_in_schema=False)
@@ -105,7 +105,7 @@ async def result_page(
         except data.Unreadable:
             doc = None
     if doc is None:
-        return render(request, "result_missing.html", {"key": key[:200]}, status_code=404)
+        return await render(request, "result_missing.html", {"key": key[:200]}, status_code=404)
     k, analyst = settings.k_min_group, data.is_analyst(user)
     result = suppress(doc, k, analyst=analyst)
     fresh = (await data.freshness(db, settings, [doc], details=analyst))[doc.key]

@@ -76,7 +76,7 @@ async def runs_page(
     notebook = notebook or None
     status = status if status in STATUSES else None
     runs = await list_runs(db, notebook, status, limit=200)
-    return render(
+    return await render(
         request,
         "runs.html",
         {"runs": runs, "notebook": notebook or "", "status": status or "", "statuses": STATUSES},
@@ -93,7 +93,7 @@ async def run_page(
         missing = None
     except NotArchived as exc:
         missing = str(exc)
-    return render(request, "run.html", {"run": run, "missing": missing})
+    return await render(request, "run.html", {"run": run, "missing": missing})
 
 
 @router.get("/runs/{run_id}/notebook", response_class=HTMLResponse, include_in_schema=False)

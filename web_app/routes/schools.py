@@ -134,7 +134,7 @@ async def schools_page(
     request: Request, user: PageAdmin, db: DbDep, saved: int | None = None, replaced: int = 0
 ) -> Response:
     message = f"Saved: {saved} new, {replaced} replaced." if saved is not None else ""
-    return render(request, "schools.html", {"schools": await _all_schools(db), "message": message})
+    return await render(request, "schools.html", {"schools": await _all_schools(db), "message": message})
 
 
 @router.post("/schools", response_class=HTMLResponse, include_in_schema=False)
@@ -152,7 +152,7 @@ async def schools_form(
 ) -> Response:
     schools = await _all_schools(db)
     if not csrf_ok:
-        return render(
+        return await render(
             request, "schools.html", {"schools": schools, "message": "The form expired: try again."}, 403
         )
     try:
@@ -162,7 +162,7 @@ async def schools_form(
             parsed = [SchoolIn(school_id=school_id, name=name, sector=sector, size=size)]  # type: ignore[arg-type]
     except (HTTPException, ValidationError, UnicodeDecodeError) as exc:
         message = exc.detail if isinstance(exc, HTTPException) else str(exc)
-        return render(request, "schools.html", {"schools": schools, "message": message}, 422)
+        return await render(request, "schools.html", {"schools": schools, "message": message}, 422)
     report = await _store(db, cache, parsed)
     return RedirectResponse(
         f"/schools?saved={report.stored}&replaced={report.replaced}", status.HTTP_303_SEE_OTHER

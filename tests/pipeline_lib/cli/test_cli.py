@@ -100,6 +100,25 @@ def test_a_taken_port_is_a_clear_error(served: tuple[int, dict[str, str]]) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({}, "WORKBENCH_MONGO_URI or WORKBENCH_LIMITS_URI"),  # memory: each worker would count alone
+        ({"WORKBENCH_LIMITS_URI": "memory://"}, "a session signed out on one would still work"),
+        ({"WORKBENCH_LIMITS_URI": "nosuch://host"}, "WORKBENCH_LIMITS_URI 'nosuch://host'"),
+        ({"WORKBENCH_LIMITS_URI": "async+memory://"}, "not async+"),
+    ],
+)
+def test_web_workers_that_could_not_share_their_counts_are_refused(
+    tmp_path: Path, settings: dict[str, str], says: str
+) -> None:
+    port = free_port()
+    result = _run(["web", "--workers", "2", "--port", str(port)], {**_env(tmp_path), **settings})
+    assert result.returncode == 2, result.stderr
+    assert says in result.stderr
+    assert refuses("127.0.0.1", port)
+
+
 def test_db_api_serves_mutual_tls_from_the_settings_and_ping_uses_them(tmp_path: Path) -> None:
     pki = CertificateAuthority(tmp_path / "pki")
     server, client = pki.issue("db-api", server=True), pki.issue("run", server=False)
