@@ -49,6 +49,7 @@ bench: venv
 	@command -v wrk >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
 	$(BIN)/python tests/bench/bench_db_api.py
 	$(BIN)/python tests/bench/bench_web.py
+	$(BIN)/python tests/bench/bench_web_workers.py
 	$(BIN)/python tests/bench/bench_clean.py
 	$(BIN)/python tests/bench/bench_process.py
 	$(BIN)/python tests/bench/bench_engines.py

@@ -41,6 +41,36 @@ def reachable(host: str) -> str:
     return LOOPBACK if host in WILDCARDS else host
 
 
+def db_api_replicas(address: str) -> list[str]:
+    """The `host:port`s of WORKBENCH_DB_API_ADDRESS: one, or several separated by commas (replicas
+    of a db-api over one MongoDB, which clients spread their calls over). Several must all be IPv4
+    or all IPv6 addresses (`[::1]:50051`), as gRPC takes lists of addresses only; for replicas
+    known by name, give one DNS name that resolves to all of them."""
+    replicas = [part.strip() for part in address.split(",")]
+    for replica in replicas:
+        host, colon, port = replica.rpartition(":")
+        if not (host and colon and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"{replica!r} is not host:port")
+    families = {ip_family(replica) for replica in replicas}
+    if len(replicas) > 1 and (len(families) != 1 or None in families):
+        raise ValueError(
+            "several db-api addresses must all be IPv4 or all IPv6 addresses "
+            "(for replicas known by name, give one DNS name that resolves to all of them)"
+        )
+    return replicas
+
+
+def ip_family(replica: str) -> str | None:
+    """ "ipv4" or "ipv6" for an IP `host:port`, None for a name."""
+    import ipaddress
+
+    host = replica.rpartition(":")[0].removeprefix("[").removesuffix("]")
+    try:
+        return f"ipv{ipaddress.ip_address(host).version}"
+    except ValueError:
+        return None
+
+
 class Settings(BaseSettings):
     # The checkout's `.env`, then one in the folder the command starts in (cron starts runs in
     # the checkout, so secrets kept out of cron lines live there).
@@ -49,7 +79,11 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(PROJECT_DIR / "var", description="where the embedded store, secrets and runs live")
-    db_api_address: str = Field("127.0.0.1:50051", description="host:port of the db-api")
+    db_api_address: str = Field(
+        "127.0.0.1:50051",
+        description="host:port of the db-api; several IP host:ports separated by commas (replicas "
+        "over one MongoDB) spread the calls over them, as does a name that resolves to several",
+    )
     db_api_token: SecretStr | None = Field(
         None, description="shared secret for the db-api; generated into data_dir on first start if unset"
     )
@@ -191,6 +225,11 @@ class Settings(BaseSettings):
     alert_smtp_starttls: bool = Field(False, description="upgrade the SMTP connection with STARTTLS")
     alert_smtp_from: str = Field("workbench@localhost", description="sender of failed-run e-mails")
     alert_smtp_to: str | None = Field(None, description="comma-separated recipients of failed-run e-mails")
+
+    @field_validator("db_api_address", mode="after")
+    @classmethod
+    def _replicas(cls, value: str) -> str:
+        return ",".join(db_api_replicas(value))
 
     @field_validator("db_api_token", "jwt_secret", mode="after")
     @classmethod

@@ -20,7 +20,7 @@ import typer
 
 from pipeline_lib.cli.addresses import PortTaken, check_port_free, reachable, split_address
 from pipeline_lib.dashboards.catalog import dashboard_notebooks, dashboards_dir
-from pipeline_lib.settings import LIVE_DASHBOARDS_PATH, Settings, db_api_token, get_settings
+from pipeline_lib.settings import LIVE_DASHBOARDS_PATH, Settings, db_api_replicas, db_api_token, get_settings
 
 if TYPE_CHECKING:
     from traitlets.config import Config
@@ -39,9 +39,9 @@ def content_security_policy(settings: Settings) -> str:
 def kernel_environment(settings: Settings, host: str) -> dict[str, str]:
     """What a dashboard kernel needs to read the results: absolute, as kernels run in the
     notebooks' folder, where relative paths and a `.env` file would not be found."""
-    db_host, db_port = split_address(settings.db_api_address)
+    replicas = (split_address(replica) for replica in db_api_replicas(settings.db_api_address))
     env = {
-        "WORKBENCH_DB_API_ADDRESS": f"{reachable(db_host)}:{db_port}",
+        "WORKBENCH_DB_API_ADDRESS": ",".join(f"{reachable(host)}:{port}" for host, port in replicas),
         "WORKBENCH_DATA_DIR": str(settings.data_dir.resolve()),
         "WORKBENCH_K_MIN_GROUP": str(settings.k_min_group),
         "WORKBENCH_DB_API_MAX_MESSAGE_MB": str(settings.db_api_max_message_mb),

@@ -19,7 +19,7 @@ from pipeline_lib.cli.addresses import (
     split_address,
 )
 from pipeline_lib.logs import configure_logging
-from pipeline_lib.settings import Settings, child_environment, get_settings, jwt_secret
+from pipeline_lib.settings import Settings, child_environment, db_api_replicas, get_settings, jwt_secret
 
 db_api_app = typer.Typer(help="The db-api: the gRPC data service every other part uses.")
 
@@ -50,7 +50,15 @@ def db_api(
 
     configure_logging()
     settings = get_settings()
-    default_host, default_port = split_address(settings.db_api_address)
+    replicas = db_api_replicas(settings.db_api_address)
+    if len(replicas) > 1 and port is None:
+        typer.echo(
+            f"error: WORKBENCH_DB_API_ADDRESS names {len(replicas)} db-api replicas; start each "
+            "with its --host and --port",
+            err=True,
+        )
+        raise typer.Exit(2)
+    default_host, default_port = split_address(replicas[0])
     address = f"{host or default_host}:{port if port is not None else default_port}"
     store = open_store(settings.data_dir, settings.mongo_uri)
     try:
@@ -204,6 +212,13 @@ def up() -> None:
     from pipeline_lib.runs.schedule import ScheduleError, load
 
     settings = get_settings()
+    if len(db_api_replicas(settings.db_api_address)) > 1:
+        typer.echo(
+            "error: `workbench up` starts one db-api on this machine, and WORKBENCH_DB_API_ADDRESS "
+            "names several: start each replica with `workbench db-api --host H --port P`",
+            err=True,
+        )
+        raise typer.Exit(2)
     db_host, db_port = split_address(settings.db_api_address)
     services = [
         Service(

@@ -54,9 +54,16 @@ class Endpoint:
     def open_channel(self, insecure: Callable[..., C], secure: Callable[..., C]) -> C:
         """A channel made by `insecure` or, with `tls`, by `secure` (`grpc`'s or `grpc.aio`'s)."""
         options = req.channel_options(self.max_message_bytes)
+        target = req.grpc_target(self.address)
         if self.tls is None:
-            return insecure(self.address, options=options)
-        return secure(self.address, self.tls.credentials(), options=options)
+            return insecure(target, options=options)
+        if target != self.address:
+            # A certificate names a host; a list of IP addresses names none to check it against.
+            raise ValueError(
+                "TLS to several db-api addresses: give one DNS name that resolves to every replica "
+                "and that their certificates name"
+            )
+        return secure(target, self.tls.credentials(), options=options)
 
 
 @dataclass(frozen=True)

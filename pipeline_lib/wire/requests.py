@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 from bson import json_util
 
+from pipeline_lib.settings import db_api_replicas, ip_family
 from pipeline_lib.wire import arrow_codec
 from pipeline_lib.wire.bson_codec import DECODE_OPTIONS, new_id, to_text
 from pipeline_lib.wire.proto import dbapi_pb2 as pb
@@ -53,6 +54,9 @@ _COLUMN_TYPES = {
 # waits (0.25, 0.5, 1 and 2 s, each ±20%) span about 3.75 s, under the web app's 5 s deadline so a
 # db-api that stays down is still reported as unavailable rather than as a timeout.
 _SERVICE_CONFIG = {
+    # Calls spread over every address of the target (replicas listed, or a name resolving to
+    # several); an address that fails is skipped until it answers again.
+    "loadBalancingConfig": [{"round_robin": {}}],
     "methodConfig": [
         {
             "name": [{"service": "workbench.dbapi.v1.DbApi"}, {"service": "grpc.health.v1.Health"}],
@@ -64,7 +68,7 @@ _SERVICE_CONFIG = {
                 "retryableStatusCodes": ["UNAVAILABLE"],
             },
         }
-    ]
+    ],
 }
 
 
@@ -105,6 +109,15 @@ _TLS_HINTS = (
 
 def _tls_hint(details: str) -> str | None:
     return next((hint for marker, hint in _TLS_HINTS if marker in details), None)
+
+
+def grpc_target(address: str) -> str:
+    """The gRPC target of a db-api address (`settings.db_api_replicas`): a `host:port` as it is,
+    several as gRPC's `ipv4:`/`ipv6:` list, which round_robin spreads calls over."""
+    replicas = db_api_replicas(address)
+    if len(replicas) == 1:
+        return replicas[0]
+    return f"{ip_family(replicas[0])}:{','.join(replicas)}"
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:

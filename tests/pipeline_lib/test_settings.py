@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
+from pydantic import ValidationError
 
 from pipeline_lib.settings import PROJECT_DIR, SecretError, Settings, child_environment, db_api_token
 from pipeline_lib.spark.source import SourceOptions
+from pipeline_lib.wire.requests import grpc_target
 
 
 @pytest.fixture
@@ -132,3 +136,43 @@ def test_processes_starting_together_all_get_the_one_whole_generated_token(
     assert token_file.read_text() == tokens[0] + "\n"
     assert token_file.stat().st_mode & 0o777 == 0o600
     assert [p.name for p in token_file.parent.iterdir()] == ["db_api_token"]  # no staging files left
+
+
+@pytest.mark.parametrize(
+    ("address", "target"),
+    [
+        ("127.0.0.1:50051", "127.0.0.1:50051"),
+        ("db-api.internal:50051", "db-api.internal:50051"),  # a name: round_robin over what it resolves to
+        ("10.0.0.5:50051, 10.0.0.6:50051", "ipv4:10.0.0.5:50051,10.0.0.6:50051"),
+        ("[::1]:50051,[::1]:50052", "ipv6:[::1]:50051,[::1]:50052"),
+    ],
+)
+def test_db_api_addresses_become_grpc_targets(address: str, target: str) -> None:
+    settings = Settings(db_api_address=address)
+    assert grpc_target(settings.db_api_address) == target
+
+
+@pytest.mark.parametrize(
+    ("address", "says"),
+    [
+        ("127.0.0.1", "is not host:port"),
+        ("127.0.0.1:0", "is not host:port"),
+        ("127.0.0.1:50051,", "is not host:port"),
+        ("db1:50051,db2:50051", "give one DNS name that resolves to all of them"),
+        ("127.0.0.1:50051,[::1]:50051", "all be IPv4 or all IPv6"),
+    ],
+)
+def test_db_api_addresses_that_cannot_work_are_refused_with_why(address: str, says: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(says)):
+        Settings(db_api_address=address)
+
+
+def test_tls_to_a_list_of_replicas_is_refused_before_any_call() -> None:
+    from pipeline_lib.client.core import Endpoint
+    from pipeline_lib.client.tls import ClientTls
+
+    tls = ClientTls(ca=b"-----BEGIN CERTIFICATE-----\n")
+    with pytest.raises(ValueError, match="give one DNS name"):
+        Endpoint("10.0.0.5:50051,10.0.0.6:50051", tls=tls).open_channel(
+            grpc.insecure_channel, grpc.secure_channel
+        )

@@ -119,6 +119,18 @@ def test_web_workers_that_could_not_share_their_counts_are_refused(
     assert refuses("127.0.0.1", port)
 
 
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [(["db-api"], "start each with its --host and --port"), (["up"], "`workbench up` starts one db-api")],
+)
+def test_a_list_of_db_api_replicas_needs_each_started_on_its_own(
+    tmp_path: Path, command: list[str], says: str
+) -> None:
+    env = {**_env(tmp_path), "WORKBENCH_DB_API_ADDRESS": "127.0.0.1:50061,127.0.0.1:50062"}
+    result = _run(command, env)
+    assert result.returncode == 2 and says in result.stderr, result.stderr
+
+
 def test_db_api_serves_mutual_tls_from_the_settings_and_ping_uses_them(tmp_path: Path) -> None:
     pki = CertificateAuthority(tmp_path / "pki")
     server, client = pki.issue("db-api", server=True), pki.issue("run", server=False)
