@@ -6,14 +6,18 @@ a transaction where the server has them; elsewhere it upserts first and deletes 
 order that is safe to repeat after a crash.
 
 A fenced write (a run's, naming its lease generation) checks the lease inside the write's
-transaction, and touches the lease document there, so that a new holding and the write conflict
-and one of them waits or retries: the check is atomic with the write. Without transactions the
+transaction, and touches the lease's fence document there (its generation; a new holding bumps
+it), so that a new holding and the write conflict and one of them waits or retries: the check is
+atomic with the write. Renewals write only the lease document, which the transactions merely
+read, so a run's renewals never wait behind its own commits (with many executors committing at
+once they would otherwise starve, and the run lose its lease). Without transactions the
 check comes just before the write (and again before CommitClean's deletes): best effort, as a
 lease taken over in between is not seen, but a run that lost its lease long ago is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Iterator, Sequence
@@ -37,11 +41,12 @@ from db_api.store.base import CleanCommit, CommitCounts, Fence, Lease, ScanSpec,
 from pipeline_lib.contract.collections import COLLECTIONS
 from pipeline_lib.settings import redact_uri_password as redact
 from pipeline_lib.wire import bson_codec
-from pipeline_lib.wire.errors import DbApiError, Unavailable
+from pipeline_lib.wire.errors import DbApiError, StaleFence, Unavailable
 
 SEQ = bson_codec.SEQ_FIELD
 _COUNTERS = "_workbench_counters"
 _LEASES = "_workbench_leases"
+_FENCES = "_workbench_fences"
 _DUPLICATE_KEY = 11000
 _IN_CHUNK = 10_000
 _WRITE_ATTEMPTS = 5
@@ -180,20 +185,39 @@ class MongoStore(Store):
         raise AssertionError("unreachable")
 
     def _check_fence(self, fence: Fence | None, session: ClientSession | None = None) -> None:
-        """Refuse a stale fence. In a transaction (`session`), the lease document is also written,
-        so a concurrent new holding conflicts with this transaction instead of slipping past it."""
+        """Refuse a stale fence. In a transaction (`session`), the fence document is also written,
+        so a concurrent new holding (which bumps it) conflicts with this transaction instead of
+        slipping past it."""
         if fence is None:
             return
-        leases = self.db[_LEASES]
-        if session is not None:
-            touched = leases.update_one(
-                {"_id": fence.lease, "generation": fence.generation, "expires_at": {"$gt": fence.now}},
-                {"$set": {"fenced_at": fence.now}},
+        base.check_fence(
+            fence, _stored_lease(self.db[_LEASES].find_one({"_id": fence.lease}, session=session))
+        )
+        if session is None:
+            return
+        try:
+            # Created, or brought up to this generation, if a holder died before bumping it.
+            self.db[_FENCES].update_one(
+                {"_id": fence.lease, "generation": {"$lte": fence.generation}},
+                {"$set": {"generation": fence.generation, "fenced_at": fence.now}},
+                upsert=True,
                 session=session,
             )
-            if touched.matched_count == 1:
-                return
-        base.check_fence(fence, _stored_lease(leases.find_one({"_id": fence.lease}, session=session)))
+        except DuplicateKeyError:  # a newer generation's fence: taken over meanwhile
+            base.check_fence(fence, _stored_lease(self.db[_LEASES].find_one({"_id": fence.lease})))
+            raise StaleFence(
+                f"lease {fence.lease} was taken over; this run's generation {fence.generation} is stale"
+            ) from None
+
+    def _bump_fence(self, name: str, generation: int) -> None:
+        """A new holding's generation on the fence document: a transaction of an older one still
+        open conflicts with this, and none can commit after."""
+        with contextlib.suppress(DuplicateKeyError):  # already this generation or newer
+            self.db[_FENCES].update_one(
+                {"_id": name, "generation": {"$lt": generation}},
+                {"$set": {"generation": generation}},
+                upsert=True,
+            )
 
     def _delete_ids(self, collection: str, ids: Sequence[str], session: ClientSession | None = None) -> int:
         deleted = 0
@@ -322,6 +346,7 @@ class MongoStore(Store):
                     leases.insert_one({"_id": name, **holding})
                 except DuplicateKeyError:
                     continue  # another acquirer created it first: judge its holding
+                self._bump_fence(name, lease.generation)
                 return lease
             as_read = {
                 "_id": name,
@@ -330,6 +355,8 @@ class MongoStore(Store):
                 "generation": current.get("generation"),  # None also matches a missing field
             }
             if leases.update_one(as_read, {"$set": holding}).matched_count == 1:
+                if lease.generation != current.get("generation"):
+                    self._bump_fence(name, lease.generation)
                 return lease
         raise DbApiError(f"lease {name} changed under {_LEASE_ATTEMPTS} attempts to acquire it in a row")
 
