@@ -2,8 +2,10 @@
 
 Times the whole run including Spark start-up, split into read / clean / write (CommitClean), and
 beside it the same rules applied by pandas in one process to the same data in the same run.
+`--cluster N` runs it on a standalone Spark master with N one-core workers instead, each a process
+of its own (`tests/spark_cluster.py`): on one machine that shows what distribution costs.
 
-    python tests/bench/bench_clean.py [--records N] [--repeat R]
+    python tests/bench/bench_clean.py [--records N] [--repeat R] [--master M | --cluster N]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from pipeline_lib.clean import pandas_engine
 from tests.bench.bench_db_api import start_db_api
 from tests.notebooks.dirty_data import SCHOOLS, dirty_raw
+from tests.spark_cluster import standalone_cluster
 
 TARGET_SECONDS = 60
 
@@ -67,13 +70,24 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--cluster", type=int, default=0, help="a standalone cluster of N one-core workers")
     parser.add_argument("--spark-run", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.spark_run:
         print(json.dumps(spark_run(args.spark_run, args.master)))
         return
+    if args.cluster:
+        folders = tempfile.TemporaryDirectory(prefix="wb-bench-cluster-")
+        with folders as folder, standalone_cluster(Path(folder), workers=args.cluster, cores=1) as cluster:
+            args.master = cluster.master_url
+            bench(args, f"a standalone cluster of {args.cluster} one-core workers")
+        return
+    bench(args, f"Spark {args.master}")
+
+
+def bench(args: argparse.Namespace, where: str) -> None:
     raw = dirty_raw(int(args.records / 1.05), seed=11)
-    setup = f"Spark {args.master}, median of {args.repeat} runs, {os.cpu_count()} cores"
+    setup = f"{where}, median of {args.repeat} runs, {os.cpu_count()} cores"
     print(f"clean benchmark: {len(raw):,} dirty raw records, {setup}")
     spark_runs, pandas_runs = [], []
     with tempfile.TemporaryDirectory(prefix="wb-bench-clean-") as tmp:
@@ -96,7 +110,7 @@ def main() -> None:
 
     n = len(raw)
     total = median(spark_runs, "total")
-    print(f"\nSpark {args.master}: {total:.1f} s end to end ({n / total:,.0f} records/s), "
+    print(f"\n{where}: {total:.1f} s end to end ({n / total:,.0f} records/s), "
           f"target < {TARGET_SECONDS} s: {'met' if total < TARGET_SECONDS else 'MISSED'}")  # fmt: skip
     for key in ("spark start", "read", "clean", "write"):
         print(f"  {key:12} {median(spark_runs, key):6.1f} s")
