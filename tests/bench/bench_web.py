@@ -214,10 +214,14 @@ class Stack:
     token: str
 
 
-def start_stack(workdir: Path, processes: Processes) -> Stack:
-    """A fresh db-api process (embedded store in `workdir`), the real app and the no-op app."""
+def start_db_api_with_submitter(
+    workdir: Path, processes: Processes, **settings: str
+) -> tuple[DbApiClient, dict[str, str]]:
+    """A fresh `workbench db-api` (embedded store in `workdir`) with the bench's submitter account;
+    its client, and the environment the web app gets (`settings` as WORKBENCH_* added)."""
     db_port = free_port()
     env = bench_env(workdir / "data", db_port)
+    env.update({f"WORKBENCH_{name.upper()}": value for name, value in settings.items()})
     processes.start(
         "db-api", [sys.executable, "-m", "pipeline_lib.cli", "db-api", "--port", str(db_port)], env
     )
@@ -226,6 +230,12 @@ def start_stack(workdir: Path, processes: Processes) -> Stack:
     db.put_document(
         "users", USER, {"scopes": ["submit"], "password_hash": hash_password(PASSWORD), "disabled": False}
     )
+    return db, env
+
+
+def start_stack(workdir: Path, processes: Processes) -> Stack:
+    """A fresh db-api process (embedded store in `workdir`), the real app and the no-op app."""
+    db, env = start_db_api_with_submitter(workdir, processes)
 
     urls = {}
     for name, target in (

@@ -31,21 +31,18 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from pipeline_lib.client.sync import DbApiClient  # noqa: E402
-from pipeline_lib.contract.users import hash_password  # noqa: E402
 from tests import wire_servers  # noqa: E402
 from tests.bench.bench_web import (  # noqa: E402
     PASSWORD,
-    TOKEN,
     USER,
     Processes,
     WrkResult,
-    bench_env,
     find_wrk,
     free_port,
     machine,
     run_wrk,
     settled_count,
+    start_db_api_with_submitter,
     wait_until,
     write_lua,
 )
@@ -57,18 +54,10 @@ WAYS += (("2 workers, counts in SecantusDB", 2, True),)
 
 def one_way(wrk: str, workdir: Path, workers: int, limits_uri: str | None, seconds: float) -> WrkResult:
     processes = Processes(workdir)
-    db_port, web_port = free_port(), free_port()
-    env = bench_env(workdir / "data", db_port)
-    if limits_uri:
-        env["WORKBENCH_LIMITS_URI"] = limits_uri
+    web_port = free_port()
     try:
-        processes.start(
-            "db-api", [sys.executable, "-m", "pipeline_lib.cli", "db-api", "--port", str(db_port)], env
-        )
-        db = DbApiClient(f"127.0.0.1:{db_port}", TOKEN, timeout=60)
-        wait_until(lambda: db.health() == "SERVING", processes, "the db-api")
-        db.put_document(
-            "users", USER, {"scopes": ["submit"], "password_hash": hash_password(PASSWORD), "disabled": False}
+        db, env = start_db_api_with_submitter(
+            workdir, processes, **({"limits_uri": limits_uri} if limits_uri else {})
         )
         web = [
             sys.executable,

@@ -26,9 +26,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
+from pipeline_lib.cli.addresses import http_answers
 from pipeline_lib.client.sync import DbApiClient
 from tests import wire_servers
 from tests.conftest import TOKEN
@@ -100,16 +100,9 @@ def _environment(folder: Path, **settings: str) -> dict[str, str]:
     return env
 
 
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def _serve_web(stack: Stack, *args: str) -> None:
     web = stack.start("web", "web", *args)
-    wait_for(lambda: web.poll() is not None or _answers(stack.web), 120, "workbench web")
+    wait_for(lambda: web.poll() is not None or http_answers(f"{stack.web}/healthz"), 120, "workbench web")
     assert web.poll() is None, (stack.folder / "web.log").read_text()[-3000:]
 
 

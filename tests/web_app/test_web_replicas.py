@@ -21,6 +21,7 @@ import uvicorn
 
 from db_api.server import start_server
 from db_api.store.mongo import MongoStore
+from pipeline_lib.cli.addresses import http_answers
 from pipeline_lib.client.sync import DbApiClient
 from tests import wire_servers
 from tests.conftest import TOKEN
@@ -167,7 +168,9 @@ def test_workbench_web_serves_with_two_workers_sharing_one_store(replicas: Repli
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: web.poll() is not None or _answers(url), 90, "workbench web --workers 2")
+        wait_for(
+            lambda: web.poll() is not None or http_answers(f"{url}/healthz"), 90, "workbench web --workers 2"
+        )
         assert web.poll() is None, log.read_text()[-3000:]
         wait_for(lambda: len(children(web.pid, b"spawn_main")) == 2, 60, "two workers")
         workers = children(web.pid, b"spawn_main")
@@ -190,10 +193,3 @@ def test_workbench_web_serves_with_two_workers_sharing_one_store(replicas: Repli
     finally:
         stop_gracefully(web)
     wait_for(lambda: not any(running(pid) for pid in workers), 30, "the workers to end with `workbench web`")
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
