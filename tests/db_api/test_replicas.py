@@ -18,13 +18,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 from db_api.server import start_server
 from db_api.store.mongo import MongoStore
 from pipeline_lib.client.sync import DbApiClient
-from pipeline_lib.wire.requests import DbApiCallError
+from pipeline_lib.wire import requests as wire_requests
+from pipeline_lib.wire.requests import DbApiCallError, channel_options
 from tests import wire_servers
 from tests.conftest import TOKEN
 from tests.notebooks.dirty_data import SCHOOLS, dirty_raw
@@ -126,24 +126,36 @@ def _address(replicas: list[Replica]) -> str:
     return ",".join(f"127.0.0.1:{replica.port}" for replica in replicas)
 
 
-def test_a_replica_killed_mid_scan_costs_a_retry_of_its_partition_only(replicas: list[Replica]) -> None:
+def _flow_controlled(max_message_bytes: int) -> list[tuple[str, object]]:
+    """The client's channel options with HTTP/2's window fixed at 64 KiB: gRPC otherwise grows it
+    (BDP probing) until a whole partition fits, and a stream the replica had finished sending
+    before it died would complete (CI of 785ac40), proving nothing about a stream cut off."""
+    return [
+        *channel_options(max_message_bytes),
+        ("grpc.http2.bdp_probe", 0),
+        ("grpc.http2.lookahead_bytes", 65536),
+    ]
+
+
+def test_a_replica_killed_mid_scan_costs_a_retry_of_its_partition_only(
+    replicas: list[Replica], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wire_requests, "channel_options", _flow_controlled)
     with DbApiClient(_address(replicas), TOKEN) as client:
         raw = dirty_raw(6_000, seed=11)
         client.write("raw", raw, key="submission_id")
         ids = client.scan("raw", columns=["_id"]).column("_id").to_pylist()
         # Two partitions read at once, as two Spark tasks would: round_robin puts the two streams
-        # on the two replicas. One replica dies after each stream has delivered its first batch.
-        streams = [
-            client.scan_batches("raw", columns=["_id"], partition=p, partitions=2, batch_size=200)
-            for p in (0, 1)
-        ]
+        # on the two replicas. One replica dies after each stream has delivered its first batch;
+        # whole records make each partition (about 1 MB) many windows long, so neither is done.
+        streams = [client.scan_batches("raw", partition=p, partitions=2, batch_size=100) for p in (0, 1)]
         firsts = [next(stream) for stream in streams]
         replicas[0].kill()
         read: dict[int, list[str]] = {}
         failed = []
         for partition, (first, stream) in enumerate(zip(firsts, streams, strict=True)):
             try:
-                read[partition] = pa.Table.from_batches([first, *stream]).column("_id").to_pylist()
+                read[partition] = [i for batch in (first, *stream) for i in batch.column("_id").to_pylist()]
             except DbApiCallError as exc:
                 failed.append((partition, exc.code.name))
         assert [code for _, code in failed] == ["UNAVAILABLE"], failed  # exactly the dead one's stream
