@@ -7,13 +7,11 @@ from typing import Literal
 
 from fastapi import Request, Response
 
-from web_app.deps import get_settings
-
 SameSite = Literal["lax", "strict"]
 
 
 def secure(request: Request) -> bool:
-    public_url = get_settings(request).public_url or ""
+    public_url = request.app.state.settings.public_url or ""
     return public_url.lower().startswith("https://") or request.url.scheme == "https"
 
 

@@ -30,14 +30,17 @@ from web_app.upload_slots import UploadSlots
 
 SESSION_COOKIE = "wb_session"
 CSRF_COOKIE = "wb_csrf"
+PAGE_USER = "page_user"  # `request.state` attribute: the user `page_user` let in, for `pages.render`
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", scopes=SCOPES, auto_error=False)
 
 
 def _app_state(name: str) -> Callable[[Request], Any]:
-    """The dependency that gives `app.state.<name>` (typed by the Annotated alias below)."""
+    """The dependency that gives `app.state.<name>` (typed by the Annotated alias below). Async,
+    as every dependency here: FastAPI runs a plain `def` dependency in its thread pool, a thread hop
+    per dependency per request (eight on a dashboard page) for a getattr."""
 
-    def get(request: Request) -> Any:
+    async def get(request: Request) -> Any:
         return getattr(request.app.state, name)
 
     get.__name__ = f"get_{name}"
@@ -58,7 +61,7 @@ get_live_kernels = _app_state("live_kernels")
 get_voila_http = _app_state("voila_http")  # the client the live dashboards' proxy forwards with
 
 
-def client_host(request: Request) -> str:
+async def client_host(request: Request) -> str:
     """The address rate limits and sign-in throttling count (see `client_address`)."""
     return request.client.host if request.client else "unknown"
 
@@ -114,7 +117,7 @@ class TokenReader:
         return as_the_account_stands(claims, user)
 
 
-def token_reader(
+async def token_reader(
     secret: JwtSecretDep, revoked: RevokedTokensDep, accounts: AccountsDep, db: DbDep
 ) -> TokenReader:
     return TokenReader(secret, revoked, accounts, db)
@@ -164,4 +167,5 @@ async def page_user(security_scopes: SecurityScopes, request: Request, tokens: T
         raise LoginRequired(request.url.path)
     if missing := _missing_scopes(security_scopes, claims):
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"This page needs: {', '.join(sorted(missing))}")
+    setattr(request.state, PAGE_USER, claims)
     return claims

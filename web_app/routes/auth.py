@@ -75,7 +75,7 @@ class SignIn:
         return scopes
 
 
-def _sign_in(guard: SignInGuardDep, client: ClientHostDep, db: DbDep) -> SignIn:
+async def _sign_in(guard: SignInGuardDep, client: ClientHostDep, db: DbDep) -> SignIn:
     return SignIn(guard, client, db)
 
 

@@ -51,7 +51,7 @@ class FormPage:
         return await render(self.request, "form.html", context, status_code)
 
 
-def _form_page(request: Request, db: DbDep, cache: SchoolCacheDep) -> FormPage:
+async def _form_page(request: Request, db: DbDep, cache: SchoolCacheDep) -> FormPage:
     return FormPage(request, db, cache)
 
 
