@@ -20,6 +20,8 @@ import anyio
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from pipeline_lib.contract.fields import CONSENT, STUDENT_FIELDS, TRUE_TOKENS
 from pipeline_lib.wire.bson_codec import new_id, to_text
@@ -256,13 +258,20 @@ async def _parsed_in_thread(stream: AsyncIterator[bytes], parser: _Parser) -> As
     gathered first, so a client sending a byte at a time costs no thread hop per byte)."""
     gathered: list[bytes] = []
     size = 0
-    async for chunk in stream:
-        gathered.append(chunk)
-        size += len(chunk)
-        if size >= FEED_BYTES:
-            data, gathered, size = b"".join(gathered), [], 0
-            for batch in await anyio.to_thread.run_sync(parser.feed, data):
-                yield batch
+    try:
+        async for chunk in stream:
+            gathered.append(chunk)
+            size += len(chunk)
+            if size >= FEED_BYTES:
+                data, gathered, size = b"".join(gathered), [], 0
+                for batch in await anyio.to_thread.run_sync(parser.feed, data):
+                    yield batch
+    except (HTTPException, ClientDisconnect):
+        # The body stopped (stalled, too large, the client gone): the rows that arrived still
+        # count and may complete a batch to store, whatever pieces the network delivered them in.
+        for batch in await anyio.to_thread.run_sync(parser.feed, b"".join(gathered)):
+            yield batch
+        raise
     for batch in await anyio.to_thread.run_sync(parser.feed, b"".join(gathered), True):
         yield batch
 
