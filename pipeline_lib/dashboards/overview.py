@@ -49,6 +49,7 @@ def _absent(results: Results, key: str, what: str) -> str:
     return page.notices(results, (key,)) or _missing(what)
 
 
+@page.section
 def headline(results: Results) -> str:
     """Cards: students, schools, mean math score and mean SES (overall descriptives, else the
     histograms' totals)."""
@@ -73,6 +74,7 @@ def headline(results: Results) -> str:
     return html.section("Headline numbers", html.cards(items) + withheld)
 
 
+@page.section
 def distribution_plots(results: Results) -> str:
     """Histograms of math score and SES side by side."""
     if not results:
@@ -97,6 +99,7 @@ def distribution_plots(results: Results) -> str:
     return html.section("Distributions", html.side_by_side(figures))
 
 
+@page.section
 def comparisons(results: Results) -> str:
     """Math score by sector, sex and minority: boxes from the quartiles, and a table of means."""
     if not results:
@@ -162,6 +165,7 @@ def comparisons(results: Results) -> str:
     return html.section("Comparisons by sector, sex and minority", withheld + "".join(parts))
 
 
+@page.section
 def relation(results: Results) -> str:
     """Mean math score per SES bin and the least-squares line of each sector."""
     if not results:

@@ -55,6 +55,7 @@ def load(client: DbApiClient, k: int) -> Quality:
     )
 
 
+@page.section
 def latest_status(data: Quality) -> str:
     """Each job's latest run, with a warning when one did not succeed (figures may be stale)."""
     if not data:
@@ -95,6 +96,7 @@ def _when(stamp: object) -> str:
     return f"{pd.Timestamp(stamp):%Y-%m-%d %H:%M}"
 
 
+@page.section
 def cleaned_vs_quarantined(data: Quality) -> str:
     """Totals now (from the quality documents) and the records of each clean run."""
     if not data:
@@ -166,6 +168,7 @@ def _counts_section(
     return html.section(title, held + figure_html(figure, alt, " ".join(c for c in (caption, notes) if c)))
 
 
+@page.section
 def reject_reasons(data: Quality) -> str:
     """Quarantined records by reason, in words where the document has them."""
     return _counts_section(
@@ -182,6 +185,7 @@ def reject_reasons(data: Quality) -> str:
     )
 
 
+@page.section
 def top_changes(data: Quality) -> str:
     """The cleaner's most frequent changes, by field and rule."""
     return _counts_section(

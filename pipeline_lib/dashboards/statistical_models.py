@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.contract.fields import SECTORS, SEXES
+from pipeline_lib.dashboards import page
 from pipeline_lib.dashboards.source import Results, load_results
 from pipeline_lib.process.results import PublicResult
 from pipeline_lib.views import html, plots
@@ -141,6 +142,7 @@ def _ols(result: PublicResult, k: int) -> str:
     return body + _terms(result, "coefficients", k=k, alt="Forest plot of the OLS coefficients")
 
 
+@page.section
 def ols_section(results: Results) -> str:
     """The OLS model: fit, reference categories, forest plot and table of the coefficients."""
     title = "Math score on SES, sex, minority and sector (OLS)"
@@ -181,6 +183,7 @@ def _school_effects(result: PublicResult, k: int) -> str:
     return body
 
 
+@page.section
 def multilevel_section(results: Results) -> str:
     """The multilevel models: the null model's variance split, the school-effects model's terms."""
     null = _section(
@@ -242,12 +245,14 @@ def _at_risk(result: PublicResult, k: int) -> str:
     return _summary(result) + _metrics(result, k) + html.side_by_side(figures)
 
 
+@page.section
 def at_risk_section(results: Results) -> str:
     """The at-risk classifier: metrics against the baseline, calibration and importances."""
     title = "Students at risk of a low math score"
     return _section(results, keys.AT_RISK, title, lambda result: _at_risk(result, results.k))
 
 
+@page.section
 def prediction_section(results: Results) -> str:
     """The score regression: its errors on unseen schools against the baseline."""
     note = "Errors on schools the model was not trained on; the baseline predicts each training fold's mean."

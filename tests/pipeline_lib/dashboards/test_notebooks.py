@@ -5,12 +5,17 @@ says "no data yet", and without the db-api it says the results cannot be read.""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import nbformat
 import pandas as pd
 import pytest
 
 from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.contract import result_keys as keys
+from pipeline_lib.contract.collections import PROCESSED
+from pipeline_lib.dashboards import overview, page
+from pipeline_lib.settings import get_settings
 from tests.pipeline_lib.dashboards import populate
 from tests.pipeline_lib.dashboards.conftest import DASHBOARDS, NAMES, errors, execute, html_outputs
 from tests.wire_servers import free_port
@@ -42,9 +47,10 @@ def test_a_dashboard_without_the_db_api_says_the_results_cannot_be_read(
     assert "The results cannot be read right now." in html_outputs(notebook)
 
 
-def test_dashboards_read_data_only_after_waiting_for_a_viewer() -> None:
-    """Preheated kernels run the cells before `wait_for_viewer` in advance: they may import and
-    warm up, but must not read results, or a viewer would see the data of kernel start-up."""
+def test_dashboards_show_data_read_after_waiting_for_a_viewer() -> None:
+    """Preheated kernels run the cells before `wait_for_viewer` in advance: they may import, warm
+    up and read ahead (`page.read_ahead`), but the page shows what is read after the wait, given
+    what was read ahead only to reuse its drawings when the data is the same."""
     for name in NAMES:
         code = [
             c.source
@@ -55,6 +61,39 @@ def test_dashboards_read_data_only_after_waiting_for_a_viewer() -> None:
         assert waiting == 1 and "page.prepare()" in code[0]
         assert not any(".load" in source for source in code[:waiting]), name
         assert code[waiting].index("wait_for_viewer") < code[waiting].index(".load")
+        if "page.read_ahead(" in code[0]:
+            assert ".load, ahead)" in code[waiting], name
+
+
+@pytest.fixture
+def settings_from_environment() -> Iterator[None]:
+    """Settings read in this process, from the test's environment (and forgotten after)."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_a_page_read_ahead_is_shown_as_drawn_until_its_data_changes(
+    populated: DbApiClient, settings_from_environment: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("pipeline_lib.dashboards.page._drawn", {})
+    assert page.read_ahead(overview) is None  # one kernel per viewer: nothing read twice
+    monkeypatch.setenv("VOILA_PREHEAT", "True")
+    ahead = page.read_ahead(overview)
+    assert ahead is not None and ahead.found
+    drawn = {draw.__name__: draw(ahead) for draw in page.sections(overview)}
+    assert set(drawn) == {"headline", "distribution_plots", "comparisons", "relation"}
+    # The viewer arrives; the data is the same: the page is what was drawn ahead, not drawn again.
+    results = page.load(overview.load, ahead)
+    assert results is ahead and results.freshness is not None
+    assert all(getattr(overview, name)(results) is html for name, html in drawn.items())
+    # A run replaced a document in between: the viewer gets the new data, drawn for them.
+    populated.delete_ids(PROCESSED, [keys.SES_MATH_RELATION])
+    results = page.load(overview.load, ahead)
+    assert results is not ahead and keys.SES_MATH_RELATION not in results.found
+    assert overview.relation(results) != drawn["relation"]
+    assert "not computed yet" in overview.relation(results)
+    assert overview.headline(results) == drawn["headline"]  # the same figures, drawn again
 
 
 @pytest.mark.slow
