@@ -14,6 +14,7 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -24,9 +25,9 @@ from starlette.concurrency import run_in_threadpool
 
 from pipeline_lib.client.aio import AsyncDbApiClient
 from pipeline_lib.contract.collections import DASHBOARDS
-from pipeline_lib.wire.requests import DbApiCallError
 from web_app.sanitise import clean_html
 
+log = logging.getLogger(__name__)
 SNAPSHOT_CACHE_SECONDS = 5.0
 MAX_SNAPSHOTS = 100
 # Inline image kinds served as files: media type and file extension.
@@ -89,25 +90,38 @@ class SnapshotCache:
         self._snapshots: dict[str, ServedSnapshot] | None = None
         self._expires = 0.0
         self._lock = asyncio.Lock()
+        self._refreshing: asyncio.Task[None] | None = None  # the background read under way
 
     async def snapshots(self, db: AsyncDbApiClient) -> dict[str, ServedSnapshot]:
-        """Every stored snapshot by dashboard name. While the db-api is unreachable the last ones
-        read are served; with none, the db-api's error is raised."""
-        if self._snapshots is not None and self._clock() < self._expires:
+        """Every stored snapshot by dashboard name. Once read, they are served at once: when they
+        are older than `ttl`, one read in the background replaces them (no request waits for it:
+        a read that waited, under load, held every request to these pages for seconds, with its
+        worker threads waiting on the GIL). While the db-api is unreachable the last ones read are
+        served; with none yet, requests wait for the first read, and its error is raised."""
+        if self._snapshots is not None:
+            if self._clock() >= self._expires and self._refreshing is None:
+                self._refreshing = asyncio.create_task(self._refresh_in_background(db))
             return self._snapshots
-        async with self._lock:  # requests that find it stale together share one read
-            if self._snapshots is not None and self._clock() < self._expires:
-                return self._snapshots
-            try:
-                documents = await db.list_documents(DASHBOARDS, limit=MAX_SNAPSHOTS)
-            except DbApiCallError:
-                if self._snapshots is None:
-                    raise
-                return self._snapshots
-            self._snapshots = await run_in_threadpool(self._served, documents, self._snapshots or {})
-            self.names = await run_in_threadpool(self._list_names)
-            self._expires = self._clock() + self.ttl
+        async with self._lock:  # the first requests share the first read
+            if self._snapshots is None:
+                await self._read(db)
+            assert self._snapshots is not None
             return self._snapshots
+
+    async def _read(self, db: AsyncDbApiClient) -> None:
+        documents = await db.list_documents(DASHBOARDS, limit=MAX_SNAPSHOTS)
+        self._snapshots = await run_in_threadpool(self._served, documents, self._snapshots or {})
+        self.names = await run_in_threadpool(self._list_names)
+        self._expires = self._clock() + self.ttl
+
+    async def _refresh_in_background(self, db: AsyncDbApiClient) -> None:
+        try:
+            await self._read(db)
+        except Exception:  # the snapshots read before stay; the next request after a second retries
+            log.warning("reading the dashboard snapshots failed; serving the last ones read", exc_info=True)
+            self._expires = self._clock() + min(self.ttl, 1.0)
+        finally:
+            self._refreshing = None
 
     @staticmethod
     def _served(documents: list[dict], known: dict[str, ServedSnapshot]) -> dict[str, ServedSnapshot]:
