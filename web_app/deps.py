@@ -7,7 +7,7 @@ here, and tests swap any of it with `app.dependency_overrides`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -35,7 +35,7 @@ PAGE_USER = "page_user"  # `request.state` attribute: the user `page_user` let i
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", scopes=SCOPES, auto_error=False)
 
 
-def _app_state(name: str) -> Callable[[Request], Any]:
+def _app_state(name: str) -> Callable[[Request], Awaitable[Any]]:
     """The dependency that gives `app.state.<name>` (typed by the Annotated alias below). Async,
     as every dependency here: FastAPI runs a plain `def` dependency in its thread pool, a thread hop
     per dependency per request (eight on a dashboard page) for a getattr."""
