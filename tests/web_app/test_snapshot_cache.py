@@ -47,6 +47,16 @@ def _html(snapshots: dict) -> str:
     return str(snapshots["overview"].html)
 
 
+async def _refreshed(cache: SnapshotCache) -> None:
+    """Until the background read is over: it sanitises in a worker thread, which a loaded machine
+    may take a while to schedule, so a fixed number of event-loop turns is not enough."""
+    for _ in range(1000):
+        if cache._refreshing is None:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the background read did not finish in 10 s")
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
@@ -63,8 +73,7 @@ async def test_stale_snapshots_are_served_at_once_while_one_read_replaces_them(c
         await asyncio.sleep(0)  # the background read starts, and waits
     assert all("first" in _html(s) for s in served) and db.calls == 2  # one read for all of them
     db.release.set()
-    for _ in range(10):
-        await asyncio.sleep(0)
+    await _refreshed(cache)
     assert "second one" in _html(await cache.snapshots(db))  # type: ignore[arg-type]
     assert db.calls == 2  # fresh again: no read until the next expiry
 
@@ -87,10 +96,10 @@ async def test_a_failed_refresh_keeps_the_last_snapshots_and_retries_after_a_sec
     await cache.snapshots(db)  # type: ignore[arg-type]
     db.fail, clock.now = True, 6.0
     assert "first" in _html(await cache.snapshots(db))  # type: ignore[arg-type]
-    await asyncio.sleep(0.01)  # the background read fails
+    await _refreshed(cache)  # the background read fails
     assert "first" in _html(await cache.snapshots(db))  # type: ignore[arg-type]
     assert db.calls == 2  # no retry within the second
     db.fail, db.html, clock.now = False, "<p>third one!</p>", 7.5
     await cache.snapshots(db)  # type: ignore[arg-type]
-    await asyncio.sleep(0.01)
+    await _refreshed(cache)
     assert "third one!" in _html(await cache.snapshots(db))  # type: ignore[arg-type]
