@@ -67,6 +67,12 @@ def spark_conf(master: str, *, settings: Settings) -> dict[str, str]:
         # Plans of wide rows (the clean's) are printed whole in errors and `explain()`, without
         # the "Truncated the string representation of a plan" warning (default 25 fields).
         "spark.sql.debug.maxToStringFields": "1000",
+        # PySpark 4 records the Python call site of every column function for error messages
+        # (four JVM round trips and a stack walk each); the clean builds thousands of column
+        # expressions, and this cost it 5-8 s per run on 3,000 records (17-19 s -> 10-13 s warm).
+        # Errors still name the failing expression and its plan; pass this as "true" in `conf`
+        # to also get the notebook line that built it.
+        "spark.python.sql.dataFrameDebugging.enabled": "false",
     }
     log_config = _log4j2_file(spark_dir)
     # HotSpot never compiles a method over 8,000 bytes of bytecode; whole-stage code generation

@@ -319,6 +319,11 @@ def test_the_session_is_set_up_for_this_machine(spark: SparkSession, tmp_path: P
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
     assert spark.conf.get("spark.sql.execution.arrow.pyspark.enabled") == "true"
     assert spark.conf.get("spark.sql.shuffle.partitions") == "4"
+    # No call site recorded per column function (JVM round trips that slowed building the clean).
+    from pyspark.errors.utils import is_debugging_enabled
+
+    assert spark.conf.get("spark.python.sql.dataFrameDebugging.enabled") == "false"
+    assert not is_debugging_enabled()
     assert conf.get("spark.driver.host") == "127.0.0.1"
     assert os.environ["SPARK_LOCAL_IP"] == "127.0.0.1"
     assert Path(os.environ["PYSPARK_PYTHON"]).name.startswith("python")
