@@ -69,7 +69,7 @@ def spark_conf(master: str, *, settings: Settings) -> dict[str, str]:
         "spark.sql.debug.maxToStringFields": "1000",
         # PySpark 4 records the Python call site of every column function for error messages
         # (four JVM round trips and a stack walk each); the clean builds thousands of column
-        # expressions, and this cost it 5-8 s per run on 3,000 records (17-19 s -> 10-13 s warm).
+        # expressions, and this cost it 3-8 s per run on 3,000 records (warm: 16-19 s -> 10-14 s).
         # Errors still name the failing expression and its plan; pass this as "true" in `conf`
         # to also get the notebook line that built it.
         "spark.python.sql.dataFrameDebugging.enabled": "false",
