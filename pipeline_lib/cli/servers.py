@@ -142,10 +142,11 @@ def web(
     except PortTaken as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    from web_app.client_address import uvicorn_proxy_options
+    from web_app.serving import uvicorn_options
 
     jwt_secret(settings)  # generated once here, not by each worker as it starts
-    # X-Forwarded-For only from WORKBENCH_TRUSTED_PROXIES (uvicorn alone would believe 127.0.0.1).
+    # asyncio's loop (`web_app.serving`); X-Forwarded-For only from WORKBENCH_TRUSTED_PROXIES
+    # (uvicorn alone would believe 127.0.0.1).
     uvicorn.run(
         "web_app.main:create_app",
         factory=True,
@@ -154,7 +155,7 @@ def web(
         workers=workers,
         server_header=False,
         log_config=None,
-        **uvicorn_proxy_options(settings.trusted_proxies),
+        **uvicorn_options(settings.trusted_proxies),
     )
 
 

@@ -20,9 +20,9 @@ from pipeline_lib.contract.users import hash_password
 from pipeline_lib.settings import Settings
 from tests.conftest import TOKEN
 from tests.wire_servers import free_port
-from web_app.client_address import uvicorn_proxy_options
 from web_app.main import create_app
 from web_app.security import create_access_token
+from web_app.serving import uvicorn_options
 
 PASSWORD = "correct horse battery"
 ROLES = {
@@ -105,8 +105,8 @@ def stack(tmp_path: Path, web_settings: dict[str, object]) -> Iterator[WebStack]
         db.put_document("users", name, {"scopes": scopes, "password_hash": _HASH, "disabled": False})
     app = create_app(settings)
     port = free_port()
-    # Served as `workbench web` serves it: uvicorn believes the same proxies as the app.
-    options = uvicorn_proxy_options(settings.trusted_proxies)
+    # Served as `workbench web` serves it: the same event loop, and uvicorn believes the same proxies.
+    options = uvicorn_options(settings.trusted_proxies)
     server = ThreadedUvicorn(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options))
     thread = server.start_in_thread()
     yield WebStack(f"http://127.0.0.1:{port}", db, db_api, settings, app)
