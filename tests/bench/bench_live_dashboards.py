@@ -34,7 +34,14 @@ from pipeline_lib.contract.users import hash_password
 from pipeline_lib.dashboards.catalog import live_path
 from pipeline_lib.settings import LIVE_DASHBOARDS_PATH
 from tests.bench import bench_dashboards, bench_snapshots
-from tests.bench.bench_dashboards import DASHBOARDS, FIRST_PLOT, Loader, kernels_waiting, machine_state
+from tests.bench.bench_dashboards import (
+    DASHBOARDS,
+    FIRST_PLOT,
+    POOLS,
+    Loader,
+    kernels_waiting,
+    machine_state,
+)
 from tests.bench.bench_db_api import TOKEN, start_db_api
 from tests.bench.bench_web import JWT_SECRET, UVICORN, Processes, free_port, wait_until
 
@@ -161,10 +168,8 @@ def main() -> None:
             web, log = f"http://127.0.0.1:{web_port}", Path(folder) / "voila.log"
             wait_until(lambda: httpx.get(f"{web}/healthz").status_code == 200, processes, "the web app")
             started = time.perf_counter()
-            bench_dashboards.wait_until(lambda: kernels_waiting(log) >= len(DASHBOARDS), 180, "preheating")
-            print(
-                f"Voilà ready, {len(DASHBOARDS)} kernels preheated, in {time.perf_counter() - started:.1f} s"
-            )
+            bench_dashboards.wait_until(lambda: kernels_waiting(log) >= POOLS, 180, "preheating")
+            print(f"Voilà ready, {POOLS} kernels preheated, in {time.perf_counter() - started:.1f} s")
             cookie = bench_snapshots.session_cookie(web, ANALYST, PASSWORD)
             voila_url = f"http://127.0.0.1:{voila_port}{LIVE_DASHBOARDS_PATH}"
             with sync_playwright() as playwright:
@@ -172,7 +177,8 @@ def main() -> None:
                     executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox"]
                 )
                 times = first_plots(browser, web, voila_url, log, cookie, args.repeat)
-                loads = len(DASHBOARDS) * (1 + 3 * args.repeat) + 1  # every pool full again
+                # Every pool full again: each pool's first kernel, the warm-up load, three per dashboard.
+                loads = POOLS + 1 + 3 * len(DASHBOARDS) * args.repeat
                 cap = at_the_cap(browser, web, voila.pid, log, cookie, args.cap, loads)
                 browser.close()
             served = bench_dashboards.server_seconds(log)
