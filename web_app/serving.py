@@ -10,10 +10,11 @@ from web_app.client_address import uvicorn_proxy_options
 # the loop (libuv PR #3696), so while the app is busy new connections queue in the kernel: with 64
 # wrk clients on a dashboard snapshot, 38 connections waited up to 1.3 s to be accepted and the
 # page's p99 was 280-930 ms. asyncio accepts every waiting connection at once (p99 62-82 ms),
-# for 2-4% fewer requests per second.
+# for 2-7% fewer requests per second on that page (none measurable on the form's POSTs).
 EVENT_LOOP = "asyncio"
+HTTP_PARSER = "httptools"
 
 
 def uvicorn_options(trusted_proxies: str) -> dict[str, Any]:
     """uvicorn's options for the web app behind `trusted_proxies` (WORKBENCH_TRUSTED_PROXIES)."""
-    return {"loop": EVENT_LOOP, "http": "httptools", **uvicorn_proxy_options(trusted_proxies)}
+    return {"loop": EVENT_LOOP, "http": HTTP_PARSER, **uvicorn_proxy_options(trusted_proxies)}

@@ -50,7 +50,7 @@ from pipeline_lib.settings import Settings
 from pipeline_lib.wire.requests import InsertResult, WriteResult
 from web_app.main import create_app
 from web_app.security import create_access_token
-from web_app.serving import EVENT_LOOP
+from web_app.serving import EVENT_LOOP, HTTP_PARSER
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "bench"
@@ -76,7 +76,7 @@ SUBMISSION = {
 CSV_COLUMNS = "school_id,student_ref,sex,minority,ses,math_score,age,study_hours_week,absences,consent"
 PATHOLOGICAL = CSV_COLUMNS + '\n"' + "\na" * 200_000 + "\n"  # an unclosed quote, then 200,000 lines
 UPLOAD_CHUNK = 1 << 20
-UVICORN = ["--workers", os.environ.get("BENCH_WEB_WORKERS", "1"), "--loop", EVENT_LOOP, "--http", "httptools"]
+UVICORN = ["--workers", os.environ.get("BENCH_WEB_WORKERS", "1"), "--loop", EVENT_LOOP, "--http", HTTP_PARSER]
 UVICORN += ["--log-level", "warning", "--no-access-log"]
 
 
