@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 2000
 MAX_BATCH_SIZE = 100_000
 MAX_LIST = 10_000
+MAX_INSERT_EACH = 1000
 MAX_LEASE_SECONDS = 7 * 24 * 3600
 
 _OPERATORS = {
@@ -134,6 +135,43 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
         # Inserted as sent: the request's own bytes are the stored document (the common path).
         stored_bson = request.document_bson if inserted and given_id else bson_codec.encode(stored)
         return pb.InsertOneResponse(id=stored["_id"], inserted=inserted, document_bson=stored_bson)
+
+    @_rpc
+    def InsertEach(
+        self, request: pb.InsertEachRequest, context: grpc.ServicerContext
+    ) -> pb.InsertEachResponse:
+        collection = check_collection(request.collection)
+        if len(request.documents_bson) > MAX_INSERT_EACH:
+            raise InvalidArgument(
+                f"InsertEach takes at most {MAX_INSERT_EACH} documents a call, "
+                f"got {len(request.documents_bson)}"
+            )
+        checked: list[tuple[dict, bytes | None] | InvalidArgument] = []
+        for blob in request.documents_bson:
+            try:
+                doc = bson_codec.decode(blob)
+                given_id = "_id" in doc
+                doc.setdefault("_id", bson_codec.new_id())
+                checked.append((bson_codec.check_document(doc), blob if given_id else None))
+            except InvalidArgument as exc:
+                checked.append(exc)
+        valid = [c for c in checked if not isinstance(c, InvalidArgument)]
+        stored = iter(self.store.insert_each(collection, [doc for doc, _ in valid]))
+        outcomes = []
+        for item in checked:
+            result = item if isinstance(item, InvalidArgument) else next(stored)
+            if isinstance(result, InvalidArgument):
+                outcomes.append(
+                    pb.InsertOutcome(status_code=result.code.value[0], status_message=str(result))
+                )
+                continue
+            assert not isinstance(item, InvalidArgument)
+            (doc, inserted), sent = result, item[1]
+            # Inserted as sent: the request's own bytes are the stored document (the common path).
+            stored_bson = sent if inserted and sent is not None else bson_codec.encode(doc)
+            response = pb.InsertOneResponse(id=doc["_id"], inserted=inserted, document_bson=stored_bson)
+            outcomes.append(pb.InsertOutcome(result=response))
+        return pb.InsertEachResponse(outcomes=outcomes)
 
     @_rpc
     def Get(self, request: pb.GetRequest, context: grpc.ServicerContext) -> pb.GetResponse:

@@ -156,6 +156,18 @@ class Store(abc.ABC):
     def insert_one(self, collection: str, doc: dict) -> tuple[dict, bool]:
         """Insert if absent. Return the stored document and whether it was inserted now."""
 
+    def insert_each(self, collection: str, docs: Sequence[dict]) -> list[tuple[dict, bool] | InvalidArgument]:
+        """`insert_one` for each document, in order; a document refused on its own (InvalidArgument)
+        gets its error in its place and the others go on. Any other error fails the whole call,
+        possibly after some documents were committed (each insert is idempotent on its `_id`)."""
+        outcomes: list[tuple[dict, bool] | InvalidArgument] = []
+        for doc in docs:
+            try:
+                outcomes.append(self.insert_one(collection, doc))
+            except InvalidArgument as exc:
+                outcomes.append(exc)
+        return outcomes
+
     @abc.abstractmethod
     def get(self, collection: str, doc_id: str) -> dict | None: ...
 

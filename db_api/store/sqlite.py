@@ -20,7 +20,7 @@ from db_api.store import base
 from db_api.store.base import CleanCommit, CommitCounts, Fence, Lease, ScanSpec, Store, WriteCounts
 from pipeline_lib.contract.collections import COLLECTIONS
 from pipeline_lib.wire import bson_codec
-from pipeline_lib.wire.errors import Unavailable
+from pipeline_lib.wire.errors import InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,25 @@ class SqliteStore(Store):
             raise pending.error
         assert pending.result is not None
         return pending.result
+
+    def insert_each(self, collection: str, docs: Sequence[dict]) -> list[tuple[dict, bool] | InvalidArgument]:
+        """As `insert_one` for each document, all in the next group commit."""
+        outcomes: list[_PendingInsert | InvalidArgument] = []
+        for doc in docs:
+            try:
+                outcomes.append(_PendingInsert(collection, doc, bson_codec.encode(doc)))
+            except InvalidArgument as exc:
+                outcomes.append(exc)
+        pending = [p for p in outcomes if isinstance(p, _PendingInsert)]
+        if pending:  # appended together, so they are committed together, in one batch
+            with self._pending_lock:
+                self._pending.extend(pending)
+            with self._write_lock:
+                if pending[-1].result is None and pending[-1].error is None:
+                    self._commit_pending()
+            if pending[-1].error is not None:
+                raise pending[-1].error
+        return [o if isinstance(o, InvalidArgument) else o.finished() for o in outcomes]
 
     def _commit_pending(self) -> None:
         """Runs under the write lock: commit every insert waiting now, in arrival order."""
@@ -261,6 +280,10 @@ class _PendingInsert:
     blob: bytes
     result: tuple[dict, bool] | None = None
     error: BaseException | None = None
+
+    def finished(self) -> tuple[dict, bool]:
+        assert self.result is not None, "read only after its group commit"
+        return self.result
 
 
 def _insert_if_absent(

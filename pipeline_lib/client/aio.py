@@ -9,16 +9,20 @@ UNAVAILABLE is retried.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Self, TypeVar
 
 import grpc
 
 from pipeline_lib.client import core
+from pipeline_lib.client.coalesce import InsertCoalescer
 from pipeline_lib.wire.requests import (
     DEFAULT_WRITE_BATCH,
+    DbApiCallError,
     Document,
     Filter,
+    InsertRefused,
     InsertResult,
     Tabular,
     WriteResult,
@@ -57,7 +61,26 @@ class AsyncDbApiClient(core.ClientCore):
         return call.read(reply)
 
     async def insert_one(self, collection: str, document: Mapping[str, Any]) -> InsertResult:
-        return await self._call(core.insert_one(collection, document))
+        """Concurrent calls share db-api calls (`coalesce`); each gets its own result or error."""
+        return await self._inserts.insert(collection, core.insert_bson(document))
+
+    async def insert_each(
+        self, collection: str, documents: Sequence[Mapping[str, Any]]
+    ) -> list[InsertResult | InsertRefused]:
+        """`insert_one` for each document, in one call: each gets its result or its refusal."""
+        return await self._insert_each(collection, [core.insert_bson(d) for d in documents])
+
+    async def _insert_each(
+        self, collection: str, documents_bson: Sequence[bytes]
+    ) -> list[InsertResult | InsertRefused]:
+        return await self._call(core.insert_each(collection, documents_bson))
+
+    @functools.cached_property
+    def _inserts(self) -> InsertCoalescer:
+        return InsertCoalescer(self._insert_each, self._refusal)
+
+    def _refusal(self, refused: InsertRefused) -> DbApiCallError:
+        return DbApiCallError(self.address, refused.code, refused.message)
 
     async def get(self, collection: str, doc_id: str) -> Document | None:
         return await self._call(core.get(collection, doc_id))

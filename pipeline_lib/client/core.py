@@ -150,16 +150,45 @@ class ClientCore:
 # -- the calls ---------------------------------------------------------------------------------
 
 
+def insert_bson(document: Mapping[str, Any]) -> bytes:
+    """The document as inserts send it: with its `_id` set here, so that a retry cannot insert twice."""
+    return req.encode_document(req.with_id(document))
+
+
 def insert_one(collection: str, document: Mapping[str, Any]) -> Call[req.InsertResult]:
-    """The document gets its `_id` here, so that a retried insert cannot insert twice."""
-    request = pb.InsertOneRequest(
-        collection=collection, document_bson=req.encode_document(req.with_id(document))
-    )
+    request = pb.InsertOneRequest(collection=collection, document_bson=insert_bson(document))
     return Call(
         "InsertOne",
         request,
         lambda reply: req.InsertResult(reply.id, reply.inserted, req.decode_document(reply.document_bson)),
     )
+
+
+def insert_each(
+    collection: str, documents_bson: Sequence[bytes]
+) -> Call[list[req.InsertResult | req.InsertRefused]]:
+    """`insert_one` for each document (`insert_bson`) in one call; each gets its result or refusal."""
+    request = pb.InsertEachRequest(collection=collection, documents_bson=documents_bson)
+    return Call("InsertEach", request, lambda reply: _insert_outcomes(reply, len(documents_bson)))
+
+
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _insert_outcomes(reply: pb.InsertEachResponse, sent: int) -> list[req.InsertResult | req.InsertRefused]:
+    if len(reply.outcomes) != sent:
+        raise req.DbApiCallError(
+            "", grpc.StatusCode.INTERNAL, f"{len(reply.outcomes)} outcomes for {sent} documents"
+        )
+    outcomes: list[req.InsertResult | req.InsertRefused] = []
+    for outcome in reply.outcomes:
+        if outcome.status_code:
+            code = _STATUS_CODES.get(outcome.status_code, grpc.StatusCode.UNKNOWN)
+            outcomes.append(req.InsertRefused(code, outcome.status_message))
+        else:
+            r = outcome.result
+            outcomes.append(req.InsertResult(r.id, r.inserted, req.decode_document(r.document_bson)))
+    return outcomes
 
 
 def get(collection: str, doc_id: str) -> Call[req.Document | None]:

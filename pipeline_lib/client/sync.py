@@ -26,6 +26,7 @@ from pipeline_lib.wire.requests import (
     Document,
     Fence,
     Filter,
+    InsertRefused,
     InsertResult,
     LeaseResult,
     ScanOptions,
@@ -74,6 +75,12 @@ class DbApiClient(core.ClientCore):
 
     def insert_one(self, collection: str, document: Mapping[str, Any]) -> InsertResult:
         return self._call(core.insert_one(collection, document))
+
+    def insert_each(
+        self, collection: str, documents: Sequence[Mapping[str, Any]]
+    ) -> list[InsertResult | InsertRefused]:
+        """`insert_one` for each document, in one call: each gets its result or its refusal."""
+        return self._call(core.insert_each(collection, [core.insert_bson(d) for d in documents]))
 
     def get(self, collection: str, doc_id: str) -> Document | None:
         return self._call(core.get(collection, doc_id))

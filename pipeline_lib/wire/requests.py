@@ -147,6 +147,14 @@ class InsertResult:
 
 
 @dataclass(frozen=True)
+class InsertRefused:
+    """One document of an insert_each that the db-api refused on its own; the others went on."""
+
+    code: grpc.StatusCode
+    message: str
+
+
+@dataclass(frozen=True)
 class WriteResult:
     messages: int
     inserted: int

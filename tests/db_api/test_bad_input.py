@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import decimal
 
+import bson
 import grpc
 import pandas as pd
 import pyarrow as pa
 import pytest
 
 from db_api.server import RunningServer
+from db_api.servicer import MAX_INSERT_EACH
 from pipeline_lib.client.sync import DbApiCallError, DbApiClient
 from pipeline_lib.wire.arrow_codec import table_to_ipc
 from pipeline_lib.wire.proto import dbapi_pb2 as pb
@@ -251,3 +253,26 @@ def test_a_record_cannot_be_both_cleaned_and_quarantined_in_one_commit(seeded: D
     with pytest.raises(DbApiCallError, match="both cleaned and quarantined"):
         seeded.commit_clean(record, record, ["keep1"])
     assert seeded.get("raw", "keep1") is not None
+
+
+def test_insert_each_refuses_each_bad_document_alone_and_stores_the_rest(stub, seeded: DbApiClient) -> None:
+    good = [bson.encode({"_id": f"each{i}", "ses": "1"}) for i in range(3)]
+    bad = [b"\x05\x00\x00\x00\x01", bson.encode({"_id": "bad", "$where": 1}), bson.encode({"_id": ""})]
+    request = pb.InsertEachRequest(collection="raw", documents_bson=[good[0], *bad, good[1], good[2]])
+    reply = stub.InsertEach(request, metadata=METADATA)
+    codes = [grpc.StatusCode.OK.value[0], *[grpc.StatusCode.INVALID_ARGUMENT.value[0]] * 3, 0, 0]
+    assert [o.status_code for o in reply.outcomes] == codes
+    assert "malformed BSON" in reply.outcomes[1].status_message
+    assert all(o.status_message for o in reply.outcomes[1:4])
+    assert [o.result.id for o in reply.outcomes if not o.status_code] == ["each0", "each1", "each2"]
+    assert seeded.count("raw") == 5
+
+
+def test_insert_each_refuses_too_many_documents_before_storing_any(stub, seeded: DbApiClient) -> None:
+    documents = [bson.encode({"_id": f"many{i}"}) for i in range(MAX_INSERT_EACH + 1)]
+    request = pb.InsertEachRequest(collection="raw", documents_bson=documents)
+    code, message = _code(lambda: stub.InsertEach(request, metadata=METADATA))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and f"at most {MAX_INSERT_EACH}" in message
+    unknown = pb.InsertEachRequest(collection="nope", documents_bson=documents[:1])
+    assert _code(lambda: stub.InsertEach(unknown, metadata=METADATA))[0] == grpc.StatusCode.NOT_FOUND
+    assert seeded.count("raw") == 2

@@ -8,6 +8,7 @@ import pytest
 
 from db_api.filters import Condition, Op
 from db_api.store.base import ScanSpec, Store
+from pipeline_lib.wire.bson_codec import MAX_DOCUMENT_BYTES
 from pipeline_lib.wire.errors import InvalidArgument
 
 
@@ -295,3 +296,20 @@ def test_concurrent_inserts_of_the_same_ids_store_each_once_and_agree(store: Sto
     assert store.count("raw") == 50
     for i, (doc, _) in enumerate(results):
         assert doc == store.get("raw", f"c{i % 50}")
+
+
+def test_insert_each_inserts_in_order_and_refuses_only_the_documents_that_cannot_be_stored(
+    store: Store,
+) -> None:
+    store.insert_one("raw", {"_id": "old", "by": "earlier"})
+    too_large = {"_id": "big", "text": "x" * (MAX_DOCUMENT_BYTES + 1)}
+    docs = [{"_id": "a", "by": 1}, too_large, {"_id": "old", "by": 2}, {"_id": "a", "by": 3}, {"_id": "b"}]
+    outcomes = store.insert_each("raw", docs)
+    assert outcomes[0] == ({"_id": "a", "by": 1}, True)
+    assert isinstance(outcomes[1], InvalidArgument) and "big" in str(outcomes[1])
+    # An existing id, or one earlier in the same call, is left as stored and returned as such.
+    assert outcomes[2] == ({"_id": "old", "by": "earlier"}, False)
+    assert outcomes[3] == ({"_id": "a", "by": 1}, False)
+    assert outcomes[4] == ({"_id": "b"}, True)
+    assert _ids(store, "raw") == ["old", "a", "b"]
+    assert store.insert_each("raw", []) == []

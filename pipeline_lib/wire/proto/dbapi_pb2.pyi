@@ -76,6 +76,30 @@ class InsertOneResponse(_message.Message):
     document_bson: bytes
     def __init__(self, id: _Optional[str] = ..., inserted: _Optional[bool] = ..., document_bson: _Optional[bytes] = ...) -> None: ...
 
+class InsertEachRequest(_message.Message):
+    __slots__ = ("collection", "documents_bson")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_BSON_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    documents_bson: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, collection: _Optional[str] = ..., documents_bson: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class InsertOutcome(_message.Message):
+    __slots__ = ("status_code", "status_message", "result")
+    STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    status_code: int
+    status_message: str
+    result: InsertOneResponse
+    def __init__(self, status_code: _Optional[int] = ..., status_message: _Optional[str] = ..., result: _Optional[_Union[InsertOneResponse, _Mapping]] = ...) -> None: ...
+
+class InsertEachResponse(_message.Message):
+    __slots__ = ("outcomes",)
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    outcomes: _containers.RepeatedCompositeFieldContainer[InsertOutcome]
+    def __init__(self, outcomes: _Optional[_Iterable[_Union[InsertOutcome, _Mapping]]] = ...) -> None: ...
+
 class GetRequest(_message.Message):
     __slots__ = ("collection", "id")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]

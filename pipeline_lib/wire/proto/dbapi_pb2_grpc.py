@@ -39,6 +39,11 @@ class DbApiStub:
                 request_serializer=pipeline__lib_dot_wire_dot_proto_dot_dbapi__pb2.InsertOneRequest.SerializeToString,
                 response_deserializer=pipeline__lib_dot_wire_dot_proto_dot_dbapi__pb2.InsertOneResponse.FromString,
                 _registered_method=True)
+        self.InsertEach = channel.unary_unary(
+                '/workbench.dbapi.v1.DbApi/InsertEach',
+                request_serializer=pipeline__lib_dot_wire_dot_proto_dot_dbapi__pb2.InsertEachRequest.SerializeToString,
+                response_deserializer=pipeline__lib_dot_wire_dot_proto_dot_dbapi__pb2.InsertEachResponse.FromString,
+                _registered_method=True)
         self.Get = channel.unary_unary(
                 '/workbench.dbapi.v1.DbApi/Get',
                 request_serializer=pipeline__lib_dot_wire_dot_proto_dot_dbapi__pb2.GetRequest.SerializeToString,
@@ -101,6 +106,15 @@ class DbApiServicer:
 
     def InsertOne(self, request, context):
         """Store one document (BSON). Idempotent: if its _id exists, the stored document is returned unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InsertEach(self, request, context):
+        """Many InsertOne in one call, each with its own outcome: one refused document refuses only itself.
+        Documents committed before a failure of the whole call (e.g. the store unavailable) stay committed;
+        a retry of the call with the same ids is harmless.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -187,6 +201,11 @@ def add_DbApiServicer_to_server(servicer, server):
                     request_deserializer=pipeline__lib_dot_wire_dot_proto_dot_dbapi__pb2.InsertOneRequest.FromString,
                     response_serializer=pipeline__lib_dot_wire_dot_proto_dot_dbapi__pb2.InsertOneResponse.SerializeToString,
             ),
+            'InsertEach': grpc.unary_unary_rpc_method_handler(
+                    servicer.InsertEach,
+                    request_deserializer=pipeline__lib_dot_wire_dot_proto_dot_dbapi__pb2.InsertEachRequest.FromString,
+                    response_serializer=pipeline__lib_dot_wire_dot_proto_dot_dbapi__pb2.InsertEachResponse.SerializeToString,
+            ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
                     request_deserializer=pipeline__lib_dot_wire_dot_proto_dot_dbapi__pb2.GetRequest.FromString,
@@ -270,6 +289,33 @@ class DbApi:
             '/workbench.dbapi.v1.DbApi/InsertOne',
             pipeline__lib_dot_wire_dot_proto_dot_dbapi__pb2.InsertOneRequest.SerializeToString,
             pipeline__lib_dot_wire_dot_proto_dot_dbapi__pb2.InsertOneResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InsertEach(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/workbench.dbapi.v1.DbApi/InsertEach',
+            pipeline__lib_dot_wire_dot_proto_dot_dbapi__pb2.InsertEachRequest.SerializeToString,
+            pipeline__lib_dot_wire_dot_proto_dot_dbapi__pb2.InsertEachResponse.FromString,
             options,
             channel_credentials,
             insecure,
