@@ -16,7 +16,7 @@ from typing import Any, Self, TypeVar
 import grpc
 
 from pipeline_lib.client import core
-from pipeline_lib.client.coalesce import InsertCoalescer
+from pipeline_lib.client.coalesce import MAX_BYTES, InsertCoalescer
 from pipeline_lib.wire.requests import (
     DEFAULT_WRITE_BATCH,
     DbApiCallError,
@@ -77,7 +77,8 @@ class AsyncDbApiClient(core.ClientCore):
 
     @functools.cached_property
     def _inserts(self) -> InsertCoalescer:
-        return InsertCoalescer(self._insert_each, self._refusal)
+        # A call's documents stay under the message size both ends accept.
+        return InsertCoalescer(self._insert_each, self._refusal, max_bytes=min(MAX_BYTES, self._max_payload))
 
     def _refusal(self, refused: InsertRefused) -> DbApiCallError:
         return DbApiCallError(self.address, refused.code, refused.message)
