@@ -41,7 +41,7 @@ from db_api.store.base import CleanCommit, CommitCounts, Fence, Lease, ScanSpec,
 from pipeline_lib.contract.collections import COLLECTIONS
 from pipeline_lib.settings import redact_uri_password as redact
 from pipeline_lib.wire import bson_codec
-from pipeline_lib.wire.errors import DbApiError, StaleFence, Unavailable
+from pipeline_lib.wire.errors import DbApiError, InvalidArgument, StaleFence, Unavailable
 
 SEQ = bson_codec.SEQ_FIELD
 _COUNTERS = "_workbench_counters"
@@ -237,6 +237,46 @@ class MongoStore(Store):
         except DuplicateKeyError:
             return _without_seq(self.db[collection].find_one({"_id": doc["_id"]})), False
         return bson_codec.decode(bson_codec.encode(_without_seq(stored))), True
+
+    @_translate_errors
+    def insert_each(self, collection: str, docs: Sequence[dict]) -> list[tuple[dict, bool] | InvalidArgument]:
+        """One unordered `insert_many` for the documents that can be stored; those whose id exists
+        get the stored document, read back in one query."""
+        outcomes: list[tuple[dict, bool] | InvalidArgument | None] = [None] * len(docs)
+        valid: list[int] = []
+        for i, doc in enumerate(docs):
+            try:
+                bson_codec.encode(doc)
+                valid.append(i)
+            except InvalidArgument as exc:
+                outcomes[i] = exc
+        if valid:
+            first_seq = self._allocate_seqs(collection, len(valid))
+            stored = [{**docs[i], SEQ: first_seq + n} for n, i in enumerate(valid)]
+            existing: set[int] = set()
+            try:
+                self.db[collection].insert_many(stored, ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(err.get("code") != _DUPLICATE_KEY for err in errors):
+                    raise
+                existing = {valid[err["index"]] for err in errors}
+            found = (
+                {
+                    doc["_id"]: _without_seq(doc)
+                    for doc in self.db[collection].find({"_id": {"$in": [docs[i]["_id"] for i in existing]}})
+                }
+                if existing
+                else {}
+            )
+            for i in valid:
+                if i not in existing:
+                    outcomes[i] = (bson_codec.decode(bson_codec.encode(docs[i])), True)
+                elif docs[i]["_id"] in found:
+                    outcomes[i] = (found[docs[i]["_id"]], False)
+                else:  # deleted (a clean committed it) since: as insert_one would, now
+                    outcomes[i] = self.insert_one(collection, docs[i])
+        return [outcome for outcome in outcomes if outcome is not None]
 
     @_translate_errors
     def get(self, collection: str, doc_id: str) -> dict | None:

@@ -313,3 +313,17 @@ def test_insert_each_inserts_in_order_and_refuses_only_the_documents_that_cannot
     assert outcomes[4] == ({"_id": "b"}, True)
     assert _ids(store, "raw") == ["old", "a", "b"]
     assert store.insert_each("raw", []) == []
+
+
+def test_concurrent_insert_each_calls_of_overlapping_ids_store_each_once_and_agree(store: Store) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def insert(call: int) -> list:
+        return store.insert_each("raw", [{"_id": f"e{(call * 7 + i) % 60}", "by": call} for i in range(20)])
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = [o for call in pool.map(insert, range(40)) for o in call]
+    assert sum(inserted for _, inserted in outcomes) == 60
+    assert store.count("raw") == 60
+    for doc, _ in outcomes:
+        assert doc == store.get("raw", doc["_id"])
