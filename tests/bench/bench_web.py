@@ -58,6 +58,7 @@ JWT_SECRET = "bench-jwt-secret-0123456789-0123456789-0123456789"
 USER, PASSWORD = "bench-submitter", "bench password of some length"
 CLIENTS = (1, 32)
 TARGET_RPS, TARGET_P99_MS, TARGET_CLIENTS = 1_500, 100.0, 32
+TARGET_CEILING_SHARE = 0.75  # of the no-op ceiling's req/s at TARGET_CLIENTS
 TARGET_BULK_ROWS, TARGET_BULK_SECONDS = 1_000_000, 15.0
 TARGET_BLOCK_MS, PATHOLOGICAL_UPLOADS = 50.0, 10
 STALLED, STALLED_ACCOUNTS, TARGET_STALLED_SHARE = 64, 32, 0.8
@@ -559,8 +560,12 @@ def report(runs: list[RunFigures], args: argparse.Namespace) -> bool:
         target = "-"
         if clients == TARGET_CLIENTS:
             met = rps >= TARGET_RPS and p99 < TARGET_P99_MS
-            met_all &= met
-            target = f">= {TARGET_RPS:,} req/s, p99 < {TARGET_P99_MS:.0f} ms: {'met' if met else 'MISSED'}"
+            share_met = rps >= TARGET_CEILING_SHARE * noop_rps
+            met_all &= met and share_met
+            target = (
+                f">= {TARGET_RPS:,} req/s, p99 < {TARGET_P99_MS:.0f} ms: {'met' if met else 'MISSED'}; "
+                f">= {TARGET_CEILING_SHARE:.0%} of the ceiling (issue 18): {'met' if share_met else 'MISSED'}"
+            )
         label = f"{clients} client{'s' if clients > 1 else ''} (durable)"
         ceiling = f"{noop_rps:,.0f} req/s p99 {noop_p99:.1f} ms, {rps / noop_rps:.0%}"
         print(f"{label:28} {rps:>8,.0f} {p50:>8.1f} {p99:>8.1f}   {ceiling:>28}   {target}")

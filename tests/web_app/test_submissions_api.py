@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.web_app.conftest import WebStack
@@ -33,6 +35,37 @@ def test_an_idempotency_key_makes_a_retry_harmless(stack: WebStack) -> None:
     assert again.json()["already_received"] is True
     assert different.status_code == 422 and "different record" in different.json()["title"]
     assert stack.db.count("raw") == 1
+
+
+def test_concurrent_submissions_and_retries_each_get_their_own_answer(stack: WebStack) -> None:
+    """Submissions that arrive together share db-api calls: each still gets its own receipt, and
+    retries of one Idempotency-Key sent at the same moment store one record."""
+    auth = stack.auth("submitter")
+
+    async def post_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=stack.url, timeout=30) as http:
+            fresh = [
+                http.post("/api/v1/submissions", json={**GOOD, "math_score": i}, headers=auth)
+                for i in range(40)
+            ]
+            retries = [
+                http.post(
+                    "/api/v1/submissions", json=GOOD, headers={**auth, "Idempotency-Key": "same-moment"}
+                )
+                for _ in range(10)
+            ]
+            return await asyncio.gather(*fresh, *retries)
+
+    responses = asyncio.run(post_all())
+    fresh, retries = responses[:40], responses[40:]
+    assert [r.status_code for r in fresh] == [201] * 40
+    ids = [r.json()["submission_id"] for r in fresh]
+    assert len(set(ids)) == 40
+    assert [stack.db.get("raw", i)["math_score"] for i in ids] == list(range(40))
+    assert sorted(r.status_code for r in retries) == [200] * 9 + [201]
+    assert len({r.json()["submission_id"] for r in retries}) == 1
+    assert sum(r.json()["already_received"] for r in retries) == 9
+    assert stack.db.count("raw") == 41
 
 
 @pytest.mark.parametrize("consent", [False, "no", "maybe"])
