@@ -39,6 +39,7 @@ from web_app.routes import (
     submissions,
 )
 from web_app.school_cache import SchoolCache
+from web_app.serving import freeze_startup_heap
 from web_app.signin_guard import SignInGuard
 from web_app.snapshot_cache import SnapshotCache
 from web_app.upload_slots import UploadSlots
@@ -82,6 +83,7 @@ def create_app(
                 "db-api not reachable at start-up; pages will answer 503 until it is",
                 extra={"error": str(exc)},
             )
+        freeze_startup_heap()
         yield
         await app.state.voila_http.aclose()
         await app.state.db.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from web_app.client_address import uvicorn_proxy_options
@@ -18,3 +19,13 @@ HTTP_PARSER = "httptools"
 def uvicorn_options(trusted_proxies: str) -> dict[str, Any]:
     """uvicorn's options for the web app behind `trusted_proxies` (WORKBENCH_TRUSTED_PROXIES)."""
     return {"loop": EVENT_LOOP, "http": HTTP_PARSER, **uvicorn_proxy_options(trusted_proxies)}
+
+
+def freeze_startup_heap() -> None:
+    """Called once the app has started: the objects that exist now (the imports of FastAPI,
+    pandas, pyarrow, gRPC: hundreds of thousands) live as long as the process, so the cyclic
+    collector stops rescanning them in every full collection. Each such scan paused the event loop
+    for tens of milliseconds: at 32 clients posting submissions, p99 went from 91 ms to 27-36 ms
+    with this, and requests/s rose by a few percent (`tests/bench/bench_web.py`)."""
+    gc.collect()
+    gc.freeze()

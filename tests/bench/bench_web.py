@@ -50,7 +50,7 @@ from pipeline_lib.settings import Settings
 from pipeline_lib.wire.requests import InsertResult, WriteResult
 from web_app.main import create_app
 from web_app.security import create_access_token
-from web_app.serving import EVENT_LOOP, HTTP_PARSER
+from web_app.serving import EVENT_LOOP, HTTP_PARSER, freeze_startup_heap
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "bench"
@@ -120,6 +120,7 @@ def noop_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.db = NoopDb()
+        freeze_startup_heap()  # as the app's own start-up does
         yield
 
     app.router.lifespan_context = lifespan

@@ -7,6 +7,7 @@ server's loop still while connections arrive, lets it take one turn, and looks a
 
 from __future__ import annotations
 
+import gc
 import socket
 import struct
 import threading
@@ -14,7 +15,7 @@ import threading
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from tests.web_app.conftest import ThreadedUvicorn
+from tests.web_app.conftest import ThreadedUvicorn, WebStack
 from tests.wire_servers import free_port
 from web_app.serving import uvicorn_options
 
@@ -66,3 +67,9 @@ def test_connections_that_arrive_while_the_app_is_busy_are_all_accepted_in_one_t
             client.close()
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def test_the_started_app_keeps_its_start_up_objects_out_of_full_collections(stack: WebStack) -> None:
+    """Full collections rescanned every import-time object and paused the loop for tens of ms."""
+    assert stack.app is not None
+    assert gc.get_freeze_count() > 10_000
