@@ -58,7 +58,12 @@ class InsertCoalescer:
         if collection not in self._senders:
             self._senders[collection] = asyncio.create_task(self._send_all(collection))
         # Shielded: a caller that goes away must not cancel the outcome the sender will set.
-        return await asyncio.shield(waiting.outcome)
+        try:
+            return await asyncio.shield(waiting.outcome)
+        except asyncio.CancelledError:
+            # Nobody reads this outcome now; read it when it comes, or asyncio logs its error.
+            waiting.outcome.add_done_callback(_read)
+            raise
 
     def _next_batch(self, collection: str) -> list[_Waiting]:
         queue = self._waiting[collection]
@@ -103,3 +108,8 @@ def _fail(batch: list[_Waiting], exc: BaseException) -> None:
             waiting.outcome.cancel()
         else:
             waiting.outcome.set_exception(exc)
+
+
+def _read(outcome: asyncio.Future[InsertResult]) -> None:
+    if not outcome.cancelled():
+        outcome.exception()

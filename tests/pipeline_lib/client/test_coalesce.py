@@ -4,6 +4,7 @@ async client against a real db-api."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Sequence
 
 import bson
@@ -158,3 +159,20 @@ async def test_insert_each_of_the_async_client(sqlite_db_api: RunningServer, doc
         assert len(outcomes) == documents and all(
             isinstance(o, InsertResult) and o.inserted for o in outcomes
         )
+
+
+async def test_a_failure_nobody_waits_for_any_more_is_not_logged_as_unretrieved() -> None:
+    send = ScriptedSend()
+    coalescer = InsertCoalescer(send, _refused)
+    reported: list[dict] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: reported.append(context))
+    gone = asyncio.create_task(coalescer.insert("raw", _doc(1)))
+    await _settle()
+    gone.cancel()
+    await _settle()
+    send.fail_next = ConnectionError("db-api gone")
+    send.release.set()
+    await _settle()
+    del gone
+    gc.collect()
+    assert reported == []
