@@ -25,6 +25,10 @@ from pipeline_lib.settings import LIVE_DASHBOARDS_PATH, Settings, db_api_replica
 if TYPE_CHECKING:
     from traitlets.config import Config
 
+# The project's Voilà template: Voilà's lab template, but asking nothing of other sites.
+VOILA_TEMPLATE = "workbench"
+JUPYTER_DATA = Path(__file__).resolve().parents[1] / "dashboards" / "jupyter"
+
 
 def notary_dir(settings: Settings) -> Path:
     """Where the notary that signs the dashboards keeps its secret and signature database."""
@@ -85,6 +89,7 @@ def voila_config(settings: Settings, host: str, port: int, pool_size: int) -> di
             "cull_connected": True,
         },
         "VoilaConfiguration": {
+            "template": VOILA_TEMPLATE,
             "strip_sources": True,
             "show_tracebacks": False,
             "preheat_kernel": pool_size > 0,
@@ -121,6 +126,10 @@ def serve(settings: Settings, host: str, port: int, pool_size: int) -> None:
 
     ensure_kernel()  # the notebooks name the project's kernel
     os.environ.update(kernel_environment(settings, host))  # kernels start with a copy of it
+    # Where Voilà finds the project's template (`VOILA_TEMPLATE`), before the installed ones.
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(
+        filter(None, [str(JUPYTER_DATA), os.environ.get("JUPYTER_PATH")])
+    )
     config = Config(voila_config(settings, host, port, pool_size))
     sign_dashboards(settings, config)
     app = Voila(config=config)

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -122,9 +123,16 @@ def _whole_page(page: Page, screenshot: Screenshot, step: str) -> None:
     page.set_viewport_size(size)
 
 
-def _open(page: Page, site: Site, name: str) -> None:
+def _open(page: Page, site: Site, name: str) -> list[str]:
+    """Open the dashboard; the list fills with every request the page makes to another site."""
+    origin = urlsplit(site.url).netloc
+    outside: list[str] = []
+    page.on(
+        "request", lambda r: outside.append(r.url) if urlsplit(r.url).netloc not in (origin, "") else None
+    )
     page.goto(f"{site.url}/voila/render/{name}.ipynb", wait_until="domcontentloaded")
     expect(page.get_by_role("heading", level=1)).to_be_visible(timeout=LOAD_MS)
+    return outside
 
 
 def _plots_decoded(page: Page, count: int) -> None:
@@ -155,9 +163,10 @@ def test_a_preheated_dashboard_shows_data_written_after_its_kernel_started(
 
 @pytest.mark.parametrize("name", ["models", "data_quality"])
 def test_a_dashboard_renders_every_plot(name: str, page: Page, filled: Site, screenshot: Screenshot) -> None:
-    _open(page, filled, name)
+    outside = _open(page, filled, name)
     _plots_decoded(page, PLOTS[name])
     _no_cell_errors(page)
+    assert outside == []  # no font or style from a CDN: a viewer's address goes to no other site
     _whole_page(page, screenshot, name)
 
 

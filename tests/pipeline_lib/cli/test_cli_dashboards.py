@@ -5,6 +5,7 @@ is, a clear error when the port is taken."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -48,6 +49,7 @@ def test_voila_serves_the_dashboards_folder_with_sources_stripped_and_kernels_pr
     assert config["Voila"]["root_dir"] == str(settings.notebooks_dir / "dashboards")
     assert config["Voila"]["port_retries"] == 0
     assert config["VoilaConfiguration"] == {
+        "template": "workbench",
         "strip_sources": True,
         "show_tracebacks": False,
         "preheat_kernel": True,
@@ -156,6 +158,9 @@ def test_a_served_dashboard_shows_outputs_only_and_may_be_framed_by_the_web_app_
     assert response.headers["content-security-policy"] == "frame-ancestors http://127.0.0.1:8123"
     assert "No data yet." in response.text
     assert "page.prepare()" not in response.text and "from pipeline_lib" not in response.text
+    # Nothing comes from another site (Voilà's lab template takes Font Awesome from a CDN).
+    assert re.findall(r"""(?:src|href)=["']?(?:https?:)?//""", response.text) == []
+    assert "spinner" in response.text  # still Voilà's lab page, loading spinner and all
     tree = httpx.get(f"{url}/voila/api/contents/", timeout=30).json()
     assert sorted(item["name"] for item in tree["content"]) == [
         "all_results.ipynb",
