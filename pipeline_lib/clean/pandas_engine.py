@@ -91,8 +91,13 @@ def _typed(rule: FieldRule, text: pd.Series) -> tuple[pd.Series, pd.Series]:
 def _applied(changed: list[tuple[str, pd.Series]]) -> list[list[str]]:
     """Per row, the names of the steps that changed it (one pass over plain arrays)."""
     names = [name for name, _ in changed]
-    flags = [f.to_numpy(dtype=bool) for _, f in changed]
-    return [[n for n, hit in zip(names, row, strict=True) if hit] for row in zip(*flags, strict=True)]
+    applied: list[list[str]] = [[] for _ in range(len(changed[0][1]) if changed else 0)]
+    if not changed:
+        return applied
+    flags = np.column_stack([f.to_numpy(dtype=bool) for _, f in changed])
+    for row in np.flatnonzero(flags.any(axis=1)):  # most rows need no step: visit only the others
+        applied[row] = [names[step] for step in np.flatnonzero(flags[row])]
+    return applied
 
 
 def clean_fields(raw: pd.DataFrame) -> pd.DataFrame:
@@ -158,17 +163,20 @@ def mark_duplicates(cleaned: pd.DataFrame) -> pd.DataFrame:
     if cleaned.empty:
         return cleaned.assign(duplicates=pd.Series(dtype=object), duplicate_conflict=pd.Series(dtype=bool))
     identified = cleaned["student_ref"].notna()
-    content = cleaned[VALUE_FIELDS].astype(str).agg("\x1f".join, axis=1)
+    texts = cleaned[VALUE_FIELDS].astype(str)
+    content = texts.iloc[:, 0].str.cat([texts[c] for c in VALUE_FIELDS[1:]], sep="\x1f")
     groups = cleaned.loc[identified].groupby(
         [cleaned["school_id"], cleaned["student_ref"], content], sort=False
     )
     first = ~cleaned.index.isin(cleaned.loc[identified].index) | ~groups.cumcount().reindex(
         cleaned.index
     ).fillna(0).gt(0)
+    # Only groups of two or more records are visited in Python: a few among many thousands.
+    repeated = groups["submission_id"].transform("size").gt(1)
+    ids = cleaned.loc[identified, "submission_id"][repeated]
     others = {}
-    for _, ids in groups["submission_id"]:
-        if len(ids) > 1:
-            others[ids.iloc[0]] = list(ids.iloc[1:])
+    for _, same in ids.groupby(groups.ngroup()[repeated], sort=False):
+        others[same.iloc[0]] = list(same.iloc[1:])
     kept = cleaned[first].copy()
     kept["duplicates"] = kept["submission_id"].map(lambda sid: others.get(sid, []))
     per_student = kept.loc[kept["student_ref"].notna()].groupby(["school_id", "student_ref"])["submission_id"]
