@@ -112,6 +112,25 @@ def _fence(request: pb.CommitCleanRequest | pb.PutDocumentRequest) -> Fence | No
     return Fence(lease, request.fence.generation, time.time())
 
 
+def _sent_document(blob: bytes) -> tuple[dict, bytes | None]:
+    """A document to insert, checked, with an `_id` (assigned here if it came without one), and its
+    request bytes when they are the document as stored (it came with its `_id`), else None."""
+    doc = bson_codec.decode(blob)
+    given_id = "_id" in doc
+    doc.setdefault("_id", bson_codec.new_id())
+    return bson_codec.check_document(doc), blob if given_id else None
+
+
+def _inserted(stored: dict, inserted: bool, sent: bytes | None) -> pb.InsertOneResponse:
+    # Inserted as sent: the request's own bytes are the stored document (the common path).
+    stored_bson = sent if inserted and sent is not None else bson_codec.encode(stored)
+    return pb.InsertOneResponse(id=stored["_id"], inserted=inserted, document_bson=stored_bson)
+
+
+def _refused(exc: InvalidArgument) -> pb.InsertOutcome:
+    return pb.InsertOutcome(status_code=exc.code.value[0], status_message=str(exc))
+
+
 def _lease_and_holder(request: pb.AcquireLeaseRequest | pb.ReleaseLeaseRequest) -> tuple[str, str]:
     return bson_codec.check_id(request.name, "lease name"), bson_codec.check_id(request.holder, "holder")
 
@@ -128,13 +147,8 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
     @_rpc
     def InsertOne(self, request: pb.InsertOneRequest, context: grpc.ServicerContext) -> pb.InsertOneResponse:
         collection = check_collection(request.collection)
-        doc = bson_codec.decode(request.document_bson)
-        given_id = "_id" in doc
-        doc.setdefault("_id", bson_codec.new_id())
-        stored, inserted = self.store.insert_one(collection, bson_codec.check_document(doc))
-        # Inserted as sent: the request's own bytes are the stored document (the common path).
-        stored_bson = request.document_bson if inserted and given_id else bson_codec.encode(stored)
-        return pb.InsertOneResponse(id=stored["_id"], inserted=inserted, document_bson=stored_bson)
+        doc, sent = _sent_document(request.document_bson)
+        return _inserted(*self.store.insert_one(collection, doc), sent)
 
     @_rpc
     def InsertEach(
@@ -149,28 +163,22 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
         checked: list[tuple[dict, bytes | None] | InvalidArgument] = []
         for blob in request.documents_bson:
             try:
-                doc = bson_codec.decode(blob)
-                given_id = "_id" in doc
-                doc.setdefault("_id", bson_codec.new_id())
-                checked.append((bson_codec.check_document(doc), blob if given_id else None))
-            except InvalidArgument as exc:
+                checked.append(_sent_document(blob))
+            except InvalidArgument as exc:  # this document alone is refused
                 checked.append(exc)
-        valid = [c for c in checked if not isinstance(c, InvalidArgument)]
+        valid = [item for item in checked if not isinstance(item, InvalidArgument)]
         stored = iter(self.store.insert_each(collection, [doc for doc, _ in valid]))
         outcomes = []
         for item in checked:
-            result = item if isinstance(item, InvalidArgument) else next(stored)
-            if isinstance(result, InvalidArgument):
-                outcomes.append(
-                    pb.InsertOutcome(status_code=result.code.value[0], status_message=str(result))
-                )
+            if isinstance(item, InvalidArgument):
+                outcomes.append(_refused(item))
                 continue
-            assert not isinstance(item, InvalidArgument)
-            (doc, inserted), sent = result, item[1]
-            # Inserted as sent: the request's own bytes are the stored document (the common path).
-            stored_bson = sent if inserted and sent is not None else bson_codec.encode(doc)
-            response = pb.InsertOneResponse(id=doc["_id"], inserted=inserted, document_bson=stored_bson)
-            outcomes.append(pb.InsertOutcome(result=response))
+            result = next(stored)
+            if isinstance(result, InvalidArgument):
+                outcomes.append(_refused(result))
+                continue
+            doc, inserted = result
+            outcomes.append(pb.InsertOutcome(result=_inserted(doc, inserted, item[1])))
         return pb.InsertEachResponse(outcomes=outcomes)
 
     @_rpc

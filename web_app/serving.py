@@ -25,7 +25,7 @@ def freeze_startup_heap() -> None:
     """Called once the app has started: the objects that exist now (the imports of FastAPI,
     pandas, pyarrow, gRPC: hundreds of thousands) live as long as the process, so the cyclic
     collector stops rescanning them in every full collection. Each such scan paused the event loop
-    for tens of milliseconds: at 32 clients posting submissions, p99 went from 91 ms to 27-36 ms
-    with this, and requests/s rose by a few percent (`tests/bench/bench_web.py`)."""
+    for tens of milliseconds: at 32 clients posting submissions, p99 went from 88-93 ms to 36-44 ms
+    (medians of three runs) with this, and requests/s rose by a few percent (`tests/bench/bench_web.py`)."""
     gc.collect()
     gc.freeze()

@@ -91,19 +91,14 @@ class SqliteStore(Store):
     def insert_one(self, collection: str, doc: dict) -> tuple[dict, bool]:
         """Group commit: concurrent inserts share one transaction and one fsync. Each caller
         returns only once the transaction holding its document is durable."""
-        pending = _PendingInsert(collection, doc, bson_codec.encode(doc))
-        with self._pending_lock:
-            self._pending.append(pending)
-        with self._write_lock:
-            if pending.result is None and pending.error is None:
-                self._commit_pending()
-        if pending.error is not None:
-            raise pending.error
-        assert pending.result is not None
-        return pending.result
+        (outcome,) = self.insert_each(collection, [doc])
+        if isinstance(outcome, InvalidArgument):
+            raise outcome
+        return outcome
 
     def insert_each(self, collection: str, docs: Sequence[dict]) -> list[tuple[dict, bool] | InvalidArgument]:
-        """As `insert_one` for each document, all in the next group commit."""
+        """As `insert_one` for each document, all in the next group commit (one transaction and one
+        fsync shared with every insert waiting then); returns once that commit is durable."""
         outcomes: list[_PendingInsert | InvalidArgument] = []
         for doc in docs:
             try:

@@ -90,11 +90,11 @@ def _typed(rule: FieldRule, text: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 def _applied(changed: list[tuple[str, pd.Series]]) -> list[list[str]]:
     """Per row, the names of the steps that changed it (one pass over plain arrays)."""
-    names = [name for name, _ in changed]
-    applied: list[list[str]] = [[] for _ in range(len(changed[0][1]) if changed else 0)]
     if not changed:
-        return applied
+        return []
+    names = [name for name, _ in changed]
     flags = np.column_stack([f.to_numpy(dtype=bool) for _, f in changed])
+    applied: list[list[str]] = [[] for _ in range(len(flags))]
     for row in np.flatnonzero(flags.any(axis=1)):  # most rows need no step: visit only the others
         applied[row] = [names[step] for step in np.flatnonzero(flags[row])]
     return applied
