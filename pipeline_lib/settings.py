@@ -98,6 +98,20 @@ class Settings(BaseSettings):
     spark_master: str = Field(
         "local[*]", description="Spark master: local[N], spark://, yarn, k8s:// or Spark Connect sc://"
     )
+    spark_driver_memory: str | None = Field(
+        None,
+        pattern=r"^[1-9][0-9]*[mgMG]$",
+        description="heap of the Spark driver JVM (on local[N] all of Spark's), e.g. 4g; default a "
+        "quarter of this machine's memory, between 1g and 8g",
+    )
+    warm_spark: bool = Field(
+        False,
+        description="`workbench up` keeps a Spark Connect server on spark_master, on loopback, that "
+        "runs needing Spark attach to instead of starting a JVM each",
+    )
+    spark_connect_port: int = Field(
+        15002, ge=1, le=65535, description="loopback port of the warm Spark's Connect server"
+    )
     pandas_max_records: int = Field(
         PANDAS_MAX_RECORDS,
         ge=0,
@@ -282,6 +296,12 @@ class Settings(BaseSettings):
         return self.data_dir / "secrets" / "db_api_token"
 
     @property
+    def spark_connect_url(self) -> str:
+        """The warm Spark's address for clients. `localhost`, not an IP: only then does PySpark send
+        the server's token over a plaintext loopback connection (gRPC local credentials)."""
+        return f"sc://localhost:{self.spark_connect_port}"
+
+    @property
     def web_url(self) -> str:
         return f"http://{self.web_host}:{self.web_port}"
 
@@ -338,6 +358,13 @@ def db_api_token(settings: Settings, *, create: bool = True) -> str:
     token = _secret_file(settings.token_file, create=create)
     if token is None:
         raise SecretError(f"no db-api token: set WORKBENCH_DB_API_TOKEN or create {settings.token_file}")
+    return token
+
+
+def spark_connect_token(settings: Settings) -> str:
+    """The warm Spark's token (its Connect server runs any code a client sends): a file in `data_dir`."""
+    token = _secret_file(settings.data_dir / "secrets" / "spark_connect_token", create=True)
+    assert token is not None  # create=True always gives one
     return token
 
 

@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +20,9 @@ from pipeline_lib.cli.addresses import (
 )
 from pipeline_lib.logs import configure_logging
 from pipeline_lib.settings import Settings, child_environment, db_api_replicas, get_settings, jwt_secret
+
+if TYPE_CHECKING:
+    from pipeline_lib.cli.supervisor import Service
 
 db_api_app = typer.Typer(help="The db-api: the gRPC data service every other part uses.")
 
@@ -203,6 +206,17 @@ Next, from another shell: fill it with demo data, run the pipeline once, create 
 """
 
 
+def spark_connect() -> None:
+    """Run the warm Spark in the foreground: a Spark Connect server on loopback that runs needing
+    Spark attach to (`workbench up` starts it when WORKBENCH_WARM_SPARK is true)."""
+    import os
+
+    from pipeline_lib.spark.warm import server_command
+
+    args, env = server_command(get_settings())
+    os.execve(args[0], args, env)  # the JVM takes this process: a stop signal reaches it
+
+
 def up() -> None:
     """Start the whole system on this machine (db-api, web app, dashboards, scheduler); Ctrl-C stops it.
 
@@ -230,6 +244,7 @@ def up() -> None:
             f"grpc://{settings.db_api_address}",
             lambda: db_api_serving(settings),
         ),
+        *_warm_spark(settings),
         Service(
             "web",
             ["web"],
@@ -268,3 +283,15 @@ def up() -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
+
+
+def _warm_spark(settings: Settings) -> list[Service]:
+    """The warm Spark's service, when WORKBENCH_WARM_SPARK is true."""
+    from pipeline_lib.cli.supervisor import Service
+    from pipeline_lib.spark.warm import answers
+
+    if not settings.warm_spark:
+        return []
+    url = f"{settings.spark_connect_url} (Spark Connect on {settings.spark_master})"
+    port = settings.spark_connect_port
+    return [Service("spark", ["spark-connect"], "127.0.0.1", port, url, lambda: answers(settings))]

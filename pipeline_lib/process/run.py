@@ -149,7 +149,8 @@ class ProcessRun:
         elif students is not None:
             with timed(report, "model frame"):
                 chosen = stratified_sample(students, max_model_rows, seed) if self.sampled else students
-                self.frame = inputs.model_frame(chosen)
+                rows = min(report.students, max_model_rows)
+                self.frame = inputs.model_frame(chosen, rows)
                 self.sizes = category_sizes(self.frame)
 
     @classmethod

@@ -3,6 +3,8 @@
 The master comes from the argument, else `WORKBENCH_SPARK_MASTER` (default `local[*]`):
 `local[N]`, `spark://host:port`, `yarn`, `k8s://…`, or Spark Connect `sc://host:port`. The
 session has the `workbench` data source registered (`spark.read.format("workbench")`).
+With `WORKBENCH_WARM_SPARK`, a session on the settings' master is one on the warm Spark that
+`workbench up` keeps (`pipeline_lib.spark.warm`): no JVM starts in the caller's process.
 
 What the driver's JVM prints to its stderr (Java's own notices, Spark's log at WARN and above,
 the Python workers' stderr) is appended to `<data dir>/logs/spark.log`, not shown in a notebook
@@ -11,6 +13,7 @@ or terminal: it is noise there. Errors still reach the caller as Python exceptio
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -24,7 +27,9 @@ from pyspark.sql import SparkSession
 from pipeline_lib.logs import log_dir, open_log, tail
 from pipeline_lib.settings import Settings, get_settings
 from pipeline_lib.spark.engine import local_cores
-from pipeline_lib.spark.source import register
+from pipeline_lib.spark.source import is_connect, register
+
+log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -74,6 +79,9 @@ def spark_conf(master: str, *, settings: Settings) -> dict[str, str]:
         # to also get the notebook line that built it.
         "spark.python.sql.dataFrameDebugging.enabled": "false",
     }
+    # Spark's own default, 1g, is all a local[N] Spark has for its tasks and cached data: 3,000,000
+    # students ran out of it (exact quartiles, the model frame's results).
+    conf["spark.driver.memory"] = settings.spark_driver_memory or default_driver_memory()
     log_config = _log4j2_file(spark_dir)
     # HotSpot never compiles a method over 8,000 bytes of bytecode; whole-stage code generation
     # writes bigger ones for wide rows (the clean's), which then run interpreted, several times
@@ -89,6 +97,12 @@ def spark_conf(master: str, *, settings: Settings) -> dict[str, str]:
         conf["spark.driver.bindAddress"] = LOOPBACK
         conf["spark.executor.extraJavaOptions"] = jvm_options
     return conf
+
+
+def default_driver_memory() -> str:
+    """A quarter of this machine's memory, between 1g and 8g, in megabytes."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return f"{min(8 << 10, max(1 << 10, total // 4 >> 20))}m"
 
 
 def get_spark(
@@ -112,6 +126,15 @@ def get_spark(
     if master.startswith("sc://"):
         return _connect_session(master, app_name=app_name, settings=settings, conf=conf)
     running = SparkSession.getActiveSession()
+    if running is not None and is_connect(running):  # this process attached to a warm Spark before
+        for key, value in (conf or {}).items():
+            running.conf.set(key, value)
+        register(running, settings)
+        return running
+    if running is None:
+        warm = _warm_session(asked, app_name=app_name, settings=settings, conf=conf)
+        if warm is not None:
+            return warm
     if running is not None:
         if asked is not None and running.sparkContext.master != master:
             raise RuntimeError(
@@ -174,19 +197,61 @@ def _log_query_errors_to_file(path: Path) -> None:
         logger.addHandler(logging.FileHandler(path, delay=True))  # PySparkLogger formats it as JSON
 
 
-def _prepare_environment(master: str, settings: Settings) -> None:
-    """Environment the driver JVM reads when it starts (a running one keeps its own)."""
+def driver_environment(master: str, settings: Settings) -> dict[str, str]:
+    """Environment a driver JVM on this machine reads when it starts (a running one keeps its own)."""
+    env = {}
     if driver_on_loopback(master):
         # Bind the driver to loopback, and skip the "hostname resolves to a loopback address" check.
-        os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
+        env["SPARK_LOCAL_IP"] = LOOPBACK
     # Python workers (executors and the planner of Python data sources) run this interpreter,
     # whose environment has this package installed; set PYSPARK_PYTHON to use another.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    env["PYSPARK_PYTHON"] = sys.executable
     # Shuffle and spill files under data_dir; as the environment variable rather than
     # spark.local.dir, which makes Spark warn at every start.
     local_dir = (settings.data_dir / "spark" / "local").resolve()
     local_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("SPARK_LOCAL_DIRS", str(local_dir))
+    env["SPARK_LOCAL_DIRS"] = str(local_dir)
+    return env
+
+
+def _prepare_environment(master: str, settings: Settings) -> None:
+    for name, value in driver_environment(master, settings).items():
+        os.environ.setdefault(name, value)  # what the user set wins
+
+
+def _warm_session(
+    asked: str | None, *, app_name: str, settings: Settings, conf: Mapping[str, str] | None
+) -> SparkSession | None:
+    """A session on the warm Spark, when it is on, the caller asked for no other master, and its
+    server answers; else None (the caller starts its own Spark, as without it)."""
+    if not settings.warm_spark or settings.spark_master.startswith("sc://"):
+        return None
+    if asked is not None and asked.strip() != settings.spark_master.strip():
+        return None  # the run asked for a master of its own
+    from pipeline_lib.settings import spark_connect_token
+    from pipeline_lib.spark.warm import answers
+
+    if not answers(settings):
+        log.warning(
+            "WORKBENCH_WARM_SPARK is true but nothing answers at %s (is `workbench up` running?); "
+            "this run starts its own Spark",
+            settings.spark_connect_url,
+        )
+        return None
+    # Read by PySpark's Connect client; this process's own (a run's kernel), so no other sees it.
+    os.environ["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = spark_connect_token(settings)
+    spark = _connect_session(settings.spark_connect_url, app_name=app_name, settings=settings, conf=conf)
+    # The server keeps a session's state (checkpointed data included) until it is released or an
+    # hour idle: released when this process (a run's kernel) ends, so runs do not pile up there.
+    atexit.register(_release, spark)
+    return spark
+
+
+def _release(spark: SparkSession) -> None:
+    try:
+        spark.stop()
+    except Exception:  # the server may be gone already; nothing is left to release then
+        log.debug("releasing the warm Spark session failed", exc_info=True)
 
 
 def _connect_session(
@@ -197,12 +262,30 @@ def _connect_session(
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         **(conf or {}),
     }
+    _allow_deep_plans()
     builder = SparkSession.builder.remote(master).appName(app_name)
     for key, value in runtime.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     register(spark, settings)
     return spark
+
+
+def _allow_deep_plans() -> None:
+    """A Connect client sends its plans as protobuf, one nesting level per expression; the clean's
+    (a program of steps per field) nest deeper than protobuf's default limit of 100, which fails
+    them in the client ("Exceeded upb_DecodeOptions_MaxDepth"). Lifted for this process; the
+    messages come from its own code, and the server has its own limit."""
+    from google.protobuf.internal import api_implementation
+
+    if api_implementation.Type() == "upb":
+        from google._upb import _message  # type: ignore[import-untyped]
+
+        _message.SetAllowOversizeProtos(True)
+    else:
+        from google.protobuf.internal import decoder
+
+        decoder.SetRecursionLimit(10_000)
 
 
 def _log4j2_file(spark_dir: Path) -> Path:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -189,6 +190,20 @@ def reader_options(client: DbApiClient, partitions: int) -> dict[str, str]:
     return db_api_options(client.endpoint, pem=False) | {"partitions": str(max(1, partitions))}
 
 
+def is_connect(spark: SparkSession) -> bool:
+    """Whether `spark` is a Spark Connect client's session (a server runs its driver)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def default_partitions(spark: SparkSession) -> int:
+    """Spark's default parallelism. A Spark Connect client has no SparkContext to ask: there it is
+    the server's `spark.default.parallelism` (the warm Spark sets it), else this machine's cores."""
+    if is_connect(spark):
+        value = spark.conf.get("spark.default.parallelism", None)
+        return int(value) if value else (os.cpu_count() or 1)
+    return spark.sparkContext.defaultParallelism
+
+
 def read(
     spark: SparkSession,
     client: DbApiClient,
@@ -199,7 +214,7 @@ def read(
 ) -> DataFrame:
     """`collection` as a DataFrame read through `client`'s db-api in `partitions` partitions (Spark's
     default parallelism when not given); with `schema`, Spark skips inferring one."""
-    options = reader_options(client, partitions or spark.sparkContext.defaultParallelism)
+    options = reader_options(client, partitions or default_partitions(spark))
     reader = spark.read.format(NAME).option("collection", collection).options(**options)
     return (reader.schema(schema) if schema is not None else reader).load()
 

@@ -1,11 +1,18 @@
-"""Benchmark of the clean step: 1,000,000 dirty raw records, end to end on local[2].
+"""Benchmark of the clean step: 1,000,000 dirty raw records, Spark against its ceilings and pandas.
 
-Times the whole run including Spark start-up, split into read / clean / write (CommitClean), and
-beside it the same rules applied by pandas in one process to the same data in the same run.
-`--cluster N` runs it on a standalone Spark master with N one-core workers instead, each a process
-of its own (`tests/spark_cluster.py`): on one machine that shows what distribution costs.
+Each run starts from its own filled store and is a fresh process, as a scheduled run is: Spark
+(`local[2]`, or `--cluster N`: a standalone master with N one-core workers, each a process of its
+own, `tests/spark_cluster.py`) timed end to end and split into start / read / clean / write
+(CommitClean); the pandas engine the same way (`run_clean` without Spark). In the same run, the
+store's ceilings for the same records: a plain sqlite3 + BSON scan and CommitClean
+(`bench_db_api.store_ceilings`). Issue 18's targets are printed beside the figures: the Spark run
+at most 2.5 times (scan + CommitClean ceilings + Spark start), faster than pandas, and its read at
+least 50% of the scan ceiling. Peak memory of every process (`tests/bench/memory.py`).
 
-    python tests/bench/bench_clean.py [--records N] [--repeat R] [--master M | --cluster N]
+`--warm` adds runs attached to a warm Spark (`workbench spark-connect`, started once before the
+runs, as `workbench up` keeps it with WORKBENCH_WARM_SPARK): what a run saves by not starting one.
+
+    python tests/bench/bench_clean.py [--records N] [--repeat R] [--master M | --cluster N] [--warm]
 """
 
 from __future__ import annotations
@@ -18,49 +25,88 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from pipeline_lib.clean import pandas_engine
-from tests.bench.bench_db_api import start_db_api
+from tests.bench.bench_db_api import start_db_api, store_ceilings
+from tests.bench.memory import ROLES, run_sampled
 from tests.notebooks.dirty_data import SCHOOLS, dirty_raw
 from tests.spark_cluster import standalone_cluster
+from tests.wire_servers import free_port
 
 TARGET_SECONDS = 60
+TARGET_CEILING_RATIO = 2.5  # Spark end to end over (scan + CommitClean ceilings + Spark start)
+TARGET_READ_SHARE = 0.5  # the Spark read's records/s over the store's scan ceiling
+WARM = "spark, warm"  # runs attached to a warm Spark (`--warm`)
 
 
-def spark_run(address: str, master: str) -> dict[str, float]:
-    """One clean in this process, from starting Spark to the last commit."""
+def one_run(engine: str, address: str, master: str) -> dict[str, float]:
+    """One clean in this process, from the first import to the last commit."""
+    started = time.perf_counter()
     from pipeline_lib.clean.job import run_clean
     from pipeline_lib.client.sync import DbApiClient
-    from pipeline_lib.spark.session import get_spark
 
-    started = time.perf_counter()
-    spark = get_spark(master, app_name="bench-clean")
-    startup = time.perf_counter() - started
+    spark, startup = None, 0.0
+    if engine == "spark":
+        from pipeline_lib.spark.session import get_spark
+
+        spark = get_spark(master, app_name="bench-clean")
+        startup = time.perf_counter() - started
     with DbApiClient(address, "bench") as client:
         report = run_clean(spark, client, run_id="bench", batch_size=10_000)
         total = time.perf_counter() - started
         assert client.count("raw") == 0, "the clean left raw records behind"
-    return {"spark start": startup, **report.seconds, "total": total, "records": report.records_in}
+    return {"start": startup, **report.seconds, "total": total, "records": report.records_in}
 
 
-def spark_run_in_new_process(address: str, master: str) -> dict[str, float]:
-    """Each run starts Spark afresh in its own process, as a scheduled run does."""
-    args = [sys.executable, __file__, "--spark-run", address, "--master", master]
-    output = subprocess.run(args, check=True, capture_output=True, text=True, env=os.environ.copy()).stdout
-    return json.loads(output.strip().splitlines()[-1])
+def run_in_new_process(
+    engine: str, address: str, master: str, db_api_pid: int, warm: WarmSpark | None = None
+) -> dict[str, float]:
+    """One run in a fresh process; with `warm`, attached to that warm Spark (its memory counted)."""
+    args = [sys.executable, __file__, "--one", engine, address, "--master", master]
+    env = {**os.environ, **(warm.env if warm else {})}
+    done, peaks = run_sampled(args, db_api_pid, spark_server_pid=warm.pid if warm else None, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"the {engine} clean failed:\n{done.stderr[-3000:]}")
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), **peaks.as_dict()}
 
 
-def pandas_run(client) -> dict[str, float]:
-    started = time.perf_counter()
-    raw = client.scan_pandas("raw", arrow_strings=False)
-    read = time.perf_counter() - started
-    started = time.perf_counter()
-    result = pandas_engine.clean(raw, set(SCHOOLS["school_id"]))
-    clean = time.perf_counter() - started
-    return {"read": read, "clean": clean, "records": len(raw), "cleaned": len(result.cleaned)}
+@dataclass
+class WarmSpark:
+    """A warm Spark (`workbench spark-connect`) the bench started, and what a run attaches with."""
+
+    pid: int
+    env: dict[str, str]
+
+
+@contextmanager
+def warm_spark(master: str, data_dir: Path) -> Iterator[WarmSpark]:
+    env = {
+        **os.environ,
+        "WORKBENCH_DATA_DIR": str(data_dir),
+        "WORKBENCH_SPARK_MASTER": master,
+        "WORKBENCH_WARM_SPARK": "true",
+        "WORKBENCH_SPARK_CONNECT_PORT": str(free_port()),
+    }
+    command = [sys.executable, "-m", "pipeline_lib.cli", "spark-connect"]
+    server = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        from pipeline_lib.settings import Settings
+        from pipeline_lib.spark.warm import answers
+
+        settings = Settings(data_dir=data_dir, spark_connect_port=int(env["WORKBENCH_SPARK_CONNECT_PORT"]))
+        while not answers(settings):
+            if server.poll() is not None:
+                raise RuntimeError("the warm Spark did not start")
+            time.sleep(0.2)
+        yield WarmSpark(server.pid, {k: env[k] for k in env if k.startswith("WORKBENCH_")})
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
 
 
 def main() -> None:
@@ -71,10 +117,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--cluster", type=int, default=0, help="a standalone cluster of N one-core workers")
-    parser.add_argument("--spark-run", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--warm", action="store_true", help="also runs attached to a warm Spark (WORKBENCH_WARM_SPARK)"
+    )
+    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.spark_run:
-        print(json.dumps(spark_run(args.spark_run, args.master)))
+    if args.one:
+        print(json.dumps(one_run(*args.one, args.master)))
         return
     if args.cluster:
         folders = tempfile.TemporaryDirectory(prefix="wb-bench-cluster-")
@@ -87,37 +136,75 @@ def main() -> None:
 
 def bench(args: argparse.Namespace, where: str) -> None:
     raw = dirty_raw(int(args.records / 1.05), seed=11)
-    setup = f"{where}, median of {args.repeat} runs, {os.cpu_count()} cores"
-    print(f"clean benchmark: {len(raw):,} dirty raw records, {setup}")
-    spark_runs, pandas_runs = [], []
-    with tempfile.TemporaryDirectory(prefix="wb-bench-clean-") as tmp:
-        for run in range(args.repeat):
-            process, client = start_db_api(Path(tmp) / f"run{run}")
-            os.environ["WORKBENCH_DB_API_TOKEN"] = "bench"
-            os.environ["WORKBENCH_DATA_DIR"] = str(Path(tmp) / f"run{run}")
-            try:
-                client.write("schools", SCHOOLS, mode="upsert", key="school_id")
-                client.write("raw", raw, key="submission_id")
-                pandas_runs.append(pandas_run(client))
-                spark_runs.append(spark_run_in_new_process(client.address, args.master))
-            finally:
-                client.close()
-                process.terminate()
-                process.wait()
-
-    def median(runs: list[dict], key: str) -> float:
-        return statistics.median(r[key] for r in runs)
-
     n = len(raw)
-    total = median(spark_runs, "total")
+    setup = f"{where}, median of {args.repeat} runs, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+    print(f"clean benchmark: {n:,} dirty raw records, {setup}")
+    runs: dict[str, list[dict]] = {"spark": [], "pandas": [], "ceilings": []}
+    kinds = ["pandas", "spark"]
+    if args.warm:
+        runs[WARM] = []
+        kinds.append(WARM)
+    os.environ["WORKBENCH_DB_API_TOKEN"] = "bench"
+    with tempfile.TemporaryDirectory(prefix="wb-bench-clean-") as tmp, ExitStack() as stack:
+        warm = stack.enter_context(warm_spark(args.master, Path(tmp) / "warm")) if args.warm else None
+        for run in range(args.repeat):
+            runs["ceilings"].append(store_ceilings(raw, "submission_id", Path(tmp) / f"ceiling{run}.sqlite3"))
+            for kind in kinds:
+                data = Path(tmp) / f"{kind}{run}"
+                os.environ["WORKBENCH_DATA_DIR"] = str(data)
+                process, client = start_db_api(data)
+                try:
+                    client.write("schools", SCHOOLS, mode="upsert", key="school_id")
+                    client.write("raw", raw, key="submission_id")
+                    engine, attach = ("spark", warm) if kind == WARM else (kind, None)
+                    result = run_in_new_process(engine, client.address, args.master, process.pid, attach)
+                    runs[kind].append(result)
+                finally:
+                    client.close()
+                    process.terminate()
+                    process.wait()
+    report(runs, n, where)
+
+
+def report(runs: dict[str, list[dict]], n: int, where: str) -> None:
+    def median(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[name])
+
+    total, pandas_total = median("spark", "total"), median("pandas", "total")
+    scan, commit, start = median("ceilings", "scan"), median("ceilings", "commit"), median("spark", "start")
     print(f"\n{where}: {total:.1f} s end to end ({n / total:,.0f} records/s), "
           f"target < {TARGET_SECONDS} s: {'met' if total < TARGET_SECONDS else 'MISSED'}")  # fmt: skip
-    for key in ("spark start", "read", "clean", "write"):
-        print(f"  {key:12} {median(spark_runs, key):6.1f} s")
-    p_read, p_clean = median(pandas_runs, "read"), median(pandas_runs, "clean")
-    print(f"pandas, one process: read {p_read:.1f} s, clean {p_clean:.1f} s ({n / p_clean:,.0f} records/s)")
-    print("\nruns:", [{k: round(v, 2) for k, v in r.items()} for r in spark_runs])
-    print("pandas runs:", [{k: round(v, 2) for k, v in r.items()} for r in pandas_runs])
+    for key in ("start", "read", "clean", "write"):
+        print(f"  {key:12} {median('spark', key):6.1f} s")
+    steps = ", ".join(f"{key} {median('pandas', key):.1f}" for key in ("read", "clean", "write"))
+    print(f"pandas engine, one process: {pandas_total:.1f} s end to end ({steps})")
+    print(f"store ceilings for the same records: scan {scan:.1f} s ({n / scan:,.0f} records/s), "
+          f"CommitClean {commit:.1f} s")  # fmt: skip
+
+    def verdict(met: bool) -> str:
+        return "met" if met else "MISSED"
+
+    bound = scan + commit + start
+    ratio = total / bound
+    read_share = (n / median("spark", "read")) / (n / scan)
+    print("\nissue 18's targets:")
+    print(f"  Spark end to end / (scan + CommitClean ceilings + Spark start = {bound:.1f} s): {ratio:.1f}x, "
+          f"target <= {TARGET_CEILING_RATIO}x: {verdict(ratio <= TARGET_CEILING_RATIO)}")  # fmt: skip
+    print(f"  Spark against the pandas engine: {total:.1f} s vs {pandas_total:.1f} s, "
+          f"target faster: {verdict(total < pandas_total)}")  # fmt: skip
+    print(f"  Spark read: {read_share:.0%} of the store's scan ceiling, "
+          f"target >= {TARGET_READ_SHARE:.0%}: {verdict(read_share >= TARGET_READ_SHARE)}")  # fmt: skip
+    if WARM in runs:
+        warm_total = median(WARM, "total")
+        steps = ", ".join(f"{key} {median(WARM, key):.1f}" for key in ("start", "read", "clean", "write"))
+        print(f"  attached to a warm Spark (started once, not timed): {warm_total:.1f} s end to end "
+              f"({steps}); {warm_total - total:+.1f} s against starting its own")  # fmt: skip
+    for engine in (e for e in ("spark", WARM, "pandas") if e in runs):
+        peaks = ", ".join(f"{role} {max(r[f'peak MB {role}'] for r in runs[engine]):,}" for role in ROLES)
+        together = max(r["peak MB all"] for r in runs[engine])
+        print(f"  peak memory, {engine} (MB): {peaks}; all at once {together:,}")
+    for name, values in runs.items():
+        print(f"\n{name} runs:", [{k: round(v, 2) for k, v in r.items()} for r in values])
 
 
 if __name__ == "__main__":

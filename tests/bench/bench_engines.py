@@ -2,12 +2,16 @@
 faster than Spark local[2], for the clean and the process step, with each run's peak memory.
 
 Each run is a fresh process, as a scheduled run is (imports, and for Spark the JVM, counted):
-seconds end to end, records/s, and the run process's peak resident memory (for Spark, the
-driver's Python; the JVM's heap is capped by its settings). The crossover is the smallest size at
-which Spark was faster; `WORKBENCH_PANDAS_MAX_RECORDS` (the `auto` engine's threshold) should sit
-below it, and where pandas stays faster its memory decides.
+seconds end to end, records/s, and peak resident memory sampled over every process of the run
+(`tests/bench/memory.py`): the run's Python, the JVM (driver and local executors), the Python
+workers Spark forks, and the db-api; "peak MB" is the largest sum at one moment. The crossover is
+the smallest size at which Spark was faster; `WORKBENCH_PANDAS_MAX_RECORDS` (the `auto` engine's
+threshold) should sit below it, and where pandas stays faster its memory decides.
 
-    python tests/bench/bench_engines.py [--sizes 20000,100000,300000] [--repeat R]
+The default sizes are issue 18's cost curve; at 3,000,000 records one repeat of both steps and
+engines takes about an hour on two cores (`--sizes 20000,100000` for a quick look).
+
+    python tests/bench/bench_engines.py [--sizes 20000,100000,1000000,3000000] [--repeat R]
 """
 
 from __future__ import annotations
@@ -15,9 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,8 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from pipeline_lib.process.job import DEFAULT_MAX_MODEL_ROWS
 from pipeline_lib.settings import PANDAS_MAX_RECORDS
 from tests.bench.bench_db_api import start_db_api
+from tests.bench.memory import ROLES, run_sampled
 
 ENGINES = ("pandas", "spark")
 
@@ -51,16 +55,15 @@ def one_run(step: str, engine: str, address: str, master: str) -> dict[str, floa
             from pipeline_lib.process.job import run_process
 
             records = run_process(spark, client, run_id="bench", seed=1).records_in
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": time.perf_counter() - started, "records": records, "peak_mb": peak_mb}
+    return {"seconds": time.perf_counter() - started, "records": records}
 
 
-def run_in_new_process(step: str, engine: str, address: str, master: str) -> dict[str, float]:
+def run_in_new_process(step: str, engine: str, address: str, master: str, db_api_pid: int) -> dict:
     args = [sys.executable, __file__, "--one", step, engine, address, "--master", master]
-    done = subprocess.run(args, capture_output=True, text=True, env=os.environ.copy())
+    done, peaks = run_sampled(args, db_api_pid, env=os.environ.copy())
     if done.returncode != 0:
         raise RuntimeError(f"the {engine} {step} run failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), **peaks.as_dict()}
 
 
 def fill(step: str, client, records: int) -> None:  # type: ignore[no-untyped-def]
@@ -79,16 +82,22 @@ def fill(step: str, client, records: int) -> None:  # type: ignore[no-untyped-de
         client.write("cleaned", simulated.cleaned_records(students), mode="upsert", key="submission_id")
 
 
+def refuses(step: str, engine: str, size: int) -> bool:
+    """The pandas process run refuses more students than max_model_rows (it would hold them all
+    in memory, where Spark samples for the models): nothing to measure there."""
+    return step == "process" and engine == "pandas" and size > DEFAULT_MAX_MODEL_ROWS
+
+
 def measure(step: str, size: int, repeat: int, master: str, tmp: Path) -> dict[str, list[dict]]:
     runs: dict[str, list[dict]] = {engine: [] for engine in ENGINES}
     for attempt in range(repeat):
-        for engine in ENGINES:
+        for engine in (e for e in ENGINES if not refuses(step, e, size)):
             data = tmp / f"{step}-{size}-{engine}-{attempt}"
             os.environ["WORKBENCH_DATA_DIR"] = str(data)
             process, client = start_db_api(data)
             try:
                 fill(step, client, size)
-                runs[engine].append(run_in_new_process(step, engine, client.address, master))
+                runs[engine].append(run_in_new_process(step, engine, client.address, master, process.pid))
             finally:
                 client.close()
                 process.terminate()
@@ -100,7 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", default="20000,100000,300000")
+    parser.add_argument("--sizes", default="20000,100000,1000000,3000000")
     parser.add_argument("--steps", default="clean,process")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--master", default="local[2]")
@@ -125,14 +134,21 @@ def main() -> None:
                 runs = measure(step, size, args.repeat, args.master, Path(tmp))
                 cells, seconds = [], {}
                 for engine in ENGINES:
+                    if not runs[engine]:
+                        cells.append(f"{'refused: over max_model_rows':>25}")
+                        continue
                     seconds[engine] = statistics.median(r["seconds"] for r in runs[engine])
                     records = runs[engine][0]["records"]
-                    peak = max(r["peak_mb"] for r in runs[engine])
+                    peak = max(r["peak MB all"] for r in runs[engine])
                     cells.append(f"{seconds[engine]:8.1f} {records / seconds[engine]:8,.0f} {peak:7,.0f}")
                 faster = min(seconds, key=seconds.__getitem__)
                 if faster == "spark" and crossover is None:
                     crossover = size
                 print(f"{'':7}{size:>9,} | {cells[0]} | {cells[1]} | {faster}")
+                for engine in (e for e in ENGINES if runs[e]):
+                    peaks = {role: max(r[f"peak MB {role}"] for r in runs[engine]) for role in ROLES}
+                    roles = ", ".join(f"{role} {mb:,}" for role, mb in peaks.items())
+                    print(f"{'':17}{engine} peak MB by process: {roles}")
             verdict = (
                 f"Spark first faster at {crossover:,} records"
                 if crossover

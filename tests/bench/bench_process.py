@@ -3,7 +3,9 @@ on local[2], from starting Spark to the last document written, with the time of 
 
 The records are simulated from a known school-effects model (tests/pipeline_lib/process/analysis/
 simulated.py) and written straight to `cleaned` of a db-api in its own process; each run starts
-Spark afresh in its own process, as a scheduled run does.
+Spark afresh in its own process, as a scheduled run does. In the same run, the store's scan
+ceiling for the same records (plain sqlite3 + BSON, `bench_db_api.store_ceilings`): issue 18's
+target is a Spark read of at least 50% of it. Peak memory of every process (`tests/bench/memory.py`).
 
     python tests/bench/bench_process.py [--records N] [--schools S] [--repeat R]
 """
@@ -14,7 +16,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,10 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.bench_db_api import start_db_api
+from tests.bench.bench_db_api import start_db_api, store_ceilings
+from tests.bench.memory import ROLES, run_sampled
 from tests.pipeline_lib.process.analysis import simulated
 
 TARGET_SECONDS = 120
+TARGET_READ_SHARE = 0.5  # the Spark read's records/s over the store's scan ceiling
 
 
 def process_run(address: str, master: str, max_model_rows: int) -> dict[str, float]:
@@ -51,7 +54,7 @@ def process_run(address: str, master: str, max_model_rows: int) -> dict[str, flo
     }
 
 
-def process_run_in_new_process(address: str, master: str, max_model_rows: int) -> dict[str, float]:
+def process_run_in_new_process(address: str, master: str, max_model_rows: int, db_api_pid: int) -> dict:
     args = [
         sys.executable,
         __file__,
@@ -62,10 +65,10 @@ def process_run_in_new_process(address: str, master: str, max_model_rows: int) -
         "--max-model-rows",
         str(max_model_rows),
     ]
-    done = subprocess.run(args, capture_output=True, text=True, env=os.environ.copy())
+    done, peaks = run_sampled(args, db_api_pid, env=os.environ.copy())
     if done.returncode != 0:
         raise RuntimeError(f"the process run failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), **peaks.as_dict()}
 
 
 def main() -> None:
@@ -91,6 +94,10 @@ def main() -> None:
     print(f"process benchmark: {len(records):,} cleaned records of {args.schools:,} schools, {setup}")
     runs = []
     with tempfile.TemporaryDirectory(prefix="wb-bench-process-") as tmp:
+        ceilings = [
+            store_ceilings(records, "submission_id", Path(tmp) / f"ceiling{i}.sqlite3") for i in range(3)
+        ]
+        scan = statistics.median(c["scan"] for c in ceilings)
         os.environ["WORKBENCH_DB_API_TOKEN"] = "bench"
         os.environ["WORKBENCH_DATA_DIR"] = str(Path(tmp) / "data")
         process, client = start_db_api(Path(tmp) / "data")
@@ -99,7 +106,9 @@ def main() -> None:
             client.write("cleaned", records, mode="upsert", key="submission_id")
             print(f"data written in {time.perf_counter() - started:.1f} s (not timed below)")
             for _ in range(args.repeat):
-                runs.append(process_run_in_new_process(client.address, args.master, args.max_model_rows))
+                runs.append(
+                    process_run_in_new_process(client.address, args.master, args.max_model_rows, process.pid)
+                )
         finally:
             client.close()
             process.terminate()
@@ -114,7 +123,7 @@ def main() -> None:
         f"\nSpark {args.master}: {total:.1f} s end to end ({len(records) / total:,.0f} records/s), "
         f"target < {TARGET_SECONDS} s: {verdict}"
     )
-    steps = [k for k in runs[0] if k not in ("total", "records", "failed")]
+    steps = [k for k in runs[0] if k not in ("total", "records", "failed") and not k.startswith("peak MB")]
     for key in steps:
         print(f"  {key:24} {median(key):6.1f} s")
     print(f"  {'failed analyses':24} {int(max(r['failed'] for r in runs)):6d}")
@@ -124,6 +133,14 @@ def main() -> None:
         f"  disclosure control (suppression + audit): {share:.1%} of the run, target < 10%: "
         f"{'met' if share < 0.10 else 'MISSED'}"
     )
+    read_share = scan / median("read")
+    print(
+        f"  Spark read: {read_share:.0%} of the store's scan ceiling for the same records ({scan:.1f} s, "
+        f"median of 3), target >= {TARGET_READ_SHARE:.0%} (issue 18): "
+        f"{'met' if read_share >= TARGET_READ_SHARE else 'MISSED'}"
+    )
+    peaks = ", ".join(f"{role} {max(r[f'peak MB {role}'] for r in runs):,}" for role in ROLES)
+    print(f"  peak memory (MB): {peaks}; all at once {max(r['peak MB all'] for r in runs):,}")
     print("\nruns:", [{k: round(v, 2) for k, v in r.items()} for r in runs])
 
 

@@ -1,0 +1,90 @@
+"""Peak resident memory of a run's processes, by role, sampled while the run works.
+
+A Spark run is several processes: the run's Python (the driver's Python side), the JVM (the driver
+and, on local[N], the executors), Python workers the JVM forks for the data source and Arrow UDFs,
+and the db-api it reads from and commits to, with its scan worker processes. `getrusage` sees only
+one of them; this samples the trees of the run and of the db-api every `interval` seconds and keeps,
+per role, the largest sum seen at one moment (processes of one role are alive together).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import threading
+from typing import Any
+
+import psutil
+
+ROLES = ("run python", "jvm", "python workers", "db-api")
+
+
+def role_of(process: psutil.Process, run_pid: int) -> str:
+    if process.pid == run_pid:
+        return "run python"
+    name = process.name()
+    if name.startswith("java"):
+        return "jvm"
+    return "python workers"
+
+
+class PeakMemory:
+    """Largest resident set per role, in MB, over the samples taken so far."""
+
+    def __init__(self) -> None:
+        self.peak_mb: dict[str, float] = dict.fromkeys(ROLES, 0.0)
+        self.total_peak_mb = 0.0
+
+    def sample(self, run_pid: int | None, db_api_pid: int | None, spark_server_pid: int | None) -> None:
+        now: dict[str, float] = dict.fromkeys(ROLES, 0.0)
+        for process in _tree(db_api_pid):  # with its scan worker processes
+            with contextlib.suppress(psutil.Error):  # it ended between the listing and the reading
+                now["db-api"] += process.memory_info().rss / 2**20
+        # A warm Spark's server (its JVM and Python workers) works for the run it serves.
+        for process in [*_tree(run_pid), *_tree(spark_server_pid)]:
+            with contextlib.suppress(psutil.Error):
+                now[role_of(process, run_pid)] += process.memory_info().rss / 2**20
+        for role, mb in now.items():
+            self.peak_mb[role] = max(self.peak_mb[role], mb)
+        self.total_peak_mb = max(self.total_peak_mb, sum(now.values()))
+
+    def as_dict(self) -> dict[str, float]:
+        return {**{f"peak MB {role}": round(mb) for role, mb in self.peak_mb.items()},
+                "peak MB all": round(self.total_peak_mb)}  # fmt: skip
+
+
+def _tree(pid: int | None) -> list[psutil.Process]:
+    if pid is None:
+        return []
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def run_sampled(
+    args: list[str],
+    db_api_pid: int | None,
+    interval: float = 0.25,
+    spark_server_pid: int | None = None,
+    **popen: Any,
+) -> tuple[subprocess.CompletedProcess[str], PeakMemory]:
+    """Run a command to its end while sampling its process tree, the db-api's and a warm Spark
+    server's every `interval` s."""
+    peaks = PeakMemory()
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    stop = threading.Event()
+
+    def sample_until_stopped() -> None:
+        while not stop.wait(interval):
+            peaks.sample(process.pid, db_api_pid, spark_server_pid)
+
+    sampler = threading.Thread(target=sample_until_stopped, daemon=True)
+    sampler.start()
+    try:
+        out, err = process.communicate()
+    finally:
+        stop.set()
+        sampler.join()
+    return subprocess.CompletedProcess(args, process.returncode, out, err), peaks

@@ -1,0 +1,172 @@
+"""The warm Spark (issue 18): `workbench up` with WORKBENCH_WARM_SPARK=true keeps a Spark Connect server
+on loopback, and runs that need Spark attach to it instead of starting a JVM of their own.
+
+One system for the module: `workbench up` on free ports with the warm Spark on; demo students
+through the REST API; `workbench run clean` and `process` with `-p engine spark`, as a user forces
+Spark on a small data set. The clean's stored documents equal the pandas engine's on the same
+submissions (a second db-api of the test's own), and no run started a driver JVM of its own (each
+such start writes a heading to `<data dir>/logs/spark.log`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from db_api.server import start_server
+from db_api.store.sqlite import SqliteStore
+from pipeline_lib.client.sync import DbApiClient
+from tests.conftest import TOKEN
+from tests.processes import descendants, non_loopback_ipv4, refuses, running, start_workbench, wait_for_line
+from tests.wire_servers import free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.spark]
+
+WORKBENCH = [sys.executable, "-m", "pipeline_lib.cli"]
+STUDENTS = 400
+OWN_DRIVER = "Spark driver of"  # the heading get_spark writes to spark.log when it starts a JVM
+
+
+@dataclass
+class System:
+    env: dict[str, str]
+    web: str
+    data_dir: Path
+    log: Path
+    spark_port: int
+
+    def workbench(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        command = [*WORKBENCH, *args]
+        return subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def client(self) -> DbApiClient:
+        token = (self.data_dir / "secrets" / "db_api_token").read_text().strip()
+        return DbApiClient(self.env["WORKBENCH_DB_API_ADDRESS"], token, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    root = tmp_path_factory.mktemp("warm")
+    quiet = root / "crontab"
+    quiet.write_text("0 0 1 1 * clean\n")  # the scheduler stays out of the test's runs
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKBENCH_", "SPARK_CONNECT"))}
+    spark_port, web_port = free_port(), free_port()
+    env.update(
+        WORKBENCH_DATA_DIR=str(root / "var"),
+        WORKBENCH_DB_API_ADDRESS=f"127.0.0.1:{free_port()}",
+        WORKBENCH_WEB_PORT=str(web_port),
+        WORKBENCH_VOILA_PORT=str(free_port()),
+        WORKBENCH_SCHEDULE_FILE=str(quiet),
+        WORKBENCH_SPARK_MASTER="local[2]",
+        WORKBENCH_WARM_SPARK="true",
+        WORKBENCH_SPARK_CONNECT_PORT=str(spark_port),
+    )
+    log = root / "up.log"
+    up = start_workbench("up", env, log)
+    try:
+        wait_for_line(up, log, "All services are up", timeout=180)
+        yield System(env, f"http://127.0.0.1:{web_port}", root / "var", log, spark_port)
+    finally:
+        family = descendants(up.pid)
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=60) == 0, log.read_text()[-3000:]
+        time.sleep(1)
+        assert [pid for pid in family if running(pid)] == [], "workbench up left processes behind"
+
+
+def _attach(url: str, token: str | None) -> subprocess.CompletedProcess:
+    """A Spark Connect client in a process of its own (Connect mode is process-wide in PySpark)."""
+    code = (
+        "from pyspark.sql import SparkSession\n"
+        f"spark = SparkSession.builder.remote({url!r}).getOrCreate()\n"
+        "print(spark.range(7).count())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SPARK_CONNECT_AUTHENTICATE_TOKEN"}
+    if token is not None:
+        env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = token
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_up_serves_the_warm_spark_on_loopback_to_holders_of_its_token(system: System) -> None:
+    url = f"sc://localhost:{system.spark_port}"
+    assert f"spark     ready at {url}" in system.log.read_text()
+    for address in non_loopback_ipv4():
+        assert refuses(address, system.spark_port), address
+    token = (system.data_dir / "secrets" / "spark_connect_token").read_text().strip()
+    assert token not in " ".join(Path(f"/proc/{pid}/cmdline").read_text() for pid in _java_pids())
+    assert _attach(url, token).stdout.strip() == "7"
+    refused = _attach(url, "not-the-token")
+    assert refused.returncode != 0 and "7" not in refused.stdout
+
+
+def _java_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "java":
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _stored(client: DbApiClient) -> dict[str, dict[str, dict]]:
+    return {
+        name: {doc["_id"]: doc for doc in client.scan(name).to_pylist()} for name in ("cleaned", "quarantine")
+    }
+
+
+def test_runs_attach_to_the_warm_spark_and_store_what_the_pandas_engine_stores(
+    system: System, tmp_path: Path
+) -> None:
+    from pipeline_lib.clean.job import run_clean
+
+    demo = system.workbench("demo", "--students", str(STUDENTS), "--schools", "12", "--url", system.web)
+    assert demo.returncode == 0, demo.stderr
+    with system.client() as client:
+        raw, schools = client.scan("raw"), client.scan("schools")
+    spark_log = system.data_dir / "logs" / "spark.log"
+    drivers_before = spark_log.read_text().count(OWN_DRIVER) if spark_log.exists() else 0
+
+    clean = system.workbench("run", "clean", "-p", "engine", "spark")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    process = system.workbench("run", "process", "-p", "engine", "spark")
+    assert process.returncode == 0, process.stdout + process.stderr
+    drivers_after = spark_log.read_text().count(OWN_DRIVER) if spark_log.exists() else 0
+    assert drivers_after == drivers_before, "a run started a Spark driver of its own"
+
+    with system.client() as client:
+        attached = _stored(client)
+        processed = client.list_documents("processed", limit=100)
+    aggregated = {doc.get("engine") for doc in processed if doc["_id"].startswith("descriptives:")}
+    assert aggregated == {"spark"}  # the process run read and aggregated with Spark
+
+    # The same submissions cleaned by the pandas engine, through a db-api of the test's own.
+    other = start_server(SqliteStore(tmp_path / "pandas.sqlite3"), "127.0.0.1:0", token=TOKEN)
+    try:
+        with DbApiClient(f"127.0.0.1:{other.port}", TOKEN) as pandas_client:
+            pandas_client.write("schools", _without_id(schools), mode="upsert", key="school_id")
+            pandas_client.write("raw", _without_id(raw), key="submission_id")
+            run_clean(None, pandas_client, run_id="pandas")
+            expected = _stored(pandas_client)
+    finally:
+        other.stop(grace=1)
+    assert len(expected["cleaned"]) > STUDENTS // 2
+    for name in ("cleaned", "quarantine"):
+        assert attached[name].keys() == expected[name].keys(), name
+        for doc_id, doc in expected[name].items():
+            assert attached[name][doc_id] == doc, (name, doc_id)
+
+
+def _without_id(table: pa.Table) -> pa.Table:
+    return table.drop_columns(["_id"]) if "_id" in table.column_names else table
