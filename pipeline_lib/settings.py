@@ -363,16 +363,19 @@ def db_api_token(settings: Settings, *, create: bool = True) -> str:
 
 def spark_connect_token(settings: Settings) -> str:
     """The warm Spark's token (its Connect server runs any code a client sends): a file in `data_dir`."""
-    token = _secret_file(settings.data_dir / "secrets" / "spark_connect_token", create=True)
-    assert token is not None  # create=True always gives one
-    return token
+    return _generated_secret(settings, "spark_connect_token")
 
 
 def jwt_secret(settings: Settings) -> str:
     """The key that signs the web app's access tokens: the setting, else a file in `data_dir`."""
     if settings.jwt_secret is not None:
         return settings.jwt_secret.get_secret_value()
-    secret = _secret_file(settings.data_dir / "secrets" / "jwt_secret", create=True)
+    return _generated_secret(settings, "jwt_secret")
+
+
+def _generated_secret(settings: Settings, name: str) -> str:
+    """`<data dir>/secrets/<name>`, generated on first use."""
+    secret = _secret_file(settings.data_dir / "secrets" / name, create=True)
     assert secret is not None  # create=True always gives one
     return secret
 

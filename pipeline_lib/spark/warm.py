@@ -12,7 +12,6 @@ environment, never on its command line (which every local user can read).
 from __future__ import annotations
 
 import socket
-import sys
 from pathlib import Path
 
 from pipeline_lib.settings import Settings, child_environment, spark_connect_token
@@ -46,9 +45,8 @@ def server_command(settings: Settings) -> tuple[list[str], dict[str, str]]:
     for key, value in conf.items():
         args += ["--conf", f"{key}={value}"]
     env = {
-        **child_environment(settings),
         **driver_environment(master, settings),
-        "PYSPARK_PYTHON": sys.executable,
+        **child_environment(settings),  # what the user set wins, as for a run's own driver
         "SPARK_CONNECT_AUTHENTICATE_TOKEN": spark_connect_token(settings),
         # Its Python workers are classic PySpark, whatever the environment says.
         "SPARK_CONNECT_MODE": "0",

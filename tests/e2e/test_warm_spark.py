@@ -11,12 +11,9 @@ such start writes a heading to `<data dir>/logs/spark.log`).
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,31 +23,14 @@ from db_api.server import start_server
 from db_api.store.sqlite import SqliteStore
 from pipeline_lib.client.sync import DbApiClient
 from tests.conftest import TOKEN
-from tests.processes import descendants, non_loopback_ipv4, refuses, running, start_workbench, wait_for_line
+from tests.e2e.running_system import System, workbench_up
+from tests.processes import non_loopback_ipv4, refuses
 from tests.wire_servers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
 
-WORKBENCH = [sys.executable, "-m", "pipeline_lib.cli"]
 STUDENTS = 400
 OWN_DRIVER = "Spark driver of"  # the heading get_spark writes to spark.log when it starts a JVM
-
-
-@dataclass
-class System:
-    env: dict[str, str]
-    web: str
-    data_dir: Path
-    log: Path
-    spark_port: int
-
-    def workbench(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        command = [*WORKBENCH, *args]
-        return subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout)
-
-    def client(self) -> DbApiClient:
-        token = (self.data_dir / "secrets" / "db_api_token").read_text().strip()
-        return DbApiClient(self.env["WORKBENCH_DB_API_ADDRESS"], token, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +51,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         WORKBENCH_SPARK_CONNECT_PORT=str(spark_port),
     )
     log = root / "up.log"
-    up = start_workbench("up", env, log)
-    try:
-        wait_for_line(up, log, "All services are up", timeout=180)
-        yield System(env, f"http://127.0.0.1:{web_port}", root / "var", log, spark_port)
-    finally:
-        family = descendants(up.pid)
-        up.send_signal(signal.SIGTERM)
-        assert up.wait(timeout=60) == 0, log.read_text()[-3000:]
-        time.sleep(1)
-        assert [pid for pid in family if running(pid)] == [], "workbench up left processes behind"
+    with workbench_up(env, log, timeout=180):
+        yield System(env, f"http://127.0.0.1:{web_port}", root / "var", log)
 
 
 def _attach(url: str, token: str | None) -> subprocess.CompletedProcess:
@@ -97,10 +69,11 @@ def _attach(url: str, token: str | None) -> subprocess.CompletedProcess:
 
 
 def test_up_serves_the_warm_spark_on_loopback_to_holders_of_its_token(system: System) -> None:
-    url = f"sc://localhost:{system.spark_port}"
+    port = int(system.env["WORKBENCH_SPARK_CONNECT_PORT"])
+    url = f"sc://localhost:{port}"
     assert f"spark     ready at {url}" in system.log.read_text()
     for address in non_loopback_ipv4():
-        assert refuses(address, system.spark_port), address
+        assert refuses(address, port), address
     token = (system.data_dir / "secrets" / "spark_connect_token").read_text().strip()
     assert token not in " ".join(Path(f"/proc/{pid}/cmdline").read_text() for pid in _java_pids())
     assert _attach(url, token).stdout.strip() == "7"

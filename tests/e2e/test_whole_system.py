@@ -10,12 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -23,39 +18,18 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from pipeline_lib.clean import pandas_engine
-from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.dashboards.catalog import live_path
 from pipeline_lib.runs.schedule import load
 from pipeline_lib.settings import PROJECT_DIR
 from tests.e2e.conftest import Screenshot
-from tests.processes import descendants, running, start_workbench, wait_for_line
+from tests.e2e.running_system import System, workbench_up
 from tests.wire_servers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.spark]
 
-WORKBENCH = [sys.executable, "-m", "pipeline_lib.cli"]
 PASSWORD = "reader-password-1"
 FORM_STUDENTS = 12
 TIMEOUT_MS = 60_000
-
-
-@dataclass
-class System:
-    env: dict[str, str]
-    web: str
-    data_dir: Path
-    log: Path
-
-    def workbench(
-        self, *args: str, stdin: str | None = None, timeout: float = 600
-    ) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [*WORKBENCH, *args], env=self.env, input=stdin, capture_output=True, text=True, timeout=timeout
-        )
-
-    def client(self) -> DbApiClient:
-        token = (self.data_dir / "secrets" / "db_api_token").read_text().strip()
-        return DbApiClient(self.env["WORKBENCH_DB_API_ADDRESS"], token, timeout=60)
 
 
 @pytest.fixture
@@ -79,16 +53,8 @@ def system(tmp_path: Path) -> Iterator[System]:
         WORKBENCH_FORM_RATE_LIMIT="10000/minute",
     )
     log = tmp_path / "up.log"
-    up = start_workbench("up", env, log)
-    try:
-        wait_for_line(up, log, "All services are up")
+    with workbench_up(env, log):
         yield System(env, f"http://127.0.0.1:{web_port}", tmp_path / "var", log)
-    finally:
-        family = descendants(up.pid)
-        up.send_signal(signal.SIGTERM)
-        assert up.wait(timeout=60) == 0, log.read_text()[-3000:]
-        time.sleep(1)
-        assert [pid for pid in family if running(pid)] == [], "workbench up left processes behind"
 
 
 def _form_students(schools: list[str]) -> list[dict[str, str]]:
