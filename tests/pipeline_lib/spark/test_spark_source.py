@@ -19,7 +19,13 @@ from db_api.store.sqlite import SqliteStore
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.settings import Settings
 from pipeline_lib.spark.session import get_spark, local_cores, spark_conf
-from pipeline_lib.spark.source import register
+from pipeline_lib.spark.source import (
+    DEFAULT_READ_BATCH,
+    ScanPartition,
+    SourceOptions,
+    WorkbenchReader,
+    register,
+)
 from tests.certificates import CertificateAuthority
 from tests.conftest import TOKEN
 
@@ -136,6 +142,27 @@ def test_n_partitions_make_n_spark_partitions_with_every_record_once(
     assert sorted(per_partition["p"]) == list(range(partitions))  # every partition holds records
     ids = [row["_id"] for row in frame.select("_id").collect()]
     assert sorted(ids) == [f"s{i:05d}" for i in range(2000)]
+
+
+def test_reads_come_in_batches_of_the_read_default_unless_asked(tmp_path: Path) -> None:
+    # Spark's per-batch costs make the service's default (2,000 rows) a slow way to read. A db-api
+    # of the default message size: a smaller one cuts its replies to fit.
+    db_api = start_server(SqliteStore(tmp_path / "store.sqlite3"), "127.0.0.1:0", token=TOKEN)
+    rows = DEFAULT_READ_BATCH * 2 + 500
+    options = {"collection": "cleaned", "address": address(db_api), "token": TOKEN}
+    schema = T.StructType([T.StructField("submission_id", T.StringType())])
+
+    def batch_rows(**more: str) -> list[int]:
+        reader = WorkbenchReader(SourceOptions.parse(options | more), schema)
+        return [batch.num_rows for batch in reader.read(ScanPartition(0, 1))]
+
+    try:
+        with DbApiClient(address(db_api), TOKEN) as client:
+            client.write("cleaned", typed(rows), mode="upsert", key="submission_id")
+        assert batch_rows() == [DEFAULT_READ_BATCH, DEFAULT_READ_BATCH, 500]
+        assert batch_rows(batch_size="15000") == [15000, 15000, rows - 30000]
+    finally:
+        db_api.stop(grace=1)
 
 
 def test_a_given_schema_picks_orders_and_casts_the_columns(
