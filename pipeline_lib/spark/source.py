@@ -74,8 +74,8 @@ from pipeline_lib.wire.requests import DEFAULT_WRITE_BATCH, ColumnTypes, ScanOpt
 
 NAME = "workbench"
 DEFAULT_SAMPLE_SIZE = 1000
-# Rows per scan reply for Spark reads: measured on 1,000,000 raw records (2 cores), reading into
-# Spark took 8.0 s at 2,000 rows, 6.9 s at 10,000, 5.9 s at 20,000, 6.8 s at 50,000.
+# Rows per scan reply for Spark reads. Reading 1,000,000 raw records into Spark (2 cores, the run
+# of median CPU time of 3) took 8.0 s at 2,000 rows, 6.9 s at 10,000, 5.9 s at 20,000, 6.8 s at 50,000.
 DEFAULT_READ_BATCH = 20_000
 # The db-api's own default (WORKBENCH_DB_API_MAX_MESSAGE_MB), read from where it is declared.
 DEFAULT_MAX_MESSAGE_MB: int = Settings.model_fields["db_api_max_message_mb"].default
