@@ -66,6 +66,7 @@ def test_a_run_writes_one_valid_document_per_key_stamped_with_its_input(
     assert report.counts()["results_written"] == len(stored)
     assert set(report.seconds) >= {
         "read",
+        "input",
         "descriptives",
         "mixedlm school effects",
         "classification",
