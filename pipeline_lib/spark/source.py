@@ -21,7 +21,7 @@ Options (names are case-insensitive):
 - `partitions`: db-api partitions to read, one Spark partition each; default the session's
   default parallelism (else 2).
 - `batch_size`: rows per message (reads: 20,000; writes: 10,000). Spark's per-batch costs (its
-  Python worker, the hand-over to the JVM) make reads of the service default (2,000) a third slower.
+  Python worker, the hand-over to the JVM) make reads of the service default (2,000) about a third slower.
 - `columns`: comma-separated fields to read; `column_types`: default, as_stored or text.
 - `sample_size`: documents scanned to infer a schema (default 1,000) when none is given with
   `.schema(...)`. `raw` reads as text; other collections get the types found in the sample, so
@@ -171,11 +171,15 @@ class SourceOptions:
     def client(self) -> DbApiClient:
         return DbApiClient.for_endpoint(self.endpoint)
 
+    @property
+    def read_batch_size(self) -> int:
+        """Rows per scan reply: the `batch_size` option, else `DEFAULT_READ_BATCH`."""
+        return self.batch_size or DEFAULT_READ_BATCH
+
     def scan(self, **options: Unpack[ScanOptions]) -> Iterator[pa.RecordBatch]:
         """The collection's batches, in these options' column types and batch size, over a client
         that lives as long as the scan."""
-        batch_size = self.batch_size or DEFAULT_READ_BATCH
-        defaults = ScanOptions(column_types=self.column_types, batch_size=batch_size)
+        defaults = ScanOptions(column_types=self.column_types, batch_size=self.read_batch_size)
         with self.client() as client:
             yield from client.scan_batches(self.collection, **(defaults | options))
 
@@ -355,7 +359,7 @@ class WorkbenchDataSource(DataSource):
 
     def schema(self) -> StructType:
         c = self.config
-        batch_size = min(c.batch_size or DEFAULT_READ_BATCH, c.sample_size)  # no page beyond the sample
+        batch_size = min(c.read_batch_size, c.sample_size)  # no page beyond the sample
         sample = batches_to_table(
             list(c.scan(columns=c.columns, limit=c.sample_size, batch_size=batch_size)), None
         )
