@@ -125,18 +125,23 @@ def _value_tables(source: DataFrame, field_rules: list[FieldRule]) -> dict[str, 
     `__value`; rules whose field has more than `DICTIONARY_MAX_VALUES` values are left out."""
     if not field_rules:
         return {}
-    # One pass finds every field's distinct values: (field, value) pairs, materialised.
-    pairs = F.array(
-        *[F.struct(F.lit(r.name).alias("f"), F.col(f"{r.name}__raw").alias("v")) for r in field_rules]
-    )
+    # One pass finds every field's distinct values: a grouping set per field, one Expand and one
+    # aggregation (1M raw records: 2.8 s cold, 1.1 s warm, against 3.3 and 2.0-2.7 s for exploding
+    # (field, value) pairs and taking the distinct ones), materialised.
+    # grouping_id() tells the sets apart: the bit of each column left out of the set is 1.
+    columns = [f"{r.name}__raw" for r in field_rules]
+    every = (1 << len(columns)) - 1
+    set_of = {r.name: every ^ (1 << (len(columns) - 1 - i)) for i, r in enumerate(field_rules)}
     values = (
-        source.select(F.explode(pairs).alias("p")).select("p.f", "p.v").distinct().localCheckpoint(eager=True)
+        source.groupingSets([[c] for c in columns], *columns)
+        .agg(F.grouping_id().alias("__set"))
+        .localCheckpoint(eager=True)
     )
-    counts = dict(values.groupBy("f").count().collect())
+    counts = dict(values.groupBy("__set").count().collect())
     tables = {}
     for rule in field_rules:
-        if counts.get(rule.name, 0) <= DICTIONARY_MAX_VALUES:
-            mine = values.where(F.col("f") == rule.name).select(F.col("v").alias(f"{rule.name}__raw"))
+        if counts.get(set_of[rule.name], 0) <= DICTIONARY_MAX_VALUES:
+            mine = values.where(F.col("__set") == set_of[rule.name]).select(f"{rule.name}__raw")
             table = _run_programs(mine, [rule], carried=[])
             tables[rule.name] = table.withColumnRenamed(f"{rule.name}__raw", "__value")
     return tables

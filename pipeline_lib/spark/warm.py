@@ -33,7 +33,7 @@ def server_command(settings: Settings) -> tuple[list[str], dict[str, str]]:
     """The command that runs the warm Spark in the foreground, and its environment."""
     master = settings.spark_master
     conf = {
-        **spark_conf(master, settings=settings),
+        **spark_conf(master, settings=settings, long_lived=True),
         "spark.connect.grpc.binding.address": LOOPBACK,
         "spark.connect.grpc.binding.port": str(settings.spark_connect_port),
     }

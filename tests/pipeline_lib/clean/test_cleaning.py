@@ -189,12 +189,14 @@ def _comparable(frame: pd.DataFrame) -> list[dict]:
 
 @pytest.mark.slow
 @pytest.mark.spark
-@pytest.mark.parametrize("per", ["value", "record"])
+@pytest.mark.parametrize("per", ["value", "record", "mixed"])
 def test_spark_and_pandas_clean_identically(spark, per: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both Spark paths: each distinct value cleaned once and looked up, and every record cleaned."""
+    """Both Spark paths: each distinct value cleaned once and looked up, every record cleaned, and
+    both at once (consent and school_id, at most 20 values each, looked up; the others per record)."""
     from pipeline_lib.clean import spark_engine
 
-    monkeypatch.setattr(spark_engine, "DICTIONARY_MAX_VALUES", 10**9 if per == "value" else 0)
+    most = {"value": 10**9, "record": 0, "mixed": 20}[per]
+    monkeypatch.setattr(spark_engine, "DICTIONARY_MAX_VALUES", most)
 
     columns = ["school_id", "student_ref", "sex", "minority", "ses", "math_score", "age", "study_hours_week",
                "absences", "consent"]  # fmt: skip

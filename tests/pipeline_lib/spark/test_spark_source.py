@@ -359,6 +359,9 @@ def test_the_session_is_set_up_for_this_machine(spark: SparkSession, tmp_path: P
     remote = spark_conf("spark://10.1.2.3:7077", settings=Settings(data_dir=tmp_path))
     assert "spark.driver.host" not in remote and "spark.sql.shuffle.partitions" not in remote
     assert spark_conf("spark://127.0.0.1:7077", settings=Settings(data_dir=tmp_path))["spark.driver.host"]
+    # The JVM of one run compiles with C1 only (C2's compiling cost it more than it saved).
+    runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    assert "-XX:TieredStopAtLevel=1" in list(runtime.getInputArguments())
 
 
 def test_executors_read_a_mutual_tls_db_api_with_the_pem_from_the_drivers_settings(

@@ -80,3 +80,13 @@ def test_the_driver_gets_a_heap_that_fits_the_machine_unless_one_is_set(tmp_path
     assert "spark.driver.memory=3g" in args
     with pytest.raises(ValueError, match="spark_driver_memory"):
         _settings(tmp_path, spark_driver_memory="lots")
+
+
+def test_only_the_warm_spark_keeps_the_optimising_compiler(tmp_path: Path) -> None:
+    """A run's own JVM stops at C1; the warm Spark's serves many runs, so C2's work pays off there."""
+    run = session.spark_conf("local[2]", settings=_settings(tmp_path))
+    assert "-XX:TieredStopAtLevel=1" in run["spark.driver.extraJavaOptions"]
+    assert "-XX:TieredStopAtLevel=1" in run["spark.executor.extraJavaOptions"]
+    args, _ = warm.server_command(_settings(tmp_path))
+    options = [a for a in args if a.startswith("spark.driver.extraJavaOptions=")]
+    assert options and "TieredStopAtLevel" not in options[0]
