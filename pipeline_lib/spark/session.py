@@ -90,9 +90,10 @@ def spark_conf(master: str, *, settings: Settings, long_lived: bool = False) -> 
     jvm_options = f"-Dlog4j2.configurationFile={log_config.as_uri()} -XX:-DontCompileHugeMethods"
     if not long_lived:
         # A run's JVM lives for that run: HotSpot's optimising compiler (C2) cost it about as much
-        # CPU as its tasks (a cold 1M-record clean, 2 cores: 57 s of compilation by JFR). The quick
-        # compiler alone made that clean ~15 s faster (75.3, 71.4 s against 87.9, 88.7 s) with
-        # ~30 s less CPU. The warm Spark compiles once for every run, so it keeps C2.
+        # CPU as its tasks (a cold 1M-record clean, 2 cores: 57 s of compilation by JFR). With the
+        # quick compiler alone, four alternating pairs of that clean took 75.3, 71.4, 90.9, 88.9 s
+        # against 87.9, 88.7, 91.7, 97.8 s, with 19-30 s less CPU in Spark each time. The warm
+        # Spark compiles once for every run, so it keeps C2.
         jvm_options += " -XX:TieredStopAtLevel=1"
     conf["spark.driver.extraJavaOptions"] = jvm_options
     cores = local_cores(master)
