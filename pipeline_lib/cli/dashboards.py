@@ -49,7 +49,7 @@ def kernel_environment(settings: Settings, host: str) -> dict[str, str]:
         "WORKBENCH_DATA_DIR": str(settings.data_dir.resolve()),
         "WORKBENCH_K_MIN_GROUP": str(settings.k_min_group),
         "WORKBENCH_DB_API_MAX_MESSAGE_MB": str(settings.db_api_max_message_mb),
-        # Where a preheated kernel asks Voilà for the viewer's request (voila.utils.wait_for_request).
+        # Where a preheated kernel asks Voilà for the viewer's request (dashboards.viewer_request).
         "VOILA_APP_IP": reachable(host),
     }
     token = db_api_token(settings)

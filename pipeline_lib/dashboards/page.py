@@ -25,6 +25,7 @@ from pipeline_lib.dashboards.source import (
     load_latest_finished,
     load_run_notebook,
 )
+from pipeline_lib.dashboards.viewer_request import wait_for_request
 from pipeline_lib.runs import schedule
 from pipeline_lib.runs.freshness import Freshness, assess, notebook_of
 from pipeline_lib.settings import Settings, get_settings
@@ -54,8 +55,6 @@ def preheated() -> bool:
 def wait_for_viewer() -> None:
     """In a preheated Voilà kernel, block until a viewer opens the page; elsewhere return at once."""
     if preheated():
-        from voila.utils import wait_for_request
-
         wait_for_request()
 
 
