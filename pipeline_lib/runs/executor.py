@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nbformat
 
@@ -39,6 +39,9 @@ from pipeline_lib.runs.records import RunError, RunRecord
 from pipeline_lib.runs.schedule import ALL, NOTEBOOK_NAME
 from pipeline_lib.settings import Settings, child_environment
 from pipeline_lib.wire.requests import FENCE_ENV
+
+if TYPE_CHECKING:
+    from pipeline_lib.runs.kernel_ahead import KernelAhead
 
 log = logging.getLogger(__name__)
 
@@ -133,24 +136,44 @@ def execute(
     echo: Callable[[str], None] = print,
     wait: bool = False,
     after_run_id: str | None = None,
+    kernel: KernelAhead | None = None,
 ) -> RunRecord:
     """Run one notebook to the end and return its final record (also stored in `runs`).
 
     While another run of it holds the lease, this run is skipped, or with `wait` waits for it.
-    `after_run_id`: the run whose success started this one (recorded, shown in the run history)."""
-    path = notebook_path(settings, name)
-    started = records.now()
-    run_id = records.new_run_id(name, started)
-    record = RunRecord(
-        run_id=run_id,
-        notebook=name,
-        parameters=dict(parameters),
-        started_at=started,
-        code_version=records.code_version(),
-        host=records.host_name(),
-        triggered_by=triggered_by,
-        after_run_id=after_run_id,
-    )
+    `after_run_id`: the run whose success started this one (recorded, shown in the run history).
+    `kernel`: this notebook's kernel, started ahead; the run uses it if it can, and shuts it down."""
+    try:
+        path = notebook_path(settings, name)
+        started = records.now()
+        record = RunRecord(
+            run_id=records.new_run_id(name, started),
+            notebook=name,
+            parameters=dict(parameters),
+            started_at=started,
+            code_version=records.code_version(),
+            host=records.host_name(),
+            triggered_by=triggered_by,
+            after_run_id=after_run_id,
+        )
+        return _execute(path, record, parameters, settings, client, echo=echo, wait=wait, kernel=kernel)
+    finally:
+        if kernel is not None:
+            kernel.shut_down()
+
+
+def _execute(
+    path: Path,
+    record: RunRecord,
+    parameters: Mapping[str, Any],
+    settings: Settings,
+    client: DbApiClient,
+    *,
+    echo: Callable[[str], None],
+    wait: bool,
+    kernel: KernelAhead | None,
+) -> RunRecord:
+    name, run_id = record.notebook, record.run_id
     try:
         # Also checked by `workbench run` before it connects; here for every other caller.
         declared = parameters_cell.read_notebook(path)
@@ -178,7 +201,7 @@ def execute(
         echo(f"run {run_id}: executing {path.name} -> {output}")
         # The kernel and Spark inherit it; the notebook's clients attach the fence to their writes.
         with _environment({**child_environment(settings), FENCE_ENV: str(lease.fence)}):
-            exc = _papermill(path, output, {"run_id": run_id, **parameters}, settings, stopper)
+            exc = _papermill(path, output, {"run_id": run_id, **parameters}, settings, stopper, kernel)
         notebook = _read(output)
         record.counts = counts_from_notebook(notebook) if notebook else {}
         status, error = judge(exc, notebook)
@@ -205,7 +228,12 @@ def _acquire(lease: LeaseKeeper, name: str, *, wait: bool, echo: Callable[[str],
 
 
 def _papermill(
-    path: Path, output: Path, parameters: dict[str, Any], settings: Settings, stopper: _Stopper
+    path: Path,
+    output: Path,
+    parameters: dict[str, Any],
+    settings: Settings,
+    stopper: _Stopper,
+    kernel: KernelAhead | None = None,
 ) -> BaseException | None:
     import papermill
 
@@ -214,6 +242,9 @@ def _papermill(
     papermill_log.addFilter(_not_unknown_parameter)  # added once: a filter already there is kept
     try:
         with stopper.armed():
+            # The kernel started ahead, given this run's environment (its fence); else papermill
+            # starts one, which inherits the environment.
+            started = kernel.take(os.environ) if kernel is not None else None
             papermill.execute_notebook(
                 str(path),
                 str(output),
@@ -224,9 +255,13 @@ def _papermill(
                 execution_timeout=settings.run_cell_timeout_seconds,
                 progress_bar=False,
                 cwd=str(path.parent),
+                **({"km": started} if started is not None else {}),
             )
     except (Exception, KeyboardInterrupt) as exc:  # every way a run can end is recorded
         return exc
+    finally:
+        if kernel is not None:
+            kernel.shut_down()  # inside the lease, as papermill does with the kernel it starts
     return None
 
 
@@ -361,17 +396,39 @@ def execute_all(
     known = set().union(*declared.values())
     done: list[RunRecord | NotRun] = []
     ran: dict[str, RunRecord | NotRun] = {}
-    for name in names:
-        upstream = ran.get(needs[name]) if name in needs else None
-        if name in needs and not (isinstance(upstream, RunRecord) and upstream.status == "succeeded"):
-            outcome: RunRecord | NotRun = NotRun(name, _why_not(needs[name], upstream))
-        else:
-            own = {k: v for k, v in parameters.items() if k in declared[name] or k not in known}
-            follows = upstream.run_id if isinstance(upstream, RunRecord) else after_run_id
-            outcome = execute(name, own, settings, client, after_run_id=follows, **kwargs)
-        done.append(outcome)
-        ran[name] = outcome
+    ahead: KernelAhead | None = None
+    try:
+        for index, name in enumerate(names):
+            kernel, ahead = ahead, None
+            upstream = ran.get(needs[name]) if name in needs else None
+            if name in needs and not (isinstance(upstream, RunRecord) and upstream.status == "succeeded"):
+                outcome: RunRecord | NotRun = NotRun(name, _why_not(needs[name], upstream))
+                if kernel is not None:
+                    kernel.shut_down()
+            else:
+                own = {k: v for k, v in parameters.items() if k in declared[name] or k not in known}
+                follows = upstream.run_id if isinstance(upstream, RunRecord) else after_run_id
+                if index + 1 < len(names):
+                    ahead = _kernel_ahead(names[index + 1], settings)
+                outcome = execute(name, own, settings, client, after_run_id=follows, kernel=kernel, **kwargs)
+            done.append(outcome)
+            ran[name] = outcome
+    finally:
+        if ahead is not None:
+            ahead.shut_down()
     return done
+
+
+def _kernel_ahead(name: str, settings: Settings) -> KernelAhead | None:
+    """The next notebook's kernel, started now to import while this one runs; None if it cannot
+    start (that run then starts its own, and says why if it cannot either)."""
+    from pipeline_lib.runs.kernel_ahead import KernelAhead
+
+    try:
+        return KernelAhead(notebook_path(settings, name), child_environment(settings))
+    except Exception as exc:  # never a reason for this run or the next to fail
+        log.warning("could not start the kernel of %s ahead: %s", name, exc)
+        return None
 
 
 def _why_not(upstream: str, outcome: RunRecord | NotRun | None) -> str:

@@ -1,0 +1,124 @@
+"""While one notebook of `workbench run all` runs, the next one's kernel starts and imports what
+that notebook imports; its run then uses that kernel, with its own lease's fence. Real runs of the
+CLI against a real db-api; a probe module in the notebooks' folder records where and when it was
+imported."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from pipeline_lib.runs.kernel_ahead import environment_code, module_imports, warm_up_code
+from tests.pipeline_lib.runs.conftest import RunEnv
+from tests.pipeline_lib.runs.notebooks import _write
+from tests.processes import running
+
+PROBE = (
+    "import json, os, time\n"
+    "from pathlib import Path\n"
+    "found = {'pid': os.getpid(), 'at': time.time(), 'fence': os.environ.get('WORKBENCH_RUN_FENCE')}\n"
+    "Path(__file__).with_name('imported.json').write_text(json.dumps(found))\n"
+)
+USES_PROBE = (
+    "import os\n"
+    "import ahead_probe  # noqa\n"
+    "from pipeline_lib.client.sync import DbApiClient\n"
+    "with DbApiClient.from_settings() as client:\n"
+    "    client.put_document('processed', 'ahead', {'pid': os.getpid(), 'fence': str(client.fence)})\n"
+)
+
+
+def _probe(run_env: RunEnv, first: str) -> None:
+    """clean runs `first`; process imports the probe and writes its kernel's pid and fence."""
+    (run_env.notebooks / "ahead_probe.py").write_text(PROBE)
+    _write(run_env.notebooks / "clean.ipynb", [first])
+    _write(run_env.notebooks / "process.ipynb", [USES_PROBE])
+
+
+def _runs(run_env: RunEnv) -> dict[str, dict]:
+    return {r["notebook"]: r for r in run_env.runs()}
+
+
+@pytest.mark.slow
+def test_the_next_notebook_imports_while_the_one_before_runs(run_env: RunEnv) -> None:
+    _probe(run_env, "import time\ntime.sleep(3)")
+    done = run_env.workbench("run", "all")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Could not destroy" not in done.stderr and "Traceback" not in done.stderr
+    runs = _runs(run_env)
+    assert runs["clean"]["status"] == runs["process"]["status"] == "succeeded"
+    imported = json.loads((run_env.notebooks / "imported.json").read_text())
+    started = runs["process"]["started_at"].replace(tzinfo=dt.UTC).timestamp()
+    assert imported["at"] < started, "the probe was imported only when process began"
+    assert imported["fence"] is None, "the kernel started ahead must not carry the clean's fence"
+    written = run_env.client.get_document("processed", "ahead")
+    assert written is not None and written["pid"] == imported["pid"], "process ran in another kernel"
+    lease, _, generation = written["fence"].rpartition(":")
+    assert lease == "run:process" and int(generation) >= 1  # its own lease's fence, set on taking it
+    assert not running(imported["pid"]), "the kernel outlived its run"
+
+
+@pytest.mark.slow
+def test_a_kernel_started_for_a_notebook_that_does_not_run_is_shut_down(run_env: RunEnv) -> None:
+    _probe(run_env, "import time\ntime.sleep(3)\nraise ValueError('bad data')")
+    done = run_env.workbench("run", "all")
+    assert done.returncode == 1
+    runs = _runs(run_env)
+    assert runs["clean"]["status"] == "failed" and "process" not in runs
+    imported = json.loads((run_env.notebooks / "imported.json").read_text())
+    assert not running(imported["pid"]), "the unused kernel was left running"
+    assert run_env.client.get_document("processed", "ahead") is None
+
+
+@pytest.mark.slow
+def test_a_kernel_that_died_ahead_is_replaced_by_a_fresh_one(run_env: RunEnv) -> None:
+    _probe(run_env, "import time\ntime.sleep(3)")
+    dies_ahead = "import os\nif os.environ.get('WORKBENCH_RUN_FENCE') is None:\n    os._exit(3)\n"
+    (run_env.notebooks / "ahead_probe.py").write_text(dies_ahead + PROBE)
+    done = run_env.workbench("run", "all")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _runs(run_env)["process"]["status"] == "succeeded"
+    imported = json.loads((run_env.notebooks / "imported.json").read_text())
+    assert imported["fence"].startswith("run:process:"), "imported only in the run's own kernel"
+    assert "kernel started ahead for process.ipynb not used" in done.stderr
+    assert not running(imported["pid"])
+
+
+def test_the_imports_are_the_top_level_ones_of_the_code_cells(tmp_path: Path) -> None:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("import not_code"),
+        nbformat.v4.new_code_cell("import json, os.path as p\nfrom pipeline_lib.settings import Settings"),
+        nbformat.v4.new_code_cell("%matplotlib inline\nimport skipped_cell_with_magic"),
+        nbformat.v4.new_code_cell("from . import relative\ndef f():\n    import inside\nimport json"),
+    ]
+    path = tmp_path / "n.ipynb"
+    nbformat.write(notebook, path)
+    assert module_imports(path) == ["json", "os.path", "pipeline_lib.settings"]
+    assert module_imports(tmp_path / "missing.ipynb") == []
+
+
+def test_the_code_run_ahead_binds_nothing_and_the_environment_becomes_the_runs() -> None:
+    code = (
+        "import os, json\n"
+        "os.environ.update(KEPT='1', CHANGED='old', GONE='x')\n"
+        f"exec({warm_up_code(['json', 'no_such_module_anywhere'])!r}, ns := {{}})\n"
+        "before = {'KEPT': '1', 'CHANGED': 'old', 'GONE': 'x'}\n"
+        "after = {'KEPT': '1', 'CHANGED': 'new', 'WORKBENCH_RUN_FENCE': 'run:process:7'}\n"
+        "exec(__import__('pipeline_lib.runs.kernel_ahead', fromlist=['x']).environment_code(before, after))\n"
+        "print(json.dumps({'names': sorted(k for k in ns if k != '__builtins__'),\n"
+        "    'env': {k: os.environ.get(k) for k in ('KEPT', 'CHANGED', 'GONE', 'WORKBENCH_RUN_FENCE')}}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["names"] == []
+    fence = "run:process:7"
+    assert found["env"] == {"KEPT": "1", "CHANGED": "new", "GONE": None, "WORKBENCH_RUN_FENCE": fence}
+    assert "GONE" in environment_code({"GONE": "x"}, {})
