@@ -18,6 +18,7 @@ from pipeline_lib.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from pipeline_lib.runs.executor import NotRun
+    from pipeline_lib.runs.kernel_ahead import KernelAhead
     from pipeline_lib.runs.records import RunRecord
     from pipeline_lib.runs.schedule import Job, Schedule
 
@@ -140,6 +141,7 @@ def run(
     except (UnknownNotebook, ParameterError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    rendering = _RenderingKernel(settings)
     try:
         # The run's records are its own: never fenced, even by a run that started this one.
         with DbApiClient.from_settings(settings, fence=None) as client:
@@ -153,13 +155,16 @@ def run(
                 triggered_by=triggered_by,
                 echo=typer.echo,
                 wait=triggered_by == "cli" if wait is None else wait,
+                before_last=rendering.start,
             )
+        for outcome in done:
+            _report(outcome)
+        _refresh_dashboards(done, settings, rendering.kernel)
     except DbApiCallError as exc:
         typer.echo(f"error: cannot record the run: {exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
-    for outcome in done:
-        _report(outcome)
-    _refresh_dashboards(done, settings)
+    finally:
+        rendering.shut_down()
     followed = True
     if followers_from is not None:
         from pipeline_lib.runs.scheduler import run_followers
@@ -184,10 +189,33 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _refresh_dashboards(done: list[RunRecord | NotRun], settings: Settings) -> None:
+class _RenderingKernel:
+    """The dashboard snapshots' kernel, started as the last notebook of a run starts, so it has
+    started and imported what the dashboards import by the time they are rendered."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.kernel: KernelAhead | None = None
+
+    def start(self) -> None:
+        from pipeline_lib.dashboards import snapshot
+
+        if self.kernel is None:
+            self.kernel = snapshot.kernel_ahead(self.settings)
+
+    def shut_down(self) -> None:
+        if self.kernel is not None:
+            self.kernel.shut_down()
+            self.kernel = None
+
+
+def _refresh_dashboards(
+    done: list[RunRecord | NotRun], settings: Settings, kernel: KernelAhead | None = None
+) -> None:
     """After notebooks ran (succeeded or not: the pages say how fresh their figures are), render the
-    dashboard snapshots the web app serves, archived beside the last run. A snapshot that fails
-    keeps the previous one and is reported; it does not fail the run."""
+    dashboard snapshots the web app serves, archived beside the last run, in `kernel` if one was
+    started ahead. A snapshot that fails keeps the previous one and is reported; it does not fail
+    the run."""
     from pipeline_lib.client.sync import DbApiClient
     from pipeline_lib.dashboards import snapshot
     from pipeline_lib.runs.executor import NotRun, archive_path
@@ -200,7 +228,7 @@ def _refresh_dashboards(done: list[RunRecord | NotRun], settings: Settings) -> N
     folder = archive_path(settings, last).with_name(f"{last.run_id}-dashboards")
     try:
         with _sigterm_interrupts(), DbApiClient.from_settings(settings, fence=None) as client:
-            rendered = snapshot.refresh(settings, client, run_id=last.run_id, folder=folder)
+            rendered = snapshot.refresh(settings, client, run_id=last.run_id, folder=folder, kernel=kernel)
     except KeyboardInterrupt:
         typer.echo("dashboard snapshots: stopped; the previous ones stay", err=True)
         return

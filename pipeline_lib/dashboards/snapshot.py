@@ -12,17 +12,23 @@ render keeps its previous snapshot; the failure is returned, to be reported.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.collections import DASHBOARDS
 from pipeline_lib.dashboards.catalog import SNAPSHOT_ENV, dashboard_name, dashboard_notebooks
 from pipeline_lib.settings import Settings, child_environment
+
+if TYPE_CHECKING:
+    from pipeline_lib.runs.kernel_ahead import KernelAhead
+
+log = logging.getLogger(__name__)
 
 # A dashboard cell that runs longer than this fails the snapshot (the Voilà page would hang too).
 CELL_TIMEOUT_SECONDS = 300
@@ -83,8 +89,53 @@ def body_of(notebook: Any) -> str:
     return "\n".join(parts)
 
 
-def render(paths: Sequence[Path], settings: Settings, *, run_id: str | None = None) -> list[Snapshot]:
-    """Execute each dashboard notebook in one kernel, in order, and keep what each shows."""
+def rendering_environment(settings: Settings) -> dict[str, str]:
+    """The rendering kernel's environment: the runs', drawing without widgets, never waiting for a
+    viewer."""
+    env = {**child_environment(settings), SNAPSHOT_ENV: "1"}
+    env.pop("VOILA_PREHEAT", None)
+    return env
+
+
+def kernel_ahead(settings: Settings) -> KernelAhead | None:
+    """The rendering kernel, started now (while the last run works) and importing what the
+    dashboards import; None if there is nothing to render or it cannot start."""
+    from pipeline_lib.runs.kernel_ahead import KernelAhead
+
+    paths = servable(settings)
+    if not paths or not settings.dashboard_snapshots:
+        return None
+    try:
+        return KernelAhead(paths[0], rendering_environment(settings), imports_of=paths)
+    except Exception as exc:  # rendering then starts its own kernel
+        log.warning("could not start the rendering kernel ahead: %s", exc)
+        return None
+
+
+def servable(settings: Settings) -> list[Path]:
+    """The dashboard notebooks that get snapshots."""
+    return [path for path in dashboard_notebooks(settings) if dashboard_name(path)]
+
+
+def render(
+    paths: Sequence[Path],
+    settings: Settings,
+    *,
+    run_id: str | None = None,
+    kernel: KernelAhead | None = None,
+) -> list[Snapshot]:
+    """Execute each dashboard notebook in one kernel (`kernel`, started ahead, if it can be used),
+    in order, and keep what each shows."""
+    try:
+        return _render(paths, settings, run_id, kernel)
+    finally:
+        if kernel is not None:
+            kernel.shut_down()
+
+
+def _render(
+    paths: Sequence[Path], settings: Settings, run_id: str | None, kernel: KernelAhead | None
+) -> list[Snapshot]:
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
@@ -94,10 +145,10 @@ def render(paths: Sequence[Path], settings: Settings, *, run_id: str | None = No
     if not paths:
         return []
     notebooks = [nbformat.read(path, as_version=4) for path in paths]
-    env = {**child_environment(settings), SNAPSHOT_ENV: "1"}
-    env.pop("VOILA_PREHEAT", None)  # never wait for a viewer
+    env = rendering_environment(settings)
     client = NotebookClient(
         notebooks[0],
+        km=kernel.take(env) if kernel is not None and kernel.path.parent == paths[0].parent else None,
         kernel_name=ensure_kernel(),
         kernel_manager_class="pipeline_lib.runs.kernel.LocalKernelManager",
         timeout=CELL_TIMEOUT_SECONDS,
@@ -164,12 +215,16 @@ def archive(folder: Path, snapshots: Iterable[Snapshot]) -> list[Path]:
 
 
 def refresh(
-    settings: Settings, client: DbApiClient, *, run_id: str | None, folder: Path | None
+    settings: Settings,
+    client: DbApiClient,
+    *,
+    run_id: str | None,
+    folder: Path | None,
+    kernel: KernelAhead | None = None,
 ) -> list[Snapshot]:
-    """Render every dashboard that can be served, keep each as its latest, and archive the pages
-    in `folder` (the run's, when a run prompted it)."""
-    paths = [path for path in dashboard_notebooks(settings) if dashboard_name(path)]
-    snapshots = render(paths, settings, run_id=run_id)
+    """Render every dashboard that can be served (in `kernel`, started ahead, if given), keep each
+    as its latest, and archive the pages in `folder` (the run's, when a run prompted it)."""
+    snapshots = render(servable(settings), settings, run_id=run_id, kernel=kernel)
     store(client, snapshots)
     if folder is not None:
         archive(folder, snapshots)

@@ -383,13 +383,15 @@ def execute_all(
     *,
     needs: Mapping[str, str] | None = None,
     after_run_id: str | None = None,
+    before_last: Callable[[], object] | None = None,
     **kwargs: Any,
 ) -> list[RunRecord | NotRun]:
     """Run notebooks in order. One named in `needs` (notebook -> the one it depends on) runs only
     if that one ran here and succeeded, and records its run id as `after_run_id`; otherwise it is
     `NotRun`, with why. Without `needs`, each depends on the one before (a skip also stops).
 
-    Each notebook gets the parameters it declares; one that none declares fails the first run."""
+    Each notebook gets the parameters it declares; one that none declares fails the first run.
+    `before_last` is called as the last notebook starts (to start what follows it ahead)."""
     if needs is None:
         needs = {later: earlier for earlier, later in itertools.pairwise(names)}
     declared = {name: declared_parameters(notebook_path(settings, name)) for name in names}
@@ -410,6 +412,8 @@ def execute_all(
                 follows = upstream.run_id if isinstance(upstream, RunRecord) else after_run_id
                 if index + 1 < len(names):
                     ahead = _kernel_ahead(names[index + 1], settings)
+                elif before_last is not None:
+                    before_last()
                 outcome = execute(name, own, settings, client, after_run_id=follows, kernel=kernel, **kwargs)
             done.append(outcome)
             ran[name] = outcome

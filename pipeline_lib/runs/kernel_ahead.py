@@ -15,7 +15,7 @@ import ast
 import logging
 import queue
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,8 @@ READY_TIMEOUT_SECONDS = 120.0  # for the imports run ahead and the environment u
 
 def module_imports(path: Path) -> list[str]:
     """The modules a notebook imports at the top level of its code cells, in order (a cell that
-    does not parse, IPython's magics for instance, gives none; relative imports are left out)."""
+    does not parse, IPython's magics for instance, gives none; relative imports are left out).
+    `from a import b` gives `a` and `a.b`, as `b` may be a module that importing `a` leaves out."""
     try:
         notebook = nbformat.read(path, as_version=4)
     except (OSError, ValueError):
@@ -50,12 +51,14 @@ def module_imports(path: Path) -> list[str]:
                 found.update((alias.name, None) for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 found[node.module] = None
+                names = (alias.name for alias in node.names if alias.name != "*")
+                found.update((f"{node.module}.{name}", None) for name in names)
     return list(found)
 
 
 def warm_up_code(modules: list[str]) -> str:
-    """Imports the modules without binding a name in the notebook's namespace; one that fails is
-    left for the notebook's own import to report."""
+    """Imports the modules without binding a name in the notebook's namespace; one that fails (or
+    names no module) is left for the notebook's own import to report."""
     return (
         "def _workbench_import_ahead(names):\n"
         "    import importlib\n"
@@ -99,9 +102,10 @@ class _AheadKernelManager(LocalKernelManager):
 
 
 class KernelAhead:
-    """The kernel of `path`'s next run, started now with `env` and importing its modules."""
+    """The kernel of `path`'s next run, started now with `env` in the notebook's folder, importing
+    the modules of `path` (or of every notebook in `imports_of`, for a kernel that runs several)."""
 
-    def __init__(self, path: Path, env: Mapping[str, str]) -> None:
+    def __init__(self, path: Path, env: Mapping[str, str], *, imports_of: Sequence[Path] = ()) -> None:
         self.path = path
         self.env = dict(env)
         self._down = False
@@ -110,7 +114,8 @@ class KernelAhead:
         self._client: BlockingKernelClient | None = self.manager.blocking_client()
         self._client.start_channels()
         # Queued now; the kernel runs it as soon as it is up, while the previous notebook runs.
-        self._pending = [self._client.execute(warm_up_code(module_imports(path)), silent=True)]
+        modules = dict.fromkeys(name for each in imports_of or [path] for name in module_imports(each))
+        self._pending = [self._client.execute(warm_up_code(list(modules)), silent=True)]
 
     def take(self, env: Mapping[str, str]) -> _AheadKernelManager | None:
         """The kernel for its run, with the run's environment `env` and the imports done; None

@@ -4,6 +4,8 @@ setting turns it off."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import signal
 import time
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 
 from pipeline_lib.contract.collections import DASHBOARDS
 from tests.pipeline_lib.runs.conftest import RunEnv
+from tests.pipeline_lib.runs.notebooks import _write
 from tests.processes import descendants, running
 
 
@@ -82,3 +85,28 @@ def test_sigterm_while_rendering_stops_it_and_leaves_no_kernel(run_env: RunEnv, 
     assert [pid for pid in family if running(pid)] == []
     assert run_env.client.get_document(DASHBOARDS, "slow")["html"] == "<p>before</p>"
     assert next(r for r in run_env.runs() if r["notebook"] == "ok")["status"] == "succeeded"
+
+
+@pytest.mark.slow
+def test_the_rendering_kernel_starts_and_imports_while_the_last_notebook_runs(run_env: RunEnv) -> None:
+    folder = run_env.notebooks / "dashboards"
+    folder.mkdir(parents=True)
+    (folder / "snapshot_probe.py").write_text(
+        "import json, os, time\nfrom pathlib import Path\n"
+        "Path(__file__).with_name('imported.json').write_text(json.dumps([os.getpid(), time.time()]))\n"
+    )
+    _dashboard(
+        folder,
+        "probed",
+        "import os\nimport snapshot_probe  # noqa\nfrom IPython.display import HTML, display\n"
+        'display(HTML(f"<p>pid {os.getpid()}</p>"))',
+    )
+    _write(run_env.notebooks / "slow.ipynb", ["import time\ntime.sleep(3)"])
+    done = run_env.workbench("run", "slow")
+    assert done.returncode == 0, done.stderr
+    assert "dashboard snapshots: 1 rendered in" in done.stdout
+    pid, imported_at = json.loads((folder / "imported.json").read_text())
+    record = next(r for r in run_env.runs() if r["notebook"] == "slow")
+    assert imported_at < record["ended_at"].replace(tzinfo=dt.UTC).timestamp(), "imported after the run"
+    assert f"<p>pid {pid}</p>" in run_env.client.get_document(DASHBOARDS, "probed")["html"]
+    assert not running(pid), "the rendering kernel outlived the command"
