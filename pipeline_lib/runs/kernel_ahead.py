@@ -89,16 +89,14 @@ class _AheadKernelManager(LocalKernelManager):
     """Remembers the clients it hands out: papermill leaves its client's channels open on a kernel
     it did not start, so they are stopped with the kernel (`KernelAhead.shut_down`)."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.handed_out: list[Any] = []
+
     def client(self, **kwargs: Any) -> Any:
         made = super().client(**kwargs)
         self.handed_out.append(made)
         return made
-
-    @property
-    def handed_out(self) -> list[Any]:
-        if not hasattr(self, "_handed_out"):
-            self._handed_out: list[Any] = []
-        return self._handed_out
 
 
 class KernelAhead:
@@ -110,12 +108,17 @@ class KernelAhead:
         self.env = dict(env)
         self._down = False
         self.manager = _AheadKernelManager(kernel_name=ensure_kernel())
+        self._client: BlockingKernelClient | None = None
         run_sync(self.manager.start_kernel)(cwd=str(path.parent), env=self.env)
-        self._client: BlockingKernelClient | None = self.manager.blocking_client()
-        self._client.start_channels()
-        # Queued now; the kernel runs it as soon as it is up, while the previous notebook runs.
-        modules = dict.fromkeys(name for each in imports_of or [path] for name in module_imports(each))
-        self._pending = [self._client.execute(warm_up_code(list(modules)), silent=True)]
+        try:
+            self._client = self.manager.blocking_client()
+            self._client.start_channels()
+            # Queued now; the kernel runs it as soon as it is up, while the previous notebook runs.
+            modules = dict.fromkeys(name for each in imports_of or [path] for name in module_imports(each))
+            self._pending = [self._client.execute(warm_up_code(list(modules)), silent=True)]
+        except BaseException:
+            self.shut_down()
+            raise
 
     def take(self, env: Mapping[str, str]) -> _AheadKernelManager | None:
         """The kernel for its run, with the run's environment `env` and the imports done; None
@@ -130,10 +133,10 @@ class KernelAhead:
             self._wait_for_replies(client)
         except (RuntimeError, TimeoutError) as exc:
             log.warning("kernel started ahead for %s not used: %s", self.path.name, exc)
-            client.stop_channels()
             self.shut_down()
             return None
-        client.stop_channels()
+        finally:  # also when the run is interrupted meanwhile
+            client.stop_channels()
         return self.manager
 
     def _wait_for_replies(self, client: BlockingKernelClient) -> None:
