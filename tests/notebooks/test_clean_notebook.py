@@ -97,6 +97,7 @@ def _papermill(client: DbApiClient, output: Path, **parameters: object) -> subpr
 # Each run is killed at a random moment within this many seconds after its first commit landed
 # (its commits of 30,000 records last longer on this machine), so every kill interrupts committing.
 KILL_WITHIN = {"spark": 1.5, "pandas": 0.5}
+TOP_UP_BELOW = 15_000
 ENGINES = ("spark", "pandas", "pandas", "spark", "pandas", "pandas")
 
 
@@ -114,11 +115,18 @@ def _crash(run: subprocess.Popen) -> None:
 
 def test_runs_killed_at_random_points_lose_and_double_nothing(db: tuple, tmp_path: Path) -> None:
     _, client = db
-    raw = dirty_raw(30_000, seed=7)
-    client.write("raw", raw, key="submission_id")
+    submitted: set[str] = set()
+    no_consent: set[str] = set()
     chance = random.Random(20261129)
-    interrupted = 0
+    interrupted, outcomes = 0, []
     for attempt, engine in enumerate(ENGINES):
+        if client.count("raw") < TOP_UP_BELOW:
+            # New submissions keep arriving, so no run finds raw drained by the runs before it (on
+            # a busy machine a kill lands later, and four runs once committed all 30,000 records).
+            more = dirty_raw(30_000, seed=7 + attempt, prefix=f"k{attempt}-")
+            client.write("raw", more, key="submission_id")
+            submitted |= set(more["submission_id"])
+            no_consent |= set(more.loc[more["consent"] == "no", "submission_id"])
         before = client.count("raw")
         run = _papermill(client, tmp_path / f"killed-{attempt}.ipynb", batch_size=250, engine=engine)
         while run.poll() is None and client.count("raw") == before:  # until its first commit
@@ -126,12 +134,14 @@ def test_runs_killed_at_random_points_lose_and_double_nothing(db: tuple, tmp_pat
         time.sleep(chance.uniform(0, KILL_WITHIN[engine]))
         alive = run.poll() is None
         _crash(run)
-        interrupted += alive and client.count("raw") > 0
-    assert interrupted >= 4, "too few runs were killed while committing to prove anything"
+        left = client.count("raw")
+        interrupted += alive and left > 0
+        ended = "killed" if alive else f"exited {run.returncode}"
+        outcomes.append(f"{engine}: raw {before} -> {left}, {ended}")
+    assert interrupted >= 4, f"too few runs were killed while committing to prove anything: {outcomes}"
     final = _papermill(client, tmp_path / "final.ipynb", batch_size=1000)
     assert final.wait(timeout=600) == 0
-    no_consent = set(raw.loc[raw["consent"] == "no", "submission_id"])
-    _assert_each_submission_once(client, set(raw["submission_id"]), no_consent)
+    _assert_each_submission_once(client, submitted, no_consent)
 
 
 def test_submissions_arriving_during_a_run_are_not_lost(db: tuple, tmp_path: Path) -> None:
