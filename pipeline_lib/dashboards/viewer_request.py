@@ -49,14 +49,15 @@ def request_variables(message: str | bytes) -> dict[str, str]:
 def wait_for_request(environ: MutableMapping[str, str] = os.environ) -> dict[str, str] | None:
     """Block until Voilà hands this kernel to a viewer; put the viewer's request into `environ` and
     return it. None (at once) when Voilà's socket cannot be reached or closes without a request."""
-    from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
+    from websockets.exceptions import WebSocketException
     from websockets.sync.client import connect
 
     url = request_socket_url(environ)
     try:
         with connect(url, open_timeout=OPEN_TIMEOUT_SECONDS, max_size=MAX_MESSAGE_BYTES) as socket:
             message = socket.recv()
-    except (OSError, TimeoutError, InvalidURI, InvalidHandshake, WebSocketException) as exc:
+    # OSError includes a timeout; WebSocketException a bad URL, a refused handshake, a closed socket.
+    except (OSError, WebSocketException) as exc:
         log.warning("no viewer's request from %s (%s); drawing the page now", url, exc)
         return None
     variables = request_variables(message)
