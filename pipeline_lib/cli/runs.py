@@ -123,6 +123,7 @@ def run(
     """
     from pipeline_lib.client.sync import DbApiClient
     from pipeline_lib.runs.executor import UnknownNotebook, execute_all
+    from pipeline_lib.runs.kernel_ahead import wait_for_shut_down
     from pipeline_lib.runs.parameters import ParameterError
     from pipeline_lib.wire.requests import DbApiCallError
 
@@ -165,6 +166,7 @@ def run(
         raise typer.Exit(EXIT_FAILED) from None
     finally:
         rendering.shut_down()
+        wait_for_shut_down()  # the kernels asked to stop, each exiting while the next step ran
     followed = True
     if followers_from is not None:
         from pipeline_lib.runs.scheduler import run_followers

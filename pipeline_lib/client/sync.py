@@ -11,10 +11,9 @@ and errors are the core's (`client.core`); this face only makes the calls.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Self, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
 
 import grpc
-import pandas as pd
 import pyarrow as pa
 
 from pipeline_lib.client import core
@@ -33,6 +32,9 @@ from pipeline_lib.wire.requests import (
     Tabular,
     WriteResult,
 )
+
+if TYPE_CHECKING:  # imported by `scan_pandas` (wire.requests): commands that make no DataFrame start faster
+    import pandas as pd
 
 __all__ = ["DbApiCallError", "DbApiClient"]
 

@@ -261,7 +261,7 @@ def _papermill(
         return exc
     finally:
         if kernel is not None:
-            kernel.shut_down()  # inside the lease, as papermill does with the kernel it starts
+            kernel.shut_down()  # asked inside the lease, as papermill does; it exits meanwhile
     return None
 
 
@@ -398,7 +398,9 @@ def execute_all(
     known = set().union(*declared.values())
     done: list[RunRecord | NotRun] = []
     ran: dict[str, RunRecord | NotRun] = {}
-    ahead: KernelAhead | None = None
+    # The first kernel starts while the lease is taken and the run recorded; each next one while
+    # the notebook before it runs.
+    ahead: KernelAhead | None = _kernel_ahead(names[0], settings) if names else None
     try:
         for index, name in enumerate(names):
             kernel, ahead = ahead, None
@@ -424,8 +426,8 @@ def execute_all(
 
 
 def _kernel_ahead(name: str, settings: Settings) -> KernelAhead | None:
-    """The next notebook's kernel, started now to import while this one runs; None if it cannot
-    start (that run then starts its own, and says why if it cannot either)."""
+    """A notebook's kernel, started now to import before its run; None if it cannot start (that run
+    then starts its own, and says why if it cannot either)."""
     from pipeline_lib.runs.kernel_ahead import KernelAhead
 
     try:

@@ -7,6 +7,11 @@ Nothing else runs ahead: the notebook's own cells run in its run, under its leas
 started with the run's environment except what only the run knows (the lease's fence), which is
 set in the kernel when the run takes it (`take`). A kernel that died or does not answer is
 discarded, and the run starts its own as it would have.
+
+After its run the kernel is asked to stop and left to exit while the next step goes on: a kernel
+that imported the process notebook's libraries takes about 0.8 s to tear its interpreter down.
+A thread waits for it (killing it if it does not exit in time) and removes its files;
+`wait_for_shut_down` waits for those threads, and the interpreter waits for them at exit too.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import ast
 import logging
 import queue
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,6 +34,21 @@ from pipeline_lib.runs.kernel import LocalKernelManager, ensure_kernel
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_SECONDS = 120.0  # for the imports run ahead and the environment update
+
+_stopping: list[threading.Thread] = []  # one per kernel asked to stop, until it is gone
+_stopping_lock = threading.Lock()
+
+
+def wait_for_shut_down(timeout: float | None = None) -> bool:
+    """Wait until every kernel asked to stop is gone (True), or `timeout` seconds (False)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with _stopping_lock:
+        threads = list(_stopping)
+    for thread in threads:
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    with _stopping_lock:
+        _stopping[:] = [t for t in _stopping if t.is_alive()]
+        return not _stopping
 
 
 def module_imports(path: Path) -> list[str]:
@@ -158,8 +179,9 @@ class KernelAhead:
                 raise RuntimeError(f"setting the run's environment failed: {reply['content'].get('evalue')}")
 
     def shut_down(self) -> None:
-        """Stop the kernel (not taken, or after its run), asking first as nbclient does, and
-        remove its files."""
+        """Stop the kernel (not taken, or after its run) without waiting for it to exit: a thread
+        asks it first, as nbclient does, kills it if it has not exited in time (the manager's
+        `shutdown_wait_time`), and removes its files. Not waited for: `wait_for_shut_down`."""
         if self._client is not None:
             self._client.stop_channels()
             self._client = None
@@ -168,10 +190,20 @@ class KernelAhead:
         self._down = True
         for client in self.manager.handed_out:
             client.stop_channels()
+        # Not a daemon: the interpreter waits for it at exit, so no kernel outlives the command.
+        thread = threading.Thread(target=self._stop, name=f"stop kernel of {self.path.name}")
+        with _stopping_lock:
+            _stopping.append(thread)
+        thread.start()
+
+    def _stop(self) -> None:
         try:
             if run_sync(self.manager.is_alive)():
                 run_sync(self.manager.shutdown_kernel)()  # also removes its files
                 return
         except RuntimeError:  # "No kernel is running!": already gone
             pass
+        except Exception:  # in a thread: logged, else it would reach only stderr
+            log.exception("stopping the kernel of %s failed", self.path.name)
+            return
         run_sync(self.manager.cleanup_resources)()

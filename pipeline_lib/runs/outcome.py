@@ -68,6 +68,14 @@ def _unfinished_cell(output: Mapping[str, Any] | None) -> tuple[int | None, int 
     for index, cell in enumerate(cells):
         if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
             return index, cell.get("execution_count")
-    # A timed-out cell is interrupted and marked completed, with the interruption as its error output.
+    # A timed-out cell is interrupted and marked completed, with the interruption as its error output
+    # when papermill shut the kernel down; in a kernel started ahead, with no output: the last started.
     index = _error_cell(output, -1)
+    if index < 0:
+        started = [
+            i
+            for i, cell in enumerate(cells)
+            if cell.get("metadata", {}).get("papermill", {}).get("start_time")
+        ]
+        index = started[-1] if started else -1
     return (index, cells[index].get("execution_count")) if index >= 0 else (None, None)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict, Unpack
 
 import bson
 import grpc
-import pandas as pd
 import pyarrow as pa
 from bson import json_util
 
@@ -22,7 +22,10 @@ from pipeline_lib.wire import arrow_codec
 from pipeline_lib.wire.bson_codec import DECODE_OPTIONS, new_id, to_text
 from pipeline_lib.wire.proto import dbapi_pb2 as pb
 
-Tabular: TypeAlias = pd.DataFrame | pa.Table | pa.RecordBatch
+if TYPE_CHECKING:  # pandas is imported where a DataFrame is made: a command that makes none starts faster
+    import pandas as pd
+
+Tabular: TypeAlias = "pd.DataFrame | pa.Table | pa.RecordBatch"
 # A filter: {"field": value} for equality, or (field, op, value) triples with op one of
 # eq ne lt lte gt gte in exists prefix.
 Filter = Mapping[str, Any] | Sequence[tuple[str, str, Any]] | None
@@ -224,12 +227,22 @@ def conditions(filter_: Filter) -> list[pb.Condition]:
     return out
 
 
+def _is_data_frame(data: object) -> bool:
+    pandas = sys.modules.get("pandas")  # a DataFrame means pandas is imported already
+    return pandas is not None and isinstance(data, pandas.DataFrame)
+
+
+def is_tabular(data: object) -> bool:
+    """One table: an Arrow table or record batch, or a pandas DataFrame."""
+    return isinstance(data, pa.Table | pa.RecordBatch) or _is_data_frame(data)
+
+
 def to_arrow(data: Tabular) -> pa.Table:
     if isinstance(data, pa.Table):
         return data
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
-    if isinstance(data, pd.DataFrame):
+    if _is_data_frame(data):
         return pa.Table.from_pandas(data, preserve_index=False)
     raise TypeError(f"expected a pandas DataFrame or an Arrow table, got {type(data).__name__}")
 
@@ -244,7 +257,7 @@ def check_write_mode(mode: str) -> None:
 
 def iter_chunks(data: Tabular | Iterable[Tabular], batch_size: int) -> Iterator[pa.Table]:
     """Slices of at most batch_size rows from one table or a stream of them."""
-    parts = [data] if isinstance(data, Tabular) else data
+    parts = [data] if is_tabular(data) else data
     for part in parts:
         table = to_arrow(part)
         for offset in range(0, table.num_rows, batch_size):
@@ -356,13 +369,13 @@ def _text_where_kinds_differ(tables: list[pa.Table]) -> list[pa.Table]:
     return unified
 
 
-_ARROW_STRINGS = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
-
-
 def table_to_pandas(table: pa.Table, *, arrow_strings: bool = True) -> pd.DataFrame:
     """A DataFrame of the table. Text columns stay Arrow-backed (`string[pyarrow]`, the default
     string dtype from pandas 3 on): ~50x faster than a Python object per value, and smaller."""
-    return table.to_pandas(types_mapper=_ARROW_STRINGS.get if arrow_strings else None)
+    import pandas as pd
+
+    strings = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
+    return table.to_pandas(types_mapper=strings.get if arrow_strings else None)
 
 
 def commit_clean_request(
