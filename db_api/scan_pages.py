@@ -8,6 +8,7 @@ use more than one core. The functions here are pure; only `PageEncoder` owns pro
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import logging
 import multiprocessing
 import os
@@ -88,8 +89,25 @@ def ipc_batches(
         yield ipc
 
 
+_SAMPLE = {
+    "_id": "warm-up",
+    "text": "a",
+    "whole": 1,
+    "real": 1.5,
+    "flag": True,
+    "none": None,
+    "when": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    "nested": {"list": [1, 2]},
+}
+
+
 def _warm_up() -> None:
-    """Runs in a new worker so its imports happen at start-up, not during the first scan."""
+    """Runs in a new worker at start-up: encodes a page of one document both ways, so that what a
+    first scan imports is imported now (pyarrow imports pandas on its first conversion of Python
+    values: ~0.3 s, which the first scan after a start waited for in every worker)."""
+    blobs = [bson_codec.encode(_SAMPLE)]
+    encode_page(blobs, PageFormat())
+    encode_page(blobs, PageFormat(as_text=True))
 
 
 def _exit_with_parent(parent_pid: int) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,3 +74,30 @@ def test_a_dead_worker_is_replaced_and_the_scan_retried(pooled: tuple[DbApiClien
     assert pooled_client.scan("raw").num_rows == 5000
     replacements = {child.pid for child in multiprocessing.active_children()}
     assert replacements and not replacements & killed
+
+
+WARMED_THEN_SCANNED = """
+import datetime as dt, json, sys
+from db_api import scan_pages
+from pipeline_lib.wire import bson_codec
+
+scan_pages._warm_up()
+before = set(sys.modules)
+when = dt.datetime(2026, 12, 3, 23, 0, tzinfo=dt.UTC)
+raw = {"_id": "r1", "student_id": "S-1", "math_score": "71,5", "sex": "F", "received_at": when}
+cleaned = {"_id": "c1", "math_score": 71.5, "ses": -0.2, "minority": False, "school_id": None,
+           "changes": [{"field": "math_score", "from": "71,5"}], "cleaned_at": when}
+blobs = [bson_codec.encode(doc) for doc in (raw, cleaned)]
+for as_text in (False, True):
+    scan_pages.encode_page(blobs, scan_pages.PageFormat(as_text=as_text))
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_a_worker_imports_at_start_up_what_its_first_scan_needs() -> None:
+    # Before, pyarrow imported pandas (~360 modules, ~0.3 s) during the first scan in every worker.
+    done = subprocess.run(
+        [sys.executable, "-c", WARMED_THEN_SCANNED], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [], "imported during the first scan, not at start-up"
