@@ -25,7 +25,7 @@ def new_analysis(
     """Create notebooks/analyses/NAME.ipynb from the template: parameters, the students read as the
     process run reads them, one worked example, and publishing with disclosure control."""
     from pipeline_lib.process.analysis_run import AnalysisNameError, check_name
-    from pipeline_lib.runs.executor import ANALYSES, builtin_notebooks
+    from pipeline_lib.runs.notebooks import ANALYSES, builtin_notebooks
     from pipeline_lib.settings import get_settings
 
     settings = get_settings()

@@ -19,7 +19,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +34,9 @@ from pipeline_lib.runs import parameters as parameters_cell
 from pipeline_lib.runs.kernel import ensure_kernel
 from pipeline_lib.runs.lease import LeaseKeeper
 from pipeline_lib.runs.notebook_counts import counts_from_notebook
+from pipeline_lib.runs.notebooks import notebook_path
 from pipeline_lib.runs.outcome import Interrupted, judge
 from pipeline_lib.runs.records import RunError, RunRecord
-from pipeline_lib.runs.schedule import ALL, NOTEBOOK_NAME
 from pipeline_lib.settings import Settings, child_environment
 from pipeline_lib.wire.requests import FENCE_ENV
 
@@ -45,8 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Analysis notebooks live in this folder of the notebooks directory.
-ANALYSES = "analyses"
 # How often a waiting run asks for the lease again.
 WAIT_POLL_SECONDS = 2.0
 
@@ -54,51 +52,6 @@ WAIT_POLL_SECONDS = 2.0
 # What a run passes to a notebook that declares the parameter, unless the caller gave a value:
 # the clean notebook defaults to a dry run, so running it top to bottom by hand commits nothing.
 RUN_DEFAULTS: Mapping[str, Any] = {"dry_run": False}
-
-
-class UnknownNotebook(ValueError):
-    pass
-
-
-def _named(paths: Iterable[Path]) -> list[str]:
-    return sorted(p.stem for p in paths if NOTEBOOK_NAME.fullmatch(p.stem) and p.stem != "all")
-
-
-def builtin_notebooks(settings: Settings) -> list[str]:
-    return _named(settings.notebooks_dir.glob("*.ipynb"))
-
-
-def analyses(settings: Settings) -> list[str]:
-    """The analysis notebooks (`notebooks/analyses/NAME.ipynb`), by name: what `all` runs after process."""
-    return _named((settings.notebooks_dir / ANALYSES).glob("*.ipynb"))
-
-
-def available_notebooks(settings: Settings) -> list[str]:
-    return sorted({*builtin_notebooks(settings), *analyses(settings)})
-
-
-def notebook_path(settings: Settings, name: str) -> Path:
-    """`notebooks/NAME.ipynb`, else `notebooks/analyses/NAME.ipynb`; a name in both is refused, as
-    it would be ambiguous in schedules and run ids."""
-    if not NOTEBOOK_NAME.fullmatch(name) or name == "all":
-        raise UnknownNotebook(
-            f"{name!r} is not a notebook name (letters, digits, '_' and '-', not starting with '-')"
-        )
-    builtin = settings.notebooks_dir / f"{name}.ipynb"
-    analysis = settings.notebooks_dir / ANALYSES / f"{name}.ipynb"
-    if builtin.is_file() and analysis.is_file():
-        raise UnknownNotebook(
-            f"{name!r} is both a built-in notebook ({builtin}) and an analysis ({analysis}); "
-            "rename the analysis"
-        )
-    for path in (builtin, analysis):
-        if path.is_file():
-            return path
-    known = ", ".join(available_notebooks(settings)) or "none"
-    raise UnknownNotebook(
-        f"no notebook {name!r} in {settings.notebooks_dir} or its {ANALYSES}/ folder "
-        f"(there are: {known}; or 'all')"
-    )
 
 
 def declared_parameters(path: Path) -> set[str]:
@@ -365,16 +318,6 @@ class NotRun:
     reason: str
 
 
-def plan(name: str, settings: Settings) -> tuple[list[str], dict[str, str]]:
-    """The notebooks `workbench run NAME` executes, in order, and what each depends on: for `all`,
-    clean, process (after clean), then every analysis (each after process)."""
-    if name != "all":
-        return [name], {}
-    found = analyses(settings)
-    needs = {later: earlier for earlier, later in itertools.pairwise(ALL)}
-    return [*ALL, *found], {**needs, **dict.fromkeys(found, ALL[-1])}
-
-
 def execute_all(
     names: tuple[str, ...] | list[str],
     parameters: Mapping[str, Any],
@@ -384,6 +327,7 @@ def execute_all(
     needs: Mapping[str, str] | None = None,
     after_run_id: str | None = None,
     before_last: Callable[[], object] | None = None,
+    first: KernelAhead | None = None,
     **kwargs: Any,
 ) -> list[RunRecord | NotRun]:
     """Run notebooks in order. One named in `needs` (notebook -> the one it depends on) runs only
@@ -391,16 +335,17 @@ def execute_all(
     `NotRun`, with why. Without `needs`, each depends on the one before (a skip also stops).
 
     Each notebook gets the parameters it declares; one that none declares fails the first run.
-    `before_last` is called as the last notebook starts (to start what follows it ahead)."""
+    `before_last` is called as the last notebook starts (to start what follows it ahead); `first`
+    is the first notebook's kernel if the caller started it already."""
     if needs is None:
         needs = {later: earlier for earlier, later in itertools.pairwise(names)}
     declared = {name: declared_parameters(notebook_path(settings, name)) for name in names}
     known = set().union(*declared.values())
     done: list[RunRecord | NotRun] = []
     ran: dict[str, RunRecord | NotRun] = {}
-    # The first kernel starts while the lease is taken and the run recorded; each next one while
-    # the notebook before it runs.
-    ahead: KernelAhead | None = _kernel_ahead(names[0], settings) if names else None
+    # The first kernel starts with the command (`first`) or now, while the lease is taken and the run
+    # recorded; each next one while the notebook before it runs.
+    ahead = _first_kernel(names, settings, first)
     try:
         for index, name in enumerate(names):
             kernel, ahead = ahead, None
@@ -426,15 +371,18 @@ def execute_all(
 
 
 def _kernel_ahead(name: str, settings: Settings) -> KernelAhead | None:
-    """A notebook's kernel, started now to import before its run; None if it cannot start (that run
-    then starts its own, and says why if it cannot either)."""
-    from pipeline_lib.runs.kernel_ahead import KernelAhead
+    from pipeline_lib.runs.kernel_ahead import start_ahead
 
-    try:
-        return KernelAhead(notebook_path(settings, name), child_environment(settings))
-    except Exception as exc:  # never a reason for this run or the next to fail
-        log.warning("could not start the kernel of %s ahead: %s", name, exc)
-        return None
+    return start_ahead(notebook_path(settings, name), settings)
+
+
+def _first_kernel(names: Sequence[str], settings: Settings, first: KernelAhead | None) -> KernelAhead | None:
+    """`first` if it is the first notebook's kernel, else one started now (None: no notebooks)."""
+    if first is not None and names and first.path == notebook_path(settings, names[0]):
+        return first
+    if first is not None:
+        first.shut_down()
+    return _kernel_ahead(names[0], settings) if names else None
 
 
 def _why_not(upstream: str, outcome: RunRecord | NotRun | None) -> str:

@@ -30,6 +30,7 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_core.utils import run_sync
 
 from pipeline_lib.runs.kernel import LocalKernelManager, ensure_kernel
+from pipeline_lib.settings import Settings, child_environment
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,16 @@ READY_TIMEOUT_SECONDS = 120.0  # for the imports run ahead and the environment u
 
 _stopping: list[threading.Thread] = []  # one per kernel asked to stop, until it is gone
 _stopping_lock = threading.Lock()
+
+
+def start_ahead(path: Path, settings: Settings) -> KernelAhead | None:
+    """`path`'s kernel, started now to import before its run; None if it cannot start (the run then
+    starts its own, and says why if it cannot either)."""
+    try:
+        return KernelAhead(path, child_environment(settings))
+    except Exception as exc:  # never a reason for a run to fail
+        log.warning("could not start the kernel of %s ahead: %s", path.name, exc)
+        return None
 
 
 def wait_for_shut_down(timeout: float | None = None) -> bool:

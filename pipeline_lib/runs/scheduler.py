@@ -32,7 +32,8 @@ from typing import IO
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.collections import RUNS
 from pipeline_lib.runs import alerts, records
-from pipeline_lib.runs.executor import NotRun, analyses
+from pipeline_lib.runs.executor import NotRun
+from pipeline_lib.runs.notebooks import analyses
 from pipeline_lib.runs.records import RunRecord
 from pipeline_lib.runs.schedule import Job, Schedule, ScheduleError, load_schedule, runs_of
 from pipeline_lib.settings import Settings, child_environment

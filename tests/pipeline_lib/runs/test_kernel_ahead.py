@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +89,52 @@ def test_a_kernel_that_died_ahead_is_replaced_by_a_fresh_one(run_env: RunEnv) ->
     assert imported["fence"].startswith("run:process:"), "imported only in the run's own kernel"
     assert "kernel started ahead for process.ipynb not used" in done.stderr
     assert not running(imported["pid"])
+
+
+@pytest.mark.slow
+def test_a_single_notebook_runs_in_the_kernel_the_command_started_first(run_env: RunEnv) -> None:
+    # `workbench run NAME` starts NAME's kernel before it imports the rest of the runner, the lease
+    # and the run record; the probe is imported there without a fence, the cells run with one.
+    (run_env.notebooks / "ahead_probe.py").write_text(PROBE)
+    _write(run_env.notebooks / "process.ipynb", [USES_PROBE])
+    done = run_env.workbench("run", "process")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Could not destroy" not in done.stderr and "Traceback" not in done.stderr
+    imported = json.loads((run_env.notebooks / "imported.json").read_text())
+    assert imported["fence"] is None, "the probe was imported by the run's cells, not ahead"
+    written = run_env.client.get_document("processed", "ahead")
+    assert written is not None and written["pid"] == imported["pid"], "process ran in another kernel"
+    assert written["fence"].startswith("run:process:")
+    assert not running(imported["pid"]), "the kernel outlived the command"
+
+
+@pytest.mark.slow
+def test_a_refused_parameter_starts_no_kernel_and_a_skipped_run_leaves_none(run_env: RunEnv) -> None:
+    (run_env.notebooks / "ahead_probe.py").write_text(PROBE)
+    _write(run_env.notebooks / "process.ipynb", [USES_PROBE])
+    refused = run_env.workbench("run", "process", "-p", "no_such_parameter", "1")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert not (run_env.notebooks / "imported.json").exists(), "a kernel started for a refused run"
+    held = run_env.client.acquire_lease("run:process", "someone-else", 60)
+    assert held.acquired
+    skipped = run_env.workbench("run", "process", "--no-wait")
+    assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+    assert _runs(run_env)["process"]["status"] == "skipped"
+    # Its kernel was started, perhaps not yet up when the run was skipped: none is left in its folder.
+    assert _processes_in(run_env.notebooks) == [], "the unused kernel outlived the command"
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """Processes whose working directory is `folder` (a kernel runs in its notebook's folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if Path(os.readlink(entry / "cwd")) == folder.resolve():
+                    found.append(int(entry.name))
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+    return found
 
 
 def test_the_imports_are_the_top_level_ones_of_the_code_cells(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_lib.runs.executor import UnknownNotebook, analyses, available_notebooks, notebook_path, plan
+from pipeline_lib.runs.notebooks import UnknownNotebook, analyses, available_notebooks, notebook_path, plan
 from pipeline_lib.settings import Settings
 
 
