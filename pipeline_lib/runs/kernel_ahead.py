@@ -50,16 +50,13 @@ def start_ahead(path: Path, settings: Settings) -> KernelAhead | None:
         return None
 
 
-def wait_for_shut_down(timeout: float | None = None) -> bool:
-    """Wait until every kernel asked to stop is gone (True), or `timeout` seconds (False)."""
-    deadline = None if timeout is None else time.monotonic() + timeout
+def wait_for_shut_down() -> None:
+    """Wait until every kernel asked to stop is gone (each thread ends within the manager's
+    `shutdown_wait_time`, killing its kernel if need be)."""
     with _stopping_lock:
-        threads = list(_stopping)
+        threads, _stopping[:] = list(_stopping), []
     for thread in threads:
-        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-    with _stopping_lock:
-        _stopping[:] = [t for t in _stopping if t.is_alive()]
-        return not _stopping
+        thread.join()
 
 
 def module_imports(path: Path) -> list[str]:
