@@ -243,7 +243,7 @@ class _RenderingKernel:
 
     def shut_down(self) -> None:
         if self.kernel is not None:
-            self.kernel.shut_down()
+            self.kernel.shut_down(now=True)  # it only imported: nothing to finish
             self.kernel = None
 
 

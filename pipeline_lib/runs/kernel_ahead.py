@@ -1,7 +1,8 @@
 """A notebook's kernel started before its run: while one notebook of a sequence (`workbench run
 all`) runs, the next one's kernel starts and imports the modules that notebook imports, on the
 other core. The next run then begins with both done (at 20,000 students the process notebook's
-imports alone take about 2 s).
+imports alone take about 2 s). `workbench run` also starts the first notebook's kernel before it
+imports its own runner, and the dashboard snapshots' kernel as the last notebook starts.
 
 Nothing else runs ahead: the notebook's own cells run in its run, under its lease. The kernel is
 started with the run's environment except what only the run knows (the lease's fence), which is
@@ -12,6 +13,7 @@ After its run the kernel is asked to stop and left to exit while the next step g
 that imported the process notebook's libraries takes about 0.8 s to tear its interpreter down.
 A thread waits for it (killing it if it does not exit in time) and removes its files;
 `wait_for_shut_down` waits for those threads, and the interpreter waits for them at exit too.
+A kernel that only read (the snapshots') is killed at once instead.
 """
 
 from __future__ import annotations
@@ -186,10 +188,12 @@ class KernelAhead:
             if answered == self._pending[-1] and reply["content"].get("status") != "ok":
                 raise RuntimeError(f"setting the run's environment failed: {reply['content'].get('evalue')}")
 
-    def shut_down(self) -> None:
+    def shut_down(self, *, now: bool = False) -> None:
         """Stop the kernel (not taken, or after its run) without waiting for it to exit: a thread
         asks it first, as nbclient does, kills it if it has not exited in time (the manager's
-        `shutdown_wait_time`), and removes its files. Not waited for: `wait_for_shut_down`."""
+        `shutdown_wait_time`), and removes its files; with `now`, kills it at once (for a kernel
+        whose work is all delivered: its interpreter's teardown is skipped). Not waited for:
+        `wait_for_shut_down`."""
         if self._client is not None:
             self._client.stop_channels()
             self._client = None
@@ -199,15 +203,15 @@ class KernelAhead:
         for client in self.manager.handed_out:
             client.stop_channels()
         # Not a daemon: the interpreter waits for it at exit, so no kernel outlives the command.
-        thread = threading.Thread(target=self._stop, name=f"stop kernel of {self.path.name}")
+        thread = threading.Thread(target=self._stop, args=(now,), name=f"stop kernel of {self.path.name}")
         with _stopping_lock:
             _stopping.append(thread)
         thread.start()
 
-    def _stop(self) -> None:
+    def _stop(self, now: bool) -> None:
         try:
             if run_sync(self.manager.is_alive)():
-                run_sync(self.manager.shutdown_kernel)()  # also removes its files
+                run_sync(self.manager.shutdown_kernel)(now=now)  # also removes its files
                 return
         except RuntimeError:  # "No kernel is running!": already gone
             pass

@@ -110,3 +110,26 @@ def test_the_rendering_kernel_starts_and_imports_while_the_last_notebook_runs(ru
     assert imported_at < record["ended_at"].replace(tzinfo=dt.UTC).timestamp(), "imported after the run"
     assert f"<p>pid {pid}</p>" in run_env.client.get_document(DASHBOARDS, "probed")["html"]
     assert not running(pid), "the rendering kernel outlived the command"
+
+
+@pytest.mark.slow
+def test_the_rendering_kernel_is_killed_once_its_pages_are_rendered(run_env: RunEnv) -> None:
+    """It only reads, so the command does not wait for its interpreter's teardown: an exit handler
+    registered in it never runs (it would on a requested shutdown)."""
+    folder = run_env.notebooks / "dashboards"
+    exited = folder / "exited.txt"
+    _dashboard(
+        folder,
+        "teardown",
+        f"import atexit, os\natexit.register(lambda: open({str(exited)!r}, 'w').write('asked'))\n"
+        "from IPython.display import HTML, display\n"
+        'display(HTML(f"<p>pid {os.getpid()}</p>"))',
+    )
+    _write(run_env.notebooks / "quick.ipynb", ["x = 1"])
+    done = run_env.workbench("run", "quick")
+    assert done.returncode == 0, done.stderr
+    assert "dashboard snapshots: 1 rendered in" in done.stdout
+    html = run_env.client.get_document(DASHBOARDS, "teardown")["html"]
+    pid = int(html.split("<p>pid ")[1].split("<")[0])
+    assert not running(pid), "the rendering kernel outlived the command"
+    assert not exited.exists(), "the rendering kernel was asked to stop and ran its exit handlers"
