@@ -55,6 +55,7 @@ bench: venv
 	$(BIN)/python tests/bench/bench_web_workers.py
 	$(BIN)/python tests/bench/bench_clean.py
 	$(BIN)/python tests/bench/bench_process.py
+	$(BIN)/python tests/bench/bench_scaled_out.py
 	$(BIN)/python tests/bench/bench_engines.py
 	$(BIN)/python tests/bench/bench_run.py
 	$(BIN)/python tests/bench/bench_dashboards.py

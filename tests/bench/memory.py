@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import psutil
@@ -35,13 +36,23 @@ class PeakMemory:
         self.peak_mb: dict[str, float] = dict.fromkeys(ROLES, 0.0)
         self.total_peak_mb = 0.0
 
-    def sample(self, run_pid: int | None, db_api_pid: int | None, spark_server_pid: int | None) -> None:
+    def sample(
+        self,
+        run_pid: int | None,
+        db_api_pid: int | None,
+        spark_server_pid: int | None,
+        replica_pids: Sequence[int] = (),
+        cluster_pids: Sequence[int] = (),
+    ) -> None:
         now: dict[str, float] = dict.fromkeys(ROLES, 0.0)
-        for process in _tree(db_api_pid):  # with its scan worker processes
+        replicas = [process for pid in replica_pids for process in _tree(pid)]
+        for process in [*_tree(db_api_pid), *replicas]:  # with their scan worker processes
             with contextlib.suppress(psutil.Error):  # it ended between the listing and the reading
                 now["db-api"] += process.memory_info().rss / 2**20
-        # A warm Spark's server (its JVM and Python workers) works for the run it serves.
-        for process in [*_tree(run_pid), *_tree(spark_server_pid)]:
+        # A warm Spark's server (its JVM and Python workers) works for the run it serves, as do a
+        # standalone cluster's workers (their executors and Python workers).
+        served = [process for pid in (spark_server_pid, *cluster_pids) for process in _tree(pid)]
+        for process in [*_tree(run_pid), *served]:
             with contextlib.suppress(psutil.Error):
                 now[role_of(process, run_pid)] += process.memory_info().rss / 2**20
         for role, mb in now.items():
@@ -68,17 +79,19 @@ def run_sampled(
     db_api_pid: int | None,
     interval: float = 0.25,
     spark_server_pid: int | None = None,
+    replica_pids: Sequence[int] = (),
+    cluster_pids: Sequence[int] = (),
     **popen: Any,
 ) -> tuple[subprocess.CompletedProcess[str], PeakMemory]:
-    """Run a command to its end while sampling its process tree, the db-api's and a warm Spark
-    server's every `interval` s."""
+    """Run a command to its end while sampling its process tree, the db-api's (and those of other
+    db-api replicas) and a warm Spark server's (or a standalone cluster's workers) every `interval` s."""
     peaks = PeakMemory()
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
     stop = threading.Event()
 
     def sample_until_stopped() -> None:
         while not stop.wait(interval):
-            peaks.sample(process.pid, db_api_pid, spark_server_pid)
+            peaks.sample(process.pid, db_api_pid, spark_server_pid, replica_pids, cluster_pids)
 
     sampler = threading.Thread(target=sample_until_stopped, daemon=True)
     sampler.start()

@@ -1,0 +1,240 @@
+"""Benchmark of distribution: the clean and the process on a standalone Spark cluster of two one-core
+workers, beside Spark `local[2]`, each run a fresh process as a scheduled run is.
+
+1. At `--records` (1,000,000): through the embedded db-api, one process. On two cores no speed-up
+   is expected: the figures show what running Spark as separate master, worker and executor
+   processes costs.
+2. At `--replica-records` (20,000): the cluster through two `workbench db-api` replicas over a
+   MongoDB wire-protocol server, beside `local[2]` through one. The server is SecantusDB, the one
+   the scaled-out test uses (this machine has no MongoDB server): a single Python process that
+   commits about 250 records/s here, so a million records through it would take over an hour per
+   clean. FerretDB 1 (also built here) inserted about 700 records/s and refuses the result
+   documents' nested arrays.
+
+The clean runs `run_clean` on `dirty_raw` records (with their resubmissions), the process
+`run_process` on records simulated from a school-effects model; each from its own database,
+filled beforehand (not timed). Median of `--repeat` runs; peak memory of the run's processes, the
+db-api processes and the cluster's workers (`tests/bench/memory.py`).
+
+    python tests/bench/bench_scaled_out.py [--records N] [--replica-records N] [--repeat R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import pandas as pd
+
+from pipeline_lib.client.sync import DbApiClient
+from tests import wire_servers
+from tests.bench.bench_clean import one_run as clean_run
+from tests.bench.bench_process import process_run
+from tests.bench.memory import run_sampled
+from tests.notebooks.dirty_data import SCHOOLS, dirty_raw
+from tests.pipeline_lib.process.analysis import simulated
+from tests.spark_cluster import standalone_cluster
+from tests.wire_servers import free_port
+
+TOKEN = "bench"
+MAX_MESSAGE_BYTES = 256 << 20
+WRITE_BATCH = 20_000  # records per bulk write while filling a database
+
+
+@contextmanager
+def db_apis(uri: str | None, count: int, folder: Path) -> Iterator[tuple[str, list[int]]]:
+    """`count` db-api replicas over the database at `uri` (None: one db-api on the embedded store
+    in `folder`): their address list and pids."""
+    ports = [free_port() for _ in range(count)]
+    env = {**os.environ, "WORKBENCH_DB_API_TOKEN": TOKEN, "WORKBENCH_DATA_DIR": str(folder)}
+    env.pop("WORKBENCH_MONGO_URI", None)
+    if uri is not None:
+        env["WORKBENCH_MONGO_URI"] = uri
+    folder.mkdir(parents=True, exist_ok=True)
+    processes = []
+    for port in ports:
+        with (folder / f"db-api-{port}.log").open("wb") as log:
+            command = [
+                sys.executable,
+                "-m",
+                "pipeline_lib.cli",
+                "db-api",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ]
+            processes.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
+    try:
+        for port, process in zip(ports, processes, strict=True):
+            _wait_until_serving(f"127.0.0.1:{port}", process, folder / f"db-api-{port}.log")
+        yield ",".join(f"127.0.0.1:{port}" for port in ports), [p.pid for p in processes]
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=60)
+
+
+def _wait_until_serving(address: str, process: subprocess.Popen, log: Path) -> None:
+    with DbApiClient(address, TOKEN, timeout=5) as client:
+        for _ in range(600):
+            if process.poll() is not None:
+                raise RuntimeError(f"the db-api replica at {address} exited: {log.read_text()[-2000:]}")
+            try:
+                if client.health() == "SERVING":
+                    return
+            except Exception:
+                pass
+            time.sleep(0.1)
+    raise RuntimeError(f"the db-api replica at {address} did not start")
+
+
+def fill(address: str, schools: pd.DataFrame, collection: str, records: pd.DataFrame) -> float:
+    """Write the schools, then `records` into `collection`, through the replicas at `address`;
+    the seconds the records took."""
+    with DbApiClient(address, TOKEN, timeout=600, max_message_bytes=MAX_MESSAGE_BYTES) as client:
+        client.write("schools", schools, mode="upsert", key="school_id")
+        started = time.perf_counter()
+        for start in range(0, len(records), WRITE_BATCH):
+            client.write(collection, records.iloc[start : start + WRITE_BATCH], key="submission_id")
+    return time.perf_counter() - started
+
+
+def run_in_new_process(step: str, address: str, master: str, pids: list[int], workers: list[int]) -> dict:
+    """One clean or process run in a fresh process, with peak memory (replicas and, on the
+    cluster, its workers' processes counted)."""
+    args = [sys.executable, __file__, "--one", step, address, "--master", master]
+    done, peaks = run_sampled(
+        args, pids[0], replica_pids=pids[1:], cluster_pids=workers, env=os.environ.copy()
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the {step} run failed:\n{done.stderr[-3000:]}")
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), **peaks.as_dict()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--replica-records", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--students-per-school",
+        type=int,
+        default=1_000,
+        help="of the process's records (at least 10 schools)",
+    )
+    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--master", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        step, address = args.one
+        if step == "clean":
+            result = clean_run("spark", address, args.master)
+        else:
+            result = process_run(address, args.master, max_model_rows=2_000_000)
+        print(json.dumps(result))
+        return
+    print(
+        f"distribution benchmark: median of {args.repeat} runs; {os.cpu_count()} cores, "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
+    os.environ["WORKBENCH_DB_API_TOKEN"] = TOKEN
+    with tempfile.TemporaryDirectory(prefix="wb-bench-scaled-") as tmp, ExitStack() as stack:
+        folder = Path(tmp)
+        cluster = stack.enter_context(standalone_cluster(folder / "spark", workers=2, cores=1))
+        workers = [worker.process.pid for worker in cluster.workers]
+        local = Setup("local[2]", "local[2]", [], 1)
+        print(f"\n1. {args.records:,} records through the embedded db-api")
+        on_cluster = Setup("cluster of 2 workers", cluster.master_url, workers, 1)
+        bench(
+            args.records,
+            args.students_per_school,
+            args.repeat,
+            [local, on_cluster],
+            None,
+            folder / "embedded",
+        )
+        server = wire_servers.start_secantusdb(folder / "secantusdb")
+        stack.callback(server.stop)
+        uri = server.uri.partition("?")[0].rstrip("/")
+        print(f"\n2. {args.replica_records:,} records through db-api replicas over SecantusDB")
+        one_replica = Setup("local[2], one replica", "local[2]", [], 1)
+        two_replicas = Setup("cluster of 2 workers, two replicas", cluster.master_url, workers, 2)
+        bench(
+            args.replica_records, args.schools, args.repeat, [one_replica, two_replicas], uri, folder / "sec"
+        )
+
+
+@dataclass(frozen=True)
+class Setup:
+    name: str
+    master: str
+    workers: list[int]  # the cluster's worker pids (their executors are their children)
+    db_apis: int
+
+
+def bench(
+    records: int, per_school: int, repeat: int, setups: list[Setup], uri: str | None, folder: Path
+) -> None:
+    """Each step on each setup, `repeat` times, from a database of its own; then the figures."""
+    raw = dirty_raw(int(records / 1.05), seed=11)
+    n_schools = max(10, records // per_school)  # a few per school: most cells suppressed, LPs dominate
+    students = simulated.students(records, n_schools, seed=11)
+    cleaned, schools = simulated.cleaned_records(students), simulated.schools(n_schools, seed=11)
+    steps = {"clean": ("raw", raw, SCHOOLS), "process": ("cleaned", cleaned, schools)}
+    runs: dict[tuple[str, str], list[dict]] = {(s.name, step): [] for step in steps for s in setups}
+    fills: dict[str, list[float]] = {"raw": [], "cleaned": []}
+    for run in range(repeat):
+        for step, (collection, data, known) in steps.items():
+            for n, setup in enumerate(setups):
+                database = f"bench_{step}_{n}_{run}"
+                at = None if uri is None else f"{uri}/{database}"
+                with db_apis(at, setup.db_apis, folder / database) as (address, pids):
+                    fills[collection].append(fill(address, known, collection, data))
+                    result = run_in_new_process(step, address, setup.master, pids, setup.workers)
+                runs[(setup.name, step)].append(result)
+                print(f"  {step} {run + 1}, {setup.name}: {result['total']:.1f} s", flush=True)
+    report(runs, fills, {"clean": len(raw), "process": len(cleaned)})
+
+
+def report(
+    runs: dict[tuple[str, str], list[dict]], fills: dict[str, list[float]], sizes: dict[str, int]
+) -> None:
+    median = statistics.median
+    print(
+        f"\nfilling each database through its db-api (not timed below): raw {median(fills['raw']):.1f} s, "
+        f"cleaned {median(fills['cleaned']):.1f} s"
+    )
+    local: dict[str, float] = {}
+    for (setup, step), results in runs.items():
+        total = median([r["total"] for r in results])
+        parts = ("start", "read", "clean", "write") if step == "clean" else ("spark start", "read")
+        split = ", ".join(f"{p} {median([r[p] for r in results]):.1f}" for p in parts)
+        cost = f"; {total / local[step]:.2f}x local[2]" if step in local else ""
+        local.setdefault(step, total)
+        peak = max(r["peak MB all"] for r in results)
+        print(
+            f"{step:8} {setup:36} {total:7.1f} s ({sizes[step] / total:,.0f} records/s; {split}; "
+            f"peak {peak:,} MB all at once{cost})"
+        )
+    for (setup, step), results in runs.items():
+        print(f"\n{step}, {setup}:", [{k: round(v, 2) for k, v in r.items()} for r in results])
+
+
+if __name__ == "__main__":
+    main()
