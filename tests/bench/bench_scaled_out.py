@@ -16,7 +16,7 @@ The clean runs `run_clean` on `dirty_raw` records (with their resubmissions), th
 filled beforehand (not timed). Median of `--repeat` runs; peak memory of the run's processes, the
 db-api processes and the cluster's workers (`tests/bench/memory.py`).
 
-    python tests/bench/bench_scaled_out.py [--records N] [--replica-records N] [--repeat R]
+    python tests/bench/bench_scaled_out.py [--records N] [--replica-records N] [--repeat R] [--parts 1 2]
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ def main() -> None:
         default=1_000,
         help="of the process's records (at least 10 schools)",
     )
+    parser.add_argument("--parts", type=int, nargs="+", choices=(1, 2), default=[1, 2])
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--master", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -159,25 +160,19 @@ def main() -> None:
         cluster = stack.enter_context(standalone_cluster(folder / "spark", workers=2, cores=1))
         workers = [worker.process.pid for worker in cluster.workers]
         local = Setup("local[2]", "local[2]", [], 1)
-        print(f"\n1. {args.records:,} records through the embedded db-api")
         on_cluster = Setup("cluster of 2 workers", cluster.master_url, workers, 1)
-        bench(
-            args.records,
-            args.students_per_school,
-            args.repeat,
-            [local, on_cluster],
-            None,
-            folder / "embedded",
-        )
-        server = wire_servers.start_secantusdb(folder / "secantusdb")
-        stack.callback(server.stop)
-        uri = server.uri.partition("?")[0].rstrip("/")
-        print(f"\n2. {args.replica_records:,} records through db-api replicas over SecantusDB")
-        one_replica = Setup("local[2], one replica", "local[2]", [], 1)
-        two_replicas = Setup("cluster of 2 workers, two replicas", cluster.master_url, workers, 2)
-        bench(
-            args.replica_records, args.schools, args.repeat, [one_replica, two_replicas], uri, folder / "sec"
-        )
+        per_school, repeat = args.students_per_school, args.repeat
+        if 1 in args.parts:
+            print(f"\n1. {args.records:,} records through the embedded db-api")
+            bench(args.records, per_school, repeat, [local, on_cluster], None, folder / "embedded")
+        if 2 in args.parts:
+            server = wire_servers.start_secantusdb(folder / "secantusdb")
+            stack.callback(server.stop)
+            uri = server.uri.partition("?")[0].rstrip("/")
+            print(f"\n2. {args.replica_records:,} records through db-api replicas over SecantusDB")
+            one = Setup("local[2], one replica", "local[2]", [], 1)
+            two = Setup("cluster of 2 workers, two replicas", cluster.master_url, workers, 2)
+            bench(args.replica_records, per_school, repeat, [one, two], uri, folder / "secantusdb-runs")
 
 
 @dataclass(frozen=True)
