@@ -157,6 +157,7 @@ def main() -> None:
     os.environ["WORKBENCH_DB_API_TOKEN"] = TOKEN
     with tempfile.TemporaryDirectory(prefix="wb-bench-scaled-") as tmp, ExitStack() as stack:
         folder = Path(tmp)
+        os.environ["WORKBENCH_DATA_DIR"] = str(folder / "runs")  # the runs' Spark scratch and logs
         cluster = stack.enter_context(standalone_cluster(folder / "spark", workers=2, cores=1))
         workers = [worker.process.pid for worker in cluster.workers]
         local = Setup("local[2]", "local[2]", [], 1)
