@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -47,11 +47,13 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def start_workbench(command: str, env: dict[str, str], log: Path) -> subprocess.Popen:
-    """`workbench COMMAND` as its own process group, its output in `log`."""
+def start_workbench(
+    command: str, env: dict[str, str], log: Path, args: Sequence[str] = ()
+) -> subprocess.Popen:
+    """`workbench COMMAND ARGS...` as its own process group, its output in `log`."""
     with log.open("w") as output:
         return subprocess.Popen(
-            [sys.executable, "-m", "pipeline_lib.cli", command],
+            [sys.executable, "-m", "pipeline_lib.cli", command, *args],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,

@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.bench_db_api import start_db_api, store_ceilings
-from tests.bench.memory import ROLES, run_sampled
+from tests.bench.memory import ROLES, run_measured
 from tests.notebooks.dirty_data import SCHOOLS, dirty_raw
 from tests.spark_cluster import standalone_cluster
 from tests.wire_servers import free_port
@@ -69,10 +69,9 @@ def run_in_new_process(
     """One run in a fresh process; with `warm`, attached to that warm Spark (its memory counted)."""
     args = [sys.executable, __file__, "--one", engine, address, "--master", master]
     env = {**os.environ, **(warm.env if warm else {})}
-    done, peaks = run_sampled(args, db_api_pid, spark_server_pid=warm.pid if warm else None, env=env)
-    if done.returncode != 0:
-        raise RuntimeError(f"the {engine} clean failed:\n{done.stderr[-3000:]}")
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), **peaks.as_dict()}
+    return run_measured(
+        args, f"the {engine} clean", db_api_pid, spark_server_pid=warm.pid if warm else None, env=env
+    )
 
 
 @dataclass

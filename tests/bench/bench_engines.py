@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from pipeline_lib.process.job import DEFAULT_MAX_MODEL_ROWS
 from pipeline_lib.settings import PANDAS_MAX_RECORDS
 from tests.bench.bench_db_api import start_db_api
-from tests.bench.memory import ROLES, run_sampled
+from tests.bench.memory import ROLES, run_measured
 
 ENGINES = ("pandas", "spark")
 
@@ -60,10 +60,7 @@ def one_run(step: str, engine: str, address: str, master: str) -> dict[str, floa
 
 def run_in_new_process(step: str, engine: str, address: str, master: str, db_api_pid: int) -> dict:
     args = [sys.executable, __file__, "--one", step, engine, address, "--master", master]
-    done, peaks = run_sampled(args, db_api_pid, env=os.environ.copy())
-    if done.returncode != 0:
-        raise RuntimeError(f"the {engine} {step} run failed:\n{done.stderr[-3000:]}")
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), **peaks.as_dict()}
+    return run_measured(args, f"the {engine} {step} run", db_api_pid, env=os.environ.copy())
 
 
 def fill(step: str, client, records: int) -> None:  # type: ignore[no-untyped-def]

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.bench_db_api import start_db_api, store_ceilings
-from tests.bench.memory import ROLES, run_sampled
+from tests.bench.memory import ROLES, run_measured
 from tests.pipeline_lib.process.analysis import simulated
 
 TARGET_SECONDS = 120
@@ -65,10 +65,7 @@ def process_run_in_new_process(address: str, master: str, max_model_rows: int, d
         "--max-model-rows",
         str(max_model_rows),
     ]
-    done, peaks = run_sampled(args, db_api_pid, env=os.environ.copy())
-    if done.returncode != 0:
-        raise RuntimeError(f"the process run failed:\n{done.stderr[-3000:]}")
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), **peaks.as_dict()}
+    return run_measured(args, "the process run", db_api_pid, env=os.environ.copy())
 
 
 def main() -> None:

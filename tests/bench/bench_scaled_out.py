@@ -22,6 +22,7 @@ db-api processes and the cluster's workers (`tests/bench/memory.py`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -39,12 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import pandas as pd
 
 from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.wire.requests import DbApiCallError
 from tests import wire_servers
 from tests.bench.bench_clean import one_run as clean_run
 from tests.bench.bench_process import process_run
-from tests.bench.memory import run_sampled
+from tests.bench.memory import run_measured
 from tests.notebooks.dirty_data import SCHOOLS, dirty_raw
 from tests.pipeline_lib.process.analysis import simulated
+from tests.processes import start_workbench, wait_for
 from tests.spark_cluster import standalone_cluster
 from tests.wire_servers import free_port
 
@@ -63,20 +66,12 @@ def db_apis(uri: str | None, count: int, folder: Path) -> Iterator[tuple[str, li
     if uri is not None:
         env["WORKBENCH_MONGO_URI"] = uri
     folder.mkdir(parents=True, exist_ok=True)
-    processes = []
-    for port in ports:
-        with (folder / f"db-api-{port}.log").open("wb") as log:
-            command = [
-                sys.executable,
-                "-m",
-                "pipeline_lib.cli",
-                "db-api",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ]
-            processes.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
+    processes = [
+        start_workbench(
+            "db-api", env, folder / f"db-api-{port}.log", ("--host", "127.0.0.1", "--port", str(port))
+        )
+        for port in ports
+    ]
     try:
         for port, process in zip(ports, processes, strict=True):
             _wait_until_serving(f"127.0.0.1:{port}", process, folder / f"db-api-{port}.log")
@@ -89,17 +84,15 @@ def db_apis(uri: str | None, count: int, folder: Path) -> Iterator[tuple[str, li
 
 
 def _wait_until_serving(address: str, process: subprocess.Popen, log: Path) -> None:
+    def serving() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"the db-api replica at {address} exited: {log.read_text()[-2000:]}")
+        with contextlib.suppress(DbApiCallError):
+            return client.health() == "SERVING"
+        return False
+
     with DbApiClient(address, TOKEN, timeout=5) as client:
-        for _ in range(600):
-            if process.poll() is not None:
-                raise RuntimeError(f"the db-api replica at {address} exited: {log.read_text()[-2000:]}")
-            try:
-                if client.health() == "SERVING":
-                    return
-            except Exception:
-                pass
-            time.sleep(0.1)
-    raise RuntimeError(f"the db-api replica at {address} did not start")
+        wait_for(serving, 60, f"the db-api replica at {address}")
 
 
 def fill(address: str, schools: pd.DataFrame, collection: str, records: pd.DataFrame) -> float:
@@ -117,12 +110,9 @@ def run_in_new_process(step: str, address: str, master: str, pids: list[int], wo
     """One clean or process run in a fresh process, with peak memory (replicas and, on the
     cluster, its workers' processes counted)."""
     args = [sys.executable, __file__, "--one", step, address, "--master", master]
-    done, peaks = run_sampled(
-        args, pids[0], replica_pids=pids[1:], cluster_pids=workers, env=os.environ.copy()
+    return run_measured(
+        args, f"the {step} run", pids[0], replica_pids=pids[1:], cluster_pids=workers, env=os.environ.copy()
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"the {step} run failed:\n{done.stderr[-3000:]}")
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), **peaks.as_dict()}
 
 
 def main() -> None:

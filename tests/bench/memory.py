@@ -10,6 +10,7 @@ per role, the largest sum seen at one moment (processes of one role are alive to
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import threading
 from collections.abc import Sequence
@@ -101,3 +102,13 @@ def run_sampled(
         stop.set()
         sampler.join()
     return subprocess.CompletedProcess(args, process.returncode, out, err), peaks
+
+
+def run_measured(args: list[str], what: str, db_api_pid: int | None, **options: Any) -> dict[str, Any]:
+    """Run a bench's one-run command (its figures as JSON on its last line of output), sampled as
+    `run_sampled` does (`options` go there): its figures with the peaks; RuntimeError naming `what`
+    if it failed."""
+    done, peaks = run_sampled(args, db_api_pid, **options)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{done.stderr[-3000:]}")
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), **peaks.as_dict()}

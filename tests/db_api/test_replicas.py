@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from pipeline_lib.wire.requests import DbApiCallError, channel_options
 from tests import wire_servers
 from tests.conftest import TOKEN
 from tests.notebooks.dirty_data import SCHOOLS, dirty_raw
-from tests.processes import wait_for
+from tests.processes import start_workbench, wait_for
 from tests.wire_servers import free_port
 
 pytestmark = [pytest.mark.mongo]
@@ -89,20 +88,8 @@ def replicas(mongo: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iter
     started = []
     for n in range(2):
         port = free_port()
-        log = (tmp_path / f"db-api-{n}.log").open("wb")
-        command = [
-            sys.executable,
-            "-m",
-            "pipeline_lib.cli",
-            "db-api",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ]
-        started.append(
-            Replica(port, subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
-        )
+        args = ("--host", "127.0.0.1", "--port", str(port))
+        started.append(Replica(port, start_workbench("db-api", env, tmp_path / f"db-api-{n}.log", args)))
     try:
         for replica in started:
             with DbApiClient(f"127.0.0.1:{replica.port}", TOKEN, timeout=5) as probe:
