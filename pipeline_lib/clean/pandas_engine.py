@@ -100,20 +100,34 @@ def _applied(changed: list[tuple[str, pd.Series]]) -> list[list[str]]:
     return applied
 
 
+def clean_field(rule: FieldRule, column: pd.Series) -> pd.DataFrame:
+    """One field's outputs for its raw text `column`: `<name>` (typed value), `<name>__reason`
+    (code or None), `<name>__rules` (names of the steps that changed the text), `<name>__raw`
+    (the column) and `<name>__text` (the text after the steps)."""
+    name = rule.name
+    text, changed = normalise(rule, column)
+    value, code = _typed(rule, text)
+    applied = _applied(changed) or [[] for _ in range(len(column))]
+    return pd.DataFrame(
+        {
+            name: value,
+            f"{name}__reason": code,
+            f"{name}__rules": pd.Series(applied, index=column.index, dtype=object),
+            f"{name}__raw": column,
+            f"{name}__text": text,
+        },
+        index=column.index,
+    )
+
+
 def clean_fields(raw: pd.DataFrame) -> pd.DataFrame:
-    """Per field: `<name>` (typed value), `<name>__reason` (code or None), `<name>__rules`
-    (names of the steps that changed the text); raw text columns are kept as `<name>__raw`."""
+    """`clean_field` of every field, side by side; a field missing from `raw` is all None."""
     out = pd.DataFrame(index=raw.index)
     for rule in rules.STUDENT_RULES:
         name = rule.name
         column = raw[name] if name in raw.columns else pd.Series(None, index=raw.index, dtype=object)
-        text, changed = normalise(rule, column)
-        value, code = _typed(rule, text)
-        out[name] = value
-        out[f"{name}__reason"] = code
-        out[f"{name}__rules"] = _applied(changed)
-        out[f"{name}__raw"] = column
-        out[f"{name}__text"] = text
+        for label, series in clean_field(rule, column).items():
+            out[label] = series
     return out
 
 
