@@ -5,7 +5,7 @@ from __future__ import annotations
 from pipeline_lib.client.core import MIB, Endpoint
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.client.tls import ClientTls
-from pipeline_lib.spark.source import SourceOptions, db_api_options, reader_options
+from pipeline_lib.spark.source import DEFAULT_READ_BATCH, SourceOptions, db_api_options, job_options
 
 TLS = ClientTls(b"-----BEGIN CA-----", b"-----BEGIN CERT-----", b"-----BEGIN KEY-----")
 
@@ -20,7 +20,13 @@ def test_an_endpoint_without_token_or_tls_sends_neither() -> None:
     assert db_api_options(Endpoint("db:5005")) == {"address": "db:5005", "max_message_mb": "64"}
 
 
-def test_a_job_reads_with_its_clients_db_api_and_leaves_the_pem_to_the_registered_source() -> None:
+def test_a_job_reads_with_its_clients_db_api_pem_included() -> None:
     with DbApiClient("db:5005", "t", max_message_bytes=16 * MIB, tls=TLS) as client:
-        options = reader_options(client, partitions=3)
-    assert options == {"address": "db:5005", "token": "t", "max_message_mb": "16", "partitions": "3"}
+        options = job_options(client.endpoint, "cleaned", partitions=3)
+    assert options.endpoint == client.endpoint  # address, token, message size and TLS PEM
+    assert (options.collection, options.partitions, options.read_batch_size) == (
+        "cleaned",
+        3,
+        DEFAULT_READ_BATCH,
+    )
+    assert job_options(client.endpoint, "raw", partitions=0).partitions == 1

@@ -26,6 +26,7 @@ from pipeline_lib.spark.source import (
     WorkbenchReader,
     register,
 )
+from pipeline_lib.spark.source import read as job_read
 from tests.certificates import CertificateAuthority
 from tests.conftest import TOKEN
 
@@ -142,6 +143,34 @@ def test_n_partitions_make_n_spark_partitions_with_every_record_once(
     assert sorted(per_partition["p"]) == list(range(partitions))  # every partition holds records
     ids = [row["_id"] for row in frame.select("_id").collect()]
     assert sorted(ids) == [f"s{i:05d}" for i in range(2000)]
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_a_jobs_read_equals_a_client_scan_in_its_partitions(
+    spark: SparkSession, sqlite_client: DbApiClient, partitions: int
+) -> None:
+    """`read`, what the clean and process jobs read with: the same records and types as the
+    `workbench` format, one Spark partition per db-api partition, a schema inferred or given."""
+    sqlite_client.write("cleaned", typed(2500), mode="upsert", key="submission_id", batch_size=1000)
+
+    inferred = job_read(spark, sqlite_client, "cleaned", partitions=partitions)
+    given = T.StructType(
+        [T.StructField("received_at", T.TimestampType()), T.StructField("submission_id", T.StringType())]
+    )
+    picked = job_read(spark, sqlite_client, "cleaned", given, partitions=partitions)
+
+    assert {f.name: f.dataType for f in inferred.schema.fields}["received_at"] == T.TimestampType()
+    expected = sqlite_client.scan_pandas("cleaned", arrow_strings=False)
+    pd.testing.assert_frame_equal(comparable(inferred.toPandas()), comparable(expected))
+    assert inferred.rdd.getNumPartitions() == partitions
+    per_partition = inferred.groupBy(F.spark_partition_id().alias("p")).count().toPandas()
+    assert sorted(per_partition["p"]) == list(range(partitions))  # every partition holds records
+    assert picked.columns == ["received_at", "submission_id"]
+    first = picked.filter(F.col("submission_id") == "s00001").first()
+    assert first is not None and first["received_at"] == (BASE + timedelta(milliseconds=137)).replace(
+        tzinfo=None
+    )
+    assert picked.count() == 2500
 
 
 def test_reads_come_in_batches_of_the_read_default_unless_asked(tmp_path: Path) -> None:
@@ -387,6 +416,8 @@ def test_executors_read_a_mutual_tls_db_api_with_the_pem_from_the_drivers_settin
         register(spark, settings)
         frame = spark.read.format("workbench").option("collection", "cleaned").option("partitions", 2).load()
         assert frame.count() == 300
+        with DbApiClient.from_settings(settings) as reader:  # a job's read carries its client's PEM
+            assert job_read(spark, reader, "cleaned", partitions=2).count() == 300
     finally:
         register(spark, Settings(data_dir=tmp_path, db_api_address="127.0.0.1:9"))
         running.stop(grace=0)
