@@ -105,6 +105,15 @@ def _counted(rows: pa.Table, keys: list[str]) -> pd.DataFrame:
     return _ordered(counts, keys)
 
 
+def merge_counts(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Summaries of parts of the same records (`reasons_summary` or `changes_summary` of each
+    batch) as the summary of all of them: records added up, the least example kept."""
+    keys = [c for c in parts[0].columns if c not in ("records", "example")]
+    together = pd.concat(parts, ignore_index=True)
+    aggregations = {"records": "sum", **({"example": "min"} if "example" in together.columns else {})}
+    return _ordered(together.groupby(keys, as_index=False, sort=False).agg(aggregations), keys)
+
+
 def _ordered(counts: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Counts by `keys` (`records`, maybe `example`) most frequent first, then by the keys."""
     order = counts.sort_values(["records", *keys], ascending=[False, *[True] * len(keys)], ignore_index=True)

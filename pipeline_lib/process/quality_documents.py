@@ -3,7 +3,8 @@ changes most, over everything in `quarantine` and `cleaned` now.
 
 The summaries (`pipeline_lib.clean.summaries`) need only the `reasons` (quarantine) or `changes`
 (cleaned) column, so `quality_documents` scans just those columns through the db-api, without
-Spark. Documents leave the summaries' examples out: they quote what students typed.
+Spark, and counts them a batch at a time. Documents leave the summaries' examples out: they quote
+what students typed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from pipeline_lib.clean.summaries import changes_summary, reason_text, reasons_summary
+from pipeline_lib.clean.summaries import changes_summary, merge_counts, reason_text, reasons_summary
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.contract.collections import CLEANED, QUARANTINE
@@ -24,6 +25,8 @@ from pipeline_lib.process.results import ResultDocument, ResultTable, RunStamp, 
 
 # How many of the most frequent changes `quality:top_changes` lists.
 CHANGES_SHOWN = 20
+# Rows per scanned batch: one batch of one column is all the driver holds of a collection.
+SCAN_BATCH = 20_000
 
 
 @dataclass(frozen=True)
@@ -98,16 +101,28 @@ def changes_document(
 
 
 def quality_documents(client: DbApiClient, *, run_id: str, computed_at: dt.datetime) -> list[ResultDocument]:
-    """Both documents over the whole `quarantine` and `cleaned` collections (one column each)."""
-    quarantine = client.scan(QUARANTINE, columns=["reasons"])
-    cleaned = client.scan(CLEANED, columns=["changes"])
+    """Both documents over the whole `quarantine` and `cleaned` collections (one column each),
+    counted a batch at a time: the driver holds one batch and the counts, however many records."""
+    reasons, quarantined = _counted_scan(client, QUARANTINE, "reasons", reasons_summary)
+    changes, cleaned = _counted_scan(client, CLEANED, "changes", changes_summary)
     stamp = RunStamp(run_id, computed_at)
     return [
-        reasons_document(
-            _summary(quarantine, "reasons", reasons_summary), stamp, quarantined=quarantine.num_rows
-        ),
-        changes_document(_summary(cleaned, "changes", changes_summary), stamp, cleaned=cleaned.num_rows),
+        reasons_document(reasons, stamp, quarantined=quarantined),
+        changes_document(changes, stamp, cleaned=cleaned),
     ]
+
+
+def _counted_scan(
+    client: DbApiClient, collection: str, column: str, summarise: Callable[[pa.Table], pd.DataFrame]
+) -> tuple[pd.DataFrame, int]:
+    """`summarise` of `column` over the whole collection, and its number of records."""
+    parts, records = [], 0
+    for batch in client.scan_batches(collection, columns=[column], batch_size=SCAN_BATCH):
+        records += batch.num_rows
+        parts.append(_summary(pa.Table.from_batches([batch]), column, summarise))
+    if not parts:  # an empty collection
+        parts.append(_summary(pa.table({}), column, summarise))
+    return merge_counts(parts), records
 
 
 def _summary(table: pa.Table, column: str, summarise: Callable[[pa.Table], pd.DataFrame]) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import datetime as dt
 from collections import Counter
 
 import pyarrow as pa
+import pytest
 
 from pipeline_lib.clean import pandas_engine
 from pipeline_lib.client.sync import DbApiClient
@@ -61,7 +62,24 @@ def test_a_reason_of_fewer_than_k_records_is_hidden_but_named() -> None:
     ]
 
 
-def test_the_documents_count_what_the_collections_hold(sqlite_client: DbApiClient) -> None:
+def test_summaries_of_batches_merge_into_the_summary_of_all() -> None:
+    change = lambda field, *rules: {"field": field, "before": field, "after": "b", "rules": list(rules)}  # noqa: E731
+    first = pa.table({"changes": [[change("ses", "decimal_comma", "trimmed")], [change("age", "trimmed")]]})
+    second = pa.table({"changes": [[change("ses", "trimmed")], [], [change("ses", "decimal_comma")]]})
+    both = pa.concat_tables([first, second])
+    for examples in (False, True):
+        parts = [q.changes_summary(t, examples=examples) for t in (first, second)]
+        assert q.merge_counts(parts).equals(q.changes_summary(both, examples=examples))
+    reasons = [_reasons(["sex_missing"], ["age_invalid", "sex_missing"]), _reasons([], ["age_invalid"])]
+    merged = q.merge_counts([q.reasons_summary(t) for t in reasons])
+    assert merged.equals(q.reasons_summary(pa.concat_tables(reasons)))
+
+
+@pytest.mark.parametrize("batch", [q.SCAN_BATCH, 97])
+def test_the_documents_count_what_the_collections_hold(
+    sqlite_client: DbApiClient, batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(q, "SCAN_BATCH", batch)  # 97: counted over many batches
     population, raw = demo_rows(1_500, 12, 0.3, seed=5)
     result = pandas_engine.clean(raw, set(population.schools["school_id"]))
     sqlite_client.write("cleaned", result.cleaned, mode="upsert", key="submission_id")
