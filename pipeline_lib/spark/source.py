@@ -186,13 +186,13 @@ class SourceOptions:
             yield from client.scan_batches(self.collection, **(defaults | options))
 
 
-def db_api_options(endpoint: Endpoint, *, pem: bool = True) -> dict[str, str]:
+def db_api_options(endpoint: Endpoint) -> dict[str, str]:
     """The options that name the db-api and how to reach it (read back by `SourceOptions.parse`):
-    address, token, max_message_mb and, with `pem`, the TLS PEM text."""
+    address, token, max_message_mb and the TLS PEM text."""
     options = {"address": endpoint.address, "max_message_mb": str(max(1, endpoint.max_message_bytes // MIB))}
     if endpoint.token:
         options["token"] = endpoint.token
-    return options | (_pem_options(endpoint.tls) if pem else {})
+    return options | _pem_options(endpoint.tls)
 
 
 def job_options(endpoint: Endpoint, collection: str, partitions: int) -> SourceOptions:
