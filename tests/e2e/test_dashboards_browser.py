@@ -44,7 +44,7 @@ class Site:
     url: str
     client: DbApiClient
     log: Path
-    framing_port: int  # the web app's port in the settings Voilà was given
+    framing: FramingPage  # holds the web app's port in the settings Voilà was given
     populated: bool = False
     problems: list[str] = field(default_factory=list)
 
@@ -64,13 +64,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     folder = tmp_path_factory.mktemp("dashboards")
     running = start_server(SqliteStore(folder / "store.sqlite3"), "127.0.0.1:0", token=TOKEN)
     client = DbApiClient(f"127.0.0.1:{running.port}", TOKEN)
-    port, framing_port = free_port(), free_port()
+    # Bound for the module's life, so no other test's server can take the port Voilà trusts.
+    framing = FramingPage(folder / "framing")
+    port = free_port()
     env = {
         **os.environ,
         "WORKBENCH_DB_API_ADDRESS": client.address,
         "WORKBENCH_DB_API_TOKEN": TOKEN,
         "WORKBENCH_DATA_DIR": str(folder / "var"),
-        "WORKBENCH_WEB_PORT": str(framing_port),
+        "WORKBENCH_WEB_PORT": str(framing.port),
     }
     log = folder / "voila.log"
     with log.open("w") as sink:
@@ -80,13 +82,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
-    site = Site(f"http://127.0.0.1:{port}{LIVE_DASHBOARDS_PATH}", client, log, framing_port)
+    site = Site(f"http://127.0.0.1:{port}{LIVE_DASHBOARDS_PATH}", client, log, framing)
     try:
         wait_for(lambda: site.kernels_waiting() >= 4, 120, "four preheated kernels")
         yield site
     finally:
         process.terminate()
         process.wait(60)
+        framing.close()
         client.close()
         running.stop(grace=1)
 
@@ -208,43 +211,53 @@ def test_the_schools_filter_and_search_change_the_caterpillar_plot(
     _no_cell_errors(page)
 
 
-def _frame_server(port: int, target: str, folder: Path) -> http.server.ThreadingHTTPServer:
-    """A page on 127.0.0.1:`port` that frames the dashboard `target`."""
-    folder.mkdir()
-    (folder / "index.html").write_text(
-        "<!doctype html><title>framing</title>"
-        f'<iframe id="dash" src="{target}" width="1200" height="800"></iframe>'
-    )
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+class FramingPage:
+    """A page on a free 127.0.0.1 port that frames a dashboard, like the web app's results page."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir()
+        self.folder = folder
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def frame(self, target: str) -> str:
+        """Frame the dashboard at `target`; return the framing page's URL."""
+        (self.folder / "index.html").write_text(
+            "<!doctype html><title>framing</title>"
+            f'<iframe id="dash" src="{target}" width="1200" height="800"></iframe>'
+        )
+        return f"http://127.0.0.1:{self.port}/index.html"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def test_only_the_web_app_origin_may_frame_a_dashboard(
     browser: Browser, filled: Site, tmp_path: Path, screenshot: Screenshot
 ) -> None:
     target = f"{filled.url}/voila/render/data_quality.ipynb"
-    allowed = _frame_server(filled.framing_port, target, tmp_path / "allowed")
-    other_port = free_port()
-    refused = _frame_server(other_port, target, tmp_path / "refused")
+    allowed = filled.framing.frame(target)
+    other = FramingPage(tmp_path / "refused")
+    refused = other.frame(target)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(LOAD_MS)
     try:
         page = context.new_page()
-        page.goto(f"http://127.0.0.1:{filled.framing_port}/index.html")
+        page.goto(allowed)
         frame = page.frame_locator("#dash")
         expect(frame.locator("figure.wb-plot img")).to_have_count(PLOTS["data_quality"], timeout=LOAD_MS)
         _whole_page(page, screenshot, "framed-by-web-app")
 
         console: list[str] = []
         page.on("console", lambda message: console.append(message.text))
-        page.goto(f"http://127.0.0.1:{other_port}/index.html")
+        page.goto(refused)
         wait_for(
             lambda: any("frame-ancestors" in text for text in console), 30, "the browser to refuse the frame"
         )
         expect(page.frame_locator("#dash").locator("figure.wb-plot")).to_have_count(0)
     finally:
         context.close()
-        allowed.shutdown()
-        refused.shutdown()
+        other.close()
