@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -77,9 +78,15 @@ def _free_ports(count: int) -> list[int]:
 
 def _start(name: str, cls: str, args: list[str], directory: Path, env: Mapping[str, str]) -> Daemon:
     log = directory / f"{name}.log"
+    command = [str(SPARK_HOME / "bin" / "spark-class"), cls, *args]
+    if shutil.which("setpriv"):
+        # Killed with the process that started it, even by a signal that runs no `finally`
+        # (a bench stopped with kill): spark-class execs the JVM, which keeps the death signal.
+        # The signal comes when the starting *thread* ends: start clusters from the main thread.
+        command = ["setpriv", "--pdeathsig", "KILL", "--", *command]
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [str(SPARK_HOME / "bin" / "spark-class"), cls, *args],
+            command,
             cwd=directory,
             env=dict(env),
             stdin=subprocess.DEVNULL,
