@@ -17,12 +17,19 @@ from pipeline_lib.clean import pandas_engine, rules
 from pipeline_lib.clean.rules import Case, FieldRule, Lookup, Replace, Step, Translate, Trim
 
 
+def _whole(text: Column, pattern: str) -> Column:
+    r"""Whether all of `text` matches `pattern`, as Python's fullmatch (pandas_engine) says: `rlike`
+    finds, and Java's `$` also matches before a final line break ("F\n" would pass), so the
+    end is anchored with `\z`."""
+    return text.rlike(f"^(?:{pattern})\\z")
+
+
 def _apply(step: Step, text: Column) -> Column:
     if isinstance(step, Replace):
         replaced = F.regexp_replace(text, step.pattern, step.replacement)
         if step.when is None:
             return replaced
-        return F.when(text.rlike(f"^(?:{step.when})$"), replaced).otherwise(text)
+        return F.when(_whole(text, step.when), replaced).otherwise(text)
     if isinstance(step, Translate):
         # Characters of the source beyond the target's length are deleted.
         return F.translate(text, step.source + step.delete, step.target)
@@ -46,7 +53,7 @@ def _typed(rule: FieldRule, text: Column) -> tuple[Column, Column]:
         valid = text.isin(list(f.choices) if f.kind == "choice" else ["true", "false"])
         value = F.when(valid, text) if f.kind == "choice" else F.when(valid, text == "true")
         return value, F.when(missing, missing_code).when(~valid, F.lit(f"{f.name}_invalid"))
-    number = F.when(text.rlike(rules.NUMBER), text.try_cast("double"))
+    number = F.when(_whole(text, rules.NUMBER), text.try_cast("double"))
     finite = number.isNotNull() & ~F.isnan(number) & (F.abs(number) != float("inf"))
     whole = finite & (number == F.floor(number)) if f.kind == "int" else finite
     inside = whole & (number >= f.minimum) & (number <= f.maximum)
@@ -58,7 +65,7 @@ def _typed(rule: FieldRule, text: Column) -> tuple[Column, Column]:
 
 
 def _canonical(rule: FieldRule, text: Column) -> Column:
-    canonical = text.rlike(f"^(?:{rule.canonical})$") & ~text.isin(list(rule.lookup_keys))
+    canonical = _whole(text, rule.canonical) & ~text.isin(list(rule.lookup_keys))
     return F.coalesce(canonical, F.lit(False))
 
 
@@ -192,7 +199,9 @@ def clean_fields(raw: DataFrame) -> DataFrame:
     `pandas_engine`) and looked up, unless it has more than `DICTIONARY_MAX_VALUES` values (unique
     references, say): then Spark runs the steps on every record. Both run the same programs."""
     meta = [F.col(m) if m in raw.columns else F.lit(None).cast("string").alias(m) for m in rules.META]
-    sources = {n: F.col(n) if n in raw.columns else F.lit(None).cast("string") for n in rules.FIELD_NAMES}
+    # As text, like raw's scans: an analyst's frame may hold numbers or booleans, which both paths
+    # (the driver's pandas look-up and Spark's steps) then read the same way.
+    sources = {n: (F.col(n) if n in raw.columns else F.lit(None)).cast("string") for n in rules.FIELD_NAMES}
     df = raw.select(*meta, *[sources[n].alias(f"{n}__raw") for n in rules.FIELD_NAMES])
     tables = _value_tables(df, list(rules.STUDENT_RULES))
     by_value = [r for r in rules.STUDENT_RULES if r.name in tables]

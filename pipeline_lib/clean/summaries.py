@@ -111,7 +111,9 @@ def merge_counts(parts: list[pd.DataFrame]) -> pd.DataFrame:
     keys = [c for c in parts[0].columns if c not in ("records", "example")]
     together = pd.concat(parts, ignore_index=True)
     aggregations = {"records": "sum", **({"example": "min"} if "example" in together.columns else {})}
-    return _ordered(together.groupby(keys, as_index=False, sort=False).agg(aggregations), keys)
+    # dropna=False: a null key is counted apart in a single pass (Arrow's group_by), so here too.
+    merged = together.groupby(keys, as_index=False, sort=False, dropna=False).agg(aggregations)
+    return _ordered(merged, keys)
 
 
 def _ordered(counts: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

@@ -16,6 +16,8 @@ NASTY = [
     "\uff10\uff11\uff12", "\u0663,\u0665", "\u0967\u0968",
     "<b>12</b>", "\u200b12\u200b", "1\u00a0234", "12 %", "1.234,5", "1,234.5", "1'234", "  ", "NA", "n/a",
     "-", "null", "4,5,6", "--1", "1e-3", ".5", "5.", "+3", "\t-2 \n", "'", '"male"', "Boy!", "GIRL", "F.",
+    # Final in all but a line break, which Java's $ (not Python's fullmatch) lets through.
+    "F\n", "12\n", "AB12\r", "yes\u2028", "1224\u0085", "x1\r\n",
 ]  # fmt: skip
 
 
@@ -217,3 +219,25 @@ def test_spark_and_pandas_clean_identically(spark, per: str, monkeypatch: pytest
     assert _comparable(cleaned.toPandas()) == _comparable(expected.cleaned)
     assert _comparable(quarantine.toPandas()) == _comparable(expected.quarantine)
     assert without_consent.count() == expected.without_consent > 0
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+@pytest.mark.parametrize("per", ["value", "record"])
+def test_spark_cleans_an_analysts_typed_columns_as_their_text(
+    spark, per: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame an analyst built may hold numbers and booleans where raw holds text: both Spark
+    paths read them as text (Spark's cast), the same values the pandas engine then cleans."""
+    from pyspark.sql import functions as F
+
+    from pipeline_lib.clean import spark_engine
+
+    monkeypatch.setattr(spark_engine, "DICTIONARY_MAX_VALUES", {"value": 10**9, "record": 0}[per])
+    raw = _raw({"age": ["15", "16", "99"], "minority": ["true", "false", "true"]})
+    typed = spark.createDataFrame(raw).withColumn("age", F.col("age").cast("long"))
+    typed = typed.withColumn("minority", F.col("minority").cast("boolean"))
+    columns = ["submission_id", "age", "age__reason", "minority", "minority__rules"]
+    got = spark_engine.clean_fields(typed).select(*columns)
+    expected = pandas_engine.clean_fields(raw).assign(submission_id=raw["submission_id"])[columns]
+    assert _comparable(got.toPandas()) == _comparable(expected)

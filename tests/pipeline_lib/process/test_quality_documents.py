@@ -73,6 +73,12 @@ def test_summaries_of_batches_merge_into_the_summary_of_all() -> None:
     reasons = [_reasons(["sex_missing"], ["age_invalid", "sex_missing"]), _reasons([], ["age_invalid"])]
     merged = q.merge_counts([q.reasons_summary(t) for t in reasons])
     assert merged.equals(q.reasons_summary(pa.concat_tables(reasons)))
+    # A document written by someone else may lack a field's name: counted apart, as in one pass.
+    unnamed = {"field": None, "before": "x", "after": "b", "rules": ["trimmed"]}
+    nameless = [pa.table({"changes": [[unnamed], [change("ses", "trimmed")]]}), second]
+    merged = q.merge_counts([q.changes_summary(t) for t in nameless])
+    assert merged.equals(q.changes_summary(pa.concat_tables(nameless)))
+    assert merged["field"].isna().sum() == 1
 
 
 @pytest.mark.parametrize("batch", [q.SCAN_BATCH, 97])
