@@ -27,8 +27,19 @@ def correlate(students: DataFrame, variables: Sequence[str] = NUMERIC) -> pd.Dat
         both = x.isNotNull() & y.isNotNull()
         # Spark's corr skips rows where either value is null: pairwise complete.
         aggregates += [F.count(F.when(both, 1)).alias(f"n{i}"), F.corr(x, y).alias(f"r{i}")]
+        # "No spread" decided exactly (min = max), as the pandas path does: a constant like 0.1
+        # leaves a rounding residue in the variance (in Spark when split over partitions).
+        aggregates += [
+            (F.min(F.when(both, x)) < F.max(F.when(both, x))).alias(f"sx{i}"),
+            (F.min(F.when(both, y)) < F.max(F.when(both, y))).alias(f"sy{i}"),
+        ]
     row = students.agg(*aggregates).first() if pairs else None
-    return _table([(a, b, int(row[f"n{i}"]), row[f"r{i}"]) for i, (a, b) in enumerate(pairs)])
+    return _table(
+        [
+            (a, b, int(row[f"n{i}"]), row[f"r{i}"] if row[f"sx{i}"] and row[f"sy{i}"] else None)
+            for i, (a, b) in enumerate(pairs)
+        ]
+    )
 
 
 def correlate_pandas(students: pd.DataFrame, variables: Sequence[str] = NUMERIC) -> pd.DataFrame:
@@ -38,7 +49,8 @@ def correlate_pandas(students: pd.DataFrame, variables: Sequence[str] = NUMERIC)
         x, y = students[a].astype(float), students[b].astype(float)
         both = x.notna() & y.notna()
         n = int(both.sum())
-        found.append((a, b, n, x[both].corr(y[both]) if n > 1 else None))
+        spread = n > 1 and x[both].min() < x[both].max() and y[both].min() < y[both].max()
+        found.append((a, b, n, x[both].corr(y[both]) if spread else None))
     return _table(found)
 
 

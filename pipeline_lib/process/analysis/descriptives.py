@@ -156,6 +156,9 @@ def _long(wide: pd.DataFrame, cols: tuple[str, ...], variables: Sequence[str], k
         for i, name in enumerate(("q1", "median", "q3")):
             part[name] = quartile_lists.map(lambda q, i=i: q[i]).astype(float)
         part["max"] = wide[f"{v}__max"].astype(float)
+        # Values all equal have no spread, exactly: the engines' SD of a constant like 0.1 is a
+        # rounding residue (1.5e-17 in pandas, 0 or not in Spark), which the documents would keep.
+        part["sd"] = part["sd"].mask(part["sd"].notna() & (part["min"] == part["max"]), 0.0)
         parts.append(part)
     table = pd.concat(parts, ignore_index=True)
     table["below_k"] = table["n"] < k

@@ -109,6 +109,8 @@ def relation_tables(students: DataFrame, bins: Bins = RELATION_BINS) -> tuple[pd
             F.var_samp(x).alias("var_x"),
             F.var_samp(y).alias("var_y"),
             F.covar_samp(x, y).alias("cov_xy"),
+            (F.min(x) < F.max(x)).alias("spread_x"),
+            (F.min(y) < F.max(y)).alias("spread_y"),
         )
         .toPandas()
     )
@@ -186,6 +188,8 @@ def _moments(sector: str, g: pd.DataFrame) -> dict[str, object]:
         "var_x": g["x"].var() if many else None,
         "var_y": g["y"].var() if many else None,
         "cov_xy": g["x"].cov(g["y"]) if many else None,
+        "spread_x": bool(g["x"].min() < g["x"].max()),
+        "spread_y": bool(g["y"].min() < g["y"].max()),
     }
 
 
@@ -222,6 +226,10 @@ def _lines_table(moments: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for m in moments.to_dict("records"):
         n, var_x, var_y, cov = int(m["n"]), m["var_x"], m["var_y"], m["cov_xy"]
+        # "No spread" decided exactly (min = max): equal values like 0.1 leave a rounding residue
+        # in a variance, different in each engine (and in Spark, in each partitioning).
+        if not m["spread_y"]:
+            var_y = 0.0
         line = {
             "sector": m["sector"],
             "n": n,
@@ -232,7 +240,7 @@ def _lines_table(moments: pd.DataFrame) -> pd.DataFrame:
             "slope_se": None,
             "r": None,
         }
-        if n > 1 and var_x is not None and not pd.isna(var_x) and var_x > 0:
+        if n > 1 and m["spread_x"] and var_x is not None and not pd.isna(var_x) and var_x > 0:
             slope = cov / var_x
             line["slope"], line["intercept"] = slope, m["mean_y"] - slope * m["mean_x"]
             if var_y > 0:
