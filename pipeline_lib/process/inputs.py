@@ -130,12 +130,18 @@ def counts_pandas(marked: pd.DataFrame) -> tuple[int, int, int]:
     return len(marked), int((~latest).sum()), int((latest & ~known).sum())
 
 
+def round_half_away(values: np.ndarray) -> np.ndarray:
+    """Whole numbers as Spark's round gives them: half away from zero, decided on the value itself.
+    floor(|x| + 0.5) is not: the addition rounds, so 0.49999999999999994 became 1."""
+    whole = np.trunc(values)
+    return whole + np.trunc(2 * (values - whole))  # both steps exact for |x| < 2**52
+
+
 def students_pandas(marked: pd.DataFrame) -> pd.DataFrame:
     """As `students`: the records that count, with `mean_ses` and `cses`, summed exactly alike."""
     kept = marked[marked["__latest"] & marked["__known"]].drop(columns=["__latest", "__known"])
     ses = kept["ses"].to_numpy(dtype=float) * SES_SCALE
-    # Spark's round: half away from zero (exact here: |ses| * 1e9 stays far below 2**52).
-    whole = pd.Series(np.sign(ses) * np.floor(np.abs(ses) + 0.5), index=kept.index).astype("Int64")
+    whole = pd.Series(round_half_away(ses), index=kept.index).astype("Int64")
     grouped = whole.groupby(kept["school_id"], sort=False)
     sums = pd.DataFrame({"__sum": grouped.sum(), "__n": grouped.count()}).reset_index()
     means = exact_means(sums)

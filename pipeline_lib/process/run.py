@@ -115,7 +115,10 @@ def read_schools(client: DbApiClient) -> pd.DataFrame:
     for name in ("school_id", "name", "sector"):
         schools[name] = schools[name].map(lambda v: None if pd.isna(v) else str(v)).astype(object)
     schools["size"] = pd.to_numeric(schools["size"], errors="coerce")
-    return schools
+    # One row per school id, the first stored: ids 1224 and "1224" both read as "1224", and a
+    # school twice would repeat its students in a join (both engines are given this table).
+    schools = schools[schools["school_id"].notna()].drop_duplicates("school_id", keep="first")
+    return schools.reset_index(drop=True)
 
 
 class ProcessRun:
