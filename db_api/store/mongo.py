@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import pymongo
@@ -101,6 +101,18 @@ def _without_seq(doc: dict) -> dict:
     return doc
 
 
+def only_duplicate_ids(details: Mapping[str, Any]) -> bool:
+    """Whether a BulkWriteError's `details` say only that some ids were there already. A write
+    concern error (the inserts not replicated as the URI asks, e.g. `wtimeoutMS` passed) comes in
+    the same exception: those inserts may be rolled back, so they must never be acknowledged."""
+    errors = details.get("writeErrors") or []
+    return (
+        bool(errors)
+        and not details.get("writeConcernErrors")
+        and all(err.get("code") == _DUPLICATE_KEY for err in errors)
+    )
+
+
 class MongoStore(Store):
     def __init__(self, uri: str, *, transactions: bool | None = None, timeout_ms: int = 10_000) -> None:
         """`transactions=None` detects them: replica sets and sharded clusters have them."""
@@ -179,8 +191,7 @@ class MongoStore(Store):
             try:
                 return self._write(collection, docs, upsert=upsert)
             except BulkWriteError as exc:
-                codes = {err.get("code") for err in exc.details.get("writeErrors", [])}
-                if codes != {_DUPLICATE_KEY} or attempt == _WRITE_ATTEMPTS - 1:
+                if not only_duplicate_ids(exc.details) or attempt == _WRITE_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
 
@@ -257,10 +268,9 @@ class MongoStore(Store):
             try:
                 self.db[collection].insert_many(stored, ordered=False)
             except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if any(err.get("code") != _DUPLICATE_KEY for err in errors):
+                if not only_duplicate_ids(exc.details):
                     raise
-                existing = {valid[err["index"]] for err in errors}
+                existing = {valid[err["index"]] for err in exc.details["writeErrors"]}
             found = (
                 {
                     doc["_id"]: _without_seq(doc)
