@@ -9,24 +9,40 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from pipeline_lib.contract.fields import CONSENT, STUDENT_FIELDS, parse_bool
 from pipeline_lib.wire.bson_codec import new_id
 
 MAX_VALUE_CHARS = 10_000
 Scalar = str | int | float | bool | None
+WHOLE_NUMBER_LIMIT = 2**63 - 1  # BSON's widest integer
+
+
+def _storable(value: Scalar) -> Scalar:
+    """A whole number must fit BSON's 64 bits (the store would refuse it after validation, as an
+    unexplained server error)."""
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not (-WHOLE_NUMBER_LIMIT - 1 <= value <= WHOLE_NUMBER_LIMIT)
+    ):
+        raise ValueError(f"whole numbers must lie within ±{WHOLE_NUMBER_LIMIT:,}: send larger ones as text")
+    return value
+
+
+StoredScalar = Annotated[Scalar, AfterValidator(_storable)]
 
 
 def _submission_model() -> type[BaseModel]:
     """The JSON body of one API submission, generated from the data contract: every field as the
     submitter has it (text, number or boolean); unknown or nested keys are refused."""
     fields: dict[str, Any] = {
-        f.name: (Scalar, Field(default=None, title=f.label, description=f.hint or None))
+        f.name: (StoredScalar, Field(default=None, title=f.label, description=f.hint or None))
         for f in STUDENT_FIELDS
     }
     fields[CONSENT.name] = (bool | str, Field(title="Consent", description=CONSENT.label))

@@ -89,6 +89,25 @@ def test_errors_are_problem_details(stack: WebStack) -> None:
     assert body["status"] == 422 and body["errors"][0]["loc"][-1] == "shoe_size"
 
 
+def test_a_whole_number_beyond_64_bits_is_refused_by_name(stack: WebStack) -> None:
+    """BSON stores 64-bit integers: a bigger one is the submitter's error (it was a 500)."""
+    with stack.client() as http:
+        response = http.post(
+            "/api/v1/submissions", json={**GOOD, "school_id": 10**20}, headers=stack.auth("submitter")
+        )
+        widest = http.post(
+            "/api/v1/submissions", json={**GOOD, "absences": 2**63 - 1}, headers=stack.auth("submitter")
+        )
+    assert response.status_code == 422
+    error = response.json()["errors"][0]
+    assert error["loc"][-1] == "school_id" and "as text" in error["msg"]
+    assert (
+        widest.status_code == 201
+        and stack.db.get("raw", widest.json()["submission_id"])["absences"] == 2**63 - 1
+    )
+    assert stack.db.count("raw") == 1
+
+
 CSV = (
     "school_id,sex,minority,ses,math_score,consent\n"
     '1224,F,no,"1,5",12,yes\n'
