@@ -29,7 +29,8 @@ CATEGORICAL = ("school_id", "sector", "sex")
 
 def mark(cleaned: DataFrame, schools: DataFrame) -> DataFrame:
     """`cleaned` with `__latest` (the record that counts for its student) and `__known` (its
-    school is in `schools`), and the school's `name`, `sector` and `school_size`."""
+    school is in `schools`, one row per id as `run.read_schools` gives), and the school's `name`,
+    `sector` and `school_size`."""
     identified = F.col("student_ref").isNotNull()
     newest = Window.partitionBy("school_id", "student_ref").orderBy(
         F.col("received_at").desc_nulls_last(), F.col("submission_id").desc()
@@ -110,15 +111,14 @@ def _model_frame(table: pa.Table) -> pd.DataFrame:
 
 
 def mark_pandas(cleaned: pd.DataFrame, schools: pd.DataFrame) -> pd.DataFrame:
-    """As `mark`, of pandas frames (`schools` as `run.read_schools` gives it)."""
+    """As `mark`, of pandas frames (`schools` as `run.read_schools` gives it: one row per id)."""
     newest_first = cleaned.sort_values(
         ["received_at", "submission_id"], ascending=False, na_position="last", kind="stable"
     )
     identified = newest_first[newest_first["student_ref"].notna()]
     latest = set(identified.drop_duplicates(["school_id", "student_ref"], keep="first")["submission_id"])
     marked = cleaned.assign(__latest=cleaned["student_ref"].isna() | cleaned["submission_id"].isin(latest))
-    school = schools.loc[schools["school_id"].notna(), ["school_id", "name", "sector", "size"]]
-    school = school.drop_duplicates("school_id").rename(columns={"size": "school_size"})
+    school = schools[["school_id", "name", "sector", "size"]].rename(columns={"size": "school_size"})
     school = school.assign(school_size=school["school_size"].astype(float), __known=True)
     joined = marked.merge(school, on="school_id", how="left")
     return joined.assign(__known=joined["__known"].eq(True))
