@@ -131,6 +131,14 @@ def _refused(exc: InvalidArgument) -> pb.InsertOutcome:
     return pb.InsertOutcome(status_code=exc.code.value[0], status_message=str(exc))
 
 
+def _deadline(context: grpc.ServicerContext) -> float | None:
+    """The caller's deadline as a `time.monotonic()` instant, None if it set none: an insert it has
+    given up on (and may resend under a new id) must not be stored after it left."""
+    left = context.time_remaining()
+    # gRPC reports a call without a deadline as an immense time left.
+    return None if left is None or left > 365 * 24 * 3600 else time.monotonic() + left
+
+
 def _lease_and_holder(request: pb.AcquireLeaseRequest | pb.ReleaseLeaseRequest) -> tuple[str, str]:
     return bson_codec.check_id(request.name, "lease name"), bson_codec.check_id(request.holder, "holder")
 
@@ -148,7 +156,7 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
     def InsertOne(self, request: pb.InsertOneRequest, context: grpc.ServicerContext) -> pb.InsertOneResponse:
         collection = check_collection(request.collection)
         doc, sent = _sent_document(request.document_bson)
-        return _inserted(*self.store.insert_one(collection, doc), sent)
+        return _inserted(*self.store.insert_one(collection, doc, _deadline(context)), sent)
 
     @_rpc
     def InsertEach(
@@ -167,7 +175,7 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
             except InvalidArgument as exc:  # this document alone is refused
                 checked.append(exc)
         valid = [item for item in checked if not isinstance(item, InvalidArgument)]
-        stored = iter(self.store.insert_each(collection, [doc for doc, _ in valid]))
+        stored = iter(self.store.insert_each(collection, [doc for doc, _ in valid], _deadline(context)))
         outcomes = []
         for item in checked:
             if isinstance(item, InvalidArgument):

@@ -11,12 +11,14 @@ import hashlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import grpc
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from pipeline_lib.contract.fields import CONSENT, STUDENT_FIELDS, parse_bool
 from pipeline_lib.wire.bson_codec import new_id
+from pipeline_lib.wire.requests import DbApiCallError
 
 MAX_VALUE_CHARS = 10_000
 Scalar = str | int | float | bool | None
@@ -134,3 +136,10 @@ def same_submission(stored: dict, record: dict) -> bool:
     """Whether a stored record holds the same answers (metadata aside), for Idempotency-Key reuse."""
     names = [f.name for f in (*STUDENT_FIELDS, CONSENT)]
     return all(stored.get(name) == record.get(name) for name in names)
+
+
+def unconfirmed(exc: DbApiCallError) -> bool:
+    """Whether a failed insert may still have been stored: the db-api did not answer in time or the
+    connection failed, so its outcome is unknown (the db-api withdraws an insert whose deadline
+    passed while it waited, so it is stored only if its commit was under way as time ran out)."""
+    return exc.code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)

@@ -153,17 +153,23 @@ class Store(abc.ABC):
     """Documents are dicts with a string `_id`, already validated by the caller."""
 
     @abc.abstractmethod
-    def insert_one(self, collection: str, doc: dict) -> tuple[dict, bool]:
-        """Insert if absent. Return the stored document and whether it was inserted now."""
+    def insert_one(self, collection: str, doc: dict, deadline: float | None = None) -> tuple[dict, bool]:
+        """Insert if absent. Return the stored document and whether it was inserted now.
 
-    def insert_each(self, collection: str, docs: Sequence[dict]) -> list[tuple[dict, bool] | InvalidArgument]:
+        `deadline` (a `time.monotonic()` instant: the caller's) bounds the wait: an insert not
+        committed by then raises DeadlineExceeded, and the store does not commit it later (the
+        embedded store exactly; a MongoDB server aborts the operation at its maxTimeMS)."""
+
+    def insert_each(
+        self, collection: str, docs: Sequence[dict], deadline: float | None = None
+    ) -> list[tuple[dict, bool] | InvalidArgument]:
         """`insert_one` for each document, in order; a document refused on its own (InvalidArgument)
         gets its error in its place and the others go on. Any other error fails the whole call,
         possibly after some documents were committed (each insert is idempotent on its `_id`)."""
         outcomes: list[tuple[dict, bool] | InvalidArgument] = []
         for doc in docs:
             try:
-                outcomes.append(self.insert_one(collection, doc))
+                outcomes.append(self.insert_one(collection, doc, deadline))
             except InvalidArgument as exc:
                 outcomes.append(exc)
         return outcomes

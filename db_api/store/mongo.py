@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -41,7 +42,7 @@ from db_api.store.base import CleanCommit, CommitCounts, Fence, Lease, ScanSpec,
 from pipeline_lib.contract.collections import COLLECTIONS
 from pipeline_lib.settings import redact_uri_password as redact
 from pipeline_lib.wire import bson_codec
-from pipeline_lib.wire.errors import DbApiError, InvalidArgument, StaleFence, Unavailable
+from pipeline_lib.wire.errors import DbApiError, DeadlineExceeded, InvalidArgument, StaleFence, Unavailable
 
 SEQ = bson_codec.SEQ_FIELD
 _COUNTERS = "_workbench_counters"
@@ -82,6 +83,27 @@ def _translate_errors(method: F) -> F:
             raise translate(exc) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _within(deadline: float | None) -> Iterator[None]:
+    """The operations inside bounded by the caller's deadline (pymongo's client-side operation
+    timeout: each command carries the time left as maxTimeMS, so the server gives up too)."""
+    if deadline is None:
+        yield
+        return
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise DeadlineExceeded("not stored: the caller's deadline had passed before the insert began")
+    try:
+        with pymongo.timeout(left):
+            yield
+    except PyMongoError as exc:
+        if not exc.timeout:
+            raise
+        raise DeadlineExceeded(
+            f"MongoDB did not acknowledge the insert before the caller's deadline: {exc}"
+        ) from exc
 
 
 def _check_encodable(docs: Sequence[dict]) -> None:
@@ -240,19 +262,28 @@ class MongoStore(Store):
     # -- documents -------------------------------------------------------------------------
 
     @_translate_errors
-    def insert_one(self, collection: str, doc: dict) -> tuple[dict, bool]:
+    def insert_one(self, collection: str, doc: dict, deadline: float | None = None) -> tuple[dict, bool]:
         _check_encodable([doc])
-        stored = {**doc, SEQ: self._allocate_seqs(collection, 1)}
-        try:
-            self.db[collection].insert_one(stored)
-        except DuplicateKeyError:
-            return _without_seq(self.db[collection].find_one({"_id": doc["_id"]})), False
+        with _within(deadline):
+            stored = {**doc, SEQ: self._allocate_seqs(collection, 1)}
+            try:
+                self.db[collection].insert_one(stored)
+            except DuplicateKeyError:
+                return _without_seq(self.db[collection].find_one({"_id": doc["_id"]})), False
         return bson_codec.decode(bson_codec.encode(_without_seq(stored))), True
 
     @_translate_errors
-    def insert_each(self, collection: str, docs: Sequence[dict]) -> list[tuple[dict, bool] | InvalidArgument]:
+    def insert_each(
+        self, collection: str, docs: Sequence[dict], deadline: float | None = None
+    ) -> list[tuple[dict, bool] | InvalidArgument]:
         """One unordered `insert_many` for the documents that can be stored; those whose id exists
         get the stored document, read back in one query."""
+        with _within(deadline):
+            return self._insert_each(collection, docs, deadline)
+
+    def _insert_each(
+        self, collection: str, docs: Sequence[dict], deadline: float | None
+    ) -> list[tuple[dict, bool] | InvalidArgument]:
         outcomes: list[tuple[dict, bool] | InvalidArgument | None] = [None] * len(docs)
         valid: list[int] = []
         for i, doc in enumerate(docs):
@@ -285,7 +316,7 @@ class MongoStore(Store):
                 elif docs[i]["_id"] in found:
                     outcomes[i] = (found[docs[i]["_id"]], False)
                 else:  # deleted (a clean committed it) since: as insert_one would, now
-                    outcomes[i] = self.insert_one(collection, docs[i])
+                    outcomes[i] = self.insert_one(collection, docs[i], deadline)
         return [outcome for outcome in outcomes if outcome is not None]
 
     @_translate_errors

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from db_api.store import base
 from db_api.store.base import CleanCommit, CommitCounts, Fence, Lease, ScanSpec, Store, WriteCounts
 from pipeline_lib.contract.collections import COLLECTIONS
 from pipeline_lib.wire import bson_codec
-from pipeline_lib.wire.errors import InvalidArgument, Unavailable
+from pipeline_lib.wire.errors import DeadlineExceeded, InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -88,40 +89,68 @@ class SqliteStore(Store):
 
     # -- documents -------------------------------------------------------------------------
 
-    def insert_one(self, collection: str, doc: dict) -> tuple[dict, bool]:
+    def insert_one(self, collection: str, doc: dict, deadline: float | None = None) -> tuple[dict, bool]:
         """Group commit: concurrent inserts share one transaction and one fsync. Each caller
         returns only once the transaction holding its document is durable."""
-        (outcome,) = self.insert_each(collection, [doc])
+        (outcome,) = self.insert_each(collection, [doc], deadline)
         if isinstance(outcome, InvalidArgument):
             raise outcome
         return outcome
 
-    def insert_each(self, collection: str, docs: Sequence[dict]) -> list[tuple[dict, bool] | InvalidArgument]:
+    def insert_each(
+        self, collection: str, docs: Sequence[dict], deadline: float | None = None
+    ) -> list[tuple[dict, bool] | InvalidArgument]:
         """As `insert_one` for each document, all in the next group commit (one transaction and one
-        fsync shared with every insert waiting then); returns once that commit is durable."""
+        fsync shared with every insert waiting then); returns once that commit is durable.
+
+        Past `deadline` the documents are withdrawn while they wait, or left out of the commit that
+        took them if its transaction began after it: a caller that gave up (and may resend under a
+        new id) never has them stored behind its back. Only a commit already under way at the
+        deadline can still store them."""
         outcomes: list[_PendingInsert | InvalidArgument] = []
         for doc in docs:
             try:
-                outcomes.append(_PendingInsert(collection, doc, bson_codec.encode(doc)))
+                outcomes.append(_PendingInsert(collection, doc, bson_codec.encode(doc), deadline))
             except InvalidArgument as exc:
                 outcomes.append(exc)
         pending = [p for p in outcomes if isinstance(p, _PendingInsert)]
         if pending:  # appended together, so they are committed together, in one batch
             with self._pending_lock:
                 self._pending.extend(pending)
-            with self._write_lock:
+            if not self._write_lock.acquire(timeout=_seconds_left(deadline)):
+                if self._withdraw(pending):
+                    raise _too_late(len(pending))
+                self._write_lock.acquire()  # a commit under way took them: its outcome is theirs
+            try:
                 if pending[-1].result is None and pending[-1].error is None:
                     self._commit_pending()
+            finally:
+                self._write_lock.release()
             if pending[-1].error is not None:
                 raise pending[-1].error
         return [o if isinstance(o, InvalidArgument) else o.finished() for o in outcomes]
 
+    def _withdraw(self, pending: list[_PendingInsert]) -> bool:
+        """Take `pending` (queued together) out of the queue; False if a commit has taken them."""
+        with self._pending_lock:
+            if not any(p is pending[0] for p in self._pending):
+                return False
+            mine = {id(p) for p in pending}
+            self._pending = [p for p in self._pending if id(p) not in mine]
+            return True
+
     def _commit_pending(self) -> None:
-        """Runs under the write lock: commit every insert waiting now, in arrival order."""
+        """Runs under the write lock: commit every insert waiting now, in arrival order, but those
+        whose caller's deadline passed before the transaction began."""
         with self._pending_lock:
             batch, self._pending = self._pending, []
         try:
             with self._guard.use(), _Transaction(self._conn(), None) as tx:
+                now = time.monotonic()
+                late = [p for p in batch if p.deadline is not None and p.deadline <= now]
+                for p in late:
+                    p.error = _too_late(1)
+                batch = [p for p in batch if p.error is None]
                 found = [_insert_if_absent(tx, p.collection, p.doc["_id"], p.blob) for p in batch]
         except BaseException as exc:
             for p in batch:
@@ -268,11 +297,24 @@ class _UseGuard:
             return self._changed.wait_for(lambda: self._active == 0, timeout)
 
 
+def _seconds_left(deadline: float | None) -> float:
+    """For `Lock.acquire(timeout=)`: -1 waits without end."""
+    return -1 if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _too_late(count: int) -> DeadlineExceeded:
+    what = "the document was" if count == 1 else f"the {count} documents were"
+    return DeadlineExceeded(
+        f"{what} not stored: the caller's deadline passed while waiting for the store's write lock"
+    )
+
+
 @dataclass
 class _PendingInsert:
     collection: str
     doc: dict
     blob: bytes
+    deadline: float | None = None
     result: tuple[dict, bool] | None = None
     error: BaseException | None = None
 

@@ -34,6 +34,12 @@ class Unavailable(DbApiError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class DeadlineExceeded(DbApiError):
+    """The caller's deadline passed before the write was committed: it was not committed."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class StaleFence(DbApiError):
     """A write fenced by a lease generation that no longer holds: its writer lost the lease."""
 

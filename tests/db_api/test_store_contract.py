@@ -9,7 +9,7 @@ import pytest
 from db_api.filters import Condition, Op
 from db_api.store.base import ScanSpec, Store
 from pipeline_lib.wire.bson_codec import MAX_DOCUMENT_BYTES
-from pipeline_lib.wire.errors import InvalidArgument
+from pipeline_lib.wire.errors import DeadlineExceeded, InvalidArgument
 
 
 def _docs(n: int, start: int = 0) -> list[dict]:
@@ -327,3 +327,23 @@ def test_concurrent_insert_each_calls_of_overlapping_ids_store_each_once_and_agr
     assert store.count("raw") == 60
     for doc, _ in outcomes:
         assert doc == store.get("raw", doc["_id"])
+
+
+def test_an_insert_is_bounded_by_its_callers_deadline(store: Store) -> None:
+    """A deadline already past stores nothing (the caller has left); one with time to spare is
+    met as any insert (on MongoDB it goes to the server as maxTimeMS)."""
+    import time
+
+    gone = time.monotonic() - 0.1
+    with pytest.raises(DeadlineExceeded):
+        store.insert_one("raw", {"_id": "late"}, gone)
+    with pytest.raises(DeadlineExceeded):
+        store.insert_each("raw", [{"_id": "late"}, {"_id": "later"}], gone)
+    assert store.count("raw") == 0
+    soon = time.monotonic() + 30
+    assert store.insert_one("raw", {"_id": "a"}, soon) == ({"_id": "a"}, True)
+    assert store.insert_each("raw", [{"_id": "a", "v": 2}, {"_id": "b"}], soon) == [
+        ({"_id": "a"}, False),
+        ({"_id": "b"}, True),
+    ]
+    assert _ids(store, "raw") == ["a", "b"]

@@ -7,6 +7,7 @@ import re
 import httpx
 import pytest
 
+from tests.store_locks import held_write_lock
 from tests.web_app.conftest import WebStack
 
 GOOD = {
@@ -50,6 +51,23 @@ def test_a_valid_form_gets_a_receipt_and_a_resend_gets_the_same_one(stack: WebSt
     receipt = first.headers["location"].removeprefix("/thanks/")
     stored = stack.db.get("raw", receipt)
     assert stored["school_id"] == "01224" and stored["ses"] == "1,5" and stored["source"] == "form"
+    assert stack.db.count("raw") == 1
+
+
+def test_answers_not_confirmed_in_time_come_back_to_send_again_and_are_stored_once(stack: WebStack) -> None:
+    """The store is held past the web app's deadline: the student gets their page back, answers and
+    nonce kept, with a plain notice; sending it again stores it, once."""
+    with stack.client() as http:
+        hidden = _open_form(http)
+        with held_write_lock(stack.settings.data_dir / "store.sqlite3"):
+            unconfirmed = http.post("/", data={**GOOD, **hidden})
+        page = unconfirmed.text
+        assert unconfirmed.status_code == 503
+        assert "could not confirm that your answers were stored" in page
+        assert _hidden(page, "nonce") == hidden["nonce"] and 'value="1,5"' in page
+        resent = http.post("/", data={**GOOD, "csrf": _hidden(page, "csrf"), "nonce": _hidden(page, "nonce")})
+        again = http.post("/", data={**GOOD, "csrf": _hidden(page, "csrf"), "nonce": _hidden(page, "nonce")})
+    assert resent.status_code == 303 and again.headers["location"] == resent.headers["location"]
     assert stack.db.count("raw") == 1
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.store_locks import held_write_lock
 from tests.web_app.conftest import WebStack
 from web_app.submissions import owned_submission_id
 
@@ -181,6 +182,25 @@ def test_a_non_utf8_upload_and_an_unknown_media_type_are_refused(stack: WebStack
     assert latin.status_code == 422 and "UTF-8" in latin.json()["title"]
     assert xml.status_code == 415
     assert stack.db.count("raw") == 0
+
+
+@pytest.mark.parametrize("key", ["slow-1", None])
+def test_a_record_not_confirmed_in_time_is_not_stored_and_the_503_says_how_to_retry(
+    stack: WebStack, key: str | None
+) -> None:
+    """The store is held past the web app's 5 s deadline: the client is told the record may not
+    be stored and how to retry safely; the db-api withdrew it, so the retry stores it once."""
+    headers = {**stack.auth("submitter"), **({"Idempotency-Key": key} if key else {})}
+    with stack.client() as http:
+        with held_write_lock(stack.settings.data_dir / "store.sqlite3"):
+            unconfirmed = http.post("/api/v1/submissions", json=GOOD, headers=headers)
+        retry = http.post("/api/v1/submissions", json=GOOD, headers=headers)
+    assert unconfirmed.status_code == 503 and unconfirmed.headers["retry-after"]
+    title = unconfirmed.json()["title"]
+    assert "may not be stored" in title
+    assert ("same Idempotency-Key" if key else "with an Idempotency-Key header") in title
+    assert retry.status_code == 201  # not 200: the first was never stored
+    assert stack.db.count("raw") == 1
 
 
 def test_the_db_api_down_means_503_with_a_clear_message(stack: WebStack) -> None:

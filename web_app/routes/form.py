@@ -11,15 +11,26 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from pipeline_lib.client.aio import AsyncDbApiClient
 from pipeline_lib.contract.fields import CONSENT, STUDENT_FIELDS, check_value
+from pipeline_lib.wire.requests import DbApiCallError
 from web_app.deps import ClientHostDep, CsrfPassed, DbDep, FormLimiterDep, SchoolCacheDep
 from web_app.pages import render
 from web_app.school_cache import SchoolCache
-from web_app.submissions import MAX_VALUE_CHARS, form_submission_id, raw_record, same_submission
+from web_app.submissions import (
+    MAX_VALUE_CHARS,
+    form_submission_id,
+    raw_record,
+    same_submission,
+    unconfirmed,
+)
 
 router = APIRouter(include_in_schema=False)
 _ALREADY_SENT = (
     "This page was already sent once, with other answers. Your answers below are not stored yet: "
     "check them and send this page to store them as a new submission."
+)
+_NOT_CONFIRMED = (
+    "We could not confirm that your answers were stored: the database is busy or unreachable. "
+    "Please send this page again in a moment; your answers are stored only once."
 )
 
 
@@ -91,7 +102,14 @@ async def submit(
     answers = {f.name: values.get(f.name, "") for f in STUDENT_FIELDS}
     answers[CONSENT.name] = "yes"
     record = raw_record(answers, source="form", submission_id=form_submission_id(nonce))
-    stored = await db.insert_one("raw", record)
+    try:
+        stored = await db.insert_one("raw", record)
+    except DbApiCallError as exc:
+        if not unconfirmed(exc):
+            raise
+        # The same nonce goes back on the page: sending it again stores these answers once.
+        page_values = {**values, "nonce": nonce}
+        return await page.show(page_values, {}, status.HTTP_503_SERVICE_UNAVAILABLE, _NOT_CONFIRMED)
     if not stored.inserted and not same_submission(stored.document, record):
         # The page was sent before with other answers (Back on a shared PC): a receipt now would
         # claim answers are stored that are not. The answers come back on a fresh page.

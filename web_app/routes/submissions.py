@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response, Security, status
 
+from pipeline_lib.wire.requests import DbApiCallError
 from web_app.bulk import PARSERS, BulkTally
 from web_app.bulk_upload import UploadCutOff, store_upload
 from web_app.deps import DbDep, UploadSlotsDep, current_user
@@ -19,10 +20,28 @@ from web_app.submissions import (
     idempotent_id,
     raw_record,
     same_submission,
+    unconfirmed,
 )
 
 router = APIRouter(prefix="/api/v1/submissions", tags=["submissions"])
 BUSY_RETRY_SECONDS = 10
+_RETRY = {"Retry-After": "5"}
+
+
+def _unconfirmed_title(*, keyed: bool) -> str:
+    """What a client whose record may or may not be stored should do: the retry is safe only with
+    the same Idempotency-Key (without one, a retry gets a new id)."""
+    if keyed:
+        return (
+            "The database service did not confirm the record in time, so it may not be stored: "
+            "send it again with the same Idempotency-Key, which stores it once"
+        )
+    return (
+        "The database service did not confirm the record in time, so it may not be stored: send it "
+        "again, with an Idempotency-Key header so that a retry can never store it twice"
+    )
+
+
 Submitter = Annotated[TokenClaims, Security(current_user, scopes=["submit"])]
 
 
@@ -52,7 +71,12 @@ async def submit_one(
         raise HTTPException(422, "consent must be true: nothing is stored without it")
     submission_id = idempotent_id(user.username, idempotency_key) if idempotency_key else None
     record = raw_record(values, source="api", submission_id=submission_id)
-    stored = await db.insert_one("raw", record)
+    try:
+        stored = await db.insert_one("raw", record)
+    except DbApiCallError as exc:
+        if not unconfirmed(exc):
+            raise
+        raise HTTPException(503, _unconfirmed_title(keyed=idempotency_key is not None), _RETRY) from exc
     if not stored.inserted:
         if not same_submission(stored.document, record):
             raise HTTPException(422, "This Idempotency-Key was already used for a different record")
