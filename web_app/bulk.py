@@ -49,7 +49,8 @@ class BulkTally:
 
 @dataclass(frozen=True)
 class RawBatch:
-    """Records ready for `raw`, and the line of the upload the batch ends on."""
+    """Records ready for `raw`, and the line of the upload the batch ends on (its last record's
+    last line: a quoted CSV value may hold line breaks)."""
 
     table: pa.Table
     last_line: int
@@ -83,13 +84,15 @@ class _BatchBuilder:
         self.batch_rows = batch_rows
         self.columns = columns
         self.rows: list = []
-        self.lines: list[int] = []
+        self.lines: list[int] = []  # each row's first line, to report problems by
+        self.last_line = 0  # the last line of the last row added
         self.id_prefix = new_id()
         self.count = 0
 
-    def add(self, line: int, row: list[str] | dict[str, str | None]) -> RawBatch | None:
+    def add(self, line: int, row: list[str] | dict[str, str | None], last_line: int = 0) -> RawBatch | None:
         self.rows.append(row)
         self.lines.append(line)
+        self.last_line = max(line, last_line)
         return self.flush() if len(self.rows) >= self.batch_rows else None
 
     def flush(self) -> RawBatch | None:
@@ -110,7 +113,7 @@ class _BatchBuilder:
             )
         lines, self.rows, self.lines = self.lines, [], []
         kept = self._finish(table, lines)
-        return None if kept is None else RawBatch(kept, lines[-1])
+        return None if kept is None else RawBatch(kept, self.last_line)
 
     def _finish(self, table: pa.Table, lines: list[int]) -> pa.Table | None:
         if CONSENT.name in table.column_names:
@@ -209,7 +212,8 @@ class _CsvParser(_Parser):
         if len(text) > MAX_VALUE_CHARS and (why := _long_value(self.header, values)):
             self.tally.refuse(line, why)
             return None
-        return self.builder.add(line, values)
+        # A record with quoted line breaks ends that many lines further on.
+        return self.builder.add(line, values, line + text.count("\n"))
 
     def too_long(self, line: int) -> None:
         if self.header is None:

@@ -5,7 +5,11 @@ waits on a client's body, and a stalled upload holds nothing there. What is comm
 committed: when an upload stops (a line the parser cannot read on from, a record too long, a
 stalled or oversized body, the db-api failing), the answer is the error with the report of what
 was stored. Records up to `stored_through_line` were stored or refused (as listed); nothing after
-it was stored, so that is where a client sends again from.
+`maybe_stored_through_line` was stored. Between the two lies the batch whose write failed: a
+batch may go as several messages, each committed on its own, and a write cut off by the db-api
+failing may have committed, so its records may or may not be stored. Records with a
+`submission_id` can be sent again from anywhere before; those without get new ids when sent
+again, so the answer says when resending them could store some twice.
 """
 
 from __future__ import annotations
@@ -43,23 +47,45 @@ class UploadCutOff(Exception):
     """The upload stopped before its end: the reason (the problem's title, as for every error of
     this app) and what was stored until then."""
 
-    def __init__(self, status: int, reason: str, report: BulkReport, through: int) -> None:
+    def __init__(
+        self, status: int, reason: str, report: BulkReport, through: int, maybe_through: int
+    ) -> None:
         super().__init__(reason)
-        self.status, self.reason, self.report, self.through = status, reason, report, through
+        self.status, self.reason, self.report = status, reason, report
+        self.through, self.maybe_through = through, max(through, maybe_through)
 
     def response(self) -> JSONResponse:
-        stored = (
-            f"Records up to line {self.through} were stored, or refused as listed in problems; "
-            f"nothing after line {self.through} was stored."
-            if self.through
-            else "Nothing of this upload was stored."
-        )
         response = problem(
-            self.status, self.reason, stored, **self.report.model_dump(), stored_through_line=self.through
+            self.status,
+            self.reason,
+            _what_was_stored(self.through, self.maybe_through),
+            **self.report.model_dump(),
+            stored_through_line=self.through,
+            maybe_stored_through_line=self.maybe_through,
         )
         # The rest of the body is not read: the connection cannot carry another request.
         response.headers["Connection"] = "close"
         return response
+
+
+def _what_was_stored(through: int, maybe_through: int) -> str:
+    certain = (
+        f"Records up to line {through} were stored, or refused as listed in problems"
+        if through
+        else "None of the records before the failure was confirmed stored"
+    )
+    if maybe_through == through:
+        return (
+            f"{certain}; nothing after line {through} was stored."
+            if through
+            else "Nothing of this upload was stored."
+        )
+    return (
+        f"{certain}; those from line {through + 1} to line {maybe_through} may or may not be stored (the "
+        f"database did not confirm them); nothing after line {maybe_through} was stored. Send again from "
+        f"line {through + 1}: records with a submission_id are stored once however often they are sent, "
+        f"records without one up to line {maybe_through} may be stored twice."
+    )
 
 
 def _failure(exc: Exception) -> tuple[int, str]:
@@ -81,7 +107,7 @@ async def store_upload(
     """Write `batches` to `raw` as the account's own, one stream per batch, the next batch parsed
     while one is written; the report, or `UploadCutOff` with the report so far."""
     ends: list[int] = []
-    committed = {"stored": 0, "already": 0, "through": 0}
+    committed = {"stored": 0, "already": 0, "through": 0, "sent_through": 0}
 
     async def tables() -> AsyncIterator[pa.Table]:
         async for batch in batches:
@@ -89,6 +115,7 @@ async def store_upload(
             yield batch.table
 
     async def write(table: pa.Table, end: int) -> None:
+        committed["sent_through"] = end  # from here until it is confirmed, its outcome is unknown
         result = await db.write("raw", table, mode="insert", key="submission_id")
         committed["stored"] += result.inserted
         committed["already"] += result.skipped
@@ -111,7 +138,7 @@ async def store_upload(
             "bulk upload cut off",
             extra={"account": account, "status": status, "error": reason, **committed},
         )
-        raise UploadCutOff(status, reason, report, committed["through"]) from None
+        raise UploadCutOff(status, reason, report, committed["through"], committed["sent_through"]) from None
     return _report(tally, committed["stored"], committed["already"])
 
 

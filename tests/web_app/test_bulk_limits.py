@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import select
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 
 import httpx
 import pytest
@@ -121,6 +122,38 @@ def test_an_ndjson_batch_without_consent_is_refused_by_line_after_committed_batc
     assert (report["received"], report["stored"], report["refused"]) == (2 * batch, batch, batch)
     assert report["problems"][0] == f"line {batch + 1}: no consent: not stored"
     assert stack.db.count("raw") == batch
+
+
+def test_a_batch_the_database_did_not_confirm_is_reported_as_maybe_stored(stack: WebStack) -> None:
+    """The db-api goes away while an upload is sent: the batch whose write failed may or may not
+    be stored (its messages commit one by one), and the answer says so instead of claiming that
+    nothing after the last confirmed batch was stored."""
+    batch = 10_000
+    headers = {**stack.auth("submitter"), "Content-Type": "text/csv"}
+    store_file = stack.settings.data_dir / "store.sqlite3"
+
+    def body() -> Iterator[bytes]:
+        yield (HEADER + ROW * batch).encode()
+        deadline = time.monotonic() + 60
+        while stack.db.count("raw") < batch:  # the first batch is confirmed
+            assert time.monotonic() < deadline, "the first batch was never stored"
+            time.sleep(0.05)
+        stack.db_api.stop(grace=0)
+        yield (ROW * 5_000).encode()  # the last batch: its write fails
+
+    with stack.client() as client:
+        response = client.post("/api/v1/submissions/bulk", content=body(), headers=headers)
+    assert response.status_code == 503, response.text[:500]
+    problem = response.json()
+    assert (problem["stored_through_line"], problem["maybe_stored_through_line"]) == (
+        batch + 1,
+        batch + 5_001,
+    )
+    assert problem["stored"] == batch
+    assert f"from line {batch + 2} to line {batch + 5_001} may or may not be stored" in problem["detail"]
+    assert "records without one up to line" in problem["detail"]
+    with closing(sqlite3.connect(f"file:{store_file}?mode=ro", uri=True)) as conn:
+        assert conn.execute('SELECT count(*) FROM "c_raw"').fetchone()[0] == batch
 
 
 # -- stalled uploads -----------------------------------------------------------------------------

@@ -89,6 +89,14 @@ async def test_batches_end_on_their_last_line() -> None:
     assert [(b.table.num_rows, b.last_line) for b in batches] == [(1, 3), (2, 6)]
 
 
+async def test_a_batch_ending_on_a_record_with_quoted_line_breaks_ends_on_its_last_line() -> None:
+    """Where an upload is sent again from: the line after the batch's last record, not inside it."""
+    data = b'school_id,sex,consent\n1,"a\r\nb\nc",yes\n2,"x\ny",yes\n3,f,yes\n'
+    tally = BulkTally()
+    batches = [b async for b in csv_batches(_stream(data, 3), tally, batch_rows=1)]
+    assert [b.last_line for b in batches] == [4, 6, 7]
+
+
 async def test_a_quoted_record_over_the_limit_stops_the_upload_with_its_line() -> None:
     endless = b'school_id,consent\n1,yes\n"' + b"\na" * MAX_RECORD_CHARS
     with pytest.raises(RecordTooLong, match="line 3: a record longer than 131,072 characters"):

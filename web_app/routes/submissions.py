@@ -126,7 +126,8 @@ async def submit_bulk(request: Request, user: Submitter, db: DbDep, slots: Uploa
     fields or over the length limits are refused and reported by line, the others stored as
     given. A `submission_id` is the account's own: stored as `<account>:<submission_id>`, so
     another account's ids never collide with it. If the upload stops before its end, the error
-    says what was stored until then (`stored_through_line`)."""
+    says what was stored until then (`stored_through_line`) and, when the database failed, up to
+    which line records may or may not be stored (`maybe_stored_through_line`)."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     parser = PARSERS.get(media_type)
     if parser is None:
