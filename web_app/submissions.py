@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import grpc
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
-from pipeline_lib.contract.fields import CONSENT, STUDENT_FIELDS, parse_bool
+from pipeline_lib.contract.fields import ANSWERS_DIGEST, CONSENT, STUDENT_FIELDS, parse_bool
 from pipeline_lib.wire.bson_codec import new_id
 from pipeline_lib.wire.requests import DbApiCallError
 
@@ -118,6 +119,12 @@ def form_submission_id(nonce: str) -> str:
     return "f" + hashlib.sha256(nonce.encode()).hexdigest()[:31]
 
 
+def answers_digest(answers: dict[str, Scalar]) -> str:
+    """A digest of the answers as sent (names and typed values): the clean carries it on, so a
+    record resent under its id is known from a different one also once cleaned."""
+    return hashlib.sha256(orjson.dumps(answers, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
 def raw_record(values: dict[str, Any], *, source: str, submission_id: str | None = None) -> dict:
     """The raw document: contract fields as given (missing ones left out), plus metadata."""
     submission_id = submission_id or new_id()
@@ -128,13 +135,17 @@ def raw_record(values: dict[str, Any], *, source: str, submission_id: str | None
         "submission_id": submission_id,
         "received_at": dt.datetime.now(dt.UTC),
         "source": source,
+        ANSWERS_DIGEST: answers_digest(record),
         **record,
     }
 
 
 def same_submission(stored: dict, record: dict) -> bool:
-    """Whether a stored record holds the same answers (metadata aside), for Idempotency-Key reuse."""
-    names = [f.name for f in (*STUDENT_FIELDS, CONSENT)]
+    """Whether a stored record (in raw, or cleaned since) holds the same answers as `record`,
+    metadata aside, for a resent form page or a reused Idempotency-Key."""
+    if stored.get(ANSWERS_DIGEST) is not None:
+        return stored[ANSWERS_DIGEST] == record.get(ANSWERS_DIGEST)
+    names = [f.name for f in (*STUDENT_FIELDS, CONSENT)]  # stored before records had a digest
     return all(stored.get(name) == record.get(name) for name in names)
 
 

@@ -39,7 +39,7 @@ from pymongo.errors import (
 from db_api.filters import Condition, to_mongo_query
 from db_api.store import base
 from db_api.store.base import CleanCommit, CommitCounts, Fence, Lease, ScanSpec, Store, WriteCounts
-from pipeline_lib.contract.collections import COLLECTIONS
+from pipeline_lib.contract.collections import COLLECTIONS, LATER_HOMES
 from pipeline_lib.settings import redact_uri_password as redact
 from pipeline_lib.wire import bson_codec
 from pipeline_lib.wire.errors import DbApiError, DeadlineExceeded, InvalidArgument, StaleFence, Unavailable
@@ -188,12 +188,17 @@ class MongoStore(Store):
         for start in range(0, len(ids), _IN_CHUNK):
             query = {"_id": {"$in": ids[start : start + _IN_CHUNK]}}
             existing.update((d["_id"], d[SEQ]) for d in coll.find(query, {SEQ: 1}, session=session))
-        first_seq = self._allocate_seqs(collection, len(ids) - len(existing))
+        # Stored before and moved on by a step since: as if still here (best effort without a
+        # transaction: a clean moving one of these ids at this moment is not seen).
+        moved = set() if upsert else set(self._moved(collection, ids, session)) - existing.keys()
+        first_seq = self._allocate_seqs(collection, len(ids) - len(existing) - len(moved))
         ops: list[InsertOne | ReplaceOne] = []
         inserted = replaced = skipped = 0
         for doc in docs:
             doc_id = doc["_id"]
-            if doc_id in existing:
+            if doc_id in moved:
+                skipped += 1
+            elif doc_id in existing:
                 if not upsert:
                     skipped += 1
                     continue
@@ -206,6 +211,17 @@ class MongoStore(Store):
                 inserted += 1
         coll.bulk_write(ops, ordered=True, session=session)
         return WriteCounts(inserted, replaced, skipped)
+
+    def _moved(
+        self, collection: str, ids: Sequence[str], session: ClientSession | None = None
+    ) -> dict[str, dict]:
+        """The documents of `ids` that live on elsewhere (`LATER_HOMES`), by id."""
+        found: dict[str, dict] = {}
+        for home in LATER_HOMES.get(collection, ()):
+            for start in range(0, len(ids), _IN_CHUNK):
+                query = {"_id": {"$in": list(ids[start : start + _IN_CHUNK])}}
+                found.update((d["_id"], _without_seq(d)) for d in self.db[home].find(query, session=session))
+        return found
 
     def _write_retrying(self, collection: str, docs: Sequence[dict], *, upsert: bool) -> WriteCounts:
         """A concurrent writer may insert one of our new ids between lookup and write: redo."""
@@ -265,11 +281,16 @@ class MongoStore(Store):
     def insert_one(self, collection: str, doc: dict, deadline: float | None = None) -> tuple[dict, bool]:
         _check_encodable([doc])
         with _within(deadline):
+            if moved := self._moved(collection, [doc["_id"]]):
+                return moved[doc["_id"]], False
             stored = {**doc, SEQ: self._allocate_seqs(collection, 1)}
             try:
                 self.db[collection].insert_one(stored)
             except DuplicateKeyError:
-                return _without_seq(self.db[collection].find_one({"_id": doc["_id"]})), False
+                found = self.db[collection].find_one({"_id": doc["_id"]})
+                if found is None:  # moved on by a clean since the insert was refused: look again
+                    return self.insert_one(collection, doc, deadline)
+                return _without_seq(found), False
         return bson_codec.decode(bson_codec.encode(_without_seq(stored))), True
 
     @_translate_errors
@@ -292,6 +313,11 @@ class MongoStore(Store):
                 valid.append(i)
             except InvalidArgument as exc:
                 outcomes[i] = exc
+        moved = self._moved(collection, [docs[i]["_id"] for i in valid])
+        for i in valid:
+            if docs[i]["_id"] in moved:
+                outcomes[i] = (moved[docs[i]["_id"]], False)
+        valid = [i for i in valid if outcomes[i] is None]
         if valid:
             first_seq = self._allocate_seqs(collection, len(valid))
             stored = [{**docs[i], SEQ: first_seq + n} for n, i in enumerate(valid)]

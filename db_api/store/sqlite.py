@@ -19,7 +19,7 @@ from pathlib import Path
 from db_api.filters import Condition
 from db_api.store import base
 from db_api.store.base import CleanCommit, CommitCounts, Fence, Lease, ScanSpec, Store, WriteCounts
-from pipeline_lib.contract.collections import COLLECTIONS
+from pipeline_lib.contract.collections import COLLECTIONS, LATER_HOMES
 from pipeline_lib.wire import bson_codec
 from pipeline_lib.wire.errors import DeadlineExceeded, InvalidArgument, Unavailable
 
@@ -326,7 +326,12 @@ class _PendingInsert:
 def _insert_if_absent(
     conn: sqlite3.Connection, collection: str, doc_id: str, blob: bytes
 ) -> tuple[bytes, bool]:
-    """The stored BSON and whether it was inserted now."""
+    """The stored BSON (where the id lives on, if a step moved it: `LATER_HOMES`) and whether it
+    was inserted now."""
+    for home in LATER_HOMES.get(collection, ()):
+        row = conn.execute(f"SELECT doc FROM {_table(home)} WHERE id = ?", (doc_id,)).fetchone()
+        if row is not None:
+            return row[0], False
     cur = conn.execute(f"INSERT OR IGNORE INTO {_table(collection)}(id, doc) VALUES (?, ?)", (doc_id, blob))
     if cur.rowcount == 1:
         return blob, True
@@ -397,6 +402,13 @@ def _write_rows(
 ) -> WriteCounts:
     table = _table(collection)
     if not upsert:
+        moved = set().union(
+            *(_existing_ids(conn, home, [r[0] for r in rows]) for home in LATER_HOMES.get(collection, ()))
+        )
+        if moved:  # stored before, and moved on by a step since: as if still here
+            kept = [row for row in rows if row[0] not in moved]
+            counts = _write_rows(conn, collection, kept, upsert=False)
+            return WriteCounts(inserted=counts.inserted, skipped=len(rows) - counts.inserted)
         cur = conn.executemany(f"INSERT OR IGNORE INTO {table}(id, doc) VALUES (?, ?)", rows)
         return WriteCounts(inserted=cur.rowcount, skipped=len(rows) - cur.rowcount)
     seen = _existing_ids(conn, collection, [row[0] for row in rows])

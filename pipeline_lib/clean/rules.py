@@ -16,6 +16,7 @@ from pipeline_lib.contract.fields import (
     BOOL_SYNONYMS,
     CONSENT,
     MISSING_TOKENS,
+    RECEIPT_FIELDS,
     STUDENT_FIELDS,
     Field,
 )
@@ -218,7 +219,7 @@ def message(code: str, raw: str | None) -> str:
 FIELD_NAMES = tuple(rule.name for rule in STUDENT_RULES)
 # Every field but consent (always yes in a kept record) is a cleaned value.
 VALUE_FIELDS = tuple(name for name in FIELD_NAMES if name != CONSENT.name)
-META = ("submission_id", "received_at", "source")
+META = RECEIPT_FIELDS
 
 
 @dataclass

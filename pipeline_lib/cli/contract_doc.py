@@ -148,8 +148,11 @@ one edit there, then `{REGENERATE}`.
 A submission arrives as text (the form, a JSON record, a CSV or NDJSON row) and is stored in
 `raw` exactly as given, with
 {meta}
-added when it is received. Unknown fields are refused. Nothing is stored without consent: the
-web app refuses such a submission, and the clean step removes any that reaches `raw`.
+added when it is received (`answers_sha256`, a digest of the answers, for a form page or a JSON
+record: an id is received once, so a resent page or a reused `Idempotency-Key` is told from a
+different record by it, also once the record is cleaned). Unknown fields are refused. Nothing is
+stored without consent: the web app refuses such a submission, and the clean step removes any that
+reaches `raw`.
 
 The clean step turns every other record into one record of `cleaned` (each field typed as below)
 or of `quarantine` (the values as typed, with one reason per failed rule).

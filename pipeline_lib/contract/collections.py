@@ -21,3 +21,9 @@ COLLECTIONS = frozenset({RAW, CLEANED, QUARANTINE, PROCESSED, SCHOOLS, RUNS, USE
 
 # `raw` holds what submitters typed: it is scanned as text so cleaning sees the input as given.
 TEXT_COLLECTIONS = frozenset({RAW})
+
+# Where a document lives on under the same id once a step has moved it: a raw record, once
+# cleaned, is in `cleaned` or `quarantine`. Inserts into `raw` look there too, so an id once
+# received is never received again: a form page resent, an Idempotency-Key reused or an upload
+# sent again after a clean is "already stored", and never replaces the record cleaned from it.
+LATER_HOMES: dict[str, tuple[str, ...]] = {RAW: (CLEANED, QUARANTINE)}

@@ -101,6 +101,12 @@ CONSENT = Field(
     True,
 )
 
+# Receipt metadata a submission gets when it is received, carried by the clean into `cleaned` and
+# `quarantine`. `answers_sha256` (form pages and JSON records) is a digest of the answers as sent:
+# it tells a record resent under its id from a different one, also once the record is cleaned.
+ANSWERS_DIGEST = "answers_sha256"
+RECEIPT_FIELDS = ("submission_id", "received_at", "source", ANSWERS_DIGEST)
+
 SCHOOL_FIELDS: tuple[Field, ...] = (
     Field("school_id", "School code", "", "text", True),
     Field("name", "Name", "", "text", True),

@@ -347,3 +347,23 @@ def test_an_insert_is_bounded_by_its_callers_deadline(store: Store) -> None:
         ({"_id": "b"}, True),
     ]
     assert _ids(store, "raw") == ["a", "b"]
+
+
+def test_an_id_a_clean_moved_on_is_never_received_into_raw_again(store: Store) -> None:
+    """A resent form page, a reused Idempotency-Key or an upload sent again after the clean finds
+    the record where the clean put it: it is not stored again, and the cleaned record stays."""
+    store.write("raw", [{"_id": "c", "v": "1"}, {"_id": "q", "v": "x"}], upsert=False)
+    store.commit_clean([{"_id": "c", "v": 1}], [{"_id": "q", "v": "x", "reasons": []}], ["c", "q"])
+    assert store.insert_one("raw", {"_id": "c", "v": "other"}) == ({"_id": "c", "v": 1}, False)
+    outcomes = store.insert_each("raw", [{"_id": "q", "v": "y"}, {"_id": "n1"}, {"_id": "c"}])
+    assert outcomes == [
+        ({"_id": "q", "v": "x", "reasons": []}, False),
+        ({"_id": "n1"}, True),
+        ({"_id": "c", "v": 1}, False),
+    ]
+    counts = store.write("raw", [{"_id": "c"}, {"_id": "n2"}, {"_id": "q"}, {"_id": "n1"}], upsert=False)
+    assert (counts.inserted, counts.skipped) == (1, 3)
+    assert _ids(store, "raw") == ["n1", "n2"]
+    assert store.get("cleaned", "c") == {"_id": "c", "v": 1}
+    # Other collections keep plain insert-if-absent semantics.
+    assert store.insert_one("processed", {"_id": "c"}) == ({"_id": "c"}, True)

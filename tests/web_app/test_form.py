@@ -71,6 +71,29 @@ def test_answers_not_confirmed_in_time_come_back_to_send_again_and_are_stored_on
     assert stack.db.count("raw") == 1
 
 
+def test_a_page_resent_after_the_clean_keeps_its_receipt_and_never_replaces_the_record(
+    stack: WebStack,
+) -> None:
+    """The clean has moved the record (here to quarantine: the school is unknown). The same page
+    sent again gets the same receipt, which still shows; sent with other answers (Back on a shared
+    PC) it is refused, and the first student's record stays as it was."""
+    from pipeline_lib.clean.pandas_job import run_clean_pandas
+
+    with stack.client() as http:
+        hidden = _open_form(http)
+        first = http.post("/", data={**GOOD, **hidden})
+        assert run_clean_pandas(stack.db, run_id="t").quarantined == 1
+        resent = http.post("/", data={**GOOD, **_open_form(http), "nonce": hidden["nonce"]})
+        receipt = http.get(first.headers["location"])
+        other = http.post("/", data={**GOOD, **_open_form(http), "nonce": hidden["nonce"], "ses": "2"})
+    assert first.status_code == 303 and resent.headers["location"] == first.headers["location"]
+    assert receipt.status_code == 200
+    assert other.status_code == 409 and "already sent once" in other.text
+    submission_id = first.headers["location"].removeprefix("/thanks/")
+    assert stack.db.count("raw") == 0
+    assert stack.db.get("quarantine", submission_id)["ses"] == "1,5"
+
+
 def test_wrong_answers_are_explained_next_to_their_fields_and_kept(stack: WebStack) -> None:
     with stack.client() as http:
         hidden = _open_form(http)

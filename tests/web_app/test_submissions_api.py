@@ -38,6 +38,35 @@ def test_an_idempotency_key_makes_a_retry_harmless(stack: WebStack) -> None:
     assert stack.db.count("raw") == 1
 
 
+def test_an_idempotency_key_still_holds_once_the_record_is_cleaned(stack: WebStack) -> None:
+    """After the clean has moved the record from raw to cleaned, a retry with its key is still
+    'already received', and a different record under that key is still refused: it used to be
+    stored and replace the cleaned record."""
+    import pandas as pd
+
+    from pipeline_lib.clean.pandas_job import run_clean_pandas
+
+    stack.db.write(
+        "schools",
+        pd.DataFrame([{"school_id": "1224", "name": "North", "sector": "public", "size": 300}]),
+        mode="upsert",
+        key="school_id",
+    )
+    headers = {**stack.auth("submitter"), "Idempotency-Key": "before-the-clean"}
+    with stack.client() as http:
+        first = http.post("/api/v1/submissions", json=GOOD, headers=headers)
+        assert run_clean_pandas(stack.db, run_id="t").cleaned == 1
+        again = http.post("/api/v1/submissions", json=GOOD, headers=headers)
+        different = http.post("/api/v1/submissions", json={**GOOD, "ses": "2"}, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["submission_id"] == first.json()["submission_id"]
+    assert again.json()["already_received"] is True
+    assert again.json()["received_at"] == first.json()["received_at"]
+    assert different.status_code == 422 and "different record" in different.json()["title"]
+    assert stack.db.count("raw") == 0
+    assert stack.db.get("cleaned", first.json()["submission_id"])["ses"] == 1.5
+
+
 def test_concurrent_submissions_and_retries_each_get_their_own_answer(stack: WebStack) -> None:
     """Submissions that arrive together share db-api calls: each still gets its own receipt, and
     retries of one Idempotency-Key sent at the same moment store one record."""

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from pipeline_lib.client.aio import AsyncDbApiClient
+from pipeline_lib.contract.collections import LATER_HOMES, RAW
 from pipeline_lib.contract.fields import CONSENT, STUDENT_FIELDS, check_value
 from pipeline_lib.wire.requests import DbApiCallError
 from web_app.deps import ClientHostDep, CsrfPassed, DbDep, FormLimiterDep, SchoolCacheDep
@@ -118,11 +119,19 @@ async def submit(
     return RedirectResponse(f"/thanks/{stored.id}", status.HTTP_303_SEE_OTHER)
 
 
+async def _received(db: AsyncDbApiClient, submission_id: str) -> dict | None:
+    """The record received under this id: in raw, or where the clean has put it since."""
+    for collection in (RAW, *LATER_HOMES[RAW]):
+        if (found := await db.get(collection, submission_id)) is not None:
+            return found
+    return None
+
+
 @router.get("/thanks/{submission_id}", response_class=HTMLResponse)
 async def thanks(request: Request, submission_id: str, db: DbDep) -> Response:
     """The receipt, only for a form submission that is stored (a form's id is unguessable, so
     this tells nobody anything they did not send; API and bulk ids can be guessed)."""
-    stored = await db.get("raw", submission_id) if len(submission_id) <= 64 else None
+    stored = await _received(db, submission_id) if len(submission_id) <= 64 else None
     if stored is None or stored.get("source") != "form":
         return await render(request, "thanks.html", {"submission_id": None}, status.HTTP_404_NOT_FOUND)
     return await render(request, "thanks.html", {"submission_id": submission_id})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import grpc
 from fastapi import APIRouter, Header, HTTPException, Request, Response, Security, status
 
 from pipeline_lib.wire.requests import DbApiCallError
@@ -26,23 +27,19 @@ from web_app.submissions import (
 router = APIRouter(prefix="/api/v1/submissions", tags=["submissions"])
 BUSY_RETRY_SECONDS = 10
 _RETRY = {"Retry-After": "5"}
+Submitter = Annotated[TokenClaims, Security(current_user, scopes=["submit"])]
 
 
-def _unconfirmed_title(*, keyed: bool) -> str:
+def _unconfirmed_title(exc: DbApiCallError, *, keyed: bool) -> str:
     """What a client whose record may or may not be stored should do: the retry is safe only with
     the same Idempotency-Key (without one, a retry gets a new id)."""
+    if exc.code == grpc.StatusCode.UNAVAILABLE:
+        what = "The database service is unavailable, so the record may not be stored"
+    else:
+        what = "The database service did not confirm the record in time, so it may not be stored"
     if keyed:
-        return (
-            "The database service did not confirm the record in time, so it may not be stored: "
-            "send it again with the same Idempotency-Key, which stores it once"
-        )
-    return (
-        "The database service did not confirm the record in time, so it may not be stored: send it "
-        "again, with an Idempotency-Key header so that a retry can never store it twice"
-    )
-
-
-Submitter = Annotated[TokenClaims, Security(current_user, scopes=["submit"])]
+        return f"{what}: send it again with the same Idempotency-Key, which stores it once"
+    return f"{what}: send it again, with an Idempotency-Key header so that a retry can never store it twice"
 
 
 @router.post(
@@ -76,7 +73,7 @@ async def submit_one(
     except DbApiCallError as exc:
         if not unconfirmed(exc):
             raise
-        raise HTTPException(503, _unconfirmed_title(keyed=idempotency_key is not None), _RETRY) from exc
+        raise HTTPException(503, _unconfirmed_title(exc, keyed=idempotency_key is not None), _RETRY) from exc
     if not stored.inserted:
         if not same_submission(stored.document, record):
             raise HTTPException(422, "This Idempotency-Key was already used for a different record")
