@@ -43,6 +43,8 @@ def _encode_fallback(value: Any) -> Any:
             raise InvalidArgument(f"decimal {value} does not fit BSON's 34-digit Decimal128") from None
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+    if isinstance(value, int):  # BSON hands over the whole numbers its 64 bits cannot hold
+        raise InvalidArgument(f"the whole number {value} does not fit BSON's 64 bits: store it as text")
     raise InvalidArgument(f"values of type {type(value).__name__} cannot be stored")
 
 
@@ -105,7 +107,7 @@ def check_document(doc: Any) -> Document:
 def encode(doc: Mapping[str, Any]) -> bytes:
     try:
         data = bson.encode(doc, codec_options=ENCODE_OPTIONS)
-    except (InvalidDocument, OverflowError) as exc:
+    except (InvalidDocument, OverflowError, InvalidArgument) as exc:
         raise InvalidArgument(f"document {doc.get('_id')!r} cannot be stored as BSON: {exc}") from exc
     if len(data) > MAX_DOCUMENT_BYTES:
         raise InvalidArgument(

@@ -18,8 +18,9 @@ import pyarrow as pa
 from bson import json_util
 
 from pipeline_lib.settings import db_api_replicas, ip_family
-from pipeline_lib.wire import arrow_codec
+from pipeline_lib.wire import arrow_codec, bson_codec
 from pipeline_lib.wire.bson_codec import DECODE_OPTIONS, new_id, to_text
+from pipeline_lib.wire.errors import InvalidArgument
 from pipeline_lib.wire.proto import dbapi_pb2 as pb
 
 if TYPE_CHECKING:  # pandas is imported where a DataFrame is made: a command that makes none starts faster
@@ -410,7 +411,12 @@ def commit_result(response: pb.CommitCleanResponse) -> CommitResult:
 
 
 def encode_document(doc: Mapping[str, Any]) -> bytes:
-    return bson.encode(doc)
+    """As the db-api encodes documents (dates, decimals; the size limit): what it would refuse is
+    refused here, before sending, as it would refuse it (INVALID_ARGUMENT, naming the document)."""
+    try:
+        return bson_codec.encode(doc)
+    except InvalidArgument as exc:
+        raise DbApiCallError("", grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
 
 
 def decode_document(data: bytes) -> Document:

@@ -78,6 +78,23 @@ def test_a_refused_call_raises_a_db_api_call_error_with_its_status(sqlite_client
     assert str(error.value).startswith(f"db-api at {sqlite_client.address}: NOT_FOUND")
 
 
+def test_documents_are_encoded_as_the_db_api_encodes_them(sqlite_client: DbApiClient) -> None:
+    """Dates and decimals, which the db-api stores, are sent; what it would refuse (a whole number
+    over 64 bits, a document over the size limit) is refused before sending, as it would be."""
+    import datetime as dt
+    from decimal import Decimal
+
+    stored = sqlite_client.insert_one("raw", {"_id": "d", "on": dt.date(2026, 12, 4), "x": Decimal("1.5")})
+    assert stored.document["on"] == dt.datetime(2026, 12, 4, tzinfo=dt.UTC)
+    assert str(stored.document["x"]) == "1.5"
+    for refused in ({"_id": "big", "n": 10**20}, {"_id": "huge", "text": "x" * (17 * 1024 * 1024)}):
+        with pytest.raises(DbApiCallError) as error:
+            sqlite_client.insert_one("raw", refused)
+        assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert repr(refused["_id"]) in error.value.details
+    assert sqlite_client.count("raw") == 1
+
+
 async def test_the_async_client_raises_the_same_error(sqlite_db_api: RunningServer) -> None:
     async with AsyncDbApiClient(f"127.0.0.1:{sqlite_db_api.port}", "wrong") as client:
         with pytest.raises(DbApiCallError) as error:
