@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import grpc
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
@@ -120,9 +120,18 @@ def form_submission_id(nonce: str) -> str:
 
 
 def answers_digest(answers: dict[str, Scalar]) -> str:
-    """A digest of the answers as sent (names and typed values): the clean carries it on, so a
-    record resent under its id is known from a different one also once cleaned."""
-    return hashlib.sha256(orjson.dumps(answers, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    """A digest of the answers as sent (names and values): the clean carries it on, so a record
+    resent under its id is known from a different one also once cleaned. Numbers are compared by
+    value (15 and 15.0 are the same answer); NaN and the infinities stay distinct."""
+    canonical = {name: _same_number(value) for name, value in answers.items()}
+    text = json.dumps(canonical, sort_keys=True, allow_nan=True)  # ASCII: lone surrogates too
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _same_number(value: Scalar) -> Scalar:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def raw_record(values: dict[str, Any], *, source: str, submission_id: str | None = None) -> dict:
@@ -145,8 +154,17 @@ def same_submission(stored: dict, record: dict) -> bool:
     metadata aside, for a resent form page or a reused Idempotency-Key."""
     if stored.get(ANSWERS_DIGEST) is not None:
         return stored[ANSWERS_DIGEST] == record.get(ANSWERS_DIGEST)
-    names = [f.name for f in (*STUDENT_FIELDS, CONSENT)]  # stored before records had a digest
+    # Stored before records had a digest: its answers can be compared while it is still in raw
+    # as sent; once cleaned they are typed, so the stored record is taken to be this one.
+    if not _as_sent(stored):
+        return True
+    names = [f.name for f in (*STUDENT_FIELDS, CONSENT)]
     return all(stored.get(name) == record.get(name) for name in names)
+
+
+def _as_sent(stored: dict) -> bool:
+    """A raw record: it holds consent as sent, and nothing the clean adds."""
+    return CONSENT.name in stored and "changes" not in stored and "reasons" not in stored
 
 
 def unconfirmed(exc: DbApiCallError) -> bool:

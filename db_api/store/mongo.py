@@ -47,6 +47,7 @@ from pipeline_lib.wire.errors import DbApiError, DeadlineExceeded, InvalidArgume
 SEQ = bson_codec.SEQ_FIELD
 _COUNTERS = "_workbench_counters"
 _LEASES = "_workbench_leases"
+_RECEIPTS = "_workbench_receipts"  # see `base.receipt`
 _FENCES = "_workbench_fences"
 _DUPLICATE_KEY = 11000
 _IN_CHUNK = 10_000
@@ -99,10 +100,11 @@ def _within(deadline: float | None) -> Iterator[None]:
         with pymongo.timeout(left):
             yield
     except PyMongoError as exc:
-        if not exc.timeout:
+        if not exc.timeout or isinstance(exc, ConnectionFailure):  # no server: unavailable
             raise
         raise DeadlineExceeded(
-            f"MongoDB did not acknowledge the insert before the caller's deadline: {exc}"
+            "MongoDB did not acknowledge the insert before the caller's deadline (it may still be "
+            f"stored): {exc}"
         ) from exc
 
 
@@ -188,11 +190,12 @@ class MongoStore(Store):
         for start in range(0, len(ids), _IN_CHUNK):
             query = {"_id": {"$in": ids[start : start + _IN_CHUNK]}}
             existing.update((d["_id"], d[SEQ]) for d in coll.find(query, {SEQ: 1}, session=session))
-        # Stored before and moved on by a step since: as if still here (best effort without a
-        # transaction: a clean moving one of these ids at this moment is not seen).
-        moved = set() if upsert else set(self._moved(collection, ids, session)) - existing.keys()
+        # Stored before and moved on by a step since: as if still here (one moved at this moment
+        # is caught after the write: `_undo_moved`).
+        moved = set() if upsert else set(self._moved(collection, ids, session, whole=False)) - existing.keys()
         first_seq = self._allocate_seqs(collection, len(ids) - len(existing) - len(moved))
         ops: list[InsertOne | ReplaceOne] = []
+        new: dict[str, int] = {}  # inserted ids and their seqs
         inserted = replaced = skipped = 0
         for doc in docs:
             doc_id = doc["_id"]
@@ -205,23 +208,54 @@ class MongoStore(Store):
                 ops.append(ReplaceOne({"_id": doc_id}, {**doc, SEQ: existing[doc_id]}, upsert=True))
                 replaced += 1
             else:
-                existing[doc_id] = first_seq
+                existing[doc_id] = new[doc_id] = first_seq
                 first_seq += 1
                 ops.append(InsertOne({**doc, SEQ: existing[doc_id]}))
                 inserted += 1
-        coll.bulk_write(ops, ordered=True, session=session)
+        if ops:
+            coll.bulk_write(ops, ordered=True, session=session)
+        if not upsert and new:
+            undone = len(self._undo_moved(collection, new, session))
+            inserted, skipped = inserted - undone, skipped + undone
         return WriteCounts(inserted, replaced, skipped)
 
     def _moved(
-        self, collection: str, ids: Sequence[str], session: ClientSession | None = None
+        self, collection: str, ids: Sequence[str], session: ClientSession | None = None, whole: bool = True
     ) -> dict[str, dict]:
-        """The documents of `ids` that live on elsewhere (`LATER_HOMES`), by id."""
+        """The documents of `ids` that live on elsewhere (`LATER_HOMES`, the receipts), by id;
+        with `whole` False only their ids."""
+        if not base.moves_on(collection) or not ids:
+            return {}
         found: dict[str, dict] = {}
-        for home in LATER_HOMES.get(collection, ()):
+        projection = None if whole else {"_id": 1}
+        for home in (*LATER_HOMES[collection], _RECEIPTS):
             for start in range(0, len(ids), _IN_CHUNK):
                 query = {"_id": {"$in": list(ids[start : start + _IN_CHUNK])}}
-                found.update((d["_id"], _without_seq(d)) for d in self.db[home].find(query, session=session))
+                found.update(
+                    (d["_id"], _without_seq(d))
+                    for d in self.db[home].find(query, projection, session=session)
+                )
         return found
+
+    def _undo_moved(
+        self, collection: str, inserted: Mapping[str, int], session: ClientSession | None = None
+    ) -> dict[str, dict]:
+        """Documents just inserted (id -> seq) whose id a clean moved on meanwhile (it deleted the
+        raw copy it had read just before this insert, so the moved one is visible now): our
+        copies are deleted again and the moved documents returned, by id."""
+        moved = self._moved(collection, list(inserted), session)
+        for doc_id in moved:
+            self.db[collection].delete_one({"_id": doc_id, SEQ: inserted[doc_id]}, session=session)
+        return moved
+
+    def _keep_receipts(self, ids: Sequence[str], session: ClientSession | None = None) -> None:
+        """Receipts of the raw records `ids` (placed under no key of their own), before they go."""
+        for start in range(0, len(ids), _IN_CHUNK):
+            query = {"_id": {"$in": list(ids[start : start + _IN_CHUNK])}}
+            receipts = [base.receipt(d) for d in self.db["raw"].find(query, session=session)]
+            if receipts:
+                ops = [ReplaceOne({"_id": r["_id"]}, r, upsert=True) for r in receipts]
+                self.db[_RECEIPTS].bulk_write(ops, ordered=False, session=session)
 
     def _write_retrying(self, collection: str, docs: Sequence[dict], *, upsert: bool) -> WriteCounts:
         """A concurrent writer may insert one of our new ids between lookup and write: redo."""
@@ -281,17 +315,21 @@ class MongoStore(Store):
     def insert_one(self, collection: str, doc: dict, deadline: float | None = None) -> tuple[dict, bool]:
         _check_encodable([doc])
         with _within(deadline):
-            if moved := self._moved(collection, [doc["_id"]]):
-                return moved[doc["_id"]], False
-            stored = {**doc, SEQ: self._allocate_seqs(collection, 1)}
-            try:
-                self.db[collection].insert_one(stored)
-            except DuplicateKeyError:
-                found = self.db[collection].find_one({"_id": doc["_id"]})
-                if found is None:  # moved on by a clean since the insert was refused: look again
-                    return self.insert_one(collection, doc, deadline)
-                return _without_seq(found), False
-        return bson_codec.decode(bson_codec.encode(_without_seq(stored))), True
+            for _ in range(_WRITE_ATTEMPTS):
+                if moved := self._moved(collection, [doc["_id"]]):
+                    return moved[doc["_id"]], False
+                stored = {**doc, SEQ: self._allocate_seqs(collection, 1)}
+                try:
+                    self.db[collection].insert_one(stored)
+                except DuplicateKeyError:
+                    found = self.db[collection].find_one({"_id": doc["_id"]})
+                    if found is None:  # moved on by a clean since the insert was refused: look again
+                        continue
+                    return _without_seq(found), False
+                if moved := self._undo_moved(collection, {doc["_id"]: stored[SEQ]}):
+                    return moved[doc["_id"]], False
+                return bson_codec.decode(bson_codec.encode(_without_seq(stored))), True
+        raise DbApiError(f"inserting {doc['_id']!r} into {collection!r} kept racing with a clean; try again")
 
     @_translate_errors
     def insert_each(
@@ -336,8 +374,12 @@ class MongoStore(Store):
                 if existing
                 else {}
             )
+            new = {docs[i]["_id"]: stored[n][SEQ] for n, i in enumerate(valid) if i not in existing}
+            undone = self._undo_moved(collection, new) if new else {}
             for i in valid:
-                if i not in existing:
+                if docs[i]["_id"] in undone:
+                    outcomes[i] = (undone[docs[i]["_id"]], False)
+                elif i not in existing:
                     outcomes[i] = (bson_codec.decode(bson_codec.encode(docs[i])), True)
                 elif docs[i]["_id"] in found:
                     outcomes[i] = (found[docs[i]["_id"]], False)
@@ -418,6 +460,7 @@ class MongoStore(Store):
                 self._write("quarantine", quarantine, upsert=True, session=session)
                 self._delete_ids("quarantine", commit.cleaned_ids, session=session)
                 self._delete_ids("cleaned", commit.quarantine_ids, session=session)
+                self._keep_receipts(commit.unplaced_ids, session)
                 return self._delete_ids("raw", commit.raw_ids, session=session)
 
             with self.client.start_session() as session:
@@ -432,6 +475,7 @@ class MongoStore(Store):
             self._check_fence(fence)
             self._delete_ids("quarantine", commit.cleaned_ids)
             self._delete_ids("cleaned", commit.quarantine_ids)
+            self._keep_receipts(commit.unplaced_ids)  # before the raw records go: safe to repeat
             deleted = self._delete_ids("raw", commit.raw_ids)
         return CommitCounts(len(cleaned), len(quarantine), deleted, transactional=self.transactions)
 

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # SQLite allows 32766 parameters per statement; stay well below for IN lists.
 _IN_CHUNK = 900
 _MAX_SEQ = 2**63 - 1
+_RECEIPTS = "receipts"
 
 
 def _table(collection: str) -> str:
@@ -58,6 +59,8 @@ class SqliteStore(Store):
                 "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, "
                 "expires_at REAL NOT NULL, generation INTEGER NOT NULL DEFAULT 0)"
             )
+            # Receipts of raw ids the clean placed under no key of their own (`base.receipt`).
+            tx.execute(f"CREATE TABLE IF NOT EXISTS {_RECEIPTS} (id TEXT PRIMARY KEY, doc BLOB NOT NULL)")
             if "generation" not in {row[1] for row in tx.execute("PRAGMA table_info(leases)")}:
                 # A store made before leases had generations.
                 tx.execute("ALTER TABLE leases ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")
@@ -222,6 +225,7 @@ class SqliteStore(Store):
             _write_rows(tx, "quarantine", quarantine_rows, upsert=True)
             _delete_ids(tx, "quarantine", commit.cleaned_ids)
             _delete_ids(tx, "cleaned", commit.quarantine_ids)
+            _keep_receipts(tx, commit.unplaced_ids)
             deleted = _delete_ids(tx, "raw", commit.raw_ids)
         return CommitCounts(len(cleaned_rows), len(quarantine_rows), deleted, transactional=True)
 
@@ -328,8 +332,8 @@ def _insert_if_absent(
 ) -> tuple[bytes, bool]:
     """The stored BSON (where the id lives on, if a step moved it: `LATER_HOMES`) and whether it
     was inserted now."""
-    for home in LATER_HOMES.get(collection, ()):
-        row = conn.execute(f"SELECT doc FROM {_table(home)} WHERE id = ?", (doc_id,)).fetchone()
+    for table in _later_tables(collection):
+        row = conn.execute(f"SELECT doc FROM {table} WHERE id = ?", (doc_id,)).fetchone()
         if row is not None:
             return row[0], False
     cur = conn.execute(f"INSERT OR IGNORE INTO {_table(collection)}(id, doc) VALUES (?, ?)", (doc_id, blob))
@@ -386,15 +390,35 @@ def _rows(docs: Sequence[dict]) -> list[tuple[str, bytes]]:
 
 
 def _existing_ids(conn: sqlite3.Connection, collection: str, ids: Sequence[str]) -> set[str]:
+    return _ids_in(conn, _table(collection), ids)
+
+
+def _ids_in(conn: sqlite3.Connection, table: str, ids: Sequence[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(ids), _IN_CHUNK):
         chunk = ids[start : start + _IN_CHUNK]
         marks = ",".join("?" * len(chunk))
-        found.update(
-            row[0]
-            for row in conn.execute(f"SELECT id FROM {_table(collection)} WHERE id IN ({marks})", chunk)
-        )
+        found.update(row[0] for row in conn.execute(f"SELECT id FROM {table} WHERE id IN ({marks})", chunk))
     return found
+
+
+def _later_tables(collection: str) -> list[str]:
+    """Where an id inserted into `collection` may live on: `LATER_HOMES`, and the receipts."""
+    if not base.moves_on(collection):
+        return []
+    return [*(_table(home) for home in LATER_HOMES[collection]), _RECEIPTS]
+
+
+def _keep_receipts(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
+    for start in range(0, len(ids), _IN_CHUNK):
+        chunk = list(ids[start : start + _IN_CHUNK])
+        marks = ",".join("?" * len(chunk))
+        raw = conn.execute(f"SELECT doc FROM {_table('raw')} WHERE id IN ({marks})", chunk).fetchall()
+        receipts = [base.receipt(bson_codec.decode(row[0])) for row in raw]
+        conn.executemany(
+            f"INSERT OR IGNORE INTO {_RECEIPTS}(id, doc) VALUES (?, ?)",
+            [(r["_id"], bson_codec.encode(r)) for r in receipts],
+        )
 
 
 def _write_rows(
@@ -402,14 +426,12 @@ def _write_rows(
 ) -> WriteCounts:
     table = _table(collection)
     if not upsert:
-        moved = set().union(
-            *(_existing_ids(conn, home, [r[0] for r in rows]) for home in LATER_HOMES.get(collection, ()))
-        )
-        if moved:  # stored before, and moved on by a step since: as if still here
-            kept = [row for row in rows if row[0] not in moved]
-            counts = _write_rows(conn, collection, kept, upsert=False)
-            return WriteCounts(inserted=counts.inserted, skipped=len(rows) - counts.inserted)
-        cur = conn.executemany(f"INSERT OR IGNORE INTO {table}(id, doc) VALUES (?, ?)", rows)
+        ids = [row[0] for row in rows]
+        moved = set().union(*(_ids_in(conn, table, ids) for table in _later_tables(collection)))
+        kept = [row for row in rows if row[0] not in moved]  # moved on since: as if still here
+        if not kept:
+            return WriteCounts(skipped=len(rows))
+        cur = conn.executemany(f"INSERT OR IGNORE INTO {table}(id, doc) VALUES (?, ?)", kept)
         return WriteCounts(inserted=cur.rowcount, skipped=len(rows) - cur.rowcount)
     seen = _existing_ids(conn, collection, [row[0] for row in rows])
     inserted = 0

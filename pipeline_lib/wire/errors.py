@@ -35,7 +35,8 @@ class Unavailable(DbApiError):
 
 
 class DeadlineExceeded(DbApiError):
-    """The caller's deadline passed before the write was committed: it was not committed."""
+    """The caller's deadline passed before the write was acknowledged. The embedded store then
+    has not committed it; elsewhere the message says whether it may still have been stored."""
 
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 

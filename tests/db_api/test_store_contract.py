@@ -367,3 +367,57 @@ def test_an_id_a_clean_moved_on_is_never_received_into_raw_again(store: Store) -
     assert store.get("cleaned", "c") == {"_id": "c", "v": 1}
     # Other collections keep plain insert-if-absent semantics.
     assert store.insert_one("processed", {"_id": "c"}) == ({"_id": "c"}, True)
+
+
+def test_an_id_the_clean_placed_under_no_key_of_its_own_is_still_received_once(store: Store) -> None:
+    """A resubmission merged into another record, or a record without consent, leaves raw without
+    a cleaned or quarantined record of its own: its receipt is kept, and a resend finds it."""
+    when = dt.datetime(2026, 12, 4, tzinfo=dt.UTC)
+    meta = {"received_at": when, "source": "api", "answers_sha256": "h"}
+    raw = [{"_id": i, "submission_id": i, **meta, "v": "1"} for i in ("kept", "merged", "no-consent")]
+    store.write("raw", raw, upsert=False)
+    store.commit_clean([{"_id": "kept", "duplicates": ["merged"]}], [], ["kept", "merged"])
+    store.commit_clean([], [], ["no-consent"])
+    receipt = {"_id": "merged", "submission_id": "merged", **meta}
+    assert store.insert_one("raw", {"_id": "merged", "v": "2"}) == (receipt, False)
+    (outcome,) = store.insert_each("raw", [{"_id": "no-consent", "v": "2"}])
+    assert outcome == ({**receipt, "_id": "no-consent", "submission_id": "no-consent"}, False)
+    counts = store.write("raw", [{"_id": "merged"}, {"_id": "no-consent"}, {"_id": "new"}], upsert=False)
+    assert (counts.inserted, counts.skipped) == (1, 2)
+    assert _ids(store, "raw") == ["new"]
+    # Repeating the commits (a rerun after a crash) keeps the receipts as they were.
+    store.commit_clean([{"_id": "kept", "duplicates": ["merged"]}], [], ["kept", "merged"])
+    assert store.insert_one("raw", {"_id": "merged"}) == (receipt, False)
+
+
+@pytest.mark.parametrize("call", ["insert_one", "insert_each", "write"])
+def test_an_insert_racing_the_clean_of_its_id_answers_with_the_cleaned_record(
+    store: Store, backend: str, call: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MongoDB looks for a moved id, then inserts, in separate steps: a clean committing that id in
+    between (deleting the raw copy it read) must not leave the resend in raw, where the next clean
+    would replace the acknowledged record with it. (The embedded store does both in one
+    transaction under its write lock, so nothing can come in between.)"""
+    if backend == "sqlite":
+        pytest.skip("one transaction: no clean can commit between the look and the insert")
+    store.insert_one("raw", {"_id": "x", "v": "first"})
+    look = store._moved  # type: ignore[attr-defined]
+    cleaned = []
+
+    def look_then_clean(*args: object, **kwargs: object) -> dict:
+        found = look(*args, **kwargs)
+        if not cleaned:  # the clean commits right after the first look
+            cleaned.append(store.commit_clean([{"_id": "x", "v": 1}], [], ["x"]))
+        return found
+
+    monkeypatch.setattr(store, "_moved", look_then_clean)
+    resent = {"_id": "x", "v": "second"}
+    if call == "insert_one":
+        assert store.insert_one("raw", resent) == ({"_id": "x", "v": 1}, False)
+    elif call == "insert_each":
+        assert store.insert_each("raw", [resent]) == [({"_id": "x", "v": 1}, False)]
+    else:
+        counts = store.write("raw", [resent], upsert=False)
+        assert (counts.inserted, counts.skipped) == (0, 1)
+    assert store.count("raw") == 0
+    assert store.get("cleaned", "x") == {"_id": "x", "v": 1}

@@ -39,7 +39,10 @@ def _unconfirmed_title(exc: DbApiCallError, *, keyed: bool) -> str:
         what = "The database service did not confirm the record in time, so it may not be stored"
     if keyed:
         return f"{what}: send it again with the same Idempotency-Key, which stores it once"
-    return f"{what}: send it again, with an Idempotency-Key header so that a retry can never store it twice"
+    return (
+        f"{what}; as it was sent without an Idempotency-Key, sending it again may store it twice. Send "
+        "an Idempotency-Key with every record: a retry with the same key is stored once"
+    )
 
 
 @router.post(
