@@ -14,7 +14,6 @@ from typing import NamedTuple
 
 from db_api.filters import Condition
 from db_api.scan_pages import decode_matching
-from pipeline_lib.contract.collections import LATER_HOMES
 from pipeline_lib.contract.fields import RECEIPT_FIELDS
 from pipeline_lib.wire.errors import InvalidArgument, StaleFence
 
@@ -114,15 +113,9 @@ def check_fence(fence: Fence, stored: StoredLease | None) -> None:
 
 
 def receipt(doc: dict) -> dict:
-    """What the store keeps of a raw record the clean placed under no key of its own (a
-    resubmission merged into another record, a record without consent): its id and receipt
-    fields, so that the id is still known as received (see `LATER_HOMES`)."""
+    """What the store keeps of a raw record the clean merged into another one: its id and receipt
+    fields, so that the id is still known as received (`RECEIPTS`, `LATER_HOMES`)."""
     return {"_id": doc["_id"], **{name: doc[name] for name in RECEIPT_FIELDS if name in doc}}
-
-
-def moves_on(collection: str) -> bool:
-    """Whether inserts into `collection` look for their ids where later steps move them."""
-    return bool(LATER_HOMES.get(collection))
 
 
 @dataclass(frozen=True)
@@ -150,9 +143,12 @@ class CleanCommit:
         return [doc["_id"] for doc in self.quarantine]
 
     @property
-    def unplaced_ids(self) -> list[str]:
-        """Raw ids this commit deletes without placing them under their own key: their receipts
-        are kept (`receipt`)."""
+    def merged_ids(self) -> list[str]:
+        """Raw ids this commit deletes beside the records it places, without a record of their
+        own: resubmissions merged into one of them, whose receipts are kept (`receipt`). A commit
+        that only deletes (records without consent) keeps nothing of them."""
+        if not self.cleaned and not self.quarantine:
+            return []
         placed = {*self.cleaned_ids, *self.quarantine_ids}
         return [i for i in dict.fromkeys(self.raw_ids) if i not in placed]
 

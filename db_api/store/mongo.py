@@ -34,12 +34,14 @@ from pymongo.errors import (
     ConnectionFailure,
     DuplicateKeyError,
     PyMongoError,
+    ServerSelectionTimeoutError,
 )
 
 from db_api.filters import Condition, to_mongo_query
 from db_api.store import base
 from db_api.store.base import CleanCommit, CommitCounts, Fence, Lease, ScanSpec, Store, WriteCounts
-from pipeline_lib.contract.collections import COLLECTIONS, LATER_HOMES
+from pipeline_lib.contract.collections import COLLECTIONS, LATER_HOMES, RAW, RECEIPTS
+from pipeline_lib.contract.fields import RECEIPT_FIELDS
 from pipeline_lib.settings import redact_uri_password as redact
 from pipeline_lib.wire import bson_codec
 from pipeline_lib.wire.errors import DbApiError, DeadlineExceeded, InvalidArgument, StaleFence, Unavailable
@@ -47,7 +49,6 @@ from pipeline_lib.wire.errors import DbApiError, DeadlineExceeded, InvalidArgume
 SEQ = bson_codec.SEQ_FIELD
 _COUNTERS = "_workbench_counters"
 _LEASES = "_workbench_leases"
-_RECEIPTS = "_workbench_receipts"  # see `base.receipt`
 _FENCES = "_workbench_fences"
 _DUPLICATE_KEY = 11000
 _IN_CHUNK = 10_000
@@ -100,7 +101,7 @@ def _within(deadline: float | None) -> Iterator[None]:
         with pymongo.timeout(left):
             yield
     except PyMongoError as exc:
-        if not exc.timeout or isinstance(exc, ConnectionFailure):  # no server: unavailable
+        if not exc.timeout or isinstance(exc, ServerSelectionTimeoutError):  # no server: unavailable
             raise
         raise DeadlineExceeded(
             "MongoDB did not acknowledge the insert before the caller's deadline (it may still be "
@@ -190,12 +191,11 @@ class MongoStore(Store):
         for start in range(0, len(ids), _IN_CHUNK):
             query = {"_id": {"$in": ids[start : start + _IN_CHUNK]}}
             existing.update((d["_id"], d[SEQ]) for d in coll.find(query, {SEQ: 1}, session=session))
-        # Stored before and moved on by a step since: as if still here (one moved at this moment
-        # is caught after the write: `_undo_moved`).
+        # Stored before and moved on by a step since: as if still here. Raw is read first: a clean
+        # writes an id's new home before deleting it from raw, so every id is seen in one of them.
         moved = set() if upsert else set(self._moved(collection, ids, session, whole=False)) - existing.keys()
         first_seq = self._allocate_seqs(collection, len(ids) - len(existing) - len(moved))
         ops: list[InsertOne | ReplaceOne] = []
-        new: dict[str, int] = {}  # inserted ids and their seqs
         inserted = replaced = skipped = 0
         for doc in docs:
             doc_id = doc["_id"]
@@ -208,33 +208,26 @@ class MongoStore(Store):
                 ops.append(ReplaceOne({"_id": doc_id}, {**doc, SEQ: existing[doc_id]}, upsert=True))
                 replaced += 1
             else:
-                existing[doc_id] = new[doc_id] = first_seq
+                existing[doc_id] = first_seq
                 first_seq += 1
                 ops.append(InsertOne({**doc, SEQ: existing[doc_id]}))
                 inserted += 1
         if ops:
             coll.bulk_write(ops, ordered=True, session=session)
-        if not upsert and new:
-            undone = len(self._undo_moved(collection, new, session))
-            inserted, skipped = inserted - undone, skipped + undone
         return WriteCounts(inserted, replaced, skipped)
 
     def _moved(
         self, collection: str, ids: Sequence[str], session: ClientSession | None = None, whole: bool = True
     ) -> dict[str, dict]:
-        """The documents of `ids` that live on elsewhere (`LATER_HOMES`, the receipts), by id;
-        with `whole` False only their ids."""
-        if not base.moves_on(collection) or not ids:
-            return {}
+        """The documents of `ids` that live on elsewhere (`LATER_HOMES`; the first home found), by
+        id; with `whole` False only their ids."""
         found: dict[str, dict] = {}
         projection = None if whole else {"_id": 1}
-        for home in (*LATER_HOMES[collection], _RECEIPTS):
+        for home in LATER_HOMES.get(collection, ()) if ids else ():
             for start in range(0, len(ids), _IN_CHUNK):
                 query = {"_id": {"$in": list(ids[start : start + _IN_CHUNK])}}
-                found.update(
-                    (d["_id"], _without_seq(d))
-                    for d in self.db[home].find(query, projection, session=session)
-                )
+                for d in self.db[home].find(query, projection, session=session):
+                    found.setdefault(d["_id"], _without_seq(d))
         return found
 
     def _undo_moved(
@@ -252,10 +245,12 @@ class MongoStore(Store):
         """Receipts of the raw records `ids` (placed under no key of their own), before they go."""
         for start in range(0, len(ids), _IN_CHUNK):
             query = {"_id": {"$in": list(ids[start : start + _IN_CHUNK])}}
-            receipts = [base.receipt(d) for d in self.db["raw"].find(query, session=session)]
-            if receipts:
-                ops = [ReplaceOne({"_id": r["_id"]}, r, upsert=True) for r in receipts]
-                self.db[_RECEIPTS].bulk_write(ops, ordered=False, session=session)
+            fields = dict.fromkeys(RECEIPT_FIELDS, 1)
+            receipts = [base.receipt(d) for d in self.db[RAW].find(query, fields, session=session)]
+            if receipts and session is not None:
+                self._write(RECEIPTS, receipts, upsert=True, session=session)
+            elif receipts:
+                self._write_retrying(RECEIPTS, receipts, upsert=True)
 
     def _write_retrying(self, collection: str, docs: Sequence[dict], *, upsert: bool) -> WriteCounts:
         """A concurrent writer may insert one of our new ids between lookup and write: redo."""
@@ -460,7 +455,7 @@ class MongoStore(Store):
                 self._write("quarantine", quarantine, upsert=True, session=session)
                 self._delete_ids("quarantine", commit.cleaned_ids, session=session)
                 self._delete_ids("cleaned", commit.quarantine_ids, session=session)
-                self._keep_receipts(commit.unplaced_ids, session)
+                self._keep_receipts(commit.merged_ids, session)
                 return self._delete_ids("raw", commit.raw_ids, session=session)
 
             with self.client.start_session() as session:
@@ -475,7 +470,7 @@ class MongoStore(Store):
             self._check_fence(fence)
             self._delete_ids("quarantine", commit.cleaned_ids)
             self._delete_ids("cleaned", commit.quarantine_ids)
-            self._keep_receipts(commit.unplaced_ids)  # before the raw records go: safe to repeat
+            self._keep_receipts(commit.merged_ids)  # before the raw records go: safe to repeat
             deleted = self._delete_ids("raw", commit.raw_ids)
         return CommitCounts(len(cleaned), len(quarantine), deleted, transactional=self.transactions)
 

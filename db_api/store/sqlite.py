@@ -19,7 +19,7 @@ from pathlib import Path
 from db_api.filters import Condition
 from db_api.store import base
 from db_api.store.base import CleanCommit, CommitCounts, Fence, Lease, ScanSpec, Store, WriteCounts
-from pipeline_lib.contract.collections import COLLECTIONS, LATER_HOMES
+from pipeline_lib.contract.collections import COLLECTIONS, LATER_HOMES, RECEIPTS
 from pipeline_lib.wire import bson_codec
 from pipeline_lib.wire.errors import DeadlineExceeded, InvalidArgument, Unavailable
 
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 # SQLite allows 32766 parameters per statement; stay well below for IN lists.
 _IN_CHUNK = 900
 _MAX_SEQ = 2**63 - 1
-_RECEIPTS = "receipts"
 
 
 def _table(collection: str) -> str:
@@ -59,8 +58,6 @@ class SqliteStore(Store):
                 "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, "
                 "expires_at REAL NOT NULL, generation INTEGER NOT NULL DEFAULT 0)"
             )
-            # Receipts of raw ids the clean placed under no key of their own (`base.receipt`).
-            tx.execute(f"CREATE TABLE IF NOT EXISTS {_RECEIPTS} (id TEXT PRIMARY KEY, doc BLOB NOT NULL)")
             if "generation" not in {row[1] for row in tx.execute("PRAGMA table_info(leases)")}:
                 # A store made before leases had generations.
                 tx.execute("ALTER TABLE leases ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")
@@ -225,7 +222,7 @@ class SqliteStore(Store):
             _write_rows(tx, "quarantine", quarantine_rows, upsert=True)
             _delete_ids(tx, "quarantine", commit.cleaned_ids)
             _delete_ids(tx, "cleaned", commit.quarantine_ids)
-            _keep_receipts(tx, commit.unplaced_ids)
+            _keep_receipts(tx, commit.merged_ids)
             deleted = _delete_ids(tx, "raw", commit.raw_ids)
         return CommitCounts(len(cleaned_rows), len(quarantine_rows), deleted, transactional=True)
 
@@ -403,10 +400,8 @@ def _ids_in(conn: sqlite3.Connection, table: str, ids: Sequence[str]) -> set[str
 
 
 def _later_tables(collection: str) -> list[str]:
-    """Where an id inserted into `collection` may live on: `LATER_HOMES`, and the receipts."""
-    if not base.moves_on(collection):
-        return []
-    return [*(_table(home) for home in LATER_HOMES[collection]), _RECEIPTS]
+    """Where an id inserted into `collection` may live on, first home first (`LATER_HOMES`)."""
+    return [_table(home) for home in LATER_HOMES.get(collection, ())]
 
 
 def _keep_receipts(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
@@ -415,10 +410,7 @@ def _keep_receipts(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
         marks = ",".join("?" * len(chunk))
         raw = conn.execute(f"SELECT doc FROM {_table('raw')} WHERE id IN ({marks})", chunk).fetchall()
         receipts = [base.receipt(bson_codec.decode(row[0])) for row in raw]
-        conn.executemany(
-            f"INSERT OR IGNORE INTO {_RECEIPTS}(id, doc) VALUES (?, ?)",
-            [(r["_id"], bson_codec.encode(r)) for r in receipts],
-        )
+        _write_rows(conn, RECEIPTS, [(r["_id"], bson_codec.encode(r)) for r in receipts], upsert=True)
 
 
 def _write_rows(

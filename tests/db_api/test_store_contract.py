@@ -369,25 +369,35 @@ def test_an_id_a_clean_moved_on_is_never_received_into_raw_again(store: Store) -
     assert store.insert_one("processed", {"_id": "c"}) == ({"_id": "c"}, True)
 
 
-def test_an_id_the_clean_placed_under_no_key_of_its_own_is_still_received_once(store: Store) -> None:
-    """A resubmission merged into another record, or a record without consent, leaves raw without
-    a cleaned or quarantined record of its own: its receipt is kept, and a resend finds it."""
+def test_an_id_the_clean_merged_into_another_record_is_still_received_once(store: Store) -> None:
+    """A resubmission merged into another record leaves raw without a record of its own: its
+    receipt (metadata, no answers) is kept in `receipts`, and a resend finds it. Of a record
+    without consent nothing is kept."""
     when = dt.datetime(2026, 12, 4, tzinfo=dt.UTC)
-    meta = {"received_at": when, "source": "api", "answers_sha256": "h"}
+    meta = {"received_at": when, "source": "form", "answers_sha256": "h"}
     raw = [{"_id": i, "submission_id": i, **meta, "v": "1"} for i in ("kept", "merged", "no-consent")]
     store.write("raw", raw, upsert=False)
     store.commit_clean([{"_id": "kept", "duplicates": ["merged"]}], [], ["kept", "merged"])
     store.commit_clean([], [], ["no-consent"])
     receipt = {"_id": "merged", "submission_id": "merged", **meta}
+    assert store.get("receipts", "merged") == receipt
+    assert store.count("receipts") == 1
     assert store.insert_one("raw", {"_id": "merged", "v": "2"}) == (receipt, False)
-    (outcome,) = store.insert_each("raw", [{"_id": "no-consent", "v": "2"}])
-    assert outcome == ({**receipt, "_id": "no-consent", "submission_id": "no-consent"}, False)
+    assert store.insert_each("raw", [{"_id": "merged", "v": "2"}]) == [(receipt, False)]
     counts = store.write("raw", [{"_id": "merged"}, {"_id": "no-consent"}, {"_id": "new"}], upsert=False)
-    assert (counts.inserted, counts.skipped) == (1, 2)
-    assert _ids(store, "raw") == ["new"]
-    # Repeating the commits (a rerun after a crash) keeps the receipts as they were.
+    assert (counts.inserted, counts.skipped) == (2, 1)
+    assert _ids(store, "raw") == ["no-consent", "new"]
+    # Repeating the commit (a rerun after a crash) keeps the receipt as it was.
     store.commit_clean([{"_id": "kept", "duplicates": ["merged"]}], [], ["kept", "merged"])
-    assert store.insert_one("raw", {"_id": "merged"}) == (receipt, False)
+    assert store.get("receipts", "merged") == receipt
+
+
+def test_a_record_comes_first_from_its_first_later_home(store: Store) -> None:
+    """Should an id have both a cleaned record and a receipt (a clean merged it, a later one kept
+    it), an insert answers with the cleaned record on every backend."""
+    store.write("receipts", [{"_id": "x", "source": "api"}], upsert=True)
+    store.write("cleaned", [{"_id": "x", "v": 1}], upsert=True)
+    assert store.insert_one("raw", {"_id": "x"}) == ({"_id": "x", "v": 1}, False)
 
 
 @pytest.mark.parametrize("call", ["insert_one", "insert_each", "write"])

@@ -94,6 +94,29 @@ def test_a_page_resent_after_the_clean_keeps_its_receipt_and_never_replaces_the_
     assert stack.db.get("quarantine", submission_id)["ses"] == "1,5"
 
 
+def test_a_page_the_clean_merged_as_a_resubmission_keeps_its_receipt(stack: WebStack) -> None:
+    """Two pages with the same student and answers: the clean keeps one record and merges the
+    other into it. The merged page sent again gets its receipt, and the receipt page still shows
+    (it used to say 'no submission with this receipt number', inviting a third submission)."""
+    import pandas as pd
+
+    from pipeline_lib.clean.pandas_job import run_clean_pandas
+
+    school = pd.DataFrame([{"school_id": "1224", "name": "North", "sector": "public", "size": 300}])
+    stack.db.write("schools", school, mode="upsert", key="school_id")
+    same = {**GOOD, "student_ref": "S-1"}
+    with stack.client() as http:
+        pages = [_open_form(http), _open_form(http)]
+        sent = [http.post("/", data={**same, **page}) for page in pages]
+        report = run_clean_pandas(stack.db, run_id="t")
+        assert (report.cleaned, report.duplicates_collapsed) == (1, 1)
+        resent = http.post("/", data={**same, **_open_form(http), "nonce": pages[1]["nonce"]})
+        receipts = [http.get(response.headers["location"]) for response in sent]
+    assert resent.headers["location"] == sent[1].headers["location"]
+    assert [r.status_code for r in receipts] == [200, 200]
+    assert stack.db.count("raw") == 0 and stack.db.count("cleaned") == 1
+
+
 def test_wrong_answers_are_explained_next_to_their_fields_and_kept(stack: WebStack) -> None:
     with stack.client() as http:
         hidden = _open_form(http)
