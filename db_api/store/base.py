@@ -144,13 +144,12 @@ class CleanCommit:
 
     @property
     def merged_ids(self) -> list[str]:
-        """Raw ids this commit deletes beside the records it places, without a record of their
-        own: resubmissions merged into one of them, whose receipts are kept (`receipt`). A commit
-        that only deletes (records without consent) keeps nothing of them."""
-        if not self.cleaned and not self.quarantine:
-            return []
+        """Raw ids this commit deletes that a cleaned record names as resubmissions merged into it
+        (its `duplicates`) and that have no record of their own: their receipts are kept
+        (`receipt`). Of other deleted ids (records without consent) nothing is kept."""
+        merged = {i for doc in self.cleaned for i in doc.get("duplicates") or ()}
         placed = {*self.cleaned_ids, *self.quarantine_ids}
-        return [i for i in dict.fromkeys(self.raw_ids) if i not in placed]
+        return [i for i in dict.fromkeys(self.raw_ids) if i in merged and i not in placed]
 
 
 @dataclass(frozen=True)
