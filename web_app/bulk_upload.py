@@ -69,17 +69,15 @@ class UploadCutOff(Exception):
 
 
 def _what_was_stored(through: int, maybe_through: int) -> str:
+    if maybe_through == through == 0:
+        return "Nothing of this upload was stored."
     certain = (
         f"Records up to line {through} were stored, or refused as listed in problems"
         if through
         else "None of the records before the failure was confirmed stored"
     )
     if maybe_through == through:
-        return (
-            f"{certain}; nothing after line {through} was stored."
-            if through
-            else "Nothing of this upload was stored."
-        )
+        return f"{certain}; nothing after line {through} was stored."
     return (
         f"{certain}; those from line {through + 1} to line {maybe_through} may or may not be stored (the "
         f"database did not confirm them); nothing after line {maybe_through} was stored. Send again from "

@@ -222,8 +222,10 @@ class MongoStore(Store):
         """The documents of `ids` that live on elsewhere (`LATER_HOMES`; the first home found), by
         id; with `whole` False only their ids."""
         found: dict[str, dict] = {}
+        if not ids:
+            return found
         projection = None if whole else {"_id": 1}
-        for home in LATER_HOMES.get(collection, ()) if ids else ():
+        for home in LATER_HOMES.get(collection, ()):
             for start in range(0, len(ids), _IN_CHUNK):
                 query = {"_id": {"$in": list(ids[start : start + _IN_CHUNK])}}
                 for d in self.db[home].find(query, projection, session=session):
@@ -242,15 +244,21 @@ class MongoStore(Store):
         return moved
 
     def _keep_receipts(self, ids: Sequence[str], session: ClientSession | None = None) -> None:
-        """Receipts of the raw records `ids` (placed under no key of their own), before they go."""
-        for start in range(0, len(ids), _IN_CHUNK):
-            query = {"_id": {"$in": list(ids[start : start + _IN_CHUNK])}}
-            fields = dict.fromkeys(RECEIPT_FIELDS, 1)
-            receipts = [base.receipt(d) for d in self.db[RAW].find(query, fields, session=session)]
-            if receipts and session is not None:
-                self._write(RECEIPTS, receipts, upsert=True, session=session)
-            elif receipts:
-                self._write_retrying(RECEIPTS, receipts, upsert=True)
+        """Receipts of the raw records `ids` (merged into other records), before they go."""
+        fields = dict.fromkeys(RECEIPT_FIELDS, 1)
+        receipts = [
+            base.receipt(d)
+            for start in range(0, len(ids), _IN_CHUNK)
+            for d in self.db[RAW].find(
+                {"_id": {"$in": list(ids[start : start + _IN_CHUNK])}}, fields, session=session
+            )
+        ]
+        if not receipts:
+            return
+        if session is not None:  # in the commit's transaction
+            self._write(RECEIPTS, receipts, upsert=True, session=session)
+        else:
+            self._write_retrying(RECEIPTS, receipts, upsert=True)
 
     def _write_retrying(self, collection: str, docs: Sequence[dict], *, upsert: bool) -> WriteCounts:
         """A concurrent writer may insert one of our new ids between lookup and write: redo."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from db_api.filters import Condition
 from db_api.store import base
 from db_api.store.base import CleanCommit, CommitCounts, Fence, Lease, ScanSpec, Store, WriteCounts
-from pipeline_lib.contract.collections import COLLECTIONS, LATER_HOMES, RECEIPTS
+from pipeline_lib.contract.collections import COLLECTIONS, LATER_HOMES, RAW, RECEIPTS
 from pipeline_lib.wire import bson_codec
 from pipeline_lib.wire.errors import DeadlineExceeded, InvalidArgument, Unavailable
 
@@ -408,7 +408,7 @@ def _keep_receipts(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
     for start in range(0, len(ids), _IN_CHUNK):
         chunk = list(ids[start : start + _IN_CHUNK])
         marks = ",".join("?" * len(chunk))
-        raw = conn.execute(f"SELECT doc FROM {_table('raw')} WHERE id IN ({marks})", chunk).fetchall()
+        raw = conn.execute(f"SELECT doc FROM {_table(RAW)} WHERE id IN ({marks})", chunk).fetchall()
         receipts = [base.receipt(bson_codec.decode(row[0])) for row in raw]
         _write_rows(conn, RECEIPTS, [(r["_id"], bson_codec.encode(r)) for r in receipts], upsert=True)
 
