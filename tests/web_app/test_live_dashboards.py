@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -216,6 +218,35 @@ def test_past_the_cap_an_analyst_gets_the_snapshot_and_why_until_a_kernel_is_fre
 async def _leave(live: Live, client: httpx.Client, kernel_id: str) -> bool:
     async with _socket(live, client, kernel_id) as socket:
         return (await _kernel_info(socket))["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "voila/./render/models.ipynb",
+        "voila/render/./models.ipynb",
+        "voila/render/models.ipynb/",
+        "voila//render/models.ipynb",
+        "voila/render//models.ipynb",
+        "voila/render/%2e/models.ipynb",
+    ],
+)
+def test_another_spelling_of_a_page_starts_no_kernel_past_the_cap(live: Live, spelling: str) -> None:
+    """Dot segments and doubled or trailing slashes reach the same page in Voilà (httpx and Tornado
+    resolve them), so they were let through as not a page: a kernel each, past the cap."""
+    with live.signed_in("analyst") as analyst:
+        assert _raw_get(live, analyst, f"{LIVE_DASHBOARDS_PATH}/{spelling}") == 404  # was 200: a kernel
+
+
+def _raw_get(live: Live, client: httpx.Client, path: str) -> int:
+    """GET `path` exactly as written (httpx would resolve its dot segments first)."""
+    address = urlsplit(live.web)
+    connection = http.client.HTTPConnection(address.hostname or "", address.port, timeout=120)
+    try:
+        connection.request("GET", path, headers={"Cookie": f"wb_session={client.cookies.get('wb_session')}"})
+        return connection.getresponse().status
+    finally:
+        connection.close()
 
 
 def test_an_idle_live_kernel_is_shut_down_and_frees_its_slot(live: Live) -> None:

@@ -40,6 +40,7 @@ router = APIRouter(tags=["dashboards"])
 Analyst = Annotated[TokenClaims, Security(page_user, scopes=["analyst"])]
 KERNEL_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _RENDER = re.compile(rf"voila/render/({NAME_PATTERN})\.ipynb")
+_RENDER_PREFIX = "voila/render/"
 _SHUTDOWN = re.compile(rf"voila/api/shutdown/{KERNEL_ID}")
 POLICY_VIOLATION = 1008  # WebSocket close code: refused by policy (sign-in, scope or origin)
 
@@ -82,6 +83,13 @@ async def kernel_channels(websocket: WebSocket, kernel_id: str) -> None:
             await shut_down_kernel(state.voila_http, state.settings, kernel_id)
 
 
+def _plain(path: str) -> bool:
+    """No empty, '.' or '..' segment (a doubled or trailing slash makes an empty one). httpx and
+    Tornado resolve such segments, so `voila/./render/x.ipynb` or `voila/render/x.ipynb/` is the
+    page `x` to Voilà: let through, it would start a kernel the cap did not count."""
+    return all(segment not in ("", ".", "..") for segment in path.split("/"))
+
+
 def _to_snapshot(name: str, why: str) -> RedirectResponse:
     return RedirectResponse(f"/dashboards/{name}?live={why}", status_code=status.HTTP_303_SEE_OTHER)
 
@@ -98,7 +106,7 @@ async def live_dashboard(
     voila: VoilaHttpDep,
 ) -> Response:
     """Voilà's pages, assets and kernel API, for analysts; a new page only below the cap."""
-    if ".." in path.split("/"):
+    if not _plain(path) or (path.startswith(_RENDER_PREFIX) and not _RENDER.fullmatch(path)):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
     if request.method == "POST" and not _SHUTDOWN.fullmatch(path):
         raise HTTPException(status.HTTP_405_METHOD_NOT_ALLOWED, "Live dashboards take no other posts")
