@@ -154,7 +154,7 @@ def _execute(
         echo(f"run {run_id}: executing {path.name} -> {output}")
         # The kernel and Spark inherit it; the notebook's clients attach the fence to their writes.
         with _environment({**child_environment(settings), FENCE_ENV: str(lease.fence)}):
-            exc = _papermill(path, output, {"run_id": run_id, **parameters}, settings, stopper, kernel)
+            exc = _papermill(path, output, {**parameters, "run_id": run_id}, settings, stopper, kernel)
         notebook = _read(output)
         record.counts = counts_from_notebook(notebook) if notebook else {}
         status, error = judge(exc, notebook)

@@ -51,6 +51,10 @@ class ParameterError(ValueError):
     """A run refused before its kernel starts; the message is one line a person can act on."""
 
 
+# Set by the run itself: a notebook's results and the freshness of the figures name the run's record.
+RESERVED = frozenset({"run_id"})
+
+
 class UnknownParameter(ParameterError):
     pass
 
@@ -243,6 +247,7 @@ def resolve(declared: Mapping[str, Mapping[str, Parameter]], texts: Mapping[str,
     """The `-p` texts read and checked for the notebooks a run executes (`declared`: each one's
     parameters, by notebook). A name must be declared by at least one; every notebook that
     declares it must accept its value."""
+    _refuse_reserved(texts)
     known = sorted({name for parameters in declared.values() for name in parameters})
     unknown = [name for name in texts if name not in known]
     if unknown:
@@ -263,6 +268,7 @@ def resolve(declared: Mapping[str, Mapping[str, Parameter]], texts: Mapping[str,
 
 def validate(notebook: str, declared: Mapping[str, Parameter], values: Mapping[str, Any]) -> dict[str, Any]:
     """Already-read values (a caller of the executor) checked against one notebook's parameters."""
+    _refuse_reserved(values)
     unknown = [name for name in values if name not in declared]
     if unknown:
         raise UnknownParameter(
@@ -270,6 +276,14 @@ def validate(notebook: str, declared: Mapping[str, Parameter], values: Mapping[s
             f"(its parameters: {', '.join(sorted(declared)) or 'none'})"
         )
     return {name: check(notebook, declared[name], value) for name, value in values.items()}
+
+
+def _refuse_reserved(names: Mapping[str, object]) -> None:
+    if reserved := sorted(RESERVED & set(names)):
+        raise InvalidParameter(
+            f"{', '.join(reserved)} is set by the run itself (the id of its record, which the results "
+            "and their freshness name): it cannot be given"
+        )
 
 
 def read_notebook(path: Path) -> dict[str, Parameter]:

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 # The built-in notebooks `workbench run all` (and a schedule's `all` job) runs first, in order;
 # then every analysis in `notebooks/analyses/`, each only if these succeeded.
@@ -39,6 +39,19 @@ AFTER = "after"
 NICKNAMES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 # A notebook's name: it becomes part of file names and run ids, so no paths, dots or spaces.
 NOTEBOOK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
+
+
+# Debian's cron (Vixie cron): per field, a list of `*` or a number or a three-letter name, or a
+# range of them, each with an optional `/step`. croniter also takes L, W, #, ?, R and H, which
+# Debian's cron refuses, and then it ignores every line of the file: those are refused here.
+_FIELDS = (  # name, lowest, highest, names
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
+    ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
+)
+_ITEM = re.compile(r"(?:(\*)|(\w+)(?:-(\w+))?)(?:/(\d+))?")
 
 
 class ScheduleError(ValueError):
@@ -128,13 +141,47 @@ def _timed(words: list[str], number: int, raw: str, source: str) -> Job:
             f"{source}, line {number}: unknown nickname {words[0]!r} "
             f"(use five cron fields, one of {', '.join(sorted(NICKNAMES))}, or `after NOTEBOOK`): {raw!r}"
         )
-    if len(words) < width or not croniter.is_valid(cron):
+    where = f"{source}, line {number}"
+    problem = None if width == 1 else _cron_problem(words[:5]) if len(words) >= 5 else "too few fields"
+    if problem is None and not croniter.is_valid(cron):
+        problem = "croniter cannot read it"
+    if problem is not None:
         raise ScheduleError(
-            f"{source}, line {number}: {cron!r} is not a valid cron time "
-            f"(minute hour day-of-month month day-of-week): {raw!r}"
+            f"{where}: {cron!r} is not a valid cron time (minute hour day-of-month month "
+            f"day-of-week): {problem}: {raw!r}"
         )
+    try:  # Feb 30 is valid in each field and never comes: croniter raises once asked for it
+        croniter(cron, dt.datetime(2000, 1, 1)).get_next(dt.datetime)
+    except CroniterBadDateError:
+        raise ScheduleError(f"{where}: the time {cron!r} never comes (no such date): {raw!r}") from None
     _check_job(args, number, raw, source, "the cron time")
     return Job(number, cron, args)
+
+
+def _cron_problem(fields: list[str]) -> str | None:
+    """What Debian's cron would refuse in five cron fields, or None."""
+    for text, (name, low, high, names) in zip(fields, _FIELDS, strict=True):
+        for item in text.split(","):
+            found = _ITEM.fullmatch(item.lower())
+            if found is None:
+                return f"Debian's cron does not know {item!r} in the {name} field"
+            star, first, last, step = found.groups()
+            values = [] if star else [_cron_value(v, names) for v in (first, last) if v is not None]
+            if None in values:
+                return f"Debian's cron does not know {item!r} in the {name} field"
+            if any(not low <= v <= high for v in values if v is not None):
+                return f"{item!r} is outside {low}-{high} in the {name} field"
+            if len(values) == 2 and values[0] > values[1]:  # type: ignore[operator]
+                return f"the range {item!r} runs backwards in the {name} field"
+            if step is not None and int(step) == 0:
+                return f"the step of {item!r} is 0 in the {name} field"
+    return None
+
+
+def _cron_value(word: str, names: tuple[str, ...]) -> int | None:
+    if word.isdigit():
+        return int(word)
+    return names.index(word) + (1 if len(names) == 12 else 0) if word in names else None
 
 
 def _follower(words: list[str], number: int, raw: str, source: str) -> Job:

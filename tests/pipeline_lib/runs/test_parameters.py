@@ -177,15 +177,19 @@ def test_resolve_gives_each_name_to_the_notebooks_that_declare_it() -> None:
     clean = parse_cell("limit: int = 0  # 0..\nrun_id: str | None = None")
     process = parse_cell("seed: int = 1  # 0..\nrun_id: str | None = None")
     declared = {"clean": clean, "process": process}
-    assert resolve(declared, {"limit": "5", "seed": "3", "run_id": "r1"}) == {
-        "limit": 5,
-        "seed": 3,
-        "run_id": "r1",
-    }
+    assert resolve(declared, {"limit": "5", "seed": "3"}) == {"limit": 5, "seed": 3}
     with pytest.raises(InvalidParameter, match="parameter seed of process"):
         resolve(declared, {"seed": "-3"})
     with pytest.raises(UnknownParameter, match=r"^clean and process have no parameter k "):
         resolve(declared, {"k": "3"})
+
+
+def test_the_run_id_is_the_runs_own_and_cannot_be_given(declared) -> None:
+    # `-p run_id bogus` stored results naming a run that does not exist, which freshness could not follow.
+    with pytest.raises(InvalidParameter, match="run_id is set by the run itself"):
+        resolve({"process": declared}, {"run_id": "bogus"})
+    with pytest.raises(InvalidParameter, match="run_id is set by the run itself"):
+        validate("process", declared, {"run_id": None})
 
 
 def test_validate_checks_values_a_caller_already_read(declared) -> None:

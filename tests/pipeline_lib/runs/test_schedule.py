@@ -45,11 +45,36 @@ def test_jobs_keep_their_options_and_nicknames_work() -> None:
         ("@often clean", "unknown nickname"),
         ("* * * * * -p a 1", "must start with a notebook name"),
         ('* * * * * clean -p "a', "No closing quotation"),
+        # Dates that never come: croniter raised while planning, which stopped the scheduler and
+        # with it `workbench up`, and made the results API answer 500.
+        ("0 0 31 2 * clean", "never comes"),
+        ("0 0 30 2 * clean", "never comes"),
+        # croniter's extensions: Debian's cron refuses them, and then ignores every line of the file.
+        ("0 0 L * * process", "Debian's cron does not know"),
+        ("0 0 * * 5L process", "Debian's cron does not know"),
+        ("0 0 15W * * process", "Debian's cron does not know"),
+        ("0 0 ? * * process", "Debian's cron does not know"),
+        ("R * * * * clean", "Debian's cron does not know"),
+        ("H * * * * clean", "Debian's cron does not know"),
+        ("0 24 * * * clean", "not a valid cron time"),
+        ("0 0 0 * * clean", "not a valid cron time"),
+        ("0 0 * * 8 clean", "not a valid cron time"),
+        ("5-1 * * * * clean", "not a valid cron time"),
+        ("*/0 * * * * clean", "not a valid cron time"),
     ],
 )
 def test_a_malformed_line_is_an_error_naming_the_line(line: str, complaint: str) -> None:
     with pytest.raises(ScheduleError, match=rf"crontab, line 2: .*{complaint}"):
         parse(f"*/10 * * * * clean\n{line}\n", "crontab")
+
+
+@pytest.mark.parametrize(
+    "cron",
+    ["0 0 29 2 *", "*/15 9-17 * * mon-fri", "0,30 * 1-15/2 jan,jul sun", "5 4 * * 7", "0 0 * * 0-6/2"],
+)
+def test_times_debians_cron_knows_are_taken(cron: str) -> None:
+    (job,) = parse(f"{cron} clean\n", "crontab")
+    assert job.cron == cron and job.next_times(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
 
 
 def test_the_cron_table_carries_absolute_paths_settings_and_logs_but_no_secrets(tmp_path: Path) -> None:
