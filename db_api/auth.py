@@ -1,6 +1,9 @@
 """Optional shared-secret authentication: metadata `authorization: Bearer <token>`.
 
-Health checks and reflection stay open so that probes and tools like grpcurl work without it.
+Only the health check (`grpc.health.v1.Health/Check`, one answer) stays open, so that probes work
+without it. Health watches and reflection are streams: each holds a server thread and a stream
+slot for as long as its client likes, so anyone who could open them could take every slot and
+refuse every scan and bulk write. They need the token (grpcurl: `-H 'authorization: Bearer …'`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Any
 
 import grpc
 
-_OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+_OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check"})
 
 
 class TokenAuthInterceptor(grpc.ServerInterceptor):
@@ -19,7 +22,7 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
         self._expected = f"Bearer {token}".encode()
 
     def _authorized(self, details: grpc.HandlerCallDetails) -> bool:
-        if details.method.startswith(_OPEN_PREFIXES):
+        if details.method in _OPEN_METHODS:
             return True
         for key, value in details.invocation_metadata or ():
             if key == "authorization":

@@ -136,7 +136,7 @@ def test_delete_ids_and_count_with_high_water_mark(client: DbApiClient) -> None:
     assert client.high_water_mark("raw") == 3
 
 
-def test_health_and_reflection_answer_without_a_token(running_db_api: RunningServer) -> None:
+def test_a_health_check_needs_no_token_and_reflection_one(running_db_api: RunningServer) -> None:
     from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
     with DbApiClient(f"127.0.0.1:{running_db_api.port}") as anonymous:
@@ -146,8 +146,45 @@ def test_health_and_reflection_answer_without_a_token(running_db_api: RunningSer
             anonymous.count("raw")
         assert error.value.code == grpc.StatusCode.UNAUTHENTICATED
     with grpc.insecure_channel(f"127.0.0.1:{running_db_api.port}") as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            ProtoReflectionDescriptorDatabase(channel).get_services()
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    intercepted = grpc.intercept_channel(
+        grpc.insecure_channel(f"127.0.0.1:{running_db_api.port}"), _Bearer(TOKEN)
+    )
+    with intercepted as channel:
         services = ProtoReflectionDescriptorDatabase(channel).get_services()
     assert "workbench.dbapi.v1.DbApi" in services and "grpc.health.v1.Health" in services
+
+
+class _Bearer(grpc.StreamStreamClientInterceptor):
+    """Sends the db-api token with each streaming call (as grpcurl's -H does)."""
+
+    def __init__(self, token: str) -> None:
+        self.metadata = [("authorization", f"Bearer {token}")]
+
+    def intercept_stream_stream(self, continuation, details, requests):  # type: ignore[no-untyped-def]
+        return continuation(details._replace(metadata=[*(details.metadata or ()), *self.metadata]), requests)
+
+
+def test_streams_without_a_token_take_no_slot(running_db_api: RunningServer, client: DbApiClient) -> None:
+    """Health watches were open to anyone and counted among the 16 stream slots: 16 of them, never
+    ended, left every scan and bulk write refused (RESOURCE_EXHAUSTED) until they were closed."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{running_db_api.port}") as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch
+        watches = [watch(health_pb2.HealthCheckRequest()) for _ in range(20)]
+        try:
+            for call in watches:
+                with pytest.raises(grpc.RpcError) as refused:
+                    next(call)
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            client.write("raw", pd.DataFrame({"_id": ["w1"]}))
+            assert client.scan("raw").num_rows >= 1
+        finally:
+            for call in watches:
+                call.cancel()
 
 
 def test_a_wrong_token_is_refused(running_db_api: RunningServer) -> None:
