@@ -25,6 +25,7 @@ from pipeline_lib.wire.bson_codec import (
     to_text,
 )
 from pipeline_lib.wire.errors import InvalidArgument, TooLarge
+from pipeline_lib.wire.ipc_compression import has_compressed_bodies
 
 # Values (cells, counting nested list items and struct fields) one message may hold: a few
 # hundred bytes of IPC can describe millions of nulls, and each becomes a Python object here.
@@ -41,9 +42,20 @@ def table_to_ipc(data: pa.Table | pa.RecordBatch) -> bytes:
 
 
 def ipc_to_table(data: bytes, what: str = "batch") -> pa.Table:
-    """Read one Arrow IPC stream; malformed input is an INVALID_ARGUMENT, never a crash."""
+    """Read one Arrow IPC stream; malformed input is an INVALID_ARGUMENT, never a crash, and a
+    compressed one is refused before it is inflated."""
+    buffer = pa.py_buffer(data)
     try:
-        with pa.ipc.open_stream(pa.py_buffer(data)) as reader:
+        compressed = has_compressed_bodies(buffer)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise InvalidArgument(f"the {what} is not a valid Arrow IPC stream: {exc}") from None
+    if compressed:
+        raise InvalidArgument(
+            f"the {what} is a compressed Arrow IPC stream: send it uncompressed (a compressed message "
+            "could inflate to any size)"
+        )
+    try:
+        with pa.ipc.open_stream(buffer) as reader:
             table = reader.read_all()
         table.validate(full=True)
     except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
@@ -79,8 +91,11 @@ def _check_type(type_: pa.DataType, where: str, depth: int = 0) -> None:
         _check_type(type_.value_type, f"{where}[]", depth + 1)
         return
     if pat.is_dictionary(type_):
-        _check_type(type_.value_type, where, depth)
-        return
+        # A few bytes of indices can repeat a large value any number of times once expanded.
+        raise InvalidArgument(
+            f"column {where!r} is dictionary-encoded (a pandas category?): send its values "
+            "(the workbench client does)"
+        )
     storable = (
         pat.is_null(type_)
         or pat.is_boolean(type_)

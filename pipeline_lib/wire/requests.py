@@ -239,13 +239,20 @@ def is_tabular(data: object) -> bool:
 
 
 def to_arrow(data: Tabular) -> pa.Table:
+    """An Arrow table of `data`, dictionary-encoded columns (pandas categories) as their values,
+    which is what the db-api accepts."""
     if isinstance(data, pa.Table):
-        return data
-    if isinstance(data, pa.RecordBatch):
-        return pa.Table.from_batches([data])
-    if _is_data_frame(data):
-        return pa.Table.from_pandas(data, preserve_index=False)
-    raise TypeError(f"expected a pandas DataFrame or an Arrow table, got {type(data).__name__}")
+        table = data
+    elif isinstance(data, pa.RecordBatch):
+        table = pa.Table.from_batches([data])
+    elif _is_data_frame(data):
+        table = pa.Table.from_pandas(data, preserve_index=False)
+    else:
+        raise TypeError(f"expected a pandas DataFrame or an Arrow table, got {type(data).__name__}")
+    for index, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(index, field.name, table.column(index).cast(field.type.value_type))
+    return table
 
 
 _WRITE_MODES = {"insert": pb.WRITE_MODE_INSERT, "upsert": pb.WRITE_MODE_UPSERT}

@@ -276,3 +276,41 @@ def test_insert_each_refuses_too_many_documents_before_storing_any(stub, seeded:
     unknown = pb.InsertEachRequest(collection="nope", documents_bson=documents[:1])
     assert _code(lambda: stub.InsertEach(unknown, metadata=METADATA))[0] == grpc.StatusCode.NOT_FOUND
     assert seeded.count("raw") == 2
+
+
+def test_a_compressed_message_is_refused_before_it_is_inflated(stub, seeded: DbApiClient) -> None:
+    """33 KB of zstd inflated to 1 GiB in the db-api (a review measured 4.5 GB at its peak): a
+    message's size bounds nothing once it may be compressed. The workbench client never compresses."""
+    before = _snapshot(seeded)
+    table = pa.table({"_id": ["z1"], "z": pa.array([bytes(8 << 20)], pa.large_binary())})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
+        writer.write(table)
+    bomb = sink.getvalue().to_pybytes()
+    assert len(bomb) < 4_000
+    request = pb.WriteBatchesRequest(collection="raw", mode=pb.WRITE_MODE_INSERT, arrow_ipc=bomb)
+    code, message = _code(lambda: stub.WriteBatches(iter([request]), metadata=METADATA))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "compressed" in message
+    commit = pb.CommitCleanRequest(cleaned_arrow_ipc=bomb, raw_ids=["keep1"])
+    code, message = _code(lambda: stub.CommitClean(commit, metadata=METADATA))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "compressed" in message
+    assert _snapshot(seeded) == before
+
+
+def test_a_dictionary_encoded_column_is_refused_before_it_is_expanded(stub, seeded: DbApiClient) -> None:
+    """One 1 MiB value referenced 2,000 times (a 1 MB message) became 2 GB of Python strings."""
+    values = pa.DictionaryArray.from_arrays(pa.array([0] * 2_000, pa.int32()), pa.array(["x" * (1 << 20)]))
+    table = pa.table({"_id": [f"d{i}" for i in range(2_000)], "big": values})
+    payload = table_to_ipc(table)
+    request = pb.WriteBatchesRequest(collection="raw", mode=pb.WRITE_MODE_INSERT, arrow_ipc=payload)
+    code, message = _code(lambda: stub.WriteBatches(iter([request]), metadata=METADATA))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "dictionary" in message
+    assert seeded.count("raw") == 2
+
+
+def test_the_client_sends_a_pandas_category_as_its_values(seeded: DbApiClient) -> None:
+    frame = pd.DataFrame({"_id": ["k1", "k2"], "sector": pd.Categorical(["public", "private"])})
+    seeded.write("cleaned", frame, mode="upsert")
+    rows = seeded.scan("cleaned").to_pylist()
+    sectors = {row["_id"]: row["sector"] for row in rows if row["_id"] != "c1"}
+    assert sectors == {"k1": "public", "k2": "private"}
