@@ -14,7 +14,9 @@ servers):
 * embedded documents are equal only with the same keys in the same order.
 
 Conditions that `matches` could not follow are refused: a range operator takes a single value
-(MongoDB would also order arrays and documents), and values may not hold keys that MongoDB forbids.
+(MongoDB would also order arrays and documents), values may not hold keys that MongoDB forbids, nor
+whole numbers BSON cannot hold. Every filter is bounded (size, nesting, `in` values), and `in`
+looks listed scalars up in a set, so a condition costs time linear in what it reads.
 """
 
 from __future__ import annotations
@@ -31,8 +33,14 @@ from typing import Any
 
 from bson.decimal128 import Decimal128
 
-from pipeline_lib.wire.bson_codec import check_field_name, check_keys
+from pipeline_lib.wire.bson_codec import MAX_DEPTH, check_field_name, check_keys
 from pipeline_lib.wire.errors import InvalidArgument
+
+MAX_VALUE_JSON_BYTES = 1 << 20  # one condition's value, as JSON
+MAX_IN_VALUES = 10_000
+_INT64 = range(-(2**63), 2**63)
+_TOO_DEEP = "the filter value for {field!r} nests too deeply (at most {depth} levels)"
+_HASHED_KINDS = ("null", "bool", "number", "string", "date")
 
 
 class Op(enum.StrEnum):
@@ -51,6 +59,39 @@ _RANGE_OPS = (Op.LT, Op.LTE, Op.GT, Op.GTE)
 
 
 @dataclass(frozen=True)
+class _Wanted:
+    """The values an `eq`, `ne` or `in` looks for: scalars by (kind, value) in a set (Python's
+    hash agrees with `==` across int, float and Decimal, and the kind keeps a bool from a number),
+    NaN as a flag, arrays and documents compared one by one."""
+
+    keys: frozenset[tuple[str, Any]]
+    nan: bool
+    others: tuple[Any, ...]
+
+    @classmethod
+    def of(cls, values: list[Any]) -> _Wanted:
+        keys, nan, others = set(), False, []
+        for value in map(_plain, values):
+            kind = _kind(value)
+            if _is_nan(value):
+                nan = True
+            elif kind in _HASHED_KINDS:
+                keys.add((kind, value))
+            else:
+                others.append(value)
+        return cls(frozenset(keys), nan, tuple(others))
+
+    def has(self, stored: Any) -> bool:
+        stored = _plain(stored)
+        if _is_nan(stored):
+            return self.nan
+        kind = _kind(stored)
+        if kind in _HASHED_KINDS:
+            return (kind, stored) in self.keys
+        return any(_equal(stored, other) for other in self.others)
+
+
+@dataclass(frozen=True)
 class Condition:
     field: str
     op: Op
@@ -58,9 +99,15 @@ class Condition:
 
     def __post_init__(self) -> None:
         check_field_name(self.field)
+        _check_depth(self.value, self.field)
         check_keys(self.value, self.field)  # a stored document never has such keys; MongoDB may refuse them
+        _check_whole_numbers(self.value, self.field)
         if self.op is Op.IN and not isinstance(self.value, list):
             raise InvalidArgument(f"'in' on {self.field!r} needs a list of values")
+        if self.op is Op.IN and len(self.value) > MAX_IN_VALUES:
+            raise InvalidArgument(
+                f"'in' on {self.field!r} lists {len(self.value):,} values; it takes at most {MAX_IN_VALUES:,}"
+            )
         if self.op is Op.EXISTS and not isinstance(self.value, bool):
             raise InvalidArgument(f"'exists' on {self.field!r} needs true or false")
         if self.op is Op.PREFIX and not isinstance(self.value, str):
@@ -70,16 +117,62 @@ class Condition:
                 f"{self.op.value!r} on {self.field!r} needs a single value, not an array or object"
             )
 
+    @property
+    def wanted(self) -> _Wanted:
+        """What `eq`, `ne` and `in` look for, built once per condition."""
+        found: _Wanted | None = self.__dict__.get("_wanted")
+        if found is None:
+            found = _Wanted.of(self.value if self.op is Op.IN else [self.value])
+            object.__setattr__(self, "_wanted", found)
+        return found
+
+
+def _check_depth(value: Any, field: str) -> None:
+    """At most MAX_DEPTH levels of arrays and documents (as stored documents), without recursion."""
+    level, depth = [value], 0
+    while level:
+        level = [
+            child
+            for item in level
+            if isinstance(item, list | dict)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        depth += 1
+        if depth > MAX_DEPTH + 1:
+            raise InvalidArgument(_TOO_DEEP.format(field=field, depth=MAX_DEPTH))
+
+
+def _check_whole_numbers(value: Any, field: str) -> None:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, int) and not isinstance(item, bool) and item not in _INT64:
+            raise InvalidArgument(
+                f"the filter value for {field!r} holds a whole number that does not fit BSON's 64 bits"
+            )
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+
 
 def parse_condition(field: str, op: str, value_json: str) -> Condition:
     try:
         parsed_op = Op(op)
     except ValueError:
         raise InvalidArgument(f"unknown filter operator {op!r} on field {field!r}") from None
+    if len(value_json) > MAX_VALUE_JSON_BYTES:
+        raise InvalidArgument(f"the filter value for {field!r} is over the limit: at most 1 MiB of JSON")
     try:
         value = json.loads(value_json) if value_json else None
     except json.JSONDecodeError as exc:
         raise InvalidArgument(f"filter value for {field!r} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidArgument(_TOO_DEEP.format(field=field, depth=MAX_DEPTH)) from None
+    except ValueError:  # Python's limit on the digits of a whole number
+        raise InvalidArgument(
+            f"the filter value for {field!r} holds a number with more digits than BSON can hold"
+        ) from None
     return Condition(field, parsed_op, value)
 
 
@@ -136,8 +229,8 @@ def _matches_one(doc: dict, cond: Condition) -> bool:
     stored = doc.get(cond.field)
     candidates = [stored, *stored] if isinstance(stored, list) else [stored]
     if cond.op in (Op.EQ, Op.NE, Op.IN):
-        wanted = cond.value if cond.op is Op.IN else [cond.value]
-        found = any(_equal(c, w) for c in candidates for w in wanted)
+        wanted = cond.wanted
+        found = any(wanted.has(c) for c in candidates)
         return found != (cond.op is Op.NE)
     if cond.op is Op.PREFIX:
         return any(isinstance(c, str) and c.startswith(cond.value) for c in candidates)

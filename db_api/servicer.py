@@ -93,7 +93,15 @@ def _rpc(method: F) -> F:
     return unary  # type: ignore[return-value]
 
 
+MAX_CONDITIONS = 32
+MAX_FILTER_JSON_BYTES = 4 << 20  # in all: a MongoDB query must stay under 16 MiB
+
+
 def conditions_from_proto(filters: Sequence[pb.Condition]) -> list[Condition]:
+    if len(filters) > MAX_CONDITIONS:
+        raise InvalidArgument(f"a filter has {len(filters)} conditions; at most {MAX_CONDITIONS}")
+    if sum(len(cond.value_json) for cond in filters) > MAX_FILTER_JSON_BYTES:
+        raise InvalidArgument("a filter's values are over the limit: at most 4 MiB of JSON in all")
     parsed = []
     for cond in filters:
         if cond.op not in _OPERATORS:

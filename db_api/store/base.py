@@ -15,6 +15,7 @@ from typing import NamedTuple
 from db_api.filters import Condition
 from db_api.scan_pages import decode_matching
 from pipeline_lib.contract.fields import RECEIPT_FIELDS
+from pipeline_lib.wire.bson_codec import check_id
 from pipeline_lib.wire.errors import InvalidArgument, StaleFence
 
 
@@ -133,6 +134,17 @@ class CleanCommit:
         both = set(self.cleaned_ids) & set(self.quarantine_ids)
         if both:
             raise InvalidArgument(f"records cannot be both cleaned and quarantined: {sorted(both)[:5]}")
+        for doc in self.cleaned:  # checked before anything is written: a store without transactions
+            duplicates = doc.get("duplicates")  # writes in steps
+            if duplicates is None:
+                continue
+            if not isinstance(duplicates, list):
+                raise InvalidArgument(
+                    f"cleaned record {doc['_id']!r}: duplicates must be a list of the raw ids merged "
+                    f"into it, got {type(duplicates).__name__}"
+                )
+            for value in duplicates:
+                check_id(value, f"cleaned record {doc['_id']!r}: each of its duplicates")
 
     @property
     def cleaned_ids(self) -> list[str]:

@@ -11,9 +11,10 @@ import pyarrow as pa
 import pytest
 
 from db_api.server import RunningServer
-from db_api.servicer import MAX_INSERT_EACH
+from db_api.servicer import MAX_INSERT_EACH, conditions_from_proto
 from pipeline_lib.client.sync import DbApiCallError, DbApiClient
 from pipeline_lib.wire.arrow_codec import table_to_ipc
+from pipeline_lib.wire.errors import InvalidArgument
 from pipeline_lib.wire.proto import dbapi_pb2 as pb
 from pipeline_lib.wire.proto import dbapi_pb2_grpc
 from tests.conftest import TOKEN
@@ -163,6 +164,34 @@ def test_bad_filter_json_and_operator_are_invalid_argument(stub, seeded: DbApiCl
         )
 
 
+def test_filters_past_their_bounds_are_invalid_argument(stub, seeded: DbApiClient) -> None:
+    """These answered INTERNAL (deep JSON, long numbers), or counted on SQLite what MongoDB refuses."""
+    eq = pb.OPERATOR_EQ
+    for filters, needle in (
+        ([pb.Condition(field="ses", op=eq, value_json="[" * 100_000 + "]" * 100_000)], "nests too deeply"),
+        ([pb.Condition(field="ses", op=eq, value_json="1" * 5_000)], "digits"),
+        ([pb.Condition(field="ses", op=eq, value_json=str(2**70))], "64 bits"),
+        ([pb.Condition(field=f"f{i}", op=eq, value_json="1") for i in range(33)], "at most 32"),
+    ):
+        for request in (
+            pb.CountRequest(collection="raw", filter=filters),
+            pb.ScanRequest(collection="raw", filter=filters),
+        ):
+            call = stub.Count if isinstance(request, pb.CountRequest) else stub.Scan
+            code, message = _code(
+                lambda call=call, request=request: (
+                    list(call(request, metadata=METADATA))
+                    if call is stub.Scan
+                    else call(request, metadata=METADATA)
+                )
+            )
+            assert code == grpc.StatusCode.INVALID_ARGUMENT and needle in message, message
+    assert seeded.health() == "SERVING"
+    values = [pb.Condition(field=f"f{i}", op=eq, value_json='"' + "x" * 900_000 + '"') for i in range(5)]
+    with pytest.raises(InvalidArgument, match="at most 4 MiB of JSON in all"):
+        conditions_from_proto(values)  # the test db-api's messages are smaller than that
+
+
 def test_bad_json_documents_are_invalid_argument(stub, seeded: DbApiClient) -> None:
     for text in ("{oops", "[1, 2]", '{"_id": "other"}', '{"$set": {"a": 1}}'):
         request = pb.PutDocumentRequest(collection="runs", id="r1", json=text)
@@ -253,6 +282,20 @@ def test_a_record_cannot_be_both_cleaned_and_quarantined_in_one_commit(seeded: D
     with pytest.raises(DbApiCallError, match="both cleaned and quarantined"):
         seeded.commit_clean(record, record, ["keep1"])
     assert seeded.get("raw", "keep1") is not None
+
+
+@pytest.mark.parametrize("duplicates", [5, [[{"x": 1}]], [["a"]], [7], "keep2"])
+def test_a_cleaned_record_whose_duplicates_are_not_ids_is_refused(
+    seeded: DbApiClient, duplicates: object
+) -> None:
+    """`duplicates` names the raw ids merged into a record: anything else answered INTERNAL, after a
+    MongoDB store without transactions had already written part of the commit."""
+    before = _snapshot(seeded)
+    record = pa.table({"submission_id": ["keep1"], "duplicates": pa.array([duplicates])})
+    with pytest.raises(DbApiCallError) as refused:
+        seeded.commit_clean(record, None, ["keep1"])
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT and "duplicates" in refused.value.details
+    assert _snapshot(seeded) == before
 
 
 def test_insert_each_refuses_each_bad_document_alone_and_stores_the_rest(stub, seeded: DbApiClient) -> None:
