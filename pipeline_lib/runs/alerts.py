@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import smtplib
+import threading
 from email.message import EmailMessage
 from typing import Any
 
@@ -23,7 +24,10 @@ log = logging.getLogger(__name__)
 
 FAILED = ("failed", "timed_out")
 MAX_HEADLINE = 300
-DELIVERY_TIMEOUT_SECONDS = 10.0
+DELIVERY_TIMEOUT_SECONDS = 10.0  # per connect or read
+# In all: a per-read timeout never ends an endpoint that sends a byte at a time, and a delivery
+# holds the run's process (with `all`, the runs after it).
+DELIVERY_DEADLINE_SECONDS = 20.0
 # Runs started by a person at a terminal show their failure there; the rest are announced.
 ANNOUNCED_TRIGGERS = frozenset({"scheduler", "cron"})
 
@@ -82,10 +86,23 @@ def announce(record: RunRecord, settings: Settings) -> None:
 
 
 def _deliver(kind: str, send: Any, record: RunRecord, settings: Settings) -> None:
-    try:
-        send(record, settings)
-    except Exception as exc:  # an alert that cannot go out must not fail the run a second time
-        log.warning("failed-run %s not delivered: %s", kind, exc, extra={"run_id": record.run_id})
+    """`send` in a thread of its own, waited for at most DELIVERY_DEADLINE_SECONDS; a delivery
+    still going then is left to end with the process."""
+    failure: list[str] = []
+
+    def deliver() -> None:
+        try:
+            send(record, settings)
+        except Exception as exc:  # an alert that cannot go out must not fail the run a second time
+            failure.append(str(exc))
+
+    sending = threading.Thread(target=deliver, name=f"alert-{kind}", daemon=True)
+    sending.start()
+    sending.join(DELIVERY_DEADLINE_SECONDS)
+    if sending.is_alive():
+        failure.append(f"no answer within {DELIVERY_DEADLINE_SECONDS:g} s")
+    if failure:
+        log.warning("failed-run %s not delivered: %s", kind, failure[0], extra={"run_id": record.run_id})
 
 
 def webhook_payload(record: RunRecord, settings: Settings) -> dict[str, Any]:

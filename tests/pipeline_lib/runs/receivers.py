@@ -49,6 +49,38 @@ def webhook_receiver() -> Iterator[Webhook]:
         server.server_close()
 
 
+@contextmanager
+def trickling_receiver(seconds_per_byte: float = 1.0) -> Iterator[str]:
+    """An HTTP endpoint that answers 200 and then sends its 1,000-byte body a byte at a time: each
+    read arrives within any per-read timeout, so only a total deadline ends the call."""
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(200)
+            self.send_header("content-length", "1000")
+            self.end_headers()
+            for _ in range(1000):
+                if stop.wait(seconds_per_byte):
+                    return
+                self.wfile.write(b".")
+                self.wfile.flush()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hooks/slow"
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+
+
 @dataclass
 class Mailbox:
     port: int

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
+from pipeline_lib.runs import alerts
 from pipeline_lib.runs.alerts import failure_line, headline, should_announce
 from pipeline_lib.runs.records import RunError, RunRecord
 from pipeline_lib.settings import Settings
 from tests.pipeline_lib.runs.conftest import RunEnv
-from tests.pipeline_lib.runs.receivers import smtp_server, webhook_receiver
+from tests.pipeline_lib.runs.receivers import smtp_server, trickling_receiver, webhook_receiver
 
 # What papermill records for a Spark job whose Python worker raised: Java wrapped around Python.
 SPARK_WORKER_ERROR = """An exception was thrown from the Python worker. Please see the stack trace below.
@@ -125,3 +128,18 @@ def test_an_unreachable_webhook_leaves_the_run_recorded_as_it_ended(run_env: Run
     assert failed.returncode == 1 and "webhook not delivered" in failed.stderr
     statuses = sorted(r["status"] for r in run_env.runs())
     assert statuses == ["failed", "succeeded"]
+
+
+def test_a_webhook_that_answers_slowly_is_given_up_at_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """httpx's timeout is per read: an endpoint sending a byte a second held the failed run's
+    process (and with `all`, the analyses after it) for as long as it liked."""
+    monkeypatch.setattr(alerts, "DELIVERY_DEADLINE_SECONDS", 2.0)
+    with trickling_receiver() as url:
+        settings = Settings(data_dir=tmp_path, alert_webhook=url)
+        announcing = threading.Thread(target=alerts.announce, args=(_record("boom"), settings), daemon=True)
+        announcing.start()
+        announcing.join(60)  # the endpoint would take 1,000 s
+        assert not announcing.is_alive()
+    assert "webhook not delivered" in caplog.text and "2 s" in caplog.text
