@@ -50,6 +50,9 @@ FERRETDB_VERSION = "v1.24.2"
 FERRETDB_SRC = CACHE_DIR / "ferretdb-src"
 FERRETDB_EXE = CACHE_DIR / "bin" / "ferretdb"
 
+MONGO_JAVA_SERVER_SRC = REPO_ROOT / "tests" / "mongo_java_server"
+MONGO_JAVA_SERVER_BUILD = CACHE_DIR / "mongo-java-server"
+
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 LOG_TAIL_CHARS = 4000
@@ -237,6 +240,30 @@ def ensure_ferretdb() -> Path:
     return FERRETDB_EXE
 
 
+def ensure_mongo_java_server() -> tuple[str, str]:
+    """Build the runner of mongo-java-server (`tests/mongo_java_server`) once; return the java
+    executable and the class path. Maven resolves the library from Maven Central."""
+    classes, class_path = MONGO_JAVA_SERVER_BUILD / "classes", MONGO_JAVA_SERVER_BUILD / "classpath.txt"
+    tools = {name: shutil.which(name) for name in ("java", "javac", "mvn")}
+    missing = [name for name, path in tools.items() if path is None]
+    if missing:
+        raise RuntimeError(f"building mongo-java-server needs {', '.join(missing)} on PATH (a JDK and Maven)")
+    with _cache_lock("mongo-java-server"):
+        if not (classes / "Serve.class").is_file():
+            MONGO_JAVA_SERVER_BUILD.mkdir(parents=True, exist_ok=True)
+            _run_step(
+                "resolving mongo-java-server",
+                [str(tools["mvn"]), "-q", "-f", str(MONGO_JAVA_SERVER_SRC / "pom.xml"),
+                 "dependency:build-classpath", f"-Dmdep.outputFile={class_path}"],
+            )  # fmt: skip
+            _run_step(
+                "compiling the mongo-java-server runner",
+                [str(tools["javac"]), "-cp", class_path.read_text().strip(), "-d", str(classes),
+                 str(MONGO_JAVA_SERVER_SRC / "Serve.java")],
+            )  # fmt: skip
+    return str(tools["java"]), f"{classes}:{class_path.read_text().strip()}"
+
+
 def _json_field(output: str, field: str) -> str:
     try:
         value = json.loads(output)[field]
@@ -370,6 +397,17 @@ def start_ferretdb(data_dir: Path) -> WireServer:
         "--telemetry=disable",
     ]
     return _launch("ferretdb", cmd, port, data_dir, supports_transactions=False)
+
+
+def start_mongo_java_server(data_dir: Path, heap_mb: int = 8192) -> WireServer:
+    """Start mongo-java-server (in memory: `data_dir` holds only its log) on a free loopback port.
+
+    A stand-in for MongoDB where speed matters more than fidelity: no transactions (the store
+    commits upserts first, deletes last), and an `$in` costs the square of its list's length."""
+    java, class_path = ensure_mongo_java_server()
+    port = free_port()
+    cmd = [java, f"-Xmx{heap_mb}m", "-cp", class_path, "Serve", str(port)]
+    return _launch("mongo-java-server", cmd, port, data_dir, supports_transactions=False)
 
 
 def start_mongod(data_dir: Path, replica_set: str = "rs0") -> WireServer:

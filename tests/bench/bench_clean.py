@@ -44,8 +44,8 @@ TARGET_READ_SHARE = 0.5  # the Spark read's records/s over the store's scan ceil
 WARM = "spark, warm"  # runs attached to a warm Spark (`--warm`)
 
 
-def one_run(engine: str, address: str, master: str) -> dict[str, float]:
-    """One clean in this process, from the first import to the last commit."""
+def one_run(engine: str, address: str, master: str, batch_size: int = 10_000) -> dict[str, float]:
+    """One clean in this process, from the first import to the last commit of `batch_size` rows."""
     started = time.perf_counter()
     from pipeline_lib.clean.job import run_clean
     from pipeline_lib.client.sync import DbApiClient
@@ -57,7 +57,7 @@ def one_run(engine: str, address: str, master: str) -> dict[str, float]:
         spark = get_spark(master, app_name="bench-clean")
         startup = time.perf_counter() - started
     with DbApiClient(address, "bench") as client:
-        report = run_clean(spark, client, run_id="bench", batch_size=10_000)
+        report = run_clean(spark, client, run_id="bench", batch_size=batch_size)
         total = time.perf_counter() - started
         assert client.count("raw") == 0, "the clean left raw records behind"
     return {"start": startup, **report.seconds, "total": total, "records": report.records_in}

@@ -4,12 +4,13 @@ workers, beside Spark `local[2]`, each run a fresh process as a scheduled run is
 1. At `--records` (1,000,000): through the embedded db-api, one process. On two cores no speed-up
    is expected: the figures show what running Spark as separate master, worker and executor
    processes costs.
-2. At `--replica-records` (20,000): the cluster through two `workbench db-api` replicas over a
-   MongoDB wire-protocol server, beside `local[2]` through one. The server is SecantusDB, the one
-   the scaled-out test uses (this machine has no MongoDB server): a single Python process that
-   commits about 250 records/s here, so a million records through it would take over an hour per
-   clean. FerretDB 1 (also built here) inserted about 700 records/s and refuses the result
-   documents' nested arrays.
+2. At `--replica-records` (1,000,000): the cluster through two `workbench db-api` replicas over a
+   MongoDB wire-protocol server, beside `local[2]` through one. This machine has no MongoDB server;
+   `--replica-server` picks the stand-in. mongo-java-server (the default; Java, in memory, built
+   from Maven Central by `tests/wire_servers.py`) has no transactions, and its `$in` costs the
+   square of the list's length, so its clean commits 1,000 records per batch (10,000 elsewhere).
+   SecantusDB (the scaled-out test's server, with transactions) commits about 250 records/s here:
+   give it `--replica-records 20000`. FerretDB 1 refuses the result documents' nested arrays.
 
 The clean runs `run_clean` on `dirty_raw` records (with their resubmissions), the process
 `run_process` on records simulated from a school-effects model; each from its own database,
@@ -17,6 +18,7 @@ filled beforehand (not timed). Median of `--repeat` runs; peak memory of the run
 db-api processes and the cluster's workers (`tests/bench/memory.py`).
 
     python tests/bench/bench_scaled_out.py [--records N] [--replica-records N] [--repeat R] [--parts 1 2]
+        [--replica-server mongo-java-server|secantusdb]
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import pandas as pd
+import pymongo
 
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.wire.requests import DbApiCallError
@@ -52,6 +55,13 @@ from tests.spark_cluster import standalone_cluster
 from tests.wire_servers import free_port
 
 TOKEN = "bench"
+# Records per clean commit on each replica server (see the docstring); the embedded store's is 10,000.
+COMMIT_BATCH = {"mongo-java-server": 1_000, "secantusdb": 10_000}
+DEFAULT_COMMIT_BATCH = 10_000
+STARTERS = {
+    "mongo-java-server": wire_servers.start_mongo_java_server,
+    "secantusdb": wire_servers.start_secantusdb,
+}
 MAX_MESSAGE_BYTES = 256 << 20
 WRITE_BATCH = 20_000  # records per bulk write while filling a database
 
@@ -106,10 +116,12 @@ def fill(address: str, schools: pd.DataFrame, collection: str, records: pd.DataF
     return time.perf_counter() - started
 
 
-def run_in_new_process(step: str, address: str, master: str, pids: list[int], workers: list[int]) -> dict:
+def run_in_new_process(
+    step: str, address: str, master: str, pids: list[int], workers: list[int], batch_size: int
+) -> dict:
     """One clean or process run in a fresh process, with peak memory (replicas and, on the
     cluster, its workers' processes counted)."""
-    args = [sys.executable, __file__, "--one", step, address, "--master", master]
+    args = [sys.executable, __file__, "--one", step, address, "--master", master, "--batch", str(batch_size)]
     return run_measured(
         args, f"the {step} run", pids[0], replica_pids=pids[1:], cluster_pids=workers, env=os.environ.copy()
     )
@@ -120,7 +132,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--replica-records", type=int, default=20_000)
+    parser.add_argument("--replica-records", type=int, default=1_000_000)
+    parser.add_argument("--replica-server", choices=sorted(COMMIT_BATCH), default="mongo-java-server")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--students-per-school",
@@ -131,11 +144,12 @@ def main() -> None:
     parser.add_argument("--parts", type=int, nargs="+", choices=(1, 2), default=[1, 2])
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--master", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=DEFAULT_COMMIT_BATCH, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         step, address = args.one
         if step == "clean":
-            result = clean_run("spark", address, args.master)
+            result = clean_run("spark", address, args.master, batch_size=args.batch)
         else:
             result = process_run(address, args.master, max_model_rows=2_000_000)
         print(json.dumps(result))
@@ -157,13 +171,15 @@ def main() -> None:
             print(f"\n1. {args.records:,} records through the embedded db-api")
             bench(args.records, per_school, repeat, [local, on_cluster], None, folder / "embedded")
         if 2 in args.parts:
-            server = wire_servers.start_secantusdb(folder / "secantusdb")
+            name = args.replica_server
+            server = STARTERS[name](folder / name)
             stack.callback(server.stop)
             uri = server.uri.partition("?")[0].rstrip("/")
-            print(f"\n2. {args.replica_records:,} records through db-api replicas over SecantusDB")
+            print(f"\n2. {args.replica_records:,} records through db-api replicas over {name}")
             one = Setup("local[2], one replica", "local[2]", [], 1)
             two = Setup("cluster of 2 workers, two replicas", cluster.master_url, workers, 2)
-            bench(args.replica_records, per_school, repeat, [one, two], uri, folder / "secantusdb-runs")
+            runs = folder / f"{name}-runs"
+            bench(args.replica_records, per_school, repeat, [one, two], uri, runs, COMMIT_BATCH[name])
 
 
 @dataclass(frozen=True)
@@ -175,9 +191,16 @@ class Setup:
 
 
 def bench(
-    records: int, per_school: int, repeat: int, setups: list[Setup], uri: str | None, folder: Path
+    records: int,
+    per_school: int,
+    repeat: int,
+    setups: list[Setup],
+    uri: str | None,
+    folder: Path,
+    batch_size: int = DEFAULT_COMMIT_BATCH,
 ) -> None:
-    """Each step on each setup, `repeat` times, from a database of its own; then the figures."""
+    """Each step on each setup, `repeat` times, from a database of its own (dropped after its
+    run: an in-memory server would hold them all); then the figures."""
     raw = dirty_raw(int(records / 1.05), seed=11)
     n_schools = max(10, records // per_school)  # a few per school: most cells suppressed, LPs dominate
     students = simulated.students(records, n_schools, seed=11)
@@ -192,7 +215,11 @@ def bench(
                 at = None if uri is None else f"{uri}/{database}"
                 with db_apis(at, setup.db_apis, folder / database) as (address, pids):
                     fills[collection].append(fill(address, known, collection, data))
-                    result = run_in_new_process(step, address, setup.master, pids, setup.workers)
+                    result = run_in_new_process(step, address, setup.master, pids, setup.workers, batch_size)
+                if uri is not None:
+                    mongo: pymongo.MongoClient = pymongo.MongoClient(uri)
+                    with mongo:
+                        mongo.drop_database(database)
                 runs[(setup.name, step)].append(result)
                 print(f"  {step} {run + 1}, {setup.name}: {result['total']:.1f} s", flush=True)
     report(runs, fills, {"clean": len(raw), "process": len(cleaned)})
