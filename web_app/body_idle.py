@@ -1,11 +1,17 @@
-"""Cut off request bodies that stop arriving (408), so a stalled client holds nothing for long.
+"""Cut off request bodies that stop arriving or trickle in (408), so a slow client holds nothing
+for long.
 
-A body that sends nothing for `seconds` ends the request: the app sees `BodyIdle` where it reads
-the body (the bulk upload route reports what it had committed), and a request whose response has
-not started is answered 408 here. Waiting for a disconnect after the body is not limited.
+A body that sends nothing for `seconds` ends the request, and so does one that, after its first
+`seconds`, has averaged under MIN_BYTES_PER_SECOND (a byte every few seconds is never idle, and
+held an upload slot for as long as its client liked): the app sees `BodyIdle` where it reads the
+body (the bulk upload route reports what it had committed), and a request whose response has not
+started is answered 408 here. With the size limit this bounds how long any body can take.
+Waiting for a disconnect after the body is not limited.
 """
 
 from __future__ import annotations
+
+import time
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,6 +26,21 @@ class BodyIdle(BodyRefused):
         super().__init__(408, detail, title, problem_detail=detail, headers={"Connection": "close"})
 
 
+MIN_BYTES_PER_SECOND = 8 * 1024  # a slow mobile link sends ten times that
+
+
+class BodySlow(BodyIdle):
+    def __init__(self, seconds: float, rate: float) -> None:
+        detail = (
+            f"The request body arrived too slowly: {rate:,.0f} bytes per second after {seconds:g} seconds, "
+            f"under the {MIN_BYTES_PER_SECOND:,} this server waits for, so it was cut off."
+        )
+        BodyRefused.__init__(
+            self, 408, detail, "The request body arrived too slowly", problem_detail=detail,
+            headers={"Connection": "close"},
+        )  # fmt: skip
+
+
 class BodyIdleMiddleware(BodyGuard):
     refusal = BodyIdle
 
@@ -29,14 +50,19 @@ class BodyIdleMiddleware(BodyGuard):
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         body_done = False
+        started, received = time.monotonic(), 0
 
         async def receive_in_time() -> Message:
-            nonlocal body_done
+            nonlocal body_done, received
             if body_done:
                 return await receive()
             with anyio.move_on_after(self.seconds):
                 message = await receive()
                 body_done = message["type"] != "http.request" or not message.get("more_body", False)
+                received += len(message.get("body", b""))
+                elapsed = time.monotonic() - started
+                if not body_done and elapsed > self.seconds and received < MIN_BYTES_PER_SECOND * elapsed:
+                    raise BodySlow(elapsed, received / elapsed)
                 return message
             raise BodyIdle(self.seconds)
 

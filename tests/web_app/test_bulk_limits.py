@@ -283,6 +283,26 @@ def test_a_stalled_upload_is_cut_off_and_reports_what_was_committed(stack: WebSt
 
 
 @pytest.mark.parametrize("web_settings", [{"upload_idle_seconds": 2.0}], indirect=True)
+def test_an_upload_that_trickles_in_is_cut_off_and_reports_what_was_committed(stack: WebStack) -> None:
+    """A byte every second is never idle for 2 s: such uploads kept their slots for as long as
+    their clients liked, and eight of them refused every school's upload (review)."""
+    (token,) = _add_submitters(stack, 1)
+    with _stalled(stack, [token], (HEADER + ROW).encode()) as (sock,):
+        answer = None
+        for _ in range(30):
+            sock.sendall(b"1\r\n,\r\n")  # one byte, as one chunk
+            ready, _, _ = select.select([sock], [], [], 1.0)
+            if ready:
+                answer = _answer(sock, wait=10)
+                break
+    assert answer is not None, "the trickling upload was never cut off"
+    status, _, body = answer
+    problem = json.loads(body)
+    assert status == 408 and "too slowly" in problem["title"], problem
+    assert "received" in problem, problem  # the bulk report: what was stored, what to send again
+
+
+@pytest.mark.parametrize("web_settings", [{"upload_idle_seconds": 2.0}], indirect=True)
 def test_a_stalled_json_body_is_cut_off(stack: WebStack) -> None:
     host, port = stack.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as sock:
