@@ -19,6 +19,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 from db_api.filters import Condition, matches
 from pipeline_lib.wire import arrow_codec, bson_codec
 from pipeline_lib.wire.errors import Unavailable
@@ -47,6 +49,12 @@ def decode_matching(blobs: Sequence[bytes], conditions: Sequence[Condition]) -> 
     return docs
 
 
+# Cells (rows times columns) of one batch. A page is cut by its BSON bytes, but documents that
+# each name other fields make a column per field, null in every other row: 8,000 of them, 200 KB
+# of BSON, made 64 million cells (3.5 GB, and a reply too large to send).
+MAX_CELLS_PER_BATCH = 2_000_000
+
+
 @dataclass(frozen=True)
 class PageFormat:
     """How a scan wants its batches; picklable, so worker processes receive it."""
@@ -55,16 +63,47 @@ class PageFormat:
     columns: tuple[str, ...] = ()
     as_text: bool = False
     schema_ipc: bytes = b""
+    max_ipc_bytes: int = 0  # a batch's Arrow IPC is halved until it fits (0: no limit)
 
 
-def encode_page(blobs: Sequence[bytes], fmt: PageFormat) -> tuple[bytes, int]:
-    """One page of stored BSON as an Arrow IPC stream of the matching rows, and their count."""
+def encode_page(blobs: Sequence[bytes], fmt: PageFormat) -> list[tuple[bytes, int]]:
+    """One page of stored BSON as Arrow IPC streams of the matching rows, with their counts: one
+    stream, or several where the page's columns times rows would pass MAX_CELLS_PER_BATCH or its
+    IPC `fmt.max_ipc_bytes`."""
     docs = decode_matching(blobs, fmt.conditions)
-    if not docs:
-        return b"", 0
     schema = arrow_codec.schema_from_bytes(fmt.schema_ipc) if fmt.schema_ipc else None
+    fixed = len(schema) if schema is not None else len(fmt.columns) + 1 if fmt.columns else 0
+    encoded = []
+    for part in _by_cells(docs, fixed):
+        encoded.extend(_encoded(part, fmt, schema))
+    return encoded
+
+
+def _by_cells(docs: list[dict], fixed_columns: int) -> Iterator[list[dict]]:
+    """`docs` in runs whose rows times columns stay within MAX_CELLS_PER_BATCH (one document at
+    least); `fixed_columns` when a projection or schema sets them, else the fields the run names."""
+    if len(docs) * (fixed_columns or len(set().union(*docs))) <= MAX_CELLS_PER_BATCH:
+        yield docs  # every ordinary page
+        return
+    start, names = 0, set[str]()
+    for index, doc in enumerate(docs):
+        if not fixed_columns:
+            names.update(doc)
+        columns = fixed_columns or len(names)
+        if index > start and (index - start + 1) * columns > MAX_CELLS_PER_BATCH:
+            yield docs[start:index]
+            start, names = index, set(doc)
+    if start < len(docs):
+        yield docs[start:]
+
+
+def _encoded(docs: list[dict], fmt: PageFormat, schema: pa.Schema | None) -> list[tuple[bytes, int]]:
     batch = arrow_codec.documents_to_batch(docs, fmt.columns, as_text=fmt.as_text, schema=schema)
-    return arrow_codec.table_to_ipc(batch), len(docs)
+    ipc = arrow_codec.table_to_ipc(batch)
+    if not fmt.max_ipc_bytes or len(ipc) <= fmt.max_ipc_bytes or len(docs) == 1:
+        return [(ipc, len(docs))]
+    half = len(docs) // 2
+    return [*_encoded(docs[:half], fmt, schema), *_encoded(docs[half:], fmt, schema)]
 
 
 def truncate(ipc: bytes, rows: int) -> bytes:
@@ -149,7 +188,7 @@ class PageEncoder:
     def encode(self, pages: Iterator[list[bytes]], fmt: PageFormat) -> Iterator[tuple[bytes, int]]:
         if self._pool is None:
             for blobs in pages:
-                yield encode_page(blobs, fmt)
+                yield from encode_page(blobs, fmt)
             return
         pool = self._pool
         pending: collections.deque[Future] = collections.deque()
@@ -157,9 +196,9 @@ class PageEncoder:
             for blobs in pages:
                 pending.append(pool.submit(encode_page, blobs, fmt))
                 if len(pending) > 2 * self.workers:
-                    yield pending.popleft().result()
+                    yield from pending.popleft().result()
             while pending:
-                yield pending.popleft().result()
+                yield from pending.popleft().result()
         except BrokenProcessPool:
             log.error("a scan worker process died; starting new ones")
             if self._pool is pool:

@@ -273,7 +273,9 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
             limit=request.limit,
             newest_first=request.newest_first,
         )
-        fmt = PageFormat(tuple(spec.conditions), tuple(spec.columns), as_text, request.arrow_schema)
+        fmt = PageFormat(
+            tuple(spec.conditions), tuple(spec.columns), as_text, request.arrow_schema, 2 * self.page_bytes
+        )
         pages = self.store.scan_pages(collection, spec)
         for ipc in ipc_batches(pages, self.encoder, fmt, page_bytes=self.page_bytes, limit=spec.limit):
             yield pb.ScanResponse(arrow_ipc=ipc)
