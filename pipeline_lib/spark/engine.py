@@ -48,13 +48,23 @@ def choose_engine(requested: str, *, records: int, master: str, pandas_max_recor
 
 
 def engine_for(
-    client: DbApiClient, collection: str, requested: str, master: str | None, settings: Settings
+    client: DbApiClient,
+    collection: str,
+    requested: str,
+    master: str | None,
+    settings: Settings,
+    *,
+    pandas_limit: int | None = None,
 ) -> Engine:
     """The engine for a run over `collection` on `master` (None: the settings' master); its
-    records are counted only when `requested` is `auto`."""
+    records are counted only when `requested` is `auto`. `pandas_limit`: the most records the
+    run's pandas path takes (the process's `max_model_rows`), if fewer than the settings allow."""
+    limit = settings.pandas_max_records
+    if pandas_limit is not None:
+        limit = min(limit, pandas_limit)
     return choose_engine(
         requested,
         records=client.count(collection) if requested == "auto" else 0,
         master=master or settings.spark_master,
-        pandas_max_records=settings.pandas_max_records,
+        pandas_max_records=limit,
     )

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pyarrow as pa
 import pytest
 
-from pipeline_lib.spark.engine import choose_engine
+from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.settings import Settings
+from pipeline_lib.spark.engine import choose_engine, engine_for
 
 
 @pytest.mark.parametrize(
@@ -30,3 +35,13 @@ def test_auto_takes_pandas_for_small_inputs_on_a_local_master(
 def test_an_unknown_engine_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="engine must be one of auto, spark, pandas, got 'dask'"):
         choose_engine("dask", records=1, master="local", pandas_max_records=1)
+
+
+def test_auto_takes_spark_above_the_runs_own_pandas_limit(sqlite_client: DbApiClient, tmp_path: Path) -> None:
+    """`-p max_model_rows 1000` over 1,959 students failed the process run: auto took pandas,
+    which refuses more students than max_model_rows (review)."""
+    sqlite_client.write("cleaned", pa.table({"_id": [f"s{i}" for i in range(5)]}))
+    settings = Settings(data_dir=tmp_path, pandas_max_records=100)
+    assert engine_for(sqlite_client, "cleaned", "auto", "local[2]", settings) == "pandas"
+    assert engine_for(sqlite_client, "cleaned", "auto", "local[2]", settings, pandas_limit=4) == "spark"
+    assert engine_for(sqlite_client, "cleaned", "auto", "local[2]", settings, pandas_limit=5) == "pandas"
