@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import re
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -88,7 +89,7 @@ def run(
         ),
     ],
     timeout: Annotated[
-        int | None, typer.Option(help="seconds one cell may run before the run fails as timed_out")
+        int | None, typer.Option(min=1, help="seconds one cell may run before the run fails as timed_out")
     ] = None,
     triggered_by: Annotated[str, typer.Option(help="recorded with the run: cli, cron, scheduler")] = "cli",
     wait: Annotated[
@@ -324,16 +325,34 @@ def _exit_code(done: list[RunRecord | NotRun], followed: bool) -> int:
     return EXIT_OK
 
 
-def _load_schedule() -> Schedule:
+def _load_schedule(checked: bool = False) -> Schedule:
+    """The schedule file, read; `checked`: also every job's options as `workbench run` reads them
+    (a job it would refuse exits 2 under cron before making a record: no history, no alert)."""
     from pipeline_lib.runs.notebooks import analyses
     from pipeline_lib.runs.schedule import ScheduleError, load_schedule
 
     settings = get_settings()
     try:
-        return load_schedule(settings.schedule_file, analyses(settings))
+        schedule = load_schedule(settings.schedule_file, analyses(settings))
     except ScheduleError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    refusals = _refusals(schedule, settings) if checked else []
+    for refusal in refusals:
+        typer.echo(f"error: {refusal}", err=True)
+    if refusals:
+        raise typer.Exit(EXIT_USAGE)
+    return schedule
+
+
+def _refusals(schedule: Schedule, settings: Settings) -> list[str]:
+    """A sentence for each job of `schedule` that `workbench run` would refuse."""
+    found = []
+    for job in sorted([*schedule.jobs, *schedule.followers], key=lambda job: job.line):
+        if (reason := _refusal(job, settings)) is not None:
+            where = f"{settings.schedule_file}, line {job.line}"
+            found.append(f"{where}: `workbench run {job.command}` would refuse it: {reason}")
+    return found
 
 
 def _refusal(job: Job, settings: Settings) -> str | None:
@@ -411,7 +430,7 @@ def schedule_install(
     """Install the schedule into the system's cron, with absolute paths, PATH and log files."""
     from pipeline_lib.runs import cron_install
 
-    schedule = _load_schedule()
+    schedule = _load_schedule(checked=True)
     jobs, followers = schedule.jobs, schedule.followers
     settings = get_settings()
     if target not in ("auto", "cron.d", "user"):
@@ -428,6 +447,10 @@ def schedule_install(
             where = str(cron_install.install_cron_d(jobs, settings, name, followers))
         else:
             where = cron_install.install_user_crontab(jobs, settings, followers)
+    except subprocess.CalledProcessError as exc:  # crontab refused the table: say what it said
+        said = (exc.stderr or exc.stdout or "").strip()
+        typer.echo(f"error: could not install the schedule: crontab refused it: {said}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
     except (OSError, ValueError) as exc:
         typer.echo(f"error: could not install the schedule: {exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
@@ -452,10 +475,11 @@ def scheduler() -> None:
     from pipeline_lib.runs.scheduler import serve
 
     configure_logging()
-    jobs = _load_schedule().jobs
+    jobs = _load_schedule(checked=True).jobs
+    settings = get_settings()
 
     def note(text: str) -> None:  # the scheduler's own log; failed runs go to standard output
         typer.echo(text, err=True)
 
-    note(f"scheduler: {len(jobs)} job(s) from {get_settings().schedule_file}")
-    serve(get_settings(), echo=typer.echo, note=note)
+    note(f"scheduler: {len(jobs)} job(s) from {settings.schedule_file}")
+    serve(settings, echo=typer.echo, note=note, check=lambda schedule: _refusals(schedule, settings))

@@ -122,5 +122,6 @@ def install_user_crontab(jobs: list[Job], settings: Settings, followers: Sequenc
         elif not inside:
             kept.append(line)
     block = [BEGIN, *table(jobs, settings, user=None, followers=followers).splitlines(), END]
-    subprocess.run(["crontab", "-"], input="\n".join([*kept, *block]) + "\n", text=True, check=True)
+    crontab = "\n".join([*kept, *block]) + "\n"
+    subprocess.run(["crontab", "-"], input=crontab, text=True, check=True, capture_output=True)
     return "the user's crontab"

@@ -62,8 +62,12 @@ class Scheduler:
         settings: Settings,
         echo: Callable[[str], None] = print,
         note: Callable[[str], None] | None = None,
+        check: Callable[[Schedule], list[str]] | None = None,
     ) -> None:
+        """`check`: the problems `workbench run` would find in a schedule's jobs (a reloaded
+        schedule with any is not taken)."""
         self.settings = settings
+        self.check = check
         self.path = settings.schedule_file
         self.echo = echo
         self.note = note or echo
@@ -90,10 +94,14 @@ class Scheduler:
             return
         self._mtime = mtime
         try:
-            self.schedule = load_schedule(self.path, analyses(self.settings))
+            schedule = load_schedule(self.path, analyses(self.settings))
         except ScheduleError as exc:
             self.echo(f"schedule not reloaded, keeping the previous one: {exc}")
             return
+        if self.check is not None and (problems := self.check(schedule)):
+            self.echo(f"schedule not reloaded, keeping the previous one: {'; '.join(problems)}")
+            return
+        self.schedule = schedule
         self._plan(_now())
         self.note(f"schedule reloaded from {self.path}: {len(self.jobs)} job(s)")
 
@@ -290,9 +298,12 @@ def _last_line(path: Path, tail_bytes: int = 4096) -> str:
 
 
 def serve(
-    settings: Settings, echo: Callable[[str], None] = print, note: Callable[[str], None] | None = None
+    settings: Settings,
+    echo: Callable[[str], None] = print,
+    note: Callable[[str], None] | None = None,
+    check: Callable[[Schedule], list[str]] | None = None,
 ) -> None:
-    scheduler = Scheduler(settings, echo, note)
+    scheduler = Scheduler(settings, echo, note, check)
 
     def stop(signum: int, _frame: object) -> None:
         scheduler.stop_requested.set()

@@ -96,3 +96,25 @@ def test_the_shipped_schedule_shows_without_a_flag(env: dict[str, str]) -> None:
     done = _workbench(env, "schedule", "show")
     assert done.returncode == 0, done.stderr
     assert "error" not in done.stdout
+
+
+@pytest.mark.parametrize("command", [("schedule", "install", "--print"), ("scheduler",)])
+def test_a_line_workbench_run_would_refuse_is_neither_installed_nor_scheduled(
+    env: dict[str, str], tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """Such a line was installed (and loaded by the scheduler) without a word; under cron its run
+    then exits 2 before it makes a record, so no history, webhook or e-mail says it failed."""
+    schedule = tmp_path / "crontab"
+    schedule.write_text("*/10 * * * * clean\n5 * * * * process -p seed abc\n7 * * * * process --timeout 0\n")
+    done = _workbench({**env, "WORKBENCH_SCHEDULE_FILE": str(schedule)}, *command)
+    assert done.returncode == EXIT_USAGE, (done.stdout, done.stderr)
+    assert "*/10" not in done.stdout  # nothing printed for installing, nothing started
+    assert "line 2" in done.stderr and "seed of process must be an integer" in done.stderr
+    assert "line 3" in done.stderr and "--timeout" in done.stderr
+
+
+def test_schedule_show_flags_a_timeout_run_would_refuse(env: dict[str, str], tmp_path: Path) -> None:
+    schedule = tmp_path / "crontab"
+    schedule.write_text("7 * * * * process --timeout 0\n")
+    done = _workbench({**env, "WORKBENCH_SCHEDULE_FILE": str(schedule)}, "schedule", "show")
+    assert done.returncode == EXIT_USAGE and "--timeout" in done.stdout, (done.stdout, done.stderr)

@@ -192,3 +192,24 @@ def test_the_installed_crontab_fires_under_debians_cron(run_env: RunEnv, tmp_pat
     record = next(r for r in run_env.runs() if r["status"] == "succeeded")
     assert record["triggered_by"] == "cron" and record["counts"]["cleaned"] == 5
     assert "run ok-" in (run_env.data_dir / "logs" / "cron-ok.log").read_text()
+
+
+def test_a_reloaded_schedule_with_a_job_run_would_refuse_keeps_the_previous_one(tmp_path: Path) -> None:
+    from pipeline_lib.cli.runs import _refusals
+    from pipeline_lib.runs.scheduler import Scheduler
+
+    schedule = tmp_path / "crontab"
+    schedule.write_text("*/10 * * * * clean\n")
+    settings = Settings(data_dir=tmp_path / "var", schedule_file=schedule)
+    said: list[str] = []
+    check = lambda read: _refusals(read, settings)  # noqa: E731
+    scheduler = Scheduler(settings, echo=said.append, note=said.append, check=check)
+    schedule.write_text("*/10 * * * * clean\n5 * * * * process -p seed abc\n")
+    os.utime(schedule, (time.time() + 5, time.time() + 5))
+    scheduler._reload_if_changed()
+    assert [job.command for job in scheduler.jobs] == ["clean"]
+    assert "schedule not reloaded, keeping the previous one" in said[-1] and "line 2" in said[-1]
+    schedule.write_text("*/10 * * * * clean\n5 * * * * process -p seed 3\n")
+    os.utime(schedule, (time.time() + 10, time.time() + 10))
+    scheduler._reload_if_changed()
+    assert [job.command for job in scheduler.jobs] == ["clean", "process -p seed 3"]
