@@ -237,10 +237,18 @@ def run_followers(
         echo(f"error: followers not run: {exc}")
         return False
     ok = True
-    for record in done:
+    for index, record in enumerate(done):
         if not isinstance(record, RunRecord) or record.status != "succeeded":
             continue
+        # What this job ran after the record (`all` runs process after clean): not run again.
+        ran_after = {later.notebook for later in done[index + 1 :] if isinstance(later, RunRecord)}
         for follower in schedule.following(record.notebook):
+            if follower.notebook in ran_after:
+                echo(
+                    f"run {record.run_id}: `workbench run {follower.command}` (line {follower.line}: "
+                    f"after {follower.after}) not started: {follower.notebook} ran after it already"
+                )
+                continue
             echo(
                 f"run {record.run_id}: starting `workbench run {follower.command}` "
                 f"(line {follower.line}: after {follower.after})"

@@ -107,3 +107,30 @@ def test_with_after_lines_every_cron_line_runs_its_followers_from_the_schedule_f
         assert f"--followers-from '{schedule_file.resolve()}' --triggered-by cron >> " in line
     plain = cron_install.table(schedule.jobs, settings, user=None, environ={})
     assert "--followers-from" not in plain
+
+
+def test_a_follower_that_all_already_ran_after_its_upstream_is_not_run_again(tmp_path: Path) -> None:
+    """With `@yearly all` and `after clean process`, one `all` ran process, then process again as
+    the clean's follower (review)."""
+    import datetime as dt
+
+    from pipeline_lib.runs.records import RunRecord
+    from pipeline_lib.runs.scheduler import run_followers
+    from pipeline_lib.settings import Settings
+
+    schedule = tmp_path / "crontab"
+    schedule.write_text("@yearly all\nafter clean process\n")
+
+    def record(notebook: str, run_id: str) -> RunRecord:
+        return RunRecord.model_validate({
+            "run_id": run_id, "notebook": notebook, "status": "succeeded", "code_version": "git:abc",
+            "started_at": dt.datetime(2026, 12, 1, tzinfo=dt.UTC), "host": "vm", "triggered_by": "scheduler",
+        })  # fmt: skip
+
+    said: list[str] = []
+    done = [record("clean", "clean-1"), record("process", "process-1")]
+    settings = Settings(data_dir=tmp_path / "var", schedule_file=schedule)
+    assert run_followers(done, schedule, settings, triggered_by="scheduler", echo=said.append)
+    assert said == [
+        "run clean-1: `workbench run process` (line 2: after clean) not started: process ran after it already"
+    ]
