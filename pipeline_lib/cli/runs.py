@@ -337,7 +337,7 @@ def _load_schedule(checked: bool = False) -> Schedule:
     except ScheduleError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
-    refusals = _refusals(schedule, settings) if checked else []
+    refusals = schedule_refusals(schedule, settings) if checked else []
     for refusal in refusals:
         typer.echo(f"error: {refusal}", err=True)
     if refusals:
@@ -345,8 +345,9 @@ def _load_schedule(checked: bool = False) -> Schedule:
     return schedule
 
 
-def _refusals(schedule: Schedule, settings: Settings) -> list[str]:
-    """A sentence for each job of `schedule` that `workbench run` would refuse."""
+def schedule_refusals(schedule: Schedule, settings: Settings) -> list[str]:
+    """A sentence for each job of `schedule` that `workbench run` would refuse (`workbench up`,
+    the scheduler and `schedule install` refuse such a schedule)."""
     found = []
     for job in sorted([*schedule.jobs, *schedule.followers], key=lambda job: job.line):
         if (reason := _refusal(job, settings)) is not None:
@@ -373,6 +374,8 @@ def _refusal(job: Job, settings: Settings) -> str | None:
         return exc.format_message()
     except (UnknownNotebook, ParameterError) as exc:
         return str(exc)
+    except Exception:  # a notebook that does not read (half saved): its run fails and says why
+        return None
     return None
 
 
@@ -482,4 +485,4 @@ def scheduler() -> None:
         typer.echo(text, err=True)
 
     note(f"scheduler: {len(jobs)} job(s) from {settings.schedule_file}")
-    serve(settings, echo=typer.echo, note=note, check=lambda schedule: _refusals(schedule, settings))
+    serve(settings, echo=typer.echo, note=note, check=lambda schedule: schedule_refusals(schedule, settings))

@@ -98,7 +98,11 @@ class Scheduler:
         except ScheduleError as exc:
             self.echo(f"schedule not reloaded, keeping the previous one: {exc}")
             return
-        if self.check is not None and (problems := self.check(schedule)):
+        try:
+            problems = self.check(schedule) if self.check is not None else []
+        except Exception as exc:  # a check that breaks must not stop the scheduler (and `up` with it)
+            problems = [f"its jobs could not be checked: {exc}"]
+        if problems:
             self.echo(f"schedule not reloaded, keeping the previous one: {'; '.join(problems)}")
             return
         self.schedule = schedule

@@ -98,7 +98,7 @@ def test_the_shipped_schedule_shows_without_a_flag(env: dict[str, str]) -> None:
     assert "error" not in done.stdout
 
 
-@pytest.mark.parametrize("command", [("schedule", "install", "--print"), ("scheduler",)])
+@pytest.mark.parametrize("command", [("schedule", "install", "--print"), ("scheduler",), ("up",)])
 def test_a_line_workbench_run_would_refuse_is_neither_installed_nor_scheduled(
     env: dict[str, str], tmp_path: Path, command: tuple[str, ...]
 ) -> None:
@@ -118,3 +118,23 @@ def test_schedule_show_flags_a_timeout_run_would_refuse(env: dict[str, str], tmp
     schedule.write_text("7 * * * * process --timeout 0\n")
     done = _workbench({**env, "WORKBENCH_SCHEDULE_FILE": str(schedule)}, "schedule", "show")
     assert done.returncode == EXIT_USAGE and "--timeout" in done.stdout, (done.stdout, done.stderr)
+
+
+def test_a_notebook_that_does_not_read_is_left_to_its_run(env: dict[str, str], tmp_path: Path) -> None:
+    """A half-saved analysis made the new check raise, which would have stopped the scheduler."""
+    import shutil
+
+    from pipeline_lib.settings import PROJECT_DIR
+
+    notebooks = tmp_path / "notebooks"
+    shutil.copytree(PROJECT_DIR / "notebooks", notebooks)
+    (notebooks / "analyses").mkdir(exist_ok=True)
+    (notebooks / "analyses" / "half_saved.ipynb").write_text('{"cells": [')
+    schedule = tmp_path / "crontab"
+    schedule.write_text("0 2 * * * all\n")
+    done = _workbench(
+        {**env, "WORKBENCH_SCHEDULE_FILE": str(schedule), "WORKBENCH_NOTEBOOKS_DIR": str(notebooks)},
+        "schedule", "install", "--print",
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert " all " in done.stdout

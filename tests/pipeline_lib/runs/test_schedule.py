@@ -195,14 +195,14 @@ def test_the_installed_crontab_fires_under_debians_cron(run_env: RunEnv, tmp_pat
 
 
 def test_a_reloaded_schedule_with_a_job_run_would_refuse_keeps_the_previous_one(tmp_path: Path) -> None:
-    from pipeline_lib.cli.runs import _refusals
+    from pipeline_lib.cli.runs import schedule_refusals
     from pipeline_lib.runs.scheduler import Scheduler
 
     schedule = tmp_path / "crontab"
     schedule.write_text("*/10 * * * * clean\n")
     settings = Settings(data_dir=tmp_path / "var", schedule_file=schedule)
     said: list[str] = []
-    check = lambda read: _refusals(read, settings)  # noqa: E731
+    check = lambda read: schedule_refusals(read, settings)  # noqa: E731
     scheduler = Scheduler(settings, echo=said.append, note=said.append, check=check)
     schedule.write_text("*/10 * * * * clean\n5 * * * * process -p seed abc\n")
     os.utime(schedule, (time.time() + 5, time.time() + 5))
