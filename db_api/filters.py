@@ -40,7 +40,6 @@ MAX_VALUE_JSON_BYTES = 1 << 20  # one condition's value, as JSON
 MAX_IN_VALUES = 10_000
 _INT64 = range(-(2**63), 2**63)
 _TOO_DEEP = "the filter value for {field!r} nests too deeply (at most {depth} levels)"
-_HASHED_KINDS = ("null", "bool", "number", "string", "date")
 
 
 class Op(enum.StrEnum):
@@ -60,35 +59,52 @@ _RANGE_OPS = (Op.LT, Op.LTE, Op.GT, Op.GTE)
 
 @dataclass(frozen=True)
 class _Wanted:
-    """The values an `eq`, `ne` or `in` looks for: scalars by (kind, value) in a set (Python's
-    hash agrees with `==` across int, float and Decimal, and the kind keeps a bool from a number),
-    NaN as a flag, arrays and documents compared one by one."""
+    """The values an `eq`, `ne` or `in` looks for, as keys (`_key`) in a set: one look-up per
+    stored value, whatever the values are. A value without a key (a type JSON cannot write) is
+    compared one by one; a filter from JSON has none."""
 
-    keys: frozenset[tuple[str, Any]]
-    nan: bool
+    keys: frozenset[Any]
     others: tuple[Any, ...]
 
     @classmethod
     def of(cls, values: list[Any]) -> _Wanted:
-        keys, nan, others = set(), False, []
-        for value in map(_plain, values):
-            kind = _kind(value)
-            if _is_nan(value):
-                nan = True
-            elif kind in _HASHED_KINDS:
-                keys.add((kind, value))
-            else:
+        keys, others = set(), []
+        for value in values:
+            key = _key(value)
+            if key is None:
                 others.append(value)
-        return cls(frozenset(keys), nan, tuple(others))
+            else:
+                keys.add(key)
+        return cls(frozenset(keys), tuple(others))
 
     def has(self, stored: Any) -> bool:
-        stored = _plain(stored)
-        if _is_nan(stored):
-            return self.nan
-        kind = _kind(stored)
-        if kind in _HASHED_KINDS:
-            return (kind, stored) in self.keys
+        key = _key(stored)
+        if key is not None:
+            return key in self.keys
         return any(_equal(stored, other) for other in self.others)
+
+
+def _key(value: Any) -> Any:
+    """A hashable key, equal for values `_equal` holds equal: numbers by value across int, float
+    and Decimal (Python's hash agrees with `==`), a bool apart from a number, NaN equal to NaN,
+    documents by their keys in order, arrays item by item. None for a value of another type (BSON
+    code, binary, an id), which `_equal` compares with `==`."""
+    value = _plain(value)
+    if _is_nan(value):
+        return ("nan",)
+    if isinstance(value, dict | list):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        inner = []
+        for name, item in items:
+            key = _key(item)
+            if key is None:
+                return None
+            inner.append((name, key) if isinstance(value, dict) else key)
+        return ("document" if isinstance(value, dict) else "array", tuple(inner))
+    kind = _kind(value)
+    if kind is None or (kind == "string" and type(value) is not str):  # BSON code is a str
+        return None
+    return (kind, value)
 
 
 @dataclass(frozen=True)
