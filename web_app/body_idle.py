@@ -32,7 +32,7 @@ MIN_BYTES_PER_SECOND = 8 * 1024  # a slow mobile link sends ten times that
 class BodySlow(BodyIdle):
     def __init__(self, seconds: float, rate: float) -> None:
         detail = (
-            f"The request body arrived too slowly: {rate:,.0f} bytes per second after {seconds:g} seconds, "
+            f"The request body arrived too slowly: {rate:,.0f} bytes per second over {seconds:.0f} seconds, "
             f"under the {MIN_BYTES_PER_SECOND:,} this server waits for, so it was cut off."
         )
         BodyRefused.__init__(
@@ -50,19 +50,20 @@ class BodyIdleMiddleware(BodyGuard):
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         body_done = False
-        started, received = time.monotonic(), 0
+        waited, received = 0.0, 0  # only the time spent waiting for the client: not the app's own
 
         async def receive_in_time() -> Message:
-            nonlocal body_done, received
+            nonlocal body_done, waited, received
             if body_done:
                 return await receive()
             with anyio.move_on_after(self.seconds):
+                asked = time.monotonic()
                 message = await receive()
+                waited += time.monotonic() - asked
                 body_done = message["type"] != "http.request" or not message.get("more_body", False)
                 received += len(message.get("body", b""))
-                elapsed = time.monotonic() - started
-                if not body_done and elapsed > self.seconds and received < MIN_BYTES_PER_SECOND * elapsed:
-                    raise BodySlow(elapsed, received / elapsed)
+                if not body_done and waited > self.seconds and received < MIN_BYTES_PER_SECOND * waited:
+                    raise BodySlow(waited, received / waited)
                 return message
             raise BodyIdle(self.seconds)
 
