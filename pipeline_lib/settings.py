@@ -115,7 +115,8 @@ class Settings(BaseSettings):
     pandas_max_records: int = Field(
         PANDAS_MAX_RECORDS,
         ge=0,
-        description="engine auto: pandas in the run's process up to this many records, Spark above",
+        description="engine auto: pandas in the run's process up to this many records (and, for the "
+        "process, up to its max_model_rows), Spark above",
     )
     k_min_group: int = Field(5, ge=1, description="smallest group of students any public view shows")
     k_quantiles: int | None = Field(

@@ -249,7 +249,9 @@ def ensure_mongo_java_server() -> tuple[str, str]:
     if missing:
         raise RuntimeError(f"building mongo-java-server needs {', '.join(missing)} on PATH (a JDK and Maven)")
     with _cache_lock("mongo-java-server"):
-        if not (classes / "Serve.class").is_file():
+        built = classes / "Serve.class"
+        sources = [MONGO_JAVA_SERVER_SRC / "Serve.java", MONGO_JAVA_SERVER_SRC / "pom.xml"]
+        if not built.is_file() or max(f.stat().st_mtime for f in sources) > built.stat().st_mtime:
             MONGO_JAVA_SERVER_BUILD.mkdir(parents=True, exist_ok=True)
             _run_step(
                 "resolving mongo-java-server",

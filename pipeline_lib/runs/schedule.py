@@ -51,7 +51,7 @@ _FIELDS = (  # name, lowest, highest, names
     ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
     ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
 )
-_ITEM = re.compile(r"(?:(\*)|(\w+)(?:-(\w+))?)(?:/(\d+))?")
+_ITEM = re.compile(r"(?:(\*)|([0-9a-z]+)(?:-([0-9a-z]+))?)(?:/([0-9]+))?")  # ASCII only
 
 
 class ScheduleError(ValueError):
@@ -173,13 +173,15 @@ def _cron_problem(fields: list[str]) -> str | None:
                 return f"{item!r} is outside {low}-{high} in the {name} field"
             if len(values) == 2 and values[0] > values[1]:  # type: ignore[operator]
                 return f"the range {item!r} runs backwards in the {name} field"
+            if step is not None and not star and last is None:  # croniter: 5,15,…; cron refuses it
+                return f"Debian's cron does not know {item!r} in the {name} field (a step needs * or a range)"
             if step is not None and int(step) == 0:
                 return f"the step of {item!r} is 0 in the {name} field"
     return None
 
 
 def _cron_value(word: str, names: tuple[str, ...]) -> int | None:
-    if word.isdigit():
+    if word.isascii() and word.isdigit():
         return int(word)
     return names.index(word) + (1 if len(names) == 12 else 0) if word in names else None
 

@@ -244,10 +244,15 @@ def run_followers(
     for index, record in enumerate(done):
         if not isinstance(record, RunRecord) or record.status != "succeeded":
             continue
-        # What this job ran after the record (`all` runs process after clean): not run again.
-        ran_after = {later.notebook for later in done[index + 1 :] if isinstance(later, RunRecord)}
+        # What this job ran after the record (`all` runs process after clean): a follower that
+        # would run it again as it ran (no options of its own) is not started.
+        ran_after = {
+            later.notebook
+            for later in done[index + 1 :]
+            if isinstance(later, RunRecord) and later.status != "skipped"
+        }
         for follower in schedule.following(record.notebook):
-            if follower.notebook in ran_after:
+            if follower.notebook in ran_after and follower.args == (follower.notebook,):
                 echo(
                     f"run {record.run_id}: `workbench run {follower.command}` (line {follower.line}: "
                     f"after {follower.after}) not started: {follower.notebook} ran after it already"

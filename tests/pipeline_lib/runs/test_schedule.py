@@ -61,6 +61,8 @@ def test_jobs_keep_their_options_and_nicknames_work() -> None:
         ("0 0 * * 8 clean", "not a valid cron time"),
         ("5-1 * * * * clean", "not a valid cron time"),
         ("*/0 * * * * clean", "not a valid cron time"),
+        ("5/10 * * * * clean", "a step needs \\* or a range"),
+        ("\u00b2 * * * * clean", "Debian's cron does not know"),  # a superscript two: int() raised
     ],
 )
 def test_a_malformed_line_is_an_error_naming_the_line(line: str, complaint: str) -> None:

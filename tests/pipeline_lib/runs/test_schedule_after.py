@@ -134,3 +134,28 @@ def test_a_follower_that_all_already_ran_after_its_upstream_is_not_run_again(tmp
     assert said == [
         "run clean-1: `workbench run process` (line 2: after clean) not started: process ran after it already"
     ]
+
+
+def test_a_follower_with_options_of_its_own_still_runs_after_all(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from pipeline_lib.runs.records import RunRecord
+    from pipeline_lib.runs.scheduler import run_followers
+    from pipeline_lib.settings import Settings
+    from tests.wire_servers import free_port
+
+    schedule = tmp_path / "crontab"
+    schedule.write_text("@yearly all\nafter clean process -p seed 3\n")
+
+    def record(notebook: str, run_id: str, status: str) -> RunRecord:
+        return RunRecord.model_validate({
+            "run_id": run_id, "notebook": notebook, "status": status, "code_version": "git:abc",
+            "started_at": dt.datetime(2026, 12, 1, tzinfo=dt.UTC), "host": "vm", "triggered_by": "scheduler",
+        })  # fmt: skip
+
+    said: list[str] = []
+    done = [record("clean", "clean-1", "succeeded"), record("process", "process-1", "succeeded")]
+    nobody = f"127.0.0.1:{free_port()}"  # no db-api there: the follower starts, then fails
+    settings = Settings(data_dir=tmp_path / "var", schedule_file=schedule, db_api_address=nobody)
+    run_followers(done, schedule, settings, triggered_by="scheduler", echo=said.append)
+    assert said[0] == "run clean-1: starting `workbench run process -p seed 3` (line 2: after clean)"
