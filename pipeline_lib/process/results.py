@@ -203,6 +203,12 @@ def public_held_note(k: int, since: dt.datetime) -> str:
     )
 
 
+SUMMARY_LEFT_OUT = (
+    "Some figures of this result are hidden or not yet updated to protect small groups, so its "
+    "one-line summary is left out: see the tables."
+)
+
+
 def suppress(doc: ResultDocument, k: int, *, analyst: bool = False) -> PublicResult:
     """The document as its reader may see it: rows of groups under k students blanked but labelled,
     min/max and analyst-only tables left out unless `analyst`, nothing at all if the whole input is
@@ -223,6 +229,11 @@ def suppress(doc: ResultDocument, k: int, *, analyst: bool = False) -> PublicRes
         guard = protection.tables.get(table.name, TableProtection()) if protection else TableProtection()
         tables.append(_public_table(table, guard, k, analyst=analyst, whole_small=whole_small))
     hide_all = whole_small or withheld
+    summary = "" if hide_all else doc.summary
+    pairs = zip(_shown_tables(doc), tables, strict=True)
+    if summary and not analyst and any(_altered(table, public) for table, public in pairs):
+        # Written from the computed figures: it would tell what the tables hide or hold back.
+        summary = SUMMARY_LEFT_OUT
     withheld_note: str | None
     if analyst and doc.protection and doc.protection.withheld:
         withheld_note = "withheld from public views: " + "; ".join(doc.protection.withheld)
@@ -239,12 +250,27 @@ def suppress(doc: ResultDocument, k: int, *, analyst: bool = False) -> PublicRes
         error=doc.error,
         n_input=None if hide_all else doc.n_input,
         k_min_group=k,
-        summary="" if hide_all else doc.summary,
+        summary=summary,
         tables=tables,
         chart=None if withheld else doc.chart,
         withheld=withheld_note,
         exact=analyst,
         not_updated=public_held_note(k, held.published_at) if held is not None else None,
+    )
+
+
+def _shown_tables(doc: ResultDocument) -> list[ResultTable]:
+    """The tables a public reader gets, in order (as `suppress` builds them)."""
+    withheld = bool(doc.protection and doc.protection.withheld)
+    return [] if withheld else [t for t in doc.tables if t.audience != "analyst"]
+
+
+def _altered(table: ResultTable, public: PublicTable) -> bool:
+    """Whether a public table shows anything other than the computed figures (a row hidden, held
+    or with its quantiles blanked)."""
+    shown = [table.columns.index(c) for c in public.columns]
+    return any(public.suppressed) or any(
+        row != [computed[i] for i in shown] for row, computed in zip(public.rows, table.rows, strict=True)
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pipeline_lib.process.results import ChartSpec, ResultDocument, ResultTable
+from pipeline_lib.process.results import SUMMARY_LEFT_OUT, ChartSpec, ResultDocument, ResultTable
 from tests.web_app.conftest import PASSWORD, WebStack
 
 
@@ -154,3 +154,20 @@ def test_long_tables_are_paged_and_failures_are_said(stack: WebStack) -> None:
     assert "<svg" not in page  # 300 bars would not be a chart anyone can read
     assert "did not give a result in this run: no optimizer gave a usable REML fit" in index
     assert len(whole["tables"][0]["rows"]) == 300 and len(table.splitlines()) == 301
+
+
+def test_a_reader_gets_no_summary_written_from_figures_the_tables_hide(stack: WebStack) -> None:
+    """The summary is written from the computed figures: a reader got the mean of a group its table
+    hid (privacy review). Analysts still get it."""
+    doc = _result("descriptives:by_sector", [40, 3])
+    doc["summary"] = "Mean math score by sector ranges from 10.0 (sector0) to 11.0 (sector1)."
+    stack.db.put_document("processed", "descriptives:by_sector", doc)
+    with stack.client() as http:
+        reader = http.get("/api/v1/results/descriptives:by_sector", headers=stack.auth("reader")).json()
+        csrf = http.get("/login").text.split('name="csrf" value="')[1].split('"')[0]
+        http.post("/login", data={"username": "reader", "password": PASSWORD, "csrf": csrf})
+        page = http.get("/results/descriptives:by_sector")
+        analyst = http.get("/api/v1/results/descriptives:by_sector", headers=stack.auth("analyst")).json()
+    assert reader["summary"] == SUMMARY_LEFT_OUT
+    assert page.status_code == 200 and "11.0" not in page.text and "summary is left out" in page.text
+    assert analyst["summary"] == doc["summary"]

@@ -45,8 +45,12 @@ class FreshResult(PublicResult):
 @router.get("/api/v1/results", summary="Index of result keys", responses=problem_responses(401, 403, 503))
 async def results_index(user: Reader, db: DbDep, settings: SettingsDep) -> list[FreshSummary]:
     documents = await read_documents(db)
-    fresh = await freshness(db, settings, documents, details=is_analyst(user))
-    return [FreshSummary(**d.model_dump(), freshness=fresh[d.key]) for d in documents]
+    analyst = is_analyst(user)
+    fresh = await freshness(db, settings, documents, details=analyst)
+    # A reader's entry names the run it shows: that of a held document's published figures.
+    shown = [d if analyst else suppress(d, settings.k_min_group) for d in documents]
+    return [FreshSummary(**ResultSummary.model_validate(d, from_attributes=True).model_dump(),
+                         freshness=fresh[d.key]) for d in shown]  # fmt: skip
 
 
 @router.get(

@@ -88,7 +88,9 @@ def _group(html: str, analysis: str) -> str:
 def test_a_document_no_other_dashboard_knows_shows_with_its_small_group_hidden(page_html: str) -> None:
     reading = _group(page_html, "reading")
     text = _text(reading)
-    assert "Reading score by sector" in text and "Students in public schools read best." in text
+    # A group is hidden, so the summary (written from the computed figures) is left out.
+    assert "Reading score by sector" in text and "Students in public schools read best." not in text
+    assert "summary is left out" in text
     assert "public 40 61.2" in text and "private 25 55.4" in text
     assert f"catholic hidden (fewer than {K}) hidden (fewer than {K})" in text
     assert "77.8" not in text and str(SMALL_MEAN) not in reading  # nor in the chart's labels
@@ -166,7 +168,7 @@ def test_the_notebook_shows_every_document_as_the_public_sees_it_without_interac
     html = html_outputs(notebook)
     assert not errors(notebook)
     text = _text(_group(html, "reading"))  # shown as drawn, before anyone touches the filter
-    assert "Students in public schools read best." in text and "77.8" not in text
+    assert "summary is left out" in text and "77.8" not in text
     assert "Descriptive statistics of all students" in html and WITHHELD in _group(html, "ols")
     widgets = [o for c in notebook.cells for o in c.get("outputs", []) if "widget" in str(o.get("data", {}))]
     assert len(widgets) == 1  # the filter

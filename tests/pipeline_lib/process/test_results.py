@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from pipeline_lib.process.results import (
+    SUMMARY_LEFT_OUT,
     DocumentProtection,
     HeldRow,
     ResultDocument,
@@ -126,3 +127,30 @@ def test_a_withheld_document_shows_nothing_but_why() -> None:
 def test_a_document_without_protection_keeps_the_row_by_row_rule_with_its_reason() -> None:
     public = suppress(_doc([["A", 5, 1.0], ["B", 4, 2.0]]), k=5)
     assert public.tables[0].notes == [None, "fewer than 5 students"]
+
+
+def test_the_summary_is_left_out_of_public_views_once_any_figure_is_hidden_or_held() -> None:
+    """The summary is written from the computed figures: it published a held row's new mean (one
+    late student's score came back to within 4 points), a complementary-hidden group's mean, a
+    small group's quartiles and a suppressed count (privacy review)."""
+    assert suppress(_doc([["A", 50, 1.0], ["B", 30, 2.0]]), k=5).summary == "Mean 12."
+    assert suppress(_doc([["A", 50, 1.0], ["B", 4, 2.0]]), k=5).summary == SUMMARY_LEFT_OUT
+    assert suppress(_protected(), k=5).summary == SUMMARY_LEFT_OUT
+    for hidden in ({"quantile_rows": [0], "quantile_columns": ["median"]}, {"hidden": {1: "complementary"}}):
+        doc = _doc([["A", 50, 1.0], ["B", 30, 2.0]])
+        doc.tables[0].columns = ["school", "n", "median"]
+        guarded = doc.model_copy(
+            update={"protection": DocumentProtection(k=5, tables={"x": TableProtection(**hidden)})}
+        )
+        assert suppress(guarded, k=5).summary == SUMMARY_LEFT_OUT, hidden
+        assert suppress(guarded, k=5, analyst=True).summary == "Mean 12."
+    held = DocumentProtection(
+        k=5,
+        tables={
+            "x": TableProtection(
+                held={0: HeldRow(values=["A", 49, 0.5], published_at=dt.datetime(2026, 1, 1))}
+            )
+        },
+    )
+    doc = _doc([["A", 50, 1.0], ["B", 30, 2.0]])
+    assert suppress(doc.model_copy(update={"protection": held}), k=5).summary == SUMMARY_LEFT_OUT
