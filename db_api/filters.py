@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import json
 import math
 import re
@@ -115,8 +116,8 @@ class Condition:
 
     def __post_init__(self) -> None:
         check_field_name(self.field)
-        _check_depth(self.value, self.field)
-        check_keys(self.value, self.field)  # a stored document never has such keys; MongoDB may refuse them
+        # A stored document never has such keys (MongoDB may refuse them); also bounds the nesting.
+        check_keys(self.value, self.field)
         _check_whole_numbers(self.value, self.field)
         if self.op is Op.IN and not isinstance(self.value, list):
             raise InvalidArgument(f"'in' on {self.field!r} needs a list of values")
@@ -133,29 +134,10 @@ class Condition:
                 f"{self.op.value!r} on {self.field!r} needs a single value, not an array or object"
             )
 
-    @property
+    @functools.cached_property
     def wanted(self) -> _Wanted:
         """What `eq`, `ne` and `in` look for, built once per condition."""
-        found: _Wanted | None = self.__dict__.get("_wanted")
-        if found is None:
-            found = _Wanted.of(self.value if self.op is Op.IN else [self.value])
-            object.__setattr__(self, "_wanted", found)
-        return found
-
-
-def _check_depth(value: Any, field: str) -> None:
-    """At most MAX_DEPTH levels of arrays and documents (as stored documents), without recursion."""
-    level, depth = [value], 0
-    while level:
-        level = [
-            child
-            for item in level
-            if isinstance(item, list | dict)
-            for child in (item.values() if isinstance(item, dict) else item)
-        ]
-        depth += 1
-        if depth > MAX_DEPTH + 1:
-            raise InvalidArgument(_TOO_DEEP.format(field=field, depth=MAX_DEPTH))
+        return _Wanted.of(self.value if self.op is Op.IN else [self.value])
 
 
 def _check_whole_numbers(value: Any, field: str) -> None:

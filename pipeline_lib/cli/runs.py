@@ -325,9 +325,10 @@ def _exit_code(done: list[RunRecord | NotRun], followed: bool) -> int:
     return EXIT_OK
 
 
-def _load_schedule(checked: bool = False) -> Schedule:
-    """The schedule file, read; `checked`: also every job's options as `workbench run` reads them
-    (a job it would refuse exits 2 under cron before making a record: no history, no alert)."""
+def load_schedule_or_exit(checked: bool = False) -> Schedule:
+    """The schedule file, read, or exit 2 saying why; `checked`: also every job's options as
+    `workbench run` reads them (a job it would refuse exits 2 under cron before making a record:
+    no history, no alert)."""
     from pipeline_lib.runs.notebooks import analyses
     from pipeline_lib.runs.schedule import ScheduleError, load_schedule
 
@@ -386,7 +387,7 @@ def schedule_show(count: Annotated[int, typer.Option(help="fire times to list pe
     from pipeline_lib.runs.notebooks import analyses
     from pipeline_lib.runs.schedule import runs_of
 
-    schedule = _load_schedule()
+    schedule = load_schedule_or_exit()
     settings = get_settings()
     now = dt.datetime.now().astimezone()
     typer.echo(f"{settings.schedule_file} ({now:%Z}):")
@@ -433,7 +434,7 @@ def schedule_install(
     """Install the schedule into the system's cron, with absolute paths, PATH and log files."""
     from pipeline_lib.runs import cron_install
 
-    schedule = _load_schedule(checked=True)
+    schedule = load_schedule_or_exit(checked=True)
     jobs, followers = schedule.jobs, schedule.followers
     settings = get_settings()
     if target not in ("auto", "cron.d", "user"):
@@ -478,7 +479,7 @@ def scheduler() -> None:
     from pipeline_lib.runs.scheduler import serve
 
     configure_logging()
-    jobs = _load_schedule(checked=True).jobs
+    jobs = load_schedule_or_exit(checked=True).jobs
     settings = get_settings()
 
     def note(text: str) -> None:  # the scheduler's own log; failed runs go to standard output

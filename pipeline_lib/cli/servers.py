@@ -222,11 +222,9 @@ def up() -> None:
 
     The terminal shows the services' URLs, the next steps and problems; each service's own log
     goes to `<data dir>/logs/<service>.log`."""
-    from pipeline_lib.cli.runs import schedule_refusals
+    from pipeline_lib.cli.runs import load_schedule_or_exit
     from pipeline_lib.cli.supervisor import Service, run
     from pipeline_lib.logs import log_dir
-    from pipeline_lib.runs.notebooks import analyses
-    from pipeline_lib.runs.schedule import ScheduleError, load_schedule
 
     settings = get_settings()
     if len(db_api_replicas(settings.db_api_address)) > 1:
@@ -267,15 +265,8 @@ def up() -> None:
             "scheduler", ["scheduler"], None, None, f"runs the jobs in {settings.schedule_file}", lambda: True
         ),
     ]
-    try:  # a broken schedule, or a job `workbench run` would refuse, stops `up` before anything starts
-        schedule = load_schedule(settings.schedule_file, analyses(settings))
-    except ScheduleError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    if refusals := schedule_refusals(schedule, settings):
-        for refusal in refusals:
-            typer.echo(f"error: {refusal}", err=True)
-        raise typer.Exit(2)
+    # A broken schedule, or a job `workbench run` would refuse, stops `up` before anything starts.
+    load_schedule_or_exit(checked=True)
     try:
         code = run(
             services,

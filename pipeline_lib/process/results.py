@@ -222,16 +222,16 @@ def suppress(doc: ResultDocument, k: int, *, analyst: bool = False) -> PublicRes
     protection = None if analyst else doc.protection
     whole_small = doc.n_input < k
     withheld = bool(protection and protection.withheld)
-    tables = []
+    tables, altered = [], False
     for table in [] if withheld else doc.tables:
         if table.audience == "analyst" and not analyst:
             continue
         guard = protection.tables.get(table.name, TableProtection()) if protection else TableProtection()
         tables.append(_public_table(table, guard, k, analyst=analyst, whole_small=whole_small))
+        altered = altered or _altered(table, tables[-1])
     hide_all = whole_small or withheld
     summary = "" if hide_all else doc.summary
-    pairs = zip(_shown_tables(doc), tables, strict=True)
-    if summary and not analyst and any(_altered(table, public) for table, public in pairs):
+    if summary and not analyst and altered:
         # Written from the computed figures: it would tell what the tables hide or hold back.
         summary = SUMMARY_LEFT_OUT
     withheld_note: str | None
@@ -257,12 +257,6 @@ def suppress(doc: ResultDocument, k: int, *, analyst: bool = False) -> PublicRes
         exact=analyst,
         not_updated=public_held_note(k, held.published_at) if held is not None else None,
     )
-
-
-def _shown_tables(doc: ResultDocument) -> list[ResultTable]:
-    """The tables a public reader gets, in order (as `suppress` builds them)."""
-    withheld = bool(doc.protection and doc.protection.withheld)
-    return [] if withheld else [t for t in doc.tables if t.audience != "analyst"]
 
 
 def _altered(table: ResultTable, public: PublicTable) -> bool:
