@@ -44,8 +44,16 @@ def test_connections_that_arrive_while_the_app_is_busy_are_all_accepted_in_one_t
     try:
         loop = server.servers[0].get_loop()
         listening = server.servers[0].sockets[0]
-        busy, looked, done = threading.Event(), threading.Event(), threading.Event()
-        loop.call_soon_threadsafe(busy.wait)  # the app busy: the loop does nothing else
+        holding, busy, looked, done = (threading.Event() for _ in range(4))
+
+        def hold() -> None:  # the app busy: the loop does nothing else
+            holding.set()
+            busy.wait()
+
+        loop.call_soon_threadsafe(hold)
+        # Wait until the loop is inside `hold`: a loop thread that has polled but not yet run its
+        # callbacks (waiting for the GIL) would run `hold` and the turn below before it polls again.
+        assert holding.wait(10), "the server's loop did not take the callback"
         for _ in range(CONNECTIONS):
             clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
         assert _accept_queue(listening) == CONNECTIONS
