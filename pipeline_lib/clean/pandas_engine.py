@@ -156,17 +156,17 @@ def _reasons(fields: pd.DataFrame, known_school: pd.Series) -> pd.Series:
     codes = [fields[f"{n}__reason"].to_numpy() for n in FIELD_NAMES]
     raws = [fields[f"{n}__raw"].to_numpy() for n in FIELD_NAMES]
     school_raw = fields["school_id__raw"].to_numpy()
-    rows = []
-    for i, row_codes in enumerate(zip(*codes, strict=True)):
-        found = [
-            {"code": code, "field": name, "message": rules.message(code, raws[j][i])}
-            for j, (name, code) in enumerate(zip(FIELD_NAMES, row_codes, strict=True))
-            if code is not None
-        ]
+    has_code = [np.not_equal(column, None) for column in codes]  # a code, or None
+    rows: list[list[dict]] = [[] for _ in range(len(fields))]
+    for i in np.flatnonzero(np.logical_or.reduce([unknown, *has_code])):  # visit only rows with a reason
+        found = rows[i]
+        for j, name in enumerate(FIELD_NAMES):
+            if has_code[j][i]:
+                code = codes[j][i]
+                found.append({"code": code, "field": name, "message": rules.message(code, raws[j][i])})
         if unknown[i]:
             found.append({"code": "school_unknown", "field": "school_id",
                           "message": rules.message("school_unknown", school_raw[i])})  # fmt: skip
-        rows.append(found)
     return pd.Series(rows, index=fields.index, dtype=object)
 
 
@@ -175,14 +175,14 @@ def _changes(fields: pd.DataFrame) -> pd.Series:
         (n, fields[f"{n}__rules"].to_numpy(), fields[f"{n}__raw"].to_numpy(), fields[f"{n}__text"].to_numpy())
         for n in VALUE_FIELDS
     ]
-    rows = [
-        [
+    changed = [np.fromiter(map(bool, applied), bool, len(applied)) for _, applied, _, _ in columns]
+    rows: list[list[dict]] = [[] for _ in range(len(fields))]
+    for i in np.flatnonzero(np.logical_or.reduce([np.zeros(len(fields), bool), *changed])):
+        rows[i] = [
             {"field": n, "before": raw[i], "after": text[i], "rules": list(applied[i])}
             for n, applied, raw, text in columns
             if applied[i]
         ]
-        for i in range(len(fields))
-    ]
     return pd.Series(rows, index=fields.index, dtype=object)
 
 
