@@ -112,8 +112,11 @@ def clean_field(rule: FieldRule, column: pd.Series) -> pd.DataFrame:
     codes, distinct = pd.factorize(column)  # a missing value (None, NaN) has code -1
     if 2 * (len(distinct) + 1) > len(column):
         return _clean_rows(rule, column)
-    # Missing values come last, where code -1 takes them from.
-    outputs = _clean_rows(rule, pd.Series([*distinct, None], dtype=object)).take(codes)
+    # Only the values present, so that each output column gets the type cleaning every row gives
+    # it (a yes/no field is bool unless a value is invalid or missing). Missing values come last,
+    # where code -1 takes them from.
+    values = [*distinct, None] if (codes < 0).any() else list(distinct)
+    outputs = _clean_rows(rule, pd.Series(values, dtype=object)).take(codes)
     outputs.index = column.index
     outputs[f"{rule.name}__raw"] = column
     return outputs

@@ -191,16 +191,17 @@ def _comparable(frame: pd.DataFrame) -> list[dict]:
 
 def test_each_distinct_value_is_cleaned_once_with_the_outputs_of_cleaning_every_row() -> None:
     """`clean_field` cleans a field's distinct values and copies their outputs to their rows: the
-    same frame, row for row, as running every step over every row (missing values, NaN and None,
-    included, and an index that is not 0..n-1)."""
+    same frame, row for row and type for type, as running every step over every row (missing
+    values, NaN and None, included; none missing, where a yes/no field is bool; an index that is
+    not 0..n-1)."""
     from pipeline_lib.clean import rules
 
-    values = [*NASTY, None, float("nan"), ""] * 3
-    column = pd.Series(values, index=[f"row{i}" for i in reversed(range(len(values)))], dtype=object)
-    for rule in rules.STUDENT_RULES:
-        once = pandas_engine.clean_field(rule, column)
-        every_row = pandas_engine._clean_rows(rule, column)
-        pd.testing.assert_frame_equal(once, every_row, obj=rule.name)
+    for values in ([*NASTY, None, float("nan"), ""] * 3, ["yes", "true", "1", "no", "0", "false"] * 3):
+        column = pd.Series(values, index=[f"row{i}" for i in reversed(range(len(values)))], dtype=object)
+        for rule in rules.STUDENT_RULES:
+            once = pandas_engine.clean_field(rule, column)
+            every_row = pandas_engine._clean_rows(rule, column)
+            pd.testing.assert_frame_equal(once, every_row, obj=rule.name)
 
 
 @pytest.mark.slow
