@@ -9,6 +9,8 @@ that arrive during a run stay in `raw` for the next one.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
 from collections.abc import Iterator
 
@@ -45,6 +47,21 @@ def read_raw(client: DbApiClient, limit: int = 0) -> pd.DataFrame:
     return frame.astype(object).where(frame.notna(), None)
 
 
+@contextlib.contextmanager
+def cyclic_collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for a bulk build: the clean makes a list of reason or
+    change dicts per record, none in a cycle, and each full collection walked all the ones made so
+    far (300,000 dirty records: the clean took 4.6 s with it, 3.1 s without; median of 2). Whatever
+    cycles the block leaves are collected once it is back on."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def known_schools(client: DbApiClient) -> set[str]:
     found = client.scan(SCHOOLS, columns=["school_id"], schema=pa.schema([("school_id", pa.string())]))
     return {s for s in found.column("school_id").to_pylist() if s is not None}
@@ -66,7 +83,8 @@ def run_clean_pandas(
     report.seconds["read"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    result = pandas_engine.clean(raw, schools)
+    with cyclic_collector_paused():
+        result = pandas_engine.clean(raw, schools)
     cleaned, quarantine = result.cleaned, result.quarantine
     placed = set(cleaned["submission_id"]) | set(quarantine["submission_id"])
     placed.update(i for others in cleaned["duplicates"] for i in others)
