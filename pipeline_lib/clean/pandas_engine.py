@@ -110,7 +110,7 @@ def clean_field(rule: FieldRule, column: pd.Series) -> pd.DataFrame:
     the Spark engine's value tables do: every step of every field ran over every row before (a
     million records: ~50 s of string operations)."""
     codes, distinct = pd.factorize(column)  # a missing value (None, NaN) has code -1
-    if 2 * (len(distinct) + 1) > len(column):
+    if 2 * (len(distinct) + 1) > len(column):  # mostly distinct (ids, free text): nothing to share
         return _clean_rows(rule, column)
     # Only the values present, so that each output column gets the type cleaning every row gives
     # it (a yes/no field is bool unless a value is invalid or missing). Missing values come last,
