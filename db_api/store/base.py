@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from db_api.filters import Condition
 from db_api.scan_pages import decode_matching
+from db_api.store.encoded import ids_of, values_of
 from pipeline_lib.contract.fields import RECEIPT_FIELDS
 from pipeline_lib.wire.bson_codec import check_id
 from pipeline_lib.wire.errors import InvalidArgument, StaleFence
@@ -134,32 +135,32 @@ class CleanCommit:
         both = set(self.cleaned_ids) & set(self.quarantine_ids)
         if both:
             raise InvalidArgument(f"records cannot be both cleaned and quarantined: {sorted(both)[:5]}")
-        for doc in self.cleaned:  # checked before anything is written: a store without transactions
-            duplicates = doc.get("duplicates")  # writes in steps
+        # Checked before anything is written: a store without transactions writes in steps.
+        for doc_id, duplicates in zip(self.cleaned_ids, values_of(self.cleaned, "duplicates"), strict=True):
             if duplicates is None:
                 continue
             if not isinstance(duplicates, list):
                 raise InvalidArgument(
-                    f"cleaned record {doc['_id']!r}: duplicates must be a list of the raw ids merged "
+                    f"cleaned record {doc_id!r}: duplicates must be a list of the raw ids merged "
                     f"into it, got {type(duplicates).__name__}"
                 )
             for value in duplicates:
-                check_id(value, f"cleaned record {doc['_id']!r}: each of its duplicates")
+                check_id(value, f"cleaned record {doc_id!r}: each of its duplicates")
 
     @property
     def cleaned_ids(self) -> list[str]:
-        return [doc["_id"] for doc in self.cleaned]
+        return ids_of(self.cleaned)
 
     @property
     def quarantine_ids(self) -> list[str]:
-        return [doc["_id"] for doc in self.quarantine]
+        return ids_of(self.quarantine)
 
     @property
     def merged_ids(self) -> list[str]:
         """Raw ids this commit deletes that a cleaned record names as resubmissions merged into it
         (its `duplicates`) and that have no record of their own: their receipts are kept
         (`receipt`). Of other deleted ids (records without consent) nothing is kept."""
-        merged = {i for doc in self.cleaned for i in doc.get("duplicates") or ()}
+        merged = {i for duplicates in values_of(self.cleaned, "duplicates") for i in duplicates or ()}
         placed = {*self.cleaned_ids, *self.quarantine_ids}
         return [i for i in dict.fromkeys(self.raw_ids) if i in merged and i not in placed]
 

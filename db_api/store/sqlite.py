@@ -19,6 +19,7 @@ from pathlib import Path
 from db_api.filters import Condition
 from db_api.store import base
 from db_api.store.base import CleanCommit, CommitCounts, Fence, Lease, ScanSpec, Store, WriteCounts
+from db_api.store.encoded import EncodedDocuments
 from pipeline_lib.contract.collections import COLLECTIONS, LATER_HOMES, RAW, RECEIPTS
 from pipeline_lib.wire import bson_codec
 from pipeline_lib.wire.errors import DeadlineExceeded, InvalidArgument, Unavailable
@@ -383,6 +384,8 @@ def _check_fence(conn: sqlite3.Connection, fence: Fence | None) -> None:
 
 
 def _rows(docs: Sequence[dict]) -> list[tuple[str, bytes]]:
+    if isinstance(docs, EncodedDocuments):
+        return docs.rows()  # encoded with the request, from its Arrow columns
     return [(doc["_id"], bson_codec.encode(doc)) for doc in docs]
 
 

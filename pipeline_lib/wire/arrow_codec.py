@@ -125,6 +125,19 @@ def _value_count(array: pa.Array) -> int:
 
 def table_to_documents(table: pa.Table) -> list[Document]:
     """Rows as dicts, after checking every column name and type can be stored."""
+    check_storable(table)
+    names = table.column_names
+    try:
+        # Column-wise conversion then zip is the fastest pure-pyarrow route to row dicts.
+        columns = [_column_values(name, column) for name, column in zip(names, table.columns, strict=True)]
+    except (ValueError, OverflowError, pa.ArrowException) as exc:
+        raise InvalidArgument(f"a batch holds values that cannot be stored: {exc}") from None
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def check_storable(table: pa.Table) -> None:
+    """Every column name and type can be stored, and the batch holds at most
+    MAX_VALUES_PER_MESSAGE values."""
     for field in table.schema:
         check_field_name(field.name)
         _check_type(field.type, field.name)
@@ -137,12 +150,6 @@ def table_to_documents(table: pa.Table) -> list[Document]:
             f"a batch holds {values:,} values; the limit is {MAX_VALUES_PER_MESSAGE:,} per message: "
             "send smaller batches"
         )
-    try:
-        # Column-wise conversion then zip is the fastest pure-pyarrow route to row dicts.
-        columns = [_column_values(name, column) for name, column in zip(names, table.columns, strict=True)]
-    except (ValueError, OverflowError, pa.ArrowException) as exc:
-        raise InvalidArgument(f"a batch holds values that cannot be stored: {exc}") from None
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def _column_values(name: str, column: pa.ChunkedArray) -> list[Any]:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pyarrow as pa
 import pytest
 
+from db_api import request_documents
 from db_api.filters import Condition, Op
 from db_api.store.base import ScanSpec, Store
+from db_api.store.encoded import EncodedDocuments
+from pipeline_lib.wire.arrow_codec import table_to_ipc
 from pipeline_lib.wire.bson_codec import MAX_DOCUMENT_BYTES
 from pipeline_lib.wire.errors import DeadlineExceeded, InvalidArgument
 
@@ -147,6 +151,40 @@ def test_commit_clean_moves_records_and_is_harmless_to_repeat(store: Store, back
     assert _ids(store, "raw") == ["id00003"]
     assert _ids(store, "cleaned") == ["id00000", "id00001"]
     assert store.get("quarantine", "id00002") == quarantine[0]
+
+
+def test_records_committed_as_bson_encoded_from_arrow_are_stored_as_their_dicts_would_be(
+    store: Store,
+) -> None:
+    """CommitClean brings Arrow batches that the db-api encodes column by column
+    (`from_ipc_encoded`): each backend stores them, receipts of the resubmissions they name
+    included, as it stores the same records given as dicts."""
+    when = dt.datetime(2026, 12, 4, tzinfo=dt.UTC)
+    raw = [{"_id": i, "submission_id": i, "received_at": when, "v": "1"} for i in ("a", "b", "c", "d")]
+    store.write("raw", raw, upsert=False)
+    cleaned = pa.table(
+        {
+            "submission_id": ["a", "b"],
+            "score": [1.5, None],
+            "changes": [[{"field": "sex", "rules": ["trim"]}], []],
+            "duplicates": [["c"], []],
+        }
+    )
+    quarantine = pa.table({"submission_id": ["d"], "reasons": [[{"code": "x", "field": "v"}]]})
+    encoded = [
+        request_documents.from_ipc_encoded(table_to_ipc(t), "submission_id", "batch")
+        for t in (cleaned, quarantine)
+    ]
+    assert all(isinstance(docs, EncodedDocuments) for docs in encoded)
+    counts = store.commit_clean(encoded[0], encoded[1], ["a", "b", "c", "d"])
+    assert (counts.cleaned, counts.quarantined, counts.raw_deleted) == (2, 1, 4)
+    as_dicts = [
+        request_documents.from_ipc(table_to_ipc(t), "submission_id", "batch") for t in (cleaned, quarantine)
+    ]
+    assert [store.get("cleaned", i) for i in ("a", "b")] == as_dicts[0]
+    assert store.get("quarantine", "d") == as_dicts[1][0]
+    assert store.get("receipts", "c") == {"_id": "c", "submission_id": "c", "received_at": when}
+    assert _ids(store, "raw") == []
 
 
 def test_a_record_both_cleaned_and_quarantined_is_refused_and_nothing_changes(store: Store) -> None:
