@@ -43,8 +43,8 @@ def from_ipc_encoded(data: bytes, key: str | None, what: str) -> Sequence[dict]:
         if (pat.is_string(ids.type) or pat.is_large_string(ids.type)) and ids.null_count == 0:
             try:
                 blobs = arrow_bson.encode(table, ids)
-            except arrow_bson.OutOfRange:
-                blobs = None  # the dict path says which column
+            except (arrow_bson.OutOfRange, pa.ArrowException):
+                blobs = None  # the dict path says which column, or what else is wrong
             if blobs is not None:
                 return _encoded(table, ids, blobs, id_column)
     return bson_codec.with_key_as_id(arrow_codec.table_to_documents(table), key)
