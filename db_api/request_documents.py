@@ -22,48 +22,66 @@ from pipeline_lib.wire.errors import InvalidArgument
 KEPT_FIELDS = ("duplicates",)
 
 
-def from_ipc(data: bytes, key: str | None, what: str) -> list[dict]:
-    """The records of an Arrow IPC stream (`what` names it in errors), with column `key` as `_id`."""
+def dicts_from_ipc(data: bytes, key: str | None, what: str) -> list[dict]:
+    """The records of an Arrow IPC stream (`what` names it in errors), with column `key` as `_id`,
+    as dicts."""
     if not data:
         return []
     table = arrow_codec.ipc_to_table(data, what)
     return bson_codec.with_key_as_id(arrow_codec.table_to_documents(table), key)
 
 
-def from_ipc_encoded(data: bytes, key: str | None, what: str) -> Sequence[dict]:
-    """As `from_ipc`, encoded as BSON column by column (`arrow_bson`) when every column's type
-    allows and every record has a text id; else (or to word a refusal) as `from_ipc`."""
+def from_ipc(data: bytes, key: str | None, what: str) -> Sequence[dict]:
+    """As `dicts_from_ipc`, encoded as BSON column by column (`arrow_bson`) when every column's
+    type allows and every record has a text id; else (or to word a refusal) as `dicts_from_ipc`."""
     if not data:
         return []
     table = arrow_codec.ipc_to_table(data, what)
     arrow_codec.check_storable(table)
-    id_column = key if key and key != "_id" else "_id"
-    if id_column in table.column_names:
-        ids = table.column(id_column).combine_chunks()
-        if (pat.is_string(ids.type) or pat.is_large_string(ids.type)) and ids.null_count == 0:
-            try:
-                blobs = arrow_bson.encode(table, ids)
-            except (arrow_bson.OutOfRange, pa.ArrowException):
-                blobs = None  # the dict path says which column, or what else is wrong
-            if blobs is not None:
-                return _encoded(table, ids, blobs, id_column)
+    encoded = _encoded(table, key)
+    if encoded is not None:
+        return encoded
     return bson_codec.with_key_as_id(arrow_codec.table_to_documents(table), key)
 
 
-def _encoded(table: pa.Table, ids: pa.Array, blobs: pa.Array, id_column: str) -> EncodedDocuments:
+def _encoded(table: pa.Table, key: str | None) -> EncodedDocuments | None:
+    """The records encoded by `arrow_bson`; None where the dict path must read them: an id column
+    that is not all text, an `_id` column beside another key (the dict path reads and replaces
+    it), a kept field that is not a list of text, a type `arrow_bson` does not cover, or values
+    it cannot encode (the dict path words the refusal)."""
+    id_column = key if key and key != "_id" else "_id"
+    if id_column not in table.column_names or (id_column != "_id" and "_id" in table.column_names):
+        return None
+    ids = table.column(id_column).combine_chunks()
+    if not (pat.is_string(ids.type) or pat.is_large_string(ids.type)) or ids.null_count:
+        return None
+    kept = [table.column(name) for name in KEPT_FIELDS if name in table.column_names]
+    if not all(pat.is_null(c.type) or _is_text_list(c.type) for c in kept):
+        return None
+    try:
+        blobs = arrow_bson.encode(table, ids)
+    except (arrow_bson.OutOfRange, pa.ArrowException, ValueError, TypeError):
+        return None
+    if blobs is None:
+        return None
     id_list = [bson_codec.check_id(value, id_column) for value in ids.to_pylist()]
-    sizes = pc.binary_length(blobs)
-    largest = pc.max(sizes).as_py() or 0
-    if largest > bson_codec.MAX_DOCUMENT_BYTES:
-        index = pc.index(sizes, largest).as_py()
+    oversized = pc.greater(pc.binary_length(blobs), bson_codec.MAX_DOCUMENT_BYTES)
+    if pc.any(oversized).as_py():
+        first = pc.index(oversized, True).as_py()
         raise InvalidArgument(
-            f"document {id_list[index]!r} is {largest} bytes; the limit is {bson_codec.MAX_DOCUMENT_BYTES}"
+            f"document {id_list[first]!r} is {len(blobs[first].as_py())} bytes; "
+            f"the limit is {bson_codec.MAX_DOCUMENT_BYTES}"
         )
     fields = {
         name: table.column(name).to_pylist() if name in table.column_names else [None] * table.num_rows
         for name in KEPT_FIELDS
     }
     return EncodedDocuments(id_list, blobs.to_pylist(), fields)
+
+
+def _is_text_list(type_: pa.DataType) -> bool:
+    lists = pat.is_list(type_) or pat.is_large_list(type_)
+    return lists and (pat.is_string(type_.value_type) or pat.is_large_string(type_.value_type))
 
 
 def from_json(text: str, doc_id: str) -> dict:

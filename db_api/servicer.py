@@ -285,8 +285,8 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
         self, request: pb.CommitCleanRequest, context: grpc.ServicerContext
     ) -> pb.CommitCleanResponse:
         key = request.key or "submission_id"
-        cleaned = request_documents.from_ipc_encoded(request.cleaned_arrow_ipc, key, "cleaned batch")
-        quarantine = request_documents.from_ipc_encoded(request.quarantine_arrow_ipc, key, "quarantine batch")
+        cleaned = request_documents.from_ipc(request.cleaned_arrow_ipc, key, "cleaned batch")
+        quarantine = request_documents.from_ipc(request.quarantine_arrow_ipc, key, "quarantine batch")
         raw_ids = [bson_codec.check_id(i, "raw id") for i in request.raw_ids]
         counts = self.store.commit_clean(cleaned, quarantine, raw_ids, fence=_fence(request))
         return pb.CommitCleanResponse(**asdict(counts))

@@ -157,7 +157,7 @@ def test_records_committed_as_bson_encoded_from_arrow_are_stored_as_their_dicts_
     store: Store,
 ) -> None:
     """CommitClean brings Arrow batches that the db-api encodes column by column
-    (`from_ipc_encoded`): each backend stores them, receipts of the resubmissions they name
+    (`from_ipc`): each backend stores them, receipts of the resubmissions they name
     included, as it stores the same records given as dicts."""
     when = dt.datetime(2026, 12, 4, tzinfo=dt.UTC)
     raw = [{"_id": i, "submission_id": i, "received_at": when, "v": "1"} for i in ("a", "b", "c", "d")]
@@ -172,14 +172,14 @@ def test_records_committed_as_bson_encoded_from_arrow_are_stored_as_their_dicts_
     )
     quarantine = pa.table({"submission_id": ["d"], "reasons": [[{"code": "x", "field": "v"}]]})
     encoded = [
-        request_documents.from_ipc_encoded(table_to_ipc(t), "submission_id", "batch")
-        for t in (cleaned, quarantine)
+        request_documents.from_ipc(table_to_ipc(t), "submission_id", "batch") for t in (cleaned, quarantine)
     ]
     assert all(isinstance(docs, EncodedDocuments) for docs in encoded)
     counts = store.commit_clean(encoded[0], encoded[1], ["a", "b", "c", "d"])
     assert (counts.cleaned, counts.quarantined, counts.raw_deleted) == (2, 1, 4)
     as_dicts = [
-        request_documents.from_ipc(table_to_ipc(t), "submission_id", "batch") for t in (cleaned, quarantine)
+        request_documents.dicts_from_ipc(table_to_ipc(t), "submission_id", "batch")
+        for t in (cleaned, quarantine)
     ]
     assert [store.get("cleaned", i) for i in ("a", "b")] == as_dicts[0]
     assert store.get("quarantine", "d") == as_dicts[1][0]
