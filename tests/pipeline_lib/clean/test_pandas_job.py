@@ -1,12 +1,16 @@
-"""The pandas clean's pause of the cyclic garbage collector leaves it as it found it."""
+"""The pandas clean's pause of the cyclic garbage collector leaves it as it found it; its commits,
+pipelined, place every chunk, and a failed one is raised with the ones before it kept."""
 
 from __future__ import annotations
 
 import gc
 
+import pandas as pd
 import pytest
 
-from pipeline_lib.clean.pandas_job import cyclic_collector_paused
+from pipeline_lib.clean.pandas_job import commit_pipelined, cyclic_collector_paused
+from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.wire.requests import DbApiCallError
 
 
 def test_the_collector_is_off_inside_and_back_on_after_even_on_an_error() -> None:
@@ -27,3 +31,35 @@ def test_a_collector_that_was_off_stays_off() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def _raw(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"submission_id": [f"r{i:03d}" for i in range(n)], "v": ["1"] * n})
+
+
+def test_pipelined_commits_place_every_chunk_of_every_part(sqlite_client: DbApiClient) -> None:
+    sqlite_client.write("raw", _raw(25), key="submission_id")
+    quarantine = pd.DataFrame({"submission_id": [f"r{i:03d}" for i in range(10)], "reasons": [[]] * 10})
+    no_consent = pd.DataFrame({"submission_id": [f"r{i:03d}" for i in range(10, 13)]})
+    cleaned = pd.DataFrame(
+        {"submission_id": [f"r{i:03d}" for i in range(13, 24)], "duplicates": [[]] * 10 + [["r024"]]}
+    )
+    parts = [(quarantine, "quarantine"), (no_consent, "raw_ids"), (cleaned, "cleaned")]
+    assert commit_pipelined(sqlite_client, parts, size=3) == 25  # 4 + 1 + 4 calls
+    assert sqlite_client.count("raw") == 0
+    assert (sqlite_client.count("quarantine"), sqlite_client.count("cleaned")) == (10, 11)
+
+
+def test_a_failed_commit_is_raised_and_the_chunks_before_it_stay_committed(
+    sqlite_client: DbApiClient,
+) -> None:
+    sqlite_client.write("raw", _raw(12), key="submission_id")
+    ids = [f"r{i:03d}" for i in range(12)]
+    ids[7] = ""  # an id the db-api refuses, in the third chunk of three rows
+    cleaned = pd.DataFrame({"submission_id": ids, "duplicates": [[]] * 12})
+    with pytest.raises(DbApiCallError, match="submission_id must be 1 to"):
+        commit_pipelined(sqlite_client, [(cleaned, "cleaned")], size=3)
+    stored = {doc["_id"] for doc in sqlite_client.list_documents("cleaned", limit=100)}
+    assert {f"r{i:03d}" for i in range(6)} <= stored  # the chunks before it
+    assert not {f"r{i:03d}" for i in range(6, 9)} & stored  # the refused chunk, atomically
+    assert len(stored) <= 9  # at most the one chunk in flight beside it
