@@ -125,11 +125,13 @@ COMMITS_IN_FLIGHT = 2
 def commit_pipelined(client: DbApiClient, parts: list[tuple[pd.DataFrame, Part]], size: int) -> int:
     """Commit each part's chunks of at most `size` rows, up to COMMITS_IN_FLIGHT calls at once:
     the raw records deleted. Each call is atomic and the chunks share no record, so their order
-    does not matter. A failed call raises once the calls in flight have ended; what was
-    committed stays committed, and a rerun cleans the rest."""
+    does not matter. The first failed call (in the chunks' order) is raised at once, an interrupt
+    too; a call started beside it may still commit. What was committed stays committed, and a
+    rerun cleans the rest."""
     deleted = 0
-    with ThreadPoolExecutor(COMMITS_IN_FLIGHT, thread_name_prefix="commit") as sender:
-        in_flight: deque[Future[int]] = deque()
+    sender = ThreadPoolExecutor(COMMITS_IN_FLIGHT, thread_name_prefix="commit")
+    in_flight: deque[Future[int]] = deque()
+    try:
         for frame, part in parts:
             for chunk in _chunks(frame, size):
                 while len(in_flight) >= COMMITS_IN_FLIGHT:
@@ -137,6 +139,9 @@ def commit_pipelined(client: DbApiClient, parts: list[tuple[pd.DataFrame, Part]]
                 in_flight.append(sender.submit(commit_chunk, client, chunk, part))
         while in_flight:
             deleted += in_flight.popleft().result()
+    finally:
+        # On an error or an interrupt, not waiting for the call still in flight: it ends on its own.
+        sender.shutdown(wait=not in_flight, cancel_futures=True)
     return deleted
 
 

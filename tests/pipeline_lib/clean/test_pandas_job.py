@@ -4,10 +4,13 @@ pipelined, place every chunk, and a failed one is raised with the ones before it
 from __future__ import annotations
 
 import gc
+import signal
+import threading
 
 import pandas as pd
 import pytest
 
+from pipeline_lib.clean import pandas_job
 from pipeline_lib.clean.pandas_job import commit_pipelined, cyclic_collector_paused
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.wire.requests import DbApiCallError
@@ -63,3 +66,31 @@ def test_a_failed_commit_is_raised_and_the_chunks_before_it_stay_committed(
     assert {f"r{i:03d}" for i in range(6)} <= stored  # the chunks before it
     assert not {f"r{i:03d}" for i in range(6, 9)} & stored  # the refused chunk, atomically
     assert len(stored) <= 9  # at most the one chunk in flight beside it
+
+
+def test_an_interrupt_is_raised_without_waiting_for_the_call_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C in a notebook stops the clean at once; the call in flight ends on its own."""
+    release, started, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_commit(client: object, chunk: object, part: str) -> int:
+        started.set()
+        release.wait(10)
+        finished.set()
+        return 1
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pandas_job, "commit_chunk", slow_commit)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(KeyboardInterrupt):
+            commit_pipelined(None, [(_raw(2), "raw_ids")], size=1)  # type: ignore[arg-type]
+        assert started.is_set() and not finished.is_set()  # raised while the call was still running
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        release.set()
