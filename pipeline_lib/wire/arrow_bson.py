@@ -1,8 +1,8 @@
 """Arrow records encoded as BSON documents column by column, in Arrow's C++ kernels.
 
-The db-api stores what CommitClean brings as BSON. Turning a batch into Python dicts and encoding
-each (`arrow_codec.table_to_documents`, `bson_codec.encode`) cost about 11 us a record, most of
-the db-api's time in a clean; here each column becomes its BSON elements in a few vectorised
+The db-api stores what WriteBatches and CommitClean bring as BSON. Turning a batch into Python
+dicts and encoding each (`arrow_codec.table_to_documents`, `bson_codec.encode`) cost about 11 us a
+record, most of the db-api's time in a clean; here each column becomes its BSON elements in a few vectorised
 passes (the bytes of each element: type, name, value) and a record's elements are concatenated
 into its document. The bytes are exactly what `bson.encode` makes of the dict (the `_id` first,
 then the columns in order; an int as int32 when it fits, else int64; null as BSON null), which
@@ -172,7 +172,7 @@ def _array_documents(array: pa.Array) -> pa.Array:
     parents = np.repeat(np.arange(len(array), dtype=np.int64), lengths)
     positions = np.arange(len(items), dtype=np.int64) - (ends - lengths)[parents]
     longest = int(lengths.max(initial=0))
-    indexes = pa.array([f"{i}".encode() + b"\x00" for i in range(longest)], BINARY)
+    indexes = _join(pa.array(np.arange(longest, dtype=np.int64)).cast(pa.string()).cast(BINARY), _NUL)
     elements = _elements(indexes.take(pa.array(positions)), items)
     offsets = pa.array(np.concatenate([[0], ends]).astype(np.int64))
     per_list = pa.LargeListArray.from_arrays(offsets, elements)
