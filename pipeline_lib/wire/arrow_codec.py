@@ -30,6 +30,9 @@ from pipeline_lib.wire.ipc_compression import has_compressed_bodies
 # Values (cells, counting nested list items and struct fields) one message may hold: a few
 # hundred bytes of IPC can describe millions of nulls, and each becomes a Python object here.
 MAX_VALUES_PER_MESSAGE = 5_000_000
+# Bytes a message's records may take as BSON (a bound: values, their data and the field names
+# each value repeats). A few KB of IPC can name a long field once for millions of values.
+MAX_BSON_BYTES_PER_MESSAGE = 512 * 1024 * 1024
 _PER_MS = {"s": 0.001, "ms": 1, "us": 1_000, "ns": 1_000_000}
 
 
@@ -123,6 +126,21 @@ def _value_count(array: pa.Array) -> int:
     return count
 
 
+def _names_bytes(array: pa.Array, name_bytes: int) -> int:
+    """Bytes the field names of `array`'s values take in BSON: each value repeats its field's name
+    (a list item its index, at most 10 digits) with a type byte and a NUL."""
+    total = len(array) * (name_bytes + 2)
+    if pat.is_list(array.type) or pat.is_large_list(array.type) or pat.is_fixed_size_list(array.type):
+        total += _names_bytes(array.flatten(), 10)
+    elif pat.is_struct(array.type):
+        children = array.type
+        total += sum(
+            _names_bytes(array.field(i), len(children.field(i).name.encode()))
+            for i in range(children.num_fields)
+        )
+    return total
+
+
 def table_to_documents(table: pa.Table) -> list[Document]:
     """Rows as dicts, after checking every column name and type can be stored."""
     check_storable(table)
@@ -137,7 +155,7 @@ def table_to_documents(table: pa.Table) -> list[Document]:
 
 def check_storable(table: pa.Table) -> None:
     """Every column name and type can be stored, and the batch holds at most
-    MAX_VALUES_PER_MESSAGE values."""
+    MAX_VALUES_PER_MESSAGE values and MAX_BSON_BYTES_PER_MESSAGE bytes as BSON."""
     for field in table.schema:
         check_field_name(field.name)
         _check_type(field.type, field.name)
@@ -149,6 +167,18 @@ def check_storable(table: pa.Table) -> None:
         raise TooLarge(
             f"a batch holds {values:,} values; the limit is {MAX_VALUES_PER_MESSAGE:,} per message: "
             "send smaller batches"
+        )
+    name_bytes = sum(
+        _names_bytes(chunk, len(name.encode()))
+        for name, column in zip(names, table.columns, strict=True)
+        for chunk in column.chunks
+    )
+    # Each value: at most 8 bytes of its own (a text's length and NUL, a number), 5 per document.
+    bound = name_bytes + 16 * values + table.nbytes
+    if bound > MAX_BSON_BYTES_PER_MESSAGE:
+        raise TooLarge(
+            f"a batch would take up to {bound:,} bytes as BSON; the limit is "
+            f"{MAX_BSON_BYTES_PER_MESSAGE:,} per message: send smaller batches or shorter field names"
         )
 
 
