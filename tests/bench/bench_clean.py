@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.bench_db_api import start_db_api, store_ceilings
-from tests.bench.memory import ROLES, run_measured
+from tests.bench.memory import ROLES, cpu_summary, run_measured
 from tests.notebooks.dirty_data import SCHOOLS, dirty_raw
 from tests.spark_cluster import standalone_cluster
 from tests.wire_servers import free_port
@@ -207,6 +207,7 @@ def report(runs: dict[str, list[dict]], n: int, where: str) -> None:
         peaks = ", ".join(f"{role} {max(r[f'peak MB {role}'] for r in runs[engine]):,}" for role in ROLES)
         together = max(r["peak MB all"] for r in runs[engine])
         print(f"  peak memory, {engine} (MB): {peaks}; all at once {together:,}")
+        print(f"  CPU seconds, {engine}: {cpu_summary(runs[engine])}")
     for name, values in runs.items():
         print(f"\n{name} runs:", [{k: round(v, 2) for k, v in r.items()} for r in values])
 

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.bench_db_api import start_db_api, store_ceilings
-from tests.bench.memory import ROLES, run_measured
+from tests.bench.memory import MEASURED, ROLES, cpu_summary, run_measured
 from tests.pipeline_lib.process.analysis import simulated
 
 TARGET_SECONDS = 120
@@ -120,7 +120,7 @@ def main() -> None:
         f"\nSpark {args.master}: {total:.1f} s end to end ({len(records) / total:,.0f} records/s), "
         f"target < {TARGET_SECONDS} s: {verdict}"
     )
-    steps = [k for k in runs[0] if k not in ("total", "records", "failed") and not k.startswith("peak MB")]
+    steps = [k for k in runs[0] if k not in ("total", "records", "failed") and not k.startswith(MEASURED)]
     for key in steps:
         print(f"  {key:24} {median(key):6.1f} s")
     print(f"  {'failed analyses':24} {int(max(r['failed'] for r in runs)):6d}")
@@ -138,6 +138,7 @@ def main() -> None:
     )
     peaks = ", ".join(f"{role} {max(r[f'peak MB {role}'] for r in runs):,}" for role in ROLES)
     print(f"  peak memory (MB): {peaks}; all at once {max(r['peak MB all'] for r in runs):,}")
+    print(f"  CPU seconds: {cpu_summary(runs)}")
     print("\nruns:", [{k: round(v, 2) for k, v in r.items()} for r in runs])
 
 

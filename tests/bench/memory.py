@@ -1,27 +1,33 @@
-"""Peak resident memory of a run's processes, by role, sampled while the run works.
+"""Peak resident memory and CPU time of a run's processes, by role, sampled while the run works.
 
 A Spark run is several processes: the run's Python (the driver's Python side), the JVM (the driver
 and, on local[N], the executors), Python workers the JVM forks for the data source and Arrow UDFs,
 and the db-api it reads from and commits to, with its scan worker processes. `getrusage` sees only
 one of them; this samples the trees of the run and of the db-api every `interval` seconds and keeps,
-per role, the largest sum seen at one moment (processes of one role are alive together).
+per role, the largest sum seen at one moment (processes of one role are alive together), and the
+CPU time each role used during the run: on a machine of few cores the roles compete for them, so
+a step is only as fast as the CPU time it needs allows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import statistics
 import subprocess
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import psutil
 
 ROLES = ("run python", "jvm", "python workers", "db-api")
+MEASURED = ("peak MB", "cpu s", "cpu wall s")  # how the keys this module adds to a run's figures begin
 
 
-def role_of(process: psutil.Process, run_pid: int) -> str:
+def role_of(process: psutil.Process, run_pid: int | None) -> str:
     if process.pid == run_pid:
         return "run python"
     name = process.name()
@@ -31,11 +37,35 @@ def role_of(process: psutil.Process, run_pid: int) -> str:
 
 
 class PeakMemory:
-    """Largest resident set per role, in MB, over the samples taken so far."""
+    """Largest resident set per role, in MB, over the samples taken so far; and the CPU seconds
+    each role used since the first sample (`begin`)."""
 
     def __init__(self) -> None:
         self.peak_mb: dict[str, float] = dict.fromkeys(ROLES, 0.0)
         self.total_peak_mb = 0.0
+        # Per process: its role, the CPU time it had used when first seen and the latest seen.
+        # A process that was already working (the db-api, a warm Spark) counts from its first
+        # sample; one started during the run (the JVM, a Python worker) from zero. The CPU time
+        # of a process in its last `interval` before it ends is missed.
+        self._cpu: dict[tuple[int, float], tuple[str, float, float]] = {}
+        self._began = 0.0
+        self.wall_seconds = 0.0  # from `begin` to the run's process ending
+
+    def begin(self, db_api_pids: Sequence[int | None], served_pids: Sequence[int | None]) -> None:
+        """Note the CPU time the processes already running (and their trees) have used: the
+        db-api's (and replicas'), and a warm Spark's or a cluster's."""
+        self._began = time.time()
+        for pid in db_api_pids:
+            for process in _tree(pid):
+                self._note_cpu(process, "db-api")
+        for pid in served_pids:
+            for process in _tree(pid):
+                with contextlib.suppress(psutil.Error):
+                    self._note_cpu(process, role_of(process, None))
+
+    def end(self) -> None:
+        """The run's process has ended: its wall time since `begin`."""
+        self.wall_seconds = time.time() - self._began
 
     def sample(
         self,
@@ -47,22 +77,64 @@ class PeakMemory:
     ) -> None:
         now: dict[str, float] = dict.fromkeys(ROLES, 0.0)
         replicas = [process for pid in replica_pids for process in _tree(pid)]
-        for process in [*_tree(db_api_pid), *replicas]:  # with their scan worker processes
-            with contextlib.suppress(psutil.Error):  # it ended between the listing and the reading
-                now["db-api"] += process.memory_info().rss / 2**20
         # A warm Spark's server (its JVM and Python workers) works for the run it serves, as do a
         # standalone cluster's workers (their executors and Python workers).
         served = [process for pid in (spark_server_pid, *cluster_pids) for process in _tree(pid)]
-        for process in [*_tree(run_pid), *served]:
-            with contextlib.suppress(psutil.Error):
-                now[role_of(process, run_pid)] += process.memory_info().rss / 2**20
+        roles = [
+            *[("db-api", process) for process in [*_tree(db_api_pid), *replicas]],  # with scan workers
+            *[(None, process) for process in [*_tree(run_pid), *served]],
+        ]
+        for role, process in roles:
+            with contextlib.suppress(psutil.Error):  # it ended between the listing and the reading
+                role = role or role_of(process, run_pid)
+                now[role] += process.memory_info().rss / 2**20
+                self._note_cpu(process, role)
         for role, mb in now.items():
             self.peak_mb[role] = max(self.peak_mb[role], mb)
         self.total_peak_mb = max(self.total_peak_mb, sum(now.values()))
 
+    def _note_cpu(self, process: psutil.Process, role: str) -> None:
+        with contextlib.suppress(psutil.Error):
+            key = (process.pid, process.create_time())  # a reused pid is another process
+            times = process.cpu_times()
+            used = times.user + times.system
+            known = self._cpu.get(key)
+            if known is None:
+                started_before = key[1] < self._began
+                known = (role, used if started_before else 0.0, used)
+            # The latest role: a process first seen between fork and exec (a JVM being started)
+            # still bore its parent's name.
+            self._cpu[key] = (role, known[1], max(known[2], used))
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds per role since `begin`."""
+        spent = dict.fromkeys(ROLES, 0.0)
+        for role, first, last in self._cpu.values():
+            spent[role] += last - first
+        return spent
+
     def as_dict(self) -> dict[str, float]:
-        return {**{f"peak MB {role}": round(mb) for role, mb in self.peak_mb.items()},
-                "peak MB all": round(self.total_peak_mb)}  # fmt: skip
+        cpu = self.cpu_seconds()
+        return {
+            **{f"peak MB {role}": round(mb) for role, mb in self.peak_mb.items()},
+            "peak MB all": round(self.total_peak_mb),
+            **{f"cpu s {role}": round(seconds, 1) for role, seconds in cpu.items()},
+            "cpu s all": round(sum(cpu.values()), 1),
+            "cpu wall s": round(self.wall_seconds, 1),
+        }
+
+
+def cpu_summary(runs: Sequence[dict[str, Any]]) -> str:
+    """The median CPU seconds per role of `runs` (`run_measured` results), and what share of the
+    machine's cores they kept busy over the run's process, from its start to its exit."""
+    cores = os.cpu_count() or 1
+    per_role = ", ".join(
+        f"{role} {statistics.median(r[f'cpu s {role}'] for r in runs):.1f}" for role in ROLES
+    )
+    total = statistics.median(r["cpu s all"] for r in runs)
+    wall = statistics.median(r["cpu wall s"] for r in runs)
+    busy = total / (cores * wall) if wall else 0.0
+    return f"{per_role}; all {total:.1f} of {cores} cores x {wall:.1f} s ({busy:.0%} busy)"
 
 
 def _tree(pid: int | None) -> list[psutil.Process]:
@@ -87,6 +159,7 @@ def run_sampled(
     """Run a command to its end while sampling its process tree, the db-api's (and those of other
     db-api replicas) and a warm Spark server's (or a standalone cluster's workers) every `interval` s."""
     peaks = PeakMemory()
+    peaks.begin([db_api_pid, *replica_pids], [spark_server_pid, *cluster_pids])
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
     stop = threading.Event()
 
@@ -101,6 +174,7 @@ def run_sampled(
     finally:
         stop.set()
         sampler.join()
+        peaks.end()
     return subprocess.CompletedProcess(args, process.returncode, out, err), peaks
 
 
