@@ -13,7 +13,7 @@ After its run the kernel is asked to stop and left to exit while the next step g
 that imported the process notebook's libraries takes about 0.8 s to tear its interpreter down.
 A thread waits for it (killing it if it does not exit in time) and removes its files;
 `wait_for_shut_down` waits for those threads, and the interpreter waits for them at exit too.
-A kernel that only read (the snapshots') is killed at once instead.
+A kernel that only read (the snapshots') or that no run took is killed at once instead.
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ class KernelAhead:
         self.path = path
         self.env = dict(env)
         self._down = False
+        self._taken = False  # a run took it (it may then hold the run's state to finish)
         self.manager = _AheadKernelManager(kernel_name=ensure_kernel())
         self._client: BlockingKernelClient | None = None
         run_sync(self.manager.start_kernel)(cwd=str(path.parent), env=self.env)
@@ -168,6 +169,7 @@ class KernelAhead:
             return None
         finally:  # also when the run is interrupted meanwhile
             client.stop_channels()
+        self._taken = True
         return self.manager
 
     def _wait_for_replies(self, client: BlockingKernelClient) -> None:
@@ -192,8 +194,11 @@ class KernelAhead:
         """Stop the kernel (not taken, or after its run) without waiting for it to exit: a thread
         asks it first, as nbclient does, kills it if it has not exited in time (the manager's
         `shutdown_wait_time`), and removes its files; with `now`, kills it at once (for a kernel
-        whose work is all delivered: its interpreter's teardown is skipped). Not waited for:
-        `wait_for_shut_down`."""
+        whose work is all delivered: its interpreter's teardown is skipped). A kernel no run took
+        is killed at once too: it only imported, and asked to stop in the middle of an import it
+        printed a traceback into the command's output (the import's reply, on its closed socket).
+        Not waited for: `wait_for_shut_down`."""
+        now = now or not self._taken
         if self._client is not None:
             self._client.stop_channels()
             self._client = None

@@ -78,6 +78,32 @@ def test_a_kernel_started_for_a_notebook_that_does_not_run_is_shut_down(run_env:
 
 
 @pytest.mark.slow
+def test_a_kernel_stopped_while_it_imports_ahead_prints_no_traceback(run_env: RunEnv) -> None:
+    # The probe is still being imported ahead (for process) when clean fails: the unused kernel
+    # is stopped mid-import. Asked to shut down, it later failed to send the import's reply on
+    # its closed socket and printed that error's traceback into the command's output.
+    slow_probe = (
+        "import os, time\nfrom pathlib import Path\n"
+        "Path(__file__).with_name('importing').write_text(str(os.getpid()))\ntime.sleep(1.5)\n"
+    )
+    (run_env.notebooks / "ahead_probe.py").write_text(slow_probe + PROBE)
+    fails_once_importing = (
+        "import time\nfrom pathlib import Path\n"
+        "waited = time.monotonic() + 120\n"
+        "while not Path('importing').exists() and time.monotonic() < waited:\n    time.sleep(0.02)\n"
+        "raise ValueError('bad data')"
+    )
+    _write(run_env.notebooks / "clean.ipynb", [fails_once_importing])
+    _write(run_env.notebooks / "process.ipynb", [USES_PROBE])
+    done = run_env.workbench("run", "all")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "process" not in _runs(run_env)
+    pid = int((run_env.notebooks / "importing").read_text())
+    assert not running(pid), "the unused kernel was left running"
+
+
+@pytest.mark.slow
 def test_a_kernel_that_died_ahead_is_replaced_by_a_fresh_one(run_env: RunEnv) -> None:
     _probe(run_env, "import time\ntime.sleep(3)")
     dies_ahead = "import os\nif os.environ.get('WORKBENCH_RUN_FENCE') is None:\n    os._exit(3)\n"
