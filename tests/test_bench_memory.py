@@ -8,8 +8,8 @@ import sys
 from tests.bench.memory import run_sampled
 
 # Burns `seconds` of its own CPU time (however loaded the machine is), then idles long enough
-# for the sampler to see the total before it exits.
-BURN = "import time\nwhile time.process_time() < {seconds}: pass\ntime.sleep(0.8)\n"
+# for the sampler to see the total before it exits (on a loaded machine its thread may wake late).
+BURN = "import time\nwhile time.process_time() < {seconds}: pass\ntime.sleep(2.5)\n"
 
 
 def test_cpu_time_is_counted_per_role_from_the_start_of_the_run() -> None:

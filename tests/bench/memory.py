@@ -142,9 +142,12 @@ def _tree(pid: int | None) -> list[psutil.Process]:
         return []
     try:
         root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
     except psutil.Error:
         return []
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:  # a child ended while they were listed: the root still counts
+        return [root]
 
 
 def run_sampled(
