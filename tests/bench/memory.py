@@ -44,9 +44,10 @@ class PeakMemory:
         self.peak_mb: dict[str, float] = dict.fromkeys(ROLES, 0.0)
         self.total_peak_mb = 0.0
         # Per process: its role, the CPU time it had used when first seen and the latest seen.
-        # A process that was already working (the db-api, a warm Spark) counts from its first
-        # sample; one started during the run (the JVM, a Python worker) from zero. The CPU time
-        # of a process in its last `interval` before it ends is missed.
+        # A process running at `begin` (the db-api, a warm Spark) counts from then; one first seen
+        # later (the JVM, a Python worker) from zero: its start time is no guide, as psutil dates
+        # processes from a boot time in whole seconds. The CPU time of a process in its last
+        # `interval` before it ends is missed.
         self._cpu: dict[tuple[int, float], tuple[str, float, float]] = {}
         self._began = 0.0
         self.wall_seconds = 0.0  # from `begin` to the run's process ending
@@ -57,11 +58,11 @@ class PeakMemory:
         self._began = time.time()
         for pid in db_api_pids:
             for process in _tree(pid):
-                self._note_cpu(process, "db-api")
+                self._note_cpu(process, "db-api", running_before=True)
         for pid in served_pids:
             for process in _tree(pid):
                 with contextlib.suppress(psutil.Error):
-                    self._note_cpu(process, role_of(process, None))
+                    self._note_cpu(process, role_of(process, None), running_before=True)
 
     def end(self) -> None:
         """The run's process has ended: its wall time since `begin`."""
@@ -93,15 +94,14 @@ class PeakMemory:
             self.peak_mb[role] = max(self.peak_mb[role], mb)
         self.total_peak_mb = max(self.total_peak_mb, sum(now.values()))
 
-    def _note_cpu(self, process: psutil.Process, role: str) -> None:
+    def _note_cpu(self, process: psutil.Process, role: str, *, running_before: bool = False) -> None:
         with contextlib.suppress(psutil.Error):
             key = (process.pid, process.create_time())  # a reused pid is another process
             times = process.cpu_times()
             used = times.user + times.system
             known = self._cpu.get(key)
-            if known is None:
-                started_before = key[1] < self._began
-                known = (role, used if started_before else 0.0, used)
+            if known is None:  # counted from zero unless it was running at `begin`
+                known = (role, used if running_before else 0.0, used)
             # The latest role: a process first seen between fork and exec (a JVM being started)
             # still bore its parent's name.
             self._cpu[key] = (role, known[1], max(known[2], used))
