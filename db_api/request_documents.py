@@ -28,7 +28,8 @@ def dicts_from_ipc(data: bytes, key: str | None, what: str) -> list[dict]:
     if not data:
         return []
     table = arrow_codec.ipc_to_table(data, what)
-    return bson_codec.with_key_as_id(arrow_codec.table_to_documents(table), key)
+    arrow_codec.check_storable(table)
+    return _as_dicts(table, key)
 
 
 def from_ipc(data: bytes, key: str | None, what: str) -> Sequence[dict]:
@@ -41,7 +42,12 @@ def from_ipc(data: bytes, key: str | None, what: str) -> Sequence[dict]:
     encoded = _encoded(table, key)
     if encoded is not None:
         return encoded
-    return bson_codec.with_key_as_id(arrow_codec.table_to_documents(table), key)
+    return _as_dicts(table, key)
+
+
+def _as_dicts(table: pa.Table, key: str | None) -> list[dict]:
+    """The records of a table `check_storable` passed, as dicts with column `key` as `_id`."""
+    return bson_codec.with_key_as_id(arrow_codec.checked_table_to_documents(table), key)
 
 
 def _encoded(table: pa.Table, key: str | None) -> EncodedDocuments | None:

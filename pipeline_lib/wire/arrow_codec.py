@@ -144,6 +144,11 @@ def _names_bytes(array: pa.Array, name_bytes: int) -> int:
 def table_to_documents(table: pa.Table) -> list[Document]:
     """Rows as dicts, after checking every column name and type can be stored."""
     check_storable(table)
+    return checked_table_to_documents(table)
+
+
+def checked_table_to_documents(table: pa.Table) -> list[Document]:
+    """Rows as dicts, of a table `check_storable` already passed."""
     names = table.column_names
     try:
         # Column-wise conversion then zip is the fastest pure-pyarrow route to row dicts.

@@ -55,7 +55,7 @@ class PeakMemory:
     def begin(self, db_api_pids: Sequence[int | None], served_pids: Sequence[int | None]) -> None:
         """Note the CPU time the processes already running (and their trees) have used: the
         db-api's (and replicas'), and a warm Spark's or a cluster's."""
-        self._began = time.time()
+        self._began = time.perf_counter()
         for pid in db_api_pids:
             for process in _tree(pid):
                 self._note_cpu(process, "db-api", running_before=True)
@@ -66,7 +66,7 @@ class PeakMemory:
 
     def end(self) -> None:
         """The run's process has ended: its wall time since `begin`."""
-        self.wall_seconds = time.time() - self._began
+        self.wall_seconds = time.perf_counter() - self._began
 
     def sample(
         self,
