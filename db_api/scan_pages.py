@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from db_api import text_pages
 from db_api.filters import Condition, matches
 from pipeline_lib.wire import arrow_codec, bson_codec
 from pipeline_lib.wire.errors import Unavailable
@@ -70,13 +71,30 @@ def encode_page(blobs: Sequence[bytes], fmt: PageFormat) -> list[tuple[bytes, in
     """One page of stored BSON as Arrow IPC streams of the matching rows, with their counts: one
     stream, or several where the page's columns times rows would pass MAX_CELLS_PER_BATCH or its
     IPC `fmt.max_ipc_bytes`."""
-    docs = decode_matching(blobs, fmt.conditions)
     schema = arrow_codec.schema_from_bytes(fmt.schema_ipc) if fmt.schema_ipc else None
+    text = _text_page(blobs, fmt, schema)
+    if text is not None:
+        return [(text, len(blobs))]
+    docs = decode_matching(blobs, fmt.conditions)
     fixed = len(schema) if schema is not None else len(fmt.columns) + 1 if fmt.columns else 0
     encoded = []
     for part in _by_cells(docs, fixed):
         encoded.extend(_encoded(part, fmt, schema))
     return encoded
+
+
+def _text_page(blobs: Sequence[bytes], fmt: PageFormat, schema: pa.Schema | None) -> bytes | None:
+    """The page as one IPC stream built in C (`text_pages`), when the scan wants text columns
+    only, filters nothing, and the page is all text and fits one batch; else None."""
+    if not blobs or fmt.conditions or schema is None or not text_pages.takes(schema):
+        return None
+    if len(blobs) * len(schema) > MAX_CELLS_PER_BATCH:
+        return None
+    batch = text_pages.text_batch(blobs, schema)
+    if batch is None:
+        return None
+    ipc = arrow_codec.table_to_ipc(batch)
+    return ipc if not fmt.max_ipc_bytes or len(ipc) <= fmt.max_ipc_bytes else None
 
 
 def _by_cells(docs: list[dict], fixed_columns: int) -> Iterator[list[dict]]:
@@ -147,6 +165,8 @@ def _warm_up() -> None:
     blobs = [bson_codec.encode(_SAMPLE)]
     encode_page(blobs, PageFormat())
     encode_page(blobs, PageFormat(as_text=True))
+    text = pa.schema([("_id", pa.string()), ("text", pa.string())])  # and pymongoarrow's (text_pages)
+    encode_page(blobs[:1], PageFormat(schema_ipc=text.serialize().to_pybytes()))
 
 
 def _exit_with_parent(parent_pid: int) -> None:

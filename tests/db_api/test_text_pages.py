@@ -1,0 +1,143 @@
+"""Text scans built in C (`db_api.text_pages`) give exactly what the general path gives, for
+every kind of stored value; pages that are not all text take the general path."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+import struct
+from pathlib import Path
+
+import bson
+import pyarrow as pa
+import pytest
+from bson import Binary, Code, Decimal128, Int64, ObjectId, Regex
+
+from db_api import text_pages
+from db_api.scan_pages import MAX_CELLS_PER_BATCH, PageFormat, encode_page
+from db_api.server import start_server
+from db_api.store.sqlite import SqliteStore
+from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.wire import arrow_codec, bson_codec
+from tests.conftest import TOKEN
+
+TEXT = pa.schema([("_id", pa.string()), ("a", pa.string()), ("b", pa.string())])
+
+# Every BSON value a stored document may hold where a text column is asked for.
+VALUES = [
+    "text", "", "é\x00x", "🙂 " * 40, "\x7f" * 3, "x" * 0x7FF5, None, 1, Int64(2**40), 1.5, -0.0,
+    float("nan"), float("inf"), True, {"b": "x"}, {}, ["x"], [], dt.datetime(2020, 1, 1),
+    b"x", Binary(b"x", 4), ObjectId("5f1d7f9c8e4b2a0012345678"), Decimal128("1.5"), Regex("a"), Code("x"),
+]  # fmt: skip
+
+
+def general(blobs: list[bytes], schema: pa.Schema, *, as_text: bool) -> pa.Table:
+    """What the general path makes of the page (documents decoded to dicts, then Arrow)."""
+    docs = bson_codec.decode_many(blobs)
+    return pa.Table.from_batches([arrow_codec.documents_to_batch(docs, as_text=as_text, schema=schema)])
+
+
+def scanned(blobs: list[bytes], schema: pa.Schema, *, as_text: bool) -> pa.Table:
+    fmt = PageFormat(as_text=as_text, schema_ipc=schema.serialize().to_pybytes())
+    return pa.concat_tables(arrow_codec.ipc_to_table(ipc) for ipc, _ in encode_page(blobs, fmt))
+
+
+def page(value: object, *, missing_b: bool = False) -> list[bytes]:
+    docs = [
+        {"_id": "t1", "a": "first", "b": "x"},
+        {"_id": "t2", "a": value, "b": "y"},
+        {"_id": "t3", "a": "z"},
+    ]
+    if missing_b:
+        del docs[1]["b"]
+    return [bson.encode(doc) for doc in docs]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=lambda v: repr(v)[:20])
+@pytest.mark.parametrize("as_text", [True, False])
+def test_every_stored_value_scans_as_the_general_path_scans_it(value: object, as_text: bool) -> None:
+    blobs = page(value, missing_b=True)
+    try:
+        expected = general(blobs, TEXT, as_text=as_text)
+    except Exception as exc:  # the general path refuses it: so must the scan
+        with pytest.raises(type(exc)):
+            scanned(blobs, TEXT, as_text=as_text)
+        return
+    assert scanned(blobs, TEXT, as_text=as_text).equals(expected)
+
+
+def test_an_all_text_page_is_built_in_c_and_anything_else_is_left_to_the_general_path() -> None:
+    assert text_pages.text_batch(page("text"), TEXT) is not None
+    assert text_pages.text_batch(page(None, missing_b=True), TEXT) is not None
+    for value in (1, 1.5, float("nan"), float("inf"), True, {"b": "x"}, ["x"], b"x", dt.datetime(2020, 1, 1)):
+        assert text_pages.text_batch(page(value), TEXT) is None, value
+
+
+def test_every_nan_double_is_found_whatever_its_payload() -> None:
+    rng = random.Random(7)
+    for _ in range(2_000):
+        bits = (0x7FF << 52) | rng.randrange(1, 1 << 52) | (rng.randrange(2) << 63)
+        value = struct.unpack("<d", struct.pack("<Q", bits))[0]
+        assert math.isnan(value)
+        assert text_pages._may_hold_nan(bson.encode({"_id": "n", "a": value}))
+    assert not text_pages._may_hold_nan(b"".join(page("text")))
+
+
+def test_a_page_full_of_high_bytes_is_not_searched_byte_by_byte() -> None:
+    blobs = [bson.encode({"_id": f"d{i}", "a": "\x7f" * 5_000}) for i in range(200)]
+    assert text_pages._may_hold_nan(b"".join(blobs))  # too many to look at: the general path
+    assert scanned(blobs, TEXT, as_text=True).equals(general(blobs, TEXT, as_text=True))
+
+
+def test_schemas_it_does_not_take() -> None:
+    assert not text_pages.takes(None)
+    assert not text_pages.takes(pa.schema([]))
+    assert not text_pages.takes(pa.schema([("a", pa.int64())]))
+    assert not text_pages.takes(pa.schema([("a", pa.large_string())]))
+    assert not text_pages.takes(pa.schema([("a.b", pa.string())]))  # a path into a document there
+    assert not text_pages.takes(pa.schema([("a[]", pa.string())]))
+    assert text_pages.takes(TEXT)
+    nested = [bson.encode({"_id": "n", "a": {"b": "inner"}, "a.b": "flat"})]
+    dotted = pa.schema([("_id", pa.string()), ("a.b", pa.string())])
+    assert scanned(nested, dotted, as_text=True).equals(general(nested, dotted, as_text=True))
+
+
+def test_a_page_too_large_for_one_batch_is_split_by_the_general_path() -> None:
+    rows = MAX_CELLS_PER_BATCH // len(TEXT) + 10
+    blobs = [bson.encode({"_id": f"d{i}", "a": "v"}) for i in range(rows)]
+    fmt = PageFormat(schema_ipc=TEXT.serialize().to_pybytes())
+    encoded = encode_page(blobs, fmt)
+    assert len(encoded) == 2 and sum(rows for _, rows in encoded) == len(blobs)
+    small = PageFormat(schema_ipc=TEXT.serialize().to_pybytes(), max_ipc_bytes=20_000)
+    halves = encode_page(blobs[:2_000], small)
+    assert len(halves) > 1 and all(len(ipc) <= 20_000 for ipc, _ in halves)
+
+
+@pytest.mark.slow
+def test_raw_records_of_every_kind_scan_through_the_db_api_as_text(tmp_path: Path) -> None:
+    """Through a real db-api with its scan workers: text pages and pages holding other values
+    give the values as stored text, in order, none lost."""
+    server = start_server(SqliteStore(tmp_path / "store.sqlite3"), "127.0.0.1:0", token=TOKEN, scan_workers=2)
+    client = DbApiClient(f"127.0.0.1:{server.port}", TOKEN)
+    try:
+        text_rows = [
+            {"_id": f"r{i:06d}", "a": f"value {i % 97}", "b": None if i % 5 else "x"} for i in range(30_000)
+        ]
+        client.write("raw", pa.Table.from_pylist(text_rows))
+        client.insert_one("raw", {"_id": "nan", "a": float("nan")})  # on a page of text
+        got = client.scan("raw", schema=TEXT, batch_size=4_000, column_types="text")
+        assert got.num_rows == len(text_rows) + 1
+        assert got.column("a")[-1].as_py() == "NaN"  # not null: its page took the general path
+        odd = {f"s{i:02d}": value for i, value in enumerate(VALUES) if not isinstance(value, (Regex, Code))}
+        for doc_id, value in odd.items():
+            client.insert_one("raw", {"_id": doc_id, "a": value})
+        got = client.scan("raw", schema=TEXT, batch_size=4_000, column_types="text")
+        assert got.num_rows == len(text_rows) + 1 + len(odd)
+        by_id = dict(zip(got.column("_id").to_pylist(), got.column("a").to_pylist(), strict=True))
+        assert all(by_id[row["_id"]] == row["a"] for row in text_rows)
+        assert by_id["s00"] == "text" and by_id["s06"] is None and by_id["s07"] == "1"
+        assert by_id["s11"] == "NaN" and by_id["s12"] == "Infinity"
+    finally:
+        client.close()
+        server.stop(grace=1)
