@@ -279,12 +279,16 @@ def mark_duplicates(cleaned: DataFrame) -> DataFrame:
     received (listing the others), a student with differing answers is flagged."""
     identified = F.col("student_ref").isNotNull()
     content = F.sha2(F.to_json(F.struct(*rules.VALUE_FIELDS)), 256)
-    same = Window.partitionBy("__content").orderBy(
+    # Records with the same content have the same school and student (both are in it), so one
+    # shuffle by student serves both windows (by content, ordered by arrival; and by student).
+    student = ["school_id", "student_ref"]
+    same = Window.partitionBy(*student, "__content").orderBy(
         F.col("received_at").asc_nulls_last(), F.col("submission_id")
     )
     whole = same.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
     ranked = (
-        cleaned.withColumn("__content", content)
+        cleaned.repartition(*student)
+        .withColumn("__content", content)
         .withColumn("__rank", F.when(identified, F.row_number().over(same)).otherwise(F.lit(1)))
         .withColumn("__ids", F.when(identified, F.collect_list("submission_id").over(whole)))
     )
@@ -294,7 +298,7 @@ def mark_duplicates(cleaned: DataFrame) -> DataFrame:
             F.slice("__ids", 2, F.greatest(F.size("__ids"), F.lit(1))), F.array().cast("array<string>")
         ),
     )
-    student = Window.partitionBy("school_id", "student_ref")
-    return kept.withColumn("duplicate_conflict", identified & (F.count(F.lit(1)).over(student) > 1)).drop(
+    per_student = Window.partitionBy(*student)
+    return kept.withColumn("duplicate_conflict", identified & (F.count(F.lit(1)).over(per_student) > 1)).drop(
         "__content", "__rank", "__ids"
     )
