@@ -25,13 +25,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The source checkout (or site-packages parent when installed): home of notebooks/ and schedules/.
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-# The `auto` engine's threshold: pandas up to this many records. `tests/bench/bench_engines.py`
-# measured pandas faster than Spark local[2] at every size up to 300,000 on a 2-core machine (clean
-# 44.9 s against 82.8 s, process 30.7 s against 68.7 s), at a peak of 1.1 GB; past it the run's
-# memory grows with the input, which Spark's does not. Since the pandas clean cleans each distinct
-# value once, it is faster at 1,000,000 dirty records too (38.1 s against 52.5 s, peak 2.9 GB against
-# 5.9 GB: `tests/bench/bench_clean.py`, median of 3): memory, not speed, sets this threshold.
-PANDAS_MAX_RECORDS = 300_000
+# The `auto` engine's threshold: pandas up to this many records. On a 2-core machine pandas is the
+# faster engine at every size both ran, and at 1,000,000 records it also needs less memory than
+# Spark local[2] in all: clean 36.6 s against 60.7 s, peak 3.2 GB against 6.5 GB of all processes
+# (`tests/bench/bench_clean.py`, median of 3); process 58.6 s against 95.8 s, peak 1.9 GB against
+# 5.2 GB (`tests/bench/bench_engines.py --sizes 1000000 --steps process`, one run). Above it the
+# pandas run's memory keeps growing with the input (2.5 GB in its process to clean 1,000,000 raw
+# records), Spark's is bounded by its batches: lower it on a machine with little memory.
+PANDAS_MAX_RECORDS = 1_000_000
 # Where the live Voilà dashboards live, on Voilà (loopback) and, proxied for analysts, on the web app.
 LIVE_DASHBOARDS_PATH = "/dashboards/live"
 LOOPBACK = "127.0.0.1"
