@@ -14,6 +14,7 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import CaselessStrEnum, default
 
 KERNEL_NAME = "workbench"
+STARTUP_EXTENSION = "pipeline_lib.runs.kernel_startup"
 DISPLAY_NAME = "Student Data Workbench (Python 3)"
 
 # A Unix socket path holds at most 107 bytes; the kernel's sockets are `<folder>/kernel-ipc-N`.
@@ -66,3 +67,8 @@ class LocalKernelManager(AsyncKernelManager):
             self._private_dir = None
 
     cleanup_resources = _async_cleanup_resources  # the base class binds its own function there
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        """The kernel's command, loading `kernel_startup` into it."""
+        extension = f"--IPKernelApp.extra_extensions={STARTUP_EXTENSION}"
+        return super().format_kernel_cmd([*(extra_arguments or []), extension])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -48,3 +49,39 @@ def test_a_papermill_run_talks_to_its_kernel_over_private_unix_sockets(
 def test_the_transport_can_still_be_configured() -> None:
     assert LocalKernelManager().transport == "ipc"
     assert LocalKernelManager(transport="tcp").transport == "tcp"
+
+
+# As pyzmq reports an exception in a message callback: one from sending on a socket the kernel
+# already closed (its shutdown race), one from anything else; to the kernel's own stderr.
+STREAM_ERRORS = """\
+import errno, logging, sys, zmq
+from tornado.log import gen_log
+logging.basicConfig(stream=sys.__stderr__)
+for number in (errno.ENOTSOCK, errno.EAGAIN):
+    try:
+        raise zmq.ZMQError(number)
+    except zmq.ZMQError:
+        gen_log.error("Uncaught exception in ZMQStream callback, errno %d", number, exc_info=True)
+sys.__stderr__.flush()
+"""
+
+
+def test_a_kernel_prints_no_traceback_for_its_send_on_a_closed_socket_and_keeps_other_errors(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """CI saw `workbench run all` end with a kernel's traceback: asked to shut down, ipykernel
+    published its idle status on the IOPub socket it had closed ("Socket operation on non-socket")."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(STREAM_ERRORS)]
+    notebook.metadata["kernelspec"] = {"name": "workbench", "display_name": "workbench", "language": "python"}
+    nbformat.write(notebook, tmp_path / "in.ipynb")
+    papermill.execute_notebook(
+        str(tmp_path / "in.ipynb"),
+        str(tmp_path / "out.ipynb"),
+        kernel_name=ensure_kernel(),
+        kernel_manager_class="pipeline_lib.runs.kernel.LocalKernelManager",
+        progress_bar=False,
+    )
+    err = capfd.readouterr().err
+    assert f"errno {errno.EAGAIN}" in err and "Resource temporarily unavailable" in err
+    assert f"errno {errno.ENOTSOCK}" not in err and "non-socket" not in err
