@@ -22,11 +22,10 @@ print(json.dumps({"transport": info["transport"], "ip": info["ip"], "mode": mode
 """
 
 
-def test_a_papermill_run_talks_to_its_kernel_over_private_unix_sockets(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
-) -> None:
+def _run_cell(tmp_path: Path, source: str) -> nbformat.NotebookNode:
+    """Run a one-cell notebook with papermill on the workbench kernel: the cell as executed."""
     notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(CELL)]
+    notebook.cells = [nbformat.v4.new_code_cell(source)]
     notebook.metadata["kernelspec"] = {"name": "workbench", "display_name": "workbench", "language": "python"}
     nbformat.write(notebook, tmp_path / "in.ipynb")
     papermill.execute_notebook(
@@ -36,7 +35,13 @@ def test_a_papermill_run_talks_to_its_kernel_over_private_unix_sockets(
         kernel_manager_class="pipeline_lib.runs.kernel.LocalKernelManager",  # as the executor passes it
         progress_bar=False,
     )
-    (output,) = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[0].outputs
+    return nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[0]
+
+
+def test_a_papermill_run_talks_to_its_kernel_over_private_unix_sockets(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    (output,) = _run_cell(tmp_path, CELL).outputs
     seen = json.loads(output["text"])
     assert seen["transport"] == "ipc" and seen["mode"] == 0o700
     folder = Path(seen["ip"]).parent
@@ -71,17 +76,7 @@ def test_a_kernel_prints_no_traceback_for_its_send_on_a_closed_socket_and_keeps_
 ) -> None:
     """CI saw `workbench run all` end with a kernel's traceback: asked to shut down, ipykernel
     published its idle status on the IOPub socket it had closed ("Socket operation on non-socket")."""
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(STREAM_ERRORS)]
-    notebook.metadata["kernelspec"] = {"name": "workbench", "display_name": "workbench", "language": "python"}
-    nbformat.write(notebook, tmp_path / "in.ipynb")
-    papermill.execute_notebook(
-        str(tmp_path / "in.ipynb"),
-        str(tmp_path / "out.ipynb"),
-        kernel_name=ensure_kernel(),
-        kernel_manager_class="pipeline_lib.runs.kernel.LocalKernelManager",
-        progress_bar=False,
-    )
+    _run_cell(tmp_path, STREAM_ERRORS)
     err = capfd.readouterr().err
     assert f"errno {errno.EAGAIN}" in err and "Resource temporarily unavailable" in err
     assert f"errno {errno.ENOTSOCK}" not in err and "non-socket" not in err
