@@ -124,8 +124,9 @@ def _loopback(address: str) -> bool:
         return False  # a host name, or "" (every interface)
 
 
-def serve_forever(running: RunningServer) -> None:
-    """Block until SIGINT or SIGTERM, then stop gracefully."""
+def stop_requests() -> threading.Event:
+    """An event that SIGINT and SIGTERM set from now on. Installed before the server listens, so a
+    stop sent as soon as the port opens still stops it gracefully."""
     stopping = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -134,5 +135,13 @@ def serve_forever(running: RunningServer) -> None:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    stopping.wait()
+    return stopping
+
+
+def serve_forever(running: RunningServer, stopping: threading.Event) -> None:
+    """Block until `stopping` is set, then stop gracefully."""
+    # A signal can land on any thread (gRPC's, the executor's); its Python handler then waits for
+    # the main thread to run Python code, which a wait without a time-out would never do.
+    while not stopping.wait(0.5):
+        pass
     running.stop()

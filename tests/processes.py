@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -36,6 +37,21 @@ def children(pid: int, marker: bytes = b"") -> set[int]:
 def running(pid: int) -> bool:
     fields = _stat_fields(pid)
     return fields is not None and fields[0] != "Z"  # a zombie has exited; only its record is left
+
+
+def signal_another_thread(pid: int, signum: int) -> int:
+    """Send `signum` to a thread of `pid` other than its main one that does not block it, the way the
+    kernel may deliver a signal sent to the process (to any thread that takes it); the thread's id."""
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir()):
+        if int(task.name) == pid:
+            continue
+        status = (task / "status").read_text()
+        blocked = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")), 16)
+        if not blocked & (1 << (signum - 1)):
+            # kill() on a thread's id delivers to that thread first when it takes the signal (Linux).
+            os.kill(int(task.name), signum)
+            return int(task.name)
+    raise AssertionError(f"no thread of {pid} but its main one takes signal {signum}")
 
 
 def descendants(pid: int) -> set[int]:

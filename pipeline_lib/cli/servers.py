@@ -46,7 +46,7 @@ def db_api(
     """Serve the db-api (embedded store, or MongoDB when WORKBENCH_MONGO_URI is set) until Ctrl-C."""
     if ctx.invoked_subcommand is not None:
         return
-    from db_api.server import PortInUse, serve_forever, start_server
+    from db_api.server import PortInUse, serve_forever, start_server, stop_requests
     from db_api.store import open_store
     from pipeline_lib.settings import db_api_token
     from pipeline_lib.wire.tls import TlsConfigError
@@ -63,6 +63,7 @@ def db_api(
         raise typer.Exit(2)
     default_host, default_port = split_address(replicas[0])
     address = f"{host or default_host}:{port if port is not None else default_port}"
+    stopping = stop_requests()
     store = open_store(settings.data_dir, settings.mongo_uri)
     try:
         running = start_server(
@@ -86,7 +87,7 @@ def db_api(
         raise typer.Exit(2) from None
     backend = "mongodb" if settings.mongo_uri else f"embedded sqlite under {settings.data_dir}"
     log.info("db-api listening", extra={"address": address, "port": running.port, "store": backend})
-    serve_forever(running)
+    serve_forever(running, stopping)
 
 
 @db_api_app.command()

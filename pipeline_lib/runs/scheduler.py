@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,7 +297,9 @@ def _follow(args: list[str], settings: Settings) -> int | None:
     on_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, forward) if on_main else None
     try:
-        code = process.wait()
+        # Polled: a signal whose handler runs on another thread would not end a plain wait.
+        while (code := process.poll()) is None:
+            time.sleep(0.2)
     finally:
         if on_main:
             signal.signal(signal.SIGTERM, previous)

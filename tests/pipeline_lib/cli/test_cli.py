@@ -18,7 +18,7 @@ from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.users import verify_password
 from tests.certificates import CertificateAuthority
 from tests.conftest import TOKEN
-from tests.processes import descendants, non_loopback_ipv4, refuses, running
+from tests.processes import descendants, non_loopback_ipv4, refuses, running, signal_another_thread
 from tests.wire_servers import free_port
 
 WORKBENCH = [sys.executable, "-m", "pipeline_lib.cli"]
@@ -75,6 +75,30 @@ def served(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     yield port, env
     process.terminate()
     assert process.wait(timeout=15) == 0
+
+
+@pytest.mark.slow
+def test_db_api_stops_on_a_sigterm_that_lands_on_another_thread(tmp_path: Path) -> None:
+    """A signal sent to the process may run its handler on any thread; the main thread, waiting
+    for it, must still notice (CI once saw a db-api that never stopped after SIGTERM)."""
+    port = free_port()
+    env = _env(tmp_path)
+    process = subprocess.Popen(
+        [*WORKBENCH, "db-api", "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        for _ in range(150):
+            ping = ["db-api", "ping", "--address", f"127.0.0.1:{port}", "--timeout", "2"]
+            if _run(ping, env).returncode == 0:
+                break
+            assert process.poll() is None, process.stderr.read()
+            time.sleep(0.2)
+        signal_another_thread(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        assert "db-api stopping" in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
 
 
 @pytest.mark.slow

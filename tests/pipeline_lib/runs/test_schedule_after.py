@@ -3,6 +3,8 @@ carried into the installed cron table."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,3 +161,33 @@ def test_a_follower_with_options_of_its_own_still_runs_after_all(tmp_path: Path)
     settings = Settings(data_dir=tmp_path / "var", schedule_file=schedule, db_api_address=nobody)
     run_followers(done, schedule, settings, triggered_by="scheduler", echo=said.append)
     assert said[0] == "run clean-1: starting `workbench run process -p seed 3` (line 2: after clean)"
+
+
+_FOLLOW_WHILE_SIGNALLED = """
+import signal, sys, threading, time
+from pathlib import Path
+from pipeline_lib.runs.scheduler import _follow
+from pipeline_lib.settings import Settings
+
+follower = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+def sigterm_from_another_thread():
+    time.sleep(1)  # the follower is running
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # its handler is run on this thread
+
+threading.Thread(target=sigterm_from_another_thread).start()
+print(_follow(follower, Settings(data_dir=Path(sys.argv[1]))))
+"""
+
+
+def test_a_sigterm_that_lands_on_another_thread_is_passed_on_to_the_running_follower(tmp_path: Path) -> None:
+    """A signal sent to `workbench run` may run its handler on any of its threads; the main thread,
+    waiting for the follower, still passes it on (and starts nothing more) instead of waiting 60 s."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FOLLOW_WHILE_SIGNALLED, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "None"
