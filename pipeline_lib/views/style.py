@@ -10,12 +10,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import wraps
 from typing import ParamSpec
 
 import matplotlib as mpl
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.textpath import TextToPath
@@ -81,6 +82,30 @@ def new_figure(
         left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height
     )
     return figure
+
+
+def panel_row(
+    width: float,
+    height: float,
+    lefts: Sequence[float],
+    *,
+    ratios: Sequence[float] | None = None,
+    bottom: float = 0.7,
+    right: float = 0.25,
+    top: float = 0.4,
+) -> tuple[Figure, list[Axes]]:
+    """A figure of panels side by side, panel i leaving `lefts[i]` inches on its left for its tick
+    labels and axis label, widths in `ratios`; the fixed margins of `new_figure`, for several axes."""
+    ratios = ratios or [1.0] * len(lefts)
+    figure = Figure(figsize=(width, height), dpi=DPI)
+    room = max(width - sum(lefts) - right, 0.5 * len(lefts))
+    x, panels, tall = 0.0, [], 1 - (bottom + top) / height
+    for left, ratio in zip(lefts, ratios, strict=True):
+        x += left
+        share = room * ratio / sum(ratios)
+        panels.append(figure.add_axes((x / width, bottom / height, share / width, tall)))
+        x += share
+    return figure, panels
 
 
 _TEXT = TextToPath()

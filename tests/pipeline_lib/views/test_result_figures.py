@@ -1,5 +1,5 @@
-"""The process report's figures: every successful analysis document can be drawn, a failed one
-has no figure, and the report shows it as PNG."""
+"""The process report's figures: every successful analysis document can be drawn with all its
+text inside the figure, a failed one has no figure, and the report shows it as PNG."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import datetime as dt
 
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from pipeline_lib.contract import result_keys as keys
@@ -71,3 +72,28 @@ def test_the_report_shows_a_png_and_cuts_long_tables(all_documents: list) -> Non
 
 def test_every_analysis_key_has_a_figure() -> None:
     assert set(keys.ANALYSIS_KEYS) <= set(result_figures._FIGURES)
+
+
+def _inside(figure: Figure) -> bool:
+    """Everything drawn (tick labels, titles, axis and colour-bar labels, legends) lies wholly
+    inside the figure: nothing is cut off in the PNG."""
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    drawn = figure.get_tightbbox(renderer)  # inches
+    page = figure.bbox_inches.padded(0.01)  # a pixel of rounding
+    return page.x0 <= drawn.x0 and drawn.x1 <= page.x1 and page.y0 <= drawn.y0 and drawn.y1 <= page.y1
+
+
+def test_every_figure_keeps_its_text_inside_with_the_margins_it_measures(all_documents: list) -> None:
+    """Figures have fixed margins (no layout engine): those for names are measured from them."""
+    for doc in all_documents:
+        assert _inside(result_figures.plot(doc)), doc.key
+    ols = next(d for d in all_documents if d.key == keys.OLS)
+    long_name = "sector[a category whose name runs long]:cses"
+    coefficients = next(t for t in ols.tables if t.name == "coefficients")
+    at = coefficients.columns.index("term")
+    rows = [[long_name if i == at else value for i, value in enumerate(row)] for row in coefficients.rows]
+    renamed = coefficients.model_copy(update={"rows": rows})
+    long_terms = ols.model_copy(update={"tables": [renamed if t is coefficients else t for t in ols.tables]})
+    figure = result_figures.plot(long_terms)
+    assert long_name in [label.get_text() for label in figure.axes[0].get_yticklabels()]
+    assert _inside(figure)
