@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from pipeline_lib.client.sync import DbApiClient
@@ -23,8 +24,7 @@ from pipeline_lib.dashboards.source import Results
 from pipeline_lib.process.results import PublicResult, PublicTable
 from pipeline_lib.runs.freshness import Freshness
 from pipeline_lib.settings import Settings, get_settings
-from pipeline_lib.views import html, plots
-from pipeline_lib.views.style import figure_html
+from pipeline_lib.views import charts, html
 from pipeline_lib.views.tables import to_frame
 
 LIMIT = 1_000  # documents read: far more than any page lists
@@ -128,8 +128,9 @@ def table_html(table: PublicTable, k: int) -> str:
 
 
 def chart_html(result: PublicResult, k: int) -> str:
-    """The document's bar chart, if it names one: hidden rows named, without a bar; none when its
-    table or columns are missing, nothing is left to draw or it would have too many bars."""
+    """The document's bar chart, if it names one, largest bar on top: hidden rows named, without a
+    bar; none when its table or columns are missing, nothing is left to draw or it would have too
+    many bars. SVG, as the results page draws it (a PNG from matplotlib took 0.1 s a chart)."""
     spec = result.chart
     table = next((t for t in result.tables if spec and t.name == spec.table), None)
     if spec is None or table is None or not {spec.x, spec.y} <= set(table.columns):
@@ -140,18 +141,19 @@ def chart_html(result: PublicResult, k: int) -> str:
     if drawn["suppressed"].all() or len(drawn) > CHART_BARS:
         return ""
     title = spec.title or table.title
-    shown = values[drawn.index].dropna()
-    whole = bool((shown == shown.round()).all())
-    chart = plots.bars(
-        drawn[spec.x].astype(str),
-        values[drawn.index],
-        x_label=title,
-        hidden=drawn["suppressed"],
-        k=k,
+    shown = values[drawn.index].where(~drawn["suppressed"].astype(bool))
+    whole = bool((shown.dropna() == shown.dropna().round()).all())
+    # Largest on top, hidden rows last, ties in the table's order.
+    order = shown.fillna(-np.inf).sort_values(ascending=False, kind="stable").index
+    svg = charts.bar_chart_svg(
+        [str(label) for label in drawn.loc[order, spec.x]],
+        [None if pd.isna(value) else float(value) + 0.0 for value in shown[order]],  # + 0.0: no -0
+        title,
         value_format="{:,.0f}" if whole else "{:,.3g}",
-        log=False,
+        missing="hidden",
     )
-    return figure_html(chart, f"Bar chart: {title} by {spec.x}", html.row_notes(drawn, "bar", k))
+    alt = f"Bar chart: {title} by {spec.x}"
+    return html.image_figure(charts.svg_data_url(svg), alt, html.row_notes(drawn, "bar", k))
 
 
 def document_html(results: Results, key: str) -> str:

@@ -97,6 +97,12 @@ def warnings(items: Sequence[str], title: str) -> str:
     return f'<div class="wb-notice wb-warning" role="status">{heading}<ul>{inner}</ul></div>'
 
 
+def image_figure(src: str, alt: str, caption: str = "") -> str:
+    """A plot: an image (a data URL) with alt text (what a screen reader says instead), captioned."""
+    note = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+    return f'<figure class="wb-plot"><img alt="{html.escape(alt, quote=True)}" src="{src}">{note}</figure>'
+
+
 def side_by_side(parts: Sequence[str]) -> str:
     """Pieces of HTML (figures) in a row that wraps on a narrow screen."""
     row = "".join(f'<div style="flex: 1 1 420px">{part}</div>' for part in parts)

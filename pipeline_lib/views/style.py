@@ -8,7 +8,6 @@ between widget updates and nothing is shown twice by the inline backend.
 from __future__ import annotations
 
 import base64
-import html
 import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.textpath import TextToPath
 
+from pipeline_lib.views.html import image_figure
 from pipeline_lib.views.palette import CYCLE
 
 RC = {
@@ -131,11 +131,7 @@ def png(figure: Figure, dpi: int = DPI) -> bytes:
 def figure_html(figure: Figure, alt: str, caption: str = "") -> str:
     """The figure as an inline PNG with alt text (what a screen reader says instead)."""
     data = base64.b64encode(png(figure)).decode("ascii")
-    note = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-    return (
-        f'<figure class="wb-plot"><img alt="{html.escape(alt, quote=True)}" '
-        f'src="data:image/png;base64,{data}">{note}</figure>'
-    )
+    return image_figure(f"data:image/png;base64,{data}", alt, caption)
 
 
 def warm_up() -> None:

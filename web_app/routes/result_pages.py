@@ -14,6 +14,7 @@ from fastapi.security import SecurityScopes
 
 from pipeline_lib.process.results import PublicResult, suppress
 from pipeline_lib.runs.freshness import Freshness
+from pipeline_lib.views.charts import standalone_svg
 from web_app.deps import DbDep, SettingsDep, TokenReaderDep, current_user, oauth2_scheme, page_user
 from web_app.pages import render
 from web_app.routes import result_data as data
@@ -21,7 +22,6 @@ from web_app.routes.result_views import (
     chart_png,
     chart_svg,
     download_name,
-    standalone_svg,
     table_csv,
     table_page,
 )

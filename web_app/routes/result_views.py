@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_lib.process.results import PublicResult, PublicTable
-from pipeline_lib.views.charts import bar_chart_svg
+from pipeline_lib.views.charts import bar_chart_svg, standalone_svg
 
 PAGE_ROWS = 50
 # More bars than this are not a chart anyone can read (one per school): the tables have them.
@@ -52,22 +52,6 @@ def chart_svg(result: PublicResult) -> str | None:
         for row, flag in zip(table.rows, table.suppressed, strict=True)
     ]
     return bar_chart_svg(labels, values, title)
-
-
-_ROOT_WIDTH = re.compile(r'viewBox="0 0 (?P<w>[\d.]+) (?P<h>[\d.]+)"(?P<between>[^>]*?)width="100%"')
-
-
-def standalone_svg(svg: str) -> str:
-    """The page's inline chart as a file of its own: an XML declaration, its size in pixels (a
-    page sizes it by CSS, a file viewer or a word processor by its attributes), and a font (inline,
-    it inherits the page's)."""
-    sized = _ROOT_WIDTH.sub(
-        r'viewBox="0 0 \g<w> \g<h>"\g<between>width="\g<w>" height="\g<h>" '
-        r'font-family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif"',
-        svg,
-        count=1,
-    )
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + sized + "\n"
 
 
 @functools.cache

@@ -5,6 +5,7 @@ result. The library against a real db-api, and the notebook run headlessly."""
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 
@@ -93,9 +94,21 @@ def test_a_document_no_other_dashboard_knows_shows_with_its_small_group_hidden(p
     assert "summary is left out" in text
     assert "public 40 61.2" in text and "private 25 55.4" in text
     assert f"catholic hidden (fewer than {K}) hidden (fewer than {K})" in text
-    assert "77.8" not in text and str(SMALL_MEAN) not in reading  # nor in the chart's labels
+    assert "77.8" not in text and str(SMALL_MEAN) not in reading
     assert reading.count('<figure class="wb-plot"><img alt="Bar chart: Mean reading score by sector"') == 1
     assert "1 bar hidden, fewer than 5 students." in text
+    # The chart, an SVG image: largest bar on top, the hidden group last, named, without its value.
+    chart = _svg_images(reading)[0]
+    assert "Mean reading score" in chart and "77.8" not in chart
+    labels = re.findall(r'text-anchor="end">([^<]*)</text>', chart)
+    assert labels == ["public", "private", "catholic"]
+    assert ">61.2</text>" in chart and 'font-style="italic">hidden</text>' in chart
+
+
+def _svg_images(html: str) -> list[str]:
+    """The SVG images inlined in `html`, decoded."""
+    found = re.findall(r'src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', html)
+    return [base64.b64decode(data).decode() for data in found]
 
 
 def test_process_documents_show_with_their_run_line(page_html: str) -> None:
