@@ -92,3 +92,23 @@ def test_fold_metrics_of_a_perfect_ranking() -> None:
     metrics = classification.fold_metrics(y, np.array([0.9, 0.8, 0.2, 0.1]), threshold=0.5)
     assert metrics["auc"] == 1.0 and metrics["balanced_accuracy"] == 1.0
     assert metrics["baseline_auc"] == 0.5 and metrics["baseline_balanced_accuracy"] == 0.5
+
+
+def test_auc_is_what_scikit_learn_computes_ties_included() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    for trial in range(300):
+        n = int(rng.integers(2, 400))
+        y = rng.integers(0, 2, n)
+        y[:2] = [0, 1]
+        # Half the trials with few distinct scores: many ties, each counting half.
+        p = rng.integers(0, 5, n) / 4 if trial % 2 else rng.random(n)
+        assert classification.auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert classification.auc(np.array([3, 7, 7]), np.array([0.9, 0.1, 0.2])) == 0.0  # 7 is positive
+
+
+@pytest.mark.parametrize(("y", "p"), [([1, 1, 1], [0.1, 0.2, 0.3]), ([0, 1], [0.1, np.nan]), ([0, 1], [0.5])])
+def test_auc_refuses_one_class_a_missing_score_or_unequal_lengths(y: list, p: list) -> None:
+    with pytest.raises(ValueError, match="two classes and a finite score per row"):
+        classification.auc(np.array(y), np.array(p))
