@@ -1,7 +1,9 @@
-"""One atomic CommitClean of a chunk of a clean's output, as both engines commit it."""
+"""One atomic CommitClean of a chunk of a clean's output, as both engines commit it, and the
+wait for a commit running beside the clean."""
 
 from __future__ import annotations
 
+from concurrent.futures import Future, wait
 from typing import Literal
 
 import pyarrow as pa
@@ -23,3 +25,12 @@ def commit_chunk(client: DbApiClient, chunk: pa.Table, part: Part) -> int:
     if part == "quarantine":
         return client.commit_clean(None, chunk, ids).raw_deleted
     return client.commit_clean(None, None, ids).raw_deleted
+
+
+def committed(call: Future[int]) -> int:
+    """The raw records a commit running in another thread deleted, once it ends; its error if it
+    failed. Waited for in half-second steps: an interrupt (Ctrl-C in the kernel) whose handler ran
+    on another thread is then raised within half a second, not when the call ends."""
+    while not call.done():
+        wait([call], timeout=0.5)
+    return call.result()

@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from pipeline_lib.clean import pandas_job, rules, spark_engine
-from pipeline_lib.clean.commits import Part, commit_chunk
+from pipeline_lib.clean.commits import Part, commit_chunk, committed
 from pipeline_lib.clean.report import COUNTS, CleanReport
 from pipeline_lib.clean.summaries import spark_changes_summary, spark_reasons_summary
 from pipeline_lib.client.core import Endpoint
@@ -95,7 +95,7 @@ def run_clean(
         report.seconds["clean"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        report.raw_deleted = sum(commit.result() for commit in commits)
+        report.raw_deleted = sum(committed(commit) for commit in commits)
     # Only the commits still running once the clean and its report are done.
     report.seconds["write"] = time.perf_counter() - started
     return report

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline_lib.clean import pandas_engine, rules
-from pipeline_lib.clean.commits import Part, commit_chunk
+from pipeline_lib.clean.commits import Part, commit_chunk, committed
 from pipeline_lib.clean.report import CleanReport
 from pipeline_lib.clean.summaries import changes_summary, reasons_summary
 from pipeline_lib.client.sync import DbApiClient
@@ -135,10 +135,10 @@ def commit_pipelined(client: DbApiClient, parts: list[tuple[pd.DataFrame, Part]]
         for frame, part in parts:
             for chunk in _chunks(frame, size):
                 while len(in_flight) >= COMMITS_IN_FLIGHT:
-                    deleted += in_flight.popleft().result()
+                    deleted += committed(in_flight.popleft())
                 in_flight.append(sender.submit(commit_chunk, client, chunk, part))
         while in_flight:
-            deleted += in_flight.popleft().result()
+            deleted += committed(in_flight.popleft())
     finally:
         # On an error or an interrupt, not waiting for the call still in flight: it ends on its own.
         sender.shutdown(wait=not in_flight, cancel_futures=True)

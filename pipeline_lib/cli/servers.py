@@ -63,8 +63,8 @@ def db_api(
         raise typer.Exit(2)
     default_host, default_port = split_address(replicas[0])
     address = f"{host or default_host}:{port if port is not None else default_port}"
+    store = open_store(settings.data_dir, settings.mongo_uri)  # Ctrl-C while it connects: KeyboardInterrupt
     stopping = stop_requests()
-    store = open_store(settings.data_dir, settings.mongo_uri)
     try:
         running = start_server(
             store,

@@ -129,8 +129,9 @@ def table_html(table: PublicTable, k: int) -> str:
 
 def chart_html(result: PublicResult, k: int) -> str:
     """The document's bar chart, if it names one, largest bar on top: hidden rows named, without a
-    bar; none when its table or columns are missing, nothing is left to draw or it would have too
-    many bars. SVG, as the results page draws it (a PNG from matplotlib took 0.1 s a chart)."""
+    bar, last; none when its table or columns are missing, nothing is left to draw or it would have
+    too many bars. The results page's SVG chart (a PNG from matplotlib took 0.1 s a chart), its
+    bars ordered here; an <img> of it, which the snapshots' sanitiser keeps."""
     spec = result.chart
     table = next((t for t in result.tables if spec and t.name == spec.table), None)
     if spec is None or table is None or not {spec.x, spec.y} <= set(table.columns):
@@ -142,14 +143,12 @@ def chart_html(result: PublicResult, k: int) -> str:
         return ""
     title = spec.title or table.title
     shown = values[drawn.index].where(~drawn["suppressed"].astype(bool))
-    whole = bool((shown.dropna() == shown.dropna().round()).all())
     # Largest on top, hidden rows last, ties in the table's order.
     order = shown.fillna(-np.inf).sort_values(ascending=False, kind="stable").index
     svg = charts.bar_chart_svg(
         [str(label) for label in drawn.loc[order, spec.x]],
         [None if pd.isna(value) else float(value) + 0.0 for value in shown[order]],  # + 0.0: no -0
         title,
-        value_format="{:,.0f}" if whole else "{:,.3g}",
         missing="hidden",
     )
     alt = f"Bar chart: {title} by {spec.x}"

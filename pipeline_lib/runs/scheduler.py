@@ -287,16 +287,21 @@ def _follow(args: list[str], settings: Settings) -> int | None:
     frees the lease); its exit code, or None if it was stopped so."""
     sys.stdout.flush()
     sys.stderr.flush()  # what this run printed comes before the follower's output
-    process = subprocess.Popen(args, env=child_environment(settings))
+    process: subprocess.Popen[bytes] | None = None
     stopped = threading.Event()
 
     def forward(signum: int, _frame: object) -> None:
         stopped.set()
-        process.send_signal(signum)
+        if process is not None:
+            process.send_signal(signum)
 
     on_main = threading.current_thread() is threading.main_thread()
+    # Before the follower starts: a SIGTERM as it starts stops it too, not only this process.
     previous = signal.signal(signal.SIGTERM, forward) if on_main else None
     try:
+        process = subprocess.Popen(args, env=child_environment(settings))
+        if stopped.is_set():
+            process.send_signal(signal.SIGTERM)
         # Polled: a signal whose handler runs on another thread would not end a plain wait.
         while (code := process.poll()) is None:
             time.sleep(0.2)

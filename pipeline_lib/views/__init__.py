@@ -9,5 +9,6 @@ the web app. A module per job:
   figures and `result_figures`, the process report's figure per result key.
 - `report`: how the process notebook shows a result; `disclosure`: how it shows the disclosure
   control's outcome (audit failures, withheld documents, hidden and held rows).
-- `html`: the dashboards' HTML pieces; `charts`: the web app's SVG bar charts (no matplotlib).
+- `html`: the dashboards' HTML pieces; `charts`: SVG bar charts without matplotlib (the web app's
+  results page and the All results dashboard).
 """

@@ -100,7 +100,8 @@ def warnings(items: Sequence[str], title: str) -> str:
 def image_figure(src: str, alt: str, caption: str = "") -> str:
     """A plot: an image (a data URL) with alt text (what a screen reader says instead), captioned."""
     note = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-    return f'<figure class="wb-plot"><img alt="{html.escape(alt, quote=True)}" src="{src}">{note}</figure>'
+    alt, src = html.escape(alt, quote=True), html.escape(src, quote=True)
+    return f'<figure class="wb-plot"><img alt="{alt}" src="{src}">{note}</figure>'
 
 
 def side_by_side(parts: Sequence[str]) -> str:

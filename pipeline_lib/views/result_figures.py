@@ -25,6 +25,8 @@ from pipeline_lib.views.tables import required_frame as frame
 _TICKS = 0.55
 _AXIS_LABEL = 0.85
 _SUPTITLE_SIZE = 14.0
+# Inches a panel keeps beside names as long as an analyst writes them: its title and intervals.
+_NAMED = 3.2
 
 
 def plot(doc: ResultDocument) -> Figure | None:
@@ -115,7 +117,7 @@ def _terms(doc: ResultDocument, name: str) -> pd.DataFrame:
 
 def _ols(doc: ResultDocument) -> Figure:
     terms = _terms(doc, "coefficients")
-    fig, (ax,) = panel_row(7, 3.6, [label_width(terms["term"]) + 0.3], bottom=0.6, top=0.35)
+    fig, (ax,) = panel_row(7, 3.6, [label_width(terms["term"]) + 0.3], bottom=0.6, top=0.35, min_panel=_NAMED)
     forest(ax, terms, x_label="estimate (95% CI)")
     ax.set_title("OLS coefficients (HC3)")
     return fig
@@ -132,7 +134,7 @@ def _null(doc: ResultDocument) -> Figure:
 def _school_effects(doc: ResultDocument) -> Figure:
     terms = _terms(doc, "fixed_effects")
     lefts = [label_width(terms["term"]) + 0.3, _AXIS_LABEL + 0.3]
-    fig, (left, right) = panel_row(12, 4.2, lefts, ratios=[1, 1.4], bottom=0.6, top=0.35)
+    fig, (left, right) = panel_row(12, 4.2, lefts, ratios=[1, 1.4], bottom=0.6, top=0.35, min_panel=_NAMED)
     forest(left, terms, x_label="estimate (95% CI)")
     left.set_title("Fixed effects")
     effects = (
@@ -154,7 +156,7 @@ def _school_effects(doc: ResultDocument) -> Figure:
 def _classification(doc: ResultDocument) -> Figure:
     importances = frame(doc, "importances").dropna(subset=["importance"]).iloc[::-1]
     lefts = [_AXIS_LABEL, label_width(importances["feature"]) + 0.4, _TICKS + 0.2]
-    fig, panels = panel_row(13, 3.8, lefts, bottom=0.6, right=0.45, top=0.35)
+    fig, panels = panel_row(13, 3.8, lefts, bottom=0.6, right=0.45, top=0.35, min_panel=_NAMED)
     calibration_ax, importance_ax, folds_ax = panels
     calibration_curve(calibration_ax, frame(doc, "calibration"))
     calibration_ax.set_title("Calibration (out of fold)")

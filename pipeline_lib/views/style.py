@@ -42,6 +42,7 @@ RC = {
     "figure.facecolor": "white",
 }
 DPI = 100
+MIN_PANEL = 1.5  # inches of plotting area a panel keeps, whatever its labels take
 
 P = ParamSpec("P")
 
@@ -93,12 +94,15 @@ def panel_row(
     bottom: float = 0.7,
     right: float = 0.25,
     top: float = 0.4,
+    min_panel: float = MIN_PANEL,
 ) -> tuple[Figure, list[Axes]]:
     """A figure of panels side by side, panel i leaving `lefts[i]` inches on its left for its tick
-    labels and axis label, widths in `ratios`; the fixed margins of `new_figure`, for several axes."""
+    labels and axis label, widths in `ratios`; the fixed margins of `new_figure`, for several axes.
+    The figure widens past `width` rather than leave a panel under `min_panel` inches (long names)."""
     ratios = ratios or [1.0] * len(lefts)
+    width = max(width, sum(lefts) + right + min_panel * len(lefts))
     figure = Figure(figsize=(width, height), dpi=DPI)
-    room = max(width - sum(lefts) - right, 0.5 * len(lefts))
+    room = width - sum(lefts) - right
     x, panels, tall = 0.0, [], 1 - (bottom + top) / height
     for left, ratio in zip(lefts, ratios, strict=True):
         x += left

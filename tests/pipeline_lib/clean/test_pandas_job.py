@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import signal
 import threading
+import time
 
 import pandas as pd
 import pytest
@@ -68,14 +69,20 @@ def test_a_failed_commit_is_raised_and_the_chunks_before_it_stay_committed(
     assert len(stored) <= 9  # at most the one chunk in flight beside it
 
 
+@pytest.mark.parametrize("on_thread", ["main", "other"])
 def test_an_interrupt_is_raised_without_waiting_for_the_call_in_flight(
-    monkeypatch: pytest.MonkeyPatch,
+    on_thread: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ctrl-C in a notebook stops the clean at once; the call in flight ends on its own."""
+    """Ctrl-C in a notebook stops the clean at once; the call in flight ends on its own. The
+    kernel's signal may land on any of its threads (then the handler waits for the main thread
+    to run Python): here on the main thread, or on the commit thread itself."""
     release, started, finished = threading.Event(), threading.Event(), threading.Event()
 
     def slow_commit(client: object, chunk: object, part: str) -> int:
         started.set()
+        if on_thread == "other":
+            time.sleep(0.3)
+            signal.pthread_kill(threading.get_ident(), signal.SIGALRM)
         release.wait(10)
         finished.set()
         return 1
@@ -86,7 +93,8 @@ def test_an_interrupt_is_raised_without_waiting_for_the_call_in_flight(
     monkeypatch.setattr(pandas_job, "commit_chunk", slow_commit)
     previous = signal.signal(signal.SIGALRM, interrupt)
     try:
-        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        if on_thread == "main":
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
         with pytest.raises(KeyboardInterrupt):
             commit_pipelined(None, [(_raw(2), "raw_ids")], size=1)  # type: ignore[arg-type]
         assert started.is_set() and not finished.is_set()  # raised while the call was still running

@@ -93,6 +93,8 @@ def test_db_api_stops_on_a_sigterm_that_lands_on_another_thread(tmp_path: Path) 
                 break
             assert process.poll() is None, process.stderr.read()
             time.sleep(0.2)
+        else:
+            pytest.fail("the db-api did not answer within 30 s")
         signal_another_thread(process.pid, signal.SIGTERM)
         assert process.wait(timeout=15) == 0
         assert "db-api stopping" in process.stderr.read()

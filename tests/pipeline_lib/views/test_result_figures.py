@@ -88,7 +88,8 @@ def test_every_figure_keeps_its_text_inside_with_the_margins_it_measures(all_doc
     for doc in all_documents:
         assert _inside(result_figures.plot(doc)), doc.key
     ols = next(d for d in all_documents if d.key == keys.OLS)
-    long_name = "sector[a category whose name runs long]:cses"
+    # A formula is the analyst's: its terms can be as long as they write them.
+    long_name = "sector[a category whose name runs long]:cses:" + "x" * 60
     coefficients = next(t for t in ols.tables if t.name == "coefficients")
     at = coefficients.columns.index("term")
     rows = [[long_name if i == at else value for i, value in enumerate(row)] for row in coefficients.rows]
@@ -97,3 +98,5 @@ def test_every_figure_keeps_its_text_inside_with_the_margins_it_measures(all_doc
     figure = result_figures.plot(long_terms)
     assert long_name in [label.get_text() for label in figure.axes[0].get_yticklabels()]
     assert _inside(figure)
+    panel = figure.axes[0].get_position()  # the figure widened: the plot keeps its room
+    assert panel.width * figure.get_figwidth() >= 3 and panel.x1 <= 1
