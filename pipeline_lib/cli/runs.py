@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,6 +19,7 @@ from pipeline_lib.logs import configure_logging
 from pipeline_lib.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from pipeline_lib.dashboards.snapshot import Snapshot
     from pipeline_lib.runs.executor import NotRun
     from pipeline_lib.runs.kernel_ahead import KernelAhead
     from pipeline_lib.runs.records import RunRecord
@@ -202,11 +204,12 @@ def _execute_all(
                 echo=typer.echo,
                 wait=wait,
                 before_last=rendering.start,
+                last_results=rendering.render_early,
                 first=first,
             )
         for outcome in done:
             _report(outcome)
-        _refresh_dashboards(done, settings, rendering.kernel)
+        _refresh_dashboards(done, settings, rendering)
     except DbApiCallError as exc:
         typer.echo(f"error: cannot record the run: {exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
@@ -230,11 +233,13 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 class _RenderingKernel:
     """The dashboard snapshots' kernel, started as the last notebook of a run starts, so it has
-    started and imported what the dashboards import by the time they are rendered."""
+    started and imported what the dashboards import by the time they are rendered; they render
+    as soon as that notebook has written its results (`render_early`), while it shows them."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.kernel: KernelAhead | None = None
+        self.early: _EarlyRendering | None = None
 
     def start(self) -> None:
         from pipeline_lib.dashboards import snapshot
@@ -242,19 +247,64 @@ class _RenderingKernel:
         if self.kernel is None:
             self.kernel = snapshot.kernel_ahead(self.settings)
 
+    def render_early(self, run_id: str) -> None:
+        """Render the snapshots now, in a thread, in the kernel started ahead (which it takes)."""
+        if self.kernel is not None and self.early is None:
+            kernel, self.kernel = self.kernel, None
+            self.early = _EarlyRendering(self.settings, run_id, kernel)
+
     def shut_down(self) -> None:
         if self.kernel is not None:
             self.kernel.shut_down(now=True)  # it only imported: nothing to finish
             self.kernel = None
+        if self.early is not None:
+            self.early.stop()
+
+
+class _EarlyRendering:
+    """The snapshots rendering in a thread while the last notebook shows what it wrote: on the
+    second core, the rest of that notebook and the rendering (seconds each) overlap."""
+
+    def __init__(self, settings: Settings, run_id: str, kernel: KernelAhead) -> None:
+        self.run_id, self.kernel = run_id, kernel
+        self.snapshots: list[Snapshot] | None = None
+        self.error: BaseException | None = None
+        # A daemon: stopped (its kernel killed) on an interrupt, it is not waited for at exit.
+        self.thread = threading.Thread(target=self._render, args=(settings,), name="snapshots", daemon=True)
+        self.thread.start()
+
+    def _render(self, settings: Settings) -> None:
+        from pipeline_lib.dashboards import snapshot
+
+        try:
+            self.snapshots = snapshot.render(
+                snapshot.servable(settings), settings, run_id=self.run_id, kernel=self.kernel
+            )
+        except BaseException as exc:  # reported by the main thread, as a rendering there would be
+            self.error = exc
+
+    def result(self) -> list[Snapshot]:
+        """The rendered snapshots, once done (or the rendering's error). Waited for in steps, so a
+        SIGTERM (a KeyboardInterrupt here) is raised at once."""
+        while self.thread.is_alive():
+            self.thread.join(0.5)
+        if self.error is not None:
+            raise self.error
+        assert self.snapshots is not None
+        return self.snapshots
+
+    def stop(self) -> None:
+        """Kill its kernel: a cell running there fails, and the thread ends."""
+        self.kernel.shut_down(now=True)
 
 
 def _refresh_dashboards(
-    done: list[RunRecord | NotRun], settings: Settings, kernel: KernelAhead | None = None
+    done: list[RunRecord | NotRun], settings: Settings, rendering: _RenderingKernel
 ) -> None:
     """After notebooks ran (succeeded or not: the pages say how fresh their figures are), render the
-    dashboard snapshots the web app serves, archived beside the last run, in `kernel` if one was
-    started ahead. A snapshot that fails keeps the previous one and is reported; it does not fail
-    the run."""
+    dashboard snapshots the web app serves, archived beside the last run, in the kernel started
+    ahead if there is one (or take those it rendered early, as the last notebook wrote its results).
+    A snapshot that fails keeps the previous one and is reported; it does not fail the run."""
     from pipeline_lib.client.sync import DbApiClient
     from pipeline_lib.dashboards import snapshot
     from pipeline_lib.runs.executor import NotRun, archive_path
@@ -265,10 +315,18 @@ def _refresh_dashboards(
         return
     last = ran[-1]
     folder = archive_path(settings, last).with_name(f"{last.run_id}-dashboards")
+    early = rendering.early if rendering.early is not None and rendering.early.run_id == last.run_id else None
     try:
         with _sigterm_interrupts(), DbApiClient.from_settings(settings, fence=None) as client:
-            rendered = snapshot.refresh(settings, client, run_id=last.run_id, folder=folder, kernel=kernel)
+            if early is None:
+                rendered = snapshot.refresh(
+                    settings, client, run_id=last.run_id, folder=folder, kernel=rendering.kernel
+                )
+            else:
+                rendered = early.result()
+                snapshot.keep(client, rendered, folder)
     except KeyboardInterrupt:
+        rendering.shut_down()
         typer.echo("dashboard snapshots: stopped; the previous ones stay", err=True)
         return
     except (DbApiCallError, OSError, RuntimeError) as exc:  # the db-api, the kernel, a timeout

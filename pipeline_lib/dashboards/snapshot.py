@@ -24,6 +24,7 @@ from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.collections import DASHBOARDS
 from pipeline_lib.dashboards.catalog import SNAPSHOT_ENV, dashboard_name, dashboard_notebooks
 from pipeline_lib.settings import Settings, child_environment
+from pipeline_lib.wire.requests import FENCE_ENV
 
 if TYPE_CHECKING:
     from pipeline_lib.runs.kernel_ahead import KernelAhead
@@ -94,6 +95,7 @@ def rendering_environment(settings: Settings) -> dict[str, str]:
     viewer."""
     env = {**child_environment(settings), SNAPSHOT_ENV: "1"}
     env.pop("VOILA_PREHEAT", None)
+    env.pop(FENCE_ENV, None)  # rendered beside a run (`render_early`): it writes nothing, under no lease
     return env
 
 
@@ -227,7 +229,12 @@ def refresh(
     """Render every dashboard that can be served (in `kernel`, started ahead, if given), keep each
     as its latest, and archive the pages in `folder` (the run's, when a run prompted it)."""
     snapshots = render(servable(settings), settings, run_id=run_id, kernel=kernel)
+    keep(client, snapshots, folder)
+    return snapshots
+
+
+def keep(client: DbApiClient, snapshots: Sequence[Snapshot], folder: Path | None) -> None:
+    """Store each rendered snapshot as its dashboard's latest, and archive the pages in `folder`."""
     store(client, snapshots)
     if folder is not None:
         archive(folder, snapshots)
-    return snapshots

@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 # How often a waiting run asks for the lease again.
 WAIT_POLL_SECONDS = 2.0
+# A notebook cell after which the notebook writes nothing more (it shows what it wrote).
+RESULTS_WRITTEN_TAG = "results-written"
 
 
 # What a run passes to a notebook that declares the parameter, unless the caller gave a value:
@@ -90,12 +92,15 @@ def execute(
     wait: bool = False,
     after_run_id: str | None = None,
     kernel: KernelAhead | None = None,
+    on_results: Callable[[str], object] | None = None,
 ) -> RunRecord:
     """Run one notebook to the end and return its final record (also stored in `runs`).
 
     While another run of it holds the lease, this run is skipped, or with `wait` waits for it.
     `after_run_id`: the run whose success started this one (recorded, shown in the run history).
-    `kernel`: this notebook's kernel, started ahead; the run uses it if it can, and shuts it down."""
+    `kernel`: this notebook's kernel, started ahead; the run uses it if it can, and shuts it down.
+    `on_results`: called with the run id once the notebook's cell tagged `results-written` ran
+    without error (what follows it only shows what was written)."""
     try:
         path = notebook_path(settings, name)
         started = records.now()
@@ -109,7 +114,10 @@ def execute(
             triggered_by=triggered_by,
             after_run_id=after_run_id,
         )
-        return _execute(path, record, parameters, settings, client, echo=echo, wait=wait, kernel=kernel)
+        return _execute(
+            path, record, parameters, settings, client,
+            echo=echo, wait=wait, kernel=kernel, on_results=on_results,
+        )  # fmt: skip
     finally:
         if kernel is not None:
             kernel.shut_down()
@@ -125,6 +133,7 @@ def _execute(
     echo: Callable[[str], None],
     wait: bool,
     kernel: KernelAhead | None,
+    on_results: Callable[[str], object] | None = None,
 ) -> RunRecord:
     name, run_id = record.notebook, record.run_id
     try:
@@ -154,7 +163,9 @@ def _execute(
         echo(f"run {run_id}: executing {path.name} -> {output}")
         # The kernel and Spark inherit it; the notebook's clients attach the fence to their writes.
         with _environment({**child_environment(settings), FENCE_ENV: str(lease.fence)}):
-            exc = _papermill(path, output, {**parameters, "run_id": run_id}, settings, stopper, kernel)
+            exc = _papermill(
+                path, output, {**parameters, "run_id": run_id}, settings, stopper, kernel, on_results
+            )
         notebook = _read(output)
         record.counts = counts_from_notebook(notebook) if notebook else {}
         status, error = judge(exc, notebook)
@@ -187,12 +198,16 @@ def _papermill(
     settings: Settings,
     stopper: _Stopper,
     kernel: KernelAhead | None = None,
+    on_results: Callable[[str], object] | None = None,
 ) -> BaseException | None:
     import papermill
 
     papermill_log = logging.getLogger("papermill")
     papermill_log.setLevel(logging.WARNING)
     papermill_log.addFilter(_not_unknown_parameter)  # added once: a filter already there is kept
+    hooks: dict[str, Any] = {}
+    if on_results is not None:
+        hooks["on_cell_executed"] = _results_hook(on_results, parameters["run_id"])
     try:
         with stopper.armed():
             # The kernel started ahead, given this run's environment (its fence); else papermill
@@ -209,6 +224,7 @@ def _papermill(
                 progress_bar=False,
                 cwd=str(path.parent),
                 **({"km": started} if started is not None else {}),
+                **hooks,
             )
     except (Exception, KeyboardInterrupt) as exc:  # every way a run can end is recorded
         return exc
@@ -216,6 +232,26 @@ def _papermill(
         if kernel is not None:
             kernel.shut_down()  # asked inside the lease, as papermill does; it exits meanwhile
     return None
+
+
+def _results_hook(on_results: Callable[[str], object], run_id: str) -> Callable[..., None]:
+    """nbclient's `on_cell_executed`: `on_results(run_id)` once, after the first cell tagged
+    `results-written` ran without error. Its failure is logged, never the notebook's."""
+    called = False
+
+    def hook(cell: Any, cell_index: int, execute_reply: dict[str, Any] | None) -> None:
+        nonlocal called
+        if called or RESULTS_WRITTEN_TAG not in cell.get("metadata", {}).get("tags", ()):
+            return
+        if not execute_reply or execute_reply.get("content", {}).get("status") != "ok":
+            return
+        called = True
+        try:
+            on_results(run_id)
+        except Exception:
+            log.exception("starting what follows the results of %s failed", run_id)
+
+    return hook
 
 
 def _not_unknown_parameter(record: logging.LogRecord) -> bool:
@@ -327,6 +363,7 @@ def execute_all(
     needs: Mapping[str, str] | None = None,
     after_run_id: str | None = None,
     before_last: Callable[[], object] | None = None,
+    last_results: Callable[[str], object] | None = None,
     first: KernelAhead | None = None,
     **kwargs: Any,
 ) -> list[RunRecord | NotRun]:
@@ -335,8 +372,9 @@ def execute_all(
     `NotRun`, with why. Without `needs`, each depends on the one before (a skip also stops).
 
     Each notebook gets the parameters it declares; one that none declares fails the first run.
-    `before_last` is called as the last notebook starts (to start what follows it ahead); `first`
-    is the first notebook's kernel if the caller started it already."""
+    `before_last` is called as the last notebook starts (to start what follows it ahead), and
+    `last_results` with its run id once it wrote its results (its `results-written` cell ran);
+    `first` is the first notebook's kernel if the caller started it already."""
     if needs is None:
         needs = {later: earlier for earlier, later in itertools.pairwise(names)}
     declared = {name: declared_parameters(notebook_path(settings, name)) for name in names}
@@ -357,11 +395,15 @@ def execute_all(
             else:
                 own = {k: v for k, v in parameters.items() if k in declared[name] or k not in known}
                 follows = upstream.run_id if isinstance(upstream, RunRecord) else after_run_id
-                if index + 1 < len(names):
+                last = index + 1 == len(names)
+                if not last:
                     ahead = _kernel_ahead(names[index + 1], settings)
                 elif before_last is not None:
                     before_last()
-                outcome = execute(name, own, settings, client, after_run_id=follows, kernel=kernel, **kwargs)
+                outcome = execute(
+                    name, own, settings, client, after_run_id=follows, kernel=kernel,
+                    on_results=last_results if last else None, **kwargs,
+                )  # fmt: skip
             done.append(outcome)
             ran[name] = outcome
     finally:

@@ -133,3 +133,102 @@ def test_the_rendering_kernel_is_killed_once_its_pages_are_rendered(run_env: Run
     pid = int(html.split("<p>pid ")[1].split("<")[0])
     assert not running(pid), "the rendering kernel outlived the command"
     assert not exited.exists(), "the rendering kernel was asked to stop and ran its exit handlers"
+
+
+def _shows_after_writing(path: Path, *after: str) -> None:
+    """A notebook whose second cell, tagged `results-written`, is its last write; then `after`."""
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.cells = [
+        nbformat.v4.new_code_cell("run_id = None", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("written = True", metadata={"tags": ["results-written"]}),
+        *map(nbformat.v4.new_code_cell, after),
+    ]
+    nbformat.write(notebook, path)
+
+
+def _waits_for(marker: Path) -> str:
+    """A cell that waits (up to 60 s) until `marker` exists, or fails."""
+    return (
+        f"import pathlib, time\nmarker = pathlib.Path({str(marker)!r})\ndeadline = time.monotonic() + 60\n"
+        "while not marker.exists():\n"
+        "    assert time.monotonic() < deadline, 'the snapshots did not render while this ran'\n"
+        "    time.sleep(0.1)"
+    )
+
+
+@pytest.mark.slow
+def test_the_snapshots_render_while_the_last_notebook_shows_what_it_wrote(
+    run_env: RunEnv, tmp_path: Path
+) -> None:
+    """Once its `results-written` cell ran, the notebook only shows what it wrote: the snapshots
+    render meanwhile (here the notebook's next cell waits for the dashboard to have run)."""
+    rendered = tmp_path / "rendered"
+    _dashboard(
+        run_env.notebooks / "dashboards",
+        "early",
+        f"import pathlib\npathlib.Path({str(rendered)!r}).touch()\n"
+        "from IPython.display import HTML, display\ndisplay(HTML('<p>early</p>'))",
+    )
+    _shows_after_writing(run_env.notebooks / "shows.ipynb", _waits_for(rendered), "shown = True")
+    done = run_env.workbench("run", "shows")
+    assert done.returncode == 0, done.stderr
+    assert "dashboard snapshots: 1 rendered in" in done.stdout.splitlines()[-1]
+    record = next(r for r in run_env.runs() if r["notebook"] == "shows")
+    assert record["status"] == "succeeded"
+    stored = run_env.client.get_document(DASHBOARDS, "early")
+    assert "<p>early</p>" in stored["html"] and stored["run_id"] == record["run_id"]
+    archived = Path(record["output_path"]).with_name(f"{record['run_id']}-dashboards") / "early.html"
+    assert "<p>early</p>" in archived.read_text()
+
+
+@pytest.mark.slow
+def test_snapshots_rendered_early_are_kept_when_the_notebook_then_fails(
+    run_env: RunEnv, tmp_path: Path
+) -> None:
+    rendered = tmp_path / "rendered"
+    touch = f"import pathlib\npathlib.Path({str(rendered)!r}).touch()"
+    _dashboard(run_env.notebooks / "dashboards", "early", touch)
+    fails = "raise ValueError('shown badly')"
+    _shows_after_writing(run_env.notebooks / "shows.ipynb", _waits_for(rendered), fails)
+    done = run_env.workbench("run", "shows")
+    assert done.returncode == 1
+    assert "dashboard snapshots: 1 rendered in" in done.stdout
+    record = next(r for r in run_env.runs() if r["notebook"] == "shows")
+    assert record["status"] == "failed" and "shown badly" in record["error"]["message"]
+    assert run_env.client.get_document(DASHBOARDS, "early")["run_id"] == record["run_id"]
+
+
+@pytest.mark.slow
+def test_sigterm_while_rendering_early_stops_the_run_then_the_rendering(
+    run_env: RunEnv, tmp_path: Path
+) -> None:
+    """The first SIGTERM stops the notebook (its run fails), the second the rendering, which keeps
+    the previous snapshots and leaves no kernel behind."""
+    started = tmp_path / "rendering"
+    _dashboard(
+        run_env.notebooks / "dashboards",
+        "slow",
+        f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(120)",
+    )
+    run_env.client.put_document(DASHBOARDS, "slow", {"title": "Slow", "html": "<p>before</p>"})
+    _shows_after_writing(run_env.notebooks / "shows.ipynb", "import time\ntime.sleep(120)")
+    process = run_env.start("run", "shows")
+    deadline = time.monotonic() + 90
+    while not started.exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    family = descendants(process.pid)
+    assert len(family) >= 2  # the notebook's kernel and the rendering kernel
+    process.send_signal(signal.SIGTERM)
+    while not any(r["notebook"] == "shows" and r["status"] == "failed" for r in run_env.runs()):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    time.sleep(0.5)  # the command is waiting for the rendering now
+    process.send_signal(signal.SIGTERM)
+    _out, err = process.communicate(timeout=60)
+    assert process.returncode == 1, err
+    assert "dashboard snapshots: stopped; the previous ones stay" in err
+    time.sleep(0.5)
+    assert [pid for pid in family if running(pid)] == []
+    assert run_env.client.get_document(DASHBOARDS, "slow")["html"] == "<p>before</p>"
