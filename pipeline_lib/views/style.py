@@ -98,7 +98,8 @@ def panel_row(
 ) -> tuple[Figure, list[Axes]]:
     """A figure of panels side by side, panel i leaving `lefts[i]` inches on its left for its tick
     labels and axis label, widths in `ratios`; the fixed margins of `new_figure`, for several axes.
-    The figure widens past `width` rather than leave a panel under `min_panel` inches (long names)."""
+    The figure widens past `width` rather than leave its panels under `min_panel` inches each on
+    average (long names)."""
     ratios = ratios or [1.0] * len(lefts)
     width = max(width, sum(lefts) + right + min_panel * len(lefts))
     figure = Figure(figsize=(width, height), dpi=DPI)

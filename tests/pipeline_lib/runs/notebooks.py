@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+from nbformat import NotebookNode
 
 OK = (
     "from pipeline_lib.runs.notebook_counts import report_counts\n"
@@ -18,11 +19,12 @@ FENCED = (
 )
 
 
-def _write(path: Path, cells: list[str], parameters: str = "run_id = None\nn = 1") -> None:
+def _write(path: Path, cells: list[str | NotebookNode], parameters: str = "run_id = None\nn = 1") -> None:
+    """A notebook: the parameters cell, then `cells` (code, or a cell made with its own tags)."""
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     notebook.cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]})]
-    notebook.cells += [nbformat.v4.new_code_cell(source) for source in cells]
+    notebook.cells += [nbformat.v4.new_code_cell(c) if isinstance(c, str) else c for c in cells]
     nbformat.write(notebook, path)
 
 

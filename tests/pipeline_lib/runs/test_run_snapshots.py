@@ -7,7 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import signal
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
@@ -61,8 +63,9 @@ def test_snapshots_can_be_turned_off(run_env: RunEnv) -> None:
     assert run_env.client.get_document(DASHBOARDS, "quick") is None
 
 
-@pytest.mark.slow
-def test_sigterm_while_rendering_stops_it_and_leaves_no_kernel(run_env: RunEnv, tmp_path: Path) -> None:
+def _slow_dashboard(run_env: RunEnv, tmp_path: Path) -> Path:
+    """A dashboard that touches a file (returned) as it starts rendering, then sleeps two minutes;
+    its previous snapshot reads "before"."""
     started = tmp_path / "rendering"
     _dashboard(
         run_env.notebooks / "dashboards",
@@ -70,11 +73,22 @@ def test_sigterm_while_rendering_stops_it_and_leaves_no_kernel(run_env: RunEnv, 
         f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(120)",
     )
     run_env.client.put_document(DASHBOARDS, "slow", {"title": "Slow", "html": "<p>before</p>"})
-    process = run_env.start("run", "ok")
-    deadline = time.monotonic() + 90
-    while not started.exists():
+    return started
+
+
+def _wait_until(condition: Callable[[], bool], process: subprocess.Popen, deadline: float) -> None:
+    """Until `condition` holds, while the command still runs, at most until `deadline`."""
+    while not condition():
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_sigterm_while_rendering_stops_it_and_leaves_no_kernel(run_env: RunEnv, tmp_path: Path) -> None:
+    started = _slow_dashboard(run_env, tmp_path)
+    process = run_env.start("run", "ok")
+    deadline = time.monotonic() + 90
+    _wait_until(started.exists, process, deadline)
     family = descendants(process.pid)
     assert family  # the rendering kernel
     process.send_signal(signal.SIGTERM)
@@ -136,15 +150,9 @@ def test_the_rendering_kernel_is_killed_once_its_pages_are_rendered(run_env: Run
 
 
 def _shows_after_writing(path: Path, *after: str) -> None:
-    """A notebook whose second cell, tagged `results-written`, is its last write; then `after`."""
-    notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    notebook.cells = [
-        nbformat.v4.new_code_cell("run_id = None", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("written = True", metadata={"tags": ["results-written"]}),
-        *map(nbformat.v4.new_code_cell, after),
-    ]
-    nbformat.write(notebook, path)
+    """A notebook whose cell tagged `results-written` is its last write; then `after`."""
+    written = nbformat.v4.new_code_cell("written = True", metadata={"tags": ["results-written"]})
+    _write(path, [written, *after], parameters="run_id = None")
 
 
 def _waits_for(marker: Path) -> str:
@@ -205,25 +213,16 @@ def test_sigterm_while_rendering_early_stops_the_run_then_the_rendering(
 ) -> None:
     """The first SIGTERM stops the notebook (its run fails), the second the rendering, which keeps
     the previous snapshots and leaves no kernel behind."""
-    started = tmp_path / "rendering"
-    _dashboard(
-        run_env.notebooks / "dashboards",
-        "slow",
-        f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(120)",
-    )
-    run_env.client.put_document(DASHBOARDS, "slow", {"title": "Slow", "html": "<p>before</p>"})
+    started = _slow_dashboard(run_env, tmp_path)
     _shows_after_writing(run_env.notebooks / "shows.ipynb", "import time\ntime.sleep(120)")
     process = run_env.start("run", "shows")
     deadline = time.monotonic() + 90
-    while not started.exists():
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.1)
+    _wait_until(started.exists, process, deadline)
     family = descendants(process.pid)
     assert len(family) >= 2  # the notebook's kernel and the rendering kernel
     process.send_signal(signal.SIGTERM)
-    while not any(r["notebook"] == "shows" and r["status"] == "failed" for r in run_env.runs()):
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.1)
+    run_failed = lambda: any(r["notebook"] == "shows" and r["status"] == "failed" for r in run_env.runs())  # noqa: E731
+    _wait_until(run_failed, process, deadline)
     time.sleep(0.5)  # the command is waiting for the rendering now
     process.send_signal(signal.SIGTERM)
     _out, err = process.communicate(timeout=60)
