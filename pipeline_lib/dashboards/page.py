@@ -31,6 +31,7 @@ from pipeline_lib.runs.freshness import Freshness, assess, notebook_of
 from pipeline_lib.settings import Settings, get_settings
 from pipeline_lib.views import html
 from pipeline_lib.views.style import warm_up
+from pipeline_lib.views.style_sheet import CSS
 
 NO_DATA = (
     "Results appear here after the first processing run: submit data, then run `workbench run all` "
@@ -161,12 +162,12 @@ def freshness(
 def opening(results: Results) -> str:
     """The style sheet, then what the page is about to show: why there is nothing, or as of when."""
     if results.error:
-        return html.CSS + html.block(
+        return CSS + html.block(
             html.notice(results.error, "warning", "The results cannot be read right now.")
         )
     if not results:
-        return html.CSS + no_data()
-    return html.CSS + as_of(results)
+        return CSS + no_data()
+    return CSS + as_of(results)
 
 
 def as_of(results: Results) -> str:

@@ -200,7 +200,7 @@ def archive(folder: Path, snapshots: Iterable[Snapshot]) -> list[Path]:
     """Write each rendered snapshot as `<folder>/<name>.html`, a page that opens on its own."""
     from html import escape
 
-    from pipeline_lib.views.html import CSS
+    from pipeline_lib.views.style_sheet import CSS
 
     written = []
     folder.mkdir(parents=True, exist_ok=True)

@@ -182,7 +182,8 @@ def _term_sizes(X: pd.DataFrame) -> dict[str, int]:
 
 def fit_ols(students: pd.DataFrame, formula: str = DEFAULT_FORMULA, *, cov: str = "HC3") -> OlsResult:
     """The OLS fit of `formula` on the complete cases, with `cov` standard errors."""
-    import statsmodels.api as sm
+    # Not statsmodels.api: that imports every model statsmodels has (0.35 s against 0.06 s).
+    from statsmodels.regression.linear_model import OLS
 
     if cov not in COV_TYPES:
         raise SpecificationError(f"unknown standard errors {cov!r}; use one of {', '.join(COV_TYPES)}")
@@ -194,7 +195,7 @@ def fit_ols(students: pd.DataFrame, formula: str = DEFAULT_FORMULA, *, cov: str 
             f"the terms of {formula!r} are collinear ({X.shape[1]} terms, rank {rank}): drop a term "
             f"that repeats others"
         )
-    fit = sm.OLS(y, X).fit(cov_type=cov, use_t=True)
+    fit = OLS(y, X).fit(cov_type=cov, use_t=True)
     ci = fit.conf_int(0.05)
     coefficients = pd.DataFrame(
         {

@@ -114,3 +114,33 @@ def test_a_dashboard_that_fails_keeps_its_previous_snapshot(kernel_env: DbApiCli
     assert [(s.name, s.error) for s in rendered] == [("broken", "ValueError: bad"), ("overview", None)]
     assert kernel_env.get_document(DASHBOARDS, "broken")["html"] == "<p>before</p>"
     assert "No data yet." in kernel_env.get_document(DASHBOARDS, "overview")["html"]
+
+
+ARCHIVED_IN_A_NEW_PROCESS = """
+import datetime as dt, json, sys
+from pathlib import Path
+from pipeline_lib.dashboards import snapshot
+
+page = snapshot.Snapshot("overview", "Overview", dt.datetime.now(dt.UTC), 0.5, "r1", body="<p>figures</p>")
+(written,) = snapshot.archive(Path(sys.argv[1]), [page])
+print(json.dumps({"pandas": "pandas" in sys.modules, "page": written.read_text()}))
+"""
+
+
+def test_archiving_snapshots_imports_no_pandas(tmp_path: Path) -> None:
+    """`workbench run` archives the pages after its last notebook, on the way to its exit: it
+    needs the style sheet only, not the dashboards' HTML helpers (pandas, a third of a second)."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", ARCHIVED_IN_A_NEW_PROCESS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout)
+    assert not outcome["pandas"]
+    assert ".wb-dash {" in outcome["page"] and "<p>figures</p>" in outcome["page"]
