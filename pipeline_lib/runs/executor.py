@@ -202,6 +202,8 @@ def _papermill(
 ) -> BaseException | None:
     import papermill
 
+    from pipeline_lib.runs.papermill_engine import ENGINE_NAME
+
     papermill_log = logging.getLogger("papermill")
     papermill_log.setLevel(logging.WARNING)
     papermill_log.addFilter(_not_unknown_parameter)  # added once: a filter already there is kept
@@ -220,6 +222,7 @@ def _papermill(
                 kernel_name=ensure_kernel(),
                 kernel_manager_class="pipeline_lib.runs.kernel.LocalKernelManager",  # IPC, not TCP
                 language="python",
+                engine_name=ENGINE_NAME,  # writes the output notebook once per code cell, not twice per cell
                 execution_timeout=settings.run_cell_timeout_seconds,
                 progress_bar=False,
                 cwd=str(path.parent),
