@@ -53,6 +53,7 @@ from pipeline_lib.process.analysis.base import AnalysisError, Failure, Specifica
 from pipeline_lib.process.analysis.distributions import distribution_documents, distribution_documents_pandas
 from pipeline_lib.process.analysis.frame import NUMERIC, category_sizes
 from pipeline_lib.process.analysis.sampling import stratified_sample
+from pipeline_lib.process.beside import Beside
 from pipeline_lib.process.disclosure import Release
 from pipeline_lib.process.quality_documents import quality_documents
 from pipeline_lib.process.release_store import RELEASE_ID, previous_release, protect_run
@@ -135,8 +136,11 @@ class ProcessRun:
         *,
         max_model_rows: int,
         seed: int,
+        quality: Beside[list[ResultDocument]] | None = None,
     ) -> None:
+        """`quality`: the data quality documents, read beside the analyses (`finish` reads them if None)."""
         self.client, self.report, self.stamp, self.previous = client, report, stamp, previous
+        self._quality = quality
         self.students, self.schools = students, schools
         self.engine = report.engine  # spark or pandas: what reads and aggregates
         self.seed = seed
@@ -222,6 +226,11 @@ class ProcessRun:
             seed=seed,
             sample_size=report.sample_size,
         )
+        # Both collections as at the read, counted by the db-api on the other core while this
+        # kernel fits the models: `finish` no longer waits for the scans (0.4 s at 20,000 records).
+        quality = Beside(
+            lambda: quality_documents(client, run_id=run_id, computed_at=stamp.computed_at), "data quality"
+        )
         return cls(
             client,
             report,
@@ -231,6 +240,7 @@ class ProcessRun:
             schools,
             max_model_rows=max_model_rows,
             seed=seed,
+            quality=quality,
         )
 
     def _input(self) -> DataFrame:
@@ -431,10 +441,13 @@ class ProcessRun:
                 report.dashboard_documents += documents(
                     self.students, run_id=report.run_id, computed_at=stamp.computed_at
                 )
-        with timed(report, "data quality"):
-            report.dashboard_documents += quality_documents(
-                self.client, run_id=report.run_id, computed_at=stamp.computed_at
-            )
+        with timed(report, "data quality"):  # what was left of it, when read beside the analyses
+            if self._quality is not None:
+                report.dashboard_documents += self._quality.result()
+            else:
+                report.dashboard_documents += quality_documents(
+                    self.client, run_id=report.run_id, computed_at=stamp.computed_at
+                )
         with timed(report, "disclosure"):
             release = protect_run(
                 self.previous,

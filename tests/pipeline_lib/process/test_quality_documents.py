@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import Counter
 
 import pyarrow as pa
@@ -11,9 +12,12 @@ import pytest
 
 from pipeline_lib.clean import pandas_engine
 from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.contract import result_keys as keys
+from pipeline_lib.contract.collections import CLEANED, QUARANTINE, SCHOOLS
 from pipeline_lib.demo.rows import demo_rows
 from pipeline_lib.process import quality_documents as q
 from pipeline_lib.process.results import RunStamp, suppress
+from pipeline_lib.process.run import ProcessRun, publish_default
 
 STAMP = {"run_id": "process-t", "computed_at": dt.datetime(2026, 5, 4, tzinfo=dt.UTC)}
 RUN = RunStamp(**STAMP)
@@ -110,3 +114,33 @@ def test_empty_collections_give_empty_documents(sqlite_client: DbApiClient) -> N
     reasons, changes = q.quality_documents(sqlite_client, **STAMP)
     assert (reasons.n_input, changes.n_input) == (0, 0)
     assert reasons.tables[0].rows == [] and changes.tables[0].rows == []
+
+
+def test_a_run_counts_the_collections_as_it_read_them(sqlite_client: DbApiClient) -> None:
+    """Read beside the analyses from the start of the run: records quarantined while it fits its
+    models are the next run's, as records cleaned after its read are."""
+    population, raw = demo_rows(1_500, 12, 0.3, seed=5)
+    result = pandas_engine.clean(raw, set(population.schools["school_id"]))
+    sqlite_client.write(SCHOOLS, population.schools, mode="upsert", key="school_id")
+    sqlite_client.write(CLEANED, result.cleaned, mode="upsert", key="submission_id")
+    sqlite_client.write(QUARANTINE, result.quarantine, mode="upsert", key="submission_id")
+    run = ProcessRun.start(None, sqlite_client, run_id="process-q", k_min_group=5, seed=1)
+    later = result.quarantine.assign(submission_id=result.quarantine["submission_id"] + "-later")
+    deadline = time.monotonic() + 60
+    while not _read(run):  # the quality scans have ended (no wall-clock figure is asserted)
+        assert time.monotonic() < deadline, "the quality documents were never read"
+        time.sleep(0.05)
+    sqlite_client.write(QUARANTINE, later, mode="upsert", key="submission_id")
+    publish_default(run)
+    report = run.finish(write=False)
+    documents = {d.key: d for d in report.dashboard_documents}
+    assert documents[keys.REJECT_REASONS].n_input == len(result.quarantine)
+    assert documents[keys.TOP_CHANGES].n_input == len(result.cleaned)
+    assert "data quality" in report.seconds
+
+
+def _read(run: ProcessRun) -> bool:
+    """Whether what the run reads beside its analyses has been read (nothing to wait for if it
+    reads nothing beside them)."""
+    quality = run._quality
+    return quality is None or quality.done()
