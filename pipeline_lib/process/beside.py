@@ -1,5 +1,8 @@
 """A step that runs in a thread beside the analyses: one that waits on the db-api (which does its
-work in its own process, on the other core) while the kernel fits models."""
+work in its own process, on the other core) while the kernel fits models.
+
+Such a step must not warn: the model fits record warnings with `warnings.catch_warnings`, which
+sees every thread's, and would report its warnings as theirs."""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ class Beside(Generic[T]):
             self._error = exc
 
     def done(self) -> bool:
+        """Whether it has ended (with a value or an error)."""
         return not self._thread.is_alive()
 
     def result(self) -> T:

@@ -1,5 +1,6 @@
 """Data-quality documents for `processed`: why records are quarantined and what the cleaner
-changes most, over everything in `quarantine` and `cleaned` now.
+changes most, over everything in `quarantine` and `cleaned` when they are counted (a process run
+counts them in a thread from just after its read, beside its analyses: `process.run`).
 
 The summaries (`pipeline_lib.clean.summaries`) need only the `reasons` (quarantine) or `changes`
 (cleaned) column, so `quality_documents` scans just those columns through the db-api, without

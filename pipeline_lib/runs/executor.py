@@ -1,8 +1,9 @@
 """`workbench run NAME`: execute a notebook with papermill under a new run id, single flight.
 
 One run = a lease on `run:<notebook>`, a run record written at the start and at the end, the
-output notebook archived under `<runs dir>/YYYY/MM/DD/<run_id>-<notebook>.ipynb` (saved after
-every cell, so a running or crashed run can be read), and a status judged from what papermill
+output notebook archived under `<runs dir>/YYYY/MM/DD/<run_id>-<notebook>.ipynb` (written as each
+code cell starts, and after a failed or the last cell, so a running or crashed run can be read;
+`runs/papermill_engine.py`), and a status judged from what papermill
 raised. A second run of the same notebook while one holds the lease is recorded as `skipped`.
 The notebook gets the lease's fence in WORKBENCH_RUN_FENCE, so its clients' CommitClean and
 PutDocument calls are refused once the run has lost the lease; losing it also stops the run.
@@ -202,7 +203,7 @@ def _papermill(
 ) -> BaseException | None:
     import papermill
 
-    from pipeline_lib.runs.papermill_engine import ENGINE_NAME
+    from pipeline_lib.runs import papermill_engine
 
     papermill_log = logging.getLogger("papermill")
     papermill_log.setLevel(logging.WARNING)
@@ -222,7 +223,7 @@ def _papermill(
                 kernel_name=ensure_kernel(),
                 kernel_manager_class="pipeline_lib.runs.kernel.LocalKernelManager",  # IPC, not TCP
                 language="python",
-                engine_name=ENGINE_NAME,  # writes the output notebook once per code cell, not twice per cell
+                engine_name=papermill_engine.registered(),
                 execution_timeout=settings.run_cell_timeout_seconds,
                 progress_bar=False,
                 cwd=str(path.parent),

@@ -2,11 +2,14 @@
 
 papermill writes the whole output notebook (copied, validated, serialised) as every cell starts
 and again as it ends, markdown cells included: 58 writes for the process notebook, up to 12 ms
-each once its figures are in it, all between its cells, on the run's path. Here the notebook is
-written as each code cell starts (everything before it, and that it runs) and as the notebook
-ends (also after an error or a stop). The writes left out held nothing an open output notebook
-misses for more than an instant: a cell's end is written with the next code cell's start, and a
-markdown cell runs nothing. papermill's autosave of a long cell's outputs is unchanged.
+each once its figures are in it, all between its cells, on the run's path. Here it is written as
+each code cell starts (everything before it, and that it runs), as a cell that failed or the last
+code cell ends, and as the notebook ends (also after a stop or the kernel's death). The writes
+left out are those whose state the next code cell's start writes a moment later; a markdown cell
+runs nothing. papermill's autosave of a long cell's outputs is unchanged.
+
+This replaces papermill's `Engine.execute_notebook` (papermill 2.x, pinned below 3): it relies on
+the execution manager writing through its `save`.
 """
 
 from __future__ import annotations
@@ -35,11 +38,17 @@ class _WritesAtCodeCells(NotebookExecutionManager):
             self._writes = True
 
     def cell_complete(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
-        self._writes = False
+        # Written now only when nothing follows soon: after a failure papermill stops, and after
+        # the last code cell it asks the kernel for its language and may shut it down first.
+        failed = cell.metadata.papermill.get("status") == self.FAILED
+        self._writes = failed or self._last_code_cell(cell_index)
         try:
             super().cell_complete(cell, cell_index, **kwargs)
         finally:
             self._writes = True
+
+    def _last_code_cell(self, index: int | None) -> bool:
+        return index is not None and all(c.get("cell_type") != "code" for c in self.nb.cells[index + 1 :])
 
 
 class WorkbenchEngine(NBClientEngine):
@@ -72,4 +81,7 @@ class WorkbenchEngine(NBClientEngine):
         return nb_man.nb
 
 
-papermill_engines.register(ENGINE_NAME, WorkbenchEngine)
+def registered() -> str:
+    """The engine's name for `papermill.execute_notebook(engine_name=...)`, registered with papermill."""
+    papermill_engines.register(ENGINE_NAME, WorkbenchEngine)
+    return ENGINE_NAME

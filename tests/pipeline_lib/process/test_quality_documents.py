@@ -11,13 +11,16 @@ import pyarrow as pa
 import pytest
 
 from pipeline_lib.clean import pandas_engine
+from pipeline_lib.clean.rules import CleanResult
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.contract.collections import CLEANED, QUARANTINE, SCHOOLS
 from pipeline_lib.demo.rows import demo_rows
 from pipeline_lib.process import quality_documents as q
+from pipeline_lib.process import run as process_run
 from pipeline_lib.process.results import RunStamp, suppress
 from pipeline_lib.process.run import ProcessRun, publish_default
+from pipeline_lib.wire.errors import Unavailable
 
 STAMP = {"run_id": "process-t", "computed_at": dt.datetime(2026, 5, 4, tzinfo=dt.UTC)}
 RUN = RunStamp(**STAMP)
@@ -117,13 +120,9 @@ def test_empty_collections_give_empty_documents(sqlite_client: DbApiClient) -> N
 
 
 def test_a_run_counts_the_collections_as_it_read_them(sqlite_client: DbApiClient) -> None:
-    """Read beside the analyses from the start of the run: records quarantined while it fits its
-    models are the next run's, as records cleaned after its read are."""
-    population, raw = demo_rows(1_500, 12, 0.3, seed=5)
-    result = pandas_engine.clean(raw, set(population.schools["school_id"]))
-    sqlite_client.write(SCHOOLS, population.schools, mode="upsert", key="school_id")
-    sqlite_client.write(CLEANED, result.cleaned, mode="upsert", key="submission_id")
-    sqlite_client.write(QUARANTINE, result.quarantine, mode="upsert", key="submission_id")
+    """Counted beside the analyses, from just after the run's read: records quarantined once the
+    counts are taken, while the run fits its models, are the next run's."""
+    result = _stored_clean(sqlite_client)
     run = ProcessRun.start(None, sqlite_client, run_id="process-q", k_min_group=5, seed=1)
     later = result.quarantine.assign(submission_id=result.quarantine["submission_id"] + "-later")
     deadline = time.monotonic() + 60
@@ -140,7 +139,38 @@ def test_a_run_counts_the_collections_as_it_read_them(sqlite_client: DbApiClient
 
 
 def _read(run: ProcessRun) -> bool:
-    """Whether what the run reads beside its analyses has been read (nothing to wait for if it
-    reads nothing beside them)."""
-    quality = run._quality
+    """Whether the counts the run takes beside its analyses are taken (nothing to wait for if it
+    takes none beside them)."""
+    quality = getattr(run, "_quality", None)
     return quality is None or quality.done()
+
+
+def test_counts_that_failed_beside_the_analyses_are_taken_again_at_finish(
+    sqlite_client: DbApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = _stored_clean(sqlite_client)
+    calls = []
+
+    def first_fails(client: DbApiClient, **stamp: object) -> list:
+        calls.append(stamp)
+        if len(calls) == 1:
+            raise Unavailable("the db-api is restarting")
+        return q.quality_documents(client, **stamp)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(process_run, "quality_documents", first_fails)
+    run = ProcessRun.start(None, sqlite_client, run_id="process-q", k_min_group=5, seed=1)
+    publish_default(run)
+    report = run.finish(write=False)
+    assert len(calls) == 2
+    documents = {d.key: d for d in report.dashboard_documents}
+    assert documents[keys.REJECT_REASONS].n_input == len(result.quarantine)
+
+
+def _stored_clean(client: DbApiClient) -> CleanResult:
+    """Demo records cleaned, stored as a clean run stores them, with their schools."""
+    population, raw = demo_rows(1_500, 12, 0.3, seed=5)
+    result = pandas_engine.clean(raw, set(population.schools["school_id"]))
+    client.write(SCHOOLS, population.schools, mode="upsert", key="school_id")
+    client.write(CLEANED, result.cleaned, mode="upsert", key="submission_id")
+    client.write(QUARANTINE, result.quarantine, mode="upsert", key="submission_id")
+    return result

@@ -10,11 +10,12 @@ from pathlib import Path
 import nbformat
 import papermill
 import pytest
+from nbclient.exceptions import DeadKernelError
 from papermill import engines
 from papermill.exceptions import PapermillExecutionError
 
+from pipeline_lib.runs import papermill_engine
 from pipeline_lib.runs.kernel import ensure_kernel
-from pipeline_lib.runs.papermill_engine import ENGINE_NAME
 
 # Run in the kernel as a code cell starts: what the output notebook on disk says then.
 LOOK_AT_OUTPUT = """
@@ -44,7 +45,7 @@ def _execute(tmp_path: Path, cells: list[nbformat.NotebookNode]) -> nbformat.Not
         kernel_name=ensure_kernel(),
         kernel_manager_class="pipeline_lib.runs.kernel.LocalKernelManager",
         progress_bar=False,
-        engine_name=ENGINE_NAME,
+        engine_name=papermill_engine.registered(),
     )
     return nbformat.read(out, as_version=4)
 
@@ -90,8 +91,9 @@ def test_each_code_cell_starts_with_everything_before_it_on_disk(tmp_path: Path,
         ["markdown", "pending", 0],
         ["code", "pending", 0],
     ]
-    # The notebook's start, each of its 5 code cells' starts, its end (papermill's: 2 + 2 x 9).
-    assert len(writes) == 1 + 5 + 1
+    # The notebook's start, each of its 5 code cells' starts, the last one's end, the notebook's
+    # end (papermill's: 2 + 2 x 9).
+    assert len(writes) == 1 + 5 + 1 + 1
     final = nbformat.read(tmp_path / "out.ipynb", as_version=4)
     assert [c.metadata.papermill["status"] for c in final.cells] == ["completed"] * 9
     assert final.cells[8].outputs[0]["text"] == "last\n"
@@ -107,9 +109,27 @@ def test_a_failing_cell_is_written_with_its_error(tmp_path: Path, writes: list[s
     ]
     with pytest.raises(PapermillExecutionError, match="bad data"):
         _execute(tmp_path, cells)
+    # The start, 4 code cells' starts, the failed cell's end (at once: nothing runs after it), the end.
+    assert len(writes) == 1 + 4 + 1 + 1
     final = nbformat.read(tmp_path / "out.ipynb", as_version=4)
     ran = [c for c in final.cells if "papermill" in c.metadata]  # papermill adds a banner on top
     assert [c.metadata.papermill["status"] for c in ran][2:4] == ["completed", "failed"]
     assert ran[2].outputs[0]["text"] == "before\n"
     assert any(o.get("ename") == "ValueError" for o in ran[3].outputs)
     assert final.metadata.papermill["exception"] is True
+
+
+def test_a_kernel_that_dies_leaves_the_notebook_written_to_its_end(tmp_path: Path, writes: list[str]) -> None:
+    """papermill writes nothing of its own after a dead kernel: the engine's last write is the file."""
+    cells = [
+        nbformat.v4.new_code_cell("print('before')"),
+        nbformat.v4.new_code_cell("import os\nos._exit(1)"),
+        nbformat.v4.new_code_cell("print('never')"),
+    ]
+    with pytest.raises(DeadKernelError):
+        _execute(tmp_path, cells)
+    final = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert final.metadata.papermill["end_time"] is not None
+    assert final.cells[2].outputs[0]["text"] == "before\n"
+    assert final.cells[3].metadata.papermill["end_time"] is not None
+    assert writes[-1] == str(tmp_path / "out.ipynb")
