@@ -11,7 +11,7 @@ import base64
 import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import wraps
+from functools import cache, wraps
 from typing import ParamSpec
 
 import matplotlib as mpl
@@ -139,6 +139,7 @@ def figure_html(figure: Figure, alt: str, caption: str = "") -> str:
     return image_figure(f"data:image/png;base64,{data}", alt, caption)
 
 
+@cache  # once per process: the snapshots' kernel renders every dashboard, each warming up first
 def warm_up() -> None:
     """Draw and encode one small figure: loads fonts and the Agg renderer before anyone waits."""
     with styled():
