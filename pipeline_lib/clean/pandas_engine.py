@@ -77,7 +77,7 @@ def _typed(rule: FieldRule, text: pd.Series) -> tuple[pd.Series, pd.Series]:
         .map(lambda v: float(v) if isinstance(v, str) else math.nan)
         .astype("float64")
     )
-    finite = number.map(lambda v: not math.isnan(v) and math.isfinite(v)).astype(bool)
+    finite = pd.Series(np.isfinite(number.to_numpy()), index=number.index)
     code = code.where(missing | finite, f"{f.name}_invalid")
     if f.kind == "int":
         whole = finite & (number == np.floor(number.where(finite, 0)))
@@ -155,37 +155,33 @@ FIELD_NAMES, VALUE_FIELDS, META = list(rules.FIELD_NAMES), list(rules.VALUE_FIEL
 
 
 def _reasons(fields: pd.DataFrame, known_school: pd.Series) -> pd.Series:
-    unknown = fields["school_id"].notna().to_numpy() & ~known_school.to_numpy(dtype=bool)
-    codes = [fields[f"{n}__reason"].to_numpy() for n in FIELD_NAMES]
-    raws = [fields[f"{n}__raw"].to_numpy() for n in FIELD_NAMES]
-    school_raw = fields["school_id__raw"].to_numpy()
-    has_code = [np.not_equal(column, None) for column in codes]  # a code, or None
+    """Per row, its reasons in field order, then an unknown school. Visited field by field, only
+    where a field has a code: most rows have none, and a row with one has few."""
     rows: list[list[dict]] = [[] for _ in range(len(fields))]
-    for i in np.flatnonzero(np.logical_or.reduce([unknown, *has_code])):  # visit only rows with a reason
-        found = rows[i]
-        for j, name in enumerate(FIELD_NAMES):
-            if has_code[j][i]:
-                code = codes[j][i]
-                found.append({"code": code, "field": name, "message": rules.message(code, raws[j][i])})
-        if unknown[i]:
-            found.append({"code": "school_unknown", "field": "school_id",
-                          "message": rules.message("school_unknown", school_raw[i])})  # fmt: skip
+    for name in FIELD_NAMES:
+        codes = fields[f"{name}__reason"].to_numpy()
+        raws = fields[f"{name}__raw"].tolist()
+        for i in np.flatnonzero(np.not_equal(codes, None)).tolist():
+            code = codes[i]
+            rows[i].append({"code": code, "field": name, "message": rules.message(code, raws[i])})
+    unknown = fields["school_id"].notna().to_numpy() & ~known_school.to_numpy(dtype=bool)
+    school_raw = fields["school_id__raw"].tolist()
+    for i in np.flatnonzero(unknown).tolist():
+        rows[i].append({"code": "school_unknown", "field": "school_id",
+                        "message": rules.message("school_unknown", school_raw[i])})  # fmt: skip
     return pd.Series(rows, index=fields.index, dtype=object)
 
 
 def _changes(fields: pd.DataFrame) -> pd.Series:
-    columns = [
-        (n, fields[f"{n}__rules"].to_numpy(), fields[f"{n}__raw"].to_numpy(), fields[f"{n}__text"].to_numpy())
-        for n in VALUE_FIELDS
-    ]
-    changed = [np.fromiter(map(bool, applied), bool, len(applied)) for _, applied, _, _ in columns]
+    """Per row, the fields a step changed, in field order; visited field by field, only where
+    one did (a row-by-field loop over every changed row cost 1.6 s at 200,000 dirty records)."""
     rows: list[list[dict]] = [[] for _ in range(len(fields))]
-    for i in np.flatnonzero(np.logical_or.reduce([np.zeros(len(fields), bool), *changed])):
-        rows[i] = [
-            {"field": n, "before": raw[i], "after": text[i], "rules": list(applied[i])}
-            for n, applied, raw, text in columns
-            if applied[i]
-        ]
+    for name in VALUE_FIELDS:
+        applied = fields[f"{name}__rules"].tolist()
+        raws, texts = fields[f"{name}__raw"].tolist(), fields[f"{name}__text"].tolist()
+        changed = np.fromiter(map(bool, applied), bool, len(applied))
+        for i in np.flatnonzero(changed).tolist():
+            rows[i].append({"field": name, "before": raws[i], "after": texts[i], "rules": list(applied[i])})
     return pd.Series(rows, index=fields.index, dtype=object)
 
 
