@@ -29,7 +29,7 @@ from typing import Any
 
 import nbformat
 from jupyter_client.blocking.client import BlockingKernelClient
-from jupyter_core.utils import run_sync
+from jupyter_core.utils import ensure_event_loop, run_sync
 
 from pipeline_lib.runs.kernel import LocalKernelManager, ensure_kernel
 from pipeline_lib.settings import Settings, child_environment
@@ -215,6 +215,12 @@ class KernelAhead:
 
     def _stop(self, now: bool) -> None:
         try:
+            self._stop_kernel(now)
+        finally:
+            _close_thread_loop()
+
+    def _stop_kernel(self, now: bool) -> None:
+        try:
             if run_sync(self.manager.is_alive)():
                 run_sync(self.manager.shutdown_kernel)(now=now)  # also removes its files
                 return
@@ -224,3 +230,12 @@ class KernelAhead:
             log.exception("stopping the kernel of %s failed", self.path.name)
             return
         run_sync(self.manager.cleanup_resources)()
+
+
+def _close_thread_loop() -> None:
+    """Close the event loop `run_sync` made for this thread. Left to the garbage collector (it sits
+    in a reference cycle), it may be finalised at the interpreter's exit after its self-pipe socket,
+    and `BaseEventLoop.__del__` prints a traceback into the command's output (CI saw one)."""
+    loop = ensure_event_loop()
+    if not loop.is_running():
+        loop.close()

@@ -197,3 +197,38 @@ def test_the_code_run_ahead_binds_nothing_and_the_environment_becomes_the_runs()
     fence = "run:process:7"
     assert found["env"] == {"KEPT": "1", "CHANGED": "new", "GONE": None, "WORKBENCH_RUN_FENCE": fence}
     assert "GONE" in environment_code({"GONE": "x"}, {})
+
+
+STOPPED_IN_A_NEW_PROCESS = """
+import asyncio, gc, sys
+from pathlib import Path
+import nbformat
+from jupyter_core.utils import ensure_event_loop
+from pipeline_lib.runs import kernel_ahead
+
+gc.disable()  # what is left in reference cycles stays for the count below
+notebook = Path(sys.argv[1]) / "nb.ipynb"
+nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import json")]), notebook)
+for taken in (False, True):
+    kernel = kernel_ahead.KernelAhead(notebook, {})
+    if taken:
+        kernel.take({})
+    kernel.shut_down()
+kernel_ahead.wait_for_shut_down()
+mine = ensure_event_loop()  # this thread's, which its own calls use
+open_loops = [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and not o.is_closed()]
+print(len([loop for loop in open_loops if loop is not mine]))
+"""
+
+
+def test_the_threads_that_stop_kernels_leave_no_event_loop_open(tmp_path: Path) -> None:
+    # Left open, a stop thread's event loop sat in a reference cycle until the interpreter's exit,
+    # whose finaliser sometimes ran after its self-pipe was gone and printed a traceback (CI).
+    done = subprocess.run(
+        [sys.executable, "-c", STOPPED_IN_A_NEW_PROCESS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"
