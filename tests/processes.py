@@ -54,6 +54,16 @@ def signal_another_thread(pid: int, signum: int) -> int:
     raise AssertionError(f"no thread of {pid} but its main one takes signal {signum}")
 
 
+def python_output(code: str, *args: str, timeout: float = 120) -> str:
+    """What `code` prints, run by this Python in a new process with `args` as sys.argv[1:]; its
+    stderr is the failure's message if it does not exit 0. A new process starts with nothing
+    imported, cached or warmed up, which is what such tests look at."""
+    command = [sys.executable, "-c", code, *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def descendants(pid: int) -> set[int]:
     """Every process below `pid`: children, their children, and so on."""
     found, frontier = set(), {pid}

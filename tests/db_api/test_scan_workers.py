@@ -6,8 +6,6 @@ import json
 import multiprocessing
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from db_api.server import RunningServer, start_server
 from db_api.store.sqlite import SqliteStore
 from pipeline_lib.client.sync import DbApiCallError, DbApiClient
 from tests.conftest import TOKEN
+from tests.processes import python_output
 
 pytestmark = pytest.mark.slow
 
@@ -96,8 +95,5 @@ print(json.dumps(sorted(set(sys.modules) - before)))
 
 def test_a_worker_imports_at_start_up_what_its_first_scan_needs() -> None:
     # Before, pyarrow imported pandas (~360 modules, ~0.3 s) during the first scan in every worker.
-    done = subprocess.run(
-        [sys.executable, "-c", WARMED_THEN_SCANNED], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [], "imported during the first scan, not at start-up"
+    late = json.loads(python_output(WARMED_THEN_SCANNED))
+    assert late == [], "imported during the first scan, not at start-up"

@@ -19,6 +19,7 @@ from tests.conftest import TOKEN
 from tests.pipeline_lib.dashboards import populate
 from tests.pipeline_lib.dashboards.conftest import DASHBOARDS as DASHBOARD_DIR
 from tests.pipeline_lib.dashboards.conftest import NAMES, execute
+from tests.processes import python_output
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 PLOT = '<figure class="wb-plot"><img alt="'
@@ -131,16 +132,7 @@ def test_archiving_snapshots_imports_no_pandas(tmp_path: Path) -> None:
     """`workbench run` archives the pages after its last notebook, on the way to its exit: it
     needs the style sheet only, not the dashboards' HTML helpers (pandas, a third of a second)."""
     import json
-    import subprocess
-    import sys
 
-    done = subprocess.run(
-        [sys.executable, "-c", ARCHIVED_IN_A_NEW_PROCESS, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    outcome = json.loads(done.stdout)
+    outcome = json.loads(python_output(ARCHIVED_IN_A_NEW_PROCESS, str(tmp_path)))
     assert not outcome["pandas"]
     assert ".wb-dash {" in outcome["page"] and "<p>figures</p>" in outcome["page"]

@@ -4,8 +4,6 @@ real WebSocket server on loopback; the full path through Voilà is in tests/e2e/
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +14,7 @@ from websockets.sync.server import Server, ServerConnection, serve
 
 from pipeline_lib.dashboards import viewer_request
 from pipeline_lib.dashboards.viewer_request import request_socket_url, request_variables, wait_for_request
+from tests.processes import python_output
 from tests.wire_servers import free_port
 
 KERNEL = "6acc239e-989c-4c73-bba6-7a798b8bcb1d"
@@ -111,8 +110,4 @@ def test_a_dashboard_kernel_never_imports_voila() -> None:
         "page.wait_for_viewer()\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('voila', 'jupyter_server')))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(free_port())], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    assert python_output(code, str(free_port())).strip() == "[]"

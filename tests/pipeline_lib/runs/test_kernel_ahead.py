@@ -8,8 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -18,7 +16,7 @@ import pytest
 from pipeline_lib.runs.kernel_ahead import environment_code, module_imports, warm_up_code
 from tests.pipeline_lib.runs.conftest import RunEnv
 from tests.pipeline_lib.runs.notebooks import _write
-from tests.processes import running
+from tests.processes import python_output, running
 
 PROBE = (
     "import json, os, time\n"
@@ -190,9 +188,7 @@ def test_the_code_run_ahead_binds_nothing_and_the_environment_becomes_the_runs()
         "print(json.dumps({'names': sorted(k for k in ns if k != '__builtins__'),\n"
         "    'env': {k: os.environ.get(k) for k in ('KEPT', 'CHANGED', 'GONE', 'WORKBENCH_RUN_FENCE')}}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    found = json.loads(done.stdout)
+    found = json.loads(python_output(code, timeout=60))
     assert found["names"] == []
     fence = "run:process:7"
     assert found["env"] == {"KEPT": "1", "CHANGED": "new", "GONE": None, "WORKBENCH_RUN_FENCE": fence}
@@ -224,11 +220,4 @@ print(len([loop for loop in open_loops if loop is not mine]))
 def test_the_threads_that_stop_kernels_leave_no_event_loop_open(tmp_path: Path) -> None:
     # Left open, a stop thread's event loop sat in a reference cycle until the interpreter's exit,
     # whose finaliser sometimes ran after its self-pipe was gone and printed a traceback (CI).
-    done = subprocess.run(
-        [sys.executable, "-c", STOPPED_IN_A_NEW_PROCESS, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "0"
+    assert python_output(STOPPED_IN_A_NEW_PROCESS, str(tmp_path)).strip() == "0"

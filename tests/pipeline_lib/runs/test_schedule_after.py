@@ -3,8 +3,6 @@ carried into the installed cron table."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ import pytest
 from pipeline_lib.runs import cron_install
 from pipeline_lib.runs.schedule import ScheduleError, load, parse, parse_schedule, runs_of
 from pipeline_lib.settings import PROJECT_DIR, Settings
+from tests.processes import python_output
 
 CHAINED = """\
 */10 * * * *  clean
@@ -183,11 +182,4 @@ print(_follow(follower, Settings(data_dir=Path(sys.argv[1]))))
 def test_a_sigterm_that_lands_on_another_thread_is_passed_on_to_the_running_follower(tmp_path: Path) -> None:
     """A signal sent to `workbench run` may run its handler on any of its threads; the main thread,
     waiting for the follower, still passes it on (and starts nothing more) instead of waiting 60 s."""
-    done = subprocess.run(
-        [sys.executable, "-c", _FOLLOW_WHILE_SIGNALLED, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "None"
+    assert python_output(_FOLLOW_WHILE_SIGNALLED, str(tmp_path), timeout=30).strip() == "None"

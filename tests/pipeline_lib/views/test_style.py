@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from tests.processes import python_output
 
 WARMED_TWICE = """
 from matplotlib.figure import Figure
@@ -20,6 +19,4 @@ print(len(drawn))
 
 def test_the_warm_up_draws_once_a_process() -> None:
     # A new process: the tests' own may have warmed up already.
-    done = subprocess.run([sys.executable, "-c", WARMED_TWICE], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "1"
+    assert python_output(WARMED_TWICE).strip() == "1"
