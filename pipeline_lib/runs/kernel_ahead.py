@@ -144,7 +144,7 @@ class KernelAhead:
         run_sync(self.manager.start_kernel)(cwd=str(path.parent), env=self.env)
         try:
             self._client = self.manager.blocking_client()
-            self._client.start_channels()
+            self._client.start_channels(hb=False)  # the manager watches the process; no heartbeat thread
             # Queued now; the kernel runs it as soon as it is up, while the previous notebook runs.
             modules = dict.fromkeys(name for each in imports_of or [path] for name in module_imports(each))
             self._pending = [self._client.execute(warm_up_code(list(modules)), silent=True)]
