@@ -13,6 +13,8 @@ from pathlib import Path
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import CaselessStrEnum, default
 
+from pipeline_lib.runs.kernel_client import ReadyKernelClient
+
 KERNEL_NAME = "workbench"
 STARTUP_EXTENSION = "pipeline_lib.runs.kernel_startup"
 DISPLAY_NAME = "Student Data Workbench (Python 3)"
@@ -54,6 +56,10 @@ class LocalKernelManager(AsyncKernelManager):
 
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
     _private_dir: str | None = None
+
+    @default("client_factory")
+    def _client_ready_at_once(self) -> type[ReadyKernelClient]:
+        return ReadyKernelClient  # the client nbclient runs cells with: no 0.2 s wait per run
 
     @default("connection_file")
     def _connection_file_in_private_folder(self) -> str:

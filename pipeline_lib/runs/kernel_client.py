@@ -1,0 +1,51 @@
+"""The client nbclient drives a run's kernel with: ready as soon as the kernel has answered.
+
+jupyter_client's `wait_for_ready` ends by reading IOPub until it has been quiet for 0.2 s, so every
+notebook's first cell waited 0.2 s on an idle kernel. Here the wait ends at the last message the
+kernel sends for the `kernel_info` request it answered (its `idle` status on IOPub), which also
+proves IOPub connected. Older IOPub messages need no flushing: nbclient takes only those whose
+parent is the cell it runs.
+"""
+
+from __future__ import annotations
+
+import time
+from queue import Empty
+
+from jupyter_client.asynchronous import AsyncKernelClient
+
+# How long one kernel_info request waits for its answer on each channel before it is asked again
+# (an IOPub subscription can miss the first messages while it connects).
+_ASK_AGAIN_SECONDS = 1.0
+
+
+class ReadyKernelClient(AsyncKernelClient):
+    async def wait_for_ready(self, timeout: float | None = None) -> None:  # type: ignore[override]
+        """Return once the kernel answered a `kernel_info` request on the shell channel and sent that
+        request's `idle` on IOPub; RuntimeError if it died or did not answer within `timeout`."""
+        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        while True:
+            request = self.kernel_info()
+            reply = await self._answer(request, self.shell_channel, "kernel_info_reply", deadline)
+            if reply is not None and await self._answer(request, self.iopub_channel, "status", deadline):
+                self._handle_kernel_info_reply(reply)
+                return
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+
+    async def _answer(self, request: str, channel: object, kind: str, deadline: float) -> dict | None:
+        """The message of type `kind` (a status: `idle`) that answers `request` on `channel`; None
+        if none came within `_ASK_AGAIN_SECONDS` (or by `deadline`)."""
+        until = min(time.monotonic() + _ASK_AGAIN_SECONDS, deadline)
+        while (left := until - time.monotonic()) > 0:
+            try:
+                message = await channel.get_msg(timeout=left)  # type: ignore[attr-defined]
+            except Empty:
+                return None
+            if message["parent_header"].get("msg_id") != request or message["msg_type"] != kind:
+                continue
+            if kind != "status" or message["content"].get("execution_state") == "idle":
+                return message
+        return None
