@@ -144,11 +144,10 @@ def run(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     rendering = _RenderingKernel(settings)
-    started: list[KernelAhead | None] = []
+    first: KernelAhead | None = None
     try:
-        # The first notebook's kernel starts (and imports) while this command imports the rest (~0.5 s),
-        # and the second's too: its imports (~2.5 s of CPU for process) outlast the first notebook.
-        started.extend(start_ahead(notebook_path(settings, name), settings) for name in names[:2])
+        # The first notebook's kernel starts (and imports) while this command imports the rest (~0.5 s).
+        first = start_ahead(notebook_path(settings, names[0]), settings)
         done = _execute_all(
             names,
             needs,
@@ -157,13 +156,12 @@ def run(
             after_run=after_run,
             triggered_by=triggered_by,
             wait=triggered_by == "cli" if wait is None else wait,
-            started=started,
+            first=first,
             rendering=rendering,
         )
     finally:
-        for kernel in started:
-            if kernel is not None:
-                kernel.shut_down()  # if no run took it
+        if first is not None:
+            first.shut_down()  # if no run took it
         rendering.shut_down()
         wait_for_shut_down()  # the kernels asked to stop, each exiting while the next step ran
     followed = True
@@ -184,7 +182,7 @@ def _execute_all(
     after_run: str | None,
     triggered_by: str,
     wait: bool,
-    started: list[KernelAhead | None],
+    first: KernelAhead | None,
     rendering: _RenderingKernel,
 ) -> list[RunRecord | NotRun]:
     """Run the notebooks, report each, then render the dashboard snapshots."""
@@ -207,7 +205,7 @@ def _execute_all(
                 wait=wait,
                 before_last=rendering.start,
                 last_results=rendering.render_early,
-                started=started,
+                first=first,
             )
         for outcome in done:
             _report(outcome)

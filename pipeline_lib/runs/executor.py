@@ -368,7 +368,7 @@ def execute_all(
     after_run_id: str | None = None,
     before_last: Callable[[], object] | None = None,
     last_results: Callable[[str], object] | None = None,
-    started: Sequence[KernelAhead | None] = (),
+    first: KernelAhead | None = None,
     **kwargs: Any,
 ) -> list[RunRecord | NotRun]:
     """Run notebooks in order. One named in `needs` (notebook -> the one it depends on) runs only
@@ -378,23 +378,19 @@ def execute_all(
     Each notebook gets the parameters it declares; one that none declares fails the first run.
     `before_last` is called as the last notebook starts (to start what follows it ahead), and
     `last_results` with its run id once it wrote its results (its `results-written` cell ran);
-    `started` are the kernels the caller started already for the first notebooks, in order."""
+    `first` is the first notebook's kernel if the caller started it already."""
     if needs is None:
         needs = {later: earlier for earlier, later in itertools.pairwise(names)}
     declared = {name: declared_parameters(notebook_path(settings, name)) for name in names}
     known = set().union(*declared.values())
     done: list[RunRecord | NotRun] = []
     ran: dict[str, RunRecord | NotRun] = {}
-    # The first kernels start with the command (`started`); any other as the notebook before it
-    # starts, to import while that one runs (the first one: now, while the lease is taken). A
-    # notebook after one that did not run gets none ahead: its run starts its own.
-    waiting = _started_kernels(names, settings, started)
-    ahead = None
+    # The first kernel starts with the command (`first`) or now, while the lease is taken and the run
+    # recorded; each next one while the notebook before it runs.
+    ahead = _first_kernel(names, settings, first)
     try:
         for index, name in enumerate(names):
-            kernel, ahead = (ahead if ahead is not None else waiting.pop(index, None)), None
-            if kernel is None and index == 0:
-                kernel = _kernel_ahead(name, settings)
+            kernel, ahead = ahead, None
             upstream = ran.get(needs[name]) if name in needs else None
             if name in needs and not (isinstance(upstream, RunRecord) and upstream.status == "succeeded"):
                 outcome: RunRecord | NotRun = NotRun(name, _why_not(needs[name], upstream))
@@ -405,7 +401,7 @@ def execute_all(
                 follows = upstream.run_id if isinstance(upstream, RunRecord) else after_run_id
                 last = index + 1 == len(names)
                 if not last:
-                    ahead = waiting.pop(index + 1, None) or _kernel_ahead(names[index + 1], settings)
+                    ahead = _kernel_ahead(names[index + 1], settings)
                 elif before_last is not None:
                     before_last()
                 outcome = execute(
@@ -415,9 +411,8 @@ def execute_all(
             done.append(outcome)
             ran[name] = outcome
     finally:
-        for unused in (ahead, *waiting.values()):
-            if unused is not None:
-                unused.shut_down()
+        if ahead is not None:
+            ahead.shut_down()
     return done
 
 
@@ -427,19 +422,13 @@ def _kernel_ahead(name: str, settings: Settings) -> KernelAhead | None:
     return start_ahead(notebook_path(settings, name), settings)
 
 
-def _started_kernels(
-    names: Sequence[str], settings: Settings, started: Sequence[KernelAhead | None]
-) -> dict[int, KernelAhead]:
-    """`started` by the position of the notebook each is for; one for another notebook is shut down."""
-    waiting = {}
-    for index, kernel in enumerate(started):
-        if kernel is None:
-            continue
-        if index < len(names) and kernel.path == notebook_path(settings, names[index]):
-            waiting[index] = kernel
-        else:
-            kernel.shut_down()
-    return waiting
+def _first_kernel(names: Sequence[str], settings: Settings, first: KernelAhead | None) -> KernelAhead | None:
+    """`first` if it is the first notebook's kernel, else one started now (None: no notebooks)."""
+    if first is not None and names and first.path == notebook_path(settings, names[0]):
+        return first
+    if first is not None:
+        first.shut_down()
+    return _kernel_ahead(names[0], settings) if names else None
 
 
 def _why_not(upstream: str, outcome: RunRecord | NotRun | None) -> str:

@@ -13,18 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from pipeline_lib.runs.executor import execute_all
-from pipeline_lib.runs.kernel_ahead import (
-    KernelAhead,
-    environment_code,
-    module_imports,
-    start_ahead,
-    wait_for_shut_down,
-    warm_up_code,
-)
-from pipeline_lib.runs.notebooks import notebook_path
-from pipeline_lib.runs.records import RunRecord
-from pipeline_lib.settings import get_settings
+from pipeline_lib.runs.kernel_ahead import environment_code, module_imports, warm_up_code
 from tests.pipeline_lib.runs.conftest import RunEnv
 from tests.pipeline_lib.runs.notebooks import _write
 from tests.processes import python_output, running
@@ -232,79 +221,3 @@ def test_the_threads_that_stop_kernels_leave_no_event_loop_open(tmp_path: Path) 
     # Left open, a stop thread's event loop sat in a reference cycle until the interpreter's exit,
     # whose finaliser sometimes ran after its self-pipe was gone and printed a traceback (CI).
     assert python_output(STOPPED_IN_A_NEW_PROCESS, str(tmp_path)).strip() == "0"
-
-
-def _kernel_pid(kernel: KernelAhead) -> int:
-    return kernel.manager.provisioner.pid  # type: ignore[union-attr]
-
-
-@pytest.mark.slow
-def test_kernels_started_for_the_first_notebooks_run_them_in_order(
-    run_env: RunEnv, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # `workbench run all` starts the first two notebooks' kernels with the command: process's
-    # imports (~2.5 s of CPU) outlasted clean when its kernel started only as clean's run began.
-    _probe(run_env, "import time\ntime.sleep(1)")
-    for name, value in run_env.env.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    settings = get_settings()
-    started = [start_ahead(notebook_path(settings, name), settings) for name in ("clean", "process")]
-    assert all(started)
-    pids = [_kernel_pid(kernel) for kernel in started if kernel]
-    try:
-        done = execute_all(["clean", "process"], {}, settings, run_env.client, started=started)
-    finally:
-        wait_for_shut_down()
-        get_settings.cache_clear()
-    assert [outcome.status for outcome in done if isinstance(outcome, RunRecord)] == ["succeeded"] * 2
-    written = run_env.client.get_document("processed", "ahead")
-    assert written is not None and written["pid"] == pids[1], "process ran in another kernel"
-    assert not any(running(pid) for pid in pids), "a kernel outlived its run"
-
-
-@pytest.mark.slow
-def test_a_kernel_started_for_another_notebook_is_shut_down_unused(
-    run_env: RunEnv, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (run_env.notebooks / "ahead_probe.py").write_text(PROBE)
-    _write(run_env.notebooks / "process.ipynb", [USES_PROBE])
-    for name, value in run_env.env.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    settings = get_settings()
-    # Started for process, but handed over in clean's place (the first).
-    misplaced = start_ahead(notebook_path(settings, "process"), settings)
-    assert misplaced is not None
-    pid = _kernel_pid(misplaced)
-    try:
-        done = execute_all(["clean", "process"], {}, settings, run_env.client, started=[misplaced])
-    finally:
-        wait_for_shut_down()
-        get_settings.cache_clear()
-    assert [outcome.status for outcome in done if isinstance(outcome, RunRecord)] == ["succeeded"] * 2
-    written = run_env.client.get_document("processed", "ahead")
-    assert written is not None and written["pid"] != pid, "process ran in the kernel started for clean"
-    assert not running(pid), "the misplaced kernel was left running"
-
-
-STOPPED_AT_ONCE = """
-import sys, threading
-from pathlib import Path
-from pipeline_lib.runs.kernel_ahead import KernelAhead, wait_for_shut_down
-
-failed = []
-threading.excepthook = lambda args: failed.append(f"{args.thread.name}: {args.exc_value}")
-for _ in range(6):
-    KernelAhead(Path(sys.argv[1]), {}).shut_down()
-    wait_for_shut_down()
-print(failed)
-"""
-
-
-def test_a_kernel_shut_down_as_it_starts_leaves_no_thread_failing(tmp_path: Path) -> None:
-    # A kernel started ahead for a run that is then skipped or refused is shut down at once. Its
-    # client's heartbeat thread, stopped before it had begun its loop, then made sockets until the
-    # context had no more ("Too many open files", 1 time in 2): the heartbeat is not needed there.
-    _write(tmp_path / "any.ipynb", ["x = 1"])
-    assert python_output(STOPPED_AT_ONCE, str(tmp_path / "any.ipynb")).strip() == "[]"
