@@ -221,3 +221,25 @@ def test_the_threads_that_stop_kernels_leave_no_event_loop_open(tmp_path: Path) 
     # Left open, a stop thread's event loop sat in a reference cycle until the interpreter's exit,
     # whose finaliser sometimes ran after its self-pipe was gone and printed a traceback (CI).
     assert python_output(STOPPED_IN_A_NEW_PROCESS, str(tmp_path)).strip() == "0"
+
+
+STOPPED_AT_ONCE = """
+import sys, threading
+from pathlib import Path
+from pipeline_lib.runs.kernel_ahead import KernelAhead, wait_for_shut_down
+
+failed = []
+threading.excepthook = lambda args: failed.append(f"{args.thread.name}: {args.exc_value}")
+for _ in range(6):
+    KernelAhead(Path(sys.argv[1]), {}).shut_down()
+    wait_for_shut_down()
+print(failed)
+"""
+
+
+def test_a_kernel_shut_down_as_it_starts_leaves_no_thread_failing(tmp_path: Path) -> None:
+    # A kernel started ahead for a run that is then skipped or refused is shut down at once. Its
+    # client's heartbeat thread, stopped before it had begun its loop, then made sockets until the
+    # context had no more ("Too many open files", 1 time in 2): the heartbeat is not needed there.
+    _write(tmp_path / "any.ipynb", ["x = 1"])
+    assert python_output(STOPPED_AT_ONCE, str(tmp_path / "any.ipynb")).strip() == "[]"
