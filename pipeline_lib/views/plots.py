@@ -13,13 +13,28 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from pipeline_lib.process.results import small_note
 from pipeline_lib.views.palette import CYCLE, GREY, OKABE_ITO, colour
 from pipeline_lib.views.style import label_width, new_figure, with_style
 
 # -- panels: drawn on the axes they are given ----------------------------------------------------
+
+
+def plain_log_ticks(axis: Axis, subs: Sequence[float] = (1.0,)) -> None:
+    """A log-scale axis labelled with plain numbers (1,000 rather than 10^3) at `subs` times each
+    power of ten, and no minor labels (2x10^1, 3x10^1... ran together). Also quicker: matplotlib
+    sets 10^x labels with its TeX-like parser, 0.15 s for the first figure of a process."""
+    axis.set_major_locator(LogLocator(subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda value, _position: _plain(value)))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _plain(value: float) -> str:
+    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
 
 
 def boxes(
@@ -349,6 +364,7 @@ def bars(
         log = bool(len(shown)) and shown.min() > 0 and shown.max() > 50 * shown.min()
     if log:
         axes.set_xscale("log")
+        plain_log_ticks(axes.xaxis)
         x_label += " (log scale)"
     _label_rows(axes, np.arange(len(order)), names, x_label)
     axes.set_ylim(-0.6, len(order) - 0.4)

@@ -10,13 +10,13 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.ticker import MaxNLocator
 
 from pipeline_lib.contract import result_keys as keys
 from pipeline_lib.process.analysis.base import Z_95
 from pipeline_lib.process.results import ResultDocument
 from pipeline_lib.views.palette import GREY, OKABE_ITO
-from pipeline_lib.views.plots import boxes, calibration_curve, forest
+from pipeline_lib.views.plots import boxes, calibration_curve, forest, plain_log_ticks
 from pipeline_lib.views.style import label_width, panel_row, with_style
 from pipeline_lib.views.tables import required_frame as frame
 
@@ -75,10 +75,7 @@ def _by_school(doc: ResultDocument) -> Figure:
         title="School mean against school size", xlabel="students with a score", ylabel="mean math score"
     )
     right.set_xscale("log")
-    # Sizes as plain numbers at 1, 2 and 5 times a power of ten (2x10^1, 3x10^1... ran together).
-    right.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    right.xaxis.set_major_formatter(FuncFormatter(lambda value, _position: f"{value:,.0f}"))
-    right.xaxis.set_minor_formatter(NullFormatter())
+    plain_log_ticks(right.xaxis, subs=(1.0, 2.0, 5.0))  # sizes span few powers of ten
     return fig
 
 
