@@ -14,9 +14,10 @@ from queue import Empty
 
 from jupyter_client.asynchronous import AsyncKernelClient
 
-# How long one kernel_info request waits for its answer on each channel before it is asked again
-# (an IOPub subscription can miss the first messages while it connects).
-_ASK_AGAIN_SECONDS = 1.0
+# How long one kernel_info request waits for its reply, then for its idle on IOPub, before it is
+# asked again (jupyter_client's figures): an IOPub subscription misses what is sent while it connects.
+_REPLY_SECONDS = 1.0
+_IDLE_SECONDS = 0.2
 
 
 class ReadyKernelClient(AsyncKernelClient):
@@ -26,8 +27,8 @@ class ReadyKernelClient(AsyncKernelClient):
         deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
         while True:
             request = self.kernel_info()
-            reply = await self._answer(request, self.shell_channel, "kernel_info_reply", deadline)
-            if reply is not None and await self._answer(request, self.iopub_channel, "status", deadline):
+            reply = await self._answer(request, self.shell_channel, "kernel_info_reply", _REPLY_SECONDS)
+            if reply is not None and await self._answer(request, self.iopub_channel, "status", _IDLE_SECONDS):
                 self._handle_kernel_info_reply(reply)
                 return
             if not await self._async_is_alive():
@@ -35,10 +36,10 @@ class ReadyKernelClient(AsyncKernelClient):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
 
-    async def _answer(self, request: str, channel: object, kind: str, deadline: float) -> dict | None:
+    async def _answer(self, request: str, channel: object, kind: str, seconds: float) -> dict | None:
         """The message of type `kind` (a status: `idle`) that answers `request` on `channel`; None
-        if none came within `_ASK_AGAIN_SECONDS` (or by `deadline`)."""
-        until = min(time.monotonic() + _ASK_AGAIN_SECONDS, deadline)
+        if none came within `seconds`."""
+        until = time.monotonic() + seconds
         while (left := until - time.monotonic()) > 0:
             try:
                 message = await channel.get_msg(timeout=left)  # type: ignore[attr-defined]

@@ -108,8 +108,8 @@ def _tick_labels(figure: Figure) -> list[str]:
 
 
 def test_bars_spanning_powers_of_ten_are_on_a_log_axis_labelled_with_plain_numbers() -> None:
-    # matplotlib's own labels were 10^x set by its TeX-like parser: harder to read, and 0.15 s for
-    # the first figure a process draws (the dashboards' Data quality page).
+    # matplotlib's own labels were 10^x set by its TeX-like parser: harder to read, and slower for
+    # the first such figure a process draws (the dashboards' Data quality page).
     labels = pd.Series(["a", "b", "c", "d"])
     counts = plots.bars(labels, pd.Series([15_234, 812, 95, 3]), x_label="records")
     assert counts.axes[0].get_xscale() == "log"
