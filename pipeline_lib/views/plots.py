@@ -35,7 +35,7 @@ def plain_log_ticks(axis: Axis, subs: Sequence[float] = (1.0,)) -> None:
 
 
 def _plain(value: float) -> str:
-    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
+    return f"{value:,.0f}" if value >= 1 else np.format_float_positional(value, trim="-")  # 0.00001
 
 
 def boxes(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+import structlog
 
 from pipeline_lib.settings import PROJECT_DIR
 from tests.processes import python_output
@@ -42,4 +43,5 @@ def test_configured_logging_renders_extra_fields(capsys: pytest.CaptureFixture[s
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
+        structlog.reset_defaults()
     assert "records=3" in capsys.readouterr().err
