@@ -74,6 +74,11 @@ class LocalKernelManager(AsyncKernelManager):
 
     cleanup_resources = _async_cleanup_resources  # the base class binds its own function there
 
+    async def _async_wait(self, pollinterval: float = 0.1) -> None:
+        # A stopping kernel's process is polled every 0.1 s; killed, it is gone in milliseconds, and
+        # `workbench run` waits for its kernels to stop before it exits (0.1 s of each run's end).
+        await super()._async_wait(pollinterval=min(pollinterval, 0.01))
+
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         """The kernel's command, loading `kernel_startup` into it."""
         extension = f"--IPKernelApp.extra_extensions={STARTUP_EXTENSION}"
