@@ -11,16 +11,12 @@ from pipeline_lib.settings import PROJECT_DIR
 from tests.processes import python_output
 
 NOTEBOOK_IMPORTS = """
-import importlib, sys
+import sys
 from pathlib import Path
-from pipeline_lib.runs.kernel_ahead import module_imports
+from pipeline_lib.runs.kernel_ahead import module_imports, warm_up_code
 
 for notebook in sys.argv[1:]:
-    for name in module_imports(Path(notebook)):
-        try:
-            importlib.import_module(name)
-        except ImportError:  # `from a import b` lists a.b, which may be no module
-            pass
+    exec(warm_up_code(module_imports(Path(notebook))))  # what a kernel started ahead runs
 print("structlog" in sys.modules)
 """
 
