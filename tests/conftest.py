@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,9 @@ from pipeline_lib.client.sync import DbApiClient
 from tests import wire_servers
 
 TOKEN = "test-token"
+# Each test's fresh data dir would build Spark's class-data archive in the background (about 30 s
+# of CPU each, `pipeline_lib.spark.class_archive`); its own tests run with it on, as users do.
+os.environ.setdefault("WORKBENCH_SPARK_CLASS_ARCHIVE", "false")
 MONGO_BACKENDS = ["secantusdb", "ferretdb"] + (["mongod"] if shutil.which("mongod") else [])
 
 

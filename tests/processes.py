@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 
@@ -54,12 +54,13 @@ def signal_another_thread(pid: int, signum: int) -> int:
     raise AssertionError(f"no thread of {pid} but its main one takes signal {signum}")
 
 
-def python_output(code: str, *args: str, timeout: float = 120) -> str:
-    """What `code` prints, run by this Python in a new process with `args` as sys.argv[1:]; its
-    stderr is the failure's message if it does not exit 0. A new process starts with nothing
-    imported, cached or warmed up, which is what such tests look at."""
+def python_output(code: str, *args: str, timeout: float = 120, env: Mapping[str, str] | None = None) -> str:
+    """What `code` prints, run by this Python in a new process with `args` as sys.argv[1:] (and
+    `env` as its environment, else this one's); its stderr is the failure's message if it does not
+    exit 0. A new process starts with nothing imported, cached or warmed up, which is what such
+    tests look at."""
     command = [sys.executable, "-c", code, *args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

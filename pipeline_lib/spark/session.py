@@ -26,6 +26,7 @@ from pyspark.sql import SparkSession
 
 from pipeline_lib.logs import log_dir, open_log, tail
 from pipeline_lib.settings import Settings, get_settings
+from pipeline_lib.spark.class_archive import with_archive
 from pipeline_lib.spark.engine import local_cores
 from pipeline_lib.spark.source import is_connect, register
 
@@ -156,7 +157,8 @@ def get_spark(
     _prepare_environment(master, settings)
     options = {**spark_conf(master, settings=settings), **(conf or {})}
     if SparkContext._gateway is None:  # this process has no driver JVM yet: start it, quietly
-        _launch_driver({**options, "spark.master": master, "spark.app.name": app_name}, settings)
+        launch = with_archive({**options, "spark.master": master, "spark.app.name": app_name}, settings)
+        _launch_driver(launch, settings)
     builder = SparkSession.builder.master(master).appName(app_name)
     for key, value in options.items():
         builder = builder.config(key, value)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.bench import class_archive
 from tests.bench.bench_db_api import start_db_api, store_ceilings
 from tests.bench.memory import ROLES, cpu_summary, run_measured
 from tests.notebooks.dirty_data import SCHOOLS, dirty_raw
@@ -151,6 +152,7 @@ def bench(args: argparse.Namespace, where: str) -> None:
             for kind in kinds:
                 data = Path(tmp) / f"{kind}{run}"
                 os.environ["WORKBENCH_DATA_DIR"] = str(data)
+                class_archive.provide(data)
                 process, client = start_db_api(data)
                 try:
                     client.write("schools", SCHOOLS, mode="upsert", key="school_id")

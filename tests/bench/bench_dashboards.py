@@ -40,6 +40,7 @@ from pyspark.sql.types import StructType
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.dashboards.catalog import SHIPPED
 from pipeline_lib.settings import LIVE_DASHBOARDS_PATH
+from tests.bench import class_archive
 from tests.bench.bench_db_api import TOKEN, start_db_api
 from tests.wire_servers import free_port
 
@@ -247,6 +248,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="wb-bench-dash-") as folder:
         data_dir = Path(folder) / "var"
         os.environ.update({"WORKBENCH_DB_API_TOKEN": TOKEN, "WORKBENCH_DATA_DIR": str(data_dir)})
+        class_archive.provide(data_dir)
         db_api, client = start_db_api(data_dir)
         voila = None
         try:

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from pipeline_lib.process.job import DEFAULT_MAX_MODEL_ROWS
 from pipeline_lib.settings import PANDAS_MAX_RECORDS
+from tests.bench import class_archive
 from tests.bench.bench_db_api import start_db_api
 from tests.bench.memory import ROLES, run_measured
 
@@ -91,6 +92,7 @@ def measure(step: str, size: int, repeat: int, master: str, tmp: Path) -> dict[s
         for engine in (e for e in ENGINES if not refuses(step, e, size)):
             data = tmp / f"{step}-{size}-{engine}-{attempt}"
             os.environ["WORKBENCH_DATA_DIR"] = str(data)
+            class_archive.provide(data)
             process, client = start_db_api(data)
             try:
                 fill(step, client, size)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.bench import class_archive
 from tests.bench.bench_db_api import start_db_api, store_ceilings
 from tests.bench.memory import MEASURED, ROLES, cpu_summary, run_measured
 from tests.pipeline_lib.process.analysis import simulated
@@ -97,6 +98,7 @@ def main() -> None:
         scan = statistics.median(c["scan"] for c in ceilings)
         os.environ["WORKBENCH_DB_API_TOKEN"] = "bench"
         os.environ["WORKBENCH_DATA_DIR"] = str(Path(tmp) / "data")
+        class_archive.provide(Path(tmp) / "data")
         process, client = start_db_api(Path(tmp) / "data")
         try:
             client.write("schools", schools, mode="upsert", key="school_id")

@@ -45,6 +45,7 @@ import pymongo
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.wire.requests import DbApiCallError
 from tests import wire_servers
+from tests.bench import class_archive
 from tests.bench.bench_clean import one_run as clean_run
 from tests.bench.bench_process import process_run
 from tests.bench.memory import run_measured
@@ -162,6 +163,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="wb-bench-scaled-") as tmp, ExitStack() as stack:
         folder = Path(tmp)
         os.environ["WORKBENCH_DATA_DIR"] = str(folder / "runs")  # the runs' Spark scratch and logs
+        class_archive.provide(folder / "runs")
         cluster = stack.enter_context(standalone_cluster(folder / "spark", workers=2, cores=1))
         workers = [worker.process.pid for worker in cluster.workers]
         local = Setup("local[2]", "local[2]", [], 1)
