@@ -218,14 +218,6 @@ def spark_connect() -> None:
     os.execve(args[0], args, env)  # the JVM takes this process: a stop signal reaches it
 
 
-def spark_archive() -> None:
-    """Build Spark's class-data archive now, or retry one that failed: driver JVMs that map it
-    start about 3 s sooner (the first Spark run that finds none builds it in the background)."""
-    from pipeline_lib.spark.class_archive import main
-
-    main([])
-
-
 def up() -> None:
     """Start the whole system on this machine (db-api, web app, dashboards, scheduler); Ctrl-C stops it.
 

@@ -1,80 +1,87 @@
 """A class-data archive for the driver JVMs `get_spark` starts: Spark's classes mapped ready-made
 from one file instead of read, parsed and verified from its jars at every start.
 
-A cold `local[2]` session on this machine (2 cores, quiet, 16:57 UTC 2026-12-05): start 6.2-6.6 s
-and a first job 1.9 s without, 3.5-3.8 s and 0.9 s with it (HotSpot's dynamic CDS archive,
-JDK 13 and later: `-XX:ArchiveClassesAtExit` writes it when a JVM exits, `-XX:SharedArchiveFile`
-maps it). The archive belongs to one Java and one Spark installation (`installation_key`), 160 MB
-under `<data dir>/spark/class-archive/`. The first `get_spark` that finds none starts a build in
-the background at the lowest CPU priority (`workbench spark-archive` builds it in the foreground);
-that session and those until the build ends start as before.
+A cold `local[2]` session on this machine (2 cores, quiet, 2026-12-05, two of each): started in
+3.7-3.9 s with it against 7.0-7.2 s without, and its first job took 0.9 s against 2.0-2.1 s
+(HotSpot's dynamic CDS archive, JDK 13 and later: `-XX:ArchiveClassesAtExit` writes it when a JVM
+exits, `-XX:SharedArchiveFile` maps it). The archive belongs to one Java and one Spark
+(`installation_key`): about 160 MB under `<data dir>/spark/class-archive/`, one installation's at
+a time. The first `get_spark` that finds none starts a build in the background at the lowest CPU
+priority (`workbench spark-archive` builds it in the foreground); sessions until it ends start as
+before. Nothing here can fail a session: an archive that cannot be used or built is skipped.
 
-A JVM that maps a truncated archive dies (SIGBUS), so one is used only whole: a build writes to a
-temporary name, then checks its result by starting a session that must map it (`-Xshare:on`), and
+A JVM that maps a truncated archive dies (SIGBUS), so one is used only whole: a build writes it
+under a temporary name, checks it by starting a session that must map it (`-Xshare:on`), and
 renames it to a name that carries its size, which every use compares. A JVM that cannot use an
 archive for another reason (another class path: `spark.driver.extraClassPath`) starts without it,
-silently. A build that failed is not retried by `get_spark` for the same installation (the reason
-is in `<key>.failed` beside it); `workbench spark-archive` retries.
+silently. Sessions retry a failed build a day later (`<key>.failed` says why);
+`workbench spark-archive` retries at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline_lib.logs import log_dir
 from pipeline_lib.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import SparkSession
+
 log = logging.getLogger(__name__)
 
+MODULE = "pipeline_lib.spark.class_archive"  # run with -m: the build and its two sessions
 SUFFIX = ".jsa"
 DRIVER_OPTIONS = "spark.driver.extraJavaOptions"
 # An archive this JVM cannot use is skipped without the warning HotSpot prints on stdout (a
 # kernel would show it in the notebook).
 QUIET = "-Xlog:cds*=off"
-MODULE = "pipeline_lib.spark.class_archive"  # run with -m: the build and its sessions
-BUILD_TIMEOUT = 600.0  # seconds for each of the build's two sessions (a loaded 2-core machine: ~30 s)
+SESSION_TIMEOUT = 600.0  # seconds for each of the build's sessions (about 20 s each, idle machine)
+RETRY_AFTER = 24 * 3600.0  # seconds before sessions retry a failed build
+# Builds started by this process: kept so that each is reaped (no zombie, no ResourceWarning).
+_builders: list[subprocess.Popen] = []
 
 
 def folder(settings: Settings) -> Path:
-    return settings.data_dir / "spark" / "class-archive"
+    return (settings.data_dir / "spark" / "class-archive").resolve()
 
 
 def build_log(settings: Settings) -> Path:
     return log_dir(settings.data_dir) / "spark-class-archive.log"
 
 
-def java_executable() -> Path | None:
-    """The `java` that `spark-submit` runs: `$JAVA_HOME/bin/java`, else the first on PATH."""
+def installation_key() -> str | None:
+    """What an archive is valid for: the `java` that `spark-submit` runs (`$JAVA_HOME/bin/java`,
+    else the first on PATH) with its `lib/modules`, and the Spark it runs (its version and jars);
+    None without a Java."""
+    import pyspark
+    from pyspark.find_spark_home import _find_spark_home
+
     home = os.environ.get("JAVA_HOME")
     found = str(Path(home) / "bin" / "java") if home else shutil.which("java")
-    return Path(found).resolve() if found and Path(found).exists() else None
-
-
-def installation_key() -> str | None:
-    """What an archive is valid for: this Java (its executable and `lib/modules`, whose classes
-    the JDK's own archive holds) and this Spark (its version and jars); None without a Java."""
-    import pyspark
-
-    java = java_executable()
-    if java is None:
+    if not found or not Path(found).exists():
         return None
-    digest = hashlib.sha256()
-    jars = Path(pyspark.__file__).parent / "jars"
-    files = [java, java.parent.parent / "lib" / "modules", *sorted(jars.glob("*.jar"))]
-    for path in files:
+    java = Path(found).resolve()
+    jars = sorted((Path(_find_spark_home()) / "jars").glob("*.jar"))
+    digest = hashlib.sha256(pyspark.__version__.encode())
+    for path in [java, java.parent.parent / "lib" / "modules", *jars]:
         stat = path.stat() if path.exists() else None
-        digest.update(
-            f"{path}\0{stat.st_size if stat else -1}\0{stat.st_mtime_ns if stat else -1}\n".encode()
-        )
-    digest.update(pyspark.__version__.encode())
+        digest.update(f"{path}\0{stat and stat.st_size}\0{stat and stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -99,151 +106,167 @@ def with_archive(options: Mapping[str, str], settings: Settings) -> dict[str, st
     one is ready; when none is and `settings.spark_class_archive` allows, a build starts in the
     background (this JVM starts without)."""
     options = dict(options)
-    if not settings.spark_class_archive:
+    # Spark splits its Java options at spaces: a data dir with spaces or quotes goes without.
+    if not settings.spark_class_archive or any(c.isspace() or c in "\"'\\" for c in str(folder(settings))):
         return options
-    key = installation_key()
-    archive = ready_archive(settings, key) if key else None
-    if archive is None:
-        if key is not None:
-            start_build(settings, key)
+    try:
+        key = installation_key()
+        archive = ready_archive(settings, key) if key else None
+        if archive is None:
+            if key is not None:
+                start_build(settings, key)
+            return options
+    except OSError as exc:  # a speed-up: never the reason a session fails
+        log.debug("no class-data archive for this Spark: %s", exc)
         return options
-    if any(c.isspace() or c in "\"'\\" for c in str(archive)):
-        return options  # Spark splits its Java options at spaces; a data dir with them goes without
     extra = f"-XX:SharedArchiveFile={archive} {QUIET}"
     options[DRIVER_OPTIONS] = f"{options.get(DRIVER_OPTIONS, '')} {extra}".strip()
     return options
 
 
-def _failed_marker(settings: Settings, key: str) -> Path:
-    return folder(settings) / f"{key}.failed"
+def _marker(settings: Settings, key: str, kind: str) -> Path:
+    return folder(settings) / f"{key}.{kind}"
 
 
-def _lock(settings: Settings, key: str) -> Path:
-    return folder(settings) / f"{key}.building"
+@contextmanager
+def _lock(settings: Settings, key: str) -> Iterator[bool]:
+    """Whether this process holds the build lock of `key` (an exclusive `flock`, which the system
+    drops when its holder dies); held inside the block."""
+    folder(settings).mkdir(parents=True, exist_ok=True)
+    with _marker(settings, key, "building").open("a") as stream:
+        try:
+            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(stream, fcntl.LOCK_UN)
 
 
-def _holder(lock: Path) -> int | None:
-    """The live process that holds `lock`, if any."""
+def _failed_recently(settings: Settings, key: str) -> bool:
     try:
-        pid = int(lock.read_text().strip() or "0")
-    except (OSError, ValueError):
-        return None
-    if pid <= 0:
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
+        return time.time() - _marker(settings, key, "failed").stat().st_mtime < RETRY_AFTER
+    except FileNotFoundError:
+        return False
 
 
 def start_build(settings: Settings, key: str) -> None:
-    """Start `workbench spark-archive` in the background, unless one runs or one failed for `key`."""
-    if _failed_marker(settings, key).exists() or _holder(_lock(settings, key)) is not None:
+    """Start `workbench spark-archive` in the background, unless one is running or one failed
+    less than `RETRY_AFTER` ago."""
+    for builder in list(_builders):
+        if builder.poll() is not None:
+            _builders.remove(builder)
+    if _failed_recently(settings, key):
         return
-    command = [sys.executable, "-m", MODULE, "--background"]
+    with _lock(settings, key) as free:
+        if not free:
+            return
     env = {**os.environ, "WORKBENCH_DATA_DIR": str(settings.data_dir.resolve())}
     with build_log(settings).open("ab") as stream:
-        subprocess.Popen(
-            command, env=env, stdin=subprocess.DEVNULL, stdout=stream, stderr=stream, start_new_session=True
+        _builders.append(
+            subprocess.Popen(
+                [sys.executable, "-m", MODULE, "--background"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=stream,
+                stderr=stream,
+                start_new_session=True,  # a notebook's Ctrl-C or its kernel's end leaves it be
+                close_fds=True,
+            )
         )
     log.info("building Spark's class-data archive in the background (log: %s)", build_log(settings))
 
 
 class BuildError(RuntimeError):
-    """The archive could not be built; the message says why and where the log is."""
+    """The archive could not be built; the message says why."""
 
 
-def build(settings: Settings, *, retry_failed: bool = True) -> Path:
-    """Build this installation's archive (or return the one ready): a session that runs a sample
-    of Spark's work writes it when its JVM exits, a second session must map it, then it is renamed
+def build(settings: Settings) -> Path:
+    """This installation's archive, built first if there is none: a session that runs a sample of
+    Spark's work writes it when its JVM exits, a second session must map it, then it is renamed
     into place. Raises `BuildError` (and leaves `<key>.failed`) when that does not work."""
     key = installation_key()
     if key is None:
         raise BuildError("no Java found (JAVA_HOME or java on PATH)")
-    ready = ready_archive(settings, key)
-    if ready is not None:
-        return ready
-    folder(settings).mkdir(parents=True, exist_ok=True)
-    failed = _failed_marker(settings, key)
-    if failed.exists() and not retry_failed:
-        raise BuildError(f"an earlier build failed: {failed.read_text().strip()}")
-    lock = _lock(settings, key)
-    if not _take(lock):
-        raise BuildError(f"another build is running (process {_holder(lock)})")
-    temporary = folder(settings) / f"{key}.{os.getpid()}.tmp"
-    try:
-        failed.unlink(missing_ok=True)
-        _session(settings, "--dump", temporary)
-        if not temporary.exists():
-            raise BuildError("the JVM wrote no archive")
-        _session(settings, "--check", temporary)
-        size = temporary.stat().st_size
-        archive = folder(settings) / f"{key}-{size}{SUFFIX}"
-        temporary.replace(archive)  # atomic: a JVM starting now maps the old name or this one, whole
-        _remove_others(settings, keep=archive)
-        return archive
-    except BaseException as exc:
-        temporary.unlink(missing_ok=True)
-        if isinstance(exc, Exception):
-            failed.write_text(f"{exc}\n")
-        raise
-    finally:
-        lock.unlink(missing_ok=True)
-
-
-def _take(lock: Path) -> bool:
-    """Hold `lock` (a file naming this process); False when a live process holds it."""
-    for _ in range(2):
+    with _lock(settings, key) as held:
+        if not held:
+            raise BuildError("another build of it is running")
+        ready = ready_archive(settings, key)
+        if ready is not None:
+            return ready
+        temporary = folder(settings) / f"{key}.tmp"
         try:
-            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if _holder(lock) is not None:
-                return False
-            lock.unlink(missing_ok=True)  # left by a build that died
+            _session(settings, "--dump", temporary)
+            if not temporary.exists():
+                raise BuildError("the JVM wrote no archive")
+            _session(settings, "--check", temporary)
+            archive = folder(settings) / f"{key}-{temporary.stat().st_size}{SUFFIX}"
+            temporary.replace(archive)  # atomic: a JVM starting now finds no archive or this one, whole
+        except Exception as exc:
+            temporary.unlink(missing_ok=True)
+            with suppress(OSError):  # a full disk: the error below says so
+                _marker(settings, key, "failed").write_text(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {exc}\n")
+            raise BuildError(str(exc)) from exc
+    _marker(settings, key, "failed").unlink(missing_ok=True)
+    _remove_other_installations(settings, key)
+    return archive
+
+
+def _remove_other_installations(settings: Settings, key: str) -> None:
+    """Archives and leftovers of other Java or Spark installations (an upgrade's predecessor),
+    except while one of them builds; their lock files (empty) stay, as a lock must."""
+    for path in list(folder(settings).iterdir()):
+        other = path.name.split(".")[0].split("-")[0]
+        if other == key or path.suffix == ".building":
             continue
-        with os.fdopen(descriptor, "w") as stream:
-            stream.write(str(os.getpid()))
-        return True
-    return False
-
-
-def _remove_others(settings: Settings, keep: Path) -> None:
-    """Archives of other installations, and what builds that died left behind."""
-    for path in folder(settings).iterdir():
-        if path != keep and (path.suffix in (SUFFIX, ".tmp") or path.name.endswith(".failed")):
-            if path.suffix == ".tmp" and _holder_of_temporary(path):
-                continue
-            path.unlink(missing_ok=True)
-
-
-def _holder_of_temporary(path: Path) -> bool:
-    """Whether the build that writes `path` (`<key>.<pid>.tmp`) still runs."""
-    pid = path.name.split(".")[-2]
-    if not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        with _lock(settings, other) as free:
+            if free:
+                path.unlink(missing_ok=True)
 
 
 def _session(settings: Settings, step: str, archive: Path) -> None:
-    """One of the build's sessions, in a process of its own (one driver JVM per process)."""
+    """One of the build's sessions, in a process group of its own (one driver JVM per process):
+    killed whole when it takes too long or the build is stopped, so no JVM writes on afterwards."""
     command = [sys.executable, "-m", MODULE, step, str(archive)]
     env = {**os.environ, "WORKBENCH_DATA_DIR": str(settings.data_dir.resolve())}
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+        output, _ = process.communicate(timeout=SESSION_TIMEOUT)
     except subprocess.TimeoutExpired:
-        raise BuildError(f"the {step[2:]} session took over {BUILD_TIMEOUT:.0f} s") from None
-    if done.returncode != 0:
-        last = "\n".join(done.stderr.strip().splitlines()[-5:])
-        raise BuildError(f"the {step[2:]} session failed (exit {done.returncode}): {last}")
+        _kill(process)
+        raise BuildError(f"the {step[2:]} session took over {SESSION_TIMEOUT:.0f} s") from None
+    except BaseException:  # the build is stopping (Ctrl-C, SIGTERM)
+        _kill(process)
+        raise
+    if process.returncode != 0:
+        last = "\n".join(output.strip().splitlines()[-10:])
+        raise BuildError(f"the {step[2:]} session failed (exit {process.returncode}):\n{last}")
+
+
+def _kill(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGKILL)  # a JVM killed writes no archive
+    process.wait()
+
+
+def stop_on_sigterm() -> None:
+    """Make a SIGTERM end this process's build as Ctrl-C does: its session killed first."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def _exit_with(parent: int) -> None:
+    """Kill this session's process group, its JVM with it, once the build that started it is gone
+    (killed outright: it could not kill the session itself)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, name="exit-with-build", daemon=True).start()
 
 
 def _run_session(step: str, archive: Path) -> None:
@@ -252,40 +275,42 @@ def _run_session(step: str, archive: Path) -> None:
     must map `archive` (the JVM refuses to start otherwise) and run a job."""
     from pyspark import SparkContext
 
+    _exit_with(os.getppid())
+
     from pipeline_lib.spark.session import get_spark, spark_conf
 
-    settings = get_settings().model_copy(update={"spark_class_archive": False})
+    # Its own JVM, whatever the settings: neither a warm Spark nor an archive.
+    settings = get_settings().model_copy(update={"spark_class_archive": False, "warm_spark": False})
     master = "local[2]"
     base = spark_conf(master, settings=settings)[DRIVER_OPTIONS]
-    flag = (
-        f"-XX:ArchiveClassesAtExit={archive}"
-        if step == "--dump"
-        else f"-XX:SharedArchiveFile={archive} -Xshare:on"
-    )
-    conf = {DRIVER_OPTIONS: f"{base} {flag} {QUIET}", "spark.driver.memory": "1g"}
+    if step == "--dump":
+        # QUIET: the JVM lists every class it leaves out as it writes (hundreds of lines).
+        flag = f"-XX:ArchiveClassesAtExit={archive} {QUIET}"
+    else:
+        flag = f"-XX:SharedArchiveFile={archive} -Xshare:on"
+    conf = {DRIVER_OPTIONS: f"{base} {flag}", "spark.driver.memory": "1g"}
     spark = get_spark(master, app_name="workbench-class-archive", settings=settings, conf=conf)
     if step == "--check":
         spark.range(0, 10, 1, 2).selectExpr("sum(id)").collect()
         return
     _sample_work(spark)
     spark.stop()
-    gateway = SparkContext._gateway
-    process = getattr(gateway, "proc", None)
+    process = getattr(SparkContext._gateway, "proc", None)
     if process is None or process.stdin is None:
         raise BuildError("no driver JVM process to wait for")
     process.stdin.close()  # the JVM exits when its stdin closes, writing the archive first
-    if process.wait(timeout=BUILD_TIMEOUT) != 0:
+    if process.wait() != 0:
         raise BuildError(f"the driver JVM exited with {process.returncode}")
 
 
-def _sample_work(spark) -> None:  # type: ignore[no-untyped-def]
+def _sample_work(spark: SparkSession) -> None:
     """Jobs of the kinds the clean and process steps run: Arrow batches through Python, text
     expressions, windows, grouping with quantiles, a join, a checkpoint, results to the driver."""
     import pyarrow as pa
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    def through_python(batches):  # type: ignore[no-untyped-def]
+    def through_python(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         yield from batches
 
     frame = spark.range(0, 20_000, 1, 2).selectExpr(
@@ -311,22 +336,25 @@ def _sample_work(spark) -> None:  # type: ignore[no-untyped-def]
 
 
 def main(argv: list[str] | None = None) -> None:
+    """A build in the background, at the lowest CPU priority (`start_build`), or one of its sessions.
+    `workbench spark-archive` builds in the foreground."""
     parser = argparse.ArgumentParser(description="Build Spark's class-data archive (see the module).")
-    parser.add_argument("--background", action="store_true", help="at the lowest CPU priority, once")
+    parser.add_argument("--background", action="store_true")
     parser.add_argument("--dump", type=Path)
     parser.add_argument("--check", type=Path)
     args = parser.parse_args(argv)
     if args.dump or args.check:
         _run_session("--dump" if args.dump else "--check", args.dump or args.check)
         return
-    if args.background:
-        os.nice(19)  # the sessions and their JVMs inherit it: runs on this machine go first
+    os.nice(19)  # the sessions and their JVMs inherit it: runs on this machine go first
+    stop_on_sigterm()
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
     try:
-        archive = build(get_settings(), retry_failed=not args.background)
-    except BuildError as exc:
-        print(f"Spark's class-data archive was not built: {exc}", file=sys.stderr)
+        archive = build(get_settings())
+    except (BuildError, OSError) as exc:
+        print(f"{started} Spark's class-data archive was not built: {exc}", flush=True)
         raise SystemExit(1) from None
-    print(f"Spark's class-data archive: {archive} ({archive.stat().st_size / 2**20:.0f} MB)")
+    print(f"{started} Spark's class-data archive: {archive} ({archive.stat().st_size / 2**20:.0f} MB)")
 
 
 if __name__ == "__main__":

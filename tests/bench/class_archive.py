@@ -19,7 +19,7 @@ SHARED_DATA_DIR = Path(tempfile.gettempdir()) / "wb-bench-class-archive"
 
 def provide(data_dir: Path) -> None:
     """This installation's archive in `data_dir` (a link to the shared one, built first if need be)."""
-    if os.environ.get("WORKBENCH_SPARK_CLASS_ARCHIVE", "true").lower() in ("false", "0", "no", "off"):
+    if not Settings(data_dir=data_dir).spark_class_archive:
         return
     archive = class_archive.build(Settings(data_dir=SHARED_DATA_DIR, spark_class_archive=True))
     folder = class_archive.folder(Settings(data_dir=data_dir))

@@ -5,6 +5,7 @@ JVM unless whole."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ import pytest
 from pipeline_lib.settings import Settings
 from pipeline_lib.spark import class_archive
 from pipeline_lib.spark.class_archive import DRIVER_OPTIONS
-from tests.processes import python_output
+from tests.processes import descendants, python_output, running
 
 # A new process's session on the default settings: the Java options its driver JVM started with.
 SESSION = """
@@ -38,25 +39,36 @@ def _settings(data_dir: Path, **values: object) -> Settings:
     return Settings(data_dir=data_dir, **{"spark_class_archive": True, **values})  # type: ignore[arg-type]
 
 
+def _key() -> str:
+    key = class_archive.installation_key()
+    assert key is not None, "no Java here"
+    return key
+
+
+def _built(settings: Settings, deadline: float) -> bool:
+    """Whether the build has ended with an archive (its lock free); fails on a failed build."""
+    failed = list(class_archive.folder(settings).glob("*.failed"))
+    assert not failed, failed[0].read_text() + class_archive.build_log(settings).read_text()
+    assert time.monotonic() < deadline, class_archive.build_log(settings).read_text()
+    with class_archive._lock(settings, _key()) as free:
+        return free and class_archive.ready_archive(settings) is not None
+
+
 @pytest.mark.slow
 @pytest.mark.spark
-def test_the_first_session_builds_the_archive_and_the_next_maps_sparks_classes_from_it(
-    tmp_path: Path,
-) -> None:
+def test_the_first_session_builds_the_archive_and_the_next_maps_spark_classes_from_it(tmp_path: Path) -> None:
     data_dir = tmp_path / "var"
     settings = _settings(data_dir)
     first = python_output(SESSION, env=_default_env(data_dir), timeout=300)
     assert "-XX:SharedArchiveFile" not in first  # none yet: this JVM starts as before
 
     deadline = time.monotonic() + 480  # the build runs at the lowest priority beside other tests
-    while class_archive.ready_archive(settings) is None:
-        failed = list(class_archive.folder(settings).glob("*.failed"))
-        assert not failed, failed[0].read_text() + "\n" + class_archive.build_log(settings).read_text()
-        assert time.monotonic() < deadline, class_archive.build_log(settings).read_text()
+    while not _built(settings, deadline):
         time.sleep(1)
     archive = class_archive.ready_archive(settings)
     assert archive is not None and archive.stat().st_size > 10 * 2**20
-    assert sorted(p.name for p in class_archive.folder(settings).iterdir()) == [archive.name]  # lock gone
+    names = sorted(p.name for p in class_archive.folder(settings).iterdir())
+    assert names == sorted([archive.name, f"{_key()}.building"])  # no temporary file left
 
     # The next driver JVM maps it: its Spark classes come from the archive, not from Spark's jars.
     classes = tmp_path / "classes"
@@ -71,12 +83,10 @@ def test_the_first_session_builds_the_archive_and_the_next_maps_sparks_classes_f
 def test_an_archive_shorter_than_its_name_says_is_never_handed_to_a_jvm(tmp_path: Path) -> None:
     """A JVM that maps a truncated archive dies (SIGBUS): the name carries the size it must have."""
     settings = _settings(tmp_path)
-    key = class_archive.installation_key()
-    assert key is not None  # Java is installed here
     folder = class_archive.folder(settings)
     folder.mkdir(parents=True)
-    (folder / f"{key}.failed").write_text("an earlier build failed\n")  # so no build starts here
-    archive = folder / f"{key}-1000.jsa"
+    (folder / f"{_key()}.failed").write_text("an earlier build failed\n")  # so no build starts here
+    archive = folder / f"{_key()}-1000.jsa"
     archive.write_bytes(b"\0" * 999)
     options = {DRIVER_OPTIONS: "-Da=b", "spark.master": "local[1]"}
     assert class_archive.with_archive(options, settings) == options
@@ -89,38 +99,107 @@ def test_an_archive_shorter_than_its_name_says_is_never_handed_to_a_jvm(tmp_path
 
 def test_turned_off_no_archive_is_used_or_built(tmp_path: Path) -> None:
     settings = _settings(tmp_path, spark_class_archive=False)
-    key = class_archive.installation_key()
     folder = class_archive.folder(settings)
     folder.mkdir(parents=True)
-    (folder / f"{key}-10.jsa").write_bytes(b"\0" * 10)
+    (folder / f"{_key()}-10.jsa").write_bytes(b"\0" * 10)
     assert class_archive.with_archive({DRIVER_OPTIONS: "-Da=b"}, settings) == {DRIVER_OPTIONS: "-Da=b"}
     assert not class_archive.build_log(settings).exists()
 
 
-def test_a_build_takes_the_lock_of_one_that_died_but_not_of_one_running(tmp_path: Path) -> None:
-    lock = tmp_path / "key.building"
-    lock.write_text(str(os.getpid()))  # a live process
-    assert not class_archive._take(lock)
-    finished = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+def test_sessions_retry_a_failed_build_a_day_later(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    failed = class_archive.folder(settings) / f"{_key()}.failed"
+    failed.parent.mkdir(parents=True)
+    failed.write_text("the dump session failed\n")
+    assert class_archive._failed_recently(settings, _key())
+    long_ago = time.time() - class_archive.RETRY_AFTER - 60
+    os.utime(failed, (long_ago, long_ago))
+    assert not class_archive._failed_recently(settings, _key())
+
+
+def test_the_build_lock_is_held_while_its_holder_lives_and_free_once_it_is_killed(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(tmp_path)], stdout=subprocess.PIPE, text=True
     )
-    lock.write_text(finished.stdout.strip())  # a process that has exited
-    assert class_archive._take(lock)
-    assert lock.read_text() == str(os.getpid())
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with class_archive._lock(settings, _key()) as free:
+            assert not free
+        class_archive.start_build(settings, _key())  # a session's: nothing started beside it
+        assert not class_archive.build_log(settings).exists()
+        with pytest.raises(class_archive.BuildError, match="another build of it is running"):
+            class_archive.build(settings)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with class_archive._lock(settings, _key()) as free:
+        assert free  # the system dropped a dead holder's lock
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from pipeline_lib.settings import Settings
+from pipeline_lib.spark import class_archive
+settings = Settings(data_dir=Path(sys.argv[1]))
+with class_archive._lock(settings, class_archive.installation_key()) as held:
+    print("held" if held else "not held", flush=True)
+    time.sleep(120)
+"""
 
 
 def test_workbench_spark_archive_says_when_another_build_runs(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
-    key = class_archive.installation_key()
-    class_archive.folder(settings).mkdir(parents=True)
-    (class_archive.folder(settings) / f"{key}.building").write_text(str(os.getpid()))
     workbench = Path(sys.executable).parent / "workbench"
-    done = subprocess.run(
-        [str(workbench), "spark-archive"],
-        env=_default_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    with class_archive._lock(settings, _key()) as held:
+        assert held
+        done = subprocess.run(
+            [str(workbench), "spark-archive"], env=_default_env(tmp_path), capture_output=True, text=True
+        )
     assert done.returncode == 1
-    assert f"another build is running (process {os.getpid()})" in done.stderr
+    assert "another build of it is running" in done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_a_build_stopped_while_its_jvm_runs_leaves_no_process_and_no_archive(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """SIGTERM: the build kills its session first; SIGKILL: the session sees its build gone and
+    kills itself. Either way no JVM lives on to write an archive (or half of one) later."""
+    settings = _settings(tmp_path)
+    workbench = Path(sys.executable).parent / "workbench"
+    build = subprocess.Popen(
+        [str(workbench), "spark-archive"], env=_default_env(tmp_path), start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any(DUMPING_JVM in _command_line(pid) for pid in descendants(build.pid)):
+            assert build.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        below = descendants(build.pid)
+        build.send_signal(signum)
+        assert build.wait(timeout=30) != 0
+        deadline = time.monotonic() + 30
+        while any(running(pid) for pid in below):
+            assert time.monotonic() < deadline, [_command_line(pid) for pid in below if running(pid)]
+            time.sleep(0.2)
+    finally:
+        if build.poll() is None:
+            os.killpg(build.pid, signal.SIGKILL)
+            build.wait()
+    assert [p.name for p in class_archive.folder(settings).iterdir()] == [f"{_key()}.building"]
+
+
+# The driver JVM that writes the archive: the option is an argument of its own there, and within
+# spark.driver.extraJavaOptions in the command lines that start it.
+DUMPING_JVM = b"\0-XX:ArchiveClassesAtExit="
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
