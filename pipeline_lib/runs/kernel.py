@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
@@ -21,6 +23,9 @@ DISPLAY_NAME = "Student Data Workbench (Python 3)"
 
 # A Unix socket path holds at most 107 bytes; the kernel's sockets are `<folder>/kernel-ipc-N`.
 _SOCKET_FOLDER_MAX = 80
+FOLDER_PREFIX = "wb-kernel-"
+# A kernel's folder this old has the kernel's sockets in it, if the kernel lives.
+STALE_AFTER = 600.0
 
 
 def kernel_spec_dir() -> Path:
@@ -47,12 +52,41 @@ def short_temp_root() -> str:
     return root if len(root) <= _SOCKET_FOLDER_MAX - 30 else "/tmp"
 
 
+def remove_stale_folders(root: str) -> None:
+    """The socket folders under `root` of kernels gone with their manager (a run killed outright
+    cleans nothing up): this user's, older than STALE_AFTER, where no socket has a listener."""
+    for folder in Path(root).glob(f"{FOLDER_PREFIX}*"):
+        try:
+            info = folder.stat()
+            if info.st_uid != os.getuid() or time.time() - info.st_mtime < STALE_AFTER:
+                continue
+            if any(_listened(path) for path in folder.glob("kernel-ipc-*")):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _listened(path: Path) -> bool:
+    """Whether a process listens on the Unix socket at `path` (refused or gone: none does)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+        except OSError:
+            return True  # busy or slow, but there: keep it
+        return True
+
+
 class LocalKernelManager(AsyncKernelManager):
     """A kernel on this machine, talked to over Unix sockets instead of loopback TCP.
 
-    Unix sockets in a private folder (mode 0700, made per kernel under the temporary folder and
-    removed with the kernel) reach no other user and no network, so the kernel has no reason to
-    warn that its traffic is unencrypted; papermill takes it as `kernel_manager_class`."""
+    Unix sockets in a private folder (mode 0700, made per kernel under the temporary folder,
+    removed with the kernel, or by a later manager if the kernel died with its own) reach no other
+    user and no network, so the kernel has no reason to warn that its traffic is unencrypted;
+    papermill takes it as `kernel_manager_class`."""
 
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
     _private_dir: str | None = None
@@ -63,7 +97,8 @@ class LocalKernelManager(AsyncKernelManager):
 
     @default("connection_file")
     def _connection_file_in_private_folder(self) -> str:
-        self._private_dir = tempfile.mkdtemp(prefix="wb-kernel-", dir=short_temp_root())
+        remove_stale_folders(short_temp_root())
+        self._private_dir = tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=short_temp_root())
         return os.path.join(self._private_dir, "kernel.json")
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:

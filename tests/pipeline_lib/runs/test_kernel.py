@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import shutil
+import socket
+import tempfile
+import time
 from pathlib import Path
 
 import nbformat
 import papermill
 import pytest
 
+from pipeline_lib.runs import kernel
 from pipeline_lib.runs.kernel import LocalKernelManager, ensure_kernel, short_temp_root
 
 # What the kernel itself sees: the transport and folder of its connection file.
@@ -80,3 +86,36 @@ def test_a_kernel_prints_no_traceback_for_its_send_on_a_closed_socket_and_keeps_
     err = capfd.readouterr().err
     assert f"errno {errno.EAGAIN}" in err and "Resource temporarily unavailable" in err
     assert f"errno {errno.ENOTSOCK}" not in err and "non-socket" not in err
+
+
+def test_the_folders_of_kernels_that_died_with_their_manager_go_when_the_next_kernel_is_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run killed outright (kill -9, out of memory) removes nothing: its kernel's socket folder
+    stayed in /tmp. The next manager removes it once nothing listens on its sockets."""
+    root = Path(tempfile.mkdtemp(prefix="wbt-", dir="/tmp"))  # short: sockets fit under it
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    try:
+        dead, live, young = (root / f"{kernel.FOLDER_PREFIX}{name}" for name in ("dead", "live", "young"))
+        for folder in (dead, live, young):
+            folder.mkdir()
+            (folder / "kernel.json").write_text("{}")
+        closed = socket.socket(socket.AF_UNIX)
+        closed.bind(str(dead / "kernel-ipc-1"))  # its file stays, with no listener
+        closed.close()
+        listening = socket.socket(socket.AF_UNIX)
+        listening.bind(str(live / "kernel-ipc-1"))
+        listening.listen()
+        long_ago = time.time() - kernel.STALE_AFTER - 60
+        for folder in (dead, live):
+            os.utime(folder, (long_ago, long_ago))
+
+        manager = LocalKernelManager()
+        made = Path(manager.connection_file).parent  # a new manager's folder, made now
+
+        assert not dead.exists()
+        assert live.exists() and young.exists()  # a kernel running, and one starting
+        assert made.parent == root and made.exists()
+        listening.close()
+    finally:
+        shutil.rmtree(root)
