@@ -109,9 +109,9 @@ class Settings(BaseSettings):
     )
     spark_class_archive: bool = Field(
         True,
-        description="driver JVMs that get_spark starts map Spark's classes from a class-data archive "
-        "(160 MB under data_dir/spark/class-archive), which the first to find none builds in the "
-        "background: a cold Spark starts about 3 s sooner",
+        description="driver JVMs that get_spark or the warm Spark start map Spark's classes from a "
+        "class-data archive (160 MB under data_dir/spark/class-archive), which the first to find "
+        "none builds in the background: a cold Spark starts about 3 s sooner",
     )
     warm_spark: bool = Field(
         False,

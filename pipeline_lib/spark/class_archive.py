@@ -1,5 +1,5 @@
-"""A class-data archive for the driver JVMs `get_spark` starts: Spark's classes mapped ready-made
-from one file instead of read, parsed and verified from its jars at every start.
+"""A class-data archive for the driver JVMs `get_spark` and the warm Spark start: Spark's classes
+mapped ready-made from one file instead of read, parsed and verified from its jars at every start.
 
 A cold `local[2]` session on this machine (2 cores, quiet, 2026-12-05, two of each): started in
 3.7-3.9 s with it against 7.0-7.2 s without, and its first job took 0.9 s against 2.0-2.1 s
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODULE = "pipeline_lib.spark.class_archive"  # run with -m: the build and its two sessions
+APP_NAME = "workbench-class-archive"  # of the build's sessions (in spark.log's headings)
 SUFFIX = ".jsa"
 DRIVER_OPTIONS = "spark.driver.extraJavaOptions"
 # An archive this JVM cannot use is skipped without the warning HotSpot prints on stdout (a
@@ -289,7 +290,7 @@ def _run_session(step: str, archive: Path) -> None:
     else:
         flag = f"-XX:SharedArchiveFile={archive} -Xshare:on"
     conf = {DRIVER_OPTIONS: f"{base} {flag}", "spark.driver.memory": "1g"}
-    spark = get_spark(master, app_name="workbench-class-archive", settings=settings, conf=conf)
+    spark = get_spark(master, app_name=APP_NAME, settings=settings, conf=conf)
     if step == "--check":
         spark.range(0, 10, 1, 2).selectExpr("sum(id)").collect()
         return

@@ -15,6 +15,7 @@ import socket
 from pathlib import Path
 
 from pipeline_lib.settings import Settings, child_environment, spark_connect_token
+from pipeline_lib.spark.class_archive import with_archive
 from pipeline_lib.spark.engine import local_cores
 from pipeline_lib.spark.session import LOOPBACK, driver_environment, spark_conf
 
@@ -37,6 +38,7 @@ def server_command(settings: Settings) -> tuple[list[str], dict[str, str]]:
         "spark.connect.grpc.binding.address": LOOPBACK,
         "spark.connect.grpc.binding.port": str(settings.spark_connect_port),
     }
+    conf = with_archive(conf, settings)  # its driver starts sooner, and `workbench up` with it
     cores = local_cores(master)
     if cores is not None:
         # A Connect client has no SparkContext to ask; the data source's reads take it from here.

@@ -90,3 +90,19 @@ def test_only_the_warm_spark_keeps_the_optimising_compiler(tmp_path: Path) -> No
     args, _ = warm.server_command(_settings(tmp_path))
     options = [a for a in args if a.startswith("spark.driver.extraJavaOptions=")]
     assert options and "TieredStopAtLevel" not in options[0]
+
+
+def test_the_server_maps_sparks_class_archive_when_one_is_ready(tmp_path: Path) -> None:
+    """As a run's own driver does (`class_archive`): it answers sooner. Turned off, it does not."""
+    from pipeline_lib.spark import class_archive
+
+    key = class_archive.installation_key()
+    assert key is not None  # Java is installed here
+    folder = class_archive.folder(_settings(tmp_path))
+    folder.mkdir(parents=True)
+    archive = folder / f"{key}-10.jsa"
+    archive.write_bytes(b"\0" * 10)  # whole, for its name
+    for enabled in (True, False):
+        args, _ = warm.server_command(_settings(tmp_path, warm_spark=True, spark_class_archive=enabled))
+        conf = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
+        assert (f"-XX:SharedArchiveFile={archive}" in conf["spark.driver.extraJavaOptions"]) is enabled
