@@ -19,18 +19,21 @@ def _stat_fields(pid: int | str) -> list[str] | None:
         return None
 
 
+def command_line(pid: int | str) -> bytes:
+    """The process's arguments, each ended by a NUL byte; empty once it has ended."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def children(pid: int, marker: bytes = b"") -> set[int]:
     """Processes whose parent is `pid` (and whose command line contains `marker`)."""
     found = set()
     for entry in Path("/proc").glob("[0-9]*"):
         fields = _stat_fields(entry.name)
-        if fields is None or int(fields[1]) != pid:
-            continue
-        try:
-            if marker in (entry / "cmdline").read_bytes():
-                found.add(int(entry.name))
-        except OSError:
-            continue
+        if fields is not None and int(fields[1]) == pid and marker in command_line(entry.name):
+            found.add(int(entry.name))
     return found
 
 

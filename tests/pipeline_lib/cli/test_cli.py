@@ -18,7 +18,14 @@ from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.users import verify_password
 from tests.certificates import CertificateAuthority
 from tests.conftest import TOKEN
-from tests.processes import descendants, non_loopback_ipv4, refuses, running, signal_another_thread
+from tests.processes import (
+    command_line,
+    descendants,
+    non_loopback_ipv4,
+    refuses,
+    running,
+    signal_another_thread,
+)
 from tests.wire_servers import free_port
 
 WORKBENCH = [sys.executable, "-m", "pipeline_lib.cli"]
@@ -220,14 +227,6 @@ def test_users_add_stores_a_hashed_password_and_refuses_unknown_scopes(
     assert "ada: admin, analyst" in listed.stdout
 
 
-def _arguments(pid: int) -> list[bytes]:
-    """The process's command line, split; none once it has ended."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return []
-
-
 @pytest.mark.slow
 def test_up_starts_every_service_and_stops_them_on_sigterm(tmp_path: Path) -> None:
     env = {
@@ -260,7 +259,7 @@ def test_up_starts_every_service_and_stops_them_on_sigterm(tmp_path: Path) -> No
         assert [name for name, port in ports.items() if not refuses(address, port)] == [], address
     family = descendants(process.pid)
     # One scheduler (a run it started meanwhile says `--triggered-by scheduler`: not another one).
-    commands = [_arguments(pid) for pid in family]
+    commands = [command_line(pid).split(b"\0") for pid in family]
     assert sum(b"scheduler" in args and b"run" not in args for args in commands) == 1
     again = _run(["up"], env, timeout=60)
     assert again.returncode == 1 and "already in use" in again.stderr

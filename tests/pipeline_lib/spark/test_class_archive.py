@@ -16,7 +16,7 @@ import pytest
 from pipeline_lib.settings import Settings
 from pipeline_lib.spark import class_archive
 from pipeline_lib.spark.class_archive import DRIVER_OPTIONS
-from tests.processes import descendants, python_output, running
+from tests.processes import command_line, descendants, python_output, running
 
 # A new process's session on the default settings: the Java options its driver JVM started with.
 SESSION = """
@@ -176,7 +176,7 @@ def test_a_build_stopped_while_its_jvm_runs_leaves_no_process_and_no_archive(
     )
     try:
         deadline = time.monotonic() + 120
-        while not any(DUMPING_JVM in _command_line(pid) for pid in descendants(build.pid)):
+        while not any(DUMPING_JVM in command_line(pid) for pid in descendants(build.pid)):
             assert build.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
         below = descendants(build.pid)
@@ -184,7 +184,7 @@ def test_a_build_stopped_while_its_jvm_runs_leaves_no_process_and_no_archive(
         assert build.wait(timeout=30) != 0
         deadline = time.monotonic() + 30
         while any(running(pid) for pid in below):
-            assert time.monotonic() < deadline, [_command_line(pid) for pid in below if running(pid)]
+            assert time.monotonic() < deadline, [command_line(pid) for pid in below if running(pid)]
             time.sleep(0.2)
     finally:
         if build.poll() is None:
@@ -196,10 +196,3 @@ def test_a_build_stopped_while_its_jvm_runs_leaves_no_process_and_no_archive(
 # The driver JVM that writes the archive: the option is an argument of its own there, and within
 # spark.driver.extraJavaOptions in the command lines that start it.
 DUMPING_JVM = b"\0-XX:ArchiveClassesAtExit="
-
-
-def _command_line(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
