@@ -119,3 +119,16 @@ def test_the_folders_of_kernels_that_died_with_their_manager_go_when_the_next_ke
         listening.close()
     finally:
         shutil.rmtree(root)
+
+
+def test_a_link_named_like_a_kernel_folder_removes_nothing_it_points_at(tmp_path: Path) -> None:
+    """Anyone can make /tmp/wb-kernel-x a link to a folder of ours: the sweep never follows it."""
+    target = tmp_path / "precious"
+    target.mkdir()
+    (target / "kernel.json").write_text("{}")
+    link = tmp_path / f"{kernel.FOLDER_PREFIX}link"
+    link.symlink_to(target)
+    long_ago = time.time() - kernel.STALE_AFTER - 60
+    os.utime(target, (long_ago, long_ago))
+    kernel.remove_stale_folders(str(tmp_path))
+    assert (target / "kernel.json").exists()
