@@ -1,0 +1,51 @@
+"""Spark's Python workers import pyspark from the installed package, not from pyspark.zip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from pipeline_lib.spark.python_daemon import installation_zips
+
+
+def _installation(site: Path) -> list[str]:
+    lib = site / "pyspark" / "python" / "lib"
+    lib.mkdir(parents=True)
+    return [str(lib / "pyspark.zip"), str(lib / "py4j-0.10.9.9-src.zip")]
+
+
+def test_the_zips_of_an_installation_on_the_path_are_found(tmp_path: Path) -> None:
+    site = tmp_path / "site-packages"
+    zips = _installation(site)
+    assert installation_zips([*zips, "", str(site)]) == zips
+    # Through a link to the same folder, too.
+    (tmp_path / "linked").symlink_to(site)
+    assert installation_zips([*zips, str(tmp_path / "linked")]) == zips
+
+
+def test_other_zips_stay_first(tmp_path: Path) -> None:
+    # A Spark distribution's zips (its version may not be the pyspark installed here), and an
+    # installation whose folder is not on the path.
+    distribution = tmp_path / "spark-4.0.0" / "python" / "lib" / "pyspark.zip"
+    zips = _installation(tmp_path / "elsewhere")
+    assert installation_zips([str(distribution), *zips, str(tmp_path / "site-packages")]) == []
+    assert installation_zips([str(tmp_path / "site-packages" / "other.zip")]) == []
+
+
+def _imported_from(_: object) -> list[tuple[str, list[str]]]:
+    import sys
+
+    import pyspark
+
+    return [(pyspark.__file__ or "", list(sys.path))]
+
+
+def test_workers_import_the_installed_pyspark(spark: SparkSession) -> None:
+    (pyspark_file, path), *_ = spark.sparkContext.parallelize([0], 1).mapPartitions(_imported_from).collect()
+    assert ".zip" not in pyspark_file, pyspark_file
+    installed = str(Path(pyspark_file).parent.parent)
+    # Spark's zips are still on the path, after the installation: a fallback.
+    zips = [p for p in path if Path(p).parent.parts[-3:] == ("pyspark", "python", "lib")]
+    assert {Path(p).name.split("-")[0] for p in zips} == {"pyspark.zip", "py4j"}
+    assert installed in path and all(path.index(p) > path.index(installed) for p in zips)
