@@ -28,11 +28,10 @@ def installation_zips(path: list[str]) -> list[str]:
     `path` (`<entry>/pyspark/python/lib/<name>.zip`): the same installation, in a slower form."""
     entries = {os.path.realpath(entry) for entry in path if entry}
     zips = []
-    for entry in path:
-        real = os.path.realpath(entry) if entry.endswith(".zip") else ""
-        folder = os.path.dirname(real)
-        holder = os.path.dirname(os.path.dirname(os.path.dirname(folder)))
-        if real and tuple(folder.split(os.sep)[-3:]) == _ZIP_FOLDER and holder in entries:
+    for entry in (e for e in path if e.endswith(".zip")):
+        folder = os.path.dirname(os.path.realpath(entry))
+        holder = folder.rsplit(os.sep, len(_ZIP_FOLDER))[0]  # the folder pyspark is installed in
+        if tuple(folder.split(os.sep)[-len(_ZIP_FOLDER) :]) == _ZIP_FOLDER and holder in entries:
             zips.append(entry)
     return zips
 
