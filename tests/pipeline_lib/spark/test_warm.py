@@ -9,11 +9,16 @@ from pathlib import Path
 import pytest
 
 from pipeline_lib.settings import Settings
-from pipeline_lib.spark import session, warm
+from pipeline_lib.spark import class_archive, session, warm
 
 
 def _settings(tmp_path: Path, **values: object) -> Settings:
     return Settings(data_dir=tmp_path, spark_master="local[2]", **values)  # type: ignore[arg-type]
+
+
+def _conf(args: list[str]) -> dict[str, str]:
+    """The Spark settings the server's command gives with `--conf NAME=VALUE`."""
+    return dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
 
 
 def test_the_server_listens_on_loopback_and_its_token_stays_off_its_command_line(tmp_path: Path) -> None:
@@ -22,7 +27,7 @@ def test_the_server_listens_on_loopback_and_its_token_stays_off_its_command_line
     assert Path(args[0]).name == "spark-submit" and Path(args[0]).is_file()
     assert args[args.index("--class") + 1] == warm.SERVER_CLASS
     assert args[args.index("--master") + 1] == "local[2]"
-    conf = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
+    conf = _conf(args)
     assert conf["spark.connect.grpc.binding.address"] == "127.0.0.1"
     assert conf["spark.connect.grpc.binding.port"] == "15123"
     assert conf["spark.default.parallelism"] == "2"  # what a Connect client reads for its partitions
@@ -88,14 +93,11 @@ def test_only_the_warm_spark_keeps_the_optimising_compiler(tmp_path: Path) -> No
     assert "-XX:TieredStopAtLevel=1" in run["spark.driver.extraJavaOptions"]
     assert "-XX:TieredStopAtLevel=1" in run["spark.executor.extraJavaOptions"]
     args, _ = warm.server_command(_settings(tmp_path))
-    options = [a for a in args if a.startswith("spark.driver.extraJavaOptions=")]
-    assert options and "TieredStopAtLevel" not in options[0]
+    assert "TieredStopAtLevel" not in _conf(args)["spark.driver.extraJavaOptions"]
 
 
 def test_the_server_maps_sparks_class_archive_when_one_is_ready(tmp_path: Path) -> None:
     """As a run's own driver does (`class_archive`): it answers sooner. Turned off, it does not."""
-    from pipeline_lib.spark import class_archive
-
     key = class_archive.installation_key()
     assert key is not None  # Java is installed here
     folder = class_archive.folder(_settings(tmp_path))
@@ -104,5 +106,5 @@ def test_the_server_maps_sparks_class_archive_when_one_is_ready(tmp_path: Path) 
     archive.write_bytes(b"\0" * 10)  # whole, for its name
     for enabled in (True, False):
         args, _ = warm.server_command(_settings(tmp_path, warm_spark=True, spark_class_archive=enabled))
-        conf = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
+        conf = _conf(args)
         assert (f"-XX:SharedArchiveFile={archive}" in conf["spark.driver.extraJavaOptions"]) is enabled
