@@ -12,8 +12,6 @@ import datetime as dt
 import logging
 import multiprocessing
 import os
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -23,6 +21,7 @@ import pyarrow as pa
 
 from db_api import text_pages
 from db_api.filters import Condition, matches
+from pipeline_lib.parent_watch import on_parent_exit
 from pipeline_lib.wire import arrow_codec, bson_codec
 from pipeline_lib.wire.errors import Unavailable
 
@@ -171,13 +170,7 @@ def _warm_up() -> None:
 
 def _exit_with_parent(parent_pid: int) -> None:
     """Worker initializer: leave when the db-api is gone, even after `kill -9` of it."""
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+    on_parent_exit(parent_pid, lambda: os._exit(0), name="exit-with-parent")
 
 
 class PageEncoder:

@@ -21,7 +21,7 @@ PACKAGES = ("pipeline_lib", "db_api", "web_app")
 
 # Lowest first. A module belongs to the longest unit it equals or lies under.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("pipeline_lib", "pipeline_lib.settings", "pipeline_lib.logs"),
+    ("pipeline_lib", "pipeline_lib.settings", "pipeline_lib.logs", "pipeline_lib.parent_watch"),
     ("pipeline_lib.contract",),
     ("pipeline_lib.wire",),
     ("pipeline_lib.client",),

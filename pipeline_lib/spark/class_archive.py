@@ -29,7 +29,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline_lib.logs import log_dir
+from pipeline_lib.parent_watch import on_parent_exit
 from pipeline_lib.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -258,25 +258,15 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
-def _exit_with(parent: int) -> None:
-    """Kill this session's process group, its JVM with it, once the build that started it is gone
-    (killed outright: it could not kill the session itself)."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os.killpg(0, signal.SIGKILL)
-
-    threading.Thread(target=watch, name="exit-with-build", daemon=True).start()
-
-
 def _run_session(step: str, archive: Path) -> None:
     """`--dump`: start a driver JVM that writes `archive` when it exits, run a sample of the work
     the clean and process steps give Spark, and wait for the JVM's exit. `--check`: start one that
     must map `archive` (the JVM refuses to start otherwise) and run a job."""
     from pyspark import SparkContext
 
-    _exit_with(os.getppid())
+    # Its process group, the JVM with it, is killed once the build that started it is gone (killed
+    # outright: it could not kill the session itself).
+    on_parent_exit(os.getppid(), lambda: os.killpg(0, signal.SIGKILL), interval=0.5, name="exit-with-build")
 
     from pipeline_lib.spark.session import get_spark, spark_conf
 

@@ -1,0 +1,31 @@
+"""For a process that must not outlive the one that started it: a thread that acts once its parent
+is gone, even after `kill -9` of the parent, which no handler in the parent can see.
+
+It polls the parent's id: a process whose parent dies is handed to another (init or a subreaper),
+so the id changes. Linux's PR_SET_PDEATHSIG would need ctypes, and fires when the *thread* that
+started the child ends, which a pool started from a request's thread does while its parent lives.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+
+def on_parent_exit(
+    parent: int, then: Callable[[], object], *, interval: float = 1.0, name: str = "parent-watch"
+) -> threading.Thread:
+    """Call `then` (in a daemon thread) within `interval` seconds of process `parent` ending, or at
+    once if this process's parent is already another. `parent` is the id read when this process
+    started (`os.getppid()` then), not now: the parent may be gone by the time this runs."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        then()
+
+    thread = threading.Thread(target=watch, name=name, daemon=True)
+    thread.start()
+    return thread
