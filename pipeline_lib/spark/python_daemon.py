@@ -29,9 +29,9 @@ def installation_zips(path: list[str]) -> list[str]:
     entries = {os.path.realpath(entry) for entry in path if entry}
     zips = []
     for entry in (e for e in path if e.endswith(".zip")):
-        folder = os.path.dirname(os.path.realpath(entry))
-        holder = folder.rsplit(os.sep, len(_ZIP_FOLDER))[0]  # the folder pyspark is installed in
-        if tuple(folder.split(os.sep)[-len(_ZIP_FOLDER) :]) == _ZIP_FOLDER and holder in entries:
+        # The zip's folder as (the folder pyspark is installed in, *the three folders below it)
+        holder, *below = os.path.dirname(os.path.realpath(entry)).rsplit(os.sep, len(_ZIP_FOLDER))
+        if tuple(below) == _ZIP_FOLDER and holder in entries:
             zips.append(entry)
     return zips
 
