@@ -1,5 +1,6 @@
 """Loaded into every run's kernel as an IPython extension (`kernel.LocalKernelManager` asks for
-it): keeps a shutdown race of the kernel out of the command's output.
+it): keeps a shutdown race of the kernel out of the command's output, and makes the kernel's exit
+quick (`quick_exit`: the run waits for it).
 
 Asked to shut down, ipykernel closes its IOPub socket and then publishes its "idle" status on it;
 pyzmq logs the failed send ("Socket operation on non-socket") with its traceback to the kernel's
@@ -13,6 +14,8 @@ import errno
 import logging
 from typing import Any
 
+from pipeline_lib.runs.quick_exit import freeze_heap_at_exit
+
 # Where pyzmq's ZMQStream logs an exception raised in a message callback.
 STREAM_LOGGER = "tornado.general"
 
@@ -24,3 +27,4 @@ def is_not_a_send_on_a_closed_socket(record: logging.LogRecord) -> bool:
 
 def load_ipython_extension(ipython: Any) -> None:
     logging.getLogger(STREAM_LOGGER).addFilter(is_not_a_send_on_a_closed_socket)
+    freeze_heap_at_exit()

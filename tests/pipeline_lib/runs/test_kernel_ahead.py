@@ -1,5 +1,5 @@
-"""While one notebook of `workbench run all` runs, the next one's kernel starts and imports what
-that notebook imports; its run then uses that kernel, with its own lease's fence. Real runs of the
+"""While one notebook of `workbench run all` runs, the kernels of the next two start and import
+what their notebooks import; each run then uses its kernel, with its own lease's fence. Real runs of the
 CLI against a real db-api; a probe module in the notebooks' folder records where and when it was
 imported."""
 
@@ -60,6 +60,32 @@ def test_the_next_notebook_imports_while_the_one_before_runs(run_env: RunEnv) ->
     assert written is not None and written["pid"] == imported["pid"], "process ran in another kernel"
     lease, _, generation = written["fence"].rpartition(":")
     assert lease == "run:process" and int(generation) >= 1  # its own lease's fence, set on taking it
+    assert not running(imported["pid"]), "the kernel outlived its run"
+
+
+@pytest.mark.slow
+def test_the_notebook_two_ahead_imports_while_the_first_runs(run_env: RunEnv) -> None:
+    analyses = run_env.notebooks / "analyses"
+    analyses.mkdir()
+    (analyses / "ahead_probe.py").write_text(PROBE)
+    waits_for_the_probe = (
+        "import time\nfrom pathlib import Path\n"
+        "waited = time.monotonic() + 60\n"
+        "while not Path('analyses/imported.json').exists() and time.monotonic() < waited:\n"
+        "    time.sleep(0.05)\n"
+        "Path('seen_by_clean').write_text(str(Path('analyses/imported.json').exists()))\n"
+    )
+    _write(run_env.notebooks / "clean.ipynb", [waits_for_the_probe])
+    _write(run_env.notebooks / "process.ipynb", ["done = True"])
+    _write(analyses / "third.ipynb", [USES_PROBE])
+    done = run_env.workbench("run", "all")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (run_env.notebooks / "seen_by_clean").read_text() == "True", "imported only after clean"
+    imported = json.loads((analyses / "imported.json").read_text())
+    assert imported["fence"] is None
+    written = run_env.client.get_document("processed", "ahead")
+    assert written is not None and written["pid"] == imported["pid"], "third ran in another kernel"
+    assert written["fence"].rpartition(":")[0] == "run:third"
     assert not running(imported["pid"]), "the kernel outlived its run"
 
 
