@@ -17,6 +17,21 @@ def _requirement(spec: str) -> tuple[str, str]:
     return match.group(1).lower().replace("_", "-"), match.group(2).replace(" ", "")
 
 
+GENERATED = Path("pipeline_lib", "wire", "proto")
+# What grpcio-tools stamps into its output: the grpcio and protobuf versions the code then requires
+# at import. They name the generator that ran, not the proto: a patch release of grpcio-tools
+# changed them (1.85.1 to 1.85.4) while the code stayed the same.
+GRPC_STAMP = re.compile(r"^GRPC_GENERATED_VERSION = '([^']*)'$", re.M)
+PROTOBUF_STAMP = re.compile(r"ValidateProtobufRuntimeVersion\(\s*[\w.]+,\s*(\d+),\s*(\d+),\s*(\d+),[^)]*\)")
+PROTOBUF_COMMENT = re.compile(r"^# Protobuf Python Version: .*$", re.M)
+
+
+def _without_stamps(code: str) -> str:
+    for stamp in (GRPC_STAMP, PROTOBUF_STAMP, PROTOBUF_COMMENT):
+        code = stamp.sub("<version stamp>", code)
+    return code
+
+
 def test_generated_grpc_code_matches_the_proto(tmp_path: Path) -> None:
     proto = "pipeline_lib/wire/proto/dbapi.proto"
     subprocess.run(
@@ -25,9 +40,24 @@ def test_generated_grpc_code_matches_the_proto(tmp_path: Path) -> None:
         check=True,
     )  # fmt: skip
     for name in ("dbapi_pb2.py", "dbapi_pb2.pyi", "dbapi_pb2_grpc.py"):
-        generated = Path("pipeline_lib", "wire", "proto", name)
-        fresh = (tmp_path / generated).read_text()
-        assert fresh == (ROOT / generated).read_text(), f"{name} is stale: run `make proto`"
+        fresh = _without_stamps((tmp_path / GENERATED / name).read_text())
+        assert fresh == _without_stamps((ROOT / GENERATED / name).read_text()), (
+            f"{name} is stale: run `make proto`"
+        )
+
+
+def test_the_generated_code_requires_the_grpcio_and_protobuf_the_project_pins() -> None:
+    """So an install at the pinned lower bounds imports it (the stamps are checked at import)."""
+    pins = dict(
+        _requirement(s)
+        for s in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    )
+    grpc_stamp = GRPC_STAMP.search((ROOT / GENERATED / "dbapi_pb2_grpc.py").read_text())
+    protobuf_stamp = PROTOBUF_STAMP.search((ROOT / GENERATED / "dbapi_pb2.py").read_text())
+    assert grpc_stamp and protobuf_stamp, "no version stamp found in the generated code"
+    hint = "regenerate with grpcio-tools at the pinned version, or raise the pins in pyproject.toml"
+    assert pins["grpcio"] == f">={grpc_stamp.group(1)}", hint
+    assert pins["protobuf"] == ">=" + ".".join(protobuf_stamp.groups()), hint
 
 
 def test_environment_yml_mirrors_the_pyproject_pins() -> None:
