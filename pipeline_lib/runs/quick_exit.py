@@ -5,7 +5,7 @@ Tearing down an interpreter that imported pandas, statsmodels, scikit-learn and 
 0.52-0.65 s here, nearly all of it cyclic garbage collection while module namespaces are cleared;
 after one collection (0.12 s) and `gc.freeze()` it took 0.06-0.08 s. `workbench run` waits for its
 kernels to exit, so that teardown was the last half second of every run of the process notebook,
-and a second core's worth of work while the next notebook ran.
+and the clean kernel's took half a second of the other core while the process notebook ran.
 
 Nothing that runs at exit is skipped: the exit callbacks registered after this one run before it,
 those registered before it (IPython's, the kernel's) after it, and objects freed by reference
