@@ -11,6 +11,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _project() -> dict:
+    """pyproject.toml's [project] table."""
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
 def _requirement(spec: str) -> tuple[str, str]:
     match = re.match(r"^([A-Za-z0-9_.\-]+)\s*(.*)$", spec.strip())
     assert match, spec
@@ -33,7 +38,7 @@ def _without_stamps(code: str) -> str:
 
 
 def test_generated_grpc_code_matches_the_proto(tmp_path: Path) -> None:
-    proto = "pipeline_lib/wire/proto/dbapi.proto"
+    proto = GENERATED / "dbapi.proto"
     subprocess.run(
         [sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT}", f"--python_out={tmp_path}",
          f"--pyi_out={tmp_path}", f"--grpc_python_out={tmp_path}", str(ROOT / proto)],
@@ -48,10 +53,7 @@ def test_generated_grpc_code_matches_the_proto(tmp_path: Path) -> None:
 
 def test_the_generated_code_requires_the_grpcio_and_protobuf_the_project_pins() -> None:
     """So an install at the pinned lower bounds imports it (the stamps are checked at import)."""
-    pins = dict(
-        _requirement(s)
-        for s in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    )
+    pins = dict(_requirement(s) for s in _project()["dependencies"])
     grpc_stamp = GRPC_STAMP.search((ROOT / GENERATED / "dbapi_pb2_grpc.py").read_text())
     protobuf_stamp = PROTOBUF_STAMP.search((ROOT / GENERATED / "dbapi_pb2.py").read_text())
     assert grpc_stamp and protobuf_stamp, "no version stamp found in the generated code"
@@ -61,7 +63,7 @@ def test_the_generated_code_requires_the_grpcio_and_protobuf_the_project_pins() 
 
 
 def test_environment_yml_mirrors_the_pyproject_pins() -> None:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = _project()
     wanted = dict(_requirement(s) for s in project["dependencies"] + project["optional-dependencies"]["test"])
     listed = {}
     text = (ROOT / "environment.yml").read_text()
@@ -110,7 +112,7 @@ def test_every_console_script_points_at_a_callable() -> None:
     """`[project.scripts]` names `module:function`; a moved module must not leave the command broken."""
     import importlib
 
-    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    scripts = _project()["scripts"]
     for name, target in scripts.items():
         module, _, attribute = target.partition(":")
         assert callable(getattr(importlib.import_module(module), attribute)), f"{name} -> {target}"

@@ -133,7 +133,8 @@ def render(
     finally:
         if kernel is not None:
             # Its pages are rendered and it wrote nothing: killing it spares the command waiting for
-            # its interpreter's teardown (~0.4 s with the dashboards' imports).
+            # its interpreter's exit (~0.4 s with the dashboards' imports before runs' kernels froze
+            # their heap at exit, `runs/quick_exit.py`; less since, but never nothing).
             kernel.shut_down(now=True)
 
 

@@ -1,7 +1,7 @@
 """While one notebook of `workbench run all` runs, the kernels of the next two start and import
-what their notebooks import; each run then uses its kernel, with its own lease's fence. Real runs of the
-CLI against a real db-api; a probe module in the notebooks' folder records where and when it was
-imported."""
+what their notebooks import; each run then uses its kernel, with its own lease's fence. Real runs
+of the CLI against a real db-api; a probe module in the notebooks' folder records where and when it
+was imported."""
 
 from __future__ import annotations
 
