@@ -102,3 +102,16 @@ def test_an_interrupt_is_raised_without_waiting_for_the_call_in_flight(
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         release.set()
+
+
+def test_raw_is_read_as_text_with_none_for_what_is_missing(sqlite_client: DbApiClient) -> None:
+    stored = {"_id": "a", "submission_id": "a", "age": 15, "ses": 0.5, "sex": "female"}
+    sqlite_client.insert_one("raw", stored)
+    sqlite_client.insert_one("raw", {"_id": "b", "submission_id": "b", "age": None, "consent": True})
+    frame = pandas_job.read_raw(sqlite_client).set_index("submission_id")
+    assert list(frame.columns) == pandas_job.RAW_TEXT.names[1:]
+    assert all(pd.api.types.is_object_dtype(dtype) for dtype in frame.dtypes)
+    assert frame.loc["a", ["age", "ses", "sex"]].tolist() == ["15", "0.5", "female"]
+    assert frame.loc["b", "consent"] == "true"
+    # Missing, stored as null, or never sent: None, as the rules expect, never NaN.
+    assert [frame.loc["b", "age"], frame.loc["b", "sex"], frame.loc["a", "consent"]] == [None] * 3
