@@ -54,8 +54,11 @@ DRIVER_OPTIONS = "spark.driver.extraJavaOptions"
 QUIET = "-Xlog:cds*=off"
 SESSION_TIMEOUT = 600.0  # seconds for each of the build's sessions (about 20 s each, idle machine)
 RETRY_AFTER = 24 * 3600.0  # seconds before sessions retry a failed build
-# Builds started by this process: kept so that each is reaped (no zombie, no ResourceWarning).
-_builders: list[subprocess.Popen] = []
+# Starts its arguments in the background and exits at once: the build is then a child of init (or
+# of the nearest subreaper), which reaps it when it ends. A child of the starting process would stay
+# a zombie when that process has become another program meanwhile: `workbench spark-connect` execs
+# the warm Spark's JVM, which reaps no child it did not start.
+DETACH = ["/bin/sh", "-c", '"$@" &', "sh"]
 
 
 def folder(settings: Settings) -> Path:
@@ -156,9 +159,6 @@ def _failed_recently(settings: Settings, key: str) -> bool:
 def start_build(settings: Settings, key: str) -> None:
     """Start `workbench spark-archive` in the background, unless one is running or one failed
     less than `RETRY_AFTER` ago."""
-    for builder in list(_builders):
-        if builder.poll() is not None:
-            _builders.remove(builder)
     if _failed_recently(settings, key):
         return
     with _lock(settings, key) as free:
@@ -166,18 +166,24 @@ def start_build(settings: Settings, key: str) -> None:
             return
     env = {**os.environ, "WORKBENCH_DATA_DIR": str(settings.data_dir.resolve())}
     with build_log(settings).open("ab") as stream:
-        _builders.append(
-            subprocess.Popen(
-                [sys.executable, "-m", MODULE, "--background"],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=stream,
-                stderr=stream,
-                start_new_session=True,  # a notebook's Ctrl-C or its kernel's end leaves it be
-                close_fds=True,
-            )
+        started = subprocess.run(
+            [*DETACH, *build_command()],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stream,
+            stderr=stream,
+            start_new_session=True,  # a notebook's Ctrl-C or its kernel's end leaves it be
+            close_fds=True,
         )
+    if started.returncode != 0:
+        log.debug("could not start a build of the class-data archive (sh exit %s)", started.returncode)
+        return
     log.info("building Spark's class-data archive in the background (log: %s)", build_log(settings))
+
+
+def build_command() -> list[str]:
+    """The background build `start_build` starts."""
+    return [sys.executable, "-m", MODULE, "--background"]
 
 
 class BuildError(RuntimeError):

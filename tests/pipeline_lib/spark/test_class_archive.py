@@ -16,7 +16,7 @@ import pytest
 from pipeline_lib.settings import Settings
 from pipeline_lib.spark import class_archive
 from pipeline_lib.spark.class_archive import DRIVER_OPTIONS
-from tests.processes import command_line, descendants, python_output, running
+from tests.processes import children, command_line, descendants, python_output, running, wait_for
 
 # A new process's session on the default settings: the Java options its driver JVM started with.
 SESSION = """
@@ -196,3 +196,31 @@ def test_a_build_stopped_while_its_jvm_runs_leaves_no_process_and_no_archive(
 # The driver JVM that writes the archive: the option is an argument of its own there, and within
 # spark.driver.extraJavaOptions in the command lines that start it.
 DUMPING_JVM = b"\0-XX:ArchiveClassesAtExit="
+
+
+# Starts a build (a quick stand-in that prints its process id) as a session does, then becomes
+# another program, as `workbench spark-connect` becomes the warm Spark's JVM.
+BUILD_THEN_EXEC = """
+import os, sys
+from pathlib import Path
+from pipeline_lib.settings import Settings
+from pipeline_lib.spark import class_archive
+class_archive.build_command = lambda: [sys.executable, "-c", "import os; print('build', os.getpid())"]
+class_archive.start_build(Settings(data_dir=Path(sys.argv[1])), "test-key")
+os.execv("/bin/sleep", ["sleep", "60"])
+"""
+
+
+def test_a_build_is_not_left_a_zombie_of_the_program_its_starter_became(tmp_path: Path) -> None:
+    starter = subprocess.Popen([sys.executable, "-c", BUILD_THEN_EXEC, str(tmp_path)])
+    log = class_archive.build_log(_settings(tmp_path))
+    try:
+        wait_for(lambda: log.exists() and "build" in log.read_text(), 60, "the build to start")
+        build = int(log.read_text().split()[1])
+        wait_for(lambda: command_line(starter.pid).startswith(b"sleep"), 60, "the starter's exec")
+        wait_for(lambda: not running(build), 60, "the build to end")
+        # The starter, now `sleep`, never reaps a child: the build must not be one.
+        assert build not in children(starter.pid)
+    finally:
+        starter.kill()
+        starter.wait()
