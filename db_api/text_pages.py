@@ -1,43 +1,95 @@
 """Pages of stored BSON turned into Arrow in C, for scans that ask for text columns only.
 
-Raw records are text, and the clean step scans them as text. The general path
-(`scan_pages.encode_page`) decodes each document to a dict and builds Arrow from Python values:
-139 ms for a page of 21,000 raw records, most of a scan's cost in the db-api. pymongoarrow
-(MongoDB's BSON-to-Arrow library) reads the same BSON without Python objects in 31 ms.
+Raw records are text but for the time each was received (a BSON datetime, which the web app and
+the API set), and the clean step scans them as text. The general path (`scan_pages.encode_page`)
+decodes each document to a dict and builds Arrow from Python values: 139 ms for a page of 21,000
+raw records, most of a scan's cost in the db-api. pymongoarrow (MongoDB's BSON-to-Arrow library)
+reads the same BSON without Python objects in 31 ms.
 
-It is strict: a value that is neither text nor null (a number, a document, a date, ...) raises,
-and then the page takes the general path, which writes such values as text (JSON) or refuses
-them. One exception: it reads a NaN double as null, where the general path writes 'NaN'; so a
-page holding the bytes any NaN double holds goes the general path too. Both paths give the same
-batches; only the common all-text page is taken here.
+It is strict: a value that is neither text nor null (a number, a document, ...) raises, and
+then the page takes the general path, which writes such values as text (JSON) or refuses them.
+A field that is a datetime in a page's first document is read as one, and written as text here
+exactly as the general path writes it (ISO 8601 in UTC); a page where it is anything else in
+another document takes the general path. One exception: pymongoarrow reads a NaN double as
+null, where the general path writes 'NaN'; so a page where an asked field is a double goes the
+general path too. Both paths give the same batches; only the common pages are taken here.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
+import bson
 import pyarrow as pa
+import pyarrow.compute as pc
+from bson.errors import BSONError
 from pymongoarrow.context import PyMongoArrowContext
 from pymongoarrow.schema import Schema
 
+from pipeline_lib.wire.bson_codec import MAX_DATETIME_MS, MIN_DATETIME_MS
+
+STAMPS = pa.timestamp("ms")  # how BSON keeps a datetime: milliseconds since the epoch, in UTC
+
 # Every NaN double has its exponent's bits all set: its two high bytes (little-endian, last) are
 # 0xF0-0xFF then 0x7F or 0xFF. Valid UTF-8 never has that pair (0xF5-0xFF never occur, and a
-# lead byte 0xF0-0xF4 is followed by 0x80-0xBF), so in text documents only a length can. Pages
-# with more high bytes than this are not searched (text full of DEL characters, say).
-_MAX_HIGH_BYTES = 1_000
+# lead byte 0xF0-0xF4 is followed by 0x80-0xBF), so in text documents only a length can, and in
+# pages with datetimes their bytes now and then. Past this many high bytes (text full of DEL
+# characters, say) a page is searched for the asked fields as doubles instead (`_holds_double`).
+_MAX_HIGH_BYTES = 20_000
 
 
-def _may_hold_nan(stream: bytes) -> bool:
-    """Whether `stream` has the two bytes that end every NaN double (memchr-speed, bounded)."""
+def _may_hold_nan(stream: bytes, schema: pa.Schema) -> bool:
+    """Whether a document of `stream` may hold one of `schema`'s fields as a NaN double: the two
+    bytes every NaN double ends with, as the last of a double element of such a field (memchr
+    speed; a Python step per 0x7F or 0xFF byte, at most `_MAX_HIGH_BYTES` of them)."""
+    headers = [_double_header(field.name) for field in schema]
     seen = 0
     for high in (0x7F, 0xFF):
         at = stream.find(high, 1)
         while at != -1:
             seen += 1
-            if stream[at - 1] >= 0xF0 or seen > _MAX_HIGH_BYTES:
+            if seen > _MAX_HIGH_BYTES:
+                return _holds_double(stream, schema)
+            # The element: 0x01, the name, a NUL, then the 8 bytes of the value, ending here.
+            if stream[at - 1] >= 0xF0 and any(stream.startswith(h, at - 7 - len(h)) for h in headers):
                 return True
             at = stream.find(high, at + 1)
     return False
+
+
+def _double_header(name: str) -> bytes:
+    """How a double element named `name` starts: type 0x01, the name, a NUL."""
+    return b"\x01" + name.encode() + b"\x00"
+
+
+def _holds_double(stream: bytes, schema: pa.Schema) -> bool:
+    """Whether a document of `stream` may hold one of `schema`'s fields as a double: the bytes that
+    start such an element are in it (or, by chance, inside some text)."""
+    return any(_double_header(field.name) in stream for field in schema)
+
+
+def _datetime_fields(first: bytes, schema: pa.Schema) -> set[str] | None:
+    """The fields of `schema` that are datetimes in the document `first`; None if it cannot be read."""
+    try:
+        doc = bson.decode(first)
+    except (BSONError, ValueError, OverflowError):  # a datetime beyond the years 1 to 9999, say
+        return None
+    return {field.name for field in schema if isinstance(doc.get(field.name), dt.datetime)}
+
+
+def _iso_text(stamps: pa.Array) -> pa.Array | None:
+    """Datetimes as the general path writes them, `datetime.isoformat()` in UTC (microseconds only
+    when there are any; BSON keeps milliseconds); None for one beyond the years 1 to 9999."""
+    millis = stamps.cast(pa.int64())
+    low, high = pc.min_max(millis).values()
+    if low.is_valid and (low.as_py() < MIN_DATETIME_MS or high.as_py() > MAX_DATETIME_MS):
+        return None
+    whole = pc.floor_temporal(stamps, unit="second")
+    text = pc.strftime(whole.cast(pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%S")
+    fraction = pc.subtract(millis, whole.cast(pa.int64()))  # 0 to 999 ms, also before 1970
+    digits = pc.binary_join_element_wise(".", pc.utf8_lpad(fraction.cast(pa.string()), 3, "0"), "000", "")
+    return pc.binary_join_element_wise(text, pc.if_else(pc.equal(fraction, 0), "", digits), "+00:00", "")
 
 
 def takes(schema: pa.Schema | None) -> bool:
@@ -54,13 +106,21 @@ def text_batch(blobs: Sequence[bytes], schema: pa.Schema) -> pa.RecordBatch | No
     """The documents' `schema` columns (which `takes`) as one batch, missing fields and nulls as
     null; None when a value is not text, for the general path to word or refuse."""
     stream = b"".join(blobs)
-    if _may_hold_nan(stream):
+    if _may_hold_nan(stream, schema):
         return None
-    context = PyMongoArrowContext(Schema({field.name: pa.string() for field in schema}))
+    dates = _datetime_fields(blobs[0], schema)
+    if dates is None:
+        return None
+    context = PyMongoArrowContext(
+        Schema({f.name: STAMPS if f.name in dates else pa.string() for f in schema})
+    )
     try:
         context.process_bson_stream(stream)
         table = context.finish()
         columns = [table.column(field.name).combine_chunks() for field in schema]
+        columns = [_iso_text(c) if c.type == STAMPS else c for c in columns]
+        if any(c is None for c in columns):
+            return None
         batch = pa.RecordBatch.from_arrays(columns, schema=schema)
     except (TypeError, ValueError, KeyError, pa.ArrowException):
         return None

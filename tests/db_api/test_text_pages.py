@@ -74,19 +74,75 @@ def test_an_all_text_page_is_built_in_c_and_anything_else_is_left_to_the_general
         assert text_pages.text_batch(page(value), TEXT) is None, value
 
 
+# Datetimes as BSON keeps them (milliseconds), at the edges of the text the general path writes.
+DATETIMES = [
+    dt.datetime(2026, 12, 6, 1, 33, 39, 610000), dt.datetime(2026, 12, 6, 1, 33, 39),
+    dt.datetime(1970, 1, 1), dt.datetime(1969, 12, 31, 23, 59, 59, 999000), dt.datetime(1, 1, 1),
+    dt.datetime(2000, 2, 29, 12, 0, 0, 1000), dt.datetime(9999, 12, 31, 23, 59, 59, 999000), None,
+]  # fmt: skip
+
+
+def received(values: list[object], first: object = dt.datetime(2026, 1, 1)) -> list[bytes]:
+    """A page whose field `b` is `first` in its first document (as `received_at` is in raw), then
+    each of `values`, then missing."""
+    docs = [{"_id": "d0", "a": "x", "b": first}]
+    docs += [{"_id": f"d{i + 1}", "a": "y", "b": value} for i, value in enumerate(values)]
+    docs.append({"_id": "last", "a": "z"})
+    return [bson.encode(doc) for doc in docs]
+
+
+def test_a_page_of_datetimes_is_built_in_c_and_written_as_the_general_path_writes_them() -> None:
+    blobs = received(DATETIMES)
+    assert text_pages.text_batch(blobs, TEXT) is not None
+    got = scanned(blobs, TEXT, as_text=True)
+    assert got.equals(general(blobs, TEXT, as_text=True))
+    assert got.column("b").to_pylist()[1:4] == [
+        "2026-12-06T01:33:39.610000+00:00", "2026-12-06T01:33:39+00:00", "1970-01-01T00:00:00+00:00"
+    ]  # fmt: skip
+    rng = random.Random(11)
+    some = [bson_codec.MIN_DATETIME_MS, bson_codec.MAX_DATETIME_MS, -1, 0, 999, -1000]
+    some += [rng.randrange(bson_codec.MIN_DATETIME_MS, bson_codec.MAX_DATETIME_MS) for _ in range(3_000)]
+    blobs = received([bson.DatetimeMS(ms) for ms in some])
+    assert text_pages.text_batch(blobs, TEXT) is not None
+    assert scanned(blobs, TEXT, as_text=True).equals(general(blobs, TEXT, as_text=True))
+
+
+@pytest.mark.parametrize(
+    "value", ["text", 1, 1.5, float("nan"), True, {"x": 1}, bson.DatetimeMS(bson_codec.MAX_DATETIME_MS + 1)]
+)
+def test_a_datetime_field_holding_anything_else_takes_the_general_path(value: object) -> None:
+    assert text_pages.text_batch(received([value]), TEXT) is None
+    for blobs in (received([value]), received([], first=value)):  # also where the first is not one
+        try:
+            expected = general(blobs, TEXT, as_text=True)
+        except Exception as exc:  # the general path refuses it: so must the scan
+            with pytest.raises(type(exc)):
+                scanned(blobs, TEXT, as_text=True)
+            continue
+        assert scanned(blobs, TEXT, as_text=True).equals(expected)
+
+
 def test_every_nan_double_is_found_whatever_its_payload() -> None:
     rng = random.Random(7)
     for _ in range(2_000):
         bits = (0x7FF << 52) | rng.randrange(1, 1 << 52) | (rng.randrange(2) << 63)
         value = struct.unpack("<d", struct.pack("<Q", bits))[0]
         assert math.isnan(value)
-        assert text_pages._may_hold_nan(bson.encode({"_id": "n", "a": value}))
-    assert not text_pages._may_hold_nan(b"".join(page("text")))
+        assert text_pages._may_hold_nan(bson.encode({"_id": "n", "a": value}), TEXT)
+    assert not text_pages._may_hold_nan(b"".join(page("text")), TEXT)
+    # A NaN in a field the scan does not ask for is not read: the page is still built in C.
+    unasked = [*page("text"), bson.encode({"_id": "t4", "a": "w", "c": float("nan")})]
+    assert not text_pages._may_hold_nan(b"".join(unasked), TEXT)
+    assert text_pages.text_batch(unasked, TEXT) is not None
 
 
 def test_a_page_full_of_high_bytes_is_not_searched_byte_by_byte() -> None:
     blobs = [bson.encode({"_id": f"d{i}", "a": "\x7f" * 5_000}) for i in range(200)]
-    assert text_pages._may_hold_nan(b"".join(blobs))  # too many to look at: the general path
+    # Too many to look at one by one: the page is searched for the asked fields as doubles.
+    assert not text_pages._may_hold_nan(b"".join(blobs), TEXT)
+    assert scanned(blobs, TEXT, as_text=True).equals(general(blobs, TEXT, as_text=True))
+    blobs.append(bson.encode({"_id": "nan", "b": float("nan")}))
+    assert text_pages._may_hold_nan(b"".join(blobs), TEXT)
     assert scanned(blobs, TEXT, as_text=True).equals(general(blobs, TEXT, as_text=True))
 
 
