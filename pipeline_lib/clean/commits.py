@@ -1,9 +1,11 @@
-"""One atomic CommitClean of a chunk of a clean's output, as both engines commit it, and the
-wait for a commit running beside the clean."""
+"""One atomic CommitClean of a chunk of a clean's output, as both engines commit it, a sequence
+of them pipelined, and the wait for a commit running beside the clean."""
 
 from __future__ import annotations
 
-from concurrent.futures import Future, wait
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Literal
 
 import pyarrow as pa
@@ -25,6 +27,42 @@ def commit_chunk(client: DbApiClient, chunk: pa.Table, part: Part) -> int:
     if part == "quarantine":
         return client.commit_clean(None, chunk, ids).raw_deleted
     return client.commit_clean(None, None, ids).raw_deleted
+
+
+# CommitClean calls in flight at once: while the db-api writes one chunk to the store, it reads
+# and encodes the next (the store's write runs without the GIL), and the caller prepares the one
+# after. 1,000,000 dirty records with pandas, one run each: write 15.9 s one call at a time,
+# 14.7 s with the next chunk converted meanwhile, 12.8 s with two in flight.
+COMMITS_IN_FLIGHT = 2
+
+
+def commit_each(client: DbApiClient, chunks: Iterable[tuple[pa.Table, Part]]) -> Iterator[int]:
+    """Commit each chunk as its part, up to COMMITS_IN_FLIGHT calls at once, yielding the raw
+    records each call deleted, in the chunks' order. Each call is atomic and the chunks share no
+    record, so their order does not matter. The first failed call (in the chunks' order) is raised
+    at once, an interrupt too; a call started beside it may still commit. What was committed stays
+    committed, and a rerun cleans the rest."""
+    sender = ThreadPoolExecutor(COMMITS_IN_FLIGHT, thread_name_prefix="commit")
+    in_flight: deque[Future[int]] = deque()
+    try:
+        for chunk, part in chunks:
+            while len(in_flight) >= COMMITS_IN_FLIGHT:
+                yield _first_done(in_flight)
+            in_flight.append(sender.submit(commit_chunk, client, chunk, part))
+        while in_flight:
+            yield _first_done(in_flight)
+    finally:
+        # On an error, an interrupt or a caller that stopped early, not waiting for the call still
+        # in flight: it ends on its own.
+        sender.shutdown(wait=not in_flight, cancel_futures=True)
+
+
+def _first_done(in_flight: deque[Future[int]]) -> int:
+    """The first call's raw records deleted, once it ends; it leaves `in_flight` only then, so a
+    call interrupted while waited for still counts as in flight."""
+    deleted = committed(in_flight[0])
+    in_flight.popleft()
+    return deleted
 
 
 def committed(call: Future[int]) -> int:

@@ -14,6 +14,7 @@ small row per committed batch and one per summary line.
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,13 +26,13 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from pipeline_lib.clean import pandas_job, rules, spark_engine
-from pipeline_lib.clean.commits import Part, commit_chunk, committed
+from pipeline_lib.clean.commits import COMMITS_IN_FLIGHT, Part, commit_each, committed
 from pipeline_lib.clean.report import COUNTS, CleanReport
 from pipeline_lib.clean.summaries import spark_changes_summary, spark_reasons_summary
 from pipeline_lib.client.core import Endpoint
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.collections import RAW, SCHOOLS
-from pipeline_lib.spark.source import read
+from pipeline_lib.spark.source import default_partitions, read
 from pipeline_lib.wire.requests import Fence
 
 RAW_SCHEMA = StructType([StructField(name, StringType()) for name in (*rules.META, *rules.FIELD_NAMES)])
@@ -123,28 +124,31 @@ class Committer:
 
     def commit(self, df: DataFrame, part: Part) -> int:
         """Commit `df` as `part` (records of `cleaned` or `quarantine`, or raw ids to delete):
-        the raw records deleted."""
-        committed = df.mapInArrow(functools.partial(self.commit_partition, part=part), COMMITTED)
+        the raw records deleted.
+
+        In one task per two task slots: each task keeps COMMITS_IN_FLIGHT calls in flight, which
+        keeps the db-api as busy as a task per slot did, and the other slots find the resubmissions
+        and build the report meanwhile (with every slot committing, they waited for the commits)."""
+        tasks = max(1, default_partitions(df.sparkSession) // COMMITS_IN_FLIGHT)
+        commit = functools.partial(self.commit_partition, part=part)
+        committed = df.coalesce(tasks).mapInArrow(commit, COMMITTED)
         total = committed.agg(F.sum("raw_deleted")).first()
         return int(total[0] or 0) if total is not None else 0
 
     def commit_partition(self, batches: Iterator[pa.RecordBatch], part: Part) -> Iterator[pa.RecordBatch]:
-        """On an executor: one Spark partition, one client, one CommitClean per chunk."""
-        client: DbApiClient | None = None  # opened with the first rows: empty partitions call nothing
+        """On an executor: one Spark partition, one client, one CommitClean per chunk, pipelined."""
+        chunks = _chunks(batches, self.batch_size)
+        first = next(chunks, None)
+        if first is None:
+            return  # an empty partition calls nothing
+        client = DbApiClient.for_endpoint(
+            self.endpoint, fence=self.fence, timeout=self.timeout, stream_timeout=self.stream_timeout
+        )
         try:
-            for chunk in _chunks(batches, self.batch_size):
-                if client is None:
-                    client = DbApiClient.for_endpoint(
-                        self.endpoint,
-                        fence=self.fence,
-                        timeout=self.timeout,
-                        stream_timeout=self.stream_timeout,
-                    )
-                deleted = commit_chunk(client, chunk, part)
+            for deleted in commit_each(client, ((chunk, part) for chunk in itertools.chain([first], chunks))):
                 yield pa.record_batch({"raw_deleted": [deleted]})
         finally:
-            if client is not None:
-                client.close()
+            client.close()
 
 
 def _chunks(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:

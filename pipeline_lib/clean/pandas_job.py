@@ -12,15 +12,13 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
 import pyarrow as pa
 
 from pipeline_lib.clean import pandas_engine, rules
-from pipeline_lib.clean.commits import Part, commit_chunk, committed
+from pipeline_lib.clean.commits import Part, commit_each
 from pipeline_lib.clean.report import CleanReport
 from pipeline_lib.clean.summaries import changes_summary, reasons_summary
 from pipeline_lib.client.sync import DbApiClient
@@ -120,34 +118,11 @@ def run_clean_pandas(
     return report
 
 
-# CommitClean calls in flight at once: while the db-api writes one chunk to the store, it reads
-# and encodes the next (the store's write runs without the GIL), and this process turns the one
-# after into Arrow. 1,000,000 dirty records, one run each: write 15.9 s one call at a time, 14.7 s
-# with the next chunk converted meanwhile, 12.8 s with two in flight.
-COMMITS_IN_FLIGHT = 2
-
-
 def commit_pipelined(client: DbApiClient, parts: list[tuple[pd.DataFrame, Part]], size: int) -> int:
-    """Commit each part's chunks of at most `size` rows, up to COMMITS_IN_FLIGHT calls at once:
-    the raw records deleted. Each call is atomic and the chunks share no record, so their order
-    does not matter. The first failed call (in the chunks' order) is raised at once, an interrupt
-    too; a call started beside it may still commit. What was committed stays committed, and a
-    rerun cleans the rest."""
-    deleted = 0
-    sender = ThreadPoolExecutor(COMMITS_IN_FLIGHT, thread_name_prefix="commit")
-    in_flight: deque[Future[int]] = deque()
-    try:
-        for frame, part in parts:
-            for chunk in _chunks(frame, size):
-                while len(in_flight) >= COMMITS_IN_FLIGHT:
-                    deleted += committed(in_flight.popleft())
-                in_flight.append(sender.submit(commit_chunk, client, chunk, part))
-        while in_flight:
-            deleted += committed(in_flight.popleft())
-    finally:
-        # On an error or an interrupt, not waiting for the call still in flight: it ends on its own.
-        sender.shutdown(wait=not in_flight, cancel_futures=True)
-    return deleted
+    """Commit each part's chunks of at most `size` rows, pipelined (`commits.commit_each`): the
+    raw records deleted."""
+    chunks = ((chunk, part) for frame, part in parts for chunk in _chunks(frame, size))
+    return sum(commit_each(client, chunks))
 
 
 def _chunks(frame: pd.DataFrame, size: int) -> Iterator[pa.Table]:

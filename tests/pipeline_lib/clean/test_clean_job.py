@@ -79,6 +79,31 @@ def test_a_dry_run_commits_nothing_and_reports_the_same(spark, sqlite_client: Db
     pd.testing.assert_frame_equal(report.changes, changes)
 
 
+def test_a_commit_takes_half_the_task_slots_and_commits_every_chunk(
+    spark, sqlite_client: DbApiClient
+) -> None:
+    """Each commit task keeps two calls in flight, so half the slots keep the db-api as busy as all
+    of them would; the other half are left to the report's jobs, which run beside the commit."""
+    from pipeline_lib.clean.job import Committer
+
+    ids = [f"r{i:04d}" for i in range(1_000)]
+    raw = pd.DataFrame({"submission_id": ids, "v": ["x"] * len(ids)})
+    sqlite_client.write("raw", raw, key="submission_id")
+    context = spark.sparkContext
+    frame = spark.createDataFrame(context.parallelize([(i,) for i in ids], 4), "submission_id string")
+    context.setJobGroup("commit-under-test", "the commit")
+    try:
+        deleted = Committer.of(sqlite_client, batch_size=33).commit(frame, "raw_ids")
+    finally:
+        context.setJobGroup("", "")
+    tracker = context.statusTracker()
+    jobs = [tracker.getJobInfo(job) for job in tracker.getJobIdsForGroup("commit-under-test")]
+    stages = [tracker.getStageInfo(stage) for job in jobs if job for stage in job.stageIds]
+    tasks = [stage.numTasks for stage in stages if stage]
+    assert tasks and max(tasks) == context.defaultParallelism // 2
+    assert deleted == len(ids) and sqlite_client.count("raw") == 0
+
+
 # A Spark of its own (one per process): results sent to its driver may total 1 MB, less than the
 # cleaned records of this run would take as Arrow.
 _SMALL_DRIVER_RUN = """

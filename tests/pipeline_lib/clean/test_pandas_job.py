@@ -11,7 +11,7 @@ import time
 import pandas as pd
 import pytest
 
-from pipeline_lib.clean import pandas_job
+from pipeline_lib.clean import commits, pandas_job
 from pipeline_lib.clean.pandas_job import commit_pipelined, cyclic_collector_paused
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.wire.requests import DbApiCallError
@@ -69,13 +69,15 @@ def test_a_failed_commit_is_raised_and_the_chunks_before_it_stay_committed(
     assert len(stored) <= 9  # at most the one chunk in flight beside it
 
 
+@pytest.mark.parametrize("chunks", [1, 2])
 @pytest.mark.parametrize("on_thread", ["main", "other"])
 def test_an_interrupt_is_raised_without_waiting_for_the_call_in_flight(
-    on_thread: str, monkeypatch: pytest.MonkeyPatch
+    on_thread: str, chunks: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ctrl-C in a notebook stops the clean at once; the call in flight ends on its own. The
-    kernel's signal may land on any of its threads (then the handler waits for the main thread
-    to run Python): here on the main thread, or on the commit thread itself."""
+    """Ctrl-C in a notebook stops the clean at once; the call in flight ends on its own, also when
+    it is the only one (the one being waited for). The kernel's signal may land on any of its
+    threads (then the handler waits for the main thread to run Python): here on the main thread,
+    or on the commit thread itself."""
     release, started, finished = threading.Event(), threading.Event(), threading.Event()
 
     def slow_commit(client: object, chunk: object, part: str) -> int:
@@ -90,13 +92,13 @@ def test_an_interrupt_is_raised_without_waiting_for_the_call_in_flight(
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pandas_job, "commit_chunk", slow_commit)
+    monkeypatch.setattr(commits, "commit_chunk", slow_commit)
     previous = signal.signal(signal.SIGALRM, interrupt)
     try:
         if on_thread == "main":
             signal.setitimer(signal.ITIMER_REAL, 0.3)
         with pytest.raises(KeyboardInterrupt):
-            commit_pipelined(None, [(_raw(2), "raw_ids")], size=1)  # type: ignore[arg-type]
+            commit_pipelined(None, [(_raw(chunks), "raw_ids")], size=1)  # type: ignore[arg-type]
         assert started.is_set() and not finished.is_set()  # raised while the call was still running
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
