@@ -83,13 +83,14 @@ def encode_page(blobs: Sequence[bytes], fmt: PageFormat) -> list[tuple[bytes, in
 
 
 def _text_page(blobs: Sequence[bytes], fmt: PageFormat, schema: pa.Schema | None) -> bytes | None:
-    """The page as one IPC stream built in C (`text_pages`), when the scan wants text columns
-    only, filters nothing, and the page is all text and fits one batch; else None."""
-    if not blobs or fmt.conditions or schema is None or not text_pages.takes(schema):
+    """The page as one IPC stream built in C (`text_pages`), when the scan wants text, boolean and
+    double columns only, filters nothing, and the page holds those types and fits one batch; else
+    None."""
+    if not blobs or fmt.conditions or schema is None or not text_pages.takes(schema, fmt.as_text):
         return None
     if len(blobs) * len(schema) > MAX_CELLS_PER_BATCH:
         return None
-    batch = text_pages.text_batch(blobs, schema)
+    batch = text_pages.text_batch(blobs, schema, fmt.as_text)
     if batch is None:
         return None
     ipc = arrow_codec.table_to_ipc(batch)

@@ -1,5 +1,5 @@
-"""Text scans built in C (`db_api.text_pages`) give exactly what the general path gives, for
-every kind of stored value; pages that are not all text take the general path."""
+"""Text and typed scans built in C (`db_api.text_pages`) give exactly what the general path gives,
+for every kind of stored value; pages holding other types take the general path."""
 
 from __future__ import annotations
 
@@ -155,6 +155,95 @@ def test_schemas_it_does_not_take() -> None:
     nested = [bson.encode({"_id": "n", "a": {"b": "inner"}, "a.b": "flat"})]
     dotted = pa.schema([("_id", pa.string()), ("a.b", pa.string())])
     assert scanned(nested, dotted, as_text=True).equals(general(nested, dotted, as_text=True))
+
+
+# What the process step asks of `cleaned`: text, a boolean and doubles.
+TYPED = pa.schema([("_id", pa.string()), ("a", pa.float64()), ("b", pa.bool_()), ("c", pa.string())])
+
+
+def typed_page(column: str, value: object) -> list[bytes]:
+    docs = [
+        {"_id": "t1", "a": 1.5, "b": True, "c": "x"},
+        {"_id": "t2", "a": 2, "b": False, "c": "y", column: value},
+        {"_id": "t3"},
+    ]
+    return [bson.encode(doc) for doc in docs]
+
+
+def assert_typed_as_the_general_path(blobs: list[bytes]) -> None:
+    """A typed scan gives what the general path gives (NaN and -0.0 told apart), or refuses what
+    it refuses."""
+    try:
+        expected = general(blobs, TYPED, as_text=False)
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            scanned(blobs, TYPED, as_text=False)
+        return
+    got = scanned(blobs, TYPED, as_text=False)
+    assert got.schema == expected.schema and repr(got.to_pylist()) == repr(expected.to_pylist())
+
+
+@pytest.mark.parametrize("value", VALUES, ids=lambda v: repr(v)[:20])
+@pytest.mark.parametrize("column", ["a", "b", "c"])
+def test_every_stored_value_in_a_typed_column_scans_as_the_general_path_scans_it(
+    value: object, column: str
+) -> None:
+    assert_typed_as_the_general_path(typed_page(column, value))
+
+
+def test_a_page_of_cleaned_records_is_built_in_c() -> None:
+    rng = random.Random(5)
+    values = [None, 0, -3, 2**31 - 1, 0.1, -0.0, 1e300, -2.5e-310, True, False]
+    docs = [
+        {"_id": f"s{i}", "a": rng.choice(values), "b": rng.choice([True, False, None]), "c": f"x{i}"}
+        for i in range(3_000)
+    ]
+    for doc in docs[::7]:
+        del doc["b"]
+    blobs = [bson.encode(doc) for doc in docs]
+    assert text_pages.text_batch(blobs, TYPED, as_text=False) is not None
+    assert_typed_as_the_general_path(blobs)
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("a", Int64(5)), ("a", Int64(2**60)), ("a", float("nan")), ("a", float("inf")), ("a", "1.5"),
+        ("b", 1), ("b", float("nan")), ("b", "true"), ("c", dt.datetime(2020, 1, 1)), ("c", 1),
+    ],
+)  # fmt: skip
+def test_a_typed_value_pymongoarrow_would_read_otherwise_takes_the_general_path(
+    column: str, value: object
+) -> None:
+    """A 64-bit integer or a NaN in a double column (pymongoarrow rounds one, nulls the other), a
+    NaN in a boolean one, or a value of another type; a datetime in a text column is cast by the
+    general path in a typed scan, not written as ISO text."""
+    assert text_pages.text_batch(typed_page(column, value), TYPED, as_text=False) is None
+    assert_typed_as_the_general_path(typed_page(column, value))
+
+
+@pytest.mark.parametrize(("schema", "field"), [(TEXT, "b"), (TYPED, "c")], ids=["text", "typed"])
+def test_datetimes_in_a_scan_that_is_not_a_text_scan_are_cast_by_the_general_path(
+    schema: pa.Schema, field: str
+) -> None:
+    """Only a text scan writes datetimes as ISO text; another casts them as Arrow does, so a page
+    with one goes the general path even where the first document holds it."""
+    blobs = [bson.encode({"_id": f"t{i}", field: dt.datetime(2020, 1, 1, i)}) for i in range(3)]
+    assert text_pages.text_batch(blobs, schema, as_text=False) is None
+    expected = general(blobs, schema, as_text=False)
+    assert repr(scanned(blobs, schema, as_text=False).to_pylist()) == repr(expected.to_pylist())
+
+
+def test_a_text_scan_takes_text_columns_only() -> None:
+    """A text scan turns every value into text before casting it to the column's type: a double
+    column there is the general path's."""
+    assert text_pages.takes(TYPED, as_text=False)
+    assert not text_pages.takes(TYPED, as_text=True)
+    blobs = typed_page("a", True)
+    assert_typed_as_the_general_path(blobs)
+    fmt = PageFormat(as_text=True, schema_ipc=TYPED.serialize().to_pybytes())
+    with pytest.raises(Exception, match="true"):
+        encode_page(blobs, fmt)  # 'true' is no double: refused, as the general path refuses it
 
 
 def test_a_page_too_large_for_one_batch_is_split_by_the_general_path() -> None:
