@@ -95,7 +95,7 @@ def test_a_commit_takes_half_the_task_slots_and_commits_every_chunk(
     try:
         deleted = Committer.of(sqlite_client, batch_size=33).commit(frame, "raw_ids")
     finally:
-        context.setJobGroup("", "")
+        context.setLocalProperty("spark.jobGroup.id", None)  # None removes it
     tracker = context.statusTracker()
     jobs = [tracker.getJobInfo(job) for job in tracker.getJobIdsForGroup("commit-under-test")]
     stages = [tracker.getStageInfo(stage) for job in jobs if job for stage in job.stageIds]
