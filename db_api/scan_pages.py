@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from db_api import text_pages
+from db_api import c_pages
 from db_api.filters import Condition, matches
 from pipeline_lib.parent_watch import on_parent_exit
 from pipeline_lib.wire import arrow_codec, bson_codec
@@ -71,9 +71,9 @@ def encode_page(blobs: Sequence[bytes], fmt: PageFormat) -> list[tuple[bytes, in
     stream, or several where the page's columns times rows would pass MAX_CELLS_PER_BATCH or its
     IPC `fmt.max_ipc_bytes`."""
     schema = arrow_codec.schema_from_bytes(fmt.schema_ipc) if fmt.schema_ipc else None
-    text = _text_page(blobs, fmt, schema)
-    if text is not None:
-        return [(text, len(blobs))]
+    built = _c_page(blobs, fmt, schema)
+    if built is not None:
+        return [(built, len(blobs))]
     docs = decode_matching(blobs, fmt.conditions)
     fixed = len(schema) if schema is not None else len(fmt.columns) + 1 if fmt.columns else 0
     encoded = []
@@ -82,15 +82,15 @@ def encode_page(blobs: Sequence[bytes], fmt: PageFormat) -> list[tuple[bytes, in
     return encoded
 
 
-def _text_page(blobs: Sequence[bytes], fmt: PageFormat, schema: pa.Schema | None) -> bytes | None:
-    """The page as one IPC stream built in C (`text_pages`), when the scan wants text, boolean and
+def _c_page(blobs: Sequence[bytes], fmt: PageFormat, schema: pa.Schema | None) -> bytes | None:
+    """The page as one IPC stream built in C (`c_pages`), when the scan wants text, boolean and
     double columns only, filters nothing, and the page holds those types and fits one batch; else
     None."""
-    if not blobs or fmt.conditions or schema is None or not text_pages.takes(schema, fmt.as_text):
+    if not blobs or fmt.conditions or schema is None or not c_pages.takes(schema, fmt.as_text):
         return None
     if len(blobs) * len(schema) > MAX_CELLS_PER_BATCH:
         return None
-    batch = text_pages.text_batch(blobs, schema, fmt.as_text)
+    batch = c_pages.c_batch(blobs, schema, fmt.as_text)
     if batch is None:
         return None
     ipc = arrow_codec.table_to_ipc(batch)
@@ -165,7 +165,7 @@ def _warm_up() -> None:
     blobs = [bson_codec.encode(_SAMPLE)]
     encode_page(blobs, PageFormat())
     encode_page(blobs, PageFormat(as_text=True))
-    text = pa.schema([("_id", pa.string()), ("text", pa.string())])  # and pymongoarrow's (text_pages)
+    text = pa.schema([("_id", pa.string()), ("text", pa.string())])  # and pymongoarrow's (c_pages)
     encode_page(blobs[:1], PageFormat(schema_ipc=text.serialize().to_pybytes()))
 
 

@@ -115,7 +115,7 @@ def takes(schema: pa.Schema | None, as_text: bool = True) -> bool:
     return all(field.type in types and "." not in field.name and "[" not in field.name for field in schema)
 
 
-def text_batch(blobs: Sequence[bytes], schema: pa.Schema, as_text: bool = True) -> pa.RecordBatch | None:
+def c_batch(blobs: Sequence[bytes], schema: pa.Schema, as_text: bool = True) -> pa.RecordBatch | None:
     """The documents' `schema` columns (which `takes`) as one batch, missing fields and nulls as
     null; None when a value is not of its column's type, for the general path to convert, word or
     refuse. `as_text`: the scan writes datetimes in text columns as text (the general path casts

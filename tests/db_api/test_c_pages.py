@@ -1,4 +1,4 @@
-"""Text and typed scans built in C (`db_api.text_pages`) give exactly what the general path gives,
+"""Text and typed scans built in C (`db_api.c_pages`) give exactly what the general path gives,
 for every kind of stored value; pages holding other types take the general path."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 from bson import Binary, Code, Decimal128, Int64, ObjectId, Regex
 
-from db_api import text_pages
+from db_api import c_pages
 from db_api.scan_pages import MAX_CELLS_PER_BATCH, PageFormat, encode_page
 from db_api.server import start_server
 from db_api.store.sqlite import SqliteStore
@@ -72,10 +72,10 @@ def test_every_stored_value_scans_as_the_general_path_scans_it(value: object, as
 
 
 def test_an_all_text_page_is_built_in_c_and_anything_else_is_left_to_the_general_path() -> None:
-    assert text_pages.text_batch(page("text"), TEXT) is not None
-    assert text_pages.text_batch(page(None, missing_b=True), TEXT) is not None
+    assert c_pages.c_batch(page("text"), TEXT) is not None
+    assert c_pages.c_batch(page(None, missing_b=True), TEXT) is not None
     for value in (1, 1.5, float("nan"), float("inf"), True, {"b": "x"}, ["x"], b"x", dt.datetime(2020, 1, 1)):
-        assert text_pages.text_batch(page(value), TEXT) is None, value
+        assert c_pages.c_batch(page(value), TEXT) is None, value
 
 
 # Datetimes as BSON keeps them (milliseconds), at the edges of the text the general path writes.
@@ -97,7 +97,7 @@ def received(values: list[object], first: object = dt.datetime(2026, 1, 1)) -> l
 
 def test_a_page_of_datetimes_is_built_in_c_and_written_as_the_general_path_writes_them() -> None:
     blobs = received(DATETIMES)
-    assert text_pages.text_batch(blobs, TEXT) is not None
+    assert c_pages.c_batch(blobs, TEXT) is not None
     got = scanned(blobs, TEXT, as_text=True)
     assert got.equals(general(blobs, TEXT, as_text=True))
     assert got.column("b").to_pylist()[1:4] == [
@@ -107,7 +107,7 @@ def test_a_page_of_datetimes_is_built_in_c_and_written_as_the_general_path_write
     some = [bson_codec.MIN_DATETIME_MS, bson_codec.MAX_DATETIME_MS, -1, 0, 999, -1000]
     some += [rng.randrange(bson_codec.MIN_DATETIME_MS, bson_codec.MAX_DATETIME_MS) for _ in range(3_000)]
     blobs = received([bson.DatetimeMS(ms) for ms in some])
-    assert text_pages.text_batch(blobs, TEXT) is not None
+    assert c_pages.c_batch(blobs, TEXT) is not None
     assert scanned(blobs, TEXT, as_text=True).equals(general(blobs, TEXT, as_text=True))
 
 
@@ -115,7 +115,7 @@ def test_a_page_of_datetimes_is_built_in_c_and_written_as_the_general_path_write
     "value", ["text", 1, 1.5, float("nan"), True, {"x": 1}, bson.DatetimeMS(bson_codec.MAX_DATETIME_MS + 1)]
 )
 def test_a_datetime_field_holding_anything_else_takes_the_general_path(value: object) -> None:
-    assert text_pages.text_batch(received([value]), TEXT) is None
+    assert c_pages.c_batch(received([value]), TEXT) is None
     assert_scans_as_the_general_path(received([value]))
     assert_scans_as_the_general_path(received([], first=value))  # also where the first is not one
 
@@ -126,32 +126,32 @@ def test_every_nan_double_is_found_whatever_its_payload() -> None:
         bits = (0x7FF << 52) | rng.randrange(1, 1 << 52) | (rng.randrange(2) << 63)
         value = struct.unpack("<d", struct.pack("<Q", bits))[0]
         assert math.isnan(value)
-        assert text_pages._may_hold_nan(bson.encode({"_id": "n", "a": value}), TEXT)
-    assert not text_pages._may_hold_nan(b"".join(page("text")), TEXT)
+        assert c_pages._may_hold_nan(bson.encode({"_id": "n", "a": value}), TEXT)
+    assert not c_pages._may_hold_nan(b"".join(page("text")), TEXT)
     # A NaN in a field the scan does not ask for is not read: the page is still built in C.
     unasked = [*page("text"), bson.encode({"_id": "t4", "a": "w", "c": float("nan")})]
-    assert not text_pages._may_hold_nan(b"".join(unasked), TEXT)
-    assert text_pages.text_batch(unasked, TEXT) is not None
+    assert not c_pages._may_hold_nan(b"".join(unasked), TEXT)
+    assert c_pages.c_batch(unasked, TEXT) is not None
 
 
 def test_a_page_full_of_high_bytes_is_not_searched_byte_by_byte() -> None:
     blobs = [bson.encode({"_id": f"d{i}", "a": "\x7f" * 5_000}) for i in range(200)]
     # Too many to look at one by one: the page is searched for the asked fields as doubles.
-    assert not text_pages._may_hold_nan(b"".join(blobs), TEXT)
+    assert not c_pages._may_hold_nan(b"".join(blobs), TEXT)
     assert scanned(blobs, TEXT, as_text=True).equals(general(blobs, TEXT, as_text=True))
     blobs.append(bson.encode({"_id": "nan", "b": float("nan")}))
-    assert text_pages._may_hold_nan(b"".join(blobs), TEXT)
+    assert c_pages._may_hold_nan(b"".join(blobs), TEXT)
     assert scanned(blobs, TEXT, as_text=True).equals(general(blobs, TEXT, as_text=True))
 
 
 def test_schemas_it_does_not_take() -> None:
-    assert not text_pages.takes(None)
-    assert not text_pages.takes(pa.schema([]))
-    assert not text_pages.takes(pa.schema([("a", pa.int64())]))
-    assert not text_pages.takes(pa.schema([("a", pa.large_string())]))
-    assert not text_pages.takes(pa.schema([("a.b", pa.string())]))  # a path into a document there
-    assert not text_pages.takes(pa.schema([("a[]", pa.string())]))
-    assert text_pages.takes(TEXT)
+    assert not c_pages.takes(None)
+    assert not c_pages.takes(pa.schema([]))
+    assert not c_pages.takes(pa.schema([("a", pa.int64())]))
+    assert not c_pages.takes(pa.schema([("a", pa.large_string())]))
+    assert not c_pages.takes(pa.schema([("a.b", pa.string())]))  # a path into a document there
+    assert not c_pages.takes(pa.schema([("a[]", pa.string())]))
+    assert c_pages.takes(TEXT)
     nested = [bson.encode({"_id": "n", "a": {"b": "inner"}, "a.b": "flat"})]
     dotted = pa.schema([("_id", pa.string()), ("a.b", pa.string())])
     assert scanned(nested, dotted, as_text=True).equals(general(nested, dotted, as_text=True))
@@ -201,7 +201,7 @@ def test_a_page_of_cleaned_records_is_built_in_c() -> None:
     for doc in docs[::7]:
         del doc["b"]
     blobs = [bson.encode(doc) for doc in docs]
-    assert text_pages.text_batch(blobs, TYPED, as_text=False) is not None
+    assert c_pages.c_batch(blobs, TYPED, as_text=False) is not None
     assert_typed_as_the_general_path(blobs)
 
 
@@ -218,7 +218,7 @@ def test_a_typed_value_pymongoarrow_would_read_otherwise_takes_the_general_path(
     """A 64-bit integer or a NaN in a double column (pymongoarrow rounds one, nulls the other), a
     NaN in a boolean one, or a value of another type; a datetime in a text column is cast by the
     general path in a typed scan, not written as ISO text."""
-    assert text_pages.text_batch(typed_page(column, value), TYPED, as_text=False) is None
+    assert c_pages.c_batch(typed_page(column, value), TYPED, as_text=False) is None
     assert_typed_as_the_general_path(typed_page(column, value))
 
 
@@ -229,7 +229,7 @@ def test_datetimes_in_a_scan_that_is_not_a_text_scan_are_cast_by_the_general_pat
     """Only a text scan writes datetimes as ISO text; another casts them as Arrow does, so a page
     with one goes the general path even where the first document holds it."""
     blobs = [bson.encode({"_id": f"t{i}", field: dt.datetime(2020, 1, 1, i)}) for i in range(3)]
-    assert text_pages.text_batch(blobs, schema, as_text=False) is None
+    assert c_pages.c_batch(blobs, schema, as_text=False) is None
     expected = general(blobs, schema, as_text=False)
     assert repr(scanned(blobs, schema, as_text=False).to_pylist()) == repr(expected.to_pylist())
 
@@ -237,8 +237,8 @@ def test_datetimes_in_a_scan_that_is_not_a_text_scan_are_cast_by_the_general_pat
 def test_a_text_scan_takes_text_columns_only() -> None:
     """A text scan turns every value into text before casting it to the column's type: a double
     column there is the general path's."""
-    assert text_pages.takes(TYPED, as_text=False)
-    assert not text_pages.takes(TYPED, as_text=True)
+    assert c_pages.takes(TYPED, as_text=False)
+    assert not c_pages.takes(TYPED, as_text=True)
     blobs = typed_page("a", True)
     assert_typed_as_the_general_path(blobs)
     fmt = PageFormat(as_text=True, schema_ipc=TYPED.serialize().to_pybytes())
