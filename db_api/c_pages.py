@@ -22,7 +22,7 @@ general path too. Both paths give the same batches; only the common pages are ta
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import bson
 import pyarrow as pa
@@ -40,22 +40,23 @@ TYPES = (pa.string(), pa.bool_(), pa.float64())  # the column types read here
 # 0xF0-0xFF then 0x7F or 0xFF. Valid UTF-8 never has that pair (0xF5-0xFF never occur, and a
 # lead byte 0xF0-0xF4 is followed by 0x80-0xBF), so in text documents only a length can, and in
 # pages with datetimes their bytes now and then. Past this many high bytes (text full of DEL
-# characters, say) a page is searched for the asked fields as doubles instead (`_holds_double`).
+# characters, say) a page is searched for the asked fields as doubles instead (`_holds`).
 _MAX_HIGH_BYTES = 20_000
+_DOUBLE, _INT64 = b"\x01", b"\x12"  # the BSON type bytes that start such elements
 
 
 def _may_hold_nan(stream: bytes, schema: pa.Schema) -> bool:
     """Whether a document of `stream` may hold one of `schema`'s fields as a NaN double: the two
     bytes every NaN double ends with, as the last of a double element of such a field (memchr
     speed; a Python step per 0x7F or 0xFF byte, at most `_MAX_HIGH_BYTES` of them)."""
-    headers = [_double_header(field.name) for field in schema]
+    headers = [_header(_DOUBLE, field.name) for field in schema]
     seen = 0
     for high in (0x7F, 0xFF):
         at = stream.find(high, 1)
         while at != -1:
             seen += 1
             if seen > _MAX_HIGH_BYTES:
-                return _holds_double(stream, schema)
+                return _holds(stream, _DOUBLE, schema)
             # The element: 0x01, the name, a NUL, then the 8 bytes of the value, ending here.
             if stream[at - 1] >= 0xF0 and any(stream.startswith(h, at - 7 - len(h)) for h in headers):
                 return True
@@ -63,22 +64,15 @@ def _may_hold_nan(stream: bytes, schema: pa.Schema) -> bool:
     return False
 
 
-def _double_header(name: str) -> bytes:
-    """How a double element named `name` starts: type 0x01, the name, a NUL."""
-    return b"\x01" + name.encode() + b"\x00"
+def _header(kind: bytes, name: str) -> bytes:
+    """How an element of BSON type `kind` named `name` starts: the type byte, the name, a NUL."""
+    return kind + name.encode() + b"\x00"
 
 
-def _holds_int64(stream: bytes, schema: pa.Schema) -> bool:
-    """Whether a document of `stream` may hold one of `schema`'s double fields as a 64-bit integer
-    (type 0x12): pymongoarrow rounds one a double cannot hold, where the general path refuses it."""
-    headers = [b"\x12" + f.name.encode() + b"\x00" for f in schema if f.type == pa.float64()]
-    return any(header in stream for header in headers)
-
-
-def _holds_double(stream: bytes, schema: pa.Schema) -> bool:
-    """Whether a document of `stream` may hold one of `schema`'s fields as a double: the bytes that
-    start such an element are in it (or, by chance, inside some text)."""
-    return any(_double_header(field.name) in stream for field in schema)
+def _holds(stream: bytes, kind: bytes, fields: Iterable[pa.Field]) -> bool:
+    """Whether a document of `stream` may hold one of `fields` as an element of BSON type `kind`:
+    the bytes that start such an element are in it (or, by chance, inside some text)."""
+    return any(_header(kind, field.name) in stream for field in fields)
 
 
 def _datetime_fields(first: bytes, schema: pa.Schema) -> set[str] | None:
@@ -121,7 +115,9 @@ def c_batch(blobs: Sequence[bytes], schema: pa.Schema, as_text: bool = True) -> 
     refuse. `as_text`: the scan writes datetimes in text columns as text (the general path casts
     them otherwise)."""
     stream = b"".join(blobs)
-    if _may_hold_nan(stream, schema) or _holds_int64(stream, schema):
+    # pymongoarrow rounds a 64-bit integer a double cannot hold, where the general path refuses it.
+    doubles = [field for field in schema if field.type == pa.float64()]
+    if _may_hold_nan(stream, schema) or _holds(stream, _INT64, doubles):
         return None
     dates = _datetime_fields(blobs[0], schema) if as_text else set()
     if dates is None:
