@@ -114,12 +114,19 @@ def c_batch(blobs: Sequence[bytes], schema: pa.Schema, as_text: bool = True) -> 
     null; None when a value is not of its column's type, for the general path to convert, word or
     refuse. `as_text`: the scan writes datetimes in text columns as text (the general path casts
     them otherwise)."""
-    stream = b"".join(blobs)
+    return stream_batch(b"".join(blobs), len(blobs), schema, as_text)
+
+
+def stream_batch(stream: bytes, count: int, schema: pa.Schema, as_text: bool = True) -> pa.RecordBatch | None:
+    """As `c_batch`, for `count` documents given as their BSON one after another (a page as it
+    crosses to a scan worker process)."""
+    if not count:
+        return None
     # pymongoarrow rounds a 64-bit integer a double cannot hold, where the general path refuses it.
     doubles = [field for field in schema if field.type == pa.float64()]
     if _may_hold_nan(stream, schema) or _holds(stream, _INT64, doubles):
         return None
-    dates = _datetime_fields(blobs[0], schema) if as_text else set()
+    dates = _datetime_fields(_first(stream), schema) if as_text else set()
     if dates is None:
         return None
     context = PyMongoArrowContext(Schema({f.name: STAMPS if f.name in dates else f.type for f in schema}))
@@ -134,4 +141,9 @@ def c_batch(blobs: Sequence[bytes], schema: pa.Schema, as_text: bool = True) -> 
     except (TypeError, ValueError, KeyError, pa.ArrowException):
         return None
     # A document naming a field twice (never written by the db-api) would add a value.
-    return batch if batch.num_rows == len(blobs) else None
+    return batch if batch.num_rows == count else None
+
+
+def _first(stream: bytes) -> bytes:
+    """The first document of a stream: BSON starts with its size (little-endian int32)."""
+    return stream[: int.from_bytes(stream[:4], "little")]

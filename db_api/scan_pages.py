@@ -70,11 +70,19 @@ def encode_page(blobs: Sequence[bytes], fmt: PageFormat) -> list[tuple[bytes, in
     """One page of stored BSON as Arrow IPC streams of the matching rows, with their counts: one
     stream, or several where the page's columns times rows would pass MAX_CELLS_PER_BATCH or its
     IPC `fmt.max_ipc_bytes`."""
+    return encode_stream(b"".join(blobs), len(blobs), fmt)
+
+
+def encode_stream(stream: bytes, count: int, fmt: PageFormat) -> list[tuple[bytes, int]]:
+    """As `encode_page`, for a page of `count` documents given as their BSON one after another:
+    how a page crosses to a worker process, as one bytes object to copy rather than a list of
+    10,000 to pickle object by object (handing a million raw records' pages to the workers took the
+    db-api's main process 0.55 s of CPU, now 0.25 s)."""
     schema = arrow_codec.schema_from_bytes(fmt.schema_ipc) if fmt.schema_ipc else None
-    built = _c_page(blobs, fmt, schema)
+    built = _c_page(stream, count, fmt, schema)
     if built is not None:
-        return [(built, len(blobs))]
-    docs = decode_matching(blobs, fmt.conditions)
+        return [(built, count)]
+    docs = decode_matching([stream], fmt.conditions)  # BSON documents one after another decode as one
     fixed = len(schema) if schema is not None else len(fmt.columns) + 1 if fmt.columns else 0
     encoded = []
     for part in _by_cells(docs, fixed):
@@ -82,15 +90,15 @@ def encode_page(blobs: Sequence[bytes], fmt: PageFormat) -> list[tuple[bytes, in
     return encoded
 
 
-def _c_page(blobs: Sequence[bytes], fmt: PageFormat, schema: pa.Schema | None) -> bytes | None:
+def _c_page(stream: bytes, count: int, fmt: PageFormat, schema: pa.Schema | None) -> bytes | None:
     """The page as one IPC stream built in C (`c_pages`), when the scan wants text, boolean and
     double columns only, filters nothing, and the page holds those types and fits one batch; else
     None."""
-    if not blobs or fmt.conditions or schema is None or not c_pages.takes(schema, fmt.as_text):
+    if not count or fmt.conditions or schema is None or not c_pages.takes(schema, fmt.as_text):
         return None
-    if len(blobs) * len(schema) > MAX_CELLS_PER_BATCH:
+    if count * len(schema) > MAX_CELLS_PER_BATCH:
         return None
-    batch = c_pages.c_batch(blobs, schema, fmt.as_text)
+    batch = c_pages.stream_batch(stream, count, schema, fmt.as_text)
     if batch is None:
         return None
     ipc = arrow_codec.table_to_ipc(batch)
@@ -208,7 +216,7 @@ class PageEncoder:
         pending: collections.deque[Future] = collections.deque()
         try:
             for blobs in pages:
-                pending.append(pool.submit(encode_page, blobs, fmt))
+                pending.append(pool.submit(encode_stream, b"".join(blobs), len(blobs), fmt))
                 if len(pending) > 2 * self.workers:
                     yield from pending.popleft().result()
             while pending:
