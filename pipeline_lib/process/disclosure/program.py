@@ -6,11 +6,12 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import sparse
-from scipy.optimize import linprog
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 # Relative slack of an equality. Published figures have 12 significant digits, but HiGHS's
 # presolve calls a system of equalities with much less slack infeasible (measured: 1e-8 failed).
@@ -69,6 +70,10 @@ class Program:
         c = np.zeros(len(columns))
         for name, a in objective.items():
             c[position[self.index[name]]] += a
+        # Imported here: a process run's kernel imports this module at its start, and the solver
+        # (0.2 s) is needed only once the results are in.
+        from scipy.optimize import linprog
+
         bounds = [self.bounds[j] for j in columns]
         ends = []
         for sign in (1.0, -1.0):
@@ -95,6 +100,8 @@ class Program:
 
     def _components(self) -> dict[int, tuple[list[int], sparse.csr_matrix | None, np.ndarray | None, int]]:
         """Unknowns joined by a constraint solve together; others never enter the same program."""
+        from scipy import sparse
+
         self._parent = list(range(len(self.bounds)))
         for coefficients, _ in self.rows:
             first, *rest = coefficients

@@ -8,6 +8,7 @@ import pytest
 
 from pipeline_lib.process.analysis import cv
 from pipeline_lib.process.analysis.base import AnalysisError
+from pipeline_lib.process.analysis.imputer import MedianImputer
 from tests.pipeline_lib.process.analysis import simulated
 
 
@@ -78,7 +79,7 @@ def test_encoding_keeps_missing_numbers_for_the_imputer_and_one_hots_contract_ca
 
 def test_the_median_imputer_fills_with_the_training_median() -> None:
     train = np.array([[1.0, np.nan], [3.0, 4.0], [np.nan, 8.0]])
-    imputer = cv.MedianImputer().fit(train)
+    imputer = MedianImputer().fit(train)
     np.testing.assert_array_equal(imputer.transform(np.array([[np.nan, np.nan]])), [[2.0, 6.0]])
 
 
@@ -105,5 +106,5 @@ def test_permutation_moves_a_one_hot_field_as_one_and_finds_the_useful_field() -
 
 
 def test_a_column_without_any_value_in_training_is_filled_with_zero() -> None:
-    imputer = cv.MedianImputer().fit(np.array([[np.nan, 1.0], [np.nan, 3.0]]))
+    imputer = MedianImputer().fit(np.array([[np.nan, 1.0], [np.nan, 3.0]]))
     np.testing.assert_array_equal(imputer.transform(np.array([[np.nan, np.nan]])), [[0.0, 2.0]])
