@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import multiprocessing
 import os
@@ -52,6 +53,35 @@ def test_pooled_scans_equal_in_process_scans(pooled: tuple[DbApiClient, DbApiCli
         {"column_types": "as_stored", "newest_first": True, "limit": 10},
     ]:
         assert pooled_client.scan("raw", **options).equals(local_client.scan("raw", **options)), options
+
+
+def test_pooled_text_scans_of_raw_records_equal_in_process_scans(
+    pooled: tuple[DbApiClient, DbApiClient],
+) -> None:
+    """The clean's read: text, a received_at datetime (written as ISO text), missing values; each
+    page crosses to its worker as one bytes object."""
+    pooled_client, local_client = pooled
+    when = dt.datetime(2026, 5, 1, 8, 30, tzinfo=dt.UTC)
+    rows = [
+        {
+            "_id": f"s{i:05d}",
+            "received_at": when + dt.timedelta(milliseconds=37 * i),
+            "ses": str(i % 7),
+            "math_score": None if i % 5 == 0 else f"{i / 3:.2f}",
+        }
+        for i in range(12_345)
+    ]
+    pooled_client.write("raw", pa.Table.from_pylist(rows))
+    text = pa.schema([(name, pa.string()) for name in rows[0]])
+    for options in [{}, {"batch_size": 1000, "partition": 1, "partitions": 2}]:
+        scanned = pooled_client.scan("raw", schema=text, **options)
+        assert scanned.equals(local_client.scan("raw", schema=text, **options)), options
+    first = pooled_client.scan("raw", schema=text, limit=2)
+    assert first.column("received_at").to_pylist() == [
+        "2026-05-01T08:30:00+00:00",
+        "2026-05-01T08:30:00.037000+00:00",
+    ]
+    assert first.column("math_score").to_pylist() == [None, "0.33"]
 
 
 def test_errors_inside_a_worker_reach_the_client(pooled: tuple[DbApiClient, DbApiClient]) -> None:
