@@ -1,8 +1,7 @@
 """The prediction models' imputation step, a scikit-learn transformer.
 
 Its own module, imported when a model is fitted: scikit-learn (with the parts of SciPy it loads)
-takes about 0.7 s to import, and every process run's kernel imported it at start, before any
-result, while the clean run before it still used the cores.
+takes about 0.7 s to import, which the process notebook's first cell paid before any result.
 """
 
 from __future__ import annotations
