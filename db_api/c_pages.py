@@ -22,7 +22,7 @@ general path too. Both paths give the same batches; only the common pages are ta
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import bson
 import pyarrow as pa
@@ -109,19 +109,12 @@ def takes(schema: pa.Schema | None, as_text: bool = True) -> bool:
     return all(field.type in types and "." not in field.name and "[" not in field.name for field in schema)
 
 
-def c_batch(blobs: Sequence[bytes], schema: pa.Schema, as_text: bool = True) -> pa.RecordBatch | None:
-    """The documents' `schema` columns (which `takes`) as one batch, missing fields and nulls as
-    null; None when a value is not of its column's type, for the general path to convert, word or
-    refuse. `as_text`: the scan writes datetimes in text columns as text (the general path casts
-    them otherwise)."""
-    return stream_batch(b"".join(blobs), len(blobs), schema, as_text)
-
-
 def stream_batch(stream: bytes, count: int, schema: pa.Schema, as_text: bool = True) -> pa.RecordBatch | None:
-    """As `c_batch`, for `count` documents given as their BSON one after another (a page as it
-    crosses to a scan worker process)."""
-    if not count:
-        return None
+    """The `schema` columns (which `takes`) of the `count` documents in `stream` (their BSON one
+    after another, a page as it crosses to a scan worker process) as one batch, missing fields and
+    nulls as null; None when a value is not of its column's type, for the general path to
+    convert, word or refuse. `as_text`: the scan writes datetimes in text columns as text (the
+    general path casts them otherwise)."""
     # pymongoarrow rounds a 64-bit integer a double cannot hold, where the general path refuses it.
     doubles = [field for field in schema if field.type == pa.float64()]
     if _may_hold_nan(stream, schema) or _holds(stream, _INT64, doubles):

@@ -32,6 +32,11 @@ VALUES = [
 ]  # fmt: skip
 
 
+def built(blobs: list[bytes], schema: pa.Schema, as_text: bool = True) -> pa.RecordBatch | None:
+    """The page built in C, as a scan worker receives it (its documents joined)."""
+    return c_pages.stream_batch(b"".join(blobs), len(blobs), schema, as_text)
+
+
 def general(blobs: list[bytes], schema: pa.Schema, *, as_text: bool) -> pa.Table:
     """What the general path makes of the page (documents decoded to dicts, then Arrow)."""
     docs = bson_codec.decode_many(blobs)
@@ -72,10 +77,10 @@ def test_every_stored_value_scans_as_the_general_path_scans_it(value: object, as
 
 
 def test_an_all_text_page_is_built_in_c_and_anything_else_is_left_to_the_general_path() -> None:
-    assert c_pages.c_batch(page("text"), TEXT) is not None
-    assert c_pages.c_batch(page(None, missing_b=True), TEXT) is not None
+    assert built(page("text"), TEXT) is not None
+    assert built(page(None, missing_b=True), TEXT) is not None
     for value in (1, 1.5, float("nan"), float("inf"), True, {"b": "x"}, ["x"], b"x", dt.datetime(2020, 1, 1)):
-        assert c_pages.c_batch(page(value), TEXT) is None, value
+        assert built(page(value), TEXT) is None, value
 
 
 # Datetimes as BSON keeps them (milliseconds), at the edges of the text the general path writes.
@@ -97,7 +102,7 @@ def received(values: list[object], first: object = dt.datetime(2026, 1, 1)) -> l
 
 def test_a_page_of_datetimes_is_built_in_c_and_written_as_the_general_path_writes_them() -> None:
     blobs = received(DATETIMES)
-    assert c_pages.c_batch(blobs, TEXT) is not None
+    assert built(blobs, TEXT) is not None
     got = scanned(blobs, TEXT, as_text=True)
     assert got.equals(general(blobs, TEXT, as_text=True))
     assert got.column("b").to_pylist()[1:4] == [
@@ -107,7 +112,7 @@ def test_a_page_of_datetimes_is_built_in_c_and_written_as_the_general_path_write
     some = [bson_codec.MIN_DATETIME_MS, bson_codec.MAX_DATETIME_MS, -1, 0, 999, -1000]
     some += [rng.randrange(bson_codec.MIN_DATETIME_MS, bson_codec.MAX_DATETIME_MS) for _ in range(3_000)]
     blobs = received([bson.DatetimeMS(ms) for ms in some])
-    assert c_pages.c_batch(blobs, TEXT) is not None
+    assert built(blobs, TEXT) is not None
     assert scanned(blobs, TEXT, as_text=True).equals(general(blobs, TEXT, as_text=True))
 
 
@@ -115,7 +120,7 @@ def test_a_page_of_datetimes_is_built_in_c_and_written_as_the_general_path_write
     "value", ["text", 1, 1.5, float("nan"), True, {"x": 1}, bson.DatetimeMS(bson_codec.MAX_DATETIME_MS + 1)]
 )
 def test_a_datetime_field_holding_anything_else_takes_the_general_path(value: object) -> None:
-    assert c_pages.c_batch(received([value]), TEXT) is None
+    assert built(received([value]), TEXT) is None
     assert_scans_as_the_general_path(received([value]))
     assert_scans_as_the_general_path(received([], first=value))  # also where the first is not one
 
@@ -131,7 +136,7 @@ def test_every_nan_double_is_found_whatever_its_payload() -> None:
     # A NaN in a field the scan does not ask for is not read: the page is still built in C.
     unasked = [*page("text"), bson.encode({"_id": "t4", "a": "w", "c": float("nan")})]
     assert not c_pages._may_hold_nan(b"".join(unasked), TEXT)
-    assert c_pages.c_batch(unasked, TEXT) is not None
+    assert built(unasked, TEXT) is not None
 
 
 def test_a_page_full_of_high_bytes_is_not_searched_byte_by_byte() -> None:
@@ -201,7 +206,7 @@ def test_a_page_of_cleaned_records_is_built_in_c() -> None:
     for doc in docs[::7]:
         del doc["b"]
     blobs = [bson.encode(doc) for doc in docs]
-    assert c_pages.c_batch(blobs, TYPED, as_text=False) is not None
+    assert built(blobs, TYPED, as_text=False) is not None
     assert_typed_as_the_general_path(blobs)
 
 
@@ -218,7 +223,7 @@ def test_a_typed_value_pymongoarrow_would_read_otherwise_takes_the_general_path(
     """A 64-bit integer or a NaN in a double column (pymongoarrow rounds one, nulls the other), a
     NaN in a boolean one, or a value of another type; a datetime in a text column is cast by the
     general path in a typed scan, not written as ISO text."""
-    assert c_pages.c_batch(typed_page(column, value), TYPED, as_text=False) is None
+    assert built(typed_page(column, value), TYPED, as_text=False) is None
     assert_typed_as_the_general_path(typed_page(column, value))
 
 
@@ -229,7 +234,7 @@ def test_datetimes_in_a_scan_that_is_not_a_text_scan_are_cast_by_the_general_pat
     """Only a text scan writes datetimes as ISO text; another casts them as Arrow does, so a page
     with one goes the general path even where the first document holds it."""
     blobs = [bson.encode({"_id": f"t{i}", field: dt.datetime(2020, 1, 1, i)}) for i in range(3)]
-    assert c_pages.c_batch(blobs, schema, as_text=False) is None
+    assert built(blobs, schema, as_text=False) is None
     expected = general(blobs, schema, as_text=False)
     assert repr(scanned(blobs, schema, as_text=False).to_pylist()) == repr(expected.to_pylist())
 
