@@ -128,6 +128,7 @@ def run(
     from pipeline_lib.runs.notebooks import UnknownNotebook, notebook_path
     from pipeline_lib.runs.parameters import ParameterError
     from pipeline_lib.runs.quick_exit import freeze_heap_at_exit
+    from pipeline_lib.runs.warm_kernels import mark_running
 
     configure_logging("WARNING")
     freeze_heap_at_exit()  # the command's own teardown took 0.2 s
@@ -145,6 +146,7 @@ def run(
     except (UnknownNotebook, ParameterError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    mark_running(settings)  # no warm kernel starts meanwhile
     rendering = _RenderingKernel(settings)
     first: KernelAhead | None = None
     try:

@@ -218,6 +218,28 @@ def spark_connect() -> None:
     os.execve(args[0], args, env)  # the JVM takes this process: a stop signal reaches it
 
 
+def warm_kernels() -> None:
+    """Keep WORKBENCH_WARM_KERNELS kernels started, with the notebooks' imports done, for runs to
+    take (`workbench up` starts it); until Ctrl-C or SIGTERM, or the end of `workbench up`."""
+    import os
+    import signal
+    import threading
+
+    from pipeline_lib.dashboards.snapshot import servable
+    from pipeline_lib.parent_watch import on_parent_exit
+    from pipeline_lib.runs.notebooks import available_notebooks, notebook_path
+    from pipeline_lib.runs.warm_kernel_keeper import Keeper
+
+    configure_logging()
+    settings = get_settings()
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    on_parent_exit(os.getppid(), stopping.set)  # `workbench up` killed: no kernel outlives it
+    notebooks = [notebook_path(settings, name) for name in available_notebooks(settings)]
+    Keeper(settings, [*notebooks, *servable(settings)]).serve(stopping)
+
+
 def up() -> None:
     """Start the whole system on this machine (db-api, web app, dashboards, scheduler); Ctrl-C stops it.
 
@@ -262,6 +284,7 @@ def up() -> None:
             f"{settings.voila_url}/",
             lambda: http_answers(f"{settings.voila_url}/"),
         ),
+        *_warm_kernels(settings),
         Service(
             "scheduler", ["scheduler"], None, None, f"runs the jobs in {settings.schedule_file}", lambda: True
         ),
@@ -281,6 +304,16 @@ def up() -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
+
+
+def _warm_kernels(settings: Settings) -> list[Service]:
+    """The warm kernels' keeper, unless WORKBENCH_WARM_KERNELS is 0."""
+    from pipeline_lib.cli.supervisor import Service
+
+    if not settings.warm_kernels:
+        return []
+    what = f"keeps {settings.warm_kernels} kernel(s) warm for runs"
+    return [Service("kernels", ["warm-kernels"], None, None, what, lambda: True)]
 
 
 def _warm_spark(settings: Settings) -> list[Service]:

@@ -102,13 +102,18 @@ def rendering_environment(settings: Settings) -> dict[str, str]:
 def kernel_ahead(settings: Settings) -> KernelAhead | None:
     """The rendering kernel, started now (while the last run works) and importing what the
     dashboards import; None if there is nothing to render or it cannot start."""
+    from pipeline_lib.runs.adopted_kernel import take_warm
     from pipeline_lib.runs.kernel_ahead import KernelAhead
 
     paths = servable(settings)
     if not paths or not settings.dashboard_snapshots:
         return None
+    env = rendering_environment(settings)
+    warm = take_warm(paths[0], settings, env)
+    if warm is not None:
+        return warm
     try:
-        return KernelAhead(paths[0], rendering_environment(settings), imports_of=paths)
+        return KernelAhead(paths[0], env, imports_of=paths)
     except Exception as exc:  # rendering then starts its own kernel
         log.warning("could not start the rendering kernel ahead: %s", exc)
         return None

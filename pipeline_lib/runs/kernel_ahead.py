@@ -46,10 +46,17 @@ _stopping_lock = threading.Lock()
 
 
 def start_ahead(path: Path, settings: Settings) -> KernelAhead | None:
-    """`path`'s kernel, started now to import before its run; None if it cannot start (the run then
-    starts its own, and says why if it cannot either)."""
+    """`path`'s kernel: a warm one `workbench up` keeps (`warm_kernels`) if one can serve this run,
+    else one started now to import before its run; None if it cannot start (the run then starts
+    its own, and says why if it cannot either)."""
+    from pipeline_lib.runs.adopted_kernel import take_warm
+
+    env = child_environment(settings)
+    warm = take_warm(path, settings, env)
+    if warm is not None:
+        return warm
     try:
-        return KernelAhead(path, child_environment(settings))
+        return KernelAhead(path, env)
     except Exception as exc:  # never a reason for a run to fail
         log.warning("could not start the kernel of %s ahead: %s", path.name, exc)
         return None
@@ -155,6 +162,25 @@ class KernelAhead:
             self.shut_down()
             raise
 
+    def imported(self, timeout: float) -> bool:
+        """Whether the imports queued at its start are done, waiting up to `timeout` seconds for
+        them; RuntimeError if the kernel stopped."""
+        if self._client is None:
+            raise RuntimeError("the kernel is no longer reachable from here")
+        try:
+            reply = self._client.get_shell_msg(timeout=timeout)
+        except queue.Empty:
+            if not run_sync(self.manager.is_alive)():
+                raise RuntimeError("the kernel stopped while importing") from None
+            return False
+        return reply.get("parent_header", {}).get("msg_id") == self._pending[0]
+
+    def release_client(self) -> None:
+        """Close this process's connection to the kernel (another process will use it)."""
+        if self._client is not None:
+            self._client.stop_channels()
+            self._client = None
+
     def take(self, env: Mapping[str, str]) -> _AheadKernelManager | None:
         """The kernel for its run, with the run's environment `env` and the imports done; None
         (the kernel shut down) if it died or did not answer in time."""
@@ -164,7 +190,7 @@ class KernelAhead:
         try:
             if not run_sync(self.manager.is_alive)():
                 raise RuntimeError("the kernel started ahead is gone")
-            self._pending.append(client.execute(environment_code(self.env, env), silent=True))
+            self._pending.append(client.execute(self._take_code(env), silent=True))
             self._wait_for_replies(client)
         except (RuntimeError, TimeoutError) as exc:
             log.warning("kernel started ahead for %s not used: %s", self.path.name, exc)
@@ -174,6 +200,10 @@ class KernelAhead:
             client.stop_channels()
         self._taken = True
         return self.manager
+
+    def _take_code(self, env: Mapping[str, str]) -> str:
+        """What the kernel runs as its run takes it (an error: the kernel is not used)."""
+        return environment_code(self.env, env)
 
     def _wait_for_replies(self, client: BlockingKernelClient) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
@@ -191,7 +221,7 @@ class KernelAhead:
             answered = reply.get("parent_header", {}).get("msg_id")
             waiting.discard(answered)
             if answered == self._pending[-1] and reply["content"].get("status") != "ok":
-                raise RuntimeError(f"setting the run's environment failed: {reply['content'].get('evalue')}")
+                raise RuntimeError(f"preparing it for the run failed: {reply['content'].get('evalue')}")
 
     def shut_down(self, *, now: bool = False) -> None:
         """Stop the kernel (not taken, or after its run) without waiting for it to exit: a thread

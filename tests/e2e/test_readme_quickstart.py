@@ -9,6 +9,7 @@ is the copy's; `make` finds it installed and goes straight to `workbench up`.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -202,8 +203,11 @@ def test_the_next_steps_fill_the_pipeline_and_results_show_the_students(quick_st
     demo, run_all, add_admin = quick_start.next_steps
     done = quick_start.run(demo)
     assert done.returncode == 0, done.stdout + done.stderr
+    warm = _warm_kernels(quick_start.checkout / "var", wanted=2)  # what a user's next command finds
     done = done_all = quick_start.run(run_all)
     assert done.returncode == 0, done.stdout + done.stderr
+    # It ran in the kernels `make run` kept warm, as typed from another shell: they are gone.
+    assert not warm & _warm_kernels(quick_start.checkout / "var", wanted=0)
     # The scheduler `make run` started may fire a run of its own meanwhile (clean every ten
     # minutes): judge the runs this command made, by the ids it printed.
     run_ids = set(re.findall(r"^run (\S+): ", done.stdout, flags=re.MULTILINE))
@@ -238,9 +242,24 @@ def test_the_next_steps_fill_the_pipeline_and_results_show_the_students(quick_st
     assert "<script" not in snapshot
 
 
+def _warm_kernels(var: Path, wanted: int) -> set[int]:
+    """The processes of the ready warm kernels, once there are `wanted` of them."""
+    deadline = time.monotonic() + 120
+    folder = var / "warm-kernels" / "ready"
+    while True:
+        try:
+            ready = {json.loads(path.read_text())["pid"] for path in folder.iterdir()}
+        except (OSError, ValueError):  # not there yet, or a file taken while read
+            ready = set()
+        if len(ready) >= wanted:
+            return ready
+        assert time.monotonic() < deadline, f"{wanted} warm kernels not ready in {var}"
+        time.sleep(0.2)
+
+
 def test_make_run_prints_the_ready_lines_and_no_noise(quick_start: QuickStart) -> None:
     text = quick_start.up_output.text
-    for service in ("db-api", "web", "voila", "scheduler"):
+    for service in ("db-api", "web", "voila", "kernels", "scheduler"):
         assert re.search(rf"^{service}\s+ready", text, flags=re.MULTILINE), text
     for noise in ("Traceback", "WARNING", "not trusted", "without encryption", "incubator"):
         assert noise not in text, f"{noise!r} in the output of `make run`:\n{text}"

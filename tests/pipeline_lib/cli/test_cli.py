@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -257,7 +258,10 @@ def test_up_starts_every_service_and_stops_them_on_sigterm(tmp_path: Path) -> No
     ports["DB_API"] = int(env["WORKBENCH_DB_API_ADDRESS"].rsplit(":", 1)[1])
     for address in non_loopback_ipv4():
         assert [name for name, port in ports.items() if not refuses(address, port)] == [], address
+    # The default 2 warm kernels get ready (they are stopped with the rest: no orphans, below).
+    warm = wait_for_files(tmp_path / "warm-kernels" / "ready", 2)
     family = descendants(process.pid)
+    assert {json.loads(path.read_text())["pid"] for path in warm} <= family
     # One scheduler (a run it started meanwhile says `--triggered-by scheduler`: not another one).
     commands = [command_line(pid).split(b"\0") for pid in family]
     assert sum(b"scheduler" in args and b"run" not in args for args in commands) == 1
@@ -272,13 +276,23 @@ def test_up_starts_every_service_and_stops_them_on_sigterm(tmp_path: Path) -> No
         httpx.get(f"{web_url}healthz", timeout=2)
 
 
+def wait_for_files(folder: Path, count: int, timeout: float = 120) -> list[Path]:
+    """The files in `folder` once there are `count` of them."""
+    deadline = time.monotonic() + timeout
+    while len(found := sorted(folder.glob("*"))) < count:
+        assert time.monotonic() < deadline, f"{folder} holds {len(found)} files, not {count}"
+        time.sleep(0.2)
+    return found
+
+
 def _assert_quiet_start(lines: list[str], data_dir: Path, web_url: str, voila_url: str) -> None:
     """What `up` printed: where the logs go, four ready lines, the URLs, the next step; nothing
     the services log. What they log is in their files, without the known noise."""
     logs = data_dir / "logs"
-    assert lines[0] == f"Starting db-api, web, voila, scheduler; their logs go to {logs}/<name>.log"
-    assert [line.split()[0] for line in lines[1:5]] == ["db-api", "web", "voila", "scheduler"]
-    assert all(" ready" in line for line in lines[1:5])
+    services = ["db-api", "web", "voila", "kernels", "scheduler"]
+    assert lines[0] == f"Starting {', '.join(services)}; their logs go to {logs}/<name>.log"
+    assert [line.split()[0] for line in lines[1:6]] == services
+    assert all(" ready" in line for line in lines[1:6])
     text = "\n".join(lines)
     assert voila_url.endswith("/dashboards/live/")  # the path the web app proxies analysts on
     for line in (f"form        {web_url}", f"results     {web_url}results", f"API docs    {web_url}docs",
