@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline_lib.runs import warm_kernels
-from pipeline_lib.runs.kernel_ahead import READY_TIMEOUT_SECONDS, KernelAhead
+from pipeline_lib.runs.kernel_ahead import READY_TIMEOUT_SECONDS, KernelAhead, wait_for_shut_down
 from pipeline_lib.settings import Settings, child_environment
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,8 @@ RETRY_AFTER_FAILURE_SECONDS = 60.0  # a kernel that would not start is not retri
 
 
 class Keeper:
-    """Keeps `settings.warm_kernels` kernels ready, importing what `notebooks` import."""
+    """Keeps `settings.warm_kernels` kernels ready, importing what `notebooks` import (none: no
+    notebook to run, no kernel kept)."""
 
     def __init__(self, settings: Settings, notebooks: Sequence[Path]) -> None:
         self.settings = settings
@@ -57,7 +58,7 @@ class Keeper:
                     and time.monotonic() - self._failed_at > RETRY_AFTER_FAILURE_SECONDS
                     and not warm_kernels.runs_running(self.settings)
                 )
-                if idle and len(self._ready_files()) < self.settings.warm_kernels:
+                if idle and self.notebooks and len(self._ready_files()) < self.settings.warm_kernels:
                     self._start_one(stopping)
                 stopping.wait(POLL_SECONDS)
         finally:
@@ -66,7 +67,7 @@ class Keeper:
     def reap(self) -> int:
         """Stop and forget each taken kernel whose run is done with it (its file unlocked); return
         how many runs still hold one."""
-        held = 0
+        held = stopped = 0
         for path in self._files(self.taken):
             try:
                 lock = warm_kernels._lock(path)
@@ -75,8 +76,11 @@ class Keeper:
                 continue
             try:
                 self._stop(path)
+                stopped += 1
             finally:
                 os.close(lock)
+        if stopped:
+            wait_for_shut_down()  # killed: gone in milliseconds, and no thread piles up
         return held
 
     def _stop(self, path: Path) -> None:
@@ -150,6 +154,7 @@ class Keeper:
                     os.close(lock)
         for path in self._files(self.new):
             path.unlink(missing_ok=True)
+        wait_for_shut_down()
 
     def _clear_leftovers(self) -> None:
         """The files of a previous keeper that ended without stopping its kernels (killed)."""
