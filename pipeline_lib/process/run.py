@@ -63,6 +63,23 @@ from pipeline_lib.process.report import ProcessReport, timed
 from pipeline_lib.process.results import ResultDocument
 from pipeline_lib.spark.source import read, reader_arrow_schema
 
+# What the models and the disclosure audit import only when they run (importing this module stays
+# quick for an analyst's first cell); a warm kernel imports them ahead (`runs.kernel_ahead`,
+# `warm_up_code`). tests/pipeline_lib/process/test_start_imports.py keeps it complete.
+WARM_IMPORTS = (
+    "patsy",
+    "patsy.categorical",
+    "scipy.optimize",
+    "scipy.sparse",
+    "scipy.stats",
+    "sklearn.linear_model",
+    "sklearn.metrics",
+    "sklearn.pipeline",
+    "sklearn.preprocessing",
+    "statsmodels.regression.linear_model",
+    "statsmodels.regression.mixed_linear_model",
+)
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MODEL_ROWS = 2_000_000

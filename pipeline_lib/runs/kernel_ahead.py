@@ -97,18 +97,22 @@ def module_imports(path: Path) -> list[str]:
     return list(found)
 
 
-def warm_up_code(modules: list[str]) -> str:
+def warm_up_code(modules: list[str], *, declared: bool = False) -> str:
     """Imports the modules without binding a name in the notebook's namespace; one that fails (or
-    names no module) is left for the notebook's own import to report."""
+    names no module) is left for the notebook's own import to report. With `declared`, also the
+    modules each one names in its `WARM_IMPORTS`: what it imports only when its functions run
+    (`pipeline_lib.process.run`'s models), imported ahead by a warm kernel, which waits for no run."""
     return (
-        "def _workbench_import_ahead(names):\n"
+        "def _workbench_import_ahead(names, declared):\n"
         "    import importlib\n"
         "    for name in names:\n"
         "        try:\n"
-        "            importlib.import_module(name)\n"
+        "            module = importlib.import_module(name)\n"
+        "            for more in getattr(module, 'WARM_IMPORTS', ()) if declared else ():\n"
+        "                importlib.import_module(more)\n"
         "        except Exception:\n"
         "            pass\n"
-        f"_workbench_import_ahead({modules!r})\n"
+        f"_workbench_import_ahead({modules!r}, {declared!r})\n"
         "del _workbench_import_ahead\n"
     )
 
@@ -142,9 +146,12 @@ class _AheadKernelManager(LocalKernelManager):
 
 class KernelAhead:
     """The kernel of `path`'s next run, started now with `env` in the notebook's folder, importing
-    the modules of `path` (or of every notebook in `imports_of`, for a kernel that runs several)."""
+    the modules of `path` (or of every notebook in `imports_of`, for a kernel that runs several),
+    with `declared` also those they declare (`warm_up_code`)."""
 
-    def __init__(self, path: Path, env: Mapping[str, str], *, imports_of: Sequence[Path] = ()) -> None:
+    def __init__(
+        self, path: Path, env: Mapping[str, str], *, imports_of: Sequence[Path] = (), declared: bool = False
+    ) -> None:
         self.path = path
         self.env = dict(env)
         self._down = False
@@ -157,7 +164,8 @@ class KernelAhead:
             self._client.start_channels(hb=False)  # the manager watches the process; no heartbeat thread
             # Queued now; the kernel runs it as soon as it is up, while the previous notebook runs.
             modules = dict.fromkeys(name for each in imports_of or [path] for name in module_imports(each))
-            self._pending = [self._client.execute(warm_up_code(list(modules)), silent=True)]
+            code = warm_up_code(list(modules), declared=declared)
+            self._pending = [self._client.execute(code, silent=True)]
         except BaseException:
             self.shut_down()
             raise

@@ -31,8 +31,8 @@ RETRY_AFTER_FAILURE_SECONDS = 60.0  # a kernel that would not start is not retri
 
 
 class Keeper:
-    """Keeps `settings.warm_kernels` kernels ready, importing what `notebooks` import (none: no
-    notebook to run, no kernel kept)."""
+    """Keeps `settings.warm_kernels` kernels ready, importing what `notebooks` import and what
+    those modules declare they import when they run (none: no notebook to run, no kernel kept)."""
 
     def __init__(self, settings: Settings, notebooks: Sequence[Path]) -> None:
         self.settings = settings
@@ -112,7 +112,7 @@ class Keeper:
         name = f"{time.time_ns()}.json"
         started_at = time.time()
         try:
-            kernel = KernelAhead(self.notebooks[0], self.env, imports_of=self.notebooks)
+            kernel = KernelAhead(self.notebooks[0], self.env, imports_of=self.notebooks, declared=True)
         except Exception as exc:
             self._failed_at = time.monotonic()
             log.warning("could not start a warm kernel: %s", exc)

@@ -28,6 +28,10 @@ PROBE = (
     "from pathlib import Path\n"
     "found = {'pid': os.getpid(), 'at': time.time()}\n"
     "Path(__file__).with_name('imported.json').write_text(json.dumps(found))\n"
+    "WARM_IMPORTS = ('warm_declared',)  # what it would import only when its functions run\n"
+)
+DECLARED = (
+    "import os\nfrom pathlib import Path\nPath(__file__).with_name('declared').write_text(str(os.getpid()))\n"
 )
 USES_PROBE = (
     "import os\n"
@@ -97,6 +101,7 @@ def gone(pid: int, timeout: float = 30) -> bool:
 
 def _probe(run_env: RunEnv) -> None:
     (run_env.notebooks / "warm_probe.py").write_text(PROBE)
+    (run_env.notebooks / "warm_declared.py").write_text(DECLARED)
     _write(run_env.notebooks / "clean.ipynb", [USES_PROBE])
 
 
@@ -137,6 +142,8 @@ def test_a_run_takes_a_warm_kernel_with_its_imports_done_and_the_keeper_replaces
         [warm] = ready(run_env, 1)
         imported = json.loads((run_env.notebooks / "imported.json").read_text())
         assert imported["pid"] == warm["pid"], "the warm kernel did not import the notebook's modules"
+        declared = (run_env.notebooks / "declared").read_text()
+        assert declared == str(warm["pid"]), "the warm kernel did not import what they declare"
         written = _run(run_env, "clean")
         assert written["pid"] == warm["pid"], "the run started its own kernel"
         assert written["cwd"] == str(run_env.notebooks) and written["data_dir"] == str(run_env.data_dir)
