@@ -119,11 +119,11 @@ class Settings(BaseSettings):
         "runs needing Spark attach to instead of starting a JVM each",
     )
     warm_kernels: int = Field(
-        2,
+        3,
         ge=0,
         le=8,
         description="kernels `workbench up` keeps started with the notebooks' imports done, each "
-        "taken by one run instead of a kernel it would start (150-250 MB each); 0: runs start their own",
+        "taken by one run instead of a kernel it would start (about 280 MB each); 0: runs start their own",
     )
     spark_connect_port: int = Field(
         15002, ge=1, le=65535, description="loopback port of the warm Spark's Connect server"

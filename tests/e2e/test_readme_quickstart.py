@@ -203,7 +203,7 @@ def test_the_next_steps_fill_the_pipeline_and_results_show_the_students(quick_st
     demo, run_all, add_admin = quick_start.next_steps
     done = quick_start.run(demo)
     assert done.returncode == 0, done.stdout + done.stderr
-    warm = _warm_kernels(quick_start.checkout / "var", wanted=2)  # what a user's next command finds
+    warm = _warm_kernels(quick_start.checkout / "var", wanted=3)  # what a user's next command finds
     done = done_all = quick_start.run(run_all)
     assert done.returncode == 0, done.stdout + done.stderr
     # It ran in the kernels `make run` kept warm, as typed from another shell: they are gone.

@@ -258,8 +258,8 @@ def test_up_starts_every_service_and_stops_them_on_sigterm(tmp_path: Path) -> No
     ports["DB_API"] = int(env["WORKBENCH_DB_API_ADDRESS"].rsplit(":", 1)[1])
     for address in non_loopback_ipv4():
         assert [name for name, port in ports.items() if not refuses(address, port)] == [], address
-    # The default 2 warm kernels get ready (they are stopped with the rest: no orphans, below).
-    warm = wait_for_files(tmp_path / "warm-kernels" / "ready", 2)
+    # The default 3 warm kernels get ready (they are stopped with the rest: no orphans, below).
+    warm = wait_for_files(tmp_path / "warm-kernels" / "ready", 3)
     family = descendants(process.pid)
     assert {json.loads(path.read_text())["pid"] for path in warm} <= family
     # One scheduler (a run it started meanwhile says `--triggered-by scheduler`: not another one).
