@@ -70,7 +70,7 @@ class Keeper:
         held = stopped = 0
         for path in self._files(self.taken):
             try:
-                lock = warm_kernels._lock(path)
+                lock = warm_kernels.lock_alone(path)
             except OSError:
                 held += 1
                 continue
@@ -101,7 +101,7 @@ class Keeper:
             if kernel is None or _alive(kernel):
                 continue
             with contextlib.suppress(OSError):
-                lock = warm_kernels._lock(path)
+                lock = warm_kernels.lock_alone(path)
                 try:
                     os.rename(path, self.taken / path.name)
                 finally:
@@ -147,7 +147,7 @@ class Keeper:
     def _stop_ready(self) -> None:
         for path in self._ready_files():
             with contextlib.suppress(OSError):
-                lock = warm_kernels._lock(path)  # a run taking it now keeps it
+                lock = warm_kernels.lock_alone(path)  # a run taking it now keeps it
                 try:
                     self._stop(path)
                 finally:

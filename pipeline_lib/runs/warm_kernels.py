@@ -1,7 +1,7 @@
 """Warm kernels: kernels that `workbench up` keeps started, with the notebooks' imports done, each
-taken by exactly one run (a cron line's `workbench run` or the scheduler's) in place of one it
-would start and wait for. At 20,000 students the kernels' start and imports were about a third of
-the CPU of `workbench run all`; a warm kernel did them before the run began.
+taken by exactly one run (of `up`'s scheduler, or typed in a shell with the same settings) in
+place of one it would start and wait for. At 20,000 students the kernels' start and imports were
+about a third of the CPU of `workbench run all`; a warm kernel did them before the run began.
 
 The keeper (`warm_kernel_keeper`, a service of `workbench up`) writes one file per kernel into
 `<data dir>/warm-kernels/ready/`: the kernel's process, its connection file and the environment
@@ -119,7 +119,7 @@ def claim(settings: Settings, env: Mapping[str, str]) -> Claim | None:
         return None
     for path in waiting:
         try:
-            held = _lock(path)
+            held = lock_alone(path)
         except OSError:
             continue  # taken meanwhile, or being taken
         try:
@@ -139,7 +139,7 @@ def claim(settings: Settings, env: Mapping[str, str]) -> Claim | None:
     return None
 
 
-def _lock(path: Path) -> int:
+def lock_alone(path: Path) -> int:
     """`path` opened and locked for this process alone (BlockingIOError if another holds it)."""
     held = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
