@@ -145,6 +145,7 @@ class Keeper:
             kernel.shut_down(now=True)
 
     def _stop_ready(self) -> None:
+        self.reap()  # kernels whose runs ended just before the stop: their files too
         for path in self._ready_files():
             with contextlib.suppress(OSError):
                 lock = warm_kernels.lock_alone(path)  # a run taking it now keeps it
