@@ -4,8 +4,9 @@ replaces each one a run took once that run is done with it.
 
 It starts kernels one at a time and only while no `workbench run` is running (`mark_running`): a
 run's cores are the run's, and the kernels it took are replaced after it, while the system is
-idle. Stopped, it kills its ready kernels (they only imported); a kernel a run still holds is left
-to that run.
+idle. Stopped, it kills its ready kernels (they only imported). It does not kill a kernel a run
+still holds, but ipykernel ends every kernel whose parent process ends (`JPY_PARENT_PID`), so that
+one ends with the keeper too: `workbench up` stops the keeper with the db-api such a run needs.
 """
 
 from __future__ import annotations
