@@ -1,5 +1,10 @@
 """One clean run: read `raw` with Spark, clean it, commit `cleaned` and `quarantine` in batches.
 
+The read and the per-field cleaning are one pass: the scan workers clean each field of each batch
+by value (`by_value`) on its way to Spark, and Spark checks the records (schools, reasons) and
+materialises them once; the report's `read` seconds are that pass, `clean` the rest (duplicates,
+report), `write` the commits still running after it.
+
 Each CommitClean call upserts its records and deletes exactly their raw ids (and those of the
 resubmissions they absorbed) in one atomic unit, so a run killed at any moment loses nothing and
 duplicates nothing: the next run cleans what is left. Records that arrive during a run stay in
@@ -25,14 +30,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from pipeline_lib.clean import pandas_job, rules, spark_engine
+from pipeline_lib.clean import by_value, pandas_job, rules, spark_engine
 from pipeline_lib.clean.commits import COMMITS_IN_FLIGHT, Part, commit_each, committed
 from pipeline_lib.clean.report import COUNTS, CleanReport
 from pipeline_lib.clean.summaries import spark_changes_summary, spark_reasons_summary
 from pipeline_lib.client.core import Endpoint
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.collections import RAW, SCHOOLS
-from pipeline_lib.spark.source import default_partitions, read
+from pipeline_lib.spark.source import default_partitions, read, read_through
 from pipeline_lib.wire.requests import Fence
 
 RAW_SCHEMA = StructType([StructField(name, StringType()) for name in (*rules.META, *rules.FIELD_NAMES)])
@@ -56,19 +61,28 @@ def run_clean(
         )
     report = CleanReport(run_id=run_id, dry_run=dry_run, engine="spark")
     started = time.perf_counter()
-    raw = read(spark, client, RAW, RAW_SCHEMA, partitions=partitions)
+    # Each field cleaned by value in the scan workers as the batches arrive (`by_value`).
+    fields = read_through(
+        spark,
+        client,
+        RAW,
+        RAW_SCHEMA,
+        by_value.clean_batches,
+        spark_engine.FIELDS_SCHEMA,
+        partitions=partitions,
+    )
     if limit:
-        raw = raw.limit(limit)
-    # Materialised once: the ids this run deletes are exactly the ones it read and cleaned, even
-    # if `raw` grows meanwhile (Spark would otherwise re-read it for every action).
-    raw = raw.localCheckpoint(eager=True)
-    report.records_in = raw.count()
+        fields = fields.limit(limit)
     school_ids = StructType([StructField("school_id", StringType())])
     schools = read(spark, client, SCHOOLS, school_ids, partitions=partitions)
+    # Materialised once: the ids this run deletes are exactly the ones it read and cleaned, even
+    # if `raw` grows meanwhile (Spark would otherwise re-read it for every action).
+    checked = spark_engine.check(fields, schools)
+    report.records_in = checked.count()
     report.seconds["read"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    cleaned, quarantine, no_consent = spark_engine.clean(raw, schools)
+    cleaned, quarantine, no_consent = spark_engine.split(checked)
     committer = Committer.of(client, batch_size)
     # One driver thread starts the commit jobs: rejects are committed by the executors while Spark
     # finds the resubmissions among the cleaned records and builds the report.

@@ -7,13 +7,13 @@ values are cleaned once, on the driver, by `pandas_engine` itself.
 
 from __future__ import annotations
 
-import pandas as pd
-import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
+from pyspark.sql.types import StructType
 
-from pipeline_lib.clean import pandas_engine, rules
+from pipeline_lib.clean import by_value, pandas_engine, rules
 from pipeline_lib.clean.rules import Case, FieldRule, Lookup, Replace, Step, Translate, Trim
 
 
@@ -164,26 +164,8 @@ def _value_tables(source: DataFrame, field_rules: list[FieldRule]) -> dict[str, 
     for rule in small:
         mine = found.filter(pc.equal(found["__set"], set_of[rule.name]))[f"{rule.name}__raw"]
         cleaned = pandas_engine.clean_field(rule, mine.to_pandas())
-        tables[rule.name] = spark.createDataFrame(_value_table(rule, cleaned))
+        tables[rule.name] = spark.createDataFrame(by_value.value_table(rule, cleaned))
     return tables
-
-
-def _value_table(rule: FieldRule, cleaned: pd.DataFrame) -> pa.Table:
-    """`pandas_engine.clean_field`'s outputs in the types `_run_programs` gives them (NaN as null)."""
-    n = rule.name
-    value_type = _VALUE_TYPES.get(rule.field.kind, pa.float64())
-    return pa.table(
-        {
-            n: pa.array(cleaned[n], type=value_type, from_pandas=True),
-            f"{n}__reason": pa.array(cleaned[f"{n}__reason"], type=pa.string()),
-            f"{n}__rules": pa.array(cleaned[f"{n}__rules"], type=pa.list_(pa.string())),
-            "__value": pa.array(cleaned[f"{n}__raw"], type=pa.string()),
-            f"{n}__text": pa.array(cleaned[f"{n}__text"], type=pa.string()),
-        }
-    )
-
-
-_VALUE_TYPES = {"text": pa.string(), "choice": pa.string(), "bool": pa.bool_()}  # numbers: float64
 
 
 def _look_up(df: DataFrame, rule: FieldRule, table: DataFrame) -> DataFrame:
@@ -246,7 +228,18 @@ def clean(raw: DataFrame, schools: DataFrame) -> tuple[DataFrame, DataFrame, Dat
     """(cleaned, quarantine, without_consent) DataFrames; records without consent are in neither
     of the first two, and the third holds their `submission_id`s. `schools` has one column
     `school_id` with the normalised codes of known schools."""
-    fields = clean_fields(raw)
+    return split(check(clean_fields(raw), schools))
+
+
+# `clean_fields`' columns, as the clean job's read yields them (`by_value.clean_batches`).
+FIELDS_SCHEMA: StructType = from_arrow_schema(by_value.fields_schema())
+
+
+def check(fields: DataFrame, schools: DataFrame) -> DataFrame:
+    """One row per record of `fields` (`clean_fields`' columns): its values, consent, the changes
+    the steps made and its reasons for quarantine (a field's, an unknown school), materialised
+    once on the executors: the cleaned and quarantine halves (and their reports) are separate
+    actions that would otherwise each compute every record again."""
     known = schools.select(F.col("school_id").alias("__known")).distinct()
     fields = fields.join(F.broadcast(known), fields["school_id"] == known["__known"], "left")
     reasons = [
@@ -257,20 +250,23 @@ def clean(raw: DataFrame, schools: DataFrame) -> tuple[DataFrame, DataFrame, Dat
     reasons.append(_reason(F.when(unknown, F.lit("school_unknown")), "school_id", ["school_unknown"]))
     consent = F.coalesce(F.col("consent"), F.lit(False))
     changes = F.array_compact(F.array(*[_change(n) for n in rules.VALUE_FIELDS]))
-    # Computed once: the cleaned and quarantine halves (and their reports) are separate actions
-    # that would otherwise each run every rule again.
-    fields = fields.select(
+    return fields.select(
         *rules.META, *rules.VALUE_FIELDS, consent.alias("__consent"), changes.alias("changes"),
         *[F.col(f"{n}__raw") for n in rules.FIELD_NAMES], F.array_compact(F.array(*reasons)).alias("reasons"),
     ).localCheckpoint(eager=True)  # fmt: skip
+
+
+def split(checked: DataFrame) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """`check`'s records as (cleaned, with its resubmissions marked; quarantine; the ids of
+    those without consent)."""
     consent = F.col("__consent")
-    cleaned = fields.where(consent & (F.size("reasons") == 0)).select(
+    cleaned = checked.where(consent & (F.size("reasons") == 0)).select(
         *rules.META, *rules.VALUE_FIELDS, "changes"
     )
-    quarantine = fields.where(consent & (F.size("reasons") > 0)).select(
+    quarantine = checked.where(consent & (F.size("reasons") > 0)).select(
         *rules.META, *[F.col(f"{n}__raw").alias(n) for n in rules.FIELD_NAMES], "reasons"
     )
-    without_consent = fields.where(~consent).select("submission_id")
+    without_consent = checked.where(~consent).select("submission_id")
     return mark_duplicates(cleaned), quarantine, without_consent
 
 

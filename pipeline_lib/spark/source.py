@@ -42,7 +42,7 @@ import itertools
 import logging
 import os
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Unpack, cast
 
@@ -237,18 +237,53 @@ def read(
     options = job_options(client.endpoint, collection, partitions or default_partitions(spark))
     if schema is None:
         schema = sample_schema(options)
+    return _read(spark, options, schema, None, schema)
+
+
+BatchMap = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
+
+
+def read_through(
+    spark: SparkSession,
+    client: DbApiClient,
+    collection: str,
+    scanned: StructType,
+    through: BatchMap,
+    schema: StructType,
+    *,
+    partitions: int | None = None,
+) -> DataFrame:
+    """`read` of `collection`'s `scanned` fields, each task's Arrow batches passed through
+    `through` on the executor, as they arrive: `schema` is what it yields. `through` travels
+    pickled (a module's function travels by name) and is called once per task."""
+    options = job_options(client.endpoint, collection, partitions or default_partitions(spark))
+    return _read(spark, options, scanned, through, schema)
+
+
+def _read(
+    spark: SparkSession,
+    options: SourceOptions,
+    scanned: StructType,
+    through: BatchMap | None,
+    schema: StructType,
+) -> DataFrame:
     count = options.partitions
-    scan = functools.partial(_scan_ranges, options=options, schema=reader_arrow_schema(schema))
+    arrow_schema = reader_arrow_schema(scanned)
+    scan = functools.partial(_scan_ranges, options=options, schema=arrow_schema, through=through)
     return spark.range(0, count, 1, count).mapInArrow(scan, schema)
 
 
 def _scan_ranges(
-    ranges: Iterator[pa.RecordBatch], options: SourceOptions, schema: pa.Schema
+    ranges: Iterator[pa.RecordBatch], options: SourceOptions, schema: pa.Schema, through: BatchMap | None
 ) -> Iterator[pa.RecordBatch]:
     """On an executor: the db-api partitions whose numbers `spark.range` gave this task."""
-    for numbers in ranges:
-        for index in numbers.column(0).to_pylist():
-            yield from scan_partition(options, index, options.partitions, schema)
+    batches = (
+        batch
+        for numbers in ranges
+        for index in numbers.column(0).to_pylist()
+        for batch in scan_partition(options, index, options.partitions, schema)
+    )
+    yield from batches if through is None else through(batches)
 
 
 def scan_partition(
