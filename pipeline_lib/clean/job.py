@@ -1,8 +1,8 @@
 """One clean run: read `raw` with Spark, clean it, commit `cleaned` and `quarantine` in batches.
 
-The read and the per-field cleaning are one pass: the scan workers clean each field of each batch
-by value (`by_value`) on its way to Spark, and Spark checks the records (schools, reasons) and
-materialises them once; the report's `read` seconds are that pass, `clean` the rest (duplicates,
+The read, the cleaning of each field and the checks of each record are one pass: the scan workers
+clean and check each batch (`by_value`, in Arrow) on its way to Spark, which materialises the
+records once; the report's `read` seconds are that pass, `clean` the rest (split, resubmissions,
 report), `write` the commits still running after it.
 
 Each CommitClean call upserts its records and deletes exactly their raw ids (and those of the
@@ -32,12 +32,13 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from pipeline_lib.clean import by_value, pandas_job, rules, spark_engine
 from pipeline_lib.clean.commits import COMMITS_IN_FLIGHT, Part, commit_each, committed
+from pipeline_lib.clean.pandas_job import known_schools
 from pipeline_lib.clean.report import COUNTS, CleanReport
 from pipeline_lib.clean.summaries import spark_changes_summary, spark_reasons_summary
 from pipeline_lib.client.core import Endpoint
 from pipeline_lib.client.sync import DbApiClient
-from pipeline_lib.contract.collections import RAW, SCHOOLS
-from pipeline_lib.spark.source import default_partitions, read, read_through
+from pipeline_lib.contract.collections import RAW
+from pipeline_lib.spark.source import default_partitions, read_through
 from pipeline_lib.wire.requests import Fence
 
 RAW_SCHEMA = StructType([StructField(name, StringType()) for name in (*rules.META, *rules.FIELD_NAMES)])
@@ -61,23 +62,16 @@ def run_clean(
         )
     report = CleanReport(run_id=run_id, dry_run=dry_run, engine="spark")
     started = time.perf_counter()
-    # Each field cleaned by value in the scan workers as the batches arrive (`by_value`).
-    fields = read_through(
-        spark,
-        client,
-        RAW,
-        RAW_SCHEMA,
-        by_value.clean_batches,
-        spark_engine.FIELDS_SCHEMA,
-        partitions=partitions,
+    # The scan workers clean and check each record as the batches arrive (`by_value`).
+    check = functools.partial(by_value.checked_batches, schools=sorted(known_schools(client)))
+    checked = read_through(
+        spark, client, RAW, RAW_SCHEMA, check, spark_engine.CHECKED_SCHEMA, partitions=partitions
     )
     if limit:
-        fields = fields.limit(limit)
-    school_ids = StructType([StructField("school_id", StringType())])
-    schools = read(spark, client, SCHOOLS, school_ids, partitions=partitions)
+        checked = checked.limit(limit)
     # Materialised once: the ids this run deletes are exactly the ones it read and cleaned, even
     # if `raw` grows meanwhile (Spark would otherwise re-read it for every action).
-    checked = spark_engine.check(fields, schools)
+    checked = checked.localCheckpoint(eager=True)
     report.records_in = checked.count()
     report.seconds["read"] = time.perf_counter() - started
 

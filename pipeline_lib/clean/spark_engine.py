@@ -231,8 +231,8 @@ def clean(raw: DataFrame, schools: DataFrame) -> tuple[DataFrame, DataFrame, Dat
     return split(check(clean_fields(raw), schools))
 
 
-# `clean_fields`' columns, as the clean job's read yields them (`by_value.clean_batches`).
-FIELDS_SCHEMA: StructType = from_arrow_schema(by_value.fields_schema())
+# `check`'s columns, as the clean job's read yields them (`by_value.checked_batches`).
+CHECKED_SCHEMA: StructType = from_arrow_schema(by_value.checked_schema())
 
 
 def check(fields: DataFrame, schools: DataFrame) -> DataFrame:

@@ -33,39 +33,91 @@ def _plain(value: object) -> object:
     return value
 
 
-def _expected(raw: pd.DataFrame) -> list[dict]:
-    fields = pandas_engine.clean_fields(raw)
-    fields.insert(0, "submission_id", raw["submission_id"])
-    rows = fields.to_dict("records")
-    return [{k: _plain(v) for k, v in row.items()} for row in rows]
+def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
+    return [{k: _plain(v) for k, v in row.items()} for row in frame[columns].to_dict("records")]
 
 
-def _got(batches: list[pa.RecordBatch]) -> list[dict]:
-    columns = ["submission_id", *[f"{n}{part}" for n in rules.FIELD_NAMES for part in by_value.OUTPUTS]]
-    return pa.Table.from_batches(batches).select(columns).to_pylist()
+def _values(raw: pd.DataFrame) -> list[dict]:
+    """Per record: its id, each cleaned value and each field's raw text, as pandas cleans them."""
+    fields = pandas_engine.clean_fields(raw).assign(submission_id=raw["submission_id"])
+    columns = ["submission_id", *rules.VALUE_FIELDS, *[f"{n}__raw" for n in rules.FIELD_NAMES]]
+    return _records(fields, columns)
 
 
-def test_batches_are_cleaned_as_pandas_cleans_the_whole_frame() -> None:
-    """Values first seen in a later batch, missing values, every nasty spelling: the same outputs,
+def _checked(batches: list[pa.RecordBatch], cleaner: by_value.ValueCleaner | None = None) -> pa.Table:
+    cleaner = cleaner or by_value.ValueCleaner()
+    checked = [cleaner.check(batch, SCHOOLS) for batch in batches]
+    assert all(batch.schema.equals(by_value.checked_schema()) for batch in checked)
+    return pa.Table.from_batches(checked)
+
+
+def _got_values(checked: pa.Table) -> list[dict]:
+    columns = ["submission_id", *rules.VALUE_FIELDS, *[f"{n}__raw" for n in rules.FIELD_NAMES]]
+    return checked.select(columns).to_pylist()
+
+
+SCHOOLS = frozenset({"1224", "2305"})
+
+
+def test_each_field_is_cleaned_batch_by_batch_as_pandas_cleans_the_whole_frame() -> None:
+    """Values first seen in a later batch, missing values, every nasty spelling: the same values,
     row for row and type for type, as `pandas_engine.clean_fields` over all the rows at once."""
     raw = _nasty_raw(len(NASTY) * 3)
-    got = list(by_value.clean_batches(iter(_batches(raw, 17))))
-    assert all(batch.schema.equals(by_value.fields_schema()) for batch in got)
-    assert _got(got) == _expected(raw)
+    assert _got_values(_checked(_batches(raw, 17))) == _values(raw)
 
 
 def test_a_field_with_more_values_than_remembered_is_still_cleaned_and_memory_stays_bounded() -> None:
     raw = _nasty_raw(len(NASTY) * 2)
     cleaner = by_value.ValueCleaner(remember=5)
-    got = [cleaner.clean(batch) for batch in _batches(raw, 10)]
-    assert _got(got) == _expected(raw)
+    assert _checked(_batches(raw, 10), cleaner).equals(_checked(_batches(raw, 10)))
     assert cleaner.known and all(table.num_rows <= 5 for table in cleaner.known.values())
 
 
 def test_a_field_missing_from_the_batch_counts_as_missing_and_an_empty_batch_stays_empty() -> None:
     raw = _raw({"student_ref": ["7", "8"]})
-    without_age = _batches(raw.drop(columns=["minority"]), 10)
-    got = list(by_value.clean_batches(iter(without_age)))
-    assert _got(got) == _expected(raw.assign(minority=None))
-    empty = by_value.ValueCleaner().clean(_batches(raw, 10)[0].slice(0, 0))
-    assert empty.num_rows == 0 and empty.schema.equals(by_value.fields_schema())
+    without_minority = _batches(raw.drop(columns=["minority"]), 10)
+    assert _got_values(_checked(without_minority)) == _values(raw.assign(minority=None))
+    empty = by_value.ValueCleaner().check(_batches(raw, 10)[0].slice(0, 0), SCHOOLS)
+    assert empty.num_rows == 0 and empty.schema.equals(by_value.checked_schema())
+
+
+def _split(checked: pa.Table) -> tuple[list[dict], list[dict], int]:
+    """`checked_batches`' records split as the Spark clean splits them: (cleaned, before its
+    resubmissions are marked; quarantine; how many had no consent)."""
+    rows = checked.to_pylist()
+    cleaned = [
+        {k: r[k] for k in (*rules.META, *rules.VALUE_FIELDS, "changes")}
+        for r in rows
+        if r["__consent"] and not r["reasons"]
+    ]
+    quarantine = [
+        {
+            **{m: r[m] for m in rules.META},
+            **{n: r[f"{n}__raw"] for n in rules.FIELD_NAMES},
+            "reasons": r["reasons"],
+        }
+        for r in rows
+        if r["__consent"] and r["reasons"]
+    ]
+    return cleaned, quarantine, sum(not r["__consent"] for r in rows)
+
+
+def test_checked_batches_split_into_what_pandas_cleans_and_quarantines() -> None:
+    """Reasons (field order, then an unknown school, each with its message), changes (field order,
+    before, after, rules) and consent (missing is no), batch by batch, as `pandas_engine.clean`
+    gives them; every record once. No student repeats, so no resubmission collapses."""
+    nasty = _nasty_raw(len(NASTY) * 3).assign(student_ref=None)
+    nasty["school_id"] = [v if i % 3 else "1224" for i, v in enumerate(nasty["school_id"])]
+    nasty["consent"] = [v if i % 4 else "yes" for i, v in enumerate(nasty["consent"])]
+    good = _raw({"sex": ["F", " f ", "GIRL", "F."] * 5, "ses": ["0", " 1 ", "0,5", "1"] * 5})
+    good["submission_id"] = "g" + good["submission_id"]
+    raw = pd.concat([nasty, good], ignore_index=True)
+    got = pa.Table.from_batches(list(by_value.checked_batches(iter(_batches(raw, 17)), SCHOOLS)))
+    assert got.schema.equals(by_value.checked_schema())
+    cleaned, quarantine, without_consent = _split(got)
+    expected = pandas_engine.clean(raw, set(SCHOOLS))
+    assert cleaned == _records(expected.cleaned, [*rules.META, *rules.VALUE_FIELDS, "changes"]) != []
+    assert quarantine == _records(expected.quarantine, list(expected.quarantine.columns)) != []
+    assert without_consent == expected.without_consent > 0
+    unknown = [r for q in quarantine for r in q["reasons"] if r["code"] == "school_unknown"]
+    assert unknown and all(r["message"] for r in unknown)
