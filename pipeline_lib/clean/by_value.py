@@ -4,7 +4,7 @@ Survey answers repeat: a few hundred spellings of yes, no, a school code or a sc
 million submissions. The Spark clean's read runs `clean_batches` in its scan workers, on the
 Arrow batches as they arrive from the db-api: per batch and field, the values not seen before are
 cleaned by `pandas_engine.clean_field` (the same programs, so the same outputs) and every row takes
-its value's outputs by index, in Arrow. `checked_batches` goes on to each record's reasons for
+its value's outputs by index, in Arrow. `ValueCleaner.check` goes on to each record's reasons for
 quarantine and the changes the steps made, as `pandas_engine.clean` lists them, also in Arrow:
 Spark then gets records ready to split, and finds the resubmissions. Nothing runs per record in
 Python.
@@ -12,7 +12,7 @@ Python.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -125,13 +125,6 @@ class ValueCleaner:
         return table, pc.index_in(raw, value_set=table["__value"], skip_nulls=False)
 
 
-def checked_batches(batches: Iterator[pa.RecordBatch], schools: Iterable[str]) -> Iterator[pa.RecordBatch]:
-    """Each raw batch cleaned and checked (`ValueCleaner.check`) against the known `schools`."""
-    cleaner, known = ValueCleaner(), frozenset(schools)
-    for batch in batches:
-        yield cleaner.check(batch, known)
-
-
 REASON = pa.struct([("code", pa.string()), ("field", pa.string()), ("message", pa.string())])
 CHANGE = pa.struct(
     [
@@ -144,7 +137,7 @@ CHANGE = pa.struct(
 
 
 def checked_schema() -> pa.Schema:
-    """What `checked_batches` yields (`spark_engine.check`'s columns)."""
+    """What `ValueCleaner.check` gives (`spark_engine.check`'s columns)."""
     by_rule = {rule.name: rule for rule in rules.STUDENT_RULES}
     return pa.schema(
         [
@@ -193,3 +186,28 @@ def _lists_by_row(columns: list[pa.StructArray]) -> pa.ListArray:
     counts = present.reshape(rows, width).sum(axis=1)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
     return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+def kept_schema() -> pa.Schema:
+    """`split`'s kept records: receipt fields, cleaned values, changes."""
+    checked = checked_schema()
+    return pa.schema([checked.field(name) for name in (*rules.META, *rules.VALUE_FIELDS, "changes")])
+
+
+def split(checked: pa.RecordBatch) -> tuple[pa.RecordBatch, pa.Table, pa.Table]:
+    """`check`'s records as (kept: consent and no reason, as `kept_schema()`; quarantine: consent
+    and a reason, with each field's raw text under its name and the reasons; the `submission_id`s
+    of the records without consent)."""
+    consent = checked.column("__consent")
+    has_reason = pc.greater(pc.list_value_length(checked.column("reasons")), 0)
+    kept = checked.filter(pc.and_(consent, pc.invert(has_reason))).select(kept_schema().names)
+    rejected = checked.filter(pc.and_(consent, has_reason))
+    quarantine = pa.table(
+        {
+            **{m: rejected.column(m) for m in rules.META},
+            **{n: rejected.column(f"{n}__raw") for n in rules.FIELD_NAMES},
+            "reasons": rejected.column("reasons"),
+        }
+    )
+    without_consent = pa.table({"submission_id": checked.filter(pc.invert(consent)).column("submission_id")})
+    return kept, quarantine, without_consent

@@ -57,6 +57,35 @@ def commit_each(client: DbApiClient, chunks: Iterable[tuple[pa.Table, Part]]) ->
         sender.shutdown(wait=not in_flight, cancel_futures=True)
 
 
+class CommitPipeline:
+    """Chunks committed as they come, up to COMMITS_IN_FLIGHT calls at once: `add` waits only
+    while that many are in flight; `finish` waits for the rest and gives the raw records deleted.
+    The first failed call is raised by the `add` or `finish` that meets it. Close it (`with`)."""
+
+    def __init__(self, client: DbApiClient) -> None:
+        self.client = client
+        self.sender = ThreadPoolExecutor(COMMITS_IN_FLIGHT, thread_name_prefix="commit")
+        self.in_flight: deque[Future[int]] = deque()
+        self.deleted = 0
+
+    def add(self, chunk: pa.Table, part: Part) -> None:
+        while len(self.in_flight) >= COMMITS_IN_FLIGHT:
+            self.deleted += _first_done(self.in_flight)
+        self.in_flight.append(self.sender.submit(commit_chunk, self.client, chunk, part))
+
+    def finish(self) -> int:
+        while self.in_flight:
+            self.deleted += _first_done(self.in_flight)
+        return self.deleted
+
+    def __enter__(self) -> CommitPipeline:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        # As `commit_each`: not waiting for a call still in flight after an error; it ends alone.
+        self.sender.shutdown(wait=not self.in_flight, cancel_futures=True)
+
+
 def _first_done(in_flight: deque[Future[int]]) -> int:
     """The first call's raw records deleted, once it ends; it leaves `in_flight` only then, so a
     call interrupted while waited for still counts as in flight."""

@@ -10,8 +10,6 @@ from __future__ import annotations
 import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import from_arrow_schema
-from pyspark.sql.types import StructType
 
 from pipeline_lib.clean import by_value, pandas_engine, rules
 from pipeline_lib.clean.rules import Case, FieldRule, Lookup, Replace, Step, Translate, Trim
@@ -186,10 +184,10 @@ def clean_fields(raw: DataFrame) -> DataFrame:
     sources = {n: (F.col(n) if n in raw.columns else F.lit(None)).cast("string") for n in rules.FIELD_NAMES}
     df = raw.select(*meta, *[sources[n].alias(f"{n}__raw") for n in rules.FIELD_NAMES])
     tables = _value_tables(df, list(rules.STUDENT_RULES))
-    by_value = [r for r in rules.STUDENT_RULES if r.name in tables]
-    per_record = [r for r in rules.STUDENT_RULES if r not in by_value]
-    df = _run_programs(df, per_record, carried=[*rules.META, *[f"{r.name}__raw" for r in by_value]])
-    for rule in by_value:
+    looked_up = [r for r in rules.STUDENT_RULES if r.name in tables]
+    per_record = [r for r in rules.STUDENT_RULES if r not in looked_up]
+    df = _run_programs(df, per_record, carried=[*rules.META, *[f"{r.name}__raw" for r in looked_up]])
+    for rule in looked_up:
         df = _look_up(df, rule, tables[rule.name])
     columns = [
         f"{n}{part}" for n in rules.FIELD_NAMES for part in ("", "__reason", "__rules", "__raw", "__text")
@@ -229,10 +227,6 @@ def clean(raw: DataFrame, schools: DataFrame) -> tuple[DataFrame, DataFrame, Dat
     of the first two, and the third holds their `submission_id`s. `schools` has one column
     `school_id` with the normalised codes of known schools."""
     return split(check(clean_fields(raw), schools))
-
-
-# `check`'s columns, as the clean job's read yields them (`by_value.checked_batches`).
-CHECKED_SCHEMA: StructType = from_arrow_schema(by_value.checked_schema())
 
 
 def check(fields: DataFrame, schools: DataFrame) -> DataFrame:

@@ -1,7 +1,8 @@
 """What the cleaner did, summed up: quarantined records per reason code and cleaned records per
 change, from Arrow tables holding only the `reasons` (quarantine) or `changes` (cleaned) column,
-or (`spark_reasons_summary`, `spark_changes_summary`) from Spark DataFrames, counted by Spark so
-that only the summary reaches the driver.
+or (`spark_changes_summary`) from a Spark DataFrame, counted by Spark so that only the summary
+reaches the driver. The Spark clean's scan workers sum up the reasons of their own batches, and
+`merge_counts` adds the parts up.
 
 Pure functions. The clean run's report shows them with `examples=True`; the processing step's
 data-quality documents (`pipeline_lib.process.quality_documents`) leave examples out: they quote
@@ -53,17 +54,6 @@ def changes_summary(cleaned: pa.Table, *, examples: bool = False) -> pd.DataFram
         before, after = (pc.fill_null(pc.struct_field(changes, side), "") for side in ("before", "after"))
         columns["example"] = pc.binary_join_element_wise("'", before, "' -> '", after, "'", "")
     return _counted(pa.table(columns), ["field", "rule"])
-
-
-def spark_reasons_summary(quarantine: DataFrame, *, examples: bool = False) -> pd.DataFrame:
-    """As `reasons_summary`, of a Spark DataFrame with a `reasons` column."""
-    from pyspark.sql import functions as F
-
-    reason = F.explode("reasons").alias("r")
-    rows = quarantine.select(reason).select(
-        F.col("r.code").alias("reason"), *([F.col("r.message").alias("example")] if examples else [])
-    )
-    return _spark_counted(rows, ["reason"])
 
 
 def spark_changes_summary(cleaned: DataFrame, *, examples: bool = False) -> pd.DataFrame:

@@ -112,8 +112,7 @@ def test_checked_batches_split_into_what_pandas_cleans_and_quarantines() -> None
     good = _raw({"sex": ["F", " f ", "GIRL", "F."] * 5, "ses": ["0", " 1 ", "0,5", "1"] * 5})
     good["submission_id"] = "g" + good["submission_id"]
     raw = pd.concat([nasty, good], ignore_index=True)
-    got = pa.Table.from_batches(list(by_value.checked_batches(iter(_batches(raw, 17)), SCHOOLS)))
-    assert got.schema.equals(by_value.checked_schema())
+    got = _checked(_batches(raw, 17))
     cleaned, quarantine, without_consent = _split(got)
     expected = pandas_engine.clean(raw, set(SCHOOLS))
     assert cleaned == _records(expected.cleaned, [*rules.META, *rules.VALUE_FIELDS, "changes"]) != []

@@ -79,12 +79,28 @@ def test_a_dry_run_commits_nothing_and_reports_the_same(spark, sqlite_client: Db
     pd.testing.assert_frame_equal(report.changes, changes)
 
 
+def test_a_limit_is_the_runs_whatever_the_batches_and_the_rest_stays_in_raw(
+    spark, sqlite_client: DbApiClient
+) -> None:
+    """The scan workers commit rejects as they read: with a limit, they read and commit exactly that
+    many records (one task reads it; here it ends inside the first scan batch)."""
+    from pipeline_lib.clean.job import run_clean
+
+    raw = _filled(sqlite_client, 1_000)
+    report = run_clean(spark, sqlite_client, run_id="t", limit=250, batch_size=40)
+    placed = report.cleaned + report.duplicates_collapsed + report.quarantined + report.without_consent
+    assert report.records_in == placed == report.raw_deleted == 250
+    assert sqlite_client.count("raw") == len(raw) - 250
+    rest = run_clean(spark, sqlite_client, run_id="t2")
+    assert rest.records_in == rest.raw_deleted == len(raw) - 250 and sqlite_client.count("raw") == 0
+
+
 def test_a_commit_takes_half_the_task_slots_and_commits_every_chunk(
     spark, sqlite_client: DbApiClient
 ) -> None:
     """Each commit task keeps two calls in flight, so half the slots keep the db-api as busy as all
     of them would; the other half are left to the report's jobs, which run beside the commit."""
-    from pipeline_lib.clean.job import Committer
+    from pipeline_lib.clean.spark_commits import Committer
 
     ids = [f"r{i:04d}" for i in range(1_000)]
     raw = pd.DataFrame({"submission_id": ids, "v": ["x"] * len(ids)})
