@@ -7,6 +7,10 @@ counts and its summary of the reasons, which the driver adds up.
 The rejects' commits overlap the read (the db-api writes while the workers read and clean), and
 Spark never carries them: 1,000,000 dirty records, 62% rejected, moved 4.5 s of conversion to and
 from the JVM for a commit that only started once the read had ended.
+
+A task Spark runs again (its worker or a db-api replica died) commits again what it finds, which
+is safe (each commit is an atomic upsert and delete), but it finds only what the first attempt
+left in `raw`: the run's counts then fall short of what it placed. The data never does.
 """
 
 from __future__ import annotations
