@@ -1,13 +1,12 @@
 """Each field of raw Arrow batches cleaned once per distinct value, by `pandas_engine` itself.
 
 Survey answers repeat: a few hundred spellings of yes, no, a school code or a score cover a
-million submissions. The Spark clean's read runs `clean_batches` in its scan workers, on the
-Arrow batches as they arrive from the db-api: per batch and field, the values not seen before are
-cleaned by `pandas_engine.clean_field` (the same programs, so the same outputs) and every row takes
-its value's outputs by index, in Arrow. `ValueCleaner.check` goes on to each record's reasons for
-quarantine and the changes the steps made, as `pandas_engine.clean` lists them, also in Arrow:
-Spark then gets records ready to split, and finds the resubmissions. Nothing runs per record in
-Python.
+million submissions. The Spark clean's scan workers (`checked_read`) run `ValueCleaner.check` on
+the Arrow batches as they arrive from the db-api: per batch and field, the values not seen before
+are cleaned by `pandas_engine.clean_field` (the same programs, so the same outputs) and every row
+takes its value's outputs by index; then each record's reasons for quarantine and the changes the
+steps made are listed as `pandas_engine.clean` lists them, and `split` parts the kept records
+from the rejects. All in Arrow: nothing runs per record in Python.
 """
 
 from __future__ import annotations

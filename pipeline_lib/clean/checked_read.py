@@ -97,11 +97,11 @@ class CheckedRead:
                     tally.without_consent += without_consent.num_rows
                     if quarantine.num_rows:
                         tally.reasons.append(reasons_summary(quarantine, examples=True))
-                    self._commit(rejects, quarantine, "quarantine")
-                    self._commit(rejects, without_consent, "raw_ids")
+                    tally.raw_deleted += self._commit(rejects, quarantine, "quarantine")
+                    tally.raw_deleted += self._commit(rejects, without_consent, "raw_ids")
                     if kept.num_rows:
                         yield kept.append_column(TALLY, pa.nulls(kept.num_rows, pa.string()))
-                tally.raw_deleted = rejects.finish()
+                tally.raw_deleted += sum(rejects.drain())
         finally:
             if client is not None:
                 client.close()
@@ -117,20 +117,20 @@ class CheckedRead:
             left -= batch.num_rows
             yield batch
 
-    def _commit(self, rejects: CommitPipeline | _NoCommits, table: pa.Table, part: Part) -> None:
+    def _commit(self, rejects: CommitPipeline | _NoCommits, table: pa.Table, part: Part) -> int:
+        """Start committing `table` as `part`: the raw records deleted by the calls that ended meanwhile."""
         size = self.committer.batch_size if self.committer is not None else max(1, table.num_rows)
-        for chunk in chunked(iter(table.to_batches()), size):
-            rejects.add(chunk, part)
+        return sum(sum(rejects.add(chunk, part)) for chunk in chunked(iter(table.to_batches()), size))
 
 
 class _NoCommits:
     """A dry run's `CommitPipeline`: commits nothing."""
 
-    def add(self, chunk: pa.Table, part: Part) -> None:
-        pass
+    def add(self, chunk: pa.Table, part: Part) -> list[int]:
+        return []
 
-    def finish(self) -> int:
-        return 0
+    def drain(self) -> Iterator[int]:
+        return iter(())
 
     def __enter__(self) -> _NoCommits:
         return self

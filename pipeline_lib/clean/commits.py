@@ -42,47 +42,41 @@ def commit_each(client: DbApiClient, chunks: Iterable[tuple[pa.Table, Part]]) ->
     record, so their order does not matter. The first failed call (in the chunks' order) is raised
     at once, an interrupt too; a call started beside it may still commit. What was committed stays
     committed, and a rerun cleans the rest."""
-    sender = ThreadPoolExecutor(COMMITS_IN_FLIGHT, thread_name_prefix="commit")
-    in_flight: deque[Future[int]] = deque()
-    try:
+    with CommitPipeline(client) as pipeline:
         for chunk, part in chunks:
-            while len(in_flight) >= COMMITS_IN_FLIGHT:
-                yield _first_done(in_flight)
-            in_flight.append(sender.submit(commit_chunk, client, chunk, part))
-        while in_flight:
-            yield _first_done(in_flight)
-    finally:
-        # On an error, an interrupt or a caller that stopped early, not waiting for the call still
-        # in flight: it ends on its own.
-        sender.shutdown(wait=not in_flight, cancel_futures=True)
+            yield from pipeline.add(chunk, part)
+        yield from pipeline.drain()
 
 
 class CommitPipeline:
-    """Chunks committed as they come, up to COMMITS_IN_FLIGHT calls at once: `add` waits only
-    while that many are in flight; `finish` waits for the rest and gives the raw records deleted.
-    The first failed call is raised by the `add` or `finish` that meets it. Close it (`with`)."""
+    """Chunks committed as they come, up to COMMITS_IN_FLIGHT calls at once (`commit_each`, or a
+    caller with other work between its chunks): `add` waits only while that many are in flight.
+    The first failed call is raised by the `add` or `drain` that meets it. Use it with `with`: on
+    an error, an interrupt or a caller that stopped early, the call still in flight is not waited
+    for; it ends on its own."""
 
     def __init__(self, client: DbApiClient) -> None:
         self.client = client
         self.sender = ThreadPoolExecutor(COMMITS_IN_FLIGHT, thread_name_prefix="commit")
         self.in_flight: deque[Future[int]] = deque()
-        self.deleted = 0
 
-    def add(self, chunk: pa.Table, part: Part) -> None:
+    def add(self, chunk: pa.Table, part: Part) -> list[int]:
+        """Start committing `chunk` as `part`: the raw records deleted by each call it waited for."""
+        done = []
         while len(self.in_flight) >= COMMITS_IN_FLIGHT:
-            self.deleted += _first_done(self.in_flight)
+            done.append(_first_done(self.in_flight))
         self.in_flight.append(self.sender.submit(commit_chunk, self.client, chunk, part))
+        return done
 
-    def finish(self) -> int:
+    def drain(self) -> Iterator[int]:
+        """Each call still in flight, once it ends: the raw records it deleted, in order."""
         while self.in_flight:
-            self.deleted += _first_done(self.in_flight)
-        return self.deleted
+            yield _first_done(self.in_flight)
 
     def __enter__(self) -> CommitPipeline:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        # As `commit_each`: not waiting for a call still in flight after an error; it ends alone.
         self.sender.shutdown(wait=not self.in_flight, cancel_futures=True)
 
 

@@ -81,42 +81,26 @@ def test_a_field_missing_from_the_batch_counts_as_missing_and_an_empty_batch_sta
     assert empty.num_rows == 0 and empty.schema.equals(by_value.checked_schema())
 
 
-def _split(checked: pa.Table) -> tuple[list[dict], list[dict], int]:
-    """`checked_batches`' records split as the Spark clean splits them: (cleaned, before its
-    resubmissions are marked; quarantine; how many had no consent)."""
-    rows = checked.to_pylist()
-    cleaned = [
-        {k: r[k] for k in (*rules.META, *rules.VALUE_FIELDS, "changes")}
-        for r in rows
-        if r["__consent"] and not r["reasons"]
-    ]
-    quarantine = [
-        {
-            **{m: r[m] for m in rules.META},
-            **{n: r[f"{n}__raw"] for n in rules.FIELD_NAMES},
-            "reasons": r["reasons"],
-        }
-        for r in rows
-        if r["__consent"] and r["reasons"]
-    ]
-    return cleaned, quarantine, sum(not r["__consent"] for r in rows)
-
-
-def test_checked_batches_split_into_what_pandas_cleans_and_quarantines() -> None:
+def test_checked_records_split_into_what_pandas_cleans_and_quarantines() -> None:
     """Reasons (field order, then an unknown school, each with its message), changes (field order,
-    before, after, rules) and consent (missing is no), batch by batch, as `pandas_engine.clean`
-    gives them; every record once. No student repeats, so no resubmission collapses."""
+    before, after, rules) and consent (missing is no), batch by batch, split into kept records,
+    quarantine and ids without consent as `pandas_engine.clean` splits them; every record once. No
+    student repeats, so no resubmission collapses."""
     nasty = _nasty_raw(len(NASTY) * 3).assign(student_ref=None)
     nasty["school_id"] = [v if i % 3 else "1224" for i, v in enumerate(nasty["school_id"])]
     nasty["consent"] = [v if i % 4 else "yes" for i, v in enumerate(nasty["consent"])]
     good = _raw({"sex": ["F", " f ", "GIRL", "F."] * 5, "ses": ["0", " 1 ", "0,5", "1"] * 5})
     good["submission_id"] = "g" + good["submission_id"]
     raw = pd.concat([nasty, good], ignore_index=True)
-    got = _checked(_batches(raw, 17))
-    cleaned, quarantine, without_consent = _split(got)
+    parts = [by_value.split(batch) for batch in _checked(_batches(raw, 17)).to_batches()]
+    kept = pa.Table.from_batches([k for k, _, _ in parts], schema=by_value.kept_schema()).to_pylist()
+    quarantine = pa.concat_tables([q for _, q, _ in parts]).to_pylist()
+    without_consent = pa.concat_tables([w for _, _, w in parts]).column("submission_id").to_pylist()
     expected = pandas_engine.clean(raw, set(SCHOOLS))
-    assert cleaned == _records(expected.cleaned, [*rules.META, *rules.VALUE_FIELDS, "changes"]) != []
+    assert kept == _records(expected.cleaned, [*rules.META, *rules.VALUE_FIELDS, "changes"]) != []
     assert quarantine == _records(expected.quarantine, list(expected.quarantine.columns)) != []
-    assert without_consent == expected.without_consent > 0
+    placed = {r["submission_id"] for r in kept + quarantine}
+    assert without_consent == [i for i in raw["submission_id"] if i not in placed]
+    assert len(without_consent) == expected.without_consent > 0
     unknown = [r for q in quarantine for r in q["reasons"] if r["code"] == "school_unknown"]
     assert unknown and all(r["message"] for r in unknown)
