@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -93,6 +94,27 @@ def test_a_limit_is_the_runs_whatever_the_batches_and_the_rest_stays_in_raw(
     assert sqlite_client.count("raw") == len(raw) - 250
     rest = run_clean(spark, sqlite_client, run_id="t2")
     assert rest.records_in == rest.raw_deleted == len(raw) - 250 and sqlite_client.count("raw") == 0
+
+
+def test_a_run_that_lost_its_lease_commits_nothing_from_its_scan_workers(
+    spark, sqlite_db_api: RunningServer, sqlite_client: DbApiClient
+) -> None:
+    """The scan workers commit rejects with the run's fence: once another run holds the lease, the
+    db-api refuses them, the run fails, and every record stays in raw for the new holder."""
+    from pipeline_lib.clean.job import run_clean
+    from pipeline_lib.wire.requests import Fence
+    from tests.conftest import TOKEN
+
+    raw = _filled(sqlite_client, 500)
+    first = sqlite_client.acquire_lease("run:clean", "old run", 0.5)
+    time.sleep(0.8)  # the old run's lease expires; a new run takes it
+    assert sqlite_client.acquire_lease("run:clean", "new run", 60).generation > first.generation
+    address = f"127.0.0.1:{sqlite_db_api.port}"
+    stale = DbApiClient(address, TOKEN, fence=Fence("run:clean", first.generation))
+    with stale, pytest.raises(Exception, match=r"generation .* is stale"):
+        run_clean(spark, stale, run_id="old")
+    assert sqlite_client.count("raw") == len(raw)
+    assert sqlite_client.count("quarantine") == sqlite_client.count("cleaned") == 0
 
 
 def test_a_commit_takes_half_the_task_slots_and_commits_every_chunk(
