@@ -157,8 +157,7 @@ def _empty(schema: pa.Schema) -> pa.RecordBatch:
 def _struct_where(present: pa.Array, kind: pa.StructType, values: list[pa.Array | str]) -> pa.StructArray:
     """A struct of `kind` from `values` (a text is the same on every row) where `present` is set,
     null elsewhere."""
-    n = len(present)
-    arrays = [pa.array(np.full(n, v, dtype=object), pa.string()) if isinstance(v, str) else v for v in values]
+    arrays = [pa.repeat(pa.scalar(v, pa.string()), len(present)) if isinstance(v, str) else v for v in values]
     return pa.StructArray.from_arrays(arrays, fields=list(kind), mask=pc.is_null(present))
 
 
