@@ -15,6 +15,7 @@ left in `raw`: the run's counts then fall short of what it placed. The data neve
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -87,24 +88,25 @@ class CheckedRead:
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         cleaner, known, tally = by_value.ValueCleaner(), frozenset(self.schools), Tally()
-        client = self.committer.client() if self.committer is not None else None
-        try:
-            with CommitPipeline(client) if client is not None else _NoCommits() as rejects:
-                for batch in self._limited(batches):
-                    kept, quarantine, without_consent = by_value.split(cleaner.check(batch, known))
-                    tally.records += batch.num_rows
-                    tally.quarantined += quarantine.num_rows
-                    tally.without_consent += without_consent.num_rows
-                    if quarantine.num_rows:
-                        tally.reasons.append(reasons_summary(quarantine, examples=True))
-                    tally.raw_deleted += self._commit(rejects, quarantine, "quarantine")
-                    tally.raw_deleted += self._commit(rejects, without_consent, "raw_ids")
-                    if kept.num_rows:
-                        yield kept.append_column(TALLY, pa.nulls(kept.num_rows, pa.string()))
+        committer, rejects = self.committer, None
+        with contextlib.ExitStack() as stack:
+            if committer is not None:  # else a dry run
+                rejects = stack.enter_context(CommitPipeline(stack.enter_context(committer.client())))
+            for batch in self._limited(batches):
+                kept, quarantine, without_consent = by_value.split(cleaner.check(batch, known))
+                tally.records += batch.num_rows
+                tally.quarantined += quarantine.num_rows
+                tally.without_consent += without_consent.num_rows
+                if quarantine.num_rows:
+                    tally.reasons.append(reasons_summary(quarantine, examples=True))
+                if committer is not None and rejects is not None:
+                    size = committer.batch_size
+                    tally.raw_deleted += _commit(rejects, quarantine, "quarantine", size)
+                    tally.raw_deleted += _commit(rejects, without_consent, "raw_ids", size)
+                if kept.num_rows:
+                    yield kept.append_column(TALLY, pa.nulls(kept.num_rows, pa.string()))
+            if rejects is not None:
                 tally.raw_deleted += sum(rejects.drain())
-        finally:
-            if client is not None:
-                client.close()
         yield _tally_row(tally)
 
     def _limited(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -117,26 +119,11 @@ class CheckedRead:
             left -= batch.num_rows
             yield batch
 
-    def _commit(self, rejects: CommitPipeline | _NoCommits, table: pa.Table, part: Part) -> int:
-        """Start committing `table` as `part`: the raw records deleted by the calls that ended meanwhile."""
-        size = self.committer.batch_size if self.committer is not None else max(1, table.num_rows)
-        return sum(sum(rejects.add(chunk, part)) for chunk in chunked(iter(table.to_batches()), size))
 
-
-class _NoCommits:
-    """A dry run's `CommitPipeline`: commits nothing."""
-
-    def add(self, chunk: pa.Table, part: Part) -> list[int]:
-        return []
-
-    def drain(self) -> Iterator[int]:
-        return iter(())
-
-    def __enter__(self) -> _NoCommits:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        pass
+def _commit(rejects: CommitPipeline, table: pa.Table, part: Part, size: int) -> int:
+    """Start committing `table` as `part`, `size` rows a call: the raw records deleted by the calls
+    that ended meanwhile."""
+    return sum(sum(rejects.add(chunk, part)) for chunk in chunked(iter(table.to_batches()), size))
 
 
 def _tally_row(tally: Tally) -> pa.RecordBatch:
