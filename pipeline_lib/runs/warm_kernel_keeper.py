@@ -70,16 +70,12 @@ class Keeper:
         how many runs still hold one."""
         held = stopped = 0
         for path in self._files(self.taken):
-            try:
-                lock = warm_kernels.lock_alone(path)
-            except OSError:
-                held += 1
-                continue
-            try:
+            with warm_kernels.held_alone(path) as mine:
+                if not mine:
+                    held += 1
+                    continue
                 self._stop(path)
                 stopped += 1
-            finally:
-                os.close(lock)
         if stopped:
             wait_for_shut_down()  # killed: gone in milliseconds, and no thread piles up
         return held
@@ -101,12 +97,9 @@ class Keeper:
             kernel = self.kernels.get(path.name)
             if kernel is None or _alive(kernel):
                 continue
-            with contextlib.suppress(OSError):
-                lock = warm_kernels.lock_alone(path)
-                try:
+            with warm_kernels.held_alone(path) as mine, contextlib.suppress(OSError):
+                if mine:
                     os.rename(path, self.taken / path.name)
-                finally:
-                    os.close(lock)
             log.warning("warm kernel %s died; it will be replaced", path.name)
 
     def _start_one(self, stopping: threading.Event) -> None:
@@ -148,12 +141,9 @@ class Keeper:
     def _stop_ready(self) -> None:
         self.reap()  # kernels whose runs ended just before the stop: their files too
         for path in self._ready_files():
-            with contextlib.suppress(OSError):
-                lock = warm_kernels.lock_alone(path)  # a run taking it now keeps it
-                try:
+            with warm_kernels.held_alone(path) as mine, contextlib.suppress(OSError):
+                if mine:  # else a run taking it now keeps it
                     self._stop(path)
-                finally:
-                    os.close(lock)
         for path in self._files(self.new):
             path.unlink(missing_ok=True)
         wait_for_shut_down()

@@ -27,7 +27,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,7 @@ def claim(settings: Settings, env: Mapping[str, str]) -> Claim | None:
         return None
     for path in waiting:
         try:
-            held = lock_alone(path)
+            held = _lock_alone(path)
         except OSError:
             continue  # taken meanwhile, or being taken
         try:
@@ -139,7 +139,7 @@ def claim(settings: Settings, env: Mapping[str, str]) -> Claim | None:
     return None
 
 
-def lock_alone(path: Path) -> int:
+def _lock_alone(path: Path) -> int:
     """`path` opened and locked for this process alone (BlockingIOError if another holds it)."""
     held = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -148,6 +148,21 @@ def lock_alone(path: Path) -> int:
         os.close(held)
         raise
     return held
+
+
+@contextlib.contextmanager
+def held_alone(path: Path) -> Iterator[bool]:
+    """Inside, `path` locked for this process alone if it can be (`_lock_alone`): True; False, and
+    nothing held, if another process holds it or it is gone."""
+    try:
+        held = _lock_alone(path)
+    except OSError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        os.close(held)
 
 
 class Claim:
