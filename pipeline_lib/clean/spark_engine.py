@@ -3,6 +3,9 @@
 Everything that runs per record is a column expression, a window or a broadcast look-up, so
 Spark runs it in parallel over partitions; no Python runs per record. A field's few distinct
 values are cleaned once, on the driver, by `pandas_engine` itself.
+
+`clean` serves any DataFrame (an analyst's). The clean job cleans and checks in its scan workers
+instead (`by_value`, `checked_read`) and takes only `mark_duplicates` from here.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ TARGET_SECONDS = 60
 TARGET_CEILING_RATIO = 2.5  # Spark end to end over (scan + CommitClean ceilings + Spark start)
 TARGET_READ_SHARE = 0.5  # the Spark read's records/s over the store's scan ceiling
 WARM = "spark, warm"  # runs attached to a warm Spark (`--warm`)
-READ = "spark read"  # Spark's read of raw alone (the clean's read also cleans each field)
+READ = "spark read"  # Spark's read of raw alone (the clean's read pass also cleans, checks and commits)
 
 
 def one_run(engine: str, address: str, master: str, batch_size: int = 10_000) -> dict[str, float]:
