@@ -223,7 +223,9 @@ def test_spark_and_pandas_clean_identically(spark, per: str, monkeypatch: pytest
             values[c].append(NASTY[(i + j) % len(NASTY)] if (i + j) % 3 == 0 else None)
     values["consent"] = ["yes" if i % 5 else text for i, text in enumerate(NASTY * 2)]
     values["school_id"] = [v if i % 4 else "1224" for i, v in enumerate(values["school_id"])]
-    students = _raw({"student_ref": ["7", "7", "8", "8"], "ses": ["1", "1,0", "1", "2"]})
+    # Resubmissions, a conflict, and two records alike without a student number (never duplicates).
+    refs, ses = ["7", "7", "8", "8", None, None], ["1", "1,0", "1", "2", "1", "1"]
+    students = _raw({"student_ref": refs, "ses": ses})
     students["submission_id"] = "d" + students["submission_id"]
     raw = pd.concat([_raw(values), students], ignore_index=True)
     expected = pandas_engine.clean(raw, KNOWN)
