@@ -49,3 +49,21 @@ def test_workers_import_the_installed_pyspark(spark: SparkSession) -> None:
     zips = [p for p in path if Path(p).parent.parts[-3:] == ("pyspark", "python", "lib")]
     assert {Path(p).name.split("-")[0] for p in zips} == {"pyspark.zip", "py4j"}
     assert installed in path and all(path.index(p) > path.index(installed) for p in zips)
+
+
+def _daemon_libraries(_: object) -> list[str]:
+    """The shared libraries the worker's parent, the daemon, has mapped."""
+    import os
+
+    maps = Path(f"/proc/{os.getppid()}/maps").read_text()
+    return sorted({line.split()[-1] for line in maps.splitlines() if line.endswith(".so") or ".so." in line})
+
+
+def test_the_daemon_imports_what_workers_use_before_forking_them(spark: SparkSession) -> None:
+    """Arrow, pandas and the db-api client's gRPC are in the daemon's memory, which its forked
+    workers share, rather than imported again by each worker."""
+    libraries = spark.sparkContext.parallelize([0], 1).mapPartitions(_daemon_libraries).collect()
+    names = [Path(library).name for library in libraries]
+    assert any(name.startswith("libarrow_python") for name in names), names
+    assert any("pandas/_libs" in library for library in libraries), names
+    assert any(name.startswith("cygrpc") for name in names), names
