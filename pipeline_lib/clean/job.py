@@ -2,9 +2,9 @@
 
 The read, the cleaning and the checks of each record are one pass, in the scan workers
 (`checked_read`): they commit the rejects (quarantine, and the ids of records without consent)
-as they find them, and hand Spark the kept records, which Spark materialises once, then finds
-the resubmissions among them and commits them from its executors. The report's `read` seconds
-are that pass, `clean` the resubmissions and the report, `write` the commit still running after.
+as they find them, and hand Spark the kept records, which Spark materialises once. Then one job
+finds the resubmissions among them, and its tasks commit the cleaned records as they come and
+count them (`counted_commit`). The report's `read` seconds are the first pass, `clean` that job.
 
 Each CommitClean call upserts its records and deletes exactly their raw ids (and those of the
 resubmissions they absorbed) in one atomic unit, so a run killed at any moment loses nothing and
@@ -13,13 +13,12 @@ duplicates nothing: the next run cleans what is left. Records that arrive during
 
 Nothing grows with the data on the driver: the executors commit (each task opens a client of the
 driver client's endpoint and fence, and commits at most `batch_size` rows per call); the driver
-receives one tally per read task, one small row per committed batch and one per summary line.
+receives one tally per task.
 """
 
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -28,11 +27,10 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from pipeline_lib.clean import pandas_job, rules, spark_engine
 from pipeline_lib.clean.checked_read import TALLY, CheckedRead, Tally, read_schema
-from pipeline_lib.clean.commits import committed
+from pipeline_lib.clean.counted_commit import TALLY_SCHEMA, CleanedTally, CountedCommit
 from pipeline_lib.clean.pandas_job import known_schools
 from pipeline_lib.clean.report import COUNTS, CleanReport
 from pipeline_lib.clean.spark_commits import Committer
-from pipeline_lib.clean.summaries import spark_changes_summary
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.collections import RAW
 from pipeline_lib.spark.source import read_through
@@ -77,26 +75,15 @@ def run_clean(
 
     started = time.perf_counter()
     kept = records.where(F.col(TALLY).isNull()).drop(TALLY)
-    # Materialised on the executors: the commit and the report read it, without finding the
-    # resubmissions twice.
-    cleaned = spark_engine.mark_duplicates(kept).localCheckpoint(eager=True)
-    # A driver thread starts the commit job, which the executors run while Spark builds the report.
-    with ThreadPoolExecutor(1, thread_name_prefix="commit") as thread:
-        commit = None if dry_run else thread.submit(committer.commit, cleaned, "cleaned")
-        totals = cleaned.agg(
-            F.count(F.lit(1)),
-            F.sum(F.coalesce(F.size("duplicates"), F.lit(0))),
-            F.sum(F.col("duplicate_conflict").cast("int")),
-        ).first()
-        assert totals is not None  # a global aggregation has one row
-        report.cleaned, report.duplicates_collapsed, report.conflicts_flagged = (int(v or 0) for v in totals)
-        report.changes = spark_changes_summary(cleaned, examples=True)
-        report.seconds["clean"] = time.perf_counter() - started
-
-        started = time.perf_counter()
-        report.raw_deleted = tally.raw_deleted + (committed(commit) if commit is not None else 0)
-    # Only the commit still running once the clean and its report are done.
-    report.seconds["write"] = time.perf_counter() - started
+    # One job: its tasks find the resubmissions, commit the cleaned records as they come and
+    # count them for the report (`counted_commit`).
+    marked = spark_engine.mark_duplicates(kept)
+    rows = marked.mapInArrow(CountedCommit(committer, commit=not dry_run), TALLY_SCHEMA).collect()
+    cleaned = CleanedTally.added([CleanedTally.from_json(row[0]) for row in rows])
+    report.cleaned, report.duplicates_collapsed = cleaned.cleaned, cleaned.duplicates_collapsed
+    report.conflicts_flagged, report.changes = cleaned.conflicts_flagged, cleaned.changes_summary()
+    report.raw_deleted = tally.raw_deleted + cleaned.raw_deleted
+    report.seconds["clean"] = time.perf_counter() - started
     return report
 
 

@@ -1,24 +1,17 @@
-"""CommitClean from Spark's executors: a DataFrame committed by tasks of its own, or (`client`)
-a scan worker committing the rejects it finds as it reads."""
+"""CommitClean from Spark's executors: what a task needs to commit (`Committer.client`), as the
+scan workers commit the rejects they find (`checked_read`) and the last job's tasks the cleaned
+records (`counted_commit`), and the chunks they commit."""
 
 from __future__ import annotations
 
-import functools
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
-from pipeline_lib.clean.commits import COMMITS_IN_FLIGHT, Part, commit_each
 from pipeline_lib.client.core import Endpoint
 from pipeline_lib.client.sync import DbApiClient
-from pipeline_lib.spark.source import default_partitions
 from pipeline_lib.wire.requests import Fence
-
-COMMITTED = "raw_deleted long"  # what each committed batch reports to the driver
 
 
 @dataclass(frozen=True)
@@ -37,37 +30,11 @@ class Committer:
     def of(cls, client: DbApiClient, batch_size: int) -> Committer:
         return cls(client.endpoint, client.fence, client.timeout, client.stream_timeout, max(1, batch_size))
 
-    def commit(self, df: DataFrame, part: Part) -> int:
-        """Commit `df` as `part` (records of `cleaned` or `quarantine`, or raw ids to delete):
-        the raw records deleted.
-
-        In one task per two task slots: each task keeps COMMITS_IN_FLIGHT calls in flight, which
-        keeps the db-api as busy as a task per slot did, and the other slots find the resubmissions
-        and build the report meanwhile (with every slot committing, they waited for the commits)."""
-        tasks = max(1, default_partitions(df.sparkSession) // COMMITS_IN_FLIGHT)
-        commit = functools.partial(self.commit_partition, part=part)
-        committed = df.coalesce(tasks).mapInArrow(commit, COMMITTED)
-        total = committed.agg(F.sum("raw_deleted")).first()
-        return int(total[0] or 0) if total is not None else 0
-
     def client(self) -> DbApiClient:
         """A client of the driver's endpoint, with its fence and deadlines (close it)."""
         return DbApiClient.for_endpoint(
             self.endpoint, fence=self.fence, timeout=self.timeout, stream_timeout=self.stream_timeout
         )
-
-    def commit_partition(self, batches: Iterator[pa.RecordBatch], part: Part) -> Iterator[pa.RecordBatch]:
-        """On an executor: one Spark partition, one client, one CommitClean per chunk, pipelined."""
-        chunks = chunked(batches, self.batch_size)
-        first = next(chunks, None)
-        if first is None:
-            return  # an empty partition calls nothing
-        client = self.client()
-        try:
-            for deleted in commit_each(client, ((chunk, part) for chunk in itertools.chain([first], chunks))):
-                yield pa.record_batch({"raw_deleted": [deleted]})
-        finally:
-            client.close()
 
 
 def chunked(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:

@@ -1,8 +1,7 @@
 """What the cleaner did, summed up: quarantined records per reason code and cleaned records per
-change, from Arrow tables holding only the `reasons` (quarantine) or `changes` (cleaned) column,
-or (`spark_changes_summary`) from a Spark DataFrame, counted by Spark so that only the summary
-reaches the driver. The Spark clean's scan workers sum up the reasons of their own batches, and
-`merge_counts` adds the parts up.
+change, from Arrow tables holding only the `reasons` (quarantine) or `changes` (cleaned) column.
+The Spark clean's tasks sum up the reasons and changes of their own batches, and `merge_counts`
+adds the parts up.
 
 Pure functions. The clean run's report shows them with `examples=True`; the processing step's
 data-quality documents (`pipeline_lib.process.quality_documents`) leave examples out: they quote
@@ -11,16 +10,11 @@ what students typed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline_lib.clean.rules import REASONS
-
-if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
 
 
 def reason_text(code: str) -> str:
@@ -54,36 +48,6 @@ def changes_summary(cleaned: pa.Table, *, examples: bool = False) -> pd.DataFram
         before, after = (pc.fill_null(pc.struct_field(changes, side), "") for side in ("before", "after"))
         columns["example"] = pc.binary_join_element_wise("'", before, "' -> '", after, "'", "")
     return _counted(pa.table(columns), ["field", "rule"])
-
-
-def spark_changes_summary(cleaned: DataFrame, *, examples: bool = False) -> pd.DataFrame:
-    """As `changes_summary`, of a Spark DataFrame with a `changes` column."""
-    from pyspark.sql import functions as F
-
-    change = cleaned.select(F.explode("changes").alias("c"))
-    example = F.concat(
-        F.lit("'"),
-        F.coalesce("c.before", F.lit("")),
-        F.lit("' -> '"),
-        F.coalesce("c.after", F.lit("")),
-        F.lit("'"),
-    )
-    rows = change.select(
-        F.col("c.field").alias("field"),
-        F.explode("c.rules").alias("rule"),
-        *([example.alias("example")] if examples else []),
-    )
-    return _spark_counted(rows, ["field", "rule"])
-
-
-def _spark_counted(rows: DataFrame, keys: list[str]) -> pd.DataFrame:
-    """As `_counted`, with the counting done by Spark: the driver gets one row per group."""
-    from pyspark.sql import functions as F
-
-    aggregations = [F.count(keys[-1]).alias("records")]
-    if "example" in rows.columns:
-        aggregations.append(F.min("example").alias("example"))
-    return _ordered(rows.groupBy(*keys).agg(*aggregations).toPandas(), keys)
 
 
 def _counted(rows: pa.Table, keys: list[str]) -> pd.DataFrame:

@@ -3,9 +3,9 @@
 Each run starts from its own filled store and is a fresh process, as a scheduled run is: Spark
 (`local[2]`, or `--cluster N`: a standalone master with N one-core workers, each a process of its
 own, `tests/spark_cluster.py`) timed end to end and split into start / read (the scan workers
-clean and check each record and commit the rejects as they read) / clean (the resubmissions,
-the report) / write (the cleaned records' CommitClean still running), and before it, in a
-process of its own, Spark's read of raw alone (as text, materialised); the pandas engine the same way
+clean and check each record and commit the rejects as they read) / clean (the job that finds
+the resubmissions and commits and counts the cleaned records), and before it, in a process of
+its own, Spark's read of raw alone (as text, materialised); the pandas engine the same way
 (`run_clean` without Spark). In the same run, the store's ceilings for the same records: a plain
 sqlite3 + BSON scan and CommitClean (`bench_db_api.store_ceilings`). Issue 18's targets are
 printed beside the figures: the Spark run at most 2.5 times (scan + CommitClean ceilings + Spark
@@ -191,8 +191,8 @@ def report(runs: dict[str, list[dict]], n: int, where: str) -> None:
     scan, commit, start = median("ceilings", "scan"), median("ceilings", "commit"), median("spark", "start")
     print(f"\n{where}: {total:.1f} s end to end ({n / total:,.0f} records/s), "
           f"target < {TARGET_SECONDS} s: {'met' if total < TARGET_SECONDS else 'MISSED'}")  # fmt: skip
-    labels = {"read": "read, clean, check, commit rejects", "clean": "resubmissions, report"}
-    for key in ("start", "read", "clean", "write"):
+    labels = {"read": "read, clean, check, commit rejects", "clean": "resubmissions, commit cleaned"}
+    for key in ("start", "read", "clean"):
         print(f"  {labels.get(key, key):32} {median('spark', key):6.1f} s")
     print(f"  Spark's read of raw alone (a run of its own): {median(READ, 'read'):.1f} s")
     steps = ", ".join(f"{key} {median('pandas', key):.1f}" for key in ("read", "clean", "write"))
@@ -215,7 +215,7 @@ def report(runs: dict[str, list[dict]], n: int, where: str) -> None:
           f"target >= {TARGET_READ_SHARE:.0%}: {verdict(read_share >= TARGET_READ_SHARE)}")  # fmt: skip
     if WARM in runs:
         warm_total = median(WARM, "total")
-        steps = ", ".join(f"{key} {median(WARM, key):.1f}" for key in ("start", "read", "clean", "write"))
+        steps = ", ".join(f"{key} {median(WARM, key):.1f}" for key in ("start", "read", "clean"))
         print(f"  attached to a warm Spark (started once, not timed): {warm_total:.1f} s end to end "
               f"({steps}); {warm_total - total:+.1f} s against starting its own")  # fmt: skip
     for engine in (e for e in ("spark", WARM, "pandas") if e in runs):

@@ -238,7 +238,7 @@ def report(
     local: dict[str, float] = {}
     for (setup, step), results in runs.items():
         total = median([r["total"] for r in results])
-        parts = ("start", "read", "clean", "write") if step == "clean" else ("spark start", "read")
+        parts = ("start", "read", "clean") if step == "clean" else ("spark start", "read")
         split = ", ".join(f"{p} {median([r[p] for r in results]):.1f}" for p in parts)
         cost = f"; {total / local[step]:.2f}x local[2]" if step in local else ""
         local.setdefault(step, total)

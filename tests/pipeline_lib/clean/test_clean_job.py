@@ -117,29 +117,46 @@ def test_a_run_that_lost_its_lease_commits_nothing_from_its_scan_workers(
     assert sqlite_client.count("quarantine") == sqlite_client.count("cleaned") == 0
 
 
-def test_a_commit_takes_half_the_task_slots_and_commits_every_chunk(
-    spark, sqlite_client: DbApiClient
-) -> None:
-    """Each commit task keeps two calls in flight, so half the slots keep the db-api as busy as all
-    of them would; the other half are left to the report's jobs, which run beside the commit."""
+def test_the_last_jobs_tasks_commit_every_chunk_and_count_it(spark, sqlite_client: DbApiClient) -> None:
+    """Marked records in 4 tasks, 33 a call: a dry run counts them and commits nothing; then
+    every record is committed with the resubmissions it absorbed, and the tallies add up."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    from pipeline_lib.clean.by_value import CHANGE
+    from pipeline_lib.clean.counted_commit import TALLY_SCHEMA, CleanedTally, CountedCommit
     from pipeline_lib.clean.spark_commits import Committer
 
     ids = [f"r{i:04d}" for i in range(1_000)]
-    raw = pd.DataFrame({"submission_id": ids, "v": ["x"] * len(ids)})
+    absorbed = {i: [f"d{i:04d}"] for i in range(0, len(ids), 10)}
+    raw = pd.DataFrame({"submission_id": ids + [d for ds in absorbed.values() for d in ds], "v": "x"})
     sqlite_client.write("raw", raw, key="submission_id")
-    context = spark.sparkContext
-    frame = spark.createDataFrame(context.parallelize([(i,) for i in ids], 4), "submission_id string")
-    context.setJobGroup("commit-under-test", "the commit")
-    try:
-        deleted = Committer.of(sqlite_client, batch_size=33).commit(frame, "raw_ids")
-    finally:
-        context.setLocalProperty("spark.jobGroup.id", None)  # None removes it
-    tracker = context.statusTracker()
-    jobs = [tracker.getJobInfo(job) for job in tracker.getJobIdsForGroup("commit-under-test")]
-    stages = [tracker.getStageInfo(stage) for job in jobs if job for stage in job.stageIds]
-    tasks = [stage.numTasks for stage in stages if stage]
-    assert tasks and max(tasks) == context.defaultParallelism // 2
-    assert deleted == len(ids) and sqlite_client.count("raw") == 0
+    change = {"field": "ses", "rules": ["decimal_comma"], "before": "1,5", "after": "1.5"}
+    records = pa.table(
+        {
+            "submission_id": ids,
+            "duplicates": [absorbed.get(i, []) for i in range(len(ids))],
+            "duplicate_conflict": [i % 7 == 0 for i in range(len(ids))],
+            "changes": pa.array([[change] if i % 2 else [] for i in range(len(ids))], pa.list_(CHANGE)),
+        }
+    )
+    frame = spark.createDataFrame(records.to_pandas(), from_arrow_schema(records.schema)).repartition(4)
+    committer = Committer.of(sqlite_client, batch_size=33)
+
+    def tally(commit: bool) -> tuple[int, CleanedTally]:
+        rows = frame.mapInArrow(CountedCommit(committer, commit=commit), TALLY_SCHEMA).collect()
+        return len(rows), CleanedTally.added([CleanedTally.from_json(row[0]) for row in rows])
+
+    tasks, dry = tally(commit=False)
+    assert tasks == 4 and (dry.cleaned, dry.raw_deleted) == (1_000, 0)
+    assert sqlite_client.count("raw") == len(raw) and sqlite_client.count("cleaned") == 0
+
+    tasks, total = tally(commit=True)
+    assert (total.cleaned, total.duplicates_collapsed, total.conflicts_flagged) == (1_000, 100, 143)
+    assert total.raw_deleted == len(raw) and sqlite_client.count("raw") == 0
+    assert sqlite_client.count("cleaned") == len(ids)
+    assert total.changes_summary().to_dict("records") == [
+        {"field": "ses", "rule": "decimal_comma", "records": 500, "example": "'1,5' -> '1.5'"}
+    ]
 
 
 # A Spark of its own (one per process): results sent to its driver may total 1 MB, less than the
