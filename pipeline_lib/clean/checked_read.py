@@ -15,7 +15,7 @@ left in `raw`: the run's counts then fall short of what it placed. The data neve
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +24,6 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline_lib.clean import by_value
-from pipeline_lib.clean.commits import CommitPipeline, Part
 from pipeline_lib.clean.spark_commits import Committer, chunked
 from pipeline_lib.clean.summaries import merge_counts, reasons_summary
 
@@ -57,7 +56,7 @@ class Tally:
     @classmethod
     def from_json(cls, text: str) -> Tally:
         data = json.loads(text)
-        reasons = pd.DataFrame(data.pop("reasons"), columns=list(_no_reasons().columns))
+        reasons = pd.DataFrame(data.pop("reasons"), columns=_reason_columns())
         return cls(**data, reasons=[reasons.astype({"records": "int64"})])
 
     @classmethod
@@ -76,22 +75,26 @@ def _no_reasons() -> pd.DataFrame:
     return reasons_summary(pa.table({"reasons": pa.array([], pa.list_(by_value.REASON))}), examples=True)
 
 
+@functools.cache
+def _reason_columns() -> list[str]:
+    return list(_no_reasons().columns)
+
+
 @dataclass(frozen=True)
 class CheckedRead:
     """Run on each task's raw batches (`spark.source.read_through`); travels pickled. With
-    `committer` None (a dry run), nothing is committed; with `limit`, the task stops after that
+    `commit` False (a dry run), nothing is committed; with `limit`, the task stops after that
     many records (the job reads one partition then, so the limit is the run's)."""
 
     schools: tuple[str, ...]
-    committer: Committer | None
+    committer: Committer
     limit: int = 0
+    commit: bool = True
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         cleaner, known, tally = by_value.ValueCleaner(), frozenset(self.schools), Tally()
-        committer, rejects = self.committer, None
-        with contextlib.ExitStack() as stack:
-            if committer is not None:  # else a dry run
-                rejects = stack.enter_context(CommitPipeline(stack.enter_context(committer.client())))
+        size = self.committer.batch_size
+        with self.committer.pipeline(self.commit) as rejects:
             for batch in self._limited(batches):
                 kept, quarantine, without_consent = by_value.split(cleaner.check(batch, known))
                 tally.records += batch.num_rows
@@ -99,14 +102,11 @@ class CheckedRead:
                 tally.without_consent += without_consent.num_rows
                 if quarantine.num_rows:
                     tally.reasons.append(reasons_summary(quarantine, examples=True))
-                if committer is not None and rejects is not None:
-                    size = committer.batch_size
-                    tally.raw_deleted += _commit(rejects, quarantine, "quarantine", size)
-                    tally.raw_deleted += _commit(rejects, without_consent, "raw_ids", size)
+                tally.raw_deleted += rejects.add_all(chunked(quarantine.to_batches(), size), "quarantine")
+                tally.raw_deleted += rejects.add_all(chunked(without_consent.to_batches(), size), "raw_ids")
                 if kept.num_rows:
                     yield kept.append_column(TALLY, pa.nulls(kept.num_rows, pa.string()))
-            if rejects is not None:
-                tally.raw_deleted += sum(rejects.drain())
+            tally.raw_deleted += sum(rejects.drain())
         yield _tally_row(tally)
 
     def _limited(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -118,12 +118,6 @@ class CheckedRead:
                 return
             left -= batch.num_rows
             yield batch
-
-
-def _commit(rejects: CommitPipeline, table: pa.Table, part: Part, size: int) -> int:
-    """Start committing `table` as `part`, `size` rows a call: the raw records deleted by the calls
-    that ended meanwhile."""
-    return sum(sum(rejects.add(chunk, part)) for chunk in chunked(iter(table.to_batches()), size))
 
 
 def _tally_row(tally: Tally) -> pa.RecordBatch:

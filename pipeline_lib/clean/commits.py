@@ -53,20 +53,27 @@ class CommitPipeline:
     caller with other work between its chunks): `add` waits only while that many are in flight.
     The first failed call is raised by the `add` or `drain` that meets it. Use it with `with`: on
     an error, an interrupt or a caller that stopped early, the call still in flight is not waited
-    for; it ends on its own."""
+    for; it ends on its own. With `client` None (a dry run), nothing is sent and nothing deleted."""
 
-    def __init__(self, client: DbApiClient) -> None:
+    def __init__(self, client: DbApiClient | None) -> None:
         self.client = client
         self.sender = ThreadPoolExecutor(COMMITS_IN_FLIGHT, thread_name_prefix="commit")
         self.in_flight: deque[Future[int]] = deque()
 
     def add(self, chunk: pa.Table, part: Part) -> list[int]:
         """Start committing `chunk` as `part`: the raw records deleted by each call it waited for."""
-        done = []
+        done: list[int] = []
+        if self.client is None:
+            return done
         while len(self.in_flight) >= COMMITS_IN_FLIGHT:
             done.append(_first_done(self.in_flight))
         self.in_flight.append(self.sender.submit(commit_chunk, self.client, chunk, part))
         return done
+
+    def add_all(self, chunks: Iterable[pa.Table], part: Part) -> int:
+        """Start committing each of `chunks` as `part`: the raw records deleted by the calls that
+        ended meanwhile."""
+        return sum(sum(self.add(chunk, part)) for chunk in chunks)
 
     def drain(self) -> Iterator[int]:
         """Each call still in flight, once it ends: the raw records it deleted, in order."""

@@ -14,7 +14,7 @@ falls short, as in `checked_read`.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +24,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline_lib.clean import by_value
-from pipeline_lib.clean.commits import CommitPipeline
 from pipeline_lib.clean.spark_commits import Committer, chunked
 from pipeline_lib.clean.summaries import changes_summary, merge_counts
 
@@ -61,7 +60,7 @@ class CleanedTally:
     @classmethod
     def from_json(cls, text: str) -> CleanedTally:
         data = json.loads(text)
-        changes = pd.DataFrame(data.pop("changes"), columns=list(_no_changes().columns))
+        changes = pd.DataFrame(data.pop("changes"), columns=_change_columns())
         return cls(**data, changes=changes.astype({"records": "int64"}))
 
     @classmethod
@@ -83,6 +82,11 @@ def _no_changes() -> pd.DataFrame:
     return changes_summary(pa.table({"changes": pa.array([], pa.list_(by_value.CHANGE))}), examples=True)
 
 
+@functools.cache
+def _change_columns() -> list[str]:
+    return list(_no_changes().columns)
+
+
 @dataclass(frozen=True)
 class CountedCommit:
     """Run on each task's marked cleaned records (`mapInArrow`, `TALLY_SCHEMA`); travels pickled.
@@ -94,14 +98,9 @@ class CountedCommit:
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         tally = CleanedTally()
-        with contextlib.ExitStack() as stack:
-            pipeline = None
-            if self.commit:
-                pipeline = stack.enter_context(CommitPipeline(stack.enter_context(self.committer.client())))
+        with self.committer.pipeline(self.commit) as pipeline:
             for records in chunked(batches, self.committer.batch_size):
                 tally.count(records)
-                if pipeline is not None:
-                    tally.raw_deleted += sum(pipeline.add(records, "cleaned"))
-            if pipeline is not None:
-                tally.raw_deleted += sum(pipeline.drain())
+                tally.raw_deleted += sum(pipeline.add(records, "cleaned"))
+            tally.raw_deleted += sum(pipeline.drain())
         yield pa.record_batch({"tally": [tally.to_json()]})

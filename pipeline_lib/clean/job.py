@@ -60,7 +60,7 @@ def run_clean(
     committer = Committer.of(client, batch_size)
     # The scan workers clean and check each record as they read it, commit the rejects at once and
     # hand Spark the kept records (`checked_read`). A limit is read by one task.
-    read = CheckedRead(tuple(sorted(known_schools(client))), None if dry_run else committer, limit)
+    read = CheckedRead(tuple(sorted(known_schools(client))), committer, limit, commit=not dry_run)
     records = read_through(
         spark, client, RAW, RAW_SCHEMA, read, READ_SCHEMA, partitions=1 if limit else partitions
     )

@@ -1,14 +1,16 @@
-"""CommitClean from Spark's executors: what a task needs to commit (`Committer.client`), as the
+"""CommitClean from Spark's executors: what a task needs to commit (`Committer.pipeline`), as the
 scan workers commit the rejects they find (`checked_read`) and the last job's tasks the cleaned
 records (`counted_commit`), and the chunks they commit."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
 
+from pipeline_lib.clean.commits import CommitPipeline
 from pipeline_lib.client.core import Endpoint
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.wire.requests import Fence
@@ -36,8 +38,19 @@ class Committer:
             self.endpoint, fence=self.fence, timeout=self.timeout, stream_timeout=self.stream_timeout
         )
 
+    @contextlib.contextmanager
+    def pipeline(self, commit: bool = True) -> Iterator[CommitPipeline]:
+        """A task's commits: a `CommitPipeline` on its own `client()`, both closed when it ends;
+        with `commit` False (a dry run), one that sends nothing."""
+        if not commit:
+            with CommitPipeline(None) as dry:
+                yield dry
+            return
+        with self.client() as client, CommitPipeline(client) as pipeline:
+            yield pipeline
 
-def chunked(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
+
+def chunked(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
     """`batches` regrouped into tables of `size` rows (the last may be shorter): at most one
     chunk and one incoming batch are held at a time."""
     held: list[pa.RecordBatch] = []

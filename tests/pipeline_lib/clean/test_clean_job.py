@@ -118,13 +118,17 @@ def test_a_run_that_lost_its_lease_commits_nothing_from_its_scan_workers(
 
 
 def test_the_last_jobs_tasks_commit_every_chunk_and_count_it(spark, sqlite_client: DbApiClient) -> None:
-    """Marked records in 4 tasks, 33 a call: a dry run counts them and commits nothing; then
-    every record is committed with the resubmissions it absorbed, and the tallies add up."""
+    """Marked records in 4 tasks, 33 a call: a dry run counts them and commits nothing; a run that
+    lost its lease fails and commits nothing; then every record is committed with the
+    resubmissions it absorbed, and the tallies add up."""
+    import dataclasses
+
     from pyspark.sql.pandas.types import from_arrow_schema
 
     from pipeline_lib.clean.by_value import CHANGE
     from pipeline_lib.clean.counted_commit import TALLY_SCHEMA, CleanedTally, CountedCommit
     from pipeline_lib.clean.spark_commits import Committer
+    from pipeline_lib.wire.requests import Fence
 
     ids = [f"r{i:04d}" for i in range(1_000)]
     absorbed = {i: [f"d{i:04d}"] for i in range(0, len(ids), 10)}
@@ -142,12 +146,20 @@ def test_the_last_jobs_tasks_commit_every_chunk_and_count_it(spark, sqlite_clien
     frame = spark.createDataFrame(records.to_pandas(), from_arrow_schema(records.schema)).repartition(4)
     committer = Committer.of(sqlite_client, batch_size=33)
 
-    def tally(commit: bool) -> tuple[int, CleanedTally]:
-        rows = frame.mapInArrow(CountedCommit(committer, commit=commit), TALLY_SCHEMA).collect()
+    def tally(commit: bool, by: Committer = committer) -> tuple[int, CleanedTally]:
+        rows = frame.mapInArrow(CountedCommit(by, commit=commit), TALLY_SCHEMA).collect()
         return len(rows), CleanedTally.added([CleanedTally.from_json(row[0]) for row in rows])
 
     tasks, dry = tally(commit=False)
     assert tasks == 4 and (dry.cleaned, dry.raw_deleted) == (1_000, 0)
+    assert sqlite_client.count("raw") == len(raw) and sqlite_client.count("cleaned") == 0
+
+    old = sqlite_client.acquire_lease("run:clean", "old run", 0.5)
+    time.sleep(0.8)  # the old run's lease expires; a new run takes it
+    assert sqlite_client.acquire_lease("run:clean", "new run", 60).generation > old.generation
+    stale = dataclasses.replace(committer, fence=Fence("run:clean", old.generation))
+    with pytest.raises(Exception, match=r"generation .* is stale"):
+        tally(commit=True, by=stale)
     assert sqlite_client.count("raw") == len(raw) and sqlite_client.count("cleaned") == 0
 
     tasks, total = tally(commit=True)

@@ -98,7 +98,7 @@ def test_an_interrupt_is_raised_without_waiting_for_the_call_in_flight(
         if on_thread == "main":
             signal.setitimer(signal.ITIMER_REAL, 0.3)
         with pytest.raises(KeyboardInterrupt):
-            commit_pipelined(None, [(_raw(chunks), "raw_ids")], size=1)  # type: ignore[arg-type]
+            commit_pipelined(object(), [(_raw(chunks), "raw_ids")], size=1)  # type: ignore[arg-type]
         assert started.is_set() and not finished.is_set()  # raised while the call was still running
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
