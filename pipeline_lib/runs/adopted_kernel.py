@@ -83,21 +83,9 @@ class WarmKernel(KernelAhead):
     """A warm kernel claimed for the next run of `path`."""
 
     def __init__(self, path: Path, claim: warm_kernels.Claim) -> None:  # no super(): nothing to start
-        self.path = path
-        self.env = dict(claim.info["env"])
         self.claim = claim
-        self._down = False
-        self._taken = False
-        self.manager = AdoptedKernelManager(claim.info)
-        self._client = None
-        self._pending = []
         self._tried = False  # a run tried to take it (after which it is never handed back)
-        try:
-            self._client = self.manager.blocking_client()
-            self._client.start_channels(hb=False)
-        except BaseException:
-            KernelAhead.shut_down(self, now=True)
-            raise
+        self._attach(path, claim.info["env"], AdoptedKernelManager(claim.info))
 
     def take(self, env: Mapping[str, str]) -> _AheadKernelManager | None:
         self._tried = True

@@ -149,19 +149,17 @@ class KernelAhead:
     the modules of `path` (or of every notebook in `imports_of`, for a kernel that runs several),
     with `declared` also those they declare (`warm_up_code`)."""
 
+    _client: BlockingKernelClient | None
+    _pending: list[str]  # the ids of the requests it sent, the imports' first
+
     def __init__(
         self, path: Path, env: Mapping[str, str], *, imports_of: Sequence[Path] = (), declared: bool = False
     ) -> None:
-        self.path = path
-        self.env = dict(env)
-        self._down = False
-        self._taken = False  # a run took it (it may then hold the run's state to finish)
-        self.manager = _AheadKernelManager(kernel_name=ensure_kernel())
-        self._client: BlockingKernelClient | None = None
-        run_sync(self.manager.start_kernel)(cwd=str(path.parent), env=self.env)
+        manager = _AheadKernelManager(kernel_name=ensure_kernel())
+        run_sync(manager.start_kernel)(cwd=str(path.parent), env=dict(env))
+        self._attach(path, env, manager)
         try:
-            self._client = self.manager.blocking_client()
-            self._client.start_channels(hb=False)  # the manager watches the process; no heartbeat thread
+            assert self._client is not None
             # Queued now; the kernel runs it as soon as it is up, while the previous notebook runs.
             modules = dict.fromkeys(name for each in imports_of or [path] for name in module_imports(each))
             code = warm_up_code(list(modules), declared=declared)
@@ -170,18 +168,41 @@ class KernelAhead:
             self.shut_down()
             raise
 
+    def _attach(self, path: Path, env: Mapping[str, str], manager: _AheadKernelManager) -> None:
+        """Its state, and a client of `manager`'s running kernel; the kernel is shut down if the
+        client cannot start."""
+        self.path = path
+        self.env = dict(env)
+        self._down = False
+        self._taken = False  # a run took it (it may then hold the run's state to finish)
+        self.manager = manager
+        self._client = None
+        self._pending = []
+        try:
+            self._client = manager.blocking_client()
+            self._client.start_channels(hb=False)  # the manager watches the process; no heartbeat thread
+        except BaseException:
+            KernelAhead.shut_down(self)  # not a subclass's: nothing was handed over yet
+            raise
+
+    def _reply(self, client: BlockingKernelClient, timeout: float, gone: str) -> dict[str, Any] | None:
+        """The kernel's next reply, waiting up to `timeout` seconds; None if none came, and
+        RuntimeError(`gone`) if the kernel stopped."""
+        try:
+            reply: dict[str, Any] = client.get_shell_msg(timeout=timeout)
+        except queue.Empty:
+            if not run_sync(self.manager.is_alive)():
+                raise RuntimeError(gone) from None
+            return None
+        return reply
+
     def imported(self, timeout: float) -> bool:
         """Whether the imports queued at its start are done, waiting up to `timeout` seconds for
         them; RuntimeError if the kernel stopped."""
         if self._client is None:
             raise RuntimeError("the kernel is no longer reachable from here")
-        try:
-            reply = self._client.get_shell_msg(timeout=timeout)
-        except queue.Empty:
-            if not run_sync(self.manager.is_alive)():
-                raise RuntimeError("the kernel stopped while importing") from None
-            return False
-        return reply.get("parent_header", {}).get("msg_id") == self._pending[0]
+        reply = self._reply(self._client, timeout, "the kernel stopped while importing")
+        return reply is not None and reply.get("parent_header", {}).get("msg_id") == self._pending[0]
 
     def release_client(self) -> None:
         """Close this process's connection to the kernel (another process will use it)."""
@@ -220,11 +241,8 @@ class KernelAhead:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"no answer in {READY_TIMEOUT_SECONDS:.0f} s")
-            try:
-                reply = client.get_shell_msg(timeout=min(left, 1.0))
-            except queue.Empty:
-                if not run_sync(self.manager.is_alive)():
-                    raise RuntimeError("the kernel started ahead stopped") from None
+            reply = self._reply(client, min(left, 1.0), "the kernel started ahead stopped")
+            if reply is None:
                 continue
             answered = reply.get("parent_header", {}).get("msg_id")
             waiting.discard(answered)

@@ -60,6 +60,18 @@ CLAIMS = (
 )
 
 
+def claimant(run_env: RunEnv, folder: Path) -> subprocess.Popen[str]:
+    """A process running CLAIMS on `folder`; it says `waiting`, then the pid it got or `none`."""
+    command = [sys.executable, "-c", CLAIMS, str(folder)]
+    return subprocess.Popen(command, env=run_env.env, stdout=subprocess.PIPE, text=True)
+
+
+def said(process: subprocess.Popen[str]) -> str:
+    """The next line `process` printed."""
+    assert process.stdout is not None
+    return process.stdout.readline().strip()
+
+
 @contextmanager
 def keeper(run_env: RunEnv, kernels: int) -> Iterator[subprocess.Popen]:
     """`workbench warm-kernels` keeping `kernels` kernels; it must stop cleanly on SIGTERM."""
@@ -162,20 +174,16 @@ def test_a_run_takes_a_warm_kernel_with_its_imports_done_and_the_keeper_replaces
 def test_each_warm_kernel_is_taken_by_one_run_only(run_env: RunEnv, tmp_path: Path) -> None:
     with keeper(run_env, 1):
         [warm] = ready(run_env, 1)
-        claimants = [
-            subprocess.Popen([sys.executable, "-c", CLAIMS, str(tmp_path)], env=run_env.env,
-                             stdout=subprocess.PIPE, text=True)
-            for _ in range(4)
-        ]  # fmt: skip
+        claimants = [claimant(run_env, tmp_path) for _ in range(4)]
         try:
-            assert [c.stdout.readline().strip() for c in claimants] == ["waiting"] * 4  # type: ignore[union-attr]
+            assert [said(c) for c in claimants] == ["waiting"] * 4
             (tmp_path / "go").touch()
-            got = sorted(c.stdout.readline().strip() for c in claimants)  # type: ignore[union-attr]
+            got = sorted(said(c) for c in claimants)
             assert got == [str(warm["pid"]), "none", "none", "none"]
         finally:
             (tmp_path / "done").touch()
-            for claimant in claimants:
-                claimant.wait(timeout=30)
+            for each in claimants:
+                each.wait(timeout=30)
         assert gone(warm["pid"]), "the keeper did not stop the kernel its claimant was done with"
         ready(run_env, 1, other_than={warm["pid"]})
 
@@ -187,12 +195,11 @@ def test_a_run_killed_while_it_holds_a_warm_kernel_leaves_no_kernel_behind(
     with keeper(run_env, 1):
         [warm] = ready(run_env, 1)
         (tmp_path / "go").touch()
-        claimant = subprocess.Popen([sys.executable, "-c", CLAIMS, str(tmp_path)], env=run_env.env,
-                                    stdout=subprocess.PIPE, text=True)  # fmt: skip
-        assert claimant.stdout.readline().strip() == "waiting"  # type: ignore[union-attr]
-        assert claimant.stdout.readline().strip() == str(warm["pid"])  # type: ignore[union-attr]
-        claimant.kill()
-        claimant.wait()
+        holder = claimant(run_env, tmp_path)
+        assert said(holder) == "waiting"
+        assert said(holder) == str(warm["pid"])
+        holder.kill()
+        holder.wait()
         assert gone(warm["pid"]), "the kernel of a killed run lives on"
         ready(run_env, 1, other_than={warm["pid"]})
 
