@@ -16,6 +16,7 @@ user's next command finds them; the wait is printed); median of 3.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import signal
 import statistics
@@ -35,6 +36,10 @@ from tests.wire_servers import free_port
 
 TARGET_SECONDS = 4.0
 TARGET_RATIO = 4.0  # run all on the demo, as a multiple of an empty run
+# Where run all's time goes besides its two runs (from the run records' times): the command's
+# start until the clean's run record, the gap between the runs, and after the process run's
+# record (the dashboard snapshots still rendering, the command's exit).
+PHASES = ("before clean", "between runs", "after process")
 WORKBENCH = [sys.executable, "-m", "pipeline_lib.cli"]
 
 
@@ -98,7 +103,7 @@ def run_all(students: int, repeat: int, empty: float) -> None:
     print(f"workbench run all on {students:,} demo students (120 schools, 10% dirty), {repeat} systems:")
     waits = ", ".join(f"{r['warm wait']:.1f}" for r in runs)
     print(f"  started once the warm kernels were ready (as a scheduled run finds them): {waits} s after demo")
-    for step in ("clean", "process", "run all"):
+    for step in ("clean", "process", "run all", *PHASES):
         times = [r[step] for r in runs]
         print(f"  {step}: median {statistics.median(times):.1f} s ({', '.join(f'{t:.1f}' for t in times)})")
     median = statistics.median(r["run all"] for r in runs)
@@ -130,11 +135,11 @@ def _one_run_all(students: int) -> dict:
             demo = [*WORKBENCH, "demo", "--students", str(students), "--schools", "120", "--url", url]
             _check(subprocess.run(demo, env=env, capture_output=True, text=True), "workbench demo")
             warmed = _warm_kernels_ready(root / "var", env)
-            started = time.perf_counter()
+            began, started = time.time(), time.perf_counter()
             done = subprocess.run([*WORKBENCH, "run", "all"], env=env, capture_output=True, text=True)
             seconds = time.perf_counter() - started
             _check(done, "workbench run all")
-            return {"run all": seconds, "warm wait": warmed, **_steps(env)}
+            return {"run all": seconds, "warm wait": warmed, **_steps(env, began, began + seconds)}
         finally:
             up.send_signal(signal.SIGTERM)
             up.wait(timeout=60)
@@ -155,18 +160,34 @@ def _warm_kernels_ready(data_dir: Path, env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
-def _steps(env: dict[str, str]) -> dict:
-    """Each step's recorded duration, and the engines the runs took, from the run records."""
+def _steps(env: dict[str, str], began: float, ended: float) -> dict:
+    """Each step's recorded duration, the PHASES around them (the command ran from `began` to
+    `ended`, epoch seconds), and the engine the process run took, from the run records."""
     from pipeline_lib.client.sync import DbApiClient
 
     token = (Path(env["WORKBENCH_DATA_DIR"]) / "secrets" / "db_api_token").read_text().strip()
     with DbApiClient(env["WORKBENCH_DB_API_ADDRESS"], token) as client:
         runs = client.list_documents("runs", limit=100)
         documents = client.list_documents("processed", limit=1)
-    steps = {r["notebook"]: r["duration_seconds"] for r in runs if r.get("status") == "succeeded"}
+    steps = {r["notebook"]: r for r in runs if r.get("status") == "succeeded"}
+    if set(steps) != {"clean", "process"}:
+        raise SystemExit(f"run all did not record one succeeded clean and process: {sorted(steps)}")
+    clean, process = steps["clean"], steps["process"]
     engine = str(documents[0].get("engine")) if documents else "none"
-    return {"clean": steps.get("clean", float("nan")), "process": steps.get("process", float("nan")),
-            "engine": engine}  # fmt: skip
+    return {
+        "clean": clean["duration_seconds"],
+        "process": process["duration_seconds"],
+        "before clean": _epoch(clean["started_at"]) - began,
+        "between runs": _epoch(process["started_at"]) - _epoch(clean["ended_at"]),
+        "after process": ended - _epoch(process["ended_at"]),
+        "engine": engine,
+    }
+
+
+def _epoch(stamp: object) -> float:
+    """A run record's time (a datetime, UTC when naive, as the db-api returns them) in epoch seconds."""
+    assert isinstance(stamp, dt.datetime), stamp
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)).timestamp()
 
 
 def _check(done: subprocess.CompletedProcess, what: str) -> None:
