@@ -101,10 +101,16 @@ def warm_up_code(modules: list[str], *, declared: bool = False) -> str:
     """Imports the modules without binding a name in the notebook's namespace; one that fails (or
     names no module) is left for the notebook's own import to report. With `declared`, also the
     modules each one names in its `WARM_IMPORTS`: what it imports only when its functions run
-    (`pipeline_lib.process.run`'s models), imported ahead by a warm kernel, which waits for no run."""
+    (`pipeline_lib.process.run`'s models), imported ahead by a warm kernel, which waits for no run.
+
+    Then the heap is frozen (`gc.freeze`): what the imports made lives as long as the kernel, and
+    the cyclic collector's full collections during the run no longer walk it. The process notebook's
+    cells as a script after these imports: its full collections took 0.16-0.46 s per run, frozen
+    0.006-0.05 s; `workbench run all` on the 20,000-student demo, six alternating pairs of fresh
+    systems: process run 3.6 s against 3.9 s (medians), run all 6.1 s against 6.5 s."""
     return (
         "def _workbench_import_ahead(names, declared):\n"
-        "    import importlib\n"
+        "    import gc, importlib\n"
         "    for name in names:\n"
         "        try:\n"
         "            module = importlib.import_module(name)\n"
@@ -112,6 +118,8 @@ def warm_up_code(modules: list[str], *, declared: bool = False) -> str:
         "                importlib.import_module(more)\n"
         "        except Exception:\n"
         "            pass\n"
+        "    gc.collect()\n"
+        "    gc.freeze()\n"
         f"_workbench_import_ahead({modules!r}, {declared!r})\n"
         "del _workbench_import_ahead\n"
     )

@@ -203,19 +203,21 @@ def test_the_imports_are_the_top_level_ones_of_the_code_cells(tmp_path: Path) ->
     assert module_imports(tmp_path / "missing.ipynb") == []
 
 
-def test_the_code_run_ahead_binds_nothing_and_the_environment_becomes_the_runs() -> None:
+def test_the_code_run_ahead_binds_nothing_freezes_the_heap_and_the_environment_becomes_the_runs() -> None:
     code = (
-        "import os, json\n"
+        "import gc, os, json\n"
         "os.environ.update(KEPT='1', CHANGED='old', GONE='x')\n"
         f"exec({warm_up_code(['json', 'no_such_module_anywhere'])!r}, ns := {{}})\n"
         "before = {'KEPT': '1', 'CHANGED': 'old', 'GONE': 'x'}\n"
         "after = {'KEPT': '1', 'CHANGED': 'new', 'WORKBENCH_RUN_FENCE': 'run:process:7'}\n"
         "exec(__import__('pipeline_lib.runs.kernel_ahead', fromlist=['x']).environment_code(before, after))\n"
         "print(json.dumps({'names': sorted(k for k in ns if k != '__builtins__'),\n"
-        "    'env': {k: os.environ.get(k) for k in ('KEPT', 'CHANGED', 'GONE', 'WORKBENCH_RUN_FENCE')}}))\n"
+        "    'env': {k: os.environ.get(k) for k in ('KEPT', 'CHANGED', 'GONE', 'WORKBENCH_RUN_FENCE')},\n"
+        "    'frozen': gc.get_freeze_count()}))\n"
     )
     found = json.loads(python_output(code, timeout=60))
     assert found["names"] == []
+    assert found["frozen"] > 1000  # the imports' objects, out of the run's full collections
     fence = "run:process:7"
     assert found["env"] == {"KEPT": "1", "CHANGED": "new", "GONE": None, "WORKBENCH_RUN_FENCE": fence}
     assert "GONE" in environment_code({"GONE": "x"}, {})
