@@ -61,3 +61,33 @@ def test_children_forked_beside_a_busy_channel_reach_exec(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr[-2000:]
     failed, _, examples = result.stdout.partition("\n")
     assert failed == "0", f"{failed} of {FORKS} children died before exec:\n{examples}"
+
+
+# What the environment says when grpc is first imported by the benchmarks' shared helpers, which
+# scripts import before anything of pipeline_lib (bench_run, and scratch scripts that start Spark).
+FIRST_GRPC_IMPORT = """
+import os, sys
+
+class Watch:
+    def find_spec(self, name, path, target=None):
+        if name == "grpc":
+            print(os.environ.get("GRPC_ENABLE_FORK_SUPPORT"))
+        return None
+
+sys.meta_path.insert(0, Watch())
+import tests.bench.bench_db_api
+"""
+
+
+def test_the_benchmarks_helpers_import_grpc_with_its_fork_handlers_off() -> None:
+    env = {name: value for name, value in os.environ.items() if name != "GRPC_ENABLE_FORK_SUPPORT"}
+    result = subprocess.run(
+        [sys.executable, "-c", FIRST_GRPC_IMPORT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[3],
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["false"]
