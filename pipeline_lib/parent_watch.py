@@ -4,6 +4,9 @@ is gone, even after `kill -9` of the parent, which no handler in the parent can 
 It polls the parent's id: a process whose parent dies is handed to another (init or a subreaper),
 so the id changes. Linux's PR_SET_PDEATHSIG would need ctypes, and fires when the *thread* that
 started the child ends, which a pool started from a request's thread does while its parent lives.
+
+`process_start` names any process by its id and start time, for one that watches a process other
+than its parent (the warm Spark's warm-up, started detached, watches the server).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def on_parent_exit(
@@ -29,3 +33,14 @@ def on_parent_exit(
     thread = threading.Thread(target=watch, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def process_start(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot, /proc's field 22), None if it is gone
+    or has exited (a zombie): with the pid, it names one process even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
+    return None if fields[0] in ("Z", "X") else int(fields[19])

@@ -209,12 +209,15 @@ Next, from another shell: fill it with demo data, run the pipeline once, create 
 
 def spark_connect() -> None:
     """Run the warm Spark in the foreground: a Spark Connect server on loopback that runs needing
-    Spark attach to (`workbench up` starts it when WORKBENCH_WARM_SPARK is true)."""
+    Spark attach to (`workbench up` starts it when WORKBENCH_WARM_SPARK is true). Once it answers,
+    a warm-up in the background runs a sample of the runs' work on it (`spark.warm_up`)."""
     import os
 
+    from pipeline_lib.spark import warm_up
     from pipeline_lib.spark.warm import server_command
 
     args, env = server_command(get_settings())
+    warm_up.start(os.getpid())  # once the server answers, its first jobs run before a run's
     os.execve(args[0], args, env)  # the JVM takes this process: a stop signal reaches it
 
 

@@ -31,6 +31,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from pipeline_lib.parent_watch import process_start
 from pipeline_lib.settings import Settings
 
 FOLDER = "warm-kernels"
@@ -96,17 +97,6 @@ def compatible(started_with: Mapping[str, str], env: Mapping[str, str]) -> bool:
         return {k: v for k, v in environ.items() if k not in ignored}
 
     return relevant(started_with) == relevant(env)
-
-
-def process_start(pid: int) -> int | None:
-    """When process `pid` started (clock ticks since boot, /proc's field 22), None if it is gone
-    or has exited (a zombie): with the pid, it names one process even after the pid is reused."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
-    return None if fields[0] in ("Z", "X") else int(fields[19])
 
 
 def claim(settings: Settings, env: Mapping[str, str]) -> Claim | None:

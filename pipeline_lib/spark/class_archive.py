@@ -33,15 +33,11 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pipeline_lib.logs import log_dir
 from pipeline_lib.parent_watch import on_parent_exit
 from pipeline_lib.settings import Settings, get_settings
-
-if TYPE_CHECKING:
-    import pyarrow as pa
-    from pyspark.sql import SparkSession
+from pipeline_lib.spark.sample_work import sample_work
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +286,7 @@ def _run_session(step: str, archive: Path) -> None:
     if step == "--check":
         spark.range(0, 10, 1, 2).selectExpr("sum(id)").collect()
         return
-    _sample_work(spark)
+    sample_work(spark)
     spark.stop()
     process = getattr(SparkContext._gateway, "proc", None)
     if process is None or process.stdin is None:
@@ -298,38 +294,6 @@ def _run_session(step: str, archive: Path) -> None:
     process.stdin.close()  # the JVM exits when its stdin closes, writing the archive first
     if process.wait() != 0:
         raise BuildError(f"the driver JVM exited with {process.returncode}")
-
-
-def _sample_work(spark: SparkSession) -> None:
-    """Jobs of the kinds the clean and process steps run: Arrow batches through Python, text
-    expressions, windows, grouping with quantiles, a join, a checkpoint, results to the driver."""
-    import pyarrow as pa
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    def through_python(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        yield from batches
-
-    frame = spark.range(0, 20_000, 1, 2).selectExpr(
-        "cast(id as string) as submission_id",
-        "concat('S', cast(id % 37 as string)) as school_id",
-        "cast(id % 101 as double) as score",
-        "id % 3 = 0 as consent",
-        "timestamp_seconds(id) as submitted_at",
-    )
-    frame = frame.mapInArrow(through_python, frame.schema).localCheckpoint(eager=True)
-    cleaned = frame.withColumn("name", F.upper(F.trim(F.regexp_replace("submission_id", "[^0-9]", ""))))
-    ranked = cleaned.withColumn(
-        "rank", F.row_number().over(Window.partitionBy("school_id").orderBy(F.desc("submitted_at")))
-    )
-    summary = ranked.groupBy("school_id").agg(
-        F.count(F.lit(1)).alias("n"),
-        F.percentile_approx("score", [0.25, 0.5, 0.75]).alias("quartiles"),
-        F.avg("score").alias("mean"),
-        F.collect_list("submission_id").alias("ids"),
-    )
-    summary.join(cleaned.select("school_id").distinct(), "school_id").toArrow()
-    spark.createDataFrame(pa.table({"a": [1, 2], "b": ["x", "y"]}).to_pandas()).toPandas()
 
 
 def main(argv: list[str] | None = None) -> None:

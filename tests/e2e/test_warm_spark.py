@@ -3,9 +3,10 @@ on loopback, and runs that need Spark attach to it instead of starting a JVM of 
 
 One system for the module: `workbench up` on free ports with the warm Spark on; demo students
 through the REST API; `workbench run clean` and `process` with `-p engine spark`, as a user forces
-Spark on a small data set. The clean's stored documents equal the pandas engine's on the same
-submissions (a second db-api of the test's own), and no run started a driver JVM of its own (each
-such start writes a heading to `<data dir>/logs/spark.log`).
+Spark on a small data set. The server has warmed up (its Python workers started) before a run
+attaches. The clean's stored documents equal the pandas engine's on the same submissions (a second
+db-api of the test's own), and no run started a driver JVM of its own (each such start writes a
+heading to `<data dir>/logs/spark.log`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ import pytest
 from db_api.server import start_server
 from db_api.store.sqlite import SqliteStore
 from pipeline_lib.client.sync import DbApiClient
-from pipeline_lib.spark import class_archive
+from pipeline_lib.spark import class_archive, python_daemon, warm_up
 from tests.conftest import TOKEN
 from tests.e2e.running_system import System, workbench_up
-from tests.processes import non_loopback_ipv4, refuses
+from tests.processes import command_line, descendants, non_loopback_ipv4, refuses, wait_for
 from tests.wire_servers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
@@ -81,6 +82,16 @@ def test_up_serves_the_warm_spark_on_loopback_to_holders_of_its_token(system: Sy
     assert _attach(url, token).stdout.strip() == "7"
     refused = _attach(url, "not-the-token")
     assert refused.returncode != 0 and "7" not in refused.stdout
+
+
+def test_the_warm_spark_is_warmed_up_before_a_run_attaches(system: System) -> None:
+    port = system.env["WORKBENCH_SPARK_CONNECT_PORT"]
+    marker = f"spark.connect.grpc.binding.port={port}".encode()
+    (server,) = (pid for pid in _java_pids() if marker in command_line(pid))
+    wait_for(lambda: not warm_up.under_way(server), 180, "the warm-up to end")
+    assert "warm Spark: warmed up in" in (system.data_dir / "logs" / "spark.log").read_text()
+    # What a first run would otherwise wait for: the Python workers' daemon, imports done.
+    assert any(python_daemon.MODULE.encode() in command_line(pid) for pid in descendants(server))
 
 
 def _java_pids() -> list[int]:

@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from pipeline_lib.parent_watch import on_parent_exit
+from pipeline_lib.parent_watch import on_parent_exit, process_start
 
 # A parent that starts a child and waits; the child watches it, and once it is gone writes its
 # marker and exits. The parent prints the child's pid once the child watches.
@@ -70,3 +70,13 @@ def test_a_parent_already_gone_calls_at_once() -> None:
     assert called.wait(5), "it waited an interval (30 s) before looking"
     thread.join(5)
     assert thread.daemon and not thread.is_alive()
+
+
+def test_a_process_start_names_a_live_process_only() -> None:
+    assert isinstance(process_start(os.getpid()), int)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    while Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][0] != "Z":
+        time.sleep(0.01)  # exited, not yet reaped: a zombie
+    assert process_start(child.pid) is None
+    child.wait()
+    assert process_start(child.pid) is None

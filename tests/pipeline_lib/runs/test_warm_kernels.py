@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_lib.runs.warm_kernels import PER_USE, compatible, process_start
+from pipeline_lib.runs.warm_kernels import PER_USE, compatible
 from tests.pipeline_lib.runs.conftest import RunEnv
 from tests.pipeline_lib.runs.notebooks import _write
 from tests.processes import running
@@ -135,16 +134,6 @@ def test_only_what_a_run_sets_or_a_terminal_shows_may_differ() -> None:
     assert not compatible(started, {**started, "OMP_NUM_THREADS": "1"})
     assert not compatible(started, {**started, "WORKBENCH_DATA_DIR": "/srv/other"})
     assert not compatible(started, {k: v for k, v in started.items() if k != "PATH"})
-
-
-def test_a_process_start_names_a_live_process_only() -> None:
-    assert isinstance(process_start(os.getpid()), int)
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    while Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][0] != "Z":
-        time.sleep(0.01)  # exited, not yet reaped: a zombie
-    assert process_start(child.pid) is None
-    child.wait()
-    assert process_start(child.pid) is None
 
 
 @pytest.mark.slow
