@@ -53,7 +53,7 @@ bench: venv
 	$(BIN)/python tests/bench/bench_db_api.py
 	$(BIN)/python tests/bench/bench_web.py
 	$(BIN)/python tests/bench/bench_web_workers.py
-	$(BIN)/python tests/bench/bench_clean.py
+	$(BIN)/python tests/bench/bench_clean.py --warm
 	$(BIN)/python tests/bench/bench_process.py
 	$(BIN)/python tests/bench/bench_scaled_out.py
 	$(BIN)/python tests/bench/bench_engines.py
