@@ -3,9 +3,9 @@ clean's and process's work (`sample_work`) and leaves, so that the first run to 
 for what a new server does once: the Python workers' daemon started with its imports, the data
 source looked up and registered, the first jobs' code generated and compiled.
 
-Measured on this 2-core machine (2026-12-07, 1,000,000 raw records read alone by a run attached as
-soon as the server answered, two of each): without it the run's start took 1.4 s and its read
-5.9 s; after it 0.15 s and 4.3-4.6 s. The warm-up itself took about 7 s (attach 2 s, work 5 s).
+Measured on this 2-core machine (2026-12-07, 1,000,000 raw records read alone by the first run
+attached to a new server): without it the run's start took 1.4 s and its read 5.9 s (two runs);
+after it 0.15 s and 4.4-5.0 s (five). It ended 6.4-6.6 s after the server answered (quiet machine).
 
 `workbench spark-connect` starts it in the background just before its process becomes the server's
 JVM. It leaves once done, once the server is gone, or after `DEADLINE` seconds; what it did goes to
