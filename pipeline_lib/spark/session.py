@@ -242,7 +242,6 @@ def _warm_session(
         return None
     if asked is not None and asked.strip() != settings.spark_master.strip():
         return None  # the run asked for a master of its own
-    from pipeline_lib.settings import spark_connect_token
     from pipeline_lib.spark.warm import answers
 
     if not answers(settings):
@@ -252,13 +251,20 @@ def _warm_session(
             settings.spark_connect_url,
         )
         return None
-    # Read by PySpark's Connect client; this process's own (a run's kernel), so no other sees it.
-    os.environ["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = spark_connect_token(settings)
-    spark = _connect_session(settings.spark_connect_url, app_name=app_name, settings=settings, conf=conf)
+    spark = attach_warm(settings, app_name=app_name, conf=conf)
     # The server keeps a session's state (checkpointed data included) until it is released or an
     # hour idle: released when this process (a run's kernel) ends, so runs do not pile up there.
     atexit.register(_release, spark)
     return spark
+
+
+def attach_warm(settings: Settings, *, app_name: str, conf: Mapping[str, str] | None = None) -> SparkSession:
+    """A session on the warm Spark at `settings.spark_connect_url`, with the data source."""
+    from pipeline_lib.settings import spark_connect_token
+
+    # Read by PySpark's Connect client; this process's own (a run's kernel), so no other sees it.
+    os.environ["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = spark_connect_token(settings)
+    return _connect_session(settings.spark_connect_url, app_name=app_name, settings=settings, conf=conf)
 
 
 def _release(spark: SparkSession) -> None:

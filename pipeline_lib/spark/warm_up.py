@@ -21,11 +21,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from pipeline_lib.parent_watch import process_start
-from pipeline_lib.settings import Settings, get_settings, spark_connect_token
+from pipeline_lib.settings import Settings, get_settings
 from pipeline_lib.spark.class_archive import DETACH
 from pipeline_lib.spark.sample_work import sample_work
 from pipeline_lib.spark.warm import answers
@@ -67,36 +66,30 @@ def under_way(server_pid: int) -> bool:
     return False
 
 
-def wait_for_server(settings: Settings, server: Callable[[], bool], timeout: float) -> bool:
-    """True once the warm Spark answers; False if `server()` says it ended first, or after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and server():
-        if answers(settings):
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def warm_up(settings: Settings) -> None:
     """Attach to the warm Spark, run the sample work, and release the session."""
-    from pipeline_lib.spark.session import get_spark
+    from pipeline_lib.spark.session import attach_warm
 
-    # Read by PySpark's Connect client: this process's own environment, not its command line.
-    os.environ["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = spark_connect_token(settings)
-    spark = get_spark(settings.spark_connect_url, app_name=APP_NAME, settings=settings)
+    spark = attach_warm(settings, app_name=APP_NAME)
     try:
         sample_work(spark)
     finally:
         spark.stop()
 
 
-def _leave_when_ended(server: Callable[[], bool]) -> None:
-    """Exit this process once `server()` says the server ended, or at `DEADLINE`: a client of a
-    server that is gone would otherwise retry for minutes."""
-    deadline = time.monotonic() + DEADLINE
-    while server() and time.monotonic() < deadline:
+def _leave_when_ended(server_pid: int) -> None:
+    """Exit this process once process `server_pid` (the same process: its id and start) has ended,
+    or at `DEADLINE`: a client of a server that is gone would otherwise retry for minutes."""
+    started, deadline = process_start(server_pid), time.monotonic() + DEADLINE
+    while started is not None and process_start(server_pid) == started and time.monotonic() < deadline:
         time.sleep(0.5)
+    why = "its deadline passed" if time.monotonic() >= deadline else "the server ended"
+    print(f"{_now()} warm Spark: the warm-up stops, {why}", file=sys.stderr, flush=True)
     os._exit(1)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,16 +97,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--server", type=int, required=True, help="the process id of the warm Spark")
     args = parser.parse_args(argv)
     settings = get_settings()
-    started, stamp = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M:%S")
-    server_start = process_start(args.server)
-
-    def server() -> bool:  # the same process still running (not another given its id since)
-        return server_start is not None and process_start(args.server) == server_start
-
-    threading.Thread(target=_leave_when_ended, args=(server,), daemon=True, name="leave").start()
-    if not wait_for_server(settings, server, DEADLINE):
-        print(f"{stamp} warm Spark: no warm-up, the server did not answer", file=sys.stderr, flush=True)
-        return
+    started, stamp = time.perf_counter(), _now()
+    # It leaves from that thread, whenever the server ends: while it waits for an answer or works.
+    threading.Thread(target=_leave_when_ended, args=(args.server,), daemon=True, name="leave").start()
+    while not answers(settings):
+        time.sleep(0.2)
     try:
         warm_up(settings)
     except Exception as exc:  # nothing depends on it: say why, and leave
