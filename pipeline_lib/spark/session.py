@@ -99,7 +99,11 @@ def spark_conf(master: str, *, settings: Settings, long_lived: bool = False) -> 
         # quick compiler alone, four alternating pairs of that clean took 75.3, 71.4, 90.9, 88.9 s
         # against 87.9, 88.7, 91.7, 97.8 s, with 19-30 s less CPU in Spark each time. The warm
         # Spark compiles once for every run, so it keeps C2.
-        jvm_options += " -XX:TieredStopAtLevel=1"
+        # C1 alone also shrinks HotSpot's code cache to 48 MB (240 MB with C2): a session that lives
+        # long (an analyst's notebook, the test suite's shared session) filled it with the code of
+        # hundreds of generated queries, and its JVM died ("Out of space in CodeCache for
+        # adapters"). So it keeps the usual size (reserved address space, used as code is compiled).
+        jvm_options += f" -XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize={CODE_CACHE}"
     conf["spark.driver.extraJavaOptions"] = jvm_options
     cores = local_cores(master)
     if cores is not None:
@@ -110,6 +114,9 @@ def spark_conf(master: str, *, settings: Settings, long_lived: bool = False) -> 
         conf["spark.driver.bindAddress"] = LOOPBACK
         conf["spark.executor.extraJavaOptions"] = jvm_options
     return conf
+
+
+CODE_CACHE = "240m"  # HotSpot's default code cache with C2, kept by a driver that compiles with C1 only
 
 
 def default_driver_memory() -> str:

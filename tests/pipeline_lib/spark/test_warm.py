@@ -3,7 +3,10 @@ runs the server under `workbench up` and runs attached to it)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -94,6 +97,21 @@ def test_only_the_warm_spark_keeps_the_optimising_compiler(tmp_path: Path) -> No
     assert "-XX:TieredStopAtLevel=1" in run["spark.executor.extraJavaOptions"]
     args, _ = warm.server_command(_settings(tmp_path))
     assert "TieredStopAtLevel" not in _conf(args)["spark.driver.extraJavaOptions"]
+
+
+def test_a_run_jvm_compiling_with_c1_only_keeps_the_usual_code_cache(tmp_path: Path) -> None:
+    """C1 alone would shrink it to 48 MB, which a long session (the suite's shared one) filled, and
+    its JVM died: the options a run's driver gets, read back from this machine's Java."""
+    options = session.spark_conf("local[2]", settings=_settings(tmp_path))["spark.driver.extraJavaOptions"]
+    home = os.environ.get("JAVA_HOME")
+    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    assert java, "no Java (JAVA_HOME or java on PATH), which Spark needs too"
+    flags = subprocess.run(
+        [java, *options.split(), "-XX:+PrintFlagsFinal", "-version"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    (line,) = (line for line in flags.splitlines() if " ReservedCodeCacheSize " in line)
+    assert int(line.split("=")[1].split()[0]) >= 240 << 20, line
 
 
 def test_the_server_maps_sparks_class_archive_when_one_is_ready(tmp_path: Path) -> None:
