@@ -10,8 +10,11 @@ stored as typed (text), each with a submission id.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import datetime as dt
+import math
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -30,6 +33,7 @@ from web_app.submissions import MAX_VALUE_CHARS
 
 ALLOWED_COLUMNS = frozenset({f.name for f in STUDENT_FIELDS} | {CONSENT.name, "submission_id"})
 FEED_BYTES = 64 * 1024  # the body is handed to the parsing thread in pieces of about this size
+FEED_AFTER_PAUSE = 0.1  # seconds without a piece after which what has gathered is parsed anyway
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _TRUE_TOKENS = pa.array(list(TRUE_TOKENS))
 MAX_PROBLEMS = 20
@@ -257,25 +261,67 @@ class _NdjsonParser(_Parser):
         return self.builder.add(line, row)
 
 
+class _Pieces:
+    """The body's pieces as they arrive, read one ahead by a task of its own, so waiting for the
+    next piece can be given up after a pause without cutting the body's stream off (an async
+    generator cancelled while it waits is closed)."""
+
+    def __init__(self, stream: AsyncIterator[bytes]) -> None:
+        self._stream = stream
+        self._queue: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(maxsize=1)
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _Pieces:
+        self._task = asyncio.create_task(self._pump())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _pump(self) -> None:
+        try:
+            async for piece in self._stream:
+                await self._queue.put(piece)
+        except Exception as exc:  # the body stopped: the reader raises it, after the pieces before it
+            await self._queue.put(exc)
+        else:
+            await self._queue.put(None)
+
+    async def next(self, pause: float | None) -> bytes | None:
+        """The next piece; b"" if none came within `pause` seconds; None at the body's end."""
+        with anyio.move_on_after(math.inf if pause is None else pause):
+            item = await self._queue.get()
+            if isinstance(item, Exception):
+                raise item
+            return item
+        return b""
+
+
 async def _parsed_in_thread(stream: AsyncIterator[bytes], parser: _Parser) -> AsyncIterator[RawBatch]:
-    """Hands the body to `parser` in a worker thread, `FEED_BYTES` at a time (small chunks are
-    gathered first, so a client sending a byte at a time costs no thread hop per byte)."""
+    """Hands the body to `parser` in a worker thread, `FEED_BYTES` at a time (small pieces are
+    gathered first, so a client sending a byte at a time costs no thread hop per byte), and what
+    has gathered whenever the client pauses for `FEED_AFTER_PAUSE` seconds: rows sent are stored
+    while their client waits, not when it sends more."""
     gathered: list[bytes] = []
     size = 0
-    try:
-        async for chunk in stream:
-            gathered.append(chunk)
-            size += len(chunk)
-            if size >= FEED_BYTES:
-                data, gathered, size = b"".join(gathered), [], 0
-                for batch in await anyio.to_thread.run_sync(parser.feed, data):
-                    yield batch
-    except (HTTPException, ClientDisconnect):
-        # The body stopped (stalled, too large, the client gone): the rows that arrived still
-        # count and may complete a batch to store, whatever pieces the network delivered them in.
-        for batch in await anyio.to_thread.run_sync(parser.feed, b"".join(gathered)):
-            yield batch
-        raise
+    async with _Pieces(stream) as pieces:
+        try:
+            while (piece := await pieces.next(FEED_AFTER_PAUSE if gathered else None)) is not None:
+                gathered.append(piece)
+                size += len(piece)
+                if size >= FEED_BYTES or not piece:
+                    data, gathered, size = b"".join(gathered), [], 0
+                    for batch in await anyio.to_thread.run_sync(parser.feed, data):
+                        yield batch
+        except (HTTPException, ClientDisconnect):
+            # The body stopped (stalled, too large, the client gone): the rows that arrived still
+            # count and may complete a batch to store, whatever pieces the network delivered them in.
+            for batch in await anyio.to_thread.run_sync(parser.feed, b"".join(gathered)):
+                yield batch
+            raise
     for batch in await anyio.to_thread.run_sync(parser.feed, b"".join(gathered), True):
         yield batch
 

@@ -159,6 +159,27 @@ def test_a_batch_the_database_did_not_confirm_is_reported_as_maybe_stored(stack:
         assert conn.execute('SELECT count(*) FROM "c_raw"').fetchone()[0] == batch
 
 
+def test_rows_sent_before_a_pause_are_stored_during_it(stack: WebStack) -> None:
+    """The body was handed to the parser 64 KiB at a time: a client that sent a batch's last rows
+    in a small piece and then paused (for its next rows, or to see the batch stored) had them held
+    until more came, or until the idle limit cut the upload off (a CI failure of the test above)."""
+    batch = 10_000
+    body = (HEADER + ROW * batch).encode()
+    head, tail = body[: -3 * len(ROW)], body[-3 * len(ROW) :]
+    (token,) = _add_submitters(stack, 1)
+    with _stalled(stack, [token], head) as (sock,):
+        time.sleep(0.5)  # the app has read the head; the last three rows come as a piece of their own
+        sock.sendall(f"{len(tail):x}\r\n".encode() + tail + b"\r\n")
+        deadline = time.monotonic() + 30
+        while stack.db.count("raw") < batch:
+            assert time.monotonic() < deadline, "the batch was not stored while the client paused"
+            time.sleep(0.05)
+        sock.sendall(b"0\r\n\r\n")
+        answer = _answer(sock, wait=30)
+    assert answer is not None and answer[0] == 200, answer
+    assert json.loads(answer[2])["stored"] == batch
+
+
 # -- stalled uploads -----------------------------------------------------------------------------
 
 
