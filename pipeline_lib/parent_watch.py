@@ -6,7 +6,8 @@ so the id changes. Linux's PR_SET_PDEATHSIG would need ctypes, and fires when th
 started the child ends, which a pool started from a request's thread does while its parent lives.
 
 `process_start` names any process by its id and start time, for one that watches a process other
-than its parent (the warm Spark's warm-up, started detached, watches the server).
+than its parent (the warm Spark's warm-up, started detached, watches the server); `running` finds
+processes by their command line (the helpers a warm Spark started).
 """
 
 from __future__ import annotations
@@ -44,3 +45,17 @@ def process_start(pid: int) -> int | None:
         return None
     fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
     return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+def running(args: list[str]) -> list[int]:
+    """The ids of the live processes whose command line ends with `args` (whatever ran them)."""
+    wanted = "\0".join([*args, ""]).encode()  # each argument ended by NUL, as /proc gives them
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and process_start(int(entry.name)) is not None:
+            try:
+                if (entry / "cmdline").read_bytes().endswith(b"\0" + wanted):
+                    found.append(int(entry.name))
+            except OSError:
+                continue  # ended meanwhile
+    return found

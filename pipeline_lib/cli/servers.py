@@ -213,10 +213,15 @@ def spark_connect() -> None:
     a warm-up in the background runs a sample of the runs' work on it (`spark.warm_up`)."""
     import os
 
-    from pipeline_lib.spark import warm_up
+    from pipeline_lib.spark import daemon_zygote, warm_up
+    from pipeline_lib.spark.engine import local_cores
     from pipeline_lib.spark.warm import server_command
 
-    args, env = server_command(get_settings())
+    settings = get_settings()
+    args, env = server_command(settings)
+    if local_cores(settings.spark_master) is not None:  # a cluster's executors run their own daemons
+        env[daemon_zygote.ENV] = daemon_zygote.socket_name(os.getpid())
+        daemon_zygote.start(os.getpid(), env)  # each session's Python daemon forks from it, imports done
     warm_up.start(os.getpid())  # once the server answers, its first jobs run before a run's
     os.execve(args[0], args, env)  # the JVM takes this process: a stop signal reaches it
 

@@ -23,6 +23,8 @@ import os
 import runpy
 import sys
 
+from pipeline_lib.spark import daemon_zygote
+
 MODULE = "pipeline_lib.spark.python_daemon"
 # What every worker of the jobs' reads and writes imports (Arrow, pandas for pyspark's Arrow
 # serializers, the data source and its db-api client), imported once by the daemon before it forks
@@ -45,15 +47,22 @@ def installation_zips(path: list[str]) -> list[str]:
     return zips
 
 
-def main() -> None:
-    """pyspark's daemon (its command line as Spark gave it), with the installation's zips last."""
-    zips = installation_zips(sys.path)
-    sys.path[:] = [entry for entry in sys.path if entry not in zips] + zips
+def preload_imports() -> None:
+    """Import `PRELOADED`; a module that does not import here is imported (and its error reported)
+    by the worker that needs it, as without this."""
     for name in PRELOADED:
-        # A module that does not import here is imported (and its error reported) by the worker
-        # that needs it, as without this.
         with contextlib.suppress(Exception):
             importlib.import_module(name)
+
+
+def main() -> None:
+    """pyspark's daemon (its command line as Spark gave it), with the installation's zips last;
+    forked ready-made by the warm Spark's zygote when there is one (`daemon_zygote`)."""
+    zips = installation_zips(sys.path)
+    sys.path[:] = [entry for entry in sys.path if entry not in zips] + zips
+    if (zygote := os.environ.get(daemon_zygote.ENV)) and daemon_zygote.hand_over(zygote, sys.path):
+        return
+    preload_imports()
     runpy.run_module("pyspark.daemon", run_name="__main__", alter_sys=True)
 
 

@@ -21,9 +21,8 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-from pipeline_lib.parent_watch import process_start
+from pipeline_lib.parent_watch import process_start, running
 from pipeline_lib.settings import Settings, get_settings
 from pipeline_lib.spark.class_archive import DETACH
 from pipeline_lib.spark.sample_work import sample_work
@@ -55,15 +54,7 @@ def start(server_pid: int) -> None:
 
 def under_way(server_pid: int) -> bool:
     """Whether a warm-up of the server that process `server_pid` runs has not ended yet."""
-    wanted = "\0".join([*command(server_pid)[1:], ""]).encode()  # its arguments, each ended by NUL
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and process_start(int(entry.name)) is not None:
-            try:
-                if wanted in (entry / "cmdline").read_bytes():
-                    return True
-            except OSError:
-                continue  # ended meanwhile
-    return False
+    return bool(running(command(server_pid)[1:]))
 
 
 def warm_up(settings: Settings) -> None:

@@ -23,6 +23,8 @@ from typing import Any
 
 import psutil
 
+from pipeline_lib.spark import daemon_zygote
+
 ROLES = ("run python", "jvm", "python workers", "db-api")
 MEASURED = ("peak MB", "cpu s", "cpu wall s")  # how the keys this module adds to a run's figures begin
 
@@ -72,15 +74,14 @@ class PeakMemory:
         self,
         run_pid: int | None,
         db_api_pid: int | None,
-        spark_server_pid: int | None,
+        served_pids: Sequence[int | None] = (),
         replica_pids: Sequence[int] = (),
-        cluster_pids: Sequence[int] = (),
     ) -> None:
         now: dict[str, float] = dict.fromkeys(ROLES, 0.0)
         replicas = [process for pid in replica_pids for process in _tree(pid)]
         # A warm Spark's server (its JVM and Python workers) works for the run it serves, as do a
         # standalone cluster's workers (their executors and Python workers).
-        served = [process for pid in (spark_server_pid, *cluster_pids) for process in _tree(pid)]
+        served = [process for pid in served_pids for process in _tree(pid)]
         roles = [
             *[("db-api", process) for process in [*_tree(db_api_pid), *replicas]],  # with scan workers
             *[(None, process) for process in [*_tree(run_pid), *served]],
@@ -162,13 +163,16 @@ def run_sampled(
     """Run a command to its end while sampling its process tree, the db-api's (and those of other
     db-api replicas) and a warm Spark server's (or a standalone cluster's workers) every `interval` s."""
     peaks = PeakMemory()
-    peaks.begin([db_api_pid, *replica_pids], [spark_server_pid, *cluster_pids])
+    # The daemons a warm Spark's zygote forks for it run its Python workers (not its children).
+    zygote = daemon_zygote.zygote_pid(spark_server_pid) if spark_server_pid else None
+    served = [spark_server_pid, zygote, *cluster_pids]
+    peaks.begin([db_api_pid, *replica_pids], served)
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
     stop = threading.Event()
 
     def sample_until_stopped() -> None:
         while not stop.wait(interval):
-            peaks.sample(process.pid, db_api_pid, spark_server_pid, replica_pids, cluster_pids)
+            peaks.sample(process.pid, db_api_pid, served, replica_pids)
 
     sampler = threading.Thread(target=sample_until_stopped, daemon=True)
     sampler.start()

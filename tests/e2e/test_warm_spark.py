@@ -11,6 +11,7 @@ heading to `<data dir>/logs/spark.log`).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import pytest
 from db_api.server import start_server
 from db_api.store.sqlite import SqliteStore
 from pipeline_lib.client.sync import DbApiClient
-from pipeline_lib.spark import class_archive, python_daemon, warm_up
+from pipeline_lib.spark import class_archive, daemon_zygote, python_daemon, warm_up
 from tests.conftest import TOKEN
 from tests.e2e.running_system import System, workbench_up
 from tests.processes import command_line, descendants, non_loopback_ipv4, refuses, wait_for
@@ -92,6 +93,54 @@ def test_the_warm_spark_is_warmed_up_before_a_run_attaches(system: System) -> No
     assert "warm Spark: warmed up in" in (system.data_dir / "logs" / "spark.log").read_text()
     # What a first run would otherwise wait for: the Python workers' daemon, imports done.
     assert any(python_daemon.MODULE.encode() in command_line(pid) for pid in descendants(server))
+
+
+# A session's Python task: the artifact id its worker's environment holds (Spark's, per session)
+# and the command line of the process its daemon was forked from.
+WORKER_ORIGIN = """
+import json, os
+import pyarrow as pa
+from pyspark.sql import SparkSession
+
+def origin(batches):
+    daemon = os.getppid()
+    with open(f"/proc/{daemon}/stat") as stat:
+        forked_by = int(stat.read().rsplit(")", 1)[1].split()[1])
+    with open(f"/proc/{forked_by}/cmdline", "rb") as cmdline:
+        command = cmdline.read().replace(b"\\0", b" ").decode()
+    for _ in batches:
+        yield pa.RecordBatch.from_pydict(
+            {"artifacts": [os.environ.get("SPARK_JOB_ARTIFACT_UUID", "")], "forked_by": [command]}
+        )
+
+spark = SparkSession.builder.remote(os.environ["URL"]).getOrCreate()
+(row,) = spark.range(1, numPartitions=1).mapInArrow(origin, "artifacts string, forked_by string").collect()
+print(json.dumps(row.asDict()))
+"""
+
+
+def test_each_sessions_python_daemon_forks_from_the_zygote_with_that_sessions_environment(
+    system: System,
+) -> None:
+    """Spark starts a Python daemon per session (its workers' environment holds the session's
+    artifact id); the zygote forks it with its imports done, and it takes that session's environment."""
+    token = (system.data_dir / "secrets" / "spark_connect_token").read_text().strip()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPARK_CONNECT")}
+    env |= {
+        "SPARK_CONNECT_AUTHENTICATE_TOKEN": token,
+        "URL": f"sc://localhost:{system.env['WORKBENCH_SPARK_CONNECT_PORT']}",
+    }
+    origins = []
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", WORKER_ORIGIN], env=env, capture_output=True, text=True, timeout=180
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        origins.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    for origin in origins:
+        assert daemon_zygote.MODULE in origin["forked_by"], origin
+        assert origin["artifacts"], origin
+    assert origins[0]["artifacts"] != origins[1]["artifacts"]  # each its own session's
 
 
 def _java_pids() -> list[int]:
