@@ -163,10 +163,8 @@ def _answer(conn: socket.socket, listener: socket.socket, server_pid: int) -> No
             return
         sys.stdout.flush()
         sys.stderr.flush()
-        child = os.fork()
-        if child == 0:
-            _become_daemon(message, fds, listener)  # never returns
-        _send(conn, {"pid": child})
+        if os.fork() == 0:
+            _become_daemon(message, fds, conn, listener)  # never returns
     except (OSError, ValueError):
         return
     finally:
@@ -187,13 +185,17 @@ def _parent(pid: int) -> int | None:
         return None
 
 
-def _become_daemon(message: dict[str, object], fds: list[int], listener: socket.socket) -> None:
+def _become_daemon(
+    message: dict[str, object], fds: list[int], conn: socket.socket, listener: socket.socket
+) -> None:
     """In the forked child: take the launcher's streams, environment, folder and path, and run
-    pyspark's daemon as the launcher would have. It keeps the connection to the launcher open
-    (inherited by its workers), so the launcher ends once they all have."""
+    pyspark's daemon as the launcher would have. It answers the launcher itself (a zygote gone
+    after the fork leaves no launcher starting a second daemon on the same streams) and keeps the
+    connection open (inherited by its workers), so the launcher ends once they all have."""
     code: object = 1
     try:
         listener.close()
+        _send(conn, {"pid": os.getpid()})
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
