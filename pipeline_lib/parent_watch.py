@@ -48,13 +48,14 @@ def process_start(pid: int) -> int | None:
 
 
 def running(args: list[str]) -> list[int]:
-    """The ids of the live processes whose command line ends with `args` (whatever ran them)."""
+    """The ids of the live processes whose command line holds `args`, one after another, after
+    its first word (whatever program ran them)."""
     wanted = "\0".join([*args, ""]).encode()  # each argument ended by NUL, as /proc gives them
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and process_start(int(entry.name)) is not None:
             try:
-                if (entry / "cmdline").read_bytes().endswith(b"\0" + wanted):
+                if b"\0" + wanted in (entry / "cmdline").read_bytes():
                     found.append(int(entry.name))
             except OSError:
                 continue  # ended meanwhile

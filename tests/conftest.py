@@ -100,7 +100,7 @@ def sqlite_client(sqlite_db_api: RunningServer) -> Iterator[DbApiClient]:
         yield c
 
 
-_SPARK_ENV = ("SPARK_LOCAL_IP", "PYSPARK_PYTHON", "SPARK_LOCAL_DIRS")
+_SPARK_ENV = ("SPARK_LOCAL_IP", "PYSPARK_PYTHON", "SPARK_LOCAL_DIRS", "WORKBENCH_SPARK_ZYGOTE")
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import grpc
 import pyarrow as pa
@@ -100,7 +100,7 @@ def _failure(exc: Exception) -> tuple[int, str]:
 
 
 async def store_upload(
-    db: AsyncDbApiClient, account: str, batches: AsyncIterator[RawBatch], tally: BulkTally
+    db: AsyncDbApiClient, account: str, batches: AsyncGenerator[RawBatch], tally: BulkTally
 ) -> BulkReport:
     """Write `batches` to `raw` as the account's own, one stream per batch, the next batch parsed
     while one is written; the report, or `UploadCutOff` with the report so far."""
@@ -129,6 +129,7 @@ async def store_upload(
         finally:
             if writing is not None:
                 await writing  # a batch sent is counted before any answer
+            await batches.aclose()  # its reading of the body ends now, not when it is collected
     except (BulkFormatError, HTTPException, ClientDisconnect, DbApiCallError) as exc:
         status, reason = _failure(exc)
         report = _report(tally, committed["stored"], committed["already"])

@@ -220,8 +220,9 @@ def spark_connect() -> None:
     settings = get_settings()
     args, env = server_command(settings)
     if local_cores(settings.spark_master) is not None:  # a cluster's executors run their own daemons
-        env[daemon_zygote.ENV] = daemon_zygote.socket_name(os.getpid())
-        daemon_zygote.start(os.getpid(), env)  # each session's Python daemon forks from it, imports done
+        # Each session's Python daemon forks from it, imports done.
+        env[daemon_zygote.ENV] = daemon_zygote.new_name()
+        daemon_zygote.start(os.getpid(), env)
     warm_up.start(os.getpid())  # once the server answers, its first jobs run before a run's
     os.execve(args[0], args, env)  # the JVM takes this process: a stop signal reaches it
 

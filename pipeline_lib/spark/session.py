@@ -26,7 +26,7 @@ from pyspark.sql import SparkSession
 
 from pipeline_lib.logs import log_dir, open_log, tail
 from pipeline_lib.settings import Settings, get_settings
-from pipeline_lib.spark import python_daemon
+from pipeline_lib.spark import daemon_zygote, python_daemon
 from pipeline_lib.spark.class_archive import with_archive
 from pipeline_lib.spark.engine import local_cores
 from pipeline_lib.spark.source import is_connect, register
@@ -197,6 +197,8 @@ def _launch_driver(options: Mapping[str, str], settings: Settings) -> None:
     conf = SparkConf().setAll(options.items())
     stream, start = open_log(path, heading)
     with stream:
+        if local_cores(options["spark.master"]) is not None:  # a cluster's executors run their own daemons
+            daemon_zygote.for_this_driver(os.environ, stream)  # imports while the JVM starts
         try:
             gateway = launch_gateway(conf, popen_kwargs={"stderr": stream})
         except PySparkRuntimeError as exc:

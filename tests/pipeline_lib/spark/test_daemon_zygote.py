@@ -1,8 +1,8 @@
-"""The warm Spark's daemon zygote, without a Spark: this test process plays the server, starting
+"""The daemon zygote, without a Spark: this test process plays the server, starting
 `python -m pipeline_lib.spark.python_daemon` as Spark's JVM does (a pipe on its stdin and stdout,
 the daemon's secret and the zygote's name in its environment) and speaking pyspark's daemon
 protocol to it (the port on stdout, a worker per connection, the secret, stdin closed to stop).
-`tests/e2e/test_warm_spark.py` sees real Spark Connect sessions use it."""
+`test_python_daemon.py` and `tests/e2e/test_warm_spark.py` see real Spark sessions use it."""
 
 from __future__ import annotations
 
@@ -22,6 +22,39 @@ from pipeline_lib.spark import daemon_zygote
 from tests.processes import wait_for
 
 LAUNCHER = [sys.executable, "-m", "pipeline_lib.spark.python_daemon", "pyspark.worker"]
+SECRET = "the launcher's"
+
+
+class Zygote(subprocess.Popen[bytes]):
+    name: str
+
+
+def _start_zygote(server_pid: int) -> Zygote:
+    name = daemon_zygote.new_name()
+    # A secret of its own: a daemon answering with the launcher's has taken the launcher's environment.
+    env = {**os.environ, daemon_zygote.ENV: name, "PYTHON_WORKER_FACTORY_SECRET": "the zygote's"}
+    zygote = Zygote(daemon_zygote.command(server_pid), env=env, stderr=subprocess.PIPE)
+    zygote.name = name
+    assert zygote.stderr is not None
+    line = zygote.stderr.readline().decode()  # once it listens, imports done
+    assert "fork from process" in line, line
+    return zygote
+
+
+@pytest.fixture
+def zygote() -> Iterator[Zygote]:
+    process = _start_zygote(os.getpid())  # this process is its server
+    yield process
+    process.kill()
+    process.wait()
+
+
+def _launch(tmp_path: Path, name: str, **settings: str) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != daemon_zygote.ENV}
+    env |= {"PYTHON_WORKER_FACTORY_SECRET": SECRET, "SPARK_REUSE_WORKER": "1", daemon_zygote.ENV: name}
+    return subprocess.Popen(
+        LAUNCHER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=tmp_path, env=env | settings
+    )
 
 
 def _port(launcher: subprocess.Popen[bytes]) -> int:
@@ -35,57 +68,34 @@ def _as_int(data: bytes) -> int:
     return int(struct.unpack("!i", data)[0])
 
 
-def _start_zygote(server_pid: int) -> subprocess.Popen[bytes]:
-    # A secret of its own: a daemon answering with the launcher's has taken the launcher's environment.
-    env = {**os.environ, "PYTHON_WORKER_FACTORY_SECRET": "the zygote's"}
-    zygote = subprocess.Popen(daemon_zygote.command(server_pid), env=env, stderr=subprocess.PIPE)
-    assert zygote.stderr is not None
-    line = zygote.stderr.readline().decode()  # once it listens
-    assert "fork from process" in line, line
-    return zygote
-
-
-@pytest.fixture
-def zygote() -> Iterator[subprocess.Popen[bytes]]:
-    process = _start_zygote(os.getpid())  # this process is its server
-    yield process
-    process.kill()
-    process.wait()
-
-
-def _launch(tmp_path: Path, name: str | None) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k != daemon_zygote.ENV}
-    env |= {"PYTHON_WORKER_FACTORY_SECRET": "the launcher's", "SPARK_REUSE_WORKER": "1"}
-    if name is not None:
-        env[daemon_zygote.ENV] = name
-    return subprocess.Popen(LAUNCHER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=tmp_path, env=env)
-
-
-def _ask_for_a_worker(port: int) -> tuple[int, bytes]:
-    """A worker from the daemon at `port`, authenticated with the launcher's secret: its pid and
-    the daemon's answer to the secret."""
+def _ask_for_a_worker(port: int) -> tuple[int, int, bytes]:
+    """A worker from the daemon at `port`, authenticated with the launcher's secret: its pid, its
+    parent's (read while it runs) and the daemon's answer to the secret."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
         worker = _as_int(conn.recv(4))
-        secret = b"the launcher's"
-        conn.sendall(struct.pack("!i", len(secret)) + secret)
+        parent = psutil.Process(worker).ppid()
+        conn.sendall(struct.pack("!i", len(SECRET)) + SECRET.encode())
         length = _as_int(conn.recv(4))
         answer = conn.recv(length)
-    return worker, answer
+    return worker, parent, answer
+
+
+def _stop(launcher: subprocess.Popen[bytes]) -> None:
+    launcher.kill()
+    launcher.wait()
 
 
 def test_a_daemon_forks_from_the_zygote_with_the_launchers_streams_and_environment(
-    zygote: subprocess.Popen[bytes], tmp_path: Path
+    zygote: Zygote, tmp_path: Path
 ) -> None:
-    launcher = _launch(tmp_path, daemon_zygote.socket_name(os.getpid()))
+    launcher = _launch(tmp_path, zygote.name)
     try:
         port = _port(launcher)
-        daemons = psutil.Process(zygote.pid).children()
-        assert len(daemons) == 1, daemons
-        daemon = daemons[0]
+        (daemon,) = psutil.Process(zygote.pid).children()
         assert os.readlink(f"/proc/{daemon.pid}/cwd") == str(tmp_path)  # the launcher's folder
-        worker, answer = _ask_for_a_worker(port)
+        worker, parent, answer = _ask_for_a_worker(port)
         assert answer == b"ok"  # the secret of the launcher's environment, not the zygote's
-        assert psutil.Process(worker).ppid() == daemon.pid
+        assert parent == daemon.pid
         assert launcher.poll() is None  # the process Spark knows runs while its daemon does
         assert launcher.stdin is not None
         launcher.stdin.close()  # Spark stops a daemon so: the daemon, its workers and the launcher end
@@ -93,46 +103,98 @@ def test_a_daemon_forks_from_the_zygote_with_the_launchers_streams_and_environme
         wait_for(lambda: not psutil.pid_exists(daemon.pid), 10, "the daemon to end")
         wait_for(lambda: not psutil.pid_exists(worker), 10, "its worker to end")
     finally:
-        launcher.kill()
-        launcher.wait()
+        _stop(launcher)
 
 
 def test_spark_stopping_the_launcher_stops_the_daemon_it_handed_over_to(
-    zygote: subprocess.Popen[bytes], tmp_path: Path
+    zygote: Zygote, tmp_path: Path
 ) -> None:
-    launcher = _launch(tmp_path, daemon_zygote.socket_name(os.getpid()))
+    launcher = _launch(tmp_path, zygote.name)
     try:
         port = _port(launcher)
         (daemon,) = psutil.Process(zygote.pid).children()
-        worker, answer = _ask_for_a_worker(port)
+        worker, _, answer = _ask_for_a_worker(port)
         assert answer == b"ok"
-        launcher.send_signal(signal.SIGTERM)  # Process.destroy(): what Spark does to an idle daemon
+        # Process.destroy(): what Spark does to a daemon it no longer needs. Its stdin stays open
+        # here, so only the signal, passed on by the launcher, can stop the daemon.
+        launcher.send_signal(signal.SIGTERM)
         launcher.wait(timeout=30)
         wait_for(lambda: not psutil.pid_exists(daemon.pid), 10, "the daemon to end")
         wait_for(lambda: not psutil.pid_exists(worker), 10, "its worker to end")
     finally:
-        launcher.kill()
-        launcher.wait()
+        _stop(launcher)
+
+
+def _runs_its_own_daemon(launcher: subprocess.Popen[bytes]) -> None:
+    _, parent, answer = _ask_for_a_worker(_port(launcher))
+    assert answer == b"ok"
+    assert parent == launcher.pid
 
 
 def test_without_a_zygote_the_launcher_runs_the_daemon_itself(tmp_path: Path) -> None:
-    launcher = _launch(tmp_path, "no-such-zygote")
+    launcher = _launch(tmp_path, daemon_zygote.new_name())
     try:
-        port = _port(launcher)
-        worker, answer = _ask_for_a_worker(port)
-        assert answer == b"ok"
-        assert psutil.Process(worker).ppid() == launcher.pid
+        _runs_its_own_daemon(launcher)
     finally:
-        launcher.kill()
-        launcher.wait()
+        _stop(launcher)
 
 
-def test_the_zygote_serves_only_processes_its_server_started(zygote: subprocess.Popen[bytes]) -> None:
+def test_a_launcher_of_other_start_up_settings_runs_the_daemon_itself(zygote: Zygote, tmp_path: Path) -> None:
+    """Python reads PYTHONHASHSEED as it starts: a daemon forked from the zygote would hash
+    strings with the zygote's seed, not the one Spark gave its workers."""
+    launcher = _launch(tmp_path, zygote.name, PYTHONHASHSEED="123")
+    try:
+        _runs_its_own_daemon(launcher)
+        assert psutil.Process(zygote.pid).children() == []
+    finally:
+        _stop(launcher)
+
+
+def test_a_launcher_hands_nothing_to_a_socket_that_is_not_a_zygotes(tmp_path: Path) -> None:
+    """The socket's namespace has no permissions: whoever binds the name first gets the
+    connections. The launcher checks it is a zygote's before it sends its streams and secrets."""
+    name = daemon_zygote.new_name()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as impostor:
+        impostor.bind("\0" + name)
+        impostor.listen(1)
+        impostor.settimeout(30)
+        launcher = _launch(tmp_path, name)
+        try:
+            conn, _ = impostor.accept()
+            with conn:
+                conn.settimeout(30)
+                data, fds, _flags, _address = socket.recv_fds(conn, 65536, 3)
+            assert (data, fds) == (b"", [])  # closed at once: no streams, no environment
+            _runs_its_own_daemon(launcher)
+        finally:
+            _stop(launcher)
+
+
+def test_the_zygote_serves_only_processes_its_server_started(zygote: Zygote) -> None:
     """This process is the zygote's server, not its own parent: it is turned away, and its
     streams and environment stay its own."""
-    assert not daemon_zygote.hand_over(daemon_zygote.socket_name(os.getpid()), sys.path)
+    assert not daemon_zygote.hand_over(zygote.name, sys.path)
     assert psutil.Process(zygote.pid).children() == []
     assert zygote.poll() is None
+
+
+def test_a_launcher_gone_mid_message_leaves_the_zygote_serving(zygote: Zygote, tmp_path: Path) -> None:
+    """A launcher killed between connecting and sending (Spark's SIGTERM, the OOM killer) once
+    left the zygote reading an ended connection forever, taking a core and serving no one."""
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import socket; socket.socket(socket.AF_UNIX).connect({chr(0) + zygote.name!r})",
+        ]
+    )
+    assert child.wait(timeout=30) == 0  # connected, sent nothing, gone
+    launcher = _launch(tmp_path, zygote.name)
+    try:
+        _port(launcher)
+        assert len(psutil.Process(zygote.pid).children()) == 1  # the next launcher is served
+    finally:
+        _stop(launcher)
 
 
 def test_the_zygote_leaves_when_its_server_ends() -> None:
@@ -140,6 +202,7 @@ def test_the_zygote_leaves_when_its_server_ends() -> None:
     zygote = _start_zygote(server.pid)
     try:
         assert daemon_zygote.zygote_pid(server.pid) == zygote.pid
+        assert zygote.name.encode() not in Path(f"/proc/{zygote.pid}/cmdline").read_bytes()
         server.kill()
         server.wait()
         assert zygote.wait(timeout=10) == 0

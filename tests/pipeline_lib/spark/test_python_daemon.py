@@ -67,3 +67,30 @@ def test_the_daemon_imports_what_workers_use_before_forking_them(spark: SparkSes
     assert any(name.startswith("libarrow_python") for name in names), names
     assert any("pandas/_libs" in library for library in libraries), names
     assert any(name.startswith("cygrpc") for name in names), names
+
+
+def _daemon_forked_by(_: object) -> list[tuple[str, int]]:
+    """The command line of the process the worker's daemon was forked by, and whether the
+    worker's Python hashes strings with a random seed."""
+    import os
+    import sys
+
+    stat = Path(f"/proc/{os.getppid()}/stat").read_text()
+    forked_by = int(stat.rsplit(")", 1)[1].split()[1])
+    command = Path(f"/proc/{forked_by}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return [(command, sys.flags.hash_randomization)]
+
+
+def test_a_runs_own_driver_forks_its_daemon_from_a_zygote_started_with_it(spark: SparkSession) -> None:
+    """The zygote imports what the daemon needs while the driver JVM starts; the daemon Spark
+    asks for is forked from it, for the process that started the JVM (`daemon_zygote`), with the
+    start-up settings Spark gives its workers (PYTHONHASHSEED=0: no random seed)."""
+    import os
+
+    from pipeline_lib.spark import daemon_zygote
+
+    ((forked_by, randomized),) = (
+        spark.sparkContext.parallelize([0], 1).mapPartitions(_daemon_forked_by).collect()
+    )
+    assert " ".join(daemon_zygote.command(os.getpid())[1:]) in forked_by, forked_by
+    assert randomized == 0
