@@ -292,13 +292,23 @@ def command(server_pid: int) -> list[str]:
     return [sys.executable, "-m", MODULE, "--server", str(server_pid)]
 
 
-def zygote_pid(server_pid: int) -> int | None:
-    """The process id of that server's zygote while it runs (the daemons it forked share its
-    command line, not its parent)."""
+def zygotes() -> dict[int, int]:
+    """The zygotes running on this machine, by the process id of the Spark each serves (the
+    daemons they forked share their command line, not their parent)."""
     from pipeline_lib.parent_watch import running
 
-    found = running(command(server_pid)[1:])
-    return next((pid for pid in found if _parent(pid) not in found), None)
+    found = running(["-m", MODULE])
+    serving = {}
+    for pid in found:
+        words = _command_line(pid).split(b"\0")
+        if _parent(pid) not in found and b"--server" in words[:-1]:
+            serving[int(words[words.index(b"--server") + 1])] = pid
+    return serving
+
+
+def zygote_pid(server_pid: int) -> int | None:
+    """The process id of the zygote of the Spark process `server_pid` runs, while it runs."""
+    return zygotes().get(server_pid)
 
 
 def start(server_pid: int, environ: Mapping[str, str], stderr: int | IO[Any] = 2) -> None:

@@ -163,7 +163,9 @@ def run_sampled(
     """Run a command to its end while sampling its process tree, the db-api's (and those of other
     db-api replicas) and a warm Spark server's (or a standalone cluster's workers) every `interval` s."""
     peaks = PeakMemory()
-    # The daemons a warm Spark's zygote forks for it run its Python workers (not its children).
+    # The Python daemons a zygote forks for a Spark, and their workers, are not that Spark's
+    # children: a warm Spark's zygote counts as the server's, and the zygote a driver JVM started
+    # by the run gets (`daemon_zygote`) as the run's, once it appears.
     zygote = daemon_zygote.zygote_pid(spark_server_pid) if spark_server_pid else None
     served = [spark_server_pid, zygote, *cluster_pids]
     peaks.begin([db_api_pid, *replica_pids], served)
@@ -171,8 +173,14 @@ def run_sampled(
     stop = threading.Event()
 
     def sample_until_stopped() -> None:
+        own_zygotes: list[int] = []
+        samples = 0
         while not stop.wait(interval):
-            peaks.sample(process.pid, db_api_pid, served, replica_pids)
+            if not own_zygotes and samples % 4 == 0:  # a look at /proc a second until one is found
+                run = {p.pid for p in _tree(process.pid)}
+                own_zygotes = [pid for server, pid in daemon_zygote.zygotes().items() if server in run]
+            samples += 1
+            peaks.sample(process.pid, db_api_pid, [*served, *own_zygotes], replica_pids)
 
     sampler = threading.Thread(target=sample_until_stopped, daemon=True)
     sampler.start()
