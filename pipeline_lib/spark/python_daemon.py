@@ -10,6 +10,8 @@ So the zips of an installation that is on the path anyway move to the end (a fal
 zips (a Spark distribution's, whose version may differ from a pyspark installed here) stay.
 
 It also imports what every worker imports (`PRELOADED`) before it forks them: once, not in each.
+On a local master a zygote that did those imports ahead forks the daemon instead (`daemon_zygote`),
+and this process only hands over to it.
 
 Executors import this module by name, as they do the `workbench` data source: the package must
 be installed in the Python their workers run (`PYSPARK_PYTHON`).
