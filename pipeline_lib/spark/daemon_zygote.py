@@ -88,7 +88,7 @@ def hand_over(name: str, path: list[str]) -> bool:
     try:
         conn.connect("\0" + name)
         pid, uid, _gid = _peer(conn)
-        if uid != os.getuid() or MODULE.encode() not in _command_line(pid):
+        if uid != os.getuid() or f"\0-m\0{MODULE}\0".encode() not in _command_line(pid):
             raise ValueError("not a zygote of this user")  # never hand it the streams and secrets
         message = {
             "executable": sys.executable,

@@ -85,23 +85,34 @@ def _stop(launcher: subprocess.Popen[bytes]) -> None:
     launcher.wait()
 
 
+def _handed_over(zygote: Zygote, launcher: subprocess.Popen[bytes]) -> tuple[int, int]:
+    """The daemon the zygote forked for `launcher`, and a worker of it that took the launcher's
+    secret (not the zygote's: the daemon has the launcher's environment)."""
+    port = _port(launcher)
+    (daemon,) = psutil.Process(zygote.pid).children()
+    worker, parent, answer = _ask_for_a_worker(port)
+    assert answer == b"ok"
+    assert parent == daemon.pid
+    return daemon.pid, worker
+
+
+def _ended(*pids: int) -> None:
+    for pid in pids:
+        wait_for(lambda: not psutil.pid_exists(pid), 10, f"process {pid} to end")  # noqa: B023 - called at once
+
+
 def test_a_daemon_forks_from_the_zygote_with_the_launchers_streams_and_environment(
     zygote: Zygote, tmp_path: Path
 ) -> None:
     launcher = _launch(tmp_path, zygote.name)
     try:
-        port = _port(launcher)
-        (daemon,) = psutil.Process(zygote.pid).children()
-        assert os.readlink(f"/proc/{daemon.pid}/cwd") == str(tmp_path)  # the launcher's folder
-        worker, parent, answer = _ask_for_a_worker(port)
-        assert answer == b"ok"  # the secret of the launcher's environment, not the zygote's
-        assert parent == daemon.pid
+        daemon, worker = _handed_over(zygote, launcher)
+        assert os.readlink(f"/proc/{daemon}/cwd") == str(tmp_path)  # the launcher's folder
         assert launcher.poll() is None  # the process Spark knows runs while its daemon does
         assert launcher.stdin is not None
         launcher.stdin.close()  # Spark stops a daemon so: the daemon, its workers and the launcher end
         assert launcher.wait(timeout=30) == 0
-        wait_for(lambda: not psutil.pid_exists(daemon.pid), 10, "the daemon to end")
-        wait_for(lambda: not psutil.pid_exists(worker), 10, "its worker to end")
+        _ended(daemon, worker)
     finally:
         _stop(launcher)
 
@@ -111,16 +122,12 @@ def test_spark_stopping_the_launcher_stops_the_daemon_it_handed_over_to(
 ) -> None:
     launcher = _launch(tmp_path, zygote.name)
     try:
-        port = _port(launcher)
-        (daemon,) = psutil.Process(zygote.pid).children()
-        worker, _, answer = _ask_for_a_worker(port)
-        assert answer == b"ok"
+        daemon, worker = _handed_over(zygote, launcher)
         # Process.destroy(): what Spark does to a daemon it no longer needs. Its stdin stays open
         # here, so only the signal, passed on by the launcher, can stop the daemon.
         launcher.send_signal(signal.SIGTERM)
         launcher.wait(timeout=30)
-        wait_for(lambda: not psutil.pid_exists(daemon.pid), 10, "the daemon to end")
-        wait_for(lambda: not psutil.pid_exists(worker), 10, "its worker to end")
+        _ended(daemon, worker)
     finally:
         _stop(launcher)
 
