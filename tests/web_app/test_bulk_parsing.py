@@ -3,6 +3,7 @@ the size the test sends (not the app's 64 KiB), so records cut anywhere are test
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -172,3 +173,44 @@ async def test_rows_received_before_the_body_stops_are_parsed_whatever_pieces_th
             batches.append(batch)
     assert [b.table.num_rows for b in batches] == [2, 2]  # the fifth row waits for a batch that never fills
     assert tally.received == 5
+
+
+class _SlowToStop:
+    """A body that sends `first`, then waits; cancelled, it takes a moment to stop (as a read of a
+    real body may), and says when it was asked to."""
+
+    def __init__(self, first: bytes) -> None:
+        self.first: bytes | None = first
+        self.asked_to_stop = asyncio.Event()
+
+    def __aiter__(self) -> _SlowToStop:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self.first is not None:
+            first, self.first = self.first, None
+            return first
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.asked_to_stop.set()
+            await asyncio.sleep(0.5)
+            raise
+        raise StopAsyncIteration
+
+
+async def test_an_upload_cancelled_while_its_body_reader_stops_stays_cancelled() -> None:
+    """An upload stops (here: a header over the limit) and waits for its body reader to stop; the
+    server cancels it meanwhile (a shutdown): that cancellation was swallowed, and the upload
+    went on as if it had only failed."""
+    body = _SlowToStop(b"x" * (MAX_RECORD_CHARS + 1) + b"\n")
+
+    async def upload() -> None:
+        async for _ in csv_batches(body, BulkTally()):
+            pass
+
+    task = asyncio.create_task(upload())
+    await asyncio.wait_for(body.asked_to_stop.wait(), 30)
+    task.cancel()
+    await asyncio.wait({task}, timeout=30)
+    assert task.cancelled(), task.exception()
