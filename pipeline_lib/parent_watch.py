@@ -7,7 +7,7 @@ started the child ends, which a pool started from a request's thread does while 
 
 `process_start` names any process by its id and start time, for one that watches a process other
 than its parent (the warm Spark's warm-up, started detached, watches the server); `running` finds
-processes by their command line (the helpers a warm Spark started).
+processes by their command line (the helpers started for a Spark: its warm-up, its daemons' zygote).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from web_app.submissions import MAX_VALUE_CHARS
 
 ALLOWED_COLUMNS = frozenset({f.name for f in STUDENT_FIELDS} | {CONSENT.name, "submission_id"})
 FEED_BYTES = 64 * 1024  # the body is handed to the parsing thread in pieces of about this size
-FEED_AFTER_PAUSE = 0.1  # seconds without a piece after which what has gathered is parsed anyway
+FEED_AFTER_PAUSE = 0.1  # seconds without a piece after which what has gathered (a line ended) is parsed
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _TRUE_TOKENS = pa.array(list(TRUE_TOKENS))
 MAX_PROBLEMS = 20

@@ -59,7 +59,7 @@ def preload_imports() -> None:
 
 def main() -> None:
     """pyspark's daemon (its command line as Spark gave it), with the installation's zips last;
-    forked ready-made by the warm Spark's zygote when there is one (`daemon_zygote`)."""
+    forked ready-made by its Spark's zygote when there is one (`daemon_zygote`)."""
     zips = installation_zips(sys.path)
     sys.path[:] = [entry for entry in sys.path if entry not in zips] + zips
     if (zygote := os.environ.get(daemon_zygote.ENV)) and daemon_zygote.hand_over(zygote, sys.path):
