@@ -47,16 +47,26 @@ def process_start(pid: int) -> int | None:
     return None if fields[0] in ("Z", "X") else int(fields[19])
 
 
+def parent(pid: int) -> int | None:
+    """The id of process `pid`'s parent, None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+def command_line(pid: int) -> bytes:
+    """Process `pid`'s arguments, each ended by NUL as /proc gives them; b"" if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def running(args: list[str]) -> list[int]:
     """The ids of the live processes whose command line holds `args`, one after another, after
     its first word (whatever program ran them)."""
     wanted = "\0".join([*args, ""]).encode()  # each argument ended by NUL, as /proc gives them
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and process_start(int(entry.name)) is not None:
-            try:
-                if b"\0" + wanted in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue  # ended meanwhile
-    return found
+    pids = (int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit())
+    return [pid for pid in pids if process_start(pid) is not None and b"\0" + wanted in command_line(pid)]

@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import IO, Any
 
 from pipeline_lib.logs import log_dir
 from pipeline_lib.parent_watch import on_parent_exit
@@ -55,6 +56,25 @@ RETRY_AFTER = 24 * 3600.0  # seconds before sessions retry a failed build
 # a zombie when that process has become another program meanwhile: `workbench spark-connect` execs
 # the warm Spark's JVM, which reaps no child it did not start.
 DETACH = ["/bin/sh", "-c", '"$@" &', "sh"]
+
+
+def start_detached(
+    args: list[str], *, env: Mapping[str, str] | None = None, output: int | IO[Any] = 2
+) -> int:
+    """Start `args` in the background, detached (`DETACH`) and in a session of its own (a Ctrl-C
+    meant for the starting process, a notebook's or `workbench up`'s, does not reach it), its
+    stdout and stderr to `output` (default this process's stderr, whatever object sys.stderr is).
+    The shell's exit status: 0 once started."""
+    return subprocess.run(
+        [*DETACH, *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
+        start_new_session=True,
+        close_fds=True,
+        check=False,
+    ).returncode
 
 
 def folder(settings: Settings) -> Path:
@@ -162,17 +182,9 @@ def start_build(settings: Settings, key: str) -> None:
             return
     env = {**os.environ, "WORKBENCH_DATA_DIR": str(settings.data_dir.resolve())}
     with build_log(settings).open("ab") as stream:
-        started = subprocess.run(
-            [*DETACH, *build_command()],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=stream,
-            stderr=stream,
-            start_new_session=True,  # a notebook's Ctrl-C or its kernel's end leaves it be
-            close_fds=True,
-        )
-    if started.returncode != 0:
-        log.debug("could not start a build of the class-data archive (sh exit %s)", started.returncode)
+        status = start_detached(build_command(), env=env, output=stream)  # a kernel's end leaves it be
+    if status != 0:
+        log.debug("could not start a build of the class-data archive (sh exit %s)", status)
         return
     log.info("building Spark's class-data archive in the background (log: %s)", build_log(settings))
 

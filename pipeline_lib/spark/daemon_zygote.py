@@ -37,6 +37,8 @@ import sys
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import IO, Any
 
+from pipeline_lib.parent_watch import command_line, parent, process_start, running
+
 MODULE = "pipeline_lib.spark.daemon_zygote"
 # The zygote's socket name, in the JVM's environment and so in its daemon launchers' (and in the
 # zygote's own, never on a command line, which every local user can read).
@@ -88,7 +90,7 @@ def hand_over(name: str, path: list[str]) -> bool:
     try:
         conn.connect("\0" + name)
         pid, uid, _gid = _peer(conn)
-        if uid != os.getuid() or f"\0-m\0{MODULE}\0".encode() not in _command_line(pid):
+        if uid != os.getuid() or f"\0-m\0{MODULE}\0".encode() not in command_line(pid):
             raise ValueError("not a zygote of this user")  # never hand it the streams and secrets
         message = {
             "executable": sys.executable,
@@ -155,21 +157,11 @@ def _peer(conn: socket.socket) -> tuple[int, int, int]:
     return pid, uid, gid
 
 
-def _command_line(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            return cmdline.read()
-    except OSError:
-        return b""
-
-
 # -- the zygote's side ----------------------------------------------------------------------------
 
 
 def serve(server_pid: int, name: str, preload: Callable[[], object]) -> None:
     """Fork daemons for launchers the server `server_pid` starts, until that process ends."""
-    from pipeline_lib.parent_watch import process_start
-
     started = process_start(server_pid)
     if started is None:
         return
@@ -199,7 +191,7 @@ def _answer(conn: socket.socket, listener: socket.socket, server_pid: int) -> No
     fds: list[int] = []
     try:
         pid, uid, _gid = _peer(conn)
-        if uid != os.getuid() or server_pid not in (_parent(pid), _parent(_parent(pid) or 0)):
+        if uid != os.getuid() or server_pid not in (parent(pid), parent(parent(pid) or 0)):
             return  # not a daemon launcher of this Spark: closed unanswered
         data, fds, _flags, _address = socket.recv_fds(conn, _LENGTH.size, 3)
         if len(fds) != 3:
@@ -237,14 +229,6 @@ def _refusal(message: dict[str, Any]) -> str | None:
 def _send(conn: socket.socket, answer: dict[str, object]) -> None:
     data = json.dumps(answer).encode()
     conn.sendall(_LENGTH.pack(len(data)) + data)
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return int(stat.read().rsplit(b")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def _become_daemon(
@@ -295,13 +279,11 @@ def command(server_pid: int) -> list[str]:
 def zygotes() -> dict[int, int]:
     """The zygotes running on this machine, by the process id of the Spark each serves (the
     daemons they forked share their command line, not their parent)."""
-    from pipeline_lib.parent_watch import running
-
     found = running(["-m", MODULE])
     serving = {}
     for pid in found:
-        words = _command_line(pid).split(b"\0")
-        if _parent(pid) not in found and b"--server" in words[:-1]:
+        words = command_line(pid).split(b"\0")
+        if parent(pid) not in found and b"--server" in words[:-1]:
             serving[int(words[words.index(b"--server") + 1])] = pid
     return serving
 
@@ -318,21 +300,10 @@ def start(server_pid: int, environ: Mapping[str, str], stderr: int | IO[Any] = 2
     the JVM's, `environ`, with the start-up settings Spark gives its workers, so that its imports
     and its Python's settings are the daemons'. `stderr`: where its line goes (default this
     process's stderr)."""
-    import subprocess
-
-    from pipeline_lib.spark.class_archive import DETACH
+    from pipeline_lib.spark.class_archive import start_detached
 
     worker_settings = {**WORKER_STARTUP, "PYTHONHASHSEED": environ.get("PYTHONHASHSEED", "0")}
-    subprocess.run(
-        [*DETACH, *command(server_pid)],
-        env={**environ, **worker_settings},
-        stdin=subprocess.DEVNULL,
-        stdout=stderr,
-        stderr=stderr,
-        start_new_session=True,
-        close_fds=True,
-        check=False,
-    )
+    start_detached(command(server_pid), env={**environ, **worker_settings}, output=stderr)
 
 
 def for_this_driver(environ: MutableMapping[str, str], stderr: IO[Any]) -> None:

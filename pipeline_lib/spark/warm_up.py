@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import threading
 import time
 
 from pipeline_lib.parent_watch import process_start, running
 from pipeline_lib.settings import Settings, get_settings
-from pipeline_lib.spark.class_archive import DETACH
+from pipeline_lib.spark.class_archive import start_detached
 from pipeline_lib.spark.sample_work import sample_work
 from pipeline_lib.spark.warm import answers
 
@@ -42,14 +41,7 @@ def start(server_pid: int) -> None:
     """Start the warm-up in the background, detached: a child of init, not of the server's JVM
     (which reaps no child it did not start), in a session of its own (a Ctrl-C meant for
     `workbench up` reaches the server, and the warm-up leaves with it). Its output goes to stderr."""
-    subprocess.run(
-        [*DETACH, *command(server_pid)],
-        stdin=subprocess.DEVNULL,
-        stdout=2,  # this process's stderr, whatever object sys.stderr is (the service's log)
-        start_new_session=True,
-        close_fds=True,
-        check=False,
-    )
+    start_detached(command(server_pid))  # its output to this process's stderr: the service's log
 
 
 def under_way(server_pid: int) -> bool:

@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -49,12 +50,20 @@ def zygote() -> Iterator[Zygote]:
     process.wait()
 
 
-def _launch(tmp_path: Path, name: str, **settings: str) -> subprocess.Popen[bytes]:
+@contextmanager
+def _launched(tmp_path: Path, name: str, **settings: str) -> Iterator[subprocess.Popen[bytes]]:
+    """The daemon's launcher, started as Spark starts it (with `settings` added to its
+    environment), killed at the end whatever happened to it."""
     env = {k: v for k, v in os.environ.items() if k != daemon_zygote.ENV}
     env |= {"PYTHON_WORKER_FACTORY_SECRET": SECRET, "SPARK_REUSE_WORKER": "1", daemon_zygote.ENV: name}
-    return subprocess.Popen(
+    launcher = subprocess.Popen(
         LAUNCHER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=tmp_path, env=env | settings
     )
+    try:
+        yield launcher
+    finally:
+        launcher.kill()
+        launcher.wait()
 
 
 def _port(launcher: subprocess.Popen[bytes]) -> int:
@@ -80,11 +89,6 @@ def _ask_for_a_worker(port: int) -> tuple[int, int, bytes]:
     return worker, parent, answer
 
 
-def _stop(launcher: subprocess.Popen[bytes]) -> None:
-    launcher.kill()
-    launcher.wait()
-
-
 def _handed_over(zygote: Zygote, launcher: subprocess.Popen[bytes]) -> tuple[int, int]:
     """The daemon the zygote forked for `launcher`, and a worker of it that took the launcher's
     secret (not the zygote's: the daemon has the launcher's environment)."""
@@ -104,8 +108,7 @@ def _ended(*pids: int) -> None:
 def test_a_daemon_forks_from_the_zygote_with_the_launchers_streams_and_environment(
     zygote: Zygote, tmp_path: Path
 ) -> None:
-    launcher = _launch(tmp_path, zygote.name)
-    try:
+    with _launched(tmp_path, zygote.name) as launcher:
         daemon, worker = _handed_over(zygote, launcher)
         assert os.readlink(f"/proc/{daemon}/cwd") == str(tmp_path)  # the launcher's folder
         assert launcher.poll() is None  # the process Spark knows runs while its daemon does
@@ -113,23 +116,18 @@ def test_a_daemon_forks_from_the_zygote_with_the_launchers_streams_and_environme
         launcher.stdin.close()  # Spark stops a daemon so: the daemon, its workers and the launcher end
         assert launcher.wait(timeout=30) == 0
         _ended(daemon, worker)
-    finally:
-        _stop(launcher)
 
 
 def test_spark_stopping_the_launcher_stops_the_daemon_it_handed_over_to(
     zygote: Zygote, tmp_path: Path
 ) -> None:
-    launcher = _launch(tmp_path, zygote.name)
-    try:
+    with _launched(tmp_path, zygote.name) as launcher:
         daemon, worker = _handed_over(zygote, launcher)
         # Process.destroy(): what Spark does to a daemon it no longer needs. Its stdin stays open
         # here, so only the signal, passed on by the launcher, can stop the daemon.
         launcher.send_signal(signal.SIGTERM)
         launcher.wait(timeout=30)
         _ended(daemon, worker)
-    finally:
-        _stop(launcher)
 
 
 def _runs_its_own_daemon(launcher: subprocess.Popen[bytes]) -> None:
@@ -139,22 +137,16 @@ def _runs_its_own_daemon(launcher: subprocess.Popen[bytes]) -> None:
 
 
 def test_without_a_zygote_the_launcher_runs_the_daemon_itself(tmp_path: Path) -> None:
-    launcher = _launch(tmp_path, daemon_zygote.new_name())
-    try:
+    with _launched(tmp_path, daemon_zygote.new_name()) as launcher:
         _runs_its_own_daemon(launcher)
-    finally:
-        _stop(launcher)
 
 
 def test_a_launcher_of_other_start_up_settings_runs_the_daemon_itself(zygote: Zygote, tmp_path: Path) -> None:
     """Python reads PYTHONHASHSEED as it starts: a daemon forked from the zygote would hash
     strings with the zygote's seed, not the one Spark gave its workers."""
-    launcher = _launch(tmp_path, zygote.name, PYTHONHASHSEED="123")
-    try:
+    with _launched(tmp_path, zygote.name, PYTHONHASHSEED="123") as launcher:
         _runs_its_own_daemon(launcher)
         assert psutil.Process(zygote.pid).children() == []
-    finally:
-        _stop(launcher)
 
 
 def test_a_launcher_hands_nothing_to_a_socket_that_is_not_a_zygotes(tmp_path: Path) -> None:
@@ -165,16 +157,13 @@ def test_a_launcher_hands_nothing_to_a_socket_that_is_not_a_zygotes(tmp_path: Pa
         impostor.bind("\0" + name)
         impostor.listen(1)
         impostor.settimeout(30)
-        launcher = _launch(tmp_path, name)
-        try:
+        with _launched(tmp_path, name) as launcher:
             conn, _ = impostor.accept()
             with conn:
                 conn.settimeout(30)
                 data, fds, _flags, _address = socket.recv_fds(conn, 65536, 3)
             assert (data, fds) == (b"", [])  # closed at once: no streams, no environment
             _runs_its_own_daemon(launcher)
-        finally:
-            _stop(launcher)
 
 
 def test_the_zygote_serves_only_processes_its_server_started(zygote: Zygote) -> None:
@@ -196,12 +185,9 @@ def test_a_launcher_gone_mid_message_leaves_the_zygote_serving(zygote: Zygote, t
         ]
     )
     assert child.wait(timeout=30) == 0  # connected, sent nothing, gone
-    launcher = _launch(tmp_path, zygote.name)
-    try:
+    with _launched(tmp_path, zygote.name) as launcher:
         _port(launcher)
         assert len(psutil.Process(zygote.pid).children()) == 1  # the next launcher is served
-    finally:
-        _stop(launcher)
 
 
 def test_the_zygote_leaves_when_its_server_ends() -> None:
