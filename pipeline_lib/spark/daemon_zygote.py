@@ -9,8 +9,9 @@ workers by their environment, which holds each session's artifact id (`SPARK_JOB
 With `ENV` set (in the JVM's environment) the launcher hands its standard streams, environment,
 working folder and path to the zygote (`hand_over`), which forks a child that takes them over and
 runs pyspark's daemon. The launcher stays as the process Spark knows: it passes Spark's SIGTERM
-on to the daemon and ends when the daemon (with its workers) has ended; the daemon ends, as ever,
-when Spark closes its standard input.
+on to the daemon (again every few seconds until it ends: pyspark's daemon can lose one) and ends
+when the daemon (with its workers) has ended; the daemon ends, as ever, when Spark closes its
+standard input.
 
 The zygote serves one Spark: the process given as its server (the warm Spark's JVM, or the run
 whose driver JVM it starts); it serves only launchers that are that process's children or
@@ -47,6 +48,7 @@ _LENGTH = struct.Struct("!I")
 _MAX_MESSAGE = 1 << 20  # an environment and a path: a few KB
 _CHECK_EVERY = 0.5  # seconds between checks that the server still runs
 _ANSWER_WITHIN = 10.0  # seconds a launcher waits for the zygote's answer before starting its own daemon
+_PASS_STOP_AGAIN_AFTER = 2.0  # seconds a stopped daemon may take to end before it is told again
 _GO = b"g"  # the launcher has its answer and leaves its streams to the daemon
 # Variables Python reads only as it starts (PYTHONPATH aside, sys.path is set): a daemon forked
 # from a zygote started with other values would not honour the launcher's.
@@ -122,20 +124,27 @@ def _serve_as_launcher(conn: socket.socket, daemon: int, stops: set[signal.Signa
     os.dup2(null, 1)
     os.close(null)
 
+    passed_on: list[int] = []  # the stop passed on, if one was
+
     def forward(signum: int, _frame: object) -> None:
+        passed_on[:] = [signum]
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(daemon, signum)
 
     for stop in stops:  # Spark stops a daemon it no longer needs with SIGTERM
         signal.signal(stop, forward)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)  # one that came meanwhile is passed on now
-    conn.settimeout(None)
+    conn.settimeout(_PASS_STOP_AGAIN_AFTER)
     while True:  # the daemon and its workers hold the other end: it closes when they have all ended
         try:
             if not conn.recv(4096):
                 break
-        except InterruptedError:
-            continue
+        except TimeoutError:
+            # pyspark's daemon loses a SIGTERM that comes as it forks a worker: its handler raises
+            # SystemExit inside logging's at-fork hook, which ignores it. The handler has reset
+            # SIGTERM to the default by then, so the stop passed on again ends it.
+            if passed_on:
+                forward(passed_on[0], None)
     conn.close()
 
 
