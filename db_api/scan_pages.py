@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -178,7 +179,10 @@ def _warm_up() -> None:
 
 
 def _exit_with_parent(parent_pid: int) -> None:
-    """Worker initializer: leave when the db-api is gone, even after `kill -9` of it."""
+    """Worker initializer: leave when the db-api is gone, even after `kill -9` of it; ignore
+    Ctrl-C, which a terminal sends to its whole group: the db-api stops its workers itself (`close`),
+    where each would otherwise print a KeyboardInterrupt into its log."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     on_parent_exit(parent_pid, lambda: os._exit(0), name="exit-with-parent")
 
 

@@ -18,7 +18,8 @@ from db_api.server import RunningServer, start_server
 from db_api.store.sqlite import SqliteStore
 from pipeline_lib.client.sync import DbApiCallError, DbApiClient
 from tests.conftest import TOKEN
-from tests.processes import python_output
+from tests.processes import children, python_output, running, start_workbench, wait_for, wait_for_line
+from tests.wire_servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -127,3 +128,35 @@ def test_a_worker_imports_at_start_up_what_its_first_scan_needs() -> None:
     # Before, pyarrow imported pandas (~360 modules, ~0.3 s) during the first scan in every worker.
     late = json.loads(python_output(WARMED_THEN_SCANNED))
     assert late == [], "imported during the first scan, not at start-up"
+
+
+def _ignores_ctrl_c(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status").read_text()
+    ignored = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), 16)
+    return bool(ignored & (1 << (signal.SIGINT - 1)))
+
+
+def test_ctrl_c_stops_the_db_api_and_its_scan_workers_without_tracebacks(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal reaches every process of its group, the scan workers too: the db-api
+    stops them itself, so they must not each print a KeyboardInterrupt into its log."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    env |= {"WORKBENCH_DB_API_TOKEN": TOKEN, "WORKBENCH_DATA_DIR": str(tmp_path / "var")}
+    env["WORKBENCH_DB_API_SCAN_WORKERS"] = "2"
+    port, log = free_port(), tmp_path / "db-api.log"
+    server = start_workbench("db-api", env, log, ("--host", "127.0.0.1", "--port", str(port)))
+    try:
+        wait_for_line(server, log, "db-api listening")
+        workers = lambda: children(server.pid, b"spawn_main")  # noqa: E731
+        wait_for(lambda: len(workers()) == 2, 60, "two scan workers")
+        # Once started (Python's start-up is Ctrl-C's to end, as for any process).
+        wait_for(lambda: all(_ignores_ctrl_c(pid) for pid in workers()), 60, "the workers to start")
+        started = workers()
+        os.killpg(server.pid, signal.SIGINT)
+        assert server.wait(timeout=60) == 0
+        wait_for(lambda: not any(running(pid) for pid in started), 30, "the scan workers to end")
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    text = log.read_text()
+    assert "db-api stopping" in text and "Traceback" not in text and "KeyboardInterrupt" not in text, text
