@@ -38,3 +38,25 @@ def test_cpu_time_is_counted_per_role_from_the_start_of_the_run() -> None:
     figures = measured.as_dict()
     assert figures["cpu s all"] == round(sum(cpu.values()), 1)
     assert figures["cpu wall s"] >= 0.8
+
+
+# Touches `mb` MB, then forks: parent and child share those pages (copy-on-write) while both sleep.
+SHARES = (
+    "import os, time\n"
+    "block = b'x' * ({mb} * 2**20)\n"
+    "if os.fork() == 0:\n"
+    "    time.sleep(2.5)\n"
+    "    os._exit(0)\n"
+    "time.sleep(2.5)\n"
+    "os.wait()\n"
+)
+
+
+def test_pages_shared_by_forked_processes_count_once() -> None:
+    done, measured = run_sampled([sys.executable, "-c", SHARES.format(mb=300)], None, interval=0.1)
+    assert done.returncode == 0, done.stderr
+    figures = measured.as_dict()
+    # Two processes of 300 MB each by their resident sets, holding the same 300 MB.
+    assert figures["peak RSS MB all"] >= 580, figures
+    assert 290 <= figures["peak MB all"] <= 400, figures
+    assert figures["peak MB python workers"] >= 100, figures  # the child's share was seen

@@ -234,7 +234,8 @@ def report(runs: dict[str, list[dict]], n: int, where: str) -> None:
     for engine in (e for e in ("spark", WARM, "pandas") if e in runs):
         peaks = ", ".join(f"{role} {max(r[f'peak MB {role}'] for r in runs[engine]):,}" for role in ROLES)
         together = max(r["peak MB all"] for r in runs[engine])
-        print(f"  peak memory, {engine} (MB): {peaks}; all at once {together:,}")
+        rss = max(r["peak RSS MB all"] for r in runs[engine])
+        print(f"  peak memory, {engine} (MB, PSS): {peaks}; all at once {together:,} (sum of RSS {rss:,})")
         print(f"  CPU seconds, {engine}: {cpu_summary(runs[engine])}")
     for name, values in runs.items():
         print(f"\n{name} runs:", [{k: round(v, 2) for k, v in r.items()} for r in values])

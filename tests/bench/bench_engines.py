@@ -2,9 +2,10 @@
 faster than Spark local[2], for the clean and the process step, with each run's peak memory.
 
 Each run is a fresh process, as a scheduled run is (imports, and for Spark the JVM, counted):
-seconds end to end, records/s, and peak resident memory sampled over every process of the run
+seconds end to end, records/s, and peak memory sampled over every process of the run
 (`tests/bench/memory.py`): the run's Python, the JVM (driver and local executors), the Python
-workers Spark forks, and the db-api; "peak MB" is the largest sum at one moment. The crossover is
+workers Spark forks, and the db-api; "peak MB" is the largest sum of their proportional set sizes
+at one moment (shared pages counted once). The crossover is
 the smallest size at which Spark was faster; `WORKBENCH_PANDAS_MAX_RECORDS` (the `auto` engine's
 threshold) should sit below it, and where pandas stays faster its memory decides.
 
@@ -150,7 +151,7 @@ def main() -> None:
                 for engine in (e for e in ENGINES if runs[e]):
                     peaks = {role: max(r[f"peak MB {role}"] for r in runs[engine]) for role in ROLES}
                     roles = ", ".join(f"{role} {mb:,}" for role, mb in peaks.items())
-                    print(f"{'':17}{engine} peak MB by process: {roles}")
+                    print(f"{'':17}{engine} peak MB (PSS) by process: {roles}")
             verdict = (
                 f"Spark first faster at {crossover:,} records"
                 if crossover

@@ -139,7 +139,8 @@ def main() -> None:
         f"{'met' if read_share >= TARGET_READ_SHARE else 'MISSED'}"
     )
     peaks = ", ".join(f"{role} {max(r[f'peak MB {role}'] for r in runs):,}" for role in ROLES)
-    print(f"  peak memory (MB): {peaks}; all at once {max(r['peak MB all'] for r in runs):,}")
+    together, rss = (max(r[key] for r in runs) for key in ("peak MB all", "peak RSS MB all"))
+    print(f"  peak memory (MB, PSS): {peaks}; all at once {together:,} (sum of RSS {rss:,})")
     print(f"  CPU seconds: {cpu_summary(runs)}")
     print("\nruns:", [{k: round(v, 2) for k, v in r.items()} for r in runs])
 

@@ -245,7 +245,7 @@ def report(
         peak = max(r["peak MB all"] for r in results)
         print(
             f"{step:8} {setup:36} {total:7.1f} s ({sizes[step] / total:,.0f} records/s; {split}; "
-            f"peak {peak:,} MB all at once{cost})"
+            f"peak {peak:,} MB all at once (PSS){cost})"
         )
     for (setup, step), results in runs.items():
         print(f"\n{step}, {setup}:", [{k: round(v, 2) for k, v in r.items()} for r in results])

@@ -1,4 +1,4 @@
-"""Peak resident memory and CPU time of a run's processes, by role, sampled while the run works.
+"""Peak memory and CPU time of a run's processes, by role, sampled while the run works.
 
 A Spark run is several processes: the run's Python (the driver's Python side), the JVM (the driver
 and, on local[N], the executors), Python workers the JVM forks for the data source and Arrow UDFs,
@@ -7,6 +7,12 @@ one of them; this samples the trees of the run and of the db-api every `interval
 per role, the largest sum seen at one moment (processes of one role are alive together), and the
 CPU time each role used during the run: on a machine of few cores the roles compete for them, so
 a step is only as fast as the CPU time it needs allows.
+
+Memory is each process's proportional set size (PSS): its private pages, and each page it shares
+with others divided among them. Python workers forked from one zygote, or scan workers of one
+db-api, share most of their pages; their resident sets (RSS) would count those pages once per
+process, so a sum of RSS overstates what the run holds. The largest RSS sum is kept too
+(`peak RSS MB all`), the figure benches printed before.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ import psutil
 from pipeline_lib.spark import daemon_zygote
 
 ROLES = ("run python", "jvm", "python workers", "db-api")
-MEASURED = ("peak MB", "cpu s", "cpu wall s")  # how the keys this module adds to a run's figures begin
+# How the keys this module adds to a run's figures begin.
+MEASURED = ("peak MB", "peak RSS MB", "cpu s", "cpu wall s")
 
 
 def role_of(process: psutil.Process, run_pid: int | None) -> str:
@@ -39,12 +46,13 @@ def role_of(process: psutil.Process, run_pid: int | None) -> str:
 
 
 class PeakMemory:
-    """Largest resident set per role, in MB, over the samples taken so far; and the CPU seconds
-    each role used since the first sample (`begin`)."""
+    """Largest proportional set size per role, in MB, over the samples taken so far; and the CPU
+    seconds each role used since the first sample (`begin`)."""
 
     def __init__(self) -> None:
         self.peak_mb: dict[str, float] = dict.fromkeys(ROLES, 0.0)
         self.total_peak_mb = 0.0
+        self.total_peak_rss_mb = 0.0
         # Per process: its role, the CPU time it had used when first seen and the latest seen.
         # A process running at `begin` (the db-api, a warm Spark) counts from then; one first seen
         # later (the JVM, a Python worker) from zero: its start time is no guide, as psutil dates
@@ -78,6 +86,7 @@ class PeakMemory:
         replica_pids: Sequence[int] = (),
     ) -> None:
         now: dict[str, float] = dict.fromkeys(ROLES, 0.0)
+        rss = 0.0
         replicas = [process for pid in replica_pids for process in _tree(pid)]
         # A warm Spark's server (its JVM and Python workers) works for the run it serves, as do a
         # standalone cluster's workers (their executors and Python workers).
@@ -89,11 +98,14 @@ class PeakMemory:
         for role, process in roles:
             with contextlib.suppress(psutil.Error):  # it ended between the listing and the reading
                 role = role or role_of(process, run_pid)
-                now[role] += process.memory_info().rss / 2**20
+                memory = process.memory_full_info()
+                now[role] += memory.pss / 2**20
+                rss += memory.rss / 2**20
                 self._note_cpu(process, role)
         for role, mb in now.items():
             self.peak_mb[role] = max(self.peak_mb[role], mb)
         self.total_peak_mb = max(self.total_peak_mb, sum(now.values()))
+        self.total_peak_rss_mb = max(self.total_peak_rss_mb, rss)
 
     def _note_cpu(self, process: psutil.Process, role: str, *, running_before: bool = False) -> None:
         with contextlib.suppress(psutil.Error):
@@ -119,6 +131,7 @@ class PeakMemory:
         return {
             **{f"peak MB {role}": round(mb) for role, mb in self.peak_mb.items()},
             "peak MB all": round(self.total_peak_mb),
+            "peak RSS MB all": round(self.total_peak_rss_mb),
             **{f"cpu s {role}": round(seconds, 1) for role, seconds in cpu.items()},
             "cpu s all": round(sum(cpu.values()), 1),
             "cpu wall s": round(self.wall_seconds, 1),
