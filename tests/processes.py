@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from pipeline_lib.parent_watch import command_line
+
 
 def _stat_fields(pid: int | str) -> list[str] | None:
     """The fields of /proc/PID/stat after the command name (state first), or None if gone."""
@@ -19,20 +21,12 @@ def _stat_fields(pid: int | str) -> list[str] | None:
         return None
 
 
-def command_line(pid: int | str) -> bytes:
-    """The process's arguments, each ended by a NUL byte; empty once it has ended."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
 def children(pid: int, marker: bytes = b"") -> set[int]:
     """Processes whose parent is `pid` (and whose command line contains `marker`)."""
     found = set()
     for entry in Path("/proc").glob("[0-9]*"):
         fields = _stat_fields(entry.name)
-        if fields is not None and int(fields[1]) == pid and marker in command_line(entry.name):
+        if fields is not None and int(fields[1]) == pid and marker in command_line(int(entry.name)):
             found.add(int(entry.name))
     return found
 

@@ -24,10 +24,11 @@ import pytest
 from db_api.server import start_server
 from db_api.store.sqlite import SqliteStore
 from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.parent_watch import command_line
 from pipeline_lib.spark import class_archive, daemon_zygote, python_daemon, warm_up
 from tests.conftest import TOKEN
 from tests.e2e.running_system import System, workbench_up
-from tests.processes import command_line, descendants, non_loopback_ipv4, refuses, wait_for
+from tests.processes import descendants, non_loopback_ipv4, refuses, wait_for
 from tests.wire_servers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]

@@ -17,10 +17,10 @@ import pytest
 from db_api.server import RunningServer
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.users import verify_password
+from pipeline_lib.parent_watch import command_line
 from tests.certificates import CertificateAuthority
 from tests.conftest import TOKEN
 from tests.processes import (
-    command_line,
     descendants,
     non_loopback_ipv4,
     refuses,

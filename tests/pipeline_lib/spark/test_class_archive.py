@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_lib.parent_watch import command_line
 from pipeline_lib.settings import Settings
 from pipeline_lib.spark import class_archive
 from pipeline_lib.spark.class_archive import DRIVER_OPTIONS
-from tests.processes import children, command_line, descendants, python_output, running, wait_for
+from tests.processes import children, descendants, python_output, running, wait_for
 
 # A new process's session on the default settings: the Java options its driver JVM started with.
 SESSION = """
