@@ -35,6 +35,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import IO, Any
 
@@ -124,17 +125,17 @@ def _serve_as_launcher(conn: socket.socket, daemon: int, stops: set[signal.Signa
     os.dup2(null, 1)
     os.close(null)
 
-    passed_on: list[int] = []  # the stop passed on, if one was
+    passed_on: list[tuple[int, float]] = []  # the stop passed on last, and when, if one was
 
     def forward(signum: int, _frame: object) -> None:
-        passed_on[:] = [signum]
+        passed_on[:] = [(signum, time.monotonic())]
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(daemon, signum)
 
     for stop in stops:  # Spark stops a daemon it no longer needs with SIGTERM
         signal.signal(stop, forward)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)  # one that came meanwhile is passed on now
-    conn.settimeout(_PASS_STOP_AGAIN_AFTER)
+    conn.settimeout(_PASS_STOP_AGAIN_AFTER / 2)
     while True:  # the daemon and its workers hold the other end: it closes when they have all ended
         try:
             if not conn.recv(4096):
@@ -142,9 +143,10 @@ def _serve_as_launcher(conn: socket.socket, daemon: int, stops: set[signal.Signa
         except TimeoutError:
             # pyspark's daemon loses a SIGTERM that comes as it forks a worker: its handler raises
             # SystemExit inside logging's at-fork hook, which ignores it. The handler has reset
-            # SIGTERM to the default by then, so the stop passed on again ends it.
-            if passed_on:
-                forward(passed_on[0], None)
+            # SIGTERM to the default by then, so the stop passed on again ends it. Not sooner:
+            # a daemon still in its handler would die before it told its workers to stop.
+            if passed_on and time.monotonic() - passed_on[0][1] >= _PASS_STOP_AGAIN_AFTER:
+                forward(passed_on[0][0], None)
     conn.close()
 
 
