@@ -181,8 +181,10 @@ def _warm_up() -> None:
 def _exit_with_parent(parent_pid: int) -> None:
     """Worker initializer: leave when the db-api is gone, even after `kill -9` of it; ignore
     Ctrl-C, which a terminal sends to its whole group: the db-api stops its workers itself (`close`),
-    where each would otherwise print a KeyboardInterrupt into its log."""
+    where each would otherwise print a KeyboardInterrupt into its log. Started with Ctrl-C blocked
+    (`_new_pool`), so one that comes while it starts is dropped here too."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     on_parent_exit(parent_pid, lambda: os._exit(0), name="exit-with-parent")
 
 
@@ -207,8 +209,14 @@ class PageEncoder:
             initializer=_exit_with_parent,
             initargs=(os.getpid(),),
         )
-        for _ in range(self.workers):
-            pool.submit(_warm_up)
+        # The workers start as these are submitted, from this thread, with its signal mask: Ctrl-C
+        # stays blocked in them until their initializer ignores it.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            for _ in range(self.workers):
+                pool.submit(_warm_up)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return pool
 
     def encode(self, pages: Iterator[list[bytes]], fmt: PageFormat) -> Iterator[tuple[bytes, int]]:

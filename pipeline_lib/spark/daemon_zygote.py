@@ -9,9 +9,9 @@ workers by their environment, which holds each session's artifact id (`SPARK_JOB
 With `ENV` set (in the JVM's environment) the launcher hands its standard streams, environment,
 working folder and path to the zygote (`hand_over`), which forks a child that takes them over and
 runs pyspark's daemon. The launcher stays as the process Spark knows: it passes Spark's SIGTERM
-on to the daemon (again every few seconds until it ends: pyspark's daemon can lose one) and ends
-when the daemon (with its workers) has ended; the daemon ends, as ever, when Spark closes its
-standard input.
+on to the daemon (again every 2-3 s until the daemon and its workers have ended: pyspark's daemon
+can lose one) and ends when they have; the daemon ends, as ever, when Spark closes its standard
+input.
 
 The zygote serves one Spark: the process given as its server (the warm Spark's JVM, or the run
 whose driver JVM it starts); it serves only launchers that are that process's children or

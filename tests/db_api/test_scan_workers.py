@@ -130,12 +130,6 @@ def test_a_worker_imports_at_start_up_what_its_first_scan_needs() -> None:
     assert late == [], "imported during the first scan, not at start-up"
 
 
-def _ignores_ctrl_c(pid: int) -> bool:
-    status = Path(f"/proc/{pid}/status").read_text()
-    ignored = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), 16)
-    return bool(ignored & (1 << (signal.SIGINT - 1)))
-
-
 def test_ctrl_c_stops_the_db_api_and_its_scan_workers_without_tracebacks(tmp_path: Path) -> None:
     """Ctrl-C in a terminal reaches every process of its group, the scan workers too: the db-api
     stops them itself, so they must not each print a KeyboardInterrupt into its log."""
@@ -148,10 +142,8 @@ def test_ctrl_c_stops_the_db_api_and_its_scan_workers_without_tracebacks(tmp_pat
         wait_for_line(server, log, "db-api listening")
         workers = lambda: children(server.pid, b"spawn_main")  # noqa: E731
         wait_for(lambda: len(workers()) == 2, 60, "two scan workers")
-        # Once started (Python's start-up is Ctrl-C's to end, as for any process).
-        wait_for(lambda: all(_ignores_ctrl_c(pid) for pid in workers()), 60, "the workers to start")
         started = workers()
-        os.killpg(server.pid, signal.SIGINT)
+        os.killpg(server.pid, signal.SIGINT)  # while the workers may still be starting: no matter
         assert server.wait(timeout=60) == 0
         wait_for(lambda: not any(running(pid) for pid in started), 30, "the scan workers to end")
     finally:

@@ -13,6 +13,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -154,22 +155,30 @@ stops = {{signal.SIGTERM, signal.SIGINT}}
 signal.pthread_sigmask(signal.SIG_BLOCK, stops)
 print(daemon.pid, flush=True)
 daemon_zygote._serve_as_launcher(ours, os.pidfd_open(daemon.pid), stops)
+daemon.wait(timeout=10)
 """
 
 
 def test_a_stop_the_daemon_lost_is_passed_on_again() -> None:
     launcher = subprocess.Popen([sys.executable, "-c", _LAUNCHER_OF_ONE], stdout=subprocess.PIPE)
     assert launcher.stdout is not None
-    daemon = int(launcher.stdout.readline())
+    # The launcher's child until it reaps it: this id cannot be another process's meanwhile.
+    daemon = os.pidfd_open(int(launcher.stdout.readline()))
     try:
+        time.sleep(1.5)  # the launcher waits for its daemon, its first wake-up not far off
+        sent = time.monotonic()
         launcher.send_signal(signal.SIGTERM)
         assert launcher.wait(timeout=30) == 0
-        _ended(daemon)
+        # Not told again at once: a daemon still in its SIGTERM handler would die before telling
+        # its workers to stop.
+        assert time.monotonic() - sent >= 2.0
     finally:
-        for pid in (launcher.pid, daemon):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        launcher.wait()
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(daemon, signal.SIGKILL)
+        os.close(daemon)
 
 
 def _runs_its_own_daemon(launcher: subprocess.Popen[bytes]) -> None:
