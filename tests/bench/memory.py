@@ -11,8 +11,9 @@ a step is only as fast as the CPU time it needs allows.
 Memory is each process's proportional set size (PSS): its private pages, and each page it shares
 with others divided among them. Python workers forked from one zygote, or scan workers of one
 db-api, share most of their pages; their resident sets (RSS) would count those pages once per
-process, so a sum of RSS overstates what the run holds. The largest RSS sum is kept too
-(`peak RSS MB all`), the figure benches printed before.
+process, so a sum of RSS overstates what the run holds. A JVM, or any process of a GB or more,
+counts its RSS (`_proportional`). The largest RSS sum is kept too (`peak RSS MB all`), the figure
+benches printed before.
 """
 
 from __future__ import annotations
@@ -98,9 +99,10 @@ class PeakMemory:
         for role, process in roles:
             with contextlib.suppress(psutil.Error):  # it ended between the listing and the reading
                 role = role or role_of(process, run_pid)
-                memory = process.memory_full_info()
-                now[role] += memory.pss / 2**20
-                rss += memory.rss / 2**20
+                resident = process.memory_info().rss
+                now[role] += _proportional(process, role, resident) / 2**20
+                rss += resident / 2**20
+            if role is not None:  # its CPU time counts even where its memory could not be read
                 self._note_cpu(process, role)
         for role, mb in now.items():
             self.peak_mb[role] = max(self.peak_mb[role], mb)
@@ -149,6 +151,24 @@ def cpu_summary(runs: Sequence[dict[str, Any]]) -> str:
     wall = statistics.median(r["cpu wall s"] for r in runs)
     busy = total / (cores * wall) if wall else 0.0
     return f"{per_role}; all {total:.1f} of {cores} cores x {wall:.1f} s ({busy:.0%} busy)"
+
+
+# Reading a process's PSS walks its page tables: about 20 ms of CPU per GB resident here, against
+# microseconds for its RSS, and the samples must not take a core from the run they measure. Pages
+# are shared by the forked Pythons (a zygote's daemons and workers, scan workers); a JVM's, or those
+# of any process this big, are nearly all its own, so its RSS is close to its PSS.
+_PSS_BELOW = 1 << 30
+
+
+def _proportional(process: psutil.Process, role: str, resident: int) -> int:
+    """The process's proportional set size, or its resident set where that costs too much to read
+    or is not readable."""
+    if role == "jvm" or resident >= _PSS_BELOW:
+        return resident
+    try:
+        return int(process.memory_full_info().pss)
+    except psutil.AccessDenied:
+        return resident
 
 
 def _tree(pid: int | None) -> list[psutil.Process]:
