@@ -1,9 +1,10 @@
 """Cut off request bodies that stop arriving or trickle in (408), so a slow client holds nothing
 for long.
 
-A body that sends nothing for `seconds` ends the request, and so does one that, after its first
-`seconds`, has averaged under MIN_BYTES_PER_SECOND (a byte every few seconds is never idle, and
-held an upload slot for as long as its client liked): the app sees `BodyIdle` where it reads the
+A body that sends nothing for `seconds` ends the request, and so does one that sent under
+MIN_BYTES_PER_SECOND over its last `seconds` of waiting (a byte every few seconds is never idle,
+and held an upload slot for as long as its client liked; judged from the start, a burst first
+bought hours of such a trickle after it): the app sees `BodyIdle` where it reads the
 body (the bulk upload route reports what it had committed), and a request whose response has not
 started is answered 408 here. With the size limit this bounds how long any body can take.
 Waiting for a disconnect after the body is not limited.
@@ -11,6 +12,7 @@ Waiting for a disconnect after the body is not limited.
 
 from __future__ import annotations
 
+import collections
 import time
 
 import anyio
@@ -27,6 +29,10 @@ class BodyIdle(BodyRefused):
 
 
 MIN_BYTES_PER_SECOND = 8 * 1024  # a slow mobile link sends ten times that
+# Points kept per window (`seconds` of waiting) to judge the rate over the last window: the
+# window's start is known to within 1/_MARKS_PER_WINDOW of it, and a client's messages, however
+# many, cost that many points at most.
+_MARKS_PER_WINDOW = 16
 
 
 class BodySlow(BodyIdle):
@@ -51,6 +57,7 @@ class BodyIdleMiddleware(BodyGuard):
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         body_done = False
         waited, received = 0.0, 0  # only the time spent waiting for the client: not the app's own
+        marks = collections.deque([(0.0, 0)])  # (waited, received) as they were, oldest first
 
         async def receive_in_time() -> Message:
             nonlocal body_done, waited, received
@@ -62,9 +69,21 @@ class BodyIdleMiddleware(BodyGuard):
                 waited += time.monotonic() - asked
                 body_done = message["type"] != "http.request" or not message.get("more_body", False)
                 received += len(message.get("body", b""))
-                if not body_done and waited > self.seconds and received < MIN_BYTES_PER_SECOND * waited:
-                    raise BodySlow(waited, received / waited)
+                if not body_done:
+                    self._judge_rate(marks, waited, received)
                 return message
             raise BodyIdle(self.seconds)
 
         await self.call_app(scope, receive_in_time, send)
+
+    def _judge_rate(self, marks: collections.deque[tuple[float, int]], waited: float, received: int) -> None:
+        """BodySlow if under MIN_BYTES_PER_SECOND arrived over the last `seconds` of waiting (from
+        the start, until that much has passed)."""
+        if waited - marks[-1][0] >= self.seconds / _MARKS_PER_WINDOW:
+            marks.append((waited, received))
+        while len(marks) > 1 and marks[1][0] <= waited - self.seconds:
+            marks.popleft()  # the window starts at the newest mark at least `seconds` back
+        since, before = marks[0]
+        span = waited - since
+        if span > self.seconds and received - before < MIN_BYTES_PER_SECOND * span:
+            raise BodySlow(span, (received - before) / span)

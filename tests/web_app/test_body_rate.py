@@ -8,13 +8,19 @@ import anyio
 from web_app.body_idle import BodyIdleMiddleware
 
 
-def _run(chunks: int, client_pause: float, app_pause: float) -> list[dict]:
-    """What the middleware sent (the app sends nothing: an answer is the middleware's refusal)."""
+def _run(
+    chunks: int, client_pause: float | list[float], app_pause: float, first: int = 1024, then: int = 1024
+) -> list[dict]:
+    """What the middleware sent (the app sends nothing: an answer is the middleware's refusal).
+    The client sends `first` bytes, then `then` bytes a chunk, `client_pause` seconds before each
+    (or the pause before each chunk in turn)."""
     sent: list[dict] = []
+    sizes = iter([first])
+    pauses = iter(client_pause if isinstance(client_pause, list) else [client_pause] * chunks)
 
     async def receive() -> dict:
-        await anyio.sleep(client_pause)
-        return {"type": "http.request", "body": b"x" * 1024, "more_body": True}
+        await anyio.sleep(next(pauses))
+        return {"type": "http.request", "body": b"x" * next(sizes, then), "more_body": True}
 
     async def app(scope: dict, receive_body, send) -> None:  # type: ignore[no-untyped-def]
         for _ in range(chunks):
@@ -37,3 +43,19 @@ def test_an_app_that_reads_slowly_does_not_make_the_client_slow() -> None:
 def test_a_client_that_sends_a_kilobyte_every_tenth_of_a_second_is_too_slow() -> None:
     start, body = _run(chunks=20, client_pause=0.15, app_pause=0.0)
     assert start["status"] == 408 and b"too slowly" in body["body"]
+
+
+def test_a_burst_at_the_start_does_not_buy_a_trickle_after_it() -> None:
+    """Averaged from the start, a megabyte sent at once let a byte every few seconds follow for
+    two minutes (at the 30 s default, 30 MiB held a slot for an hour): the rate is judged over
+    the last `seconds` of waiting (review)."""
+    sent = _run(chunks=40, client_pause=0.05, app_pause=0.0, first=2**20, then=1)
+    assert sent, "the trickle after the burst was never cut off"
+    start, body = sent
+    assert start["status"] == 408 and b"too slowly" in body["body"]
+
+
+def test_a_steady_client_with_a_pause_under_the_idle_limit_is_not_too_slow() -> None:
+    """The window slides, not resets: a client sending quickly may still pause a moment."""
+    pauses = [0.0] * 10 + [0.25] + [0.0] * 10 + [0.25] + [0.01] * 10
+    assert _run(chunks=len(pauses), client_pause=pauses, app_pause=0.0, then=64 * 1024) == []

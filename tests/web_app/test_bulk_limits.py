@@ -307,11 +307,15 @@ def test_a_stalled_upload_is_cut_off_and_reports_what_was_committed(stack: WebSt
 
 
 @pytest.mark.parametrize("web_settings", [{"upload_idle_seconds": 2.0}], indirect=True)
-def test_an_upload_that_trickles_in_is_cut_off_and_reports_what_was_committed(stack: WebStack) -> None:
+@pytest.mark.parametrize("burst_rows", [1, 40_000], ids=["from-the-start", "after-a-burst"])
+def test_an_upload_that_trickles_in_is_cut_off_and_reports_what_was_committed(
+    stack: WebStack, burst_rows: int
+) -> None:
     """A byte every second is never idle for 2 s: such uploads kept their slots for as long as
-    their clients liked, and eight of them refused every school's upload (review)."""
+    their clients liked, and eight of them refused every school's upload (review). Judged from
+    the start, a first megabyte bought two minutes of that trickle (review)."""
     (token,) = _add_submitters(stack, 1)
-    with _stalled(stack, [token], (HEADER + ROW).encode()) as (sock,):
+    with _stalled(stack, [token], (HEADER + ROW * burst_rows).encode()) as (sock,):
         answer = None
         for _ in range(30):
             sock.sendall(b"1\r\n,\r\n")  # one byte, as one chunk
