@@ -32,6 +32,10 @@ from web_app.submissions import MAX_VALUE_CHARS
 
 ALLOWED_COLUMNS = frozenset({f.name for f in STUDENT_FIELDS} | {CONSENT.name, "submission_id"})
 FEED_BYTES = 64 * 1024  # the body is handed to the parsing thread in pieces of about this size
+# A batch is also cut at this many characters of rows as sent: 10,000 rows of values near their
+# 10,000-character limit would make a whole upload one batch, gigabytes as Python strings (up to
+# 4 bytes a character) and Arrow. This bounds a batch to 32 MiB of strings at most, as much in Arrow.
+BATCH_CHARS = 8 * 2**20
 FEED_AFTER_PAUSE = 0.1  # seconds without a piece after which what has gathered (a line ended) is parsed
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _TRUE_TOKENS = pa.array(list(TRUE_TOKENS))
@@ -91,12 +95,18 @@ class _BatchBuilder:
         self.last_line = 0  # the last line of the last row added
         self.id_prefix = new_id()
         self.count = 0
+        self.chars = 0  # the rows' characters as sent
 
-    def add(self, line: int, row: list[str] | dict[str, str | None], last_line: int = 0) -> RawBatch | None:
+    def add(
+        self, line: int, row: list[str] | dict[str, str | None], chars: int, last_line: int = 0
+    ) -> RawBatch | None:
+        """Add a row of `chars` characters as sent; a batch once it has `batch_rows` rows or
+        BATCH_CHARS characters."""
         self.rows.append(row)
         self.lines.append(line)
+        self.chars += chars
         self.last_line = max(line, last_line)
-        return self.flush() if len(self.rows) >= self.batch_rows else None
+        return self.flush() if len(self.rows) >= self.batch_rows or self.chars >= BATCH_CHARS else None
 
     def flush(self) -> RawBatch | None:
         if not self.rows:
@@ -114,7 +124,7 @@ class _BatchBuilder:
             table = pa.table(
                 {name: pa.array([row.get(name) for row in self.rows], pa.string()) for name in names}
             )
-        lines, self.rows, self.lines = self.lines, [], []
+        lines, self.rows, self.lines, self.chars = self.lines, [], [], 0
         kept = self._finish(table, lines)
         return None if kept is None else RawBatch(kept, self.last_line)
 
@@ -216,7 +226,7 @@ class _CsvParser(_Parser):
             self.tally.refuse(line, why)
             return None
         # A record with quoted line breaks ends that many lines further on.
-        return self.builder.add(line, values, line + text.count("\n"))
+        return self.builder.add(line, values, len(text), line + text.count("\n"))
 
     def too_long(self, line: int) -> None:
         if self.header is None:
@@ -257,7 +267,7 @@ class _NdjsonParser(_Parser):
         except ValueError as exc:
             self.tally.refuse(line, str(exc))
             return None
-        return self.builder.add(line, row)
+        return self.builder.add(line, row, len(text))
 
 
 class _Pieces:

@@ -214,3 +214,16 @@ async def test_an_upload_cancelled_while_its_body_reader_stops_stays_cancelled()
     task.cancel()
     await asyncio.wait({task}, timeout=30)
     assert task.cancelled(), task.exception()
+
+
+async def test_a_batch_of_wide_rows_is_cut_by_its_characters() -> None:
+    """A batch was 10,000 rows however wide: rows of values near their 10,000-character limit made
+    the whole 512 MiB upload one batch, gigabytes as Python strings (review)."""
+    row = ",".join(["x" * 9_999] * 5 + ["yes"])
+    data = ("school_id,sex,minority,ses,math_score,consent\n" + (row + "\n") * 400).encode()
+    tally = BulkTally()
+    sizes = []
+    async for batch in csv_batches(_stream(data, 2**20), tally, 10_000):
+        sizes.append(batch.table.num_rows)
+    assert sum(sizes) == 400 and tally.received == 400
+    assert len(sizes) > 1 and max(sizes) * len(row) <= bulk.BATCH_CHARS + len(row), sizes
