@@ -14,6 +14,8 @@ from typing import Any
 
 import grpc
 
+from pipeline_lib.wire.errors import STREAMS_BUSY
+
 _KINDS = {
     (False, True): grpc.unary_stream_rpc_method_handler,
     (True, False): grpc.stream_unary_rpc_method_handler,
@@ -45,8 +47,8 @@ class StreamSlotsInterceptor(grpc.ServerInterceptor):
             if not self._slots.acquire(blocking=False):
                 context.abort(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"the db-api serves {self.max_streams} streaming calls (scans, bulk writes) at once "
-                    f"and has them all; {method} refused, try again shortly",
+                    f"the db-api serves {self.max_streams} {STREAMS_BUSY} and has them all; "
+                    f"{method} refused, try again shortly",
                 )
             released = threading.Lock()
 

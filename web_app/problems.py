@@ -13,6 +13,7 @@ from limits.errors import StorageError
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pipeline_lib.wire.errors import streams_busy
 from pipeline_lib.wire.requests import DbApiCallError
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DbApiCallError)
     async def db_api_failed(request: Request, exc: DbApiCallError) -> JSONResponse:
         status, title = _DB_STATUS.get(exc.code, (502, "The database service failed"))
+        if exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED and streams_busy(exc.details):
+            status, title = 503, "The database service is busy; try again shortly"
         log.warning("db-api call failed", extra={"path": request.url.path, "code": exc.code.name})
         detail = exc.details if status in (413, 422) else ""
         return problem(status, title, detail)

@@ -24,6 +24,16 @@ class TooLarge(DbApiError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+# How the db-api words a stream it refuses for want of a free slot: RESOURCE_EXHAUSTED, as for
+# data too large, so a client tells "busy, try again" from "too large" by these words.
+STREAMS_BUSY = "streaming calls (scans, bulk writes) at once"
+
+
+def streams_busy(details: str) -> bool:
+    """Whether a RESOURCE_EXHAUSTED status's details say the db-api's streams were all taken."""
+    return STREAMS_BUSY in details
+
+
 class UnknownCollection(DbApiError):
     code = grpc.StatusCode.NOT_FOUND
 

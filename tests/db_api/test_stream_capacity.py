@@ -7,10 +7,8 @@ rest are refused with RESOURCE_EXHAUSTED and a clear message), and unary calls s
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -19,32 +17,8 @@ import pyarrow as pa
 from db_api.server import RunningServer, start_server
 from db_api.store.sqlite import SqliteStore
 from pipeline_lib.client.sync import DbApiClient
-from pipeline_lib.wire.proto import dbapi_pb2 as pb
-from pipeline_lib.wire.proto import dbapi_pb2_grpc
 from tests.conftest import TOKEN
-
-METADATA = (("authorization", f"Bearer {TOKEN}"),)
-
-
-@contextmanager
-def _stalled_writes(port: int, count: int) -> Iterator[tuple[list[grpc.Future], threading.Event]]:
-    """`count` WriteBatches streams that send nothing until the event is set."""
-    release = threading.Event()
-
-    def nothing_yet() -> Iterator[pb.WriteBatchesRequest]:
-        release.wait()
-        return
-        yield
-
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = dbapi_pb2_grpc.DbApiStub(channel)
-        calls = [stub.WriteBatches.future(nothing_yet(), metadata=METADATA, timeout=60) for _ in range(count)]
-        try:
-            yield calls, release
-        finally:
-            release.set()
-            for call in calls:
-                call.cancel()
+from tests.db_streams import stalled_writes
 
 
 def _eventually(write: Callable[[], object], wait: float = 10) -> None:
@@ -73,7 +47,7 @@ def test_unary_calls_answer_however_many_streams_are_open(
     sqlite_db_api: RunningServer, sqlite_client: DbApiClient
 ) -> None:
     max_streams = 16  # the default
-    with _stalled_writes(sqlite_db_api.port, 40) as (calls, _):
+    with stalled_writes(sqlite_db_api.port, 40) as (calls, _):
         refused = _refused(calls, 40 - max_streams)
         with DbApiClient(f"127.0.0.1:{sqlite_db_api.port}", TOKEN, timeout=2) as quick:
             assert quick.count("raw") == 0
@@ -89,7 +63,7 @@ def test_a_stream_slot_is_free_again_when_its_stream_ends(tmp_path: Path) -> Non
     running = start_server(SqliteStore(tmp_path / "s.sqlite3"), "127.0.0.1:0", token=TOKEN, max_streams=2)
     try:
         with DbApiClient(f"127.0.0.1:{running.port}", TOKEN, timeout=5) as client:
-            with _stalled_writes(running.port, 3) as (calls, release):
+            with stalled_writes(running.port, 3) as (calls, release):
                 refused = _refused(calls, 1)
                 assert len(refused) == 1
                 # Any of the three may be the one refused: the calls race to the server.

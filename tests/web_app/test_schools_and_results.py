@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
+import grpc
+import pyarrow as pa
+
+from pipeline_lib.client.sync import DbApiCallError
 from pipeline_lib.process.results import SUMMARY_LEFT_OUT, ChartSpec, ResultDocument, ResultTable
+from tests.db_streams import stalled_writes
+from tests.processes import wait_for
 from tests.web_app.conftest import PASSWORD, WebStack
 
 
@@ -171,3 +178,33 @@ def test_a_reader_gets_no_summary_written_from_figures_the_tables_hide(stack: We
     assert reader["summary"] == SUMMARY_LEFT_OUT
     assert page.status_code == 200 and "11.0" not in page.text and "summary is left out" in page.text
     assert analyst["summary"] == doc["summary"]
+
+
+def test_a_school_written_while_the_db_apis_streams_are_all_taken_is_503_not_413(stack: WebStack) -> None:
+    """The db-api refuses a stream beyond its slots with RESOURCE_EXHAUSTED, as it refuses data
+    too large: a school import during a busy run was answered "The data is too large" (413,
+    not worth retrying) instead of busy, try again (review)."""
+    school = {"school_id": "1224", "name": "Lakeside", "sector": "public", "size": 800}
+    with stalled_writes(stack.db_api.port, 16) as _:  # the default max_streams
+        wait_for(lambda: _all_taken(stack), 10, "the stream slots all taken")
+        with stack.client() as http:
+            response = http.post("/api/v1/schools", json=school, headers=stack.auth("admin"))
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] and "busy" in response.json()["title"], response.json()
+    assert stack.db.count("schools") == 0
+    with stack.client() as http:  # and once they are free again, the same request stores it
+        deadline = time.monotonic() + 10
+        while (
+            again := http.post("/api/v1/schools", json=school, headers=stack.auth("admin"))
+        ).status_code == 503:
+            assert time.monotonic() < deadline, again.text
+            time.sleep(0.1)
+    assert again.status_code == 201, again.text
+
+
+def _all_taken(stack: WebStack) -> bool:
+    try:
+        stack.db.write("raw", pa.table({"_id": ["probe"], "ses": ["1"]}), mode="upsert")
+    except DbApiCallError as exc:
+        return exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    return False
