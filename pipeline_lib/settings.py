@@ -328,6 +328,12 @@ class Settings(BaseSettings):
         return f"http://{self.voila_host}:{self.voila_port}{LIVE_DASHBOARDS_PATH}"
 
     @property
+    def voila_cull_interval(self) -> int:
+        """Seconds between Voilà's looks for kernels idle `voila_idle_seconds`: a kernel lives up to
+        the sum of the two after its last activity."""
+        return max(1, min(60, self.voila_idle_seconds // 4))
+
+    @property
     def quantile_min_group(self) -> int:
         """k_quantiles, or its default: twice k_min_group."""
         return self.k_quantiles if self.k_quantiles is not None else 2 * self.k_min_group

@@ -4,7 +4,9 @@ kernel of 150-300 MB, so the proxy admits a page only while fewer than the cap a
 A slot is taken when a page is admitted, before its kernel exists; the page's first WebSocket to
 its kernel binds the slot to that kernel, and the slot is free again when the kernel's last
 socket closes (the tab closed, or Voilà shut the idle kernel down). An admitted page that never
-connects (its render failed, the viewer left at once) gives its slot back after `bind_seconds`.
+connects (the viewer left at once) gives its slot back after `bind_seconds`, which the app sets
+to how long its kernel may live unseen (until Voilà's culler finds it idle); a page whose render
+failed gives it back at once.
 The count is per web process: pure bookkeeping, without I/O, on the event loop's thread.
 """
 

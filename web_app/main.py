@@ -106,7 +106,10 @@ def create_app(
     app.state.bulk_uploads = UploadSlots(settings.max_bulk_uploads, settings.max_bulk_uploads_per_user)
     app.state.school_cache = SchoolCache()
     app.state.snapshot_cache = SnapshotCache(names=functools.partial(served_names, settings))
-    app.state.live_kernels = LiveKernels(settings.voila_max_kernels)
+    # A page admitted that never connects holds its slot as long as its kernel may live: until
+    # Voilà's culler finds it idle.
+    unbound = settings.voila_idle_seconds + settings.voila_cull_interval
+    app.state.live_kernels = LiveKernels(settings.voila_max_kernels, bind_seconds=unbound)
     app.state.voila_http = voila_proxy.http_client()
 
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))

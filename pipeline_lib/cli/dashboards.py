@@ -85,7 +85,7 @@ def voila_config(settings: Settings, host: str, port: int, pool_size: int) -> di
         # never culls its preheated pool): live kernels are capped, so an idle one frees its slot.
         "MappingKernelManager": {
             "cull_idle_timeout": settings.voila_idle_seconds,
-            "cull_interval": max(1, min(60, settings.voila_idle_seconds // 4)),
+            "cull_interval": settings.voila_cull_interval,
             "cull_connected": True,
         },
         "VoilaConfiguration": {

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from tests.web_app.conftest import settings_for
+from tests.wire_servers import free_port
 from web_app.live_kernels import LiveKernels
+from web_app.main import create_app
 
 
 class Clock:
@@ -53,3 +58,13 @@ def test_a_socket_without_an_admission_still_counts() -> None:
     live = LiveKernels(1, clock=Clock())
     live.connected("opened-before-a-restart")
     assert live.live == 1 and not live.admit()
+
+
+def test_the_app_holds_an_unconnected_pages_slot_as_long_as_its_kernel_may_live(tmp_path: Path) -> None:
+    """A rendered page that never opens its socket leaves a kernel Voilà culls only once it has
+    been idle `voila_idle_seconds` (checked every cull interval); freed after 120 s, its slot let
+    about five times the cap of kernels live at once (review)."""
+    settings = settings_for(tmp_path, free_port(), voila_idle_seconds=600)
+    live = create_app(settings).state.live_kernels
+    assert live.bind_seconds >= settings.voila_idle_seconds + settings.voila_cull_interval
+    assert settings.voila_cull_interval == 60
