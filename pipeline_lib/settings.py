@@ -191,7 +191,11 @@ class Settings(BaseSettings):
         2, ge=1, le=1024, description="bulk uploads one account may have in progress at once (429 beyond)"
     )
     upload_idle_seconds: float = Field(
-        30.0, gt=0, le=3600, description="a request body that sends nothing for this long is cut off"
+        30.0,
+        gt=0,
+        le=3600,
+        description="a request body that sends nothing for this long is cut off, as is a connection "
+        "whose request head has not all arrived in this long",
     )
     trusted_proxies: str = Field(
         "",

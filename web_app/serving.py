@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 from typing import Any
 
 from web_app.client_address import uvicorn_proxy_options
+from web_app.http_protocol import BoundedHttpToolsProtocol
 
 # asyncio's own event loop, not uvloop. uvloop's libuv accepts one waiting connection per turn of
 # the loop (libuv PR #3696), so while the app is busy new connections queue in the kernel: with 64
@@ -13,12 +15,14 @@ from web_app.client_address import uvicorn_proxy_options
 # page's p99 was 280-930 ms. asyncio accepts every waiting connection at once (p99 62-82 ms),
 # for 2-7% fewer requests per second on that page (none measurable on the form's POSTs).
 EVENT_LOOP = "asyncio"
-HTTP_PARSER = "httptools"
+HTTP_PARSER = "httptools"  # with the bounds of `web_app.http_protocol`
 
 
-def uvicorn_options(trusted_proxies: str) -> dict[str, Any]:
-    """uvicorn's options for the web app behind `trusted_proxies` (WORKBENCH_TRUSTED_PROXIES)."""
-    return {"loop": EVENT_LOOP, "http": HTTP_PARSER, **uvicorn_proxy_options(trusted_proxies)}
+def uvicorn_options(trusted_proxies: str, head_seconds: float = 30.0) -> dict[str, Any]:
+    """uvicorn's options for the web app behind `trusted_proxies` (WORKBENCH_TRUSTED_PROXIES),
+    a request head given `head_seconds` to arrive (WORKBENCH_UPLOAD_IDLE_SECONDS)."""
+    http = functools.partial(BoundedHttpToolsProtocol, head_seconds=head_seconds)
+    return {"loop": EVENT_LOOP, "http": http, **uvicorn_proxy_options(trusted_proxies)}
 
 
 def freeze_startup_heap() -> None:

@@ -159,7 +159,7 @@ def web(
         workers=workers,
         server_header=False,
         log_config=None,
-        **uvicorn_options(settings.trusted_proxies),
+        **uvicorn_options(settings.trusted_proxies, head_seconds=settings.upload_idle_seconds),
     )
 
 

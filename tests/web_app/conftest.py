@@ -106,7 +106,7 @@ def stack(tmp_path: Path, web_settings: dict[str, object]) -> Iterator[WebStack]
     app = create_app(settings)
     port = free_port()
     # Served as `workbench web` serves it: the same event loop, and uvicorn believes the same proxies.
-    options = uvicorn_options(settings.trusted_proxies)
+    options = uvicorn_options(settings.trusted_proxies, head_seconds=settings.upload_idle_seconds)
     server = ThreadedUvicorn(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options))
     thread = server.start_in_thread()
     yield WebStack(f"http://127.0.0.1:{port}", db, db_api, settings, app)
