@@ -50,7 +50,7 @@ from pipeline_lib.settings import Settings
 from pipeline_lib.wire.requests import InsertResult, WriteResult
 from web_app.main import create_app
 from web_app.security import create_access_token
-from web_app.serving import EVENT_LOOP, HTTP_PARSER, freeze_startup_heap
+from web_app.serving import freeze_startup_heap
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "bench"
@@ -77,8 +77,16 @@ SUBMISSION = {
 CSV_COLUMNS = "school_id,student_ref,sex,minority,ses,math_score,age,study_hours_week,absences,consent"
 PATHOLOGICAL = CSV_COLUMNS + '\n"' + "\na" * 200_000 + "\n"  # an unclosed quote, then 200,000 lines
 UPLOAD_CHUNK = 1 << 20
-UVICORN = ["--workers", os.environ.get("BENCH_WEB_WORKERS", "1"), "--loop", EVENT_LOOP, "--http", HTTP_PARSER]
-UVICORN += ["--log-level", "warning", "--no-access-log"]
+# uvicorn as `workbench web` runs it (its options from `web_app.serving`, the bounded protocol
+# included, which uvicorn's command line cannot name): SERVE TARGET PORT.
+SERVE = [
+    sys.executable,
+    "-c",
+    "import sys, uvicorn; from web_app.serving import uvicorn_options; "
+    "uvicorn.run(sys.argv[1], factory=True, host='127.0.0.1', port=int(sys.argv[2]), "
+    f"workers={int(os.environ.get('BENCH_WEB_WORKERS', '1'))}, log_level='warning', access_log=False, "
+    "**uvicorn_options(''))",
+]
 
 
 # -- the ceiling: the same app with the gRPC hop replaced by a no-op ------------------------------
@@ -246,8 +254,7 @@ def start_stack(workdir: Path, processes: Processes) -> Stack:
         ("web-noop", "tests.bench.bench_web:noop_app"),
     ):
         port = free_port()
-        args = [sys.executable, "-m", "uvicorn", target, "--factory", "--host", "127.0.0.1"]
-        processes.start(name, [*args, "--port", str(port), *UVICORN], env)
+        processes.start(name, [*SERVE, target, str(port)], env)
         urls[name] = f"http://127.0.0.1:{port}"
     for name, url in urls.items():
         wait_until(lambda url=url: httpx.get(f"{url}/healthz").status_code == 200, processes, name)
