@@ -2,9 +2,10 @@
 for long.
 
 A body that sends nothing for `seconds` ends the request, and so does one that sent under
-MIN_BYTES_PER_SECOND over its last `seconds` of waiting (a byte every few seconds is never idle,
-and held an upload slot for as long as its client liked; judged from the start, a burst first
-bought hours of such a trickle after it): the app sees `BodyIdle` where it reads the
+MIN_BYTES_PER_SECOND over its last WINDOW_IDLE_LIMITS x `seconds` of waiting (a byte every few
+seconds is never idle, and held an upload slot for as long as its client liked; judged from the
+start, a burst first bought hours of such a trickle after it; over a window as long as the idle
+limit, a client at 16 KiB/s could not pause 20 s): the app sees `BodyIdle` where it reads the
 body (the bulk upload route reports what it had committed), and a request whose response has not
 started is answered 408 here. With the size limit this bounds how long any body can take.
 Waiting for a disconnect after the body is not limited.
@@ -29,7 +30,8 @@ class BodyIdle(BodyRefused):
 
 
 MIN_BYTES_PER_SECOND = 8 * 1024  # a slow mobile link sends ten times that
-# Points kept per window (`seconds` of waiting) to judge the rate over the last window: the
+WINDOW_IDLE_LIMITS = 4  # the rate's window, in idle limits: a pause under the limit costs it little
+# Points kept per window (of waiting) to judge the rate over the last window: the
 # window's start is known to within 1/_MARKS_PER_WINDOW of it, and a client's messages, however
 # many, cost that many points at most.
 _MARKS_PER_WINDOW = 16
@@ -77,12 +79,13 @@ class BodyIdleMiddleware(BodyGuard):
         await self.call_app(scope, receive_in_time, send)
 
     def _judge_rate(self, marks: collections.deque[tuple[float, int]], waited: float, received: int) -> None:
-        """BodySlow if under MIN_BYTES_PER_SECOND arrived over the last `seconds` of waiting (from
-        the start, until that much has passed)."""
-        if waited - marks[-1][0] >= self.seconds / _MARKS_PER_WINDOW:
+        """BodySlow if under MIN_BYTES_PER_SECOND arrived over the window (the last
+        WINDOW_IDLE_LIMITS x `seconds` of waiting), from the first `seconds` on."""
+        window = WINDOW_IDLE_LIMITS * self.seconds
+        if waited - marks[-1][0] >= window / _MARKS_PER_WINDOW:
             marks.append((waited, received))
-        while len(marks) > 1 and marks[1][0] <= waited - self.seconds:
-            marks.popleft()  # the window starts at the newest mark at least `seconds` back
+        while len(marks) > 1 and marks[1][0] <= waited - window:
+            marks.popleft()  # the window starts at the newest mark at least its length back
         since, before = marks[0]
         span = waited - since
         if span > self.seconds and received - before < MIN_BYTES_PER_SECOND * span:

@@ -6,11 +6,13 @@ event loop quadratic time (4 MiB: 4.7 s), a connection sending nothing was held 
 10 MiB of pipelined requests queued 300,000 of them (711 MB). The app's own guards are ASGI
 middleware, which see a request only once its head is complete. Here:
 
-- a head must arrive within `head_seconds` of the connection's start or of its first byte (the
-  app's `upload_idle_seconds`), else the connection is closed;
-- a head of more than MAX_HEAD_BYTES is answered 431 and the connection closed;
-- while a request waits behind another, nothing more is read, and past MAX_PIPELINED waiting
-  the connection is closed.
+- a head must be complete within `head_seconds` (the app's `upload_idle_seconds`) of the
+  connection's start, or of the last response when nothing waits (stray line breaks or the
+  unread body of an answered request no longer keep a connection open), else it is closed;
+- a head (or a body's trailers) of more than MAX_HEAD_BYTES is answered 431 and the connection
+  closed, counted as the bytes arrive (while a head is incomplete) and exactly once it is;
+- past MAX_PIPELINED requests waiting behind another the connection is closed, and parsing
+  stops at once (not at the end of the piece read, up to 256 KiB of further requests).
 
 A reverse proxy in front (`docs/operations.md`) bounds all three too; these hold without one.
 """
@@ -18,16 +20,24 @@ A reverse proxy in front (`docs/operations.md`) bounds all three too; these hold
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+log = logging.getLogger(__name__)
+
 MAX_HEAD_BYTES = 64 * 1024  # nginx's default allows 4 x 8 KiB of header lines
 MAX_PIPELINED = 32  # requests waiting behind the one served, on one connection
+_HEADER_OVERHEAD = 4  # ": " and CRLF around each header's name and value
 _TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"connection: close\r\ncontent-length: 31\r\n\r\nThe request head is too large.\n"
 )
+
+
+class _Stop(Exception):
+    """Raised from a parser callback to stop parsing a connection being closed."""
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -36,7 +46,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.head_seconds = head_seconds
         self._head_timer: asyncio.TimerHandle | None = None
         self._in_head = True  # from the connection's start, and from each request's first byte
-        self._head_bytes = 0
+        self._head_bytes = 0  # bytes read while the current head was incomplete
+        self._header_bytes = 0  # the current request's header lines (and trailers), exactly
+        self._body_in_read = 0  # body bytes the parser took from the piece being read
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -47,34 +59,62 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        in_head = self._in_head
+        self._body_in_read = 0
         super().data_received(data)
-        if in_head and self._in_head and self.parser is not None:
-            # Still in the head this piece started in (or in a later one, pipelined): its bytes
-            # count toward the head, a bound that overcounts only requests pipelined within it.
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
-                self._cancel_head_timer()
-                self.transport.write(_TOO_LARGE)
-                self.transport.close()
+        if self._in_head and self.parser is not None and not self.transport.is_closing():
+            # A head still incomplete: this piece's bytes but its body bytes count toward it (and
+            # any requests pipelined whole before it, a bound that overcounts only those).
+            self._head_bytes += len(data) - self._body_in_read
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse_head()
+
+    def send_400_response(self, msg: str) -> None:
+        if not self.transport.is_closing():  # not after a refusal that stopped the parser
+            super().send_400_response(msg)
 
     def on_message_begin(self) -> None:
+        if self.transport.is_closing():
+            raise _Stop  # httptools stops parsing the piece (as a callback error)
         super().on_message_begin()
         self._in_head = True
+        self._head_bytes = self._header_bytes = 0
         self._arm_head_timer()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + _HEADER_OVERHEAD
+        if self._header_bytes + len(self.url) > MAX_HEAD_BYTES:  # trailers too, after the body
+            self._refuse_head()
+            raise _Stop
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._head_bytes = 0
         self._cancel_head_timer()
         super().on_headers_complete()
         if len(self.pipeline) > MAX_PIPELINED:
+            log.warning("closing a connection: over %d requests pipelined", MAX_PIPELINED)
             self.transport.close()
+            raise _Stop
+
+    def on_body(self, body: bytes) -> None:
+        self._body_in_read += len(body)
+        super().on_body(body)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self.pipeline and not self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        if self.pipeline:
             self.flow.pause_reading()  # uvicorn reads on while requests still wait: not here
+        else:
+            self._arm_head_timer()  # the next head, beside uvicorn's keep-alive (which bytes reset)
+
+    def _refuse_head(self) -> None:
+        self._cancel_head_timer()
+        log.warning("closing a connection: a request head over %d bytes", MAX_HEAD_BYTES)
+        if self.cycle is None or self.cycle.response_complete:  # else it would answer an earlier request
+            self.transport.write(_TOO_LARGE)
+        self.transport.close()
 
     def _arm_head_timer(self) -> None:
         if self._head_timer is None:
@@ -87,5 +127,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
-        if self._in_head and not self.transport.is_closing():
+        if not self.transport.is_closing():
+            log.info("closing a connection: no request head complete within %g s", self.head_seconds)
             self.transport.close()

@@ -59,3 +59,10 @@ def test_a_steady_client_with_a_pause_under_the_idle_limit_is_not_too_slow() -> 
     """The window slides, not resets: a client sending quickly may still pause a moment."""
     pauses = [0.0] * 10 + [0.25] + [0.0] * 10 + [0.25] + [0.01] * 10
     assert _run(chunks=len(pauses), client_pause=pauses, app_pause=0.0, then=64 * 1024) == []
+
+
+def test_a_client_at_twice_the_minimum_rate_may_pause_most_of_the_idle_limit() -> None:
+    """Judged over a window as long as the idle limit, a client sending 16 KiB/s was cut off by a
+    pause of two thirds of it (review): the window is WINDOW_IDLE_LIMITS idle limits."""
+    pauses = [0.05] * 30 + [0.25] + [0.05] * 5  # 0.8 KiB every 50 ms, one pause of 0.25 s (limit 0.3)
+    assert _run(chunks=len(pauses), client_pause=pauses, app_pause=0.0, then=819) == []

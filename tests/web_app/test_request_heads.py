@@ -88,3 +88,37 @@ def test_a_few_pipelined_requests_are_all_answered_in_order(stack: WebStack) -> 
         sock.sendall(requests + b"GET /healthz HTTP/1.1\r\nHost: workbench\r\nConnection: close\r\n\r\n")
         answer = _read_to_end(sock)
     assert answer is not None and answer.count(b"HTTP/1.1 200 ") == 11, answer
+
+
+def test_stray_bytes_after_a_response_do_not_keep_the_connection(stack: WebStack) -> None:
+    """Line breaks between requests start no request, but reset uvicorn's keep-alive timer: a
+    connection sending one every few tenths of a second was held for ever (review)."""
+    with _connect(stack) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: workbench\r\n\r\n")
+        started = time.monotonic()
+        for _ in range(30):
+            try:
+                sock.sendall(b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            time.sleep(0.3)
+        answer = _read_to_end(sock, wait=10)
+    assert answer is not None and answer.startswith(b"HTTP/1.1 200 "), answer
+    assert time.monotonic() - started < 9  # closed before the client stopped (30 x 0.3 s)
+
+
+def test_trailers_past_the_head_limit_close_the_connection(stack: WebStack) -> None:
+    """Trailer lines after a chunked body's last chunk were gathered without limit (review)."""
+    with _connect(stack) as sock:
+        sock.sendall(b"POST /healthz HTTP/1.1\r\nHost: workbench\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n")
+        sent = 0
+        try:
+            while sent < 8 * MAX_HEAD_BYTES:
+                sock.sendall(b"X-Trailer: " + b"t" * 1000 + b"\r\n")
+                sent += 1013
+                time.sleep(0.001)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = _read_to_end(sock)
+    assert sent < 8 * MAX_HEAD_BYTES, "the server read every trailer"
+    assert answer is not None
