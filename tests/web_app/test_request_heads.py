@@ -35,19 +35,23 @@ def _read_to_end(sock: socket.socket, wait: float = 10) -> bytes | None:
     return data
 
 
+def _drip(sock: socket.socket, piece: bytes, times: int, pause: float) -> int:
+    """Send `piece` `times` times, `pause` seconds apart, until the server closes: how many went."""
+    for sent in range(times):
+        try:
+            sock.sendall(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            return sent
+        time.sleep(pause)
+    return times
+
+
 def test_a_head_sent_in_small_pieces_past_its_limit_is_refused(stack: WebStack) -> None:
     """A header value sent a kilobyte at a time was gathered by copying it whole at each piece:
     quadratic time on the event loop, and no limit to its size (review: 4.7 s for 4 MiB)."""
     with _connect(stack) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: workbench\r\nX-Padding: ")
-        sent = 0
-        try:
-            while sent < 4 * MAX_HEAD_BYTES:
-                sock.sendall(b"a" * 1024)
-                sent += 1024
-                time.sleep(0.001)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # closed on us: what is asserted below
+        _drip(sock, b"a" * 1024, 4 * MAX_HEAD_BYTES // 1024, 0.001)  # closed on us: asserted below
         answer = _read_to_end(sock)
     assert answer is not None, "the server waited for the head's end"
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
@@ -61,12 +65,7 @@ def test_a_head_that_does_not_arrive_in_time_closes_the_connection(stack: WebSta
     with _connect(stack) as sock:
         started = time.monotonic()
         sock.sendall(head)
-        for _ in range(20 if head else 0):  # a byte every 0.3 s: never idle long, never done
-            try:
-                sock.sendall(b"b")
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            time.sleep(0.3)
+        _drip(sock, b"b", 20 if head else 0, 0.3)  # a byte every 0.3 s: never idle long, never done
         answer = _read_to_end(sock, wait=10)
     assert answer == b"", answer
     assert time.monotonic() - started < 10
@@ -96,12 +95,7 @@ def test_stray_bytes_after_a_response_do_not_keep_the_connection(stack: WebStack
     with _connect(stack) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: workbench\r\n\r\n")
         started = time.monotonic()
-        for _ in range(30):
-            try:
-                sock.sendall(b"\r\n")
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            time.sleep(0.3)
+        _drip(sock, b"\r\n", 30, 0.3)
         answer = _read_to_end(sock, wait=10)
     assert answer is not None and answer.startswith(b"HTTP/1.1 200 "), answer
     assert time.monotonic() - started < 9  # closed before the client stopped (30 x 0.3 s)
@@ -111,14 +105,8 @@ def test_trailers_past_the_head_limit_close_the_connection(stack: WebStack) -> N
     """Trailer lines after a chunked body's last chunk were gathered without limit (review)."""
     with _connect(stack) as sock:
         sock.sendall(b"POST /healthz HTTP/1.1\r\nHost: workbench\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n")
-        sent = 0
-        try:
-            while sent < 8 * MAX_HEAD_BYTES:
-                sock.sendall(b"X-Trailer: " + b"t" * 1000 + b"\r\n")
-                sent += 1013
-                time.sleep(0.001)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        trailers = 8 * MAX_HEAD_BYTES // 1013
+        sent = _drip(sock, b"X-Trailer: " + b"t" * 1000 + b"\r\n", trailers, 0.001)
         answer = _read_to_end(sock)
-    assert sent < 8 * MAX_HEAD_BYTES, "the server read every trailer"
+    assert sent < trailers, "the server read every trailer"
     assert answer is not None
