@@ -106,7 +106,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self.pipeline:
             self.flow.pause_reading()  # uvicorn reads on while requests still wait: not here
-        else:
+        elif self.cycle.response_complete:  # not while a request let in from the queue runs
             self._arm_head_timer()  # the next head, beside uvicorn's keep-alive (which bytes reset)
 
     def _refuse_head(self) -> None:
