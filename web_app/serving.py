@@ -15,7 +15,6 @@ from web_app.http_protocol import BoundedHttpToolsProtocol
 # page's p99 was 280-930 ms. asyncio accepts every waiting connection at once (p99 62-82 ms),
 # for 2-7% fewer requests per second on that page (none measurable on the form's POSTs).
 EVENT_LOOP = "asyncio"
-HTTP_PARSER = "httptools"  # with the bounds of `web_app.http_protocol`
 
 
 def uvicorn_options(trusted_proxies: str, head_seconds: float = 30.0) -> dict[str, Any]:
