@@ -67,6 +67,7 @@ from pipeline_lib.spark.source import read, reader_arrow_schema
 # quick for an analyst's first cell); a warm kernel imports them ahead (`runs.kernel_ahead`,
 # `warm_up_code`). tests/pipeline_lib/process/test_start_imports.py keeps it complete.
 WARM_IMPORTS = (
+    "highspy",
     "patsy",
     "patsy.categorical",
     "scipy.optimize",

@@ -1,6 +1,5 @@
 """The audit: for every hidden cell, the interval its figures can still take given everything
-published, by linear programming (SciPy's HiGHS `linprog`, one minimisation and one
-maximisation per figure).
+published, by linear programming (HiGHS, one minimisation and one maximisation per figure).
 
 Unknowns are the hidden cells' counts `n`, sums `s` and sums of squares `q`, and figures no row
 publishes (a histogram bin's sum). Constraints, all linear:

@@ -1,5 +1,10 @@
-"""Linear programs over named unknowns, solved per connected component with SciPy's HiGHS
-`linprog`: the audit's solver, kept apart from the rules that build the constraints."""
+"""Linear programs over named unknowns, solved per connected component with HiGHS (`highspy`):
+the audit's solver, kept apart from the rules that build the constraints.
+
+Each component's program is built once and kept: the audit asks for the least and the largest
+value of many figures under the same constraints, and HiGHS solves each next objective from the
+last optimal basis (68 solves at 20,000 students: 0.07 s, against 0.27 s with SciPy's `linprog`,
+which builds and presolves the program anew each time)."""
 
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ class Program:
         self.rows: list[tuple[dict[int, float], float]] = []  # sum(a x) <= b
         self._parts: dict | None = None
         self._parent: list[int] = []
+        self._solvers: dict[int, Any] = {}  # per component root, while `_parts` holds
 
     def unknown(self, name: object, low: float | None, high: float | None) -> None:
         if name not in self.index:
@@ -52,6 +58,7 @@ class Program:
         if not coefficients:
             return
         self._parts = None
+        self._solvers = {}
         slack = TOLERANCE * (1 + max(abs(known), scale))
         self.rows.append((dict(coefficients), -known + slack))
         if sense == "==":
@@ -70,27 +77,13 @@ class Program:
         c = np.zeros(len(columns))
         for name, a in objective.items():
             c[position[self.index[name]]] += a
-        # Imported here: a process run's kernel imports this module at its start, and the solver
-        # (0.2 s) is needed only once the results are in.
-        from scipy.optimize import linprog
-
-        bounds = [self.bounds[j] for j in columns]
-        ends = []
-        for sign in (1.0, -1.0):
-            result = linprog(sign * c, A_ub=A, b_ub=b, bounds=bounds, method="highs")
-            if result.status == 2:  # presolve is stricter than the solver's tolerances: ask again
-                options = {"presolve": False}
-                result = linprog(sign * c, A_ub=A, b_ub=b, bounds=bounds, method="highs", options=options)
-            if result.status == 3:  # unbounded: the figure is free on that side
-                ends.append(-math.inf if sign > 0 else math.inf)
-            elif result.status == 2:  # published figures that contradict each other: fail closed
-                ends.append(math.nan)
-            elif result.status != 0:
-                raise ValueError(f"the audit's linear program failed: {result.message}")
-            else:
-                ends.append(sign * result.fun)
-        self.solved[key] = (ends[0], ends[1])
-        return ends[0], ends[1], 2
+        root = self._root(names[0])
+        if root not in self._solvers:
+            self._solvers[root] = _solver([self.bounds[j] for j in columns], A, b)
+        ends = [_optimum(self._solvers[root], sign * c) for sign in (1.0, -1.0)]
+        low, high = ends[0], -ends[1]
+        self.solved[key] = (low, high)
+        return low, high, 2
 
     def _root(self, i: int) -> int:
         while self._parent[i] != i:
@@ -139,3 +132,55 @@ class Program:
             )
             parts[root] = (members, A, np.array([self.rows[r][1] for r in mine]), signature)
         return parts
+
+
+def _solver(
+    bounds: list[tuple[float | None, float | None]], A: sparse.csr_matrix | None, b: np.ndarray | None
+) -> Any:
+    """A silent HiGHS instance holding the program `A x <= b` within `bounds`, costs zero."""
+    # Imported here: a process run's kernel imports this module at its start, and the solver is
+    # needed only once the results are in.
+    import highspy
+
+    # The base class: `highspy.Highs()` prints HiGHS's banner as it is made, before any option
+    # can be set, and a run's notebook would show it.
+    solver = highspy._Highs()  # type: ignore[attr-defined]
+    solver.setOptionValue("output_flag", False)
+    inf = highspy.kHighsInf
+    low = np.array([-inf if lo is None else lo for lo, _ in bounds], dtype=float)
+    high = np.array([inf if hi is None else hi for _, hi in bounds], dtype=float)
+    solver.addVars(len(bounds), low, high)
+    if A is not None and b is not None:
+        A = A.tocsr()
+        solver.addRows(
+            A.shape[0], np.full(A.shape[0], -inf), np.asarray(b, dtype=float), A.nnz,
+            A.indptr[:-1].astype(np.int32), A.indices.astype(np.int32), A.data.astype(float),
+        )  # fmt: skip
+    return solver
+
+
+def _optimum(solver: Any, costs: np.ndarray) -> float:
+    """The least value of `costs . x` over the solver's program: -inf when unbounded below, NaN
+    when the program has no solution (published figures that contradict each other: the audit
+    fails closed)."""
+    import highspy
+
+    status = highspy.HighsModelStatus
+    solver.changeColsCost(len(costs), np.arange(len(costs), dtype=np.int32), costs)
+    solver.run()
+    found = solver.getModelStatus()
+    if found in (status.kInfeasible, status.kUnboundedOrInfeasible):
+        # Presolve is stricter than the solver's tolerances, and cannot tell the two apart: ask
+        # again without it, from scratch.
+        solver.setOptionValue("presolve", "off")
+        solver.clearSolver()
+        solver.run()
+        found = solver.getModelStatus()
+        solver.setOptionValue("presolve", "choose")
+    if found == status.kOptimal:
+        return float(solver.getInfo().objective_function_value)
+    if found == status.kUnbounded:
+        return -math.inf
+    if found == status.kInfeasible:
+        return math.nan
+    raise ValueError(f"the audit's linear program failed: {solver.modelStatusToString(found)}")
