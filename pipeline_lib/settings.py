@@ -176,6 +176,13 @@ class Settings(BaseSettings):
     voila_idle_seconds: int = Field(
         600, ge=5, le=7 * 24 * 3600, description="a live dashboard's kernel idle this long is shut down"
     )
+    voila_connect_seconds: int = Field(
+        60,
+        ge=1,
+        le=3600,
+        description="a live page that has not opened its kernel's socket this long after it was sent "
+        "(the viewer left, or its script never ran) has its kernel shut down and its place freed",
+    )
     jwt_secret: SecretStr | None = Field(
         None, description="JWT signing key; generated into data_dir if unset"
     )

@@ -1,12 +1,14 @@
 """The cap on live dashboards (`WORKBENCH_VOILA_MAX_KERNELS`): each live page holds a Voilà
 kernel of 150-300 MB, so the proxy admits a page only while fewer than the cap are live.
 
-A slot is taken when a page is admitted, before its kernel exists; the page's first WebSocket to
-its kernel binds the slot to that kernel, and the slot is free again when the kernel's last
-socket closes (the tab closed, or Voilà shut the idle kernel down). An admitted page that never
-connects (the viewer left at once) gives its slot back after `bind_seconds`, which the app sets
-to how long its kernel may live unseen (until Voilà's culler finds it idle); a page whose render
-failed gives it back at once.
+A slot is taken when a page is admitted, before its kernel exists. The proxy reads the page's
+kernel id as Voilà sends it (`page_kernel`), and the page's first WebSocket to that kernel binds
+the slot to it; the slot is free again when the kernel's last socket closes (the tab closed, or
+Voilà shut the idle kernel down). A page that has not connected some time after it was sent (the
+viewer left) is `unconnected`: the proxy shuts its kernel down and `forget`s it. An admission
+whose kernel the proxy never learnt gives its slot back after `bind_seconds`, which the app sets
+to how long such a kernel may live unseen (until Voilà's culler finds it idle); a page whose
+render failed gives it back at once.
 The count is per web process: pure bookkeeping, without I/O, on the event loop's thread.
 """
 
@@ -24,19 +26,22 @@ class LiveKernels:
         self.cap = cap
         self.bind_seconds = bind_seconds
         self._clock = clock
-        self._pending: deque[float] = deque()  # admissions not bound to a kernel yet, oldest first
+        self._pending: deque[float] = deque()  # admissions whose kernel is not known yet, oldest first
+        self._unseen: dict[str, float] = {}  # kernel id -> when its page named it; no socket yet
         self._sockets: dict[str, int] = {}  # kernel id -> open sockets through the proxy
 
     def _expire(self) -> None:
         horizon = self._clock() - self.bind_seconds
         while self._pending and self._pending[0] < horizon:
             self._pending.popleft()
+        for kernel_id in [k for k, named in self._unseen.items() if named < horizon]:
+            del self._unseen[kernel_id]
 
     @property
     def live(self) -> int:
         """Slots in use: kernels with an open socket, and admitted pages not connected yet."""
         self._expire()
-        return len(self._sockets) + len(self._pending)
+        return len(self._sockets) + len(self._unseen) + len(self._pending)
 
     def admit(self) -> bool:
         """Take a slot for a page about to start (or take a preheated) kernel; False at the cap."""
@@ -50,11 +55,30 @@ class LiveKernels:
         if self._pending:
             self._pending.pop()
 
+    def page_kernel(self, kernel_id: str) -> None:
+        """An admitted page named its kernel: the oldest admission's slot is now that kernel's (the
+        oldest, so the others are held at least as long as before)."""
+        self._expire()
+        if kernel_id in self._unseen or kernel_id in self._sockets:
+            return  # a preheated kernel Voilà handed out again would be named twice
+        if self._pending:
+            self._pending.popleft()
+            self._unseen[kernel_id] = self._clock()
+
+    def unconnected(self, kernel_id: str) -> bool:
+        """Whether `kernel_id`'s page named it and no socket to it has opened since."""
+        return kernel_id in self._unseen
+
+    def forget(self, kernel_id: str) -> None:
+        """The unconnected page's kernel is being shut down: free its slot."""
+        self._unseen.pop(kernel_id, None)
+
     def connected(self, kernel_id: str) -> None:
-        """A socket to `kernel_id` opened; a kernel's first binds the oldest admission's slot."""
+        """A socket to `kernel_id` opened; a kernel's first binds its page's slot, or the oldest
+        admission's when its page was not read."""
         if kernel_id not in self._sockets:
             self._expire()
-            if self._pending:
+            if self._unseen.pop(kernel_id, None) is None and self._pending:
                 self._pending.popleft()
         self._sockets[kernel_id] = self._sockets.get(kernel_id, 0) + 1
 

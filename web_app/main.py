@@ -25,6 +25,7 @@ from web_app.client_address import ClientAddressMiddleware, parse_trusted_proxie
 from web_app.deps import LoginRequired
 from web_app.live_kernels import LiveKernels
 from web_app.middleware import SecurityHeaders
+from web_app.page_watch import PageWatch
 from web_app.ratelimit import FormRateLimiter, limit_storage
 from web_app.revoked_tokens import RevokedTokens
 from web_app.routes import (
@@ -106,11 +107,16 @@ def create_app(
     app.state.bulk_uploads = UploadSlots(settings.max_bulk_uploads, settings.max_bulk_uploads_per_user)
     app.state.school_cache = SchoolCache()
     app.state.snapshot_cache = SnapshotCache(names=functools.partial(served_names, settings))
-    # A page admitted that never connects holds its slot as long as its kernel may live: until
-    # Voilà's culler finds it idle.
+    # A page admitted whose kernel the proxy did not read holds its slot as long as that kernel
+    # may live: until Voilà's culler finds it idle. One read is shut down if it never connects.
     unbound = settings.voila_idle_seconds + settings.voila_cull_interval
     app.state.live_kernels = LiveKernels(settings.voila_max_kernels, bind_seconds=unbound)
     app.state.voila_http = voila_proxy.http_client()
+    app.state.page_watch = PageWatch(
+        app.state.live_kernels,
+        functools.partial(voila_proxy.shut_down_kernel, app.state.voila_http, settings),
+        settings.voila_connect_seconds,
+    )
 
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
     app.add_middleware(BodyIdleMiddleware, seconds=settings.upload_idle_seconds)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import http.client
 import json
+import logging
 import os
 import re
 import subprocess
@@ -41,6 +42,7 @@ from web_app.main import create_app
 pytestmark = [pytest.mark.slow]
 
 IDLE_SECONDS = 6
+CONNECT_SECONDS = 4  # under IDLE_SECONDS: an unconnected page's kernel is shut down before Voilà culls it
 RENDER = f"{LIVE_DASHBOARDS_PATH}/voila/render"
 
 
@@ -71,7 +73,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         db.put_document("users", name, {"scopes": scopes, "password_hash": _HASH, "disabled": False})
     voila_port, web_port = free_port(), free_port()
     overrides = {"voila_port": voila_port, "web_port": web_port, "voila_max_kernels": 1}
-    settings = settings_for(folder, db_api.port, voila_idle_seconds=IDLE_SECONDS, **overrides)
+    overrides.update(voila_idle_seconds=IDLE_SECONDS, voila_connect_seconds=CONNECT_SECONDS)
+    settings = settings_for(folder, db_api.port, **overrides)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
     env.update(
         WORKBENCH_DB_API_ADDRESS=f"127.0.0.1:{db_api.port}",
@@ -265,6 +268,28 @@ def test_an_idle_live_kernel_is_shut_down_and_frees_its_slot(live: Live) -> None
         assert asyncio.run(stay_idle()) >= IDLE_SECONDS
         wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the idle kernel to be shut down")
         again = analyst.get(f"{RENDER}/overview.ipynb")  # the slot is free
+        assert again.status_code == 200
+        assert asyncio.run(_leave(live, analyst, _kernel_id(again)))
+
+
+def test_a_page_that_never_connects_has_its_kernel_shut_down_and_its_place_freed(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A viewer who leaves before the page opens its socket (or a client that never runs its
+    script): its kernel was left to Voilà's culler, 11 minutes by default, its place held all
+    along; at the cap of 1 here, every other analyst got the snapshot meanwhile."""
+    caplog.set_level(logging.INFO, logger="web_app.page_watch")
+    with live.signed_in("analyst") as analyst:
+        kernel_id = _kernel_id(analyst.get(f"{RENDER}/overview.ipynb"))
+        assert live.kernel_alive(kernel_id)
+        busy = analyst.get(f"{RENDER}/models.ipynb")
+        assert busy.status_code == 303 and busy.headers["location"] == "/dashboards/models?live=busy"
+        wait_for(
+            lambda: not live.kernel_alive(kernel_id), 30, "the unconnected page's kernel to be shut down"
+        )
+        # Shut down by the app, once the page had gone unconnected for CONNECT_SECONDS, not culled.
+        assert any(getattr(r, "kernel", None) == kernel_id for r in caplog.records), caplog.text
+        again = analyst.get(f"{RENDER}/models.ipynb")
         assert again.status_code == 200
         assert asyncio.run(_leave(live, analyst, _kernel_id(again)))
 

@@ -68,3 +68,34 @@ def test_the_app_holds_an_unconnected_pages_slot_as_long_as_its_kernel_may_live(
     live = create_app(settings).state.live_kernels
     assert live.bind_seconds >= settings.voila_idle_seconds + settings.voila_cull_interval
     assert settings.voila_cull_interval == 60
+
+
+def test_a_page_that_named_its_kernel_holds_the_slot_until_forgotten_or_connected() -> None:
+    clock = Clock()
+    live = LiveKernels(2, bind_seconds=120, clock=clock)
+    assert live.admit() and live.admit()
+    live.page_kernel("a")
+    assert live.unconnected("a") and live.live == 2
+    live.forget("a")  # never connected: the proxy shuts its kernel down
+    assert not live.unconnected("a") and live.live == 1
+    live.page_kernel("b")
+    live.connected("b")  # its own slot, not another admission's
+    assert not live.unconnected("b") and live.live == 1
+    assert live.admit() and live.live == 2  # the admission left unread still counts
+
+
+def test_a_named_kernel_that_never_connects_still_expires_with_its_admission() -> None:
+    clock = Clock()
+    live = LiveKernels(1, bind_seconds=120, clock=clock)
+    assert live.admit()
+    live.page_kernel("a")
+    clock.now += 121  # the proxy's check never ran (its shutdown failed, say)
+    assert live.live == 0 and not live.unconnected("a")
+
+
+def test_a_kernel_named_twice_takes_one_slot() -> None:
+    live = LiveKernels(2, clock=Clock())
+    assert live.admit() and live.admit()
+    live.page_kernel("a")
+    live.page_kernel("a")
+    assert live.live == 2  # the second admission stays pending: held, never freed early

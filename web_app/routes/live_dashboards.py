@@ -5,7 +5,8 @@ Scope `analyst` (or `admin`). A page that would start a kernel is admitted only 
 (`WORKBENCH_VOILA_MAX_KERNELS`, `web_app.live_kernels`); past it the viewer is sent to the
 dashboard's snapshot with a line saying why. When a page's last socket closes its kernel is shut
 down, and Voilà shuts down a kernel idle for `WORKBENCH_VOILA_IDLE_SECONDS`, which closes the page's
-socket and frees the slot.
+socket and frees the slot; a page sent that opens no socket within `WORKBENCH_VOILA_CONNECT_SECONDS`
+has its kernel shut down too (`web_app.page_watch`).
 
 A browser sends cookies on a cross-site WebSocket too, so a socket must come from this origin.
 """
@@ -18,7 +19,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Request, Security, WebSocket, status
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from starlette.requests import HTTPConnection
 
 from pipeline_lib.dashboards.catalog import NAME_PATTERN
@@ -129,4 +130,6 @@ async def live_dashboard(
         ) from None
     if page and response.status_code != 200:
         live.give_back()
+    elif page and isinstance(response, StreamingResponse):
+        response.body_iterator = request.app.state.page_watch.relay(response.body_iterator)
     return response
