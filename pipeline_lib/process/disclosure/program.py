@@ -47,6 +47,7 @@ class Program:
         if name not in self.index:
             self.index[name] = len(self.bounds)
             self.bounds.append((low, high))
+            self._parts, self._solvers = None, {}
 
     def add(self, terms: Mapping[Any, float], known: float, sense: str, scale: float = 0.0) -> None:
         """sum(terms) + known  (== | <=)  0, over unknowns and constants; `scale` is the size of
@@ -150,6 +151,9 @@ def _solver(
     low = np.array([-inf if lo is None else lo for lo, _ in bounds], dtype=float)
     high = np.array([inf if hi is None else hi for _, hi in bounds], dtype=float)
     solver.addVars(len(bounds), low, high)
+    if b is not None and not np.isfinite(b).all():
+        # HiGHS would drop a row bounded by infinity; a figure that is not a number fails the run.
+        raise ValueError("the audit's linear program has a bound that is not a finite number")
     if A is not None and b is not None:
         A = A.tocsr()
         solver.addRows(

@@ -82,6 +82,35 @@ def test_a_side_without_bound_is_infinite_and_contradicting_figures_have_no_valu
     assert math.isnan(low) and math.isnan(high)
 
 
+def test_a_kept_program_answers_alike_after_an_unbounded_or_contradictory_objective() -> None:
+    """One program, asked in turn for objectives unbounded on a side and bounded ones, and again
+    after a constraint is added (its kept solver is dropped then)."""
+    program = Program()
+    for name in "abc":
+        program.unknown(name, 0.0, None)
+    program.add({"a": 1.0, "b": -1.0}, 0.0, "==")  # a = b, both unbounded above
+    program.add({"c": 1.0}, -4.0, "<=")  # c <= 4
+    asked = [{"a": 1.0}, {"c": 1.0}, {"a": -1.0, "b": 1.0}, {"c": -1.0}, {"b": 1.0}, {"a": 2.0, "b": 1.0}]
+    for objective in asked:  # each within one component, as the audit asks
+        assert program.interval(objective)[:2] == pytest.approx(_fresh(program, objective), abs=1e-5)
+    program.unknown("d", 1.0, 2.0)  # an unknown after the components were found: they are again
+    assert program.interval({"d": 1.0})[:2] == pytest.approx((1.0, 2.0))
+    program.add({"a": 1.0, "c": 1.0}, -6.0, "<=")  # now a <= 6 - c: bounded, one component
+    for objective in [*asked, {"a": 1.0, "c": 1.0}]:
+        assert program.interval(objective)[:2] == pytest.approx(_fresh(program, objective), abs=1e-5)
+    assert program.interval({"a": 1.0})[1] == pytest.approx(6.0, abs=1e-4)
+
+
+def test_a_figure_that_is_not_a_number_fails_the_program() -> None:
+    """HiGHS would take a row bounded by infinity as no row at all, widening every interval."""
+    for known in (math.nan, math.inf, -math.inf):
+        program = Program()
+        program.unknown("a", 0.0, 9.0)
+        program.add({"a": 1.0}, known, "<=")
+        with pytest.raises(ValueError, match="not a finite number"):
+            program.interval({"a": 1.0})
+
+
 def test_a_component_without_constraints_is_its_bounds() -> None:
     program = Program()
     program.unknown("a", 1.0, 4.0)
