@@ -5,7 +5,8 @@ A slot is taken when a page is admitted, before its kernel exists. The proxy rea
 kernel id as Voilà sends it (`page_kernel`), and the page's first WebSocket to that kernel binds
 the slot to it; the slot is free again when the kernel's last socket closes (the tab closed, or
 Voilà shut the idle kernel down). A page that has not connected some time after it was sent (the
-viewer left) is `unconnected`: the proxy shuts its kernel down and `forget`s it. An admission
+viewer left) is `unconnected`: unless Voilà counts a socket to it (through another web process), the
+proxy shuts its kernel down and `forget`s it. An admission
 whose kernel the proxy never learnt gives its slot back after `bind_seconds`, which the app sets
 to how long such a kernel may live unseen (until Voilà's culler finds it idle); a page whose
 render failed gives it back at once.
@@ -28,6 +29,7 @@ class LiveKernels:
         self._clock = clock
         self._pending: deque[float] = deque()  # admissions whose kernel is not known yet, oldest first
         self._unseen: dict[str, float] = {}  # kernel id -> when its page named it; no socket yet
+        self._opening: dict[str, int] = {}  # kernel id -> sockets being opened to Voilà right now
         self._sockets: dict[str, int] = {}  # kernel id -> open sockets through the proxy
 
     def _expire(self) -> None:
@@ -66,8 +68,20 @@ class LiveKernels:
             self._unseen[kernel_id] = self._clock()
 
     def unconnected(self, kernel_id: str) -> bool:
-        """Whether `kernel_id`'s page named it and no socket to it has opened since."""
-        return kernel_id in self._unseen
+        """Whether `kernel_id`'s page named it and no socket to it has opened, or is opening, since."""
+        return kernel_id in self._unseen and kernel_id not in self._opening
+
+    def opening(self, kernel_id: str) -> None:
+        """A socket to `kernel_id` is being opened (Voilà may take seconds to take it)."""
+        self._opening[kernel_id] = self._opening.get(kernel_id, 0) + 1
+
+    def opened(self, kernel_id: str) -> None:
+        """The socket being opened to `kernel_id` is open (then `connected`) or failed."""
+        left = self._opening.get(kernel_id, 0) - 1
+        if left > 0:
+            self._opening[kernel_id] = left
+        else:
+            self._opening.pop(kernel_id, None)
 
     def forget(self, kernel_id: str) -> None:
         """The unconnected page's kernel is being shut down: free its slot."""

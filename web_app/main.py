@@ -86,6 +86,7 @@ def create_app(
             )
         freeze_startup_heap()
         yield
+        await app.state.page_watch.close()  # before its client closes
         await app.state.voila_http.aclose()
         await app.state.db.close()
 
@@ -114,6 +115,7 @@ def create_app(
     app.state.voila_http = voila_proxy.http_client()
     app.state.page_watch = PageWatch(
         app.state.live_kernels,
+        functools.partial(voila_proxy.kernel_connections, app.state.voila_http, settings),
         functools.partial(voila_proxy.shut_down_kernel, app.state.voila_http, settings),
         settings.voila_connect_seconds,
     )

@@ -175,12 +175,40 @@ async def pump(websocket: WebSocket, upstream: ClientConnection, idle_seconds: f
             await websocket.close(code=code, reason="the live dashboard closed")
 
 
-async def shut_down_kernel(client: httpx.AsyncClient, settings: Settings, kernel_id: str) -> None:
-    """Ask Voilà to shut a kernel down (its page is gone); one already gone is fine."""
+async def shut_down_kernel(client: httpx.AsyncClient, settings: Settings, kernel_id: str) -> bool:
+    """Ask Voilà to shut a kernel down (its page is gone): whether it is gone now (one already
+    gone is fine)."""
     url = f"http://{voila_origin(settings)}{LIVE_DASHBOARDS_PATH}/voila/api/shutdown/{kernel_id}"
     xsrf = secrets.token_hex(16)  # Tornado checks that the header repeats the cookie
     headers = {"cookie": f"{XSRF_COOKIE}={xsrf}", "x-xsrftoken": xsrf}
     try:
-        await client.post(url, headers=headers, timeout=10)
+        answer = await client.post(url, headers=headers, timeout=10)
     except httpx.HTTPError as exc:
         log.warning("could not shut a live kernel down", extra={"kernel": kernel_id, "error": str(exc)})
+        return False
+    if answer.status_code >= 400 and answer.status_code != 404:
+        log.warning(
+            "could not shut a live kernel down", extra={"kernel": kernel_id, "status": answer.status_code}
+        )
+        return False
+    return True
+
+
+async def kernel_connections(client: httpx.AsyncClient, settings: Settings, kernel_id: str) -> int | None:
+    """The sockets open to a kernel at Voilà, through any web process (0 for a kernel gone); None
+    when Voilà does not say."""
+    url = f"http://{voila_origin(settings)}{LIVE_DASHBOARDS_PATH}/api/kernels/{kernel_id}"
+    try:
+        answer = await client.get(url, timeout=10)
+    except httpx.HTTPError:
+        return None
+    if answer.status_code == 404:
+        return 0
+    if answer.status_code != 200:
+        return None
+    try:
+        model = answer.json()
+    except ValueError:
+        return None
+    connections = model.get("connections") if isinstance(model, dict) else None
+    return connections if type(connections) is int else None

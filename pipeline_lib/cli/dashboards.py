@@ -90,6 +90,10 @@ def voila_config(settings: Settings, host: str, port: int, pool_size: int) -> di
         },
         "VoilaConfiguration": {
             "template": VOILA_TEMPLATE,
+            # Not from the page's address: Voilà writes `?theme=` into the page unescaped, and
+            # `?template=` would pick any installed template.
+            "allow_theme_override": "NO",
+            "allow_template_override": "NO",
             "strip_sources": True,
             "show_tracebacks": False,
             "preheat_kernel": pool_size > 0,

@@ -42,7 +42,9 @@ from web_app.main import create_app
 pytestmark = [pytest.mark.slow]
 
 IDLE_SECONDS = 6
-CONNECT_SECONDS = 4  # under IDLE_SECONDS: an unconnected page's kernel is shut down before Voilà culls it
+# Set by the tests of pages that never connect (the app's default of 60 s for the others): under
+# IDLE_SECONDS, so the app's check comes before Voilà's culler.
+CONNECT_SECONDS = 2
 RENDER = f"{LIVE_DASHBOARDS_PATH}/voila/render"
 
 
@@ -73,7 +75,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         db.put_document("users", name, {"scopes": scopes, "password_hash": _HASH, "disabled": False})
     voila_port, web_port = free_port(), free_port()
     overrides = {"voila_port": voila_port, "web_port": web_port, "voila_max_kernels": 1}
-    overrides.update(voila_idle_seconds=IDLE_SECONDS, voila_connect_seconds=CONNECT_SECONDS)
+    overrides.update(voila_idle_seconds=IDLE_SECONDS)
     settings = settings_for(folder, db_api.port, **overrides)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
     env.update(
@@ -273,25 +275,60 @@ def test_an_idle_live_kernel_is_shut_down_and_frees_its_slot(live: Live) -> None
 
 
 def test_a_page_that_never_connects_has_its_kernel_shut_down_and_its_place_freed(
-    live: Live, caplog: pytest.LogCaptureFixture
+    live: Live, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A viewer who leaves before the page opens its socket (or a client that never runs its
     script): its kernel was left to Voilà's culler, 11 minutes by default, its place held all
     along; at the cap of 1 here, every other analyst got the snapshot meanwhile."""
+    monkeypatch.setattr(live.app_state.page_watch, "connect_seconds", CONNECT_SECONDS)  # type: ignore[attr-defined]
     caplog.set_level(logging.INFO, logger="web_app.page_watch")
     with live.signed_in("analyst") as analyst:
         kernel_id = _kernel_id(analyst.get(f"{RENDER}/overview.ipynb"))
         assert live.kernel_alive(kernel_id)
         busy = analyst.get(f"{RENDER}/models.ipynb")
         assert busy.status_code == 303 and busy.headers["location"] == "/dashboards/models?live=busy"
-        wait_for(
-            lambda: not live.kernel_alive(kernel_id), 30, "the unconnected page's kernel to be shut down"
-        )
+        wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the unconnected page's kernel to go")
         # Shut down by the app, once the page had gone unconnected for CONNECT_SECONDS, not culled.
         assert any(getattr(r, "kernel", None) == kernel_id for r in caplog.records), caplog.text
         again = analyst.get(f"{RENDER}/models.ipynb")
         assert again.status_code == 200
         assert asyncio.run(_leave(live, analyst, _kernel_id(again)))
+
+
+def test_a_page_connected_through_another_web_process_keeps_its_kernel(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With several web processes, a page may be sent by one and its socket go through another:
+    the first must not take the page for unconnected and shut a kernel in use down. Here the
+    socket goes to Voilà itself, which this app does not see either."""
+    monkeypatch.setattr(live.app_state.page_watch, "connect_seconds", CONNECT_SECONDS)  # type: ignore[attr-defined]
+    slots = live.app_state.live_kernels  # type: ignore[attr-defined]
+    with live.signed_in("analyst") as analyst:
+        kernel_id = _kernel_id(analyst.get(f"{RENDER}/schools.ipynb"))
+        voila_socket = live.voila.replace("http", "ws", 1) + f"/api/kernels/{kernel_id}/channels"
+
+        async def elsewhere() -> bool:
+            async with connect(f"{voila_socket}?session_id={uuid.uuid4()}", open_timeout=30) as socket:
+                await _kernel_info(socket)
+                # The app's check came, asked Voilà, and left the kernel be: its place here is free.
+                await asyncio.to_thread(wait_for, lambda: slots.live == 0, 30, "the page's place to be freed")
+                return live.kernel_alive(kernel_id) and (await _kernel_info(socket))["status"] == "ok"
+
+        assert asyncio.run(elsewhere())
+        wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be culled once idle")
+
+
+def test_a_page_takes_no_theme_or_template_from_its_address(live: Live) -> None:
+    """Voilà wrote `?theme=` into the page unescaped (HTML of the caller's choosing on this app's
+    origin, and a kernel id the proxy would read as the page's) and let `?template=` pick any
+    installed template."""
+    with live.signed_in("analyst") as analyst:
+        injected = '"><b id="injected">"kernelId": "00000000-0000-4000-8000-000000000000"</b>'
+        page = analyst.get(f"{RENDER}/overview.ipynb", params={"theme": injected, "template": "reveal"})
+        assert page.status_code == 200
+        assert 'id="injected"' not in page.text and "00000000-0000-4000-8000-000000000000" not in page.text
+        assert "reveal.js" not in page.text
+        assert asyncio.run(_leave(live, analyst, _kernel_id(page)))
 
 
 def test_with_voila_down_an_analyst_gets_the_snapshot(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -99,3 +99,17 @@ def test_a_kernel_named_twice_takes_one_slot() -> None:
     live.page_kernel("a")
     live.page_kernel("a")
     assert live.live == 2  # the second admission stays pending: held, never freed early
+
+
+def test_a_socket_being_opened_makes_its_kernel_not_unconnected() -> None:
+    live = LiveKernels(1, clock=Clock())
+    assert live.admit()
+    live.page_kernel("a")
+    live.opening("a")
+    assert not live.unconnected("a")
+    live.opened("a")  # it failed: nobody connected
+    assert live.unconnected("a")
+    live.opening("a")
+    live.opened("a")
+    live.connected("a")
+    assert not live.unconnected("a") and live.live == 1

@@ -1,31 +1,93 @@
-"""Reading a live page's kernel id as the page streams through the proxy (`web_app.page_watch`):
-pure logic; the whole path, with a real Voilà, is in test_live_dashboards.py."""
+"""A live page through the proxy (`web_app.page_watch`): reading the kernel id a page names as it
+streams, and the check of a page sent that has not connected. Pure logic, with stand-ins for
+Voilà's answers; the whole path, with a real Voilà, is in test_live_dashboards.py."""
 
 from __future__ import annotations
 
-from web_app.page_watch import SCAN_BYTES, KernelIdReader
+import asyncio
+
+from web_app.live_kernels import LiveKernels
+from web_app.page_watch import SCAN_BYTES, KernelIdReader, PageWatch
 
 KERNEL = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+OTHER = "11111111-2222-4333-8444-555555555555"
 CONFIG = (
-    f'<script id="jupyter-config-data" type="application/json">{{"baseUrl": "/", "kernelId": "{KERNEL}"}}'
+    '<script id="jupyter-config-data" type="application/json">\n'
+    f'{{"baseUrl": "/", "kernelId": "{KERNEL}", "theme": "light"}}\n</script>'
 )
 
 
+def _read(page: bytes, size: int) -> list[str]:
+    reader = KernelIdReader()
+    found = [reader.feed(page[i : i + size]) for i in range(0, len(page), size)]
+    return [f for f in found if f]
+
+
 def test_the_id_is_found_whole_however_the_page_is_cut() -> None:
-    page = ("<html><head>" + "x" * 5000 + CONFIG + "</script></head><body>" + "y" * 3000).encode()
+    page = ("<html><head>" + "x" * 5000 + CONFIG + "</head><body>" + "y" * 3000).encode()
     for size in (1, 7, 64, 4096, len(page)):
-        reader = KernelIdReader()
-        found = [reader.feed(page[i : i + size]) for i in range(0, len(page), size)]
-        assert [f for f in found if f] == [KERNEL], size
-        assert reader.kernel_id == KERNEL
+        assert _read(page, size) == [KERNEL], size
 
 
-def test_only_the_pages_head_is_searched() -> None:
+def test_only_the_configuration_counts() -> None:
+    """A kernel id written before the configuration (in a title, say) or in a page's body is not
+    the page's kernel; a configuration that is not JSON names none."""
+    before = f'<title>"kernelId": "{OTHER}"</title>'.encode()
+    assert _read(before + CONFIG.encode() + f'"kernelId": "{OTHER}"'.encode(), 10) == [KERNEL]
+    broken = CONFIG.replace('"theme"', "theme").encode()
+    assert _read(broken, 10) == []
+    forged = CONFIG.replace(KERNEL, "../../shutdown/x").encode()
+    assert _read(forged, 10) == []
+
+
+def test_only_the_pages_first_mebibyte_is_searched() -> None:
     reader = KernelIdReader()
     assert reader.feed(b"z" * SCAN_BYTES) is None
     assert reader.feed(CONFIG.encode()) is None and reader.kernel_id is None
+    unfinished = KernelIdReader()  # a configuration that does not end within it
+    assert unfinished.feed(CONFIG.encode()[:60] + b" " * SCAN_BYTES + b"</script>") is None
 
 
-def test_a_look_alike_is_not_an_id() -> None:
-    reader = KernelIdReader()
-    assert reader.feed(b'"kernelId": "../../api/shutdown/x", "kernelId": "ABCDEF"') is None
+class Voila:
+    """Stand-in answers: sockets Voilà counts, and whether a shutdown worked."""
+
+    def __init__(self, sockets: int | None, shuts_down: bool = True) -> None:
+        self.sockets, self.shuts_down, self.shut = sockets, shuts_down, []
+
+    async def connections(self, kernel_id: str) -> int | None:
+        return self.sockets
+
+    async def shut_down(self, kernel_id: str) -> bool:
+        self.shut.append(kernel_id)
+        return self.shuts_down
+
+
+def _checked(voila: Voila, opening: bool = False) -> LiveKernels:
+    live = LiveKernels(2)
+    assert live.admit()
+    live.page_kernel(KERNEL)
+    if opening:
+        live.opening(KERNEL)
+    asyncio.run(PageWatch(live, voila.connections, voila.shut_down, 0)._check(KERNEL))
+    return live
+
+
+def test_an_unconnected_page_has_its_kernel_shut_down_and_its_slot_freed() -> None:
+    voila = Voila(sockets=0)
+    assert _checked(voila).live == 0 and voila.shut == [KERNEL]
+
+
+def test_a_page_connected_through_another_web_process_keeps_its_kernel() -> None:
+    voila = Voila(sockets=1)
+    assert _checked(voila).live == 0 and voila.shut == []  # the other process counts it
+
+
+def test_without_voilas_answer_or_a_shutdown_the_slot_stays_held() -> None:
+    assert _checked(Voila(sockets=None)).live == 1
+    failing = Voila(sockets=0, shuts_down=False)
+    assert _checked(failing).live == 1 and failing.shut == [KERNEL]
+
+
+def test_a_socket_being_opened_keeps_the_kernel() -> None:
+    voila = Voila(sockets=0)
+    assert _checked(voila, opening=True).live == 1 and voila.shut == []

@@ -68,13 +68,16 @@ async def kernel_channels(websocket: WebSocket, kernel_id: str) -> None:
         await websocket.close(code=POLICY_VIOLATION)  # before accepting: the handshake gets a 403
         return
     state = websocket.app.state
+    live = state.live_kernels
+    live.opening(kernel_id)  # its page's check must not shut the kernel down meanwhile
     try:
         upstream = await open_kernel_socket(state.settings, websocket)
     except VoilaUnavailable as exc:
         log.warning("live dashboard socket refused", extra={"kernel": kernel_id, "error": str(exc)})
         await websocket.close(code=POLICY_VIOLATION)
         return
-    live = state.live_kernels
+    finally:
+        live.opened(kernel_id)
     live.connected(kernel_id)
     try:
         await websocket.accept(subprotocol=upstream.subprotocol)
