@@ -50,6 +50,8 @@ def test_voila_serves_the_dashboards_folder_with_sources_stripped_and_kernels_pr
     assert config["Voila"]["port_retries"] == 0
     assert config["VoilaConfiguration"] == {
         "template": "workbench",
+        "allow_theme_override": "NO",
+        "allow_template_override": "NO",
         "strip_sources": True,
         "show_tracebacks": False,
         "preheat_kernel": True,
