@@ -5,11 +5,10 @@ A slot is taken when a page is admitted, before its kernel exists. The proxy rea
 kernel id as Voilà sends it (`page_kernel`), and the page's first WebSocket to that kernel binds
 the slot to it; the slot is free again when the kernel's last socket closes (the tab closed, or
 Voilà shut the idle kernel down). A page that has not connected some time after it was sent (the
-viewer left) is `unconnected`: unless Voilà counts a socket to it (through another web process), the
-proxy shuts its kernel down and `forget`s it. An admission
-whose kernel the proxy never learnt gives its slot back after `bind_seconds`, which the app sets
-to how long such a kernel may live unseen (until Voilà's culler finds it idle); a page whose
-render failed gives it back at once.
+viewer left) is `unconnected`: unless Voilà counts a socket to it (through another web process),
+the proxy shuts its kernel down and `forget`s it. An admission whose kernel the proxy never learnt
+gives its slot back after `bind_seconds`, which the app sets to how long such a kernel may live
+unseen (until Voilà's culler finds it idle); a page whose render failed gives it back at once.
 The count is per web process: pure bookkeeping, without I/O, on the event loop's thread.
 """
 
