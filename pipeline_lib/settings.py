@@ -204,6 +204,13 @@ class Settings(BaseSettings):
         description="a request body that sends nothing for this long is cut off, as is a connection "
         "whose request head has not all arrived in this long",
     )
+    upload_max_seconds: float = Field(
+        7200.0,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="a request body still arriving after this long (time spent waiting for the client) "
+        "is cut off",
+    )
     trusted_proxies: str = Field(
         "",
         description="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For "

@@ -7,7 +7,8 @@ seconds is never idle, and held an upload slot for as long as its client liked; 
 start, a burst first bought hours of such a trickle after it; over a window as long as the idle
 limit, a client at 16 KiB/s could not pause 20 s): the app sees `BodyIdle` where it reads the
 body (the bulk upload route reports what it had committed), and a request whose response has not
-started is answered 408 here. With the size limit this bounds how long any body can take.
+started is answered 408 here. A body still arriving after `max_seconds` of waiting is cut off
+too: at the minimum rate, a body of the size limit took 18 hours, holding an upload slot all along.
 Waiting for a disconnect after the body is not limited.
 """
 
@@ -49,12 +50,21 @@ class BodySlow(BodyIdle):
         )  # fmt: skip
 
 
+class BodyTooLong(BodyIdle):
+    def __init__(self, seconds: float) -> None:
+        detail = f"The request body took too long: it was still arriving after {seconds:g} seconds."
+        BodyRefused.__init__(
+            self, 408, detail, "The request body took too long", problem_detail=detail,
+            headers={"Connection": "close"},
+        )  # fmt: skip
+
+
 class BodyIdleMiddleware(BodyGuard):
     refusal = BodyIdle
 
-    def __init__(self, app: ASGIApp, seconds: float) -> None:
+    def __init__(self, app: ASGIApp, seconds: float, max_seconds: float) -> None:
         super().__init__(app)
-        self.seconds = seconds
+        self.seconds, self.max_seconds = seconds, max_seconds
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         body_done = False
@@ -72,6 +82,8 @@ class BodyIdleMiddleware(BodyGuard):
                 body_done = message["type"] != "http.request" or not message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if not body_done:
+                    if waited > self.max_seconds:
+                        raise BodyTooLong(self.max_seconds)
                     self._judge_rate(marks, waited, received)
                 return message
             raise BodyIdle(self.seconds)

@@ -121,7 +121,9 @@ def create_app(
     )
 
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))
-    app.add_middleware(BodyIdleMiddleware, seconds=settings.upload_idle_seconds)
+    app.add_middleware(
+        BodyIdleMiddleware, seconds=settings.upload_idle_seconds, max_seconds=settings.upload_max_seconds
+    )
     app.add_middleware(SecurityHeaders)
     # Outermost: everything below sees the client address and scheme it counts.
     app.add_middleware(ClientAddressMiddleware, trusted=parse_trusted_proxies(settings.trusted_proxies))

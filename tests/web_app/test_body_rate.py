@@ -9,7 +9,12 @@ from web_app.body_idle import BodyIdleMiddleware
 
 
 def _run(
-    chunks: int, client_pause: float | list[float], app_pause: float, first: int = 1024, then: int = 1024
+    chunks: int,
+    client_pause: float | list[float],
+    app_pause: float,
+    first: int = 1024,
+    then: int = 1024,
+    max_seconds: float = 3600,
 ) -> list[dict]:
     """What the middleware sent (the app sends nothing: an answer is the middleware's refusal).
     The client sends `first` bytes, then `then` bytes a chunk, `client_pause` seconds before each
@@ -30,7 +35,7 @@ def _run(
     async def send(message: dict) -> None:
         sent.append(message)
 
-    middleware = BodyIdleMiddleware(app, seconds=0.3)
+    middleware = BodyIdleMiddleware(app, seconds=0.3, max_seconds=max_seconds)
     anyio.run(middleware.http, {"type": "http", "method": "POST", "path": "/"}, receive, send)
     return sent
 
@@ -66,3 +71,11 @@ def test_a_client_at_twice_the_minimum_rate_may_pause_most_of_the_idle_limit() -
     pause of two thirds of it (review): the window is WINDOW_IDLE_LIMITS idle limits."""
     pauses = [0.05] * 30 + [0.25] + [0.05] * 5  # 0.8 KiB every 50 ms, one pause of 0.25 s (limit 0.3)
     assert _run(chunks=len(pauses), client_pause=pauses, app_pause=0.0, then=819) == []
+
+
+def test_a_body_that_keeps_the_rate_is_cut_off_at_the_time_limit() -> None:
+    """At the minimum rate a 512 MiB body took 18 hours, holding an upload slot all along; now
+    the client's waiting counts against `max_seconds` too (the app's own time does not)."""
+    start, body = _run(chunks=40, client_pause=0.05, app_pause=0.0, then=64 * 1024, max_seconds=1.0)
+    assert start["status"] == 408 and b"took too long" in body["body"]
+    assert _run(chunks=20, client_pause=0.0, app_pause=0.1, then=64 * 1024, max_seconds=1.0) == []

@@ -330,6 +330,27 @@ def test_an_upload_that_trickles_in_is_cut_off_and_reports_what_was_committed(
     assert "received" in problem, problem  # the bulk report: what was stored, what to send again
 
 
+@pytest.mark.parametrize("web_settings", [{"upload_max_seconds": 3.0}], indirect=True)
+def test_an_upload_that_keeps_the_rate_is_cut_off_at_the_time_limit(stack: WebStack) -> None:
+    """Rows at 16 KiB/s (twice the minimum rate) are never too slow: a body of the size limit
+    took 9 hours, holding an upload slot all along. Cut off after `upload_max_seconds`."""
+    (token,) = _add_submitters(stack, 1)
+    rows = (ROW * 150).encode()  # about 4 KiB, one chunk each quarter second
+    with _stalled(stack, [token], HEADER.encode()) as (sock,):
+        answer = None
+        for _ in range(120):
+            sock.sendall(f"{len(rows):x}\r\n".encode() + rows + b"\r\n")
+            ready, _, _ = select.select([sock], [], [], 0.25)
+            if ready:
+                answer = _answer(sock, wait=10)
+                break
+    assert answer is not None, "the upload was never cut off"
+    status, _, body = answer
+    problem = json.loads(body)
+    assert status == 408 and "took too long" in problem["title"], problem
+    assert problem["received"] > 0 and "stored_through_line" in problem, problem
+
+
 @pytest.mark.parametrize("web_settings", [{"upload_idle_seconds": 2.0}], indirect=True)
 def test_a_stalled_json_body_is_cut_off(stack: WebStack) -> None:
     host, port = stack.url.removeprefix("http://").split(":")
