@@ -40,8 +40,11 @@ class _Stop(Exception):
     """Raised from a parser callback to stop parsing a connection being closed."""
 
 
+HEAD_SECONDS = 30.0  # when no limit is given: WORKBENCH_UPLOAD_IDLE_SECONDS's default
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    def __init__(self, *args: Any, head_seconds: float = 30.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, head_seconds: float = HEAD_SECONDS, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.head_seconds = head_seconds
         self._head_timer: asyncio.TimerHandle | None = None

@@ -7,7 +7,7 @@ import gc
 from typing import Any
 
 from web_app.client_address import uvicorn_proxy_options
-from web_app.http_protocol import BoundedHttpToolsProtocol
+from web_app.http_protocol import HEAD_SECONDS, BoundedHttpToolsProtocol
 
 # asyncio's own event loop, not uvloop. uvloop's libuv accepts one waiting connection per turn of
 # the loop (libuv PR #3696), so while the app is busy new connections queue in the kernel: with 64
@@ -17,7 +17,7 @@ from web_app.http_protocol import BoundedHttpToolsProtocol
 EVENT_LOOP = "asyncio"
 
 
-def uvicorn_options(trusted_proxies: str, head_seconds: float = 30.0) -> dict[str, Any]:
+def uvicorn_options(trusted_proxies: str, head_seconds: float = HEAD_SECONDS) -> dict[str, Any]:
     """uvicorn's options for the web app behind `trusted_proxies` (WORKBENCH_TRUSTED_PROXIES),
     a request head given `head_seconds` to arrive (WORKBENCH_UPLOAD_IDLE_SECONDS)."""
     http = functools.partial(BoundedHttpToolsProtocol, head_seconds=head_seconds)

@@ -9,7 +9,8 @@ import socket
 import uvicorn
 from uvicorn.server import ServerState
 
-from web_app.http_protocol import MAX_PIPELINED, BoundedHttpToolsProtocol
+from pipeline_lib.settings import Settings
+from web_app.http_protocol import HEAD_SECONDS, MAX_PIPELINED, BoundedHttpToolsProtocol
 
 
 async def _slow_app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-def]
@@ -38,3 +39,7 @@ def test_parsing_stops_once_too_many_requests_wait() -> None:
     queued, closing = asyncio.run(scenario())
     assert closing
     assert queued <= MAX_PIPELINED + 1
+
+
+def test_the_head_limit_without_a_setting_is_the_settings_default() -> None:
+    assert Settings.model_fields["upload_idle_seconds"].default == HEAD_SECONDS
