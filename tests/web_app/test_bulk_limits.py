@@ -261,6 +261,19 @@ def _stalled(stack: WebStack, tokens: list[str], first: bytes) -> Iterator[list[
             sock.close()
 
 
+def _drip_until_answered(
+    sock: socket.socket, data: bytes, *, times: int, pause: float
+) -> tuple[int, dict[str, str], str] | None:
+    """Send `data` as one chunk of the upload's body, `pause` seconds apart, until the app answers
+    (its answer) or `times` chunks went unanswered (None)."""
+    for _ in range(times):
+        sock.sendall(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        ready, _, _ = select.select([sock], [], [], pause)
+        if ready:
+            return _answer(sock, wait=10)
+    return None
+
+
 def test_stalled_uploads_are_capped_and_the_app_keeps_answering(stack: WebStack) -> None:
     per_user, total = stack.settings.max_bulk_uploads_per_user, stack.settings.max_bulk_uploads
     accounts = _add_submitters(stack, 10)
@@ -316,13 +329,7 @@ def test_an_upload_that_trickles_in_is_cut_off_and_reports_what_was_committed(
     the start, a first megabyte bought two minutes of that trickle (review)."""
     (token,) = _add_submitters(stack, 1)
     with _stalled(stack, [token], (HEADER + ROW * burst_rows).encode()) as (sock,):
-        answer = None
-        for _ in range(30):
-            sock.sendall(b"1\r\n,\r\n")  # one byte, as one chunk
-            ready, _, _ = select.select([sock], [], [], 1.0)
-            if ready:
-                answer = _answer(sock, wait=10)
-                break
+        answer = _drip_until_answered(sock, b",", times=30, pause=1.0)  # one byte a second
     assert answer is not None, "the trickling upload was never cut off"
     status, _, body = answer
     problem = json.loads(body)
@@ -337,13 +344,7 @@ def test_an_upload_that_keeps_the_rate_is_cut_off_at_the_time_limit(stack: WebSt
     (token,) = _add_submitters(stack, 1)
     rows = (ROW * 150).encode()  # about 4 KiB, one chunk each quarter second
     with _stalled(stack, [token], HEADER.encode()) as (sock,):
-        answer = None
-        for _ in range(120):
-            sock.sendall(f"{len(rows):x}\r\n".encode() + rows + b"\r\n")
-            ready, _, _ = select.select([sock], [], [], 0.25)
-            if ready:
-                answer = _answer(sock, wait=10)
-                break
+        answer = _drip_until_answered(sock, rows, times=120, pause=0.25)
     assert answer is not None, "the upload was never cut off"
     status, _, body = answer
     problem = json.loads(body)
