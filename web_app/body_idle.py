@@ -24,10 +24,14 @@ from web_app.middleware import BodyGuard, BodyRefused
 
 
 class BodyIdle(BodyRefused):
+    """A body cut off: 408, and the connection closed (the rest of the body is not read)."""
+
     def __init__(self, seconds: float) -> None:
         detail = f"The request body stalled: nothing arrived for {seconds:g} seconds, so it was cut off."
-        title = "The request body stalled"
-        super().__init__(408, detail, title, problem_detail=detail, headers={"Connection": "close"})
+        self._cut_off(detail, "The request body stalled")
+
+    def _cut_off(self, detail: str, title: str) -> None:
+        BodyRefused.__init__(self, 408, detail, title, problem_detail=detail, headers={"Connection": "close"})
 
 
 MIN_BYTES_PER_SECOND = 8 * 1024  # a slow mobile link sends ten times that
@@ -44,19 +48,13 @@ class BodySlow(BodyIdle):
             f"The request body arrived too slowly: {rate:,.0f} bytes per second over {seconds:.0f} seconds, "
             f"under the {MIN_BYTES_PER_SECOND:,} this server waits for, so it was cut off."
         )
-        BodyRefused.__init__(
-            self, 408, detail, "The request body arrived too slowly", problem_detail=detail,
-            headers={"Connection": "close"},
-        )  # fmt: skip
+        self._cut_off(detail, "The request body arrived too slowly")
 
 
 class BodyTooLong(BodyIdle):
     def __init__(self, seconds: float) -> None:
         detail = f"The request body took too long: it was still arriving after {seconds:g} seconds."
-        BodyRefused.__init__(
-            self, 408, detail, "The request body took too long", problem_detail=detail,
-            headers={"Connection": "close"},
-        )  # fmt: skip
+        self._cut_off(detail, "The request body took too long")
 
 
 class BodyIdleMiddleware(BodyGuard):
