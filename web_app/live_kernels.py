@@ -18,6 +18,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+KERNEL_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # Voilà's, lower-case
+
 
 class LiveKernels:
     def __init__(

@@ -17,7 +17,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-from web_app.live_kernels import LiveKernels
+from web_app.live_kernels import KERNEL_ID, LiveKernels
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 # template a page's address could name are not taken: `cli.dashboards`).
 _CONFIG_START = b'<script id="jupyter-config-data"'
 _CONFIG_END = b"</script>"
-KERNEL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 SCAN_BYTES = 1 << 20  # nothing past the page's first MiB is searched or kept
 
 
@@ -74,7 +73,7 @@ def _kernel_id(element: bytes) -> str | None:
     except ValueError:
         return None
     found = config.get("kernelId") if isinstance(config, dict) else None
-    return found if isinstance(found, str) and KERNEL_ID.fullmatch(found) else None
+    return found if isinstance(found, str) and re.fullmatch(KERNEL_ID, found) else None
 
 
 class PageWatch:

@@ -32,6 +32,7 @@ from web_app.deps import (
     VoilaHttpDep,
     page_user,
 )
+from web_app.live_kernels import KERNEL_ID
 from web_app.routes.result_data import is_analyst
 from web_app.security import TokenClaims
 from web_app.voila_proxy import VoilaUnavailable, forward, open_kernel_socket, pump, shut_down_kernel
@@ -39,7 +40,6 @@ from web_app.voila_proxy import VoilaUnavailable, forward, open_kernel_socket, p
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["dashboards"])
 Analyst = Annotated[TokenClaims, Security(page_user, scopes=["analyst"])]
-KERNEL_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _RENDER = re.compile(rf"voila/render/({NAME_PATTERN})\.ipynb")
 _RENDER_PREFIX = "voila/render/"
 _SHUTDOWN = re.compile(rf"voila/api/shutdown/{KERNEL_ID}")

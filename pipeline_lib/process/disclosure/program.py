@@ -47,7 +47,7 @@ class Program:
         if name not in self.index:
             self.index[name] = len(self.bounds)
             self.bounds.append((low, high))
-            self._parts, self._solvers = None, {}
+            self._changed()
 
     def add(self, terms: Mapping[Any, float], known: float, sense: str, scale: float = 0.0) -> None:
         """sum(terms) + known  (== | <=)  0, over unknowns and constants; `scale` is the size of
@@ -58,19 +58,23 @@ class Program:
         coefficients = {c: a for c, a in coefficients.items() if a}
         if not coefficients:
             return
-        self._parts = None
-        self._solvers = {}
+        self._changed()
         slack = TOLERANCE * (1 + max(abs(known), scale))
         self.rows.append((dict(coefficients), -known + slack))
         if sense == "==":
             self.rows.append(({i: -a for i, a in coefficients.items()}, known + slack))
+
+    def _changed(self) -> None:
+        """The components, and the solvers kept for them, are found again when next asked."""
+        self._parts, self._solvers = None, {}
 
     def interval(self, objective: Mapping[object, float]) -> tuple[float, float, int]:
         """min and max of `objective` over the constraints of its unknowns' component."""
         if self._parts is None:
             self._parts = self._components()
         names = [self.index[n] for n in objective]
-        columns, A, b, signature = self._parts[self._root(names[0])]
+        root = self._root(names[0])
+        columns, A, b, signature = self._parts[root]
         key = (signature, frozenset(objective.items()))
         if key in self.solved:
             return (*self.solved[key], 0)
@@ -78,7 +82,6 @@ class Program:
         c = np.zeros(len(columns))
         for name, a in objective.items():
             c[position[self.index[name]]] += a
-        root = self._root(names[0])
         if root not in self._solvers:
             self._solvers[root] = _solver([self.bounds[j] for j in columns], A, b)
         ends = [_optimum(self._solvers[root], sign * c) for sign in (1.0, -1.0)]
