@@ -173,6 +173,13 @@ class Settings(BaseSettings):
         description="live dashboards analysts may have open at once through the web app (each holds "
         "a kernel of 150-300 MB); past it a viewer gets the snapshot. 0: snapshots only",
     )
+    voila_kernels_per_account: int = Field(
+        2,
+        ge=1,
+        le=256,
+        description="live dashboards one analyst's account may have open at once (of "
+        "voila_max_kernels), so no one account holds them all; past it that analyst gets the snapshot",
+    )
     voila_idle_seconds: int = Field(
         600, ge=5, le=7 * 24 * 3600, description="a live dashboard's kernel idle this long is shut down"
     )

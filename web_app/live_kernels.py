@@ -1,15 +1,17 @@
 """The cap on live dashboards (`WORKBENCH_VOILA_MAX_KERNELS`): each live page holds a Voilà
-kernel of 150-300 MB, so the proxy admits a page only while fewer than the cap are live.
+kernel of 150-300 MB, so the proxy admits a page only while fewer than the cap are live, and
+only while its account holds fewer than `WORKBENCH_VOILA_KERNELS_PER_ACCOUNT` of them (so one
+analyst's tabs, or a script keeping sockets busy, cannot hold every place).
 
-A slot is taken when a page is admitted, before its kernel exists. The proxy reads the page's
-kernel id as Voilà sends it (`page_kernel`), and the page's first WebSocket to that kernel binds
-the slot to it; the slot is free again when the kernel's last socket closes (the tab closed, or
-Voilà shut the idle kernel down). A page that has not connected some time after it was sent (the
-viewer left) is `unconnected`: unless Voilà counts a socket to it (through another web process),
-the proxy shuts its kernel down and `forget`s it. An admission whose kernel the proxy never learnt
-gives its slot back after `bind_seconds`, which the app sets to how long such a kernel may live
-unseen (until Voilà's culler finds it idle); a page whose render failed gives it back at once.
-The count is per web process: pure bookkeeping, without I/O, on the event loop's thread.
+A slot is taken for the page's account when a page is admitted, before its kernel exists. The
+proxy reads the page's kernel id as Voilà sends it (`page_kernel`), and the page's first WebSocket
+to that kernel binds the slot to it; the slot is free again when the kernel's last socket closes
+(the tab closed, or Voilà shut the idle kernel down). A page that has not connected some time after
+it was sent (the viewer left) is `unconnected`: unless Voilà counts a socket to it (through another
+web process), the proxy shuts its kernel down and `forget`s it. An admission whose kernel the proxy
+never learnt gives its slot back after `bind_seconds`, which the app sets to how long such a kernel
+may live unseen (until Voilà's culler finds it idle); a page whose render failed gives it back at
+once. The count is per web process: pure bookkeeping, without I/O, on the event loop's thread.
 """
 
 from __future__ import annotations
@@ -23,21 +25,29 @@ KERNEL_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # V
 
 class LiveKernels:
     def __init__(
-        self, cap: int, bind_seconds: float = 120.0, clock: Callable[[], float] = time.monotonic
+        self,
+        cap: int,
+        per_account: int | None = None,
+        bind_seconds: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cap = cap
+        self.per_account = cap if per_account is None else per_account
         self.bind_seconds = bind_seconds
         self._clock = clock
-        self._pending: deque[float] = deque()  # admissions whose kernel is not known yet, oldest first
-        self._unseen: dict[str, float] = {}  # kernel id -> when its page named it; no socket yet
+        # Each slot is an account's: admissions whose kernel is not known yet (oldest first), pages
+        # that named their kernel and have no socket yet, kernels with sockets through the proxy.
+        self._pending: deque[tuple[float, str]] = deque()  # (when admitted, account)
+        self._unseen: dict[str, tuple[float, str]] = {}  # kernel id -> (when its page named it, account)
         self._opening: dict[str, int] = {}  # kernel id -> sockets being opened to Voilà right now
         self._sockets: dict[str, int] = {}  # kernel id -> open sockets through the proxy
+        self._owners: dict[str, str] = {}  # kernel id with sockets -> the account its slot counts for
 
     def _expire(self) -> None:
         horizon = self._clock() - self.bind_seconds
-        while self._pending and self._pending[0] < horizon:
+        while self._pending and self._pending[0][0] < horizon:
             self._pending.popleft()
-        for kernel_id in [k for k, named in self._unseen.items() if named < horizon]:
+        for kernel_id in [k for k, (named, _) in self._unseen.items() if named < horizon]:
             del self._unseen[kernel_id]
 
     @property
@@ -46,27 +56,46 @@ class LiveKernels:
         self._expire()
         return len(self._sockets) + len(self._unseen) + len(self._pending)
 
-    def admit(self) -> bool:
-        """Take a slot for a page about to start (or take a preheated) kernel; False at the cap."""
+    def held(self, account: str) -> int:
+        """Slots `account` holds."""
+        self._expire()
+        return (
+            sum(1 for _, owner in self._pending if owner == account)
+            + sum(1 for _, owner in self._unseen.values() if owner == account)
+            + sum(1 for owner in self._owners.values() if owner == account)
+        )
+
+    def admit(self, account: str) -> str | None:
+        """Take a slot for `account`'s page about to start (or take a preheated) kernel; None when
+        taken, else why not: `busy` (at the cap) or `yours` (the account holds `per_account`)."""
         if self.live >= self.cap:
-            return False
-        self._pending.append(self._clock())
-        return True
+            return "busy"
+        if self.held(account) >= self.per_account:
+            return "yours"
+        self._pending.append((self._clock(), account))
+        return None
 
-    def give_back(self) -> None:
-        """An admitted page that will not connect (its render failed): free its slot now."""
-        if self._pending:
-            self._pending.pop()
+    def _take_pending(self, account: str, newest: bool = False) -> bool:
+        """Remove `account`'s oldest (or newest) admission; whether it had one."""
+        order = range(len(self._pending) - 1, -1, -1) if newest else range(len(self._pending))
+        for index in order:
+            if self._pending[index][1] == account:
+                del self._pending[index]
+                return True
+        return False
 
-    def page_kernel(self, kernel_id: str) -> None:
-        """An admitted page named its kernel: the oldest admission's slot is now that kernel's (the
-        oldest, so the others are held at least as long as before)."""
+    def give_back(self, account: str) -> None:
+        """`account`'s admitted page will not connect (its render failed): free its slot now."""
+        self._take_pending(account, newest=True)
+
+    def page_kernel(self, kernel_id: str, account: str) -> None:
+        """`account`'s admitted page named its kernel: the account's oldest admission's slot is now
+        that kernel's (the oldest, so the others are held at least as long as before)."""
         self._expire()
         if kernel_id in self._unseen or kernel_id in self._sockets:
             return  # a preheated kernel Voilà handed out again would be named twice
-        if self._pending:
-            self._pending.popleft()
-            self._unseen[kernel_id] = self._clock()
+        if self._take_pending(account):
+            self._unseen[kernel_id] = (self._clock(), account)
 
     def unconnected(self, kernel_id: str) -> bool:
         """Whether `kernel_id`'s page named it and no socket to it has opened, or is opening, since."""
@@ -88,13 +117,17 @@ class LiveKernels:
         """The unconnected page's kernel is being shut down: free its slot."""
         self._unseen.pop(kernel_id, None)
 
-    def connected(self, kernel_id: str) -> None:
-        """A socket to `kernel_id` opened; a kernel's first binds its page's slot, or the oldest
-        admission's when its page was not read."""
+    def connected(self, kernel_id: str, account: str) -> None:
+        """`account` opened a socket to `kernel_id`; a kernel's first binds its page's slot (the
+        page's account's), or `account`'s oldest admission's when its page was not read."""
         if kernel_id not in self._sockets:
             self._expire()
-            if self._unseen.pop(kernel_id, None) is None and self._pending:
-                self._pending.popleft()
+            named = self._unseen.pop(kernel_id, None)
+            if named is not None:
+                account = named[1]
+            else:
+                self._take_pending(account)
+            self._owners[kernel_id] = account
         self._sockets[kernel_id] = self._sockets.get(kernel_id, 0) + 1
 
     def disconnected(self, kernel_id: str) -> bool:
@@ -104,4 +137,5 @@ class LiveKernels:
             self._sockets[kernel_id] = left
             return False
         self._sockets.pop(kernel_id, None)
+        self._owners.pop(kernel_id, None)
         return True

@@ -111,7 +111,9 @@ def create_app(
     # A page admitted whose kernel the proxy did not read holds its slot as long as that kernel
     # may live: until Voilà's culler finds it idle. One read is shut down if it never connects.
     unbound = settings.voila_idle_seconds + settings.voila_cull_interval
-    app.state.live_kernels = LiveKernels(settings.voila_max_kernels, bind_seconds=unbound)
+    app.state.live_kernels = LiveKernels(
+        settings.voila_max_kernels, settings.voila_kernels_per_account, bind_seconds=unbound
+    )
     app.state.voila_http = voila_proxy.http_client()
     app.state.page_watch = PageWatch(
         app.state.live_kernels,

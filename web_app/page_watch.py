@@ -93,7 +93,7 @@ class PageWatch:
         self._timers: dict[str, asyncio.TimerHandle] = {}  # kernel id -> its check, waiting
         self._checks: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
 
-    async def relay(self, page: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def relay(self, page: AsyncIterator[bytes], account: str) -> AsyncIterator[bytes]:
         """`page` as it comes, its kernel noted before the piece naming it is passed on (so no
         socket can come first); the check is set when the page ends, sent or cut off by a viewer
         who left (then nobody will connect, and the check frees the place)."""
@@ -101,7 +101,7 @@ class PageWatch:
         try:
             async for piece in page:
                 if kernel_id := reader.feed(piece):
-                    self.live.page_kernel(kernel_id)
+                    self.live.page_kernel(kernel_id, account)
                 yield piece
         finally:
             if reader.kernel_id is not None:

@@ -220,6 +220,36 @@ def test_past_the_cap_an_analyst_gets_the_snapshot_and_why_until_a_kernel_is_fre
         assert asyncio.run(_leave(live, analyst, _kernel_id(again)))
 
 
+def test_one_analyst_cannot_hold_every_live_dashboard(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A live page holds its kernel while its socket is open and busy: one analyst opening pages
+    (tabs, or a script keeping sockets busy) took every place under the cap, and every other
+    analyst got the snapshot for as long as that went on."""
+    kernels = live.app_state.live_kernels  # type: ignore[attr-defined]
+    monkeypatch.setattr(kernels, "cap", 2)
+    monkeypatch.setattr(kernels, "per_account", 1, raising=False)
+    with live.signed_in("analyst") as analyst, live.signed_in("admin") as other:
+        first = _kernel_id(analyst.get(f"{RENDER}/overview.ipynb"))
+
+        async def hold_then_try() -> tuple[httpx.Response, httpx.Response]:
+            async with _socket(live, analyst, first) as socket:
+                await _kernel_info(socket)
+                second = await asyncio.to_thread(analyst.get, f"{RENDER}/models.ipynb")
+                theirs = await asyncio.to_thread(other.get, f"{RENDER}/models.ipynb")
+                return second, theirs
+
+        second, theirs = asyncio.run(hold_then_try())
+        assert second.status_code == 303 and second.headers["location"] == "/dashboards/models?live=yours"
+        snapshot = analyst.get(second.headers["location"])
+        assert snapshot.status_code == 200
+        assert "You have 1 live dashboard open, as many as one account may" in snapshot.text
+        assert theirs.status_code == 200  # another analyst still gets a live page
+        assert asyncio.run(_leave(live, other, _kernel_id(theirs)))
+        wait_for(lambda: not live.kernel_alive(first), 30, "the first page's kernel to be shut down")
+        again = analyst.get(f"{RENDER}/models.ipynb")  # its own page closed: a place of its own again
+        assert again.status_code == 200
+        assert asyncio.run(_leave(live, analyst, _kernel_id(again)))
+
+
 async def _leave(live: Live, client: httpx.Client, kernel_id: str) -> bool:
     async with _socket(live, client, kernel_id) as socket:
         return (await _kernel_info(socket))["status"] == "ok"

@@ -64,8 +64,8 @@ class Voila:
 
 def _checked(voila: Voila, opening: bool = False) -> LiveKernels:
     live = LiveKernels(2)
-    assert live.admit()
-    live.page_kernel(KERNEL)
+    assert live.admit("analyst") is None
+    live.page_kernel(KERNEL, "analyst")
     if opening:
         live.opening(KERNEL)
     asyncio.run(PageWatch(live, voila.connections, voila.shut_down, 0)._check(KERNEL))

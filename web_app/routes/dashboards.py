@@ -16,7 +16,8 @@ from fastapi.responses import HTMLResponse
 
 from pipeline_lib.dashboards.catalog import NAME_PATTERN, live_path
 from pipeline_lib.settings import LIVE_DASHBOARDS_PATH, Settings
-from web_app.deps import DbDep, SettingsDep, SnapshotCacheDep, page_user
+from web_app.deps import DbDep, LiveKernelsDep, SettingsDep, SnapshotCacheDep, page_user
+from web_app.live_kernels import LiveKernels
 from web_app.pages import render
 from web_app.routes.result_data import is_analyst
 from web_app.security import TokenClaims
@@ -46,12 +47,15 @@ async def dashboards_page(
     return await render(request, "dashboards.html", context)
 
 
-def why_not_live(why: str | None, settings: Settings) -> str | None:
+def why_not_live(why: str | None, settings: Settings, kernels: LiveKernels) -> str | None:
     """The line that tells an analyst sent here from the live dashboard why they got the snapshot."""
     minutes = max(1, round(settings.voila_idle_seconds / 60))
+    yours = kernels.per_account
     return {
-        "busy": f"All {settings.voila_max_kernels} live dashboards are in use, so this is the snapshot. "
+        "busy": f"All {kernels.cap} live dashboards are in use, so this is the snapshot. "
         f"A live one frees up when its page is closed, or after {minutes} idle minutes.",
+        "yours": f"You have {yours} live {'dashboard' if yours == 1 else 'dashboards'} open, as many as "
+        "one account may, so this is the snapshot. Close one of their pages to open another live.",
         "off": "Live dashboards are turned off on this server (WORKBENCH_VOILA_MAX_KERNELS=0), "
         "so this is the snapshot.",
         "down": "The live dashboards are not running (they start with `workbench up`), "
@@ -67,7 +71,8 @@ async def dashboard_page(
     db: DbDep,
     settings: SettingsDep,
     cache: SnapshotCacheDep,
-    live: Annotated[Literal["busy", "off", "down"] | None, Query()] = None,
+    kernels: LiveKernelsDep,
+    live: Annotated[Literal["busy", "yours", "off", "down"] | None, Query()] = None,
 ) -> Response:
     snapshots = await cache.snapshots(db)
     names = cache.names
@@ -84,7 +89,7 @@ async def dashboard_page(
         "titles": {n: s.title for n, s in snapshots.items()},
         "analyst": is_analyst(user),
         "live_url": live_path(name),
-        "not_live": why_not_live(live, settings) if is_analyst(user) else None,
+        "not_live": why_not_live(live, settings, kernels) if is_analyst(user) else None,
     }
     response = await render(request, "dashboard.html", context)
     response.headers["Content-Security-Policy"] = DASHBOARD_CSP

@@ -2,7 +2,8 @@
 origin and sign-in (HTTP, and the kernels' WebSockets). Voilà itself listens on loopback only.
 
 Scope `analyst` (or `admin`). A page that would start a kernel is admitted only below the cap
-(`WORKBENCH_VOILA_MAX_KERNELS`, `web_app.live_kernels`); past it the viewer is sent to the
+(`WORKBENCH_VOILA_MAX_KERNELS`, `web_app.live_kernels`), and only while the analyst's account
+holds fewer than `WORKBENCH_VOILA_KERNELS_PER_ACCOUNT`; past either the viewer is sent to the
 dashboard's snapshot with a line saying why. When a page's last socket closes its kernel is shut
 down, and Voilà shuts down a kernel idle for `WORKBENCH_VOILA_IDLE_SECONDS`, which closes the page's
 socket and frees the slot; a page sent that opens no socket within `WORKBENCH_VOILA_CONNECT_SECONDS`
@@ -63,8 +64,12 @@ async def socket_user(websocket: WebSocket) -> TokenClaims | None:
 async def kernel_channels(websocket: WebSocket, kernel_id: str) -> None:
     """A live page's socket to its kernel, relayed to Voilà's."""
     user = await socket_user(websocket)
-    allowed = user is not None and is_analyst(user) and same_origin(websocket)
-    if not allowed or not re.fullmatch(KERNEL_ID, kernel_id):
+    if (
+        user is None
+        or not is_analyst(user)
+        or not same_origin(websocket)
+        or not re.fullmatch(KERNEL_ID, kernel_id)
+    ):
         await websocket.close(code=POLICY_VIOLATION)  # before accepting: the handshake gets a 403
         return
     state = websocket.app.state
@@ -78,7 +83,7 @@ async def kernel_channels(websocket: WebSocket, kernel_id: str) -> None:
         return
     finally:
         live.opened(kernel_id)
-    live.connected(kernel_id)
+    live.connected(kernel_id, user.username)
     try:
         await websocket.accept(subprotocol=upstream.subprotocol)
         await pump(websocket, upstream, state.settings.voila_idle_seconds)
@@ -119,20 +124,21 @@ async def live_dashboard(
     page = _RENDER.fullmatch(path) if request.method == "GET" else None
     if page and live.cap == 0:
         return _to_snapshot(page[1], "off")
-    if page and not live.admit():
-        return _to_snapshot(page[1], "busy")
+    if page and (refused := live.admit(user.username)):
+        return _to_snapshot(page[1], refused)
     try:
         response = await forward(voila, settings, request)
     except VoilaUnavailable as exc:
         if page:
-            live.give_back()
+            live.give_back(user.username)
             return _to_snapshot(page[1], "down")
         log.warning("live dashboards unreachable", extra={"error": str(exc)})
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "The live dashboards are not running"
         ) from None
     if page and response.status_code != 200:
-        live.give_back()
+        live.give_back(user.username)
     elif page and isinstance(response, StreamingResponse):
-        response.body_iterator = request.app.state.page_watch.relay(response.body_iterator)
+        watch = request.app.state.page_watch
+        response.body_iterator = watch.relay(response.body_iterator, user.username)
     return response
