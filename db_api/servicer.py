@@ -19,7 +19,7 @@ from db_api import request_documents
 from db_api.collections import check_collection, scans_as_text
 from db_api.filters import Condition, parse_condition
 from db_api.scan_pages import PageEncoder, PageFormat, ipc_batches
-from db_api.store.base import Fence, ScanSpec, Store, WriteCounts
+from db_api.store.base import CallEnded, Fence, ScanSpec, Store, WriteCounts, while_wanted
 from pipeline_lib.wire import arrow_codec, bson_codec
 from pipeline_lib.wire.errors import DbApiError, InvalidArgument
 from pipeline_lib.wire.proto import dbapi_pb2 as pb
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 2000
 MAX_BATCH_SIZE = 100_000
 MAX_LIST = 10_000
+LIST_PAGE = 1000  # documents a list reads at a time, however few it answers with
+MAX_COLUMNS = 1024  # a scan's projection or schema: each column costs per document read
 MAX_INSERT_EACH = 1000
 MAX_LEASE_SECONDS = 7 * 24 * 3600
 
@@ -54,8 +56,9 @@ def _cancelled(method: str) -> None:
 
 
 def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> None:
-    if isinstance(exc, grpc.RpcError) and not context.is_active():
-        # What gRPC's request iterator raises once the client has cancelled the call.
+    if isinstance(exc, CallEnded) or (isinstance(exc, grpc.RpcError) and not context.is_active()):
+        # A read that stopped for a caller who left, or what gRPC's request iterator raises once
+        # the client has cancelled the call.
         _cancelled(method)
         context.abort(grpc.StatusCode.CANCELLED, f"{method} was cancelled by its client")
     if isinstance(exc, DbApiError):
@@ -207,7 +210,7 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
     @_rpc
     def Count(self, request: pb.CountRequest, context: grpc.ServicerContext) -> pb.CountResponse:
         collection = check_collection(request.collection)
-        count = self.store.count(collection, conditions_from_proto(request.filter))
+        count = self.store.count(collection, conditions_from_proto(request.filter), context.is_active)
         return pb.CountResponse(count=count, high_water_mark=self.store.high_water_mark(collection))
 
     @_rpc
@@ -256,6 +259,8 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
             raise InvalidArgument(f"batch_size {batch_size} is above the limit of {MAX_BATCH_SIZE}")
         if request.limit >= 2**63:
             raise InvalidArgument(f"limit {request.limit} is too large; use 0 for no limit")
+        if len(request.columns) > MAX_COLUMNS:
+            raise InvalidArgument(f"a scan names {len(request.columns)} columns; at most {MAX_COLUMNS}")
         for column in request.columns:
             bson_codec.check_field_name(column)
         if request.column_types == pb.COLUMN_TYPES_DEFAULT:
@@ -263,7 +268,9 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
         else:
             as_text = request.column_types == pb.COLUMN_TYPES_TEXT
         if request.arrow_schema:
-            arrow_codec.schema_from_bytes(request.arrow_schema)  # refuse a bad schema before reading
+            schema = arrow_codec.schema_from_bytes(request.arrow_schema)  # refuse a bad one before reading
+            if len(schema) > MAX_COLUMNS:
+                raise InvalidArgument(f"a scan's schema has {len(schema)} fields; at most {MAX_COLUMNS}")
         spec = ScanSpec(
             conditions=conditions_from_proto(request.filter),
             columns=list(request.columns),
@@ -276,7 +283,7 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
         fmt = PageFormat(
             tuple(spec.conditions), tuple(spec.columns), as_text, request.arrow_schema, 2 * self.page_bytes
         )
-        pages = self.store.scan_pages(collection, spec)
+        pages = while_wanted(self.store.scan_pages(collection, spec), context.is_active)
         for ipc in ipc_batches(pages, self.encoder, fmt, page_bytes=self.page_bytes, limit=spec.limit):
             yield pb.ScanResponse(arrow_ipc=ipc)
 
@@ -321,11 +328,12 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
             )
         spec = ScanSpec(
             conditions=conditions_from_proto(request.filter),
-            page_size=limit,
+            page_size=max(limit, LIST_PAGE),
             limit=limit,
             newest_first=request.newest_first,
         )
-        docs = [request_documents.to_json(doc) for page in self.store.scan(collection, spec) for doc in page]
+        pages = self.store.scan(collection, spec, context.is_active)
+        docs = [request_documents.to_json(doc) for page in pages for doc in page]
         return pb.ListDocumentsResponse(json=docs)
 
     @_rpc

@@ -9,7 +9,7 @@ threads for the streams plus threads that only unary calls can reach.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -50,14 +50,53 @@ class StreamSlotsInterceptor(grpc.ServerInterceptor):
                     f"the db-api serves {self.max_streams} {STREAMS_BUSY} and has them all; "
                     f"{method} refused, try again shortly",
                 )
-            released = threading.Lock()
-
-            def release() -> None:  # once, however the call ends
-                if released.acquire(blocking=False):
-                    self._slots.release()
-
-            if not context.add_callback(release):
-                release()  # the call has ended already
-            return behavior(request, context)
+            slot = _Slot(self._slots)
+            if not context.add_callback(slot.call_ended):
+                slot.call_ended()  # the call has ended already
+            try:
+                result = behavior(request, context)
+            except BaseException:
+                slot.handler_ended()
+                raise
+            if isinstance(result, Iterator):  # a response stream: its handler runs as gRPC pulls it
+                return slot.held_while(result)
+            slot.handler_ended()
+            return result
 
         return limited
+
+
+class _Slot:
+    """One stream's slot, held until its handler has ended, not merely its call: a client that
+    cancels ends the call at once, while the handler may still be reading (a scan between two
+    answers); freed then, the slot let new streams in beside handlers still at work, and a few
+    cancelled scans held every thread. A response stream gRPC never started is freed when its
+    call ends."""
+
+    def __init__(self, slots: threading.BoundedSemaphore) -> None:
+        self._slots = slots
+        self._lock = threading.Lock()
+        self._state = "waiting"  # waiting -> running -> freed, or waiting -> freed
+
+    def _free(self, unless: str) -> None:
+        with self._lock:
+            if self._state in (unless, "freed"):
+                return
+            self._state = "freed"
+        self._slots.release()
+
+    def call_ended(self) -> None:
+        self._free(unless="running")  # a handler at work frees it when it ends
+
+    def handler_ended(self) -> None:
+        self._free(unless="")
+
+    def held_while(self, responses: Iterator[Any]) -> Iterator[Any]:
+        with self._lock:
+            if self._state == "freed":  # the call ended before gRPC pulled the first answer
+                return
+            self._state = "running"
+        try:
+            yield from responses
+        finally:
+            self.handler_ended()

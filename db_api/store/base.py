@@ -8,9 +8,9 @@ repeated after a crash or a lost reply.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from db_api.filters import Condition
 from db_api.scan_pages import decode_matching
@@ -18,6 +18,32 @@ from db_api.store.encoded import ids_of, values_of
 from pipeline_lib.contract.fields import RECEIPT_FIELDS
 from pipeline_lib.wire.bson_codec import check_id
 from pipeline_lib.wire.errors import InvalidArgument, StaleFence
+
+T = TypeVar("T")
+Wanted = Callable[[], bool]  # whether a read's caller still wants its answer
+
+
+class CallEnded(Exception):
+    """The caller of a read went away (cancelled it, or its deadline passed): stop reading for it."""
+
+
+def while_wanted(pages: Iterable[T], wanted: Wanted | None) -> Iterator[T]:
+    """`pages`, asking `wanted()` before reading each: a read nobody waits for any more ends
+    (`CallEnded`) within a page, even one that has found nothing to answer with yet."""
+    iterator = iter(pages)
+    try:
+        while True:
+            if wanted is not None and not wanted():
+                raise CallEnded("the caller went away")
+            try:
+                page = next(iterator)
+            except StopIteration:
+                return
+            yield page
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
 
 
 @dataclass(frozen=True)
@@ -207,7 +233,10 @@ class Store(abc.ABC):
     def get(self, collection: str, doc_id: str) -> dict | None: ...
 
     @abc.abstractmethod
-    def count(self, collection: str, conditions: Sequence[Condition] = ()) -> int: ...
+    def count(
+        self, collection: str, conditions: Sequence[Condition] = (), wanted: Wanted | None = None
+    ) -> int:
+        """The documents matching `conditions`; a backend that reads them stops once not `wanted`."""
 
     @abc.abstractmethod
     def high_water_mark(self, collection: str) -> int:
@@ -235,10 +264,10 @@ class Store(abc.ABC):
         the filter and limit again, so a backend that leaves them out is just as correct.
         """
 
-    def scan(self, collection: str, spec: ScanSpec) -> Iterator[list[dict]]:
-        """Yield pages of the matching documents, decoded, at most `spec.limit` in all."""
+    def scan(self, collection: str, spec: ScanSpec, wanted: Wanted | None = None) -> Iterator[list[dict]]:
+        """Yield pages of the matching documents, decoded, at most `spec.limit` in all, while `wanted`."""
         remaining = spec.limit or None
-        for blobs in self.scan_pages(collection, spec):
+        for blobs in while_wanted(self.scan_pages(collection, spec), wanted):
             page = decode_matching(blobs, spec.conditions)
             if remaining is not None:
                 page = page[:remaining]

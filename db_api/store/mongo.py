@@ -39,7 +39,7 @@ from pymongo.errors import (
 
 from db_api.filters import Condition, to_mongo_query
 from db_api.store import base
-from db_api.store.base import CleanCommit, CommitCounts, Fence, Lease, ScanSpec, Store, WriteCounts
+from db_api.store.base import CleanCommit, CommitCounts, Fence, Lease, ScanSpec, Store, Wanted, WriteCounts
 from pipeline_lib.contract.collections import COLLECTIONS, LATER_HOMES, RAW, RECEIPTS
 from pipeline_lib.contract.fields import RECEIPT_FIELDS
 from pipeline_lib.settings import redact_uri_password as redact
@@ -395,7 +395,10 @@ class MongoStore(Store):
         return self.db[collection].find_one({"_id": doc_id}, {SEQ: 0})
 
     @_translate_errors
-    def count(self, collection: str, conditions: Sequence[Condition] = ()) -> int:
+    def count(
+        self, collection: str, conditions: Sequence[Condition] = (), wanted: Wanted | None = None
+    ) -> int:
+        # MongoDB counts on its side, in one command `wanted` cannot interrupt.
         return self.db[collection].count_documents(to_mongo_query(conditions))
 
     @_translate_errors

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from db_api.filters import Condition
 from db_api.store import base
-from db_api.store.base import CleanCommit, CommitCounts, Fence, Lease, ScanSpec, Store, WriteCounts
+from db_api.store.base import CleanCommit, CommitCounts, Fence, Lease, ScanSpec, Store, Wanted, WriteCounts
 from db_api.store.encoded import EncodedDocuments
 from pipeline_lib.contract.collections import COLLECTIONS, LATER_HOMES, RAW, RECEIPTS
 from pipeline_lib.wire import bson_codec
@@ -190,12 +190,14 @@ class SqliteStore(Store):
             row = self._conn().execute(sql, (doc_id,)).fetchone()
         return bson_codec.decode(row[0]) if row else None
 
-    def count(self, collection: str, conditions: Sequence[Condition] = ()) -> int:
+    def count(
+        self, collection: str, conditions: Sequence[Condition] = (), wanted: Wanted | None = None
+    ) -> int:
         if not conditions:
             with self._reading():
                 return self._conn().execute(f"SELECT count(*) FROM {_table(collection)}").fetchone()[0]
         spec = ScanSpec(conditions=conditions, page_size=5000)
-        return sum(len(page) for page in self.scan(collection, spec))
+        return sum(len(page) for page in self.scan(collection, spec, wanted))
 
     def high_water_mark(self, collection: str) -> int:
         with self._reading():
