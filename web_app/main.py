@@ -39,6 +39,7 @@ from web_app.routes import (
     schools,
     submissions,
 )
+from web_app.run_notebooks import RunNotebookRenders
 from web_app.school_cache import SchoolCache
 from web_app.serving import freeze_startup_heap
 from web_app.signin_guard import SignInGuard
@@ -107,6 +108,7 @@ def create_app(
     app.state.accounts = AccountCache()
     app.state.bulk_uploads = UploadSlots(settings.max_bulk_uploads, settings.max_bulk_uploads_per_user)
     app.state.school_cache = SchoolCache()
+    app.state.run_notebook_renders = RunNotebookRenders()
     app.state.snapshot_cache = SnapshotCache(names=functools.partial(served_names, settings))
     # A page admitted whose kernel the proxy did not read holds its slot as long as that kernel
     # may live: until Voilà's culler finds it idle. One read is shut down if it never connects.

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, get_args
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, Security
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, Security
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
@@ -15,7 +15,16 @@ from pipeline_lib.runs.records import RunRecord, RunStatus
 from web_app.deps import DbDep, SettingsDep, current_user, page_user
 from web_app.pages import render
 from web_app.problems import problem_responses
-from web_app.run_notebooks import NOTEBOOK_CSP, NotArchived, archived_path, render_html
+from web_app.run_notebooks import (
+    NOTEBOOK_CSP,
+    NotArchived,
+    NotebookTooLarge,
+    NotebookUnreadable,
+    RendersBusy,
+    RunNotebookRenders,
+    archived_path,
+    notice_html,
+)
 from web_app.security import TokenClaims
 
 router = APIRouter(tags=["runs"])
@@ -23,6 +32,15 @@ Analyst = Annotated[TokenClaims, Security(current_user, scopes=["analyst"])]
 PageAnalyst = Annotated[TokenClaims, Security(page_user, scopes=["analyst"])]
 RunId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")]
 STATUSES: tuple[str, ...] = get_args(RunStatus)
+log = logging.getLogger(__name__)
+
+
+def notebook_renders(request: Request) -> RunNotebookRenders:
+    """The app's run notebook pages: rendered, kept, and how many render at once."""
+    return request.app.state.run_notebook_renders  # type: ignore[no-any-return]
+
+
+RendersDep = Annotated[RunNotebookRenders, Depends(notebook_renders)]
 
 
 async def list_runs(
@@ -97,11 +115,38 @@ async def run_page(
 
 
 @router.get("/runs/{run_id}/notebook", response_class=HTMLResponse, include_in_schema=False)
-async def run_notebook(run_id: RunId, user: PageAnalyst, db: DbDep, settings: SettingsDep) -> Response:
+async def run_notebook(
+    run_id: RunId, user: PageAnalyst, db: DbDep, settings: SettingsDep, renders: RendersDep
+) -> Response:
     run = await _run(db, run_id)
     try:
         path = archived_path(run.output_path, settings.run_archive)
     except NotArchived as exc:
         raise HTTPException(404, str(exc)) from None
-    html = await run_in_threadpool(render_html, path)
-    return HTMLResponse(html, headers={"Content-Security-Policy": NOTEBOOK_CSP})
+    try:
+        page = await renders.page(path)
+    except NotebookTooLarge as exc:
+        return _notice(413, f"{exc} Open it with Jupyter from its path on the run page.")
+    except RendersBusy as exc:
+        return _notice(503, str(exc), retry_after=2)
+    except NotebookUnreadable as exc:
+        return _unreadable(run, exc)
+    return HTMLResponse(page, headers={"Content-Security-Policy": NOTEBOOK_CSP})
+
+
+def _unreadable(run: RunRecord, exc: NotebookUnreadable) -> HTMLResponse:
+    """A running run's notebook is unreadable for a moment while papermill rewrites it; a finished
+    run's stays so."""
+    if run.status == "running":
+        message = "This run is in progress and its notebook is being written right now: reload in a moment."
+        return _notice(503, message, retry_after=1)
+    log.warning("run notebook unreadable", extra={"run_id": run.run_id, "error": str(exc)})
+    return _notice(404, f"This run's output notebook cannot be shown: {exc}.")
+
+
+def _notice(status: int, message: str, retry_after: int | None = None) -> HTMLResponse:
+    """An answer shown in the notebook's frame on the run page, so a page, not problem JSON."""
+    headers = {"Content-Security-Policy": NOTEBOOK_CSP}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return HTMLResponse(notice_html(message), status_code=status, headers=headers)
