@@ -194,7 +194,9 @@ class Settings(BaseSettings):
         None, description="JWT signing key; generated into data_dir if unset"
     )
     access_token_minutes: int = Field(30, ge=1, le=24 * 60, description="lifetime of a sign-in (JWT)")
-    form_rate_limit: str = Field("20/minute", description="form posts allowed per client address")
+    form_rate_limit: str = Field(
+        "20/minute", description="form posts allowed per client address (IPv6: per /64)"
+    )
     max_form_bytes: int = Field(64 * 1024, description="largest form post accepted")
     max_json_bytes: int = Field(256 * 1024, description="largest JSON request body accepted")
     max_upload_bytes: int = Field(512 * 1024 * 1024, description="largest bulk upload accepted")

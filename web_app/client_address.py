@@ -7,6 +7,11 @@ client is the rightmost address in the header that no trusted proxy added (what 
 proxy saw), and `X-Forwarded-Proto` gives the scheme. The app does this itself, whatever server
 runs it, as long as that server leaves the client address alone (`workbench web` tells uvicorn
 the same proxies).
+
+Limits count a client by `client_key` of that address: an IPv4 address as itself, an IPv6 address
+by its /64 (every IPv6 customer holds at least one, and can pick a fresh address in it for every
+request), an IPv4-mapped IPv6 address (`::ffff:203.0.113.7`, as a dual-stack socket reports IPv4
+peers) as its IPv4 address.
 """
 
 from __future__ import annotations
@@ -16,8 +21,31 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _MAX_ADDRESS_CHARS = 64
+_IPV6_CUSTOMER_PREFIX = 64  # the smallest network an IPv6 customer is given
+
+
+def _ip(host: str) -> IPAddress | None:
+    """`host` as an IP address, IPv4-mapped IPv6 as IPv4; None if it is no IP address."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def client_key(host: str) -> str:
+    """What per-client limits count `host` as: an IPv4 address as itself, IPv6 by its /64 (written
+    `2001:db8::/64`), anything else (no IP address, e.g. a test client's name) as itself."""
+    address = _ip(host)
+    if isinstance(address, ipaddress.IPv6Address):
+        network = ipaddress.IPv6Network((int(address), _IPV6_CUSTOMER_PREFIX), strict=False)
+        return str(network)
+    return str(address) if address else host
 
 
 def parse_trusted_proxies(value: str) -> tuple[IPNetwork, ...]:
@@ -63,11 +91,8 @@ class ClientAddressMiddleware:
         self.trusted = trusted
 
     def _is_trusted(self, host: str) -> bool:
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(address in network for network in self.trusted)
+        address = _ip(host)  # a proxy at 127.0.0.1 may reach a dual-stack socket as ::ffff:127.0.0.1
+        return address is not None and any(address in network for network in self.trusted)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = scope.get("client")

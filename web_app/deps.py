@@ -19,6 +19,7 @@ from pipeline_lib.client.aio import AsyncDbApiClient
 from pipeline_lib.contract.users import SCOPES
 from pipeline_lib.settings import Settings
 from web_app.accounts import AccountCache, as_the_account_stands
+from web_app.client_address import client_key
 from web_app.live_kernels import LiveKernels
 from web_app.ratelimit import FormRateLimiter
 from web_app.revoked_tokens import RevokedTokens
@@ -62,8 +63,9 @@ get_voila_http = _app_state("voila_http")  # the client the live dashboards' pro
 
 
 async def client_host(request: Request) -> str:
-    """The address rate limits and sign-in throttling count (see `client_address`)."""
-    return request.client.host if request.client else "unknown"
+    """The client rate limits and sign-in throttling count: its address, IPv6 by its /64 (see
+    `client_address`)."""
+    return client_key(request.client.host) if request.client else "unknown"
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

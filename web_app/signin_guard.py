@@ -1,10 +1,20 @@
 """Sign-in throttling: back-off after failed sign-ins, and a bound on password checks at once.
 
-Failures are counted per account and per client address. A few cost nothing; each further one
-doubles the wait before that account (or client) may try again: 1 s, 2 s, 4 s, ... up to
-`max_wait`. Attempts during a wait are refused with 429 and Retry-After, their password not
-checked, and do not count. Failures are forgotten `forget_after` seconds after the last one; a
-success forgets the account's (not the client's: one known password must not buy more guesses).
+Failures earn a back-off on three keys. A few failures on a key cost nothing; each further one
+doubles its wait: 1 s, 2 s, 4 s, ... up to `max_wait`. Attempts during a wait are refused with 429
+and Retry-After, their password not checked, and do not count. Failures are forgotten
+`forget_after` seconds after the last one.
+
+- An account from one client (5 free): slows guessing one password, and only for the client that
+  guesses, so nobody can lock an account's owner out from elsewhere (OWASP's advice on lockout).
+  A success forgets it.
+- A client on any accounts (20 free): slows one client guessing across many accounts. A success
+  keeps it (one known password must not buy more guesses).
+- An account from anywhere, counting each failing client once (20 distinct clients free): slows
+  guessing spread over many clients. One attacker counts once however often it fails, so only
+  someone failing from more than 20 clients (addresses; IPv6 /64s, see `client_address`) within
+  `forget_after` can make the owner wait too, and then each new client beyond them adds at most one
+  wait. A success keeps it (the owner knowing the password says nothing about the others).
 
 Each password check (argon2) takes ~64 MiB and a core for a fraction of a second, in a worker
 thread. Only `max_checks` run at once; a sign-in beyond that is answered 503 with Retry-After at
@@ -36,7 +46,7 @@ class SignInRefused(Exception):
 
 
 class Backoff:
-    """Failures of one kind of key (accounts, clients) and the wait they have earned."""
+    """Failures of one kind of key (account from a client, client, account) and the wait they have earned."""
 
     def __init__(
         self, storage: Storage, kind: str, free: int, max_wait: int = 900, forget_after: int = 3600
@@ -58,7 +68,8 @@ class Backoff:
             return 0
         return max(1, math.ceil(self.storage.get_expiry(wait_key) - time.time()))
 
-    def failed(self, name: str) -> None:
+    def failed(self, name: str) -> int:
+        """Count one failure of `name` (and set its wait if past the free ones); how many it has."""
         failures_key, wait_key = self._keys(name)
         failures = self.storage.get(failures_key) + 1
         self.storage.clear(failures_key)  # re-set, so failures are forgotten after the *last* one
@@ -67,10 +78,20 @@ class Backoff:
             seconds = min(self.max_wait, 2 ** min(failures - self.free - 1, 30))
             self.storage.clear(wait_key)
             self.storage.incr(wait_key, seconds)
+        return failures
 
     def forget(self, name: str) -> None:
         for key in self._keys(name):
             self.storage.clear(key)
+
+
+def _account_from_client(account: str, client: str) -> str:
+    """One key per (account, client) pair; the length prefix keeps any two pairs apart."""
+    return f"{len(client)}:{client}/{account}"
+
+
+def _seconds(n: int) -> str:
+    return f"{n} second" if n == 1 else f"{n} seconds"
 
 
 class SignInGuard:
@@ -79,21 +100,25 @@ class SignInGuard:
     def __init__(
         self,
         storage: Storage,
-        free_per_account: int = 5,
+        free_per_account_and_client: int = 5,
         free_per_client: int = 20,
+        free_clients_per_account: int = 20,
         max_checks: int = 4,
         max_wait: int = 900,
     ) -> None:
         self.storage = storage
-        self.accounts = Backoff(storage, "account", free_per_account, max_wait)
+        self.accounts_from_clients = Backoff(storage, "account-client", free_per_account_and_client, max_wait)
         self.clients = Backoff(storage, "client", free_per_client, max_wait)
+        self.accounts = Backoff(storage, "account-clients", free_clients_per_account, max_wait)
         self._checks = threading.BoundedSemaphore(max_checks)
 
     async def check(self, account: str, client: str) -> None:
-        """Raise SignInRefused (429) while the account or the client is backing off."""
+        """Raise SignInRefused (429) while the account from this client, the client, or the account
+        from anywhere is backing off."""
         wait = await off_loop(self.storage, self._wait, account, client)
         if wait:
-            raise SignInRefused(429, f"Too many failed sign-ins: try again in {wait} seconds.", wait)
+            message = f"Too many failed sign-ins: try again in {_seconds(wait)}."
+            raise SignInRefused(429, message, wait)
 
     @contextmanager
     def password_check(self) -> Iterator[None]:
@@ -106,14 +131,20 @@ class SignInGuard:
             self._checks.release()
 
     def _wait(self, account: str, client: str) -> int:
-        return max(self.accounts.wait(account), self.clients.wait(client))
+        return max(
+            self.accounts_from_clients.wait(_account_from_client(account, client)),
+            self.clients.wait(client),
+            self.accounts.wait(account),
+        )
 
     async def record(self, account: str, client: str, succeeded: bool) -> None:
         await off_loop(self.storage, self._record, account, client, succeeded)
 
     def _record(self, account: str, client: str, succeeded: bool) -> None:
+        pair = _account_from_client(account, client)
         if succeeded:
-            self.accounts.forget(account)
-        else:
+            self.accounts_from_clients.forget(pair)
+            return
+        if self.accounts_from_clients.failed(pair) == 1:  # this client's first: one more client failing
             self.accounts.failed(account)
-            self.clients.failed(client)
+        self.clients.failed(client)

@@ -19,6 +19,7 @@ import uvicorn
 from tests.web_app.conftest import ThreadedUvicorn, WebStack, settings_for
 from tests.web_app.test_form import GOOD, _open_form
 from tests.wire_servers import free_port
+from web_app.client_address import ClientAddressMiddleware, client_key, parse_trusted_proxies
 from web_app.main import create_app
 
 TWO_PER_MINUTE = {"form_rate_limit": "2/minute"}
@@ -53,6 +54,28 @@ def test_x_forwarded_for_from_a_trusted_proxy_is_believed(stack: WebStack) -> No
     assert second_client == 303
 
 
+@pytest.mark.parametrize("web_settings", [{**TWO_PER_MINUTE, "trusted_proxies": "127.0.0.1"}], indirect=True)
+def test_addresses_in_one_ipv6_64_share_the_form_limit(stack: WebStack) -> None:
+    with stack.client() as http:
+        first_address = [_send_form(http, "2001:db8::1") for _ in range(2)]
+        same_64 = _send_form(http, "2001:db8::2")  # a fresh address, the same customer's /64
+        next_64 = _send_form(http, "2001:db8:0:1::1")
+    assert first_address == [303, 303]
+    assert same_64 == 429
+    assert next_64 == 303
+
+
+@pytest.mark.parametrize("web_settings", [{**TWO_PER_MINUTE, "trusted_proxies": "127.0.0.1"}], indirect=True)
+def test_ipv4_addresses_count_one_by_one_and_as_themselves_when_ipv4_mapped(stack: WebStack) -> None:
+    with stack.client() as http:
+        first_address = [_send_form(http, "203.0.113.7") for _ in range(2)]
+        mapped = _send_form(http, "::ffff:203.0.113.7")
+        neighbour = _send_form(http, "203.0.113.8")
+    assert first_address == [303, 303]
+    assert mapped == 429
+    assert neighbour == 303
+
+
 @contextmanager
 def _served_without_server_proxy_handling(
     tmp_path: Path, stack: WebStack, **settings: object
@@ -85,3 +108,35 @@ def test_the_app_applies_its_trusted_proxies_whatever_server_runs_it(tmp_path: P
 def test_an_unreadable_trusted_proxies_setting_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"WORKBENCH_TRUSTED_PROXIES.*not-an-address"):
         create_app(settings_for(tmp_path, 9, trusted_proxies="127.0.0.1, not-an-address"))
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8::1", "2001:db8::/64"),
+        ("2001:db8::ffff:ffff:ffff:ffff", "2001:db8::/64"),
+        ("2001:db8:0:1::1", "2001:db8:0:1::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("testclient", "testclient"),
+    ],
+)
+def test_limits_count_ipv4_by_address_and_ipv6_by_its_64(host: str, key: str) -> None:
+    assert client_key(host) == key
+
+
+async def test_a_trusted_proxy_reaching_a_dual_stack_socket_ipv4_mapped_is_believed() -> None:
+    seen: list[object] = []
+
+    async def app(scope: dict, receive: object, send: object) -> None:
+        seen.append(scope["client"])
+
+    middleware = ClientAddressMiddleware(app, parse_trusted_proxies("127.0.0.1"))
+    scope = {
+        "type": "http",
+        "client": ("::ffff:127.0.0.1", 50000),
+        "headers": [(b"x-forwarded-for", b"2001:db8::7")],
+    }
+    await middleware(scope, None, None)  # type: ignore[arg-type]
+    assert seen == [("2001:db8::7", 0)]

@@ -57,10 +57,10 @@ def test_a_scope_the_account_does_not_hold_is_refused_with_400(rita: FastApp) ->
 
 
 def test_a_client_backing_off_is_refused_with_429_and_retry_after(rita: FastApp) -> None:
-    guard = SignInGuard(MemoryStorage(), free_per_account=0)
+    guard = SignInGuard(MemoryStorage(), free_per_account_and_client=0)
     rita.app.dependency_overrides[get_sign_in_guard] = lambda: guard
     assert _token(rita, "wrong").status_code == 401
-    refused = _token(rita)  # the right password, but the account waits after a failure
+    refused = _token(rita)  # the right password, but the account waits from this client after a failure
     assert is_problem(refused, 429) and int(refused.headers["retry-after"]) >= 1
 
 
@@ -103,7 +103,7 @@ def test_the_login_form_explains_a_wrong_password(rita: FastApp) -> None:
 
 
 def test_the_login_form_says_how_long_to_wait_while_backing_off(rita: FastApp) -> None:
-    guard = SignInGuard(MemoryStorage(), free_per_account=0)
+    guard = SignInGuard(MemoryStorage(), free_per_account_and_client=0)
     rita.app.dependency_overrides[get_sign_in_guard] = lambda: guard
     rita.http.post("/login", data={"username": "rita", "password": "nope", **rita.csrf()})
     response = rita.http.post("/login", data={"username": "rita", "password": PASSWORD, **rita.csrf()})
