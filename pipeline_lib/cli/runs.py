@@ -458,11 +458,15 @@ def schedule_show(count: Annotated[int, typer.Option(help="fire times to list pe
         times = ", ".join(f"{t:%Y-%m-%d %H:%M}" for t in job.next_times(now, count))
         typer.echo(f"  line {job.line}: {job.cron:<15} workbench run {job.command:<20} next: {times}")
         _show_problem(job, settings, problems, "    ")
-        # Its followers under it, each one deeper than the job it follows.
-        for depth, follower in schedule.chain(runs_of(job, analyses(settings))):
-            indent = "  " * (depth + 1)
-            typer.echo(f"{indent}line {follower.line}: {follower.when:<15} workbench run {follower.command}")
-            _show_problem(follower, settings, problems, indent + "  ")
+        # Its followers under it, each one deeper than the job it follows, once however many of
+        # its lines the chain reaches (it runs once, after all of them).
+        for step in schedule.steps(runs_of(job, analyses(settings))):
+            follower, indent = step.job, "  " * (step.depth + 1)
+            lines = ", ".join(str(line.line) for line in step.lines)
+            when = "after " + ", ".join(str(line.after) for line in step.lines)
+            typer.echo(f"{indent}line {lines}: {when:<15} workbench run {follower.command}")
+            for line in step.lines:
+                _show_problem(line, settings, problems, indent + "  ", echo=line is follower)
     for follower in schedule.followers:  # checked even where no job it follows shows it
         if follower.line not in problems:
             typer.echo(f"  line {follower.line}: {follower.when:<15} workbench run {follower.command}")
@@ -475,10 +479,12 @@ def schedule_show(count: Annotated[int, typer.Option(help="fire times to list pe
         raise typer.Exit(EXIT_USAGE)
 
 
-def _show_problem(job: Job, settings: Settings, problems: dict[int, str | None], indent: str) -> None:
+def _show_problem(
+    job: Job, settings: Settings, problems: dict[int, str | None], indent: str, echo: bool = True
+) -> None:
     if job.line not in problems:
         problems[job.line] = _refusal(job, settings)
-    if problems[job.line]:
+    if problems[job.line] and echo:
         typer.echo(f"{indent}error: {problems[job.line]}")
 
 

@@ -11,13 +11,20 @@ options exactly as `workbench run` takes them. `after NOTEBOOK` in place of the 
 follower: its job runs when a scheduled run of NOTEBOOK succeeds (run by a timed line, by `all`, or
 by another follower, so chains may be several deep). A follower runs one notebook, never `all`.
 `#` starts a comment. A line that is not valid is an error naming the file and line, never
-skipped silently; so is a follower of a notebook no line runs, and a cycle of followers.
+skipped silently; so is a follower of a notebook no line runs, a cycle of followers, and an
+`after` line written twice (a paste would otherwise run its job twice).
 
-How followers run: the scheduled `workbench run` itself starts them once its own runs have ended
-(`--followers-from SCHEDULE`, added by `workbench scheduler` and by the installed cron lines), one
-after another, each as `workbench run JOB --after-run RUN_ID` with the same option, which runs
-its own followers in turn. So cron and the foreground scheduler chain alike, and each follower's
-record names the run it followed. Followers are read from the file when the upstream run succeeds.
+A job reached along several paths of one chain (`after b d` and `after c d`, where b and c both
+follow a) runs once per run of the chain's start, after every line it follows in that chain has
+ended, if any of the runs it follows succeeded. A job is its command: `d -p n 1` and `d -p n 2`
+are two jobs, and a follower of d runs once, after both.
+
+How followers run: the scheduled `workbench run` itself runs its whole chain once its own runs
+have ended (`--followers-from SCHEDULE`, added by `workbench scheduler` and by the installed cron
+lines), one job after another in the order of `Schedule.steps`, each as
+`workbench run JOB --after-run RUN_ID` (the last run it follows that succeeded). So cron and the
+foreground scheduler chain alike, and each follower's record names the run it followed. The
+file is read once, when the chain's first runs have ended.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import shlex
-from collections.abc import Iterable, Iterator
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,13 +104,77 @@ class Schedule:
         return [f for f in self.followers if f.after == notebook]
 
     def chain(self, notebooks: Iterable[str]) -> Iterator[tuple[int, Job]]:
-        """Every follower that runs when these notebooks succeed, with its depth (1: follows one of
-        them), each under the job it follows. Finite: a cycle is refused when the file is read."""
-        for notebook in notebooks:
-            for follower in self.following(notebook):
-                yield 1, follower
-                for depth, deeper in self.chain([follower.notebook]):
-                    yield depth + 1, deeper
+        """Every follower that runs when these notebooks succeed, once, with its depth (1: follows
+        one of them), each under the last line it follows (see `steps`)."""
+        return ((step.depth, step.job) for step in self.steps(notebooks))
+
+    def steps(self, notebooks: Iterable[str]) -> list[Step]:
+        """The jobs of the chain that starts with runs of `notebooks`, each once, in the order
+        they run: depth first in line order, a job only once every line of it in the chain
+        has been reached (all it follows have ended), listed under the last. Linear in the lines;
+        a job on a cycle (refused when the file is read) is left out, never looped."""
+        starts = list(dict.fromkeys(notebooks))
+        by_upstream = _by_upstream(self.followers)
+        lines_of = _reached_jobs(starts, by_upstream)
+        lines_left = {args: len(lines) for args, lines in lines_of.items()}
+        # A notebook's followers start once every job of it in the chain has run.
+        jobs_left = Counter(args[0] for args in lines_of)
+        steps: list[Step] = []
+        todo = [(0, iter(by_upstream.get(n, ()))) for n in reversed(starts) if not jobs_left[n]]
+        while todo:  # a stack, not recursion: a chain may be thousands of lines deep
+            depth, lines = todo[-1]
+            line = next(lines, None)
+            if line is None:
+                todo.pop()
+                continue
+            lines_left[line.args] -= 1
+            if lines_left[line.args]:
+                continue
+            steps.append(Step(depth + 1, line, tuple(sorted(lines_of[line.args], key=_line_number))))
+            jobs_left[line.notebook] -= 1
+            if not jobs_left[line.notebook]:
+                todo.append((depth + 1, iter(by_upstream.get(line.notebook, ()))))
+        return steps
+
+
+@dataclass(frozen=True)
+class Step:
+    """One job of a chain: its depth, the line it is listed under (the last it follows), and
+    every line of the chain that runs this same command, in line order."""
+
+    depth: int
+    job: Job
+    lines: tuple[Job, ...]
+
+
+def _line_number(job: Job) -> int:
+    return job.line
+
+
+def _by_upstream(followers: Iterable[Job]) -> dict[str, list[Job]]:
+    """The `after` lines by the notebook they follow, each list in line order."""
+    by_upstream: dict[str, list[Job]] = {}
+    for follower in followers:
+        assert follower.after is not None
+        by_upstream.setdefault(follower.after, []).append(follower)
+    return by_upstream
+
+
+def _reached_jobs(
+    starts: Iterable[str], by_upstream: Mapping[str, list[Job]]
+) -> dict[tuple[str, ...], list[Job]]:
+    """The lines a chain from `starts` reaches, by the job (command) they run; each notebook's
+    followers are visited once, however many paths lead to it."""
+    jobs: dict[tuple[str, ...], list[Job]] = {}
+    seen = set(starts)
+    todo = list(seen)
+    while todo:
+        for line in by_upstream.get(todo.pop(), ()):
+            jobs.setdefault(line.args, []).append(line)
+            if line.notebook not in seen:
+                seen.add(line.notebook)
+                todo.append(line.notebook)
+    return jobs
 
 
 def runs_of(job: Job, analyses: Iterable[str] = ()) -> tuple[str, ...]:
@@ -220,17 +292,30 @@ def _check_job(args: tuple[str, ...], number: int, raw: str, source: str, before
 
 
 def _check_followers(schedule: Schedule, source: str, analyses: Iterable[str] | None) -> None:
-    """Each follower follows a notebook some line runs, and no chain of followers comes back."""
+    """Each follower is written once, follows a notebook some line runs, and no chain of
+    followers comes back. Linear in the lines, like reading them."""
     runs_all = any(j.notebook == "all" for j in schedule.jobs)
     run = {j.notebook for j in [*schedule.jobs, *schedule.followers]}
     if runs_all:
         run |= {*ALL, *(analyses or ())}
+    graph = {
+        upstream: [f.notebook for f in lines] for upstream, lines in _by_upstream(schedule.followers).items()
+    }
+    component = _components(graph)
+    first_line: dict[tuple[str | None, tuple[str, ...]], int] = {}
     for follower in schedule.followers:
-        loop = _cycle(schedule, follower)
-        if loop:
+        written = f"`{follower.when} {follower.command}`"
+        earlier = first_line.setdefault((follower.after, follower.args), follower.line)
+        if earlier != follower.line:
             raise ScheduleError(
-                f"{source}, line {follower.line}: `after {follower.after} {follower.notebook}` makes a "
-                f"cycle of followers: {' -> '.join(loop)}"
+                f"{source}, line {follower.line}: {written} repeats line {earlier}: each line runs its "
+                f"job once per run it follows, so remove one of them"
+            )
+        assert follower.after is not None
+        if component[follower.after] == component[follower.notebook]:
+            loop = _cycle(graph, follower.after, follower.notebook)
+            raise ScheduleError(
+                f"{source}, line {follower.line}: {written} makes a cycle of followers: {' -> '.join(loop)}"
             )
         if follower.after not in run and not (runs_all and analyses is None):
             raise ScheduleError(
@@ -239,20 +324,58 @@ def _check_followers(schedule: Schedule, source: str, analyses: Iterable[str] | 
             )
 
 
-def _cycle(schedule: Schedule, start: Job) -> list[str] | None:
-    """The notebooks of a chain from `start` back to its upstream, if there is one."""
-    assert start.after is not None
-    paths = {start.notebook: [start.after, start.notebook]}
-    todo = [start.notebook]
-    while todo:
-        notebook = todo.pop()
-        if notebook == start.after:
-            return paths[notebook]
-        for follower in schedule.following(notebook):
-            if follower.notebook not in paths:
-                paths[follower.notebook] = [*paths[notebook], follower.notebook]
-                todo.append(follower.notebook)
-    return None
+def _components(graph: Mapping[str, Sequence[str]]) -> dict[str, int]:
+    """Each notebook's strongly connected component (Tarjan's algorithm, without recursion): a
+    line `after A B` is on a cycle exactly when A and B share one."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    component: dict[str, int] = {}
+    stack: list[str] = []  # visited, component not known yet
+    path: list[tuple[str, Iterator[str]]] = []  # the depth-first path, each with its children left
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        path.append((node, iter(graph.get(node, ()))))
+
+    for root in graph:
+        if root in index:
+            continue
+        visit(root)
+        while path:
+            node, children = path[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    visit(child)
+                elif child not in component:  # on the stack: part of this path's component
+                    low[node] = min(low[node], index[child])
+                continue
+            path.pop()
+            if path:
+                low[path[-1][0]] = min(low[path[-1][0]], low[node])
+            if low[node] == index[node]:
+                while (member := stack.pop()) != node:
+                    component[member] = index[node]
+                component[node] = index[node]
+    return component
+
+
+def _cycle(graph: Mapping[str, Sequence[str]], upstream: str, follower: str) -> list[str]:
+    """The notebooks of the shortest chain from `follower` back to `upstream`, after `upstream`."""
+    came_from: dict[str, str | None] = {follower: None}
+    todo = deque([follower])
+    while todo and (notebook := todo.popleft()) != upstream:
+        for child in graph.get(notebook, ()):
+            if child not in came_from:
+                came_from[child] = notebook
+                todo.append(child)
+    back: list[str] = []
+    at: str | None = upstream
+    while at is not None:
+        back.append(at)
+        at = came_from[at]
+    return [upstream, *reversed(back)]
 
 
 def parse(text: str, source: str = "the schedule", analyses: Iterable[str] | None = None) -> list[Job]:

@@ -138,3 +138,29 @@ def test_a_notebook_that_does_not_read_is_left_to_its_run(env: dict[str, str], t
     )  # fmt: skip
     assert done.returncode == 0, (done.stdout, done.stderr)
     assert " all " in done.stdout
+
+
+def test_schedule_show_lists_a_follower_of_two_once_under_the_last(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A follower of two notebooks of one chain runs once, after both: shown so, once, and not
+    again at the end as a line no job shows."""
+    import nbformat
+
+    analyses = tmp_path / "notebooks" / "analyses"
+    analyses.mkdir(parents=True)
+    for name in ("left", "right", "joined"):
+        nbformat.write(
+            nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]), analyses / f"{name}.ipynb"
+        )
+    schedule = tmp_path / "crontab"
+    schedule.write_text("5 * * * * left\nafter left right\nafter left joined\nafter right joined\n")
+    env = {
+        **env,
+        "WORKBENCH_SCHEDULE_FILE": str(schedule),
+        "WORKBENCH_NOTEBOOKS_DIR": str(tmp_path / "notebooks"),
+    }
+    done = _workbench(env, "schedule", "show")
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    shown = [line.strip() for line in done.stdout.splitlines() if "joined" in line]
+    assert shown == ["line 3, 4: after left, right workbench run joined"], done.stdout

@@ -102,6 +102,52 @@ def test_after_lines_run_in_a_chain_when_the_run_they_follow_succeeds(
     assert "starting `workbench run report -p n 5` (line 3: after ok)" in done.stdout
 
 
+@pytest.mark.slow
+def test_a_follower_of_two_followers_runs_once_after_both_have_ended(run_env: RunEnv, tmp_path: Path) -> None:
+    """A diamond: ok is followed by left and right, each followed by joined. Each run of a
+    follower used to start all of its followers, so joined ran twice."""
+    _analyses(run_env, left="ok", right="ok", joined="ok")
+    schedule = _schedule(
+        run_env,
+        tmp_path,
+        "* * * * * ok\nafter ok left\nafter ok right\nafter left joined\nafter right joined\n",
+    )
+    done = run_env.workbench("run", "ok", "--triggered-by", "cron", "--followers-from", str(schedule))
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = _by_notebook(run_env)  # one run of each notebook
+    assert {n: r["status"] for n, r in runs.items()} == dict.fromkeys(
+        ("ok", "left", "right", "joined"), "succeeded"
+    )
+    assert runs["left"]["after_run_id"] == runs["right"]["after_run_id"] == runs["ok"]["run_id"]
+    assert runs["joined"]["after_run_id"] == runs["right"]["run_id"]  # the last it followed
+    assert runs["joined"]["started_at"] >= max(runs["left"]["ended_at"], runs["right"]["ended_at"])
+    assert done.stdout.count("starting `workbench run joined`") == 1
+
+
+@pytest.mark.slow
+def test_a_follower_of_two_runs_when_one_of_them_succeeded_even_if_the_last_failed(
+    run_env: RunEnv, tmp_path: Path
+) -> None:
+    _analyses(run_env, right="ok", joined="ok")
+    schedule = _schedule(
+        run_env,
+        tmp_path,
+        "* * * * * ok\nafter ok right\nafter ok fails\nafter right joined\nafter fails joined\n",
+    )
+    done = run_env.workbench("run", "ok", "--triggered-by", "cron", "--followers-from", str(schedule))
+    assert done.returncode == 1, done.stdout + done.stderr  # fails failed
+    runs = _by_notebook(run_env)
+    assert {n: r["status"] for n, r in runs.items()} == {
+        "ok": "succeeded",
+        "right": "succeeded",
+        "fails": "failed",
+        "joined": "succeeded",
+    }
+    assert runs["joined"]["after_run_id"] == runs["right"]["run_id"]
+    assert runs["joined"]["started_at"] >= runs["fails"]["ended_at"]
+    assert "starting `workbench run joined` (line 4: after right)" in done.stdout
+
+
 def test_a_run_without_the_schedule_option_runs_no_followers(run_env: RunEnv, tmp_path: Path) -> None:
     _schedule(run_env, tmp_path, "* * * * * empty\nafter empty ok\n")
     assert run_env.workbench("run", "empty", "--triggered-by", "scheduler").returncode == 0
