@@ -254,6 +254,14 @@ class Settings(BaseSettings):
         PROJECT_DIR / "notebooks", description="the notebooks `workbench run NAME` executes"
     )
     runs_dir: Path | None = Field(None, description="archive of executed notebooks; default data_dir/runs")
+    run_keep_days: int = Field(
+        90,
+        ge=0,
+        le=100 * 366,
+        description="run records and archived notebooks of runs older than this many days are deleted "
+        "(the scheduler, once a day; `workbench prune-runs` by hand), except each notebook's newest run "
+        "and newest successful one; 0 keeps every run",
+    )
     run_cell_timeout_seconds: int = Field(
         3600, ge=1, description="a run fails as timed_out when one cell runs longer than this"
     )

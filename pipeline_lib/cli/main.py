@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import typer
 
-from pipeline_lib.cli import dashboards, demo, lab, new, release, runs, servers, spark_archive, users
+from pipeline_lib.cli import (
+    dashboards,
+    demo,
+    lab,
+    new,
+    prune_runs,
+    release,
+    runs,
+    servers,
+    spark_archive,
+    users,
+)
 
 app = typer.Typer(
     help="Student Data Workbench: a notebook-centric pipeline for student data.", no_args_is_help=True
@@ -24,6 +35,7 @@ app.command("up")(servers.up)
 app.command("spark-connect")(servers.spark_connect)
 app.command("warm-kernels")(servers.warm_kernels)
 app.command("spark-archive")(spark_archive.spark_archive)
+app.command("prune-runs")(prune_runs.prune_runs)
 app.add_typer(servers.db_api_app, name="db-api")
 app.add_typer(users.users_app, name="users")
 app.add_typer(runs.schedule_app, name="schedule")

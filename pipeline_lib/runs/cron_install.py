@@ -8,6 +8,7 @@ db-api token from the data directory), and a log file per notebook.
 `after` lines get no cron line of their own: when the schedule has any, every job's line runs
 `workbench run JOB --followers-from <schedule file>`, which, once the job's run succeeds, runs
 its followers (and theirs) from that file, logging to the job's log (see runs/schedule.py).
+One more line forgets old runs once a day (`workbench prune-runs`), as the scheduler does.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ SECRET_SETTINGS = {
 _SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 BEGIN = "# BEGIN student-data-workbench"
 END = "# END student-data-workbench"
+PRUNE_CRON = "17 3 * * *"  # old runs forgotten daily, at a quiet hour (`workbench prune-runs`)
 
 
 def _environment(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
@@ -81,15 +83,21 @@ def table(
         f"PATH={venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     ]
     then = f"--followers-from {shlex.quote(str(settings.schedule_file.resolve()))} " if followers else ""
-    for job in jobs:
-        log = logs / f"cron-{job.notebook}.log"
+    workbench = f"{assignments} {shlex.quote(str(venv_bin / 'workbench'))}"
+    who = f" {user}" if user else ""
+
+    def line(cron: str, arguments: str, log_name: str) -> str:
+        log = shlex.quote(str(logs / f"cron-{log_name}.log"))
         command = (
             f"mkdir -p {shlex.quote(str(logs))} && cd {shlex.quote(str(PROJECT_DIR))} && "
-            f"{assignments} {shlex.quote(str(venv_bin / 'workbench'))} run {job.command} "
-            f"{then}--triggered-by cron >> {shlex.quote(str(log))} 2>&1"
+            f"{workbench} {arguments} >> {log} 2>&1"
         )
-        who = f" {user}" if user else ""
-        lines.append(f"{job.cron}{who} {_cron_escape(command)}")
+        return f"{cron}{who} {_cron_escape(command)}"
+
+    if settings.run_keep_days:  # what the scheduler does once a day (runs/retention.py)
+        lines.append(line(PRUNE_CRON, "prune-runs", "prune-runs"))
+    for job in jobs:
+        lines.append(line(job.cron, f"run {job.command} {then}--triggered-by cron", job.notebook))
     return "\n".join(lines) + "\n"
 
 

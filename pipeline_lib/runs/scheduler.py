@@ -5,10 +5,13 @@ the scheduler down and overlapping ticks are settled by the run's lease (the lat
 recorded as skipped). The file is re-read when it changes; an invalid edit keeps the last good
 schedule and says why.
 
-Each job is started with `--followers-from <schedule file>`, so when its run succeeds that
-`workbench run` starts the job's `after` lines itself (`run_followers`, also what installed cron
-lines do): one after another, each a `workbench run` of its own that records the run it followed
-and runs its own followers in turn. A SIGTERM to the job is passed on to the follower running.
+Each job is started with `--followers-from <schedule file>`, so when its runs have ended that
+`workbench run` runs the job's whole chain of `after` lines itself (`run_followers`, also what
+installed cron lines do): one after another, each a `workbench run` of its own that records the
+run it followed, each job once, after all it follows in the chain. A SIGTERM to the job is passed
+on to the follower running.
+
+Once a day it forgets old runs (`workbench prune-runs` in a process of its own, `runs/retention.py`).
 
 What a run prints (its followers' too) goes to `<data dir>/logs/scheduler-<notebook>.log`; what
 the scheduler says goes to `note` (its log), except one line per failed run (a follower's too),
@@ -19,6 +22,7 @@ first line and the run's page.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import signal
 import subprocess
@@ -32,11 +36,11 @@ from typing import IO
 
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.collections import RUNS
-from pipeline_lib.runs import alerts, records
+from pipeline_lib.runs import alerts, records, retention
 from pipeline_lib.runs.executor import NotRun
 from pipeline_lib.runs.notebooks import analyses
 from pipeline_lib.runs.records import RunRecord
-from pipeline_lib.runs.schedule import Job, Schedule, ScheduleError, load_schedule, runs_of
+from pipeline_lib.runs.schedule import Job, Schedule, ScheduleError, Step, load_schedule, runs_of
 from pipeline_lib.settings import Settings, child_environment
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,15 @@ class Child:
     job: Job
     process: subprocess.Popen
     started_at: dt.datetime
+    log_path: Path
+    log_file: IO[bytes]
+
+
+@dataclass
+class Pruning:
+    """The `workbench prune-runs` the scheduler started, and where its output goes."""
+
+    process: subprocess.Popen
     log_path: Path
     log_file: IO[bytes]
 
@@ -78,6 +91,7 @@ class Scheduler:
         self._mtime = self.path.stat().st_mtime
         self._due: dict[Job, dt.datetime] = {}
         self._plan(_now())
+        self.pruning: Pruning | None = None
 
     @property
     def jobs(self) -> list[Job]:
@@ -184,7 +198,8 @@ class Scheduler:
         )
 
     def tick(self) -> None:
-        """Start every job that is due, plan its next time, reap finished children."""
+        """Start every job that is due, plan its next time, reap finished children; once a day,
+        forget old runs."""
         self._reload_if_changed()
         now = _now()
         for job, due in list(self._due.items()):
@@ -193,6 +208,37 @@ class Scheduler:
                 # Planned from now: a machine that slept through several ticks runs a job once.
                 self._due[job] = job.next_times(now)[0]
         self.reap()
+        self._prune_when_due()
+
+    def _prune_when_due(self) -> None:
+        """`workbench prune-runs` in a process of its own (as the jobs: its failure never stops the
+        scheduler) a day after the last; tried once a day, whether it fails or not."""
+        if self.pruning is not None:
+            if self.pruning.process.poll() is None:
+                return
+            self.pruning.log_file.close()
+            if self.pruning.process.returncode:
+                self.echo(
+                    f"FAILED `workbench prune-runs` exited with {self.pruning.process.returncode} "
+                    f"(log: {self.pruning.log_path})"
+                )
+            self.pruning = None
+        archive = self.settings.run_archive
+        if not self.settings.run_keep_days or not retention.due(archive, PRUNE_EVERY, time.time()):
+            return
+        retention.mark(archive, time.time())
+        logs = self.settings.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / "scheduler-prune-runs.log"
+        self.note(f"{_now():%Y-%m-%d %H:%M:%S}: starting `workbench prune-runs`, output to {log_path}")
+        log_file = log_path.open("ab")
+        process = subprocess.Popen(
+            [*_WORKBENCH, "prune-runs"],
+            env=child_environment(self.settings),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        self.pruning = Pruning(process, log_path, log_file)
 
     def run_forever(self) -> None:
         for job in self.jobs:
@@ -209,6 +255,8 @@ class Scheduler:
     def stop_children(self, timeout: float = 30.0) -> None:
         """Running notebooks get SIGTERM, which ends their run as failed ("stopped") and frees the lease."""
         running = [child.process for child in self.children if child.process.poll() is None]
+        if self.pruning is not None and self.pruning.process.poll() is None:
+            running.append(self.pruning.process)
         for process in running:
             process.send_signal(signal.SIGTERM)
         for process in running:
@@ -219,9 +267,14 @@ class Scheduler:
         for child in self.children:
             child.log_file.close()
         self.children = []
+        if self.pruning is not None:
+            self.pruning.log_file.close()
+            self.pruning = None
 
 
-_WORKBENCH_RUN = (sys.executable, "-m", "pipeline_lib.cli", "run")
+_WORKBENCH = (sys.executable, "-m", "pipeline_lib.cli")
+_WORKBENCH_RUN = (*_WORKBENCH, "run")
+PRUNE_EVERY = dt.timedelta(days=1)
 
 
 def run_followers(
@@ -232,54 +285,107 @@ def run_followers(
     triggered_by: str,
     echo: Callable[[str], None] = print,
 ) -> bool:
-    """Run, one after another, the schedule's `after` lines that follow each run of `done` that
-    succeeded, each as `workbench run` in a process of its own (which runs its own followers).
-    The schedule is read now, so a follower added since the upstream started is run. False if
-    the schedule does not read or a follower's `workbench run` exited non-zero."""
+    """Run the chain of the schedule's `after` lines that follow the runs of `done`: one job after
+    another, each once (however many paths of the chain lead to it), after every run it follows in
+    the chain has ended, and only if one of those succeeded; each as `workbench run` in a process
+    of its own, which runs no followers (this one runs them all, so it knows what ran). The
+    schedule is read now, so a follower added since the upstream started is run. False if the
+    schedule does not read or a follower's `workbench run` exited non-zero."""
     try:
         schedule = load_schedule(schedule_file, analyses(settings))
     except ScheduleError as exc:
         echo(f"error: followers not run: {exc}")
         return False
+    started = [r for r in done if isinstance(r, RunRecord)]
+    chain = _ChainRuns(started)
     ok = True
-    for index, record in enumerate(done):
-        if not isinstance(record, RunRecord) or record.status != "succeeded":
+    for step in schedule.steps(r.notebook for r in started):
+        line = chain.trigger(step)
+        if line is None:  # nothing it follows succeeded
             continue
-        # What this job ran after the record (`all` runs process after clean): a follower that
-        # would run it again as it ran (no options of its own) is not started.
-        ran_after = {
-            later.notebook
-            for later in done[index + 1 :]
-            if isinstance(later, RunRecord) and later.status != "skipped"
-        }
-        for follower in schedule.following(record.notebook):
-            if follower.notebook in ran_after and follower.args == (follower.notebook,):
-                echo(
-                    f"run {record.run_id}: `workbench run {follower.command}` (line {follower.line}: "
-                    f"after {follower.after}) not started: {follower.notebook} ran after it already"
-                )
-                continue
-            echo(
-                f"run {record.run_id}: starting `workbench run {follower.command}` "
-                f"(line {follower.line}: after {follower.after})"
-            )
-            code = _follow(
-                [
-                    *_WORKBENCH_RUN,
-                    *follower.args,
-                    "--triggered-by",
-                    triggered_by,
-                    "--after-run",
-                    record.run_id,
-                    "--followers-from",
-                    str(schedule_file),
-                ],
-                settings,
-            )
-            if code is None:  # stopped by SIGTERM: start nothing more
-                return False
-            ok = ok and code == 0
+        follower, upstream_run = step.job, chain.last_success(line.after)
+        what = f"`workbench run {follower.command}` (line {line.line}: {line.when})"
+        # `all` runs process after clean: a follower that would run it again as it ran (no options
+        # of its own) is not started.
+        if follower.args == (follower.notebook,) and chain.ran_after(follower.notebook, upstream_run):
+            echo(f"run {upstream_run}: {what} not started: {follower.notebook} ran after it already")
+            continue
+        echo(f"run {upstream_run}: starting {what}")
+        code = _follow(
+            [*_WORKBENCH_RUN, *follower.args, "--triggered-by", triggered_by, "--after-run", upstream_run],
+            settings,
+        )
+        if code is None:  # stopped by SIGTERM: start nothing more
+            return False
+        ok = ok and code == 0
+        if code == 0:  # succeeded, or skipped (another run of it held the lease): its record says
+            ok = _note_success(chain, follower, upstream_run, settings, echo) and ok
     return ok
+
+
+class _ChainRuns:
+    """What a chain has run so far: each notebook's last run that succeeded, and the order of
+    the chain's first runs (those of the `workbench run` that runs the chain)."""
+
+    def __init__(self, first_runs: Sequence[RunRecord]) -> None:
+        self._successes: dict[str, tuple[int, str]] = {}  # notebook -> (order, run id)
+        self._order = itertools.count()
+        self._first_position = {r.run_id: i for i, r in enumerate(first_runs)}
+        self._first_last_ran = {r.notebook: i for i, r in enumerate(first_runs) if r.status != "skipped"}
+        for record in first_runs:
+            if record.status == "succeeded":
+                self.succeeded(record.notebook, record.run_id)
+
+    def succeeded(self, notebook: str, run_id: str) -> None:
+        self._successes[notebook] = (next(self._order), run_id)
+
+    def last_success(self, notebook: str | None) -> str:
+        return self._successes[notebook or ""][1]
+
+    def trigger(self, step: Step) -> Job | None:
+        """The line of `step` whose notebook succeeded last in this chain; None if none did."""
+        lines = [line for line in step.lines if line.after in self._successes]
+        return max(lines, key=lambda line: self._successes[line.after or ""][0], default=None)
+
+    def ran_after(self, notebook: str, run_id: str) -> bool:
+        """Whether the chain's first runs ran `notebook` after the run `run_id` (one of them)."""
+        position = self._first_position.get(run_id)
+        return position is not None and self._first_last_ran.get(notebook, -1) > position
+
+
+def _note_success(
+    chain: _ChainRuns, follower: Job, after_run_id: str, settings: Settings, echo: Callable[[str], None]
+) -> bool:
+    """Note the follower's run in `chain` if it succeeded; False (saying why) if it cannot be read,
+    since what follows it then does not start."""
+    try:
+        run = _follower_run(follower.notebook, after_run_id, settings)
+    except Exception as exc:  # the db-api is unreachable, say
+        run, why = None, str(exc)
+    else:
+        why = "no run of it names that run"
+    if run is None:
+        echo(
+            f"error: the run of `workbench run {follower.command}` after run {after_run_id} could "
+            f"not be read, so its followers are not started: {why}"
+        )
+        return False
+    if run.status == "succeeded":
+        chain.succeeded(follower.notebook, run.run_id)
+    return True
+
+
+def _follower_run(notebook: str, after_run_id: str, settings: Settings) -> RunRecord | None:
+    """The run a follower's `workbench run` recorded (it prints the run id to its log only): the
+    newest run of its notebook that names the run it followed (followers run one at a time)."""
+    with DbApiClient.from_settings(settings, timeout=10) as client:
+        found = client.list_documents(
+            RUNS,
+            [("after_run_id", "eq", after_run_id), ("notebook", "eq", notebook)],
+            limit=1,
+            newest_first=True,
+        )
+    return records.load(found[0]) if found else None
 
 
 def _follow(args: list[str], settings: Settings) -> int | None:

@@ -113,7 +113,7 @@ def test_the_cron_table_refuses_line_breaks_and_copies_only_shell_names(tmp_path
     odd_name = {"WORKBENCH_X;touch /tmp/pwned;Y": "1", "WORKBENCH_K_MIN_GROUP": "7"}
     text = cron_install.table(jobs, settings, user="root", environ=odd_name)
     assert "pwned" not in text and "WORKBENCH_K_MIN_GROUP=7" in text
-    assert len(text.splitlines()) == 5  # two comments, SHELL, PATH and the one job
+    assert len(text.splitlines()) == 6  # two comments, SHELL, PATH, the daily prune-runs and the one job
 
 
 @pytest.mark.slow

@@ -102,7 +102,7 @@ def test_with_after_lines_every_cron_line_runs_its_followers_from_the_schedule_f
     settings = Settings(data_dir=tmp_path / "var", schedule_file=schedule_file)
     schedule = parse_schedule(CHAINED)
     text = cron_install.table(schedule.jobs, settings, user=None, environ={}, followers=schedule.followers)
-    job_lines = text.splitlines()[4:]
+    job_lines = text.splitlines()[5:]  # after the comments, SHELL, PATH and the daily prune-runs
     assert len(job_lines) == 2  # followers get no line of their own
     for line in job_lines:
         assert f"--followers-from '{schedule_file.resolve()}' --triggered-by cron >> " in line
