@@ -12,6 +12,9 @@ web process), the proxy shuts its kernel down and `forget`s it. An admission who
 never learnt gives its slot back after `bind_seconds`, which the app sets to how long such a kernel
 may live unseen (until Voilà's culler finds it idle); a page whose render failed gives it back at
 once. The count is per web process: pure bookkeeping, without I/O, on the event loop's thread.
+
+Each socket to a kernel opens four ZMQ sockets in Voilà, so sockets are bounded too (`take_socket`):
+`SOCKETS_PER_KERNEL` to one kernel, and that many per live page an account may hold, across kernels.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from collections import deque
 from collections.abc import Callable
 
 KERNEL_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # Voilà's, lower-case
+# A page opens one socket to its kernel; a reconnect may open the next while the proxy has not yet
+# seen the old one close (a dropped network: until the ping times out).
+SOCKETS_PER_KERNEL = 2
 
 
 class LiveKernels:
@@ -42,6 +48,9 @@ class LiveKernels:
         self._opening: dict[str, int] = {}  # kernel id -> sockets being opened to Voilà right now
         self._sockets: dict[str, int] = {}  # kernel id -> open sockets through the proxy
         self._owners: dict[str, str] = {}  # kernel id with sockets -> the account its slot counts for
+        # Sockets being opened or open through the proxy, by kernel and by the account opening them.
+        self._kernel_sockets: dict[str, int] = {}
+        self._account_sockets: dict[str, int] = {}
 
     def _expire(self) -> None:
         horizon = self._clock() - self.bind_seconds
@@ -107,11 +116,7 @@ class LiveKernels:
 
     def opened(self, kernel_id: str) -> None:
         """The socket being opened to `kernel_id` is open (then `connected`) or failed."""
-        left = self._opening.get(kernel_id, 0) - 1
-        if left > 0:
-            self._opening[kernel_id] = left
-        else:
-            self._opening.pop(kernel_id, None)
+        _decrement(self._opening, kernel_id)
 
     def forget(self, kernel_id: str) -> None:
         """The unconnected page's kernel is being shut down: free its slot."""
@@ -139,3 +144,37 @@ class LiveKernels:
         self._sockets.pop(kernel_id, None)
         self._owners.pop(kernel_id, None)
         return True
+
+    @property
+    def sockets_per_account(self) -> int:
+        """Sockets one account may hold across kernels: a page and its reconnect per live page."""
+        return SOCKETS_PER_KERNEL * self.per_account
+
+    def sockets_to(self, kernel_id: str) -> int:
+        """Sockets to `kernel_id` being opened or open through this process."""
+        return self._kernel_sockets.get(kernel_id, 0)
+
+    def take_socket(self, kernel_id: str, account: str) -> str | None:
+        """Take a place for a socket `account` is about to open to `kernel_id`; None when taken, else
+        why not: `kernel` (it has `SOCKETS_PER_KERNEL`) or `account` (it holds `sockets_per_account`)."""
+        if self.sockets_to(kernel_id) >= SOCKETS_PER_KERNEL:
+            return "kernel"
+        if self._account_sockets.get(account, 0) >= self.sockets_per_account:
+            return "account"
+        self._kernel_sockets[kernel_id] = self.sockets_to(kernel_id) + 1
+        self._account_sockets[account] = self._account_sockets.get(account, 0) + 1
+        return None
+
+    def give_socket_back(self, kernel_id: str, account: str) -> None:
+        """The socket `take_socket` made a place for closed, or never opened."""
+        _decrement(self._kernel_sockets, kernel_id)
+        _decrement(self._account_sockets, account)
+
+
+def _decrement(counts: dict[str, int], key: str) -> None:
+    """One less of `key`, which is dropped at zero (so the counts hold only what is in use)."""
+    left = counts.get(key, 0) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)

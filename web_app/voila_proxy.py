@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import time
@@ -47,6 +48,12 @@ _HOP_BY_HOP = frozenset(
 )  # fmt: skip
 # Kernel messages carry plots as base64: generous, but bounded.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"  # binary frames: offsets, channel, header, ...
+# What a page's script (or any script) asks with nobody at the page; Voilà's culler does not count
+# them either (jupyter_server's `untracked_message_types`).
+NOT_ACTIVITY = frozenset({"kernel_info_request", "comm_info_request"})
+# Those are a few hundred bytes: a longer message (or v1 header) is activity, read no further.
+MAX_TYPE_READ = 8 * 1024
 
 
 def voila_origin(settings: Settings) -> str:
@@ -114,8 +121,44 @@ async def open_kernel_socket(settings: Settings, websocket: WebSocket) -> Client
         raise VoilaUnavailable(str(exc)) from exc
 
 
+def viewer_activity(frame: str | bytes, v1: bool) -> bool:
+    """Whether a message from the browser is the viewer's doing: one of any type but `NOT_ACTIVITY`,
+    or whose type is not read at a bounded cost. `v1`: the socket speaks `V1_PROTOCOL`."""
+    if isinstance(frame, str):  # the whole message as JSON
+        message = _small_json(frame)
+        header = message.get("header") if isinstance(message, dict) else None
+    elif v1:
+        header = _small_json(_v1_header(frame))
+    else:
+        return True  # the legacy binary protocol: a message with buffers, never one of those
+    msg_type = header.get("msg_type") if isinstance(header, dict) else None
+    return not isinstance(msg_type, str) or msg_type not in NOT_ACTIVITY
+
+
+def _v1_header(frame: bytes) -> bytes | None:
+    """The header part of a v1 frame: 8-byte little-endian offset count, offsets (from the frame's
+    start) of the channel, header, parent header, ..., then the parts (jupyter_server's
+    `serialize_msg_to_ws_v1`). None when not one, or longer than `MAX_TYPE_READ`."""
+    if len(frame) < 32 or int.from_bytes(frame[:8], "little") < 3:
+        return None
+    start, end = int.from_bytes(frame[16:24], "little"), int.from_bytes(frame[24:32], "little")
+    if not 32 <= start <= end <= min(len(frame), start + MAX_TYPE_READ):
+        return None
+    return frame[start:end]
+
+
+def _small_json(text: str | bytes | None) -> object:
+    """`text` parsed, when JSON of at most `MAX_TYPE_READ` characters; else None."""
+    if text is None or len(text) > MAX_TYPE_READ:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # not JSON (or not UTF-8); nested past the parser's depth
+        return None
+
+
 class _Activity:
-    """When a message last crossed the proxy, either way: a live kernel's activity."""
+    """When the viewer last did something: the last message from the browser `viewer_activity`."""
 
     def __init__(self) -> None:
         self.last = time.monotonic()
@@ -125,18 +168,23 @@ class _Activity:
 
 
 async def _browser_to_voila(websocket: WebSocket, upstream: ClientConnection, activity: _Activity) -> None:
+    v1 = upstream.subprotocol == V1_PROTOCOL
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
-        activity.seen()
         data = message.get("bytes")
-        await upstream.send(data if data is not None else message.get("text", ""))
+        frame = data if data is not None else message.get("text", "")
+        if viewer_activity(frame, v1):
+            activity.seen()
+        await upstream.send(frame)
 
 
-async def _voila_to_browser(websocket: WebSocket, upstream: ClientConnection, activity: _Activity) -> None:
+async def _voila_to_browser(websocket: WebSocket, upstream: ClientConnection) -> None:
+    """The kernel's messages, none of them activity: they answer the viewer's (counted already), or
+    a script's requests that do not count, or come from a notebook's own timer. So a computation
+    still running `idle_seconds` (minutes) after the viewer's last change is cut off."""
     async for data in upstream:
-        activity.seen()
         if isinstance(data, bytes):
             await websocket.send_bytes(data)
         else:
@@ -144,19 +192,19 @@ async def _voila_to_browser(websocket: WebSocket, upstream: ClientConnection, ac
 
 
 async def _until_idle(activity: _Activity, idle_seconds: float) -> None:
-    """Return once no message has crossed for `idle_seconds`. Voilà's culler shuts such a kernel
-    down too, but leaves its socket open; this closes the page's socket, which frees the slot."""
+    """Return once the viewer has done nothing for `idle_seconds`. Voilà's culler shuts such a
+    kernel down too, but leaves its socket open (and its page's slot taken); this closes it."""
     while (left := activity.last + idle_seconds - time.monotonic()) > 0:
         await asyncio.sleep(left)
 
 
 async def pump(websocket: WebSocket, upstream: ClientConnection, idle_seconds: float) -> None:
-    """Relay messages both ways until either side closes or the kernel has been idle for
+    """Relay messages both ways until either side closes or the viewer has been idle for
     `idle_seconds`, then close both."""
     activity = _Activity()
     tasks = [
         asyncio.create_task(_browser_to_voila(websocket, upstream, activity)),
-        asyncio.create_task(_voila_to_browser(websocket, upstream, activity)),
+        asyncio.create_task(_voila_to_browser(websocket, upstream)),
         asyncio.create_task(_until_idle(activity, idle_seconds)),
     ]
     try:

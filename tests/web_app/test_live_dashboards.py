@@ -133,28 +133,34 @@ def _socket(live: Live, client: httpx.Client, kernel_id: str, origin: str | None
     return connect(f"{url}?session_id={uuid.uuid4()}", additional_headers=headers, open_timeout=30)
 
 
-async def _kernel_info(socket: ClientConnection) -> dict:
-    request = {
+def _request(msg_type: str, content: dict | None = None) -> str:
+    """A message as the page's script sends it (the legacy JSON protocol: no subprotocol offered)."""
+    return json.dumps({
         "header": {"msg_id": uuid.uuid4().hex, "username": "t", "session": uuid.uuid4().hex,
-                   "msg_type": "kernel_info_request", "version": "5.3"},
-        "parent_header": {}, "metadata": {}, "content": {}, "channel": "shell", "buffers": [],
-    }  # fmt: skip
-    await socket.send(json.dumps(request))
+                   "msg_type": msg_type, "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "content": content or {}, "channel": "shell", "buffers": [],
+    })  # fmt: skip
+
+
+async def _kernel_info(socket: ClientConnection) -> dict:
+    await socket.send(_request("kernel_info_request"))
     while True:
         reply = json.loads(await asyncio.wait_for(socket.recv(), 30))
         if reply["msg_type"] == "kernel_info_reply":
             return reply["content"]
 
 
-def _refused(live: Live, client: httpx.Client, kernel_id: str, origin: str | None = None) -> int:
-    async def attempt() -> int:
-        try:
-            async with _socket(live, client, kernel_id, origin):
-                return 101
-        except InvalidStatus as exc:
-            return exc.response.status_code
+async def _handshake(live: Live, client: httpx.Client, kernel_id: str, origin: str | None = None) -> int:
+    """The HTTP status the app answers a socket's handshake with (101: accepted)."""
+    try:
+        async with _socket(live, client, kernel_id, origin):
+            return 101
+    except InvalidStatus as exc:
+        return exc.response.status_code
 
-    return asyncio.run(attempt())
+
+def _refused(live: Live, client: httpx.Client, kernel_id: str, origin: str | None = None) -> int:
+    return asyncio.run(_handshake(live, client, kernel_id, origin))
 
 
 def test_only_signed_in_analysts_get_live_dashboards(live: Live) -> None:
@@ -302,6 +308,85 @@ def test_an_idle_live_kernel_is_shut_down_and_frees_its_slot(live: Live) -> None
         again = analyst.get(f"{RENDER}/overview.ipynb")  # the slot is free
         assert again.status_code == 200
         assert asyncio.run(_leave(live, analyst, _kernel_id(again)))
+
+
+def test_a_socket_that_only_asks_for_kernel_info_is_closed_when_idle(live: Live) -> None:
+    """Every message counted as activity, so a client sending kernel_info_request more often than
+    the idle time kept its socket open for ever: Voilà culls the kernel (it does not count those),
+    but the page's slot stayed taken, and the socket held, with no person using the page."""
+    slots = live.app_state.live_kernels  # type: ignore[attr-defined]
+    with live.signed_in("analyst") as analyst:
+        kernel_id = _kernel_id(analyst.get(f"{RENDER}/data_quality.ipynb"))
+
+        async def keep_asking() -> int:
+            asked = 0
+            async with _socket(live, analyst, kernel_id) as socket:
+
+                async def ask() -> None:
+                    nonlocal asked
+                    while True:
+                        await socket.send(_request("kernel_info_request"))
+                        asked += 1
+                        await asyncio.sleep(IDLE_SECONDS / 3)
+
+                asking = asyncio.create_task(ask())
+                try:
+                    with pytest.raises(ConnectionClosed):
+                        while True:  # replies, then nothing once Voilà culled the kernel
+                            await socket.recv()
+                finally:
+                    asking.cancel()
+                    await asyncio.gather(asking, return_exceptions=True)
+            return asked
+
+        # Asked all through the idle time, and closed all the same (was: still open a minute on).
+        assert asyncio.run(asyncio.wait_for(keep_asking(), 10 * IDLE_SECONDS)) >= 3
+        wait_for(lambda: slots.live == 0, 30, "the page's slot to be freed")
+
+
+def test_a_viewer_changing_a_widget_keeps_the_page_open_past_the_idle_time(live: Live) -> None:
+    """A widget's change reaches the kernel as a comm_msg: the viewer's activity."""
+    with live.signed_in("analyst") as analyst:
+        kernel_id = _kernel_id(analyst.get(f"{RENDER}/overview.ipynb"))
+        # To a comm the kernel does not have (it ignores it), as a dropdown's change is sent.
+        change = {"comm_id": uuid.uuid4().hex, "data": {"method": "update", "state": {"value": "private"}}}
+
+        async def use_the_page() -> dict:
+            async with _socket(live, analyst, kernel_id) as socket:
+                await _kernel_info(socket)
+                for _ in range(5):  # 5 x IDLE_SECONDS / 3: well past the idle time
+                    await socket.send(_request("comm_msg", change))
+                    await asyncio.sleep(IDLE_SECONDS / 3)
+                return await _kernel_info(socket)
+
+        assert asyncio.run(use_the_page())["status"] == "ok"
+        wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be shut down")
+
+
+def test_a_kernel_takes_a_page_and_its_reconnect_but_no_third_socket(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each socket to a kernel opens four ZMQ sockets in Voilà, and nothing bounded how many one
+    client opened to one kernel."""
+    caplog.set_level(logging.INFO, logger="web_app.routes.live_dashboards")
+    with live.signed_in("analyst") as analyst:
+        kernel_id = _kernel_id(analyst.get(f"{RENDER}/overview.ipynb"))
+        slots = live.app_state.live_kernels  # type: ignore[attr-defined]
+
+        async def three_then_a_reconnect() -> tuple[int, str]:
+            async with _socket(live, analyst, kernel_id) as page:
+                async with _socket(live, analyst, kernel_id) as reconnect:
+                    await _kernel_info(reconnect)
+                    assert await _handshake(live, analyst, kernel_id) == 403  # was 101: relayed
+                # The second closed (once the app has seen it go): its place is taken again.
+                await asyncio.to_thread(wait_for, lambda: slots.sockets_to(kernel_id) == 1, 30, "a close")
+                again = await _handshake(live, analyst, kernel_id)
+                return again, (await _kernel_info(page))["status"]  # the page's own socket works on
+
+        assert asyncio.run(three_then_a_reconnect()) == (101, "ok")
+        refusals = [r for r in caplog.records if getattr(r, "kernel", None) == kernel_id]
+        assert len(refusals) == 1, caplog.text
+        wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be shut down")
 
 
 def test_a_page_that_never_connects_has_its_kernel_shut_down_and_its_place_freed(

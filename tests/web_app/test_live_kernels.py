@@ -156,3 +156,33 @@ def test_an_accounts_pages_take_and_give_back_only_its_own_admissions() -> None:
     assert live.held("ann") == 1
     clock.now += 115  # ann's remaining (oldest) admission expires first
     assert live.held("ann") == 0 and live.held("bob") == 1
+
+
+def test_a_kernel_takes_a_page_and_its_reconnect_but_no_third_socket() -> None:
+    live = LiveKernels(4, per_account=2, clock=Clock())
+    assert live.take_socket("a", "ann") is None  # the page
+    assert live.take_socket("a", "ann") is None  # its reconnect, the old socket not closed yet
+    assert live.take_socket("a", "ann") == "kernel"
+    assert live.take_socket("a", "bob") == "kernel"  # through this process, whoever opens it
+    live.give_socket_back("a", "ann")
+    assert live.sockets_to("a") == 1 and live.take_socket("a", "bob") is None
+
+
+def test_one_account_holds_a_page_and_a_reconnect_per_live_page_across_kernels() -> None:
+    live = LiveKernels(8, per_account=2, clock=Clock())
+    assert live.sockets_per_account == 4
+    for kernel_id in ("a", "a", "b", "c"):
+        assert live.take_socket(kernel_id, "ann") is None
+    assert live.take_socket("d", "ann") == "account"
+    assert live.take_socket("d", "bob") is None  # another account's places are its own
+    live.give_socket_back("c", "ann")
+    assert live.take_socket("d", "ann") is None
+
+
+def test_a_socket_given_back_leaves_no_count_behind() -> None:
+    live = LiveKernels(1, per_account=1, clock=Clock())
+    assert live.take_socket("a", "ann") is None
+    live.give_socket_back("a", "ann")
+    live.give_socket_back("a", "ann")  # given back twice (a bug elsewhere): no place is made up
+    assert live.sockets_to("a") == 0
+    assert [live.take_socket(k, "ann") for k in ("a", "b", "c")] == [None, None, "account"]

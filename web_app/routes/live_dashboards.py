@@ -4,10 +4,12 @@ origin and sign-in (HTTP, and the kernels' WebSockets). Voilà itself listens on
 Scope `analyst` (or `admin`). A page that would start a kernel is admitted only below the cap
 (`WORKBENCH_VOILA_MAX_KERNELS`, `web_app.live_kernels`), and only while the analyst's account
 holds fewer than `WORKBENCH_VOILA_KERNELS_PER_ACCOUNT`; past either the viewer is sent to the
-dashboard's snapshot with a line saying why. When a page's last socket closes its kernel is shut
-down, and Voilà shuts down a kernel idle for `WORKBENCH_VOILA_IDLE_SECONDS`, which closes the page's
-socket and frees the slot; a page sent that opens no socket within `WORKBENCH_VOILA_CONNECT_SECONDS`
-has its kernel shut down too (`web_app.page_watch`).
+dashboard's snapshot with a line saying why. A socket is refused past two to one kernel, or two per
+live page an account may hold (`LiveKernels.take_socket`). When a page's last socket closes its
+kernel is shut down; a socket whose viewer did nothing for `WORKBENCH_VOILA_IDLE_SECONDS` is closed
+(`voila_proxy.pump`: a script asking the kernel's info is not a viewer), and Voilà shuts such a
+kernel down too; a page sent that opens no socket within `WORKBENCH_VOILA_CONNECT_SECONDS` has its
+kernel shut down too (`web_app.page_watch`).
 
 A browser sends cookies on a cross-site WebSocket too, so a socket must come from this origin.
 """
@@ -72,6 +74,23 @@ async def kernel_channels(websocket: WebSocket, kernel_id: str) -> None:
     ):
         await websocket.close(code=POLICY_VIOLATION)  # before accepting: the handshake gets a 403
         return
+    live = websocket.app.state.live_kernels
+    if refused := live.take_socket(kernel_id, user.username):
+        log.warning(
+            "live dashboard socket refused: too many sockets",
+            extra={"kernel": kernel_id, "account": user.username, "limit": refused},
+        )
+        await websocket.close(code=POLICY_VIOLATION)
+        return
+    try:
+        await _relay(websocket, kernel_id, user.username)
+    finally:
+        live.give_socket_back(kernel_id, user.username)
+
+
+async def _relay(websocket: WebSocket, kernel_id: str, account: str) -> None:
+    """The socket relayed to Voilà's for the kernel until either closes; the kernel shut down when
+    it was its last."""
     state = websocket.app.state
     live = state.live_kernels
     live.opening(kernel_id)  # its page's check must not shut the kernel down meanwhile
@@ -83,7 +102,7 @@ async def kernel_channels(websocket: WebSocket, kernel_id: str) -> None:
         return
     finally:
         live.opened(kernel_id)
-    live.connected(kernel_id, user.username)
+    live.connected(kernel_id, account)
     try:
         await websocket.accept(subprotocol=upstream.subprotocol)
         await pump(websocket, upstream, state.settings.voila_idle_seconds)
