@@ -4,6 +4,7 @@ analyses after process, and `after` lines of the schedule run when the run they 
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -35,6 +36,12 @@ def _schedule(run_env: RunEnv, tmp_path: Path, text: str) -> Path:
     path.write_text(text)
     run_env.env["WORKBENCH_SCHEDULE_FILE"] = str(path)
     return path
+
+
+def _cron_run_of_ok(run_env: RunEnv, tmp_path: Path, schedule: str) -> subprocess.CompletedProcess:
+    """`ok` run as its cron line runs it, with its followers from `schedule`."""
+    path = _schedule(run_env, tmp_path, schedule)
+    return run_env.workbench("run", "ok", "--triggered-by", "cron", "--followers-from", str(path))
 
 
 @pytest.mark.slow
@@ -80,12 +87,11 @@ def test_after_lines_run_in_a_chain_when_the_run_they_follow_succeeds(
     run_env: RunEnv, tmp_path: Path
 ) -> None:
     _analyses(run_env, report="ok", letters="ok")
-    schedule = _schedule(
+    done = _cron_run_of_ok(
         run_env,
         tmp_path,
         "* * * * * ok\nafter ok fails\nafter ok report -p n 5\nafter report letters\nafter fails empty\n",
     )
-    done = run_env.workbench("run", "ok", "--triggered-by", "cron", "--followers-from", str(schedule))
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr  # a follower failed
     runs = _by_notebook(run_env)
     # `fails` failing stops its own follower, not its sibling's chain.
@@ -107,12 +113,11 @@ def test_a_follower_of_two_followers_runs_once_after_both_have_ended(run_env: Ru
     """A diamond: ok is followed by left and right, each followed by joined. Each run of a
     follower used to start all of its followers, so joined ran twice."""
     _analyses(run_env, left="ok", right="ok", joined="ok")
-    schedule = _schedule(
+    done = _cron_run_of_ok(
         run_env,
         tmp_path,
         "* * * * * ok\nafter ok left\nafter ok right\nafter left joined\nafter right joined\n",
     )
-    done = run_env.workbench("run", "ok", "--triggered-by", "cron", "--followers-from", str(schedule))
     assert done.returncode == 0, done.stdout + done.stderr
     runs = _by_notebook(run_env)  # one run of each notebook
     assert {n: r["status"] for n, r in runs.items()} == dict.fromkeys(
@@ -129,12 +134,11 @@ def test_a_follower_of_two_runs_when_one_of_them_succeeded_even_if_the_last_fail
     run_env: RunEnv, tmp_path: Path
 ) -> None:
     _analyses(run_env, right="ok", joined="ok")
-    schedule = _schedule(
+    done = _cron_run_of_ok(
         run_env,
         tmp_path,
         "* * * * * ok\nafter ok right\nafter ok fails\nafter right joined\nafter fails joined\n",
     )
-    done = run_env.workbench("run", "ok", "--triggered-by", "cron", "--followers-from", str(schedule))
     assert done.returncode == 1, done.stdout + done.stderr  # fails failed
     runs = _by_notebook(run_env)
     assert {n: r["status"] for n, r in runs.items()} == {
