@@ -21,7 +21,7 @@ from db_api.filters import Condition, parse_condition
 from db_api.scan_pages import PageEncoder, PageFormat, ipc_batches
 from db_api.store.base import CallEnded, Fence, ScanSpec, Store, WriteCounts, while_wanted
 from pipeline_lib.wire import arrow_codec, bson_codec
-from pipeline_lib.wire.errors import DbApiError, InvalidArgument
+from pipeline_lib.wire.errors import DbApiError, InvalidArgument, TooLarge
 from pipeline_lib.wire.proto import dbapi_pb2 as pb
 from pipeline_lib.wire.proto import dbapi_pb2_grpc
 
@@ -162,6 +162,8 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
         self.encoder = encoder or PageEncoder(workers=0)
         # Arrow is usually smaller than the BSON it comes from; a quarter leaves ample margin.
         self.page_bytes = max_message_bytes // 4
+        # A list's answer is one message: its documents' JSON, less room for the framing.
+        self.list_bytes = max_message_bytes - max_message_bytes // 16
 
     @_rpc
     def InsertOne(self, request: pb.InsertOneRequest, context: grpc.ServicerContext) -> pb.InsertOneResponse:
@@ -333,7 +335,16 @@ class DbApiServicer(dbapi_pb2_grpc.DbApiServicer):
             newest_first=request.newest_first,
         )
         pages = self.store.scan(collection, spec, context.is_active)
-        docs = [request_documents.to_json(doc) for page in pages for doc in page]
+        docs, size = [], 0
+        for doc in (doc for page in pages for doc in page):
+            docs.append(request_documents.to_json(doc))
+            size += len(docs[-1])
+            if size > self.list_bytes:  # stopped here, before gRPC refuses the whole answer
+                raise TooLarge(
+                    f"the {len(docs):,} documents listed so far of {collection} already come to more than "
+                    f"{self.list_bytes >> 20} MiB, the most one answer carries; ask for fewer (limit) "
+                    "or read them with Scan"
+                )
         return pb.ListDocumentsResponse(json=docs)
 
     @_rpc

@@ -82,8 +82,12 @@ def install(app: FastAPI) -> None:
         status, title = _DB_STATUS.get(exc.code, (502, "The database service failed"))
         if exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED and streams_busy(exc.details):
             status, title = 503, "The database service is busy; try again shortly"
+        elif exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED and request.method in ("GET", "HEAD"):
+            # A read sends no data: what is too large is what is stored, not the request.
+            status, title = 502, "The stored data is too large to send at once"
         log.warning("db-api call failed", extra={"path": request.url.path, "code": exc.code.name})
-        detail = exc.details if status in (413, 422) else ""
+        told = status in (413, 422) or (status == 502 and exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED)
+        detail = exc.details if told else ""
         return problem(status, title, detail)
 
     @app.exception_handler(StorageError)

@@ -197,3 +197,18 @@ def test_a_school_written_while_the_db_apis_streams_are_all_taken_is_503_not_413
             assert time.monotonic() < deadline, again.text
             time.sleep(0.1)
     assert again.status_code == 201, again.text
+
+
+def test_results_too_large_to_list_at_once_are_a_server_fault_not_413(stack: WebStack) -> None:
+    """Result documents under the 16 MiB limit each but over 64 MiB together: listing them was one
+    answer gRPC refused once built (90 MB in memory), and the app told every reader 413 "The data
+    is too large", as if their request were, with gRPC's internals as the detail (audit)."""
+    padding = "x" * (14 << 20)
+    for i in range(5):
+        stack.db.put_document("processed", f"big:{i}", {"key": f"big:{i}", "padding": padding})
+    with stack.client() as http:
+        response = http.get("/api/v1/results", headers=stack.auth("analyst"))
+    assert response.status_code == 502, response.text[:300]
+    problem = response.json()
+    assert "too large" in problem["title"] and "ask for fewer" in problem["detail"], problem
+    assert "Sent message larger than max" not in response.text
