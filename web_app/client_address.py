@@ -91,8 +91,14 @@ class ClientAddressMiddleware:
         self.trusted = trusted
 
     def _is_trusted(self, host: str) -> bool:
-        address = _ip(host)  # a proxy at 127.0.0.1 may reach a dual-stack socket as ::ffff:127.0.0.1
-        return address is not None and any(address in network for network in self.trusted)
+        # A proxy at 127.0.0.1 may reach a dual-stack socket as ::ffff:127.0.0.1: trusted if either
+        # spelling is in a trusted network (a setting may name it either way).
+        try:
+            raw = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        spellings = {raw, _ip(host)}
+        return any(address in network for address in spellings for network in self.trusted)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = scope.get("client")

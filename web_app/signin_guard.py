@@ -5,16 +5,16 @@ doubles its wait: 1 s, 2 s, 4 s, ... up to `max_wait`. Attempts during a wait ar
 and Retry-After, their password not checked, and do not count. Failures are forgotten
 `forget_after` seconds after the last one.
 
-- An account from one client (5 free): slows guessing one password, and only for the client that
-  guesses, so nobody can lock an account's owner out from elsewhere (OWASP's advice on lockout).
-  A success forgets it.
+- An account from one client (5 free): slows one client guessing one password, and only that
+  client. A success forgets it.
 - A client on any accounts (20 free): slows one client guessing across many accounts. A success
   keeps it (one known password must not buy more guesses).
-- An account from anywhere, counting each failing client once (20 distinct clients free): slows
-  guessing spread over many clients. One attacker counts once however often it fails, so only
-  someone failing from more than 20 clients (addresses; IPv6 /64s, see `client_address`) within
-  `forget_after` can make the owner wait too, and then each new client beyond them adds at most one
-  wait. A success keeps it (the owner knowing the password says nothing about the others).
+- An account from anywhere (20 free): every failure counts, so guesses spread over many clients
+  (an IPv6 customer holds 256 /64s or more, see `client_address`) stay as slow as one client's.
+  That wait would let anyone lock the owner out, so it does not apply to a client that signed in
+  to the account within `known_for` (30 days): the owner at their usual address gets in however
+  many others fail (OWASP's advice on lockout); from a new address during an attack, they wait too.
+  A success keeps it (the owner knowing the password says nothing about the others).
 
 Each password check (argon2) takes ~64 MiB and a core for a fraction of a second, in a worker
 thread. Only `max_checks` run at once; a sign-in beyond that is answered 503 with Retry-After at
@@ -68,8 +68,8 @@ class Backoff:
             return 0
         return max(1, math.ceil(self.storage.get_expiry(wait_key) - time.time()))
 
-    def failed(self, name: str) -> int:
-        """Count one failure of `name` (and set its wait if past the free ones); how many it has."""
+    def failed(self, name: str) -> None:
+        """Count one failure of `name`, and set its wait if past the free ones."""
         failures_key, wait_key = self._keys(name)
         failures = self.storage.get(failures_key) + 1
         self.storage.clear(failures_key)  # re-set, so failures are forgotten after the *last* one
@@ -78,7 +78,6 @@ class Backoff:
             seconds = min(self.max_wait, 2 ** min(failures - self.free - 1, 30))
             self.storage.clear(wait_key)
             self.storage.incr(wait_key, seconds)
-        return failures
 
     def forget(self, name: str) -> None:
         for key in self._keys(name):
@@ -102,19 +101,21 @@ class SignInGuard:
         storage: Storage,
         free_per_account_and_client: int = 5,
         free_per_client: int = 20,
-        free_clients_per_account: int = 20,
+        free_per_account: int = 20,
+        known_for: int = 30 * 24 * 3600,
         max_checks: int = 4,
         max_wait: int = 900,
     ) -> None:
         self.storage = storage
         self.accounts_from_clients = Backoff(storage, "account-client", free_per_account_and_client, max_wait)
         self.clients = Backoff(storage, "client", free_per_client, max_wait)
-        self.accounts = Backoff(storage, "account-clients", free_clients_per_account, max_wait)
+        self.accounts = Backoff(storage, "account-all", free_per_account, max_wait)
+        self.known_for = known_for
         self._checks = threading.BoundedSemaphore(max_checks)
 
     async def check(self, account: str, client: str) -> None:
-        """Raise SignInRefused (429) while the account from this client, the client, or the account
-        from anywhere is backing off."""
+        """Raise SignInRefused (429) while the account from this client, the client, or (unless this
+        client signed in to it lately) the account from anywhere is backing off."""
         wait = await off_loop(self.storage, self._wait, account, client)
         if wait:
             message = f"Too many failed sign-ins: try again in {_seconds(wait)}."
@@ -131,11 +132,19 @@ class SignInGuard:
             self._checks.release()
 
     def _wait(self, account: str, client: str) -> int:
+        pair = _account_from_client(account, client)
         return max(
-            self.accounts_from_clients.wait(_account_from_client(account, client)),
+            self.accounts_from_clients.wait(pair),
             self.clients.wait(client),
-            self.accounts.wait(account),
+            0 if self._known(pair) else self.accounts.wait(account),
         )
+
+    def _known_key(self, pair: str) -> str:
+        return f"signin/known/{hashlib.blake2b(pair.encode('utf-8', 'replace'), digest_size=16).hexdigest()}"
+
+    def _known(self, pair: str) -> bool:
+        """Whether this client signed in to this account within `known_for`."""
+        return self.storage.get(self._known_key(pair)) > 0
 
     async def record(self, account: str, client: str, succeeded: bool) -> None:
         await off_loop(self.storage, self._record, account, client, succeeded)
@@ -144,7 +153,10 @@ class SignInGuard:
         pair = _account_from_client(account, client)
         if succeeded:
             self.accounts_from_clients.forget(pair)
+            known = self._known_key(pair)
+            self.storage.clear(known)  # set anew: known for `known_for` after the last success
+            self.storage.incr(known, self.known_for)
             return
-        if self.accounts_from_clients.failed(pair) == 1:  # this client's first: one more client failing
-            self.accounts.failed(account)
+        self.accounts_from_clients.failed(pair)
+        self.accounts.failed(account)
         self.clients.failed(client)

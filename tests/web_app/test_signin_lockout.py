@@ -1,8 +1,9 @@
-"""Someone else's failed sign-ins never lock an account's owner out, on a live stack behind a proxy.
+"""Someone else's failed sign-ins never lock an account's owner out of the address they sign in
+from, on a live stack behind a proxy.
 
-An attacker sending wrong passwords for `admin` from one address backs off (the account from that
-address, and that address), while the owner signing in from their own address gets in, on the
-API and on the login page alike; the attacker stays throttled. Per-client counts key an IPv6
+An attacker sending wrong passwords for `admin` backs off (the account from that address, that
+address, and the account from anywhere), while the owner signing in from an address they signed
+in from before gets in, on the API and on the login page alike; the attacker stays throttled. Per-client counts key an IPv6
 client by its /64 (every IPv6 customer holds at least one), so addresses rotated within one /64
 share one back-off.
 """
@@ -41,6 +42,7 @@ def _login_form(http: httpx.Client, username: str, password: str, client: str) -
 @pytest.mark.parametrize("web_settings", [BEHIND_A_PROXY], indirect=True)
 def test_an_attacker_backing_off_does_not_lock_the_owner_out_of_the_token_endpoint(stack: WebStack) -> None:
     with stack.client() as http:
+        assert _token(http, "admin", PASSWORD, client=OWNER).status_code == 200  # yesterday, say
         _fail_until_refused(http, "admin", ATTACKER)
         owner = _token(http, "admin", PASSWORD, client=OWNER)
     assert owner.status_code == 200, owner.text
@@ -49,6 +51,8 @@ def test_an_attacker_backing_off_does_not_lock_the_owner_out_of_the_token_endpoi
 @pytest.mark.parametrize("web_settings", [BEHIND_A_PROXY], indirect=True)
 def test_an_attacker_backing_off_does_not_lock_the_owner_out_of_the_login_page(stack: WebStack) -> None:
     with stack.client() as http:
+        assert _login_form(http, "admin", PASSWORD, OWNER).status_code == 303
+        http.cookies.clear()
         _fail_until_refused(http, "admin", ATTACKER)
         owner = _login_form(http, "admin", PASSWORD, OWNER)
     assert owner.status_code == 303, owner.text
@@ -58,6 +62,7 @@ def test_an_attacker_backing_off_does_not_lock_the_owner_out_of_the_login_page(s
 @pytest.mark.parametrize("web_settings", [BEHIND_A_PROXY], indirect=True)
 def test_the_attacker_stays_throttled_after_the_owner_signs_in(stack: WebStack) -> None:
     with stack.client() as http:
+        assert _token(http, "admin", PASSWORD, client=OWNER).status_code == 200
         _fail_until_refused(http, "admin", ATTACKER)
         assert _token(http, "admin", PASSWORD, client=OWNER).status_code == 200
         _assert_throttled(_token(http, "admin", "one more guess", client=ATTACKER))
