@@ -37,12 +37,12 @@ class StreamSlotsInterceptor(grpc.ServerInterceptor):
         kind = (handler.request_streaming, handler.response_streaming)
         behavior = handler.stream_stream or handler.stream_unary or handler.unary_stream
         return _KINDS[kind](
-            self._limited(behavior, details.method),
+            self._limited(behavior, details.method, handler.response_streaming),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
 
-    def _limited(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+    def _limited(self, behavior: Callable[..., Any], method: str, responds: bool) -> Callable[..., Any]:
         def limited(request: Any, context: grpc.ServicerContext) -> Any:
             if not self._slots.acquire(blocking=False):
                 context.abort(
@@ -51,6 +51,8 @@ class StreamSlotsInterceptor(grpc.ServerInterceptor):
                     f"{method} refused, try again shortly",
                 )
             slot = _Slot(self._slots)
+            if not responds:
+                slot.running()  # its handler runs now, reading the client's stream, until it returns
             if not context.add_callback(slot.call_ended):
                 slot.call_ended()  # the call has ended already
             try:
@@ -58,7 +60,7 @@ class StreamSlotsInterceptor(grpc.ServerInterceptor):
             except BaseException:
                 slot.handler_ended()
                 raise
-            if isinstance(result, Iterator):  # a response stream: its handler runs as gRPC pulls it
+            if responds and isinstance(result, Iterator):  # its handler runs as gRPC pulls it
                 return slot.held_while(result)
             slot.handler_ended()
             return result
@@ -84,6 +86,10 @@ class _Slot:
                 return
             self._state = "freed"
         self._slots.release()
+
+    def running(self) -> None:
+        with self._lock:
+            self._state = "running"
 
     def call_ended(self) -> None:
         self._free(unless="running")  # a handler at work frees it when it ends

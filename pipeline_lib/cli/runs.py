@@ -400,6 +400,8 @@ def load_schedule_or_exit(checked: bool = False) -> Schedule:
     except ScheduleError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    for note in schedule.ignored:
+        typer.echo(f"warning: {note}", err=True)
     refusals = schedule_refusals(schedule, settings) if checked else []
     for refusal in refusals:
         typer.echo(f"error: {refusal}", err=True)

@@ -6,11 +6,14 @@ The default schedule runs the clean every 10 minutes and the process hourly: 168
 `/results` view also reads `runs` to say how fresh the figures are. The scheduler prunes once a
 day (`due`), `workbench prune-runs` by hand.
 
-Kept whatever their age: each notebook's newest run and newest successful run (the results and the
-dashboards say which run they come from), and every run still running. Records are deleted first,
+Kept whatever their age: every run the current results or dashboard snapshots name (`run_id` of
+`processed` and `dashboards`: a run may have written results and then failed, or a dashboard may
+keep an older run's snapshot), each notebook's newest run and newest successful run, and every run
+still running. Records are deleted first,
 then their files: a file whose record is gone (a prune stopped midway, a record deleted by hand) is
 removed by the next prune once its day's folder (`runs/YYYY/MM/DD`) is older than the horizon.
-Nothing outside the run archive is touched.
+Nothing outside the run archive is touched: a symbolic link in it is removed as a link, never
+followed.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from pipeline_lib.client.sync import DbApiClient
-from pipeline_lib.contract.collections import RUNS
+from pipeline_lib.contract.collections import DASHBOARDS, PROCESSED, RUNS
 
 _RECORDS = pa.schema(
     [
@@ -83,6 +86,16 @@ def to_keep(runs: Iterable[Run]) -> set[str]:
     return kept | {r.run_id for r in newest.values()} | {r.run_id for r in newest_success.values()}
 
 
+def referenced(client: DbApiClient) -> set[str]:
+    """The runs the current results and dashboard snapshots say they come from."""
+    named = pa.schema([("run_id", pa.string())])
+    found: set[str] = set()
+    for collection in (PROCESSED, DASHBOARDS):
+        run_ids = client.scan(collection, columns=["run_id"], schema=named).column("run_id").to_pylist()
+        found.update(run_id for run_id in run_ids if run_id)
+    return found
+
+
 def _runs(client: DbApiClient) -> list[Run]:
     table = client.scan(RUNS, columns=list(_RECORDS.names), schema=_RECORDS)
     return [
@@ -94,13 +107,18 @@ def _runs(client: DbApiClient) -> list[Run]:
 
 def _day_folders(archive: Path) -> Iterator[tuple[dt.date, Path]]:
     """The archive's `YYYY/MM/DD` folders and their dates; anything else is left alone."""
-    for year in sorted(archive.glob("[0-9][0-9][0-9][0-9]")):
-        for month in sorted(year.glob("[0-9][0-9]")):
-            for day in sorted(month.glob("[0-9][0-9]")):
+    for year in _folders(archive, "[0-9][0-9][0-9][0-9]"):
+        for month in _folders(year, "[0-9][0-9]"):
+            for day in _folders(month, "[0-9][0-9]"):
                 try:
                     yield dt.date(int(year.name), int(month.name), int(day.name)), day
                 except ValueError:
                     continue
+
+
+def _folders(parent: Path, pattern: str) -> list[Path]:
+    """`parent`'s folders matching `pattern`, sorted; links left out (they may lead anywhere)."""
+    return sorted(p for p in parent.glob(pattern) if p.is_dir() and not p.is_symlink())
 
 
 def _size(path: Path) -> int:
@@ -149,7 +167,7 @@ def prune_runs(
         return Pruned()
     horizon = now.astimezone(dt.UTC) - dt.timedelta(days=keep_days)
     runs = _runs(client)
-    kept = to_keep(runs)
+    kept = to_keep(runs) | referenced(client)
     old = [r for r in runs if r.started_at < horizon]
     doomed = [r.run_id for r in old if r.run_id not in kept]
     if not dry_run:

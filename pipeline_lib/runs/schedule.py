@@ -97,7 +97,8 @@ class Job:
 @dataclass(frozen=True)
 class Schedule:
     jobs: list[Job]  # the timed lines
-    followers: list[Job] = field(default_factory=list)  # the `after` lines
+    followers: list[Job] = field(default_factory=list)  # the `after` lines, each written once
+    ignored: list[str] = field(default_factory=list)  # why lines repeating another were left out
 
     def following(self, notebook: str) -> list[Job]:
         """The followers of `notebook`, in line order."""
@@ -200,9 +201,28 @@ def parse_schedule(
             followers.append(_follower(words, number, raw, source))
         else:
             jobs.append(_timed(words, number, raw, source))
-    schedule = Schedule(jobs, followers)
+    followers, ignored = _written_once(followers, source)
+    schedule = Schedule(jobs, followers, ignored)
     _check_followers(schedule, source, analyses)
     return schedule
+
+
+def _written_once(followers: list[Job], source: str) -> tuple[list[Job], list[str]]:
+    """The `after` lines without those repeating an earlier one (a paste), and a sentence for each
+    of those: a follower runs once per run of its chain however often it is written, so a repeat
+    changes nothing, and refusing it would stop a schedule that ran before."""
+    first_line: dict[tuple[str | None, tuple[str, ...]], int] = {}
+    kept, ignored = [], []
+    for follower in followers:
+        earlier = first_line.setdefault((follower.after, follower.args), follower.line)
+        if earlier == follower.line:
+            kept.append(follower)
+        else:
+            ignored.append(
+                f"{source}, line {follower.line}: `{follower.when} {follower.command}` repeats line "
+                f"{earlier}, so it is left out (remove it)"
+            )
+    return kept, ignored
 
 
 def _timed(words: list[str], number: int, raw: str, source: str) -> Job:
@@ -292,8 +312,8 @@ def _check_job(args: tuple[str, ...], number: int, raw: str, source: str, before
 
 
 def _check_followers(schedule: Schedule, source: str, analyses: Iterable[str] | None) -> None:
-    """Each follower is written once, follows a notebook some line runs, and no chain of
-    followers comes back. Linear in the lines, like reading them."""
+    """Each follower follows a notebook some line runs, and no chain of followers comes back.
+    Linear in the lines, like reading them."""
     runs_all = any(j.notebook == "all" for j in schedule.jobs)
     run = {j.notebook for j in [*schedule.jobs, *schedule.followers]}
     if runs_all:
@@ -302,15 +322,8 @@ def _check_followers(schedule: Schedule, source: str, analyses: Iterable[str] | 
         upstream: [f.notebook for f in lines] for upstream, lines in _by_upstream(schedule.followers).items()
     }
     component = _components(graph)
-    first_line: dict[tuple[str | None, tuple[str, ...]], int] = {}
     for follower in schedule.followers:
         written = f"`{follower.when} {follower.command}`"
-        earlier = first_line.setdefault((follower.after, follower.args), follower.line)
-        if earlier != follower.line:
-            raise ScheduleError(
-                f"{source}, line {follower.line}: {written} repeats line {earlier}: each line runs its "
-                f"job once per run it follows, so remove one of them"
-            )
         assert follower.after is not None
         if component[follower.after] == component[follower.notebook]:
             loop = _cycle(graph, follower.after, follower.notebook)

@@ -123,6 +123,8 @@ class Scheduler:
         self.schedule = schedule
         self._plan(_now())
         self.note(f"schedule reloaded from {self.path}: {len(self.jobs)} job(s)")
+        for note in schedule.ignored:
+            self.note(f"warning: {note}")
 
     def start(self, job: Job) -> None:
         args = [

@@ -20,6 +20,7 @@ import pytest
 from db_api.server import start_server
 from db_api.store.base import ScanSpec
 from db_api.store.sqlite import SqliteStore
+from db_api.stream_slots import _Slot
 from pipeline_lib.wire.proto import dbapi_pb2 as pb
 from pipeline_lib.wire.proto import dbapi_pb2_grpc
 from tests.processes import wait_for
@@ -118,10 +119,9 @@ def test_a_list_past_its_deadline_stops_reading(
         stub.ListDocuments(request, timeout=0.05)
     assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     wait_for(lambda: store.reading == 0, 120, "the list to end")
-    assert len(store.pages) == 1
-    read = store.pages[0]
-    # A whole read of the collection is 100,000 pages of one (before) or 100 pages of 1,000.
-    assert read < 100, read
+    # None if the deadline passed before the handler began (a busy machine); a whole read of the
+    # collection is 100,000 pages of one (before) or 100 pages of 1,000.
+    assert len(store.pages) <= 1 and sum(store.pages) < 100, store.pages
 
 
 def test_a_count_past_its_deadline_stops_reading(
@@ -132,7 +132,7 @@ def test_a_count_past_its_deadline_stops_reading(
         stub.Count(pb.CountRequest(collection="runs", filter=NOTHING), timeout=0.05)
     assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     wait_for(lambda: store.reading == 0, 120, "the count to end")
-    assert len(store.pages) == 1 and store.pages[0] < DOCUMENTS // 5000, store.pages
+    assert len(store.pages) <= 1 and sum(store.pages) < DOCUMENTS // 5000, store.pages
 
 
 def test_a_list_of_one_reads_pages_of_many(
@@ -164,3 +164,26 @@ def test_a_scan_of_more_columns_than_the_limit_is_refused_before_reading(
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "2000" in (raised.value.details() or "") and "at most 1024" in (raised.value.details() or "")
     assert store.pages == []
+
+
+def test_a_slot_is_freed_once_when_its_handler_ends_not_when_its_call_does() -> None:
+    """A bulk write's handler reads the client's stream until it returns: a cancel ending the call
+    freed its slot mid-handler (review)."""
+    slots = threading.BoundedSemaphore(1)
+    assert slots.acquire(blocking=False)
+    slot = _Slot(slots)
+    slot.running()
+    slot.call_ended()
+    assert not slots.acquire(blocking=False)  # still the handler's
+    slot.handler_ended()
+    slot.handler_ended()  # once only: a second release would raise (bounded)
+    assert slots.acquire(blocking=False)
+
+
+def test_a_response_stream_never_started_is_freed_when_its_call_ends() -> None:
+    slots = threading.BoundedSemaphore(1)
+    assert slots.acquire(blocking=False)
+    slot = _Slot(slots)
+    stream = slot.held_while(iter([1, 2]))
+    slot.call_ended()  # cancelled before gRPC pulled anything
+    assert list(stream) == [] and slots.acquire(blocking=False)

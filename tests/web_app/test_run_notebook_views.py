@@ -48,6 +48,18 @@ def test_a_half_written_notebook_of_a_running_run_says_reload_not_500(stack: Web
     assert "in progress" in response.text and "reload" in response.text.lower()
 
 
+def test_a_cut_short_notebook_of_a_run_whose_runner_died_says_so_not_reload(stack: WebStack) -> None:
+    """Still "running" (its runner was killed), its file cut short and no longer written: asked to
+    reload for ever before (review)."""
+    path = _run_with_notebook(stack, "clean-9", "running")
+    path.write_bytes(path.read_bytes()[:100])
+    os.utime(path, ns=(LONG_AGO_NS, LONG_AGO_NS))
+    with _signed_in(stack, "analyst") as http:
+        response = http.get("/runs/clean-9/notebook")
+    assert response.status_code == 404
+    assert "cannot be shown" in response.text and "not a whole notebook" in response.text
+
+
 def test_a_running_run_shows_its_notebook_as_far_as_it_has_got(stack: WebStack) -> None:
     _run_with_notebook(stack, "clean-9", "running")
     with _signed_in(stack, "analyst") as http:

@@ -3,9 +3,9 @@ from, on a live stack behind a proxy.
 
 An attacker sending wrong passwords for `admin` backs off (the account from that address, that
 address, and the account from anywhere), while the owner signing in from an address they signed
-in from before gets in, on the API and on the login page alike; the attacker stays throttled. Per-client counts key an IPv6
-client by its /64 (every IPv6 customer holds at least one), so addresses rotated within one /64
-share one back-off.
+in from before gets in, on the API and on the login page alike; the attacker stays throttled.
+Per-client counts key an IPv6 client by its /64 (every IPv6 customer holds at least one), so
+addresses rotated within one /64 share one back-off.
 """
 
 from __future__ import annotations

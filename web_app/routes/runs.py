@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from pathlib import Path as FilePath
 from typing import Annotated, get_args
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, Security
@@ -32,6 +34,8 @@ Analyst = Annotated[TokenClaims, Security(current_user, scopes=["analyst"])]
 PageAnalyst = Annotated[TokenClaims, Security(page_user, scopes=["analyst"])]
 RunId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")]
 STATUSES: tuple[str, ...] = get_args(RunStatus)
+# papermill rewrites a notebook in well under this; one cut short and older was left so.
+REWRITE_SECONDS = 10
 log = logging.getLogger(__name__)
 
 
@@ -130,14 +134,19 @@ async def run_notebook(
     except RendersBusy as exc:
         return _notice(503, str(exc), retry_after=2)
     except NotebookUnreadable as exc:
-        return _unreadable(run, exc)
+        return _unreadable(run, exc, path)
     return HTMLResponse(page, headers={"Content-Security-Policy": NOTEBOOK_CSP})
 
 
-def _unreadable(run: RunRecord, exc: NotebookUnreadable) -> HTMLResponse:
+def _unreadable(run: RunRecord, exc: NotebookUnreadable, path: FilePath) -> HTMLResponse:
     """A running run's notebook is unreadable for a moment while papermill rewrites it; a finished
-    run's stays so."""
-    if run.status == "running":
+    run's stays so, and so does that of a run whose runner died (still "running", its file cut
+    short and no longer written)."""
+    try:
+        being_written = time.time() - path.stat().st_mtime < REWRITE_SECONDS
+    except OSError:
+        being_written = False
+    if run.status == "running" and being_written:
         message = "This run is in progress and its notebook is being written right now: reload in a moment."
         return _notice(503, message, retry_after=1)
     log.warning("run notebook unreadable", extra={"run_id": run.run_id, "error": str(exc)})

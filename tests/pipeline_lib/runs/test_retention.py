@@ -79,6 +79,15 @@ def test_prune_runs_deletes_old_records_and_their_files_and_keeps_what_must_stay
     orphan.write_text("{}")
     unrecorded_recent = recent_process.with_name("rt-new-1-rtclean.ipynb")
     unrecorded_recent.write_text("{}")
+    # A run that wrote the current results and then failed: neither the newest nor a success.
+    results_run = _stored(run_env, "rt-clean-0", "rtclean", "failed", 125)
+    run_env.client.put_document("processed", "rt:result", {"key": "rt:result", "run_id": "rt-clean-0"})
+    # An old day moved elsewhere and linked back: followed, it would delete what is not the archive's.
+    elsewhere = run_env.data_dir.parent / "cold-storage"
+    elsewhere.mkdir()
+    (elsewhere / "rt-cold-1-rtclean.ipynb").write_text("{}")
+    (run_env.data_dir / "runs" / "2001" / "01").mkdir(parents=True)
+    (run_env.data_dir / "runs" / "2001" / "01" / "01").symlink_to(elsewhere)
 
     dry = run_env.workbench("prune-runs", "--dry-run")
     assert dry.returncode == 0, dry.stderr
@@ -94,7 +103,8 @@ def test_prune_runs_deletes_old_records_and_their_files_and_keeps_what_must_stay
     for gone in (old_clean, old_process, old_process.with_name("rt-process-1-dashboards"), orphan):
         assert not gone.exists(), gone
     assert not old_process.parent.exists()  # its day's folder, emptied, is removed
-    for stays in (kept_success, newest_clean, recent_process, unrecorded_recent):
+    assert "rt-clean-0" in left and (elsewhere / "rt-cold-1-rtclean.ipynb").exists()
+    for stays in (kept_success, newest_clean, recent_process, unrecorded_recent, results_run):
         assert stays.exists(), stays
     assert (run_env.data_dir / "runs" / ".pruned").exists()
 
