@@ -94,7 +94,8 @@ def _edit_example(notebook: Path) -> None:
 
 def _cron_jobs(table: str) -> tuple[dict[str, str], dict[str, str]]:
     """A crontab's environment lines, and each job's command by the notebook it runs, as cron
-    reads them: five time fields, then a command whose `\\%` is a plain `%`."""
+    reads them: five time fields, then a command whose `\\%` is a plain `%` (the daily
+    `workbench prune-runs` line left out)."""
     environment, jobs = {}, {}
     for line in table.splitlines():
         if not line.strip() or line.startswith("#"):
@@ -104,6 +105,8 @@ def _cron_jobs(table: str) -> tuple[dict[str, str], dict[str, str]]:
             environment[name] = value
             continue
         command = line.split(None, 5)[5].replace(r"\%", "%")
+        if re.search(r"/workbench'? prune-runs ", command):
+            continue
         notebook = re.search(r"/workbench' run (\w+) |/workbench run (\w+) ", command)
         assert notebook, line
         jobs[notebook.group(1) or notebook.group(2)] = command

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 
 from db_api.server import RunningServer
-from db_api.store.base import ScanSpec
+from db_api.store.base import ScanSpec, Wanted
 from pipeline_lib.client.aio import AsyncDbApiClient
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.wire.requests import DbApiCallError
@@ -39,10 +39,10 @@ def school_listings(stack: WebStack, monkeypatch: pytest.MonkeyPatch) -> list[st
     store = stack.db_api.store
     scan = store.scan
 
-    def counted_scan(collection: str, spec: ScanSpec) -> Iterator[list[dict]]:
+    def counted_scan(collection: str, spec: ScanSpec, wanted: Wanted | None = None) -> Iterator[list[dict]]:
         if collection == "schools":
             listings.append(collection)
-        return scan(collection, spec)
+        return scan(collection, spec, wanted)
 
     monkeypatch.setattr(store, "scan", counted_scan)
     return listings
@@ -139,8 +139,8 @@ async def test_a_listing_begun_before_an_invalidation_is_not_kept(
     store, scanned, release = sqlite_db_api.store, threading.Event(), threading.Event()
     scan = store.scan
 
-    def slow_scan(collection: str, spec: ScanSpec) -> Iterator[list[dict]]:
-        pages = list(scan(collection, spec))  # read now, answer when the test says
+    def slow_scan(collection: str, spec: ScanSpec, wanted: Wanted | None = None) -> Iterator[list[dict]]:
+        pages = list(scan(collection, spec, wanted))  # read now, answer when the test says
         scanned.set()
         release.wait(10)
         return iter(pages)
