@@ -9,9 +9,9 @@ day (`due`), `workbench prune-runs` by hand.
 Kept whatever their age: every run the current results or dashboard snapshots name (`run_id` of
 `processed` and `dashboards`: a run may have written results and then failed, or a dashboard may
 keep an older run's snapshot), each notebook's newest run and newest successful run, and every run
-still running. Records are deleted first,
-then their files: a file whose record is gone (a prune stopped midway, a record deleted by hand) is
-removed by the next prune once its day's folder (`runs/YYYY/MM/DD`) is older than the horizon.
+still running. Records are deleted first, then their files: a file whose record is gone (a prune
+stopped midway, a record deleted by hand) is removed by the next prune once its day's folder
+(`runs/YYYY/MM/DD`) is older than the horizon.
 Nothing outside the run archive is touched: a symbolic link in it is removed as a link, never
 followed.
 """
@@ -64,7 +64,7 @@ class Pruned:
         return (
             f"runs older than {keep_days} days: {verb} {self.records:,} run records and "
             f"{self.files:,} archived files ({self.bytes / 2**20:,.1f} MiB); kept {len(self.kept_old)} "
-            "older runs that are their notebook's newest or newest successful"
+            "older runs (a notebook's newest or newest successful, running, or named by the results)"
         )
 
 
