@@ -137,11 +137,9 @@ class LiveKernels:
 
     def disconnected(self, kernel_id: str) -> bool:
         """A socket to `kernel_id` closed; True when it was the kernel's last (its slot is free)."""
-        left = self._sockets.get(kernel_id, 0) - 1
-        if left > 0:
-            self._sockets[kernel_id] = left
+        _decrement(self._sockets, kernel_id)
+        if kernel_id in self._sockets:
             return False
-        self._sockets.pop(kernel_id, None)
         self._owners.pop(kernel_id, None)
         return True
 

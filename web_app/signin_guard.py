@@ -58,7 +58,7 @@ class Backoff:
         self.forget_after = forget_after
 
     def _keys(self, name: str) -> tuple[str, str]:
-        digest = hashlib.blake2b(name.encode("utf-8", "replace"), digest_size=16).hexdigest()
+        digest = _digest(name)
         return f"signin/{self.kind}/failures/{digest}", f"signin/{self.kind}/wait/{digest}"
 
     def wait(self, name: str) -> int:
@@ -82,6 +82,11 @@ class Backoff:
     def forget(self, name: str) -> None:
         for key in self._keys(name):
             self.storage.clear(key)
+
+
+def _digest(name: str) -> str:
+    """A storage key's part for `name`: fixed length, whatever a client sent."""
+    return hashlib.blake2b(name.encode("utf-8", "replace"), digest_size=16).hexdigest()
 
 
 def _account_from_client(account: str, client: str) -> str:
@@ -140,7 +145,7 @@ class SignInGuard:
         )
 
     def _known_key(self, pair: str) -> str:
-        return f"signin/known/{hashlib.blake2b(pair.encode('utf-8', 'replace'), digest_size=16).hexdigest()}"
+        return f"signin/known/{_digest(pair)}"
 
     def _known(self, pair: str) -> bool:
         """Whether this client signed in to this account within `known_for`."""

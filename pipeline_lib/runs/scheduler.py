@@ -135,18 +135,21 @@ class Scheduler:
             "--followers-from",
             str(self.path.resolve()),
         ]
+        what = f"`workbench run {job.command}` (line {job.line})"
+        process, log_path, log_file = self._launch(args, what, job.notebook)
+        self.children.append(Child(job, process, dt.datetime.now(dt.UTC), log_path, log_file))
+
+    def _launch(self, args: list[str], what: str, log_name: str) -> tuple[subprocess.Popen, Path, IO[bytes]]:
+        """`args` started as a process of its own, its output appended to `scheduler-<log_name>.log`."""
         logs = self.settings.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        log_path = logs / f"scheduler-{job.notebook}.log"
-        self.note(
-            f"{_now():%Y-%m-%d %H:%M:%S}: starting `workbench run {job.command}` (line {job.line}), "
-            f"output to {log_path}"
-        )
+        log_path = logs / f"scheduler-{log_name}.log"
+        self.note(f"{_now():%Y-%m-%d %H:%M:%S}: starting {what}, output to {log_path}")
         log_file = log_path.open("ab")
         process = subprocess.Popen(
             args, env=child_environment(self.settings), stdout=log_file, stderr=subprocess.STDOUT
         )
-        self.children.append(Child(job, process, dt.datetime.now(dt.UTC), log_path, log_file))
+        return process, log_path, log_file
 
     def reap(self) -> None:
         """Announce each finished child's failed runs (one line each); keep the running ones."""
@@ -229,18 +232,9 @@ class Scheduler:
         if not self.settings.run_keep_days or not retention.due(archive, PRUNE_EVERY, time.time()):
             return
         retention.mark(archive, time.time())
-        logs = self.settings.data_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        log_path = logs / "scheduler-prune-runs.log"
-        self.note(f"{_now():%Y-%m-%d %H:%M:%S}: starting `workbench prune-runs`, output to {log_path}")
-        log_file = log_path.open("ab")
-        process = subprocess.Popen(
-            [*_WORKBENCH, "prune-runs"],
-            env=child_environment(self.settings),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
+        self.pruning = Pruning(
+            *self._launch([*_WORKBENCH, "prune-runs"], "`workbench prune-runs`", "prune-runs")
         )
-        self.pruning = Pruning(process, log_path, log_file)
 
     def run_forever(self) -> None:
         for job in self.jobs:
