@@ -74,6 +74,9 @@ def ip_family(replica: str) -> str | None:
         return None
 
 
+MAX_KEEP_DAYS = 100 * 366  # WORKBENCH_RUN_KEEP_DAYS and `prune-runs --keep-days`: a century
+
+
 class Settings(BaseSettings):
     # The checkout's `.env`, then one in the folder the command starts in (cron starts runs in
     # the checkout, so secrets kept out of cron lines live there).
@@ -257,7 +260,7 @@ class Settings(BaseSettings):
     run_keep_days: int = Field(
         90,
         ge=0,
-        le=100 * 366,
+        le=MAX_KEEP_DAYS,
         description="run records and archived notebooks of runs older than this many days are deleted "
         "(the scheduler, once a day; `workbench prune-runs` by hand), except each notebook's newest run "
         "and newest successful one; 0 keeps every run",

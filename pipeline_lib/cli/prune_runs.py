@@ -8,13 +8,17 @@ from typing import Annotated
 
 import typer
 
-from pipeline_lib.settings import get_settings
+from pipeline_lib.settings import MAX_KEEP_DAYS, get_settings
 
 
 def prune_runs(
     keep_days: Annotated[
         int | None,
-        typer.Option(min=0, help="keep runs this many days old or newer (default WORKBENCH_RUN_KEEP_DAYS)"),
+        typer.Option(
+            min=0,
+            max=MAX_KEEP_DAYS,
+            help="keep runs this many days old or newer (default WORKBENCH_RUN_KEEP_DAYS)",
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="say what would be deleted, delete nothing")] = False,
 ) -> None:

@@ -155,3 +155,9 @@ def test_the_scheduler_forgets_old_runs_a_day_after_the_last_prune(
     assert not old.exists() and "rts-clean-1" not in _run_ids(run_env)
     assert "deleted 1 run records" in (settings.data_dir / "logs" / "scheduler-prune-runs.log").read_text()
     scheduler.stop_children()
+
+
+def test_keep_days_past_a_century_is_a_usage_error_not_a_traceback(run_env: RunEnv) -> None:
+    done = run_env.workbench("prune-runs", "--keep-days", "99999999999", "--dry-run")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "--keep-days" in done.stderr
