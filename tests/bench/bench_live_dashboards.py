@@ -43,7 +43,7 @@ from tests.bench.bench_dashboards import (
     machine_state,
 )
 from tests.bench.bench_db_api import TOKEN, start_db_api
-from tests.bench.bench_web import JWT_SECRET, UVICORN, Processes, free_port, wait_until
+from tests.bench.bench_web import JWT_SECRET, SERVE, Processes, free_port, wait_until
 
 ANALYST, PASSWORD = "bench-analyst", "bench password of some length"
 TARGET_SECONDS = 3.0
@@ -90,27 +90,29 @@ def open_live(browser: Browser, web: str, cookie: str, name: str) -> tuple[Page,
 
 
 def at_the_cap(
-    browser: Browser, web: str, voila_pid: int, log: Path, cookie: str, cap: int, loads: int
+    browser: Browser, web: str, voila_pid: int, log: Path, cookies: list[str], cap: int, loads: int
 ) -> dict:
-    """`cap` live pages held open; their kernels' memory; what the next viewer gets."""
+    """`cap` live pages held open, each by an analyst of its own (one account may hold only
+    WORKBENCH_VOILA_KERNELS_PER_ACCOUNT); their kernels' memory; what the next viewer, another
+    analyst, gets. `cookies`: sessions of `cap` + 1 analysts."""
     bench_dashboards.wait_until(lambda: kernels_waiting(log) >= loads, 180, "the pools to refill")
     held = []
     for i in range(cap):
-        page, _ = open_live(browser, web, cookie, DASHBOARDS[i % len(DASHBOARDS)])
+        page, _ = open_live(browser, web, cookies[i], DASHBOARDS[i % len(DASHBOARDS)])
         page.wait_for_function(FIRST_PLOT, timeout=120_000, polling="raf")
         held.append(page)
     time.sleep(2)  # the kernels' sockets are open and their first plots drawn
     ids = [re.search(r'"kernelId": *"([0-9a-f-]{36})"', page.content())[1] for page in held]  # type: ignore[index]
     memory = [kernel_memory(voila_pid, kernel_id) for kernel_id in ids]
     started = time.perf_counter()
-    extra, _ = open_live(browser, web, cookie, "overview")
+    extra, _ = open_live(browser, web, cookies[cap], "overview")
     extra.wait_for_selector(".live-refused", timeout=60_000)
     refused_seconds = time.perf_counter() - started
     landed, notice = extra.url, extra.inner_text(".live-refused")
     extra.context.close()
     held.pop().context.close()  # one page closed: its slot is free again
     time.sleep(2)
-    again, _ = open_live(browser, web, cookie, "overview")
+    again, _ = open_live(browser, web, cookies[cap], "overview")
     again.wait_for_function(FIRST_PLOT, timeout=120_000, polling="raf")
     freed = LIVE_DASHBOARDS_PATH in again.url
     again.context.close()
@@ -142,15 +144,10 @@ def main() -> None:
         processes = Processes(Path(folder))
         try:
             bench_dashboards.documents(client, args.students, args.schools, args.cache)
-            client.put_document(
-                "users",
-                ANALYST,
-                {
-                    "scopes": ["results:read", "analyst"],
-                    "password_hash": hash_password(PASSWORD),
-                    "disabled": False,
-                },
-            )
+            analysts = [ANALYST, *(f"{ANALYST}-{i}" for i in range(1, args.cap + 1))]
+            user = {"scopes": ["results:read", "analyst"], "password_hash": hash_password(PASSWORD)}
+            for name in analysts:
+                client.put_document("users", name, {**user, "disabled": False})
             voila_port, web_port = free_port(), free_port()
             env = {
                 **os.environ,
@@ -163,23 +160,22 @@ def main() -> None:
             voila = processes.start(
                 "voila", [sys.executable, "-m", "pipeline_lib.cli.dashboards", "--pool-size", "1"], env
             )
-            uvicorn = [sys.executable, "-m", "uvicorn", "web_app.main:create_app", "--factory"]
-            processes.start("web", [*uvicorn, "--host", "127.0.0.1", "--port", str(web_port), *UVICORN], env)
+            processes.start("web", [*SERVE, "web_app.main:create_app", str(web_port)], env)
             web, log = f"http://127.0.0.1:{web_port}", Path(folder) / "voila.log"
             wait_until(lambda: httpx.get(f"{web}/healthz").status_code == 200, processes, "the web app")
             started = time.perf_counter()
             bench_dashboards.wait_until(lambda: kernels_waiting(log) >= POOLS, 180, "preheating")
             print(f"Voilà ready, {POOLS} kernels preheated, in {time.perf_counter() - started:.1f} s")
-            cookie = bench_snapshots.session_cookie(web, ANALYST, PASSWORD)
+            cookies = [bench_snapshots.session_cookie(web, name, PASSWORD) for name in analysts]
             voila_url = f"http://127.0.0.1:{voila_port}{LIVE_DASHBOARDS_PATH}"
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(
                     executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox"]
                 )
-                times = first_plots(browser, web, voila_url, log, cookie, args.repeat)
+                times = first_plots(browser, web, voila_url, log, cookies[0], args.repeat)
                 # Every pool full again: each pool's first kernel, the warm-up load, three per dashboard.
                 loads = POOLS + 1 + 3 * len(DASHBOARDS) * args.repeat
-                cap = at_the_cap(browser, web, voila.pid, log, cookie, args.cap, loads)
+                cap = at_the_cap(browser, web, voila.pid, log, cookies, args.cap, loads)
                 browser.close()
             served = bench_dashboards.server_seconds(log)
         finally:

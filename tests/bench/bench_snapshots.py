@@ -36,7 +36,7 @@ from tests.bench import bench_dashboards
 from tests.bench.bench_db_api import TOKEN, start_db_api
 from tests.bench.bench_web import (
     JWT_SECRET,
-    UVICORN,
+    SERVE,
     Processes,
     find_wrk,
     free_port,
@@ -147,8 +147,7 @@ def main() -> None:
                 ("static", "tests.bench.bench_snapshots:static_app"),
             ):
                 port = free_port()
-                uvicorn = [sys.executable, "-m", "uvicorn", target, "--factory", "--host", "127.0.0.1"]
-                processes.start(name, [*uvicorn, "--port", str(port), *UVICORN], env)
+                processes.start(name, [*SERVE, target, str(port)], env)
                 urls[name] = f"http://127.0.0.1:{port}"
             (Path(folder) / "static").mkdir()
             wait_until(
