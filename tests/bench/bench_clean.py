@@ -12,8 +12,8 @@ printed beside the figures: the Spark run at most 2.5 times (scan + CommitClean 
 start), faster than pandas, and the read of raw alone at least 50% of the scan ceiling. Peak
 memory of every process (`tests/bench/memory.py`).
 
-`--warm` adds runs attached to a warm Spark (`workbench spark-connect`, started once before the
-runs, as `workbench up` keeps it with WORKBENCH_WARM_SPARK, and warmed up before the first):
+`--warm` adds runs attached to a warm Spark (`workbench spark-connect`, started once after the
+other runs, as `workbench up` keeps it with WORKBENCH_WARM_SPARK, and warmed up before the first):
 what a run saves by not starting one, and the read of raw alone attached to it.
 
     python tests/bench/bench_clean.py [--records N] [--repeat R] [--master M | --cluster N] [--warm]
@@ -30,9 +30,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -42,6 +43,9 @@ from tests.bench.memory import ROLES, cpu_summary, run_measured
 from tests.notebooks.dirty_data import SCHOOLS, dirty_raw
 from tests.spark_cluster import standalone_cluster
 from tests.wire_servers import free_port
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TARGET_SECONDS = 60
 TARGET_CEILING_RATIO = 2.5  # Spark end to end over (scan + CommitClean ceilings + Spark start)
@@ -160,36 +164,42 @@ def bench(args: argparse.Namespace, where: str) -> None:
     setup = f"{where}, median of {args.repeat} runs, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
     print(f"clean benchmark: {n:,} dirty raw records, {setup}")
     runs: dict[str, list[dict]] = {"spark": [], READ: [], "pandas": [], "ceilings": []}
-    kinds = ["pandas", "spark"]
-    if args.warm:
-        runs[WARM], runs[WARM_READ] = [], []
-        kinds.append(WARM)
     os.environ["WORKBENCH_DB_API_TOKEN"] = "bench"
-    with tempfile.TemporaryDirectory(prefix="wb-bench-clean-") as tmp, ExitStack() as stack:
-        warm = stack.enter_context(warm_spark(args.master, Path(tmp) / "warm")) if args.warm else None
+    with tempfile.TemporaryDirectory(prefix="wb-bench-clean-") as tmp:
+        # Runs that start their own Spark first, while no warm Spark holds its 1-3 GB JVM beside
+        # them: a machine whose runs attach to a warm Spark runs none of their own.
         for run in range(args.repeat):
             runs["ceilings"].append(store_ceilings(raw, "submission_id", Path(tmp) / f"ceiling{run}.sqlite3"))
-            for kind in kinds:
-                data = Path(tmp) / f"{kind}{run}"
-                os.environ["WORKBENCH_DATA_DIR"] = str(data)
-                class_archive.provide(data)
-                process, client = start_db_api(data)
-                try:
-                    client.write("schools", SCHOOLS, mode="upsert", key="school_id")
-                    client.write("raw", raw, key="submission_id")
-                    engine, attach = ("spark", warm) if kind == WARM else (kind, None)
-                    if kind in ("spark", WARM):  # the read alone first, in a process of its own (raw stays)
-                        read_alone = run_in_new_process(
-                            "read", client.address, args.master, process.pid, attach
-                        )
-                        runs[READ if kind == "spark" else WARM_READ].append(read_alone)
-                    result = run_in_new_process(engine, client.address, args.master, process.pid, attach)
-                    runs[kind].append(result)
-                finally:
-                    client.close()
-                    process.terminate()
-                    process.wait()
+            for kind in ("pandas", "spark"):
+                _measure(runs, kind, raw, Path(tmp) / f"{kind}{run}", args.master, None)
+        if args.warm:
+            runs[WARM], runs[WARM_READ] = [], []
+            with warm_spark(args.master, Path(tmp) / "warm") as warm:
+                for run in range(args.repeat):
+                    _measure(runs, WARM, raw, Path(tmp) / f"warm{run}", args.master, warm)
     report(runs, n, where)
+
+
+def _measure(
+    runs: dict[str, list[dict]], kind: str, raw: pd.DataFrame, data: Path, master: str, warm: WarmSpark | None
+) -> None:
+    """One run of `kind` on a store of its own filled with `raw`; a Spark kind's read of raw alone
+    first, in a process of its own (raw stays)."""
+    os.environ["WORKBENCH_DATA_DIR"] = str(data)
+    class_archive.provide(data)
+    process, client = start_db_api(data)
+    try:
+        client.write("schools", SCHOOLS, mode="upsert", key="school_id")
+        client.write("raw", raw, key="submission_id")
+        engine = "spark" if kind == WARM else kind
+        if engine == "spark":
+            read_alone = run_in_new_process("read", client.address, master, process.pid, warm)
+            runs[READ if warm is None else WARM_READ].append(read_alone)
+        runs[kind].append(run_in_new_process(engine, client.address, master, process.pid, warm))
+    finally:
+        client.close()
+        process.terminate()
+        process.wait()
 
 
 def report(runs: dict[str, list[dict]], n: int, where: str) -> None:
