@@ -166,8 +166,8 @@ def bench(args: argparse.Namespace, where: str) -> None:
     runs: dict[str, list[dict]] = {"spark": [], READ: [], "pandas": [], "ceilings": []}
     os.environ["WORKBENCH_DB_API_TOKEN"] = "bench"
     with tempfile.TemporaryDirectory(prefix="wb-bench-clean-") as tmp:
-        # Runs that start their own Spark first, while no warm Spark holds its 1-3 GB JVM beside
-        # them: a machine whose runs attach to a warm Spark runs none of their own.
+        # Runs that start their own Spark first, with no warm Spark's JVM (1-3 GB, idle) beside
+        # them, as on a machine that keeps none; where one is kept, runs attach to it.
         for run in range(args.repeat):
             runs["ceilings"].append(store_ceilings(raw, "submission_id", Path(tmp) / f"ceiling{run}.sqlite3"))
             for kind in ("pandas", "spark"):
