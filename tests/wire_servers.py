@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pymongo
@@ -349,6 +350,7 @@ def _wait_for_ping(server: WireServer, timeout: float = STARTUP_TIMEOUT) -> None
             continue
         # A fresh client per attempt: a client that failed once only
         # re-checks the server every 0.5 s, which would slow start-up down.
+        client: pymongo.MongoClient[dict[str, Any]]
         with pymongo.MongoClient(server.uri, serverSelectionTimeoutMS=200, connectTimeoutMS=200) as client:
             try:
                 client.admin.command("ping")
@@ -439,6 +441,7 @@ def start_mongod(data_dir: Path, replica_set: str = "rs0") -> WireServer:
 
 def _initiate_replica_set(server: WireServer, name: str, host: str) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT
+    client: pymongo.MongoClient[dict[str, Any]]
     with pymongo.MongoClient(server.uri, serverSelectionTimeoutMS=2000) as client:
         client.admin.command("replSetInitiate", {"_id": name, "members": [{"_id": 0, "host": host}]})
         while time.monotonic() < deadline:

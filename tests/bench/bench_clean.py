@@ -147,7 +147,8 @@ def main() -> None:
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one_run(*args.one, args.master)))
+        engine, address = args.one
+        print(json.dumps(one_run(engine, address, args.master)))
         return
     if args.cluster:
         folders = tempfile.TemporaryDirectory(prefix="wb-bench-cluster-")

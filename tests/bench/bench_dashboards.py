@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -52,9 +53,10 @@ DASHBOARDS = ("overview", "schools", "models", "data_quality")
 POOLS = len(SHIPPED)
 FIRST_PLOT = "() => { const i = document.querySelector('figure.wb-plot img'); return i && i.complete && i.naturalWidth > 0 }"  # noqa: E501
 CLEAN_RUNS = 5
+T = TypeVar("T")
 
 
-def _timed(seconds: dict[str, float], step: str, work: Callable[[], object]) -> object:
+def _timed(seconds: dict[str, float], step: str, work: Callable[[], T]) -> T:
     started = time.perf_counter()
     result = work()
     seconds[step] = time.perf_counter() - started
@@ -84,7 +86,7 @@ def build(client: DbApiClient, students: int, schools: int) -> dict[str, list[di
     from pipeline_lib.spark.session import get_spark
 
     seconds: dict[str, float] = {}
-    population, raw = _timed(seconds, "generate", lambda: demo_rows(students, schools, 0.05, seed=1))  # type: ignore[misc]
+    population, raw = _timed(seconds, "generate", lambda: demo_rows(students, schools, 0.05, seed=1))
     # As a bulk upload stores rows: receipt fields, no digest of the answers (form pages and JSON get one).
     receipt = {"received_at": "2026-05-04T06:00:00+00:00", "source": "bench", ANSWERS_DIGEST: None}
     raw = raw.assign(**receipt)[RAW_SCHEMA.fieldNames()]
@@ -96,11 +98,10 @@ def build(client: DbApiClient, students: int, schools: int) -> dict[str, list[di
         report = _timed(
             seconds, f"clean run {i + 1}", functools.partial(run_clean, spark, client, run_id=run_id)
         )
-        _record(client, run_id, "clean", started, report.counts())  # type: ignore[attr-defined]
+        _record(client, run_id, "clean", started, report.counts())
     computed_at, started = dt.datetime.now(dt.UTC), now()
-    stamp = {"run_id": "process-bench", "computed_at": computed_at}
     process = functools.partial(run_process, spark, client, run_id="process-bench", now=computed_at)
-    report = _timed(seconds, "process", process)
+    process_report = _timed(seconds, "process", process)
 
     def read(name: str, schema: StructType) -> DataFrame:
         reader = spark.read.format("workbench").option("collection", name)  # type: ignore[attr-defined]
@@ -113,13 +114,21 @@ def build(client: DbApiClient, students: int, schools: int) -> dict[str, list[di
     # What the process step has at hand already: its analysed students, checkpointed.
     students_df = _timed(seconds, "re-read the analysed students", analysed)
     docs = _timed(
-        seconds, "distributions", lambda: distributions.distribution_documents(students_df, **stamp)
+        seconds,
+        "distributions",
+        lambda: distributions.distribution_documents(
+            students_df, run_id="process-bench", computed_at=computed_at
+        ),
     )
-    docs += _timed(seconds, "quality documents", lambda: quality_docs.quality_documents(client, **stamp))  # type: ignore[operator]
-    for doc in docs:  # type: ignore[union-attr]
+    docs += _timed(
+        seconds,
+        "quality documents",
+        lambda: quality_docs.quality_documents(client, run_id="process-bench", computed_at=computed_at),
+    )
+    for doc in docs:
         client.put_document("processed", doc.key, doc.model_dump(mode="json"))
-    _record(client, "process-bench", "process", started, report.counts())  # type: ignore[attr-defined]
-    print(f"  built in {sum(seconds.values()):.0f} s: {report.students:,} students analysed")  # type: ignore[attr-defined]
+    _record(client, "process-bench", "process", started, process_report.counts())
+    print(f"  built in {sum(seconds.values()):.0f} s: {process_report.students:,} students analysed")
     return stored(client)
 
 

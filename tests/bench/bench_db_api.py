@@ -335,12 +335,12 @@ def main() -> None:
     ]
     header = f"{'operation':36} {'records/s':>10} {'seconds':>8}"
     print(f"\n{header}   ceilings (records/s) and share of the lower")
-    for name, seconds, limits in rows:
+    for name, timings, limits in rows:
         ceiling_text = ", ".join(f"{label} {rate(s):,.0f}" for label, s in limits)
         lowest = min(rate(s) for _, s in limits)
         print(
-            f"{name:36} {rate(seconds):>10,.0f} {statistics.median(seconds):>8.2f}   "
-            f"{ceiling_text}; {rate(seconds) / lowest:.0%} of {lowest:,.0f}"
+            f"{name:36} {rate(timings):>10,.0f} {statistics.median(timings):>8.2f}   "
+            f"{ceiling_text}; {rate(timings) / lowest:.0%} of {lowest:,.0f}"
         )
     print("\nruns (seconds):", {k: [round(s, 2) for s in v] for k, v in results.items()})
     print("ceiling runs (seconds):", {k: [round(s, 2) for s in v] for k, v in ceilings.items()})

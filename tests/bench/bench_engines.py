@@ -129,7 +129,9 @@ def main() -> None:
         for step in args.steps.split(","):
             print(f"\n{step}: {'records':>9} | {'pandas s':>8} {'rec/s':>8} {'peak MB':>7} | "
                   f"{'spark s':>8} {'rec/s':>8} {'peak MB':>7} | faster")  # fmt: skip
-            crossover, raced, refused = None, [], []
+            crossover: int | None = None
+            raced: list[int] = []
+            refused: list[int] = []
             for size in sizes:
                 runs = measure(step, size, args.repeat, args.master, Path(tmp))
                 cells, seconds = [], {}

@@ -632,7 +632,8 @@ def report(runs: list[RunFigures], args: argparse.Namespace) -> bool:
             print(f"  {kind} bulk seconds: {[round(r.bulk[kind], 2) for r in runs]}")
     if args.hostile:
         print(f"  slowest /healthz ms while refused: {[round(max(r.healthz_ms), 1) for r in runs]}")
-        print(f"  GET / req/s (without, with stalled): {[tuple(round(x) for x in r.form_rps) for r in runs]}")
+        pairs = [tuple(round(x) for x in r.form_rps) for r in runs if r.form_rps]
+        print(f"  GET / req/s (without, with stalled): {pairs}")
     return met_all
 
 

@@ -48,8 +48,11 @@ from tests.bench.bench_web import (  # noqa: E402
 )
 
 CLIENTS = 32
-WAYS = (("1 worker, counts in memory", 1, False), ("1 worker, counts in SecantusDB", 1, True))
-WAYS += (("2 workers, counts in SecantusDB", 2, True),)
+WAYS = (
+    ("1 worker, counts in memory", 1, False),
+    ("1 worker, counts in SecantusDB", 1, True),
+    ("2 workers, counts in SecantusDB", 2, True),
+)
 
 
 def one_way(wrk: str, workdir: Path, workers: int, limits_uri: str | None, seconds: float) -> WrkResult:
