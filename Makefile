@@ -39,7 +39,8 @@ cron:
 PYTEST_WORKERS ?= 2
 PYTEST = $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-# mypy (configured in pyproject.toml: strict on contract/, wire/, client/) before the tests, as ruff.
+# mypy (configured in pyproject.toml: strict on contract/, wire/, client/; tests/bench checked too)
+# before the tests, as ruff.
 test: venv chromium java cron
 	$(BIN)/ruff check .
 	$(BIN)/mypy
