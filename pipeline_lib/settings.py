@@ -25,13 +25,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The source checkout (or site-packages parent when installed): home of notebooks/ and schedules/.
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-# The `auto` engine's threshold: pandas up to this many records. On a 2-core machine pandas is the
-# faster engine at every size both ran, and at 1,000,000 records it also needs less memory than
-# Spark local[2] in all: clean 36.6 s against 60.7 s, peak 3.2 GB against 6.5 GB of all processes
-# (`tests/bench/bench_clean.py`, median of 3); process 58.6 s against 95.8 s, peak 1.9 GB against
-# 5.2 GB (`tests/bench/bench_engines.py --sizes 1000000 --steps process`, one run). Above it the
-# pandas run's memory keeps growing with the input (2.5 GB in its process to clean 1,000,000 raw
-# records), Spark's is bounded by its batches: lower it on a machine with little memory.
+# The `auto` engine's threshold: pandas up to this many records. On a 2-core machine
+# (`tests/bench/bench_engines.py --sizes 300000,1000000`, one run, 2026-12-07), against Spark
+# local[2]: the clean 7.4 s against 11.4 s at 300,000 records, and even at 1,000,000 (26.3 s
+# against 25.8 s, peak 3.1 GB against 2.6 GB of all processes); the process 15.8 s against 29.7 s,
+# and 49.8 s against 69.8 s (peak 1.7 GB against 4.7 GB). Above it the pandas run's memory keeps
+# growing with the input (2.5 GB in its process to clean 1,000,000 raw records), Spark's is
+# bounded by its batches: lower it on a machine with little memory.
 PANDAS_MAX_RECORDS = 1_000_000
 # Where the live Voilà dashboards live, on Voilà (loopback) and, proxied for analysts, on the web app.
 LIVE_DASHBOARDS_PATH = "/dashboards/live"
