@@ -26,12 +26,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # The source checkout (or site-packages parent when installed): home of notebooks/ and schedules/.
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # The `auto` engine's threshold: pandas up to this many records. On a 2-core machine
-# (`tests/bench/bench_engines.py --sizes 300000,1000000`, one run, 2026-12-07), against Spark
-# local[2]: the clean 7.4 s against 11.4 s at 300,000 records, and even at 1,000,000 (26.3 s
-# against 25.8 s, peak 3.1 GB against 2.6 GB of all processes); the process 15.8 s against 29.7 s,
-# and 49.8 s against 69.8 s (peak 1.7 GB against 4.7 GB). Above it the pandas run's memory keeps
-# growing with the input (2.5 GB in its process to clean 1,000,000 raw records), Spark's is
-# bounded by its batches: lower it on a machine with little memory.
+# (`tests/bench/bench_engines.py --sizes 300000,1000000 --repeat 1`, 2026-12-07), pandas against
+# Spark local[2]: the clean 7.4 s against 11.4 s at 300,000 records, and at 1,000,000 26.3 s
+# against 25.8 s (Spark 2% faster, one run each; peak 3.1 GB against 2.6 GB of all processes);
+# the process 15.8 s against 29.7 s, and 49.8 s against 69.8 s (peak 1.7 GB against 4.7 GB). The
+# clean's crossover is about here, the process's above it, so one threshold serves both. Above it
+# the pandas run's memory keeps growing with the input (2.5 GB in its process to clean 1,000,000
+# raw records), Spark's is bounded by its batches: lower it on a machine with little memory.
 PANDAS_MAX_RECORDS = 1_000_000
 # Where the live Voilà dashboards live, on Voilà (loopback) and, proxied for analysts, on the web app.
 LIVE_DASHBOARDS_PATH = "/dashboards/live"

@@ -87,7 +87,7 @@ def build(client: DbApiClient, students: int, schools: int) -> dict[str, list[di
 
     seconds: dict[str, float] = {}
     population, raw = _timed(seconds, "generate", lambda: demo_rows(students, schools, 0.05, seed=1))
-    # As a bulk upload stores rows: receipt fields, no digest of the answers (form pages and JSON get one).
+    # Receipt fields as the clean reads them, no digest of the answers (a bulk upload's rows have none).
     receipt = {"received_at": "2026-05-04T06:00:00+00:00", "source": "bench", ANSWERS_DIGEST: None}
     raw = raw.assign(**receipt)[RAW_SCHEMA.fieldNames()]
     client.write("schools", population.schools, mode="upsert", key="school_id")
