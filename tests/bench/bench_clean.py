@@ -178,7 +178,7 @@ def bench(args: argparse.Namespace, where: str) -> None:
             try:
                 with warm_spark(args.master, Path(tmp) / "warm") as warm:
                     for run in range(args.repeat):
-                        _measure(runs, WARM, raw, Path(tmp) / f"warm{run}", args.master, warm)
+                        _measure(runs, "spark", raw, Path(tmp) / f"warm{run}", args.master, warm)
             except RuntimeError as exc:  # the other runs' figures still count
                 print(f"no warm Spark runs: {exc}")
                 del runs[WARM], runs[WARM_READ]
@@ -186,21 +186,27 @@ def bench(args: argparse.Namespace, where: str) -> None:
 
 
 def _measure(
-    runs: dict[str, list[dict]], kind: str, raw: pd.DataFrame, data: Path, master: str, warm: WarmSpark | None
+    runs: dict[str, list[dict]],
+    engine: str,
+    raw: pd.DataFrame,
+    data: Path,
+    master: str,
+    warm: WarmSpark | None,
 ) -> None:
-    """One run of `kind` on a store of its own filled with `raw`; a Spark kind's read of raw alone
-    first, in a process of its own (raw stays)."""
+    """One run of `engine` on a store of its own filled with `raw`, attached to `warm` if given; a
+    Spark run's read of raw alone first, in a process of its own (raw stays)."""
     os.environ["WORKBENCH_DATA_DIR"] = str(data)
     class_archive.provide(data)
     process, client = start_db_api(data)
     try:
         client.write("schools", SCHOOLS, mode="upsert", key="school_id")
         client.write("raw", raw, key="submission_id")
-        engine = "spark" if kind == WARM else kind
         if engine == "spark":
             read_alone = run_in_new_process("read", client.address, master, process.pid, warm)
             runs[READ if warm is None else WARM_READ].append(read_alone)
-        runs[kind].append(run_in_new_process(engine, client.address, master, process.pid, warm))
+        runs[engine if warm is None else WARM].append(
+            run_in_new_process(engine, client.address, master, process.pid, warm)
+        )
     finally:
         client.close()
         process.terminate()
