@@ -63,6 +63,7 @@ def run(
         if service.host is not None and service.port is not None:
             check_port_free(service.host, service.port, service.name)
     stopping = False
+    failed: Service | None = None  # the service that ended on its own, reported
 
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -82,6 +83,7 @@ def run(
                     return 0
                 assert service.process is not None
                 if service.process.poll() is not None:
+                    failed = service
                     error(_failure(service, f"did not start (exit code {service.process.returncode})"))
                     return 1
                 if time.monotonic() > deadline:
@@ -95,12 +97,13 @@ def run(
         while not stopping:
             for service in services:
                 if service.process is not None and service.process.poll() is not None:
+                    failed = service
                     error(_failure(service, f"stopped unexpectedly (exit code {service.process.returncode})"))
                     return 1
             time.sleep(0.5)
         return 0
     finally:
-        _stop_all(services, echo)
+        _stop_all([s for s in services if s is not failed], echo)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
@@ -128,13 +131,18 @@ def _failure(service: Service, what: str) -> str:
 
 
 def _stop_all(services: list[Service], echo: Callable[[str], None]) -> None:
-    running = [s for s in reversed(services) if s.process is not None and s.process.poll() is None]
-    for service in running:
-        service.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-    for service in running:
+    """Stop every started service (last started first) and say so. Each is named, whether this
+    stops it or it already ended: the terminal's Ctrl-C reaches the whole process group, so a
+    service may end on its own SIGINT before it is asked to."""
+    started = [(s, s.process) for s in reversed(services) if s.process is not None]
+    for _, process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for _, process in started:
         try:
-            service.process.wait(timeout=15)  # type: ignore[union-attr]
+            process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            service.process.kill()  # type: ignore[union-attr]
-    if running:
-        echo("Stopped " + ", ".join(s.name for s in running) + ".")
+            process.kill()
+            process.wait()
+    if started:
+        echo("Stopped " + ", ".join(s.name for s, _ in started) + ".")

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from pipeline_lib.cli.supervisor import Service, run
+from pipeline_lib.cli.supervisor import Service, _stop_all, run
 from tests.wire_servers import free_port
 
 
@@ -78,3 +82,60 @@ def test_the_signal_handlers_are_given_back(tmp_path: Path) -> None:
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     _run([Service("quick", ["db-api", "--help"], None, None, "helps", lambda: True)], tmp_path)
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_ctrl_c_names_every_service_it_stopped_even_those_its_sigint_ended_first(tmp_path: Path) -> None:
+    # The terminal's Ctrl-C reaches the whole process group: here the supervisor's SIGINT comes
+    # first and each service's own at once after it, so some may be gone before they are asked.
+    port = free_port()
+    crontab = tmp_path / "crontab"
+    crontab.write_text("0 0 1 1 * clean\n")  # never fires while the test runs
+    env = {
+        **_env(tmp_path),
+        "WORKBENCH_DB_API_ADDRESS": f"127.0.0.1:{port}",
+        "WORKBENCH_SCHEDULE_FILE": str(crontab),
+    }
+    services = [
+        Service("db-api", ["db-api"], "127.0.0.1", port, "grpc", lambda: _accepts(port)),
+        Service("scheduler", ["scheduler"], None, None, "runs", lambda: True),
+    ]
+    said: list[str] = []
+
+    def ctrl_c() -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        for service in services:
+            assert service.process is not None
+            service.process.send_signal(signal.SIGINT)
+
+    def echo(line: str) -> None:
+        said.append(line)
+        if line.startswith("All services are up"):
+            threading.Timer(1.0, ctrl_c).start()
+
+    code = run(services, echo, start_timeout=60, env=env, log_dir=tmp_path / "logs")
+    assert code == 0
+    assert said[-1] == "Stopped scheduler, db-api."
+    assert all(service.process is not None and service.process.poll() is not None for service in services)
+
+
+def test_a_service_that_already_ended_is_named_with_those_it_stopped(tmp_path: Path) -> None:
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    services = [
+        Service("first", [], None, None, "", lambda: True, process=running),
+        Service("second", [], None, None, "", lambda: True, process=ended),
+        Service("never started", [], None, None, "", lambda: True),
+    ]
+    said: list[str] = []
+    _stop_all(services, said.append)
+    assert said == ["Stopped second, first."]
+    assert running.returncode == -signal.SIGTERM
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
