@@ -32,6 +32,7 @@ import io
 import math
 import re
 import tokenize
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -276,6 +277,45 @@ def validate(notebook: str, declared: Mapping[str, Parameter], values: Mapping[s
             f"(its parameters: {', '.join(sorted(declared)) or 'none'})"
         )
     return {name: check(notebook, declared[name], value) for name, value in values.items()}
+
+
+def check_namespace(namespace: Mapping[str, Any]) -> None:
+    """A notebook's parameters checked in its kernel, against the types its cells annotated them
+    with (`namespace` is the kernel's globals, after papermill's injected cell): papermill run
+    directly reads `-p dry_run false` as the text 'false', which a bool parameter would take as
+    true. InvalidParameter names the parameter and what it must be. Types only: `workbench run`
+    checks ranges and choices before the kernel starts."""
+    for name, annotation in dict(namespace.get("__annotations__", {})).items():
+        kind, optional = _runtime_kind(annotation)
+        if kind is None or name not in namespace:
+            continue
+        problem = _problem(Parameter(name, kind, optional), namespace[name])
+        if problem:
+            hint = (
+                f" (papermill reads only True and False as booleans: -p {name} False)"
+                if kind == "bool"
+                else ""
+            )
+            raise InvalidParameter(f"parameter {name} {problem}{hint}")
+
+
+_RUNTIME_KINDS = {int: "int", float: "float", bool: "bool", str: "str"}
+
+
+def _runtime_kind(annotation: object) -> tuple[str | None, bool]:
+    """(kind, optional) of an evaluated annotation (`int`, `int | None`), or of its text."""
+    if isinstance(annotation, str):
+        try:
+            return _kind(ast.parse(annotation, mode="eval").body)
+        except SyntaxError:
+            return None, False
+    if isinstance(annotation, type):
+        return _RUNTIME_KINDS.get(annotation), False
+    if isinstance(annotation, types.UnionType):
+        others = [t for t in annotation.__args__ if t is not type(None)]
+        if len(others) == 1 and len(annotation.__args__) == 2 and others[0] in _RUNTIME_KINDS:
+            return _RUNTIME_KINDS[others[0]], True
+    return None, False
 
 
 def _refuse_reserved(names: Mapping[str, object]) -> None:

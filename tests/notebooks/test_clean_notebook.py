@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -69,6 +70,19 @@ def test_the_notebook_cleans_raw_exactly_once_and_reports(db: tuple, tmp_path: P
     assert client.get("cleaned", next(iter(client.scan("cleaned", limit=1).column("_id").to_pylist())))[
         "changes"
     ]
+
+
+def test_papermill_given_a_bool_as_text_is_refused_before_anything_is_read(db: tuple, tmp_path: Path) -> None:
+    # papermill's `-p dry_run false` injects the text 'false', which Python takes as true: the
+    # notebook says so, rather than silently committing nothing.
+    _, client = db
+    client.write("raw", dirty_raw(50), key="submission_id")
+    run = _papermill(client, tmp_path / "out.ipynb", dry_run="false")
+    assert run.wait(timeout=300) != 0
+    text = (tmp_path / "out.ipynb").read_text()
+    assert "parameter dry_run must be true or false, got 'false'" in text
+    assert "-p dry_run False" in text
+    assert client.count("cleaned") == 0 and client.count("raw") == 52
 
 
 def test_a_dry_run_commits_nothing(db: tuple, tmp_path: Path) -> None:
@@ -167,3 +181,26 @@ def test_submissions_arriving_during_a_run_are_not_lost(db: tuple, tmp_path: Pat
     submitted = {i for frame in both for i in frame["submission_id"]}
     no_consent = {i for frame in both for i in frame.loc[frame["consent"] == "no", "submission_id"]}
     _assert_each_submission_once(client, submitted, no_consent)
+
+
+def test_the_readmes_papermill_command_commits(db: tuple, tmp_path: Path) -> None:
+    # The README's line as a user types it in the checkout (here a folder holding its notebooks),
+    # with the settings a user's shell has: the db-api's address and token in the environment.
+    _, client = db
+    raw = dirty_raw(300)
+    client.write("raw", raw, key="submission_id")
+    readme = (NOTEBOOK.parents[1] / "README.md").read_text()
+    (line,) = [line for line in readme.splitlines() if line.startswith(".venv/bin/papermill ")]
+    words = shlex.split(line)
+    (tmp_path / "notebooks").symlink_to(NOTEBOOK.parent)
+    (tmp_path / "var" / "runs").mkdir(parents=True)
+    papermill_bin = Path(sys.executable).parent / "papermill"
+    env = {**os.environ, "WORKBENCH_DB_API_ADDRESS": client.address}
+    done = subprocess.run(
+        [str(papermill_bin), *words[1:], "--no-progress-bar"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / words[2]).is_file()
+    no_consent = set(raw.loc[raw["consent"] == "no", "submission_id"])
+    _assert_each_submission_once(client, set(raw["submission_id"]), no_consent)

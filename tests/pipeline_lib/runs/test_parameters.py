@@ -16,6 +16,7 @@ from pipeline_lib.runs.parameters import (
     ParametersCellError,
     UnknownParameter,
     check,
+    check_namespace,
     from_text,
     parse_cell,
     parse_value,
@@ -265,3 +266,40 @@ def test_the_executor_records_a_refused_value_as_a_usage_error_without_starting(
     assert record.error.exception == "InvalidParameter" and record.error.exception in USAGE_ERRORS
     assert record.error.message == "parameter seed of typed must be an integer from 0 to 10, got 11"
     assert record.output_path is None and [d["status"] for d in client.saved] == ["failed"]
+
+
+def _kernel_namespace(*cells: str) -> dict:
+    """The globals an IPython kernel holds after running `cells` in turn (annotations included)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell()
+    for cell in cells:
+        assert shell.run_cell(cell).success
+    return shell.user_ns
+
+
+DECLARED = (
+    "dry_run: bool = True\nk_min_group: int | None = None\nquantile: float = 0.25\nengine: str = 'auto'"
+)
+
+
+def test_values_papermill_injects_are_checked_against_the_annotated_types() -> None:
+    check_namespace(_kernel_namespace(DECLARED, "dry_run = False\nk_min_group = None\nquantile = 1"))
+    check_namespace(_kernel_namespace(DECLARED, "k_min_group = 7\nengine = 'spark'"))
+    with pytest.raises(InvalidParameter) as refused:  # `papermill -p dry_run false`
+        check_namespace(_kernel_namespace(DECLARED, 'dry_run = "false"'))
+    assert str(refused.value) == (
+        "parameter dry_run must be true or false, got 'false' "
+        "(papermill reads only True and False as booleans: -p dry_run False)"
+    )
+    with pytest.raises(InvalidParameter, match="k_min_group must be an integer, or none, got '5'"):
+        check_namespace(_kernel_namespace(DECLARED, 'k_min_group = "5"'))
+    with pytest.raises(InvalidParameter, match="quantile must be a number, got true"):
+        check_namespace(_kernel_namespace(DECLARED, "quantile = True"))
+
+
+def test_names_without_a_checkable_annotation_are_left_alone() -> None:
+    namespace = _kernel_namespace("from __future__ import annotations", "seed: int = 1\nrows: list = []")
+    check_namespace({**namespace, "rows": "anything"})
+    with pytest.raises(InvalidParameter, match="seed must be an integer"):  # a text annotation too
+        check_namespace({**namespace, "seed": "1"})
