@@ -18,9 +18,12 @@ from pipeline_lib.client.aio import AsyncDbApiClient
 from pipeline_lib.contract.users import SCOPES
 from web_app.security import TokenClaims
 
+# How long a web app process may still honour an account's old state (`workbench users` says so).
+TTL_SECONDS = 5.0
+
 
 class AccountCache:
-    def __init__(self, ttl: float = 5.0, max_entries: int = 10_000) -> None:
+    def __init__(self, ttl: float = TTL_SECONDS, max_entries: int = 10_000) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
         self._accounts: dict[str, tuple[dict | None, float]] = {}
