@@ -231,7 +231,8 @@ class Settings(BaseSettings):
     )
     public_url: str | None = Field(
         None,
-        description="the URL people reach the web app at (behind a proxy); https makes cookies Secure",
+        description="the URL people reach the web app at (behind a proxy): failed-run alerts link "
+        "there; https makes cookies Secure",
     )
     db_api_max_streams: int = Field(
         16,

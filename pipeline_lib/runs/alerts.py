@@ -61,7 +61,9 @@ def headline(error: RunError) -> str:
 
 
 def run_url(settings: Settings, run_id: str) -> str:
-    return f"{settings.web_url}/runs/{run_id}"
+    """The run's page where people reach it: under WORKBENCH_PUBLIC_URL behind a proxy (the web
+    app's own address is then a loopback or 0.0.0.0 one that no recipient can open)."""
+    return f"{(settings.public_url or settings.web_url).rstrip('/')}/runs/{run_id}"
 
 
 def failure_line(record: RunRecord, settings: Settings) -> str:

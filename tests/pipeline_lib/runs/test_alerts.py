@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline_lib.runs import alerts
-from pipeline_lib.runs.alerts import failure_line, headline, should_announce
+from pipeline_lib.runs.alerts import failure_line, headline, should_announce, webhook_payload
 from pipeline_lib.runs.records import RunError, RunRecord
 from pipeline_lib.settings import Settings
 from tests.pipeline_lib.runs.conftest import RunEnv
@@ -79,6 +79,18 @@ def test_the_failure_line_names_notebook_run_error_and_page() -> None:
     assert "\n" not in line
     timed_out = failure_line(_record("a cell ran longer", "CellTimeoutError", status="timed_out"), settings)
     assert timed_out.startswith("FAILED clean run clean-20261201T001002Z-777049 (timed_out): ")
+
+
+def test_behind_a_proxy_the_runs_page_is_linked_at_the_public_url() -> None:
+    record = _record("x")
+    for public in ("https://workbench.example.org", "https://workbench.example.org/"):
+        settings = Settings(web_host="0.0.0.0", public_url=public)
+        assert failure_line(record, settings).endswith(
+            "-> https://workbench.example.org/runs/clean-20261201T001002Z-777049"
+        )
+        assert webhook_payload(record, settings)["url"] == (
+            "https://workbench.example.org/runs/clean-20261201T001002Z-777049"
+        )
 
 
 def test_only_scheduled_failures_are_announced() -> None:
