@@ -99,6 +99,8 @@ def test_only_the_warm_spark_keeps_the_optimising_compiler(tmp_path: Path) -> No
     assert "TieredStopAtLevel" not in _conf(args)["spark.driver.extraJavaOptions"]
 
 
+@pytest.mark.spark  # runs Java (`make test` installs it; `make test-fast` needs none)
+@pytest.mark.slow
 def test_a_run_jvm_compiling_with_c1_only_keeps_the_usual_code_cache(tmp_path: Path) -> None:
     """C1 alone would shrink it to 48 MB, which a long session (the suite's shared one) filled, and
     its JVM died: the options a run's driver gets, read back from this machine's Java."""
@@ -114,6 +116,8 @@ def test_a_run_jvm_compiling_with_c1_only_keeps_the_usual_code_cache(tmp_path: P
     assert int(line.split("=")[1].split()[0]) >= 240 << 20, line
 
 
+@pytest.mark.spark  # needs Java, as above
+@pytest.mark.slow
 def test_the_server_maps_sparks_class_archive_when_one_is_ready(tmp_path: Path) -> None:
     """As a run's own driver does (`class_archive`): it answers sooner. Turned off, it does not."""
     key = class_archive.installation_key()
