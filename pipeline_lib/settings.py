@@ -287,12 +287,14 @@ class Settings(BaseSettings):
     alert_webhook: str | None = Field(
         None,
         description="URL that gets a JSON POST with the run record when a scheduled run fails "
-        "(keep it in .env: cron lines leave it out)",
+        "(keep it in the checkout's .env: cron lines leave it out)",
     )
     alert_smtp_host: str | None = Field(None, description="SMTP server for failed-run e-mails")
     alert_smtp_port: int = Field(25, ge=1, le=65535, description="port of the SMTP server")
     alert_smtp_user: str | None = Field(None, description="SMTP user name, if the server wants a login")
-    alert_smtp_password: SecretStr | None = Field(None, description="SMTP password (keep it in .env)")
+    alert_smtp_password: SecretStr | None = Field(
+        None, description="SMTP password (keep it in the checkout's .env)"
+    )
     alert_smtp_starttls: bool = Field(False, description="upgrade the SMTP connection with STARTTLS")
     alert_smtp_from: str = Field("workbench@localhost", description="sender of failed-run e-mails")
     alert_smtp_to: str | None = Field(None, description="comma-separated recipients of failed-run e-mails")

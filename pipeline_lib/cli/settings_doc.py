@@ -190,8 +190,11 @@ embedded store.
 - `workbench schedule install` copies the installing shell's `{prefix}*` variables into each
   cron line, except
   {not_copied}
-  (runs reach the store through the db-api and read its token from the data dir): install
-  again after changing a setting.
+  and any value that is a URL with a credential (user info or a token parameter), each named
+  with the reason in a comment of the table (runs reach the store through the db-api and read
+  its token from the data dir, other secrets from the checkout's `.env`); path settings are
+  written as the absolute paths they resolved to where `install` ran. Install again after
+  changing a setting.
 
 `<checkout>` is the folder of this repository; `<data dir>` is the value of `{env_name("data_dir")}`.
 

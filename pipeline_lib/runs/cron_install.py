@@ -2,8 +2,10 @@
 
 cron starts jobs with an almost empty environment, so every line carries what `workbench run`
 needs: the checkout to `cd` into, absolute paths to the venv, the `WORKBENCH_*` settings of the
-installing shell (never secrets: a cron table is readable by others, and the runs read the
-db-api token from the data directory), and a log file per notebook.
+installing shell (never a credential: a cron table is readable by others; runs read the db-api
+token from the data directory and other secrets from the checkout's `.env`), every path setting
+as the absolute path it resolved to where `install` ran, and a log file per notebook. A setting
+left out is named, with the reason, in a comment line of the table and on standard error.
 
 `after` lines get no cron line of their own: when the schedule has any, every job's line runs
 `workbench run JOB --followers-from <schedule file>`, which, once the job's run succeeds, runs
@@ -18,43 +20,112 @@ import re
 import shlex
 import subprocess
 import sys
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from pipeline_lib.runs.schedule import Job
 from pipeline_lib.settings import PROJECT_DIR, Settings
 
 CRON_D = Path("/etc/cron.d")
 # Never written into a cron table (readable by others): runs read these from the data directory
-# or from the checkout's `.env` (cron starts them there). A webhook URL is often a credential.
+# or from the checkout's `.env` (cron starts them there). Storage URIs carry passwords
+# (`mongodb://user:pass@host/...`); a webhook URL is often a credential in itself.
 SECRET_SETTINGS = {
     "WORKBENCH_DB_API_TOKEN",
     "WORKBENCH_JWT_SECRET",
     "WORKBENCH_MONGO_URI",
+    "WORKBENCH_LIMITS_URI",
     "WORKBENCH_ALERT_SMTP_PASSWORD",
     "WORKBENCH_ALERT_WEBHOOK",
+} | {  # and any setting declared secret (`SecretStr`), should one be added
+    f"WORKBENCH_{name.upper()}"
+    for name, field in Settings.model_fields.items()
+    if SecretStr in (field.annotation, *typing.get_args(field.annotation))
 }
+# Secrets generated into `<data dir>/secrets/` when unset (settings.db_api_token, jwt_secret).
+_GENERATED_SECRETS = {"WORKBENCH_DB_API_TOKEN": "db_api_token", "WORKBENCH_JWT_SECRET": "jwt_secret"}
+# Any other setting's URL may carry a credential too: user info (`scheme://user:pass@host`,
+# `scheme://user@host`) or a secret parameter (Spark Connect's `sc://host:port/;token=...`).
+_CREDENTIAL_URL = re.compile(
+    r"[a-z][a-z0-9+.-]*://([^/?#@\s]*@|\S*[;?&][a-z_]*(token|password|passwd|pwd|secret|key)=)",
+    re.IGNORECASE,
+)
+# The settings declared as paths (`Path`, `Path | None`): written resolved, as `install` read them.
+_PATH_SETTINGS = tuple(
+    name
+    for name, field in Settings.model_fields.items()
+    if Path in (field.annotation, *typing.get_args(field.annotation))
+)
 # Only names a shell takes as a variable are copied (anything else would be a command).
 _SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The names a `.env` file sets (`NAME=value`, `export NAME=value`); values are never read here.
+_DOTENV_NAME = re.compile(r"^[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*=", re.MULTILINE)
 BEGIN = "# BEGIN student-data-workbench"
 END = "# END student-data-workbench"
 PRUNE_CRON = "17 3 * * *"  # old runs forgotten daily, at a quiet hour (`workbench prune-runs`)
 
 
-def _environment(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in sorted(environ.items())
-        if k.startswith("WORKBENCH_") and k not in SECRET_SETTINGS and _SHELL_NAME.fullmatch(k)
-    }
+def _environment(settings: Settings, environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The variables each cron line sets, and a sentence for each setting left out."""
+    paths = {f"WORKBENCH_{name.upper()}": name for name in _PATH_SETTINGS}
+    env, left_out = {}, []
+    for name, value in sorted(environ.items()):
+        if not name.startswith("WORKBENCH_") or not _SHELL_NAME.fullmatch(name) or name in paths:
+            continue
+        if name in SECRET_SETTINGS:
+            left_out.append(f"Left out {name} (a secret): {_where_runs_find(name, settings)}.")
+        elif _CREDENTIAL_URL.search(value):
+            left_out.append(
+                f"Left out {name}: a URL with a credential (user info or a token); "
+                f"{_where_runs_find(name, settings)}."
+            )
+        else:
+            env[name] = value
+    for name, field in paths.items():
+        # What the installing process resolved, against the folder it started in: a cron line
+        # runs in the checkout, where a relative path would mean another file.
+        if field == "data_dir":
+            env[name] = str(settings.data_dir.resolve())
+        elif field in settings.model_fields_set:
+            if (path := getattr(settings, field)) is not None:
+                env[name] = str(path)
+        elif name in environ:  # as Settings resolve it (a caller's environ, not the one read)
+            env[name] = os.path.abspath(Path(environ[name]).expanduser())
     for name, value in env.items():
         # cron reads a table line by line: a newline in a value would add a line of its own.
         if "\n" in value or "\r" in value:
             raise ValueError(f"{name} holds a line break, which a cron table cannot carry; fix the setting")
-    env["WORKBENCH_DATA_DIR"] = str(settings.data_dir.resolve())
     if "JAVA_HOME" in environ:
         env["JAVA_HOME"] = environ["JAVA_HOME"]
-    return env
+    return env, left_out
+
+
+def _where_runs_find(name: str, settings: Settings) -> str:
+    """Where a run started by cron (in the checkout, without `name`) reads the setting."""
+    checkout_env = PROJECT_DIR / ".env"
+    try:
+        names = {m.group(1).upper() for m in _DOTENV_NAME.finditer(checkout_env.read_text())}
+    except (OSError, UnicodeDecodeError):
+        names = set()
+    where = f"a run that needs it reads it from {checkout_env}"
+    if name not in names:
+        where += " (not set there)"
+    if name in _GENERATED_SECRETS:
+        secret_file = settings.data_dir.resolve() / "secrets" / _GENERATED_SECRETS[name]
+        where += f" or {secret_file}"
+        if name not in names and not secret_file.is_file():
+            # A db-api given its token in the environment writes no file: cron's runs would
+            # generate a token of their own there and be refused.
+            where += " (not there either: put it in one of them, or runs started by cron will fail)"
+    return where
+
+
+def left_out(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:
+    """A sentence for each `WORKBENCH_*` setting a cron table leaves out, and why."""
+    return _environment(settings, os.environ if environ is None else environ)[1]
 
 
 def _cron_escape(command: str) -> str:
@@ -75,10 +146,12 @@ def table(
     environ = os.environ if environ is None else environ
     venv_bin = Path(sys.executable).parent
     logs = settings.data_dir.resolve() / "logs"
-    assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in _environment(settings, environ).items())
+    env, notes = _environment(settings, environ)
+    assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     lines = [
         f"# Installed by `workbench schedule install` from {settings.schedule_file.resolve()}.",
         "# Edit that file and install again rather than editing this one.",
+        *(f"# {note}" for note in notes),
         "SHELL=/bin/sh",
         f"PATH={venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     ]
@@ -114,6 +187,7 @@ def install_cron_d(
     staging.write_text(text)
     staging.chmod(0o644)  # cron ignores files writable by group or others
     staging.replace(target)
+    _tell(left_out(settings))
     return target
 
 
@@ -132,4 +206,10 @@ def install_user_crontab(jobs: list[Job], settings: Settings, followers: Sequenc
     block = [BEGIN, *table(jobs, settings, user=None, followers=followers).splitlines(), END]
     crontab = "\n".join([*kept, *block]) + "\n"
     subprocess.run(["crontab", "-"], input=crontab, text=True, check=True, capture_output=True)
+    _tell(left_out(settings))
     return "the user's crontab"
+
+
+def _tell(notes: Sequence[str]) -> None:
+    for note in notes:  # also a comment line of the table, where `--print` shows it
+        print(f"warning: {note}", file=sys.stderr)

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
+import typing
 import uuid
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from pipeline_lib.runs import cron_install
 from pipeline_lib.runs.schedule import ScheduleError, load, parse
 from pipeline_lib.settings import PROJECT_DIR, Settings
 from tests.conftest import TOKEN
 from tests.pipeline_lib.runs.conftest import RunEnv
+from tests.pipeline_lib.runs.notebooks import write_notebooks
 
 
 def test_the_shipped_schedule_cleans_every_ten_minutes_and_processes_hourly() -> None:
@@ -114,6 +119,176 @@ def test_the_cron_table_refuses_line_breaks_and_copies_only_shell_names(tmp_path
     text = cron_install.table(jobs, settings, user="root", environ=odd_name)
     assert "pwned" not in text and "WORKBENCH_K_MIN_GROUP=7" in text
     assert len(text.splitlines()) == 6  # two comments, SHELL, PATH, the daily prune-runs and the one job
+
+
+def _settings_typed(kind: type) -> set[str]:
+    """The Settings fields declared as `kind` or `kind | None`."""
+    return {
+        name
+        for name, field in Settings.model_fields.items()
+        if kind in (field.annotation, *typing.get_args(field.annotation))
+    }
+
+
+def test_every_setting_that_may_hold_a_credential_is_kept_out_of_cron_tables() -> None:
+    secrets = {f"WORKBENCH_{name.upper()}" for name in _settings_typed(SecretStr)}
+    assert {"WORKBENCH_DB_API_TOKEN", "WORKBENCH_JWT_SECRET", "WORKBENCH_ALERT_SMTP_PASSWORD"} <= secrets
+    # Storage URIs (mongodb://user:pass@host/...) and a webhook URL (its path is the credential).
+    uris = {"WORKBENCH_MONGO_URI", "WORKBENCH_LIMITS_URI", "WORKBENCH_ALERT_WEBHOOK"}
+    assert secrets | uris <= cron_install.SECRET_SETTINGS
+
+
+def test_the_cron_table_leaves_out_the_limits_uri_and_says_so(tmp_path: Path) -> None:
+    environ = {"WORKBENCH_LIMITS_URI": "mongodb://lim:limits-pw@db.example.org/limits"}
+    text = cron_install.table(
+        parse("*/10 * * * * clean\n"), Settings(data_dir=tmp_path), user="root", environ=environ
+    )
+    assert "limits-pw" not in text and "db.example.org" not in text
+    assert "# Left out WORKBENCH_LIMITS_URI (a secret)" in text
+
+
+def test_a_token_cron_runs_could_not_find_is_named_as_such(tmp_path: Path) -> None:
+    # A db-api given its token in the environment writes no file, and cron's runs get no token.
+    environ = {"WORKBENCH_DB_API_TOKEN": "the-token"}
+    settings = Settings(data_dir=tmp_path)
+    text = cron_install.table(parse("*/10 * * * * clean\n"), settings, user="root", environ=environ)
+    assert "the-token" not in text
+    assert "or runs started by cron will fail" in text
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "db_api_token").write_text("the-token")
+    text = cron_install.table(parse("*/10 * * * * clean\n"), settings, user="root", environ=environ)
+    assert "Left out WORKBENCH_DB_API_TOKEN (a secret)" in text and "will fail" not in text
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "https://alice:portal-pw@example.org/",
+        "https://alice@example.org/",
+        "spark://u:portal-pw@spark.example.org:7077",
+        "sc://spark.example.org:15002/;token=portal-pw",
+    ],
+)
+def test_the_cron_table_leaves_out_any_url_that_carries_a_credential(tmp_path: Path, value: str) -> None:
+    environ = {"WORKBENCH_PUBLIC_URL": value, "WORKBENCH_K_MIN_GROUP": "7"}
+    text = cron_install.table(
+        parse("*/10 * * * * clean\n"), Settings(data_dir=tmp_path), user="root", environ=environ
+    )
+    assert "portal-pw" not in text and "alice" not in text and "example.org" not in text
+    assert "WORKBENCH_PUBLIC_URL=" not in text and "WORKBENCH_K_MIN_GROUP=7" in text
+    assert "# Left out WORKBENCH_PUBLIC_URL: a URL with a credential" in text
+
+
+def test_the_cron_table_keeps_a_url_without_credentials(tmp_path: Path) -> None:
+    environ = {"WORKBENCH_PUBLIC_URL": "https://example.org/a@b", "WORKBENCH_SPARK_MASTER": "spark://h:7077"}
+    text = cron_install.table(
+        parse("*/10 * * * * clean\n"), Settings(data_dir=tmp_path), user="root", environ=environ
+    )
+    assert "WORKBENCH_PUBLIC_URL=https://example.org/a@b" in text
+    assert "WORKBENCH_SPARK_MASTER=spark://h:7077" in text and "Left out" not in text
+
+
+def test_every_path_setting_reaches_the_cron_table_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = tmp_path / "where the user was"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    paths = _settings_typed(Path)
+    assert {"data_dir", "notebooks_dir", "runs_dir", "schedule_file", "db_api_tls_client_key"} <= paths
+    environ = {f"WORKBENCH_{name.upper()}": f"rel/{name}" for name in paths}
+    settings = Settings(data_dir=here / "rel" / "data_dir")  # the settings the installing process read
+    line = cron_install.table(
+        parse("*/10 * * * * clean\n"), settings, user="root", environ=environ
+    ).splitlines()[-1]
+    for name in paths:
+        assert f"WORKBENCH_{name.upper()}={shlex.quote(str(here / 'rel' / name))} " in line
+    assert "=rel/" not in line
+
+
+def test_a_path_setting_from_the_installing_folders_env_file_reaches_the_table_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WORKBENCH_RUNS_DIR", raising=False)
+    (tmp_path / ".env").write_text("WORKBENCH_RUNS_DIR=archive\n")
+    text = cron_install.table(parse("*/10 * * * * clean\n"), Settings(), user="root", environ={})
+    assert f"WORKBENCH_RUNS_DIR={tmp_path / 'archive'} " in text.splitlines()[-1]
+
+
+FAKE_CRONTAB = """#!/bin/sh
+# `crontab -l` prints the table (or fails as crontab does when there is none); `crontab -` and
+# `crontab FILE` store one.
+store={store}
+case "$1" in
+  -l) if [ -f "$store" ]; then cat "$store"; else echo "no crontab for $(id -un)" >&2; exit 1; fi ;;
+  -) cat > "$store" ;;
+  *) cat "$1" > "$store" ;;
+esac
+"""
+
+
+def test_schedule_install_for_a_user_replaces_its_block_in_the_crontab(tmp_path: Path) -> None:
+    bin_dir, here = tmp_path / "bin", tmp_path / "installing from here"
+    bin_dir.mkdir()
+    store = tmp_path / "crontab of the user"
+    fake = bin_dir / "crontab"
+    fake.write_text(FAKE_CRONTAB.format(store=shlex.quote(str(store))))
+    fake.chmod(0o755)
+    write_notebooks(here / "nbs")
+    (here / "sched").mkdir()
+    (here / "sched" / "crontab").write_text("*/10 * * * * ok\n")
+    # A `.env` in the installing folder, which Settings read too.
+    (here / ".env").write_text("WORKBENCH_RUNS_DIR=archive\nWORKBENCH_ALERT_SMTP_PASSWORD=dotenv-pw\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    env.update(
+        PATH=f"{bin_dir}:{env.get('PATH', '/usr/bin:/bin')}",
+        WORKBENCH_SPARK_CLASS_ARCHIVE="false",
+        WORKBENCH_DATA_DIR="var",
+        WORKBENCH_NOTEBOOKS_DIR="nbs",
+        WORKBENCH_SCHEDULE_FILE="sched/crontab",
+        WORKBENCH_DB_API_TLS_CA="certs/ca.pem",
+        WORKBENCH_DB_API_TOKEN="token-pw",
+        WORKBENCH_LIMITS_URI="mongodb://lim:limits-pw@db.example.org/limits",
+        WORKBENCH_PUBLIC_URL="https://alice:portal-pw@portal.example.org/",
+        WORKBENCH_K_MIN_GROUP="7",
+    )
+
+    def install() -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline_lib.cli", "schedule", "install", "--target", "user"],
+            cwd=here,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "the user's crontab" in done.stdout
+        assert "warning: Left out WORKBENCH_LIMITS_URI (a secret)" in done.stderr
+        return store.read_text()
+
+    first = install()  # no crontab yet: `crontab -l` fails
+    assert first.startswith(f"{cron_install.BEGIN}\n") and first.endswith(f"{cron_install.END}\n")
+    store.write_text(f"MAILTO=me\n0 1 * * * /usr/bin/backup\n{first}30 2 * * * /usr/bin/after\n")
+    second = install()
+    assert second.startswith("MAILTO=me\n0 1 * * * /usr/bin/backup\n30 2 * * * /usr/bin/after\n")
+    assert second.count(cron_install.BEGIN) == 1 and second.count(cron_install.END) == 1
+    assert second.endswith(first)
+    assert install() == second  # installing again changes nothing
+    for secret in ("token-pw", "limits-pw", "portal-pw", "alice", "dotenv-pw"):
+        assert secret not in second
+    assert "# Left out WORKBENCH_PUBLIC_URL: a URL with a credential" in second
+    (line,) = [line for line in second.splitlines() if " run ok " in line]
+    for name, relative in [
+        ("DATA_DIR", "var"),
+        ("NOTEBOOKS_DIR", "nbs"),
+        ("SCHEDULE_FILE", "sched/crontab"),
+        ("DB_API_TLS_CA", "certs/ca.pem"),
+        ("RUNS_DIR", "archive"),
+    ]:
+        assert f"WORKBENCH_{name}={shlex.quote(str((here / relative).resolve()))} " in line
+    assert "WORKBENCH_K_MIN_GROUP=7 " in line and f"cd {PROJECT_DIR} " in line
 
 
 @pytest.mark.slow
