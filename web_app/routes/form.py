@@ -92,7 +92,9 @@ async def submit(
     if not await limiter.allow(client):
         wait = await limiter.retry_after(client)
         notice = f"Too many submissions from your address. Please wait {wait} seconds."
-        return await page.show(values, {}, status.HTTP_429_TOO_MANY_REQUESTS, notice)
+        response = await page.show(values, {}, status.HTTP_429_TOO_MANY_REQUESTS, notice)
+        response.headers["Retry-After"] = str(wait)  # as every other 429 here: for scripts and proxies
+        return response
     errors = {f.name: problem for f in STUDENT_FIELDS if (problem := check_value(f, values.get(f.name)))}
     if values.get(CONSENT.name) != "yes":
         errors[CONSENT.name] = "Please tick this box: without your consent nothing can be stored."
