@@ -3,7 +3,8 @@ preheated kernel) on loopback, and the app in uvicorn proxying analysts to it, H
 WebSockets, with a cap of one live kernel and kernels culled after 6 idle seconds.
 
 The browser's view (a filter changed through the proxied socket) is in
-`tests/e2e/test_whole_system.py`; this module checks the gate: who may, from where, how many.
+`tests/e2e/test_whole_system.py`; this module checks the gate: who may, from where, how many, and
+for how long (an open socket's user is checked again while it is open).
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import grpc
 import httpx
 import pytest
 import uvicorn
@@ -33,10 +35,12 @@ from db_api.server import start_server
 from db_api.store.sqlite import SqliteStore
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.settings import LIVE_DASHBOARDS_PATH
+from pipeline_lib.wire.requests import DbApiCallError
 from tests.conftest import TOKEN
 from tests.processes import wait_for
 from tests.web_app.conftest import _HASH, PASSWORD, ROLES, ThreadedUvicorn, settings_for
 from tests.wire_servers import free_port
+from web_app.accounts import AccountCache
 from web_app.main import create_app
 
 pytestmark = [pytest.mark.slow]
@@ -46,6 +50,8 @@ IDLE_SECONDS = 6
 # IDLE_SECONDS, so the app's check comes before Voilà's culler.
 CONNECT_SECONDS = 2
 RENDER = f"{LIVE_DASHBOARDS_PATH}/voila/render"
+TTL = 0.5  # seconds the app may still believe an account it read, in the tests of open sockets' users
+POLICY_VIOLATION = 1008
 
 
 @dataclass
@@ -53,6 +59,7 @@ class Live:
     web: str
     voila: str  # Voilà's own address (loopback), to check what the proxy did there
     app_state: object
+    db: DbApiClient
 
     @contextlib.contextmanager
     def signed_in(self, user: str) -> Iterator[httpx.Client]:
@@ -101,7 +108,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         voila_url = f"http://127.0.0.1:{voila_port}{LIVE_DASHBOARDS_PATH}"
         wait_for(lambda: voila.poll() is not None or _up(voila_url), 90, "Voilà")
         assert voila.poll() is None, log.read_text()[-3000:]
-        yield Live(f"http://127.0.0.1:{web_port}", voila_url, app.state)
+        yield Live(f"http://127.0.0.1:{web_port}", voila_url, app.state, db)
     finally:
         server.should_exit = True
         thread.join(timeout=15)
@@ -455,3 +462,157 @@ def test_with_voila_down_an_analyst_gets_the_snapshot(live: Live, monkeypatch: p
         assert "The live dashboards are not running" in analyst.get(down.headers["location"]).text
         assert analyst.get(f"{LIVE_DASHBOARDS_PATH}/voila/static/voila.js").status_code == 503
     assert live.app_state.live_kernels.live == 0  # type: ignore[attr-defined]
+
+
+class CountingAccounts(AccountCache):
+    """The app's account cache, counting the reads of one account (the socket's checks among them)."""
+
+    def __init__(self, username: str) -> None:
+        super().__init__(ttl=TTL)
+        self.username = username
+        self.reads = 0
+
+    async def get(self, db: object, username: str) -> dict | None:  # type: ignore[override]
+        self.reads += username == self.username
+        return await super().get(db, username)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def _swapped(live: Live, name: str, value: object) -> Iterator[None]:
+    """`app.state.<name>` replaced meanwhile (monkeypatch would delete it after: `State` keeps its
+    attributes out of the instance's `__dict__`)."""
+    kept = getattr(live.app_state, name)
+    setattr(live.app_state, name, value)
+    try:
+        yield
+    finally:
+        setattr(live.app_state, name, kept)
+
+
+@pytest.fixture
+def account(live: Live) -> Iterator[CountingAccounts]:
+    """A new analyst of its own (the test changes it), and the app believing accounts for TTL only."""
+    name = f"analyst_{uuid.uuid4().hex[:8]}"
+    live.db.put_document(
+        "users", name, {"scopes": ROLES["analyst"], "password_hash": _HASH, "disabled": False}
+    )
+    accounts = CountingAccounts(name)
+    with _swapped(live, "accounts", accounts):
+        yield accounts
+
+
+def _change_account(live: Live, name: str, **changes: object) -> None:
+    user = live.db.get_document("users", name)
+    assert user is not None
+    live.db.put_document("users", name, {**user, **changes})
+
+
+async def _closed_when(
+    live: Live, client: httpx.Client, kernel_id: str, change: Callable[[], object]
+) -> tuple[int, str]:
+    """The code and reason the app closes a live socket with, once `change` is made while it is open
+    (nothing sent meanwhile: the idle time would close it too, with another code)."""
+    async with _socket(live, client, kernel_id) as socket:
+        await _kernel_info(socket)
+        await asyncio.to_thread(change)
+        with pytest.raises(ConnectionClosed) as closed:
+            async with asyncio.timeout(2 * TTL + 30):  # a liveness bound, not a measure
+                while True:
+                    await socket.recv()
+    assert closed.value.rcvd is not None, "the app closed the socket without a close frame"
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+def _csrf(page: httpx.Response) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, page.text[:2000]
+    return found[1]
+
+
+def test_a_disabled_analysts_open_socket_is_closed(
+    live: Live, account: CountingAccounts, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pages refuse a disabled account within seconds, but its open kernel socket went on relaying
+    (code run in the kernel) until its viewer left or was idle for WORKBENCH_VOILA_IDLE_SECONDS."""
+    caplog.set_level(logging.INFO, logger="web_app")
+    with live.signed_in(account.username) as analyst:
+        kernel_id = _kernel_id(analyst.get(f"{RENDER}/overview.ipynb"))
+        disable = lambda: _change_account(live, account.username, disabled=True)  # noqa: E731
+        code, reason = asyncio.run(_closed_when(live, analyst, kernel_id, disable))
+    assert code == POLICY_VIOLATION and reason  # was 1001: closed when idle
+    wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be shut down")
+    wait_for(lambda: live.app_state.live_kernels.live == 0, 30, "the page's place to be freed")  # type: ignore[attr-defined]
+    warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.kernel, r.account) for r in warned] == [(kernel_id, account.username)], caplog.text  # type: ignore[attr-defined]
+
+
+def test_an_open_socket_is_closed_once_its_user_loses_the_analyst_scope(
+    live: Live, account: CountingAccounts
+) -> None:
+    with live.signed_in(account.username) as analyst:
+        kernel_id = _kernel_id(analyst.get(f"{RENDER}/overview.ipynb"))
+        demote = lambda: _change_account(live, account.username, scopes=["results:read"])  # noqa: E731
+        code, reason = asyncio.run(_closed_when(live, analyst, kernel_id, demote))
+    assert code == POLICY_VIOLATION and reason
+    wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be shut down")
+
+
+def test_signing_out_closes_the_sessions_open_socket(live: Live, account: CountingAccounts) -> None:
+    with live.signed_in(account.username) as analyst:
+        kernel_id = _kernel_id(analyst.get(f"{RENDER}/overview.ipynb"))
+
+        def sign_out() -> None:
+            response = analyst.post("/logout", data={"csrf": _csrf(analyst.get("/results"))})
+            assert response.status_code == 303 and "wb_session" not in analyst.cookies
+
+        code, reason = asyncio.run(_closed_when(live, analyst, kernel_id, sign_out))
+    assert code == POLICY_VIOLATION and reason
+    wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be shut down")
+
+
+async def _open_across_checks(
+    live: Live,
+    client: httpx.Client,
+    kernel_id: str,
+    checks: Callable[[], int],
+    meanwhile: contextlib.AbstractContextManager[None] | None = None,
+) -> str:
+    """The kernel's answer through a socket kept open while its user is checked twice more (with
+    `meanwhile` in force once it is open)."""
+    async with _socket(live, client, kernel_id) as socket:
+        await _kernel_info(socket)
+        with meanwhile or contextlib.nullcontext():
+            before = checks()
+            await asyncio.to_thread(wait_for, lambda: checks() >= before + 2, 30, "two checks of the user")
+            return (await _kernel_info(socket))["status"]
+
+
+def test_a_socket_whose_user_stays_an_analyst_stays_open(live: Live, account: CountingAccounts) -> None:
+    with live.signed_in(account.username) as analyst:
+        kernel_id = _kernel_id(analyst.get(f"{RENDER}/overview.ipynb"))
+        checks = lambda: account.reads  # noqa: E731
+        assert asyncio.run(_open_across_checks(live, analyst, kernel_id, checks)) == "ok"
+    wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be shut down")
+
+
+class DbApiDown:
+    """The app's db-api client while the db-api is unreachable: what `AccountCache` reads it with."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def get_document(self, collection: str, key: str) -> dict | None:
+        self.asked += 1
+        raise DbApiCallError("127.0.0.1:1", grpc.StatusCode.UNAVAILABLE, "connection refused")
+
+
+def test_a_socket_stays_open_while_its_users_check_cannot_be_answered(
+    live: Live, account: CountingAccounts
+) -> None:
+    """A db-api outage must not cut every live session: the account was valid at its last check."""
+    with live.signed_in(account.username) as analyst:
+        kernel_id = _kernel_id(analyst.get(f"{RENDER}/overview.ipynb"))
+        down = DbApiDown()
+        outage = _swapped(live, "db", down)
+        assert asyncio.run(_open_across_checks(live, analyst, kernel_id, lambda: down.asked, outage)) == "ok"
+    wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be shut down")

@@ -9,13 +9,17 @@ live page an account may hold (`LiveKernels.take_socket`). When a page's last so
 kernel is shut down; a socket whose viewer did nothing for `WORKBENCH_VOILA_IDLE_SECONDS` is closed
 (`voila_proxy.pump`: a script asking the kernel's info is not a viewer), and Voilà shuts such a
 kernel down too; a page sent that opens no socket within `WORKBENCH_VOILA_CONNECT_SECONDS` has its
-kernel shut down too (`web_app.page_watch`).
+kernel shut down too (`web_app.page_watch`). An open socket's user is checked again every half
+`AccountCache.ttl` as at its connect, and the socket closed once signed out, disabled or
+without the scope (a check the db-api cannot answer leaves it open).
 
 A browser sends cookies on a cross-site WebSocket too, so a socket must come from this origin.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 from typing import Annotated
@@ -23,10 +27,14 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Request, Security, WebSocket, status
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from limits.errors import StorageError
 from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocketDisconnect
+from websockets.asyncio.client import ClientConnection
 
 from pipeline_lib.dashboards.catalog import NAME_PATTERN
 from pipeline_lib.settings import LIVE_DASHBOARDS_PATH
+from pipeline_lib.wire.requests import DbApiCallError
 from web_app.deps import (
     SESSION_COOKIE,
     LiveKernelsDep,
@@ -105,10 +113,57 @@ async def _relay(websocket: WebSocket, kernel_id: str, account: str) -> None:
     live.connected(kernel_id, account)
     try:
         await websocket.accept(subprotocol=upstream.subprotocol)
-        await pump(websocket, upstream, state.settings.voila_idle_seconds)
+        await _pump_while_allowed(websocket, upstream, kernel_id, account)
     finally:
+        await upstream.close()  # closed already, but for a browser gone before `accept`
         if live.disconnected(kernel_id):
             await shut_down_kernel(state.voila_http, state.settings, kernel_id)
+
+
+async def _pump_while_allowed(
+    websocket: WebSocket, upstream: ClientConnection, kernel_id: str, account: str
+) -> None:
+    """`pump` until it ends, or until the socket's user may no longer use live dashboards: then the
+    browser's socket is closed with POLICY_VIOLATION, and Voilà's by `pump` as it is cancelled."""
+    relaying = asyncio.create_task(pump(websocket, upstream, websocket.app.state.settings.voila_idle_seconds))
+    checking = asyncio.create_task(_refusal(websocket))
+    try:
+        done, _ = await asyncio.wait((relaying, checking), return_when=asyncio.FIRST_COMPLETED)
+        if checking in done:
+            why = checking.result()  # an unexpected error of the check ends the relay too
+            # Cancelled first and closed next, with no await between: the close marks the browser's
+            # socket closed at once, so `pump`'s own close of it (GOING_AWAY) finds it so and yields.
+            relaying.cancel()
+            log.warning(
+                "live dashboard socket closed: its user may no longer use it",
+                extra={"kernel": kernel_id, "account": account, "reason": why},
+            )
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):  # the browser's side went first
+                await websocket.close(code=POLICY_VIOLATION, reason=why)
+    finally:
+        for task in (relaying, checking):
+            task.cancel()
+        await asyncio.gather(relaying, checking, return_exceptions=True)
+
+
+async def _refusal(websocket: WebSocket) -> str:
+    """Why the socket's user may no longer use it, once they may not: checked as at the socket's
+    connect (the account, its scopes, the token) every half `ttl` of the app's account cache, whose
+    copy may be up to `ttl` old: a change closes the socket within 1.5 `ttl`."""
+    while True:
+        await asyncio.sleep(websocket.app.state.accounts.ttl / 2)
+        try:
+            user = await socket_user(websocket)
+        except (DbApiCallError, StorageError) as exc:
+            # No answer (the db-api, or the shared store of sign-outs, unreachable): checked again at
+            # the next interval. A transient outage should not cut every live session, and the
+            # account was valid at its last check; only a definite answer closes the socket.
+            log.info("live dashboard socket's user not checked", extra={"error": str(exc)})
+            continue
+        if user is None:
+            return "signed out, expired, or the account disabled or removed"
+        if not is_analyst(user):
+            return "the account no longer has the analyst scope"
 
 
 def _plain(path: str) -> bool:
