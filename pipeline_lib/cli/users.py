@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pipeline_lib.contract.collections import USERS
+
 if TYPE_CHECKING:
     from pipeline_lib.client.sync import DbApiClient
 
@@ -28,6 +30,7 @@ def _reread_seconds() -> str:
     from web_app.accounts import TTL_SECONDS
 
     return f"{TTL_SECONDS:g}"
+
 
 NameArg = Annotated[str, typer.Argument(help="the username")]
 ScopeOpt = Annotated[list[str], typer.Option(help="submit, results:read, analyst or admin; repeat for more")]
@@ -61,7 +64,7 @@ def _users_db() -> Iterator[DbApiClient]:
 
 def _existing(client: DbApiClient, name: str) -> dict[str, Any]:
     """The stored account (without its `_id`); exit 1 if there is none."""
-    user = client.get_document("users", name)
+    user = client.get_document(USERS, name)
     if user is None:
         typer.echo(f"error: no user {name!r} (see `workbench users list`)", err=True)
         raise typer.Exit(1)
@@ -96,10 +99,10 @@ def users_add(
         raise typer.Exit(2)
     password_hash = hash_password(password)
     with _users_db() as client:
-        stored = client.get_document("users", name)
+        stored = client.get_document(USERS, name)
         user = {k: v for k, v in (stored or {}).items() if k != "_id"}
         user.update(scopes=scopes, password_hash=password_hash, disabled=bool(user.get("disabled")))
-        created = client.put_document("users", name, user)
+        created = client.put_document(USERS, name, user)
     action = "Created" if created else "Updated"
     typer.echo(f"{action} user {name!r} with scopes {', '.join(scopes)}{_still_disabled(user)}.")
 
@@ -108,7 +111,7 @@ def users_add(
 def users_list() -> None:
     """List the web app users and their scopes."""
     with _users_db() as client:
-        for user in client.list_documents("users", limit=10_000):
+        for user in client.list_documents(USERS, limit=10_000):
             state = " (disabled)" if user.get("disabled") else ""
             typer.echo(f"{user['_id']}: {', '.join(user.get('scopes', []))}{state}")
 
@@ -119,7 +122,7 @@ def _set_disabled(name: str, disabled: bool) -> bool:
         user = _existing(client, name)
         if bool(user.get("disabled")) == disabled:
             return False
-        client.put_document("users", name, {**user, "disabled": disabled})
+        client.put_document(USERS, name, {**user, "disabled": disabled})
     return True
 
 
@@ -152,7 +155,7 @@ def users_scopes(name: NameArg, scope: ScopeOpt) -> None:
         user = _existing(client, name)
         before = user.get("scopes", [])
         user["scopes"] = scopes
-        client.put_document("users", name, user)
+        client.put_document(USERS, name, user)
     lost = sorted(set(before) - set(scopes))
     typer.echo(f"User {name!r} now has scopes {', '.join(scopes)}{_still_disabled(user)}.")
     if lost:
@@ -173,7 +176,7 @@ def users_remove(
         if not yes and not typer.confirm(f"Remove user {name!r}? This cannot be undone", default=False):
             typer.echo(f"Nothing removed: user {name!r} is kept.", err=True)
             raise typer.Exit(1)
-        if client.delete_ids("users", [name]) == 0:
+        if client.delete_ids(USERS, [name]) == 0:
             typer.echo(f"error: no user {name!r} (removed meanwhile?)", err=True)
             raise typer.Exit(1)
     typer.echo(

@@ -45,14 +45,20 @@ SECRET_SETTINGS = {
     for name, field in Settings.model_fields.items()
     if SecretStr in (field.annotation, *typing.get_args(field.annotation))
 }
-# Secrets generated into `<data dir>/secrets/` when unset (settings.db_api_token, jwt_secret).
-_GENERATED_SECRETS = {"WORKBENCH_DB_API_TOKEN": "db_api_token", "WORKBENCH_JWT_SECRET": "jwt_secret"}
+# The secret runs need, and where they read it when it is not in the environment: generated into
+# the data dir (`db_api_token`) unless the checkout's `.env` sets it.
+_RUNS_TOKEN, _RUNS_TOKEN_FILE = "WORKBENCH_DB_API_TOKEN", "db_api_token"
 # Any other setting's URL may carry a credential too: user info (`scheme://user:pass@host`,
-# `scheme://user@host`) or a secret parameter (Spark Connect's `sc://host:port/;token=...`).
+# `scheme://user@host`) or a secret parameter (Spark Connect's `sc://host:port/;token=...`, a
+# signed URL's `sig=` or `X-Amz-Signature=`).
 _CREDENTIAL_URL = re.compile(
-    r"[a-z][a-z0-9+.-]*://([^/?#@\s]*@|\S*[;?&][a-z_]*(token|password|passwd|pwd|secret|key)=)",
+    r"[a-z][a-z0-9+.-]*://([^/?#@\s]*@|\S*[;?&][a-z_-]*"
+    r"(token|password|passwd|pwd|secret|key|sig|signature|auth|credential)=)",
     re.IGNORECASE,
 )
+# The settings, by the variable that sets each: only these are carried (Settings reads the names
+# whatever their case, so they are compared upper-cased).
+_SETTING_VARIABLES = {f"WORKBENCH_{name.upper()}": name for name in Settings.model_fields}
 # The settings declared as paths (`Path`, `Path | None`): written resolved, as `install` read them.
 _PATH_SETTINGS = tuple(
     name
@@ -71,9 +77,16 @@ PRUNE_CRON = "17 3 * * *"  # old runs forgotten daily, at a quiet hour (`workben
 def _environment(settings: Settings, environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
     """The variables each cron line sets, and a sentence for each setting left out."""
     paths = {f"WORKBENCH_{name.upper()}": name for name in _PATH_SETTINGS}
+    # Settings only (a variable of another name, e.g. a script's own, is no setting), named as
+    # Settings reads them; a shell variable name only (anything else would be a command).
+    given = {
+        name.upper(): value
+        for name, value in environ.items()
+        if name.upper() in _SETTING_VARIABLES and _SHELL_NAME.fullmatch(name)
+    }
     env, left_out = {}, []
-    for name, value in sorted(environ.items()):
-        if not name.startswith("WORKBENCH_") or not _SHELL_NAME.fullmatch(name) or name in paths:
+    for name, value in sorted(given.items()):
+        if name in paths:
             continue
         if name in SECRET_SETTINGS:
             left_out.append(f"Left out {name} (a secret): {_where_runs_find(name, settings)}.")
@@ -92,8 +105,8 @@ def _environment(settings: Settings, environ: Mapping[str, str]) -> tuple[dict[s
         elif field in settings.model_fields_set:
             if (path := getattr(settings, field)) is not None:
                 env[name] = str(path)
-        elif name in environ:  # as Settings resolve it (a caller's environ, not the one read)
-            env[name] = os.path.abspath(Path(environ[name]).expanduser())
+        elif name in given:  # as Settings resolve it (a caller's environ, not the one read)
+            env[name] = os.path.abspath(Path(given[name]).expanduser())
     for name, value in env.items():
         # cron reads a table line by line: a newline in a value would add a line of its own.
         if "\n" in value or "\r" in value:
@@ -113,8 +126,8 @@ def _where_runs_find(name: str, settings: Settings) -> str:
     where = f"a run that needs it reads it from {checkout_env}"
     if name not in names:
         where += " (not set there)"
-    if name in _GENERATED_SECRETS:
-        secret_file = settings.data_dir.resolve() / "secrets" / _GENERATED_SECRETS[name]
+    if name == _RUNS_TOKEN:
+        secret_file = settings.data_dir.resolve() / "secrets" / _RUNS_TOKEN_FILE
         where += f" or {secret_file}"
         if name not in names and not secret_file.is_file():
             # A db-api given its token in the environment writes no file: cron's runs would

@@ -283,20 +283,40 @@ def check_namespace(namespace: Mapping[str, Any]) -> None:
     """A notebook's parameters checked in its kernel, against the types its cells annotated them
     with (`namespace` is the kernel's globals, after papermill's injected cell): papermill run
     directly reads `-p dry_run false` as the text 'false', which a bool parameter would take as
-    true. InvalidParameter names the parameter and what it must be. Types only: `workbench run`
-    checks ranges and choices before the kernel starts."""
-    for name, annotation in dict(namespace.get("__annotations__", {})).items():
+    true. InvalidParameter names the parameter, what it must be and how papermill passes that.
+    Types only: `workbench run` checks ranges and choices before the kernel starts."""
+    for name, annotation in _annotations(namespace).items():
         kind, optional = _runtime_kind(annotation)
         if kind is None or name not in namespace:
             continue
-        problem = _problem(Parameter(name, kind, optional), namespace[name])
+        value = namespace[name]
+        problem = _problem(Parameter(name, kind, optional), value)
         if problem:
-            hint = (
-                f" (papermill reads only True and False as booleans: -p {name} False)"
-                if kind == "bool"
-                else ""
+            raise InvalidParameter(
+                f"parameter {name} {problem}{_papermill_hint(name, kind, optional, value)}"
             )
-            raise InvalidParameter(f"parameter {name} {problem}{hint}")
+
+
+def _annotations(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    annotations = namespace.get("__annotations__")
+    if annotations is None and callable(annotate := namespace.get("__annotate__")):
+        try:  # Python 3.14 evaluates a module's annotations when asked
+            annotations = annotate(1)
+        except Exception:
+            annotations = None
+    return dict(annotations or {})
+
+
+def _papermill_hint(name: str, kind: str, optional: bool, value: Any) -> str:
+    """How papermill's `-p` passes what was meant: it reads True, False and None only so spelled,
+    and text that looks like a number as a number (`-r` passes text as it is)."""
+    if isinstance(value, str) and kind == "bool" and value.strip().lower() in ("true", "false"):
+        return f" (papermill reads only True and False as booleans: -p {name} {value.strip().capitalize()})"
+    if isinstance(value, str) and optional and value.strip().lower() in NONE_WORDS:
+        return f" (papermill reads only None as none: -p {name} None)"
+    if kind == "str" and isinstance(value, int | float):
+        return f" (papermill reads a number as a number: -r {name} {value} passes it as text)"
+    return ""
 
 
 _RUNTIME_KINDS = {int: "int", float: "float", bool: "bool", str: "str"}

@@ -42,6 +42,7 @@ from tests.web_app.conftest import _HASH, PASSWORD, ROLES, ThreadedUvicorn, sett
 from tests.wire_servers import free_port
 from web_app.accounts import AccountCache
 from web_app.main import create_app
+from web_app.routes import live_dashboards
 
 pytestmark = [pytest.mark.slow]
 
@@ -615,4 +616,17 @@ def test_a_socket_stays_open_while_its_users_check_cannot_be_answered(
         down = DbApiDown()
         outage = _swapped(live, "db", down)
         assert asyncio.run(_open_across_checks(live, analyst, kernel_id, lambda: down.asked, outage)) == "ok"
+    wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be shut down")
+
+
+def test_a_socket_whose_user_cannot_be_checked_for_long_is_closed_to_try_again_later(
+    live: Live, account: CountingAccounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outage that lasts does not keep a socket open on a check that never comes."""
+    monkeypatch.setattr(live_dashboards, "UNCHECKED_SECONDS", 1.0)
+    with live.signed_in(account.username) as analyst, contextlib.ExitStack() as outage:
+        kernel_id = _kernel_id(analyst.get(f"{RENDER}/overview.ipynb"))
+        go_down = lambda: outage.enter_context(_swapped(live, "db", DbApiDown()))  # noqa: E731
+        code, reason = asyncio.run(_closed_when(live, analyst, kernel_id, go_down))
+    assert code == live_dashboards.TRY_AGAIN_LATER and "could not be checked" in reason
     wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be shut down")

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -55,6 +56,9 @@ _RENDER = re.compile(rf"voila/render/({NAME_PATTERN})\.ipynb")
 _RENDER_PREFIX = "voila/render/"
 _SHUTDOWN = re.compile(rf"voila/api/shutdown/{KERNEL_ID}")
 POLICY_VIOLATION = 1008  # WebSocket close code: refused by policy (sign-in, scope or origin)
+TRY_AGAIN_LATER = 1013  # WebSocket close code: the server cannot serve it now
+# How long an open socket stays while its user's account cannot be checked (the db-api down).
+UNCHECKED_SECONDS = 60.0
 
 
 def same_origin(connection: HTTPConnection) -> bool:
@@ -115,9 +119,12 @@ async def _relay(websocket: WebSocket, kernel_id: str, account: str) -> None:
         await websocket.accept(subprotocol=upstream.subprotocol)
         await _pump_while_allowed(websocket, upstream, kernel_id, account)
     finally:
-        await upstream.close()  # closed already, but for a browser gone before `accept`
-        if live.disconnected(kernel_id):
-            await shut_down_kernel(state.voila_http, state.settings, kernel_id)
+        last = live.disconnected(kernel_id)  # counted first: the awaits below may be cut short
+        try:
+            await upstream.close()  # closed already, but for a browser gone before `accept`
+        finally:
+            if last:
+                await shut_down_kernel(state.voila_http, state.settings, kernel_id)
 
 
 async def _pump_while_allowed(
@@ -130,40 +137,49 @@ async def _pump_while_allowed(
     try:
         done, _ = await asyncio.wait((relaying, checking), return_when=asyncio.FIRST_COMPLETED)
         if checking in done:
-            why = checking.result()  # an unexpected error of the check ends the relay too
+            code, why = checking.result()  # an unexpected error of the check ends the relay too
             # Cancelled first and closed next, with no await between: the close marks the browser's
             # socket closed at once, so `pump`'s own close of it (GOING_AWAY) finds it so and yields.
             relaying.cancel()
             log.warning(
-                "live dashboard socket closed: its user may no longer use it",
+                "live dashboard socket closed: its user could not be confirmed",
                 extra={"kernel": kernel_id, "account": account, "reason": why},
             )
             with contextlib.suppress(RuntimeError, WebSocketDisconnect):  # the browser's side went first
-                await websocket.close(code=POLICY_VIOLATION, reason=why)
+                await websocket.close(code=code, reason=why)
     finally:
-        for task in (relaying, checking):
-            task.cancel()
+        checking.cancel()
+        if not relaying.cancelling():  # cancelled once only: its clean-up closes Voilà's socket
+            relaying.cancel()
         await asyncio.gather(relaying, checking, return_exceptions=True)
 
 
-async def _refusal(websocket: WebSocket) -> str:
-    """Why the socket's user may no longer use it, once they may not: checked as at the socket's
-    connect (the account, its scopes, the token) every half `ttl` of the app's account cache, whose
-    copy may be up to `ttl` old: a change closes the socket within 1.5 `ttl`."""
+async def _refusal(websocket: WebSocket) -> tuple[int, str]:
+    """The close code and reason once the socket's user may no longer use it: checked as at the
+    socket's connect (the account, its scopes, the token, which expires with the sign-in) every
+    half `ttl` of the app's account cache, whose copy may be up to `ttl` old: a change closes the
+    socket within 1.5 `ttl`."""
+    unanswered_since: float | None = None
     while True:
         await asyncio.sleep(websocket.app.state.accounts.ttl / 2)
         try:
             user = await socket_user(websocket)
         except (DbApiCallError, StorageError) as exc:
-            # No answer (the db-api, or the shared store of sign-outs, unreachable): checked again at
-            # the next interval. A transient outage should not cut every live session, and the
-            # account was valid at its last check; only a definite answer closes the socket.
-            log.info("live dashboard socket's user not checked", extra={"error": str(exc)})
+            # No answer (the db-api, or the shared store of sign-outs, unreachable): a short outage
+            # should not cut every live session, and the account was valid at its last check; one
+            # that lasts closes the socket (its dashboard cannot read anything meanwhile anyway).
+            now = time.monotonic()
+            if unanswered_since is None:
+                unanswered_since = now
+                log.info("live dashboard socket's user not checked", extra={"error": str(exc)})
+            elif now - unanswered_since > UNCHECKED_SECONDS:
+                return TRY_AGAIN_LATER, f"the account could not be checked for {UNCHECKED_SECONDS:g} s"
             continue
+        unanswered_since = None
         if user is None:
-            return "signed out, expired, or the account disabled or removed"
+            return POLICY_VIOLATION, "signed out, expired, or the account disabled or removed"
         if not is_analyst(user):
-            return "the account no longer has the analyst scope"
+            return POLICY_VIOLATION, "the account no longer has the analyst scope"
 
 
 def _plain(path: str) -> bool:

@@ -107,12 +107,23 @@ def test_ctrl_c_names_every_service_it_stopped_even_those_its_sigint_ended_first
             assert service.process is not None
             service.process.send_signal(signal.SIGINT)
 
+    timers: list[threading.Timer] = []
+
     def echo(line: str) -> None:
         said.append(line)
         if line.startswith("All services are up"):
-            threading.Timer(1.0, ctrl_c).start()
+            timers.append(threading.Timer(1.0, ctrl_c))
+            timers[-1].start()
 
-    code = run(services, echo, start_timeout=60, env=env, log_dir=tmp_path / "logs")
+    # A SIGINT that comes after `run` gave the handlers back (it ended early) must not end pytest.
+    outer = signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        code = run(services, echo, start_timeout=60, env=env, log_dir=tmp_path / "logs")
+    finally:
+        for timer in timers:
+            timer.cancel()
+            timer.join()
+        signal.signal(signal.SIGINT, outer)
     assert code == 0
     assert said[-1] == "Stopped scheduler, db-api."
     assert all(service.process is not None and service.process.poll() is not None for service in services)

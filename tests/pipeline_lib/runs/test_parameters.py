@@ -294,6 +294,12 @@ def test_values_papermill_injects_are_checked_against_the_annotated_types() -> N
     )
     with pytest.raises(InvalidParameter, match="k_min_group must be an integer, or none, got '5'"):
         check_namespace(_kernel_namespace(DECLARED, 'k_min_group = "5"'))
+    with pytest.raises(InvalidParameter, match=r"-p dry_run True\)$"):
+        check_namespace(_kernel_namespace(DECLARED, 'dry_run = "true"'))
+    with pytest.raises(InvalidParameter, match=r"reads only None as none: -p k_min_group None\)$"):
+        check_namespace(_kernel_namespace(DECLARED, 'k_min_group = "none"'))
+    with pytest.raises(InvalidParameter, match=r"-r engine 20240101 passes it as text\)$"):
+        check_namespace(_kernel_namespace(DECLARED, "engine = 20240101"))
     with pytest.raises(InvalidParameter, match="quantile must be a number, got true"):
         check_namespace(_kernel_namespace(DECLARED, "quantile = True"))
 

@@ -147,6 +147,24 @@ def test_the_cron_table_leaves_out_the_limits_uri_and_says_so(tmp_path: Path) ->
     assert "# Left out WORKBENCH_LIMITS_URI (a secret)" in text
 
 
+def test_only_settings_are_carried_and_a_secrets_name_in_any_case_is_left_out(tmp_path: Path) -> None:
+    # Settings reads its variables whatever their case: so is a secret's name matched.
+    environ = {
+        "WORKBENCH_Db_Api_Token": "mixed-case-token",
+        "workbench_jwt_secret": "lower-case-secret",
+        "WORKBENCH_ADMIN_PASSWORD": "a-scripts-own",  # no setting
+        "WORKBENCH_k_min_group": "7",
+    }
+    text = cron_install.table(
+        parse("*/10 * * * * clean\n"), Settings(data_dir=tmp_path), user="root", environ=environ
+    )
+    for secret in ("mixed-case-token", "lower-case-secret", "a-scripts-own", "ADMIN_PASSWORD"):
+        assert secret not in text
+    assert "WORKBENCH_K_MIN_GROUP=7" in text
+    assert "Left out WORKBENCH_DB_API_TOKEN (a secret)" in text
+    assert "Left out WORKBENCH_JWT_SECRET (a secret)" in text and "JWT_SECRET (a secret): a run" in text
+
+
 def test_a_token_cron_runs_could_not_find_is_named_as_such(tmp_path: Path) -> None:
     # A db-api given its token in the environment writes no file, and cron's runs get no token.
     environ = {"WORKBENCH_DB_API_TOKEN": "the-token"}
@@ -167,6 +185,8 @@ def test_a_token_cron_runs_could_not_find_is_named_as_such(tmp_path: Path) -> No
         "https://alice@example.org/",
         "spark://u:portal-pw@spark.example.org:7077",
         "sc://spark.example.org:15002/;token=portal-pw",
+        "https://example.org/hook?sig=portal-pw",
+        "https://example.org/x?X-Amz-Signature=portal-pw",
     ],
 )
 def test_the_cron_table_leaves_out_any_url_that_carries_a_credential(tmp_path: Path, value: str) -> None:
