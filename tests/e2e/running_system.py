@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from pipeline_lib.client.sync import DbApiClient
 from tests.processes import descendants, running, start_workbench, wait_for_line
+from tests.wire_servers import free_port
 
 WORKBENCH = [sys.executable, "-m", "pipeline_lib.cli"]
 
@@ -34,6 +36,25 @@ class System:
     def client(self) -> DbApiClient:
         token = (self.data_dir / "secrets" / "db_api_token").read_text().strip()
         return DbApiClient(self.env["WORKBENCH_DB_API_ADDRESS"], token, timeout=60)
+
+
+def quiet_system_env(home: Path, **settings: str) -> tuple[dict[str, str], str]:
+    """The environment of a `workbench up` on free ports with its data under `home` and a schedule
+    that never fires while a test runs (its runs are the ones the test starts), every other
+    setting its default but `settings` (`NAME=value` for `WORKBENCH_NAME`); and the web app's URL."""
+    quiet = home / "crontab"
+    quiet.write_text("0 0 1 1 * clean\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKBENCH_", "VIRTUAL_ENV"))}
+    web_port = free_port()
+    env.update(
+        WORKBENCH_DATA_DIR=str(home / "var"),
+        WORKBENCH_DB_API_ADDRESS=f"127.0.0.1:{free_port()}",
+        WORKBENCH_WEB_PORT=str(web_port),
+        WORKBENCH_VOILA_PORT=str(free_port()),
+        WORKBENCH_SCHEDULE_FILE=str(quiet),
+    )
+    env.update({f"WORKBENCH_{name.upper()}": value for name, value in settings.items()})
+    return env, f"http://127.0.0.1:{web_port}"
 
 
 @contextmanager

@@ -13,7 +13,6 @@ tests look at what it printed and what it left in the database, the archive and 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -29,8 +28,7 @@ import pytest
 
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.settings import PROJECT_DIR
-from tests.e2e.running_system import workbench_up
-from tests.wire_servers import free_port
+from tests.e2e.running_system import quiet_system_env, workbench_up
 
 pytestmark = pytest.mark.slow
 
@@ -116,20 +114,9 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     home = tmp_path_factory.mktemp("user-commands").resolve()
     notebooks = home / "notebooks"
     shutil.copytree(PROJECT_DIR / "notebooks", notebooks, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    quiet = home / "crontab"
-    quiet.write_text("0 0 1 1 * clean\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKBENCH_", "VIRTUAL_ENV"))}
-    db_port, web_port, voila_port = free_port(), free_port(), free_port()
-    env.update(
-        WORKBENCH_DATA_DIR=str(home / "var"),
-        WORKBENCH_DB_API_ADDRESS=f"127.0.0.1:{db_port}",
-        WORKBENCH_WEB_PORT=str(web_port),
-        WORKBENCH_VOILA_PORT=str(voila_port),
-        WORKBENCH_NOTEBOOKS_DIR=str(notebooks),
-        WORKBENCH_SCHEDULE_FILE=str(quiet),
-    )
+    env, web = quiet_system_env(home, notebooks_dir=str(notebooks))
     with workbench_up(env, home / "up.log"):
-        yield System(env, f"http://127.0.0.1:{web_port}", home)
+        yield System(env, web, home)
 
 
 # --- The steps, each once, in the order a user takes them --------------------------------------

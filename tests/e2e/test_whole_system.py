@@ -8,7 +8,6 @@ the pipeline's figures come from Spark, statsmodels and the dashboards' own read
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +21,7 @@ from pipeline_lib.dashboards.catalog import live_path
 from pipeline_lib.runs.schedule import load
 from pipeline_lib.settings import PROJECT_DIR
 from tests.e2e.conftest import Screenshot
-from tests.e2e.running_system import System, workbench_up
-from tests.wire_servers import free_port
+from tests.e2e.running_system import System, quiet_system_env, workbench_up
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.spark]
 
@@ -36,25 +34,17 @@ TIMEOUT_MS = 60_000
 def system(tmp_path: Path) -> Iterator[System]:
     # The system's own scheduler gets the shipped jobs at a time that never comes during the test;
     # the test runs the shipped schedule's jobs itself, in order, so it need not wait for cron.
-    quiet = tmp_path / "crontab"
-    quiet.write_text("0 0 1 1 * clean\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
-    db_port, web_port, voila_port = free_port(), free_port(), free_port()
-    env.update(
-        WORKBENCH_DATA_DIR=str(tmp_path / "var"),
-        WORKBENCH_DB_API_ADDRESS=f"127.0.0.1:{db_port}",
-        WORKBENCH_WEB_PORT=str(web_port),
-        WORKBENCH_VOILA_PORT=str(voila_port),
-        WORKBENCH_SCHEDULE_FILE=str(quiet),
-        WORKBENCH_SPARK_MASTER="local[2]",
+    env, web = quiet_system_env(
+        tmp_path,
+        spark_master="local[2]",
         # Spark for every run, as a data set too large for pandas gets: the README's quick-start
         # test runs the same notebooks on the default engine choice (pandas, for its few records).
-        WORKBENCH_PANDAS_MAX_RECORDS="0",
-        WORKBENCH_FORM_RATE_LIMIT="10000/minute",
+        pandas_max_records="0",
+        form_rate_limit="10000/minute",
     )
     log = tmp_path / "up.log"
     with workbench_up(env, log):
-        yield System(env, f"http://127.0.0.1:{web_port}", tmp_path / "var", log)
+        yield System(env, web, tmp_path / "var", log)
 
 
 def _form_students(schools: list[str]) -> list[dict[str, str]]:
