@@ -130,8 +130,9 @@ async def _relay(websocket: WebSocket, kernel_id: str, account: str) -> None:
 async def _pump_while_allowed(
     websocket: WebSocket, upstream: ClientConnection, kernel_id: str, account: str
 ) -> None:
-    """`pump` until it ends, or until the socket's user may no longer use live dashboards: then the
-    browser's socket is closed with POLICY_VIOLATION, and Voilà's by `pump` as it is cancelled."""
+    """`pump` until it ends, or until `_refusal` says the socket's user may no longer use it: then
+    the browser's socket is closed with its code and reason, and Voilà's by `pump` as it is
+    cancelled."""
     relaying = asyncio.create_task(pump(websocket, upstream, websocket.app.state.settings.voila_idle_seconds))
     checking = asyncio.create_task(_refusal(websocket))
     try:
