@@ -14,7 +14,9 @@ may live unseen (until Voilà's culler finds it idle); a page whose render faile
 once. The count is per web process: pure bookkeeping, without I/O, on the event loop's thread.
 
 Each socket to a kernel opens four ZMQ sockets in Voilà, so sockets are bounded too (`take_socket`):
-`SOCKETS_PER_KERNEL` to one kernel, and that many per live page an account may hold, across kernels.
+`SOCKETS_PER_KERNEL` to one kernel, and that many per live page an account may hold, across kernels;
+a kernel another account's page started takes none of this account's (it could only take the
+page's own places, or act in its owner's kernel).
 """
 
 from __future__ import annotations
@@ -152,9 +154,21 @@ class LiveKernels:
         """Sockets to `kernel_id` being opened or open through this process."""
         return self._kernel_sockets.get(kernel_id, 0)
 
+    def owner(self, kernel_id: str) -> str | None:
+        """The account whose page started `kernel_id`, when this process served that page or a
+        socket to it; None when it knows neither."""
+        if kernel_id in self._owners:
+            return self._owners[kernel_id]
+        named = self._unseen.get(kernel_id)
+        return named[1] if named is not None else None
+
     def take_socket(self, kernel_id: str, account: str) -> str | None:
         """Take a place for a socket `account` is about to open to `kernel_id`; None when taken, else
-        why not: `kernel` (it has `SOCKETS_PER_KERNEL`) or `account` (it holds `sockets_per_account`)."""
+        why not: `owner` (another account's page started it: its kernel and its socket places are
+        that page's), `kernel` (it has `SOCKETS_PER_KERNEL`) or `account` (it holds
+        `sockets_per_account`)."""
+        if self.owner(kernel_id) not in (None, account):
+            return "owner"
         if self.sockets_to(kernel_id) >= SOCKETS_PER_KERNEL:
             return "kernel"
         if self._account_sockets.get(account, 0) >= self.sockets_per_account:

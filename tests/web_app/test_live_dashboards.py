@@ -630,3 +630,17 @@ def test_a_socket_whose_user_cannot_be_checked_for_long_is_closed_to_try_again_l
         code, reason = asyncio.run(_closed_when(live, analyst, kernel_id, go_down))
     assert code == live_dashboards.TRY_AGAIN_LATER and "could not be checked" in reason
     wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be shut down")
+
+
+def test_another_analysts_socket_to_a_kernel_is_refused(live: Live, account: CountingAccounts) -> None:
+    """A kernel id is in its page; an analyst who learnt another's took the page's socket places."""
+    with live.signed_in("analyst") as analyst, live.signed_in(account.username) as other:
+        kernel_id = _kernel_id(analyst.get(f"{RENDER}/overview.ipynb"))
+        assert _refused(live, other, kernel_id) == 403  # was 101: relayed to another's kernel
+
+        async def twice() -> str:  # the page and its reconnect, both the owner's still
+            async with _socket(live, analyst, kernel_id), _socket(live, analyst, kernel_id) as again:
+                return (await _kernel_info(again))["status"]
+
+        assert asyncio.run(twice()) == "ok"
+    wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be shut down")

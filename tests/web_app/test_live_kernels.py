@@ -186,3 +186,16 @@ def test_a_socket_given_back_leaves_no_count_behind() -> None:
     live.give_socket_back("a", "ann")  # given back twice (a bug elsewhere): no place is made up
     assert live.sockets_to("a") == 0
     assert [live.take_socket(k, "ann") for k in ("a", "b", "c")] == [None, None, "account"]
+
+
+def test_a_kernel_takes_sockets_only_from_the_account_whose_page_started_it() -> None:
+    """Another analyst who learnt a kernel's id took its page's two places (the page could not
+    reconnect) and could act in a kernel that was not theirs."""
+    live = LiveKernels(4, per_account=2, clock=Clock())
+    assert live.admit("ann") is None
+    live.page_kernel("a", "ann")
+    assert live.owner("a") == "ann" and live.take_socket("a", "bob") == "owner"
+    assert live.take_socket("a", "ann") is None
+    live.connected("a", "ann")
+    assert live.take_socket("a", "bob") == "owner" and live.take_socket("a", "ann") is None
+    assert live.owner("b") is None and live.take_socket("b", "bob") is None  # not known here: as before

@@ -2,16 +2,17 @@
 origin and sign-in (HTTP, and the kernels' WebSockets). Voilà itself listens on loopback only.
 
 Scope `analyst` (or `admin`). A page that would start a kernel is admitted only below the cap
-(`WORKBENCH_VOILA_MAX_KERNELS`, `web_app.live_kernels`), and only while the analyst's account
-holds fewer than `WORKBENCH_VOILA_KERNELS_PER_ACCOUNT`; past either the viewer is sent to the
-dashboard's snapshot with a line saying why. A socket is refused past two to one kernel, or two per
-live page an account may hold (`LiveKernels.take_socket`). When a page's last socket closes its
-kernel is shut down; a socket whose viewer did nothing for `WORKBENCH_VOILA_IDLE_SECONDS` is closed
-(`voila_proxy.pump`: a script asking the kernel's info is not a viewer), and Voilà shuts such a
-kernel down too; a page sent that opens no socket within `WORKBENCH_VOILA_CONNECT_SECONDS` has its
-kernel shut down too (`web_app.page_watch`). An open socket's user is checked again every half
-`AccountCache.ttl` as at its connect, and the socket closed once signed out, disabled or
-without the scope (a check the db-api cannot answer leaves it open).
+(`WORKBENCH_VOILA_MAX_KERNELS`, `web_app.live_kernels`), and only while the analyst's account holds
+fewer than `WORKBENCH_VOILA_KERNELS_PER_ACCOUNT`; past either the viewer is sent to the dashboard's
+snapshot with a line saying why. A socket is refused past two to one kernel, or two per live page
+an account may hold, or to another account's page's kernel (`LiveKernels.take_socket`). When a
+page's last socket closes its kernel is shut down; a socket whose viewer did nothing for
+`WORKBENCH_VOILA_IDLE_SECONDS` is closed (`voila_proxy.pump`: a script asking the kernel's info is
+not a viewer), and Voilà shuts such a kernel down too; a page sent that opens no socket within
+`WORKBENCH_VOILA_CONNECT_SECONDS` has its kernel shut down too (`web_app.page_watch`). An open
+socket's user is checked again every half `AccountCache.ttl` as at its connect, and the socket
+closed once signed out, disabled or without the scope (kept for a minute while the db-api cannot
+answer).
 
 A browser sends cookies on a cross-site WebSocket too, so a socket must come from this origin.
 """
@@ -88,8 +89,9 @@ async def kernel_channels(websocket: WebSocket, kernel_id: str) -> None:
         return
     live = websocket.app.state.live_kernels
     if refused := live.take_socket(kernel_id, user.username):
+        why = "another account's kernel" if refused == "owner" else "too many sockets"
         log.warning(
-            "live dashboard socket refused: too many sockets",
+            f"live dashboard socket refused: {why}",
             extra={"kernel": kernel_id, "account": user.username, "limit": refused},
         )
         await websocket.close(code=POLICY_VIOLATION)
