@@ -53,6 +53,8 @@ class LiveKernels:
         # Sockets being opened or open through the proxy, by kernel and by the account opening them.
         self._kernel_sockets: dict[str, int] = {}
         self._account_sockets: dict[str, int] = {}
+        # Kernels whose last socket closed, until they are known shut down: still their owner's.
+        self._closing: dict[str, tuple[float, str]] = {}  # kernel id -> (when closed, account)
 
     def _expire(self) -> None:
         horizon = self._clock() - self.bind_seconds
@@ -60,6 +62,8 @@ class LiveKernels:
             self._pending.popleft()
         for kernel_id in [k for k, (named, _) in self._unseen.items() if named < horizon]:
             del self._unseen[kernel_id]
+        for kernel_id in [k for k, (closed, _) in self._closing.items() if closed < horizon]:
+            del self._closing[kernel_id]
 
     @property
     def live(self) -> int:
@@ -142,8 +146,15 @@ class LiveKernels:
         _decrement(self._sockets, kernel_id)
         if kernel_id in self._sockets:
             return False
-        self._owners.pop(kernel_id, None)
+        owner = self._owners.pop(kernel_id, None)
+        if owner is not None:  # until `released`: its shut-down may take seconds, or fail
+            self._expire()
+            self._closing[kernel_id] = (self._clock(), owner)
         return True
+
+    def released(self, kernel_id: str) -> None:
+        """The kernel whose last socket closed is shut down: it has no owner any more."""
+        self._closing.pop(kernel_id, None)
 
     @property
     def sockets_per_account(self) -> int:
@@ -159,8 +170,8 @@ class LiveKernels:
         socket to it; None when it knows neither."""
         if kernel_id in self._owners:
             return self._owners[kernel_id]
-        named = self._unseen.get(kernel_id)
-        return named[1] if named is not None else None
+        known = self._unseen.get(kernel_id) or self._closing.get(kernel_id)
+        return known[1] if known is not None else None
 
     def take_socket(self, kernel_id: str, account: str) -> str | None:
         """Take a place for a socket `account` is about to open to `kernel_id`; None when taken, else

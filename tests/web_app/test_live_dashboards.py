@@ -644,3 +644,29 @@ def test_another_analysts_socket_to_a_kernel_is_refused(live: Live, account: Cou
 
         assert asyncio.run(twice()) == "ok"
     wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be shut down")
+
+
+def test_another_analyst_can_neither_shut_down_nor_inspect_a_kernel(
+    live: Live, account: CountingAccounts
+) -> None:
+    """Voilà's kernel paths were forwarded for any analyst: one who learnt a kernel's id could shut
+    another's page down (its post from a page of this site, as their own script can make it)."""
+    with live.signed_in("analyst") as analyst, live.signed_in(account.username) as other:
+        kernel_id = _kernel_id(analyst.get(f"{RENDER}/overview.ipynb"))
+
+        async def attacked_while_open() -> list[httpx.Response]:
+            async with _socket(live, analyst, kernel_id) as socket:
+                await _kernel_info(socket)
+                # What Voilà's page sends: the XSRF cookie and its copy in a header.
+                other.cookies.set("_xsrf", "attacker-xsrf")
+                xsrf = {"Origin": live.web, "X-XSRFToken": "attacker-xsrf"}
+                attempts = [
+                    other.post(f"{LIVE_DASHBOARDS_PATH}/voila/api/shutdown/{kernel_id}", headers=xsrf),
+                    other.get(f"{LIVE_DASHBOARDS_PATH}/api/kernels/{kernel_id}"),
+                ]
+                assert (await _kernel_info(socket))["status"] == "ok"
+                return attempts
+
+        for refused in asyncio.run(attacked_while_open()):
+            assert refused.status_code == 403 and "another account's" in refused.text, refused.text
+    wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be shut down")

@@ -199,3 +199,21 @@ def test_a_kernel_takes_sockets_only_from_the_account_whose_page_started_it() ->
     live.connected("a", "ann")
     assert live.take_socket("a", "bob") == "owner" and live.take_socket("a", "ann") is None
     assert live.owner("b") is None and live.take_socket("b", "bob") is None  # not known here: as before
+
+
+def test_a_kernel_stays_its_owners_until_it_is_known_shut_down() -> None:
+    """Between its last socket's close and Voilà's answer to the shut-down (seconds; or never, when
+    it fails), another account's socket would have found the kernel ownerless."""
+    clock = Clock()
+    live = LiveKernels(4, per_account=2, bind_seconds=120, clock=clock)
+    live.connected("a", "ann")
+    assert live.disconnected("a") and live.live == 0  # the slot is free at once
+    assert live.owner("a") == "ann" and live.take_socket("a", "bob") == "owner"
+    live.released("a")
+    assert live.owner("a") is None
+    live.connected("b", "ann")
+    live.disconnected("b")  # its shut-down failed: never released
+    clock.now += 121
+    assert live.owner("b") == "ann" and live.live == 0
+    live.admit("bob")  # any bookkeeping expires what is past `bind_seconds`
+    assert live.owner("b") is None

@@ -56,6 +56,8 @@ Analyst = Annotated[TokenClaims, Security(page_user, scopes=["analyst"])]
 _RENDER = re.compile(rf"voila/render/({NAME_PATTERN})\.ipynb")
 _RENDER_PREFIX = "voila/render/"
 _SHUTDOWN = re.compile(rf"voila/api/shutdown/{KERNEL_ID}")
+# Voilà's paths that name one kernel: only its page's account may use them (as its socket).
+_OF_KERNEL = re.compile(rf"(?:voila/api/shutdown|api/kernels)/({KERNEL_ID})(?:/.*)?")
 POLICY_VIOLATION = 1008  # WebSocket close code: refused by policy (sign-in, scope or origin)
 TRY_AGAIN_LATER = 1013  # WebSocket close code: the server cannot serve it now
 # How long an open socket stays while its user's account cannot be checked (the db-api down).
@@ -125,8 +127,8 @@ async def _relay(websocket: WebSocket, kernel_id: str, account: str) -> None:
         try:
             await upstream.close()  # closed already, but for a browser gone before `accept`
         finally:
-            if last:
-                await shut_down_kernel(state.voila_http, state.settings, kernel_id)
+            if last and await shut_down_kernel(state.voila_http, state.settings, kernel_id):
+                live.released(kernel_id)
 
 
 async def _pump_while_allowed(
@@ -214,6 +216,9 @@ async def live_dashboard(
         raise HTTPException(status.HTTP_405_METHOD_NOT_ALLOWED, "Live dashboards take no other posts")
     if request.method == "POST" and not same_origin(request):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "This post must come from a page of this site")
+    kernel = _OF_KERNEL.fullmatch(path)
+    if kernel and live.owner(kernel[1]) not in (None, user.username):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "This live dashboard is another account's")
     page = _RENDER.fullmatch(path) if request.method == "GET" else None
     if page and live.cap == 0:
         return _to_snapshot(page[1], "off")
