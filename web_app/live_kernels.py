@@ -173,12 +173,17 @@ class LiveKernels:
         known = self._unseen.get(kernel_id) or self._closing.get(kernel_id)
         return known[1] if known is not None else None
 
+    def others(self, kernel_id: str, account: str) -> bool:
+        """Whether `kernel_id` is known here as another account's: its sockets and its kernel paths
+        are then not `account`'s to use."""
+        return self.owner(kernel_id) not in (None, account)
+
     def take_socket(self, kernel_id: str, account: str) -> str | None:
         """Take a place for a socket `account` is about to open to `kernel_id`; None when taken, else
         why not: `owner` (another account's page started it: its kernel and its socket places are
         that page's), `kernel` (it has `SOCKETS_PER_KERNEL`) or `account` (it holds
         `sockets_per_account`)."""
-        if self.owner(kernel_id) not in (None, account):
+        if self.others(kernel_id, account):
             return "owner"
         if self.sockets_to(kernel_id) >= SOCKETS_PER_KERNEL:
             return "kernel"

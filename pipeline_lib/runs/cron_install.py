@@ -60,11 +60,11 @@ _CREDENTIAL_URL = re.compile(
 # whatever their case, so they are compared upper-cased).
 _SETTING_VARIABLES = {f"WORKBENCH_{name.upper()}": name for name in Settings.model_fields}
 # The settings declared as paths (`Path`, `Path | None`): written resolved, as `install` read them.
-_PATH_SETTINGS = tuple(
-    name
+_PATH_VARIABLES = {
+    f"WORKBENCH_{name.upper()}": name
     for name, field in Settings.model_fields.items()
     if Path in (field.annotation, *typing.get_args(field.annotation))
-)
+}
 # Only names a shell takes as a variable are copied (anything else would be a command).
 _SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # The names a `.env` file sets (`NAME=value`, `export NAME=value`); values are never read here.
@@ -76,7 +76,6 @@ PRUNE_CRON = "17 3 * * *"  # old runs forgotten daily, at a quiet hour (`workben
 
 def _environment(settings: Settings, environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
     """The variables each cron line sets, and a sentence for each setting left out."""
-    paths = {f"WORKBENCH_{name.upper()}": name for name in _PATH_SETTINGS}
     # Settings only (a variable of another name, e.g. a script's own, is no setting), named as
     # Settings reads them; a shell variable name only (anything else would be a command).
     given = {
@@ -85,19 +84,19 @@ def _environment(settings: Settings, environ: Mapping[str, str]) -> tuple[dict[s
         if name.upper() in _SETTING_VARIABLES and _SHELL_NAME.fullmatch(name)
     }
     env, left_out = {}, []
+    in_checkout_env = _checkout_env_names()
     for name, value in sorted(given.items()):
-        if name in paths:
+        if name in _PATH_VARIABLES:
             continue
         if name in SECRET_SETTINGS:
-            left_out.append(f"Left out {name} (a secret): {_where_runs_find(name, settings)}.")
+            why = " (a secret):"
         elif _CREDENTIAL_URL.search(value):
-            left_out.append(
-                f"Left out {name}: a URL with a credential (user info or a token); "
-                f"{_where_runs_find(name, settings)}."
-            )
+            why = ": a URL with a credential (user info or a token);"
         else:
             env[name] = value
-    for name, field in paths.items():
+            continue
+        left_out.append(f"Left out {name}{why} {_where_runs_find(name, settings, in_checkout_env)}.")
+    for name, field in _PATH_VARIABLES.items():
         # What the installing process resolved, against the folder it started in: a cron line
         # runs in the checkout, where a relative path would mean another file.
         if field == "data_dir":
@@ -116,14 +115,19 @@ def _environment(settings: Settings, environ: Mapping[str, str]) -> tuple[dict[s
     return env, left_out
 
 
-def _where_runs_find(name: str, settings: Settings) -> str:
-    """Where a run started by cron (in the checkout, without `name`) reads the setting."""
-    checkout_env = PROJECT_DIR / ".env"
+def _checkout_env_names() -> set[str]:
+    """The names the checkout's `.env` sets (where cron starts runs), upper-cased; its values unread."""
     try:
-        names = {m.group(1).upper() for m in _DOTENV_NAME.finditer(checkout_env.read_text())}
+        text = (PROJECT_DIR / ".env").read_text()
     except (OSError, UnicodeDecodeError):
-        names = set()
-    where = f"a run that needs it reads it from {checkout_env}"
+        return set()
+    return {m.group(1).upper() for m in _DOTENV_NAME.finditer(text)}
+
+
+def _where_runs_find(name: str, settings: Settings, names: set[str]) -> str:
+    """Where a run started by cron (in the checkout, without `name`) reads the setting; `names`:
+    those the checkout's `.env` sets."""
+    where = f"a run that needs it reads it from {PROJECT_DIR / '.env'}"
     if name not in names:
         where += " (not set there)"
     if name == _RUNS_TOKEN:

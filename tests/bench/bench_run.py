@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import nbformat
 
 from tests.bench.bench_db_api import TOKEN, start_db_api
+from tests.e2e.running_system import quiet_system_env
 from tests.processes import start_workbench, wait_for_line
-from tests.wire_servers import free_port
 
 TARGET_SECONDS = 4.0
 TARGET_RATIO = 4.0  # run all on the demo, as a multiple of an empty run
@@ -116,22 +116,11 @@ def run_all(students: int, repeat: int, empty: float) -> None:
 def _one_run_all(students: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-run-all-") as folder:
         root = Path(folder)
-        never = root / "crontab"
-        never.write_text("0 0 1 1 * clean\n")  # the system's scheduler stays out of the timing
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
-        web_port = free_port()
-        env.update(
-            WORKBENCH_DATA_DIR=str(root / "var"),
-            WORKBENCH_DB_API_ADDRESS=f"127.0.0.1:{free_port()}",
-            WORKBENCH_WEB_PORT=str(web_port),
-            WORKBENCH_VOILA_PORT=str(free_port()),
-            WORKBENCH_SCHEDULE_FILE=str(never),
-        )
+        env, url = quiet_system_env(root)  # the system's scheduler stays out of the timing
         log = root / "up.log"
         up = start_workbench("up", env, log)
         try:
             wait_for_line(up, log, "All services are up")
-            url = f"http://127.0.0.1:{web_port}"
             demo = [*WORKBENCH, "demo", "--students", str(students), "--schools", "120", "--url", url]
             _check(subprocess.run(demo, env=env, capture_output=True, text=True), "workbench demo")
             warmed = _warm_kernels_ready(root / "var", env)

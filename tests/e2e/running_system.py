@@ -44,7 +44,12 @@ def quiet_system_env(home: Path, **settings: str) -> tuple[dict[str, str], str]:
     setting its default but `settings` (`NAME=value` for `WORKBENCH_NAME`); and the web app's URL."""
     quiet = home / "crontab"
     quiet.write_text("0 0 1 1 * clean\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKBENCH_", "VIRTUAL_ENV"))}
+    # Nothing of the shell's settings, its venv or a Spark Connect server it names.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("WORKBENCH_", "VIRTUAL_ENV", "SPARK_CONNECT"))
+    }
     web_port = free_port()
     env.update(
         WORKBENCH_DATA_DIR=str(home / "var"),

@@ -27,7 +27,7 @@ from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.parent_watch import command_line
 from pipeline_lib.spark import class_archive, daemon_zygote, python_daemon, warm_up
 from tests.conftest import TOKEN
-from tests.e2e.running_system import System, workbench_up
+from tests.e2e.running_system import System, quiet_system_env, workbench_up
 from tests.processes import descendants, non_loopback_ipv4, refuses, wait_for
 from tests.wire_servers import free_port
 
@@ -41,23 +41,13 @@ ARCHIVE_BUILD = f"'{class_archive.APP_NAME}'"  # in the headings of the archive 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     root = tmp_path_factory.mktemp("warm")
-    quiet = root / "crontab"
-    quiet.write_text("0 0 1 1 * clean\n")  # the scheduler stays out of the test's runs
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKBENCH_", "SPARK_CONNECT"))}
-    spark_port, web_port = free_port(), free_port()
-    env.update(
-        WORKBENCH_DATA_DIR=str(root / "var"),
-        WORKBENCH_DB_API_ADDRESS=f"127.0.0.1:{free_port()}",
-        WORKBENCH_WEB_PORT=str(web_port),
-        WORKBENCH_VOILA_PORT=str(free_port()),
-        WORKBENCH_SCHEDULE_FILE=str(quiet),
-        WORKBENCH_SPARK_MASTER="local[2]",
-        WORKBENCH_WARM_SPARK="true",
-        WORKBENCH_SPARK_CONNECT_PORT=str(spark_port),
+    # The scheduler stays out of the test's runs.
+    env, web = quiet_system_env(
+        root, spark_master="local[2]", warm_spark="true", spark_connect_port=str(free_port())
     )
     log = root / "up.log"
     with workbench_up(env, log, timeout=180):
-        yield System(env, f"http://127.0.0.1:{web_port}", root / "var", log)
+        yield System(env, web, root / "var", log)
 
 
 def _attach(url: str, token: str | None) -> subprocess.CompletedProcess:

@@ -217,7 +217,7 @@ async def live_dashboard(
     if request.method == "POST" and not same_origin(request):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "This post must come from a page of this site")
     kernel = _OF_KERNEL.fullmatch(path)
-    if kernel and live.owner(kernel[1]) not in (None, user.username):
+    if kernel and live.others(kernel[1], user.username):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "This live dashboard is another account's")
     page = _RENDER.fullmatch(path) if request.method == "GET" else None
     if page and live.cap == 0:
