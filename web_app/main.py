@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from web_app.body_idle import BodyIdleMiddleware
 from web_app.body_limit import BodyLimitMiddleware
 from web_app.client_address import ClientAddressMiddleware, parse_trusted_proxies
 from web_app.deps import LoginRequired
+from web_app.kernel_owners import KernelOwners
 from web_app.live_kernels import LiveKernels
 from web_app.middleware import SecurityHeaders
 from web_app.page_watch import PageWatch
@@ -117,11 +119,16 @@ def create_app(
         settings.voila_max_kernels, settings.voila_kernels_per_account, bind_seconds=unbound
     )
     app.state.voila_http = voila_proxy.http_client()
+    # A page's kernel is its account's for as long as its socket's sign-in may last: the socket
+    # opens within connect_seconds of the page, and is closed when its sign-in expires.
+    owned = settings.access_token_minutes * 60 + math.ceil(settings.voila_connect_seconds)
+    app.state.kernel_owners = KernelOwners(limits, owned)
     app.state.page_watch = PageWatch(
         app.state.live_kernels,
         functools.partial(voila_proxy.kernel_connections, app.state.voila_http, settings),
         functools.partial(voila_proxy.shut_down_kernel, app.state.voila_http, settings),
         settings.voila_connect_seconds,
+        app.state.kernel_owners,
     )
 
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(settings))

@@ -17,6 +17,9 @@ import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
+from limits.errors import StorageError
+
+from web_app.kernel_owners import KernelOwners
 from web_app.live_kernels import KERNEL_ID, LiveKernels
 
 log = logging.getLogger(__name__)
@@ -85,10 +88,13 @@ class PageWatch:
         connections: Callable[[str], Coroutine[Any, Any, int | None]],
         shut_down: Callable[[str], Coroutine[Any, Any, bool]],
         connect_seconds: float,
+        owners: KernelOwners | None = None,
     ) -> None:
         """`connections(kernel_id)`: Voilà's count of the kernel's sockets (None: unknown);
-        `shut_down(kernel_id)`: whether the kernel is gone after asking Voilà to shut it down."""
+        `shut_down(kernel_id)`: whether the kernel is gone after asking Voilà to shut it down;
+        `owners`: where each page's kernel is recorded as its account's, for the other processes."""
         self.live, self.connections, self.shut_down = live, connections, shut_down
+        self.owners = owners
         self.connect_seconds = connect_seconds
         self._timers: dict[str, asyncio.TimerHandle] = {}  # kernel id -> its check, waiting
         self._checks: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
@@ -102,10 +108,22 @@ class PageWatch:
             async for piece in page:
                 if kernel_id := reader.feed(piece):
                     self.live.page_kernel(kernel_id, account)
+                    await self._record(kernel_id, account)
                 yield piece
         finally:
             if reader.kernel_id is not None:
                 self._later(reader.kernel_id)
+
+    async def _record(self, kernel_id: str, account: str) -> None:
+        if self.owners is None:
+            return
+        try:
+            await self.owners.record(kernel_id, account)
+        except StorageError as exc:  # this process knows it still: the page works through it
+            log.warning(
+                "live page's kernel not recorded: other web processes will refuse it",
+                extra={"kernel": kernel_id, "account": account, "error": str(exc)},
+            )
 
     def _later(self, kernel_id: str) -> None:
         try:

@@ -14,10 +14,7 @@ import contextlib
 import http.client
 import json
 import logging
-import os
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -39,6 +36,7 @@ from pipeline_lib.wire.requests import DbApiCallError
 from tests.conftest import TOKEN
 from tests.processes import wait_for
 from tests.web_app.conftest import _HASH, PASSWORD, ROLES, ThreadedUvicorn, settings_for
+from tests.web_app.voila_server import running_voila
 from tests.wire_servers import free_port
 from web_app.accounts import AccountCache
 from web_app.main import create_app
@@ -85,45 +83,17 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     overrides = {"voila_port": voila_port, "web_port": web_port, "voila_max_kernels": 1}
     overrides.update(voila_idle_seconds=IDLE_SECONDS)
     settings = settings_for(folder, db_api.port, **overrides)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
-    env.update(
-        WORKBENCH_DB_API_ADDRESS=f"127.0.0.1:{db_api.port}",
-        WORKBENCH_DB_API_TOKEN=TOKEN,
-        WORKBENCH_DATA_DIR=str(folder / "var"),
-        WORKBENCH_VOILA_PORT=str(voila_port),
-        WORKBENCH_WEB_PORT=str(web_port),
-        WORKBENCH_VOILA_IDLE_SECONDS=str(IDLE_SECONDS),
-    )
-    log = folder / "voila.log"
-    with log.open("wb") as sink:
-        voila = subprocess.Popen(
-            [sys.executable, "-m", "pipeline_lib.cli.dashboards", "--pool-size", "0"],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
     app = create_app(settings)
     server = ThreadedUvicorn(uvicorn.Config(app, host="127.0.0.1", port=web_port, log_level="warning"))
     thread = server.start_in_thread()
     try:
-        voila_url = f"http://127.0.0.1:{voila_port}{LIVE_DASHBOARDS_PATH}"
-        wait_for(lambda: voila.poll() is not None or _up(voila_url), 90, "Voilà")
-        assert voila.poll() is None, log.read_text()[-3000:]
-        yield Live(f"http://127.0.0.1:{web_port}", voila_url, app.state, db)
+        with running_voila(folder, db_api.port, voila_port, web_port, IDLE_SECONDS) as voila_url:
+            yield Live(f"http://127.0.0.1:{web_port}", voila_url, app.state, db)
     finally:
         server.should_exit = True
         thread.join(timeout=15)
-        voila.terminate()
-        voila.wait(60)
         db.close()
         db_api.stop(grace=0)
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _kernel_id(page: httpx.Response) -> str:
@@ -670,3 +640,12 @@ def test_another_analyst_can_neither_shut_down_nor_inspect_a_kernel(
         for refused in asyncio.run(attacked_while_open()):
             assert refused.status_code == 403 and "another account's" in refused.text, refused.text
     wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be shut down")
+
+
+def test_a_kernel_no_page_of_this_app_started_is_nobodys(live: Live) -> None:
+    """A kernel this process did not see a page of, and that no web process recorded, was relayed to
+    any analyst who named it: here one started on Voilà itself, from this machine."""
+    kernel_id = _kernel_id(httpx.get(f"{live.voila}/voila/render/overview.ipynb", timeout=120))
+    with live.signed_in("analyst") as analyst:
+        assert _refused(live, analyst, kernel_id) == 403  # was 101
+    wait_for(lambda: not live.kernel_alive(kernel_id), 30, "the kernel to be culled once idle")

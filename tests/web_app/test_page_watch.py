@@ -5,7 +5,13 @@ Voilà's answers; the whole path, with a real Voilà, is in test_live_dashboards
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
+import pytest
+from limits.errors import StorageError
+from limits.storage import MemoryStorage
+
+from web_app.kernel_owners import KernelOwners
 from web_app.live_kernels import LiveKernels
 from web_app.page_watch import SCAN_BYTES, KernelIdReader, PageWatch
 
@@ -91,3 +97,44 @@ def test_without_voilas_answer_or_a_shutdown_the_slot_stays_held() -> None:
 def test_a_socket_being_opened_keeps_the_kernel() -> None:
     voila = Voila(sockets=0)
     assert _checked(voila, opening=True).live == 1 and voila.shut == []
+
+
+class FailingStorage(MemoryStorage):
+    """The shared storage not answering (as `limits` reports it)."""
+
+    def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        raise StorageError(ConnectionError("no answer"))
+
+
+def _relayed(owners: KernelOwners) -> tuple[list[bytes], LiveKernels]:
+    live = LiveKernels(2)
+    assert live.admit("analyst") is None
+    watch = PageWatch(live, Voila(sockets=1).connections, Voila(sockets=1).shut_down, 60, owners)
+
+    async def page() -> AsyncIterator[bytes]:
+        for piece in (b"<html><head>", CONFIG.encode(), b"</head><body>"):
+            yield piece
+
+    async def read() -> list[bytes]:
+        pieces = [piece async for piece in watch.relay(page(), "analyst")]
+        await watch.close()
+        return pieces
+
+    return asyncio.run(read()), live
+
+
+def test_a_pages_kernel_is_recorded_as_its_accounts_for_the_other_processes() -> None:
+    owners = KernelOwners(MemoryStorage(), 60)
+    pieces, live = _relayed(owners)
+    assert b"".join(pieces).count(KERNEL.encode()) == 1 and live.owner(KERNEL) == "analyst"
+    assert asyncio.run(owners.started(KERNEL, "analyst"))
+    assert not asyncio.run(owners.started(KERNEL, "other")) and not asyncio.run(
+        owners.started(OTHER, "analyst")
+    )
+
+
+def test_a_page_whose_kernel_cannot_be_recorded_is_still_sent(caplog: pytest.LogCaptureFixture) -> None:
+    """This process knows the kernel as the page's still; the others will refuse it."""
+    pieces, live = _relayed(KernelOwners(FailingStorage(), 60))
+    assert b"".join(pieces).endswith(b"</head><body>") and live.owner(KERNEL) == "analyst"
+    assert "not recorded" in caplog.text

@@ -7,10 +7,13 @@ if the counts were not shared. Then `workbench web --workers 2` as a user starts
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,16 +21,20 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from db_api.server import start_server
 from db_api.store.mongo import MongoStore
 from pipeline_lib.cli.addresses import http_answers
 from pipeline_lib.client.sync import DbApiClient
+from pipeline_lib.settings import LIVE_DASHBOARDS_PATH
 from tests import wire_servers
 from tests.conftest import TOKEN
 from tests.processes import children, running, stop_gracefully, wait_for
 from tests.web_app.conftest import _HASH, PASSWORD, ROLES, ThreadedUvicorn, settings_for
 from tests.web_app.routes.test_form_fast import GOOD
+from tests.web_app.voila_server import running_voila
 from tests.wire_servers import free_port
 from web_app.main import create_app
 
@@ -42,6 +49,7 @@ class Replicas:
     folder: Path
     mongo_base: str  # the wire server's URI without a database
     db_api_port: int
+    voila_port: int  # where both apps look for Voilà (started by the tests that want it)
 
     def uri(self, database: str) -> str:
         return f"{self.mongo_base}/{database}"
@@ -63,14 +71,20 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
     for name, scopes in ROLES.items():
         db.put_document("users", name, {"scopes": scopes, "password_hash": _HASH, "disabled": False})
     servers = []
+    voila_port = free_port()
     try:
         for _ in range(2):
             port = free_port()
             settings = settings_for(
-                folder, db_api.port, mongo_uri=uri, form_rate_limit=f"{FORM_LIMIT}/minute"
+                folder,
+                db_api.port,
+                mongo_uri=uri,
+                form_rate_limit=f"{FORM_LIMIT}/minute",
+                voila_port=voila_port,
             )
             servers.append((port, *_serve(create_app(settings), port)))
-        yield Replicas([f"http://127.0.0.1:{port}" for port, _, _ in servers], folder, base, db_api.port)
+        urls = [f"http://127.0.0.1:{port}" for port, _, _ in servers]
+        yield Replicas(urls, folder, base, db_api.port, voila_port)
     finally:
         for _, server, thread in servers:
             server.should_exit = True
@@ -145,6 +159,58 @@ def test_an_unreachable_limits_store_answers_503_and_lets_nothing_through(replic
     assert "shared counters are unavailable" in posted.json()["title"]
     assert waited < 30, f"the post waited {waited:.1f} s for the missing store"
     assert sign_in.status_code == 503
+
+
+@pytest.fixture(scope="module")
+def voila(replicas: Replicas) -> Iterator[str]:
+    """Voilà, which both apps proxy live dashboards to, as `workbench up` starts one for all."""
+    web_port = int(replicas.urls[0].rpartition(":")[2])
+    with running_voila(replicas.folder, replicas.db_api_port, replicas.voila_port, web_port) as url:
+        yield url
+
+
+async def _handshake(url: str, session: str, kernel_id: str) -> int:
+    """The status a replica answers a live page's kernel socket with (101: accepted, relayed)."""
+    socket = url.replace("http", "ws", 1) + f"{LIVE_DASHBOARDS_PATH}/api/kernels/{kernel_id}/channels"
+    headers = {"Origin": url, "Cookie": f"wb_session={session}"}
+    try:
+        async with connect(
+            socket + f"?session_id={uuid.uuid4()}",
+            additional_headers=headers,
+            open_timeout=30,
+        ):
+            return 101
+    except InvalidStatus as exc:
+        return exc.response.status_code
+
+
+def test_a_live_kernel_is_its_pages_account_on_every_replica(replicas: Replicas, voila: str) -> None:
+    """Each replica knew only the kernels of pages it sent: another analyst who learnt a kernel's id
+    had its socket relayed, and could shut it down, through the other replica."""
+    first, second = replicas.urls
+    sessions = {}
+    for user in ("analyst", "admin"):
+        with httpx.Client(base_url=first, timeout=30) as http:
+            assert _sign_in(http, user).status_code == 303
+            sessions[user] = http.cookies["wb_session"]
+    with httpx.Client(base_url=first, cookies={"wb_session": sessions["analyst"]}, timeout=120) as owner:
+        page = owner.get(f"{LIVE_DASHBOARDS_PATH}/voila/render/overview.ipynb")
+    assert page.status_code == 200, page.text[:2000]
+    found = re.search(r'"kernelId": *"([0-9a-f-]{36})"', page.text)
+    assert found, page.text[:2000]
+    kernel_id = found[1]
+    assert asyncio.run(_handshake(second, sessions["admin"], kernel_id)) == 403  # was 101
+    with httpx.Client(base_url=second, cookies={"wb_session": sessions["admin"]}, timeout=30) as other:
+        other.cookies.set("_xsrf", "attacker-xsrf")
+        shut = other.post(
+            f"{LIVE_DASHBOARDS_PATH}/voila/api/shutdown/{kernel_id}",
+            headers={"Origin": second, "X-XSRFToken": "attacker-xsrf"},
+        )
+    assert shut.status_code == 403 and "another account's" in shut.text, shut.text
+    assert httpx.get(f"{voila}/api/kernels/{kernel_id}", timeout=10).status_code == 200
+    # The page's own account reaches it through either replica.
+    assert asyncio.run(_handshake(second, sessions["analyst"], kernel_id)) == 101
+    assert asyncio.run(_handshake(second, sessions["admin"], str(uuid.uuid4()))) == 403  # no page's
 
 
 def test_workbench_web_serves_with_two_workers_sharing_one_store(replicas: Replicas) -> None:

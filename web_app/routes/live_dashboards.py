@@ -5,7 +5,8 @@ Scope `analyst` (or `admin`). A page that would start a kernel is admitted only 
 (`WORKBENCH_VOILA_MAX_KERNELS`, `web_app.live_kernels`), and only while the analyst's account holds
 fewer than `WORKBENCH_VOILA_KERNELS_PER_ACCOUNT`; past either the viewer is sent to the dashboard's
 snapshot with a line saying why. A socket is refused past two to one kernel, or two per live page
-an account may hold, or to another account's page's kernel (`LiveKernels.take_socket`). When a
+an account may hold (`LiveKernels.take_socket`), or to a kernel no page of the account's started
+(as this process knows, else as `KernelOwners` recorded it for every web process). When a
 page's last socket closes its kernel is shut down; a socket whose viewer did nothing for
 `WORKBENCH_VOILA_IDLE_SECONDS` is closed (`voila_proxy.pump`: a script asking the kernel's info is
 not a viewer), and Voilà shuts such a kernel down too; a page sent that opens no socket within
@@ -30,6 +31,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, HTTPException, Request, Security, WebSocket, status
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from limits.errors import StorageError
+from starlette.datastructures import State
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection
@@ -89,6 +91,22 @@ async def kernel_channels(websocket: WebSocket, kernel_id: str) -> None:
     ):
         await websocket.close(code=POLICY_VIOLATION)  # before accepting: the handshake gets a 403
         return
+    try:
+        theirs = await _another_accounts(websocket.app.state, kernel_id, user.username)
+    except StorageError as exc:
+        log.warning(
+            "live dashboard socket refused: its kernel's owner could not be checked",
+            extra={"kernel": kernel_id, "account": user.username, "error": str(exc)},
+        )
+        await websocket.close(code=TRY_AGAIN_LATER)
+        return
+    if theirs:
+        log.warning(
+            "live dashboard socket refused: another account's kernel",
+            extra={"kernel": kernel_id, "account": user.username, "limit": "owner"},
+        )
+        await websocket.close(code=POLICY_VIOLATION)
+        return
     live = websocket.app.state.live_kernels
     if refused := live.take_socket(kernel_id, user.username):
         why = "another account's kernel" if refused == "owner" else "too many sockets"
@@ -102,6 +120,16 @@ async def kernel_channels(websocket: WebSocket, kernel_id: str) -> None:
         await _relay(websocket, kernel_id, user.username)
     finally:
         live.give_socket_back(kernel_id, user.username)
+
+
+async def _another_accounts(state: State, kernel_id: str, account: str) -> bool:
+    """Whether `kernel_id` is not `account`'s to use: this process knows it as another account's,
+    or, not knowing it, finds no page of `account`'s recorded as its starter (`KernelOwners`: the
+    page may have gone through another web process). Raises `StorageError` when that cannot be read."""
+    owner = state.live_kernels.owner(kernel_id)
+    if owner is not None:
+        return owner != account
+    return not await state.kernel_owners.started(kernel_id, account)
 
 
 async def _relay(websocket: WebSocket, kernel_id: str, account: str) -> None:
@@ -217,7 +245,7 @@ async def live_dashboard(
     if request.method == "POST" and not same_origin(request):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "This post must come from a page of this site")
     kernel = _OF_KERNEL.fullmatch(path)
-    if kernel and live.others(kernel[1], user.username):
+    if kernel and await _another_accounts(request.app.state, kernel[1], user.username):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "This live dashboard is another account's")
     page = _RENDER.fullmatch(path) if request.method == "GET" else None
     if page and live.cap == 0:
