@@ -17,9 +17,13 @@ Part = Literal["cleaned", "quarantine", "raw_ids"]
 
 
 def commit_chunk(client: DbApiClient, chunk: pa.Table, part: Part) -> int:
-    """Commit `chunk` as `part` and delete its raw ids, in one atomic unit: the raw records
-    deleted. A kept record and the resubmissions it absorbed are one row, so they always go in
-    the same call."""
+    """Commit `chunk` as `part` and delete its raw ids, in atomic units: the raw records deleted.
+    A kept record and the resubmissions it absorbed are one row, so they always go in the same
+    call; a chunk too large for one call goes in slices of whole rows (`fitting`)."""
+    return sum(_commit_whole(client, piece, part) for piece in fitting(chunk, client.max_payload))
+
+
+def _commit_whole(client: DbApiClient, chunk: pa.Table, part: Part) -> int:
     ids = chunk.column("submission_id").to_pylist()
     if part == "cleaned":
         ids += [i for others in chunk.column("duplicates").to_pylist() for i in others or []]
@@ -27,6 +31,20 @@ def commit_chunk(client: DbApiClient, chunk: pa.Table, part: Part) -> int:
     if part == "quarantine":
         return client.commit_clean(None, chunk, ids).raw_deleted
     return client.commit_clean(None, None, ids).raw_deleted
+
+
+def fitting(chunk: pa.Table, max_bytes: int) -> Iterator[pa.Table]:
+    """`chunk` in slices of whole rows, each (with its raw ids, which its columns hold too, so
+    twice its Arrow size bounds the call) within `max_bytes`; a row larger alone goes alone, for the
+    db-api to refuse with its reason. Chunks are cut by rows (`batch_size`), and rows of a
+    quarantine keep values as typed, up to the contract's limits: a few hundred of the longest fill
+    a message."""
+    if 2 * chunk.nbytes <= max_bytes or chunk.num_rows <= 1:
+        yield chunk
+        return
+    half = chunk.num_rows // 2
+    yield from fitting(chunk.slice(0, half), max_bytes)
+    yield from fitting(chunk.slice(half), max_bytes)
 
 
 # CommitClean calls in flight at once: while the db-api writes one chunk to the store, it reads

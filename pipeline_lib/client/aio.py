@@ -78,7 +78,7 @@ class AsyncDbApiClient(core.ClientCore):
     @functools.cached_property
     def _inserts(self) -> InsertCoalescer:
         # A call's documents stay under the message size both ends accept.
-        return InsertCoalescer(self._insert_each, self._refusal, max_bytes=min(MAX_BYTES, self._max_payload))
+        return InsertCoalescer(self._insert_each, self._refusal, max_bytes=min(MAX_BYTES, self.max_payload))
 
     def _refusal(self, refused: InsertRefused) -> DbApiCallError:
         return DbApiCallError(self.address, refused.code, refused.message)
@@ -100,7 +100,7 @@ class AsyncDbApiClient(core.ClientCore):
     ) -> WriteResult:
         """Stream a table (or an iterable of tables) in batches; each batch commits atomically."""
         call = core.write(
-            collection, data, mode=mode, key=key, batch_size=batch_size, max_payload=self._max_payload
+            collection, data, mode=mode, key=key, batch_size=batch_size, max_payload=self.max_payload
         )
         return await self._call(call)
 

@@ -109,7 +109,7 @@ class ClientCore:
         self.timeout = self.TIMEOUT if timeout is None else timeout
         self.stream_timeout = self.STREAM_TIMEOUT if stream_timeout is None else stream_timeout
         self._metadata = req.metadata(token)
-        self._max_payload = max_message_bytes // 2  # room for the rest of a message
+        self.max_payload = max_message_bytes // 2  # data one call may carry: room for the rest of it
         self._channel = self._open_channel()
         self._stubs: dict[str, Any] = {
             "DbApi": dbapi_pb2_grpc.DbApiStub(self._channel),

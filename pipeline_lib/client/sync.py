@@ -109,7 +109,7 @@ class DbApiClient(core.ClientCore):
     ) -> WriteResult:
         """Stream a table (or an iterable of tables) in batches; each batch commits atomically."""
         call = core.write(
-            collection, data, mode=mode, key=key, batch_size=batch_size, max_payload=self._max_payload
+            collection, data, mode=mode, key=key, batch_size=batch_size, max_payload=self.max_payload
         )
         return self._call(call)
 
