@@ -135,18 +135,29 @@ def _same_number(value: Scalar) -> Scalar:
 
 
 def raw_record(values: dict[str, Any], *, source: str, submission_id: str | None = None) -> dict:
-    """The raw document: contract fields as given (missing ones left out), plus metadata."""
+    """The raw document: contract fields as given (missing ones left out), consent as the clean
+    reads it (`stored_consent`), plus metadata."""
     submission_id = submission_id or new_id()
     record = {f.name: values[f.name] for f in STUDENT_FIELDS if values.get(f.name) is not None}
     record[CONSENT.name] = values.get(CONSENT.name)
+    digest = answers_digest(record)  # of the answers as sent, by which a resent record is known
+    record[CONSENT.name] = stored_consent(record[CONSENT.name])
     return {
         "_id": submission_id,
         "submission_id": submission_id,
         "received_at": dt.datetime.now(dt.UTC),
         "source": source,
-        ANSWERS_DIGEST: answers_digest(record),
+        ANSWERS_DIGEST: digest,
         **record,
     }
+
+
+def stored_consent(value: object) -> object:
+    """Consent this app accepted as text, in the one spelling every clean reads as given: `yes`.
+    `parse_bool` reads spellings (full-width letters, other compatibility forms: NFKC) that the
+    clean's rules do not, and the clean deletes a record it reads without consent, leaving nothing:
+    a submission acknowledged with 201 was lost at the next clean. Anything else is kept as sent."""
+    return "yes" if isinstance(value, str) and consent_given(value) else value
 
 
 def same_submission(stored: dict, record: dict) -> bool:

@@ -152,7 +152,8 @@ added when it is received (`answers_sha256`, a digest of the answers, for a form
 record: an id is received once, so a resent page or a reused `Idempotency-Key` is told from a
 different record by it, also once the record is cleaned). Unknown fields are refused. Nothing is
 stored without consent: the web app refuses such a submission, and the clean step removes any that
-reaches `raw`.
+reaches `raw`. Consent the web app accepts as text is stored as `yes` (it reads spellings, such as
+full-width letters, that the clean's rules do not); a `true` stays `true`.
 
 The clean step turns every other record into one record of `cleaned` (each field typed as below)
 or of `quarantine` (the values as typed, with one reason per failed rule).
