@@ -19,6 +19,7 @@ from pipeline_lib.client.aio import AsyncDbApiClient
 from pipeline_lib.contract.users import SCOPES
 from pipeline_lib.settings import Settings
 from web_app.accounts import AccountCache, as_the_account_stands
+from web_app.chart_renders import ChartRenders
 from web_app.client_address import client_key
 from web_app.live_kernels import LiveKernels
 from web_app.ratelimit import FormRateLimiter
@@ -57,6 +58,7 @@ get_revoked_tokens = _app_state("revoked_tokens")
 get_accounts = _app_state("accounts")
 get_upload_slots = _app_state("bulk_uploads")
 get_school_cache = _app_state("school_cache")
+get_chart_renders = _app_state("chart_renders")  # the result charts' PNGs: kept, a few drawn at once
 get_snapshot_cache = _app_state("snapshot_cache")
 get_live_kernels = _app_state("live_kernels")
 get_voila_http = _app_state("voila_http")  # the client the live dashboards' proxy forwards with
@@ -77,6 +79,7 @@ RevokedTokensDep = Annotated[RevokedTokens, Depends(get_revoked_tokens)]
 AccountsDep = Annotated[AccountCache, Depends(get_accounts)]
 UploadSlotsDep = Annotated[UploadSlots, Depends(get_upload_slots)]
 SchoolCacheDep = Annotated[SchoolCache, Depends(get_school_cache)]
+ChartRendersDep = Annotated[ChartRenders, Depends(get_chart_renders)]
 SnapshotCacheDep = Annotated[SnapshotCache, Depends(get_snapshot_cache)]
 LiveKernelsDep = Annotated[LiveKernels, Depends(get_live_kernels)]
 VoilaHttpDep = Annotated[httpx.AsyncClient, Depends(get_voila_http)]

@@ -22,6 +22,7 @@ from web_app import api_docs, problems, voila_proxy
 from web_app.accounts import AccountCache
 from web_app.body_idle import BodyIdleMiddleware
 from web_app.body_limit import BodyLimitMiddleware
+from web_app.chart_renders import ChartRenders
 from web_app.client_address import ClientAddressMiddleware, parse_trusted_proxies
 from web_app.deps import LoginRequired
 from web_app.kernel_owners import KernelOwners
@@ -111,6 +112,7 @@ def create_app(
     app.state.bulk_uploads = UploadSlots(settings.max_bulk_uploads, settings.max_bulk_uploads_per_user)
     app.state.school_cache = SchoolCache()
     app.state.run_notebook_renders = RunNotebookRenders()
+    app.state.chart_renders = ChartRenders()
     app.state.snapshot_cache = SnapshotCache(names=functools.partial(served_names, settings))
     # A page admitted whose kernel the proxy did not read holds its slot as long as that kernel
     # may live: until Voilà's culler finds it idle. One read is shut down if it never connects.

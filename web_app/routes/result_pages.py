@@ -1,6 +1,7 @@
 """The results for people: `/results` lists every result as a card, `/results/<key>` shows one
-(its chart, then its tables a page of rows at a time), and each table and chart downloads as CSV
-and SVG. Page and downloads show what `suppress` returns for the reader, and nothing else."""
+(its chart, then its tables a page of rows at a time), and each table and chart downloads as CSV,
+SVG and PNG (each PNG drawn once and kept: `chart_renders`). Page and downloads show what `suppress`
+returns for the reader, and nothing else."""
 
 from __future__ import annotations
 
@@ -8,18 +9,25 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, Security
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from fastapi.security import SecurityScopes
 
 from pipeline_lib.process.results import PublicResult, suppress
 from pipeline_lib.runs.freshness import Freshness
 from pipeline_lib.views.charts import standalone_svg
-from web_app.deps import DbDep, SettingsDep, TokenReaderDep, current_user, oauth2_scheme, page_user
+from web_app.chart_renders import RETRY_AFTER_SECONDS, ChartsBusy
+from web_app.deps import (
+    ChartRendersDep,
+    DbDep,
+    SettingsDep,
+    TokenReaderDep,
+    current_user,
+    oauth2_scheme,
+    page_user,
+)
 from web_app.pages import render
 from web_app.routes import result_data as data
 from web_app.routes.result_views import (
-    chart_png,
     chart_svg,
     download_name,
     table_csv,
@@ -171,7 +179,12 @@ async def chart_download(key: Key, user: DownloadReader, db: DbDep, settings: Se
 
 
 @router.get("/results/{key}/chart.png", include_in_schema=False)
-async def chart_png_download(key: Key, user: DownloadReader, db: DbDep, settings: SettingsDep) -> Response:
+async def chart_png_download(
+    key: Key, user: DownloadReader, db: DbDep, settings: SettingsDep, renders: ChartRendersDep
+) -> Response:
     svg, filename = await _chart(db, settings, key, user, ".png")
-    png = await run_in_threadpool(chart_png, svg)
+    try:
+        png = await renders.png(svg)
+    except ChartsBusy as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
     return Response(png, media_type="image/png", headers=_attachment(filename))
