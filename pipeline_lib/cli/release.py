@@ -48,6 +48,7 @@ def release_reset(
     its figures as they are, so they can be differenced against what the public saw before."""
     from pipeline_lib.client.sync import DbApiClient
     from pipeline_lib.contract.collections import RELEASES
+    from pipeline_lib.process.publication import discard
     from pipeline_lib.process.release_store import RELEASE_ID
 
     if not yes:
@@ -57,4 +58,5 @@ def release_reset(
         raise typer.Exit(2)
     with DbApiClient.from_settings() as client:
         deleted = client.delete_ids(RELEASES, [RELEASE_ID])
+        deleted += discard(client, RELEASE_ID)  # a publication left unfinished would bring it back
     typer.echo("Release removed." if deleted else "There was no release to remove.")

@@ -44,6 +44,7 @@ from pipeline_lib.process.disclosure.audit import unchanged
 from pipeline_lib.process.disclosure.bins import with_empty_bins
 from pipeline_lib.process.disclosure.documents import hold_documents
 from pipeline_lib.process.disclosure.stored import annotate
+from pipeline_lib.process.publication import pending_release, publish
 from pipeline_lib.process.release_store import previous_release
 from pipeline_lib.process.report import ProcessReport, timed
 from pipeline_lib.process.results import ChartSpec, DocumentProtection, ResultDocument
@@ -243,13 +244,9 @@ class AnalysisRun:
             report.withheld = {d.key: reasons for d in annotated} if reasons else {}
         with timed(report, "write"):
             if write:
-                for doc in report.documents:
-                    client.put_document(PROCESSED, doc.key, doc.model_dump(mode="json"))
                 gone = [key for key in own_keys if key not in self.published]
-                if gone:
-                    client.delete_ids(PROCESSED, gone)
                 kept = dataclasses.replace(holding.release, cells={})
-                client.put_document(RELEASES, release_id(self.name), kept.to_dict())
+                publish(client, release_id(self.name), report.documents, kept.to_dict(), removed=gone)
                 report.results_written = len(report.documents)
         return report
 
@@ -270,7 +267,7 @@ def _stored(client: DbApiClient, name: str) -> tuple[list[ResultDocument], list[
 
 
 def _own_release(client: DbApiClient, name: str) -> Release | None:
-    raw = client.get_document(RELEASES, release_id(name))
+    raw = pending_release(client, release_id(name)) or client.get_document(RELEASES, release_id(name))
     return Release.from_dict(raw) if raw is not None else None
 
 

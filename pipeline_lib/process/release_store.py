@@ -13,6 +13,7 @@ from pipeline_lib.process.disclosure import Release, protect
 from pipeline_lib.process.disclosure.bins import with_empty_bins
 from pipeline_lib.process.disclosure.documents import drop_rows, hold_documents
 from pipeline_lib.process.disclosure.stored import annotate, public_release
+from pipeline_lib.process.publication import pending_release
 from pipeline_lib.process.report import ProcessReport
 from pipeline_lib.settings import get_settings
 
@@ -31,7 +32,8 @@ def previous_release(client: DbApiClient) -> Release | None:
     """The release the previous run published, if any. One that cannot be read stops the run before
     anything is written (fail closed): without it, new figures could be differenced against the
     ones the public already saw. Public views keep showing the previous results meanwhile."""
-    raw = client.get_document(RELEASES, RELEASE_ID)
+    # A publication committed but not finished counts: the public is going to see it (`publication`).
+    raw = pending_release(client, RELEASE_ID) or client.get_document(RELEASES, RELEASE_ID)
     if raw is None:
         return None
     try:

@@ -37,7 +37,7 @@ from pyspark.sql.types import BooleanType, DoubleType, StringType, StructField, 
 
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract import result_keys as keys
-from pipeline_lib.contract.collections import CLEANED, PROCESSED, RELEASES, SCHOOLS
+from pipeline_lib.contract.collections import CLEANED, SCHOOLS
 from pipeline_lib.process import inputs
 from pipeline_lib.process.analysis import (
     classification,
@@ -57,6 +57,7 @@ from pipeline_lib.process.analysis.frame import NUMERIC, category_sizes
 from pipeline_lib.process.analysis.sampling import stratified_sample
 from pipeline_lib.process.beside import Beside
 from pipeline_lib.process.disclosure import Release
+from pipeline_lib.process.publication import publish
 from pipeline_lib.process.quality_documents import quality_documents
 from pipeline_lib.process.release_store import RELEASE_ID, previous_release, protect_run
 from pipeline_lib.process.report import ProcessReport, timed
@@ -483,10 +484,8 @@ class ProcessRun:
             )
         with timed(report, "write"):
             if write:
-                for doc in [*report.documents, *report.dashboard_documents]:
-                    self.client.put_document(PROCESSED, doc.key, doc.model_dump(mode="json"))
-                # After the documents: a run that dies before leaves the previous release beside them.
-                self.client.put_document(RELEASES, RELEASE_ID, release.to_dict())
+                published = [*report.documents, *report.dashboard_documents]
+                publish(self.client, RELEASE_ID, published, release.to_dict())  # all or nothing
                 report.results_written = len(report.documents) + len(report.dashboard_documents)
         return report
 

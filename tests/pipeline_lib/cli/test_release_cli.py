@@ -12,8 +12,10 @@ import pytest
 from db_api.server import RunningServer
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.collections import RELEASES
-from pipeline_lib.process.job import RELEASE_ID
+from pipeline_lib.process import publication
+from pipeline_lib.process.job import RELEASE_ID, previous_release
 from tests.conftest import TOKEN
+from tests.pipeline_lib.process.test_publication import Cut, DyingClient, _doc
 from tests.pipeline_lib.process.test_release_store import a_release
 
 WORKBENCH = [sys.executable, "-m", "pipeline_lib.cli", "release"]
@@ -89,3 +91,16 @@ def test_every_release_command_has_help(command: list[str], tmp_path: Path) -> N
     result = _release([*command, "--help"], {**env, "WORKBENCH_DATA_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
+
+
+def test_reset_also_removes_a_publication_left_unfinished(
+    env: dict[str, str], sqlite_client: DbApiClient
+) -> None:
+    """Its release would otherwise count as the kept one at the next run (`process.publication`)."""
+    with DyingClient(sqlite_client, writes=0) as dying, pytest.raises(Cut):
+        publication.publish(dying, RELEASE_ID, [_doc("d0", "r1")], a_release().to_dict())
+    assert sqlite_client.get_document(RELEASES, RELEASE_ID) is None  # committed, not finished
+    assert previous_release(sqlite_client) == a_release()
+    removed = _release(["reset", "--yes"], env)
+    assert removed.returncode == 0 and "Release removed." in removed.stdout, removed.stderr
+    assert previous_release(sqlite_client) is None
