@@ -216,6 +216,11 @@ def _execute_all(
         _refresh_dashboards(done, settings, rendering)
     except DbApiCallError as exc:
         typer.echo(f"error: cannot record the run: {exc}", err=True)
+        from pipeline_lib.runs import alerts
+
+        unrecorded = alerts.unrecorded(names, triggered_by, str(exc))
+        if alerts.should_announce(unrecorded):  # a scheduled run: nobody watches its terminal
+            alerts.announce(unrecorded, settings)
         raise typer.Exit(EXIT_FAILED) from None
     return done
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from pipeline_lib.runs import records
 from pipeline_lib.runs.records import RunError, RunRecord
 from pipeline_lib.settings import Settings
 
@@ -77,6 +78,24 @@ def failure_line(record: RunRecord, settings: Settings) -> str:
 
 def should_announce(record: RunRecord) -> bool:
     return record.status in FAILED and record.triggered_by in ANNOUNCED_TRIGGERS
+
+
+def unrecorded(notebooks: list[str], triggered_by: str, reason: str) -> RunRecord:
+    """A failed record, never stored, for runs that could not be recorded (the db-api out of reach
+    at their start or their end): what is announced in its place, so a scheduled run the db-api
+    could not record is not a silent one. Its work may or may not have been done."""
+    started = records.now()
+    record = RunRecord(
+        run_id=records.new_run_id(notebooks[0] if notebooks else "run", started),
+        notebook=", ".join(notebooks),
+        started_at=started,
+        code_version=records.code_version(),
+        host=records.host_name(),
+        triggered_by=triggered_by,
+    )
+    message = f"the run could not be recorded (it may not have run, or its result is unknown): {reason}"
+    record.finish("failed", error=RunError(exception="NotRecorded", message=message))
+    return record
 
 
 def announce(record: RunRecord, settings: Settings) -> None:

@@ -156,7 +156,7 @@ def _execute(
             record.note = f"another run of {name} holds the lease ({lease.held_by})"
             records.save(client, record)
             return record
-        _close_abandoned(client, name, run_id)
+        _close_abandoned(client, name, run_id, settings)
         output = archive_path(settings, record)
         output.parent.mkdir(parents=True, exist_ok=True)
         record.output_path = str(output.resolve())
@@ -329,8 +329,9 @@ def _read(output: Path) -> dict[str, Any] | None:
         return None
 
 
-def _close_abandoned(client: DbApiClient, name: str, run_id: str) -> None:
-    """Runs of this notebook still `running` lost their lease, so their process is gone: say so."""
+def _close_abandoned(client: DbApiClient, name: str, run_id: str, settings: Settings) -> None:
+    """Runs of this notebook still `running` lost their lease, so their process is gone: say so,
+    and announce a scheduled one's failure as its own process would have (it was killed first)."""
     stale = client.list_documents(RUNS, [("notebook", "eq", name), ("status", "eq", "running")], limit=1000)
     for document in stale:
         if document.get("run_id") == run_id:
@@ -348,6 +349,8 @@ def _close_abandoned(client: DbApiClient, name: str, run_id: str) -> None:
         )
         records.save(client, old)
         log.warning("abandoned run closed", extra={"run_id": old.run_id, "notebook": name})
+        if alerts.should_announce(old):
+            alerts.announce(old, settings)
 
 
 @dataclass(frozen=True)

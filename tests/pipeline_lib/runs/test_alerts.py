@@ -15,6 +15,7 @@ from pipeline_lib.runs.records import RunError, RunRecord
 from pipeline_lib.settings import Settings
 from tests.pipeline_lib.runs.conftest import RunEnv
 from tests.pipeline_lib.runs.receivers import smtp_server, trickling_receiver, webhook_receiver
+from tests.wire_servers import free_port
 
 # What papermill records for a Spark job whose Python worker raised: Java wrapped around Python.
 SPARK_WORKER_ERROR = """An exception was thrown from the Python worker. Please see the stack trace below.
@@ -155,3 +156,37 @@ def test_a_webhook_that_answers_slowly_is_given_up_at_the_deadline(
         announcing.join(60)  # the endpoint would take 1,000 s
         assert not announcing.is_alive()
     assert "webhook not delivered" in caplog.text and "2 s" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_killed_scheduled_run_is_announced_when_the_next_run_closes_it(run_env: RunEnv) -> None:
+    """Its own process was killed before it could announce anything; the next run of the notebook
+    (its lease expired) records it failed as `Abandoned`, and announced nothing."""
+    killed = alerts.unrecorded(["ok"], "scheduler", "")  # the shape of any run record
+    killed.status, killed.error, killed.ended_at, killed.duration_seconds = "running", None, None, None
+    run_env.client.put_document("runs", killed.run_id, killed.model_dump(mode="python"))
+    with webhook_receiver() as hook:
+        run_env.env["WORKBENCH_ALERT_WEBHOOK"] = hook.url
+        done = run_env.workbench("run", "ok")  # a person's run: its own success is not announced
+        assert done.returncode == 0, done.stderr
+    (call,) = hook.calls
+    assert call["event"] == "run.failed" and call["run"]["run_id"] == killed.run_id
+    assert call["run"]["error"]["exception"] == "Abandoned"
+    closed = run_env.client.get_document("runs", killed.run_id)
+    assert closed is not None and closed["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_a_scheduled_run_the_db_api_cannot_record_is_announced(run_env: RunEnv) -> None:
+    """It exits 1 with a line on its terminal, which nobody watches under cron or the scheduler."""
+    with webhook_receiver() as hook:
+        run_env.env.update(
+            WORKBENCH_ALERT_WEBHOOK=hook.url, WORKBENCH_DB_API_ADDRESS=f"127.0.0.1:{free_port()}"
+        )
+        failed = run_env.workbench("run", "ok", "--triggered-by", "cron")
+        by_hand = run_env.workbench("run", "ok")
+    assert failed.returncode == 1 and "cannot record the run" in failed.stderr
+    assert by_hand.returncode == 1
+    (call,) = hook.calls  # a person's run: told at the terminal only
+    assert call["event"] == "run.failed" and call["run"]["triggered_by"] == "cron"
+    assert call["run"]["notebook"] == "ok" and call["headline"].startswith("NotRecorded: the run could not")
