@@ -3,7 +3,8 @@ password hashes from `pipeline_lib.contract.users`), kept in the db-api's `users
 
 A change holds for the next sign-in at once, and for sessions and tokens already given out within
 5 seconds: each web app process rereads an account at most that often (`web_app.accounts`). Every
-command but `add` and `list` changes an existing account only, and keeps what it does not change."""
+command but `add` and `list` changes an existing account only, and keeps what it does not change;
+two changes of one account at once run one after the other (`_account_changed`)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,41 @@ def _users_db() -> Iterator[DbApiClient]:
             raise typer.Exit(1) from None
 
 
+# A change of one account holds its lease `user:NAME` from reading the account to writing it, its
+# writes fenced by it: two changes at once lost one (a `disable` undone by a `scopes` that had read
+# the account before it; a `remove` undone by a change that wrote the account back after it).
+ACCOUNT_LEASE_SECONDS = 30.0
+ACCOUNT_WAIT_SECONDS = 10.0  # for another change of the same account to end, then give up
+
+
+@contextmanager
+def _account_changed(name: str) -> Iterator[DbApiClient]:
+    """The db-api, fenced by the lease on `name`'s account while the `with` lasts; exit 1 when
+    another change of it holds the lease past ACCOUNT_WAIT_SECONDS."""
+    import os
+    import socket
+    import time
+
+    from pipeline_lib.client.sync import DbApiClient
+    from pipeline_lib.runs.lease import LeaseKeeper
+
+    with _users_db() as client:
+        holder = f"{socket.gethostname()}:{os.getpid()}:users"
+        with LeaseKeeper(client, f"user:{name}", holder, ACCOUNT_LEASE_SECONDS) as lease:
+            deadline = time.monotonic() + ACCOUNT_WAIT_SECONDS
+            while not lease.acquire():
+                if time.monotonic() >= deadline:
+                    typer.echo(
+                        f"error: another change of user {name!r} is under way ({lease.held_by}); "
+                        "try again when it is done",
+                        err=True,
+                    )
+                    raise typer.Exit(1)
+                time.sleep(0.2)
+            with DbApiClient.for_endpoint(client.endpoint, fence=lease.fence) as fenced:
+                yield fenced
+
+
 def _existing(client: DbApiClient, name: str) -> dict[str, Any]:
     """The stored account (without its `_id`); exit 1 if there is none."""
     user = client.get_document(USERS, name)
@@ -98,7 +134,7 @@ def users_add(
         typer.echo("error: use a password of at least 8 characters", err=True)
         raise typer.Exit(2)
     password_hash = hash_password(password)
-    with _users_db() as client:
+    with _account_changed(name) as client:
         stored = client.get_document(USERS, name)
         user = {k: v for k, v in (stored or {}).items() if k != "_id"}
         user.update(scopes=scopes, password_hash=password_hash, disabled=bool(user.get("disabled")))
@@ -118,7 +154,7 @@ def users_list() -> None:
 
 def _set_disabled(name: str, disabled: bool) -> bool:
     """Store the user's `disabled` flag, keeping the rest; whether it changed."""
-    with _users_db() as client:
+    with _account_changed(name) as client:
         user = _existing(client, name)
         if bool(user.get("disabled")) == disabled:
             return False
@@ -151,7 +187,7 @@ def users_enable(name: NameArg) -> None:
 def users_scopes(name: NameArg, scope: ScopeOpt) -> None:
     """Replace a user's scopes; the password and the disabled flag are kept."""
     scopes = _checked_scopes(scope)
-    with _users_db() as client:
+    with _account_changed(name) as client:
         user = _existing(client, name)
         before = user.get("scopes", [])
         user["scopes"] = scopes
@@ -173,9 +209,11 @@ def users_remove(
     """Delete a user; their sessions and API tokens stop working. Asks first unless --yes."""
     with _users_db() as client:
         _existing(client, name)
-        if not yes and not typer.confirm(f"Remove user {name!r}? This cannot be undone", default=False):
-            typer.echo(f"Nothing removed: user {name!r} is kept.", err=True)
-            raise typer.Exit(1)
+    # Asked before the account is held: a person may take their time to answer.
+    if not yes and not typer.confirm(f"Remove user {name!r}? This cannot be undone", default=False):
+        typer.echo(f"Nothing removed: user {name!r} is kept.", err=True)
+        raise typer.Exit(1)
+    with _account_changed(name) as client:
         if client.delete_ids(USERS, [name]) == 0:
             typer.echo(f"error: no user {name!r} (removed meanwhile?)", err=True)
             raise typer.Exit(1)

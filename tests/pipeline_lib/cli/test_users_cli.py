@@ -4,6 +4,7 @@ watches their sign-in and their session end."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -191,3 +192,39 @@ def test_a_user_disabled_with_the_cli_can_neither_sign_in_nor_keep_their_session
         assert page_status == 303, "the session still works 6 s after the user was disabled"
         assert http.get("/results").headers["location"].startswith("/login")
         assert http.get("/api/v1/results", headers=bearer).status_code == 401
+
+
+def _started(env: dict[str, str], *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*WORKBENCH, "users", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def test_a_change_waits_for_another_change_of_the_same_account(
+    env: dict[str, str], sqlite_client: DbApiClient
+) -> None:
+    """Another admin's `scopes` read bob's account, then this `disable` ran, then the `scopes` wrote
+    the account as it had read it plus its scopes: bob was enabled again, the disable lost."""
+    _seed(sqlite_client, "bob", ["submit"])
+    assert sqlite_client.acquire_lease("user:bob", "another admin", 30).acquired
+    read_before = _stored(sqlite_client, "bob")  # the other change's read
+    disabling = _started(env, "disable", "bob")
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        disabling.wait(3)  # it waits for the other change (it ran at once, before)
+    sqlite_client.put_document("users", "bob", {**read_before, "scopes": ["analyst", "submit"]})
+    assert sqlite_client.release_lease("user:bob", "another admin")
+    _, err = disabling.communicate(timeout=60)
+    assert disabling.returncode == 0, err
+    assert _stored(sqlite_client, "bob") == {**read_before, "scopes": ["analyst", "submit"], "disabled": True}
+
+
+@pytest.mark.slow
+def test_a_change_gives_up_when_another_holds_the_account_too_long(
+    env: dict[str, str], sqlite_client: DbApiClient
+) -> None:
+    before = _seed(sqlite_client, "bob", ["submit"])
+    assert sqlite_client.acquire_lease("user:bob", "another admin", 60).acquired
+    refused = _users(env, "scopes", "bob", "--scope", "admin")
+    assert refused.returncode == 1, refused.stderr
+    assert "another change of user 'bob' is under way (another admin)" in refused.stderr
+    assert _stored(sqlite_client, "bob") == before
