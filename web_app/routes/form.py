@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
 
 from pipeline_lib.client.aio import AsyncDbApiClient
 from pipeline_lib.contract.collections import LATER_HOMES, RAW
@@ -35,6 +36,15 @@ _NOT_CONFIRMED = (
 )
 
 
+def school_options(schools: list[dict]) -> Markup:
+    """The form's suggestions for the school code, one `<option>` per school, escaped (made once
+    per listing: `SchoolCache.derived`)."""
+    return Markup("").join(
+        Markup('<option value="{}">{}</option>').format(s.get("school_id") or "", s.get("name") or "")
+        for s in schools
+    )
+
+
 @dataclass(frozen=True)
 class FormPage:
     """The form page of one request, shown again with the answers sent, their errors, a notice."""
@@ -43,11 +53,11 @@ class FormPage:
     db: AsyncDbApiClient
     cache: SchoolCache
 
-    async def _school_suggestions(self) -> list[dict]:
+    async def _school_suggestions(self) -> Markup:
         try:
-            return await self.cache.schools(self.db)
+            return await self.cache.derived(self.db, school_options)
         except Exception:  # suggestions are a convenience: the form works without them
-            return []
+            return Markup("")
 
     async def show(self, values: dict, errors: dict, status_code: int = 200, notice: str = "") -> Response:
         context = {
@@ -55,7 +65,7 @@ class FormPage:
             "consent": CONSENT,
             "values": values,
             "errors": errors,
-            "schools": await self._school_suggestions(),
+            "school_options": await self._school_suggestions(),
             "nonce": values.get("nonce") or secrets.token_urlsafe(16),
             "max_chars": MAX_VALUE_CHARS,
             "notice": notice,

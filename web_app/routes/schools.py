@@ -10,7 +10,7 @@ import pyarrow as pa
 from fastapi import APIRouter, File, Form, HTTPException, Request, Response, Security, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator
 
 from pipeline_lib.contract.fields import SECTORS, normalize_school_id
 from web_app.deps import CsrfPassed, DbDep, SchoolCacheDep, current_user, page_user
@@ -113,10 +113,23 @@ async def _all_schools(db: DbDep) -> list[SchoolPublic]:
     return sorted((SchoolPublic.model_validate(d) for d in docs), key=lambda s: s.school_id)
 
 
-@router.get("/api/v1/schools", summary="The known schools", responses=problem_responses(503))
-async def list_schools(db: DbDep, cache: SchoolCacheDep) -> list[SchoolPublic]:
+_PUBLIC_LIST = TypeAdapter(list[SchoolPublic])
+
+
+def public_json(schools: list[dict]) -> bytes:
+    """The list as the API answers it (made once per listing: `SchoolCache.derived`)."""
+    return _PUBLIC_LIST.dump_json([SchoolPublic.model_validate(d) for d in schools])
+
+
+@router.get(
+    "/api/v1/schools",
+    summary="The known schools",
+    response_model=list[SchoolPublic],
+    responses=problem_responses(503),
+)
+async def list_schools(db: DbDep, cache: SchoolCacheDep) -> Response:
     """From the web app's copy, at most a minute old unless an admin changed it here."""
-    return [SchoolPublic.model_validate(d) for d in await cache.schools(db)]
+    return Response(await cache.derived(db, public_json), media_type="application/json")
 
 
 @router.post(
