@@ -196,10 +196,24 @@ def _render(
 
 
 def store(client: DbApiClient, snapshots: Iterable[Snapshot]) -> None:
-    """Keep each rendered snapshot as its dashboard's latest; a failed one leaves the last kept."""
+    """Keep each rendered snapshot as its dashboard's latest, unless one that began rendering later
+    is kept already; a failed one leaves the last kept. Renders run beside each other (a scheduled
+    clean's and a process run's, each after its run): the older one finishing last replaced the
+    newer figures until the next run. (Read, then written: two stores of one dashboard within the
+    same few milliseconds may still cross.)"""
     for snapshot in snapshots:
-        if snapshot.error is None:
+        if snapshot.error is None and not _later_kept(client, snapshot):
             client.put_document(DASHBOARDS, snapshot.name, snapshot.document())
+
+
+def _later_kept(client: DbApiClient, snapshot: Snapshot) -> bool:
+    kept = client.get_document(DASHBOARDS, snapshot.name)
+    rendered = kept.get("rendered_at") if kept is not None else None
+    if not isinstance(rendered, dt.datetime):
+        return False
+    if rendered.tzinfo is None:  # stored dates come back without their zone: written in UTC
+        rendered = rendered.replace(tzinfo=dt.UTC)
+    return rendered > snapshot.rendered_at
 
 
 def archive(folder: Path, snapshots: Iterable[Snapshot]) -> list[Path]:

@@ -136,3 +136,25 @@ def test_archiving_snapshots_imports_no_pandas(tmp_path: Path) -> None:
     outcome = json.loads(python_output(ARCHIVED_IN_A_NEW_PROCESS, str(tmp_path)))
     assert not outcome["pandas"]
     assert ".wb-dash {" in outcome["page"] and "<p>figures</p>" in outcome["page"]
+
+
+def test_a_snapshot_that_began_earlier_does_not_replace_a_later_one(sqlite_client: DbApiClient) -> None:
+    """A scheduled clean's render and a process run's run beside each other: the one that read the
+    older results, finishing last, replaced the newer figures until the next run."""
+    import datetime as dt
+
+    began = dt.datetime(2026, 12, 8, 1, 0, tzinfo=dt.UTC)
+    newer = snapshots.Snapshot(
+        "overview", "Overview", began + dt.timedelta(seconds=3), 1.0, "process-r", "new"
+    )
+    older = snapshots.Snapshot("overview", "Overview", began, 4.0, "clean-r", "old")
+    snapshots.store(sqlite_client, [newer])
+    snapshots.store(sqlite_client, [older])
+    kept = sqlite_client.get_document(DASHBOARDS, "overview")
+    assert kept is not None and (kept["html"], kept["run_id"]) == ("new", "process-r")
+    later = snapshots.Snapshot(
+        "overview", "Overview", began + dt.timedelta(seconds=9), 1.0, "clean-s", "later"
+    )
+    snapshots.store(sqlite_client, [later])
+    kept = sqlite_client.get_document(DASHBOARDS, "overview")
+    assert kept is not None and kept["html"] == "later"
