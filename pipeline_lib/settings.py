@@ -163,7 +163,8 @@ class Settings(BaseSettings):
     )
     limits_uri: str | None = Field(
         None,
-        description="where the web app keeps rate limits, sign-in back-off and sign-outs: a storage "
+        description="where the web app keeps rate limits, sign-in back-off, sign-outs and live "
+        "kernels' owners: a storage "
         "URI of the `limits` package (`mongodb://...`, `memory://`; others need their client library); "
         "default the MongoDB of mongo_uri, else memory (one process)",
     )

@@ -25,13 +25,20 @@ class KernelOwners:
 
     async def record(self, kernel_id: str, account: str) -> None:
         """`account`'s page started `kernel_id`."""
+        # Counted per kernel too: a kernel two pages named (a preheated one handed out twice, seen
+        # by two processes) is nobody's, rather than both accounts'.
+        await off_loop(self.storage, self.storage.incr, _key(kernel_id), self.seconds)
         await off_loop(self.storage, self.storage.incr, _key(kernel_id, account), self.seconds)
 
     async def started(self, kernel_id: str, account: str) -> bool:
-        """Whether a page of `account`'s started `kernel_id` (as far as the records go back)."""
-        return await off_loop(self.storage, self.storage.get, _key(kernel_id, account)) > 0
+        """Whether a page of `account`'s, and no other page, started `kernel_id` (as far as the
+        records go back)."""
+        if await off_loop(self.storage, self.storage.get, _key(kernel_id, account)) < 1:
+            return False
+        return await off_loop(self.storage, self.storage.get, _key(kernel_id)) == 1
 
 
-def _key(kernel_id: str, account: str) -> str:
-    # A kernel id is a fixed-format UUID (`live_kernels.KERNEL_ID`), so the key names one pair.
-    return f"live-kernel/{kernel_id}/{account}"
+def _key(kernel_id: str, account: str | None = None) -> str:
+    # A kernel id is a fixed-format UUID (`live_kernels.KERNEL_ID`), so a key names one kernel,
+    # or one kernel and account.
+    return f"live-kernel/{kernel_id}" if account is None else f"live-kernel/{kernel_id}/{account}"

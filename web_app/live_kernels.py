@@ -103,14 +103,17 @@ class LiveKernels:
         """`account`'s admitted page will not connect (its render failed): free its slot now."""
         self._take_pending(account, newest=True)
 
-    def page_kernel(self, kernel_id: str, account: str) -> None:
+    def page_kernel(self, kernel_id: str, account: str) -> bool:
         """`account`'s admitted page named its kernel: the account's oldest admission's slot is now
-        that kernel's (the oldest, so the others are held at least as long as before)."""
+        that kernel's (the oldest, so the others are held at least as long as before). Whether it
+        is: not for a kernel named already, nor without an admission of the account's."""
         self._expire()
         if kernel_id in self._unseen or kernel_id in self._sockets:
-            return  # a preheated kernel Voilà handed out again would be named twice
-        if self._take_pending(account):
-            self._unseen[kernel_id] = (self._clock(), account)
+            return False  # a preheated kernel Voilà handed out again would be named twice
+        if not self._take_pending(account):
+            return False
+        self._unseen[kernel_id] = (self._clock(), account)
+        return True
 
     def unconnected(self, kernel_id: str) -> bool:
         """Whether `kernel_id`'s page named it and no socket to it has opened, or is opening, since."""

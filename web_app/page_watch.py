@@ -106,8 +106,7 @@ class PageWatch:
         reader = KernelIdReader()
         try:
             async for piece in page:
-                if kernel_id := reader.feed(piece):
-                    self.live.page_kernel(kernel_id, account)
+                if (kernel_id := reader.feed(piece)) and self.live.page_kernel(kernel_id, account):
                     await self._record(kernel_id, account)
                 yield piece
         finally:

@@ -169,8 +169,10 @@ def same_submission(stored: dict, record: dict) -> bool:
     # as sent; once cleaned they are typed, so the stored record is taken to be this one.
     if not _as_sent(stored):
         return True
-    names = [f.name for f in (*STUDENT_FIELDS, CONSENT)]
-    return all(stored.get(name) == record.get(name) for name in names)
+    names = [f.name for f in STUDENT_FIELDS]
+    # Stored as sent, consent may be spelled otherwise than `stored_consent` stores it now.
+    same_consent = stored_consent(stored.get(CONSENT.name)) == record.get(CONSENT.name)
+    return same_consent and all(stored.get(name) == record.get(name) for name in names)
 
 
 def _as_sent(stored: dict) -> bool:

@@ -58,5 +58,5 @@ def release_reset(
         raise typer.Exit(2)
     with DbApiClient.from_settings() as client:
         deleted = client.delete_ids(RELEASES, [RELEASE_ID])
-        deleted += discard(client, RELEASE_ID)  # a publication left unfinished would bring it back
-    typer.echo("Release removed." if deleted else "There was no release to remove.")
+        unfinished = discard(client, RELEASE_ID)  # its release would count as the kept one
+    typer.echo("Release removed." if deleted or unfinished else "There was no release to remove.")

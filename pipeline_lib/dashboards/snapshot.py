@@ -195,6 +195,10 @@ def _render(
     return snapshots
 
 
+# How far ahead of this host's clock a kept snapshot's start may be and still count as later.
+FUTURE_SKEW = dt.timedelta(minutes=5)
+
+
 def store(client: DbApiClient, snapshots: Iterable[Snapshot]) -> None:
     """Keep each rendered snapshot as its dashboard's latest, unless one that began rendering later
     is kept already; a failed one leaves the last kept. Renders run beside each other (a scheduled
@@ -213,7 +217,12 @@ def _later_kept(client: DbApiClient, snapshot: Snapshot) -> bool:
         return False
     if rendered.tzinfo is None:  # stored dates come back without their zone: written in UTC
         rendered = rendered.replace(tzinfo=dt.UTC)
-    return rendered > snapshot.rendered_at
+    if rendered > dt.datetime.now(dt.UTC) + FUTURE_SKEW:
+        return False  # from a clock far ahead (another host's, or one stepped back since): no bar
+    if rendered > snapshot.rendered_at:
+        log.info("dashboard snapshot not kept: a later one is", extra={"dashboard": snapshot.name})
+        return True
+    return False
 
 
 def archive(folder: Path, snapshots: Iterable[Snapshot]) -> list[Path]:

@@ -45,7 +45,7 @@ from pipeline_lib.process.disclosure.bins import with_empty_bins
 from pipeline_lib.process.disclosure.documents import hold_documents
 from pipeline_lib.process.disclosure.stored import annotate
 from pipeline_lib.process.publication import pending_release, publish
-from pipeline_lib.process.release_store import previous_release
+from pipeline_lib.process.release_store import RELEASE_ID, previous_release
 from pipeline_lib.process.report import ProcessReport, timed
 from pipeline_lib.process.results import ChartSpec, DocumentProtection, ResultDocument
 from pipeline_lib.process.run import Fit, ProcessRun, StartOptions
@@ -78,6 +78,10 @@ def check_name(name: str) -> str:
     if name in RESERVED:
         raise AnalysisNameError(f"{name!r} is taken by the pipeline's own results; choose another name")
     return name
+
+
+class UnfinishedPublication(RuntimeError):
+    """The process run's publication is cut off: the documents already public are a mix of two."""
 
 
 def release_id(name: str) -> str:
@@ -221,6 +225,13 @@ class AnalysisRun:
         client, report, stamp = self.inner.client, self.report, self.inner.stamp
         k, now = stamp.k_min_group, stamp.computed_at
         settings = get_settings()
+        if write and pending_release(client, RELEASE_ID) is not None:
+            # `processed` holds part of the process run's last publication, whose release is staged:
+            # protected against what the public is about to see replaced, these could give it away.
+            raise UnfinishedPublication(
+                "the process run's last publication was cut off and is not finished yet (the next "
+                "process run finishes it): nothing of this notebook is published until then"
+            )
         with timed(report, "disclosure"):
             stored, own_keys = _stored(client, self.name)
             new = [with_empty_bins(d) for d in self.published.values()]

@@ -12,7 +12,7 @@ documents go to `processed`, the release to its place, and the stage is removed.
 release finds a marker when its writer died after the commit point: that publication counts (its
 release is the one to difference against), and the next run that publishes finishes it first, so
 the public goes from one whole publication to the next. Without a marker (its writer died before),
-`processed` and the release are as they were; the stage is overwritten by the next publication.
+`processed` and the release are as they were; the next publication removes that stage.
 """
 
 from __future__ import annotations
@@ -23,6 +23,14 @@ from typing import Any
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.collections import PROCESSED, RELEASES
 from pipeline_lib.process.results import ResultDocument
+
+STAGED_FOR = "staged_for"  # on a staged document: the release id it is staged for
+MAX_STAGED = 10_000  # staged documents listed to remove: far more than a run publishes
+
+
+class UnreadableRelease(RuntimeError):
+    """The kept release (or a publication's staged one) cannot be read: publishing without it
+    could undo its protection."""
 
 
 def _marker(release_id: str) -> str:
@@ -51,7 +59,7 @@ def publish(
     finish_unfinished(client, release_id)
     stored = {doc.key: doc.model_dump(mode="json") for doc in documents}
     for key, document in stored.items():
-        client.put_document(RELEASES, _staged(release_id, key), document)
+        client.put_document(RELEASES, _staged(release_id, key), {**document, STAGED_FOR: release_id})
     client.put_document(RELEASES, _staged_release(release_id), dict(release))
     client.put_document(RELEASES, _marker(release_id), {"documents": list(stored), "removed": list(removed)})
     _complete(client, release_id, stored, release, list(removed))
@@ -65,7 +73,7 @@ def pending_release(client: DbApiClient, release_id: str) -> dict[str, Any] | No
         return None
     staged = client.get_document(RELEASES, _staged_release(release_id))
     if staged is None:  # a marker is written after its release: a store that lost it
-        raise RuntimeError(f"the publication under way of {release_id!r} has lost its release")
+        raise _lost(release_id, "its release")
     return _without_id(staged)
 
 
@@ -78,8 +86,8 @@ def finish_unfinished(client: DbApiClient, release_id: str) -> bool:
     for key in marker["documents"]:
         staged = client.get_document(RELEASES, _staged(release_id, key))
         if staged is None:  # staged before the marker was written: a store that lost it
-            raise RuntimeError(f"the publication under way of {release_id!r} has lost document {key!r}")
-        stored[key] = _without_id(staged)
+            raise _lost(release_id, f"document {key!r}")
+        stored[key] = {name: value for name, value in _without_id(staged).items() if name != STAGED_FOR}
     release = pending_release(client, release_id)
     assert release is not None  # its marker was read above, and only a publication removes it
     _complete(client, release_id, stored, release, list(marker["removed"]))
@@ -87,9 +95,19 @@ def finish_unfinished(client: DbApiClient, release_id: str) -> bool:
 
 
 def discard(client: DbApiClient, release_id: str) -> bool:
-    """Drop a publication under way (its marker and staged release), whether there was one: with
-    the release reset, the next run publishes anew."""
-    return client.delete_ids(RELEASES, [_marker(release_id), _staged_release(release_id)]) > 0
+    """Drop a publication under way (its marker and its stage), whether there was one: with the
+    release reset, the next run publishes anew."""
+    dropped = client.delete_ids(RELEASES, [_marker(release_id), _staged_release(release_id)])
+    _remove_stage(client, release_id)
+    return dropped > 0
+
+
+def _lost(release_id: str, what: str) -> UnreadableRelease:
+    return UnreadableRelease(
+        f"the publication under way of {release_id!r} (collection {RELEASES!r}) has lost {what}; "
+        f"nothing was written. Remove it with `workbench release reset` to start a new release "
+        f"(earlier public figures can then be differenced against the new ones)"
+    )
 
 
 def _complete(
@@ -107,7 +125,16 @@ def _complete(
         client.delete_ids(PROCESSED, removed)
     client.put_document(RELEASES, release_id, dict(release))
     client.delete_ids(RELEASES, [_marker(release_id)])
-    client.delete_ids(RELEASES, [_staged_release(release_id), *(_staged(release_id, k) for k in documents)])
+    client.delete_ids(RELEASES, [_staged_release(release_id)])
+    _remove_stage(client, release_id)
+
+
+def _remove_stage(client: DbApiClient, release_id: str) -> None:
+    """Every staged document of `release_id`: this publication's, and any a run that died before
+    its marker left (under keys the next publication may not stage again)."""
+    staged = client.list_documents(RELEASES, [(STAGED_FOR, "eq", release_id)], limit=MAX_STAGED)
+    if staged:
+        client.delete_ids(RELEASES, [str(document["_id"]) for document in staged])
 
 
 def _without_id(document: Mapping[str, Any]) -> dict[str, Any]:

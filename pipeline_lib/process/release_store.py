@@ -13,7 +13,7 @@ from pipeline_lib.process.disclosure import Release, protect
 from pipeline_lib.process.disclosure.bins import with_empty_bins
 from pipeline_lib.process.disclosure.documents import drop_rows, hold_documents
 from pipeline_lib.process.disclosure.stored import annotate, public_release
-from pipeline_lib.process.publication import pending_release
+from pipeline_lib.process.publication import UnreadableRelease, pending_release
 from pipeline_lib.process.report import ProcessReport
 from pipeline_lib.settings import get_settings
 
@@ -22,10 +22,7 @@ log = logging.getLogger(__name__)
 # The published release (what public views showed, and when), in its own collection `releases`:
 # analyst-only; not in `processed` (result listings stay results) nor in `runs` (run records only).
 RELEASE_ID = "disclosure-release"
-
-
-class UnreadableRelease(RuntimeError):
-    """The kept release cannot be read: publishing without it could undo its protection."""
+__all__ = ["RELEASE_ID", "UnreadableRelease", "previous_release", "protect_run"]
 
 
 def previous_release(client: DbApiClient) -> Release | None:

@@ -31,6 +31,7 @@ DELIVERY_TIMEOUT_SECONDS = 10.0  # per connect or read
 DELIVERY_DEADLINE_SECONDS = 20.0
 # Runs started by a person at a terminal show their failure there; the rest are announced.
 ANNOUNCED_TRIGGERS = frozenset({"scheduler", "cron"})
+NOT_RECORDED = "NotRecorded"  # the exception of an announced run the db-api could not record
 
 # `package.module.SomeError: message`: a Python traceback's last line, or a line of a Java
 # exception chain (`: org...Exception: ...` under Py4J's first line, `Caused by: ...` below).
@@ -71,9 +72,15 @@ def failure_line(record: RunRecord, settings: Settings) -> str:
     """`FAILED process run <id> (timed_out): <headline> -> <url>`: what a console shows."""
     status = "" if record.status == "failed" else f" ({record.status})"
     why = headline(record.error) if record.error else "no error recorded"
-    return (
-        f"FAILED {record.notebook} run {record.run_id}{status}: {why} -> {run_url(settings, record.run_id)}"
-    )
+    page = _page(record, settings)
+    return f"FAILED {record.notebook} run {record.run_id}{status}: {why}" + (f" -> {page}" if page else "")
+
+
+def _page(record: RunRecord, settings: Settings) -> str | None:
+    """The run's page, if it has one (a run that could not be recorded has none)."""
+    if record.error is not None and record.error.exception == NOT_RECORDED:
+        return None
+    return run_url(settings, record.run_id)
 
 
 def should_announce(record: RunRecord) -> bool:
@@ -94,7 +101,7 @@ def unrecorded(notebooks: list[str], triggered_by: str, reason: str) -> RunRecor
         triggered_by=triggered_by,
     )
     message = f"the run could not be recorded (it may not have run, or its result is unknown): {reason}"
-    record.finish("failed", error=RunError(exception="NotRecorded", message=message))
+    record.finish("failed", error=RunError(exception=NOT_RECORDED, message=message))
     return record
 
 
@@ -131,7 +138,7 @@ def webhook_payload(record: RunRecord, settings: Settings) -> dict[str, Any]:
         "event": f"run.{record.status}",
         "summary": failure_line(record, settings),
         "headline": headline(record.error) if record.error else None,
-        "url": run_url(settings, record.run_id),
+        "url": _page(record, settings),
         "run": record.model_dump(mode="json"),
     }
 

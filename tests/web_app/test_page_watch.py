@@ -138,3 +138,33 @@ def test_a_page_whose_kernel_cannot_be_recorded_is_still_sent(caplog: pytest.Log
     pieces, live = _relayed(KernelOwners(FailingStorage(), 60))
     assert b"".join(pieces).endswith(b"</head><body>") and live.owner(KERNEL) == "analyst"
     assert "not recorded" in caplog.text
+
+
+def test_a_kernel_two_pages_named_is_nobodys() -> None:
+    """Two web processes each sent a page naming one kernel (a preheated one handed out twice):
+    recorded for both accounts, both could use it through any process."""
+    owners = KernelOwners(MemoryStorage(), 60)
+    asyncio.run(owners.record(KERNEL, "analyst"))
+    assert asyncio.run(owners.started(KERNEL, "analyst"))
+    asyncio.run(owners.record(KERNEL, "other"))
+    assert not asyncio.run(owners.started(KERNEL, "analyst")) and not asyncio.run(
+        owners.started(KERNEL, "other")
+    )
+
+
+def test_a_page_naming_a_kernel_this_process_knows_already_records_nothing() -> None:
+    owners = KernelOwners(MemoryStorage(), 60)
+    live = LiveKernels(2)
+    assert live.admit("analyst") is None and live.admit("other") is None
+    assert live.page_kernel(KERNEL, "analyst")
+    watch = PageWatch(live, Voila(sockets=1).connections, Voila(sockets=1).shut_down, 60, owners)
+
+    async def page() -> AsyncIterator[bytes]:
+        yield CONFIG.encode()
+
+    async def read() -> None:
+        assert [piece async for piece in watch.relay(page(), "other")] == [CONFIG.encode()]
+        await watch.close()
+
+    asyncio.run(read())
+    assert not asyncio.run(owners.started(KERNEL, "other")) and live.owner(KERNEL) == "analyst"

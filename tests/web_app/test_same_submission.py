@@ -39,3 +39,11 @@ def test_a_record_stored_before_digests_is_compared_while_in_raw_and_taken_as_th
     legacy_cleaned = {"_id": "k1", "school_id": "1224", "ses": 0.5, "changes": [], ANSWERS_DIGEST: None}
     legacy_receipt = {"_id": "k1", "submission_id": "k1", "source": "api"}
     assert same_submission(legacy_cleaned, record) and same_submission(legacy_receipt, record)
+
+
+def test_a_record_stored_before_digests_with_consent_as_sent_matches_its_retry() -> None:
+    """Consent is stored as `yes` now; one stored before digests kept it as sent (`Yes`)."""
+    record = raw_record({**ANSWERS, "consent": "Yes"}, source="api", submission_id="k1")
+    legacy_raw = {k: v for k, v in record.items() if k != ANSWERS_DIGEST} | {"consent": "Yes"}
+    assert record["consent"] == "yes" and same_submission(legacy_raw, record)
+    assert not same_submission({**legacy_raw, "consent": "no"}, record)

@@ -143,7 +143,7 @@ def test_a_snapshot_that_began_earlier_does_not_replace_a_later_one(sqlite_clien
     older results, finishing last, replaced the newer figures until the next run."""
     import datetime as dt
 
-    began = dt.datetime(2026, 12, 8, 1, 0, tzinfo=dt.UTC)
+    began = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     newer = snapshots.Snapshot(
         "overview", "Overview", began + dt.timedelta(seconds=3), 1.0, "process-r", "new"
     )
@@ -158,3 +158,16 @@ def test_a_snapshot_that_began_earlier_does_not_replace_a_later_one(sqlite_clien
     snapshots.store(sqlite_client, [later])
     kept = sqlite_client.get_document(DASHBOARDS, "overview")
     assert kept is not None and kept["html"] == "later"
+
+
+def test_a_kept_snapshot_from_a_clock_far_ahead_does_not_bar_every_later_one(
+    sqlite_client: DbApiClient,
+) -> None:
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC)
+    ahead = snapshots.Snapshot("overview", "Overview", now + dt.timedelta(hours=2), 1.0, "elsewhere", "ahead")
+    snapshots.store(sqlite_client, [ahead])
+    snapshots.store(sqlite_client, [snapshots.Snapshot("overview", "Overview", now, 1.0, "here", "now")])
+    kept = sqlite_client.get_document(DASHBOARDS, "overview")
+    assert kept is not None and kept["html"] == "now"

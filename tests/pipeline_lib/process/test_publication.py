@@ -16,7 +16,8 @@ import pytest
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.collections import CLEANED, PROCESSED, RELEASES, SCHOOLS
 from pipeline_lib.process import publication
-from pipeline_lib.process.job import RELEASE_ID, previous_release, run_process
+from pipeline_lib.process.analysis_run import AnalysisRun, UnfinishedPublication
+from pipeline_lib.process.job import RELEASE_ID, UnreadableRelease, previous_release, run_process
 from pipeline_lib.process.results import ResultDocument, suppress
 from tests.conftest import TOKEN
 from tests.pipeline_lib.process.analysis import simulated
@@ -141,3 +142,47 @@ def test_a_run_that_died_mid_publication_cannot_let_the_next_give_away_a_late_st
     run_process(None, sqlite_client, run_id="r3", seed=3, k_min_group=K)
     assert _overall_math(sqlite_client, analyst=True)[0] == 1_506  # the exact figure has them
     assert _overall_math(sqlite_client) == seen  # held (was n 1,506: that student's score by difference)
+
+
+def test_a_stage_left_by_a_run_that_died_before_its_commit_point_is_removed_by_the_next(
+    sqlite_client: DbApiClient,
+) -> None:
+    class DiesStaging(DyingClient):
+        def put_document(self, collection: str, doc_id: str, document: Mapping[str, Any]) -> bool:
+            if doc_id.endswith("/staged-release"):
+                raise Cut("died while staging")
+            return super().put_document(collection, doc_id, document)
+
+    with DiesStaging(sqlite_client) as dying, pytest.raises(Cut):
+        publication.publish(dying, RELEASE_ID, [_doc("gone", "r1")], a_release().to_dict())
+    assert _stage(sqlite_client) == [f"{RELEASE_ID}/staged/gone"]
+    publication.publish(sqlite_client, RELEASE_ID, [_doc("d0", "r2")], a_release().to_dict())
+    assert _stage(sqlite_client) == [] and _processed(sqlite_client) == {"d0": "r2"}
+
+
+def test_a_publication_that_lost_its_staged_release_stops_the_run_saying_how_to_reset(
+    sqlite_client: DbApiClient,
+) -> None:
+    with DyingClient(sqlite_client, writes=0) as dying, pytest.raises(Cut):
+        publication.publish(dying, RELEASE_ID, [_doc("d0", "r1")], a_release().to_dict())
+    sqlite_client.delete_ids(RELEASES, [f"{RELEASE_ID}/staged-release"])  # a store that lost it
+    with pytest.raises(UnreadableRelease, match="workbench release reset"):
+        previous_release(sqlite_client)
+
+
+def test_an_analysis_publishes_nothing_while_the_process_runs_publication_is_cut_off(
+    sqlite_client: DbApiClient,
+) -> None:
+    """`processed` holds part of it, its release is staged: protected against a mix about to be
+    replaced, the notebook's figures could give away what the next publication shows."""
+    sqlite_client.write(SCHOOLS, simulated.schools(15, seed=31), mode="upsert", key="school_id")
+    records = simulated.cleaned_records(simulated.students(600, 15, seed=31))
+    sqlite_client.write(CLEANED, records, mode="upsert", key="submission_id")
+    with DyingClient(sqlite_client, writes=2) as dying, pytest.raises(Cut):
+        run_process(None, dying, run_id="r1", seed=3, k_min_group=K)
+    analysis = AnalysisRun.start(None, sqlite_client, name="gap", run_id="gap-1", k_min_group=K, seed=3)
+    counts = analysis.students.groupby("sex", observed=True).agg(n=("math_score", "count")).reset_index()
+    analysis.publish_table(counts.astype({"sex": str}), key="gap:by_sex", title="By sex", labels=["sex"])
+    with pytest.raises(UnfinishedPublication, match="next process run finishes it"):
+        analysis.finish()
+    assert "gap:by_sex" not in _processed(sqlite_client)

@@ -190,3 +190,4 @@ def test_a_scheduled_run_the_db_api_cannot_record_is_announced(run_env: RunEnv) 
     (call,) = hook.calls  # a person's run: told at the terminal only
     assert call["event"] == "run.failed" and call["run"]["triggered_by"] == "cron"
     assert call["run"]["notebook"] == "ok" and call["headline"].startswith("NotRecorded: the run could not")
+    assert call["url"] is None and "->" not in call["summary"]  # it has no page
