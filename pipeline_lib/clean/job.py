@@ -3,8 +3,9 @@
 The read, the cleaning and the checks of each record are one pass, in the scan workers
 (`checked_read`): they commit the rejects (quarantine, and the ids of records without consent)
 as they find them, and hand Spark the kept records, which Spark materialises once. Then one job
-finds the resubmissions among them, and its tasks commit the cleaned records as they come and
-count them (`counted_commit`). The report's `read` seconds are the first pass, `clean` that job.
+finds the resubmissions among them, and its tasks commit the cleaned records as they come, and
+those past `rules.MAX_DUPLICATES` as quarantine, and count them (`counted_commit`). The report's
+`read` seconds are the first pass, `clean` that job.
 
 Each CommitClean call upserts its records and deletes exactly their raw ids (and those of the
 resubmissions they absorbed) in one atomic unit, so a run killed at any moment loses nothing and
@@ -31,6 +32,7 @@ from pipeline_lib.clean.counted_commit import TALLY_SCHEMA, CleanedTally, Counte
 from pipeline_lib.clean.pandas_job import known_schools
 from pipeline_lib.clean.report import COUNTS, CleanReport
 from pipeline_lib.clean.spark_commits import Committer
+from pipeline_lib.clean.summaries import merge_counts
 from pipeline_lib.client.sync import DbApiClient
 from pipeline_lib.contract.collections import RAW
 from pipeline_lib.spark.source import read_through
@@ -82,6 +84,10 @@ def run_clean(
     cleaned = CleanedTally.added([CleanedTally.from_json(row[0]) for row in rows])
     report.cleaned, report.duplicates_collapsed = cleaned.cleaned, cleaned.duplicates_collapsed
     report.conflicts_flagged, report.changes = cleaned.conflicts_flagged, cleaned.changes_summary()
+    # The resubmissions past the bound, quarantined by that job, with the scan workers' rejects.
+    report.quarantined += cleaned.quarantined
+    if cleaned.quarantined:
+        report.reasons = merge_counts([r for r in (report.reasons, cleaned.reasons_summary()) if len(r)])
     report.raw_deleted = tally.raw_deleted + cleaned.raw_deleted
     report.seconds["clean"] = time.perf_counter() - started
     return report

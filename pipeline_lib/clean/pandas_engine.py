@@ -185,39 +185,46 @@ def _changes(fields: pd.DataFrame) -> pd.Series:
     return pd.Series(rows, index=fields.index, dtype=object)
 
 
-def mark_duplicates(cleaned: pd.DataFrame) -> pd.DataFrame:
+def mark_duplicates(
+    cleaned: pd.DataFrame, max_duplicates: int | None = None
+) -> tuple[pd.DataFrame, pd.Index]:
     """Exact resubmissions (same student, same answers) collapse to the first received, which
-    lists the others in `duplicates`; a student with differing answers keeps every record, each
-    flagged `duplicate_conflict`. Records without a student number are never taken as duplicates."""
+    lists the next `max_duplicates` (default `rules.MAX_DUPLICATES`) in `duplicates`; a student with
+    differing answers keeps every record, each flagged `duplicate_conflict`. Records without a
+    student number are never taken as duplicates. Returns the kept records and the labels of the
+    records past the bound (in arrival order: received_at, nulls last, then submission_id), which
+    are not kept."""
+    bound = rules.MAX_DUPLICATES if max_duplicates is None else max_duplicates
     cleaned = cleaned.sort_values(["received_at", "submission_id"], kind="stable", na_position="last")
     if cleaned.empty:
-        return cleaned.assign(duplicates=pd.Series(dtype=object), duplicate_conflict=pd.Series(dtype=bool))
+        empty = {"duplicates": pd.Series(dtype=object), "duplicate_conflict": pd.Series(dtype=bool)}
+        return cleaned.assign(**empty), cleaned.index
     identified = cleaned["student_ref"].notna()
     texts = cleaned[VALUE_FIELDS].astype(str)
     content = texts.iloc[:, 0].str.cat([texts[c] for c in VALUE_FIELDS[1:]], sep="\x1f")
     groups = cleaned.loc[identified].groupby(
         [cleaned["school_id"], cleaned["student_ref"], content], sort=False
     )
-    first = ~cleaned.index.isin(cleaned.loc[identified].index) | ~groups.cumcount().reindex(
-        cleaned.index
-    ).fillna(0).gt(0)
+    # Each record's place in its group, in arrival order: 0 for the first (and the anonymous).
+    rank = groups.cumcount().reindex(cleaned.index).fillna(0)
     # Only groups of two or more records are visited in Python: a few among many thousands.
     repeated = groups["submission_id"].transform("size").gt(1)
     ids = cleaned.loc[identified, "submission_id"][repeated]
     others = {}
     for _, same in ids.groupby(groups.ngroup()[repeated], sort=False):
-        others[same.iloc[0]] = list(same.iloc[1:])
-    kept = cleaned[first].copy()
+        others[same.iloc[0]] = list(same.iloc[1 : 1 + bound])
+    kept = cleaned[rank.eq(0)].copy()
     kept["duplicates"] = kept["submission_id"].map(lambda sid: others.get(sid, []))
     per_student = kept.loc[kept["student_ref"].notna()].groupby(["school_id", "student_ref"])["submission_id"]
     conflicted = per_student.transform("size").gt(1)
     kept["duplicate_conflict"] = conflicted.reindex(kept.index, fill_value=False).astype(bool)
-    return kept
+    return kept, cleaned.index[rank.gt(bound)]
 
 
 def clean(raw: pd.DataFrame, known_schools: set[str]) -> rules.CleanResult:
-    """Raw text records -> cleaned records, quarantined records with reasons, and the raw ids to
-    delete (every input id: cleaned, quarantined, collapsed as duplicates or without consent)."""
+    """Raw text records -> cleaned records, quarantined records with reasons (a resubmission past
+    `rules.MAX_DUPLICATES` among them), and the raw ids to delete (every input id: cleaned,
+    quarantined, collapsed as duplicates or without consent)."""
     fields = clean_fields(raw)
     meta = raw.reindex(columns=META).astype(object).where(raw.reindex(columns=META).notna(), None)
     consent = fields["consent"].eq(True)
@@ -228,7 +235,12 @@ def clean(raw: pd.DataFrame, known_schools: set[str]) -> rules.CleanResult:
 
     cleaned = pd.concat([meta[ok], fields.loc[ok, VALUE_FIELDS]], axis=1)
     cleaned["changes"] = _changes(fields)[ok]
-    cleaned = mark_duplicates(cleaned)
+    cleaned, surplus = mark_duplicates(cleaned)
+    # Resubmissions past the bound go to quarantine with their values as typed, as rejects do.
+    if len(surplus):
+        bad = bad | bad.index.isin(surplus)
+        reasons = reasons.copy()
+        reasons[surplus] = pd.Series([[rules.resubmitted_too_often()] for _ in surplus], index=surplus)
 
     quarantine = meta[bad].copy()
     for name in FIELD_NAMES:

@@ -206,6 +206,22 @@ REASONS: dict[str, str] = {
 REASONS["consent_not_given"] = "consent {value} is not yes: the record may not be kept"
 REASONS["school_unknown"] = "school_id {value} is not a known school"
 
+# The resubmissions one cleaned record lists in `duplicates`, at most. Exact resubmissions collapse
+# to the first received, and its document holds every other id: anyone may send the same answers
+# 150,000 times with 100-character ids, and that one document (18.9 MB) was over the db-api's
+# 16 MiB limit, refused, and with it every later clean. Listing them also cost Spark a copy of the
+# list per record of the group. Later ones (in arrival order) go to quarantine with this reason.
+MAX_DUPLICATES = 1000
+REASONS["resubmitted_too_often"] = (
+    f"the same answers were sent more than {MAX_DUPLICATES} times: "
+    f"only the first and {MAX_DUPLICATES} resubmissions are kept"
+)
+# The field that reason names: a resubmission is the same student's (school and student number)
+# same answers again, as a conflict is the same student's other answers.
+RESUBMITTED_FIELD = "student_ref"
+# The column in which `spark_engine.mark_duplicates` flags the records past the bound.
+SURPLUS = "__surplus"
+
 
 def quoted(value: str | None) -> str:
     """How a raw value appears in a message (simple enough for Spark to build the same)."""
@@ -214,6 +230,12 @@ def quoted(value: str | None) -> str:
 
 def message(code: str, raw: str | None) -> str:
     return REASONS[code].replace("{value}", quoted(raw))
+
+
+def resubmitted_too_often() -> dict[str, str]:
+    """The reason of a record past `MAX_DUPLICATES` resubmissions (it quotes no value)."""
+    code = "resubmitted_too_often"
+    return {"code": code, "field": RESUBMITTED_FIELD, "message": message(code, None)}
 
 
 FIELD_NAMES = tuple(rule.name for rule in STUDENT_RULES)

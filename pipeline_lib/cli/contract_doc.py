@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Mapping
 
-from pipeline_lib.clean.rules import META, REASONS
+from pipeline_lib.clean.rules import MAX_DUPLICATES, META, REASONS
 from pipeline_lib.contract.fields import (
     CONSENT,
     FALSE_TOKENS,
@@ -179,8 +179,9 @@ non-breaking ones) made one, trimmed.
   the typed fields but `{CONSENT.name}`; `changes` (per changed field: `field`, `before`, `after`,
   the `rules` that changed it); `duplicates` (the `submission_id`s of exact resubmissions
   collapsed into this record: same school, student number and answers; a record without a
-  student number is never a duplicate); `duplicate_conflict` (true when one student number in
-  one school has differing answers; all of them are kept).
+  student number is never a duplicate; at most {MAX_DUPLICATES}, in the order received: later ones
+  are quarantined as `resubmitted_too_often`); `duplicate_conflict` (true when one student number
+  in one school has differing answers; all of them are kept).
 - `quarantine`, keyed by `submission_id`: {meta};
   every field as typed; `reasons` (per failed rule: `code`, `field`, `message`). The codes:
 
