@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections import OrderedDict
 from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 
+from web_app.bytes_cache import BytesCache
 from web_app.routes.result_views import chart_png
 
 MiB = 1024 * 1024
@@ -37,30 +37,6 @@ class ChartsBusy(RuntimeError):
         )
 
 
-class PngCache:
-    """PNGs by SVG digest, least recently used dropped first past `max_bytes`."""
-
-    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self.total_bytes = 0
-        self._pngs: OrderedDict[str, bytes] = OrderedDict()
-
-    def get(self, digest: str) -> bytes | None:
-        png = self._pngs.get(digest)
-        if png is not None:
-            self._pngs.move_to_end(digest)
-        return png
-
-    def put(self, digest: str, png: bytes) -> None:
-        if len(png) > self.max_bytes or digest in self._pngs:
-            return
-        self._pngs[digest] = png
-        self.total_bytes += len(png)
-        while self.total_bytes > self.max_bytes:
-            _, dropped = self._pngs.popitem(last=False)
-            self.total_bytes -= len(dropped)
-
-
 class ChartRenders:
     """PNGs of chart SVGs: each drawn once and kept; at most `at_once` drawn at a time, in worker
     threads, off the event loop. State lives on the event loop."""
@@ -74,7 +50,7 @@ class ChartRenders:
     ) -> None:
         self.at_once = at_once
         self.wait_seconds = wait_seconds
-        self.cache = PngCache(cache_bytes)
+        self.cache: BytesCache[str] = BytesCache(cache_bytes)  # PNGs by SVG digest
         self._render = render
         self._slots = asyncio.Semaphore(at_once)
         self._drawing: dict[str, asyncio.Task[bytes]] = {}

@@ -15,7 +15,6 @@ import asyncio
 import html
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import nbformat
 from starlette.concurrency import run_in_threadpool
 
+from web_app.bytes_cache import BytesCache
 from web_app.sanitise import clean_html
 
 NOTEBOOK_CSP = (
@@ -156,28 +156,11 @@ def render_archived(path: Path, max_bytes: int) -> tuple[NotebookVersion, bytes,
     return version, render_html(notebook).encode(), settled
 
 
-class RenderedCache:
+class RenderedCache(BytesCache[NotebookVersion]):
     """Rendered pages by notebook version, least recently viewed dropped first past `max_bytes`."""
 
     def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self.total_bytes = 0
-        self._pages: OrderedDict[NotebookVersion, bytes] = OrderedDict()
-
-    def get(self, version: NotebookVersion) -> bytes | None:
-        page = self._pages.get(version)
-        if page is not None:
-            self._pages.move_to_end(version)
-        return page
-
-    def put(self, version: NotebookVersion, page: bytes) -> None:
-        if len(page) > self.max_bytes or version in self._pages:
-            return
-        self._pages[version] = page
-        self.total_bytes += len(page)
-        while self.total_bytes > self.max_bytes:
-            _, dropped = self._pages.popitem(last=False)
-            self.total_bytes -= len(dropped)
+        super().__init__(max_bytes)
 
 
 Renderer = Callable[[Path, int], tuple[NotebookVersion, bytes, bool]]
