@@ -122,6 +122,7 @@ def _overall_math(client: DbApiClient, *, analyst: bool = False) -> tuple[int, f
     return row[n], row[mean]
 
 
+@pytest.mark.slow  # three process runs
 def test_a_run_that_died_mid_publication_cannot_let_the_next_give_away_a_late_student(
     sqlite_client: DbApiClient,
 ) -> None:
@@ -170,6 +171,7 @@ def test_a_publication_that_lost_its_staged_release_stops_the_run_saying_how_to_
         previous_release(sqlite_client)
 
 
+@pytest.mark.slow  # a process run and an analysis
 def test_an_analysis_publishes_nothing_while_the_process_runs_publication_is_cut_off(
     sqlite_client: DbApiClient,
 ) -> None:
