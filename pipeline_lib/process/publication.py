@@ -125,8 +125,8 @@ def _complete(
         client.delete_ids(PROCESSED, removed)
     client.put_document(RELEASES, release_id, dict(release))
     client.delete_ids(RELEASES, [_marker(release_id)])
-    client.delete_ids(RELEASES, [_staged_release(release_id)])
-    _remove_stage(client, release_id)
+    client.delete_ids(RELEASES, [_staged_release(release_id), *(_staged(release_id, k) for k in documents)])
+    _remove_stage(client, release_id)  # what is left: a stage a run that died before its marker left
 
 
 def _remove_stage(client: DbApiClient, release_id: str) -> None:
