@@ -71,10 +71,7 @@ def pending_release(client: DbApiClient, release_id: str) -> dict[str, Any] | No
     against. None when there is none."""
     if client.get_document(RELEASES, _marker(release_id)) is None:
         return None
-    staged = client.get_document(RELEASES, _staged_release(release_id))
-    if staged is None:  # a marker is written after its release: a store that lost it
-        raise _lost(release_id, "its release")
-    return _without_id(staged)
+    return _staged_release_of(client, release_id)
 
 
 def finish_unfinished(client: DbApiClient, release_id: str) -> bool:
@@ -88,10 +85,17 @@ def finish_unfinished(client: DbApiClient, release_id: str) -> bool:
         if staged is None:  # staged before the marker was written: a store that lost it
             raise _lost(release_id, f"document {key!r}")
         stored[key] = {name: value for name, value in _without_id(staged).items() if name != STAGED_FOR}
-    release = pending_release(client, release_id)
-    assert release is not None  # its marker was read above, and only a publication removes it
+    release = _staged_release_of(client, release_id)
     _complete(client, release_id, stored, release, list(marker["removed"]))
     return True
+
+
+def _staged_release_of(client: DbApiClient, release_id: str) -> dict[str, Any]:
+    """The staged release of a publication whose marker was read."""
+    staged = client.get_document(RELEASES, _staged_release(release_id))
+    if staged is None:  # a marker is written after its release: a store that lost it
+        raise _lost(release_id, "its release")
+    return _without_id(staged)
 
 
 def discard(client: DbApiClient, release_id: str) -> bool:

@@ -100,15 +100,9 @@ async def kernel_channels(websocket: WebSocket, kernel_id: str) -> None:
         )
         await websocket.close(code=TRY_AGAIN_LATER)
         return
-    if theirs:
-        log.warning(
-            "live dashboard socket refused: another account's kernel",
-            extra={"kernel": kernel_id, "account": user.username, "limit": "owner"},
-        )
-        await websocket.close(code=POLICY_VIOLATION)
-        return
     live = websocket.app.state.live_kernels
-    if refused := live.take_socket(kernel_id, user.username):
+    # take_socket checks this process's owner again, with no await between the check and the take.
+    if refused := "owner" if theirs else live.take_socket(kernel_id, user.username):
         why = "another account's kernel" if refused == "owner" else "too many sockets"
         log.warning(
             f"live dashboard socket refused: {why}",
